@@ -1,0 +1,69 @@
+//! Playing the operator: enrollments, key listing, unlock, revoke.
+
+use hyper::Method;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::transport::{Connection, Result};
+
+/// `subject` of an enrollment (API.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Subject {
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrollmentRequest {
+    pub subject: Subject,
+    pub ca: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    pub platforms: Vec<String>,
+    pub validity_days: u32,
+}
+
+/// `{enrollment_id, activation_code, expires_at}`
+pub async fn create_enrollment(conn: &mut Connection, req: &EnrollmentRequest) -> Result<Value> {
+    let body = serde_json::to_value(req).map_err(|e| crate::transport::Error::Config(e.to_string()))?;
+    conn.json(Method::POST, "/v1/enrollments", Some(&body)).await
+}
+
+pub async fn list_keys(conn: &mut Connection, subject: Option<&str>, status: Option<&str>) -> Result<Value> {
+    let mut query = Vec::new();
+    if let Some(s) = subject {
+        query.push(format!("subject={}", percent_encode(s)));
+    }
+    if let Some(s) = status {
+        query.push(format!("status={}", percent_encode(s)));
+    }
+    let path = if query.is_empty() { "/v1/keys".to_owned() } else { format!("/v1/keys?{}", query.join("&")) };
+    conn.json(Method::GET, &path, None).await
+}
+
+pub async fn get_key(conn: &mut Connection, key_id: &str) -> Result<Value> {
+    conn.json(Method::GET, &format!("/v1/keys/{key_id}"), None).await
+}
+
+pub async fn unlock(conn: &mut Connection, key_id: &str) -> Result<Value> {
+    conn.json(Method::POST, &format!("/v1/keys/{key_id}/unlock"), None).await
+}
+
+pub async fn revoke(conn: &mut Connection, key_id: &str, reason: &str) -> Result<Value> {
+    conn.json(Method::POST, &format!("/v1/keys/{key_id}/revoke"), Some(&json!({ "reason": reason }))).await
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! The reference client of mcsd: plays a phone ([`phone`]), an operator ([`admin`]) and
+//! speaks mutual-TLS HTTP to the daemon ([`transport`]). Used by the `mcs` CLI, the demo,
+//! the end-to-end tests and the benchmarks.
+
+pub mod admin;
+pub mod gateway;
+pub mod phone;
+pub mod transport;
+
+pub use transport::{ApiError, Connection, Endpoint, Error};

@@ -1,0 +1,483 @@
+//! `mcs`: the reference client on the command line — a phone, a gateway or an operator.
+//!
+//! Exit codes: 0 ok, 1 the server or the operation failed (`error: <code>: <message>` on
+//! stderr), 2 usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use mcs_client::admin::{self, EnrollmentRequest, Subject};
+use mcs_client::gateway;
+use mcs_client::phone::{Phone, PhoneState, ScanCode, SignMode, fetch_task, public_key_pem};
+use mcs_client::{Connection, Endpoint, Error};
+
+#[derive(Parser)]
+#[command(name = "mcs", version, about = "Reference client for mcsd (phone, gateway, operator)")]
+struct Cli {
+    /// Daemon URL, https://host:port
+    #[arg(long, env = "MCS_SERVER", global = true)]
+    server: Option<String>,
+    /// CA certificate (PEM) that signed the daemon's certificate.
+    #[arg(long, env = "MCS_CACERT", global = true)]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, env = "MCS_CERT", global = true)]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, env = "MCS_KEY", global = true)]
+    key: Option<PathBuf>,
+    /// Shortcut: a dev PKI directory (as written by `mcsd dev-init`), with --as.
+    #[arg(long, global = true)]
+    pki: Option<PathBuf>,
+    /// Identity in --pki: admin, gateway, gateway2, app1, app2.
+    #[arg(long = "as", global = true)]
+    identity: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct PinArgs {
+    /// The certificate PIN (or MCS_PIN, or --pin-file).
+    #[arg(long, env = "MCS_PIN", hide_env_values = true)]
+    pin: Option<String>,
+    #[arg(long)]
+    pin_file: Option<PathBuf>,
+}
+
+impl PinArgs {
+    fn get(&self) -> Result<String, Error> {
+        match (&self.pin, &self.pin_file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| Error::Config(format!("{}: {e}", f.display()))),
+            (None, None) => prompt_pin(),
+        }
+    }
+}
+
+/// Ask for the PIN on the terminal (echo off), as the phone app would.
+fn prompt_pin() -> Result<String, Error> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::Config("a PIN is required: --pin, MCS_PIN or --pin-file".into()));
+    }
+    eprint!("certificate PIN: ");
+    let _ = std::io::stderr().flush();
+    let stty = |arg: &str| std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status();
+    let _ = stty("-echo");
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = stty("echo");
+    eprintln!();
+    read.map_err(|e| Error::Config(format!("reading the PIN: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Phone commands.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Scan-gateway commands (a trading platform).
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Create a scan task; prints {task_id, token, qr, expires_at}.
+    CreateTask {
+        /// login, sign, decrypt or encrypt
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        title: String,
+        /// The challenge / message / ciphertext / plaintext, from a file.
+        #[arg(long)]
+        data_file: PathBuf,
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+        #[arg(long)]
+        callback_url: Option<String>,
+    },
+    /// Wait for a task's outcome (long-poll) and print it.
+    Wait {
+        task_id: String,
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        /// Write a decrypt plaintext here instead of printing it (base64) in the JSON.
+        #[arg(long)]
+        plaintext_out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an enrollment; prints its id and one-time activation code.
+    Enroll {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org_name: Option<String>,
+        #[arg(long)]
+        credit_code: Option<String>,
+        #[arg(long)]
+        id_number: Option<String>,
+        #[arg(long)]
+        ca: String,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        validity_days: u32,
+    },
+    /// List keys.
+    Keys {
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one key.
+    Key { id: String },
+    /// Clear a key's PIN lock.
+    Unlock { id: String },
+    /// Revoke a key (its share is destroyed).
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Activate an enrollment on this phone; writes the phone state file.
+    Activate {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        enrollment: String,
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Sign a file or a digest e with the daemon; writes/prints a DER signature.
+    Sign {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, conflicts_with = "hash", required_unless_present = "hash")]
+        r#in: Option<PathBuf>,
+        /// The digest e (64 hex characters) instead of a file.
+        #[arg(long)]
+        hash: Option<String>,
+        /// canonical (default) or fixed_k3
+        #[arg(long, default_value = "canonical")]
+        mode: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Decrypt an SM2 ciphertext (C1C3C2 or DER) with the daemon.
+    Decrypt {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        r#in: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Change the PIN (the old one via --pin).
+    ChangePin {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        new_pin: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Print the joint public key as PEM.
+    Pubkey {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show this phone's key as the daemon sees it.
+    Key {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Scan a task QR code: show what is asked, then do it with the PIN.
+    Scan {
+        qr: String,
+        #[arg(long)]
+        state: PathBuf,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Co-sign several scanned signing tasks with one PIN entry.
+    Batch {
+        /// QR codes
+        #[arg(required = true)]
+        qr: Vec<String>,
+        #[arg(long)]
+        state: PathBuf,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Refuse a task (no PIN: refusing proves nothing).
+    Reject {
+        qr: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke this phone's key.
+    Revoke {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+}
+
+fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {
+    let server = cli.server.clone().ok_or_else(|| Error::Config("--server (or MCS_SERVER) is required".into()))?;
+    let (ca, cert, key) = match (&cli.pki, &cli.identity) {
+        (Some(dir), Some(who)) => (
+            dir.join("ca.pem"),
+            Some(dir.join(format!("{who}.pem"))),
+            Some(dir.join(format!("{who}.key"))),
+        ),
+        (Some(_), None) => return Err(Error::Config("--pki needs --as <identity>".into())),
+        _ => (
+            cli.cacert.clone().ok_or_else(|| Error::Config("--cacert (or --pki) is required".into()))?,
+            cli.cert.clone(),
+            cli.key.clone(),
+        ),
+    };
+    Ok(Endpoint { base_url: server, ca_file: ca, cert_file: cert, key_file: key })
+}
+
+/// What the phone shows before asking for the PIN.
+fn describe_task(view: &serde_json::Value) {
+    use base64::Engine;
+    eprintln!("platform {} asks you to {}:", view["platform"].as_str().unwrap_or("?"), view["kind"].as_str().unwrap_or("?"));
+    eprintln!("  {}", view["display"]["title"].as_str().unwrap_or(""));
+    if let Some(detail) = view["display"]["detail"].as_str() {
+        eprintln!("  {detail}");
+    }
+    let data = view["data"]["message"].as_str().or(view["data"]["challenge"].as_str());
+    if let Some(bytes) = data.and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok()) {
+        match std::str::from_utf8(&bytes) {
+            Ok(text) if text.len() <= 2000 => eprintln!("  data: {text}"),
+            _ => eprintln!("  data: {} bytes", bytes.len()),
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    if !v.is_null() {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+}
+
+fn write_out(out: &Option<PathBuf>, bytes: &[u8]) -> Result<(), Error> {
+    match out {
+        Some(path) => std::fs::write(path, bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display()))),
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(bytes).map_err(|e| Error::Config(e.to_string()))
+        }
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let ep = endpoint(&cli)?;
+    let mut conn = Connection::connect(&ep).await?;
+    let conn = &mut conn;
+    match cli.command {
+        Command::Admin { command } => match command {
+            AdminCommand::Enroll { kind, name, org_name, credit_code, id_number, ca, profile, platforms, validity_days } => {
+                let req = EnrollmentRequest {
+                    subject: Subject { kind, name, org_name, credit_code, id_number },
+                    ca,
+                    profile,
+                    platforms,
+                    validity_days,
+                };
+                print_json(&admin::create_enrollment(conn, &req).await?);
+            }
+            AdminCommand::Keys { subject, status } => {
+                print_json(&admin::list_keys(conn, subject.as_deref(), status.as_deref()).await?)
+            }
+            AdminCommand::Key { id } => print_json(&admin::get_key(conn, &id).await?),
+            AdminCommand::Unlock { id } => {
+                admin::unlock(conn, &id).await?;
+                println!("unlocked {id}");
+            }
+            AdminCommand::Revoke { id, reason } => print_json(&admin::revoke(conn, &id, &reason).await?),
+        },
+        Command::Gateway { command } => match command {
+            GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url } => {
+                let bytes = read_file(&data_file)?;
+                let field = match kind.as_str() {
+                    "login" => "challenge",
+                    "sign" => "message",
+                    "decrypt" => "ciphertext",
+                    "encrypt" => "plaintext",
+                    other => return Err(Error::Config(format!("unknown kind `{other}`"))),
+                };
+                let data = serde_json::json!({ field: base64::engine::general_purpose::STANDARD.encode(bytes) });
+                print_json(&gateway::create_task(conn, &kind, &title, data, ttl_secs, callback_url.as_deref()).await?);
+            }
+            GatewayCommand::Wait { task_id, wait, plaintext_out } => {
+                let mut out = gateway::result(conn, &task_id, wait).await?;
+                if let (Some(path), Some(p)) = (&plaintext_out, out["result"]["plaintext"].as_str()) {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(p)
+                        .map_err(|e| Error::Protocol(format!("plaintext: {e}")))?;
+                    write_out(&Some(path.clone()), &bytes)?;
+                    out["result"]["plaintext"] = serde_json::json!(format!("(written to {})", path.display()));
+                }
+                print_json(&out);
+            }
+        },
+        Command::App { command } => match command {
+            AppCommand::Activate { state, enrollment, code, pin } => {
+                let phone = Phone::activate(conn, &ep.base_url, &enrollment, &code, &pin.get()?).await?;
+                phone.state.save(&state)?;
+                println!("activated key {} (public key {})", phone.key_id(), phone.state.public_key);
+            }
+            AppCommand::Sign { state, r#in, hash, mode, out, pin } => {
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                let mode = match mode.as_str() {
+                    "canonical" => SignMode::Canonical,
+                    "fixed_k3" => SignMode::FixedK3,
+                    other => return Err(Error::Config(format!("unknown mode `{other}`"))),
+                };
+                let sig = match (r#in, hash) {
+                    (Some(path), None) => phone.sign_message(conn, &read_file(&path)?, mode).await?,
+                    (None, Some(h)) => {
+                        let e = sm2_2p::digest_from_hex(&h).map_err(|e| Error::Config(format!("--hash: {e}")))?;
+                        phone.sign_hash(conn, &e, mode).await?
+                    }
+                    _ => return Err(Error::Config("give --in FILE or --hash HEX".into())),
+                };
+                let der = sig.to_der();
+                if let Some(path) = &out {
+                    write_out(&Some(path.clone()), &der)?;
+                }
+                println!("{}", base64::engine::general_purpose::STANDARD.encode(&der));
+            }
+            AppCommand::Decrypt { state, r#in, out, pin } => {
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                let plaintext = phone.decrypt(conn, &read_file(&r#in)?).await?;
+                write_out(&out, &plaintext)?;
+            }
+            AppCommand::ChangePin { state, new_pin, pin } => {
+                let mut phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                phone.change_pin(conn, &new_pin).await?;
+                phone.state.save(&state)?;
+                println!("PIN changed");
+            }
+            AppCommand::Pubkey { state, out } => {
+                let state = PhoneState::load(&state)?;
+                let p = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(e.to_string()))?;
+                write_out(&out, public_key_pem(&p).as_bytes())?;
+            }
+            AppCommand::Key { state } => {
+                let state = PhoneState::load(&state)?;
+                print_json(&admin::get_key(conn, &state.key_id).await?);
+            }
+            AppCommand::Scan { qr, state, pin } => {
+                let code = ScanCode::parse(&qr)?;
+                let view = fetch_task(conn, &code).await?;
+                describe_task(&view);
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                phone.scan(conn, &code).await?;
+                println!("done: {} task {} completed", view["kind"].as_str().unwrap_or("?"), code.task_id);
+            }
+            AppCommand::Batch { qr, state, pin } => {
+                let codes = qr.iter().map(|q| ScanCode::parse(q)).collect::<Result<Vec<_>, _>>()?;
+                for code in &codes {
+                    describe_task(&fetch_task(conn, code).await?);
+                }
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                let mut failed = false;
+                for (code, r) in codes.iter().zip(phone.batch_sign(conn, &codes).await?) {
+                    match r {
+                        Ok(_) => println!("{}: completed", code.task_id),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("{}: {e}", code.task_id);
+                        }
+                    }
+                }
+                if failed {
+                    return Err(Error::Protocol("some tasks were not signed".into()));
+                }
+            }
+            AppCommand::Reject { qr, reason } => {
+                let code = ScanCode::parse(&qr)?;
+                let body = serde_json::json!({ "token": code.token, "reason": reason });
+                conn.json(hyper::Method::POST, &format!("/v1/tasks/{}/reject", code.task_id), Some(&body)).await?;
+                println!("rejected {}", code.task_id);
+            }
+            AppCommand::Revoke { state, reason, pin } => {
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                print_json(&phone.revoke(conn, &reason).await?);
+            }
+        },
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Config(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Mutual-TLS HTTP/1.1 with keep-alive to the daemon, and the API's error shape.
+//!
+//! One [`Connection`] is one TLS connection reused for many requests (reconnected
+//! transparently when the server closed it). Non-2xx answers become [`Error::Api`] with the
+//! code, message and extra fields of API.md; anything below HTTP (TCP, TLS handshake, a
+//! client certificate the server refused) is [`Error::Connect`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{CONTENT_TYPE, HOST, RETRY_AFTER};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::{Map, Value};
+use tokio_rustls::TlsConnector;
+
+/// Where the daemon is and who we are.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `https://host:port`
+    pub base_url: String,
+    pub ca_file: PathBuf,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// An error answer of the API (`{"error": {"code", "message", ...}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    /// Extra fields, e.g. `remaining_attempts`.
+    pub extra: Map<String, Value>,
+    pub retry_after: Option<u64>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(n) = self.extra.get("remaining_attempts") {
+            write!(f, " (remaining attempts: {n})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    /// TCP or TLS failure, including the server refusing our certificate.
+    #[error("connection: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Api(ApiError),
+    /// The server answered something this client cannot understand.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The API error code, if this is an API error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A raw answer.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: Value,
+}
+
+impl Response {
+    /// `Ok(body)` for 2xx, else the API error.
+    pub fn into_result(self) -> Result<Value> {
+        if (200..300).contains(&self.status) {
+            return Ok(self.body);
+        }
+        let err = self.body.get("error").and_then(Value::as_object).cloned().unwrap_or_default();
+        let code = err.get("code").and_then(Value::as_str).unwrap_or("unknown").to_owned();
+        let message = err.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
+        let extra = err.into_iter().filter(|(k, _)| k != "code" && k != "message").collect();
+        Err(Error::Api(ApiError { status: self.status, code, message, extra, retry_after: self.retry_after }))
+    }
+}
+
+/// A keep-alive connection to the daemon.
+pub struct Connection {
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+impl Connection {
+    /// Load the TLS material and connect (TCP + TLS handshake).
+    pub async fn connect(ep: &Endpoint) -> Result<Connection> {
+        let rest = ep
+            .base_url
+            .strip_prefix("https://")
+            .ok_or_else(|| Error::Config(format!("server URL must start with https://: {}", ep.base_url)))?
+            .trim_end_matches('/');
+        let (host, port) = rest
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().ok()?)))
+            .ok_or_else(|| Error::Config(format!("server URL needs host:port: {}", ep.base_url)))?;
+        let server_name =
+            ServerName::try_from(host.clone()).map_err(|e| Error::Config(format!("server name {host}: {e}")))?;
+
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut read(&ep.ca_file)?.as_slice()) {
+            let cert = cert.map_err(|e| Error::Config(format!("{}: {e}", ep.ca_file.display())))?;
+            roots.add(cert).map_err(|e| Error::Config(format!("{}: {e}", ep.ca_file.display())))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match (&ep.cert_file, &ep.key_file) {
+            (Some(cert), Some(key)) => {
+                let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::Config(format!("{}: {e}", cert.display())))?;
+                let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+                    .map_err(|e| Error::Config(format!("{}: {e}", key.display())))?
+                    .ok_or_else(|| Error::Config(format!("{}: no private key", key.display())))?;
+                builder.with_client_auth_cert(certs, key).map_err(|e| Error::Config(e.to_string()))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => return Err(Error::Config("client certificate and key go together".into())),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut conn =
+            Connection { host, port, server_name, connector: TlsConnector::from(Arc::new(config)), sender: None };
+        conn.reconnect().await?;
+        Ok(conn)
+    }
+
+    async fn reconnect(&mut self) -> Result<()> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| Error::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| Error::Connect(format!("TLS handshake: {e}")))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| Error::Connect(format!("HTTP handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    /// Send one request; `body` is sent as JSON. Returns whatever the server answered.
+    pub async fn call(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        self.call_bytes(method, path, bytes).await
+    }
+
+    /// Send raw bytes as the JSON body (tests use this for malformed input).
+    pub async fn call_bytes(&mut self, method: Method, path: &str, body: Bytes) -> Result<Response> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.reconnect().await?;
+        }
+        let sender = self.sender.as_mut().ok_or_else(|| Error::Connect("not connected".into()))?;
+        sender.ready().await.map_err(|e| Error::Connect(e.to_string()))?;
+        let mut req = Request::builder().method(method).uri(path).header(HOST, &self.host);
+        if !body.is_empty() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(Full::new(body)).map_err(|e| Error::Config(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            self.sender = None;
+            Error::Connect(describe(&e))
+        })?;
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let bytes = resp.into_body().collect().await.map_err(|e| Error::Connect(e.to_string()))?.to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("answer is not JSON: {e}")))?
+        };
+        Ok(Response { status, retry_after, body })
+    }
+
+    /// Send and require success; the body of a 2xx answer, or the API error.
+    pub async fn json(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        self.call(method, path, body).await?.into_result()
+    }
+}
+
+/// The full chain of an error (hyper hides the TLS alert in its source).
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

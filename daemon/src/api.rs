@@ -1,0 +1,1022 @@
+//! The HTTP API: the only module that knows HTTP and JSON.
+//!
+//! Each request: limit and read the body, route by method and path, check the caller's
+//! role, decode JSON strictly (`deny_unknown_fields`), validate every encoded value
+//! (points, scalars, digests, hex) — all before any domain call, so bad input changes no
+//! state — then call the domain service and render its answer or its [`ApiError`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::config::Role;
+use crate::error::ApiError;
+use crate::keys::{Activation, Actor, KeyService, NewEnrollment, PinProof, SignMode, SignOutput};
+use crate::store::{KeyRecord, KeyStatus, Subject, SubjectKind, TaskData, TaskDisplay, TaskRecord};
+use crate::plugins::PluginHost;
+use crate::tasks::{Claimed, NewTask, NewTaskData, TaskService, kind_str, status_str};
+use crate::tls::Caller;
+
+pub struct Api {
+    pub keys: Arc<KeyService>,
+    pub tasks: Arc<TaskService>,
+    pub plugins: Arc<PluginHost>,
+    pub max_body_bytes: usize,
+    request_seq: AtomicU64,
+}
+
+pub type Body = Full<Bytes>;
+
+impl Api {
+    pub fn new(keys: Arc<KeyService>, tasks: Arc<TaskService>, plugins: Arc<PluginHost>, max_body_bytes: usize) -> Self {
+        Api { keys, tasks, plugins, max_body_bytes, request_seq: AtomicU64::new(0) }
+    }
+
+    /// Serve one request from an authenticated connection. `caller` is `Err` when the
+    /// certificate verified but did not determine a role.
+    pub async fn handle(&self, caller: &Result<Caller, String>, req: Request<Incoming>) -> Response<Body> {
+        let request_id = format!("r{:x}", self.request_seq.fetch_add(1, Ordering::Relaxed));
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let span = tracing::info_span!("request", id = %request_id, %method, %path,
+            role = caller.as_ref().map(|c| c.role().as_str()).unwrap_or("none"),
+            caller = caller.as_ref().map(|c| c.identity()).unwrap_or(""));
+        let _enter = span.enter();
+        let result = match caller {
+            Ok(caller) => self.route(caller, req).await,
+            Err(why) => Err(ApiError::Unauthenticated(why.clone())),
+        };
+        let mut resp = match result {
+            Ok((status, body)) => respond(status, body),
+            Err(e) => {
+                tracing::info!(code = e.code(), "request refused");
+                let mut r = respond(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Some(e.body()));
+                if let Some(secs) = e.retry_after() {
+                    r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+                }
+                r
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+
+    async fn route(&self, caller: &Caller, req: Request<Incoming>) -> Result<(StatusCode, Option<Value>), ApiError> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let body = read_body(req, self.max_body_bytes).await?;
+        let keys = &self.keys;
+        match (&method, segments.as_slice()) {
+            (&Method::POST, ["v1", "enrollments"]) => {
+                allow(caller, &[Role::Admin])?;
+                let req: EnrollmentRequest = parse(&body)?;
+                let req = req.validate()?;
+                if !self.plugins.is_loaded(&req.ca) {
+                    return Err(ApiError::bad_request(format!("no CA adapter named `{}` is loaded", req.ca)));
+                }
+                let created = keys.create_enrollment(req).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    Some(json!({
+                        "enrollment_id": created.enrollment_id,
+                        "activation_code": created.activation_code,
+                        "expires_at": rfc3339(created.expires_at),
+                    })),
+                ))
+            }
+            (&Method::POST, ["v1", "enrollments", id, "activate"]) => {
+                let device = device_of(caller)?;
+                let req: ActivateRequest = parse(&body)?;
+                let p1 = sm2_2p::point_from_hex(&req.p1)?;
+                let (_, verifier) = decode_pin(&req.pin)?;
+                let key = keys
+                    .activate(Activation {
+                        enrollment_id: (*id).to_owned(),
+                        activation_code: req.activation_code,
+                        device_id: device.to_owned(),
+                        p1,
+                        pin_verifier: verifier,
+                    })
+                    .await?;
+                let csr = self.tasks.create_csr_task(&key).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    Some(json!({
+                        "key_id": key.id,
+                        "public_key": key.public_key,
+                        "csr_task": { "task_id": csr.task_id, "token": csr.token },
+                    })),
+                ))
+            }
+            (&Method::GET, ["v1", "keys"]) => {
+                let actor = actor_of(caller)?;
+                let (subject, status) = key_filters(&query)?;
+                let list = keys.list(&actor, subject.as_deref(), status)?;
+                let max = keys.pin_max_attempts();
+                Ok((StatusCode::OK, Some(json!({ "keys": list.iter().map(|k| key_view(k, max)).collect::<Vec<_>>() }))))
+            }
+            (&Method::GET, ["v1", "keys", id]) => {
+                let actor = actor_of(caller)?;
+                no_body(&body)?;
+                let key = keys.key_for(id, &actor)?;
+                Ok((StatusCode::OK, Some(key_view(&key, keys.pin_max_attempts()))))
+            }
+            (&Method::POST, ["v1", "keys", id, "sign"]) => {
+                let device = device_of(caller)?;
+                let req: SignRequest = parse(&body)?;
+                let e = sm2_2p::digest_from_hex(&req.e)?;
+                let q1 = sm2_2p::point_from_hex(&req.q1)?;
+                check_proof_encoding(&req.pin_proof)?;
+                let mode = match req.mode.as_deref() {
+                    None | Some("canonical") => SignMode::Canonical,
+                    Some("fixed_k3") => SignMode::FixedK3,
+                    Some(other) => return Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
+                };
+                let proof = PinProof { op: "sign", fields: vec![&req.e, &req.q1], proof: &req.pin_proof };
+                let out = keys.sign(id, device, e, q1, mode, proof).await?;
+                let body = match out {
+                    SignOutput::Canonical(r) => json!({
+                        "r": sm2_2p::scalar_to_hex(&r.r),
+                        "s2": sm2_2p::scalar_to_hex(&r.s2),
+                        "s3": sm2_2p::scalar_to_hex(&r.s3),
+                    }),
+                    SignOutput::FixedK3(r) => json!({
+                        "r": sm2_2p::scalar_to_hex(&r.r),
+                        "s3": sm2_2p::scalar_to_hex(&r.s3),
+                    }),
+                };
+                Ok((StatusCode::OK, Some(body)))
+            }
+            (&Method::POST, ["v1", "keys", id, "decrypt"]) => {
+                let device = device_of(caller)?;
+                let req: DecryptRequest = parse(&body)?;
+                let t1 = sm2_2p::point_from_hex(&req.t1)?;
+                check_proof_encoding(&req.pin_proof)?;
+                let proof = PinProof { op: "decrypt", fields: vec![&req.t1], proof: &req.pin_proof };
+                let t2 = keys.decrypt(id, device, t1, proof).await?;
+                Ok((StatusCode::OK, Some(json!({ "t2": sm2_2p::point_to_hex(&t2) }))))
+            }
+            (&Method::POST, ["v1", "keys", id, "pin"]) => {
+                let device = device_of(caller)?;
+                let req: ChangePinRequest = parse(&body)?;
+                check_proof_encoding(&req.pin_proof)?;
+                let (_, verifier) = decode_pin(&req.new_pin)?;
+                let proof =
+                    PinProof { op: "pin", fields: vec![&req.new_pin.salt, &req.new_pin.verifier], proof: &req.pin_proof };
+                keys.change_pin(id, device, verifier, proof).await?;
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::POST, ["v1", "keys", id, "unlock"]) => {
+                allow(caller, &[Role::Admin])?;
+                if !body.is_empty() {
+                    let _: Empty = parse(&body)?;
+                }
+                keys.unlock(id).await?;
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::POST, ["v1", "keys", id, "revoke"]) => {
+                let actor = actor_of(caller)?;
+                let req: RevokeRequest = parse(&body)?;
+                const REASONS: [&str; 5] =
+                    ["key_compromise", "superseded", "cessation", "affiliation_changed", "unspecified"];
+                if !REASONS.contains(&req.reason.as_str()) {
+                    return Err(ApiError::bad_request(format!("unknown reason `{}`", req.reason)));
+                }
+                let proof = match (&actor, &req.pin_proof) {
+                    (Actor::Device(_), Some(p)) => {
+                        check_proof_encoding(p)?;
+                        Some(PinProof { op: "revoke", fields: vec![&req.reason], proof: p })
+                    }
+                    (Actor::Device(_), None) => return Err(ApiError::bad_request("pin_proof is required")),
+                    (Actor::Admin, Some(_)) => return Err(ApiError::bad_request("pin_proof is for phones only")),
+                    (Actor::Admin, None) => None,
+                };
+                let key = keys.revoke(id, &actor, &req.reason, proof).await?;
+                Ok((StatusCode::OK, Some(key_view(&key, keys.pin_max_attempts()))))
+            }
+            (&Method::POST, ["v1", "keys", id, "successor"]) => {
+                allow(caller, &[Role::Admin])?;
+                let req: SuccessorRequest = parse(&body)?;
+                if !["renew", "change", "reissue"].contains(&req.reason.as_str()) {
+                    return Err(ApiError::bad_request(format!("unknown reason `{}`", req.reason)));
+                }
+                if req.validity_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+                    return Err(ApiError::bad_request("validity_days must be 1..=3650"));
+                }
+                if let Some(s) = &req.subject {
+                    check_subject(s)?;
+                }
+                let created = keys.create_successor(id, &req.reason, req.subject, req.validity_days).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    Some(json!({
+                        "enrollment_id": created.enrollment_id,
+                        "activation_code": created.activation_code,
+                        "expires_at": rfc3339(created.expires_at),
+                        "predecessor": id,
+                    })),
+                ))
+            }
+            (&Method::POST, ["v1", "keys", id, "platforms"]) => {
+                allow(caller, &[Role::Admin])?;
+                let req: PlatformRequest = parse(&body)?;
+                let (until, once) = req.validate()?;
+                let key = keys.authorize_platform(id, &req.platform, until, once).await?;
+                Ok((StatusCode::CREATED, Some(key_view(&key, keys.pin_max_attempts()))))
+            }
+            (&Method::DELETE, ["v1", "keys", id, "platforms", platform]) => {
+                allow(caller, &[Role::Admin])?;
+                no_body(&body)?;
+                keys.remove_platform(id, &percent_decode(platform)?).await?;
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::GET, ["v1", "plugins"]) => {
+                allow(caller, &[Role::Admin])?;
+                no_body(&body)?;
+                Ok((StatusCode::OK, Some(json!({ "plugins": self.plugins.list() }))))
+            }
+            (&Method::GET, ["v1", "plugins", name, "crl"]) => {
+                no_body(&body)?;
+                let answer = self.plugins.call(name, "crl", &json!({})).await?;
+                if answer.get("crl").and_then(Value::as_str).is_none() {
+                    let reason = "crl answer lacks `crl`".into();
+                    return Err(crate::plugins::PluginError::Failed { adapter: (*name).to_owned(), reason }.into());
+                }
+                Ok((StatusCode::OK, Some(answer)))
+            }
+            (&Method::GET, ["v1", "plugins", name, "status"]) => {
+                no_body(&body)?;
+                let serial = query_param(&query, "serial")?.ok_or_else(|| ApiError::bad_request("serial is required"))?;
+                if serial.is_empty() || serial.len() > 64 || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(ApiError::bad_request("serial must be hex"));
+                }
+                let answer = self.plugins.call(name, "status", &json!({ "serial": serial.to_ascii_lowercase() })).await?;
+                Ok((StatusCode::OK, Some(answer)))
+            }
+            (&Method::POST, ["v1", "tasks"]) => {
+                let platform = platform_of(caller)?;
+                let req: CreateTaskRequest = parse(&body)?;
+                let created = self.tasks.create(platform, req.validate()?).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    Some(json!({
+                        "task_id": created.task_id,
+                        "token": created.token,
+                        "qr": created.qr,
+                        "expires_at": rfc3339(created.expires_at),
+                    })),
+                ))
+            }
+            (&Method::POST, ["v1", "tasks", "batch", "cosign"]) => {
+                let device = device_of(caller)?;
+                let req: BatchRequest = parse(&body)?;
+                check_proof_encoding(&req.pin_proof)?;
+                if req.items.is_empty() || req.items.len() > 100 {
+                    return Err(ApiError::bad_request("items must hold 1..=100 tasks"));
+                }
+                let mut items = Vec::with_capacity(req.items.len());
+                for item in req.items {
+                    let q1 = sm2_2p::point_from_hex(&item.q1)?;
+                    items.push((item.task_id, item.token, q1, item.q1));
+                }
+                let ids: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+                let results = self.tasks.batch_cosign(&req.key_id, device, items, &req.pin_proof).await?;
+                let out: Vec<Value> = ids
+                    .iter()
+                    .zip(results)
+                    .map(|(id, r)| match r {
+                        Ok(r) => json!({
+                            "task_id": id,
+                            "r": sm2_2p::scalar_to_hex(&r.r),
+                            "s2": sm2_2p::scalar_to_hex(&r.s2),
+                            "s3": sm2_2p::scalar_to_hex(&r.s3),
+                        }),
+                        Err(e) => {
+                            let e = ApiError::from(e);
+                            json!({ "task_id": id, "error": e.body()["error"] })
+                        }
+                    })
+                    .collect();
+                Ok((StatusCode::OK, Some(json!({ "items": out }))))
+            }
+            (&Method::GET, ["v1", "tasks", id]) => {
+                no_body(&body)?;
+                let task = match caller {
+                    Caller::Gateway { platform, .. } => self.tasks.for_gateway(platform, id)?,
+                    Caller::App { .. } => {
+                        let token = query_param(&query, "token")?.ok_or_else(|| ApiError::bad_request("token is required"))?;
+                        self.tasks.for_phone(id, &token).await?
+                    }
+                    Caller::Admin { .. } => return Err(ApiError::Forbidden("role `admin` may not call this endpoint".into())),
+                };
+                Ok((StatusCode::OK, Some(task_view(&task))))
+            }
+            (&Method::POST, ["v1", "tasks", id, "claim"]) => {
+                let device = device_of(caller)?;
+                let req: ClaimRequest = parse(&body)?;
+                let answer = match self.tasks.claim(id, &req.token, &req.key_id, device).await? {
+                    Claimed::Digest(e) => json!({ "e": e }),
+                    Claimed::Ciphertext(c) => json!({ "ciphertext": c }),
+                    Claimed::Completed => json!({ "status": "completed" }),
+                };
+                Ok((StatusCode::OK, Some(answer)))
+            }
+            (&Method::POST, ["v1", "tasks", id, "cosign"]) => {
+                let device = device_of(caller)?;
+                let req: CosignRequest = parse(&body)?;
+                check_proof_encoding(&req.pin_proof)?;
+                match (&req.q1, &req.t1) {
+                    (Some(q1_hex), None) => {
+                        let q1 = sm2_2p::point_from_hex(q1_hex)?;
+                        let r = self.tasks.cosign_sign(id, &req.token, device, q1, q1_hex, &req.pin_proof).await?;
+                        Ok((
+                            StatusCode::OK,
+                            Some(json!({
+                                "r": sm2_2p::scalar_to_hex(&r.r),
+                                "s2": sm2_2p::scalar_to_hex(&r.s2),
+                                "s3": sm2_2p::scalar_to_hex(&r.s3),
+                            })),
+                        ))
+                    }
+                    (None, Some(t1_hex)) => {
+                        let t1 = sm2_2p::point_from_hex(t1_hex)?;
+                        let t2 = self.tasks.cosign_decrypt(id, &req.token, device, t1, t1_hex, &req.pin_proof).await?;
+                        Ok((StatusCode::OK, Some(json!({ "t2": sm2_2p::point_to_hex(&t2) }))))
+                    }
+                    _ => Err(ApiError::bad_request("give exactly one of q1 (signing) or t1 (decrypt)")),
+                }
+            }
+            (&Method::POST, ["v1", "tasks", id, "complete"]) => {
+                let device = device_of(caller)?;
+                let req: CompleteRequest = parse(&body)?;
+                match (req.signature, req.plaintext) {
+                    (Some(sig), None) => {
+                        let sig = sm2_2p::Signature { r: sm2_2p::scalar_from_hex(&sig.r)?, s: sm2_2p::scalar_from_hex(&sig.s)? };
+                        self.tasks.complete_sign(id, &req.token, device, sig).await?;
+                    }
+                    (None, Some(p)) => {
+                        let plaintext = Zeroizing::new(b64(&p, "plaintext")?);
+                        self.tasks.complete_decrypt(id, &req.token, device, plaintext).await?;
+                    }
+                    _ => return Err(ApiError::bad_request("give exactly one of signature or plaintext")),
+                }
+                Ok((StatusCode::OK, Some(json!({ "status": "completed" }))))
+            }
+            (&Method::POST, ["v1", "tasks", id, "reject"]) => {
+                let device = device_of(caller)?;
+                let req: RejectRequest = parse(&body)?;
+                if req.reason.trim().is_empty() || req.reason.chars().count() > 256 {
+                    return Err(ApiError::bad_request("reason must be 1..=256 characters"));
+                }
+                self.tasks.reject(id, &req.token, device, &req.reason).await?;
+                Ok((StatusCode::OK, Some(json!({ "status": "rejected" }))))
+            }
+            (&Method::GET, ["v1", "tasks", id, "result"]) => {
+                let platform = platform_of(caller)?;
+                no_body(&body)?;
+                let wait = match query_param(&query, "wait")? {
+                    None => 0,
+                    Some(w) => w.parse::<u64>().map_err(|_| ApiError::bad_request("wait must be whole seconds"))?,
+                };
+                let outcome = self.tasks.result(platform, id, Duration::from_secs(wait)).await?;
+                let mut v = json!({ "status": status_str(outcome.status) });
+                if let Some(r) = outcome.result {
+                    v["result"] = r;
+                }
+                if let Some(e) = outcome.error {
+                    v["error"] = json!(e);
+                }
+                Ok((StatusCode::OK, Some(v)))
+            }
+            _ => Err(ApiError::NotFound(format!("no endpoint {method} {path}"))),
+        }
+    }
+}
+
+fn platform_of(caller: &Caller) -> Result<&str, ApiError> {
+    match caller {
+        Caller::Gateway { platform, .. } => Ok(platform),
+        _ => Err(ApiError::Forbidden(format!("role `{}` may not call this endpoint", caller.role().as_str()))),
+    }
+}
+
+fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            return percent_decode(v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn b64(s: &str, what: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|_| ApiError::bad_request(format!("{what} must be standard base64")))
+}
+
+fn task_view(t: &TaskRecord) -> Value {
+    let mut v = json!({
+        "task_id": t.id,
+        "kind": kind_str(t.kind),
+        "status": status_str(t.status),
+        "platform": t.platform,
+        "display": t.display,
+        "expires_at": rfc3339(t.expires_at),
+    });
+    // What is being signed, so the phone can show it and check the server's e.
+    match &t.data {
+        TaskData::Login { challenge } => v["data"] = json!({ "challenge": challenge }),
+        TaskData::Sign { message } => v["data"] = json!({ "message": message }),
+        TaskData::Csr { request_info, .. } => v["data"] = json!({ "request_info": request_info }),
+        _ => {}
+    }
+    if let Some(k) = &t.key_id {
+        v["key_id"] = json!(k);
+    }
+    if let Some(e) = &t.error {
+        v["error"] = json!(e);
+    }
+    v
+}
+
+fn respond(status: StatusCode, body: Option<Value>) -> Response<Body> {
+    let mut resp = match body {
+        Some(v) => {
+            let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        None => Response::new(Full::new(Bytes::new())),
+    };
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Past the limit, a body is still read (and discarded) up to this many bytes so the
+/// client can read its 413 instead of seeing a reset connection; beyond it, we hang up.
+const OVERSIZE_DRAIN: u64 = 16 << 20;
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    use hyper::body::Body as _;
+    let too_large = ApiError::PayloadTooLarge { limit };
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64 + OVERSIZE_DRAIN) {
+        return Err(too_large);
+    }
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while !body.is_end_stream() {
+        let Some(frame) = body.frame().await else { break };
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen > limit as u64 + OVERSIZE_DRAIN {
+                return Err(too_large);
+            }
+            if seen <= limit as u64 {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > limit as u64 { Err(too_large) } else { Ok(buf.freeze()) }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn no_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() { Ok(()) } else { Err(ApiError::bad_request("this request takes no body")) }
+}
+
+fn allow(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
+    if roles.contains(&caller.role()) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("role `{}` may not call this endpoint", caller.role().as_str())))
+    }
+}
+
+fn device_of(caller: &Caller) -> Result<&str, ApiError> {
+    match caller {
+        Caller::App { device_id } => Ok(device_id),
+        _ => Err(ApiError::Forbidden(format!("role `{}` may not call this endpoint", caller.role().as_str()))),
+    }
+}
+
+fn actor_of(caller: &Caller) -> Result<Actor<'_>, ApiError> {
+    match caller {
+        Caller::Admin { .. } => Ok(Actor::Admin),
+        Caller::App { device_id } => Ok(Actor::Device(device_id)),
+        Caller::Gateway { .. } => Err(ApiError::Forbidden("role `gateway` may not call this endpoint".into())),
+    }
+}
+
+fn check_proof_encoding(proof: &str) -> Result<(), ApiError> {
+    sm2_2p::digest_from_hex(proof).map(|_| ()).map_err(|_| ApiError::bad_request("pin_proof must be 64 hex characters"))
+}
+
+fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], Zeroizing<[u8; 32]>), ApiError> {
+    let salt: [u8; 16] = hex_exact(&pin.salt, "pin.salt")?;
+    let verifier = Zeroizing::new(hex_exact::<32>(&pin.verifier, "pin.verifier")?);
+    Ok((salt, verifier))
+}
+
+fn hex_exact<const N: usize>(s: &str, what: &str) -> Result<[u8; N], ApiError> {
+    let mut out = [0u8; N];
+    if s.len() != 2 * N || hex::decode_to_slice(s, &mut out).is_err() {
+        return Err(ApiError::bad_request(format!("{what} must be {} hex characters", 2 * N)));
+    }
+    Ok(out)
+}
+
+fn key_filters(query: &str) -> Result<(Option<String>, Option<KeyStatus>), ApiError> {
+    let (mut subject, mut status) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)?;
+        match k {
+            "subject" => subject = Some(v),
+            "status" => {
+                status = Some(match v.as_str() {
+                    "pending" => KeyStatus::Pending,
+                    "active" => KeyStatus::Active,
+                    "suspended" => KeyStatus::Suspended,
+                    "revoked" => KeyStatus::Revoked,
+                    "superseded" => KeyStatus::Superseded,
+                    _ => return Err(ApiError::bad_request(format!("unknown status `{v}`"))),
+                })
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{k}`"))),
+        }
+    }
+    Ok((subject, status))
+}
+
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request("bad percent-encoding in query");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("query is not UTF-8"))
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn key_view(k: &KeyRecord, max_attempts: u32) -> Value {
+    let platforms: Vec<Value> = k
+        .platforms
+        .iter()
+        .map(|p| match p.until {
+            Some(u) => json!({ "platform": p.platform, "until": rfc3339(u) }),
+            None => json!({ "platform": p.platform }),
+        })
+        .collect();
+    let mut v = json!({
+        "key_id": k.id,
+        "status": k.status.as_str(),
+        "public_key": k.public_key,
+        "platforms": platforms,
+        "pin": {
+            "remaining_attempts": if k.pin.locked { 0 } else { max_attempts.saturating_sub(k.pin.failures) },
+            "locked": k.pin.locked,
+        },
+        "device_id": k.device_id,
+        "created_at": rfc3339(k.created_at),
+        "enrollment_id": k.enrollment_id,
+        "subject": k.subject,
+    });
+    if let Some(reason) = &k.revocation_reason {
+        v["revocation_reason"] = json!(reason);
+    }
+    if let Some(c) = &k.certificate {
+        v["certificate"] = json!(c.der_b64);
+        v["chain"] = json!(c.chain_b64);
+        v["certificate_serial"] = json!(c.serial);
+        v["certificate_subject"] = json!(c.subject);
+        v["certificate_expires_at"] = json!(rfc3339(c.not_after));
+    }
+    v
+}
+
+// ---- request bodies ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollmentRequest {
+    subject: Subject,
+    ca: String,
+    #[serde(default)]
+    profile: Option<String>,
+    platforms: Vec<String>,
+    validity_days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuccessorRequest {
+    reason: String,
+    #[serde(default)]
+    subject: Option<Subject>,
+    #[serde(default)]
+    validity_days: Option<u32>,
+}
+
+fn check_subject(s: &Subject) -> Result<(), ApiError> {
+    let text_ok = |v: &str| !v.trim().is_empty() && v.chars().count() <= 128 && !v.contains(['@', '\n', '\r']);
+    if !text_ok(&s.name) {
+        return Err(ApiError::bad_request("subject.name must be 1..128 characters without '@' or newlines"));
+    }
+    for (field, value) in [("org_name", &s.org_name), ("id_number", &s.id_number)] {
+        if let Some(v) = value
+            && !text_ok(v)
+        {
+            return Err(ApiError::bad_request(format!("subject.{field} is invalid")));
+        }
+    }
+    if let Some(code) = &s.credit_code
+        && !(code.len() == 18 && code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()))
+    {
+        return Err(ApiError::bad_request("subject.credit_code must be an 18-character unified social credit code"));
+    }
+    if s.kind == SubjectKind::Org && (s.org_name.is_none() || s.credit_code.is_none()) {
+        return Err(ApiError::bad_request("an org subject needs org_name and credit_code"));
+    }
+    Ok(())
+}
+
+impl EnrollmentRequest {
+    fn validate(self) -> Result<NewEnrollment, ApiError> {
+        check_subject(&self.subject)?;
+        let id_ok = |v: &str| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !id_ok(&self.ca) {
+            return Err(ApiError::bad_request("ca must be an adapter name"));
+        }
+        if let Some(p) = &self.profile
+            && !id_ok(p)
+        {
+            return Err(ApiError::bad_request("profile is invalid"));
+        }
+        if self.platforms.iter().any(|p| !id_ok(p)) {
+            return Err(ApiError::bad_request("platform ids must be 1..64 characters [A-Za-z0-9-_.]"));
+        }
+        if !(1..=3650).contains(&self.validity_days) {
+            return Err(ApiError::bad_request("validity_days must be 1..=3650"));
+        }
+        let mut platforms = self.platforms;
+        platforms.sort();
+        platforms.dedup();
+        Ok(NewEnrollment {
+            subject: self.subject,
+            ca: self.ca,
+            profile: self.profile,
+            platforms,
+            validity_days: self.validity_days,
+            predecessor: None,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformRequest {
+    platform: String,
+    mode: String,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+impl PlatformRequest {
+    /// (until, once) for the grant.
+    fn validate(&self) -> Result<(Option<i64>, bool), ApiError> {
+        if self.platform.is_empty() || self.platform.len() > 64 {
+            return Err(ApiError::bad_request("platform must be 1..64 characters"));
+        }
+        let now = crate::keys::now();
+        let until = |t: &Option<String>| -> Result<Option<i64>, ApiError> {
+            t.as_deref()
+                .map(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .map(|t| t.unix_timestamp())
+                        .map_err(|_| ApiError::bad_request("until must be an RFC 3339 time"))
+                })
+                .transpose()
+        };
+        match (self.mode.as_str(), &self.until) {
+            ("once", None) => Ok((None, true)),
+            ("day", None) => Ok((Some(now + 86_400), false)),
+            ("year", None) => Ok((Some(now + 365 * 86_400), false)),
+            ("until", Some(_)) => match until(&self.until)? {
+                Some(u) if u > now => Ok((Some(u), false)),
+                _ => Err(ApiError::bad_request("until must be in the future")),
+            },
+            ("until", None) => Err(ApiError::bad_request("mode `until` needs until")),
+            ("once" | "day" | "year", Some(_)) => Err(ApiError::bad_request("until goes only with mode `until`")),
+            (other, _) => Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTaskRequest {
+    kind: String,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+    display: DisplayRequest,
+    data: Value,
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisplayRequest {
+    title: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginData {
+    challenge: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignData {
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecryptData {
+    ciphertext: String,
+    #[serde(default)]
+    recipient_cert_serial: Option<String>,
+    #[serde(default)]
+    recipient_public_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptData {
+    plaintext: String,
+}
+
+fn data_of<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid data: {e}")))
+}
+
+impl CreateTaskRequest {
+    fn validate(self) -> Result<NewTask, ApiError> {
+        if self.display.title.trim().is_empty() || self.display.title.chars().count() > 256 {
+            return Err(ApiError::bad_request("display.title must be 1..=256 characters"));
+        }
+        if self.display.detail.as_ref().is_some_and(|d| d.chars().count() > 2048) {
+            return Err(ApiError::bad_request("display.detail is longer than 2048 characters"));
+        }
+        if let Some(url) = &self.callback_url
+            && crate::callbacks::parse_url(url).is_none()
+        {
+            return Err(ApiError::bad_request("callback_url must be an https:// URL"));
+        }
+        let sized = |bytes: Vec<u8>, what: &str, max: usize| {
+            if bytes.is_empty() || bytes.len() > max {
+                Err(ApiError::bad_request(format!("{what} must be 1..={max} bytes")))
+            } else {
+                Ok(bytes)
+            }
+        };
+        let data = match self.kind.as_str() {
+            "login" => {
+                let d: LoginData = data_of(self.data)?;
+                NewTaskData::Login { challenge: sized(b64(&d.challenge, "challenge")?, "challenge", 4096)? }
+            }
+            "sign" => {
+                let d: SignData = data_of(self.data)?;
+                NewTaskData::Sign { message: sized(b64(&d.message, "message")?, "message", usize::MAX)? }
+            }
+            "decrypt" => {
+                let d: DecryptData = data_of(self.data)?;
+                let ciphertext = b64(&d.ciphertext, "ciphertext")?;
+                sm2_2p::Ciphertext::parse(&ciphertext)?;
+                let recipient_public_key = d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
+                NewTaskData::Decrypt { ciphertext, recipient_cert_serial: d.recipient_cert_serial, recipient_public_key }
+            }
+            "encrypt" => {
+                let d: EncryptData = data_of(self.data)?;
+                NewTaskData::Encrypt { plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?) }
+            }
+            "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
+            other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),
+        };
+        Ok(NewTask {
+            ttl_secs: self.ttl_secs,
+            display: TaskDisplay { title: self.display.title, detail: self.display.detail },
+            data,
+            callback_url: self.callback_url,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    token: String,
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CosignRequest {
+    token: String,
+    #[serde(default)]
+    q1: Option<String>,
+    #[serde(default)]
+    t1: Option<String>,
+    pin_proof: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureRequest {
+    r: String,
+    s: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRequest {
+    token: String,
+    #[serde(default)]
+    signature: Option<SignatureRequest>,
+    #[serde(default)]
+    plaintext: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectRequest {
+    token: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    task_id: String,
+    token: String,
+    q1: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    items: Vec<BatchItem>,
+    key_id: String,
+    pin_proof: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinRequest {
+    salt: String,
+    verifier: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateRequest {
+    activation_code: String,
+    p1: String,
+    pin: PinRequest,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    e: String,
+    q1: String,
+    pin_proof: String,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecryptRequest {
+    t1: String,
+    pin_proof: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePinRequest {
+    pin_proof: String,
+    new_pin: PinRequest,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    reason: String,
+    #[serde(default)]
+    pin_proof: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_filters_decode_and_reject_unknowns() {
+        let (s, st) = key_filters("subject=Zhang%20San&status=active").unwrap();
+        assert_eq!(s.as_deref(), Some("Zhang San"));
+        assert_eq!(st, Some(KeyStatus::Active));
+        assert!(key_filters("colour=red").is_err());
+        assert!(key_filters("status=dead").is_err());
+        assert!(key_filters("subject=%zz").is_err());
+    }
+
+    #[test]
+    fn hex_fields_must_have_exact_length() {
+        assert!(hex_exact::<16>(&"ab".repeat(16), "salt").is_ok());
+        assert!(hex_exact::<16>(&"ab".repeat(15), "salt").is_err());
+        assert!(hex_exact::<16>(&"zz".repeat(16), "salt").is_err());
+    }
+
+    /// The OpenAPI document must list every route this module serves.
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let src = include_str!("api.rs");
+        let doc = include_str!("../../docs/openapi.yaml");
+        let mut seen = 0;
+        for line in src.lines().filter(|l| l.trim_start().starts_with("(&Method::")) {
+            let (Some(open), Some(close)) = (line.find('['), line.find(']')) else { continue };
+            let path: String = line[open + 1..close]
+                .split(", ")
+                .map(|seg| match seg.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                    Some(lit) => lit.to_owned(),
+                    None => format!("{{{seg}}}"),
+                })
+                .fold(String::new(), |acc, seg| acc + "/" + &seg);
+            assert!(doc.contains(&format!("\n  {path}:\n")), "{path} is missing from docs/openapi.yaml");
+            seen += 1;
+        }
+        assert!(seen >= 9, "found only {seen} routes");
+    }
+
+    #[test]
+    fn unknown_fields_are_bad_requests() {
+        let err = parse::<SignRequest>(br#"{"e":"00","q1":"00","pin_proof":"00","extra":1}"#).err().unwrap();
+        assert_eq!(err.code(), "bad_request");
+    }
+}

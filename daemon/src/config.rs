@@ -1,0 +1,587 @@
+//! The daemon's configuration: TOML in, validated types out.
+//!
+//! The file is deserialized with `deny_unknown_fields` (a typo is an error, not a silently
+//! ignored key), then validated into [`Config`], whose fields cannot hold an invalid value.
+//! Relative paths are resolved against the directory of the config file, so a config and
+//! its PKI can move together. Secrets (the HSM PIN) are never in the file itself: they come
+//! from a `*_file` or a systemd credential and are read only when needed.
+//!
+//! `config/mcsd.toml` documents every key with its default; a test loads it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What can go wrong loading a config. `mcsd` exits 64 (EX_USAGE) on any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A role a client certificate can be trusted for (API.md "Callers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Gateway,
+    App,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Gateway => "gateway",
+            Role::App => "app",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+// ---- the file as written ------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    api: RawApi,
+    #[serde(default)]
+    health: RawHealth,
+    hsm: RawHsm,
+    store: RawStore,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    tasks: RawTasks,
+    #[serde(default)]
+    plugins: Vec<RawPlugin>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: String,
+    library: PathBuf,
+    #[serde(default)]
+    config: Option<toml::Table>,
+    #[serde(default = "default_plugin_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_plugin_concurrency")]
+    max_concurrency: usize,
+}
+
+fn default_plugin_timeout() -> u64 {
+    10_000
+}
+fn default_plugin_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTasks {
+    #[serde(default = "default_task_ttl")]
+    default_ttl_secs: u64,
+    #[serde(default = "default_task_max_ttl")]
+    max_ttl_secs: u64,
+    #[serde(default = "default_task_retention")]
+    retention_secs: u64,
+    #[serde(default = "default_sweep_interval")]
+    sweep_interval_secs: u64,
+    #[serde(default = "default_max_wait")]
+    max_wait_secs: u64,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default = "default_callback_attempts")]
+    callback_max_attempts: u32,
+    #[serde(default)]
+    callback_ca_file: Option<PathBuf>,
+}
+
+impl Default for RawTasks {
+    fn default() -> Self {
+        RawTasks {
+            default_ttl_secs: default_task_ttl(),
+            max_ttl_secs: default_task_max_ttl(),
+            retention_secs: default_task_retention(),
+            sweep_interval_secs: default_sweep_interval(),
+            max_wait_secs: default_max_wait(),
+            public_url: None,
+            callback_max_attempts: default_callback_attempts(),
+            callback_ca_file: None,
+        }
+    }
+}
+
+fn default_task_ttl() -> u64 {
+    300
+}
+fn default_task_max_ttl() -> u64 {
+    3600
+}
+fn default_task_retention() -> u64 {
+    86400
+}
+fn default_sweep_interval() -> u64 {
+    30
+}
+fn default_max_wait() -> u64 {
+    60
+}
+fn default_callback_attempts() -> u32 {
+    12
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: String,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    trust: Vec<RawTrust>,
+    #[serde(default)]
+    gateway_platforms: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    ca_file: PathBuf,
+    roles: Vec<Role>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default = "default_health_listen")]
+    listen: String,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth { listen: default_health_listen() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHsm {
+    module: PathBuf,
+    token_label: String,
+    pin_file: Option<PathBuf>,
+    pin_credential: Option<String>,
+    #[serde(default = "default_kek_label")]
+    kek_label: String,
+    #[serde(default)]
+    sessions: usize,
+    #[serde(default = "default_reinit_ms")]
+    reinit_interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    #[serde(default = "default_pin_attempts")]
+    pin_max_attempts: u32,
+    #[serde(default = "default_enrollment_ttl")]
+    enrollment_ttl_hours: u64,
+}
+
+impl Default for RawKeys {
+    fn default() -> Self {
+        RawKeys { pin_max_attempts: default_pin_attempts(), enrollment_ttl_hours: default_enrollment_ttl() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default = "default_log_format")]
+    format: LogFormat,
+    #[serde(default = "default_log_level")]
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: default_log_format(), level: default_log_level() }
+    }
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_health_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_kek_label() -> String {
+    "mcsd-kek".into()
+}
+fn default_reinit_ms() -> u64 {
+    1000
+}
+fn default_pin_attempts() -> u32 {
+    5
+}
+fn default_enrollment_ttl() -> u64 {
+    72
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Text
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+// ---- validated ------------------------------------------------------------------------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub health: HealthConfig,
+    pub hsm: HsmConfig,
+    pub store: StoreConfig,
+    pub keys: KeysConfig,
+    pub tasks: TasksConfig,
+    pub plugins: Vec<PluginConfig>,
+    pub log: LogConfig,
+}
+
+/// One CA adapter library to load.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// The name enrollments use as `ca`.
+    pub name: String,
+    /// Absolute path of the shared library.
+    pub library: PathBuf,
+    /// Passed to the adapter as JSON.
+    pub config: serde_json::Value,
+    pub timeout: Duration,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TasksConfig {
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    /// How long finished tasks are kept before the sweeper purges them.
+    pub retention: Duration,
+    pub sweep_interval: Duration,
+    /// Longest `?wait=` a result long-poll may ask for.
+    pub max_wait: Duration,
+    /// The daemon address phones reach, carried in the QR string.
+    pub public_url: String,
+    pub callback_max_attempts: u32,
+    /// CA certificates for verifying callback receivers (default: the API trust anchors).
+    pub callback_ca_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub max_body_bytes: usize,
+    pub trust: Vec<TrustAnchor>,
+    /// Certificate subject (RFC 4514 text) → platform id, for gateways whose certificate
+    /// has no `urn:mcs:platform:<id>` SAN URI.
+    pub gateway_platforms: std::collections::BTreeMap<String, String>,
+}
+
+/// A CA whose certificates are accepted, and for which roles.
+#[derive(Debug, Clone)]
+pub struct TrustAnchor {
+    pub ca_file: PathBuf,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub listen: SocketAddr,
+}
+
+/// Where the HSM PIN comes from.
+#[derive(Debug, Clone)]
+pub enum PinSource {
+    File(PathBuf),
+    /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>`.
+    Credential(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HsmConfig {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: PinSource,
+    pub kek_label: String,
+    /// Number of PKCS#11 sessions in the pool.
+    pub sessions: usize,
+    /// Minimum time between two re-initialisation attempts after a device error.
+    pub reinit_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    pub pin_max_attempts: u32,
+    pub enrollment_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Config {
+    /// Read, parse and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+            other => other,
+        })
+    }
+
+    /// Parse and validate TOML text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::new(), source })?;
+        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let addr = |what: &str, s: &str| {
+            s.parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid(format!("{what}: `{s}` is not an address:port ({e})")))
+        };
+
+        if raw.api.trust.is_empty() {
+            return Err(ConfigError::Invalid(
+                "api.trust: at least one trust anchor is required (mutual TLS is mandatory)".into(),
+            ));
+        }
+        let mut trust = Vec::new();
+        for t in &raw.api.trust {
+            if t.roles.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "api.trust[{}]: roles must name at least one of admin, gateway, app",
+                    t.ca_file.display()
+                )));
+            }
+            trust.push(TrustAnchor { ca_file: abs(&t.ca_file), roles: t.roles.clone() });
+        }
+        if raw.api.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("api.max_body_bytes must be at least 1024".into()));
+        }
+        let pin = match (&raw.hsm.pin_file, &raw.hsm.pin_credential) {
+            (Some(f), None) => PinSource::File(abs(f)),
+            (None, Some(c)) if !c.is_empty() && !c.contains('/') => PinSource::Credential(c.clone()),
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid("hsm.pin_credential must be a plain credential name".into()));
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "hsm: exactly one of pin_file or pin_credential must be set".into(),
+                ));
+            }
+        };
+        if raw.hsm.token_label.is_empty() || raw.hsm.token_label.len() > 32 {
+            return Err(ConfigError::Invalid("hsm.token_label must be 1..=32 characters".into()));
+        }
+        if raw.hsm.kek_label.is_empty() {
+            return Err(ConfigError::Invalid("hsm.kek_label must not be empty".into()));
+        }
+        if raw.keys.pin_max_attempts == 0 || raw.keys.pin_max_attempts > 100 {
+            return Err(ConfigError::Invalid("keys.pin_max_attempts must be 1..=100".into()));
+        }
+        if raw.keys.enrollment_ttl_hours == 0 {
+            return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be positive".into()));
+        }
+        let t = &raw.tasks;
+        if t.default_ttl_secs == 0 || t.max_ttl_secs < t.default_ttl_secs {
+            return Err(ConfigError::Invalid("tasks: need 0 < default_ttl_secs <= max_ttl_secs".into()));
+        }
+        if t.sweep_interval_secs == 0 || t.callback_max_attempts == 0 {
+            return Err(ConfigError::Invalid("tasks: sweep_interval_secs and callback_max_attempts must be positive".into()));
+        }
+        if let Some(url) = &t.public_url
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError::Invalid("tasks.public_url must start with https://".into()));
+        }
+        let mut plugins = Vec::new();
+        for p in &raw.plugins {
+            let ok_name = !p.name.is_empty() && p.name.len() <= 64 && p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok_name {
+                return Err(ConfigError::Invalid(format!("plugins: `{}` is not a valid adapter name", p.name)));
+            }
+            if plugins.iter().any(|q: &PluginConfig| q.name == p.name) {
+                return Err(ConfigError::Invalid(format!("plugins: `{}` is configured twice", p.name)));
+            }
+            if !p.library.is_absolute() {
+                return Err(ConfigError::Invalid(format!("plugins.{}: library must be an absolute path", p.name)));
+            }
+            if p.timeout_ms == 0 || p.max_concurrency == 0 {
+                return Err(ConfigError::Invalid(format!("plugins.{}: timeout_ms and max_concurrency must be positive", p.name)));
+            }
+            let config = serde_json::to_value(p.config.clone().unwrap_or_default())
+                .map_err(|e| ConfigError::Invalid(format!("plugins.{}.config: {e}", p.name)))?;
+            plugins.push(PluginConfig {
+                name: p.name.clone(),
+                library: p.library.clone(),
+                config,
+                timeout: Duration::from_millis(p.timeout_ms),
+                max_concurrency: p.max_concurrency,
+            });
+        }
+        let sessions = match raw.hsm.sessions {
+            0 => std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).max(4),
+            n => n,
+        };
+        Ok(Config {
+            api: ApiConfig {
+                listen: addr("api.listen", &raw.api.listen)?,
+                cert_file: abs(&raw.api.cert_file),
+                key_file: abs(&raw.api.key_file),
+                max_body_bytes: raw.api.max_body_bytes,
+                trust,
+                gateway_platforms: raw.api.gateway_platforms,
+            },
+            health: HealthConfig { listen: addr("health.listen", &raw.health.listen)? },
+            hsm: HsmConfig {
+                module: abs(&raw.hsm.module),
+                token_label: raw.hsm.token_label,
+                pin,
+                kek_label: raw.hsm.kek_label,
+                sessions,
+                reinit_interval: Duration::from_millis(raw.hsm.reinit_interval_ms.max(10)),
+            },
+            store: StoreConfig { path: abs(&raw.store.path) },
+            keys: KeysConfig {
+                pin_max_attempts: raw.keys.pin_max_attempts,
+                enrollment_ttl: Duration::from_secs(raw.keys.enrollment_ttl_hours * 3600),
+            },
+            tasks: TasksConfig {
+                default_ttl: Duration::from_secs(raw.tasks.default_ttl_secs),
+                max_ttl: Duration::from_secs(raw.tasks.max_ttl_secs),
+                retention: Duration::from_secs(raw.tasks.retention_secs),
+                sweep_interval: Duration::from_secs(raw.tasks.sweep_interval_secs),
+                max_wait: Duration::from_secs(raw.tasks.max_wait_secs),
+                public_url: raw.tasks.public_url.clone().unwrap_or_default(),
+                callback_max_attempts: raw.tasks.callback_max_attempts,
+                callback_ca_files: match &raw.tasks.callback_ca_file {
+                    Some(f) => vec![abs(f)],
+                    None => raw.api.trust.iter().map(|t| abs(&t.ca_file)).collect(),
+                },
+            },
+            plugins,
+            log: LogConfig { format: raw.log.format, level: raw.log.level },
+        })
+    }
+}
+
+impl PinSource {
+    /// Read the PIN (trailing newline stripped). Kept in zeroizing memory by the caller.
+    pub fn read(&self) -> Result<zeroize::Zeroizing<String>, String> {
+        let path = match self {
+            PinSource::File(p) => p.clone(),
+            PinSource::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| format!("credential `{name}`: $CREDENTIALS_DIRECTORY is not set"))?;
+                Path::new(&dir).join(name)
+            }
+        };
+        let mut s = std::fs::read_to_string(&path).map_err(|e| format!("HSM PIN {}: {e}", path.display()))?;
+        while s.ends_with('\n') || s.ends_with('\r') {
+            s.pop();
+        }
+        Ok(zeroize::Zeroizing::new(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [api]
+        listen = "127.0.0.1:0"
+        cert_file = "pki/server.pem"
+        key_file = "pki/server.key"
+        [[api.trust]]
+        ca_file = "pki/ca.pem"
+        roles = ["admin", "gateway", "app"]
+        [hsm]
+        module = "/usr/lib/softhsm/libsofthsm2.so"
+        token_label = "mcsd"
+        pin_file = "hsm-pin"
+        [store]
+        path = "db"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_absolute_paths() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/mcsd")).unwrap();
+        assert_eq!(c.api.cert_file, Path::new("/etc/mcsd/pki/server.pem"));
+        assert_eq!(c.store.path, Path::new("/etc/mcsd/db"));
+        assert_eq!(c.keys.pin_max_attempts, 5);
+        assert_eq!(c.health.listen, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(c.hsm.kek_label, "mcsd-kek");
+        assert!(c.hsm.sessions >= 4);
+        assert!(matches!(c.hsm.pin, PinSource::File(ref p) if p == Path::new("/etc/mcsd/hsm-pin")));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = MINIMAL.replace("[store]", "[store]\nfsync = true");
+        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("fsync"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_key_named() {
+        for (from, to, needle) in [
+            ("listen = \"127.0.0.1:0\"", "listen = \"nowhere\"", "api.listen"),
+            ("pin_file = \"hsm-pin\"", "", "pin_file or pin_credential"),
+            ("roles = [\"admin\", \"gateway\", \"app\"]", "roles = []", "roles"),
+        ] {
+            let err = Config::parse(&MINIMAL.replace(from, to), Path::new("/")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mcsd.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.keys.pin_max_attempts, 5);
+    }
+}

@@ -1,0 +1,239 @@
+//! `mcsd dev-init --dir DIR`: a complete development environment in one directory.
+//!
+//! Creates `DIR/softhsm2.conf` with its own token directory, a SoftHSM token labelled
+//! `mcsd` with a random user PIN in `DIR/hsm-pin`, a dev PKI under `DIR/pki/` (one CA that
+//! signs the server, admin, two gateways and two phones), `DIR/mcsd.toml` (port 0 for both
+//! listeners), and finally the KEK, by running `mcsd hsm init` against that config.
+//!
+//! The dev CA is trusted for all three roles, so each client certificate names its role
+//! with a SAN URI `urn:mcs:role:<role>`; gateways carry `urn:mcs:platform:<id>` too.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevInitError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Pki(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+const TOKEN_LABEL: &str = "mcsd";
+
+/// Where Debian and others install SoftHSM's module.
+const SOFTHSM_MODULES: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+pub fn find_softhsm_module() -> Option<PathBuf> {
+    SOFTHSM_MODULES.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> DevInitError {
+    DevInitError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DevInitError> {
+    fs::write(path, contents).map_err(|e| io("writing", path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| io("chmod", path, e))
+}
+
+fn random_hex(n: usize) -> Result<String, DevInitError> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| DevInitError::Setup(format!("OS RNG: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// Create the environment. `module` overrides the SoftHSM module path written to the
+/// config (tests point it at `pkcs11-mock`); the token is always made with SoftHSM.
+pub fn dev_init(dir: &Path, module: Option<&Path>) -> Result<(), DevInitError> {
+    if dir.join("mcsd.toml").exists() {
+        return Err(DevInitError::Setup(format!("{} already holds a dev environment", dir.display())));
+    }
+    let softhsm = find_softhsm_module()
+        .ok_or_else(|| DevInitError::Setup("SoftHSM not found; install it: apt-get install -y softhsm2".into()))?;
+    let dir = fs::canonicalize({
+        fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+        dir
+    })
+    .map_err(|e| io("resolving", dir, e))?;
+    for sub in ["pki", "tokens", "db"] {
+        fs::create_dir_all(dir.join(sub)).map_err(|e| io("creating", &dir.join(sub), e))?;
+    }
+    fs::set_permissions(dir.join("tokens"), fs::Permissions::from_mode(0o700))
+        .map_err(|e| io("chmod", &dir.join("tokens"), e))?;
+
+    let softhsm_conf = dir.join("softhsm2.conf");
+    write_file(
+        &softhsm_conf,
+        format!(
+            "# SoftHSM configuration for this mcsd dev environment\n\
+             directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            dir.join("tokens").display()
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+    let pin = random_hex(8)?;
+    let so_pin = random_hex(8)?;
+    write_file(&dir.join("hsm-pin"), pin.as_bytes(), 0o600)?;
+    let status = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &softhsm_conf)
+        .args(["--init-token", "--free", "--label", TOKEN_LABEL, "--so-pin", &so_pin, "--pin", &pin])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| DevInitError::Setup(format!("running softhsm2-util: {e} (apt-get install -y softhsm2)")))?;
+    if !status.success() {
+        return Err(DevInitError::Setup(format!("softhsm2-util --init-token failed: {status}")));
+    }
+
+    write_pki(&dir.join("pki"))?;
+    let module = module.map(Path::to_path_buf).unwrap_or(softhsm);
+    let config = format!(
+        r#"# mcsd dev configuration, written by `mcsd dev-init`. Run with
+#   SOFTHSM2_CONF={conf} mcsd run --config {cfg}
+[api]
+listen = "127.0.0.1:0"
+cert_file = "pki/server.pem"
+key_file = "pki/server.key"
+
+[[api.trust]]
+ca_file = "pki/ca.pem"
+roles = ["admin", "gateway", "app"]
+
+[health]
+listen = "127.0.0.1:0"
+
+[hsm]
+module = "{module}"
+token_label = "{TOKEN_LABEL}"
+pin_file = "hsm-pin"
+
+[store]
+path = "db"
+{plugins}"#,
+        conf = softhsm_conf.display(),
+        cfg = dir.join("mcsd.toml").display(),
+        module = module.display(),
+        plugins = local_ca_plugin(&dir),
+    );
+    write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
+
+    // The KEK is made by the same code path operators use: `mcsd hsm init`.
+    let exe = std::env::current_exe().map_err(|e| DevInitError::Setup(format!("locating mcsd: {e}")))?;
+    let status = Command::new(exe)
+        .env("SOFTHSM2_CONF", &softhsm_conf)
+        .args(["hsm", "init", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .status()
+        .map_err(|e| DevInitError::Setup(format!("running mcsd hsm init: {e}")))?;
+    if !status.success() {
+        return Err(DevInitError::Setup(format!("mcsd hsm init failed: {status}")));
+    }
+    Ok(())
+}
+
+/// The `local-ca` adapter, if it was built next to this binary.
+fn local_ca_plugin(dir: &Path) -> String {
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_deref().and_then(Path::parent);
+    let found = exe_dir
+        .into_iter()
+        .flat_map(|d| [d.join("libmcs_local_ca.so"), d.join("deps/libmcs_local_ca.so"), d.join("../lib/mcsd/libmcs_local_ca.so")])
+        .find(|p| p.exists());
+    match found {
+        Some(lib) => format!(
+            "\n# CA adapter: an SM2 CA whose key the daemon holds (wrapped by the HSM).\n[[plugins]]\nname = \"local\"\nlibrary = \"{}\"\nconfig = {{ state_dir = \"{}\" }}\n",
+            lib.display(),
+            dir.join("local-ca").display()
+        ),
+        None => {
+            eprintln!("mcsd dev-init: libmcs_local_ca.so not found next to mcsd; no CA adapter configured");
+            String::new()
+        }
+    }
+}
+
+struct Identity {
+    file: &'static str,
+    cn: &'static str,
+    uris: &'static [&'static str],
+}
+
+const CLIENTS: &[Identity] = &[
+    Identity { file: "admin", cn: "mcsd dev admin", uris: &["urn:mcs:role:admin"] },
+    Identity { file: "gateway", cn: "P-DEV-1 scan gateway", uris: &["urn:mcs:role:gateway", "urn:mcs:platform:P-DEV-1"] },
+    Identity {
+        file: "gateway2",
+        cn: "P-DEV-2 scan gateway",
+        uris: &["urn:mcs:role:gateway", "urn:mcs:platform:P-DEV-2"],
+    },
+    Identity { file: "app1", cn: "dev phone 1", uris: &["urn:mcs:role:app"] },
+    Identity { file: "app2", cn: "dev phone 2", uris: &["urn:mcs:role:app"] },
+];
+
+fn pki_err(e: rcgen::Error) -> DevInitError {
+    DevInitError::Pki(e.to_string())
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "CN");
+    dn.push(DnType::OrganizationName, "mcsd development");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn write_pki(pki: &Path) -> Result<(), DevInitError> {
+    let ca_key = KeyPair::generate().map_err(pki_err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
+    ca_params.distinguished_name = dn("mcsd dev CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(pki_err)?;
+    write_file(&pki.join("ca.pem"), ca_cert.pem().as_bytes(), 0o644)?;
+    write_file(&pki.join("ca.key"), ca_key.serialize_pem().as_bytes(), 0o600)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf = |cn: &str, sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>, file: &str| -> Result<(), DevInitError> {
+        let key = KeyPair::generate().map_err(pki_err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
+        params.distinguished_name = dn(cn);
+        params.subject_alt_names = sans;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = eku;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &issuer).map_err(pki_err)?;
+        write_file(&pki.join(format!("{file}.pem")), cert.pem().as_bytes(), 0o644)?;
+        write_file(&pki.join(format!("{file}.key")), key.serialize_pem().as_bytes(), 0o600)
+    };
+    leaf(
+        "localhost",
+        vec![
+            SanType::DnsName("localhost".try_into().map_err(pki_err)?),
+            SanType::IpAddress([127, 0, 0, 1].into()),
+        ],
+        // The daemon also presents it as a client when it POSTs task callbacks.
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        "server",
+    )?;
+    for id in CLIENTS {
+        let sans =
+            id.uris.iter().map(|u| Ok(SanType::URI((*u).try_into().map_err(pki_err)?))).collect::<Result<Vec<_>, _>>()?;
+        leaf(id.cn, sans, vec![ExtendedKeyUsagePurpose::ClientAuth], id.file)?;
+    }
+    Ok(())
+}

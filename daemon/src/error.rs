@@ -1,0 +1,242 @@
+//! The wire errors of API.md, and the one mapping from them to HTTP.
+//!
+//! Every failure a caller can see is an [`ApiError`]. Domain modules return their own
+//! errors and convert into this type exactly once, so a code, its status and its extra
+//! fields are decided in a single place. Internal detail never reaches the caller: the
+//! `internal` and `hsm_unavailable` variants carry only a fixed message, and the detail is
+//! logged by whoever converts.
+
+use serde_json::{Map, Value, json};
+
+/// A caller-visible error: code and HTTP status exactly as in API.md.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("key belongs to another device")]
+    DeviceMismatch,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TaskState(String),
+    #[error("PIN verification failed")]
+    PinIncorrect { remaining_attempts: u32 },
+    #[error("PIN locked after too many failed attempts")]
+    PinLocked,
+    #[error("task token invalid")]
+    TokenInvalid,
+    #[error("task expired")]
+    TaskExpired,
+    #[error("{0}")]
+    CertMismatch(String),
+    #[error("{0}")]
+    PlatformNotAuthorized(String),
+    #[error("{0}")]
+    KeyInactive(String),
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("HSM unavailable, retry later")]
+    HsmUnavailable { retry_after_secs: u64 },
+    #[error("{0}")]
+    PluginError(String),
+    #[error("{0}")]
+    PluginTimeout(String),
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The API.md code string.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::DeviceMismatch => "device_mismatch",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TaskState(_) => "task_state",
+            ApiError::PinIncorrect { .. } => "pin_incorrect",
+            ApiError::PinLocked => "pin_locked",
+            ApiError::TokenInvalid => "token_invalid",
+            ApiError::TaskExpired => "task_expired",
+            ApiError::CertMismatch(_) => "cert_mismatch",
+            ApiError::PlatformNotAuthorized(_) => "platform_not_authorized",
+            ApiError::KeyInactive(_) => "key_inactive",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::HsmUnavailable { .. } => "hsm_unavailable",
+            ApiError::PluginError(_) => "plugin_error",
+            ApiError::PluginTimeout(_) => "plugin_timeout",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status API.md assigns to the code.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthenticated(_) => 401,
+            ApiError::Forbidden(_)
+            | ApiError::DeviceMismatch
+            | ApiError::PinIncorrect { .. }
+            | ApiError::TokenInvalid
+            | ApiError::PlatformNotAuthorized(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) | ApiError::TaskState(_) | ApiError::KeyInactive(_) | ApiError::CertMismatch(_) => 409,
+            ApiError::TaskExpired => 410,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::PinLocked => 423,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::Internal => 500,
+            ApiError::PluginError(_) => 502,
+            ApiError::HsmUnavailable { .. } => 503,
+            ApiError::PluginTimeout(_) => 504,
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, where the code carries one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } | ApiError::HsmUnavailable { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+
+    /// The JSON body `{"error": {"code", "message", ...extra}}`.
+    pub fn body(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("code".into(), json!(self.code()));
+        error.insert("message".into(), json!(self.to_string()));
+        match self {
+            ApiError::PinIncorrect { remaining_attempts } => {
+                error.insert("remaining_attempts".into(), json!(remaining_attempts));
+            }
+            ApiError::RateLimited { retry_after_secs } | ApiError::HsmUnavailable { retry_after_secs } => {
+                error.insert("retry_after".into(), json!(retry_after_secs));
+            }
+            _ => {}
+        }
+        json!({ "error": error })
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+}
+
+impl From<sm2_2p::Error> for ApiError {
+    fn from(e: sm2_2p::Error) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::keys::KeyError> for ApiError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        use crate::hsm::HsmError;
+        use crate::keys::KeyError;
+        match e {
+            KeyError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            KeyError::DeviceMismatch => ApiError::DeviceMismatch,
+            KeyError::Inactive(status) => ApiError::KeyInactive(format!("key is {}", status.as_str())),
+            KeyError::CertificateExpired => ApiError::KeyInactive("the key's certificate has expired".into()),
+            KeyError::Plugin(p) => p.into(),
+            KeyError::PinIncorrect { remaining_attempts } => ApiError::PinIncorrect { remaining_attempts },
+            KeyError::PinLocked => ApiError::PinLocked,
+            KeyError::ActivationCodeWrong => ApiError::Forbidden("activation code incorrect".into()),
+            KeyError::Conflict(msg) => ApiError::Conflict(msg.into()),
+            KeyError::Hsm(HsmError::Unavailable { reason, retry_after }) => {
+                tracing::warn!(%reason, "answering hsm_unavailable");
+                ApiError::HsmUnavailable { retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64 }
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<crate::plugins::PluginError> for ApiError {
+    fn from(e: crate::plugins::PluginError) -> Self {
+        use crate::plugins::PluginError;
+        // The adapter's own words go to the log; the caller learns which adapter and what kind.
+        tracing::warn!(error = %e, "CA adapter call failed");
+        match e {
+            PluginError::NotLoaded(name) => ApiError::NotFound(format!("no CA adapter named `{name}` is loaded")),
+            PluginError::Failed { adapter, .. } => ApiError::PluginError(format!("CA adapter `{adapter}` failed")),
+            PluginError::Timeout(adapter) => ApiError::PluginTimeout(format!("CA adapter `{adapter}` did not answer in time")),
+        }
+    }
+}
+
+impl From<crate::tasks::TaskError> for ApiError {
+    fn from(e: crate::tasks::TaskError) -> Self {
+        use crate::tasks::TaskError;
+        match e {
+            TaskError::NotFound => ApiError::NotFound("task not found".into()),
+            TaskError::TokenInvalid => ApiError::TokenInvalid,
+            TaskError::Expired => ApiError::TaskExpired,
+            TaskError::State(msg) => ApiError::TaskState(msg),
+            e @ TaskError::PlatformNotAuthorized(_) => ApiError::PlatformNotAuthorized(e.to_string()),
+            e @ TaskError::CertMismatch => ApiError::CertMismatch(e.to_string()),
+            TaskError::Invalid(msg) => ApiError::BadRequest(msg),
+            TaskError::Key(k) => k.into(),
+            TaskError::Plugin(p) => p.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_match_api_md() {
+        let cases: &[(ApiError, &str, u16)] = &[
+            (ApiError::bad_request("x"), "bad_request", 400),
+            (ApiError::Forbidden("x".into()), "forbidden", 403),
+            (ApiError::DeviceMismatch, "device_mismatch", 403),
+            (ApiError::NotFound("x".into()), "not_found", 404),
+            (ApiError::Conflict("x".into()), "conflict", 409),
+            (ApiError::PinIncorrect { remaining_attempts: 2 }, "pin_incorrect", 403),
+            (ApiError::PinLocked, "pin_locked", 423),
+            (ApiError::KeyInactive("x".into()), "key_inactive", 409),
+            (ApiError::PayloadTooLarge { limit: 1 }, "payload_too_large", 413),
+            (ApiError::HsmUnavailable { retry_after_secs: 1 }, "hsm_unavailable", 503),
+            (ApiError::Internal, "internal", 500),
+            (ApiError::TaskExpired, "task_expired", 410),
+            (ApiError::PluginError("x".into()), "plugin_error", 502),
+            (ApiError::PluginTimeout("x".into()), "plugin_timeout", 504),
+            (ApiError::TokenInvalid, "token_invalid", 403),
+            (ApiError::TaskState("x".into()), "task_state", 409),
+            (ApiError::CertMismatch("x".into()), "cert_mismatch", 409),
+            (ApiError::PlatformNotAuthorized("x".into()), "platform_not_authorized", 403),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!(e.code(), *code);
+            assert_eq!(e.status(), *status);
+            assert_eq!(e.body()["error"]["code"], *code);
+        }
+    }
+
+    #[test]
+    fn extras_are_in_the_body() {
+        let b = ApiError::PinIncorrect { remaining_attempts: 3 }.body();
+        assert_eq!(b["error"]["remaining_attempts"], 3);
+        let e = ApiError::HsmUnavailable { retry_after_secs: 2 };
+        assert_eq!(e.retry_after(), Some(2));
+        assert_eq!(e.body()["error"]["message"], "HSM unavailable, retry later");
+        assert_eq!(ApiError::Internal.body()["error"]["message"], "internal error");
+    }
+}

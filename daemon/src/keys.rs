@@ -1,0 +1,607 @@
+//! Enrollments and keys: the domain service behind API.md "Enrollment and keys".
+//!
+//! It knows nothing of HTTP. It takes validated values (points, scalars, digests already
+//! decoded by the API layer), applies the rules — device binding, key status, PIN counter —
+//! and uses the HSM (through blocking calls on the blocking pool) and the store.
+//!
+//! Ordering rules that matter:
+//! - Bad input is rejected by the API layer before anything here runs: no state changes.
+//! - A wrong PIN proof increments the durable counter and the store is flushed *before*
+//!   the error is returned, so a crash cannot hand an attacker free guesses.
+//! - Activation and revocation are single store transactions, flushed before the reply.
+//! - Plaintext shares and verifiers live only inside one blocking closure, in zeroizing
+//!   buffers, and never cross an `.await`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use sm2_2p::{AffinePoint, ServerShare};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::config::KeysConfig;
+use crate::hsm::{Hsm, HsmError, SecretKind};
+use crate::plugins::{PluginError, PluginHost};
+use crate::store::{
+    ActivateOutcome, CertificateInfo, EnrollmentRecord, Predecessor, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Store,
+    StoreError, Subject,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("key belongs to another device")]
+    DeviceMismatch,
+    #[error("key is {}", .0.as_str())]
+    Inactive(KeyStatus),
+    #[error("the key's certificate has expired")]
+    CertificateExpired,
+    #[error("PIN verification failed")]
+    PinIncorrect { remaining_attempts: u32 },
+    #[error("PIN locked")]
+    PinLocked,
+    #[error("activation code incorrect")]
+    ActivationCodeWrong,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
+
+/// An admin's enrollment request, already validated by the API layer.
+pub struct NewEnrollment {
+    pub subject: Subject,
+    pub ca: String,
+    pub profile: Option<String>,
+    pub platforms: Vec<String>,
+    pub validity_days: u32,
+    pub predecessor: Option<Predecessor>,
+}
+
+pub struct EnrollmentCreated {
+    pub enrollment_id: String,
+    /// Shown once; only its hash is stored.
+    pub activation_code: String,
+    pub expires_at: i64,
+}
+
+/// A phone's activation request, validated.
+pub struct Activation {
+    pub enrollment_id: String,
+    pub activation_code: String,
+    pub device_id: String,
+    pub p1: AffinePoint,
+    pub pin_verifier: Zeroizing<[u8; 32]>,
+}
+
+/// What the PIN proof of a request covers (PROTOCOL.md "PIN"): the op name and the
+/// request's fields exactly as sent.
+pub struct PinProof<'a> {
+    pub op: &'static str,
+    pub fields: Vec<&'a str>,
+    pub proof: &'a str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SignMode {
+    Canonical,
+    FixedK3,
+    /// Canonical, for the key's own certificate request (allowed while pending).
+    CertificateRequest,
+}
+
+impl SignMode {
+    fn allow_pending(self) -> bool {
+        self == SignMode::CertificateRequest
+    }
+
+    fn kind(self) -> SignMode {
+        match self {
+            SignMode::CertificateRequest => SignMode::Canonical,
+            m => m,
+        }
+    }
+}
+
+pub enum SignOutput {
+    Canonical(sm2_2p::SignResponse),
+    FixedK3(sm2_2p::FixedK3Response),
+}
+
+/// Who asks, as far as key rules are concerned.
+pub enum Actor<'a> {
+    Admin,
+    Device(&'a str),
+}
+
+pub struct KeyService {
+    store: Arc<Store>,
+    hsm: Arc<Hsm>,
+    plugins: Arc<PluginHost>,
+    cfg: KeysConfig,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn random_id(prefix: &str) -> Result<String, KeyError> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|e| KeyError::Internal(format!("OS RNG: {e}")))?;
+    Ok(format!("{prefix}{}", hex::encode(b)))
+}
+
+/// 16 characters from an alphabet without look-alikes (no I, O, 0, 1): 80 bits.
+fn activation_code() -> Result<String, KeyError> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| KeyError::Internal(format!("OS RNG: {e}")))?;
+    Ok(b.iter().map(|x| ALPHABET[(x & 31) as usize] as char).collect())
+}
+
+fn code_hash(code: &str) -> String {
+    hex::encode(Sha256::digest(code.trim().to_ascii_uppercase().as_bytes()))
+}
+
+/// Run HSM and share arithmetic off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KeyError> + Send + 'static) -> Result<T, KeyError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| KeyError::Internal(format!("blocking task: {e}")))?
+}
+
+fn verifier_array(v: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let arr: [u8; 32] = v.try_into().map_err(|_| KeyError::Internal("stored verifier has wrong length".into()))?;
+    Ok(Zeroizing::new(arr))
+}
+
+impl KeyService {
+    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, cfg: KeysConfig) -> Self {
+        KeyService { store, hsm, plugins, cfg }
+    }
+
+    pub fn pin_max_attempts(&self) -> u32 {
+        self.cfg.pin_max_attempts
+    }
+
+    pub async fn create_enrollment(&self, req: NewEnrollment) -> Result<EnrollmentCreated, KeyError> {
+        let id = random_id("e_")?;
+        let code = activation_code()?;
+        let created_at = now();
+        let expires_at = created_at + self.cfg.enrollment_ttl.as_secs() as i64;
+        let rec = EnrollmentRecord {
+            id: id.clone(),
+            subject: req.subject,
+            ca: req.ca,
+            profile: req.profile,
+            platforms: req.platforms,
+            validity_days: req.validity_days,
+            activation_code_sha256: code_hash(&code),
+            created_at,
+            expires_at,
+            state: EnrollmentState::Pending,
+            predecessor: req.predecessor,
+        };
+        self.store.put_enrollment(&rec)?;
+        self.store.flush().await?;
+        Ok(EnrollmentCreated { enrollment_id: id, activation_code: code, expires_at })
+    }
+
+    /// A phone activates an enrollment: the server half is generated, wrapped by the HSM,
+    /// and stored with the key in one transaction.
+    pub async fn activate(&self, req: Activation) -> Result<KeyRecord, KeyError> {
+        let enrollment = self.store.enrollment(&req.enrollment_id)?.ok_or(KeyError::NotFound("enrollment"))?;
+        if enrollment.state != EnrollmentState::Pending {
+            return Err(KeyError::Conflict("enrollment already activated"));
+        }
+        let given = code_hash(&req.activation_code);
+        if !bool::from(given.as_bytes().ct_eq(enrollment.activation_code_sha256.as_bytes())) {
+            return Err(KeyError::ActivationCodeWrong);
+        }
+        if now() >= enrollment.expires_at {
+            return Err(KeyError::Conflict("enrollment expired"));
+        }
+        let key_id = random_id("k_")?;
+        let hsm = self.hsm.clone();
+        let (id, p1, verifier) = (key_id.clone(), req.p1, req.pin_verifier);
+        let (public, share_blob, verifier_blob) = blocking(move || {
+            let (share, public) = sm2_2p::server_keygen(&p1);
+            let share_blob = hsm.wrap(&id, SecretKind::Share, share.to_bytes().as_slice())?;
+            let verifier_blob = hsm.wrap(&id, SecretKind::PinVerifier, verifier.as_slice())?;
+            Ok((public, share_blob, verifier_blob))
+        })
+        .await?;
+        let key = KeyRecord {
+            id: key_id,
+            enrollment_id: enrollment.id.clone(),
+            subject: enrollment.subject.clone(),
+            ca: enrollment.ca.clone(),
+            // Pending until the phone co-signs its certificate request and the CA answers.
+            status: KeyStatus::Pending,
+            public_key: sm2_2p::point_to_hex(&public),
+            device_id: req.device_id,
+            platforms: enrollment.platforms.iter().map(|p| PlatformGrant { platform: p.clone(), until: None, once: false }).collect(),
+            pin: PinState::default(),
+            created_at: now(),
+            validity_days: enrollment.validity_days,
+            revocation_reason: None,
+            certificate: None,
+        };
+        match self.store.activate(&key, &share_blob, &verifier_blob)? {
+            ActivateOutcome::Done => {}
+            ActivateOutcome::AlreadyActivated => return Err(KeyError::Conflict("enrollment already activated")),
+            ActivateOutcome::NoSuchEnrollment => return Err(KeyError::NotFound("enrollment")),
+        }
+        self.store.flush().await?;
+        Ok(key)
+    }
+
+    /// Load a key the actor may see: admins see all, a device only its own.
+    pub fn key_for(&self, key_id: &str, actor: &Actor<'_>) -> Result<KeyRecord, KeyError> {
+        let key = self.store.key(key_id)?.ok_or(KeyError::NotFound("key"))?;
+        if let Actor::Device(device) = actor
+            && key.device_id != *device
+        {
+            return Err(KeyError::DeviceMismatch);
+        }
+        Ok(key)
+    }
+
+    /// The key a phone wants to use: its own, active, certificate not expired, not locked.
+    pub fn usable_key(&self, key_id: &str, device_id: &str) -> Result<KeyRecord, KeyError> {
+        let key = self.key_for(key_id, &Actor::Device(device_id))?;
+        check_usable(&key)?;
+        if key.pin.locked {
+            return Err(KeyError::PinLocked);
+        }
+        Ok(key)
+    }
+
+    async fn revoke_certificate(&self, key: &KeyRecord, reason: &str) -> Result<(), KeyError> {
+        if let Some(cert) = &key.certificate {
+            let request = serde_json::json!({ "serial": cert.serial, "reason": reason });
+            self.plugins.call(&key.ca, "revoke", &request).await?;
+        }
+        Ok(())
+    }
+
+    /// Admin: an enrollment that replaces a key. `reissue` (lost phone) suspends the old key
+    /// at once; `renew` and `change` supersede it when the successor's certificate arrives.
+    pub async fn create_successor(
+        &self,
+        key_id: &str,
+        reason: &str,
+        subject: Option<Subject>,
+        validity_days: Option<u32>,
+    ) -> Result<EnrollmentCreated, KeyError> {
+        let old = self.store.key(key_id)?.ok_or(KeyError::NotFound("key"))?;
+        if !matches!(old.status, KeyStatus::Active | KeyStatus::Suspended) {
+            return Err(KeyError::Inactive(old.status));
+        }
+        if reason == "change" && subject.is_none() {
+            return Err(KeyError::Conflict("a change needs the new subject"));
+        }
+        let enrollment = self.store.enrollment(&old.enrollment_id)?.ok_or(KeyError::NotFound("enrollment"))?;
+        if reason == "reissue" {
+            self.store.update_key::<()>(key_id, |k| {
+                let change = k.status == KeyStatus::Active;
+                if change {
+                    k.status = KeyStatus::Suspended;
+                }
+                Ok(change)
+            })?
+            .map_err(|()| KeyError::Internal("unreachable".into()))?;
+        }
+        let platforms = old.platforms.iter().filter(|g| !g.once && g.until.is_none()).map(|g| g.platform.clone()).collect();
+        self.create_enrollment(NewEnrollment {
+            subject: subject.unwrap_or_else(|| old.subject.clone()),
+            ca: old.ca.clone(),
+            profile: enrollment.profile,
+            platforms,
+            validity_days: validity_days.unwrap_or(old.validity_days),
+            predecessor: Some(Predecessor { key_id: key_id.to_owned(), reason: reason.to_owned() }),
+        })
+        .await
+    }
+
+    /// When a renew/change successor becomes active: supersede the old key and revoke
+    /// its certificate.
+    async fn retire_predecessor(&self, successor: &KeyRecord) -> Result<(), KeyError> {
+        let Some(enrollment) = self.store.enrollment(&successor.enrollment_id)? else { return Ok(()) };
+        let Some(pred) = enrollment.predecessor else { return Ok(()) };
+        if pred.reason == "reissue" {
+            return Ok(());
+        }
+        let Some(old) = self.store.key(&pred.key_id)? else { return Ok(()) };
+        if old.status != KeyStatus::Active && old.status != KeyStatus::Suspended {
+            return Ok(());
+        }
+        self.revoke_certificate(&old, "superseded").await?;
+        self.store.update_key::<()>(&pred.key_id, |k| {
+            k.status = KeyStatus::Superseded;
+            k.revocation_reason = Some("superseded".into());
+            Ok(true)
+        })?
+        .map_err(|()| KeyError::Internal("unreachable".into()))?;
+        self.store.flush().await?;
+        tracing::info!(old = %pred.key_id, new = %successor.id, reason = %pred.reason, "key superseded");
+        Ok(())
+    }
+
+    /// The CA answered: store the certificate and make the pending key active.
+    pub async fn install_certificate(&self, key_id: &str, cert: CertificateInfo) -> Result<KeyRecord, KeyError> {
+        let rec = self
+            .store
+            .update_key::<KeyError>(key_id, |k| {
+                if k.status != KeyStatus::Pending {
+                    return Err(KeyError::Inactive(k.status));
+                }
+                k.status = KeyStatus::Active;
+                k.certificate = Some(cert.clone());
+                Ok(true)
+            })??
+            .ok_or(KeyError::NotFound("key"))?;
+        self.store.flush().await?;
+        if let Err(e) = self.retire_predecessor(&rec).await {
+            // The new key is live; the old one's retirement is logged for the operator.
+            tracing::error!(key_id, error = %e, "could not retire the predecessor key");
+        }
+        Ok(rec)
+    }
+
+    /// Admin: authorise a key on a platform (roaming) until `until`, or for one task.
+    pub async fn authorize_platform(&self, key_id: &str, platform: &str, until: Option<i64>, once: bool) -> Result<KeyRecord, KeyError> {
+        let rec = self
+            .store
+            .update_key::<KeyError>(key_id, |k| {
+                if k.status == KeyStatus::Revoked {
+                    return Err(KeyError::Inactive(k.status));
+                }
+                // One grant per platform and kind: a new one replaces the old.
+                k.platforms.retain(|g| !(g.platform == platform && g.once == once));
+                k.platforms.push(PlatformGrant { platform: platform.to_owned(), until, once });
+                Ok(true)
+            })??
+            .ok_or(KeyError::NotFound("key"))?;
+        self.store.flush().await?;
+        Ok(rec)
+    }
+
+    /// Admin: withdraw every grant of a platform.
+    pub async fn remove_platform(&self, key_id: &str, platform: &str) -> Result<(), KeyError> {
+        let mut found = false;
+        self.store
+            .update_key::<KeyError>(key_id, |k| {
+                let before = k.platforms.len();
+                k.platforms.retain(|g| g.platform != platform);
+                found = k.platforms.len() != before;
+                Ok(found)
+            })??
+            .ok_or(KeyError::NotFound("key"))?;
+        if !found {
+            return Err(KeyError::NotFound("platform grant"));
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Server halves of several signatures under one PIN proof (batch co-signing).
+    pub async fn sign_batch(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        items: Vec<([u8; 32], AffinePoint)>,
+        proof: PinProof<'_>,
+    ) -> Result<Vec<sm2_2p::SignResponse>, KeyError> {
+        self.with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
+            let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
+            Ok(items.iter().map(|(e, q1)| share.sign(e, q1)).collect())
+        })
+        .await
+    }
+
+    pub fn list(&self, actor: &Actor<'_>, subject: Option<&str>, status: Option<KeyStatus>) -> Result<Vec<KeyRecord>, KeyError> {
+        let keep = |k: &KeyRecord| subject.is_none_or(|s| k.subject.name == s) && status.is_none_or(|st| k.status == st);
+        let mut keys = match actor {
+            Actor::Admin => self.store.keys_matching(keep)?,
+            Actor::Device(device) => self.store.keys_of_device(device)?.into_iter().filter(keep).collect(),
+        };
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+
+    /// Check key ownership, status and lock; then the PIN proof against the HSM-wrapped
+    /// verifier. On success, `then` runs in the same blocking call with the key record (so
+    /// the share is unwrapped and used without crossing an await). A wrong proof is
+    /// counted durably before this returns.
+    async fn with_pin<T: Send + 'static>(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        proof: PinProof<'_>,
+        want_share: bool,
+        allow_pending: bool,
+        then: impl FnOnce(&Hsm, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, KeyError> {
+        let key = self.key_for(key_id, &Actor::Device(device_id))?;
+        // A pending key may sign exactly one thing: its own certificate request.
+        if !(allow_pending && key.status == KeyStatus::Pending) {
+            check_usable(&key)?;
+        }
+        if key.pin.locked {
+            return Err(KeyError::PinLocked);
+        }
+        let blob = self
+            .store
+            .secret(key_id, SecretKind::PinVerifier)?
+            .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
+        let share_blob = if want_share {
+            Some(
+                self.store
+                    .secret(key_id, SecretKind::Share)?
+                    .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
+            )
+        } else {
+            None
+        };
+        let fields: Vec<String> = proof.fields.iter().map(|f| f.to_string()).collect();
+        let (op, proof_hex, id) = (proof.op, proof.proof.to_owned(), key_id.to_owned());
+        let hsm = self.hsm.clone();
+        let outcome = blocking(move || {
+            let v = verifier_array(&hsm.unwrap(&id, SecretKind::PinVerifier, &blob)?)?;
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            if !sm2_2p::pin_proof_matches(&v, &id, op, &fields, &proof_hex) {
+                return Ok(None);
+            }
+            let share = share_blob.map(|b| unwrap_share(&hsm, &id, &b)).transpose()?;
+            then(&hsm, &key, share).map(|t| Some((t, key.pin.failures)))
+        })
+        .await?;
+        match outcome {
+            Some((value, failures)) => {
+                if failures > 0 {
+                    // Reset the counter; not flushed: losing a reset only errs on the safe side.
+                    self.store.update_key(key_id, |k| {
+                        if k.pin.locked {
+                            return Err(KeyError::PinLocked);
+                        }
+                        k.pin.failures = 0;
+                        Ok(true)
+                    })??;
+                }
+                Ok(value)
+            }
+            None => Err(self.count_pin_failure(key_id).await),
+        }
+    }
+
+    async fn count_pin_failure(&self, key_id: &str) -> KeyError {
+        let max = self.cfg.pin_max_attempts;
+        let updated = self.store.update_key::<()>(key_id, |k| {
+            if k.pin.locked {
+                return Ok(false);
+            }
+            k.pin.failures += 1;
+            k.pin.locked = k.pin.failures >= max;
+            Ok(true)
+        });
+        let rec = match updated {
+            Ok(Ok(Some(rec))) => rec,
+            Ok(Ok(None)) => return KeyError::NotFound("key"),
+            Ok(Err(())) => return KeyError::Internal("unreachable".into()),
+            Err(e) => return e.into(),
+        };
+        if let Err(e) = self.store.flush().await {
+            return e.into();
+        }
+        tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
+        if rec.pin.locked {
+            KeyError::PinLocked
+        } else {
+            KeyError::PinIncorrect { remaining_attempts: max.saturating_sub(rec.pin.failures) }
+        }
+    }
+
+    /// Server half of a signature over the digest `e`.
+    pub async fn sign(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        e: [u8; 32],
+        q1: AffinePoint,
+        mode: SignMode,
+        proof: PinProof<'_>,
+    ) -> Result<SignOutput, KeyError> {
+        self.with_pin(key_id, device_id, proof, true, mode.allow_pending(), move |_, _, share| {
+            let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
+            Ok(match mode.kind() {
+                SignMode::FixedK3 => SignOutput::FixedK3(share.sign_fixed_k3(&e, &q1)),
+                _ => SignOutput::Canonical(share.sign(&e, &q1)),
+            })
+        })
+        .await
+    }
+
+    /// Server half of a blinded decryption: `T2 = d2⁻¹·T1`.
+    pub async fn decrypt(&self, key_id: &str, device_id: &str, t1: AffinePoint, proof: PinProof<'_>) -> Result<AffinePoint, KeyError> {
+        self.with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
+            let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
+            Ok(share.decrypt(&t1))
+        })
+        .await
+    }
+
+    /// Replace the PIN verifier (proof made with the old PIN) and clear the counter.
+    pub async fn change_pin(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        new_verifier: Zeroizing<[u8; 32]>,
+        proof: PinProof<'_>,
+    ) -> Result<(), KeyError> {
+        let blob: Vec<u8> = self
+            .with_pin(key_id, device_id, proof, false, false, move |hsm, key, _| {
+                Ok(hsm.wrap(&key.id, SecretKind::PinVerifier, new_verifier.as_slice())?)
+            })
+            .await?;
+        if !self.store.replace_verifier(key_id, &blob)? {
+            return Err(KeyError::NotFound("key"));
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Admin: clear the PIN counter and lock.
+    pub async fn unlock(&self, key_id: &str) -> Result<(), KeyError> {
+        self.store
+            .update_key::<()>(key_id, |k| {
+                let changed = k.pin != PinState::default();
+                k.pin = PinState::default();
+                Ok(changed)
+            })?
+            .map_err(|()| KeyError::Internal("unreachable".into()))?
+            .ok_or(KeyError::NotFound("key"))?;
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Revoke and crypto-shred. A phone must prove its PIN; an admin need not.
+    pub async fn revoke(&self, key_id: &str, actor: &Actor<'_>, reason: &str, proof: Option<PinProof<'_>>) -> Result<KeyRecord, KeyError> {
+        let key = self.key_for(key_id, actor)?;
+        if key.status == KeyStatus::Revoked {
+            return Err(KeyError::Conflict("key already revoked"));
+        }
+        if let Actor::Device(device) = actor {
+            let proof = proof.ok_or_else(|| KeyError::Internal("phone revoke without proof".into()))?;
+            self.with_pin(key_id, device, proof, false, false, |_, _, _| Ok(())).await?;
+        }
+        // The CA first: if it cannot revoke, nothing changes here and the caller may retry.
+        self.revoke_certificate(&key, reason).await?;
+        let rec = self.store.revoke(key_id, reason)?.ok_or(KeyError::NotFound("key"))?;
+        self.store.flush().await?;
+        tracing::info!(key_id, reason, "key revoked; share destroyed");
+        Ok(rec)
+    }
+}
+
+/// Active, and its certificate (if any) not expired.
+fn check_usable(key: &KeyRecord) -> Result<(), KeyError> {
+    if key.status != KeyStatus::Active {
+        return Err(KeyError::Inactive(key.status));
+    }
+    if key.certificate.as_ref().is_some_and(|c| c.not_after <= now()) {
+        return Err(KeyError::CertificateExpired);
+    }
+    Ok(())
+}
+
+fn unwrap_share(hsm: &Hsm, key_id: &str, blob: &[u8]) -> Result<ServerShare, KeyError> {
+    let bytes = hsm.unwrap(key_id, SecretKind::Share, blob)?;
+    ServerShare::from_bytes(&bytes).map_err(|_| KeyError::Internal(format!("{key_id}: stored share is invalid")))
+}

@@ -1,0 +1,145 @@
+//! The `mcsd` command: run the daemon, check a config, manage the HSM, make a dev setup.
+//!
+//! Exit codes (sysexits.h): 0 ok; 64 configuration error (systemd's
+//! `RestartPreventExitStatus=64` keeps a broken config from restart-looping); 69 HSM
+//! unavailable or not set up; 71 cannot bind; 74 store I/O error; 1 anything else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcsd::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "mcsd", version, about = "Mobile certificate signing daemon (server half of two-party SM2)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and health listeners until SIGTERM.
+    Run {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+    },
+    /// Load and validate a config file, then exit.
+    CheckConfig {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+    },
+    /// HSM administration.
+    Hsm {
+        #[command(subcommand)]
+        command: HsmCommand,
+    },
+    /// Create a development environment (SoftHSM token, KEK, PKI, config) in DIR.
+    DevInit {
+        #[arg(long)]
+        dir: PathBuf,
+        /// PKCS#11 module to write into the config (default: SoftHSM's).
+        #[arg(long)]
+        module: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HsmCommand {
+    /// Create the KEK (AES-256, non-extractable, sensitive) if the token has none.
+    Init {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+    },
+}
+
+const EX_CONFIG: u8 = 64;
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("mcsd: configuration error: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(&cfg);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("mcsd: starting runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let outcome = runtime.block_on(mcsd::server::run(cfg));
+            // A hung CA adapter keeps a blocking thread forever; do not wait for it at exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcsd: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            }
+        }
+        Command::CheckConfig { config } => match load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Hsm { command: HsmCommand::Init { config } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match mcsd::hsm::Hsm::init_kek(&cfg.hsm) {
+                Ok((version, true)) => {
+                    println!("created KEK `{}` version {version}", cfg.hsm.kek_label);
+                    ExitCode::SUCCESS
+                }
+                Ok((version, false)) => {
+                    println!("KEK `{}` version {version} already present", cfg.hsm.kek_label);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcsd: {e}");
+                    ExitCode::from(69)
+                }
+            }
+        }
+        Command::DevInit { dir, module } => match mcsd::devinit::dev_init(&dir, module.as_deref()) {
+            Ok(()) => {
+                println!("dev environment ready in {}", dir.display());
+                println!(
+                    "run: SOFTHSM2_CONF={}/softhsm2.conf mcsd run --config {}/mcsd.toml",
+                    dir.display(),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcsd dev-init: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

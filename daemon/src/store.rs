@@ -1,0 +1,727 @@
+//! The store: the only module that touches sled.
+//!
+//! Trees:
+//! - `enrollments`: enrollment id → [`EnrollmentRecord`]
+//! - `keys`: key id → [`KeyRecord`] (public data and security state: status, PIN counter)
+//! - `secrets`: `<key id>/<kind>` → HSM-made AES-GCM blob (share, PIN verifier). Never
+//!   plaintext; kept apart from `keys` so crypto-shredding is one delete.
+//! - `device_keys`: `<device id>/<key id>` → empty (index for a phone's key list)
+//!
+//! Every record is versioned from day one: one format byte, then JSON. A reader that sees
+//! an unknown version refuses the record rather than guessing.
+//!
+//! Durability: writers call [`Store::flush`] before replying whenever the write is security
+//! state (PIN failures, revocation, activation). Multi-record changes go through one sled
+//! transaction, so a crash leaves either the old or the new state, never a mix.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use crate::hsm::SecretKind;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+const RECORD_V1: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Who a certificate will be for (API.md enrollment `subject`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    pub kind: SubjectKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    Person,
+    Org,
+    Operator,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum EnrollmentState {
+    Pending,
+    Activated { key_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentRecord {
+    pub id: String,
+    pub subject: Subject,
+    pub ca: String,
+    pub profile: Option<String>,
+    pub platforms: Vec<String>,
+    pub validity_days: u32,
+    /// SHA-256 of the activation code; the code itself is shown once and never stored.
+    pub activation_code_sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub state: EnrollmentState,
+    /// Set when this enrollment replaces a key (renew, change, reissue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predecessor: Option<Predecessor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Predecessor {
+    pub key_id: String,
+    /// `renew`, `change` or `reissue`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Pending,
+    Active,
+    Suspended,
+    Revoked,
+    Superseded,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Pending => "pending",
+            KeyStatus::Active => "active",
+            KeyStatus::Suspended => "suspended",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Superseded => "superseded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformGrant {
+    pub platform: String,
+    /// Unix seconds; `None` = for the life of the key.
+    pub until: Option<i64>,
+    /// Consumed by the next completed task on this platform.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
+}
+
+impl PlatformGrant {
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinState {
+    pub failures: u32,
+    pub locked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub enrollment_id: String,
+    pub subject: Subject,
+    pub ca: String,
+    pub status: KeyStatus,
+    /// Joint public key P, SEC1 uncompressed, lowercase hex.
+    pub public_key: String,
+    /// SHA-256 of the activating phone's certificate SPKI, lowercase hex.
+    pub device_id: String,
+    pub platforms: Vec<PlatformGrant>,
+    pub pin: PinState,
+    pub created_at: i64,
+    pub validity_days: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    /// The issued certificate (base64 DER) and its chain, once the CA answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub der_b64: String,
+    pub chain_b64: Vec<String>,
+    /// Lowercase hex.
+    pub serial: String,
+    pub subject: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+fn secret_key(key_id: &str, kind: SecretKind) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key_id.len() + 16);
+    k.extend_from_slice(key_id.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(kind.label());
+    k
+}
+
+fn encode<T: Serialize>(rec: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_V1];
+    // Serializing plain data structs to JSON cannot fail.
+    serde_json::to_writer(&mut out, rec).expect("record serializes");
+    out
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason };
+    match bytes.split_first() {
+        Some((&RECORD_V1, body)) => serde_json::from_slice(body).map_err(|e| corrupt(e.to_string())),
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".into())),
+    }
+}
+
+/// Why an activation could not be committed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ActivateOutcome {
+    Done,
+    AlreadyActivated,
+    NoSuchEnrollment,
+}
+
+pub struct Store {
+    db: sled::Db,
+    enrollments: sled::Tree,
+    keys: sled::Tree,
+    secrets: sled::Tree,
+    device_keys: sled::Tree,
+    tasks: sled::Tree,
+    outbox: sled::Tree,
+    daemon_keys: sled::Tree,
+}
+
+/// A key the daemon itself holds (a CA key, later the seal maker and audit keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonKeyRecord {
+    pub name: String,
+    /// SEC1 uncompressed, lowercase hex.
+    pub public_key: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        Ok(Store {
+            enrollments: db.open_tree("enrollments")?,
+            keys: db.open_tree("keys")?,
+            secrets: db.open_tree("secrets")?,
+            device_keys: db.open_tree("device_keys")?,
+            tasks: db.open_tree("tasks")?,
+            outbox: db.open_tree("outbox")?,
+            daemon_keys: db.open_tree("daemon_keys")?,
+            db,
+        })
+    }
+
+    /// Make every write so far durable (fsync).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] for callers on a blocking thread (adapter callbacks).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn put_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
+        self.enrollments.insert(rec.id.as_bytes(), encode(rec))?;
+        Ok(())
+    }
+
+    pub fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>, StoreError> {
+        self.enrollments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    /// Atomically: mark the enrollment activated, create the key, store its wrapped
+    /// secrets and index it by device. Fails without writing if the enrollment is gone or
+    /// was activated meanwhile (two phones racing on one code: one wins).
+    pub fn activate(
+        &self,
+        key: &KeyRecord,
+        share_blob: &[u8],
+        verifier_blob: &[u8],
+    ) -> Result<ActivateOutcome, StoreError> {
+        let key_bytes = encode(key);
+        let index = format!("{}/{}", key.device_id, key.id).into_bytes();
+        let result = (&self.enrollments, &self.keys, &self.secrets, &self.device_keys).transaction(
+            |(enr, keys, secrets, device_keys)| {
+                let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
+                    return Err(ConflictableTransactionError::Abort(ActivateOutcome::NoSuchEnrollment));
+                };
+                let mut rec: EnrollmentRecord = decode(key.enrollment_id.as_bytes(), &raw)
+                    .map_err(|_| ConflictableTransactionError::Abort(ActivateOutcome::NoSuchEnrollment))?;
+                if rec.state != EnrollmentState::Pending {
+                    return Err(ConflictableTransactionError::Abort(ActivateOutcome::AlreadyActivated));
+                }
+                rec.state = EnrollmentState::Activated { key_id: key.id.clone() };
+                enr.insert(key.enrollment_id.as_bytes(), encode(&rec))?;
+                keys.insert(key.id.as_bytes(), key_bytes.clone())?;
+                secrets.insert(secret_key(&key.id, SecretKind::Share), share_blob)?;
+                secrets.insert(secret_key(&key.id, SecretKind::PinVerifier), verifier_blob)?;
+                device_keys.insert(index.clone(), &[][..])?;
+                Ok(())
+            },
+        );
+        match result {
+            Ok(()) => Ok(ActivateOutcome::Done),
+            Err(TransactionError::Abort(outcome)) => Ok(outcome),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.keys.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    /// Keys of one device, via the index.
+    pub fn keys_of_device(&self, device_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let prefix = format!("{device_id}/");
+        let mut out = Vec::new();
+        for entry in self.device_keys.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = entry?;
+            let key_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(rec) = self.key(&key_id)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// All keys matching a predicate (admin listing).
+    pub fn keys_matching(&self, mut keep: impl FnMut(&KeyRecord) -> bool) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.keys.iter() {
+            let (k, v) = entry?;
+            let rec: KeyRecord = decode(&k, &v)?;
+            if keep(&rec) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read-modify-write one key record atomically (compare-and-swap loop). `change`
+    /// returns `Ok(true)` to write, `Ok(false)` to leave the record as it is, or an error
+    /// that is passed through without writing. Returns the record as it is afterwards.
+    pub fn update_key<E>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut KeyRecord) -> Result<bool, E>,
+    ) -> Result<Result<Option<KeyRecord>, E>, StoreError> {
+        loop {
+            let Some(old) = self.keys.get(id.as_bytes())? else { return Ok(Ok(None)) };
+            let mut rec: KeyRecord = decode(id.as_bytes(), &old)?;
+            match change(&mut rec) {
+                Err(e) => return Ok(Err(e)),
+                Ok(false) => return Ok(Ok(Some(rec))),
+                Ok(true) => {}
+            }
+            let new = encode(&rec);
+            if self.keys.compare_and_swap(id.as_bytes(), Some(&old), Some(new))?.is_ok() {
+                return Ok(Ok(Some(rec)));
+            }
+        }
+    }
+
+    pub fn secret(&self, key_id: &str, kind: SecretKind) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.secrets.get(secret_key(key_id, kind))?)
+    }
+
+    /// Replace the PIN verifier and clear the failure counter in one transaction.
+    /// Returns false if the key vanished.
+    pub fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
+        let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(()));
+            };
+            let mut rec: KeyRecord =
+                decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            rec.pin = PinState::default();
+            keys.insert(key_id.as_bytes(), encode(&rec))?;
+            secrets.insert(secret_key(key_id, SecretKind::PinVerifier), verifier_blob)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(())) => Ok(false),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Crypto-shred: set the key revoked and delete its wrapped secrets, atomically.
+    pub fn revoke(&self, key_id: &str, reason: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(()));
+            };
+            let mut rec: KeyRecord =
+                decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            rec.status = KeyStatus::Revoked;
+            rec.revocation_reason = Some(reason.to_owned());
+            keys.insert(key_id.as_bytes(), encode(&rec))?;
+            secrets.remove(secret_key(key_id, SecretKind::Share))?;
+            secrets.remove(secret_key(key_id, SecretKind::PinVerifier))?;
+            Ok(rec)
+        });
+        match result {
+            Ok(rec) => Ok(Some(rec)),
+            Err(TransactionError::Abort(())) => Ok(None),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+}
+
+// ---- scan tasks ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Login,
+    Sign,
+    Decrypt,
+    Encrypt,
+    Csr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Claimed,
+    AwaitingApproval,
+    Completed,
+    Rejected,
+    Expired,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Rejected | TaskStatus::Expired | TaskStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDisplay {
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The non-secret inputs of a task. (An `encrypt` task's plaintext is a wrapped secret.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TaskData {
+    Login { challenge: String },
+    Sign { message: String },
+    Decrypt { ciphertext: String, recipient_cert_serial: Option<String>, recipient_public_key: Option<String> },
+    Encrypt {},
+    /// A CertificationRequestInfo (base64 DER) the phone co-signs as proof of possession.
+    Csr { key_id: String, request_info: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub kind: TaskKind,
+    /// Platform of the creating gateway (or empty for internal tasks).
+    pub platform: String,
+    pub token_sha256: String,
+    pub display: TaskDisplay,
+    pub data: TaskData,
+    pub callback_url: Option<String>,
+    pub status: TaskStatus,
+    /// Incremented by every write; transitions compare-and-swap on it.
+    pub rev: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub updated_at: i64,
+    pub key_id: Option<String>,
+    pub device_id: Option<String>,
+    /// The digest the server computed at claim (signing kinds), lowercase hex.
+    pub e: Option<String>,
+    pub cosigned: bool,
+    /// Non-secret result for the gateway.
+    pub result: Option<serde_json::Value>,
+    /// A wrapped secret result (decrypt plaintext) waits in `secrets` until delivered.
+    pub secret_result: bool,
+    pub delivered: bool,
+    pub error: Option<String>,
+}
+
+/// A callback still to be delivered; written in the same transaction as the final state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    pub task_id: String,
+    pub url: String,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+}
+
+/// One atomic task transition (see [`Store::transition`]).
+pub struct Transition<'a> {
+    /// The task as it should be afterwards; its `rev` must be the stored rev + 1.
+    pub task: &'a TaskRecord,
+    /// Wrapped secrets to store with the task (input or result).
+    pub put_secrets: Vec<(SecretKind, &'a [u8])>,
+    pub delete_secrets: Vec<SecretKind>,
+    /// Consume a `once` platform grant of this key (refused if it is gone).
+    pub consume_once: Option<(&'a str, &'a str)>,
+    pub callback: Option<CallbackRecord>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    Done,
+    /// Someone else changed the task first; nothing was written.
+    Raced,
+    /// The `once` grant was already used; nothing was written.
+    GrantGone,
+}
+
+impl Store {
+    pub fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    /// Create a task (rev 0) with its wrapped inputs.
+    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])]) -> Result<(), StoreError> {
+        let bytes = encode(task);
+        (&self.tasks, &self.secrets)
+            .transaction(|(tasks, sec)| {
+                tasks.insert(task.id.as_bytes(), bytes.clone())?;
+                for (kind, blob) in secrets {
+                    sec.insert(secret_key(&task.id, *kind), *blob)?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Db(e),
+                TransactionError::Abort(()) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
+            })
+    }
+
+    /// Apply a task transition atomically: the task (compare-and-swap on `rev`), its
+    /// secrets, a consumed `once` grant and a callback to deliver — all or nothing.
+    pub fn transition(&self, t: Transition<'_>) -> Result<TransitionOutcome, StoreError> {
+        let id = t.task.id.as_bytes();
+        let bytes = encode(t.task);
+        let callback = t.callback.as_ref().map(encode);
+        let result = (&self.tasks, &self.secrets, &self.keys, &self.outbox).transaction(|(tasks, sec, keys, outbox)| {
+            let current: TaskRecord = match tasks.get(id)? {
+                Some(raw) => decode(id, &raw).map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::Raced))?,
+                None => return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced)),
+            };
+            if current.rev + 1 != t.task.rev {
+                return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced));
+            }
+            if let Some((key_id, platform)) = t.consume_once {
+                let raw = keys.get(key_id.as_bytes())?.ok_or(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
+                let mut key: KeyRecord = decode(key_id.as_bytes(), &raw)
+                    .map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
+                let before = key.platforms.len();
+                key.platforms.retain(|g| !(g.once && g.platform == platform));
+                if key.platforms.len() == before {
+                    return Err(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone));
+                }
+                keys.insert(key_id.as_bytes(), encode(&key))?;
+            }
+            tasks.insert(id, bytes.clone())?;
+            for (kind, blob) in &t.put_secrets {
+                sec.insert(secret_key(&t.task.id, *kind), *blob)?;
+            }
+            for kind in &t.delete_secrets {
+                sec.remove(secret_key(&t.task.id, *kind))?;
+            }
+            if let Some(cb) = &callback {
+                outbox.insert(id, cb.clone())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(TransitionOutcome::Done),
+            Err(TransactionError::Abort(outcome)) => Ok(outcome),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    pub fn task_secret(&self, task_id: &str, kind: SecretKind) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.secrets.get(secret_key(task_id, kind))?)
+    }
+
+    /// Every task (the sweeper's view; tasks are few and short-lived).
+    pub fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.tasks.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// Delete a finished task and anything left of its secrets and callback.
+    pub fn purge_task(&self, task_id: &str) -> Result<(), StoreError> {
+        (&self.tasks, &self.secrets, &self.outbox)
+            .transaction(|(tasks, sec, outbox)| {
+                tasks.remove(task_id.as_bytes())?;
+                for kind in [SecretKind::TaskInput, SecretKind::TaskResult] {
+                    sec.remove(secret_key(task_id, kind))?;
+                }
+                outbox.remove(task_id.as_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Db(e),
+                TransactionError::Abort(()) => StoreError::Corrupt { key: task_id.into(), reason: "aborted".into() },
+            })
+    }
+
+    pub fn daemon_key(&self, name: &str) -> Result<Option<(DaemonKeyRecord, sled::IVec)>, StoreError> {
+        let Some(raw) = self.daemon_keys.get(name.as_bytes())? else { return Ok(None) };
+        let rec: DaemonKeyRecord = decode(name.as_bytes(), &raw)?;
+        let blob = self.secrets.get(secret_key(&format!("daemon:{name}"), SecretKind::DaemonKey))?.ok_or_else(|| {
+            StoreError::Corrupt { key: name.to_owned(), reason: "daemon key without its wrapped secret".into() }
+        })?;
+        Ok(Some((rec, blob)))
+    }
+
+    /// Store a new daemon key unless one of that name exists; returns the one that won.
+    pub fn insert_daemon_key(&self, rec: &DaemonKeyRecord, blob: &[u8]) -> Result<(DaemonKeyRecord, sled::IVec), StoreError> {
+        let bytes = encode(rec);
+        let id = format!("daemon:{}", rec.name);
+        let won = (&self.daemon_keys, &self.secrets).transaction(|(keys, sec)| {
+            if keys.get(rec.name.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            keys.insert(rec.name.as_bytes(), bytes.clone())?;
+            sec.insert(secret_key(&id, SecretKind::DaemonKey), blob)?;
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        match won {
+            Ok(_) => self.daemon_key(&rec.name)?.ok_or_else(|| StoreError::Corrupt { key: rec.name.clone(), reason: "vanished".into() }),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt { key: rec.name.clone(), reason: "aborted".into() }),
+        }
+    }
+
+    pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {
+        self.outbox.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    pub fn put_callback(&self, cb: &CallbackRecord) -> Result<(), StoreError> {
+        self.outbox.insert(cb.task_id.as_bytes(), encode(cb))?;
+        Ok(())
+    }
+
+    pub fn delete_callback(&self, task_id: &str) -> Result<(), StoreError> {
+        self.outbox.remove(task_id.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, enrollment: &str) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            enrollment_id: enrollment.into(),
+            subject: Subject {
+                kind: SubjectKind::Person,
+                name: "Zhang San".into(),
+                org_name: None,
+                credit_code: None,
+                id_number: None,
+            },
+            ca: "local".into(),
+            status: KeyStatus::Active,
+            public_key: "04ab".into(),
+            device_id: "dev1".into(),
+            platforms: vec![],
+            pin: PinState::default(),
+            created_at: 0,
+            validity_days: 365,
+            revocation_reason: None,
+            certificate: None,
+        }
+    }
+
+    fn enrollment(id: &str) -> EnrollmentRecord {
+        EnrollmentRecord {
+            id: id.into(),
+            subject: key("k", id).subject,
+            ca: "local".into(),
+            profile: None,
+            platforms: vec!["P1".into()],
+            validity_days: 365,
+            activation_code_sha256: "00".into(),
+            created_at: 0,
+            expires_at: 10,
+            state: EnrollmentState::Pending,
+            predecessor: None,
+        }
+    }
+
+    #[test]
+    fn records_carry_a_version_byte_and_unknown_versions_are_refused() {
+        let bytes = encode(&enrollment("e1"));
+        assert_eq!(bytes[0], RECORD_V1);
+        let mut future = bytes.clone();
+        future[0] = 9;
+        let err = decode::<EnrollmentRecord>(b"e1", &future).unwrap_err();
+        assert!(err.to_string().contains("unknown record version 9"));
+    }
+
+    #[test]
+    fn activation_is_once_only_and_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_enrollment(&enrollment("e1")).unwrap();
+        assert_eq!(store.activate(&key("k1", "e1"), b"s", b"v").unwrap(), ActivateOutcome::Done);
+        assert_eq!(store.activate(&key("k2", "e1"), b"s", b"v").unwrap(), ActivateOutcome::AlreadyActivated);
+        assert!(store.key("k2").unwrap().is_none());
+        assert!(store.secret("k2", SecretKind::Share).unwrap().is_none());
+        assert_eq!(store.activate(&key("k3", "nope"), b"s", b"v").unwrap(), ActivateOutcome::NoSuchEnrollment);
+        assert_eq!(store.keys_of_device("dev1").unwrap().len(), 1);
+        assert_eq!(
+            store.enrollment("e1").unwrap().unwrap().state,
+            EnrollmentState::Activated { key_id: "k1".into() }
+        );
+    }
+
+    #[test]
+    fn revoke_shreds_secrets_and_update_key_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_enrollment(&enrollment("e1")).unwrap();
+        store.activate(&key("k1", "e1"), b"share", b"verifier").unwrap();
+        let after = store
+            .update_key::<()>("k1", |k| {
+                k.pin.failures += 1;
+                Ok(true)
+            })
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.pin.failures, 1);
+        assert!(store.replace_verifier("k1", b"v2").unwrap());
+        assert_eq!(store.key("k1").unwrap().unwrap().pin.failures, 0);
+        let rec = store.revoke("k1", "key_compromise").unwrap().unwrap();
+        assert_eq!(rec.status, KeyStatus::Revoked);
+        assert!(store.secret("k1", SecretKind::Share).unwrap().is_none());
+        assert!(store.secret("k1", SecretKind::PinVerifier).unwrap().is_none());
+    }
+}

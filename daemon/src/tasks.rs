@@ -1,0 +1,867 @@
+//! Scan tasks: the QR flows of API.md "Scan tasks", as a durable state machine.
+//!
+//! ```text
+//!   pending ──claim──▶ claimed ──cosign──▶ claimed(cosigned) ──complete──▶ completed
+//!      │                  │                                                 ▲
+//!      │                  └──────────── reject ──▶ rejected                 │
+//!      ├── reject ──▶ rejected                          encrypt: claim ─────┘
+//!      └── (time) ──▶ expired   (any unfinished state, at every step and by the sweeper)
+//! ```
+//!
+//! Every transition is one store transaction that compare-and-swaps the task's `rev`, so
+//! two phones racing for a task cannot both win, and is flushed before the reply. The
+//! server computes `e` from the task's data and the key's Z at claim; `complete` verifies
+//! the final signature against that `e` before accepting it. Secret task data (an
+//! `encrypt` task's plaintext, a `decrypt` task's result) is stored only HSM-wrapped, and
+//! a decrypt result is deleted when the creating gateway takes it — exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sm2_2p::{AffinePoint, Signature};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+use zeroize::Zeroizing;
+
+use crate::config::TasksConfig;
+use crate::hsm::{Hsm, HsmError, SecretKind};
+use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput, now};
+use crate::plugins::{PluginError, PluginHost};
+use crate::store::{
+    CallbackRecord, CertificateInfo, KeyStatus, SubjectKind, KeyRecord, Store, StoreError, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus,
+    Transition, TransitionOutcome,
+};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task not found")]
+    NotFound,
+    #[error("task token invalid")]
+    TokenInvalid,
+    #[error("task expired")]
+    Expired,
+    #[error("{0}")]
+    State(String),
+    #[error("key not authorised on platform {0}")]
+    PlatformNotAuthorized(String),
+    #[error("the ciphertext was encrypted to another certificate")]
+    CertMismatch,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Plugin(PluginError),
+}
+
+impl From<StoreError> for TaskError {
+    fn from(e: StoreError) -> Self {
+        TaskError::Key(KeyError::Store(e))
+    }
+}
+
+impl From<HsmError> for TaskError {
+    fn from(e: HsmError) -> Self {
+        TaskError::Key(KeyError::Hsm(e))
+    }
+}
+
+/// Validated inputs of a new task.
+pub enum NewTaskData {
+    Login { challenge: Vec<u8> },
+    Sign { message: Vec<u8> },
+    Decrypt { ciphertext: Vec<u8>, recipient_cert_serial: Option<String>, recipient_public_key: Option<AffinePoint> },
+    Encrypt { plaintext: Zeroizing<Vec<u8>> },
+}
+
+pub struct NewTask {
+    pub ttl_secs: Option<u64>,
+    pub display: TaskDisplay,
+    pub data: NewTaskData,
+    pub callback_url: Option<String>,
+}
+
+pub struct CreatedTask {
+    pub task_id: String,
+    pub token: String,
+    pub qr: String,
+    pub expires_at: i64,
+}
+
+/// What a phone gets back from `claim`.
+pub enum Claimed {
+    Digest(String),
+    Ciphertext(String),
+    Completed,
+}
+
+/// A gateway's view of a task's outcome.
+pub struct Outcome {
+    pub status: TaskStatus,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+}
+
+pub struct TaskService {
+    store: Arc<Store>,
+    hsm: Arc<Hsm>,
+    keys: Arc<KeyService>,
+    plugins: Arc<PluginHost>,
+    cfg: TasksConfig,
+    /// Woken on every transition: long-polls re-check their task.
+    changed: Notify,
+    /// Woken when a callback is queued.
+    pub(crate) outbox: Notify,
+}
+
+fn random_hex(n: usize) -> Result<String, TaskError> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| TaskError::Key(KeyError::Internal(format!("OS RNG: {e}"))))?;
+    Ok(hex::encode(b))
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The QR string: `mcs://task?v=1&id=<task id>&token=<token>&url=<daemon URL, percent-encoded>`.
+pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
+    format!("mcs://task?v=1&id={task_id}&token={token}&url={}", percent_encode(public_url))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TaskError> + Send + 'static) -> Result<T, TaskError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
+}
+
+impl TaskService {
+    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, keys: Arc<KeyService>, plugins: Arc<PluginHost>, cfg: TasksConfig) -> Self {
+        TaskService { store, hsm, keys, plugins, cfg, changed: Notify::new(), outbox: Notify::new() }
+    }
+
+    /// After activation: the task in which the phone co-signs its certificate request.
+    /// The daemon writes the CertificationRequestInfo (the joint key, a provisional
+    /// subject — the CA sets the real one from the enrollment); the phone checks it is its
+    /// own key before co-signing.
+    pub async fn create_csr_task(&self, key: &KeyRecord) -> Result<CreatedTask, TaskError> {
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
+        let info = certificate_request_info(&public, &key.subject.name)?;
+        let id = format!("t_{}", random_hex(12)?);
+        let token = random_hex(16)?;
+        let created_at = now();
+        let task = TaskRecord {
+            id: id.clone(),
+            kind: TaskKind::Csr,
+            platform: String::new(),
+            token_sha256: token_hash(&token),
+            display: TaskDisplay { title: "Install your certificate".into(), detail: Some(format!("CA: {}", key.ca)) },
+            data: TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) },
+            callback_url: None,
+            status: TaskStatus::Pending,
+            rev: 0,
+            created_at,
+            // The enrollment's activation already proved the phone; give it the longest TTL.
+            expires_at: created_at + self.cfg.max_ttl.as_secs() as i64,
+            updated_at: created_at,
+            key_id: None,
+            device_id: None,
+            e: None,
+            cosigned: false,
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+        };
+        self.store.insert_task(&task, &[])?;
+        self.store.flush().await?;
+        Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
+    }
+
+    pub fn config(&self) -> &TasksConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A gateway creates a task for its platform.
+    pub async fn create(&self, platform: &str, req: NewTask) -> Result<CreatedTask, TaskError> {
+        let ttl = match req.ttl_secs {
+            None => self.cfg.default_ttl.as_secs(),
+            Some(t) if t >= 1 && t <= self.cfg.max_ttl.as_secs() => t,
+            Some(_) => return Err(TaskError::Invalid(format!("ttl_secs must be 1..={}", self.cfg.max_ttl.as_secs()))),
+        };
+        let id = format!("t_{}", random_hex(12)?);
+        let token = random_hex(16)?;
+        let created_at = now();
+        let (kind, data, secret) = match req.data {
+            NewTaskData::Login { challenge } => (TaskKind::Login, TaskData::Login { challenge: B64.encode(challenge) }, None),
+            NewTaskData::Sign { message } => (TaskKind::Sign, TaskData::Sign { message: B64.encode(message) }, None),
+            NewTaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key } => (
+                TaskKind::Decrypt,
+                TaskData::Decrypt {
+                    ciphertext: B64.encode(ciphertext),
+                    recipient_cert_serial,
+                    recipient_public_key: recipient_public_key.map(|p| sm2_2p::point_to_hex(&p)),
+                },
+                None,
+            ),
+            NewTaskData::Encrypt { plaintext } => (TaskKind::Encrypt, TaskData::Encrypt {}, Some(plaintext)),
+        };
+        let blob = match secret {
+            Some(plaintext) => {
+                let (hsm, id) = (self.hsm.clone(), id.clone());
+                Some(blocking(move || Ok(hsm.wrap(&id, SecretKind::TaskInput, &plaintext)?)).await?)
+            }
+            None => None,
+        };
+        let task = TaskRecord {
+            id: id.clone(),
+            kind,
+            platform: platform.to_owned(),
+            token_sha256: token_hash(&token),
+            display: req.display,
+            data,
+            callback_url: req.callback_url,
+            status: TaskStatus::Pending,
+            rev: 0,
+            created_at,
+            expires_at: created_at + ttl as i64,
+            updated_at: created_at,
+            key_id: None,
+            device_id: None,
+            e: None,
+            cosigned: false,
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+        };
+        let secrets: Vec<(SecretKind, &[u8])> =
+            blob.as_deref().map(|b| vec![(SecretKind::TaskInput, b)]).unwrap_or_default();
+        self.store.insert_task(&task, &secrets)?;
+        self.store.flush().await?;
+        Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
+    }
+
+    /// The creating gateway's view. Other platforms get `not_found`.
+    pub fn for_gateway(&self, platform: &str, id: &str) -> Result<TaskRecord, TaskError> {
+        match self.store.task(id)? {
+            Some(t) if t.platform == platform => Ok(t),
+            _ => Err(TaskError::NotFound),
+        }
+    }
+
+    /// A task a phone names with its token; expired on access if overdue.
+    pub async fn for_phone(&self, id: &str, token: &str) -> Result<TaskRecord, TaskError> {
+        let task = self.store.task(id)?.ok_or(TaskError::NotFound)?;
+        if !bool::from(token_hash(token).as_bytes().ct_eq(task.token_sha256.as_bytes())) {
+            return Err(TaskError::TokenInvalid);
+        }
+        if !task.status.is_final() && now() >= task.expires_at {
+            self.expire(task).await?;
+            return Err(TaskError::Expired);
+        }
+        if task.status == TaskStatus::Expired {
+            return Err(TaskError::Expired);
+        }
+        Ok(task)
+    }
+
+    /// Write a transition and flush it; `Raced` becomes `task_state`.
+    async fn commit(&self, t: Transition<'_>) -> Result<(), TaskError> {
+        let queued_callback = t.callback.is_some();
+        match self.store.transition(t)? {
+            TransitionOutcome::Done => {}
+            TransitionOutcome::Raced => return Err(TaskError::State("the task changed meanwhile".into())),
+            TransitionOutcome::GrantGone => return Err(TaskError::PlatformNotAuthorized("(one-time grant used)".into())),
+        }
+        self.store.flush().await?;
+        self.changed.notify_waiters();
+        if queued_callback {
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    fn next(&self, task: &TaskRecord) -> TaskRecord {
+        let mut t = task.clone();
+        t.rev += 1;
+        t.updated_at = now();
+        t
+    }
+
+    fn callback_for(&self, task: &TaskRecord) -> Option<CallbackRecord> {
+        task.callback_url.as_ref().map(|url| CallbackRecord {
+            task_id: task.id.clone(),
+            url: url.clone(),
+            attempts: 0,
+            next_at_ms: now() * 1000,
+        })
+    }
+
+    async fn expire(&self, task: TaskRecord) -> Result<(), TaskError> {
+        let mut t = self.next(&task);
+        t.status = TaskStatus::Expired;
+        t.error = Some("task expired".into());
+        let callback = self.callback_for(&t);
+        match self
+            .commit(Transition {
+                task: &t,
+                put_secrets: vec![],
+                delete_secrets: vec![SecretKind::TaskInput],
+                consume_once: None,
+                callback,
+            })
+            .await
+        {
+            Ok(()) | Err(TaskError::State(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How the key is authorised on the task's platform: `Some(false)` by a standing grant,
+    /// `Some(true)` only by a one-time grant, `None` not at all.
+    fn authorisation(key: &KeyRecord, platform: &str) -> Option<bool> {
+        let at = now();
+        let grants: Vec<_> = key.platforms.iter().filter(|g| g.platform == platform && g.valid_at(at)).collect();
+        if grants.iter().any(|g| !g.once) {
+            Some(false)
+        } else if grants.iter().any(|g| g.once) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    fn phone_task<'a>(task: &'a TaskRecord, device_id: &str) -> Result<&'a str, TaskError> {
+        match (&task.device_id, &task.key_id) {
+            (Some(d), Some(k)) if d == device_id => Ok(k),
+            (Some(_), _) => Err(TaskError::Key(KeyError::DeviceMismatch)),
+            _ => Err(TaskError::State(format!("task is {}", status_str(task.status)))),
+        }
+    }
+
+    /// A phone claims a pending task with one of its keys.
+    pub async fn claim(&self, id: &str, token: &str, key_id: &str, device_id: &str) -> Result<Claimed, TaskError> {
+        let task = self.for_phone(id, token).await?;
+        if task.status != TaskStatus::Pending {
+            return Err(TaskError::State(format!("task is {}", status_str(task.status))));
+        }
+        if let TaskData::Csr { key_id: own, request_info } = &task.data {
+            return self.claim_csr(&task, own, request_info, key_id, device_id).await;
+        }
+        let key = self.keys.usable_key(key_id, device_id)?;
+        let once = Self::authorisation(&key, &task.platform)
+            .ok_or_else(|| TaskError::PlatformNotAuthorized(task.platform.clone()))?;
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal(format!("{key_id}: stored public key invalid"))))?;
+        let mut t = self.next(&task);
+        t.status = TaskStatus::Claimed;
+        t.key_id = Some(key.id.clone());
+        t.device_id = Some(device_id.to_owned());
+        let answer = match &task.data {
+            TaskData::Login { challenge: data } | TaskData::Sign { message: data } => {
+                let bytes = B64.decode(data).map_err(|_| TaskError::Invalid("stored task data".into()))?;
+                let e = hex::encode(sm2_2p::e_for_message(&public, &bytes));
+                t.e = Some(e.clone());
+                Claimed::Digest(e)
+            }
+            TaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key } => {
+                // Keys have no certificate until the CA adapters arrive, so a serial never matches yet.
+                if recipient_cert_serial.is_some() || recipient_public_key.as_ref().is_some_and(|p| *p != key.public_key) {
+                    return Err(TaskError::CertMismatch);
+                }
+                Claimed::Ciphertext(ciphertext.clone())
+            }
+            TaskData::Encrypt {} => {
+                let certificate = key.certificate.as_ref().map(|c| c.der_b64.clone());
+                let blob = self
+                    .store
+                    .task_secret(id, SecretKind::TaskInput)?
+                    .ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: task input missing"))))?;
+                let (hsm, tid) = (self.hsm.clone(), id.to_owned());
+                let ct = blocking(move || {
+                    let plaintext = hsm.unwrap(&tid, SecretKind::TaskInput, &blob)?;
+                    Ok(sm2_2p::encrypt(&public, &plaintext).to_der())
+                })
+                .await?;
+                t.status = TaskStatus::Completed;
+                t.result = Some(json!({ "ciphertext": B64.encode(ct), "certificate": certificate, "key_id": key.id, "public_key": key.public_key }));
+                let callback = self.callback_for(&t);
+                self.commit(Transition {
+                    task: &t,
+                    put_secrets: vec![],
+                    delete_secrets: vec![SecretKind::TaskInput],
+                    consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
+                    callback,
+                })
+                .await?;
+                return Ok(Claimed::Completed);
+            }
+            TaskData::Csr { .. } => unreachable!("handled above"),
+        };
+        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
+            .await?;
+        Ok(answer)
+    }
+
+    async fn claim_csr(&self, task: &TaskRecord, own: &str, info_b64: &str, key_id: &str, device_id: &str) -> Result<Claimed, TaskError> {
+        if own != key_id {
+            return Err(TaskError::State("this certificate request belongs to another key".into()));
+        }
+        let key = self.keys.key_for(key_id, &crate::keys::Actor::Device(device_id))?;
+        if key.status != KeyStatus::Pending {
+            return Err(TaskError::Key(KeyError::Inactive(key.status)));
+        }
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
+        let info = B64.decode(info_b64).map_err(|_| TaskError::Invalid("stored request info".into()))?;
+        let e = hex::encode(sm2_2p::e_for_message(&public, &info));
+        let mut t = self.next(task);
+        t.status = TaskStatus::Claimed;
+        t.key_id = Some(key.id.clone());
+        t.device_id = Some(device_id.to_owned());
+        t.e = Some(e.clone());
+        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
+            .await?;
+        Ok(Claimed::Digest(e))
+    }
+
+    /// Finish a certificate request: assemble the CSR with the joint signature, ask the
+    /// enrollment's CA adapter for the certificate, install it. If the CA fails, the task
+    /// stays co-signed and the phone may complete again.
+    async fn complete_csr(&self, task: &TaskRecord, key_id: &str, device_id: &str, sig: Signature) -> Result<(), TaskError> {
+        let TaskData::Csr { request_info, .. } = &task.data else { unreachable!("csr task") };
+        let key = self.keys.key_for(key_id, &crate::keys::Actor::Device(device_id))?;
+        if key.status != KeyStatus::Pending {
+            return Err(TaskError::Key(KeyError::Inactive(key.status)));
+        }
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
+        let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
+        if !sm2_2p::verify(&public, &e, &sig) {
+            return Err(TaskError::Invalid("signature does not verify for this task".into()));
+        }
+        let info = B64.decode(request_info).map_err(|_| TaskError::Invalid("stored request info".into()))?;
+        let csr = certificate_request(&info, &sig)?;
+        let enrollment = self.store.enrollment(&key.enrollment_id)?.ok_or(TaskError::Key(KeyError::NotFound("enrollment")))?;
+        let request = json!({
+            "csr": B64.encode(&csr),
+            "profile": enrollment.profile.clone().unwrap_or_else(|| match key.subject.kind {
+                SubjectKind::Person => "person".into(),
+                SubjectKind::Org => "org".into(),
+                SubjectKind::Operator => "operator".into(),
+            }),
+            "subject": key.subject,
+            "validity_days": key.validity_days,
+        });
+        let issued = self.plugins.call(&key.ca, "issue", &request).await.map_err(TaskError::Plugin)?;
+        let cert = parse_issued(&issued, &public).map_err(|reason| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason }))?;
+        let certificate = cert.der_b64.clone();
+        self.keys.install_certificate(key_id, cert).await?;
+        let mut t = self.next(task);
+        t.status = TaskStatus::Completed;
+        t.result = Some(json!({ "certificate": certificate, "key_id": key_id }));
+        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
+            .await
+    }
+
+    /// Reserve the one co-signature of a claimed task (so it cannot be asked twice).
+    async fn reserve_cosign(&self, task: &TaskRecord, device_id: &str) -> Result<(TaskRecord, String), TaskError> {
+        if task.status != TaskStatus::Claimed || task.cosigned {
+            return Err(TaskError::State(if task.cosigned { "task already co-signed".into() } else { format!("task is {}", status_str(task.status)) }));
+        }
+        let key_id = Self::phone_task(task, device_id)?.to_owned();
+        let mut t = self.next(task);
+        t.cosigned = true;
+        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
+            .await?;
+        Ok((t, key_id))
+    }
+
+    /// Undo a reservation when the co-signature failed (wrong PIN, HSM down).
+    async fn release_cosign(&self, reserved: &TaskRecord) {
+        let mut t = self.next(reserved);
+        t.cosigned = false;
+        let _ = self
+            .commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
+            .await;
+    }
+
+    /// Server half of the task's signature; `e` is the one computed at claim.
+    pub async fn cosign_sign(&self, id: &str, token: &str, device_id: &str, q1: AffinePoint, q1_hex: &str, proof: &str) -> Result<sm2_2p::SignResponse, TaskError> {
+        let task = self.for_phone(id, token).await?;
+        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr) {
+            return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
+        }
+        let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
+        let (reserved, key_id) = self.reserve_cosign(&task, device_id).await?;
+        let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
+        let proof = PinProof { op: "sign", fields: vec![id, q1_hex], proof };
+        let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
+        match self.keys.sign(&key_id, device_id, e, q1, mode, proof).await {
+            Ok(SignOutput::Canonical(r)) => Ok(r),
+            Ok(SignOutput::FixedK3(_)) => Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
+            Err(err) => {
+                self.release_cosign(&reserved).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Server half of the task's blinded decryption.
+    pub async fn cosign_decrypt(&self, id: &str, token: &str, device_id: &str, t1: AffinePoint, t1_hex: &str, proof: &str) -> Result<AffinePoint, TaskError> {
+        let task = self.for_phone(id, token).await?;
+        if task.kind != TaskKind::Decrypt {
+            return Err(TaskError::Invalid("this task is co-signed with q1 (signing)".into()));
+        }
+        let (reserved, key_id) = self.reserve_cosign(&task, device_id).await?;
+        let proof = PinProof { op: "decrypt", fields: vec![id, t1_hex], proof };
+        match self.keys.decrypt(&key_id, device_id, t1, proof).await {
+            Ok(t2) => Ok(t2),
+            Err(err) => {
+                self.release_cosign(&reserved).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    fn completable<'a>(task: &'a TaskRecord, device_id: &str) -> Result<&'a str, TaskError> {
+        if task.status != TaskStatus::Claimed || !task.cosigned {
+            return Err(TaskError::State(if task.status == TaskStatus::Claimed {
+                "task is not co-signed yet".into()
+            } else {
+                format!("task is {}", status_str(task.status))
+            }));
+        }
+        Self::phone_task(task, device_id)
+    }
+
+    /// Finish a signing task: the signature must verify against the key and the task's `e`.
+    pub async fn complete_sign(&self, id: &str, token: &str, device_id: &str, sig: Signature) -> Result<(), TaskError> {
+        let task = self.for_phone(id, token).await?;
+        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr) {
+            return Err(TaskError::Invalid("complete this task with plaintext".into()));
+        }
+        let key_id = Self::completable(&task, device_id)?;
+        if task.kind == TaskKind::Csr {
+            let key_id = key_id.to_owned();
+            return self.complete_csr(&task, &key_id, device_id, sig).await;
+        }
+        let key = self.keys.usable_key(key_id, device_id)?;
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
+        let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
+        if !sm2_2p::verify(&public, &e, &sig) {
+            return Err(TaskError::Invalid("signature does not verify for this task".into()));
+        }
+        let once = Self::authorisation(&key, &task.platform).unwrap_or(true);
+        let mut t = self.next(&task);
+        t.status = TaskStatus::Completed;
+        let mut result = json!({
+            "signature": B64.encode(sig.to_der()),
+            "key_id": key.id,
+            "public_key": key.public_key,
+        });
+        if task.kind == TaskKind::Login {
+            result["subject"] = serde_json::to_value(&key.subject).unwrap_or(Value::Null);
+        }
+        if let Some(c) = &key.certificate {
+            result["certificate"] = json!(c.der_b64);
+            result["subject_dn"] = json!(c.subject);
+        }
+        t.result = Some(result);
+        let callback = self.callback_for(&t);
+        self.commit(Transition {
+            task: &t,
+            put_secrets: vec![],
+            delete_secrets: vec![],
+            consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
+            callback,
+        })
+        .await
+    }
+
+    /// Finish a decrypt task: the plaintext is kept only HSM-wrapped until the gateway takes it.
+    pub async fn complete_decrypt(&self, id: &str, token: &str, device_id: &str, plaintext: Zeroizing<Vec<u8>>) -> Result<(), TaskError> {
+        let task = self.for_phone(id, token).await?;
+        if task.kind != TaskKind::Decrypt {
+            return Err(TaskError::Invalid("complete this task with a signature".into()));
+        }
+        let key_id = Self::completable(&task, device_id)?;
+        let key = self.keys.usable_key(key_id, device_id)?;
+        let once = Self::authorisation(&key, &task.platform).unwrap_or(true);
+        let (hsm, tid) = (self.hsm.clone(), id.to_owned());
+        let blob = blocking(move || Ok(hsm.wrap(&tid, SecretKind::TaskResult, &plaintext)?)).await?;
+        let mut t = self.next(&task);
+        t.status = TaskStatus::Completed;
+        t.secret_result = true;
+        let callback = self.callback_for(&t);
+        self.commit(Transition {
+            task: &t,
+            put_secrets: vec![(SecretKind::TaskResult, &blob)],
+            delete_secrets: vec![],
+            consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
+            callback,
+        })
+        .await
+    }
+
+    /// The phone refuses the task (拒签).
+    pub async fn reject(&self, id: &str, token: &str, device_id: &str, reason: &str) -> Result<(), TaskError> {
+        let task = self.for_phone(id, token).await?;
+        match task.status {
+            TaskStatus::Pending => {}
+            TaskStatus::Claimed => {
+                Self::phone_task(&task, device_id)?;
+            }
+            other => return Err(TaskError::State(format!("task is {}", status_str(other)))),
+        }
+        let mut t = self.next(&task);
+        t.status = TaskStatus::Rejected;
+        t.error = Some(format!("rejected: {reason}"));
+        let callback = self.callback_for(&t);
+        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![SecretKind::TaskInput], consume_once: None, callback })
+            .await
+    }
+
+    /// Co-sign several claimed signing tasks of one key with one PIN proof.
+    pub async fn batch_cosign(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        items: Vec<(String, String, AffinePoint, String)>,
+        proof: &str,
+    ) -> Result<Vec<Result<sm2_2p::SignResponse, TaskError>>, TaskError> {
+        let fields: Vec<&str> = items.iter().flat_map(|(id, _, _, q1)| [id.as_str(), q1.as_str()]).collect();
+        // Reserve every task that can be co-signed; the others get their own error.
+        let mut reserved: Vec<Result<(TaskRecord, [u8; 32]), TaskError>> = Vec::with_capacity(items.len());
+        for (id, token, _, _) in &items {
+            let r = async {
+                let task = self.for_phone(id, token).await?;
+                if !matches!(task.kind, TaskKind::Login | TaskKind::Sign) {
+                    return Err(TaskError::Invalid("only signing tasks can be batch co-signed".into()));
+                }
+                if task.key_id.as_deref() != Some(key_id) {
+                    return Err(TaskError::State("task is not claimed with this key".into()));
+                }
+                let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
+                let (t, _) = self.reserve_cosign(&task, device_id).await?;
+                Ok((t, e))
+            }
+            .await;
+            reserved.push(r);
+        }
+        let work: Vec<([u8; 32], AffinePoint)> = reserved
+            .iter()
+            .zip(&items)
+            .filter_map(|(r, (_, _, q1, _))| r.as_ref().ok().map(|(_, e)| (*e, *q1)))
+            .collect();
+        let proof = PinProof { op: "batch", fields, proof };
+        let signed = match self.keys.sign_batch(key_id, device_id, work, proof).await {
+            Ok(s) => s,
+            Err(e) => {
+                for (t, _) in reserved.iter().flatten() {
+                    self.release_cosign(t).await;
+                }
+                return Err(e.into());
+            }
+        };
+        let mut signed = signed.into_iter();
+        Ok(reserved
+            .into_iter()
+            .map(|r| r.and_then(|_| signed.next().ok_or_else(|| TaskError::Key(KeyError::Internal("batch size".into())))))
+            .collect())
+    }
+
+    /// The creating gateway's result, waiting up to `wait` for the task to finish. A
+    /// decrypt plaintext is handed out once and then destroyed.
+    pub async fn result(&self, platform: &str, id: &str, wait: Duration) -> Result<Outcome, TaskError> {
+        let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_wait);
+        let task = loop {
+            let notified = self.changed.notified();
+            let task = self.for_gateway(platform, id)?;
+            if !task.status.is_final() && now() >= task.expires_at {
+                self.expire(task).await?;
+                continue;
+            }
+            if task.status.is_final() || task.status == TaskStatus::AwaitingApproval {
+                break task;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break task;
+            }
+        };
+        if task.status == TaskStatus::Completed && task.secret_result {
+            return self.take_secret_result(task).await;
+        }
+        Ok(Outcome { status: task.status, result: task.result.clone(), error: task.error.clone() })
+    }
+
+    async fn take_secret_result(&self, task: TaskRecord) -> Result<Outcome, TaskError> {
+        if task.delivered {
+            return Ok(Outcome {
+                status: task.status,
+                result: None,
+                error: Some("result already delivered".into()),
+            });
+        }
+        let blob = self
+            .store
+            .task_secret(&task.id, SecretKind::TaskResult)?
+            .ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{}: result missing", task.id))))?;
+        let (hsm, tid) = (self.hsm.clone(), task.id.clone());
+        let plaintext = blocking(move || Ok(hsm.unwrap(&tid, SecretKind::TaskResult, &blob)?)).await?;
+        let mut t = self.next(&task);
+        t.delivered = true;
+        match self
+            .commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![SecretKind::TaskResult], consume_once: None, callback: None })
+            .await
+        {
+            Ok(()) => Ok(Outcome { status: t.status, result: Some(json!({ "plaintext": B64.encode(plaintext.as_slice()) })), error: None }),
+            // Another request took it first: this one gets nothing.
+            Err(TaskError::State(_)) => Ok(Outcome { status: t.status, result: None, error: Some("result already delivered".into()) }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Expire overdue tasks and purge finished ones past retention. Returns (expired, purged).
+    pub async fn sweep(&self) -> Result<(usize, usize), TaskError> {
+        let at = now();
+        let (mut expired, mut purged) = (0, 0);
+        for task in self.store.tasks()? {
+            if !task.status.is_final() && at >= task.expires_at {
+                self.expire(task).await?;
+                expired += 1;
+            } else if task.status.is_final() && at >= task.updated_at + self.cfg.retention.as_secs() as i64 {
+                self.store.purge_task(&task.id)?;
+                purged += 1;
+            }
+        }
+        if purged > 0 {
+            self.store.flush().await?;
+        }
+        Ok((expired, purged))
+    }
+
+    /// The body POSTed to a callback: the same as the result endpoint's, except that a
+    /// decrypt plaintext is never sent — the gateway fetches it (once) from the daemon.
+    pub fn callback_body(&self, task_id: &str) -> Result<Option<Value>, TaskError> {
+        let Some(task) = self.store.task(task_id)? else { return Ok(None) };
+        let mut body = json!({ "task_id": task.id, "status": status_str(task.status) });
+        if let Some(r) = &task.result {
+            body["result"] = r.clone();
+        }
+        if let Some(e) = &task.error {
+            body["error"] = json!(e);
+        }
+        if task.secret_result {
+            body["result_available"] = json!(!task.delivered);
+        }
+        Ok(Some(body))
+    }
+}
+
+const SM2_WITH_SM3: &str = "1.2.156.10197.1.501";
+
+/// DER CertificationRequestInfo for the joint key, with a provisional subject.
+fn certificate_request_info(public: &AffinePoint, name: &str) -> Result<Vec<u8>, TaskError> {
+    use der::{Decode, Encode};
+    use std::str::FromStr;
+    let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("certificate request: {e}")));
+    let escaped: String = name.chars().flat_map(|c| if ",+\"\\<>;=".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+    let info = x509_cert::request::CertReqInfo {
+        version: x509_cert::request::Version::V1,
+        subject: x509_cert::name::Name::from_str(&format!("CN={escaped}")).map_err(|e| invalid(e.to_string()))?,
+        public_key: spki::SubjectPublicKeyInfoOwned::from_der(&sm2_2p::spki_der(public)).map_err(|e| invalid(e.to_string()))?,
+        attributes: Default::default(),
+    };
+    info.to_der().map_err(|e| invalid(e.to_string()))
+}
+
+/// DER CertificationRequest: the info, SM2-with-SM3, the joint signature.
+fn certificate_request(info_der: &[u8], sig: &Signature) -> Result<Vec<u8>, TaskError> {
+    use der::{Decode, Encode};
+    let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("certificate request: {e}")));
+    let req = x509_cert::request::CertReq {
+        info: x509_cert::request::CertReqInfo::from_der(info_der).map_err(|e| invalid(e.to_string()))?,
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: spki::ObjectIdentifier::new_unwrap(SM2_WITH_SM3),
+            parameters: None,
+        },
+        signature: der::asn1::BitString::from_bytes(&sig.to_der()).map_err(|e| invalid(e.to_string()))?,
+    };
+    req.to_der().map_err(|e| invalid(e.to_string()))
+}
+
+/// Check an adapter's `issue` answer: a certificate for exactly this public key.
+fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo, String> {
+    use der::{Decode, Encode};
+    let der_b64 = answer["certificate"].as_str().ok_or("issue answer lacks `certificate`")?.to_owned();
+    let der = B64.decode(&der_b64).map_err(|e| format!("certificate: {e}"))?;
+    let cert = x509_cert::Certificate::from_der(&der).map_err(|e| format!("certificate: {e}"))?;
+    let spki = cert.tbs_certificate().subject_public_key_info().to_der().map_err(|e| e.to_string())?;
+    if spki != sm2_2p::spki_der(public) {
+        return Err("the CA certified another public key".into());
+    }
+    let chain_b64: Vec<String> =
+        answer["chain"].as_array().map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    Ok(CertificateInfo {
+        der_b64,
+        chain_b64,
+        serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
+        subject: cert.tbs_certificate().subject().to_string(),
+        not_after: cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs() as i64,
+    })
+}
+
+pub fn status_str(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Pending => "pending",
+        TaskStatus::Claimed => "claimed",
+        TaskStatus::AwaitingApproval => "awaiting_approval",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Rejected => "rejected",
+        TaskStatus::Expired => "expired",
+        TaskStatus::Failed => "failed",
+    }
+}
+
+pub fn kind_str(k: TaskKind) -> &'static str {
+    match k {
+        TaskKind::Login => "login",
+        TaskKind::Sign => "sign",
+        TaskKind::Decrypt => "decrypt",
+        TaskKind::Encrypt => "encrypt",
+        TaskKind::Csr => "csr",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qr_string_carries_id_token_and_escaped_url() {
+        let qr = qr_string("https://mcs.example.cn:8443/", "t_1", "ab12");
+        assert_eq!(qr, "mcs://task?v=1&id=t_1&token=ab12&url=https%3A%2F%2Fmcs.example.cn%3A8443%2F");
+    }
+}

@@ -1,0 +1,285 @@
+//! Mutual TLS and caller identity.
+//!
+//! The API listener requires a client certificate chaining to one of the configured trust
+//! anchors (rustls rejects everything else during the handshake). Which anchor it chains
+//! to decides which roles the caller may have; the certificate itself then decides the
+//! role and identity (API.md "Callers"):
+//! - an anchor trusted for one role gives that role;
+//! - an anchor trusted for several roles needs the certificate to name its role with a SAN
+//!   URI `urn:mcs:role:<admin|gateway|app>` (an extension of the contract, documented in
+//!   `docs/api-extensions.md`);
+//! - a gateway's platform id comes from a SAN URI `urn:mcs:platform:<id>`, or else from
+//!   `api.gateway_platforms` keyed by the certificate subject;
+//! - a phone's device id is the lowercase hex SHA-256 of its SubjectPublicKeyInfo (DER).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use der::{Decode, Encode};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::name::GeneralName;
+
+use crate::config::{ApiConfig, Role};
+
+/// Who is calling, as decided by the client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin { subject: String },
+    Gateway { platform: String, subject: String },
+    App { device_id: String },
+}
+
+impl Caller {
+    pub fn role(&self) -> Role {
+        match self {
+            Caller::Admin { .. } => Role::Admin,
+            Caller::Gateway { .. } => Role::Gateway,
+            Caller::App { .. } => Role::App,
+        }
+    }
+
+    /// A short identity for logs.
+    pub fn identity(&self) -> &str {
+        match self {
+            Caller::Admin { subject } => subject,
+            Caller::Gateway { platform, .. } => platform,
+            Caller::App { device_id } => device_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+/// The configured trust anchors, by subject name, with their roles.
+pub struct Anchors {
+    by_subject: Vec<(Vec<u8>, Vec<Role>)>,
+    gateway_platforms: BTreeMap<String, String>,
+}
+
+fn file_err(path: &Path, reason: impl ToString) -> TlsError {
+    TlsError::File { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = fs::read(path).map_err(|e| file_err(path, e))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = fs::read(path).map_err(|e| file_err(path, e))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| file_err(path, e))?
+        .ok_or_else(|| file_err(path, "no PEM private key found"))
+}
+
+/// Build the API listener's TLS config (client auth mandatory) and the anchor table.
+pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>), TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    let mut by_subject = Vec::new();
+    for anchor in &api.trust {
+        for cert in load_certs(&anchor.ca_file)? {
+            let parsed = Certificate::from_der(&cert).map_err(|e| file_err(&anchor.ca_file, e))?;
+            let subject = parsed.tbs_certificate().subject().to_der().map_err(|e| file_err(&anchor.ca_file, e))?;
+            if by_subject.iter().any(|(s, _)| *s == subject) {
+                return Err(file_err(&anchor.ca_file, "two trust anchors have the same subject name"));
+            }
+            roots.add(cert).map_err(|e| file_err(&anchor.ca_file, e))?;
+            by_subject.push((subject, anchor.roles.clone()));
+        }
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let certs = load_certs(&api.cert_file)?;
+    let key = load_key(&api.key_file)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Setup(format!("server certificate/key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(config), Arc::new(Anchors { by_subject, gateway_platforms: api.gateway_platforms.clone() })))
+}
+
+/// Why a verified certificate still does not give a caller identity.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IdentityError(pub String);
+
+impl Anchors {
+    /// Decide the caller from the chain the client presented (already verified by rustls).
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Result<Caller, IdentityError> {
+        let leaf_der = chain.first().ok_or_else(|| IdentityError("no client certificate".into()))?;
+        let leaf = Certificate::from_der(leaf_der).map_err(|e| IdentityError(format!("client certificate: {e}")))?;
+        let top = match chain.last() {
+            Some(der) if chain.len() > 1 => {
+                Certificate::from_der(der).map_err(|e| IdentityError(format!("chain: {e}")))?
+            }
+            _ => leaf.clone(),
+        };
+        let issuer = top.tbs_certificate().issuer().to_der().map_err(|e| IdentityError(e.to_string()))?;
+        let roles = self
+            .by_subject
+            .iter()
+            .find(|(s, _)| *s == issuer)
+            .map(|(_, r)| r.as_slice())
+            .ok_or_else(|| IdentityError("certificate does not chain to a configured anchor".into()))?;
+
+        let uris = san_uris(&leaf);
+        let role = if let [only] = roles {
+            *only
+        } else {
+            let named: Vec<Role> = uris
+                .iter()
+                .filter_map(|u| u.strip_prefix("urn:mcs:role:"))
+                .filter_map(|r| match r {
+                    "admin" => Some(Role::Admin),
+                    "gateway" => Some(Role::Gateway),
+                    "app" => Some(Role::App),
+                    _ => None,
+                })
+                .collect();
+            match named.as_slice() {
+                [r] if roles.contains(r) => *r,
+                [_] => return Err(IdentityError("certificate names a role its anchor is not trusted for".into())),
+                [] => return Err(IdentityError("certificate names no role (SAN URI urn:mcs:role:<role>)".into())),
+                _ => return Err(IdentityError("certificate names several roles".into())),
+            }
+        };
+        let subject = leaf.tbs_certificate().subject().to_string();
+        Ok(match role {
+            Role::Admin => Caller::Admin { subject },
+            Role::App => {
+                let spki = leaf
+                    .tbs_certificate()
+                    .subject_public_key_info()
+                    .to_der()
+                    .map_err(|e| IdentityError(e.to_string()))?;
+                Caller::App { device_id: hex::encode(Sha256::digest(&spki)) }
+            }
+            Role::Gateway => {
+                let platform = uris
+                    .iter()
+                    .find_map(|u| u.strip_prefix("urn:mcs:platform:"))
+                    .map(str::to_owned)
+                    .or_else(|| self.gateway_platforms.get(&subject).cloned())
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| IdentityError(format!("gateway `{subject}` has no platform id")))?;
+                Caller::Gateway { platform, subject }
+            }
+        })
+    }
+}
+
+fn san_uris(cert: &Certificate) -> Vec<String> {
+    match cert.tbs_certificate().get_extension::<SubjectAltName>() {
+        Ok(Some((_, san))) => san
+            .0
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+        subject_der: Vec<u8>,
+    }
+
+    fn ca(cn: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap();
+        let parsed = Certificate::from_der(cert.der()).unwrap();
+        Ca { subject_der: parsed.tbs_certificate().subject().to_der().unwrap(), issuer: Issuer::new(p, key) }
+    }
+
+    fn leaf(ca: &Ca, cn: &str, uris: &[&str]) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.subject_alt_names = uris.iter().map(|u| SanType::URI((*u).try_into().unwrap())).collect();
+        p.signed_by(&key, &ca.issuer).unwrap().der().clone()
+    }
+
+    fn anchors(entries: Vec<(&Ca, Vec<Role>)>, map: &[(&str, &str)]) -> Anchors {
+        Anchors {
+            by_subject: entries.into_iter().map(|(c, r)| (c.subject_der.clone(), r)).collect(),
+            gateway_platforms: map.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn single_role_anchor_gives_its_role_and_device_id_is_spki_hash() {
+        let phones = ca("phones");
+        let a = anchors(vec![(&phones, vec![Role::App])], &[]);
+        let cert = leaf(&phones, "phone", &[]);
+        let caller = a.identify(&[cert.clone()]).unwrap();
+        let parsed = Certificate::from_der(&cert).unwrap();
+        let spki = parsed.tbs_certificate().subject_public_key_info().to_der().unwrap();
+        assert_eq!(caller, Caller::App { device_id: hex::encode(Sha256::digest(&spki)) });
+    }
+
+    #[test]
+    fn multi_role_anchor_needs_a_role_uri_it_allows() {
+        let dev = ca("dev");
+        let a = anchors(vec![(&dev, vec![Role::Admin, Role::App])], &[]);
+        assert_eq!(a.identify(&[leaf(&dev, "op", &["urn:mcs:role:admin"])]).unwrap().role(), Role::Admin);
+        let e = a.identify(&[leaf(&dev, "x", &[])]).unwrap_err();
+        assert!(e.0.contains("names no role"), "{e}");
+        let e = a.identify(&[leaf(&dev, "x", &["urn:mcs:role:gateway"])]).unwrap_err();
+        assert!(e.0.contains("not trusted for"), "{e}");
+        let e = a.identify(&[leaf(&dev, "x", &["urn:mcs:role:admin", "urn:mcs:role:app"])]).unwrap_err();
+        assert!(e.0.contains("several roles"), "{e}");
+    }
+
+    #[test]
+    fn gateway_platform_from_uri_or_subject_map() {
+        let gw = ca("gateways");
+        let a = anchors(vec![(&gw, vec![Role::Gateway])], &[("CN=mapped-gw", "P-MAP")]);
+        let c = a.identify(&[leaf(&gw, "gw1", &["urn:mcs:platform:P-1"])]).unwrap();
+        assert!(matches!(c, Caller::Gateway { ref platform, .. } if platform == "P-1"));
+        let c = a.identify(&[leaf(&gw, "mapped-gw", &[])]).unwrap();
+        assert!(matches!(c, Caller::Gateway { ref platform, .. } if platform == "P-MAP"), "{c:?}");
+        assert!(a.identify(&[leaf(&gw, "unmapped", &[])]).is_err());
+    }
+
+    #[test]
+    fn certificate_of_an_unconfigured_issuer_is_refused() {
+        let (known, other) = (ca("known"), ca("other"));
+        let a = anchors(vec![(&known, vec![Role::App])], &[]);
+        assert!(a.identify(&[leaf(&other, "x", &[])]).is_err());
+    }
+}

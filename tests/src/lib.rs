@@ -1,0 +1,364 @@
+//! End-to-end harness: a dev environment in a temp dir and the real `mcsd` binary.
+//!
+//! `DevEnv` runs `mcsd dev-init` (SoftHSM token, KEK, PKI, config). `Daemon` starts
+//! `mcsd run` on port 0 and waits for its `listening on` lines — no sleeps. Binaries are
+//! taken from the same target directory as the test executable; `cargo xtask test` builds
+//! them first.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mcs_client::transport::Endpoint;
+
+/// `target/<profile>/<name>`, next to the test executable's `deps/` directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    // Binaries are in target/<profile>/; a cdylib built by `cargo test` only in deps/.
+    [dir.join(name), dir.join("deps").join(name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is missing in {}: run `cargo xtask test` (it builds the binaries first)", dir.display()))
+}
+
+/// The SoftHSM module used under the mock.
+pub fn softhsm_module() -> PathBuf {
+    mcsd::devinit::find_softhsm_module().expect("SoftHSM is not installed: apt-get install -y softhsm2")
+}
+
+/// A dev environment (token, KEK, PKI, config) in its own temp dir.
+pub struct DevEnv {
+    pub dir: tempfile::TempDir,
+    /// Extra environment for the daemon (the mock's settings).
+    pub daemon_env: Vec<(String, PathBuf)>,
+}
+
+impl DevEnv {
+    pub fn new() -> DevEnv {
+        Self::create(None)
+    }
+
+    /// A dev environment whose daemon talks to SoftHSM through `pkcs11-mock`; faults are
+    /// injected by writing [`DevEnv::mock_control`].
+    pub fn with_mock() -> DevEnv {
+        Self::create(Some(bin("libpkcs11_mock.so")))
+    }
+
+    fn create(module: Option<PathBuf>) -> DevEnv {
+        let dir = tempfile::Builder::new().prefix("mcsd-e2e-").tempdir().expect("temp dir");
+        let mut daemon_env = Vec::new();
+        if module.is_some() {
+            daemon_env.push(("PKCS11_MOCK_MODULE".to_owned(), softhsm_module()));
+            daemon_env.push(("PKCS11_MOCK_CONTROL".to_owned(), dir.path().join("mock-control")));
+        }
+        let mut cmd = Command::new(bin("mcsd"));
+        cmd.args(["dev-init", "--dir"]).arg(dir.path());
+        if let Some(m) = &module {
+            cmd.arg("--module").arg(m);
+        }
+        cmd.envs(daemon_env.iter().map(|(k, v)| (k, v)));
+        let out = cmd.output().expect("running mcsd dev-init");
+        assert!(out.status.success(), "dev-init failed: {}", String::from_utf8_lossy(&out.stderr));
+        DevEnv { dir, daemon_env }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.path().join("pki")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("mcsd.toml")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("db")
+    }
+
+    pub fn mock_control(&self) -> PathBuf {
+        self.path().join("mock-control")
+    }
+
+    /// Append TOML to the config (e.g. a `[keys]` section).
+    pub fn append_config(&self, text: &str) {
+        let mut cfg = std::fs::read_to_string(self.config()).expect("config");
+        cfg.push_str(text);
+        std::fs::write(self.config(), cfg).expect("config");
+    }
+
+    /// An endpoint for a daemon, as PKI identity `who` (admin, gateway, app1, ...).
+    pub fn endpoint(&self, daemon: &Daemon, who: &str) -> Endpoint {
+        Endpoint {
+            base_url: format!("https://{}", daemon.api),
+            ca_file: self.pki().join("ca.pem"),
+            cert_file: Some(self.pki().join(format!("{who}.pem"))),
+            key_file: Some(self.pki().join(format!("{who}.key"))),
+        }
+    }
+}
+
+impl Default for DevEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running `mcsd run`.
+pub struct Daemon {
+    child: Option<Child>,
+    pub api: SocketAddr,
+    pub health: SocketAddr,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Daemon {
+    pub fn start(env: &DevEnv) -> Daemon {
+        let mut child = Command::new(bin("mcsd"))
+            .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+            .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .args(["run", "--config"])
+            .arg(env.config())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning mcsd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut api, mut health) = (None, None);
+        while api.is_none() || health.is_none() {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("listening on ") {
+                        api = a.parse().ok();
+                    } else if let Some(a) = line.strip_prefix("health listening on ") {
+                        health = a.parse().ok();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    let log = stderr.join().unwrap_or_default();
+                    panic!("mcsd did not start ({status:?}):\n{log}");
+                }
+            }
+        }
+        Daemon { child: Some(child), api: api.unwrap(), health: health.unwrap(), stderr: Some(stderr) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL: no drain, no final flush — what a crash looks like.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status and the daemon's log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let status = c.wait().expect("wait");
+        let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        (status, log)
+    }
+
+    /// GET a path on the health listener; returns (status, body).
+    pub fn health_get(&self, path: &str) -> (u16, String) {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(self.health).expect("health connect");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run `openssl` with arguments; returns (success, stdout+stderr).
+pub fn openssl(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new("openssl").args(args).output().expect("openssl is installed");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Connect to the daemon as PKI identity `who`.
+pub async fn connect(env: &DevEnv, daemon: &Daemon, who: &str) -> mcs_client::Connection {
+    mcs_client::Connection::connect(&env.endpoint(daemon, who)).await.expect("connect")
+}
+
+/// An admin enrolls a person for `P-DEV-1`; returns (enrollment id, activation code).
+pub async fn enroll(admin: &mut mcs_client::Connection, name: &str) -> (String, String) {
+    enroll_for(admin, name, &["P-DEV-1"]).await
+}
+
+/// An admin enrolls a person for the given platforms.
+pub async fn enroll_for(admin: &mut mcs_client::Connection, name: &str, platforms: &[&str]) -> (String, String) {
+    use mcs_client::admin::{EnrollmentRequest, Subject, create_enrollment};
+    let req = EnrollmentRequest {
+        subject: Subject { kind: "person".into(), name: name.into(), org_name: None, credit_code: None, id_number: None },
+        ca: "local".into(),
+        profile: None,
+        platforms: platforms.iter().map(|p| p.to_string()).collect(),
+        validity_days: 365,
+    };
+    let v = create_enrollment(admin, &req).await.expect("enrollment");
+    (v["enrollment_id"].as_str().unwrap().to_owned(), v["activation_code"].as_str().unwrap().to_owned())
+}
+
+/// Enroll and activate a phone as identity `who` with `pin`.
+pub async fn new_phone(env: &DevEnv, daemon: &Daemon, who: &str, pin: &str) -> (mcs_client::phone::Phone, mcs_client::Connection) {
+    new_phone_on(env, daemon, who, pin, &["P-DEV-1"]).await
+}
+
+/// Enroll for `platforms` and activate a phone as identity `who`.
+pub async fn new_phone_on(
+    env: &DevEnv,
+    daemon: &Daemon,
+    who: &str,
+    pin: &str,
+    platforms: &[&str],
+) -> (mcs_client::phone::Phone, mcs_client::Connection) {
+    let mut admin = connect(env, daemon, "admin").await;
+    let (id, code) = enroll_for(&mut admin, "Zhang San", platforms).await;
+    let mut conn = connect(env, daemon, who).await;
+    let phone = mcs_client::phone::Phone::activate(&mut conn, "test", &id, &code, pin).await.expect("activate");
+    (phone, conn)
+}
+
+/// Check a DER signature over `msg` with OpenSSL, explicit SM2 ID.
+pub fn openssl_verifies(dir: &Path, public: &sm2_2p::AffinePoint, msg: &[u8], sig_der: &[u8]) -> bool {
+    let tag: u64 = rand_tag();
+    let (key, m, s) = (dir.join(format!("pub-{tag}.pem")), dir.join(format!("msg-{tag}")), dir.join(format!("sig-{tag}")));
+    std::fs::write(&key, mcs_client::phone::public_key_pem(public)).unwrap();
+    std::fs::write(&m, msg).unwrap();
+    std::fs::write(&s, sig_der).unwrap();
+    let (ok, out) = openssl(&[
+        "pkeyutl".as_ref(), "-verify".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), key.as_os_str(),
+        "-rawin".as_ref(), "-in".as_ref(), m.as_os_str(), "-sigfile".as_ref(), s.as_os_str(),
+        "-digest".as_ref(), "sm3".as_ref(), "-pkeyopt".as_ref(), "distid:1234567812345678".as_ref(),
+    ]);
+    ok && out.contains("Signature Verified Successfully")
+}
+
+fn rand_tag() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A free TCP port on loopback (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A gateway's callback endpoint: HTTPS with a mandatory client certificate from the dev
+/// CA (the daemon's), recording every JSON body POSTed to it.
+pub struct CallbackReceiver {
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CallbackReceiver {
+    pub async fn start(env: &DevEnv, port: u16) -> CallbackReceiver {
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let pki = env.pki();
+        let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut read("ca.pem").as_slice()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+        let certs = rustls_pemfile::certs(&mut read("server.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = rustls_pemfile::private_key(&mut read("server.key").as_slice()).unwrap().unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let (acceptor, sink) = (acceptor.clone(), sink.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let body = loop {
+                        let Ok(n) = tls.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break buf[end + 4..end + 4 + len].to_vec();
+                        }
+                    };
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        sink.lock().unwrap().push(v);
+                    }
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        CallbackReceiver { received, task }
+    }
+}
+
+impl Drop for CallbackReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,85 @@
+//! The `mcs` command line, as an operator, a gateway and a phone would type it: a QR
+//! login and sign by scan, a batch, and a refusal — results checked with OpenSSL.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+use mcs_e2e::*;
+
+fn mcs(env: &DevEnv, daemon: &Daemon, who: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin("mcs"))
+        .args(["--server", &format!("https://{}", daemon.api), "--pki"])
+        .arg(env.pki())
+        .args(["--as", who])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mcs {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into_owned()))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn gateway_and_phone_on_the_command_line() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let state = env.path().join("phone.json");
+    let enrolled = mcs(&env, &daemon, "admin", &[
+        "admin", "enroll", "--kind", "person", "--name", "Wang Wu", "--ca", "local", "--platform", "P-DEV-1",
+    ]);
+    let (id, code) = (enrolled["enrollment_id"].as_str().unwrap(), enrolled["activation_code"].as_str().unwrap());
+    mcs(&env, &daemon, "app1", &["app", "activate", "--state", path(&state), "--enrollment", id, "--code", code, "--pin", "135790"]);
+    let pem = env.path().join("joint.pem");
+    mcs(&env, &daemon, "app1", &["app", "pubkey", "--state", path(&state), "--out", path(&pem)]);
+    let public = {
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        sm2_2p::point_from_hex(st["public_key"].as_str().unwrap()).unwrap()
+    };
+
+    for kind in ["login", "sign"] {
+        let data = env.path().join(format!("{kind}.bin"));
+        std::fs::write(&data, format!("{kind} data for the bid hall")).unwrap();
+        let task = mcs(&env, &daemon, "gateway", &["gateway", "create-task", "--kind", kind, "--title", "scan me", "--data-file", path(&data)]);
+        mcs(&env, &daemon, "app1", &["app", "scan", task["qr"].as_str().unwrap(), "--state", path(&state), "--pin", "135790"]);
+        let out = mcs(&env, &daemon, "gateway", &["gateway", "wait", task["task_id"].as_str().unwrap(), "--wait", "10"]);
+        assert_eq!(out["status"], "completed");
+        let sig = base64::engine::general_purpose::STANDARD.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
+        assert!(openssl_verifies(env.path(), &public, &std::fs::read(&data).unwrap(), &sig), "{kind}");
+    }
+
+    // Batch: two QR codes, one PIN.
+    let data = env.path().join("page.bin");
+    std::fs::write(&data, "page").unwrap();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| mcs(&env, &daemon, "gateway", &["gateway", "create-task", "--kind", "sign", "--title", "page", "--data-file", path(&data)]))
+        .collect();
+    let mut args = vec!["app", "batch", "--state", path(&state), "--pin", "135790"];
+    args.extend(tasks.iter().map(|t| t["qr"].as_str().unwrap()));
+    mcs(&env, &daemon, "app1", &args);
+    for t in &tasks {
+        let out = mcs(&env, &daemon, "gateway", &["gateway", "wait", t["task_id"].as_str().unwrap(), "--wait", "5"]);
+        assert_eq!(out["status"], "completed");
+    }
+
+    // Decrypt by scan, plaintext written by the gateway; and a refusal.
+    let secret = env.path().join("secret");
+    std::fs::write(&secret, "opening price").unwrap();
+    let ct = env.path().join("secret.sm2");
+    let (ok, log) = openssl(&["pkeyutl".as_ref(), "-encrypt".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), pem.as_os_str(), "-in".as_ref(), secret.as_os_str(), "-out".as_ref(), ct.as_os_str()]);
+    assert!(ok, "{log}");
+    let task = mcs(&env, &daemon, "gateway", &["gateway", "create-task", "--kind", "decrypt", "--title", "open bid", "--data-file", path(&ct)]);
+    mcs(&env, &daemon, "app1", &["app", "scan", task["qr"].as_str().unwrap(), "--state", path(&state), "--pin", "135790"]);
+    let out_file = env.path().join("opened");
+    mcs(&env, &daemon, "gateway", &["gateway", "wait", task["task_id"].as_str().unwrap(), "--plaintext-out", path(&out_file)]);
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "opening price");
+
+    let task = mcs(&env, &daemon, "gateway", &["gateway", "create-task", "--kind", "sign", "--title", "no", "--data-file", path(&data)]);
+    mcs(&env, &daemon, "app1", &["app", "reject", task["qr"].as_str().unwrap(), "--reason", "wrong document"]);
+    let out = mcs(&env, &daemon, "gateway", &["gateway", "wait", task["task_id"].as_str().unwrap(), "--wait", "5"]);
+    assert_eq!(out["status"], "rejected");
+}

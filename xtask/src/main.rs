@@ -1,0 +1,254 @@
+//! `cargo xtask demo | test`: the project's two front doors.
+//!
+//! Both install what a fresh Debian machine lacks (SoftHSM, OpenSSL) with apt-get, so the
+//! README's first two commands work from a clean clone.
+//! - `demo` builds everything, makes a dev environment in `target/demo`, starts the daemon,
+//!   runs a phone through enroll → activate → sign → decrypt with the `mcs` client, checks
+//!   the signature with OpenSSL and the plaintext against the original, and stops the daemon.
+//! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Install the Debian packages the project needs if their commands are missing.
+fn ensure_system_deps() -> Result<()> {
+    let wanted = [("softhsm2-util", "softhsm2"), ("openssl", "openssl")];
+    let missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing {} with apt-get", missing.join(", "));
+    let sudo = if Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false) {
+        vec![]
+    } else {
+        vec!["sudo"]
+    };
+    let run = |args: &[&str]| -> Result<()> {
+        let mut all: Vec<&str> = sudo.clone();
+        all.extend_from_slice(args);
+        let status = Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("{}: {e}", all.join(" ")))?;
+        if status.success() { Ok(()) } else { Err(format!("`{}` failed: {status}", all.join(" "))) }
+    };
+    run(&["apt-get", "update", "-q"])?;
+    let mut install = vec!["apt-get", "install", "-y", "-q"];
+    install.extend(missing.iter());
+    run(&install)
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args(args)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("cargo {} failed: {status}", args.join(" "))) }
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    ensure_system_deps()?;
+    // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.
+    cargo(&["build", "--workspace", "-j2"])?;
+    let mut args = vec!["test", "--workspace", "-j2"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// The daemon, started for the demo, stopped on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+fn demo() -> Result<()> {
+    ensure_system_deps()?;
+    step("building mcsd and mcs");
+    cargo(&["build", "-p", "mcsd", "-p", "mcs-client", "-p", "mcs-local-ca", "-j2"])?;
+    let bin = root().join("target/debug");
+    let (mcsd, mcs) = (bin.join("mcsd"), bin.join("mcs"));
+    let dir = root().join("target/demo");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    step("creating a dev environment: SoftHSM token, KEK, PKI, config");
+    run_ok(Command::new(&mcsd).args(["dev-init", "--dir"]).arg(&dir))?;
+
+    step("starting the daemon");
+    let mut child = Command::new(&mcsd)
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+        .args(["run", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("mcsd.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("starting mcsd: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let daemon = Daemon(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("mcsd exited before listening")?.map_err(|e| e.to_string())?;
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_owned();
+        }
+    };
+    println!("    daemon listening on {addr} (mutual TLS); log in {}", dir.join("mcsd.log").display());
+    let server = format!("https://{addr}");
+    let pki = dir.join("pki");
+    let mcs_as = |who: &str| {
+        let mut c = Command::new(&mcs);
+        c.args(["--server", &server, "--pki"]).arg(&pki).args(["--as", who]);
+        c
+    };
+
+    step("operator enrolls Zhang San for platform P-DEV-1");
+    let out = run_ok(mcs_as("admin").args([
+        "admin", "enroll", "--kind", "person", "--name", "Zhang San", "--ca", "local", "--platform", "P-DEV-1",
+        "--validity-days", "365",
+    ]))?;
+    let enrollment: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("enroll output: {e}: {out}"))?;
+    let enrollment_id = enrollment["enrollment_id"].as_str().ok_or("no enrollment_id")?;
+    let code = enrollment["activation_code"].as_str().ok_or("no activation_code")?;
+    println!("    enrollment {enrollment_id}, activation code {code}");
+
+    step("phone 1 activates: it keeps d1 (masked by its PIN), the daemon keeps d2 wrapped by the HSM");
+    let state = dir.join("phone1.json");
+    let pin = "246810";
+    let out = run_ok(
+        mcs_as("app1")
+            .args(["app", "activate", "--state"])
+            .arg(&state)
+            .args(["--enrollment", enrollment_id, "--code", code, "--pin", pin]),
+    )?;
+    println!("    {}", out.trim().replace('\n', "\n    "));
+
+    step("phone 1 signs a bid document together with the daemon");
+    let msg = dir.join("bid.txt");
+    std::fs::write(&msg, "Bid for tender ZB-2026-001: 1,000,000 CNY\n").map_err(|e| e.to_string())?;
+    let sig = dir.join("bid.sig");
+    run_ok(mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", pin, "--in"]).arg(&msg).arg("--out").arg(&sig))?;
+    let pubkey = dir.join("joint-key.pem");
+    run_ok(mcs_as("app1").args(["app", "pubkey", "--state"]).arg(&state).arg("--out").arg(&pubkey))?;
+
+    step("OpenSSL verifies the two-party signature as an ordinary SM2 signature");
+    let verify = run_ok(
+        Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+            .arg(&pubkey)
+            .args(["-rawin", "-in"])
+            .arg(&msg)
+            .arg("-sigfile")
+            .arg(&sig)
+            .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
+    )?;
+    println!("    openssl: {}", verify.trim());
+
+    step("OpenSSL encrypts a secret to the joint key; phone 1 decrypts it with the daemon");
+    let secret = dir.join("secret.txt");
+    let original = "bid price sealed until opening: 998,000 CNY";
+    std::fs::write(&secret, original).map_err(|e| e.to_string())?;
+    let ct = dir.join("secret.sm2");
+    run_ok(Command::new("openssl").args(["pkeyutl", "-encrypt", "-pubin", "-inkey"]).arg(&pubkey).arg("-in").arg(&secret).arg("-out").arg(&ct))?;
+    let pt = dir.join("secret.out");
+    run_ok(mcs_as("app1").args(["app", "decrypt", "--state"]).arg(&state).args(["--pin", pin, "--in"]).arg(&ct).arg("--out").arg(&pt))?;
+    let recovered = std::fs::read_to_string(&pt).map_err(|e| e.to_string())?;
+    if recovered != original {
+        return Err(format!("decrypted text differs: {recovered:?}"));
+    }
+    println!("    recovered plaintext matches the original: {recovered:?}");
+
+    step("the bidding hall (gateway P-DEV-1) shows a login QR code; phone 1 scans it");
+    let challenge = dir.join("challenge.bin");
+    std::fs::write(&challenge, "P-DEV-1 login challenge 2026-11-22T09:00:00Z nonce 5f1c").map_err(|e| e.to_string())?;
+    let out = run_ok(mcs_as("gateway").args(["gateway", "create-task", "--kind", "login", "--title", "Log in to the bidding hall", "--data-file"]).arg(&challenge))?;
+    let task: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("create-task output: {e}: {out}"))?;
+    let qr = task["qr"].as_str().ok_or("no qr")?;
+    let task_id = task["task_id"].as_str().ok_or("no task_id")?;
+    println!("    QR code: {qr}");
+    run_ok(mcs_as("app1").args(["app", "scan", qr, "--state"]).arg(&state).args(["--pin", pin]))?;
+    let out = run_ok(mcs_as("gateway").args(["gateway", "wait", task_id, "--wait", "10"]))?;
+    let result: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("wait output: {e}: {out}"))?;
+    let sig_b64 = result["result"]["signature"].as_str().ok_or(format!("no signature: {out}"))?;
+    let login_sig = dir.join("login.sig");
+    let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig_b64).map_err(|e| e.to_string())?;
+    std::fs::write(&login_sig, sig).map_err(|e| e.to_string())?;
+    let verify = run_ok(
+        Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+            .arg(&pubkey)
+            .args(["-rawin", "-in"])
+            .arg(&challenge)
+            .arg("-sigfile")
+            .arg(&login_sig)
+            .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
+    )?;
+    println!("    the gateway got {} for {}; openssl: {}", result["status"], result["result"]["subject"]["name"], verify.trim());
+
+    step("a wrong PIN is refused and counted by the daemon");
+    let wrong = mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", "000000", "--in"]).arg(&msg).output();
+    let wrong = wrong.map_err(|e| e.to_string())?;
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    if wrong.status.success() || !err.contains("pin_incorrect") {
+        return Err(format!("wrong PIN was not refused: {err}"));
+    }
+    println!("    {}", err.trim());
+
+    step("stopping the daemon");
+    drop(daemon);
+    println!("\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → wrong PIN refused");
+    Ok(())
+}
+
+/// Run a command, fail with its stderr if it fails, return its stdout.
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed ({}): {}{}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use mcs_client::transport::Endpoint;
 
+pub mod ra;
+
 /// `target/<profile>/<name>`, next to the test executable's `deps/` directory.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

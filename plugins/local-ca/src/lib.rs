@@ -156,7 +156,9 @@ struct Revocation {
 #[serde(deny_unknown_fields)]
 struct Config {
     state_dir: PathBuf,
+    /// The daemon-held key's name; read by `Adapter::new` to build the [`HostKey`].
     #[serde(default = "default_key")]
+    #[allow(dead_code)]
     key: String,
     #[serde(default = "default_ca_name")]
     ca_name: String,
@@ -174,8 +176,36 @@ fn default_crl_days() -> u64 {
     7
 }
 
-pub struct LocalCa {
+/// Where the CA's key lives. In mcsd it is a daemon-held key reached through the host
+/// callbacks ([`HostKey`]); a test RA can run the same engine on an in-memory key.
+pub trait CaKey: Send + Sync + 'static {
+    /// SM2-with-SM3 signature (default ID), DER `SEQUENCE { r, s }`.
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String>;
+    /// The key's SubjectPublicKeyInfo, DER.
+    fn public_key(&self) -> Result<Vec<u8>, String>;
+    fn log(&self, _msg: &str) {}
+}
+
+/// A daemon-held key, used through the host's callbacks.
+pub struct HostKey {
     host: HostHandle,
+    name: String,
+}
+
+impl CaKey for HostKey {
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
+        self.host.sign(&self.name, tbs)
+    }
+    fn public_key(&self) -> Result<Vec<u8>, String> {
+        self.host.public_key(&self.name)
+    }
+    fn log(&self, msg: &str) {
+        self.host.log(3, msg)
+    }
+}
+
+pub struct LocalCa {
+    key: Box<dyn CaKey>,
     cfg: Config,
     root: Certificate,
     root_der: Vec<u8>,
@@ -261,9 +291,9 @@ impl LocalCa {
         write_durably(&self.index_path(), &bytes).map_err(|e| failed(format!("saving the index: {e}")))
     }
 
-    fn sign_builder<P: BuilderProfile>(host: &HostHandle, key: &str, mut builder: CertificateBuilder<P>, signer: &CaSigner) -> Result<Certificate, String> {
+    fn sign_builder<P: BuilderProfile>(key: &dyn CaKey, mut builder: CertificateBuilder<P>, signer: &CaSigner) -> Result<Certificate, String> {
         let tbs = builder.finalize(signer).map_err(|e| e.to_string())?;
-        let sig = host.sign(key, &tbs)?;
+        let sig = key.sign(&tbs)?;
         let bits = BitString::from_bytes(&sig).map_err(|e| e.to_string())?;
         builder.assemble(bits, signer).map_err(|e| e.to_string())
     }
@@ -296,7 +326,7 @@ impl LocalCa {
         };
         let validity = Validity::from_now(Duration::from_secs(days * 86_400)).map_err(failed)?;
         let builder = CertificateBuilder::new(profile, serial, validity, csr.info.public_key.clone()).map_err(failed)?;
-        let cert = Self::sign_builder(&self.host, &self.cfg.key, builder, &signer).map_err(failed)?;
+        let cert = Self::sign_builder(&*self.key, builder, &signer).map_err(failed)?;
         let cert_der = cert.to_der().map_err(failed)?;
         let not_after = cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs();
         {
@@ -304,7 +334,7 @@ impl LocalCa {
             index.issued.insert(serial_hex.clone(), Issued { subject: subject.clone(), not_after: not_after.to_string(), revoked: None });
             self.save(&index)?;
         }
-        self.host.log(3, &format!("local-ca issued {serial_hex} to {subject}"));
+        self.key.log(&format!("local-ca issued {serial_hex} to {subject}"));
         Ok(json!({
             "certificate": B64.encode(&cert_der),
             "chain": [B64.encode(&self.root_der)],
@@ -363,7 +393,7 @@ impl LocalCa {
             crl_extensions: None,
         };
         let tbs_der = tbs.to_der().map_err(failed)?;
-        let sig = self.host.sign(&self.cfg.key, &tbs_der).map_err(failed)?;
+        let sig = self.key.sign(&tbs_der).map_err(failed)?;
         let crl = CertificateList {
             tbs_cert_list: tbs,
             signature_algorithm: AlgorithmIdentifierOwned { oid: SM2_WITH_SM3, parameters: None },
@@ -373,25 +403,27 @@ impl LocalCa {
     }
 }
 
-impl Adapter for LocalCa {
-    fn new(host: HostHandle, config: &[u8]) -> Result<Self, String> {
+impl LocalCa {
+    /// Open (or create) the CA in `config.state_dir` with its key behind `key`.
+    /// `config` is this adapter's JSON config (see the crate docs).
+    pub fn open(key: Box<dyn CaKey>, config: &[u8]) -> Result<LocalCa, String> {
         let cfg: Config = serde_json::from_slice(config).map_err(|e| format!("local-ca config: {e}"))?;
         std::fs::create_dir_all(&cfg.state_dir).map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
         let root_path = cfg.state_dir.join("ca.der");
         let root_der = match std::fs::read(&root_path) {
             Ok(der) => der,
             Err(_) => {
-                let spki_der = host.public_key(&cfg.key)?;
+                let spki_der = key.public_key()?;
                 let spki = SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(|e| e.to_string())?;
                 let name = Name::from_str(&format!("CN={},O=mcsd,C=CN", escape(&cfg.ca_name))).map_err(|e| e.to_string())?;
                 let signer = CaSigner { spki: spki.clone() };
                 let profile = Profile { subject: name, issuer: None, ca: true, issuer_key_id: key_id(&spki) };
                 let validity = Validity::from_now(Duration::from_secs(20 * 365 * 86_400)).map_err(|e| e.to_string())?;
                 let builder = CertificateBuilder::new(profile, random_serial()?, validity, spki).map_err(|e| e.to_string())?;
-                let root = Self::sign_builder(&host, &cfg.key, builder, &signer)?;
+                let root = Self::sign_builder(&*key, builder, &signer)?;
                 let der = root.to_der().map_err(|e| e.to_string())?;
                 write_durably(&root_path, &der).map_err(|e| format!("{}: {e}", root_path.display()))?;
-                host.log(3, &format!("local-ca created its root certificate {}", root_path.display()));
+                key.log(&format!("local-ca created its root certificate {}", root_path.display()));
                 der
             }
         };
@@ -400,7 +432,24 @@ impl Adapter for LocalCa {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("index.json: {e}"))?,
             Err(_) => Index::default(),
         };
-        Ok(LocalCa { host, cfg, root, root_der, index: Mutex::new(index) })
+        Ok(LocalCa { key, cfg, root, root_der, index: Mutex::new(index) })
+    }
+
+    /// The root certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+}
+
+impl Adapter for LocalCa {
+    fn new(host: HostHandle, config: &[u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct KeyName {
+            #[serde(default = "default_key")]
+            key: String,
+        }
+        let name = serde_json::from_slice::<KeyName>(config).map_err(|e| format!("local-ca config: {e}"))?.key;
+        LocalCa::open(Box::new(HostKey { host, name }), config)
     }
 
     fn call(&self, op: &str, request: &[u8]) -> Result<Vec<u8>, CallError> {

@@ -1,4 +1,4 @@
-//! Playing the operator: enrollments, key listing, unlock, revoke.
+//! Playing the operator: enrollments, key listing, unlock, revoke, successors, CA adapters.
 
 use hyper::Method;
 use serde::Serialize;
@@ -57,6 +57,36 @@ pub async fn unlock(conn: &mut Connection, key_id: &str) -> Result<Value> {
 
 pub async fn revoke(conn: &mut Connection, key_id: &str, reason: &str) -> Result<Value> {
     conn.json(Method::POST, &format!("/v1/keys/{key_id}/revoke"), Some(&json!({ "reason": reason }))).await
+}
+
+/// `POST /v1/keys/{id}/successor`: a new enrollment to renew, change or reissue a key.
+pub async fn successor(conn: &mut Connection, key_id: &str, reason: &str, subject: Option<&Subject>, validity_days: Option<u32>) -> Result<Value> {
+    let mut body = json!({ "reason": reason });
+    if let Some(s) = subject {
+        body["subject"] = serde_json::to_value(s).map_err(|e| crate::transport::Error::Config(e.to_string()))?;
+    }
+    if let Some(d) = validity_days {
+        body["validity_days"] = json!(d);
+    }
+    conn.json(Method::POST, &format!("/v1/keys/{key_id}/successor"), Some(&body)).await
+}
+
+/// `GET /v1/plugins`: the CA adapters and their state.
+pub async fn plugins(conn: &mut Connection) -> Result<Value> {
+    conn.json(Method::GET, "/v1/plugins", None).await
+}
+
+/// The CRL an adapter publishes, DER.
+pub async fn crl(conn: &mut Connection, adapter: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let answer = conn.json(Method::GET, &format!("/v1/plugins/{}/crl", percent_encode(adapter)), None).await?;
+    let b64 = answer["crl"].as_str().ok_or_else(|| crate::transport::Error::Protocol("answer lacks `crl`".into()))?;
+    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| crate::transport::Error::Protocol(format!("crl: {e}")))
+}
+
+/// A certificate's status at its CA.
+pub async fn certificate_status(conn: &mut Connection, adapter: &str, serial: &str) -> Result<Value> {
+    conn.json(Method::GET, &format!("/v1/plugins/{}/status?serial={}", percent_encode(adapter), percent_encode(serial)), None).await
 }
 
 fn percent_encode(s: &str) -> String {

@@ -125,20 +125,41 @@ enum GatewayCommand {
     },
 }
 
+/// A certificate subject on the command line.
+#[derive(Args)]
+struct SubjectArgs {
+    /// person, org or operator
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    org_name: Option<String>,
+    #[arg(long)]
+    credit_code: Option<String>,
+    #[arg(long)]
+    id_number: Option<String>,
+}
+
+impl SubjectArgs {
+    /// The subject, if one was given; `--kind` and `--name` go together.
+    fn get(self) -> Result<Option<Subject>, Error> {
+        match (self.kind, self.name) {
+            (Some(kind), Some(name)) => {
+                Ok(Some(Subject { kind, name, org_name: self.org_name, credit_code: self.credit_code, id_number: self.id_number }))
+            }
+            (None, None) if self.org_name.is_none() && self.credit_code.is_none() && self.id_number.is_none() => Ok(None),
+            _ => Err(Error::Config("a subject needs both --kind and --name".into())),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Create an enrollment; prints its id and one-time activation code.
     Enroll {
-        #[arg(long)]
-        kind: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        org_name: Option<String>,
-        #[arg(long)]
-        credit_code: Option<String>,
-        #[arg(long)]
-        id_number: Option<String>,
+        #[command(flatten)]
+        subject: SubjectArgs,
         #[arg(long)]
         ca: String,
         #[arg(long)]
@@ -147,6 +168,31 @@ enum AdminCommand {
         platforms: Vec<String>,
         #[arg(long, default_value_t = 365)]
         validity_days: u32,
+    },
+    /// Start a successor of a key: renew, change (needs --kind/--name) or reissue (lost
+    /// phone: the old key is suspended at once). Prints the new enrollment.
+    Successor {
+        id: String,
+        /// renew, change or reissue
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        subject: SubjectArgs,
+        #[arg(long)]
+        validity_days: Option<u32>,
+    },
+    /// List the CA adapters.
+    Plugins,
+    /// Fetch a CA adapter's CRL (DER).
+    Crl {
+        adapter: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// A certificate's status at its CA.
+    CertStatus {
+        adapter: String,
+        serial: String,
     },
     /// List keys.
     Keys {
@@ -219,6 +265,13 @@ enum AppCommand {
     },
     /// Print the joint public key as PEM.
     Pubkey {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write this phone's certificate, then its chain, as PEM.
+    Certificate {
         #[arg(long)]
         state: PathBuf,
         #[arg(long)]
@@ -325,16 +378,23 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let conn = &mut conn;
     match cli.command {
         Command::Admin { command } => match command {
-            AdminCommand::Enroll { kind, name, org_name, credit_code, id_number, ca, profile, platforms, validity_days } => {
-                let req = EnrollmentRequest {
-                    subject: Subject { kind, name, org_name, credit_code, id_number },
-                    ca,
-                    profile,
-                    platforms,
-                    validity_days,
-                };
+            AdminCommand::Enroll { subject, ca, profile, platforms, validity_days } => {
+                let subject = subject.get()?.ok_or_else(|| Error::Config("enroll needs --kind and --name".into()))?;
+                let req = EnrollmentRequest { subject, ca, profile, platforms, validity_days };
                 print_json(&admin::create_enrollment(conn, &req).await?);
             }
+            AdminCommand::Successor { id, reason, subject, validity_days } => {
+                print_json(&admin::successor(conn, &id, &reason, subject.get()?.as_ref(), validity_days).await?)
+            }
+            AdminCommand::Plugins => print_json(&admin::plugins(conn).await?),
+            AdminCommand::Crl { adapter, out } => {
+                let der = admin::crl(conn, &adapter).await?;
+                match out {
+                    Some(_) => write_out(&out, &der)?,
+                    None => println!("{}", base64::engine::general_purpose::STANDARD.encode(&der)),
+                }
+            }
+            AdminCommand::CertStatus { adapter, serial } => print_json(&admin::certificate_status(conn, &adapter, &serial).await?),
             AdminCommand::Keys { subject, status } => {
                 print_json(&admin::list_keys(conn, subject.as_deref(), status.as_deref()).await?)
             }
@@ -412,6 +472,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let state = PhoneState::load(&state)?;
                 let p = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(e.to_string()))?;
                 write_out(&out, public_key_pem(&p).as_bytes())?;
+            }
+            AppCommand::Certificate { state, out } => {
+                let state = PhoneState::load(&state)?;
+                write_out(&out, mcs_client::phone::certificate_pem(&admin::get_key(conn, &state.key_id).await?)?.as_bytes())?;
             }
             AppCommand::Key { state } => {
                 let state = PhoneState::load(&state)?;

@@ -448,16 +448,32 @@ impl Phone {
 
 /// SubjectPublicKeyInfo PEM (id-ecPublicKey with the SM2 curve), as OpenSSL 3 reads it.
 pub fn public_key_pem(p: &AffinePoint) -> String {
+    pem("PUBLIC KEY", &sm2_2p::spki_der(p))
+}
+
+/// PEM armour for DER bytes.
+pub fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
-    let der = sm2_2p::spki_der(p);
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
         pem.push_str(std::str::from_utf8(line).unwrap_or_default());
         pem.push('\n');
     }
-    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
+}
+
+/// The key's certificate and then its chain, as PEM (from `GET /v1/keys/{id}`).
+pub fn certificate_pem(key: &Value) -> Result<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let leaf = key["certificate"].as_str().ok_or_else(|| Error::Protocol("the key has no certificate yet".into()))?;
+    let mut out = String::new();
+    for c in std::iter::once(leaf).chain(key["chain"].as_array().into_iter().flatten().filter_map(Value::as_str)) {
+        out.push_str(&pem("CERTIFICATE", &b64.decode(c).map_err(|e| Error::Protocol(format!("certificate: {e}")))?));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

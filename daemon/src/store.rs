@@ -3,8 +3,10 @@
 //! Trees:
 //! - `enrollments`: enrollment id → [`EnrollmentRecord`]
 //! - `keys`: key id → [`KeyRecord`] (public data and security state: status, PIN counter)
-//! - `secrets`: `<key id>/<kind>` → HSM-made AES-GCM blob (share, PIN verifier). Never
-//!   plaintext; kept apart from `keys` so crypto-shredding is one delete.
+//! - `secrets`: `<key id>/<kind>` → for a share or PIN verifier, a [`SlotRef`] into the
+//!   [`Vault`] (`<store>/secrets.vault`), where the HSM-made AES-GCM blob lives and is
+//!   overwritten with zeros on revocation; for task inputs/results and daemon keys, the
+//!   blob itself. Never plaintext; kept apart from `keys` so shredding is one delete.
 //! - `device_keys`: `<device id>/<key id>` → empty (index for a phone's key list)
 //!
 //! Every record is versioned from day one: one format byte, then JSON. A reader that sees
@@ -18,6 +20,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::hsm::SecretKind;
+use crate::vault::{SlotRef, Vault, VaultError};
+use std::collections::BTreeSet;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 const RECORD_V1: u8 = 1;
@@ -28,6 +32,8 @@ pub enum StoreError {
     Db(#[from] sled::Error),
     #[error("record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 /// Who a certificate will be for (API.md enrollment `subject`).
@@ -202,6 +208,12 @@ pub struct Store {
     tasks: sled::Tree,
     outbox: sled::Tree,
     daemon_keys: sled::Tree,
+    vault: Vault,
+}
+
+/// The vault slots referenced from a `secrets` value, if it is a reference.
+fn slot_of(value: Option<&[u8]>) -> Option<u64> {
+    value.and_then(SlotRef::decode).map(|r| r.slot)
 }
 
 /// A key the daemon itself holds (a CA key, later the seal maker and audit keys).
@@ -216,10 +228,18 @@ pub struct DaemonKeyRecord {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let secrets = db.open_tree("secrets")?;
+        let mut referenced = BTreeSet::new();
+        for entry in secrets.iter() {
+            let (_, v) = entry?;
+            referenced.extend(slot_of(Some(&v)));
+        }
+        let vault = Vault::open(&path.join("secrets.vault"), &referenced)?;
         Ok(Store {
+            vault,
             enrollments: db.open_tree("enrollments")?,
             keys: db.open_tree("keys")?,
-            secrets: db.open_tree("secrets")?,
+            secrets,
             device_keys: db.open_tree("device_keys")?,
             tasks: db.open_tree("tasks")?,
             outbox: db.open_tree("outbox")?,
@@ -260,6 +280,16 @@ impl Store {
     ) -> Result<ActivateOutcome, StoreError> {
         let key_bytes = encode(key);
         let index = format!("{}/{}", key.device_id, key.id).into_bytes();
+        // Blobs first (synced), then the transaction that references them.
+        let share_ref = self.vault.put(share_blob)?;
+        let verifier_ref = match self.vault.put(verifier_blob) {
+            Ok(r) => r,
+            Err(e) => {
+                self.vault.shred(&[share_ref.slot])?;
+                return Err(e.into());
+            }
+        };
+        let (share_ref_bytes, verifier_ref_bytes) = (share_ref.encode(), verifier_ref.encode());
         let result = (&self.enrollments, &self.keys, &self.secrets, &self.device_keys).transaction(
             |(enr, keys, secrets, device_keys)| {
                 let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
@@ -273,15 +303,20 @@ impl Store {
                 rec.state = EnrollmentState::Activated { key_id: key.id.clone() };
                 enr.insert(key.enrollment_id.as_bytes(), encode(&rec))?;
                 keys.insert(key.id.as_bytes(), key_bytes.clone())?;
-                secrets.insert(secret_key(&key.id, SecretKind::Share), share_blob)?;
-                secrets.insert(secret_key(&key.id, SecretKind::PinVerifier), verifier_blob)?;
+                secrets.insert(secret_key(&key.id, SecretKind::Share), &share_ref_bytes[..])?;
+                secrets.insert(secret_key(&key.id, SecretKind::PinVerifier), &verifier_ref_bytes[..])?;
                 device_keys.insert(index.clone(), &[][..])?;
                 Ok(())
             },
         );
         match result {
             Ok(()) => Ok(ActivateOutcome::Done),
-            Err(TransactionError::Abort(outcome)) => Ok(outcome),
+            Err(TransactionError::Abort(outcome)) => {
+                self.vault.shred(&[share_ref.slot, verifier_ref.slot])?;
+                Ok(outcome)
+            }
+            // Not shredded: the transaction may have reached the disk; if it did not, the
+            // slots are unreferenced and the next start zeroes them.
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
@@ -341,12 +376,26 @@ impl Store {
     }
 
     pub fn secret(&self, key_id: &str, kind: SecretKind) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.secrets.get(secret_key(key_id, kind))?)
+        self.resolve(self.secrets.get(secret_key(key_id, kind))?)
     }
 
-    /// Replace the PIN verifier and clear the failure counter in one transaction.
-    /// Returns false if the key vanished.
+    /// A `secrets` value as the blob: read through the vault if it is a reference.
+    fn resolve(&self, value: Option<sled::IVec>) -> Result<Option<sled::IVec>, StoreError> {
+        match value {
+            Some(v) => match SlotRef::decode(&v) {
+                Some(r) => Ok(Some(self.vault.get(&r)?.into())),
+                None => Ok(Some(v)),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Replace the PIN verifier and clear the failure counter in one transaction, make it
+    /// durable, then destroy the old verifier. Returns false if the key vanished. Blocking
+    /// (syncs).
     pub fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
+        let new_ref = self.vault.put(verifier_blob)?;
+        let new_ref_bytes = new_ref.encode();
         let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
                 return Err(ConflictableTransactionError::Abort(()));
@@ -355,17 +404,26 @@ impl Store {
                 decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
             rec.pin = PinState::default();
             keys.insert(key_id.as_bytes(), encode(&rec))?;
-            secrets.insert(secret_key(key_id, SecretKind::PinVerifier), verifier_blob)?;
-            Ok(())
+            let old = secrets.insert(secret_key(key_id, SecretKind::PinVerifier), &new_ref_bytes[..])?;
+            Ok(slot_of(old.as_deref()))
         });
         match result {
-            Ok(()) => Ok(true),
-            Err(TransactionError::Abort(())) => Ok(false),
+            Ok(old) => {
+                self.db.flush()?;
+                self.vault.shred(&old.into_iter().collect::<Vec<_>>())?;
+                Ok(true)
+            }
+            Err(TransactionError::Abort(())) => {
+                self.vault.shred(&[new_ref.slot])?;
+                Ok(false)
+            }
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
 
-    /// Crypto-shred: set the key revoked and delete its wrapped secrets, atomically.
+    /// Set the key revoked and drop its secrets in one transaction, make that durable,
+    /// then overwrite the share and verifier in the vault: when this returns, the share is
+    /// gone from the disk. Blocking (syncs).
     pub fn revoke(&self, key_id: &str, reason: &str) -> Result<Option<KeyRecord>, StoreError> {
         let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
@@ -376,19 +434,21 @@ impl Store {
             rec.status = KeyStatus::Revoked;
             rec.revocation_reason = Some(reason.to_owned());
             keys.insert(key_id.as_bytes(), encode(&rec))?;
-            secrets.remove(secret_key(key_id, SecretKind::Share))?;
-            secrets.remove(secret_key(key_id, SecretKind::PinVerifier))?;
-            Ok(rec)
+            let share = secrets.remove(secret_key(key_id, SecretKind::Share))?;
+            let verifier = secrets.remove(secret_key(key_id, SecretKind::PinVerifier))?;
+            Ok((rec, [slot_of(share.as_deref()), slot_of(verifier.as_deref())]))
         });
         match result {
-            Ok(rec) => Ok(Some(rec)),
+            Ok((rec, slots)) => {
+                self.db.flush()?;
+                self.vault.shred(&slots.into_iter().flatten().collect::<Vec<_>>())?;
+                Ok(Some(rec))
+            }
             Err(TransactionError::Abort(())) => Ok(None),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
 }
-
-// ---- scan tasks ----------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -723,5 +783,39 @@ mod tests {
         assert_eq!(rec.status, KeyStatus::Revoked);
         assert!(store.secret("k1", SecretKind::Share).unwrap().is_none());
         assert!(store.secret("k1", SecretKind::PinVerifier).unwrap().is_none());
+    }
+
+    #[test]
+    fn shares_live_in_the_vault_and_revocation_erases_them_from_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = b"wrapped-share-0123456789abcdef";
+        let verifier = b"wrapped-verifier-0123456789";
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_enrollment(&enrollment("e1")).unwrap();
+            store.activate(&key("k1", "e1"), share, verifier).unwrap();
+            assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), share);
+            store.flush_blocking().unwrap();
+            assert!(store.replace_verifier("k1", b"second-verifier-xyz").unwrap());
+            assert_eq!(store.secret("k1", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"second-verifier-xyz");
+        }
+        assert!(files_contain(dir.path(), share), "the share is on disk while the key lives");
+        assert!(!files_contain(dir.path(), verifier), "a replaced verifier is destroyed");
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), share, "survives a restart");
+        store.revoke("k1", "key_compromise").unwrap().unwrap();
+        assert!(!files_contain(dir.path(), share), "revocation leaves no copy of the share");
+        assert!(!files_contain(dir.path(), b"second-verifier-xyz"));
+    }
+
+    fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files_contain(&p, needle)
+            } else {
+                std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle)
+            }
+        })
     }
 }

@@ -385,8 +385,13 @@ impl TaskService {
                 Claimed::Digest(e)
             }
             TaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key } => {
-                // Keys have no certificate until the CA adapters arrive, so a serial never matches yet.
-                if recipient_cert_serial.is_some() || recipient_public_key.as_ref().is_some_and(|p| *p != key.public_key) {
+                // The bid file was encrypted to a certificate: it must be this key's (serials
+                // compare as hex, case-insensitively, ignoring leading zeros).
+                let norm = |s: &str| s.trim_start_matches("0x").trim_start_matches('0').to_ascii_lowercase();
+                let serial_mismatch = recipient_cert_serial
+                    .as_deref()
+                    .is_some_and(|want| key.certificate.as_ref().is_none_or(|c| norm(&c.serial) != norm(want)));
+                if serial_mismatch || recipient_public_key.as_ref().is_some_and(|p| *p != key.public_key) {
                     return Err(TaskError::CertMismatch);
                 }
                 Claimed::Ciphertext(ciphertext.clone())

@@ -83,3 +83,66 @@ fn gateway_and_phone_on_the_command_line() {
     let out = mcs(&env, &daemon, "gateway", &["gateway", "wait", task["task_id"].as_str().unwrap(), "--wait", "5"]);
     assert_eq!(out["status"], "rejected");
 }
+
+#[test]
+fn certificate_lifecycle_on_the_command_line() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let plugins = mcs(&env, &daemon, "admin", &["admin", "plugins"]);
+    assert_eq!(plugins["plugins"][0]["name"], "local");
+    assert_eq!(plugins["plugins"][0]["status"], "loaded");
+
+    let state = env.path().join("phone.json");
+    let enrolled = mcs(&env, &daemon, "admin", &["admin", "enroll", "--kind", "person", "--name", "Sun Qi", "--ca", "local", "--platform", "P-DEV-1"]);
+    let (id, code) = (enrolled["enrollment_id"].as_str().unwrap(), enrolled["activation_code"].as_str().unwrap());
+    mcs(&env, &daemon, "app1", &["app", "activate", "--state", path(&state), "--enrollment", id, "--code", code, "--pin", "135790"]);
+
+    // The phone's certificate and chain as PEM; OpenSSL verifies the leaf against the CA.
+    let chain = env.path().join("chain.pem");
+    mcs(&env, &daemon, "app1", &["app", "certificate", "--state", path(&state), "--out", path(&chain)]);
+    let text = std::fs::read_to_string(&chain).unwrap();
+    let blocks: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    assert_eq!(blocks.len(), 2, "leaf and CA: {text}");
+    let (leaf, ca) = (env.path().join("leaf.pem"), env.path().join("ca.pem"));
+    std::fs::write(&leaf, blocks[0]).unwrap();
+    std::fs::write(&ca, blocks[1]).unwrap();
+    let (ok, out) = openssl(&["verify".as_ref(), "-vfyopt".as_ref(), "distid:1234567812345678".as_ref(), "-CAfile".as_ref(), ca.as_os_str(), leaf.as_os_str()]);
+    assert!(ok && out.contains(": OK"), "{out}");
+
+    let key_id = {
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        st["key_id"].as_str().unwrap().to_owned()
+    };
+    let key = mcs(&env, &daemon, "admin", &["admin", "key", &key_id]);
+    let serial = key["certificate_serial"].as_str().unwrap();
+    assert_eq!(mcs(&env, &daemon, "admin", &["admin", "cert-status", "local", serial])["status"], "good");
+
+    // Reissue (lost phone): the old key is suspended at once; the new phone activates.
+    let successor = mcs(&env, &daemon, "admin", &["admin", "successor", &key_id, "--reason", "reissue"]);
+    assert_eq!(successor["predecessor"], key_id.as_str());
+    assert_eq!(mcs(&env, &daemon, "admin", &["admin", "key", &key_id])["status"], "suspended");
+    let state2 = env.path().join("phone2.json");
+    let (id2, code2) = (successor["enrollment_id"].as_str().unwrap(), successor["activation_code"].as_str().unwrap());
+    mcs(&env, &daemon, "app2", &["app", "activate", "--state", path(&state2), "--enrollment", id2, "--code", code2, "--pin", "246802"]);
+    // The suspended key keeps its certificate until the operator revokes it.
+    assert_eq!(mcs(&env, &daemon, "admin", &["admin", "key", &key_id])["status"], "suspended");
+    assert_eq!(mcs(&env, &daemon, "admin", &["admin", "cert-status", "local", serial])["status"], "good");
+    mcs(&env, &daemon, "admin", &["admin", "revoke", &key_id, "--reason", "key_compromise"]);
+    assert_eq!(mcs(&env, &daemon, "admin", &["admin", "cert-status", "local", serial])["status"], "revoked");
+
+    // The CRL lists the old serial.
+    let crl = env.path().join("local.crl");
+    mcs(&env, &daemon, "admin", &["admin", "crl", "local", "--out", path(&crl)]);
+    let (ok, text) = openssl(&["crl".as_ref(), "-inform".as_ref(), "DER".as_ref(), "-in".as_ref(), crl.as_os_str(), "-noout".as_ref(), "-text".as_ref()]);
+    assert!(ok && text.to_ascii_lowercase().replace(':', "").contains(serial), "{text}");
+
+    // A change without a subject is refused with the API's code, and the CLI says so.
+    let out = Command::new(bin("mcs"))
+        .args(["--server", &format!("https://{}", daemon.api), "--pki"])
+        .arg(env.pki())
+        .args(["--as", "admin", "admin", "successor", &key_id, "--reason", "change", "--name", "No Kind"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--kind and --name"));
+}

@@ -270,7 +270,7 @@ async fn missing_or_foreign_client_certificates_fail_the_handshake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_files_never_hold_a_share_or_verifier_in_clear() {
+async fn database_files_never_hold_a_share_in_clear_and_revocation_erases_the_wrapped_one() {
     let env = DevEnv::new();
     let daemon = Daemon::start(&env);
     let (phone, mut conn) = new_phone(&env, &daemon, "app1", "123456").await;
@@ -317,6 +317,23 @@ async fn database_files_never_hold_a_share_or_verifier_in_clear() {
         let b = std::fs::read(f).unwrap();
         b.windows(phone.state.public_key.len()).any(|w| w == phone.state.public_key.as_bytes()) || b.windows(65).any(|w| w == public.as_slice())
     }));
+
+    // Revocation: once acknowledged, not even the wrapped share is left in any file.
+    let out = std::process::Command::new(bin("read-share")).arg("--wrapped").arg(env.config()).arg(phone.key_id()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let wrapped = hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert!(wrapped.len() >= 32 + 16, "a wrapped share is ciphertext plus tag");
+    let in_files = |needle: &[u8]| walk(&env.db()).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count();
+    assert_eq!(in_files(&wrapped), 1, "the wrapped share is stored exactly once (in the vault)");
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let revoked = mcs_client::admin::revoke(&mut admin, phone.key_id(), "key_compromise").await.unwrap();
+    assert_eq!(revoked["status"], "revoked");
+    // Checked while the daemon still runs: the acknowledgement alone guarantees it.
+    assert_eq!(in_files(&wrapped), 0, "the wrapped share survived revocation somewhere in the database files");
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    assert_eq!(in_files(&wrapped), 0);
 }
 
 fn generator() -> sm2_2p::AffinePoint {

@@ -227,6 +227,17 @@ async fn every_refusal_gets_its_code_and_changes_nothing_else() {
     let out = gateway::result(&mut gw1, &code.task_id, 5).await.unwrap();
     assert_eq!(B64.decode(out["result"]["plaintext"].as_str().unwrap()).unwrap(), b"for phone 1 only");
 
+    // Encrypted to a certificate: only the key holding that certificate serial may open it.
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let serial = mcs_client::admin::get_key(&mut admin, phone1.key_id()).await.unwrap()["certificate_serial"].as_str().unwrap().to_ascii_uppercase();
+    let ct = sm2_2p::encrypt(phone1.public_key(), b"bid for serial").to_der();
+    let data = json!({"ciphertext": B64.encode(&ct), "recipient_cert_serial": serial});
+    let code = code_of(&gateway::create_task(&mut gw1, "decrypt", "open", data, None, None).await.unwrap());
+    assert_eq!(api_code(phone2.claim(&mut app2, &code).await.unwrap_err()), "cert_mismatch");
+    phone1.scan(&mut app1, &code).await.unwrap();
+    let out = gateway::result(&mut gw1, &code.task_id, 5).await.unwrap();
+    assert_eq!(B64.decode(out["result"]["plaintext"].as_str().unwrap()).unwrap(), b"bid for serial");
+
     // Bad task input never creates a task.
     for (kind, data) in [("sign", json!({"message": "%%%"})), ("login", json!({"challenge": ""})), ("decrypt", json!({"ciphertext": "AAAA"})), ("csr", json!({})), ("sign", json!({"message": "AA==", "x": 1}))] {
         let err = gateway::create_task(&mut gw1, kind, "t", data, None, None).await.unwrap_err();

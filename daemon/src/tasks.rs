@@ -164,30 +164,10 @@ impl TaskService {
         let info = certificate_request_info(&public, &key.subject.name)?;
         let id = format!("t_{}", random_hex(12)?);
         let token = random_hex(16)?;
-        let created_at = now();
-        let task = TaskRecord {
-            id: id.clone(),
-            kind: TaskKind::Csr,
-            platform: String::new(),
-            token_sha256: token_hash(&token),
-            display: TaskDisplay { title: "Install your certificate".into(), detail: Some(format!("CA: {}", key.ca)) },
-            data: TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) },
-            callback_url: None,
-            status: TaskStatus::Pending,
-            rev: 0,
-            created_at,
-            // The enrollment's activation already proved the phone; give it the longest TTL.
-            expires_at: created_at + self.cfg.max_ttl.as_secs() as i64,
-            updated_at: created_at,
-            key_id: None,
-            device_id: None,
-            e: None,
-            cosigned: false,
-            result: None,
-            secret_result: false,
-            delivered: false,
-            error: None,
-        };
+        let display = TaskDisplay { title: "Install your certificate".into(), detail: Some(format!("CA: {}", key.ca)) };
+        let data = TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) };
+        // The enrollment's activation already proved the phone; give it the longest TTL.
+        let task = new_task(&id, TaskKind::Csr, String::new(), &token, display, data, None, self.cfg.max_ttl.as_secs());
         self.store.insert_task(&task, &[])?;
         self.store.flush().await?;
         Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
@@ -210,7 +190,6 @@ impl TaskService {
         };
         let id = format!("t_{}", random_hex(12)?);
         let token = random_hex(16)?;
-        let created_at = now();
         let (kind, data, secret) = match req.data {
             NewTaskData::Login { challenge } => (TaskKind::Login, TaskData::Login { challenge: B64.encode(challenge) }, None),
             NewTaskData::Sign { message } => (TaskKind::Sign, TaskData::Sign { message: B64.encode(message) }, None),
@@ -232,28 +211,7 @@ impl TaskService {
             }
             None => None,
         };
-        let task = TaskRecord {
-            id: id.clone(),
-            kind,
-            platform: platform.to_owned(),
-            token_sha256: token_hash(&token),
-            display: req.display,
-            data,
-            callback_url: req.callback_url,
-            status: TaskStatus::Pending,
-            rev: 0,
-            created_at,
-            expires_at: created_at + ttl as i64,
-            updated_at: created_at,
-            key_id: None,
-            device_id: None,
-            e: None,
-            cosigned: false,
-            result: None,
-            secret_result: false,
-            delivered: false,
-            error: None,
-        };
+        let task = new_task(&id, kind, platform.to_owned(), &token, req.display, data, req.callback_url, ttl);
         let secrets: Vec<(SecretKind, &[u8])> =
             blob.as_deref().map(|b| vec![(SecretKind::TaskInput, b)]).unwrap_or_default();
         self.store.insert_task(&task, &secrets)?;
@@ -815,6 +773,43 @@ fn certificate_request(info_der: &[u8], sig: &Signature) -> Result<Vec<u8>, Task
         signature: der::asn1::BitString::from_bytes(&sig.to_der()).map_err(|e| invalid(e.to_string()))?,
     };
     req.to_der().map_err(|e| invalid(e.to_string()))
+}
+
+/// A fresh `pending` task.
+#[allow(clippy::too_many_arguments)]
+fn new_task(
+    id: &str,
+    kind: TaskKind,
+    platform: String,
+    token: &str,
+    display: TaskDisplay,
+    data: TaskData,
+    callback_url: Option<String>,
+    ttl_secs: u64,
+) -> TaskRecord {
+    let created_at = now();
+    TaskRecord {
+        id: id.to_owned(),
+        kind,
+        platform,
+        token_sha256: token_hash(token),
+        display,
+        data,
+        callback_url,
+        status: TaskStatus::Pending,
+        rev: 0,
+        created_at,
+        expires_at: created_at + ttl_secs as i64,
+        updated_at: created_at,
+        key_id: None,
+        device_id: None,
+        e: None,
+        cosigned: false,
+        result: None,
+        secret_result: false,
+        delivered: false,
+        error: None,
+    }
 }
 
 /// Check an adapter's `issue` answer: a certificate for exactly this public key.

@@ -51,11 +51,7 @@ impl mcs_local_ca::CaKey for MemKey {
     }
 }
 
-pub fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = B64.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
-}
+pub use mcs_client::phone::pem;
 
 struct Shared {
     ca: mcs_local_ca::LocalCa,

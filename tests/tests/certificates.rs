@@ -11,11 +11,7 @@ use serde_json::{Value, json};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = B64.encode(der);
-    let body: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", body.join("\n"))
-}
+use mcs_client::phone::pem;
 
 /// Write the key's leaf and CA as PEM; returns (leaf, ca) paths.
 fn write_chain(dir: &std::path::Path, key: &Value, tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {

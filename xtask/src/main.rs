@@ -42,7 +42,7 @@ fn have(cmd: &str) -> bool {
 
 /// Install the Debian packages the project needs if their commands are missing.
 fn ensure_system_deps() -> Result<()> {
-    let wanted = [("softhsm2-util", "softhsm2"), ("openssl", "openssl")];
+    let wanted = [("softhsm2-util", "softhsm2"), ("openssl", "openssl"), ("qpdf", "qpdf"), ("pdfsig", "poppler-utils")];
     let missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
@@ -69,6 +69,20 @@ fn ensure_system_deps() -> Result<()> {
     run(&install)
 }
 
+/// pyHanko, the independent PDF signature validator of the PDF tests (from PyPI).
+fn ensure_pyhanko() -> Result<()> {
+    if have("pyhanko") {
+        return Ok(());
+    }
+    println!("installing pyhanko with pip");
+    let python = if have("python3") { "python3" } else { return Err("python3 is needed to install pyhanko".into()) };
+    let status = Command::new(python)
+        .args(["-m", "pip", "install", "-q", "pyhanko", "pyhanko-cli"])
+        .status()
+        .map_err(|e| format!("pip: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("pip install pyhanko failed: {status}")) }
+}
+
 fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
@@ -80,6 +94,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     ensure_system_deps()?;
+    ensure_pyhanko()?;
     // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.
     cargo(&["build", "--workspace", "-j2"])?;
     let mut args = vec!["test", "--workspace", "-j2"];

@@ -1,0 +1,639 @@
+//! Sealing a PDF by incremental update, and finding and checking its signatures.
+//!
+//! [`prepare`] appends one revision to the original bytes — never rewriting them, so earlier
+//! signatures keep covering exactly what they covered — holding: the seal picture as an
+//! image XObject, one appearance form and one widget per placement, a signature field
+//! (`/FT /Sig`), the signature dictionary with fixed-width `/ByteRange` and `/Contents`
+//! placeholders, the pages with their new `/Annots`, the `/AcroForm` with `/SigFlags 3`,
+//! and a cross-reference section of the same kind as the original's (table or stream)
+//! with `/Prev`. The caller hashes [`Prepared::signed_ranges`], has the CMS container
+//! signed, and [`Prepared::embed`]s it as hex into the placeholder.
+//!
+//! Placement is in PDF points from the page's lower-left corner and names the centre of the
+//! seal. A keyword is found in the page's text-showing operators (simple-font text; the
+//! position comes from the text matrix, the glyph offset is estimated at half the font
+//! size per character). A cross-page seal (骑缝章) cuts the picture into one vertical strip
+//! per page, at the page's right or left edge, so the strips line up when the pages are
+//! fanned.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use lopdf::content::Content;
+use lopdf::{Dictionary, Document, Object, ObjectId, Stream, Writer};
+
+use crate::Error;
+use crate::image::PdfImage;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    /// One page (1-based), centre at (x, y).
+    At { page: u32, x: f64, y: f64 },
+    /// The same position on several pages, one signature.
+    Pages { pages: Vec<u32>, x: f64, y: f64 },
+    /// Centred on the n-th (1-based) occurrence of a keyword in reading order.
+    Keyword { keyword: String, occurrence: u32 },
+    /// Across all pages at one edge; `y` is the centre height (default: mid-page).
+    CrossPage { side: Side, y: Option<f64> },
+}
+
+/// The picture and its printed size.
+pub struct Appearance<'a> {
+    pub image: &'a PdfImage,
+    pub width_pt: f64,
+    pub height_pt: f64,
+}
+
+/// What the signature dictionary says.
+pub struct SignatureFields<'a> {
+    pub field_name: &'a str,
+    pub signer_name: &'a str,
+    pub reason: &'a str,
+    /// Unix seconds.
+    pub signing_time: u64,
+    /// Bytes reserved for the CMS container.
+    pub reserve: usize,
+}
+
+pub fn mm_to_pt(mm: f64) -> f64 {
+    mm * 72.0 / 25.4
+}
+
+fn pdf_err(e: impl std::fmt::Display) -> Error {
+    Error::Pdf(e.to_string())
+}
+
+fn num(o: &Object) -> Option<f64> {
+    match o {
+        Object::Integer(i) => Some(*i as f64),
+        Object::Real(r) => Some(*r as f64),
+        _ => None,
+    }
+}
+
+/// A PDF text string: UTF-16BE with BOM, so any name survives.
+fn text(s: &str) -> Object {
+    let mut b = vec![0xFE, 0xFF];
+    for u in s.encode_utf16() {
+        b.extend_from_slice(&u.to_be_bytes());
+    }
+    Object::String(b, lopdf::StringFormat::Hexadecimal)
+}
+
+fn pdf_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("D:{y:04}{m:02}{d:02}{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The original's last `startxref` value and whether that section is a stream.
+fn last_xref(pdf: &[u8]) -> Result<(usize, bool), Error> {
+    let at = pdf.windows(9).rposition(|w| w == b"startxref").ok_or_else(|| pdf_err("no startxref"))?;
+    let digits: String = pdf[at + 9..].iter().map(|&b| b as char).skip_while(|c| c.is_ascii_whitespace()).take_while(char::is_ascii_digit).collect();
+    let offset: usize = digits.parse().map_err(|_| pdf_err("bad startxref"))?;
+    let rest = pdf.get(offset..).ok_or_else(|| pdf_err("startxref points outside the file"))?;
+    let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    Ok((offset, !rest[first..].starts_with(b"xref")))
+}
+
+struct Widget {
+    page: ObjectId,
+    rect: [f64; 4],
+    /// Appearance: strip box width and the picture's x offset in it.
+    box_width: f64,
+    shift: f64,
+}
+
+fn media_box(doc: &Document, page: ObjectId) -> Result<[f64; 4], Error> {
+    let mut id = page;
+    for _ in 0..32 {
+        let dict = doc.get_dictionary(id).map_err(pdf_err)?;
+        if let Ok(mb) = dict.get(b"MediaBox") {
+            let (_, mb) = doc.dereference(mb).map_err(pdf_err)?;
+            let arr = mb.as_array().map_err(pdf_err)?;
+            let v: Vec<f64> = arr.iter().filter_map(|o| doc.dereference(o).ok().and_then(|(_, o)| num(o))).collect();
+            if v.len() == 4 {
+                return Ok([v[0], v[1], v[2], v[3]]);
+            }
+            return Err(pdf_err("bad MediaBox"));
+        }
+        id = dict.get(b"Parent").and_then(Object::as_reference).map_err(|_| pdf_err("page without MediaBox"))?;
+    }
+    Err(pdf_err("page tree too deep"))
+}
+
+/// Text-showing positions on a page: (x, y, font size, bytes shown).
+fn text_runs(doc: &Document, page: ObjectId) -> Vec<(f64, f64, f64, Vec<u8>)> {
+    let Ok(content) = Content::decode(&doc.get_page_content(page)) else { return Vec::new() };
+    let mut runs = Vec::new();
+    let (mut tm, mut lm) = ([1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0f64; 2]);
+    let (mut size, mut leading) = (12.0, 0.0);
+    for op in content.operations {
+        let n = |i: usize| op.operands.get(i).and_then(num).unwrap_or(0.0);
+        match op.operator.as_str() {
+            "BT" => {
+                tm = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+                lm = [0.0, 0.0];
+            }
+            "Tf" => size = n(1),
+            "TL" => leading = n(0),
+            "Tm" => {
+                tm = [n(0), n(1), n(2), n(3), n(4), n(5)];
+                lm = [tm[4], tm[5]];
+            }
+            "Td" | "TD" => {
+                if op.operator == "TD" {
+                    leading = -n(1);
+                }
+                lm = [lm[0] + n(0) * tm[0] + n(1) * tm[2], lm[1] + n(0) * tm[1] + n(1) * tm[3]];
+                tm[4] = lm[0];
+                tm[5] = lm[1];
+            }
+            "T*" => {
+                lm = [lm[0] - leading * tm[2], lm[1] - leading * tm[3]];
+                tm[4] = lm[0];
+                tm[5] = lm[1];
+            }
+            "Tj" | "'" | "\"" | "TJ" => {
+                let bytes: Vec<u8> = op
+                    .operands
+                    .iter()
+                    .flat_map(|o| match o {
+                        Object::String(s, _) => s.clone(),
+                        Object::Array(a) => a.iter().filter_map(|x| x.as_str().ok()).flatten().copied().collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                runs.push((tm[4], tm[5], size * tm[3].abs().max(tm[0].abs()), bytes));
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+fn keyword_position(doc: &Document, pages: &BTreeMap<u32, ObjectId>, keyword: &str, occurrence: u32) -> Result<(ObjectId, f64, f64), Error> {
+    let needle = keyword.as_bytes();
+    if needle.is_empty() {
+        return Err(Error::Invalid("empty keyword".into()));
+    }
+    let mut seen = 0;
+    for &page in pages.values() {
+        for (x, y, size, bytes) in text_runs(doc, page) {
+            let mut from = 0;
+            while let Some(i) = bytes[from..].windows(needle.len()).position(|w| w == needle) {
+                seen += 1;
+                let at = from + i;
+                if seen == occurrence.max(1) {
+                    let advance = size * 0.5;
+                    let cx = x + (at as f64 + needle.len() as f64 / 2.0) * advance;
+                    return Ok((page, cx, y + size * 0.35));
+                }
+                from = at + 1;
+            }
+        }
+    }
+    Err(Error::Invalid(format!("keyword `{keyword}` (occurrence {}) is not in the document's text", occurrence.max(1))))
+}
+
+fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<Widget>, Error> {
+    let pages = doc.get_pages();
+    let page = |n: u32| pages.get(&n).copied().ok_or_else(|| Error::Invalid(format!("page {n} does not exist (the document has {})", pages.len())));
+    let centred = |page: ObjectId, x: f64, y: f64| Widget { page, rect: [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0], box_width: w, shift: 0.0 };
+    Ok(match placement {
+        Placement::At { page: n, x, y } => vec![centred(page(*n)?, *x, *y)],
+        Placement::Pages { pages: list, x, y } => {
+            if list.is_empty() {
+                return Err(Error::Invalid("no pages given".into()));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            list.iter().filter(|n| seen.insert(**n)).map(|n| Ok(centred(page(*n)?, *x, *y))).collect::<Result<_, Error>>()?
+        }
+        Placement::Keyword { keyword, occurrence } => {
+            let (p, x, y) = keyword_position(doc, &pages, keyword, *occurrence)?;
+            vec![centred(p, x, y)]
+        }
+        Placement::CrossPage { side, y } => {
+            let count = pages.len();
+            if count < 2 {
+                return Err(Error::Invalid("a cross-page seal needs at least two pages".into()));
+            }
+            let strip = w / count as f64;
+            let mut out = Vec::new();
+            for (i, &p) in pages.values().enumerate() {
+                let mb = media_box(doc, p)?;
+                let cy = y.unwrap_or((mb[1] + mb[3]) / 2.0);
+                let (x0, part) = match side {
+                    Side::Right => (mb[2] - strip, i),
+                    Side::Left => (mb[0], count - 1 - i),
+                };
+                out.push(Widget { page: p, rect: [x0, cy - h / 2.0, x0 + strip, cy + h / 2.0], box_width: strip, shift: part as f64 * strip });
+            }
+            out
+        }
+    })
+}
+
+/// The sealed file minus its signature: the bytes to hash and where the container goes.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    bytes: Vec<u8>,
+    /// `[0, a, b, c]`: signed are `[0, a)` and `[b, b + c)`; `/Contents` is `[a, b)`.
+    pub byte_range: [usize; 4],
+}
+
+impl Prepared {
+    pub fn signed_ranges(&self) -> [&[u8]; 2] {
+        let [_, a, b, c] = self.byte_range;
+        [&self.bytes[..a], &self.bytes[b..b + c]]
+    }
+
+    /// Put the DER container into the placeholder.
+    pub fn embed(mut self, container: &[u8]) -> Result<Vec<u8>, Error> {
+        let [_, a, b, _] = self.byte_range;
+        let room = (b - a - 2) / 2;
+        if container.len() > room {
+            return Err(Error::Invalid(format!("signature container of {} bytes exceeds the {room} reserved", container.len())));
+        }
+        let hex: String = container.iter().map(|x| format!("{x:02X}")).collect();
+        self.bytes[a + 1..a + 1 + hex.len()].copy_from_slice(hex.as_bytes());
+        Ok(self.bytes)
+    }
+}
+
+fn image_stream(img: &PdfImage, smask: Option<ObjectId>) -> Stream {
+    let mut d = Dictionary::new();
+    d.set("Type", Object::Name(b"XObject".to_vec()));
+    d.set("Subtype", Object::Name(b"Image".to_vec()));
+    d.set("Width", img.width as i64);
+    d.set("Height", img.height as i64);
+    d.set("ColorSpace", Object::Name(img.color_space.as_bytes().to_vec()));
+    d.set("BitsPerComponent", 8);
+    d.set("Filter", Object::Name(img.filter.as_bytes().to_vec()));
+    if let Some(m) = smask {
+        d.set("SMask", Object::Reference(m));
+    }
+    Stream::new(d, img.data.clone())
+}
+
+/// Append the sealing revision to `pdf`.
+pub fn prepare(pdf: &[u8], placement: &Placement, appearance: &Appearance<'_>, sig: &SignatureFields<'_>) -> Result<Prepared, Error> {
+    let doc = Document::load_mem(pdf).map_err(pdf_err)?;
+    if doc.is_encrypted() {
+        return Err(Error::Unsupported("encrypted PDFs".into()));
+    }
+    let (prev, xref_stream) = last_xref(pdf)?;
+    let root_id = doc.trailer.get(b"Root").and_then(Object::as_reference).map_err(|_| pdf_err("trailer without /Root"))?;
+    let trailer_size = doc.trailer.get(b"Size").ok().and_then(num).unwrap_or(0.0) as u32;
+    let mut next = trailer_size.max(doc.max_id + 1);
+    let mut alloc = || {
+        next += 1;
+        (next - 1, 0u16)
+    };
+    let (w, h) = (appearance.width_pt, appearance.height_pt);
+    let placed = widgets(&doc, placement, w, h)?;
+
+    let mut objects: Vec<(ObjectId, Object)> = Vec::new();
+    let img = appearance.image;
+    let smask_id = img.smask.as_ref().map(|_| alloc());
+    if let (Some(id), Some(mask)) = (smask_id, &img.smask) {
+        let mut d = Dictionary::new();
+        d.set("Type", Object::Name(b"XObject".to_vec()));
+        d.set("Subtype", Object::Name(b"Image".to_vec()));
+        d.set("Width", img.width as i64);
+        d.set("Height", img.height as i64);
+        d.set("ColorSpace", Object::Name(b"DeviceGray".to_vec()));
+        d.set("BitsPerComponent", 8);
+        d.set("Filter", Object::Name(b"FlateDecode".to_vec()));
+        objects.push((id, Object::Stream(Stream::new(d, mask.clone()))));
+    }
+    let img_id = alloc();
+    objects.push((img_id, Object::Stream(image_stream(img, smask_id))));
+    let sig_id = alloc();
+    let field_id = alloc();
+    let single = placed.len() == 1;
+    let mut widget_ids = Vec::new();
+    let mut by_page: BTreeMap<ObjectId, Vec<ObjectId>> = BTreeMap::new();
+    for wd in &placed {
+        let form_id = alloc();
+        let mut res = Dictionary::new();
+        res.set("XObject", Dictionary::from_iter(vec![("Im0", Object::Reference(img_id))]));
+        let mut fd = Dictionary::new();
+        fd.set("Type", Object::Name(b"XObject".to_vec()));
+        fd.set("Subtype", Object::Name(b"Form".to_vec()));
+        fd.set("BBox", vec![0.into(), 0.into(), Object::Real(wd.box_width as f32), Object::Real(h as f32)]);
+        fd.set("Resources", res);
+        let ops = format!("q {w:.3} 0 0 {h:.3} {:.3} 0 cm /Im0 Do Q", -wd.shift);
+        objects.push((form_id, Object::Stream(Stream::new(fd, ops.into_bytes()))));
+        let widget_id = if single { field_id } else { alloc() };
+        let mut wdict = Dictionary::new();
+        wdict.set("Type", Object::Name(b"Annot".to_vec()));
+        wdict.set("Subtype", Object::Name(b"Widget".to_vec()));
+        wdict.set("Rect", wd.rect.iter().map(|v| Object::Real(*v as f32)).collect::<Vec<_>>());
+        wdict.set("P", Object::Reference(wd.page));
+        wdict.set("F", 132); // print, locked
+        wdict.set("AP", Dictionary::from_iter(vec![("N", Object::Reference(form_id))]));
+        if single {
+            wdict.set("FT", Object::Name(b"Sig".to_vec()));
+            wdict.set("T", text(sig.field_name));
+            wdict.set("V", Object::Reference(sig_id));
+        } else {
+            wdict.set("Parent", Object::Reference(field_id));
+        }
+        objects.push((widget_id, Object::Dictionary(wdict)));
+        widget_ids.push(widget_id);
+        by_page.entry(wd.page).or_default().push(widget_id);
+    }
+    if !single {
+        let mut fdict = Dictionary::new();
+        fdict.set("FT", Object::Name(b"Sig".to_vec()));
+        fdict.set("T", text(sig.field_name));
+        fdict.set("V", Object::Reference(sig_id));
+        fdict.set("Kids", widget_ids.iter().map(|id| Object::Reference(*id)).collect::<Vec<_>>());
+        objects.push((field_id, Object::Dictionary(fdict)));
+    }
+    // Pages gain their widgets.
+    for (page, ids) in &by_page {
+        let mut pdict = doc.get_dictionary(*page).map_err(pdf_err)?.clone();
+        let refs: Vec<Object> = ids.iter().map(|id| Object::Reference(*id)).collect();
+        match pdict.get(b"Annots") {
+            Ok(Object::Reference(arr_id)) => {
+                let arr_id = *arr_id;
+                let mut arr = doc.get_object(arr_id).and_then(Object::as_array).map_err(pdf_err)?.clone();
+                arr.extend(refs);
+                objects.push((arr_id, Object::Array(arr)));
+            }
+            Ok(Object::Array(a)) => {
+                let mut a = a.clone();
+                a.extend(refs);
+                pdict.set("Annots", a);
+                objects.push((*page, Object::Dictionary(pdict)));
+            }
+            _ => {
+                pdict.set("Annots", refs);
+                objects.push((*page, Object::Dictionary(pdict)));
+            }
+        }
+    }
+    // The form: existing fields plus ours, SigFlags 3 (signatures exist, append only).
+    let mut catalog = doc.get_dictionary(root_id).map_err(pdf_err)?.clone();
+    let (form_id, mut form) = match catalog.get(b"AcroForm") {
+        Ok(Object::Reference(id)) => (*id, doc.get_dictionary(*id).map_err(pdf_err)?.clone()),
+        Ok(Object::Dictionary(d)) => (alloc(), d.clone()),
+        _ => (alloc(), Dictionary::new()),
+    };
+    let mut fields = match form.get(b"Fields") {
+        Ok(o) => doc.dereference(o).map_err(pdf_err)?.1.as_array().map(Clone::clone).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    fields.push(Object::Reference(field_id));
+    form.set("Fields", fields);
+    form.set("SigFlags", 3);
+    objects.push((form_id, Object::Dictionary(form)));
+    if !matches!(catalog.get(b"AcroForm"), Ok(Object::Reference(id)) if *id == form_id) {
+        catalog.set("AcroForm", Object::Reference(form_id));
+        objects.push((root_id, Object::Dictionary(catalog)));
+    }
+
+    // Write the revision.
+    let mut out = pdf.to_vec();
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    let mut offsets: BTreeMap<u32, (u16, usize)> = BTreeMap::new();
+    for (id, obj) in &objects {
+        offsets.insert(id.0, (id.1, out.len()));
+        write!(out, "{} {} obj\n", id.0, id.1).map_err(pdf_err)?;
+        Writer::write_object(&mut out, obj).map_err(pdf_err)?;
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    offsets.insert(sig_id.0, (0, out.len()));
+    let mut name = Vec::new();
+    Writer::write_object(&mut name, &text(sig.signer_name)).map_err(pdf_err)?;
+    let mut reason = Vec::new();
+    Writer::write_object(&mut reason, &text(sig.reason)).map_err(pdf_err)?;
+    write!(
+        out,
+        "{} 0 obj\n<</Type/Sig/Filter/Adobe.PPKLite/SubFilter/adbe.pkcs7.detached/Name{}/Reason{}/M({})/ByteRange[0 ",
+        sig_id.0,
+        String::from_utf8_lossy(&name),
+        String::from_utf8_lossy(&reason),
+        pdf_date(sig.signing_time)
+    )
+    .map_err(pdf_err)?;
+    let range_at = out.len();
+    out.extend_from_slice(b"0000000000 0000000000 0000000000]/Contents");
+    let contents_at = out.len();
+    out.push(b'<');
+    out.extend(std::iter::repeat_n(b'0', sig.reserve * 2));
+    out.push(b'>');
+    let contents_end = out.len();
+    out.extend_from_slice(b">>\nendobj\n");
+
+    let size = next;
+    let xref_at = out.len();
+    let mut trailer = Dictionary::new();
+    trailer.set("Size", size as i64 + if xref_stream { 1 } else { 0 });
+    trailer.set("Root", Object::Reference(root_id));
+    trailer.set("Prev", prev as i64);
+    for key in [&b"Info"[..], b"ID"] {
+        if let Ok(v) = doc.trailer.get(key) {
+            trailer.set(key.to_vec(), v.clone());
+        }
+    }
+    if xref_stream {
+        let xref_id = size;
+        offsets.insert(xref_id, (0, xref_at));
+        let mut data = Vec::new();
+        let mut index = Vec::new();
+        for (start, run) in runs(&offsets) {
+            index.push(Object::Integer(start as i64));
+            index.push(Object::Integer(run.len() as i64));
+            for (_, off) in run {
+                data.push(1u8);
+                data.extend_from_slice(&(off as u32).to_be_bytes());
+                data.extend_from_slice(&0u16.to_be_bytes());
+            }
+        }
+        trailer.set("Type", Object::Name(b"XRef".to_vec()));
+        trailer.set("W", vec![1.into(), 4.into(), 2.into()]);
+        trailer.set("Index", index);
+        write!(out, "{xref_id} 0 obj\n").map_err(pdf_err)?;
+        Writer::write_object(&mut out, &Object::Stream(Stream::new(trailer, data))).map_err(pdf_err)?;
+        out.extend_from_slice(b"\nendobj\n");
+    } else {
+        out.extend_from_slice(b"xref\n");
+        for (start, run) in runs(&offsets) {
+            write!(out, "{start} {}\n", run.len()).map_err(pdf_err)?;
+            for (generation, off) in run {
+                write!(out, "{off:010} {generation:05} n\r\n").map_err(pdf_err)?;
+            }
+        }
+        out.extend_from_slice(b"trailer\n");
+        Writer::write_object(&mut out, &Object::Dictionary(trailer)).map_err(pdf_err)?;
+        out.push(b'\n');
+    }
+    write!(out, "startxref\n{xref_at}\n%%EOF\n").map_err(pdf_err)?;
+
+    let byte_range = [0, contents_at, contents_end, out.len() - contents_end];
+    for (i, v) in byte_range[1..].iter().enumerate() {
+        let field = format!("{v:<10}");
+        if field.len() > 10 {
+            return Err(pdf_err("document too large"));
+        }
+        out[range_at + i * 11..range_at + i * 11 + 10].copy_from_slice(field.as_bytes());
+    }
+    Ok(Prepared { bytes: out, byte_range })
+}
+
+/// Contiguous runs of object numbers: (first, [(gen, offset)]).
+fn runs(offsets: &BTreeMap<u32, (u16, usize)>) -> Vec<(u32, Vec<(u16, usize)>)> {
+    let mut out: Vec<(u32, Vec<(u16, usize)>)> = Vec::new();
+    for (&id, &entry) in offsets {
+        match out.last_mut() {
+            Some((start, run)) if *start + run.len() as u32 == id => run.push(entry),
+            _ => out.push((id, vec![entry])),
+        }
+    }
+    out
+}
+
+/// A signature found in a PDF.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub field: Option<String>,
+    pub byte_range: [usize; 4],
+    /// The `/Contents` bytes (the CMS container plus zero padding).
+    pub contents: Vec<u8>,
+    /// `/M`, as written.
+    pub signed_at: Option<String>,
+    pub covers_whole_document: bool,
+    /// Whether `/ByteRange` is well formed: starts at 0, leaves exactly the hex `/Contents`
+    /// string out, stays inside the file.
+    pub range_ok: bool,
+}
+
+impl Found {
+    pub fn signed_ranges<'a>(&self, pdf: &'a [u8]) -> Option<[&'a [u8]; 2]> {
+        let [a, b, c, d] = self.byte_range;
+        Some([pdf.get(a..a.checked_add(b)?)?, pdf.get(c..c.checked_add(d)?)?])
+    }
+}
+
+/// Every signature dictionary in the PDF, in file order.
+pub fn signatures(pdf: &[u8]) -> Result<Vec<Found>, Error> {
+    let doc = Document::load_mem(pdf).map_err(pdf_err)?;
+    let mut names: BTreeMap<ObjectId, String> = BTreeMap::new();
+    for obj in doc.objects.values() {
+        if let Ok(d) = obj.as_dict()
+            && let (Ok(v), Ok(t)) = (d.get(b"V").and_then(Object::as_reference), d.get(b"T"))
+            && let Ok(name) = lopdf::decode_text_string(t)
+        {
+            names.insert(v, name);
+        }
+    }
+    let mut found = Vec::new();
+    for (id, obj) in &doc.objects {
+        let Ok(d) = obj.as_dict() else { continue };
+        let is_sig = d.get(b"Type").and_then(Object::as_name).is_ok_and(|n| n == b"Sig") || d.has(b"ByteRange");
+        let (Ok(range), Ok(contents)) = (d.get(b"ByteRange").and_then(Object::as_array), d.get(b"Contents").and_then(Object::as_str)) else { continue };
+        if !is_sig {
+            continue;
+        }
+        let r: Vec<usize> = range.iter().filter_map(|o| o.as_i64().ok()).filter(|v| *v >= 0).map(|v| v as usize).collect();
+        if r.len() != 4 {
+            continue;
+        }
+        let byte_range = [r[0], r[1], r[2], r[3]];
+        let gap_is_contents = pdf.get(r[1]) == Some(&b'<') && r[2] >= 1 && pdf.get(r[2] - 1) == Some(&b'>') && r[1] < r[2];
+        let inside = r[2].checked_add(r[3]).is_some_and(|end| end <= pdf.len());
+        found.push(Found {
+            field: names.get(id).cloned(),
+            byte_range,
+            contents: contents.to_vec(),
+            signed_at: d.get(b"M").ok().and_then(|m| m.as_str().ok()).map(|s| String::from_utf8_lossy(s).into_owned()),
+            covers_whole_document: inside && r[2] + r[3] == pdf.len(),
+            range_ok: r[0] == 0 && gap_is_contents && inside,
+        });
+    }
+    found.sort_by_key(|f| f.byte_range[1]);
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_pdf_dates_in_utc() {
+        assert_eq!(pdf_date(0), "D:19700101000000Z");
+        assert_eq!(pdf_date(1_795_392_000), "D:20261123000000Z");
+    }
+
+    #[test]
+    fn xref_runs_group_contiguous_numbers() {
+        let offsets = BTreeMap::from([(3, (0, 10)), (4, (0, 20)), (9, (1, 30))]);
+        assert_eq!(runs(&offsets), vec![(3, vec![(0, 10), (0, 20)]), (9, vec![(1, 30)])]);
+    }
+}
+
+/// A plain multi-page A4 document with a line of text per page and the words
+/// "Bidder seal here" on the last page: a bid file for demos and tests. `xref_stream`
+/// chooses a cross-reference stream instead of a table.
+pub fn sample_document(pages: u32, xref_stream: bool) -> Vec<u8> {
+    use lopdf::dictionary;
+    let mut doc = Document::with_version("1.7");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
+    let mut kids = Vec::new();
+    for n in 1..=pages.max(1) {
+        let mut text = format!("BT /F1 14 Tf 72 760 Td (Tender document, page {n} of {pages}) Tj ET\n");
+        if n == pages {
+            text.push_str("BT /F1 12 Tf 72 200 Td (Signed for the bidder: Bidder seal here) Tj ET\n");
+        }
+        let content_id = doc.add_object(Stream::new(dictionary! {}, text.into_bytes()));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "Contents" => content_id,
+        });
+        kids.push(Object::Reference(page_id));
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => kids,
+            "Count" => count,
+            "Resources" => resources_id,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
+    if xref_stream {
+        doc.save_modern(&mut out).expect("in-memory PDF");
+    } else {
+        doc.save_to(&mut out).expect("in-memory PDF");
+    }
+    out
+}

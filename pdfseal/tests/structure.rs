@@ -1,0 +1,64 @@
+//! The incremental-update structure, checked by qpdf: three revisions on a table-xref file
+//! and on an xref-stream file; the original bytes are a prefix of every revision.
+
+use mcs_pdfseal::image::{demo_seal_png, from_picture};
+use mcs_pdfseal::pdf::{Appearance, Placement, SignatureFields, Side, prepare, sample_document, signatures};
+
+fn qpdf_check(pdf: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!("pdfseal-{}-{}", std::process::id(), pdf.len()));
+    std::fs::write(&dir, pdf).unwrap();
+    let out = std::process::Command::new("qpdf").arg("--check").arg(&dir).output().expect("qpdf (cargo xtask test installs it)");
+    let _ = std::fs::remove_file(&dir);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "qpdf --check failed:\n{text}");
+    text
+}
+
+#[test]
+fn three_seals_append_three_revisions_that_qpdf_accepts() {
+    let image = from_picture("PNG", &demo_seal_png(64)).unwrap();
+    let look = Appearance { image: &image, width_pt: 100.0, height_pt: 100.0 };
+    for xref_stream in [false, true] {
+        let original = sample_document(3, xref_stream);
+        let mut pdf = original.clone();
+        let placements = [
+            Placement::At { page: 1, x: 300.0, y: 400.0 },
+            Placement::Keyword { keyword: "Bidder seal here".into(), occurrence: 1 },
+            Placement::CrossPage { side: Side::Right, y: None },
+        ];
+        for (i, placement) in placements.iter().enumerate() {
+            let before = pdf.clone();
+            let fields = SignatureFields { field_name: &format!("Seal{}", i + 1), signer_name: "Zhang San", reason: "bid", signing_time: 1_795_392_000, reserve: 4096 };
+            let prepared = prepare(&pdf, placement, &look, &fields).unwrap();
+            let [a, b] = prepared.signed_ranges();
+            assert!(a.starts_with(&before), "earlier revisions are never rewritten");
+            assert!(b.ends_with(b"%%EOF\n"));
+            pdf = prepared.embed(&[0x30, 0x03, 0x02, 0x01, 0x07]).unwrap();
+            assert!(pdf.starts_with(&before));
+        }
+        let text = qpdf_check(&pdf);
+        assert!(text.contains("No syntax or stream encoding errors"), "{text}");
+        let found = signatures(&pdf).unwrap();
+        assert_eq!(found.len(), 3);
+        assert_eq!(found.iter().map(|f| f.field.clone().unwrap()).collect::<Vec<_>>(), ["Seal1", "Seal2", "Seal3"]);
+        assert_eq!(found.iter().map(|f| f.covers_whole_document).collect::<Vec<_>>(), [false, false, true]);
+        assert!(found.iter().all(|f| f.range_ok && f.contents.starts_with(&[0x30, 0x03, 0x02, 0x01, 0x07])));
+    }
+}
+
+#[test]
+fn bad_placements_are_refused_before_anything_is_written() {
+    let image = from_picture("PNG", &demo_seal_png(16)).unwrap();
+    let look = Appearance { image: &image, width_pt: 50.0, height_pt: 50.0 };
+    let fields = SignatureFields { field_name: "S", signer_name: "x", reason: "r", signing_time: 0, reserve: 1024 };
+    let one_page = sample_document(1, false);
+    for placement in [
+        Placement::At { page: 2, x: 1.0, y: 1.0 },
+        Placement::Keyword { keyword: "absent words".into(), occurrence: 1 },
+        Placement::CrossPage { side: Side::Left, y: None },
+        Placement::Pages { pages: vec![], x: 1.0, y: 1.0 },
+    ] {
+        assert!(prepare(&one_page, &placement, &look, &fields).is_err(), "{placement:?}");
+    }
+    assert!(prepare(b"not a pdf", &Placement::At { page: 1, x: 0.0, y: 0.0 }, &look, &fields).is_err());
+}

@@ -340,6 +340,8 @@ impl Phone {
         let data = match view["kind"].as_str() {
             Some("login") => b64_field(view, &["data", "challenge"])?,
             Some("sign") => b64_field(view, &["data", "message"])?,
+            // The signed attributes of the PDF signature: a document digest, the time, the seal.
+            Some("pdf_seal") => b64_field(claimed, &["to_be_signed"])?,
             other => return Err(Error::Protocol(format!("not a signing task: {other:?}"))),
         };
         let e = sm2_2p::e_for_message(&self.public, &data);
@@ -384,7 +386,7 @@ impl Phone {
         let view = self.view_task(conn, code).await?;
         let claimed = self.claim(conn, code).await?;
         match view["kind"].as_str() {
-            Some("login" | "sign") => {
+            Some("login" | "sign" | "pdf_seal") => {
                 let e = self.check_e(&view, &claimed)?;
                 self.cosign_and_complete(conn, code, &e).await?;
             }

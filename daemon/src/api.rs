@@ -32,6 +32,7 @@ use crate::tls::Caller;
 pub struct Api {
     pub keys: Arc<KeyService>,
     pub tasks: Arc<TaskService>,
+    pub seals: Arc<crate::seals::SealService>,
     pub plugins: Arc<PluginHost>,
     pub max_body_bytes: usize,
     request_seq: AtomicU64,
@@ -40,8 +41,14 @@ pub struct Api {
 pub type Body = Full<Bytes>;
 
 impl Api {
-    pub fn new(keys: Arc<KeyService>, tasks: Arc<TaskService>, plugins: Arc<PluginHost>, max_body_bytes: usize) -> Self {
-        Api { keys, tasks, plugins, max_body_bytes, request_seq: AtomicU64::new(0) }
+    pub fn new(
+        keys: Arc<KeyService>,
+        tasks: Arc<TaskService>,
+        seals: Arc<crate::seals::SealService>,
+        plugins: Arc<PluginHost>,
+        max_body_bytes: usize,
+    ) -> Self {
+        Api { keys, tasks, seals, plugins, max_body_bytes, request_seq: AtomicU64::new(0) }
     }
 
     /// Serve one request from an authenticated connection. `caller` is `Err` when the
@@ -246,6 +253,70 @@ impl Api {
                 keys.remove_platform(id, &percent_decode(platform)?).await?;
                 Ok((StatusCode::NO_CONTENT, None))
             }
+            (&Method::POST, ["v1", "seals"]) => {
+                allow(caller, &[Role::Admin])?;
+                let req: SealRequest = parse(&body)?;
+                let rec = self.seals.create(req.validate()?).await?;
+                Ok((StatusCode::CREATED, Some(seal_view(&rec))))
+            }
+            (&Method::GET, ["v1", "seals"]) => {
+                no_body(&body)?;
+                let owner = query_param(&query, "owner")?;
+                let key_id = query_param(&query, "key_id")?;
+                let list = match caller.role() {
+                    Role::Admin => self.seals.list(owner.as_deref(), key_id.as_deref())?,
+                    Role::App => {
+                        // A phone sees the seals of its own keys.
+                        let own: Vec<String> = keys.list(&actor_of(caller)?, None, None)?.into_iter().map(|k| k.id).collect();
+                        self.seals
+                            .list(owner.as_deref(), key_id.as_deref())?
+                            .into_iter()
+                            .filter(|s| own.iter().any(|k| s.signer_key_ids.contains(k) || s.grants.iter().any(|g| &g.key_id == k)))
+                            .collect()
+                    }
+                    Role::Gateway => return Err(ApiError::Forbidden("gateways do not list seals".into())),
+                };
+                Ok((StatusCode::OK, Some(json!({ "seals": list.iter().map(seal_view).collect::<Vec<_>>() }))))
+            }
+            (&Method::GET, ["v1", "seals", id]) => {
+                allow(caller, &[Role::Admin])?;
+                no_body(&body)?;
+                Ok((StatusCode::OK, Some(seal_view(&self.seals.get(id)?))))
+            }
+            (&Method::POST, ["v1", "seals", id, "revoke"]) => {
+                allow(caller, &[Role::Admin])?;
+                if !body.is_empty() {
+                    let _: Value = parse(&body)?;
+                }
+                Ok((StatusCode::OK, Some(seal_view(&self.seals.revoke(id).await?))))
+            }
+            (&Method::POST, ["v1", "seals", id, "grants"]) => {
+                allow(caller, &[Role::Admin])?;
+                let req: SealGrantRequest = parse(&body)?;
+                let (nb, na) = (parse_time(&req.not_before, "not_before")?, parse_time(&req.not_after, "not_after")?);
+                let rec = self.seals.grant(id, &req.key_id, nb, na).await?;
+                Ok((StatusCode::CREATED, Some(seal_view(&rec))))
+            }
+            (&Method::DELETE, ["v1", "seals", id, "grants", key_id]) => {
+                allow(caller, &[Role::Admin])?;
+                no_body(&body)?;
+                self.seals.ungrant(id, key_id).await?;
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::POST, ["v1", "verify", "seal"]) => {
+                let req: VerifySealRequest = parse(&body)?;
+                let seal = b64(&req.seal, "seal")?;
+                Ok((StatusCode::OK, Some(self.seals.verify_seal(&seal)?)))
+            }
+            (&Method::POST, ["v1", "verify", "pdf"]) => {
+                let req: VerifyPdfRequest = parse(&body)?;
+                let pdf = b64(&req.pdf, "pdf")?;
+                let seals = self.seals.clone();
+                let answer = tokio::task::spawn_blocking(move || seals.verify_pdf(&pdf))
+                    .await
+                    .map_err(|_| ApiError::Internal)??;
+                Ok((StatusCode::OK, Some(answer)))
+            }
             (&Method::GET, ["v1", "plugins"]) => {
                 allow(caller, &[Role::Admin])?;
                 no_body(&body)?;
@@ -332,6 +403,7 @@ impl Api {
                 let req: ClaimRequest = parse(&body)?;
                 let answer = match self.tasks.claim(id, &req.token, &req.key_id, device).await? {
                     Claimed::Digest(e) => json!({ "e": e }),
+                    Claimed::SealDigest { e, to_be_signed } => json!({ "e": e, "to_be_signed": to_be_signed }),
                     Claimed::Ciphertext(c) => json!({ "ciphertext": c }),
                     Claimed::Completed => json!({ "status": "completed" }),
                 };
@@ -446,6 +518,9 @@ fn task_view(t: &TaskRecord) -> Value {
         TaskData::Login { challenge } => v["data"] = json!({ "challenge": challenge }),
         TaskData::Sign { message } => v["data"] = json!({ "message": message }),
         TaskData::Csr { request_info, .. } => v["data"] = json!({ "request_info": request_info }),
+        TaskData::PdfSeal { seal_id, placement, chosen_seal, .. } => {
+            v["data"] = json!({ "seal_id": chosen_seal.as_ref().or(seal_id.as_ref()), "placement": placement })
+        }
         _ => {}
     }
     if let Some(k) = &t.key_id {
@@ -596,6 +671,131 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
         }
     }
     String::from_utf8(out).map_err(|_| ApiError::bad_request("query is not UTF-8"))
+}
+
+fn parse_time(s: &str, what: &str) -> Result<i64, ApiError> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| ApiError::bad_request(format!("{what} must be an RFC 3339 time")))
+}
+
+fn seal_view(s: &crate::store::SealRecord) -> Value {
+    json!({
+        "seal_id": s.id,
+        "es_id": s.es_id,
+        "kind": s.kind,
+        "name": s.name,
+        "owner": s.owner,
+        "signer_key_ids": s.signer_key_ids,
+        "grants": s.grants.iter().map(|g| json!({ "key_id": g.key_id, "not_before": rfc3339(g.not_before), "not_after": rfc3339(g.not_after) })).collect::<Vec<_>>(),
+        "valid_from": rfc3339(s.valid_from),
+        "valid_to": rfc3339(s.valid_to),
+        "status": if s.revoked_at.is_some() { "revoked" } else { "active" },
+        "created_at": rfc3339(s.created_at),
+        "seal": s.seal_b64,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealImage {
+    #[serde(rename = "type")]
+    kind: String,
+    data: String,
+    width_mm: u32,
+    height_mm: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealRequest {
+    kind: String,
+    name: String,
+    owner: Value,
+    image: SealImage,
+    signer_key_ids: Vec<String>,
+    valid_from: String,
+    valid_to: String,
+}
+
+impl SealRequest {
+    fn validate(self) -> Result<crate::seals::NewSeal, ApiError> {
+        if !crate::seals::KINDS.contains(&self.kind.as_str()) {
+            return Err(ApiError::bad_request(format!("kind must be one of {}", crate::seals::KINDS.join(", "))));
+        }
+        if self.name.trim().is_empty() || self.name.chars().count() > 128 {
+            return Err(ApiError::bad_request("name must be 1..=128 characters"));
+        }
+        if !self.owner.is_object() {
+            return Err(ApiError::bad_request("owner must be an object"));
+        }
+        let picture_type = self.image.kind.to_ascii_uppercase();
+        let picture = b64(&self.image.data, "image.data")?;
+        match picture_type.as_str() {
+            "PNG" | "JPEG" => {
+                mcs_pdfseal::image::from_picture(&picture_type, &picture).map_err(|e| ApiError::bad_request(format!("image: {e}")))?;
+            }
+            "SVG" => {
+                let head = String::from_utf8_lossy(&picture[..picture.len().min(512)]).to_ascii_lowercase();
+                if !head.contains("<svg") {
+                    return Err(ApiError::bad_request("image: not an SVG document"));
+                }
+            }
+            _ => return Err(ApiError::bad_request("image.type must be PNG, JPEG or SVG")),
+        }
+        if picture.is_empty() || picture.len() > 1 << 20 {
+            return Err(ApiError::bad_request("image.data must be 1 byte to 1 MiB"));
+        }
+        let size_ok = |mm: u32| (5..=200).contains(&mm);
+        if !size_ok(self.image.width_mm) || !size_ok(self.image.height_mm) {
+            return Err(ApiError::bad_request("image width_mm and height_mm must be 5..=200"));
+        }
+        let (valid_from, valid_to) = (parse_time(&self.valid_from, "valid_from")?, parse_time(&self.valid_to, "valid_to")?);
+        if valid_to <= valid_from {
+            return Err(ApiError::bad_request("valid_to must be later than valid_from"));
+        }
+        Ok(crate::seals::NewSeal {
+            kind: self.kind,
+            name: self.name,
+            owner: self.owner,
+            picture_type,
+            picture,
+            width_mm: self.image.width_mm,
+            height_mm: self.image.height_mm,
+            signer_key_ids: self.signer_key_ids,
+            valid_from,
+            valid_to,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealGrantRequest {
+    key_id: String,
+    not_before: String,
+    not_after: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifySealRequest {
+    seal: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyPdfRequest {
+    pdf: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PdfSealData {
+    pdf: String,
+    #[serde(default)]
+    seal_id: Option<String>,
+    placement: Value,
 }
 
 pub fn rfc3339(unix: i64) -> String {
@@ -854,6 +1054,15 @@ impl CreateTaskRequest {
             "encrypt" => {
                 let d: EncryptData = data_of(self.data)?;
                 NewTaskData::Encrypt { plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?) }
+            }
+            "pdf_seal" => {
+                let d: PdfSealData = data_of(self.data)?;
+                let pdf = b64(&d.pdf, "pdf")?;
+                if !pdf.starts_with(b"%PDF-") {
+                    return Err(ApiError::bad_request("pdf is not a PDF document"));
+                }
+                crate::seals::parse_placement(&d.placement).map_err(ApiError::bad_request)?;
+                NewTaskData::PdfSeal { pdf, seal_id: d.seal_id, placement: d.placement }
             }
             "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
             other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),

@@ -68,6 +68,8 @@ struct RawConfig {
     #[serde(default)]
     plugins: Vec<RawPlugin>,
     #[serde(default)]
+    seals: crate::seals::SealsConfig,
+    #[serde(default)]
     log: RawLog,
 }
 
@@ -268,6 +270,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub tasks: TasksConfig,
     pub plugins: Vec<PluginConfig>,
+    pub seals: crate::seals::SealsConfig,
     pub log: LogConfig,
 }
 
@@ -503,6 +506,7 @@ impl Config {
                 },
             },
             plugins,
+            seals: raw.seals.clone(),
             log: LogConfig { format: raw.log.format, level: raw.log.level },
         })
     }

@@ -39,6 +39,8 @@ pub enum ApiError {
     PlatformNotAuthorized(String),
     #[error("{0}")]
     KeyInactive(String),
+    #[error("{0}")]
+    NoPermission(String),
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("too many requests")]
@@ -71,6 +73,7 @@ impl ApiError {
             ApiError::CertMismatch(_) => "cert_mismatch",
             ApiError::PlatformNotAuthorized(_) => "platform_not_authorized",
             ApiError::KeyInactive(_) => "key_inactive",
+            ApiError::NoPermission(_) => "no_permission",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::HsmUnavailable { .. } => "hsm_unavailable",
@@ -89,7 +92,8 @@ impl ApiError {
             | ApiError::DeviceMismatch
             | ApiError::PinIncorrect { .. }
             | ApiError::TokenInvalid
-            | ApiError::PlatformNotAuthorized(_) => 403,
+            | ApiError::PlatformNotAuthorized(_)
+            | ApiError::NoPermission(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::Conflict(_) | ApiError::TaskState(_) | ApiError::KeyInactive(_) | ApiError::CertMismatch(_) => 409,
             ApiError::TaskExpired => 410,
@@ -193,6 +197,25 @@ impl From<crate::tasks::TaskError> for ApiError {
             TaskError::Invalid(msg) => ApiError::BadRequest(msg),
             TaskError::Key(k) => k.into(),
             TaskError::Plugin(p) => p.into(),
+            TaskError::Seal(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::seals::SealError> for ApiError {
+    fn from(e: crate::seals::SealError) -> Self {
+        use crate::seals::SealError;
+        match e {
+            SealError::NotFound => ApiError::NotFound("seal not found".into()),
+            SealError::Invalid(msg) => ApiError::BadRequest(msg),
+            SealError::Conflict(msg) => ApiError::Conflict(msg),
+            SealError::NoPermission(msg) => ApiError::NoPermission(msg),
+            SealError::Key(k) => k.into(),
+            SealError::Plugin(p) => p.into(),
+            SealError::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error (seals)");
+                ApiError::Internal
+            }
         }
     }
 }
@@ -222,6 +245,7 @@ mod tests {
             (ApiError::TaskState("x".into()), "task_state", 409),
             (ApiError::CertMismatch("x".into()), "cert_mismatch", 409),
             (ApiError::PlatformNotAuthorized("x".into()), "platform_not_authorized", 403),
+            (ApiError::NoPermission("x".into()), "no_permission", 403),
         ];
         for (e, code, status) in cases {
             assert_eq!(e.code(), *code);

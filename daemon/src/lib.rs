@@ -12,6 +12,7 @@ pub mod error;
 pub mod hsm;
 pub mod keys;
 pub mod plugins;
+pub mod seals;
 pub mod server;
 pub mod store;
 pub mod tasks;

@@ -40,6 +40,7 @@ pub enum PluginError {
 }
 
 /// The daemon's own SM2 keys, by name; created on first use, wrapped by the HSM.
+#[derive(Clone)]
 pub struct DaemonKeys {
     store: Arc<Store>,
     hsm: Arc<Hsm>,

@@ -89,8 +89,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     if tasks_cfg.public_url.is_empty() {
         tasks_cfg.public_url = format!("https://{api_addr}");
     }
-    let tasks = Arc::new(TaskService::new(store.clone(), hsm.clone(), keys.clone(), plugins.clone(), tasks_cfg));
-    let api = Arc::new(Api::new(keys, tasks.clone(), plugins.clone(), cfg.api.max_body_bytes));
+    let seals = Arc::new(crate::seals::SealService::new(
+        store.clone(),
+        keys.clone(),
+        plugins.clone(),
+        DaemonKeys::new(store.clone(), hsm.clone()),
+        cfg.seals.clone(),
+    ));
+    let tasks = Arc::new(TaskService::new(store.clone(), hsm.clone(), keys.clone(), plugins.clone(), seals.clone(), tasks_cfg));
+    let api = Arc::new(Api::new(keys, tasks.clone(), seals, plugins.clone(), cfg.api.max_body_bytes));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
     tokio::spawn(crate::callbacks::run(tasks.clone(), callback_tls));
     announce(&format!("listening on {api_addr}"));

@@ -208,7 +208,47 @@ pub struct Store {
     tasks: sled::Tree,
     outbox: sled::Tree,
     daemon_keys: sled::Tree,
+    seals: sled::Tree,
+    meta: sled::Tree,
     vault: Vault,
+}
+
+/// An electronic seal (GB/T 38540) and who may use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealRecord {
+    pub id: String,
+    pub es_id: String,
+    /// official, legal_rep, finance, contract, personal, signature.
+    pub kind: String,
+    pub name: String,
+    pub owner: serde_json::Value,
+    pub picture_type: String,
+    pub width_mm: u32,
+    pub height_mm: u32,
+    pub signer_key_ids: Vec<String>,
+    pub grants: Vec<SealGrant>,
+    pub valid_from: i64,
+    pub valid_to: i64,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    /// The current SESeal, base64 DER (re-made by the maker when grants change).
+    pub seal_b64: String,
+    pub rev: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealGrant {
+    pub key_id: String,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// The seal maker's certificate (its key is the daemon-held key `seal-maker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealMakerRecord {
+    pub ca: String,
+    pub certificate_b64: String,
+    pub chain_b64: Vec<String>,
 }
 
 /// The vault slots referenced from a `secrets` value, if it is a reference.
@@ -237,6 +277,8 @@ impl Store {
         let vault = Vault::open(&path.join("secrets.vault"), &referenced)?;
         Ok(Store {
             vault,
+            seals: db.open_tree("seals")?,
+            meta: db.open_tree("meta")?,
             enrollments: db.open_tree("enrollments")?,
             keys: db.open_tree("keys")?,
             secrets,
@@ -458,6 +500,7 @@ pub enum TaskKind {
     Decrypt,
     Encrypt,
     Csr,
+    PdfSeal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -495,6 +538,9 @@ pub enum TaskData {
     Encrypt {},
     /// A CertificationRequestInfo (base64 DER) the phone co-signs as proof of possession.
     Csr { key_id: String, request_info: String },
+    /// A PDF to seal (base64), the seal asked for, the placement (API.md JSON). At claim the
+    /// seal used and the signing time are fixed, so completion rebuilds the same revision.
+    PdfSeal { pdf: String, seal_id: Option<String>, placement: serde_json::Value, chosen_seal: Option<String>, signing_time: Option<u64> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -674,6 +720,40 @@ impl Store {
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => Err(StoreError::Corrupt { key: rec.name.clone(), reason: "aborted".into() }),
         }
+    }
+
+    pub fn insert_seal(&self, rec: &SealRecord) -> Result<(), StoreError> {
+        self.seals.insert(rec.id.as_bytes(), encode(rec))?;
+        Ok(())
+    }
+
+    pub fn seal(&self, id: &str) -> Result<Option<SealRecord>, StoreError> {
+        self.seals.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn seals(&self) -> Result<Vec<SealRecord>, StoreError> {
+        self.seals.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// Replace a seal record if it is still at `expected_rev` (its `rev` is bumped).
+    pub fn replace_seal(&self, expected_rev: u64, rec: &SealRecord) -> Result<bool, StoreError> {
+        let Some(old) = self.seals.get(rec.id.as_bytes())? else { return Ok(false) };
+        let current: SealRecord = decode(rec.id.as_bytes(), &old)?;
+        if current.rev != expected_rev {
+            return Ok(false);
+        }
+        let mut next = rec.clone();
+        next.rev = expected_rev + 1;
+        Ok(self.seals.compare_and_swap(rec.id.as_bytes(), Some(&old), Some(encode(&next)))?.is_ok())
+    }
+
+    pub fn seal_maker(&self) -> Result<Option<SealMakerRecord>, StoreError> {
+        self.meta.get(b"seal_maker")?.map(|v| decode(b"seal_maker", &v)).transpose()
+    }
+
+    pub fn put_seal_maker(&self, rec: &SealMakerRecord) -> Result<(), StoreError> {
+        self.meta.insert(b"seal_maker", encode(rec))?;
+        Ok(())
     }
 
     pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {

@@ -57,6 +57,8 @@ pub enum TaskError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Plugin(PluginError),
+    #[error(transparent)]
+    Seal(#[from] crate::seals::SealError),
 }
 
 impl From<StoreError> for TaskError {
@@ -77,6 +79,7 @@ pub enum NewTaskData {
     Sign { message: Vec<u8> },
     Decrypt { ciphertext: Vec<u8>, recipient_cert_serial: Option<String>, recipient_public_key: Option<AffinePoint> },
     Encrypt { plaintext: Zeroizing<Vec<u8>> },
+    PdfSeal { pdf: Vec<u8>, seal_id: Option<String>, placement: Value },
 }
 
 pub struct NewTask {
@@ -96,6 +99,8 @@ pub struct CreatedTask {
 /// What a phone gets back from `claim`.
 pub enum Claimed {
     Digest(String),
+    /// `pdf_seal`: `e` and the DER signed attributes it is the digest of (the phone checks).
+    SealDigest { e: String, to_be_signed: String },
     Ciphertext(String),
     Completed,
 }
@@ -112,6 +117,7 @@ pub struct TaskService {
     hsm: Arc<Hsm>,
     keys: Arc<KeyService>,
     plugins: Arc<PluginHost>,
+    seals: Arc<crate::seals::SealService>,
     cfg: TasksConfig,
     /// Woken on every transition: long-polls re-check their task.
     changed: Notify,
@@ -150,8 +156,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TaskError> + 
 }
 
 impl TaskService {
-    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, keys: Arc<KeyService>, plugins: Arc<PluginHost>, cfg: TasksConfig) -> Self {
-        TaskService { store, hsm, keys, plugins, cfg, changed: Notify::new(), outbox: Notify::new() }
+    pub fn new(
+        store: Arc<Store>,
+        hsm: Arc<Hsm>,
+        keys: Arc<KeyService>,
+        plugins: Arc<PluginHost>,
+        seals: Arc<crate::seals::SealService>,
+        cfg: TasksConfig,
+    ) -> Self {
+        TaskService { store, hsm, keys, plugins, seals, cfg, changed: Notify::new(), outbox: Notify::new() }
     }
 
     /// After activation: the task in which the phone co-signs its certificate request.
@@ -203,6 +216,18 @@ impl TaskService {
                 None,
             ),
             NewTaskData::Encrypt { plaintext } => (TaskKind::Encrypt, TaskData::Encrypt {}, Some(plaintext)),
+            NewTaskData::PdfSeal { pdf, seal_id, placement } => {
+                // Refuse now what sealing would refuse later: a seal that cannot seal, a PDF
+                // or placement the engine cannot use. The document is not touched.
+                if let Some(id) = &seal_id {
+                    let seal = self.seals.get(id)?;
+                    self.seals.check_seal(&seal)?;
+                }
+                let parsed = crate::seals::parse_placement(&placement).map_err(TaskError::Invalid)?;
+                let probe = pdf.clone();
+                blocking(move || dry_run(&probe, &parsed)).await?;
+                (TaskKind::PdfSeal, TaskData::PdfSeal { pdf: B64.encode(pdf), seal_id, placement, chosen_seal: None, signing_time: None }, None)
+            }
         };
         let blob = match secret {
             Some(plaintext) => {
@@ -379,6 +404,18 @@ impl TaskService {
                 .await?;
                 return Ok(Claimed::Completed);
             }
+            TaskData::PdfSeal { pdf, seal_id, placement, .. } => {
+                let seal = self.seals.for_signing(seal_id.as_deref(), &key.id)?;
+                let signing_time = now() as u64;
+                let job = self.seal_job(&t.id, pdf, placement, seal, &key, signing_time).await?;
+                let e = hex::encode(sm2_2p::e_for_message(&public, &job.to_be_signed));
+                t.e = Some(e.clone());
+                if let TaskData::PdfSeal { chosen_seal, signing_time: at, .. } = &mut t.data {
+                    *chosen_seal = Some(job.seal_id.clone());
+                    *at = Some(signing_time);
+                }
+                Claimed::SealDigest { e, to_be_signed: B64.encode(&job.to_be_signed) }
+            }
             TaskData::Csr { .. } => unreachable!("handled above"),
         };
         self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
@@ -472,7 +509,7 @@ impl TaskService {
     /// Server half of the task's signature; `e` is the one computed at claim.
     pub async fn cosign_sign(&self, id: &str, token: &str, device_id: &str, q1: AffinePoint, q1_hex: &str, proof: &str) -> Result<sm2_2p::SignResponse, TaskError> {
         let task = self.for_phone(id, token).await?;
-        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr) {
+        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
             return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
         }
         let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
@@ -521,7 +558,7 @@ impl TaskService {
     /// Finish a signing task: the signature must verify against the key and the task's `e`.
     pub async fn complete_sign(&self, id: &str, token: &str, device_id: &str, sig: Signature) -> Result<(), TaskError> {
         let task = self.for_phone(id, token).await?;
-        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr) {
+        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
             return Err(TaskError::Invalid("complete this task with plaintext".into()));
         }
         let key_id = Self::completable(&task, device_id)?;
@@ -550,6 +587,13 @@ impl TaskService {
         if let Some(c) = &key.certificate {
             result["certificate"] = json!(c.der_b64);
             result["subject_dn"] = json!(c.subject);
+        }
+        if let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } = &task.data {
+            // The same revision as at claim (deterministic), now with its signature.
+            let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
+            let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
+            let sealed = blocking(move || job.finish(&sig)).await?;
+            result = json!({ "pdf": B64.encode(sealed), "seal_id": seal_id, "key_id": key.id, "certificate": result["certificate"] });
         }
         t.result = Some(result);
         let callback = self.callback_for(&t);
@@ -775,6 +819,62 @@ fn certificate_request(info_der: &[u8], sig: &Signature) -> Result<Vec<u8>, Task
     req.to_der().map_err(|e| invalid(e.to_string()))
 }
 
+/// One sealing of one PDF: the prepared revision and what the signer signs.
+struct SealJob {
+    seal_id: String,
+    prepared: mcs_pdfseal::pdf::Prepared,
+    attrs: x509_cert::attr::Attributes,
+    to_be_signed: Vec<u8>,
+    certificate: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+}
+
+impl SealJob {
+    fn finish(self, sig: &Signature) -> Result<Vec<u8>, TaskError> {
+        let container = mcs_pdfseal::cms::signed_data(mcs_pdfseal::cms::Algorithm::Sm2, &self.certificate, &self.chain, self.attrs, &sig.to_der())
+            .map_err(|e| TaskError::Key(KeyError::Internal(format!("signature container: {e}"))))?;
+        self.prepared.embed(&container).map_err(|e| TaskError::Key(KeyError::Internal(format!("embedding the signature: {e}"))))
+    }
+}
+
+/// Check that a PDF and placement can be sealed, with a stand-in picture.
+fn dry_run(pdf: &[u8], placement: &mcs_pdfseal::pdf::Placement) -> Result<(), TaskError> {
+    use mcs_pdfseal::pdf;
+    let image = mcs_pdfseal::image::PdfImage { width: 1, height: 1, color_space: "DeviceGray", filter: "FlateDecode", data: mcs_pdfseal::image::deflate(&[0]), smask: None };
+    let look = pdf::Appearance { image: &image, width_pt: 40.0, height_pt: 40.0 };
+    let fields = pdf::SignatureFields { field_name: "probe", signer_name: "", reason: "", signing_time: 0, reserve: 16 };
+    pdf::prepare(pdf, placement, &look, &fields).map(|_| ()).map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))
+}
+
+impl TaskService {
+    async fn seal_job(&self, task_id: &str, pdf_b64: &str, placement: &Value, seal: crate::seals::SealForSigning, key: &KeyRecord, signing_time: u64) -> Result<SealJob, TaskError> {
+        use mcs_pdfseal::{cms, pdf};
+        let internal = |e: String| TaskError::Key(KeyError::Internal(e));
+        let cert = key.certificate.as_ref().ok_or_else(|| TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
+        let certificate = B64.decode(&cert.der_b64).map_err(|e| internal(e.to_string()))?;
+        let chain = cert.chain_b64.iter().map(|c| B64.decode(c)).collect::<Result<Vec<_>, _>>().map_err(|e| internal(e.to_string()))?;
+        let reserve = self.seals.reserve_for(&seal.der, certificate.len() + chain.iter().map(Vec::len).sum::<usize>());
+        let pdf_bytes = B64.decode(pdf_b64).map_err(|_| TaskError::Invalid("stored task data".into()))?;
+        let placement = crate::seals::parse_placement(placement).map_err(TaskError::Invalid)?;
+        let (field, signer, reason) = (format!("mcsd-{task_id}"), key.subject.name.clone(), format!("{} seal: {}", seal.record.kind, seal.record.name));
+        let seal_id = seal.record.id.clone();
+        blocking(move || {
+            let look = pdf::Appearance {
+                image: &seal.picture,
+                width_pt: pdf::mm_to_pt(seal.record.width_mm as f64),
+                height_pt: pdf::mm_to_pt(seal.record.height_mm as f64),
+            };
+            let fields = pdf::SignatureFields { field_name: &field, signer_name: &signer, reason: &reason, signing_time, reserve };
+            let prepared = pdf::prepare(&pdf_bytes, &placement, &look, &fields).map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))?;
+            let digest = cms::Algorithm::Sm2.digest(&prepared.signed_ranges());
+            let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &digest, signing_time, Some(&seal.der)).map_err(|e| internal(e.to_string()))?;
+            let to_be_signed = cms::to_be_signed(&attrs).map_err(|e| internal(e.to_string()))?;
+            Ok(SealJob { seal_id, prepared, attrs, to_be_signed, certificate, chain })
+        })
+        .await
+    }
+}
+
 /// A fresh `pending` task.
 #[allow(clippy::too_many_arguments)]
 fn new_task(
@@ -852,6 +952,7 @@ pub fn kind_str(k: TaskKind) -> &'static str {
         TaskKind::Decrypt => "decrypt",
         TaskKind::Encrypt => "encrypt",
         TaskKind::Csr => "csr",
+        TaskKind::PdfSeal => "pdf_seal",
     }
 }
 

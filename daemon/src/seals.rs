@@ -1,0 +1,616 @@
+//! Electronic seals (API.md "Seals", GB/T 38540) and the checks behind `pdf_seal` tasks
+//! and `verify/seal`, `verify/pdf`.
+//!
+//! The seal maker is the daemon-held SM2 key `seal-maker` (HSM-wrapped like every daemon
+//! key); its certificate comes once from the configured CA adapter (`[seals] maker_ca`,
+//! default `local`) through a CSR the key signs itself. A seal's `certList` holds the
+//! certificates of its signer keys and of the keys it is granted to, so a verifier can tell
+//! from the seal alone who may seal with it; a grant or its removal re-makes the seal
+//! (same esID, new maker signature). Sealing needs: the seal not revoked, now inside its
+//! validity, none of its signer keys superseded or revoked (`conflict`), and the sealing
+//! key a signer key or holding a grant valid now (`no_permission`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use base64::Engine;
+use der::{Decode, Encode};
+use mcs_pdfseal::{cms, pdf, seal};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::keys::{KeyError, KeyService};
+use crate::plugins::{DaemonKeys, PluginError, PluginHost};
+use crate::store::{KeyRecord, KeyStatus, SealGrant, SealMakerRecord, SealRecord, Store, StoreError};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const MAKER_KEY: &str = "seal-maker";
+pub const KINDS: [&str; 6] = ["official", "legal_rep", "finance", "contract", "personal", "signature"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("seal not found")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NoPermission(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Plugin(PluginError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for SealError {
+    fn from(e: StoreError) -> Self {
+        SealError::Key(KeyError::Store(e))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> SealError {
+    SealError::Internal(e.to_string())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SealsConfig {
+    /// The CA adapter that certifies the seal maker.
+    pub maker_ca: String,
+    /// GB/T 38540 `Vid` (vendor id) written into every seal.
+    pub vendor_id: String,
+    /// Bytes reserved for the signature container beyond the seal and certificates.
+    pub signature_reserve: usize,
+}
+
+impl Default for SealsConfig {
+    fn default() -> Self {
+        SealsConfig { maker_ca: "local".into(), vendor_id: "mcsd".into(), signature_reserve: 8192 }
+    }
+}
+
+/// `POST /v1/seals`, validated.
+pub struct NewSeal {
+    pub kind: String,
+    pub name: String,
+    pub owner: Value,
+    pub picture_type: String,
+    pub picture: Vec<u8>,
+    pub width_mm: u32,
+    pub height_mm: u32,
+    pub signer_key_ids: Vec<String>,
+    pub valid_from: i64,
+    pub valid_to: i64,
+}
+
+/// What sealing needs from a seal: its DER, its picture, its size.
+pub struct SealForSigning {
+    pub record: SealRecord,
+    pub der: Vec<u8>,
+    pub picture: mcs_pdfseal::image::PdfImage,
+}
+
+pub struct SealService {
+    store: Arc<Store>,
+    keys: Arc<KeyService>,
+    plugins: Arc<PluginHost>,
+    daemon_keys: DaemonKeys,
+    cfg: SealsConfig,
+    maker_lock: tokio::sync::Mutex<()>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn random_hex(n: usize) -> Result<String, SealError> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(internal)?;
+    Ok(hex::encode(b))
+}
+
+/// GB/T 38540 seal type: 1 organisation, 2 personal.
+fn seal_type(kind: &str) -> u32 {
+    if matches!(kind, "official" | "finance" | "contract") { 1 } else { 2 }
+}
+
+fn cert_der(key: &KeyRecord) -> Result<Vec<u8>, SealError> {
+    let c = key.certificate.as_ref().ok_or_else(|| SealError::Conflict(format!("key {} has no certificate yet", key.id)))?;
+    B64.decode(&c.der_b64).map_err(internal)
+}
+
+fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> impl Future<Output = Result<T, SealError>> {
+    async move { tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(SealError::Internal) }
+}
+
+impl SealService {
+    pub fn new(store: Arc<Store>, keys: Arc<KeyService>, plugins: Arc<PluginHost>, daemon_keys: DaemonKeys, cfg: SealsConfig) -> Self {
+        SealService { store, keys, plugins, daemon_keys, cfg, maker_lock: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The maker's certificate, asking the CA for it the first time.
+    pub async fn maker(&self) -> Result<SealMakerRecord, SealError> {
+        if let Some(m) = self.store.seal_maker()? {
+            return Ok(m);
+        }
+        let _guard = self.maker_lock.lock().await;
+        if let Some(m) = self.store.seal_maker()? {
+            return Ok(m);
+        }
+        let dk = self.daemon_keys.clone();
+        let spki_der = blocking(move || dk.spki(MAKER_KEY)).await?;
+        let info = x509_cert::request::CertReqInfo {
+            version: x509_cert::request::Version::V1,
+            subject: std::str::FromStr::from_str("CN=mcsd Seal Maker,O=mcsd,C=CN").map_err(internal)?,
+            public_key: spki::SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(internal)?,
+            attributes: Default::default(),
+        };
+        let info_der = info.to_der().map_err(internal)?;
+        let dk = self.daemon_keys.clone();
+        let to_sign = info_der.clone();
+        let sig = blocking(move || dk.sign(MAKER_KEY, &to_sign)).await?;
+        let csr = x509_cert::request::CertReq {
+            info,
+            algorithm: spki::AlgorithmIdentifierOwned { oid: mcs_pdfseal::SM2_WITH_SM3, parameters: None },
+            signature: der::asn1::BitString::from_bytes(&sig).map_err(internal)?,
+        };
+        let request = json!({
+            "csr": B64.encode(csr.to_der().map_err(internal)?),
+            "profile": "operator",
+            "subject": { "kind": "operator", "name": "mcsd Seal Maker", "org_name": "mcsd" },
+            "validity_days": 3650,
+        });
+        let issued = self.plugins.call(&self.cfg.maker_ca, "issue", &request).await.map_err(SealError::Plugin)?;
+        let certificate_b64 = issued["certificate"].as_str().ok_or_else(|| internal("maker certificate missing from the CA's answer"))?.to_owned();
+        let cert = x509_cert::Certificate::from_der(&B64.decode(&certificate_b64).map_err(internal)?).map_err(internal)?;
+        if cert.tbs_certificate().subject_public_key_info().to_der().map_err(internal)? != spki_der {
+            return Err(internal("the CA certified another key for the seal maker"));
+        }
+        let rec = SealMakerRecord {
+            ca: self.cfg.maker_ca.clone(),
+            certificate_b64,
+            chain_b64: issued["chain"].as_array().map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+        };
+        self.store.put_seal_maker(&rec)?;
+        self.store.flush().await?;
+        tracing::info!(ca = %rec.ca, "seal maker certified");
+        Ok(rec)
+    }
+
+    /// The seal's DER for its current signer keys and grants, signed by the maker.
+    async fn make(&self, rec: &SealRecord, picture: &[u8]) -> Result<Vec<u8>, SealError> {
+        let maker = self.maker().await?;
+        let mut certs = Vec::new();
+        let holders = rec.signer_key_ids.iter().chain(rec.grants.iter().map(|g| &g.key_id));
+        for key_id in holders {
+            let key = self.store.key(key_id)?.ok_or(SealError::Key(KeyError::NotFound("key")))?;
+            let der = cert_der(&key)?;
+            if !certs.contains(&der) {
+                certs.push(der);
+            }
+        }
+        let spec = seal::SealSpec {
+            vendor_id: &self.cfg.vendor_id,
+            es_id: &rec.es_id,
+            seal_type: seal_type(&rec.kind),
+            name: &rec.name,
+            signer_certificates: &certs,
+            created: rec.created_at as u64,
+            valid_from: rec.valid_from as u64,
+            valid_to: rec.valid_to as u64,
+            picture_type: &rec.picture_type,
+            picture,
+            width_mm: rec.width_mm,
+            height_mm: rec.height_mm,
+        };
+        let info = seal::seal_info(&spec).map_err(|e| SealError::Invalid(e.to_string()))?;
+        let info_der = info.to_der().map_err(internal)?;
+        let dk = self.daemon_keys.clone();
+        let sig = blocking(move || dk.sign(MAKER_KEY, &info_der)).await?;
+        seal::assemble(info, &B64.decode(&maker.certificate_b64).map_err(internal)?, &sig).map_err(|e| SealError::Invalid(e.to_string()))
+    }
+
+    fn sealing_key(&self, key_id: &str) -> Result<KeyRecord, SealError> {
+        let key = self.store.key(key_id)?.ok_or(SealError::Key(KeyError::NotFound("key")))?;
+        if key.status != KeyStatus::Active {
+            return Err(SealError::Key(KeyError::Inactive(key.status)));
+        }
+        cert_der(&key)?;
+        Ok(key)
+    }
+
+    pub async fn create(&self, req: NewSeal) -> Result<SealRecord, SealError> {
+        if !KINDS.contains(&req.kind.as_str()) {
+            return Err(SealError::Invalid(format!("kind must be one of {}", KINDS.join(", "))));
+        }
+        if req.signer_key_ids.is_empty() {
+            return Err(SealError::Invalid("signer_key_ids must name at least one key".into()));
+        }
+        for id in &req.signer_key_ids {
+            self.sealing_key(id)?;
+        }
+        let mut rec = SealRecord {
+            id: format!("s_{}", random_hex(12)?),
+            es_id: format!("{}{}", self.cfg.vendor_id.to_ascii_uppercase(), random_hex(8)?.to_ascii_uppercase()),
+            kind: req.kind,
+            name: req.name,
+            owner: req.owner,
+            picture_type: req.picture_type,
+            width_mm: req.width_mm,
+            height_mm: req.height_mm,
+            signer_key_ids: req.signer_key_ids,
+            grants: Vec::new(),
+            valid_from: req.valid_from,
+            valid_to: req.valid_to,
+            created_at: now(),
+            revoked_at: None,
+            seal_b64: String::new(),
+            rev: 0,
+        };
+        rec.seal_b64 = B64.encode(self.make(&rec, &req.picture).await?);
+        self.store.insert_seal(&rec)?;
+        self.store.flush().await?;
+        tracing::info!(seal = %rec.id, es_id = %rec.es_id, "seal made");
+        Ok(rec)
+    }
+
+    pub fn get(&self, id: &str) -> Result<SealRecord, SealError> {
+        self.store.seal(id)?.ok_or(SealError::NotFound)
+    }
+
+    /// Seals whose owner has a value equal to `owner`, and/or usable by `key_id`.
+    pub fn list(&self, owner: Option<&str>, key_id: Option<&str>) -> Result<Vec<SealRecord>, SealError> {
+        let owner_matches = |rec: &SealRecord, want: &str| match &rec.owner {
+            Value::Object(m) => m.values().any(|v| v.as_str() == Some(want)),
+            Value::String(s) => s == want,
+            _ => false,
+        };
+        Ok(self
+            .store
+            .seals()?
+            .into_iter()
+            .filter(|s| owner.is_none_or(|o| owner_matches(s, o)))
+            .filter(|s| key_id.is_none_or(|k| s.signer_key_ids.iter().any(|x| x == k) || s.grants.iter().any(|g| g.key_id == k)))
+            .collect())
+    }
+
+    /// Change a seal with compare-and-swap; `remake` re-signs it for new holders.
+    async fn change(&self, id: &str, remake: bool, mut f: impl FnMut(&mut SealRecord) -> Result<(), SealError>) -> Result<SealRecord, SealError> {
+        loop {
+            let old = self.get(id)?;
+            let mut rec = old.clone();
+            f(&mut rec)?;
+            if remake {
+                let picture = seal::verify(&B64.decode(&old.seal_b64).map_err(internal)?).map_err(internal)?.picture;
+                rec.seal_b64 = B64.encode(self.make(&rec, &picture).await?);
+            }
+            if self.store.replace_seal(old.rev, &rec)? {
+                self.store.flush().await?;
+                rec.rev = old.rev + 1;
+                return Ok(rec);
+            }
+        }
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<SealRecord, SealError> {
+        self.change(id, false, |rec| {
+            if rec.revoked_at.is_some() {
+                return Err(SealError::Conflict("seal already revoked".into()));
+            }
+            rec.revoked_at = Some(now());
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn grant(&self, id: &str, key_id: &str, not_before: i64, not_after: i64) -> Result<SealRecord, SealError> {
+        if not_after <= not_before {
+            return Err(SealError::Invalid("not_after must be later than not_before".into()));
+        }
+        self.sealing_key(key_id)?;
+        self.change(id, true, |rec| {
+            if rec.revoked_at.is_some() {
+                return Err(SealError::Conflict("seal is revoked".into()));
+            }
+            rec.grants.retain(|g| g.key_id != key_id);
+            rec.grants.push(SealGrant { key_id: key_id.to_owned(), not_before, not_after });
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn ungrant(&self, id: &str, key_id: &str) -> Result<SealRecord, SealError> {
+        self.change(id, true, |rec| {
+            let before = rec.grants.len();
+            rec.grants.retain(|g| g.key_id != key_id);
+            if rec.grants.len() == before {
+                return Err(SealError::Key(KeyError::NotFound("grant")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Is the seal itself usable now (not revoked, in validity, signer keys current)?
+    pub fn check_seal(&self, rec: &SealRecord) -> Result<(), SealError> {
+        let at = now();
+        if rec.revoked_at.is_some() {
+            return Err(SealError::Conflict(format!("seal {} is revoked", rec.id)));
+        }
+        if at < rec.valid_from || at > rec.valid_to {
+            return Err(SealError::Conflict(format!("seal {} is not valid now", rec.id)));
+        }
+        for key_id in &rec.signer_key_ids {
+            match self.store.key(key_id)?.map(|k| k.status) {
+                Some(KeyStatus::Superseded | KeyStatus::Revoked) | None => {
+                    return Err(SealError::Conflict(format!("seal {} is bound to key {key_id}, which was superseded or revoked", rec.id)));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// May `key_id` seal with `rec` now?
+    fn check_holder(rec: &SealRecord, key_id: &str) -> Result<(), SealError> {
+        if rec.signer_key_ids.iter().any(|k| k == key_id) {
+            return Ok(());
+        }
+        let at = now();
+        match rec.grants.iter().find(|g| g.key_id == key_id) {
+            Some(g) if g.not_before <= at && at <= g.not_after => Ok(()),
+            Some(_) => Err(SealError::NoPermission(format!("the grant of seal {} to this key is not valid now", rec.id))),
+            None => Err(SealError::NoPermission(format!("seal {} is not granted to this key", rec.id))),
+        }
+    }
+
+    /// The seal a key seals with: the one asked for, or its only usable one.
+    pub fn for_signing(&self, seal_id: Option<&str>, key_id: &str) -> Result<SealForSigning, SealError> {
+        let rec = match seal_id {
+            Some(id) => {
+                let rec = self.get(id)?;
+                self.check_seal(&rec)?;
+                Self::check_holder(&rec, key_id)?;
+                rec
+            }
+            None => {
+                let mut usable = self
+                    .store
+                    .seals()?
+                    .into_iter()
+                    .filter(|s| self.check_seal(s).is_ok() && Self::check_holder(s, key_id).is_ok())
+                    .collect::<Vec<_>>();
+                usable.sort_by_key(|s| s.created_at);
+                usable.into_iter().next().ok_or_else(|| SealError::NoPermission("no seal is available to this key".into()))?
+            }
+        };
+        let der = B64.decode(&rec.seal_b64).map_err(internal)?;
+        let view = seal::verify(&der).map_err(internal)?;
+        let picture = mcs_pdfseal::image::from_picture(&view.picture_type, &view.picture).map_err(|e| SealError::Conflict(format!("seal picture: {e}")))?;
+        Ok(SealForSigning { record: rec, der, picture })
+    }
+
+    /// Bytes to reserve in a PDF for a container carrying `seal` and `certs`.
+    pub fn reserve_for(&self, seal: &[u8], certs: usize) -> usize {
+        seal.len() + certs + self.cfg.signature_reserve
+    }
+
+    /// Certificates the daemon trusts as roots: self-signed ones its CAs returned (the
+    /// maker's chain and every key's chain).
+    fn trusted_roots(&self) -> Result<BTreeSet<Vec<u8>>, SealError> {
+        let mut chains: Vec<String> = Vec::new();
+        if let Some(m) = self.store.seal_maker()? {
+            chains.extend(m.chain_b64);
+        }
+        for k in self.store.keys_matching(|k| k.certificate.is_some())? {
+            chains.extend(k.certificate.into_iter().flat_map(|c| c.chain_b64));
+        }
+        Ok(chains
+            .into_iter()
+            .filter_map(|c| B64.decode(c).ok())
+            .filter(|der| mcs_pdfseal::sm2_certificate_signed_by(der, der).unwrap_or(false))
+            .collect())
+    }
+
+    /// Does `cert` chain (through `pool`) to a trusted root?
+    fn chains_to_root(cert: &[u8], pool: &[Vec<u8>], roots: &BTreeSet<Vec<u8>>) -> bool {
+        let mut current = cert.to_vec();
+        for _ in 0..5 {
+            if roots.contains(&current) {
+                return true;
+            }
+            let Some(issuer) = roots
+                .iter()
+                .chain(pool.iter())
+                .find(|c| **c != current && mcs_pdfseal::sm2_certificate_signed_by(&current, c).unwrap_or(false))
+            else {
+                return false;
+            };
+            current = issuer.clone();
+        }
+        false
+    }
+
+    /// Revocation of a certificate this service knows: its key's state.
+    fn revocation_of(&self, cert: &[u8]) -> Result<Option<String>, SealError> {
+        let serial = match x509_cert::Certificate::from_der(cert) {
+            Ok(c) => hex::encode(c.tbs_certificate().serial_number().as_bytes()),
+            Err(_) => return Ok(None),
+        };
+        let keys = self.store.keys_matching(|k| k.certificate.as_ref().is_some_and(|c| c.serial == serial))?;
+        Ok(keys.into_iter().find_map(|k| match k.status {
+            KeyStatus::Revoked => Some("signer certificate revoked".into()),
+            KeyStatus::Superseded => Some("signer certificate revoked (key superseded)".into()),
+            _ => None,
+        }))
+    }
+
+    /// `POST /v1/verify/seal`.
+    pub fn verify_seal(&self, der: &[u8]) -> Result<Value, SealError> {
+        let view = seal::verify(der).map_err(|e| SealError::Invalid(e.to_string()))?;
+        let mut errors = view.errors.clone();
+        let roots = self.trusted_roots()?;
+        if !Self::chains_to_root(&view.maker_certificate, &[], &roots) {
+            errors.push("the maker certificate does not chain to a trusted CA".into());
+        }
+        let at = now() as u64;
+        if at < view.valid_from || at > view.valid_to {
+            errors.push("the seal is outside its validity period".into());
+        }
+        Ok(json!({
+            "valid": errors.is_empty(),
+            "es_id": view.es_id,
+            "name": view.name,
+            "valid_from": crate::api::rfc3339(view.valid_from as i64),
+            "valid_to": crate::api::rfc3339(view.valid_to as i64),
+            "errors": errors,
+        }))
+    }
+
+    /// `POST /v1/verify/pdf`: every signature, checked in full.
+    pub fn verify_pdf(&self, pdf_bytes: &[u8]) -> Result<Value, SealError> {
+        let found = pdf::signatures(pdf_bytes).map_err(|e| SealError::Invalid(e.to_string()))?;
+        let roots = self.trusted_roots()?;
+        let mut out = Vec::new();
+        for f in found {
+            let mut errors: Vec<String> = Vec::new();
+            let mut entry = json!({ "field": f.field, "covers_whole_document": f.covers_whole_document });
+            if !f.range_ok {
+                errors.push("ByteRange is malformed or does not exclude exactly the signature".into());
+            }
+            match cms::parse(&f.contents) {
+                Err(e) => errors.push(format!("signature container: {e}")),
+                Ok(p) => {
+                    if let Some(ranges) = f.signed_ranges(pdf_bytes) {
+                        if p.algorithm.digest(&ranges) != p.message_digest {
+                            errors.push("document digest mismatch: the signed bytes were changed".into());
+                        }
+                    }
+                    if let Ok(c) = x509_cert::Certificate::from_der(&p.signer_certificate) {
+                        entry["signer"] = json!(c.tbs_certificate().subject().to_string());
+                    }
+                    match p.algorithm {
+                        cms::Algorithm::Sm2 => match mcs_pdfseal::sm2_public_key_of(&p.signer_certificate) {
+                            Ok(public) => {
+                                let ok = sm2_2p::Signature::from_der(&p.signature)
+                                    .is_ok_and(|sig| sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &p.to_be_signed), &sig));
+                                if !ok {
+                                    errors.push("the SM2 signature does not verify".into());
+                                }
+                            }
+                            Err(e) => errors.push(format!("signer certificate: {e}")),
+                        },
+                        cms::Algorithm::EcdsaP256 => errors.push("ECDSA signatures are checked by standard PDF validators, not here".into()),
+                    }
+                    if let Some(t) = p.signing_time {
+                        entry["signed_at"] = json!(crate::api::rfc3339(t as i64));
+                    }
+                    if !Self::chains_to_root(&p.signer_certificate, &p.certificates, &roots) {
+                        errors.push("the signer certificate does not chain to a trusted CA".into());
+                    }
+                    if let Some(r) = self.revocation_of(&p.signer_certificate)? {
+                        errors.push(r);
+                    }
+                    match &p.seal {
+                        None => errors.push("no seal in the signature".into()),
+                        Some(s) => match seal::verify(s) {
+                            Err(e) => errors.push(format!("seal: {e}")),
+                            Ok(view) => {
+                                entry["seal"] = json!({ "es_id": view.es_id, "name": view.name });
+                                errors.extend(view.errors.iter().map(|e| format!("seal: {e}")));
+                                if !view.signer_certificates.contains(&p.signer_certificate) {
+                                    errors.push("the signer's certificate is not in the seal's certificate list".into());
+                                }
+                                if p.signing_time.is_none_or(|t| t < view.valid_from || t > view.valid_to) {
+                                    errors.push("the seal was not valid at the signing time".into());
+                                }
+                                if !Self::chains_to_root(&view.maker_certificate, &p.certificates, &roots) {
+                                    errors.push("the seal maker's certificate does not chain to a trusted CA".into());
+                                }
+                            }
+                        },
+                    }
+                }
+            }
+            entry["valid"] = json!(errors.is_empty());
+            entry["errors"] = json!(errors);
+            out.push(entry);
+        }
+        Ok(json!({ "signatures": out }))
+    }
+
+    pub fn keys(&self) -> &Arc<KeyService> {
+        &self.keys
+    }
+}
+
+/// `placement` of a `pdf_seal` task (API.md), in points.
+pub fn parse_placement(v: &Value) -> Result<pdf::Placement, String> {
+    let obj = v.as_object().ok_or("placement must be an object")?;
+    let f = |k: &str| obj.get(k).and_then(Value::as_f64);
+    let known = |allowed: &[&str]| match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown placement field `{k}`")),
+        None => Ok(()),
+    };
+    if let Some(cp) = obj.get("cross_page") {
+        known(&["cross_page"])?;
+        let side = match cp.get("side").and_then(Value::as_str) {
+            Some("right") => pdf::Side::Right,
+            Some("left") => pdf::Side::Left,
+            _ => return Err("cross_page.side must be right or left".into()),
+        };
+        return Ok(pdf::Placement::CrossPage { side, y: cp.get("y").and_then(Value::as_f64) });
+    }
+    if let Some(k) = obj.get("keyword") {
+        known(&["keyword", "occurrence"])?;
+        let keyword = k.as_str().filter(|s| !s.is_empty()).ok_or("keyword must be a non-empty string")?;
+        let occurrence = match obj.get("occurrence") {
+            None => 1,
+            Some(o) => o.as_u64().filter(|n| (1..=10_000).contains(n)).ok_or("occurrence must be 1..=10000")? as u32,
+        };
+        return Ok(pdf::Placement::Keyword { keyword: keyword.to_owned(), occurrence });
+    }
+    let (x, y) = (f("x").ok_or("placement needs x")?, f("y").ok_or("placement needs y")?);
+    if let Some(pages) = obj.get("pages") {
+        known(&["pages", "x", "y"])?;
+        let pages = pages
+            .as_array()
+            .ok_or("pages must be a list")?
+            .iter()
+            .map(|p| p.as_u64().filter(|n| *n >= 1).map(|n| n as u32))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("pages must be page numbers from 1")?;
+        if pages.is_empty() {
+            return Err("pages must not be empty".into());
+        }
+        return Ok(pdf::Placement::Pages { pages, x, y });
+    }
+    known(&["page", "x", "y"])?;
+    let page = obj.get("page").and_then(Value::as_u64).filter(|n| *n >= 1).ok_or("placement needs page (from 1)")? as u32;
+    Ok(pdf::Placement::At { page, x, y })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_of_api_md_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_placement(&json!({"page": 2, "x": 100, "y": 200.5})).unwrap(), pdf::Placement::At { page: 2, x: 100.0, y: 200.5 });
+        assert_eq!(
+            parse_placement(&json!({"keyword": "盖章处"})).unwrap(),
+            pdf::Placement::Keyword { keyword: "盖章处".into(), occurrence: 1 }
+        );
+        assert_eq!(parse_placement(&json!({"pages": [1, 3], "x": 1, "y": 2})).unwrap(), pdf::Placement::Pages { pages: vec![1, 3], x: 1.0, y: 2.0 });
+        assert_eq!(
+            parse_placement(&json!({"cross_page": {"side": "left", "y": 300}})).unwrap(),
+            pdf::Placement::CrossPage { side: pdf::Side::Left, y: Some(300.0) }
+        );
+        for bad in [json!({"page": 0, "x": 1, "y": 1}), json!({"x": 1}), json!({"keyword": ""}), json!({"cross_page": {"side": "up"}}), json!({"page": 1, "x": 1, "y": 1, "z": 0}), json!([])] {
+            assert!(parse_placement(&bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -254,6 +254,55 @@ impl Hsm {
         }
     }
 
+    /// The ECDSA P-256 key pair labelled `label`, held natively by the token (private half
+    /// sensitive and non-extractable), made if absent. Returns the SEC1 uncompressed point.
+    pub fn p256_public_key(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+        const P256_OID: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+        let point = self.run(|_, session| {
+            let find = |class| session.find_objects(&[Attribute::Class(class), Attribute::KeyType(KeyType::EC), Attribute::Label(label.as_bytes().to_vec())]);
+            let public = match find(ObjectClass::PUBLIC_KEY)?.first() {
+                Some(h) => *h,
+                None => {
+                    let public = [
+                        Attribute::Token(true),
+                        Attribute::Verify(true),
+                        Attribute::EcParams(P256_OID.to_vec()),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ];
+                    let private = [
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Sign(true),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ];
+                    session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?.0
+                }
+            };
+            let attrs = session.get_attributes(public, &[cryptoki::object::AttributeType::EcPoint])?;
+            Ok(attrs.into_iter().find_map(|a| if let Attribute::EcPoint(p) = a { Some(p) } else { None }).unwrap_or_default())
+        })?;
+        // CKA_EC_POINT is a DER OCTET STRING around the SEC1 point.
+        match point.as_slice() {
+            [0x04, 0x41, rest @ ..] if rest.len() == 65 && rest[0] == 0x04 => Ok(rest.to_vec()),
+            p if p.len() == 65 && p[0] == 0x04 => Ok(p.to_vec()),
+            _ => Err(HsmError::Integrity(format!("{label}: unexpected EC point encoding"))),
+        }
+    }
+
+    /// ECDSA (`CKM_ECDSA`) over a SHA-256 digest with the P-256 key `label`; raw `r ‖ s`.
+    pub fn p256_sign(&self, label: &str, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        self.run(|_, session| {
+            let key = session
+                .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::KeyType(KeyType::EC), Attribute::Label(label.as_bytes().to_vec())])?
+                .first()
+                .copied()
+                .ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Sign))?;
+            session.sign(&Mechanism::Ecdsa, key, digest)
+        })
+    }
+
     /// Run one PKCS#11 operation with a pooled session, applying the recovery policy.
     fn run<T>(&self, op: impl Fn(&Context, &Session) -> Result<T, CkError>) -> Result<T, HsmError> {
         let ctx = self.live.read().ok().and_then(|l| l.clone()).ok_or_else(|| HsmError::Unavailable {

@@ -34,6 +34,12 @@ enum Command {
         #[command(subcommand)]
         command: HsmCommand,
     },
+    /// Sign a PDF with an ECDSA P-256 key held natively in the HSM (interoperability check
+    /// of the PDF engine with standard validators).
+    Pdf {
+        #[command(subcommand)]
+        command: PdfCommand,
+    },
     /// Create a development environment (SoftHSM token, KEK, PKI, config) in DIR.
     DevInit {
         #[arg(long)]
@@ -50,6 +56,30 @@ enum HsmCommand {
     Init {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PdfCommand {
+    /// Sign IN into OUT at page/x/y; write the self-signed certificate of the key to CERT_OUT (PEM).
+    SignP256 {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Token label of the key pair (made if absent).
+        #[arg(long, default_value = "mcsd-pdf-p256")]
+        label: String,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 300.0)]
+        x: f64,
+        #[arg(long, default_value_t = 300.0)]
+        y: f64,
     },
 }
 
@@ -123,6 +153,33 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("mcsd: {e}");
                     ExitCode::from(69)
+                }
+            }
+        }
+        Command::Pdf { command: PdfCommand::SignP256 { config, input, out, cert_out, label, page, x, y } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let run = || -> Result<(), String> {
+                let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
+                let pdf = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+                let cert = mcsd::pdfsign::p256_certificate(&hsm, &label, "mcsd P-256 document signer")?;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let placement = mcs_pdfseal::pdf::Placement::At { page, x, y };
+                let signed = mcsd::pdfsign::sign_pdf_p256(&hsm, &label, &cert, &pdf, &placement, now)?;
+                std::fs::write(&out, signed).map_err(|e| format!("{}: {e}", out.display()))?;
+                let pem = mcs_pdfseal::pem("CERTIFICATE", &cert);
+                std::fs::write(&cert_out, pem).map_err(|e| format!("{}: {e}", cert_out.display()))
+            };
+            match run() {
+                Ok(()) => {
+                    println!("signed {} with HSM key `{label}` (ECDSA P-256)", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcsd pdf sign-p256: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

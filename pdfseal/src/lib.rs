@@ -36,6 +36,14 @@ pub enum Error {
     Unsupported(String),
 }
 
+/// PEM armour for DER bytes.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
 /// The SM2 public key a DER certificate certifies.
 pub fn sm2_public_key_of(cert_der: &[u8]) -> Result<sm2_2p::AffinePoint, Error> {
     let cert = x509_cert::Certificate::from_der(cert_der).map_err(|e| Error::Invalid(format!("certificate: {e}")))?;

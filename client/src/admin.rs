@@ -89,6 +89,51 @@ pub async fn certificate_status(conn: &mut Connection, adapter: &str, serial: &s
     conn.json(Method::GET, &format!("/v1/plugins/{}/status?serial={}", percent_encode(adapter), percent_encode(serial)), None).await
 }
 
+/// `POST /v1/seals` with an API.md seal request.
+pub async fn create_seal(conn: &mut Connection, request: &Value) -> Result<Value> {
+    conn.json(Method::POST, "/v1/seals", Some(request)).await
+}
+
+pub async fn seals(conn: &mut Connection, owner: Option<&str>, key_id: Option<&str>) -> Result<Value> {
+    let mut query = Vec::new();
+    if let Some(o) = owner {
+        query.push(format!("owner={}", percent_encode(o)));
+    }
+    if let Some(k) = key_id {
+        query.push(format!("key_id={}", percent_encode(k)));
+    }
+    let path = if query.is_empty() { "/v1/seals".to_owned() } else { format!("/v1/seals?{}", query.join("&")) };
+    conn.json(Method::GET, &path, None).await
+}
+
+pub async fn revoke_seal(conn: &mut Connection, seal_id: &str) -> Result<Value> {
+    conn.json(Method::POST, &format!("/v1/seals/{}/revoke", percent_encode(seal_id)), None).await
+}
+
+/// Grant a seal to a key between two RFC 3339 times.
+pub async fn grant_seal(conn: &mut Connection, seal_id: &str, key_id: &str, not_before: &str, not_after: &str) -> Result<Value> {
+    let body = json!({ "key_id": key_id, "not_before": not_before, "not_after": not_after });
+    conn.json(Method::POST, &format!("/v1/seals/{}/grants", percent_encode(seal_id)), Some(&body)).await
+}
+
+pub async fn ungrant_seal(conn: &mut Connection, seal_id: &str, key_id: &str) -> Result<Value> {
+    conn.json(Method::DELETE, &format!("/v1/seals/{}/grants/{}", percent_encode(seal_id), percent_encode(key_id)), None).await
+}
+
+/// `POST /v1/verify/pdf` (any role).
+pub async fn verify_pdf(conn: &mut Connection, pdf: &[u8]) -> Result<Value> {
+    use base64::Engine;
+    let body = json!({ "pdf": base64::engine::general_purpose::STANDARD.encode(pdf) });
+    conn.json(Method::POST, "/v1/verify/pdf", Some(&body)).await
+}
+
+/// `POST /v1/verify/seal` (any role).
+pub async fn verify_seal(conn: &mut Connection, seal: &[u8]) -> Result<Value> {
+    use base64::Engine;
+    let body = json!({ "seal": base64::engine::general_purpose::STANDARD.encode(seal) });
+    conn.json(Method::POST, "/v1/verify/seal", Some(&body)).await
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -95,6 +95,10 @@ enum Command {
         #[command(subcommand)]
         command: GatewayCommand,
     },
+    /// Check every signature of a PDF with the daemon (any role); exit 1 if one is invalid.
+    VerifyPdf { file: PathBuf },
+    /// Check a GB/T 38540 seal (DER file) with the daemon (any role); exit 1 if invalid.
+    VerifySeal { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -114,11 +118,28 @@ enum GatewayCommand {
         #[arg(long)]
         callback_url: Option<String>,
     },
+    /// Ask a phone to seal a PDF (`pdf_seal` task); prints the task and its QR string.
+    SealPdf {
+        #[arg(long)]
+        pdf: PathBuf,
+        #[arg(long, default_value = "Seal the document")]
+        title: String,
+        /// API.md placement JSON, e.g. '{"page":1,"x":300,"y":200}' or '{"keyword":"盖章处"}'.
+        #[arg(long)]
+        placement: String,
+        #[arg(long)]
+        seal_id: Option<String>,
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
     /// Wait for a task's outcome (long-poll) and print it.
     Wait {
         task_id: String,
         #[arg(long, default_value_t = 60)]
         wait: u64,
+        /// Write a sealed PDF here instead of printing it (base64) in the JSON.
+        #[arg(long)]
+        pdf_out: Option<PathBuf>,
         /// Write a decrypt plaintext here instead of printing it (base64) in the JSON.
         #[arg(long)]
         plaintext_out: Option<PathBuf>,
@@ -189,6 +210,47 @@ enum AdminCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Make a seal for signer keys, valid from now for --valid-days.
+    SealCreate {
+        /// official, legal_rep, finance, contract, personal or signature
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        name: String,
+        /// The owner, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        owner: String,
+        /// The seal picture (PNG, JPEG or SVG, by extension).
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 40)]
+        width_mm: u32,
+        #[arg(long, default_value_t = 40)]
+        height_mm: u32,
+        #[arg(long = "signer", required = true)]
+        signers: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+    },
+    /// List seals.
+    Seals {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// Revoke a seal.
+    SealRevoke { id: String },
+    /// Grant a seal to a key for --days from now.
+    SealGrant {
+        id: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Withdraw a seal grant.
+    SealUngrant { id: String, key: String },
     /// A certificate's status at its CA.
     CertStatus {
         adapter: String,
@@ -358,6 +420,13 @@ fn print_json(v: &serde_json::Value) {
     }
 }
 
+fn rfc3339(unix: i64) -> Result<String, Error> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| Error::Config("time out of range".into()))
+}
+
 fn write_out(out: &Option<PathBuf>, bytes: &[u8]) -> Result<(), Error> {
     match out {
         Some(path) => std::fs::write(path, bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display()))),
@@ -394,6 +463,34 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     None => println!("{}", base64::engine::general_purpose::STANDARD.encode(&der)),
                 }
             }
+            AdminCommand::SealCreate { kind, name, owner, image, width_mm, height_mm, signers, valid_days } => {
+                let owner: serde_json::Value = serde_json::from_str(&owner).map_err(|e| Error::Config(format!("--owner: {e}")))?;
+                let picture_type = match image.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+                    Some("png") => "PNG",
+                    Some("jpg" | "jpeg") => "JPEG",
+                    Some("svg") => "SVG",
+                    _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
+                };
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                let request = serde_json::json!({
+                    "kind": kind, "name": name, "owner": owner,
+                    "image": { "type": picture_type, "data": base64::engine::general_purpose::STANDARD.encode(read_file(&image)?), "width_mm": width_mm, "height_mm": height_mm },
+                    "signer_key_ids": signers,
+                    "valid_from": rfc3339(now - 60)?,
+                    "valid_to": rfc3339(now + valid_days as i64 * 86_400)?,
+                });
+                print_json(&admin::create_seal(conn, &request).await?);
+            }
+            AdminCommand::Seals { owner, key_id } => print_json(&admin::seals(conn, owner.as_deref(), key_id.as_deref()).await?),
+            AdminCommand::SealRevoke { id } => print_json(&admin::revoke_seal(conn, &id).await?),
+            AdminCommand::SealGrant { id, key, days } => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                print_json(&admin::grant_seal(conn, &id, &key, &rfc3339(now - 60)?, &rfc3339(now + days as i64 * 86_400)?).await?)
+            }
+            AdminCommand::SealUngrant { id, key } => {
+                admin::ungrant_seal(conn, &id, &key).await?;
+                println!("grant of {id} to {key} withdrawn");
+            }
             AdminCommand::CertStatus { adapter, serial } => print_json(&admin::certificate_status(conn, &adapter, &serial).await?),
             AdminCommand::Keys { subject, status } => {
                 print_json(&admin::list_keys(conn, subject.as_deref(), status.as_deref()).await?)
@@ -418,8 +515,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let data = serde_json::json!({ field: base64::engine::general_purpose::STANDARD.encode(bytes) });
                 print_json(&gateway::create_task(conn, &kind, &title, data, ttl_secs, callback_url.as_deref()).await?);
             }
-            GatewayCommand::Wait { task_id, wait, plaintext_out } => {
+            GatewayCommand::SealPdf { pdf, title, placement, seal_id, ttl_secs } => {
+                let placement: serde_json::Value = serde_json::from_str(&placement).map_err(|e| Error::Config(format!("--placement: {e}")))?;
+                let mut data = serde_json::json!({ "pdf": base64::engine::general_purpose::STANDARD.encode(read_file(&pdf)?), "placement": placement });
+                if let Some(s) = seal_id {
+                    data["seal_id"] = serde_json::json!(s);
+                }
+                print_json(&gateway::create_task(conn, "pdf_seal", &title, data, ttl_secs, None).await?);
+            }
+            GatewayCommand::Wait { task_id, wait, pdf_out, plaintext_out } => {
                 let mut out = gateway::result(conn, &task_id, wait).await?;
+                if let (Some(path), Some(p)) = (&pdf_out, out["result"]["pdf"].as_str()) {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(p).map_err(|e| Error::Protocol(format!("pdf: {e}")))?;
+                    write_out(&Some(path.clone()), &bytes)?;
+                    out["result"]["pdf"] = serde_json::json!(format!("(written to {})", path.display()));
+                }
                 if let (Some(path), Some(p)) = (&plaintext_out, out["result"]["plaintext"].as_str()) {
                     let bytes = base64::engine::general_purpose::STANDARD
                         .decode(p)
@@ -430,6 +540,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&out);
             }
         },
+        Command::VerifyPdf { file } => {
+            let report = admin::verify_pdf(conn, &read_file(&file)?).await?;
+            print_json(&report);
+            let sigs = report["signatures"].as_array().cloned().unwrap_or_default();
+            if sigs.is_empty() || sigs.iter().any(|s| s["valid"] != true) {
+                return Err(Error::Protocol(format!("{}: not every signature is valid", file.display())));
+            }
+        }
+        Command::VerifySeal { file } => {
+            let report = admin::verify_seal(conn, &read_file(&file)?).await?;
+            print_json(&report);
+            if report["valid"] != true {
+                return Err(Error::Protocol(format!("{}: the seal is not valid", file.display())));
+            }
+        }
         Command::App { command } => match command {
             AppCommand::Activate { state, enrollment, code, pin } => {
                 let phone = Phone::activate(conn, &ep.base_url, &enrollment, &code, &pin.get()?).await?;

@@ -146,3 +146,52 @@ fn certificate_lifecycle_on_the_command_line() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--kind and --name"));
 }
+
+#[test]
+fn sealing_a_pdf_on_the_command_line() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let dir = env.path();
+    let state = dir.join("phone.json");
+    let enrolled = mcs(&env, &daemon, "admin", &["admin", "enroll", "--kind", "person", "--name", "Zhou Ba", "--ca", "local", "--platform", "P-DEV-1"]);
+    let (id, code) = (enrolled["enrollment_id"].as_str().unwrap(), enrolled["activation_code"].as_str().unwrap());
+    mcs(&env, &daemon, "app1", &["app", "activate", "--state", path(&state), "--enrollment", id, "--code", code, "--pin", "135790"]);
+    let key_id = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&state).unwrap()).unwrap()["key_id"].as_str().unwrap().to_owned();
+
+    let image = dir.join("seal.png");
+    std::fs::write(&image, mcs_pdfseal::image::demo_seal_png(64)).unwrap();
+    let seal = mcs(&env, &daemon, "admin", &[
+        "admin", "seal-create", "--kind", "personal", "--name", "Zhou Ba", "--owner", r#"{"name":"Zhou Ba"}"#,
+        "--image", path(&image), "--signer", &key_id, "--valid-days", "30",
+    ]);
+    let seal_file = dir.join("seal.der");
+    std::fs::write(&seal_file, base64::engine::general_purpose::STANDARD.decode(seal["seal"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(mcs(&env, &daemon, "gateway", &["verify-seal", path(&seal_file)])["valid"], true);
+    let listed = mcs(&env, &daemon, "admin", &["admin", "seals", "--key-id", &key_id]);
+    assert_eq!(listed["seals"][0]["seal_id"], seal["seal_id"]);
+
+    let bid = dir.join("bid.pdf");
+    std::fs::write(&bid, mcs_pdfseal::pdf::sample_document(2, false)).unwrap();
+    let task = mcs(&env, &daemon, "gateway", &["gateway", "seal-pdf", "--pdf", path(&bid), "--placement", r#"{"keyword":"Bidder seal here"}"#]);
+    mcs(&env, &daemon, "app1", &["app", "scan", task["qr"].as_str().unwrap(), "--state", path(&state), "--pin", "135790"]);
+    let sealed = dir.join("sealed.pdf");
+    let out = mcs(&env, &daemon, "gateway", &["gateway", "wait", task["task_id"].as_str().unwrap(), "--wait", "10", "--pdf-out", path(&sealed)]);
+    assert_eq!(out["status"], "completed");
+    let report = mcs(&env, &daemon, "app1", &["verify-pdf", path(&sealed)]);
+    assert_eq!(report["signatures"][0]["valid"], true, "{report}");
+    assert_eq!(report["signatures"][0]["seal"]["name"], "Zhou Ba");
+
+    // A changed byte: verify-pdf says so and exits 1.
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let t = bytes.windows(6).position(|w| w == b"Tender").unwrap();
+    bytes[t] = b't';
+    std::fs::write(&sealed, bytes).unwrap();
+    let out = Command::new(bin("mcs"))
+        .args(["--server", &format!("https://{}", daemon.api), "--pki"])
+        .arg(env.pki())
+        .args(["--as", "admin", "verify-pdf", path(&sealed)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("document digest mismatch"));
+}

@@ -1,4 +1,4 @@
-//! The incremental-update structure, checked by qpdf: three revisions on a table-xref file
+//! The incremental-update structure, checked by qpdf: four revisions on a table-xref file
 //! and on an xref-stream file; the original bytes are a prefix of every revision.
 
 use mcs_pdfseal::image::{demo_seal_png, from_picture};
@@ -15,7 +15,7 @@ fn qpdf_check(pdf: &[u8]) -> String {
 }
 
 #[test]
-fn three_seals_append_three_revisions_that_qpdf_accepts() {
+fn four_seals_append_four_revisions_that_qpdf_accepts() {
     let image = from_picture("PNG", &demo_seal_png(64)).unwrap();
     let look = Appearance { image: &image, width_pt: 100.0, height_pt: 100.0 };
     for xref_stream in [false, true] {
@@ -25,6 +25,7 @@ fn three_seals_append_three_revisions_that_qpdf_accepts() {
             Placement::At { page: 1, x: 300.0, y: 400.0 },
             Placement::Keyword { keyword: "Bidder seal here".into(), occurrence: 1 },
             Placement::CrossPage { side: Side::Right, y: None },
+            Placement::Pages { pages: vec![1, 3, 3], x: 120.0, y: 120.0 },
         ];
         for (i, placement) in placements.iter().enumerate() {
             let before = pdf.clone();
@@ -39,9 +40,20 @@ fn three_seals_append_three_revisions_that_qpdf_accepts() {
         let text = qpdf_check(&pdf);
         assert!(text.contains("No syntax or stream encoding errors"), "{text}");
         let found = signatures(&pdf).unwrap();
-        assert_eq!(found.len(), 3);
-        assert_eq!(found.iter().map(|f| f.field.clone().unwrap()).collect::<Vec<_>>(), ["Seal1", "Seal2", "Seal3"]);
-        assert_eq!(found.iter().map(|f| f.covers_whole_document).collect::<Vec<_>>(), [false, false, true]);
+        assert_eq!(found.len(), 4);
+        assert_eq!(found.iter().map(|f| f.field.clone().unwrap()).collect::<Vec<_>>(), ["Seal1", "Seal2", "Seal3", "Seal4"]);
+        assert_eq!(found.iter().map(|f| f.covers_whole_document).collect::<Vec<_>>(), [false, false, false, true]);
+        // The multi-page seal has one widget per distinct page, all of one field.
+        let doc = lopdf::Document::load_mem(&pdf).unwrap();
+        let widgets_of = |field: &str| {
+            doc.objects
+                .values()
+                .filter_map(|o| o.as_dict().ok())
+                .filter(|d| d.get(b"Parent").and_then(|p| p.as_reference()).ok().and_then(|p| doc.get_dictionary(p).ok()).and_then(|p| p.get(b"T").ok()).and_then(|t| lopdf::decode_text_string(t).ok()).as_deref() == Some(field))
+                .count()
+        };
+        assert_eq!(widgets_of("Seal4"), 2);
+        assert_eq!(widgets_of("Seal3"), 3, "one strip per page");
         assert!(found.iter().all(|f| f.range_ok && f.contents.starts_with(&[0x30, 0x03, 0x02, 0x01, 0x07])));
     }
 }

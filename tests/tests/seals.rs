@@ -208,6 +208,14 @@ async fn expired_revoked_and_ungranted_seals_are_refused_and_the_pdf_is_untouche
     assert_eq!(phone2.scan(&mut app2, &code).await.unwrap_err().code(), Some("conflict"));
     assert_eq!(mcs_client::gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "pending");
 
+    // A seal bound to a key that was revoked no longer seals.
+    let bound = admin.json(Method::POST, "/v1/seals", Some(&seal_request("Phone 2 seal", &[phone2.key_id()], now() - 60, now() + 86_400))).await.unwrap();
+    mcs_client::admin::revoke(&mut admin, phone2.key_id(), "key_compromise").await.unwrap();
+    let resp = gw.call(Method::POST, "/v1/tasks", Some(&json!({"kind": "pdf_seal", "display": {"title": "t"}, "data": task(bound["seal_id"].as_str().unwrap())}))).await.unwrap();
+    assert_eq!((resp.status, code_of(&resp.body).as_deref()), (409, Some("conflict")), "{:?}", resp.body);
+    let v = admin.json(Method::POST, "/v1/verify/pdf", Some(&json!({ "pdf": B64.encode(&sealed) }))).await.unwrap();
+    assert_eq!(v["signatures"][0]["valid"], true, "phone 1's earlier seal is unaffected: {v}");
+
     // Bad input: not a PDF, a page that does not exist, an unknown placement field.
     for data in [
         json!({ "pdf": B64.encode(b"hello"), "placement": {"page": 1, "x": 1, "y": 1} }),

@@ -238,6 +238,34 @@ fn demo() -> Result<()> {
     )?;
     println!("    the gateway got {} for {}; openssl: {}", result["status"], result["result"]["subject"]["name"], verify.trim());
 
+    step("the operator makes Zhang San's personal seal (GB/T 38540, signed by the seal maker)");
+    let phone_state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let key_id = phone_state["key_id"].as_str().ok_or("no key_id in the phone state")?;
+    let picture = dir.join("seal.png");
+    std::fs::write(&picture, mcs_pdfseal::image::demo_seal_png(128)).map_err(|e| e.to_string())?;
+    let out = run_ok(mcs_as("admin").args(["admin", "seal-create", "--kind", "personal", "--name", "Zhang San", "--image"]).arg(&picture).args(["--signer", key_id]))?;
+    let seal: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("seal-create output: {e}: {out}"))?;
+    println!("    seal {} (esID {})", seal["seal_id"], seal["es_id"]);
+
+    step("the bidding hall asks for the bid file to be sealed at \"Bidder seal here\"; phone 1 scans");
+    let bid_pdf = dir.join("bid.pdf");
+    std::fs::write(&bid_pdf, mcs_pdfseal::pdf::sample_document(3, false)).map_err(|e| e.to_string())?;
+    let out = run_ok(mcs_as("gateway").args(["gateway", "seal-pdf", "--pdf"]).arg(&bid_pdf).args(["--placement", r#"{"keyword":"Bidder seal here"}"#]))?;
+    let task: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("seal-pdf output: {e}: {out}"))?;
+    run_ok(mcs_as("app1").args(["app", "scan", task["qr"].as_str().ok_or("no qr")?, "--state"]).arg(&state).args(["--pin", pin]))?;
+    let sealed = dir.join("bid-sealed.pdf");
+    run_ok(mcs_as("gateway").args(["gateway", "wait", task["task_id"].as_str().ok_or("no task_id")?, "--wait", "10", "--pdf-out"]).arg(&sealed))?;
+    let report = run_ok(mcs_as("gateway").arg("verify-pdf").arg(&sealed))?;
+    let report: serde_json::Value = serde_json::from_str(&report).map_err(|e| e.to_string())?;
+    let check = run_ok(Command::new("qpdf").arg("--check").arg(&sealed))?;
+    println!(
+        "    {} sealed; verify-pdf: valid={} seal={}; qpdf: {}",
+        sealed.display(),
+        report["signatures"][0]["valid"],
+        report["signatures"][0]["seal"]["name"],
+        check.lines().find(|l| l.contains("No syntax")).unwrap_or("?")
+    );
+
     step("a wrong PIN is refused and counted by the daemon");
     let wrong = mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", "000000", "--in"]).arg(&msg).output();
     let wrong = wrong.map_err(|e| e.to_string())?;
@@ -249,7 +277,7 @@ fn demo() -> Result<()> {
 
     step("stopping the daemon");
     drop(daemon);
-    println!("\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → wrong PIN refused");
+    println!("\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → wrong PIN refused");
     Ok(())
 }
 

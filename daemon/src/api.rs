@@ -57,6 +57,8 @@ impl Api {
         let request_id = format!("r{:x}", self.request_seq.fetch_add(1, Ordering::Relaxed));
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let route = crate::metrics::route_template(&path);
+        let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.api_duration.with_label_values(&[route.as_str()]));
         let span = tracing::info_span!("request", id = %request_id, %method, %path,
             role = caller.as_ref().map(|c| c.role().as_str()).unwrap_or("none"),
             caller = caller.as_ref().map(|c| c.identity()).unwrap_or(""));
@@ -65,6 +67,11 @@ impl Api {
             Ok(caller) => self.route(caller, req).await,
             Err(why) => Err(ApiError::Unauthenticated(why.clone())),
         };
+        let code = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        crate::metrics::METRICS.api_requests.with_label_values(&[route.as_str(), method.as_str(), code]).inc();
         let mut resp = match result {
             Ok((status, body)) => respond(status, body),
             Err(e) => {

@@ -112,6 +112,7 @@ pub async fn run(tasks: Arc<TaskService>, tls: Arc<ClientConfig>) {
                 continue;
             }
             cb.attempts += 1;
+            crate::metrics::METRICS.callback_retries.inc();
             let why = match outcome {
                 Ok(Ok(status)) => format!("HTTP {status}"),
                 Ok(Err(e)) => e,

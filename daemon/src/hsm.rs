@@ -217,7 +217,7 @@ impl Hsm {
             reason: format!("OS RNG: {e}"),
             retry_after: self.retry_after(),
         })?;
-        let (version, ct) = self.run(|ctx, session| {
+        let (version, ct) = self.run_named("wrap", |ctx, session| {
             let version = ctx.current_kek;
             let kek = ctx.kek(version).ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Encrypt))?;
             let aad = aad(record_id, kind, version);
@@ -242,7 +242,7 @@ impl Hsm {
         let mut iv = [0u8; IV_LEN];
         iv.copy_from_slice(&blob[5..BLOB_HEADER]);
         let aad = aad(record_id, kind, version);
-        let result = self.run(|ctx, session| {
+        let result = self.run_named("unwrap", |ctx, session| {
             let kek = ctx.kek(version).ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Decrypt))?;
             let mut iv_buf = iv;
             let params = GcmParams::new(&mut iv_buf, &aad, TAG_BITS.into())?;
@@ -305,6 +305,12 @@ impl Hsm {
 
     /// Run one PKCS#11 operation with a pooled session, applying the recovery policy.
     fn run<T>(&self, op: impl Fn(&Context, &Session) -> Result<T, CkError>) -> Result<T, HsmError> {
+        self.run_named("other", op)
+    }
+
+    /// [`Hsm::run`], timed under the operation name `name`.
+    fn run_named<T>(&self, name: &str, op: impl Fn(&Context, &Session) -> Result<T, CkError>) -> Result<T, HsmError> {
+        let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.hsm_duration.with_label_values(&[name]));
         let ctx = self.live.read().ok().and_then(|l| l.clone()).ok_or_else(|| HsmError::Unavailable {
             reason: "re-initialising after a device error".into(),
             retry_after: self.retry_after(),
@@ -407,6 +413,7 @@ impl Hsm {
                     *live = Some(Arc::new(ctx));
                 }
                 self.reinits.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::METRICS.hsm_reinitialisations.inc();
                 tracing::info!("HSM re-initialised");
                 true
             }
@@ -551,6 +558,7 @@ impl Context {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(s) = pool.pop() {
+                crate::metrics::METRICS.hsm_sessions_in_use.inc();
                 return s;
             }
             pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
@@ -558,6 +566,7 @@ impl Context {
     }
 
     fn give_back(&self, s: Session) {
+        crate::metrics::METRICS.hsm_sessions_in_use.dec();
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(s);
         self.returned.notify_one();
     }

@@ -399,11 +399,14 @@ impl KeyService {
         items: Vec<([u8; 32], AffinePoint)>,
         proof: PinProof<'_>,
     ) -> Result<Vec<sm2_2p::SignResponse>, KeyError> {
-        self.with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
-            let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
-            Ok(items.iter().map(|(e, q1)| share.sign(e, q1)).collect())
-        })
-        .await
+        let out = self
+            .with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
+                let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
+                Ok(items.iter().map(|(e, q1)| share.sign(e, q1)).collect::<Vec<_>>())
+            })
+            .await;
+        count_cosign("batch_sign", &out);
+        out
     }
 
     pub fn list(&self, actor: &Actor<'_>, subject: Option<&str>, status: Option<KeyStatus>) -> Result<Vec<KeyRecord>, KeyError> {
@@ -501,6 +504,10 @@ impl KeyService {
             return e.into();
         }
         tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
+        crate::metrics::METRICS.pin_failures.inc();
+        if rec.pin.locked {
+            crate::metrics::METRICS.pin_lockouts.inc();
+        }
         if rec.pin.locked {
             KeyError::PinLocked
         } else {
@@ -518,23 +525,30 @@ impl KeyService {
         mode: SignMode,
         proof: PinProof<'_>,
     ) -> Result<SignOutput, KeyError> {
-        self.with_pin(key_id, device_id, proof, true, mode.allow_pending(), move |_, _, share| {
-            let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
-            Ok(match mode.kind() {
-                SignMode::FixedK3 => SignOutput::FixedK3(share.sign_fixed_k3(&e, &q1)),
-                _ => SignOutput::Canonical(share.sign(&e, &q1)),
+        let kind = if mode.kind() == SignMode::FixedK3 { "sign_fixed_k3" } else { "sign" };
+        let out = self
+            .with_pin(key_id, device_id, proof, true, mode.allow_pending(), move |_, _, share| {
+                let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
+                Ok(match mode.kind() {
+                    SignMode::FixedK3 => SignOutput::FixedK3(share.sign_fixed_k3(&e, &q1)),
+                    _ => SignOutput::Canonical(share.sign(&e, &q1)),
+                })
             })
-        })
-        .await
+            .await;
+        count_cosign(kind, &out);
+        out
     }
 
     /// Server half of a blinded decryption: `T2 = d2⁻¹·T1`.
     pub async fn decrypt(&self, key_id: &str, device_id: &str, t1: AffinePoint, proof: PinProof<'_>) -> Result<AffinePoint, KeyError> {
-        self.with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
-            let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
-            Ok(share.decrypt(&t1))
-        })
-        .await
+        let out = self
+            .with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
+                let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
+                Ok(share.decrypt(&t1))
+            })
+            .await;
+        count_cosign("decrypt", &out);
+        out
     }
 
     /// Replace the PIN verifier (proof made with the old PIN) and clear the counter.
@@ -588,6 +602,18 @@ impl KeyService {
         tracing::info!(key_id, reason, "key revoked; share destroyed");
         Ok(rec)
     }
+}
+
+/// Count a server-half computation by kind and outcome.
+fn count_cosign<T>(kind: &str, out: &Result<T, KeyError>) {
+    let result = match out {
+        Ok(_) => "ok",
+        Err(KeyError::PinIncorrect { .. }) => "pin_incorrect",
+        Err(KeyError::PinLocked) => "pin_locked",
+        Err(KeyError::Inactive(_) | KeyError::CertificateExpired) => "key_inactive",
+        Err(_) => "error",
+    };
+    crate::metrics::METRICS.cosign_operations.with_label_values(&[kind, result]).inc();
 }
 
 /// Active, and its certificate (if any) not expired.

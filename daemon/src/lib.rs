@@ -11,6 +11,7 @@ pub mod devinit;
 pub mod error;
 pub mod hsm;
 pub mod keys;
+pub mod metrics;
 pub mod pdfsign;
 pub mod plugins;
 pub mod seals;

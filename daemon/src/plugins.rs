@@ -271,6 +271,20 @@ impl PluginHost {
 
     /// Call operation `op` of adapter `name` with a JSON request.
     pub async fn call(&self, name: &str, op: &str, request: &Value) -> Result<Value, PluginError> {
+        let out = self.call_inner(name, op, request).await;
+        let result = match &out {
+            Ok(_) => "ok",
+            Err(PluginError::Timeout(_)) => "timeout",
+            Err(PluginError::NotLoaded(_)) => "not_loaded",
+            Err(PluginError::Failed { .. }) => "error",
+        };
+        // Unknown adapter names are not labels: they come from requests.
+        let adapter = if self.entries.contains_key(name) { name } else { "(unknown)" };
+        crate::metrics::METRICS.plugin_calls.with_label_values(&[adapter, op, result]).inc();
+        out
+    }
+
+    async fn call_inner(&self, name: &str, op: &str, request: &Value) -> Result<Value, PluginError> {
         let Some((_, Entry::Loaded(loaded))) = self.entries.get(name) else {
             return Err(PluginError::NotLoaded(name.to_owned()));
         };

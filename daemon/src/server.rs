@@ -192,6 +192,11 @@ fn serve_health_connection(shutdown: &GracefulShutdown, hsm: Arc<Hsm>, plugins: 
 }
 
 fn health(hsm: &Hsm, plugins: &PluginHost, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/metrics" {
+        let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render())));
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+        return resp;
+    }
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
         "/readyz" => {

@@ -292,6 +292,7 @@ impl Store {
 
     /// Make every write so far durable (fsync).
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.store_flush_duration.clone());
         self.db.flush_async().await?;
         Ok(())
     }

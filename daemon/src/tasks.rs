@@ -753,11 +753,15 @@ impl TaskService {
     /// Expire overdue tasks and purge finished ones past retention. Returns (expired, purged).
     pub async fn sweep(&self) -> Result<(usize, usize), TaskError> {
         let at = now();
-        let (mut expired, mut purged) = (0, 0);
+        let (mut expired, mut purged, mut open) = (0, 0, 0);
         for task in self.store.tasks()? {
+            if !task.status.is_final() && at < task.expires_at {
+                open += 1;
+            }
             if !task.status.is_final() && at >= task.expires_at {
                 self.expire(task).await?;
                 expired += 1;
+                crate::metrics::METRICS.tasks_expired.inc();
             } else if task.status.is_final() && at >= task.updated_at + self.cfg.retention.as_secs() as i64 {
                 self.store.purge_task(&task.id)?;
                 purged += 1;
@@ -766,6 +770,7 @@ impl TaskService {
         if purged > 0 {
             self.store.flush().await?;
         }
+        crate::metrics::METRICS.tasks_open.set(open);
         Ok((expired, purged))
     }
 

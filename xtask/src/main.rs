@@ -42,7 +42,7 @@ fn have(cmd: &str) -> bool {
 
 /// Install the Debian packages the project needs if their commands are missing.
 fn ensure_system_deps() -> Result<()> {
-    let wanted = [("softhsm2-util", "softhsm2"), ("openssl", "openssl"), ("qpdf", "qpdf"), ("pdfsig", "poppler-utils")];
+    let wanted = [("softhsm2-util", "softhsm2"), ("openssl", "openssl"), ("qpdf", "qpdf"), ("pdfsig", "poppler-utils"), ("prometheus", "prometheus"), ("systemd-analyze", "systemd")];
     let missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());

@@ -33,6 +33,7 @@ pub struct Api {
     pub keys: Arc<KeyService>,
     pub tasks: Arc<TaskService>,
     pub seals: Arc<crate::seals::SealService>,
+    pub audit: Arc<crate::audit::Audit>,
     pub plugins: Arc<PluginHost>,
     pub max_body_bytes: usize,
     request_seq: AtomicU64,
@@ -45,10 +46,11 @@ impl Api {
         keys: Arc<KeyService>,
         tasks: Arc<TaskService>,
         seals: Arc<crate::seals::SealService>,
+        audit: Arc<crate::audit::Audit>,
         plugins: Arc<PluginHost>,
         max_body_bytes: usize,
     ) -> Self {
-        Api { keys, tasks, seals, plugins, max_body_bytes, request_seq: AtomicU64::new(0) }
+        Api { keys, tasks, seals, audit, plugins, max_body_bytes, request_seq: AtomicU64::new(0) }
     }
 
     /// Serve one request from an authenticated connection. `caller` is `Err` when the
@@ -72,6 +74,14 @@ impl Api {
             Err(e) => e.code(),
         };
         crate::metrics::METRICS.api_requests.with_label_values(&[route.as_str(), method.as_str(), code]).inc();
+        // Every state-changing request goes into the audit chain, durably, before the answer.
+        if method != Method::GET && !route.starts_with("/v1/verify/") {
+            if let Err(e) = self.audit_request(caller, &method, &route, &path, code).await {
+                tracing::error!(error = %e, "audit entry not written; refusing to answer success");
+                let e = ApiError::Internal;
+                return respond(StatusCode::INTERNAL_SERVER_ERROR, Some(e.body()));
+            }
+        }
         let mut resp = match result {
             Ok((status, body)) => respond(status, body),
             Err(e) => {
@@ -87,6 +97,36 @@ impl Api {
             resp.headers_mut().insert("x-request-id", v);
         }
         resp
+    }
+
+    async fn audit_request(&self, caller: &Result<Caller, String>, method: &Method, route: &str, path: &str, code: &str) -> Result<(), crate::store::StoreError> {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let id = segs.get(2).map(|s| (*s).to_owned());
+        let (mut key_id, mut task_id, mut platform, mut detail) = (None, None, None, Value::Null);
+        match segs.get(1) {
+            Some(&"keys") => key_id = id,
+            Some(&"tasks") if id.as_deref() != Some("batch") => {
+                if let Some(t) = id.as_deref().and_then(|t| self.tasks.store().task(t).ok().flatten()) {
+                    key_id = t.key_id.clone();
+                    platform = Some(t.platform.clone()).filter(|p| !p.is_empty());
+                    detail = json!({ "kind": crate::tasks::kind_str(t.kind), "status": crate::tasks::status_str(t.status) });
+                }
+                task_id = id;
+            }
+            Some(&"seals") => detail = json!({ "seal_id": id, "key_id": segs.get(4) }),
+            Some(&"enrollments") => detail = json!({ "enrollment_id": id }),
+            _ => {}
+        }
+        if let Ok(Caller::Gateway { platform: p, .. }) = caller {
+            platform = Some(p.clone());
+        }
+        let actor = match caller {
+            Ok(c) => format!("{}:{}", c.role().as_str(), c.identity()),
+            Err(_) => "unauthenticated".into(),
+        };
+        self.audit
+            .record(crate::audit::Event { event: format!("{method} {route}"), actor, key_id, platform, task_id, outcome: code.to_owned(), detail })
+            .await
     }
 
     async fn route(&self, caller: &Caller, req: Request<Incoming>) -> Result<(StatusCode, Option<Value>), ApiError> {
@@ -323,6 +363,28 @@ impl Api {
                     .await
                     .map_err(|_| ApiError::Internal)??;
                 Ok((StatusCode::OK, Some(answer)))
+            }
+            (&Method::GET, ["v1", "audit"]) => {
+                no_body(&body)?;
+                let mut key_id = query_param(&query, "key_id")?;
+                let mut platform = query_param(&query, "platform")?;
+                let since = query_param(&query, "since")?.map(|s| s.parse::<u64>()).transpose().map_err(|_| ApiError::bad_request("since must be a sequence number"))?;
+                let limit = query_param(&query, "limit")?.map(|s| s.parse::<usize>()).transpose().map_err(|_| ApiError::bad_request("limit must be a number"))?;
+                match caller {
+                    Caller::Admin { .. } => {}
+                    // A platform sees its own scan report; a phone the log of one of its keys.
+                    Caller::Gateway { platform: own, .. } => platform = Some(own.clone()),
+                    Caller::App { .. } => {
+                        let k = key_id.clone().ok_or_else(|| ApiError::bad_request("key_id is required"))?;
+                        keys.key_for(&k, &actor_of(caller)?)?;
+                        key_id = Some(k);
+                    }
+                }
+                let entries = self
+                    .audit
+                    .query(key_id.as_deref(), platform.as_deref(), since.unwrap_or(0), limit.unwrap_or(1000).clamp(1, 10_000))
+                    .map_err(crate::keys::KeyError::from)?;
+                Ok((StatusCode::OK, Some(json!({ "entries": entries.iter().map(crate::audit::view).collect::<Vec<_>>() }))))
             }
             (&Method::GET, ["v1", "plugins"]) => {
                 allow(caller, &[Role::Admin])?;

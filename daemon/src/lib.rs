@@ -5,6 +5,7 @@
 //! only `hsm` calls cryptoki, only `store` touches sled. See ARCHITECTURE.md.
 
 pub mod api;
+pub mod audit;
 pub mod callbacks;
 pub mod config;
 pub mod devinit;

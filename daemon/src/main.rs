@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: PdfCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Create a development environment (SoftHSM token, KEK, PKI, config) in DIR.
     DevInit {
         #[arg(long)]
@@ -54,6 +59,16 @@ enum Command {
 enum HsmCommand {
     /// Create the KEK (AES-256, non-extractable, sensitive) if the token has none.
     Init {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and the signed checkpoints (daemon stopped); exit 1 naming the
+    /// first entry that was changed, removed or moved.
+    Verify {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
     },
@@ -153,6 +168,29 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("mcsd: {e}");
                     ExitCode::from(69)
+                }
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { config } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let store = match mcsd::store::Store::open(&cfg.store.path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mcsd audit verify: store: {e} (is the daemon running?)");
+                    return ExitCode::from(74);
+                }
+            };
+            match mcsd::audit::verify(&store) {
+                Ok(v) => {
+                    println!("audit chain intact: {} entries, {} signed checkpoints", v.entries, v.checkpoints);
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    println!("audit chain BROKEN: {why}");
+                    ExitCode::FAILURE
                 }
             }
         }

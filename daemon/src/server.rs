@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -97,7 +97,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         cfg.seals.clone(),
     ));
     let tasks = Arc::new(TaskService::new(store.clone(), hsm.clone(), keys.clone(), plugins.clone(), seals.clone(), tasks_cfg));
-    let api = Arc::new(Api::new(keys, tasks.clone(), seals, plugins.clone(), cfg.api.max_body_bytes));
+    let audit = Arc::new(crate::audit::Audit::open(store.clone(), DaemonKeys::new(store.clone(), hsm.clone()))?);
+    audit.record(daemon_event("daemon started", json!({ "version": env!("CARGO_PKG_VERSION") }))).await?;
+    let api = Arc::new(Api::new(keys, tasks.clone(), seals, audit.clone(), plugins.clone(), cfg.api.max_body_bytes));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
     tokio::spawn(crate::callbacks::run(tasks.clone(), callback_tls));
     announce(&format!("listening on {api_addr}"));
@@ -127,9 +129,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.shutdown()).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }
+    audit.record(daemon_event("daemon stopped", Value::Null)).await?;
+    audit.checkpoint().await;
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn daemon_event(what: &str, detail: Value) -> crate::audit::Event {
+    crate::audit::Event { event: what.to_owned(), actor: "mcsd".into(), outcome: "ok".into(), detail, ..Default::default() }
 }
 
 /// Print a line on stdout and flush it at once: supervisors and tests wait for it.

@@ -210,6 +210,8 @@ pub struct Store {
     daemon_keys: sled::Tree,
     seals: sled::Tree,
     meta: sled::Tree,
+    audit: sled::Tree,
+    audit_checkpoints: sled::Tree,
     vault: Vault,
 }
 
@@ -279,6 +281,8 @@ impl Store {
             vault,
             seals: db.open_tree("seals")?,
             meta: db.open_tree("meta")?,
+            audit: db.open_tree("audit")?,
+            audit_checkpoints: db.open_tree("audit_checkpoints")?,
             enrollments: db.open_tree("enrollments")?,
             keys: db.open_tree("keys")?,
             secrets,
@@ -755,6 +759,56 @@ impl Store {
     pub fn put_seal_maker(&self, rec: &SealMakerRecord) -> Result<(), StoreError> {
         self.meta.insert(b"seal_maker", encode(rec))?;
         Ok(())
+    }
+
+    // ---- audit chain (see `audit.rs`); keys are the sequence number, big-endian ----
+
+    /// Append an audit entry unless its sequence number is taken (compare-and-swap).
+    pub fn append_audit<T: Serialize>(&self, seq: u64, entry: &T) -> Result<bool, StoreError> {
+        Ok(self.audit.compare_and_swap(seq.to_be_bytes(), None as Option<&[u8]>, Some(encode(entry)))?.is_ok())
+    }
+
+    /// Audit entries from `from` on, in sequence order, with their stored key.
+    pub fn audit_entries<T: DeserializeOwned>(&self, from: u64) -> impl Iterator<Item = Result<(u64, T), StoreError>> + '_ {
+        self.audit.range(from.to_be_bytes()..).map(|e| {
+            let (k, v) = e?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?);
+            Ok((seq, decode(&k, &v)?))
+        })
+    }
+
+    /// The last audit entry.
+    pub fn last_audit<T: DeserializeOwned>(&self) -> Result<Option<(u64, T)>, StoreError> {
+        match self.audit.last()? {
+            None => Ok(None),
+            Some((k, v)) => {
+                let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?);
+                Ok(Some((seq, decode(&k, &v)?)))
+            }
+        }
+    }
+
+    /// Raw record access for `mcsd audit` and tests that prove tampering is detected.
+    pub fn audit_raw(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.audit.get(seq.to_be_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub fn put_audit_raw(&self, seq: u64, raw: Option<&[u8]>) -> Result<(), StoreError> {
+        match raw {
+            Some(r) => self.audit.insert(seq.to_be_bytes(), r)?,
+            None => self.audit.remove(seq.to_be_bytes())?,
+        };
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn put_audit_checkpoint<T: Serialize>(&self, seq: u64, cp: &T) -> Result<(), StoreError> {
+        self.audit_checkpoints.insert(seq.to_be_bytes(), encode(cp))?;
+        Ok(())
+    }
+
+    pub fn audit_checkpoints<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        self.audit_checkpoints.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
     pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod metrics;
 pub mod pdfsign;
 pub mod plugins;
+pub mod sdnotify;
 pub mod seals;
 pub mod server;
 pub mod store;

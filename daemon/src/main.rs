@@ -133,7 +133,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let outcome = runtime.block_on(mcsd::server::run(cfg));
+            let outcome = runtime.block_on(mcsd::server::run(cfg, Some(config.clone())));
             // A hung CA adapter keeps a blocking thread forever; do not wait for it at exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(2));
             match outcome {

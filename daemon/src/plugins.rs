@@ -149,7 +149,8 @@ unsafe impl Sync for Table {}
 struct Loaded {
     table: Table,
     description: Value,
-    timeout: Duration,
+    /// Per-call limit in milliseconds; changed by a reload.
+    timeout_ms: std::sync::atomic::AtomicU64,
     slots: Arc<Semaphore>,
 }
 
@@ -209,7 +210,12 @@ fn load_one(cfg: &PluginConfig, host: *const Host) -> Result<Loaded, String> {
         return Err(format!("describe failed: {}", String::from_utf8_lossy(&bytes)));
     }
     let description: Value = serde_json::from_slice(&bytes).map_err(|e| format!("describe answered non-JSON: {e}"))?;
-    Ok(Loaded { table, description, timeout: cfg.timeout, slots: Arc::new(Semaphore::new(cfg.max_concurrency)) })
+    Ok(Loaded {
+        table,
+        description,
+        timeout_ms: std::sync::atomic::AtomicU64::new(cfg.timeout.as_millis() as u64),
+        slots: Arc::new(Semaphore::new(cfg.max_concurrency)),
+    })
 }
 
 impl PluginHost {
@@ -239,6 +245,22 @@ impl PluginHost {
             entries.insert(cfg.name.clone(), (cfg.clone(), entry));
         }
         PluginHost { entries }
+    }
+
+    /// Apply reloadable settings (`timeout_ms`) of adapters loaded under the same name and
+    /// library. Anything else (a new adapter, another library, `max_concurrency`) needs a
+    /// restart; the returned notes say so.
+    pub fn apply_settings(&self, configs: &[PluginConfig]) -> Vec<String> {
+        let mut notes = Vec::new();
+        for cfg in configs {
+            match self.entries.get(&cfg.name) {
+                Some((loaded_cfg, Entry::Loaded(loaded))) if loaded_cfg.library == cfg.library => {
+                    loaded.timeout_ms.store(cfg.timeout.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                _ => notes.push(format!("adapter `{}`: library changes take effect at restart", cfg.name)),
+            }
+        }
+        notes
     }
 
     pub fn all_loaded(&self) -> bool {
@@ -298,9 +320,10 @@ impl PluginHost {
             drop(permit);
             answer
         });
-        let (status, bytes) = match tokio::time::timeout(loaded.timeout, call).await {
+        let timeout_ms = loaded.timeout_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let (status, bytes) = match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
             Err(_) => {
-                tracing::error!(adapter = name, op, timeout_ms = loaded.timeout.as_millis() as u64, "CA adapter call timed out");
+                tracing::error!(adapter = name, op, timeout_ms, "CA adapter call timed out");
                 return Err(PluginError::Timeout(name.to_owned()));
             }
             Ok(Err(e)) => return Err(failed(format!("call thread: {e}"))),

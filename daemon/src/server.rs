@@ -4,6 +4,11 @@
 //! KEK, TLS material. Only then are the listeners bound and `listening on <addr>` printed
 //! (tests and supervisors wait for that line, never for a sleep). On SIGTERM or SIGINT the
 //! listeners close, open connections are drained (bounded), and the store is flushed.
+//!
+//! Under systemd (`Type=notify`) it reports READY, RELOADING, STOPPING and STATUS, and feeds
+//! the watchdog only while the HSM is usable. SIGHUP re-reads the config file and swaps in
+//! the new TLS certificate and trust anchors for new handshakes (open connections keep
+//! theirs) and the adapters' timeouts; a reload that fails keeps the old settings.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,8 +62,8 @@ impl StartError {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Run until SIGTERM/SIGINT.
-pub async fn run(cfg: Config) -> Result<(), StartError> {
+/// Run until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     let store = Arc::new(Store::open(&cfg.store.path)?);
     let hsm_cfg = cfg.hsm.clone();
     let hsm = Arc::new(
@@ -107,14 +112,40 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     tracing::info!(%api_addr, %health_addr, kek_version = hsm.current_kek_version(), "mcsd serving");
 
     tokio::spawn(reinit_loop(hsm.clone(), cfg.hsm.reinit_interval));
+    if let Some(every) = crate::sdnotify::watchdog_interval() {
+        tokio::spawn(watchdog_loop(hsm.clone(), every));
+    }
+    crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr}\nMAINPID={}", std::process::id()));
     let shutdown = GracefulShutdown::new();
-    let acceptor = TlsAcceptor::from(tls_config);
+    let mut tls_now = (TlsAcceptor::from(tls_config), anchors);
     let mut stop = std::pin::pin!(shutdown_signal());
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         tokio::select! {
             accepted = api_listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
-                serve_api_connection(&shutdown, acceptor.clone(), anchors.clone(), api.clone(), tcp, peer);
+                serve_api_connection(&shutdown, tls_now.0.clone(), tls_now.1.clone(), api.clone(), tcp, peer);
+            }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                crate::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", crate::sdnotify::monotonic_usec()));
+                let outcome = reload(config_path.as_deref(), &plugins);
+                let (status, detail) = match outcome {
+                    Ok((acceptor, anchors, notes)) => {
+                        tls_now = (acceptor, anchors);
+                        tracing::info!(?notes, "reloaded TLS material, trust anchors and adapter settings");
+                        ("ok", json!({ "notes": notes }))
+                    }
+                    Err(why) => {
+                        tracing::error!(error = %why, "reload failed; keeping the running settings");
+                        ("error", json!({ "error": why }))
+                    }
+                };
+                let mut ev = daemon_event("config reload", detail);
+                ev.outcome = status.into();
+                if let Err(e) = audit.record(ev).await {
+                    tracing::error!(error = %e, "audit entry for the reload not written");
+                }
+                crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr} (reload {status})"));
             }
             accepted = health_listener.accept() => {
                 let Ok((tcp, _)) = accepted else { continue };
@@ -123,6 +154,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             _ = &mut stop => break,
         }
     }
+    crate::sdnotify::notify("STOPPING=1\nSTATUS=draining connections");
     tracing::info!("shutting down: draining connections");
     drop(api_listener);
     drop(health_listener);
@@ -229,6 +261,27 @@ fn health(hsm: &Hsm, plugins: &PluginHost, req: &Request<Incoming>) -> Response<
     *resp.status_mut() = status;
     resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     resp
+}
+
+/// Re-read the config: new TLS acceptor and anchors, adapter settings applied.
+fn reload(path: Option<&std::path::Path>, plugins: &PluginHost) -> Result<(TlsAcceptor, Arc<Anchors>, Vec<String>), String> {
+    let path = path.ok_or("no config file to reload from")?;
+    let cfg = Config::load(path).map_err(|e| e.to_string())?;
+    let (tls_config, anchors) = tls::server_config(&cfg.api).map_err(|e| e.to_string())?;
+    let notes = plugins.apply_settings(&cfg.plugins);
+    Ok((TlsAcceptor::from(tls_config), anchors, notes))
+}
+
+/// Feed the systemd watchdog while the daemon can do its job (the HSM is usable); a
+/// daemon stuck without its HSM stops feeding and systemd restarts it.
+async fn watchdog_loop(hsm: Arc<Hsm>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if hsm.is_ready() {
+            crate::sdnotify::notify("WATCHDOG=1");
+        }
+    }
 }
 
 /// While the HSM context is retired, try to re-initialise it (rate-limited inside `Hsm`).

@@ -59,6 +59,12 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
+    pub const ALL: [SecretKind; 5] = [SecretKind::Share, SecretKind::PinVerifier, SecretKind::TaskInput, SecretKind::TaskResult, SecretKind::DaemonKey];
+
+    pub fn from_label(label: &[u8]) -> Option<SecretKind> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
+    }
+
     pub fn label(self) -> &'static [u8] {
         match self {
             SecretKind::Share => b"share",
@@ -106,7 +112,7 @@ struct Context {
     returned: Condvar,
     /// KEK version → handle; re-resolved on `OBJECT_HANDLE_INVALID`.
     keks: RwLock<HashMap<u32, ObjectHandle>>,
-    current_kek: u32,
+    current_kek: std::sync::atomic::AtomicU32,
     kek_label: String,
 }
 
@@ -163,8 +169,8 @@ impl Hsm {
         let pin = cfg.pin.read().map_err(HsmError::Setup)?;
         let ctx = Context::open(cfg, &load_module(cfg)?, &pin, false)?;
         let result = (|| {
-            if ctx.current_kek != 0 {
-                return Ok((ctx.current_kek, false));
+            if ctx.current() != 0 {
+                return Ok((ctx.current(), false));
             }
             let session = ctx.take();
             let created = session
@@ -193,7 +199,7 @@ impl Hsm {
     }
 
     pub fn current_kek_version(&self) -> Option<u32> {
-        self.live.read().ok()?.as_ref().map(|c| c.current_kek)
+        self.live.read().ok()?.as_ref().map(|c| c.current())
     }
 
     /// True while a context is live (used by `/readyz`).
@@ -210,6 +216,44 @@ impl Hsm {
         self.cfg.reinit_interval.max(Duration::from_secs(1))
     }
 
+    /// The KEK version a blob was made under.
+    pub fn blob_version(blob: &[u8]) -> Option<u32> {
+        (blob.len() >= BLOB_HEADER && blob[0] == BLOB_FORMAT).then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+    }
+
+    /// Unwrap under whatever version made the blob, wrap under the current one.
+    pub fn rewrap(&self, record_id: &str, kind: SecretKind, blob: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let secret = self.unwrap(record_id, kind, blob)?;
+        self.wrap(record_id, kind, &secret)
+    }
+
+    /// Create KEK version `current + 1` (AES-256, sensitive, non-extractable) and make it
+    /// current for new wraps; older versions stay usable for unwrapping.
+    pub fn add_kek_version(&self) -> Result<u32, HsmError> {
+        self.run_named("add_kek", |ctx, session| {
+            let next = ctx.find_keks(session, &ctx.kek_label)?.keys().copied().max().unwrap_or(0) + 1;
+            session.generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                    Attribute::Label(ctx.kek_label.as_bytes().to_vec()),
+                    Attribute::Id(next.to_be_bytes().to_vec()),
+                ],
+            )?;
+            ctx.resolve_keks(session)?;
+            ctx.current_kek.store(next, Ordering::Release);
+            Ok(next)
+        })
+    }
+
     /// Encrypt `secret` under the current KEK; returns the self-describing blob.
     pub fn wrap(&self, record_id: &str, kind: SecretKind, secret: &[u8]) -> Result<Vec<u8>, HsmError> {
         let mut iv = [0u8; IV_LEN];
@@ -218,7 +262,7 @@ impl Hsm {
             retry_after: self.retry_after(),
         })?;
         let (version, ct) = self.run_named("wrap", |ctx, session| {
-            let version = ctx.current_kek;
+            let version = ctx.current();
             let kek = ctx.kek(version).ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Encrypt))?;
             let aad = aad(record_id, kind, version);
             let mut iv_buf = iv;
@@ -477,7 +521,7 @@ impl Context {
             pool: Mutex::new(Vec::with_capacity(cfg.sessions)),
             returned: Condvar::new(),
             keks: RwLock::new(HashMap::new()),
-            current_kek: 0,
+            current_kek: std::sync::atomic::AtomicU32::new(0),
             kek_label: cfg.kek_label.clone(),
         };
         let mut sessions = Vec::with_capacity(cfg.sessions);
@@ -505,8 +549,8 @@ impl Context {
                 return Err(finalize_on_err(unavailable("finding KEKs", e)));
             }
         };
-        ctx.current_kek = versions.keys().copied().max().unwrap_or(0);
-        if require_kek && ctx.current_kek == 0 {
+        ctx.current_kek = std::sync::atomic::AtomicU32::new(versions.keys().copied().max().unwrap_or(0));
+        if require_kek && ctx.current() == 0 {
             drop(sessions);
             return Err(finalize_on_err(HsmError::Setup(format!(
                 "token `{}` has no KEK labelled `{}`; run `mcsd hsm init` first",
@@ -541,6 +585,10 @@ impl Context {
             }
         }
         Ok(out)
+    }
+
+    fn current(&self) -> u32 {
+        self.current_kek.load(Ordering::Acquire)
     }
 
     fn resolve_keks(&self, session: &Session) -> Result<(), CkError> {

@@ -40,6 +40,21 @@ enum Command {
         #[command(subcommand)]
         command: PdfCommand,
     },
+    /// Write a consistent snapshot of the store to OUT (online through the running daemon's
+    /// control socket, or directly when it is stopped).
+    Backup {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild the store from a backup into the configured (empty) store path.
+    Restore {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -61,6 +76,15 @@ enum HsmCommand {
     Init {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
+    },
+    /// Create a new KEK version and re-wrap every record under it, online; run again after
+    /// an interruption to resume. Old versions stay usable until every record moved.
+    RotateKek {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        /// Re-wrap at most this many records in this run.
+        #[arg(long)]
+        batch: Option<u64>,
     },
 }
 
@@ -99,6 +123,55 @@ enum PdfCommand {
 }
 
 const EX_CONFIG: u8 = 64;
+
+/// Send a command to the running daemon's control socket; `None` if no daemon listens.
+fn control_call(cfg: &Config, command: &str) -> Option<Result<std::io::BufReader<std::os::unix::net::UnixStream>, String>> {
+    use std::io::Write;
+    let path = mcsd::control::socket_path(&cfg.store.path);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => return None,
+        Err(e) => return Some(Err(format!("{}: {e}", path.display()))),
+    };
+    Some(stream.write_all(format!("{command}\n").as_bytes()).map(|_| std::io::BufReader::new(stream)).map_err(|e| e.to_string()))
+}
+
+fn read_line(reader: &mut impl std::io::BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    if line.is_empty() {
+        return Err("the daemon closed the control connection".into());
+    }
+    Ok(line.trim_end().to_owned())
+}
+
+fn read_ok_image(reader: &mut impl std::io::BufRead) -> Result<Vec<u8>, String> {
+    let head = read_line(reader)?;
+    let len: usize = head.strip_prefix("OK ").and_then(|n| n.parse().ok()).ok_or_else(|| head.trim_start_matches("ERR ").to_owned())?;
+    let mut image = vec![0u8; len];
+    reader.read_exact(&mut image).map_err(|e| e.to_string())?;
+    Ok(image)
+}
+
+fn progress_bar(done: u64, total: u64) {
+    let width = 30usize;
+    let filled = if total == 0 { width } else { (done.min(total) as usize * width) / total as usize };
+    eprint!("\rre-wrapping [{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(width - filled));
+}
+
+fn follow_rotation(mut reader: impl std::io::BufRead) -> Result<String, String> {
+    loop {
+        let line = read_line(&mut reader)?;
+        if let Some(p) = line.strip_prefix("progress ") {
+            let (d, t) = p.split_once('/').unwrap_or(("0", "0"));
+            progress_bar(d.parse().unwrap_or(0), t.parse().unwrap_or(0));
+        } else if let Some(ok) = line.strip_prefix("OK ") {
+            return Ok(ok.to_owned());
+        } else {
+            return Err(line.trim_start_matches("ERR ").to_owned());
+        }
+    }
+}
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
@@ -167,6 +240,77 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("mcsd: {e}");
+                    ExitCode::from(69)
+                }
+            }
+        }
+        Command::Backup { config, out } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let image = match control_call(&cfg, "backup") {
+                Some(Ok(mut reader)) => read_ok_image(&mut reader),
+                Some(Err(e)) => Err(e),
+                None => mcsd::store::Store::open(&cfg.store.path).and_then(|s| s.snapshot()).map_err(|e| e.to_string()),
+            };
+            match image.and_then(|img| std::fs::write(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))) {
+                Ok(n) => {
+                    println!("backup of {} written to {} ({n} bytes)", cfg.store.path.display(), out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcsd backup: {e}");
+                    ExitCode::from(74)
+                }
+            }
+        }
+        Command::Restore { config, from } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let restored = std::fs::read(&from)
+                .map_err(|e| format!("{}: {e}", from.display()))
+                .and_then(|img| mcsd::store::Store::restore(&cfg.store.path, &img).map_err(|e| e.to_string()));
+            match restored {
+                Ok(n) => {
+                    println!("restored {n} records into {}", cfg.store.path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcsd restore: {e}");
+                    ExitCode::from(74)
+                }
+            }
+        }
+        Command::Hsm { command: HsmCommand::RotateKek { config, batch } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let command = match batch {
+                Some(b) => format!("rotate-kek {b}"),
+                None => "rotate-kek".to_owned(),
+            };
+            let outcome = match control_call(&cfg, &command) {
+                Some(Ok(reader)) => follow_rotation(reader),
+                Some(Err(e)) => Err(e),
+                None => (|| {
+                    let store = mcsd::store::Store::open(&cfg.store.path).map_err(|e| e.to_string())?;
+                    let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
+                    let r = mcsd::rotate::rotate(&store, &hsm, batch, progress_bar).map_err(|e| e.to_string())?;
+                    Ok(format!("version={} created={} rewrapped={} remaining={}", r.version, r.created_version, r.rewrapped, r.remaining))
+                })(),
+            };
+            match outcome {
+                Ok(summary) => {
+                    eprintln!();
+                    println!("KEK rotation: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("\nmcsd hsm rotate-kek: {e}");
                     ExitCode::from(69)
                 }
             }

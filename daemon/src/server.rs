@@ -46,6 +46,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("control socket {}: {source}", path.display())]
+    Control { path: std::path::PathBuf, source: std::io::Error },
 }
 
 impl StartError {
@@ -54,7 +56,7 @@ impl StartError {
             StartError::Tls(_) => 64,   // EX_USAGE: configuration points at bad material
             StartError::Hsm(_) => 69,   // EX_UNAVAILABLE
             StartError::Store(_) => 74, // EX_IOERR
-            StartError::Bind { .. } => 71, // EX_OSERR
+            StartError::Bind { .. } | StartError::Control { .. } => 71, // EX_OSERR
         }
     }
 }
@@ -105,6 +107,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let audit = Arc::new(crate::audit::Audit::open(store.clone(), DaemonKeys::new(store.clone(), hsm.clone()))?);
     audit.record(daemon_event("daemon started", json!({ "version": env!("CARGO_PKG_VERSION") }))).await?;
     let api = Arc::new(Api::new(keys, tasks.clone(), seals, audit.clone(), plugins.clone(), cfg.api.max_body_bytes));
+    let control_path = crate::control::socket_path(&cfg.store.path);
+    let control = crate::control::bind(&control_path).map_err(|source| StartError::Control { path: control_path.clone(), source })?;
+    tokio::spawn(crate::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
     tokio::spawn(crate::callbacks::run(tasks.clone(), callback_tls));
     announce(&format!("listening on {api_addr}"));
@@ -161,6 +166,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.shutdown()).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }
+    let _ = std::fs::remove_file(&control_path);
     audit.record(daemon_event("daemon stopped", Value::Null)).await?;
     audit.checkpoint().await;
     store.flush().await?;

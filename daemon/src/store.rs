@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 const RECORD_V1: u8 = 1;
+const SNAPSHOT_MAGIC: &[u8] = b"MCSDBAK1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -210,6 +211,9 @@ pub struct Store {
     daemon_keys: sled::Tree,
     seals: sled::Tree,
     meta: sled::Tree,
+    /// Writers hold it shared; a snapshot holds it exclusively, so a backup sees no
+    /// half-done multi-step change (vault slot + sled record).
+    gate: std::sync::RwLock<()>,
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
     vault: Vault,
@@ -281,6 +285,7 @@ impl Store {
             vault,
             seals: db.open_tree("seals")?,
             meta: db.open_tree("meta")?,
+            gate: std::sync::RwLock::new(()),
             audit: db.open_tree("audit")?,
             audit_checkpoints: db.open_tree("audit_checkpoints")?,
             enrollments: db.open_tree("enrollments")?,
@@ -307,7 +312,125 @@ impl Store {
         Ok(())
     }
 
+    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A consistent image of the whole store — every tree and the vault — taken while
+    /// writers wait: `MCSDBAK1`, then records `[1, tree name, key, value]` and one
+    /// `[2, vault bytes]`, then `[0]` and the SHA-256 of everything before it.
+    pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        use sha2::Digest;
+        let _all = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        let put = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        };
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name)?;
+            for entry in tree.iter() {
+                let (k, v) = entry?;
+                out.push(1);
+                put(&mut out, &name);
+                put(&mut out, &k);
+                put(&mut out, &v);
+            }
+        }
+        out.push(2);
+        put(&mut out, &self.vault.contents()?);
+        out.push(0);
+        let digest = sha2::Sha256::digest(&out);
+        out.extend_from_slice(&digest);
+        Ok(out)
+    }
+
+    /// Rebuild a store from a [`Store::snapshot`] into `path`, which must not hold one.
+    pub fn restore(path: &Path, image: &[u8]) -> Result<usize, StoreError> {
+        use sha2::Digest;
+        let bad = |why: &str| StoreError::Corrupt { key: "backup".into(), reason: why.into() };
+        if path.exists() && std::fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            return Err(bad("the target store directory is not empty"));
+        }
+        if image.len() < SNAPSHOT_MAGIC.len() + 33 || !image.starts_with(SNAPSHOT_MAGIC) {
+            return Err(bad("not an mcsd backup"));
+        }
+        let (body, digest) = image.split_at(image.len() - 32);
+        if sha2::Sha256::digest(body).as_slice() != digest {
+            return Err(bad("checksum mismatch: the backup is damaged"));
+        }
+        let db = sled::Config::new().path(path).open()?;
+        let mut rest = &body[SNAPSHOT_MAGIC.len()..];
+        let take = |rest: &mut &[u8]| -> Result<Vec<u8>, StoreError> {
+            let n = u32::from_be_bytes(rest.get(..4).ok_or_else(|| bad("truncated"))?.try_into().unwrap_or_default()) as usize;
+            let v = rest.get(4..4 + n).ok_or_else(|| bad("truncated"))?.to_vec();
+            *rest = &rest[4 + n..];
+            Ok(v)
+        };
+        let mut records = 0;
+        loop {
+            let (&tag, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
+            rest = tail;
+            match tag {
+                0 => break,
+                1 => {
+                    let (name, k, v) = (take(&mut rest)?, take(&mut rest)?, take(&mut rest)?);
+                    db.open_tree(name)?.insert(k, v)?;
+                    records += 1;
+                }
+                2 => {
+                    let vault = take(&mut rest)?;
+                    std::fs::write(path.join("secrets.vault"), vault).map_err(|e| StoreError::Vault(VaultError::Io(e)))?;
+                }
+                _ => return Err(bad("unknown record tag")),
+            }
+        }
+        db.flush()?;
+        drop(db);
+        // Opening checks the vault against the references, as at every start.
+        Store::open(path)?.flush_blocking()?;
+        Ok(records)
+    }
+
+    /// Every `secrets` entry: (store key, stored value) — blobs or vault references.
+    pub fn secret_entries(&self) -> Result<Vec<(Vec<u8>, sled::IVec)>, StoreError> {
+        self.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect()
+    }
+
+    /// The blob a stored `secrets` value stands for.
+    pub fn blob_of(&self, value: &sled::IVec) -> Result<Vec<u8>, StoreError> {
+        Ok(self.resolve(Some(value.clone()))?.map(|b| b.to_vec()).unwrap_or_default())
+    }
+
+    /// Replace one secret's blob if its stored value is still `old` (a concurrent change or
+    /// deletion wins). Vault-held secrets get a fresh slot; the old slot is returned for
+    /// [`Store::shred_after_flush`].
+    pub fn replace_secret(&self, key: &[u8], old: &sled::IVec, new_blob: &[u8]) -> Result<(bool, Option<u64>), StoreError> {
+        let _writing = self.writing();
+        match SlotRef::decode(old) {
+            Some(old_ref) => {
+                let fresh = self.vault.put(new_blob)?;
+                let swapped = self.secrets.compare_and_swap(key, Some(old), Some(&fresh.encode()[..]))?.is_ok();
+                if swapped {
+                    Ok((true, Some(old_ref.slot)))
+                } else {
+                    self.vault.shred(&[fresh.slot])?;
+                    Ok((false, None))
+                }
+            }
+            None => Ok((self.secrets.compare_and_swap(key, Some(old), Some(new_blob))?.is_ok(), None)),
+        }
+    }
+
+    /// Make everything durable, then destroy the given vault slots.
+    pub fn shred_after_flush(&self, slots: &[u64]) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.vault.shred(slots)?;
+        Ok(())
+    }
+
     pub fn put_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.enrollments.insert(rec.id.as_bytes(), encode(rec))?;
         Ok(())
     }
@@ -325,6 +448,7 @@ impl Store {
         share_blob: &[u8],
         verifier_blob: &[u8],
     ) -> Result<ActivateOutcome, StoreError> {
+        let _writing = self.writing();
         let key_bytes = encode(key);
         let index = format!("{}/{}", key.device_id, key.id).into_bytes();
         // Blobs first (synced), then the transaction that references them.
@@ -407,6 +531,7 @@ impl Store {
         id: &str,
         mut change: impl FnMut(&mut KeyRecord) -> Result<bool, E>,
     ) -> Result<Result<Option<KeyRecord>, E>, StoreError> {
+        let _writing = self.writing();
         loop {
             let Some(old) = self.keys.get(id.as_bytes())? else { return Ok(Ok(None)) };
             let mut rec: KeyRecord = decode(id.as_bytes(), &old)?;
@@ -441,6 +566,7 @@ impl Store {
     /// durable, then destroy the old verifier. Returns false if the key vanished. Blocking
     /// (syncs).
     pub fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let new_ref = self.vault.put(verifier_blob)?;
         let new_ref_bytes = new_ref.encode();
         let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
@@ -472,6 +598,7 @@ impl Store {
     /// then overwrite the share and verifier in the vault: when this returns, the share is
     /// gone from the disk. Blocking (syncs).
     pub fn revoke(&self, key_id: &str, reason: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let _writing = self.writing();
         let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
                 return Err(ConflictableTransactionError::Abort(()));
@@ -614,6 +741,7 @@ impl Store {
 
     /// Create a task (rev 0) with its wrapped inputs.
     pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])]) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let bytes = encode(task);
         (&self.tasks, &self.secrets)
             .transaction(|(tasks, sec)| {
@@ -632,6 +760,7 @@ impl Store {
     /// Apply a task transition atomically: the task (compare-and-swap on `rev`), its
     /// secrets, a consumed `once` grant and a callback to deliver — all or nothing.
     pub fn transition(&self, t: Transition<'_>) -> Result<TransitionOutcome, StoreError> {
+        let _writing = self.writing();
         let id = t.task.id.as_bytes();
         let bytes = encode(t.task);
         let callback = t.callback.as_ref().map(encode);
@@ -684,6 +813,7 @@ impl Store {
 
     /// Delete a finished task and anything left of its secrets and callback.
     pub fn purge_task(&self, task_id: &str) -> Result<(), StoreError> {
+        let _writing = self.writing();
         (&self.tasks, &self.secrets, &self.outbox)
             .transaction(|(tasks, sec, outbox)| {
                 tasks.remove(task_id.as_bytes())?;
@@ -710,6 +840,7 @@ impl Store {
 
     /// Store a new daemon key unless one of that name exists; returns the one that won.
     pub fn insert_daemon_key(&self, rec: &DaemonKeyRecord, blob: &[u8]) -> Result<(DaemonKeyRecord, sled::IVec), StoreError> {
+        let _writing = self.writing();
         let bytes = encode(rec);
         let id = format!("daemon:{}", rec.name);
         let won = (&self.daemon_keys, &self.secrets).transaction(|(keys, sec)| {
@@ -728,6 +859,7 @@ impl Store {
     }
 
     pub fn insert_seal(&self, rec: &SealRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.seals.insert(rec.id.as_bytes(), encode(rec))?;
         Ok(())
     }
@@ -742,6 +874,7 @@ impl Store {
 
     /// Replace a seal record if it is still at `expected_rev` (its `rev` is bumped).
     pub fn replace_seal(&self, expected_rev: u64, rec: &SealRecord) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let Some(old) = self.seals.get(rec.id.as_bytes())? else { return Ok(false) };
         let current: SealRecord = decode(rec.id.as_bytes(), &old)?;
         if current.rev != expected_rev {
@@ -757,6 +890,7 @@ impl Store {
     }
 
     pub fn put_seal_maker(&self, rec: &SealMakerRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.meta.insert(b"seal_maker", encode(rec))?;
         Ok(())
     }
@@ -765,6 +899,7 @@ impl Store {
 
     /// Append an audit entry unless its sequence number is taken (compare-and-swap).
     pub fn append_audit<T: Serialize>(&self, seq: u64, entry: &T) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         Ok(self.audit.compare_and_swap(seq.to_be_bytes(), None as Option<&[u8]>, Some(encode(entry)))?.is_ok())
     }
 
@@ -794,6 +929,7 @@ impl Store {
     }
 
     pub fn put_audit_raw(&self, seq: u64, raw: Option<&[u8]>) -> Result<(), StoreError> {
+        let _writing = self.writing();
         match raw {
             Some(r) => self.audit.insert(seq.to_be_bytes(), r)?,
             None => self.audit.remove(seq.to_be_bytes())?,
@@ -803,6 +939,7 @@ impl Store {
     }
 
     pub fn put_audit_checkpoint<T: Serialize>(&self, seq: u64, cp: &T) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.audit_checkpoints.insert(seq.to_be_bytes(), encode(cp))?;
         Ok(())
     }
@@ -816,11 +953,13 @@ impl Store {
     }
 
     pub fn put_callback(&self, cb: &CallbackRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.outbox.insert(cb.task_id.as_bytes(), encode(cb))?;
         Ok(())
     }
 
     pub fn delete_callback(&self, task_id: &str) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.outbox.remove(task_id.as_bytes())?;
         Ok(())
     }

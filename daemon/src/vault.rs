@@ -158,6 +158,15 @@ impl Vault {
         Ok(blob.to_vec())
     }
 
+    /// The whole file (for a backup taken while writers are held off).
+    pub fn contents(&self) -> Result<Vec<u8>, VaultError> {
+        let count = self.slots.lock().unwrap_or_else(|p| p.into_inner()).count;
+        let mut buf = vec![0u8; count as usize * SLOT];
+        let len = (self.file.metadata()?.len() as usize).min(buf.len());
+        self.file.read_exact_at(&mut buf[..len], 0)?;
+        Ok(buf)
+    }
+
     /// Overwrite slots with zeros and sync; they become free. Call only once no durable
     /// reference to them remains.
     pub fn shred(&self, slots: &[u64]) -> Result<(), VaultError> {

@@ -1,0 +1,104 @@
+//! The local control socket: operator commands that need the running daemon, because the
+//! store is open (and locked) by it. A Unix stream socket next to the store
+//! (`<store.path>.sock`, mode 0600, so only the service user — or root — reaches it); one
+//! command line per connection:
+//!
+//! - `backup` → `OK <length>\n` and a consistent snapshot of the store ([`Store::snapshot`]);
+//! - `rotate-kek [<batch>]` → `progress <done>/<total>\n` lines, then
+//!   `OK version=<v> created=<bool> rewrapped=<n> remaining=<m>\n`.
+//!
+//! Failures answer `ERR <message>\n`. Both commands are audited.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::audit::{Audit, Event};
+use crate::hsm::Hsm;
+use crate::store::Store;
+
+pub fn socket_path(store_path: &Path) -> PathBuf {
+    let mut p = store_path.as_os_str().to_owned();
+    p.push(".sock");
+    PathBuf::from(p)
+}
+
+/// Bind the socket (replacing a stale one) with owner-only permissions.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<Audit>) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else { continue };
+        let (store, hsm, audit) = (store.clone(), hsm.clone(), audit.clone());
+        tokio::spawn(async move {
+            if let Err(e) = handle(conn, store, hsm, audit).await {
+                tracing::warn!(error = %e, "control connection failed");
+            }
+        });
+    }
+}
+
+async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<Audit>) -> std::io::Result<()> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let record = |what: &str, outcome: &str, detail| Event { event: what.into(), actor: "control-socket".into(), outcome: outcome.into(), detail, ..Default::default() };
+    match words.as_slice() {
+        ["backup"] => {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.snapshot()).await {
+                Ok(Ok(image)) => {
+                    let _ = audit.record(record("backup", "ok", json!({ "bytes": image.len() }))).await;
+                    write.write_all(format!("OK {}\n", image.len()).as_bytes()).await?;
+                    write.write_all(&image).await?;
+                }
+                Ok(Err(e)) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
+                Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
+            }
+        }
+        ["rotate-kek", rest @ ..] => {
+            let batch = match rest.first().map(|b| b.parse::<u64>()) {
+                None => None,
+                Some(Ok(b)) if b > 0 => Some(b),
+                _ => {
+                    write.write_all(b"ERR batch must be a positive number\n").await?;
+                    return Ok(());
+                }
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let (s, h) = (store.clone(), hsm.clone());
+            let work = tokio::task::spawn_blocking(move || {
+                crate::rotate::rotate(&s, &h, batch, |done, total| {
+                    let _ = tx.send(format!("progress {done}/{total}\n"));
+                })
+            });
+            while let Some(p) = rx.recv().await {
+                write.write_all(p.as_bytes()).await?;
+            }
+            match work.await {
+                Ok(Ok(r)) => {
+                    let _ = audit.record(record("kek rotation", "ok", json!({ "version": r.version, "rewrapped": r.rewrapped, "remaining": r.remaining }))).await;
+                    let msg = format!("OK version={} created={} rewrapped={} remaining={}\n", r.version, r.created_version, r.rewrapped, r.remaining);
+                    write.write_all(msg.as_bytes()).await?;
+                }
+                Ok(Err(e)) => {
+                    let _ = audit.record(record("kek rotation", "error", json!({ "error": e }))).await;
+                    write.write_all(format!("ERR {e}\n").as_bytes()).await?;
+                }
+                Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
+            }
+        }
+        _ => write.write_all(b"ERR unknown command (backup | rotate-kek [batch])\n").await?,
+    }
+    write.shutdown().await
+}

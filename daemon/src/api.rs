@@ -61,9 +61,12 @@ impl Api {
         let path = req.uri().path().to_owned();
         let route = crate::metrics::route_template(&path);
         let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.api_duration.with_label_values(&[route.as_str()]));
-        let span = tracing::info_span!("request", id = %request_id, %method, %path,
+        // Ids only: never a token, PIN proof or body field.
+        let key_id = path.strip_prefix("/v1/keys/").map(|rest| rest.split('/').next().unwrap_or("").to_owned()).unwrap_or_default();
+        let span = tracing::info_span!("request", id = %request_id, %method, route = %route,
             role = caller.as_ref().map(|c| c.role().as_str()).unwrap_or("none"),
-            caller = caller.as_ref().map(|c| c.identity()).unwrap_or(""));
+            caller = caller.as_ref().map(|c| c.identity()).unwrap_or(""),
+            key_id = %key_id);
         let _enter = span.enter();
         let result = match caller {
             Ok(caller) => self.route(caller, req).await,

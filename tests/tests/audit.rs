@@ -50,8 +50,13 @@ async fn the_chain_records_events_and_verify_pinpoints_tampering() {
     let resp = app2.call(Method::GET, &format!("/v1/audit?key_id={}", phone.key_id()), None).await.unwrap();
     assert_eq!(resp.body["error"]["code"], "device_mismatch");
     mcs_client::admin::revoke(&mut admin, phone.key_id(), "key_compromise").await.unwrap();
-    let (status, _) = daemon.stop();
+    let (status, log) = daemon.stop();
     assert!(status.success());
+    // The daemon's own log: request spans with ids, never a token or PIN material.
+    assert!(log.contains("request") && log.contains(phone.key_id()), "{log}");
+    for secret in [created["token"].as_str().unwrap(), &phone.state.pin_salt, &phone.state.d1_masked] {
+        assert!(!log.contains(secret), "secret material in the log");
+    }
 
     let (ok, out) = verify(&env);
     assert!(ok && out.contains("audit chain intact") && out.contains("signed checkpoints"), "{out}");

@@ -22,6 +22,17 @@ fn the_unit_file_verifies() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "systemd-analyze verify: {text}");
     assert!(!text.contains("mcsd.service:"), "warnings about the unit: {text}");
+
+    // Hardening: systemd's own exposure score (0 = locked down, 10 = exposed).
+    let out = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for mcsd.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score: {text}"));
+    assert!(score <= 2.0, "exposure {score} is too high:\n{text}");
 }
 
 struct Notifications(UnixDatagram);

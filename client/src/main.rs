@@ -332,6 +332,18 @@ enum AppCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Load generator: co-sign digests over N keep-alive connections for S seconds;
+    /// prints {ops, errors, ops_s, p50_ms, p99_ms}.
+    Load {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
     /// Write this phone's certificate, then its chain, as PEM.
     Certificate {
         #[arg(long)]
@@ -597,6 +609,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let state = PhoneState::load(&state)?;
                 let p = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(e.to_string()))?;
                 write_out(&out, public_key_pem(&p).as_bytes())?;
+            }
+            AppCommand::Load { state, concurrency, seconds, pin } => {
+                let phone = std::sync::Arc::new(Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?);
+                let r = mcs_client::load::cosign_load(&ep, &[phone], concurrency.max(1), std::time::Duration::from_secs(seconds)).await?;
+                print_json(&serde_json::json!({
+                    "concurrency": concurrency, "ops": r.ops, "errors": r.errors,
+                    "ops_s": r.ops_per_sec(), "p50_ms": r.quantile_ms(0.5), "p99_ms": r.quantile_ms(0.99),
+                }));
             }
             AppCommand::Certificate { state, out } => {
                 let state = PhoneState::load(&state)?;

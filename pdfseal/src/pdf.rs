@@ -597,6 +597,16 @@ mod tests {
 /// "Bidder seal here" on the last page: a bid file for demos and tests. `xref_stream`
 /// chooses a cross-reference stream instead of a table.
 pub fn sample_document(pages: u32, xref_stream: bool) -> Vec<u8> {
+    sample(pages, xref_stream, 0)
+}
+
+/// [`sample_document`] grown to about `bytes` by an attached data stream (for
+/// benchmarks: a bid file with its drawings).
+pub fn sample_document_padded(pages: u32, bytes: usize) -> Vec<u8> {
+    sample(pages, false, bytes)
+}
+
+fn sample(pages: u32, xref_stream: bool, padding: usize) -> Vec<u8> {
     use lopdf::dictionary;
     let mut doc = Document::with_version("1.7");
     let pages_id = doc.new_object_id();
@@ -627,7 +637,22 @@ pub fn sample_document(pages: u32, xref_stream: bool) -> Vec<u8> {
             "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
         }),
     );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    let mut catalog = dictionary! { "Type" => "Catalog", "Pages" => pages_id };
+    if padding > 0 {
+        // Incompressible-looking bytes (xorshift), so the size is real.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let data: Vec<u8> = (0..padding)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let att = doc.add_object(Stream::new(dictionary! { "Type" => "EmbeddedFile" }, data));
+        catalog.set("MCSAttachment", att);
+    }
+    let catalog_id = doc.add_object(catalog);
     doc.trailer.set("Root", catalog_id);
     let mut out = Vec::new();
     if xref_stream {

@@ -1,4 +1,4 @@
-//! `cargo xtask demo | test`: the project's two front doors.
+//! `cargo xtask demo | test | bench`: the project's front doors.
 //!
 //! Both install what a fresh Debian machine lacks (SoftHSM, OpenSSL) with apt-get, so the
 //! README's first two commands work from a clean clone.
@@ -6,6 +6,8 @@
 //!   runs a phone through enroll → activate → sign → decrypt with the `mcs` client, checks
 //!   the signature with OpenSSL and the plaintext against the original, and stops the daemon.
 //! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end).
+//! - `bench [--quick]` builds in release mode and runs `mcs-bench`: figures next to
+//!   references measured in the same run, `target/bench/summary.json`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,8 +20,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>]");
+            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick]");
             return ExitCode::from(2);
         }
     };
@@ -90,6 +93,19 @@ fn cargo(args: &[&str]) -> Result<()> {
         .status()
         .map_err(|e| format!("cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("cargo {} failed: {status}", args.join(" "))) }
+}
+
+fn bench(quick: bool) -> Result<()> {
+    ensure_system_deps()?;
+    cargo(&["build", "--release", "-j2", "-p", "mcsd", "-p", "mcs-local-ca", "-p", "mcs-bench"])?;
+    let out = root().join("target/bench/summary.json");
+    let mut cmd = Command::new(root().join("target/release/mcs-bench"));
+    cmd.arg("--out").arg(&out);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd.status().map_err(|e| format!("mcs-bench: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("mcs-bench failed: {status}")) }
 }
 
 fn test(extra: &[String]) -> Result<()> {

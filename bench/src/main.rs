@@ -1,0 +1,327 @@
+//! `mcs-bench [--quick] [--out FILE]`: the benchmark suite (`cargo xtask bench`).
+//!
+//! Everything is measured in the same run on the same machine, next to references:
+//! (a) server-half sign and decrypt per core — ours, RustCrypto `sm2`'s whole signature,
+//! and `openssl speed sm2` — plus a dudect-style timing test of the secret-dependent path;
+//! (b) end-to-end co-sign throughput and p50/p99 over mTLS with keep-alive against a daemon
+//! on SoftHSM (every operation durable and audited) at several concurrency levels;
+//! (c) keygen (activation, CSR co-signature and certificate included) rate; (d) sealing a
+//! 10 MB PDF end to end. Writes `target/bench/summary.json` and prints a table.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use mcs_client::phone::{Phone, ScanCode};
+use mcs_client::transport::Endpoint;
+use serde_json::{Value, json};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+type Res<T> = Result<T, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Operations per second of `f`, run for about `budget`.
+fn rate(budget: Duration, mut f: impl FnMut()) -> f64 {
+    for _ in 0..10 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..16 {
+            f();
+        }
+        n += 16;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("OS RNG");
+    b
+}
+
+/// `openssl speed sm2`: signs per second (single process = one core).
+fn openssl_sm2_signs(seconds: u32) -> Res<f64> {
+    let out = Command::new("openssl").args(["speed", "-seconds", &seconds.to_string(), "sm2"]).output().map_err(err)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "256 bits SM2 (CurveSM2)   0.0003s   0.0003s   3000.0   3400.0"
+    let line = text.lines().find(|l| l.contains("SM2") && l.contains("bits")).ok_or_else(|| format!("no SM2 line in openssl speed output:\n{text}"))?;
+    let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    nums.get(nums.len().wrapping_sub(2)).copied().ok_or_else(|| format!("cannot read `{line}`"))
+}
+
+/// Welch's t between two timing samples (the top 5% of each cropped, as dudect does).
+fn welch_t(mut a: Vec<f64>, mut b: Vec<f64>) -> f64 {
+    let crop = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+        v.truncate(v.len() * 95 / 100);
+    };
+    crop(&mut a);
+    crop(&mut b);
+    let stats = |v: &[f64]| {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var, n)
+    };
+    let ((ma, va, na), (mb, vb, nb)) = (stats(&a), stats(&b));
+    (ma - mb) / (va / na + vb / nb).sqrt()
+}
+
+/// Server half: ours (sign, decrypt), RustCrypto's whole signature, OpenSSL's, and a
+/// fixed-vs-random-secret timing test of our signing.
+fn server_half(quick: bool) -> Res<Value> {
+    use signature::Signer;
+    let budget = Duration::from_millis(if quick { 1500 } else { 5000 });
+    let (_client, p1) = sm2_2p::client_keygen();
+    let (share, _public) = sm2_2p::server_keygen(&p1);
+    let (_, q1) = sm2_2p::ClientShare::sign_start();
+    let e: [u8; 32] = random_bytes();
+    let ours = rate(budget, || {
+        std::hint::black_box(share.sign(std::hint::black_box(&e), &q1));
+    });
+    let t1 = q1;
+    let ours_decrypt = rate(budget, || {
+        std::hint::black_box(share.decrypt(std::hint::black_box(&t1)));
+    });
+    let sk = loop {
+        if let Ok(k) = sm2::dsa::SigningKey::from_slice("1234567812345678", &random_bytes::<32>()) {
+            break k;
+        }
+    };
+    let msg = b"a bid file digest, 32 bytes long";
+    let rustcrypto = rate(budget, || {
+        let sig: sm2::dsa::Signature = sk.sign(std::hint::black_box(msg));
+        std::hint::black_box(sig);
+    });
+    let openssl = openssl_sm2_signs(if quick { 2 } else { 5 })?;
+
+    // dudect-style: one fixed share against fresh random shares, interleaved at random.
+    let samples = if quick { 4000 } else { 20000 };
+    let randoms: Vec<sm2_2p::ServerShare> = (0..64).map(|_| sm2_2p::server_keygen(&p1).0).collect();
+    let (mut fixed, mut random) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for i in 0..samples * 2 {
+        let class = random_bytes::<1>()[0] & 1;
+        let s = if class == 0 { &share } else { &randoms[i % randoms.len()] };
+        let t = Instant::now();
+        std::hint::black_box(s.sign(&e, &q1));
+        let ns = t.elapsed().as_nanos() as f64;
+        if class == 0 { fixed.push(ns) } else { random.push(ns) }
+    }
+    let t = welch_t(fixed, random);
+    Ok(json!({
+        "ours_ops_s": ours,
+        "ours_decrypt_ops_s": ours_decrypt,
+        "rustcrypto_ops_s": rustcrypto,
+        "openssl_sign_ops_s": openssl,
+        "ratio_vs_rustcrypto": ours / rustcrypto,
+        "ratio_vs_openssl": ours / openssl,
+        "constant_time_t": t,
+        "constant_time_ok": t.abs() < 4.5,
+    }))
+}
+
+struct Daemon {
+    child: Child,
+    api: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(bin: &Path, dir: &Path) -> Res<Daemon> {
+    let _ = std::fs::remove_dir_all(dir);
+    let out = Command::new(bin.join("mcsd")).args(["dev-init", "--dir"]).arg(dir).output().map_err(err)?;
+    if !out.status.success() {
+        return Err(format!("dev-init: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    // Room for a 10 MB PDF (base64) in one request.
+    let cfg_path = dir.join("mcsd.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).map_err(err)?;
+    let cfg = if cfg.contains("max_body_bytes") {
+        cfg.lines().map(|l| if l.trim_start().starts_with("max_body_bytes") { "max_body_bytes = 33554432".to_owned() } else { l.to_owned() }).collect::<Vec<_>>().join("\n")
+    } else {
+        cfg.replacen("[api]\n", "[api]\nmax_body_bytes = 33554432\n", 1)
+    };
+    std::fs::write(&cfg_path, cfg).map_err(err)?;
+    let mut child = Command::new(bin.join("mcsd"))
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+        .env("RUST_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("mcsd.log")).map_err(err)?)
+        .spawn()
+        .map_err(err)?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let api = loop {
+        let line = lines.next().ok_or("mcsd exited before listening")?.map_err(err)?;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Daemon { child, api })
+}
+
+fn endpoint(dir: &Path, api: &str, who: &str) -> Endpoint {
+    let pki = dir.join("pki");
+    Endpoint {
+        base_url: format!("https://{api}"),
+        ca_file: pki.join("ca.pem"),
+        cert_file: Some(pki.join(format!("{who}.pem"))),
+        key_file: Some(pki.join(format!("{who}.key"))),
+    }
+}
+
+async fn enroll_and_activate(admin: &mut mcs_client::Connection, app: &mut mcs_client::Connection, api: &str, name: &str) -> Res<Phone> {
+    let req = mcs_client::admin::EnrollmentRequest {
+        subject: mcs_client::admin::Subject { kind: "person".into(), name: name.into(), org_name: None, credit_code: None, id_number: None },
+        ca: "local".into(),
+        profile: None,
+        platforms: vec!["P-DEV-1".into()],
+        validity_days: 365,
+    };
+    let e = mcs_client::admin::create_enrollment(admin, &req).await.map_err(err)?;
+    Phone::activate(app, &format!("https://{api}"), e["enrollment_id"].as_str().unwrap_or(""), e["activation_code"].as_str().unwrap_or(""), "135790")
+        .await
+        .map_err(err)
+}
+
+async fn end_to_end(bin: &Path, dir: &Path, quick: bool) -> Res<Value> {
+    let daemon = start_daemon(bin, dir)?;
+    let mut admin = mcs_client::Connection::connect(&endpoint(dir, &daemon.api, "admin")).await.map_err(err)?;
+
+    // (c) keygen: activations (joint key, PIN verifier, CSR co-signed, certificate issued).
+    let n_keys = if quick { 12 } else { 48 };
+    let start = Instant::now();
+    let mut phones = Vec::new();
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (dir, api) = (dir.to_path_buf(), daemon.api.clone());
+        workers.push(tokio::spawn(async move {
+            let mut admin = mcs_client::Connection::connect(&endpoint(&dir, &api, "admin")).await.map_err(err)?;
+            let who = if w % 2 == 0 { "app1" } else { "app2" };
+            let mut app = mcs_client::Connection::connect(&endpoint(&dir, &api, who)).await.map_err(err)?;
+            let mut out = Vec::new();
+            for i in 0..n_keys / 4 {
+                out.push((who, enroll_and_activate(&mut admin, &mut app, &api, &format!("Bidder {w}-{i}")).await?));
+            }
+            Ok::<_, String>(out)
+        }));
+    }
+    for w in workers {
+        phones.extend(w.await.map_err(err)??);
+    }
+    let keygen_ops_s = n_keys as f64 / start.elapsed().as_secs_f64();
+
+    // (b) co-sign load; phones of app1 only (the load generator's connections are app1's).
+    let app1: Vec<Arc<Phone>> = phones.iter().filter(|(w, _)| *w == "app1").map(|(_, p)| Arc::new(Phone::unlock(p.state.clone(), "135790").expect("phone"))).collect();
+    let levels: &[usize] = if quick { &[1, 16, 64] } else { &[1, 8, 32, 64, 128] };
+    let seconds = Duration::from_secs(if quick { 3 } else { 10 });
+    let mut e2e = Vec::new();
+    for &c in levels {
+        let r = mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), &app1, c, seconds).await.map_err(err)?;
+        if r.errors > 0 {
+            return Err(format!("{} errors at concurrency {c}", r.errors));
+        }
+        e2e.push(json!({ "concurrency": c, "ops_s": r.ops_per_sec(), "p50_ms": r.quantile_ms(0.5), "p99_ms": r.quantile_ms(0.99) }));
+    }
+
+    // (d) a 10 MB PDF sealed by scan, end to end.
+    let phone = &app1[0];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(err)?.as_secs() as i64;
+    let iso = |t: i64| {
+        let out = Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%SZ"]).output().expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let seal = admin
+        .json(hyper::Method::POST, "/v1/seals", Some(&json!({
+            "kind": "official", "name": "Bench seal", "owner": {"org_name": "Bench Co"},
+            "image": {"type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(128)), "width_mm": 40, "height_mm": 40},
+            "signer_key_ids": [phone.key_id()], "valid_from": iso(now - 60), "valid_to": iso(now + 86_400),
+        })))
+        .await
+        .map_err(err)?;
+    let pdf = mcs_pdfseal::pdf::sample_document_padded(4, 10 << 20);
+    let mut gw = mcs_client::Connection::connect(&endpoint(dir, &daemon.api, "gateway")).await.map_err(err)?;
+    let mut app = mcs_client::Connection::connect(&endpoint(dir, &daemon.api, "app1")).await.map_err(err)?;
+    let start = Instant::now();
+    let data = json!({ "pdf": B64.encode(&pdf), "seal_id": seal["seal_id"], "placement": {"keyword": "Bidder seal here"} });
+    let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal the 10 MB bid", data, None, None).await.map_err(err)?;
+    let code = ScanCode::parse(created["qr"].as_str().unwrap_or("")).map_err(err)?;
+    phone.scan(&mut app, &code).await.map_err(err)?;
+    let result = mcs_client::gateway::result(&mut gw, &code.task_id, 60).await.map_err(err)?;
+    let pdf_10mb_ms = start.elapsed().as_secs_f64() * 1000.0;
+    if result["status"] != "completed" {
+        return Err(format!("10 MB sealing did not complete: {result}"));
+    }
+    drop(daemon);
+    Ok(json!({ "e2e": e2e, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms }))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| exe_dir.join("../bench/summary.json"));
+    let work = out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&work).expect("bench directory");
+
+    println!("== server half (one core){}", if quick { ", quick" } else { "" });
+    let half = match server_half(quick) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("server-half benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    println!("== end to end (daemon on SoftHSM, mTLS, durable and audited)");
+    let e2e = match rt.block_on(end_to_end(&exe_dir, &work.join("env"), quick)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("end-to-end benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let summary = json!({
+        "server_half": half,
+        "e2e": e2e["e2e"],
+        "keygen_ops_s": e2e["keygen_ops_s"],
+        "pdf_10mb_ms": e2e["pdf_10mb_ms"],
+        "quick": quick,
+    });
+    std::fs::write(&out, serde_json::to_vec_pretty(&summary).expect("json")).expect("summary.json");
+
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let h = &summary["server_half"];
+    println!();
+    println!("server half, per core              ops/s     vs ours");
+    println!("  ours: sign (k3·Q1 + k2·G …)   {:>10.0}", f(&h["ours_ops_s"]));
+    println!("  ours: decrypt (d2⁻¹·T1)       {:>10.0}", f(&h["ours_decrypt_ops_s"]));
+    println!("  RustCrypto sm2: whole sign    {:>10.0}   ours ×{:.2}", f(&h["rustcrypto_ops_s"]), f(&h["ratio_vs_rustcrypto"]));
+    println!("  openssl speed sm2: sign       {:>10.0}   ours ×{:.2}", f(&h["openssl_sign_ops_s"]), f(&h["ratio_vs_openssl"]));
+    println!("  timing, fixed vs random d2: |t| = {:.2} ({})", f(&h["constant_time_t"]).abs(), if h["constant_time_ok"] == true { "no leak detected, |t| < 4.5" } else { "LEAK SUSPECTED" });
+    println!("end-to-end co-sign           ops/s    p50 ms    p99 ms");
+    for r in summary["e2e"].as_array().into_iter().flatten() {
+        println!("  concurrency {:>4}        {:>9.0} {:>9.2} {:>9.2}", r["concurrency"], f(&r["ops_s"]), f(&r["p50_ms"]), f(&r["p99_ms"]));
+    }
+    println!("keygen (activation + certificate): {:.1} /s", f(&summary["keygen_ops_s"]));
+    println!("10 MB PDF sealed by scan, end to end: {:.0} ms", f(&summary["pdf_10mb_ms"]));
+    println!("summary: {}", out.display());
+}

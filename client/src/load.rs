@@ -1,0 +1,76 @@
+//! A load generator: many phones' worth of co-signatures over mTLS with keep-alive.
+//!
+//! Each worker holds one connection and co-signs digests in a loop (`/v1/keys/{id}/sign`,
+//! a fresh PIN proof and nonce each time, the joint signature checked), recording each
+//! operation's latency. Used by `mcs app load` and the benchmark suite.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::phone::{Phone, SignMode};
+use crate::transport::{Connection, Endpoint, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadResult {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Per-operation latency, microseconds, sorted.
+    pub latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `q`-quantile latency in milliseconds (`q` in 0..=1).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+/// Co-sign for `duration` with `concurrency` connections, each running operations back to
+/// back. `phones` are shared round-robin by the workers.
+pub async fn cosign_load(endpoint: &Endpoint, phones: &[Arc<Phone>], concurrency: usize, duration: Duration) -> Result<LoadResult> {
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        conns.push(Connection::connect(endpoint).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let phone = phones[i % phones.len()].clone();
+        workers.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let mut e = [0u8; 32];
+                e[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                e[8..16].copy_from_slice(&n.to_be_bytes());
+                n += 1;
+                let t = Instant::now();
+                match phone.sign_hash(&mut conn, &e, SignMode::Canonical).await {
+                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut out = LoadResult::default();
+    for w in workers {
+        let (lat, errors) = w.await.map_err(|e| crate::transport::Error::Protocol(format!("load worker: {e}")))?;
+        out.latencies_us.extend(lat);
+        out.errors += errors;
+    }
+    out.elapsed = start.elapsed();
+    out.ops = out.latencies_us.len() as u64;
+    out.latencies_us.sort_unstable();
+    Ok(out)
+}

@@ -66,6 +66,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
+    // Build the generator table before the first co-signature needs it.
+    tokio::task::spawn_blocking(sm2_2p::fast::warm_up);
     let store = Arc::new(Store::open(&cfg.store.path)?);
     let hsm_cfg = cfg.hsm.clone();
     let hsm = Arc::new(

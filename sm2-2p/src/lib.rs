@@ -15,6 +15,7 @@
 
 mod cipher;
 mod encoding;
+pub mod fast;
 mod pin;
 mod twoparty;
 

@@ -5,8 +5,7 @@
 //! and group operations (`mul`, `lincomb`, `invert`) and are zeroized on drop.
 
 use elliptic_curve::group::Group;
-use elliptic_curve::ops::{LinearCombination, Reduce};
-use elliptic_curve::point::AffineCoordinates;
+use elliptic_curve::ops::Reduce;
 use elliptic_curve::subtle::ConstantTimeEq;
 use sm2::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 use sm3::{Digest, Sm3};
@@ -66,8 +65,9 @@ const fn nibble(c: u8) -> u8 {
 }
 
 /// `x mod n` for a field element's big-endian bytes (the `x1` of a point).
-fn reduce_x(p: &AffinePoint) -> Scalar {
-    <Scalar as Reduce<FieldBytes>>::reduce(&p.x())
+
+fn reduce_x_bytes(x: &[u8; 32]) -> Scalar {
+    <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(*x))
 }
 
 fn digest_scalar(e: &[u8; 32]) -> Scalar {
@@ -115,9 +115,8 @@ pub fn server_keygen(p1: &AffinePoint) -> (ServerShare, AffinePoint) {
     loop {
         let d2 = random_nonzero_scalar();
         let d2_inv = invert(&d2);
-        let p = ProjectivePoint::from(*p1) * d2_inv - ProjectivePoint::generator();
-        if !bool::from(p.is_identity()) {
-            return (ServerShare { d2, d2_inv }, p.to_affine());
+        if let Some(p) = crate::fast::lincomb(&d2_inv, p1, &-Scalar::ONE) {
+            return (ServerShare { d2, d2_inv }, p);
         }
     }
 }
@@ -152,12 +151,8 @@ impl ServerShare {
         loop {
             let k2 = Zeroizing::new(random_nonzero_scalar());
             let k3 = Zeroizing::new(random_nonzero_scalar());
-            let point =
-                ProjectivePoint::lincomb(&[(ProjectivePoint::from(*q1), *k3), (ProjectivePoint::generator(), *k2)]);
-            if bool::from(point.is_identity()) {
-                continue;
-            }
-            let r = e + reduce_x(&point.to_affine());
+            let Some(x1) = crate::fast::lincomb_x(&k3, q1, &k2) else { continue };
+            let r = e + reduce_x_bytes(&x1);
             if bool::from(r.is_zero()) {
                 continue;
             }
@@ -170,14 +165,8 @@ impl ServerShare {
         let e = digest_scalar(e);
         loop {
             let k2 = Zeroizing::new(random_nonzero_scalar());
-            let point = ProjectivePoint::lincomb(&[
-                (ProjectivePoint::from(*q1), self.d2_inv),
-                (ProjectivePoint::generator(), *k2),
-            ]);
-            if bool::from(point.is_identity()) {
-                continue;
-            }
-            let r = e + reduce_x(&point.to_affine());
+            let Some(x1) = crate::fast::lincomb_x(&self.d2_inv, q1, &k2) else { continue };
+            let r = e + reduce_x_bytes(&x1);
             if bool::from(r.is_zero()) {
                 continue;
             }
@@ -187,7 +176,9 @@ impl ServerShare {
 
     /// Blinded decryption: `T2 = d2⁻¹·T1`.
     pub fn decrypt(&self, t1: &AffinePoint) -> AffinePoint {
-        (ProjectivePoint::from(*t1) * self.d2_inv).to_affine()
+        // `t1` is a valid non-identity point and `d2⁻¹ ≠ 0`, so the product is never the
+        // identity; the generic path is only a formality.
+        crate::fast::mul(&self.d2_inv, t1).unwrap_or_else(|| (ProjectivePoint::from(*t1) * self.d2_inv).to_affine())
     }
 }
 
@@ -334,7 +325,8 @@ impl DaemonKey {
         let e = digest_scalar(&e_for_message(&self.public(), msg));
         loop {
             let k = Zeroizing::new(random_nonzero_scalar());
-            let x1 = reduce_x(&ProjectivePoint::mul_by_generator(&*k).to_affine());
+            let Some(x) = crate::fast::mul_base_x(&k) else { continue };
+            let x1 = reduce_x_bytes(&x);
             let r = e + x1;
             if bool::from(r.is_zero() | (r + *k).is_zero()) {
                 continue;
@@ -405,13 +397,7 @@ pub fn verify(public: &AffinePoint, e: &[u8; 32], sig: &Signature) -> bool {
     if bool::from(t.is_zero()) {
         return false;
     }
-    let point = ProjectivePoint::lincomb_vartime(&[
-        (ProjectivePoint::generator(), sig.s),
-        (ProjectivePoint::from(*public), t),
-    ]);
-    if bool::from(point.is_identity()) {
-        return false;
-    }
-    let r = digest_scalar(e) + reduce_x(&point.to_affine());
+    let Some(x1) = crate::fast::lincomb_x(&t, public, &sig.s) else { return false };
+    let r = digest_scalar(e) + reduce_x_bytes(&x1);
     bool::from(r.ct_eq(&sig.r))
 }

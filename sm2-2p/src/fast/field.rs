@@ -1,0 +1,184 @@
+//! GF(p) for the SM2 prime `p = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 1`, Montgomery form, four
+//! 64-bit limbs (little-endian), `u128` products.
+//!
+//! The prime's form makes Montgomery reduction cheap: `p ≡ −1 (mod 2⁶⁴)`, so
+//! `−p⁻¹ mod 2⁶⁴ = 1` and each reduction step's multiplier is just the low limb.
+//! Every operation is constant-time: no branch or index depends on a value; the final
+//! conditional subtraction is a mask select.
+
+/// `p`, little-endian limbs.
+pub const P: [u64; 4] = [0xffff_ffff_ffff_ffff, 0xffff_ffff_0000_0000, 0xffff_ffff_ffff_ffff, 0xffff_fffe_ffff_ffff];
+/// `2⁵¹² mod p` (to enter Montgomery form).
+const R2: [u64; 4] = [0x0000_0002_0000_0003, 0x0000_0002_ffff_ffff, 0x0000_0001_0000_0001, 0x0000_0004_0000_0002];
+/// `2²⁵⁶ mod p` = 1 in Montgomery form.
+const R: [u64; 4] = [0x0000_0000_0000_0001, 0x0000_0000_ffff_ffff, 0x0000_0000_0000_0000, 0x0000_0001_0000_0000];
+
+#[inline(always)]
+fn adc(a: u64, b: u64, carry: u64) -> (u64, u64) {
+    let t = a as u128 + b as u128 + carry as u128;
+    (t as u64, (t >> 64) as u64)
+}
+
+#[inline(always)]
+fn sbb(a: u64, b: u64, borrow: u64) -> (u64, u64) {
+    let t = (a as u128).wrapping_sub(b as u128 + (borrow >> 63) as u128);
+    (t as u64, (t >> 64) as u64)
+}
+
+#[inline(always)]
+fn mac(a: u64, b: u64, c: u64, carry: u64) -> (u64, u64) {
+    let t = a as u128 + (b as u128) * (c as u128) + carry as u128;
+    (t as u64, (t >> 64) as u64)
+}
+
+/// An element of GF(p), in Montgomery form.
+#[derive(Clone, Copy, Debug)]
+pub struct Fe(pub(crate) [u64; 4]);
+
+impl Fe {
+    pub const ZERO: Fe = Fe([0; 4]);
+    pub const ONE: Fe = Fe(R);
+
+    /// `a − p` if that does not borrow, else `a` (with `hi` the bit above `a`).
+    #[inline(always)]
+    fn sub_p_if_ge(a: [u64; 4], hi: u64) -> [u64; 4] {
+        let (r0, b) = sbb(a[0], P[0], 0);
+        let (r1, b) = sbb(a[1], P[1], b);
+        let (r2, b) = sbb(a[2], P[2], b);
+        let (r3, b) = sbb(a[3], P[3], b);
+        let (_, b) = sbb(hi, 0, b);
+        // b is all-ones if a < p (keep a), zero otherwise (take a − p).
+        let keep = b;
+        [(a[0] & keep) | (r0 & !keep), (a[1] & keep) | (r1 & !keep), (a[2] & keep) | (r2 & !keep), (a[3] & keep) | (r3 & !keep)]
+    }
+
+    #[inline]
+    pub fn add(&self, o: &Fe) -> Fe {
+        let (r0, c) = adc(self.0[0], o.0[0], 0);
+        let (r1, c) = adc(self.0[1], o.0[1], c);
+        let (r2, c) = adc(self.0[2], o.0[2], c);
+        let (r3, c) = adc(self.0[3], o.0[3], c);
+        Fe(Self::sub_p_if_ge([r0, r1, r2, r3], c))
+    }
+
+    #[inline]
+    pub fn sub(&self, o: &Fe) -> Fe {
+        let (r0, b) = sbb(self.0[0], o.0[0], 0);
+        let (r1, b) = sbb(self.0[1], o.0[1], b);
+        let (r2, b) = sbb(self.0[2], o.0[2], b);
+        let (r3, b) = sbb(self.0[3], o.0[3], b);
+        // On borrow add p back (mask).
+        let (r0, c) = adc(r0, P[0] & b, 0);
+        let (r1, c) = adc(r1, P[1] & b, c);
+        let (r2, c) = adc(r2, P[2] & b, c);
+        let (r3, _) = adc(r3, P[3] & b, c);
+        Fe([r0, r1, r2, r3])
+    }
+
+    #[inline]
+    pub fn double(&self) -> Fe {
+        self.add(self)
+    }
+
+    /// Montgomery product `a·b·2⁻²⁵⁶ mod p` (CIOS; the reduction multiplier is `t₀`).
+    #[inline]
+    pub fn mul(&self, o: &Fe) -> Fe {
+        let (a, b) = (&self.0, &o.0);
+        let mut t = [0u64; 6];
+        for &bi in b.iter() {
+            let (t0, c) = mac(t[0], a[0], bi, 0);
+            let (t1, c) = mac(t[1], a[1], bi, c);
+            let (t2, c) = mac(t[2], a[2], bi, c);
+            let (t3, c) = mac(t[3], a[3], bi, c);
+            let (t4, c) = adc(t[4], c, 0);
+            let t5 = c;
+            let m = t0;
+            let (_, c) = mac(t0, m, P[0], 0);
+            let (u0, c) = mac(t1, m, P[1], c);
+            let (u1, c) = mac(t2, m, P[2], c);
+            let (u2, c) = mac(t3, m, P[3], c);
+            let (u3, c) = adc(t4, c, 0);
+            t = [u0, u1, u2, u3, t5 + c, 0];
+        }
+        Fe(Self::sub_p_if_ge([t[0], t[1], t[2], t[3]], t[4]))
+    }
+
+    #[inline]
+    pub fn square(&self) -> Fe {
+        self.mul(self)
+    }
+
+    fn sqn(&self, n: usize) -> Fe {
+        let mut x = *self;
+        for _ in 0..n {
+            x = x.square();
+        }
+        x
+    }
+
+    /// `a^(p−2)`: the inverse (0 for 0). The exponent is public: a fixed addition chain.
+    pub fn invert(&self) -> Fe {
+        // p − 2 = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 3, bits (high to low):
+        // 31 ones, 0, 128 ones, 32 zeros, 62 ones, 0, 1  — built from runs of ones.
+        let x1 = *self;
+        let x2 = x1.square().mul(&x1);
+        let x4 = x2.sqn(2).mul(&x2);
+        let x8 = x4.sqn(4).mul(&x4);
+        let x16 = x8.sqn(8).mul(&x8);
+        let x30 = x16.sqn(14).mul(&x8.sqn(6).mul(&x4.sqn(2).mul(&x2)));
+        let x31 = x30.square().mul(&x1);
+        let x32 = x31.square().mul(&x1);
+        let x62 = x32.sqn(30).mul(&x30);
+        let x64 = x32.sqn(32).mul(&x32);
+        let x128 = x64.sqn(64).mul(&x64);
+        // 31 ones, then a zero, then 128 ones.
+        let mut r = x31.sqn(1 + 128).mul(&x128);
+        // 32 zeros, then 62 ones.
+        r = r.sqn(32 + 62).mul(&x62);
+        // then "01".
+        r.sqn(2).mul(&x1)
+    }
+
+    pub fn is_zero(&self) -> u64 {
+        let z = self.0[0] | self.0[1] | self.0[2] | self.0[3];
+        // all-ones if zero
+        ((z | z.wrapping_neg()) >> 63).wrapping_sub(1)
+    }
+
+    /// `a` if `mask` is all-ones, else `b` — no branch.
+    #[inline(always)]
+    pub fn select(mask: u64, a: &Fe, b: &Fe) -> Fe {
+        Fe([
+            (a.0[0] & mask) | (b.0[0] & !mask),
+            (a.0[1] & mask) | (b.0[1] & !mask),
+            (a.0[2] & mask) | (b.0[2] & !mask),
+            (a.0[3] & mask) | (b.0[3] & !mask),
+        ])
+    }
+
+    /// From 32 big-endian bytes; `None` unless the value is below `p`.
+    pub fn from_bytes(b: &[u8; 32]) -> Option<Fe> {
+        let mut l = [0u64; 4];
+        for (i, chunk) in b.chunks_exact(8).enumerate() {
+            l[3 - i] = u64::from_be_bytes(chunk.try_into().ok()?);
+        }
+        let (_, bo) = sbb(l[0], P[0], 0);
+        let (_, bo) = sbb(l[1], P[1], bo);
+        let (_, bo) = sbb(l[2], P[2], bo);
+        let (_, bo) = sbb(l[3], P[3], bo);
+        if bo == 0 {
+            return None;
+        }
+        Some(Fe(l).mul(&Fe(R2)))
+    }
+
+    /// To 32 big-endian bytes (out of Montgomery form).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let l = self.mul(&Fe([1, 0, 0, 0])).0;
+        let mut out = [0u8; 32];
+        for i in 0..4 {
+            out[i * 8..i * 8 + 8].copy_from_slice(&l[3 - i].to_be_bytes());
+        }
+        out
+    }
+}

@@ -80,9 +80,44 @@ impl Fe {
         self.add(self)
     }
 
-    /// Montgomery product `a·b·2⁻²⁵⁶ mod p` (CIOS; the reduction multiplier is `t₀`).
+    /// Montgomery product `a·b·2⁻²⁵⁶ mod p`: the 512-bit product, then four reduction
+    /// steps that add `m·p` with `m` the lowest limb. With `p = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 1`,
+    /// `m·p` is shifts and additions of `m` — no multiplications in the reduction.
     #[inline]
     pub fn mul(&self, o: &Fe) -> Fe {
+        let (a, b) = (&self.0, &o.0);
+        let mut t = [0u64; 9];
+        for i in 0..4 {
+            let mut carry = 0u64;
+            for j in 0..4 {
+                let (lo, hi) = mac(t[i + j], a[i], b[j], carry);
+                t[i + j] = lo;
+                carry = hi;
+            }
+            t[i + 4] = carry;
+        }
+        for i in 0..4 {
+            let m = t[i];
+            let (lo, hi) = (m << 32, m >> 32);
+            let deltas = [m as i128 - lo as i128, -(hi as i128), -(lo as i128), m as i128 - hi as i128];
+            let mut carry: i128 = 0;
+            for (k, d) in deltas.iter().enumerate() {
+                let acc = t[i + 1 + k] as i128 + d + carry;
+                t[i + 1 + k] = acc as u64;
+                carry = acc >> 64;
+            }
+            for limb in t.iter_mut().skip(i + 5) {
+                let acc = *limb as i128 + carry;
+                *limb = acc as u64;
+                carry = acc >> 64;
+            }
+        }
+        Fe(Self::sub_p_if_ge([t[4], t[5], t[6], t[7]], t[8]))
+    }
+
+    /// The textbook CIOS Montgomery product, kept to cross-check [`Fe::mul`].
+    #[cfg(test)]
+    pub fn mul_cios(&self, o: &Fe) -> Fe {
         let (a, b) = (&self.0, &o.0);
         let mut t = [0u64; 6];
         for &bi in b.iter() {
@@ -180,5 +215,69 @@ impl Fe {
             out[i * 8..i * 8 + 8].copy_from_slice(&l[3 - i].to_be_bytes());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_fe() -> Fe {
+        loop {
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b).unwrap();
+            if let Some(f) = Fe::from_bytes(&b) {
+                return f;
+            }
+        }
+    }
+
+    #[test]
+    fn special_form_reduction_matches_cios() {
+        let p_minus_1 = {
+            let mut b = [0xffu8; 32];
+            b[3] = 0xfe;
+            b[20..24].copy_from_slice(&[0, 0, 0, 0]);
+            b[31] = 0xfe;
+            Fe::from_bytes(&b).unwrap()
+        };
+        let mut cases = vec![Fe::ZERO, Fe::ONE, p_minus_1];
+        for _ in 0..2000 {
+            cases.push(random_fe());
+        }
+        for w in cases.windows(2) {
+            assert_eq!(w[0].mul(&w[1]).to_bytes(), w[0].mul_cios(&w[1]).to_bytes());
+            assert_eq!(w[0].square().to_bytes(), w[0].mul_cios(&w[0]).to_bytes());
+        }
+        assert_eq!(p_minus_1.mul(&p_minus_1).to_bytes(), Fe::ONE.to_bytes(), "(−1)² = 1");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p sm2-2p -- --ignored --nocapture field_speed`
+    #[test]
+    #[ignore]
+    fn field_speed() {
+        let mut x = Fe::ONE.double().add(&Fe::ONE);
+        let y = x;
+        let n = 2_000_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            x = x.mul(&y);
+        }
+        println!("mul: {:.1} ns", t.elapsed().as_nanos() as f64 / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            x = x.mul_cios(&y);
+        }
+        println!("mul_cios: {:.1} ns", t.elapsed().as_nanos() as f64 / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            x = x.add(&y);
+        }
+        println!("add: {:.1} ns {:?}", t.elapsed().as_nanos() as f64 / n as f64, x.0[0]);
     }
 }

@@ -294,7 +294,8 @@ pub struct DaemonKeyRecord {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        // A bounded page cache: memory stays flat however many keys the store holds.
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(64 << 20).open()?;
         let secrets = db.open_tree("secrets")?;
         let mut referenced = BTreeSet::new();
         for entry in secrets.iter() {

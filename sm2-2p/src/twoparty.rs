@@ -226,9 +226,12 @@ impl ClientShare {
 
     /// Pick `k1`, send `Q1 = k1·G`.
     pub fn sign_start() -> (Nonce, AffinePoint) {
-        let k1 = random_nonzero_scalar();
-        let q1 = ProjectivePoint::mul_by_generator(&k1).to_affine();
-        (Nonce(k1), q1)
+        loop {
+            let k1 = random_nonzero_scalar();
+            if let Some(q1) = crate::fast::mul_base(&k1) {
+                return (Nonce(k1), q1);
+            }
+        }
     }
 
     /// `s = d1·k1·s2 + d1·s3 − r`.
@@ -246,7 +249,8 @@ impl ClientShare {
     /// Pick `w`, send `T1 = w·d1⁻¹·C1`.
     pub fn decrypt_blind(&self, c1: &AffinePoint) -> (Nonce, AffinePoint) {
         let w = random_nonzero_scalar();
-        let t1 = (ProjectivePoint::from(*c1) * (w * invert(&self.d1))).to_affine();
+        let f = w * invert(&self.d1);
+        let t1 = crate::fast::mul(&f, c1).unwrap_or_else(|| (ProjectivePoint::from(*c1) * f).to_affine());
         (Nonce(w), t1)
     }
 

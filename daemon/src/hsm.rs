@@ -174,22 +174,7 @@ impl Hsm {
             }
             let session = ctx.take();
             let created = session
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(32.into()),
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                        Attribute::Label(cfg.kek_label.as_bytes().to_vec()),
-                        Attribute::Id(1u32.to_be_bytes().to_vec()),
-                    ],
-                )
+                .generate_key(&Mechanism::AesKeyGen, &kek_template(&cfg.kek_label, 1))
                 .map_err(|e| HsmError::Setup(format!("creating the KEK: {e}")));
             ctx.give_back(session);
             created.map(|_| (1, true))
@@ -232,22 +217,7 @@ impl Hsm {
     pub fn add_kek_version(&self) -> Result<u32, HsmError> {
         self.run_named("add_kek", |ctx, session| {
             let next = ctx.find_keks(session, &ctx.kek_label)?.keys().copied().max().unwrap_or(0) + 1;
-            session.generate_key(
-                &Mechanism::AesKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                    Attribute::Label(ctx.kek_label.as_bytes().to_vec()),
-                    Attribute::Id(next.to_be_bytes().to_vec()),
-                ],
-            )?;
+            session.generate_key(&Mechanism::AesKeyGen, &kek_template(&ctx.kek_label, next))?;
             ctx.resolve_keks(session)?;
             ctx.current_kek.store(next, Ordering::Release);
             Ok(next)
@@ -478,6 +448,24 @@ impl Drop for Hsm {
             }
         }
     }
+}
+
+/// A KEK version: AES-256 on the token, private, sensitive, never extractable; the
+/// version is its CKA_ID (4 bytes, big-endian).
+fn kek_template(label: &str, version: u32) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen(32.into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(version.to_be_bytes().to_vec()),
+    ]
 }
 
 fn aad(record_id: &str, kind: SecretKind, version: u32) -> Vec<u8> {

@@ -303,7 +303,131 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool) -> Res<Value> {
     }
     let peak = rss_mb("VmHWM:");
     drop(daemon);
-    Ok(json!({ "e2e": e2e, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms, "daemon_rss_mb": rss_after_load, "daemon_peak_rss_mb": peak, "keys": n_keys }))
+
+    // Memory with a big store: the store cloned to `many` keys, the daemon restarted on it,
+    // a few co-signatures, resident memory read.
+    let many = if quick { 100_000 } else { 1_000_000 };
+    let (rss_many, load_many) = big_store(bin, dir, many, &app1).await?;
+    Ok(json!({
+        "e2e": e2e, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms,
+        "daemon_rss_mb": rss_after_load, "daemon_peak_rss_mb": peak, "keys": n_keys,
+        "big_store": { "keys": many, "daemon_rss_mb": rss_many, "cosign_ops_s": load_many },
+    }))
+}
+
+/// Clone every key of the store (offline snapshot) into `count` keys, restore, restart.
+async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) -> Res<(f64, f64)> {
+    let cfg = dir.join("mcsd.toml");
+    let image_path = dir.join("store.bak");
+    let run = |args: &[&str]| -> Res<()> {
+        let out = Command::new(bin.join("mcsd")).env("SOFTHSM2_CONF", dir.join("softhsm2.conf")).args(args).arg("--config").arg(&cfg).output().map_err(err)?;
+        if out.status.success() { Ok(()) } else { Err(format!("mcsd {args:?}: {}", String::from_utf8_lossy(&out.stderr))) }
+    };
+    run(&["backup", "--out", image_path.to_str().ok_or("path")?])?;
+    let image = std::fs::read(&image_path).map_err(err)?;
+    let grown = grow_image(&image, count)?;
+    drop(image);
+    std::fs::write(&image_path, &grown).map_err(err)?;
+    drop(grown);
+    std::fs::remove_dir_all(dir.join("db")).map_err(err)?;
+    run(&["restore", "--from", image_path.to_str().ok_or("path")?])?;
+    let _ = std::fs::remove_file(&image_path);
+    let daemon = restart(bin, dir)?;
+    let r = mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), phones, 8, Duration::from_secs(3)).await.map_err(err)?;
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))))
+        .unwrap_or(0.0)
+        / 1024.0;
+    Ok((rss, r.ops_per_sec()))
+}
+
+/// A store image (see `Store::snapshot`) with each key, its secrets references and device
+/// index entry copied until there are `count` keys.
+fn grow_image(image: &[u8], count: usize) -> Res<Vec<u8>> {
+    let body = &image[8..image.len() - 32];
+    let mut rest = body;
+    let take = |rest: &mut &[u8]| -> Res<Vec<u8>> {
+        let n = u32::from_be_bytes(rest.get(..4).ok_or("truncated")?.try_into().map_err(err)?) as usize;
+        let v = rest.get(4..4 + n).ok_or("truncated")?.to_vec();
+        *rest = &rest[4 + n..];
+        Ok(v)
+    };
+    let mut records: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut vault = Vec::new();
+    loop {
+        let (&tag, tail) = rest.split_first().ok_or("truncated")?;
+        rest = tail;
+        match tag {
+            0 => break,
+            1 => records.push((take(&mut rest)?, take(&mut rest)?, take(&mut rest)?)),
+            2 => vault = take(&mut rest)?,
+            _ => return Err("bad image".into()),
+        }
+    }
+    let keys: Vec<String> = records.iter().filter(|(t, _, _)| t == b"keys").map(|(_, k, _)| String::from_utf8_lossy(k).into_owned()).collect();
+    let mut out = b"MCSDBAK1".to_vec();
+    let put = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    let emit = |out: &mut Vec<u8>, t: &[u8], k: &[u8], v: &[u8]| {
+        out.push(1);
+        put(out, t);
+        put(out, k);
+        put(out, v);
+    };
+    for (t, k, v) in &records {
+        emit(&mut out, t, k, v);
+    }
+    let copies = count.saturating_sub(keys.len()) / keys.len().max(1);
+    for (t, k, v) in &records {
+        let ks = String::from_utf8_lossy(k).into_owned();
+        let Some(orig) = keys.iter().find(|id| ks.contains(id.as_str())) else { continue };
+        if !matches!(t.as_slice(), b"keys" | b"secrets" | b"device_keys") {
+            continue;
+        }
+        let vs = String::from_utf8_lossy(v).into_owned();
+        for c in 0..copies {
+            let clone = format!("{orig}x{c}");
+            let key = ks.replace(orig.as_str(), &clone);
+            let value = if t.as_slice() == b"keys" { vs.replacen(orig.as_str(), &clone, 1).into_bytes() } else { v.clone() };
+            emit(&mut out, t, key.as_bytes(), &value);
+        }
+    }
+    out.push(2);
+    put(&mut out, &vault);
+    out.push(0);
+    let digest = sha256(&out);
+    out.extend_from_slice(&digest);
+    Ok(out)
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+fn restart(bin: &Path, dir: &Path) -> Res<Daemon> {
+    let mut child = Command::new(bin.join("mcsd"))
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+        .env("RUST_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("mcsd2.log")).map_err(err)?)
+        .spawn()
+        .map_err(err)?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let api = loop {
+        let line = lines.next().ok_or("mcsd exited before listening")?.map_err(err)?;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Daemon { child, api })
 }
 
 fn main() {
@@ -343,6 +467,7 @@ fn main() {
         "daemon_rss_mb": e2e["daemon_rss_mb"],
         "daemon_peak_rss_mb": e2e["daemon_peak_rss_mb"],
         "keys_in_store": e2e["keys"],
+        "big_store": e2e["big_store"],
         "quick": quick,
     });
     std::fs::write(&out, serde_json::to_vec_pretty(&summary).expect("json")).expect("summary.json");
@@ -370,5 +495,7 @@ fn main() {
         summary["keys_in_store"],
         f(&summary["daemon_peak_rss_mb"])
     );
+    let b = &summary["big_store"];
+    println!("with {} keys in the store: daemon RSS {:.1} MB, co-sign {:.0} /s (concurrency 8)", b["keys"], f(&b["daemon_rss_mb"]), f(&b["cosign_ops_s"]));
     println!("summary: {}", out.display());
 }

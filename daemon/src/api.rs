@@ -78,13 +78,12 @@ impl Api {
         };
         crate::metrics::METRICS.api_requests.with_label_values(&[route.as_str(), method.as_str(), code]).inc();
         // Every state-changing request goes into the audit chain, durably, before the answer.
-        if method != Method::GET && !route.starts_with("/v1/verify/") {
-            if let Err(e) = self.audit_request(caller, &method, &route, &path, code).await {
+        if method != Method::GET && !route.starts_with("/v1/verify/")
+            && let Err(e) = self.audit_request(caller, &method, &route, &path, code).await {
                 tracing::error!(error = %e, "audit entry not written; refusing to answer success");
                 let e = ApiError::Internal;
                 return respond(StatusCode::INTERNAL_SERVER_ERROR, Some(e.body()));
             }
-        }
         let mut resp = match result {
             Ok((status, body)) => respond(status, body),
             Err(e) => {

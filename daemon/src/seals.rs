@@ -122,9 +122,7 @@ fn cert_der(key: &KeyRecord) -> Result<Vec<u8>, SealError> {
     B64.decode(&c.der_b64).map_err(internal)
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> impl Future<Output = Result<T, SealError>> {
-    async move { tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(SealError::Internal) }
-}
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, SealError> { tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(SealError::Internal) }
 
 impl SealService {
     pub fn new(store: Arc<Store>, keys: Arc<KeyService>, plugins: Arc<PluginHost>, daemon_keys: DaemonKeys, cfg: SealsConfig) -> Self {
@@ -484,11 +482,10 @@ impl SealService {
             match cms::parse(&f.contents) {
                 Err(e) => errors.push(format!("signature container: {e}")),
                 Ok(p) => {
-                    if let Some(ranges) = f.signed_ranges(pdf_bytes) {
-                        if p.algorithm.digest(&ranges) != p.message_digest {
+                    if let Some(ranges) = f.signed_ranges(pdf_bytes)
+                        && p.algorithm.digest(&ranges) != p.message_digest {
                             errors.push("document digest mismatch: the signed bytes were changed".into());
                         }
-                    }
                     if let Ok(c) = x509_cert::Certificate::from_der(&p.signer_certificate) {
                         entry["signer"] = json!(c.tbs_certificate().subject().to_string());
                     }

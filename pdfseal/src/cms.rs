@@ -164,7 +164,7 @@ pub struct Parsed {
     pub signature: Vec<u8>,
 }
 
-fn single_value<'a>(attrs: &'a Attributes, oid: ObjectIdentifier) -> Option<&'a Any> {
+fn single_value(attrs: &Attributes, oid: ObjectIdentifier) -> Option<&Any> {
     attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.iter().next())
 }
 

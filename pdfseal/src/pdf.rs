@@ -399,7 +399,7 @@ pub fn prepare(pdf: &[u8], placement: &Placement, appearance: &Appearance<'_>, s
         _ => (alloc(), Dictionary::new()),
     };
     let mut fields = match form.get(b"Fields") {
-        Ok(o) => doc.dereference(o).map_err(pdf_err)?.1.as_array().map(Clone::clone).unwrap_or_default(),
+        Ok(o) => doc.dereference(o).map_err(pdf_err)?.1.as_array().cloned().unwrap_or_default(),
         Err(_) => Vec::new(),
     };
     fields.push(Object::Reference(field_id));
@@ -419,7 +419,7 @@ pub fn prepare(pdf: &[u8], placement: &Placement, appearance: &Appearance<'_>, s
     let mut offsets: BTreeMap<u32, (u16, usize)> = BTreeMap::new();
     for (id, obj) in &objects {
         offsets.insert(id.0, (id.1, out.len()));
-        write!(out, "{} {} obj\n", id.0, id.1).map_err(pdf_err)?;
+        writeln!(out, "{} {} obj", id.0, id.1).map_err(pdf_err)?;
         Writer::write_object(&mut out, obj).map_err(pdf_err)?;
         out.extend_from_slice(b"\nendobj\n");
     }
@@ -474,13 +474,13 @@ pub fn prepare(pdf: &[u8], placement: &Placement, appearance: &Appearance<'_>, s
         trailer.set("Type", Object::Name(b"XRef".to_vec()));
         trailer.set("W", vec![1.into(), 4.into(), 2.into()]);
         trailer.set("Index", index);
-        write!(out, "{xref_id} 0 obj\n").map_err(pdf_err)?;
+        writeln!(out, "{xref_id} 0 obj").map_err(pdf_err)?;
         Writer::write_object(&mut out, &Object::Stream(Stream::new(trailer, data))).map_err(pdf_err)?;
         out.extend_from_slice(b"\nendobj\n");
     } else {
         out.extend_from_slice(b"xref\n");
         for (start, run) in runs(&offsets) {
-            write!(out, "{start} {}\n", run.len()).map_err(pdf_err)?;
+            writeln!(out, "{start} {}", run.len()).map_err(pdf_err)?;
             for (generation, off) in run {
                 write!(out, "{off:010} {generation:05} n\r\n").map_err(pdf_err)?;
             }

@@ -65,7 +65,6 @@ const fn nibble(c: u8) -> u8 {
 }
 
 /// `x mod n` for a field element's big-endian bytes (the `x1` of a point).
-
 fn reduce_x_bytes(x: &[u8; 32]) -> Scalar {
     <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(*x))
 }

@@ -129,7 +129,10 @@ impl TestRa {
     }
 }
 
-fn read_request(stream: &mut impl Read) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+/// (path, lower-cased headers, body)
+type Request = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(stream: &mut impl Read) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -247,11 +247,10 @@ impl HttpRa {
     /// The RA's request body for an operation, from our request and the mapping.
     fn ra_request(op: &Operation, ours: &Value) -> Result<Value, String> {
         let mut body = Map::new();
-        if op.request.is_empty() {
-            if let Value::Object(m) = ours {
+        if op.request.is_empty()
+            && let Value::Object(m) = ours {
                 body = m.clone();
             }
-        }
         for (theirs, our_path) in &op.request {
             if let Some(v) = get_path(ours, our_path) {
                 set_path(&mut body, theirs, v.clone())?;

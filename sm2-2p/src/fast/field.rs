@@ -250,6 +250,7 @@ impl Fe {
     }
 
     /// To 32 big-endian bytes (out of Montgomery form).
+    #[allow(clippy::wrong_self_convention)]
     pub fn to_bytes(&self) -> [u8; 32] {
         let l = self.mul(&Fe([1, 0, 0, 0])).0;
         let mut out = [0u8; 32];

@@ -197,11 +197,23 @@ impl KeyService {
     /// and stored with the key in one transaction.
     pub async fn activate(&self, req: Activation) -> Result<KeyRecord, KeyError> {
         let enrollment = self.store.enrollment(&req.enrollment_id)?.ok_or(KeyError::NotFound("enrollment"))?;
-        if enrollment.state != EnrollmentState::Pending {
+        let given = code_hash(&req.activation_code);
+        let code_ok = bool::from(given.as_bytes().ct_eq(enrollment.activation_code_sha256.as_bytes()));
+        if let EnrollmentState::Activated { key_id } = &enrollment.state {
+            // The same phone repeating its activation (the answer was lost): same code,
+            // same device, same P1, key still waiting for its certificate — answer again.
+            let p1_hex = sm2_2p::point_to_hex(&req.p1);
+            if code_ok
+                && let Some(key) = self.store.key(key_id)?
+                && key.device_id == req.device_id
+                && key.p1.as_deref() == Some(p1_hex.as_str())
+                && key.status == KeyStatus::Pending
+            {
+                return Ok(key);
+            }
             return Err(KeyError::Conflict("enrollment already activated"));
         }
-        let given = code_hash(&req.activation_code);
-        if !bool::from(given.as_bytes().ct_eq(enrollment.activation_code_sha256.as_bytes())) {
+        if !code_ok {
             return Err(KeyError::ActivationCodeWrong);
         }
         if now() >= enrollment.expires_at {
@@ -209,7 +221,7 @@ impl KeyService {
         }
         let key_id = random_id("k_")?;
         let hsm = self.hsm.clone();
-        let (id, p1, verifier) = (key_id.clone(), req.p1, req.pin_verifier);
+        let (id, p1, verifier) = (key_id.clone(), req.p1, req.pin_verifier.clone());
         let (public, share_blob, verifier_blob) = blocking(move || {
             let (share, public) = sm2_2p::server_keygen(&p1);
             let share_blob = hsm.wrap(&id, SecretKind::Share, share.to_bytes().as_slice())?;
@@ -232,6 +244,7 @@ impl KeyService {
             validity_days: enrollment.validity_days,
             revocation_reason: None,
             certificate: None,
+            p1: Some(sm2_2p::point_to_hex(&p1)),
         };
         match self.store.activate(&key, &share_blob, &verifier_blob)? {
             ActivateOutcome::Done => {}

@@ -155,6 +155,10 @@ pub struct KeyRecord {
     /// The issued certificate (base64 DER) and its chain, once the CA answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInfo>,
+    /// The phone's activation point `P1` (hex), so a repeated activation whose answer was
+    /// lost can be recognised and answered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p1: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1075,6 +1079,7 @@ mod tests {
             validity_days: 365,
             revocation_reason: None,
             certificate: None,
+            p1: None,
         }
     }
 

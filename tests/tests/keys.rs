@@ -349,3 +349,36 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_activation_whose_answer_was_lost_gets_the_same_key() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let (enrollment, code) = enroll(&mut admin, "Qian Jiu").await;
+    let (_share, p1) = sm2_2p::client_keygen();
+    let verifier = sm2_2p::pin_verifier(b"246810", b"0123456789abcdef");
+    let body = serde_json::json!({
+        "activation_code": code,
+        "p1": sm2_2p::point_to_hex(&p1),
+        "pin": { "salt": hex::encode(b"0123456789abcdef"), "verifier": hex::encode(verifier.as_slice()) },
+    });
+    let path = format!("/v1/enrollments/{enrollment}/activate");
+    let mut app = connect(&env, &daemon, "app1").await;
+    let first = app.json(Method::POST, &path, Some(&body)).await.unwrap();
+    let again = app.json(Method::POST, &path, Some(&body)).await.unwrap();
+    assert_eq!(first["key_id"], again["key_id"]);
+    assert_eq!(first["public_key"], again["public_key"]);
+    assert!(again["csr_task"]["task_id"].is_string());
+
+    // Another phone, or another P1, is refused: the code is spent.
+    let mut other = body.clone();
+    other["p1"] = serde_json::json!(sm2_2p::point_to_hex(&sm2_2p::client_keygen().1));
+    let resp = app.call(Method::POST, &path, Some(&other)).await.unwrap();
+    assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (409, Some("conflict")));
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let resp = app2.call(Method::POST, &path, Some(&body)).await.unwrap();
+    assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (409, Some("conflict")));
+    let keys = mcs_client::admin::list_keys(&mut admin, Some("Qian Jiu"), None).await.unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "one key, not two");
+}

@@ -291,9 +291,11 @@ fn demo() -> Result<()> {
     }
     println!("    {}", err.trim());
 
-    step("stopping the daemon");
+    step("stopping the daemon; the audit chain of everything above verifies");
     drop(daemon);
-    println!("\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → wrong PIN refused");
+    let audit = run_ok(Command::new(&mcsd).args(["audit", "verify", "--config"]).arg(dir.join("mcsd.toml")))?;
+    println!("    {}", audit.trim());
+    println!("\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → wrong PIN refused → audit chain intact");
     Ok(())
 }
 

@@ -178,13 +178,18 @@ fn start_daemon(bin: &Path, dir: &Path) -> Res<Daemon> {
         cfg.replacen("[api]\n", "[api]\nmax_body_bytes = 33554432\n", 1)
     };
     std::fs::write(&cfg_path, cfg).map_err(err)?;
+    spawn_daemon(bin, dir, "mcsd.log")
+}
+
+/// Run `mcsd run` on the dev environment in `dir`; wait for its API address.
+fn spawn_daemon(bin: &Path, dir: &Path, log: &str) -> Res<Daemon> {
     let mut child = Command::new(bin.join("mcsd"))
         .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
         .env("RUST_LOG", "warn")
         .args(["run", "--config"])
-        .arg(&cfg_path)
+        .arg(dir.join("mcsd.toml"))
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("mcsd.log")).map_err(err)?)
+        .stderr(std::fs::File::create(dir.join(log)).map_err(err)?)
         .spawn()
         .map_err(err)?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -332,7 +337,7 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     std::fs::remove_dir_all(dir.join("db")).map_err(err)?;
     run(&["restore", "--from", image_path.to_str().ok_or("path")?])?;
     let _ = std::fs::remove_file(&image_path);
-    let daemon = restart(bin, dir)?;
+    let daemon = spawn_daemon(bin, dir, "mcsd2.log")?;
     let r = mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), phones, 8, Duration::from_secs(3)).await.map_err(err)?;
     let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
         .ok()
@@ -408,27 +413,6 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
-fn restart(bin: &Path, dir: &Path) -> Res<Daemon> {
-    let mut child = Command::new(bin.join("mcsd"))
-        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
-        .env("RUST_LOG", "warn")
-        .args(["run", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("mcsd2.log")).map_err(err)?)
-        .spawn()
-        .map_err(err)?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let api = loop {
-        let line = lines.next().ok_or("mcsd exited before listening")?.map_err(err)?;
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Daemon { child, api })
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -147,14 +147,7 @@ impl Api {
                     return Err(ApiError::bad_request(format!("no CA adapter named `{}` is loaded", req.ca)));
                 }
                 let created = keys.create_enrollment(req).await?;
-                Ok((
-                    StatusCode::CREATED,
-                    Some(json!({
-                        "enrollment_id": created.enrollment_id,
-                        "activation_code": created.activation_code,
-                        "expires_at": rfc3339(created.expires_at),
-                    })),
-                ))
+                Ok((StatusCode::CREATED, Some(enrollment_view(&created))))
             }
             (&Method::POST, ["v1", "enrollments", id, "activate"]) => {
                 let device = device_of(caller)?;
@@ -279,15 +272,9 @@ impl Api {
                     check_subject(s)?;
                 }
                 let created = keys.create_successor(id, &req.reason, req.subject, req.validity_days).await?;
-                Ok((
-                    StatusCode::CREATED,
-                    Some(json!({
-                        "enrollment_id": created.enrollment_id,
-                        "activation_code": created.activation_code,
-                        "expires_at": rfc3339(created.expires_at),
-                        "predecessor": id,
-                    })),
-                ))
+                let mut view = enrollment_view(&created);
+                view["predecessor"] = json!(id);
+                Ok((StatusCode::CREATED, Some(view)))
             }
             (&Method::POST, ["v1", "keys", id, "platforms"]) => {
                 allow(caller, &[Role::Admin])?;
@@ -742,6 +729,15 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
         }
     }
     String::from_utf8(out).map_err(|_| ApiError::bad_request("query is not UTF-8"))
+}
+
+/// `{enrollment_id, activation_code, expires_at}`: the code is shown here, once.
+fn enrollment_view(created: &crate::keys::EnrollmentCreated) -> Value {
+    json!({
+        "enrollment_id": created.enrollment_id,
+        "activation_code": created.activation_code,
+        "expires_at": rfc3339(created.expires_at),
+    })
 }
 
 fn parse_time(s: &str, what: &str) -> Result<i64, ApiError> {

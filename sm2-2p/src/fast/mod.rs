@@ -1,6 +1,7 @@
 //! A fast SM2 group backend: Jacobian coordinates with `a = −3` formulas over the
 //! Montgomery field of [`field`], a 4-bit comb table for `G` (64 rows × 15 affine points,
-//! built once), and a fixed 4-bit window for variable points.
+//! built once), and Booth-recoded signed 5-bit windows for variable points (a table of
+//! `P…16P` made affine with one inversion, mixed additions).
 //!
 //! Constant time for secret scalars: every scalar is processed as 64 nibbles in a fixed
 //! order, table entries are read by scanning the whole row with masks, and the identity
@@ -8,10 +9,11 @@
 //! memory index depends on a secret.
 //!
 //! Why the incomplete Jacobian formulas are safe here: the group has prime order `n`
-//! (cofactor 1) and scalars are reduced below `n`. In the window loop the accumulator is
-//! `m·P` with `m` a prefix of the scalar and the addend `j·P` with `j < 16`; `m = ±j`
-//! (mod n) would need `m = 0` (handled as identity) or `m + j = n`, impossible as
-//! `m·16 + j ≤ k < n`. The comb's partial sums are below the next row's weight the same
+//! (cofactor 1) and scalars are reduced below `n`. Before each signed-window addition but
+//! the last, the accumulator is `32·m·P` with `|32·m| < n/32 + 32`, and the addend `d·P`
+//! with `|d| ≤ 16`: `32·m ≡ ±d (mod n)` only when `m = 0`, the identity, handled by
+//! selects. Only the last addition can meet `±acc` (scalars within 32 of `n`), so it takes
+//! the complete path. The comb's partial sums are below the next row's weight the same
 //! way. The one addition of two independent products (`k₃·Q₁ + k₂·G`) uses the complete
 //! path (it also doubles when the two are equal).
 
@@ -206,23 +208,82 @@ fn mul_base_jac(k: &Scalar) -> Jac {
     acc
 }
 
-fn mul_var_jac(k: &Scalar, p: &(Fe, Fe)) -> Jac {
-    let base = Jac::from_affine(&p.0, &p.1);
-    let mut table = [INF; 16];
-    table[1] = base;
-    table[2] = base.double();
-    for j in 3..16 {
-        table[j] = table[j - 1].add_ct(&base);
-    }
-    let digits = nibbles(k);
-    let mut acc = INF;
-    for &d in digits.iter().rev() {
-        acc = acc.double().double().double().double();
-        let mut e = INF;
-        for (j, t) in table.iter().enumerate() {
-            e = Jac::select(eq_mask(d as u64, j as u64), t, &e);
+/// Booth-recoded signed 5-bit windows of `k`: (|digit|, all-ones if negative) for window
+/// `i` = bits `5i−1 ..= 5i+4`; `k = Σ ±|dᵢ|·32ⁱ` with `|dᵢ| ≤ 16`.
+fn booth_w5(k: &Scalar) -> [(u64, u64); 52] {
+    use elliptic_curve::PrimeField;
+    let be = k.to_repr();
+    let bit = |j: i32| -> u64 {
+        if !(0..256).contains(&j) {
+            return 0;
         }
-        acc = acc.add_ct(&e);
+        ((be[31 - (j / 8) as usize] >> (j % 8)) & 1) as u64
+    };
+    let mut out = [(0u64, 0u64); 52];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let base = 5 * i as i32 - 1;
+        let w: u64 = (0..6).map(|t| bit(base + t) << t).sum();
+        let s = !((w >> 5).wrapping_sub(1)); // all ones if the window's top bit is set
+        let d = (1u64 << 6).wrapping_sub(w).wrapping_sub(1);
+        let d = (d & s) | (w & !s);
+        let mag = (d >> 1) + (d & 1);
+        *slot = (mag, s);
+    }
+    out
+}
+
+/// `P, 2P, …, 16P` in affine coordinates, with one inversion (Montgomery's trick).
+fn odd_and_even_multiples(p: &(Fe, Fe)) -> [(Fe, Fe); 16] {
+    let base = Jac::from_affine(&p.0, &p.1);
+    let mut jac = [base; 16];
+    jac[1] = base.double();
+    for j in 2..16 {
+        jac[j] = jac[j - 1].add_ct(&base);
+    }
+    // Multiples 1..16 of a point of prime order are never the identity: every z ≠ 0.
+    let mut prefix = [Fe::ONE; 16];
+    let mut run = Fe::ONE;
+    for (pre, pt) in prefix.iter_mut().zip(jac.iter()) {
+        *pre = run;
+        run = run.mul(&pt.z);
+    }
+    let mut inv = run.invert();
+    let mut out = [(Fe::ZERO, Fe::ZERO); 16];
+    for j in (0..16).rev() {
+        let zi = inv.mul(&prefix[j]);
+        inv = inv.mul(&jac[j].z);
+        let zi2 = zi.square();
+        out[j] = (jac[j].x.mul(&zi2), jac[j].y.mul(&zi2).mul(&zi));
+    }
+    out
+}
+
+fn mul_var_jac(k: &Scalar, p: &(Fe, Fe)) -> Jac {
+    let table = odd_and_even_multiples(p);
+    let digits = booth_w5(k);
+    let mut acc = INF;
+    for i in (0..digits.len()).rev() {
+        if i + 1 != digits.len() {
+            acc = acc.double().double().double().double().double();
+        }
+        let (mag, neg) = digits[i];
+        let (mut ex, mut ey) = table[0];
+        for (j, entry) in table.iter().enumerate().skip(1) {
+            let m = eq_mask(mag, j as u64 + 1);
+            ex = Fe::select(m, &entry.0, &ex);
+            ey = Fe::select(m, &entry.1, &ey);
+        }
+        let ey = Fe::select(neg, &Fe::ZERO.sub(&ey), &ey);
+        let zero = eq_mask(mag, 0);
+        if i == 0 {
+            // The last addition can meet ±acc (scalars within 32 of n): the complete path.
+            let e = Jac::select(zero, &INF, &Jac::from_affine(&ex, &ey));
+            acc = acc.add_complete(&e);
+        } else {
+            let sum = acc.madd_raw(&ex, &ey);
+            let candidate = Jac::select(acc.is_inf(), &Jac::from_affine(&ex, &ey), &sum);
+            acc = Jac::select(zero, &acc, &candidate);
+        }
     }
     acc
 }
@@ -269,9 +330,9 @@ mod tests {
     }
 
     fn edge_scalars() -> Vec<Scalar> {
-        let mut v: Vec<Scalar> = [1u64, 2, 3, 15, 16, 17, 255, 256, 0xffff_ffff].iter().map(|&x| Scalar::from(x)).collect();
+        let mut v: Vec<Scalar> = [1u64, 2, 3, 15, 16, 17, 31, 32, 33, 255, 256, 0xffff_ffff].iter().map(|&x| Scalar::from(x)).collect();
         let minus = |x: u64| -Scalar::from(x);
-        v.extend([minus(1), minus(2), minus(15), minus(16), minus(17)]);
+        v.extend((1..=40).map(minus));
         let mut high = [0u8; 32];
         high[0] = 0x80;
         v.push(<Scalar as Reduce<sm2::FieldBytes>>::reduce(&sm2::FieldBytes::from(high)));
@@ -294,6 +355,25 @@ mod tests {
         }
         assert!(out.len() >= 5);
         out
+    }
+
+    #[test]
+    fn booth_digits_sum_back_to_the_scalar() {
+        let mut scalars = edge_scalars();
+        for _ in 0..50 {
+            scalars.push(random_nonzero_scalar());
+        }
+        for k in scalars {
+            let mut sum = Scalar::ZERO;
+            let mut weight = Scalar::ONE;
+            for (mag, neg) in booth_w5(&k) {
+                assert!(mag <= 16);
+                let d = Scalar::from(mag) * weight;
+                sum += if neg != 0 { -d } else { d };
+                weight *= Scalar::from(32u64);
+            }
+            assert_eq!(sum, k);
+        }
     }
 
     #[test]

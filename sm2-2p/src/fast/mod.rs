@@ -1,7 +1,7 @@
 //! A fast SM2 group backend: Jacobian coordinates with `a = −3` formulas over the
 //! Montgomery field of [`field`], a 4-bit comb table for `G` (64 rows × 15 affine points,
-//! built once), and Booth-recoded signed 5-bit windows for variable points (a table of
-//! `P…16P` made affine with one inversion, mixed additions).
+//! built once), and Booth-recoded signed 5-bit windows for variable points (a Jacobian
+//! table of `P…16P`).
 //!
 //! Constant time for secret scalars: every scalar is processed as 64 nibbles in a fixed
 //! order, table entries are read by scanning the whole row with masks, and the identity
@@ -232,34 +232,14 @@ fn booth_w5(k: &Scalar) -> [(u64, u64); 52] {
     out
 }
 
-/// `P, 2P, …, 16P` in affine coordinates, with one inversion (Montgomery's trick).
-fn odd_and_even_multiples(p: &(Fe, Fe)) -> [(Fe, Fe); 16] {
-    let base = Jac::from_affine(&p.0, &p.1);
-    let mut jac = [base; 16];
-    jac[1] = base.double();
-    for j in 2..16 {
-        jac[j] = jac[j - 1].add_ct(&base);
-    }
-    // Multiples 1..16 of a point of prime order are never the identity: every z ≠ 0.
-    let mut prefix = [Fe::ONE; 16];
-    let mut run = Fe::ONE;
-    for (pre, pt) in prefix.iter_mut().zip(jac.iter()) {
-        *pre = run;
-        run = run.mul(&pt.z);
-    }
-    let mut inv = run.invert();
-    let mut out = [(Fe::ZERO, Fe::ZERO); 16];
-    for j in (0..16).rev() {
-        let zi = inv.mul(&prefix[j]);
-        inv = inv.mul(&jac[j].z);
-        let zi2 = zi.square();
-        out[j] = (jac[j].x.mul(&zi2), jac[j].y.mul(&zi2).mul(&zi));
-    }
-    out
-}
-
 fn mul_var_jac(k: &Scalar, p: &(Fe, Fe)) -> Jac {
-    let table = odd_and_even_multiples(p);
+    // P, 2P, …, 16P (Jacobian: an inversion to make them affine costs more than it saves).
+    let base = Jac::from_affine(&p.0, &p.1);
+    let mut table = [base; 16];
+    table[1] = base.double();
+    for j in 2..16 {
+        table[j] = table[j - 1].add_ct(&base);
+    }
     let digits = booth_w5(k);
     let mut acc = INF;
     for i in (0..digits.len()).rev() {
@@ -267,23 +247,18 @@ fn mul_var_jac(k: &Scalar, p: &(Fe, Fe)) -> Jac {
             acc = acc.double().double().double().double().double();
         }
         let (mag, neg) = digits[i];
-        let (mut ex, mut ey) = table[0];
+        let mut e = table[0];
         for (j, entry) in table.iter().enumerate().skip(1) {
-            let m = eq_mask(mag, j as u64 + 1);
-            ex = Fe::select(m, &entry.0, &ex);
-            ey = Fe::select(m, &entry.1, &ey);
+            e = Jac::select(eq_mask(mag, j as u64 + 1), entry, &e);
         }
-        let ey = Fe::select(neg, &Fe::ZERO.sub(&ey), &ey);
-        let zero = eq_mask(mag, 0);
-        if i == 0 {
+        e.y = Fe::select(neg, &Fe::ZERO.sub(&e.y), &e.y);
+        let e = Jac::select(eq_mask(mag, 0), &INF, &e);
+        acc = if i == 0 {
             // The last addition can meet ±acc (scalars within 32 of n): the complete path.
-            let e = Jac::select(zero, &INF, &Jac::from_affine(&ex, &ey));
-            acc = acc.add_complete(&e);
+            acc.add_complete(&e)
         } else {
-            let sum = acc.madd_raw(&ex, &ey);
-            let candidate = Jac::select(acc.is_inf(), &Jac::from_affine(&ex, &ey), &sum);
-            acc = Jac::select(zero, &acc, &candidate);
-        }
+            acc.add_ct(&e)
+        };
     }
     acc
 }

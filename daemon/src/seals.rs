@@ -93,6 +93,13 @@ pub struct SealForSigning {
     pub picture: mcs_pdfseal::image::PdfImage,
 }
 
+/// Trust anchors and revocations for one verification.
+struct Trust {
+    roots: BTreeSet<Vec<u8>>,
+    /// Certificate serial (hex) → why it is revoked.
+    revoked: std::collections::BTreeMap<String, &'static str>,
+}
+
 pub struct SealService {
     store: Arc<Store>,
     keys: Arc<KeyService>,
@@ -396,21 +403,34 @@ impl SealService {
         seal.len() + certs + self.cfg.signature_reserve
     }
 
-    /// Certificates the daemon trusts as roots: self-signed ones its CAs returned (the
-    /// maker's chain and every key's chain).
-    fn trusted_roots(&self) -> Result<BTreeSet<Vec<u8>>, SealError> {
-        let mut chains: Vec<String> = Vec::new();
+    /// What verification trusts, from one pass over the keys: the self-signed roots the
+    /// service's CAs returned (the maker's chain and every key's chain, each distinct
+    /// certificate checked once), and the certificate serials whose keys were revoked or
+    /// superseded.
+    fn trust(&self) -> Result<Trust, SealError> {
+        let mut chains: BTreeSet<String> = BTreeSet::new();
         if let Some(m) = self.store.seal_maker()? {
             chains.extend(m.chain_b64);
         }
+        let mut revoked = std::collections::BTreeMap::new();
         for k in self.store.keys_matching(|k| k.certificate.is_some())? {
-            chains.extend(k.certificate.into_iter().flat_map(|c| c.chain_b64));
+            let Some(cert) = k.certificate else { continue };
+            let reason = match k.status {
+                KeyStatus::Revoked => Some("signer certificate revoked"),
+                KeyStatus::Superseded => Some("signer certificate revoked (key superseded)"),
+                _ => None,
+            };
+            if let Some(r) = reason {
+                revoked.insert(cert.serial.clone(), r);
+            }
+            chains.extend(cert.chain_b64);
         }
-        Ok(chains
+        let roots = chains
             .into_iter()
             .filter_map(|c| B64.decode(c).ok())
             .filter(|der| mcs_pdfseal::sm2_certificate_signed_by(der, der).unwrap_or(false))
-            .collect())
+            .collect();
+        Ok(Trust { roots, revoked })
     }
 
     /// Does `cert` chain (through `pool`) to a trusted root?
@@ -433,25 +453,18 @@ impl SealService {
     }
 
     /// Revocation of a certificate this service knows: its key's state.
-    fn revocation_of(&self, cert: &[u8]) -> Result<Option<String>, SealError> {
-        let serial = match x509_cert::Certificate::from_der(cert) {
-            Ok(c) => hex::encode(c.tbs_certificate().serial_number().as_bytes()),
-            Err(_) => return Ok(None),
-        };
-        let keys = self.store.keys_matching(|k| k.certificate.as_ref().is_some_and(|c| c.serial == serial))?;
-        Ok(keys.into_iter().find_map(|k| match k.status {
-            KeyStatus::Revoked => Some("signer certificate revoked".into()),
-            KeyStatus::Superseded => Some("signer certificate revoked (key superseded)".into()),
-            _ => None,
-        }))
+    fn revocation_of(trust: &Trust, cert: &[u8]) -> Option<String> {
+        let c = x509_cert::Certificate::from_der(cert).ok()?;
+        let serial = hex::encode(c.tbs_certificate().serial_number().as_bytes());
+        trust.revoked.get(&serial).map(|r| (*r).to_owned())
     }
 
     /// `POST /v1/verify/seal`.
     pub fn verify_seal(&self, der: &[u8]) -> Result<Value, SealError> {
         let view = seal::verify(der).map_err(|e| SealError::Invalid(e.to_string()))?;
         let mut errors = view.errors.clone();
-        let roots = self.trusted_roots()?;
-        if !Self::chains_to_root(&view.maker_certificate, &[], &roots) {
+        let trust = self.trust()?;
+        if !Self::chains_to_root(&view.maker_certificate, &[], &trust.roots) {
             errors.push("the maker certificate does not chain to a trusted CA".into());
         }
         let at = now() as u64;
@@ -471,7 +484,8 @@ impl SealService {
     /// `POST /v1/verify/pdf`: every signature, checked in full.
     pub fn verify_pdf(&self, pdf_bytes: &[u8]) -> Result<Value, SealError> {
         let found = pdf::signatures(pdf_bytes).map_err(|e| SealError::Invalid(e.to_string()))?;
-        let roots = self.trusted_roots()?;
+        let trust = self.trust()?;
+        let roots = &trust.roots;
         let mut out = Vec::new();
         for f in found {
             let mut errors: Vec<String> = Vec::new();
@@ -505,10 +519,10 @@ impl SealService {
                     if let Some(t) = p.signing_time {
                         entry["signed_at"] = json!(crate::api::rfc3339(t as i64));
                     }
-                    if !Self::chains_to_root(&p.signer_certificate, &p.certificates, &roots) {
+                    if !Self::chains_to_root(&p.signer_certificate, &p.certificates, roots) {
                         errors.push("the signer certificate does not chain to a trusted CA".into());
                     }
-                    if let Some(r) = self.revocation_of(&p.signer_certificate)? {
+                    if let Some(r) = Self::revocation_of(&trust, &p.signer_certificate) {
                         errors.push(r);
                     }
                     match &p.seal {
@@ -524,7 +538,7 @@ impl SealService {
                                 if p.signing_time.is_none_or(|t| t < view.valid_from || t > view.valid_to) {
                                     errors.push("the seal was not valid at the signing time".into());
                                 }
-                                if !Self::chains_to_root(&view.maker_certificate, &p.certificates, &roots) {
+                                if !Self::chains_to_root(&view.maker_certificate, &p.certificates, roots) {
                                     errors.push("the seal maker's certificate does not chain to a trusted CA".into());
                                 }
                             }

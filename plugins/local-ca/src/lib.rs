@@ -156,14 +156,17 @@ struct Revocation {
 #[serde(deny_unknown_fields)]
 struct Config {
     state_dir: PathBuf,
-    /// The daemon-held key's name; read by `Adapter::new` to build the [`HostKey`].
+    /// The daemon-held key's name (for the [`HostKey`] `Adapter::new` builds).
     #[serde(default = "default_key")]
-    #[allow(dead_code)]
     key: String,
     #[serde(default = "default_ca_name")]
     ca_name: String,
     #[serde(default = "default_crl_days")]
     crl_days: u64,
+}
+
+fn parse_config(config: &[u8]) -> Result<Config, String> {
+    serde_json::from_slice(config).map_err(|e| format!("local-ca config: {e}"))
 }
 
 fn default_key() -> String {
@@ -407,7 +410,10 @@ impl LocalCa {
     /// Open (or create) the CA in `config.state_dir` with its key behind `key`.
     /// `config` is this adapter's JSON config (see the crate docs).
     pub fn open(key: Box<dyn CaKey>, config: &[u8]) -> Result<LocalCa, String> {
-        let cfg: Config = serde_json::from_slice(config).map_err(|e| format!("local-ca config: {e}"))?;
+        Self::with_config(key, parse_config(config)?)
+    }
+
+    fn with_config(key: Box<dyn CaKey>, cfg: Config) -> Result<LocalCa, String> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
         let root_path = cfg.state_dir.join("ca.der");
         let root_der = match std::fs::read(&root_path) {
@@ -443,13 +449,9 @@ impl LocalCa {
 
 impl Adapter for LocalCa {
     fn new(host: HostHandle, config: &[u8]) -> Result<Self, String> {
-        #[derive(Deserialize)]
-        struct KeyName {
-            #[serde(default = "default_key")]
-            key: String,
-        }
-        let name = serde_json::from_slice::<KeyName>(config).map_err(|e| format!("local-ca config: {e}"))?.key;
-        LocalCa::open(Box::new(HostKey { host, name }), config)
+        let cfg = parse_config(config)?;
+        let name = cfg.key.clone();
+        LocalCa::with_config(Box::new(HostKey { host, name }), cfg)
     }
 
     fn call(&self, op: &str, request: &[u8]) -> Result<Vec<u8>, CallError> {

@@ -36,15 +36,7 @@ pub async fn create_enrollment(conn: &mut Connection, req: &EnrollmentRequest) -
 }
 
 pub async fn list_keys(conn: &mut Connection, subject: Option<&str>, status: Option<&str>) -> Result<Value> {
-    let mut query = Vec::new();
-    if let Some(s) = subject {
-        query.push(format!("subject={}", percent_encode(s)));
-    }
-    if let Some(s) = status {
-        query.push(format!("status={}", percent_encode(s)));
-    }
-    let path = if query.is_empty() { "/v1/keys".to_owned() } else { format!("/v1/keys?{}", query.join("&")) };
-    conn.json(Method::GET, &path, None).await
+    conn.json(Method::GET, &with_query("/v1/keys", &[("subject", subject), ("status", status)]), None).await
 }
 
 pub async fn get_key(conn: &mut Connection, key_id: &str) -> Result<Value> {
@@ -86,7 +78,7 @@ pub async fn crl(conn: &mut Connection, adapter: &str) -> Result<Vec<u8>> {
 
 /// A certificate's status at its CA.
 pub async fn certificate_status(conn: &mut Connection, adapter: &str, serial: &str) -> Result<Value> {
-    conn.json(Method::GET, &format!("/v1/plugins/{}/status?serial={}", percent_encode(adapter), percent_encode(serial)), None).await
+    conn.json(Method::GET, &with_query(&format!("/v1/plugins/{}/status", percent_encode(adapter)), &[("serial", Some(serial))]), None).await
 }
 
 /// `POST /v1/seals` with an API.md seal request.
@@ -95,15 +87,7 @@ pub async fn create_seal(conn: &mut Connection, request: &Value) -> Result<Value
 }
 
 pub async fn seals(conn: &mut Connection, owner: Option<&str>, key_id: Option<&str>) -> Result<Value> {
-    let mut query = Vec::new();
-    if let Some(o) = owner {
-        query.push(format!("owner={}", percent_encode(o)));
-    }
-    if let Some(k) = key_id {
-        query.push(format!("key_id={}", percent_encode(k)));
-    }
-    let path = if query.is_empty() { "/v1/seals".to_owned() } else { format!("/v1/seals?{}", query.join("&")) };
-    conn.json(Method::GET, &path, None).await
+    conn.json(Method::GET, &with_query("/v1/seals", &[("owner", owner), ("key_id", key_id)]), None).await
 }
 
 pub async fn revoke_seal(conn: &mut Connection, seal_id: &str) -> Result<Value> {
@@ -132,6 +116,12 @@ pub async fn verify_seal(conn: &mut Connection, seal: &[u8]) -> Result<Value> {
     use base64::Engine;
     let body = json!({ "seal": base64::engine::general_purpose::STANDARD.encode(seal) });
     conn.json(Method::POST, "/v1/verify/seal", Some(&body)).await
+}
+
+/// `path?name=value&…` with the given parameters, percent-encoded; absent ones left out.
+fn with_query(path: &str, params: &[(&str, Option<&str>)]) -> String {
+    let query: Vec<String> = params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", percent_encode(v)))).collect();
+    if query.is_empty() { path.to_owned() } else { format!("{path}?{}", query.join("&")) }
 }
 
 fn percent_encode(s: &str) -> String {

@@ -281,15 +281,14 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool) -> Res<Value> {
     // (d) a 10 MB PDF sealed by scan, end to end.
     let phone = &app1[0];
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(err)?.as_secs() as i64;
-    let iso = |t: i64| {
-        let out = Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%SZ"]).output().expect("date");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let iso = |t: i64| -> Res<String> {
+        time::OffsetDateTime::from_unix_timestamp(t).map_err(err)?.format(&time::format_description::well_known::Rfc3339).map_err(err)
     };
     let seal = admin
         .json(hyper::Method::POST, "/v1/seals", Some(&json!({
             "kind": "official", "name": "Bench seal", "owner": {"org_name": "Bench Co"},
             "image": {"type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(128)), "width_mm": 40, "height_mm": 40},
-            "signer_key_ids": [phone.key_id()], "valid_from": iso(now - 60), "valid_to": iso(now + 86_400),
+            "signer_key_ids": [phone.key_id()], "valid_from": iso(now - 60)?, "valid_to": iso(now + 86_400)?,
         })))
         .await
         .map_err(err)?;

@@ -221,7 +221,7 @@ impl KeyService {
         }
         let key_id = random_id("k_")?;
         let hsm = self.hsm.clone();
-        let (id, p1, verifier) = (key_id.clone(), req.p1, req.pin_verifier.clone());
+        let (id, p1, verifier) = (key_id.clone(), req.p1, req.pin_verifier);
         let (public, share_blob, verifier_blob) = blocking(move || {
             let (share, public) = sm2_2p::server_keygen(&p1);
             let share_blob = hsm.wrap(&id, SecretKind::Share, share.to_bytes().as_slice())?;

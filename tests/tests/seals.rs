@@ -136,9 +136,11 @@ async fn seals_and_sealed_pdfs_verify_and_tampering_is_caught() {
         let contents = hex::decode(hex_contents).unwrap();
         let cms = mcs_pdfseal::cms::parse(&contents).unwrap();
         assert_eq!(cms.message_digest, h.finalize().to_vec());
-        // The signer's signature over the signed attributes verifies with the joint key.
+        // The signer's signature over the signed attributes verifies with the joint key —
+        // checked here and by OpenSSL (SM2 with SM3, explicit default ID).
         let sig = sm2_2p::Signature::from_der(&cms.signature).unwrap();
         assert!(sm2_2p::verify(phone.public_key(), &sm2_2p::e_for_message(phone.public_key(), &cms.to_be_signed), &sig));
+        assert!(openssl_verifies(dir, phone.public_key(), &cms.to_be_signed, &cms.signature));
     }
 
     // One byte changed in the third revision only: only the third signature fails.
@@ -215,6 +217,21 @@ async fn expired_revoked_and_ungranted_seals_are_refused_and_the_pdf_is_untouche
     assert_eq!((resp.status, code_of(&resp.body).as_deref()), (409, Some("conflict")), "{:?}", resp.body);
     let v = admin.json(Method::POST, "/v1/verify/pdf", Some(&json!({ "pdf": B64.encode(&sealed) }))).await.unwrap();
     assert_eq!(v["signatures"][0]["valid"], true, "phone 1's earlier seal is unaffected: {v}");
+
+    // Bad seal requests change nothing.
+    let before = admin.json(Method::GET, "/v1/seals", None).await.unwrap()["seals"].as_array().unwrap().len();
+    let mut bad_kind = seal_request("X", &[phone1.key_id()], now(), now() + 60);
+    bad_kind["kind"] = json!("bogus");
+    let mut bad_image = seal_request("X", &[phone1.key_id()], now(), now() + 60);
+    bad_image["image"]["data"] = json!(B64.encode(b"not a png"));
+    let backwards = seal_request("X", &[phone1.key_id()], now(), now() - 60);
+    for req in [bad_kind, bad_image, backwards] {
+        let resp = admin.call(Method::POST, "/v1/seals", Some(&req)).await.unwrap();
+        assert_eq!((resp.status, code_of(&resp.body).as_deref()), (400, Some("bad_request")), "{:?}", resp.body);
+    }
+    let resp = admin.call(Method::POST, "/v1/seals", Some(&seal_request("X", &["k_nobody"], now(), now() + 60))).await.unwrap();
+    assert_eq!((resp.status, code_of(&resp.body).as_deref()), (404, Some("not_found")), "{:?}", resp.body);
+    assert_eq!(admin.json(Method::GET, "/v1/seals", None).await.unwrap()["seals"].as_array().unwrap().len(), before);
 
     // Bad input: not a PDF, a page that does not exist, an unknown placement field.
     for data in [

@@ -52,8 +52,18 @@ impl Fe {
         [(a[0] & keep) | (r0 & !keep), (a[1] & keep) | (r1 & !keep), (a[2] & keep) | (r2 & !keep), (a[3] & keep) | (r3 & !keep)]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn add(&self, o: &Fe) -> Fe {
+        #[cfg(target_arch = "x86_64")]
+        return Fe(super::adx::add(&self.0, &o.0));
+        #[cfg(not(target_arch = "x86_64"))]
+        self.add_portable(o)
+    }
+
+    /// [`Fe::add`] in portable Rust.
+    #[inline]
+    #[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+    pub fn add_portable(&self, o: &Fe) -> Fe {
         let (r0, c) = adc(self.0[0], o.0[0], 0);
         let (r1, c) = adc(self.0[1], o.0[1], c);
         let (r2, c) = adc(self.0[2], o.0[2], c);
@@ -61,8 +71,18 @@ impl Fe {
         Fe(Self::sub_p_if_ge([r0, r1, r2, r3], c))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn sub(&self, o: &Fe) -> Fe {
+        #[cfg(target_arch = "x86_64")]
+        return Fe(super::adx::sub(&self.0, &o.0));
+        #[cfg(not(target_arch = "x86_64"))]
+        self.sub_portable(o)
+    }
+
+    /// [`Fe::sub`] in portable Rust.
+    #[inline]
+    #[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+    pub fn sub_portable(&self, o: &Fe) -> Fe {
         let (r0, b) = sbb(self.0[0], o.0[0], 0);
         let (r1, b) = sbb(self.0[1], o.0[1], b);
         let (r2, b) = sbb(self.0[2], o.0[2], b);
@@ -75,7 +95,18 @@ impl Fe {
         Fe([r0, r1, r2, r3])
     }
 
-    #[inline]
+    /// `a / 2`: add `p` when `a` is odd (mask), then shift the 257-bit sum right.
+    #[inline(always)]
+    pub fn half(&self) -> Fe {
+        let odd = (self.0[0] & 1).wrapping_neg();
+        let (t0, c) = adc(self.0[0], P[0] & odd, 0);
+        let (t1, c) = adc(self.0[1], P[1] & odd, c);
+        let (t2, c) = adc(self.0[2], P[2] & odd, c);
+        let (t3, c) = adc(self.0[3], P[3] & odd, c);
+        Fe([(t0 >> 1) | (t1 << 63), (t1 >> 1) | (t2 << 63), (t2 >> 1) | (t3 << 63), (t3 >> 1) | (c << 63)])
+    }
+
+    #[inline(always)]
     pub fn double(&self) -> Fe {
         self.add(self)
     }
@@ -83,8 +114,20 @@ impl Fe {
     /// Montgomery product `a·b·2⁻²⁵⁶ mod p`: the 512-bit product, then four reduction
     /// steps that add `m·p` with `m` the lowest limb. With `p = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 1`,
     /// `m·p` is shifts and additions of `m` — no multiplications in the reduction.
-    #[inline]
+    #[inline(always)]
     pub fn mul(&self, o: &Fe) -> Fe {
+        #[cfg(target_arch = "x86_64")]
+        if super::adx::available() {
+            // SAFETY: the CPU has BMI2 and ADX.
+            #[allow(unsafe_code)]
+            return Fe(unsafe { super::adx::mul(&self.0, &o.0) });
+        }
+        self.mul_portable(o)
+    }
+
+    /// [`Fe::mul`] in portable Rust.
+    #[inline]
+    pub fn mul_portable(&self, o: &Fe) -> Fe {
         let (a, b) = (&self.0, &o.0);
         let mut t = [0u64; 9];
         for i in 0..4 {
@@ -152,8 +195,20 @@ impl Fe {
     }
 
     /// `a²`: six cross products doubled plus four squares (10 multiplications, not 16).
-    #[inline]
+    #[inline(always)]
     pub fn square(&self) -> Fe {
+        #[cfg(target_arch = "x86_64")]
+        if super::adx::available() {
+            // SAFETY: the CPU has BMI2 and ADX.
+            #[allow(unsafe_code)]
+            return Fe(unsafe { super::adx::mul(&self.0, &self.0) });
+        }
+        self.square_portable()
+    }
+
+    /// [`Fe::square`] in portable Rust.
+    #[inline]
+    pub fn square_portable(&self) -> Fe {
         let a = &self.0;
         let (t1, c) = mac(0, a[0], a[1], 0);
         let (t2, c) = mac(0, a[0], a[2], c);
@@ -293,6 +348,42 @@ mod tests {
             assert_eq!(w[0].square().to_bytes(), w[0].mul_cios(&w[0]).to_bytes());
         }
         assert_eq!(p_minus_1.mul(&p_minus_1).to_bytes(), Fe::ONE.to_bytes(), "(−1)² = 1");
+    }
+
+    /// The assembly (x86-64) and portable paths agree, on edge values (0, 1, −1, values
+    /// with all-ones or all-zero limbs, raw limbs near `p`) and random ones.
+    #[test]
+    fn assembly_and_portable_paths_agree() {
+        let mut cases = vec![Fe::ZERO, Fe::ONE, Fe::ZERO.sub(&Fe::ONE), Fe([1, 0, 0, 0])];
+        cases.push(Fe([P[0] - 1, P[1], P[2], P[3]]));
+        cases.push(Fe([P[0], P[1] - 1, P[2], P[3]]));
+        cases.push(Fe([0, 0, 0, P[3]]));
+        cases.push(Fe([u64::MAX, u64::MAX, u64::MAX, 0]));
+        cases.push(Fe([0, u64::MAX, 0, P[3] - 1]));
+        for _ in 0..3000 {
+            cases.push(random_fe());
+        }
+        for a in &cases[..9] {
+            for b in &cases {
+                check_pair(a, b);
+            }
+        }
+        for w in cases.windows(2) {
+            check_pair(&w[0], &w[1]);
+        }
+    }
+
+    fn check_pair(a: &Fe, b: &Fe) {
+        assert_eq!(a.mul(b).0, a.mul_portable(b).0, "mul {a:?} {b:?}");
+        assert_eq!(a.mul(b).0, a.mul_cios(b).0, "mul vs CIOS {a:?} {b:?}");
+        assert_eq!(a.square().0, a.square_portable().0, "square {a:?}");
+        assert_eq!(a.add(b).0, a.add_portable(b).0, "add {a:?} {b:?}");
+        assert_eq!(a.sub(b).0, a.sub_portable(b).0, "sub {a:?} {b:?}");
+        assert_eq!(a.half().double().0, a.0, "half {a:?}");
+        for r in [a.mul(b), a.square(), a.add(b), a.sub(b), a.half()] {
+            let (_, borrow) = (0..4).fold((0u64, 0u64), |(_, bo), i| sbb(r.0[i], P[i], bo));
+            assert_ne!(borrow, 0, "result below p");
+        }
     }
 }
 

@@ -201,7 +201,7 @@ impl Fe {
         if super::adx::available() {
             // SAFETY: the CPU has BMI2 and ADX.
             #[allow(unsafe_code)]
-            return Fe(unsafe { super::adx::mul(&self.0, &self.0) });
+            return Fe(unsafe { super::adx::square(&self.0) });
         }
         self.square_portable()
     }

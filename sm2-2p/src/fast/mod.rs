@@ -1,21 +1,24 @@
 //! A fast SM2 group backend: Jacobian coordinates with `a = −3` formulas over the
-//! Montgomery field of [`field`], a 4-bit comb table for `G` (64 rows × 15 affine points,
-//! built once), and Booth-recoded signed 5-bit windows for variable points (a Jacobian
-//! table of `P…16P`).
+//! Montgomery field of [`field`] (x86-64 assembly for the product, square, add and
+//! subtract when the CPU has BMI2 and ADX, detected at run time; portable Rust otherwise),
+//! a signed 6-bit Booth comb for `G` (43 rows × 32 affine points, built once), and
+//! Booth-recoded signed 5-bit windows for variable points (a Jacobian table of `P…16P`).
 //!
-//! Constant time for secret scalars: every scalar is processed as 64 nibbles in a fixed
-//! order, table entries are read by scanning the whole row with masks, and the identity
-//! cases (a zero nibble, an empty accumulator) are handled by mask selects — no branch or
-//! memory index depends on a secret.
+//! Constant time for secret scalars: every scalar is processed as a fixed number of
+//! windows in a fixed order, table entries are read by scanning the whole row with masks,
+//! and the identity cases (a zero digit, an empty accumulator) are handled by mask
+//! selects — no branch or memory index depends on a secret.
 //!
 //! Why the incomplete Jacobian formulas are safe here: the group has prime order `n`
 //! (cofactor 1) and scalars are reduced below `n`. Before each signed-window addition but
 //! the last, the accumulator is `32·m·P` with `|32·m| < n/32 + 32`, and the addend `d·P`
 //! with `|d| ≤ 16`: `32·m ≡ ±d (mod n)` only when `m = 0`, the identity, handled by
 //! selects. Only the last addition can meet `±acc` (scalars within 32 of `n`), so it takes
-//! the complete path. The comb's partial sums are below the next row's weight the same
-//! way. The one addition of two independent products (`k₃·Q₁ + k₂·G`) uses the complete
-//! path (it also doubles when the two are equal).
+//! the complete path. The comb is the same: before row `i` the partial sum is below
+//! `64ⁱ/2` in absolute value and the addend is `±d·64ⁱ·G` with `1 ≤ d ≤ 32`, so they meet
+//! only in the last row (`64⁴² = 2²⁵²`, scalars near `n`), which takes the complete path.
+//! The one addition of two independent products (`k₃·Q₁ + k₂·G`) is complete too (it
+//! also doubles when the two are equal).
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -136,19 +139,6 @@ impl Jac {
     }
 }
 
-/// Scalar nibbles, least significant first.
-fn nibbles(k: &Scalar) -> [u8; 64] {
-    use elliptic_curve::PrimeField;
-    let be = k.to_repr();
-    let mut out = [0u8; 64];
-    for i in 0..32 {
-        let byte = be[31 - i];
-        out[2 * i] = byte & 0x0f;
-        out[2 * i + 1] = byte >> 4;
-    }
-    out
-}
-
 fn to_fe_pair(p: &AffinePoint) -> Option<(Fe, Fe)> {
     let sec1 = crate::point_to_sec1(p);
     if sec1[0] != 4 {
@@ -166,22 +156,32 @@ fn from_fe_pair(x: &Fe, y: &Fe) -> AffinePoint {
     crate::point_from_sec1(&sec1).expect("the fast backend produced a point on the curve")
 }
 
-/// The generator comb: row `i` holds `j·16ⁱ·G` for `j = 1..=15`, affine.
-static COMB: LazyLock<Vec<[(Fe, Fe); 15]>> = LazyLock::new(|| {
+/// Booth windows of the generator comb: 6 bits, so 43 rows.
+const COMB_W: usize = 6;
+const COMB_ROWS: usize = 43;
+const COMB_COLS: usize = 1 << (COMB_W - 1);
+
+/// The generator comb: row `i` holds `j·64ⁱ·G` for `j = 1..=32`, affine, as 8 limbs
+/// (`x` then `y`) so that a masked scan of a row is straight vector code.
+static COMB: LazyLock<Vec<[[u64; 8]; COMB_COLS]>> = LazyLock::new(|| {
     let g = to_fe_pair(&AffinePoint::GENERATOR).expect("generator");
     let mut base = Jac::from_affine(&g.0, &g.1);
-    let mut rows = Vec::with_capacity(64);
-    for _ in 0..64 {
-        let mut row = [(Fe::ZERO, Fe::ZERO); 15];
+    let mut rows = Vec::with_capacity(COMB_ROWS);
+    for _ in 0..COMB_ROWS {
+        let mut row = [[0u64; 8]; COMB_COLS];
         let mut acc = base;
         for (j, slot) in row.iter_mut().enumerate() {
             if j > 0 {
                 acc = acc.add_complete(&base);
             }
-            *slot = acc.to_affine().expect("multiples of G below n are not the identity");
+            let (x, y) = acc.to_affine().expect("multiples of G below n are not the identity");
+            slot[..4].copy_from_slice(&x.0);
+            slot[4..].copy_from_slice(&y.0);
         }
         rows.push(row);
-        base = base.double().double().double().double();
+        for _ in 0..COMB_W {
+            base = base.double();
+        }
     }
     rows
 });
@@ -192,19 +192,28 @@ pub fn mul_base(k: &Scalar) -> Option<AffinePoint> {
 }
 
 fn mul_base_jac(k: &Scalar) -> Jac {
-    let digits = nibbles(k);
+    let digits = booth::<COMB_W, COMB_ROWS>(k);
     let comb = &*COMB;
     let mut acc = INF;
     let mut acc_inf = u64::MAX;
-    for (row, &d) in comb.iter().zip(digits.iter()) {
-        let (mut ex, mut ey) = row[0];
-        for (j, entry) in row.iter().enumerate().skip(1) {
-            let m = eq_mask(d as u64, j as u64 + 1);
-            ex = Fe::select(m, &entry.0, &ex);
-            ey = Fe::select(m, &entry.1, &ey);
+    for (i, (row, &(mag, neg))) in comb.iter().zip(digits.iter()).enumerate() {
+        let mut sel = [0u64; 8];
+        for (j, entry) in row.iter().enumerate() {
+            let m = eq_mask(mag, j as u64 + 1);
+            for (s, e) in sel.iter_mut().zip(entry.iter()) {
+                *s |= e & m;
+            }
         }
-        let zero = eq_mask(d as u64, 0);
-        let sum = acc.madd_raw(&ex, &ey);
+        let ex = Fe([sel[0], sel[1], sel[2], sel[3]]);
+        let ey = Fe([sel[4], sel[5], sel[6], sel[7]]);
+        let ey = Fe::select(neg, &Fe::ZERO.sub(&ey), &ey);
+        let zero = eq_mask(mag, 0);
+        let sum = if i + 1 == COMB_ROWS {
+            // The last row can meet ±acc (scalars near n): the complete path.
+            acc.add_complete(&Jac::from_affine(&ex, &ey))
+        } else {
+            acc.madd_raw(&ex, &ey)
+        };
         let candidate = Jac::select(acc_inf, &Jac::from_affine(&ex, &ey), &sum);
         acc = Jac::select(zero, &acc, &candidate);
         acc_inf &= zero;
@@ -212,10 +221,12 @@ fn mul_base_jac(k: &Scalar) -> Jac {
     acc
 }
 
-/// Booth-recoded signed 5-bit windows of `k`: (|digit|, all-ones if negative) for window
-/// `i` = bits `5i−1 ..= 5i+4`; `k = Σ ±|dᵢ|·32ⁱ` with `|dᵢ| ≤ 16`.
-fn booth_w5(k: &Scalar) -> [(u64, u64); 52] {
+/// Booth-recoded signed `W`-bit windows of `k`: (|digit|, all-ones if negative) for
+/// window `i` = bits `W·i−1 ..= W·i+W−1`; `k = Σ ±|dᵢ|·2^(W·i)` with `|dᵢ| ≤ 2^(W−1)`.
+/// `N` windows must reach bit 256 (`W·N − 1 ≥ 256`), so the top digit is not negative.
+fn booth<const W: usize, const N: usize>(k: &Scalar) -> [(u64, u64); N] {
     use elliptic_curve::PrimeField;
+    const { assert!(W * N > 256) };
     let be = k.to_repr();
     let bit = |j: i32| -> u64 {
         if !(0..256).contains(&j) {
@@ -223,12 +234,12 @@ fn booth_w5(k: &Scalar) -> [(u64, u64); 52] {
         }
         ((be[31 - (j / 8) as usize] >> (j % 8)) & 1) as u64
     };
-    let mut out = [(0u64, 0u64); 52];
+    let mut out = [(0u64, 0u64); N];
     for (i, slot) in out.iter_mut().enumerate() {
-        let base = 5 * i as i32 - 1;
-        let w: u64 = (0..6).map(|t| bit(base + t) << t).sum();
-        let s = !((w >> 5).wrapping_sub(1)); // all ones if the window's top bit is set
-        let d = (1u64 << 6).wrapping_sub(w).wrapping_sub(1);
+        let base = (W * i) as i32 - 1;
+        let w: u64 = (0..=W as i32).map(|t| bit(base + t) << t).sum();
+        let s = !((w >> W).wrapping_sub(1)); // all ones if the window's top bit is set
+        let d = (1u64 << (W + 1)).wrapping_sub(w).wrapping_sub(1);
         let d = (d & s) | (w & !s);
         let mag = (d >> 1) + (d & 1);
         *slot = (mag, s);
@@ -240,11 +251,11 @@ fn mul_var_jac(k: &Scalar, p: &(Fe, Fe)) -> Jac {
     // P, 2P, …, 16P (Jacobian: an inversion to make them affine costs more than it saves).
     let base = Jac::from_affine(&p.0, &p.1);
     let mut table = [base; 16];
-    table[1] = base.double();
-    for j in 2..16 {
-        table[j] = table[j - 1].add_ct(&base);
+    for j in 1..16 {
+        // (j+1)·P: a doubling for the even multiples (cheaper than an addition).
+        table[j] = if j % 2 == 1 { table[j / 2].double() } else { table[j - 1].add_ct(&base) };
     }
-    let digits = booth_w5(k);
+    let digits = booth::<5, 52>(k);
     let mut acc = INF;
     for i in (0..digits.len()).rev() {
         if i + 1 != digits.len() {
@@ -343,16 +354,22 @@ mod tests {
             scalars.push(random_nonzero_scalar());
         }
         for k in scalars {
-            let mut sum = Scalar::ZERO;
-            let mut weight = Scalar::ONE;
-            for (mag, neg) in booth_w5(&k) {
-                assert!(mag <= 16);
-                let d = Scalar::from(mag) * weight;
-                sum += if neg != 0 { -d } else { d };
-                weight *= Scalar::from(32u64);
-            }
-            assert_eq!(sum, k);
+            resum(&booth::<5, 52>(&k), 5, &k);
+            resum(&booth::<COMB_W, COMB_ROWS>(&k), COMB_W, &k);
         }
+    }
+
+    fn resum(digits: &[(u64, u64)], w: usize, k: &Scalar) {
+        let mut sum = Scalar::ZERO;
+        let mut weight = Scalar::ONE;
+        for &(mag, neg) in digits {
+            assert!(mag <= 1 << (w - 1));
+            let d = Scalar::from(mag) * weight;
+            sum += if neg != 0 { -d } else { d };
+            weight *= Scalar::from(1u64 << w);
+        }
+        assert_eq!(&sum, k, "{w}-bit Booth digits");
+        assert_eq!(digits.last().unwrap().1, 0, "the top digit is not negative");
     }
 
     #[test]

@@ -245,6 +245,9 @@ impl KeyService {
             revocation_reason: None,
             certificate: None,
             p1: Some(sm2_2p::point_to_hex(&p1)),
+            // Set by the store to the vault slots it writes.
+            share_ref: None,
+            verifier_ref: None,
         };
         match self.store.activate(&key, &share_blob, &verifier_blob)? {
             ActivateOutcome::Done => {}
@@ -455,12 +458,12 @@ impl KeyService {
         }
         let blob = self
             .store
-            .secret(key_id, SecretKind::PinVerifier)?
+            .key_secret(&key, SecretKind::PinVerifier)?
             .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
         let share_blob = if want_share {
             Some(
                 self.store
-                    .secret(key_id, SecretKind::Share)?
+                    .key_secret(&key, SecretKind::Share)?
                     .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
             )
         } else {

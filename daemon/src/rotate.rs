@@ -2,13 +2,14 @@
 //!
 //! [`rotate`] creates version `n+1` only when no record is left under an older version
 //! (so a second call after an interruption resumes instead of starting over), then walks
-//! the `secrets` records: unwrap under the record's own version, wrap under the current
+//! every wrapped secret (`Store::secret_entries`: task and daemon-key blobs, and the key
+//! records' share and verifier): unwrap under the record's own version, wrap under the current
 //! one, and swap the stored value only if it did not change meanwhile (a record revoked or
 //! rewritten concurrently is left to its writer). Old versions keep working for unwrapping
 //! throughout, so the service never stops. `batch` limits how many records one call
 //! re-wraps (throttling, or doing it in steps).
 
-use crate::hsm::{Hsm, SecretKind};
+use crate::hsm::Hsm;
 use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +19,6 @@ pub struct Report {
     pub rewrapped: u64,
     /// Records still under an older version (0 when the rotation is complete).
     pub remaining: u64,
-}
-
-fn parse_key(key: &[u8]) -> Option<(String, SecretKind)> {
-    let at = key.iter().rposition(|&b| b == b'/')?;
-    Some((String::from_utf8(key[..at].to_vec()).ok()?, SecretKind::from_label(&key[at + 1..])?))
 }
 
 /// Records (store key, value) whose blob is under a version older than `current`.
@@ -53,7 +49,7 @@ pub fn rotate(store: &Store, hsm: &Hsm, batch: Option<u64>, mut progress: impl F
     let limit = batch.unwrap_or(u64::MAX);
     let (mut done, mut slots) = (0u64, Vec::new());
     for (key, value) in todo.iter().take(limit.min(total) as usize) {
-        let (id, kind) = parse_key(key).ok_or_else(|| format!("unexpected secrets key {}", String::from_utf8_lossy(key)))?;
+        let (id, kind) = crate::store::parse_secret_key(key).ok_or_else(|| format!("unexpected secrets key {}", String::from_utf8_lossy(key)))?;
         let blob = store.blob_of(value).map_err(|e| e.to_string())?;
         let fresh = hsm.rewrap(&id, kind, &blob).map_err(|e| format!("{id}: {e}"))?;
         let (_, old_slot) = store.replace_secret(key, value, &fresh).map_err(|e| e.to_string())?;
@@ -69,12 +65,12 @@ pub fn rotate(store: &Store, hsm: &Hsm, batch: Option<u64>, mut progress: impl F
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::hsm::SecretKind;
 
     #[test]
     fn secrets_keys_name_record_and_kind() {
-        assert_eq!(parse_key(b"k_12/share"), Some(("k_12".into(), SecretKind::Share)));
-        assert_eq!(parse_key(b"daemon:audit/daemon-key"), Some(("daemon:audit".into(), SecretKind::DaemonKey)));
-        assert_eq!(parse_key(b"k_12/unknown"), None);
+        assert_eq!(crate::store::parse_secret_key(b"k_12/share"), Some(("k_12".into(), SecretKind::Share)));
+        assert_eq!(crate::store::parse_secret_key(b"daemon:audit/daemon-key"), Some(("daemon:audit".into(), SecretKind::DaemonKey)));
+        assert_eq!(crate::store::parse_secret_key(b"k_12/unknown"), None);
     }
 }

@@ -172,6 +172,12 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     audit.record(daemon_event("daemon stopped", Value::Null)).await?;
     audit.checkpoint().await;
     store.flush().await?;
+    // Record the vault layout so the next start need not check every slot.
+    let closing = store.clone();
+    match tokio::task::spawn_blocking(move || closing.close()).await {
+        Ok(closed) => closed?,
+        Err(e) => tracing::warn!(error = %e, "clean close did not run; the next start checks the vault"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

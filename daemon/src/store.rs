@@ -2,12 +2,17 @@
 //!
 //! Trees:
 //! - `enrollments`: enrollment id → [`EnrollmentRecord`]
-//! - `keys`: key id → [`KeyRecord`] (public data and security state: status, PIN counter)
-//! - `secrets`: `<key id>/<kind>` → for a share or PIN verifier, a [`SlotRef`] into the
-//!   [`Vault`] (`<store>/secrets.vault`), where the HSM-made AES-GCM blob lives and is
-//!   overwritten with zeros on revocation; for task inputs/results and daemon keys, the
-//!   blob itself. Never plaintext; kept apart from `keys` so shredding is one delete.
+//! - `keys`: key id → [`KeyRecord`] (public data and security state: status, PIN
+//!   counter), and where its share and PIN verifier are: [`SlotRef`]s into the [`Vault`]
+//!   (`<store>/secrets.vault`), where the HSM-made AES-GCM blobs live and are overwritten
+//!   with zeros on revocation. In the record rather than one entry per secret: sled's
+//!   memory grows with its entry count (about 40 bytes each at open), so a key costs two
+//!   entries (record, device index), not four.
+//! - `secrets`: `<owner>/<kind>` → task inputs/results and daemon keys, the wrapped blob
+//!   itself. Never plaintext. (Stores written before keys held their references kept them
+//!   here as `<key id>/share` and `<key id>/pin-verifier`; opening moves them.)
 //! - `device_keys`: `<device id>/<key id>` → empty (index for a phone's key list)
+//! - `meta`: small facts, among them `clean-close` (see [`Store::close`]).
 //!
 //! Every record is versioned from day one: one format byte, then JSON. A reader that sees
 //! an unknown version refuses the record rather than guessing.
@@ -159,6 +164,59 @@ pub struct KeyRecord {
     /// lost can be recognised and answered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p1: Option<String>,
+    /// The stored value (hex) that locates the wrapped share: a vault [`SlotRef`]. Not
+    /// part of any API view. `None` once revoked (the slot is shredded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_ref: Option<String>,
+    /// Same for the wrapped PIN verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_ref: Option<String>,
+}
+
+impl KeyRecord {
+    fn secret_ref(&mut self, kind: SecretKind) -> Option<&mut Option<String>> {
+        match kind {
+            SecretKind::Share => Some(&mut self.share_ref),
+            SecretKind::PinVerifier => Some(&mut self.verifier_ref),
+            _ => None,
+        }
+    }
+
+    /// The stored value for a key-owned secret (a vault reference), if any.
+    fn stored_secret(&self, kind: SecretKind) -> Result<Option<Vec<u8>>, StoreError> {
+        let field = match kind {
+            SecretKind::Share => &self.share_ref,
+            SecretKind::PinVerifier => &self.verifier_ref,
+            _ => return Ok(None),
+        };
+        field
+            .as_deref()
+            .map(hex::decode)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt { key: self.id.clone(), reason: format!("secret reference: {e}") })
+    }
+}
+
+/// Secrets that belong to a key and live in its record.
+fn key_owned(kind: SecretKind) -> bool {
+    matches!(kind, SecretKind::Share | SecretKind::PinVerifier)
+}
+
+/// `<owner>/<kind label>` → (owner, kind).
+pub fn parse_secret_key(key: &[u8]) -> Option<(String, SecretKind)> {
+    let at = key.iter().rposition(|&b| b == b'/')?;
+    Some((String::from_utf8(key[..at].to_vec()).ok()?, SecretKind::from_label(&key[at + 1..])?))
+}
+
+/// `meta` key of the clean-close record.
+const CLEAN_CLOSE: &[u8] = b"clean-close";
+
+/// What a clean close leaves for the next start: the vault's slot count and free slots,
+/// so that start need not read every key record to find unreferenced slots.
+#[derive(Debug, Serialize, Deserialize)]
+struct CleanClose {
+    vault_slots: u64,
+    free: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +280,8 @@ pub struct Store {
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
     vault: Vault,
+    /// A clean-close record is on disk; the next writer removes it first.
+    closed: std::sync::Mutex<bool>,
 }
 
 /// Group-commit bookkeeping for [`Store::flush`].
@@ -296,34 +356,116 @@ pub struct DaemonKeyRecord {
     pub created_at: i64,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "store: clean close failed; the next start checks the vault");
+        }
+    }
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         // A bounded page cache: memory stays flat however many keys the store holds.
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(64 << 20).open()?;
-        let secrets = db.open_tree("secrets")?;
-        let mut referenced = BTreeSet::new();
-        for entry in secrets.iter() {
-            let (_, v) = entry?;
-            referenced.extend(slot_of(Some(&v)));
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(32 << 20).open()?;
+        let (secrets, keys, meta) = (db.open_tree("secrets")?, db.open_tree("keys")?, db.open_tree("meta")?);
+        let vault_path = path.join("secrets.vault");
+        let known = match meta.get(CLEAN_CLOSE)? {
+            Some(v) => {
+                let rec: CleanClose = decode(CLEAN_CLOSE, &v)?;
+                Vault::open_known(&vault_path, rec.vault_slots, &rec.free)?
+            }
+            None => None,
+        };
+        let vault = match known {
+            Some(vault) => vault,
+            None => {
+                // No clean close (a crash, or a store from before the record existed):
+                // move any old-layout references into their key records, then check every
+                // vault slot against the references sled holds.
+                Self::move_references_into_key_records(&secrets, &keys)?;
+                let mut referenced = BTreeSet::new();
+                for entry in secrets.iter() {
+                    let (_, v) = entry?;
+                    referenced.extend(slot_of(Some(&v)));
+                }
+                for entry in keys.iter() {
+                    let (k, v) = entry?;
+                    let rec: KeyRecord = decode(&k, &v)?;
+                    for kind in [SecretKind::Share, SecretKind::PinVerifier] {
+                        referenced.extend(slot_of(rec.stored_secret(kind)?.as_deref()));
+                    }
+                }
+                Vault::open(&vault_path, &referenced)?
+            }
+        };
+        if meta.remove(CLEAN_CLOSE)?.is_some() {
+            db.flush()?;
         }
-        let vault = Vault::open(&path.join("secrets.vault"), &referenced)?;
         Ok(Store {
             vault,
             seals: db.open_tree("seals")?,
-            meta: db.open_tree("meta")?,
+            meta,
             gate: std::sync::RwLock::new(()),
             group: GroupCommit::default(),
             audit: db.open_tree("audit")?,
             audit_checkpoints: db.open_tree("audit_checkpoints")?,
             enrollments: db.open_tree("enrollments")?,
-            keys: db.open_tree("keys")?,
+            keys,
             secrets,
             device_keys: db.open_tree("device_keys")?,
             tasks: db.open_tree("tasks")?,
             outbox: db.open_tree("outbox")?,
             daemon_keys: db.open_tree("daemon_keys")?,
+            closed: std::sync::Mutex::new(false),
             db,
         })
+    }
+
+    /// Old layout → new: `secrets` entries `<key id>/share` and `<key id>/pin-verifier`
+    /// move into the key's record (one transaction per key).
+    fn move_references_into_key_records(secrets: &sled::Tree, keys: &sled::Tree) -> Result<(), StoreError> {
+        let mut moved = 0u64;
+        for entry in secrets.iter() {
+            let (k, v) = entry?;
+            let Some((id, kind)) = parse_secret_key(&k).filter(|(_, kind)| key_owned(*kind)) else { continue };
+            let result = (secrets, keys).transaction(|(secrets, keys)| {
+                if let Some(raw) = keys.get(id.as_bytes())? {
+                    let mut rec: KeyRecord =
+                        decode(id.as_bytes(), &raw).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                    if let Some(field) = rec.secret_ref(kind) {
+                        *field = Some(hex::encode(&v));
+                    }
+                    keys.insert(id.as_bytes(), encode(&rec))?;
+                }
+                secrets.remove(&k)?;
+                Ok(())
+            });
+            match result {
+                Ok(()) => moved += 1,
+                Err(TransactionError::Abort(reason)) => return Err(StoreError::Corrupt { key: id, reason }),
+                Err(TransactionError::Storage(e)) => return Err(e.into()),
+            }
+        }
+        if moved > 0 {
+            secrets.flush()?;
+            tracing::info!(moved, "store: key secret references moved into the key records");
+        }
+        Ok(())
+    }
+
+    /// Close cleanly: make everything durable and record the vault layout, so the next
+    /// start skips the slot check. Writers that come later remove the record first.
+    /// Also done on drop.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let _all = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.db.flush()?;
+        if let Some((vault_slots, free)) = self.vault.layout() {
+            self.meta.insert(CLEAN_CLOSE, encode(&CleanClose { vault_slots, free }))?;
+            self.db.flush()?;
+            *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        }
+        Ok(())
     }
 
     /// Make every write so far durable (fsync), with group commit: callers that arrive
@@ -402,7 +544,18 @@ impl Store {
     }
 
     fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|p| p.into_inner())
+        let guard = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            // Written after a clean close: the record no longer vouches for the vault.
+            let reopened = self.meta.remove(CLEAN_CLOSE).map_err(StoreError::from).and_then(|_| self.flush_blocking());
+            if let Err(e) = reopened {
+                tracing::error!(error = %e, "store: could not withdraw the clean-close record");
+                self.vault.mark_suspect();
+            }
+            *closed = false;
+        }
+        guard
     }
 
     /// A consistent image of the whole store — every tree and the vault — taken while
@@ -420,6 +573,9 @@ impl Store {
             let tree = self.db.open_tree(&name)?;
             for entry in tree.iter() {
                 let (k, v) = entry?;
+                if name == "meta" && k == CLEAN_CLOSE {
+                    continue;
+                }
                 out.push(1);
                 put(&mut out, &name);
                 put(&mut out, &k);
@@ -482,8 +638,21 @@ impl Store {
     }
 
     /// Every `secrets` entry: (store key, stored value) — blobs or vault references.
+    /// Every wrapped secret: (store key `<owner>/<kind>`, stored value) — blobs or vault
+    /// references; key-owned ones come from the key records.
     pub fn secret_entries(&self) -> Result<Vec<(Vec<u8>, sled::IVec)>, StoreError> {
-        self.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect()
+        let mut out: Vec<(Vec<u8>, sled::IVec)> =
+            self.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect::<Result<_, _>>()?;
+        for entry in self.keys.iter() {
+            let (k, v) = entry?;
+            let rec: KeyRecord = decode(&k, &v)?;
+            for kind in [SecretKind::Share, SecretKind::PinVerifier] {
+                if let Some(value) = rec.stored_secret(kind)? {
+                    out.push((secret_key(&rec.id, kind), value.into()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The blob a stored `secrets` value stands for.
@@ -496,10 +665,15 @@ impl Store {
     /// [`Store::shred_after_flush`].
     pub fn replace_secret(&self, key: &[u8], old: &sled::IVec, new_blob: &[u8]) -> Result<(bool, Option<u64>), StoreError> {
         let _writing = self.writing();
+        let owner = parse_secret_key(key).filter(|(_, kind)| key_owned(*kind));
         match SlotRef::decode(old) {
             Some(old_ref) => {
                 let fresh = self.vault.put(new_blob)?;
-                let swapped = self.secrets.compare_and_swap(key, Some(old), Some(&fresh.encode()[..]))?.is_ok();
+                let fresh_value = fresh.encode();
+                let swapped = match &owner {
+                    Some((id, kind)) => self.swap_key_secret(id, *kind, old, &fresh_value)?,
+                    None => self.secrets.compare_and_swap(key, Some(old), Some(&fresh_value[..]))?.is_ok(),
+                };
                 if swapped {
                     Ok((true, Some(old_ref.slot)))
                 } else {
@@ -507,7 +681,27 @@ impl Store {
                     Ok((false, None))
                 }
             }
-            None => Ok((self.secrets.compare_and_swap(key, Some(old), Some(new_blob))?.is_ok(), None)),
+            None => match &owner {
+                Some((id, kind)) => Ok((self.swap_key_secret(id, *kind, old, new_blob)?, None)),
+                None => Ok((self.secrets.compare_and_swap(key, Some(old), Some(new_blob))?.is_ok(), None)),
+            },
+        }
+    }
+
+    /// Compare-and-swap of a key-owned secret's stored value inside the key record.
+    fn swap_key_secret(&self, id: &str, kind: SecretKind, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        loop {
+            let Some(raw) = self.keys.get(id.as_bytes())? else { return Ok(false) };
+            let mut rec: KeyRecord = decode(id.as_bytes(), &raw)?;
+            if rec.stored_secret(kind)?.as_deref() != Some(old) {
+                return Ok(false);
+            }
+            if let Some(field) = rec.secret_ref(kind) {
+                *field = Some(hex::encode(new));
+            }
+            if self.keys.compare_and_swap(id.as_bytes(), Some(&raw), Some(encode(&rec)))?.is_ok() {
+                return Ok(true);
+            }
         }
     }
 
@@ -538,7 +732,6 @@ impl Store {
         verifier_blob: &[u8],
     ) -> Result<ActivateOutcome, StoreError> {
         let _writing = self.writing();
-        let key_bytes = encode(key);
         let index = format!("{}/{}", key.device_id, key.id).into_bytes();
         // Blobs first (synced), then the transaction that references them.
         let share_ref = self.vault.put(share_blob)?;
@@ -549,9 +742,12 @@ impl Store {
                 return Err(e.into());
             }
         };
-        let (share_ref_bytes, verifier_ref_bytes) = (share_ref.encode(), verifier_ref.encode());
-        let result = (&self.enrollments, &self.keys, &self.secrets, &self.device_keys).transaction(
-            |(enr, keys, secrets, device_keys)| {
+        let mut key = key.clone();
+        key.share_ref = Some(hex::encode(share_ref.encode()));
+        key.verifier_ref = Some(hex::encode(verifier_ref.encode()));
+        let key_bytes = encode(&key);
+        let result = (&self.enrollments, &self.keys, &self.device_keys).transaction(
+            |(enr, keys, device_keys)| {
                 let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
                     return Err(ConflictableTransactionError::Abort(ActivateOutcome::NoSuchEnrollment));
                 };
@@ -563,8 +759,6 @@ impl Store {
                 rec.state = EnrollmentState::Activated { key_id: key.id.clone() };
                 enr.insert(key.enrollment_id.as_bytes(), encode(&rec))?;
                 keys.insert(key.id.as_bytes(), key_bytes.clone())?;
-                secrets.insert(secret_key(&key.id, SecretKind::Share), &share_ref_bytes[..])?;
-                secrets.insert(secret_key(&key.id, SecretKind::PinVerifier), &verifier_ref_bytes[..])?;
                 device_keys.insert(index.clone(), &[][..])?;
                 Ok(())
             },
@@ -576,8 +770,11 @@ impl Store {
                 Ok(outcome)
             }
             // Not shredded: the transaction may have reached the disk; if it did not, the
-            // slots are unreferenced and the next start zeroes them.
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+            // slots are unreferenced and the next start (a full check) zeroes them.
+            Err(TransactionError::Storage(e)) => {
+                self.vault.mark_suspect();
+                Err(e.into())
+            }
         }
     }
 
@@ -637,7 +834,18 @@ impl Store {
     }
 
     pub fn secret(&self, key_id: &str, kind: SecretKind) -> Result<Option<sled::IVec>, StoreError> {
+        if key_owned(kind) {
+            return match self.key(key_id)? {
+                Some(rec) => self.key_secret(&rec, kind),
+                None => Ok(None),
+            };
+        }
         self.resolve(self.secrets.get(secret_key(key_id, kind))?)
+    }
+
+    /// A key-owned secret (share, PIN verifier) located through an already-read record.
+    pub fn key_secret(&self, rec: &KeyRecord, kind: SecretKind) -> Result<Option<sled::IVec>, StoreError> {
+        self.resolve(rec.stored_secret(kind)?.map(sled::IVec::from))
     }
 
     /// A `secrets` value as the blob: read through the vault if it is a reference.
@@ -657,16 +865,17 @@ impl Store {
     pub fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
         let _writing = self.writing();
         let new_ref = self.vault.put(verifier_blob)?;
-        let new_ref_bytes = new_ref.encode();
-        let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
+        let new_ref_hex = hex::encode(new_ref.encode());
+        let result = self.keys.transaction(|keys| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
                 return Err(ConflictableTransactionError::Abort(()));
             };
             let mut rec: KeyRecord =
                 decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let old = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| ConflictableTransactionError::Abort(()))?;
             rec.pin = PinState::default();
+            rec.verifier_ref = Some(new_ref_hex.clone());
             keys.insert(key_id.as_bytes(), encode(&rec))?;
-            let old = secrets.insert(secret_key(key_id, SecretKind::PinVerifier), &new_ref_bytes[..])?;
             Ok(slot_of(old.as_deref()))
         });
         match result {
@@ -679,7 +888,10 @@ impl Store {
                 self.vault.shred(&[new_ref.slot])?;
                 Ok(false)
             }
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Storage(e)) => {
+                self.vault.mark_suspect();
+                Err(e.into())
+            }
         }
     }
 
@@ -688,17 +900,19 @@ impl Store {
     /// gone from the disk. Blocking (syncs).
     pub fn revoke(&self, key_id: &str, reason: &str) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
-        let result = (&self.keys, &self.secrets).transaction(|(keys, secrets)| {
+        let result = self.keys.transaction(|keys| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
                 return Err(ConflictableTransactionError::Abort(()));
             };
             let mut rec: KeyRecord =
                 decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let share = rec.stored_secret(SecretKind::Share).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| ConflictableTransactionError::Abort(()))?;
             rec.status = KeyStatus::Revoked;
             rec.revocation_reason = Some(reason.to_owned());
+            rec.share_ref = None;
+            rec.verifier_ref = None;
             keys.insert(key_id.as_bytes(), encode(&rec))?;
-            let share = secrets.remove(secret_key(key_id, SecretKind::Share))?;
-            let verifier = secrets.remove(secret_key(key_id, SecretKind::PinVerifier))?;
             Ok((rec, [slot_of(share.as_deref()), slot_of(verifier.as_deref())]))
         });
         match result {
@@ -1080,6 +1294,8 @@ mod tests {
             revocation_reason: None,
             certificate: None,
             p1: None,
+            share_ref: None,
+            verifier_ref: None,
         }
     }
 
@@ -1169,7 +1385,7 @@ mod tests {
         }
         let fsyncs = store.fsync_count();
         eprintln!("fsyncs: {fsyncs}");
-        assert!(fsyncs >= 1 && fsyncs < 64, "64 concurrent flushes took {fsyncs} fsyncs");
+        assert!((1..64).contains(&fsyncs), "64 concurrent flushes took {fsyncs} fsyncs");
         drop(store);
         let again = Store::open(dir.path()).unwrap();
         for i in 0..64 {
@@ -1198,6 +1414,80 @@ mod tests {
         store.revoke("k1", "key_compromise").unwrap().unwrap();
         assert!(!files_contain(dir.path(), share), "revocation leaves no copy of the share");
         assert!(!files_contain(dir.path(), b"second-verifier-xyz"));
+    }
+
+    fn raw_meta_has_clean_close(dir: &std::path::Path) -> bool {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        db.open_tree("meta").unwrap().get(CLEAN_CLOSE).unwrap().is_some()
+    }
+
+    /// A clean close records the vault layout and the next start uses it (no slot check);
+    /// that start withdraws the record, and so does a write after an explicit close.
+    #[test]
+    fn clean_close_lets_the_next_start_skip_the_vault_check() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_enrollment(&enrollment("e1")).unwrap();
+            store.put_enrollment(&enrollment("e2")).unwrap();
+            store.activate(&key("k1", "e1"), b"share-one-0123456789", b"verifier-one-0123").unwrap();
+            store.activate(&key("k2", "e2"), b"share-two-0123456789", b"verifier-two-0123").unwrap();
+            store.revoke("k1", "superseded").unwrap().unwrap();
+            store.close().unwrap();
+            // A write after the close withdraws the record before it happens.
+            store.put_enrollment(&enrollment("e3")).unwrap();
+            assert!(!*store.closed.lock().unwrap());
+            assert!(store.meta.get(CLEAN_CLOSE).unwrap().is_none());
+        } // dropped: closes again
+        assert!(raw_meta_has_clean_close(dir.path()));
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.meta.get(CLEAN_CLOSE).unwrap().is_none(), "a running store has no clean-close record");
+        let (count, free) = store.vault.layout().unwrap();
+        assert_eq!((count, free.len()), (4, 2), "k1's two slots are free, k2's are not");
+        assert_eq!(store.secret("k2", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-two-0123456789");
+        // Freed slots are reused, not the live ones.
+        store.put_enrollment(&enrollment("e4")).unwrap();
+        store.activate(&key("k4", "e4"), b"share-four-012345678", b"verifier-four-012").unwrap();
+        assert_eq!(store.vault.layout().unwrap().0, 4);
+        assert_eq!(store.secret("k2", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"verifier-two-0123");
+        assert_eq!(store.secret("k4", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-four-012345678");
+    }
+
+    /// A store written with the old layout (references in `secrets`) and left without a
+    /// clean close (a crash): opening moves the references into the key records and zeroes
+    /// a slot nothing references.
+    #[test]
+    fn old_layout_is_moved_and_a_crash_leaves_no_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let vault = Vault::open(&dir.path().join("secrets.vault"), &BTreeSet::new()).unwrap();
+            let share = vault.put(b"old-layout-share-0123").unwrap();
+            let verifier = vault.put(b"old-layout-verifier").unwrap();
+            vault.put(b"orphaned-by-a-crash-42").unwrap();
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            db.open_tree("keys").unwrap().insert("k1", encode(&key("k1", "e1"))).unwrap();
+            let secrets = db.open_tree("secrets").unwrap();
+            secrets.insert(secret_key("k1", SecretKind::Share), &share.encode()[..]).unwrap();
+            secrets.insert(secret_key("k1", SecretKind::PinVerifier), &verifier.encode()[..]).unwrap();
+            secrets.insert(secret_key("t1", SecretKind::TaskInput), &b"task-blob"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), b"old-layout-share-0123");
+        assert_eq!(store.secret("k1", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"old-layout-verifier");
+        let left: Vec<Vec<u8>> = store.secrets.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert_eq!(left, vec![b"t1/task-input".to_vec()], "only non-key secrets stay in the tree");
+        assert!(store.key("k1").unwrap().unwrap().share_ref.is_some());
+        let vault_bytes = std::fs::read(dir.path().join("secrets.vault")).unwrap();
+        assert!(!vault_bytes.windows(8).any(|w| w == b"orphaned"), "the unreferenced slot is zeroed");
+        // Rotation sees the key's secrets through the record.
+        let entries: Vec<Vec<u8>> = store.secret_entries().unwrap().into_iter().map(|(k, _)| k).collect();
+        assert!(entries.contains(&b"k1/share".to_vec()) && entries.contains(&b"k1/pin-verifier".to_vec()));
+        let (k, v) = store.secret_entries().unwrap().into_iter().find(|(k, _)| k == b"k1/share").unwrap();
+        let (swapped, old_slot) = store.replace_secret(&k, &v, b"rewrapped-share-xyz").unwrap();
+        assert!(swapped && old_slot.is_some());
+        assert!(!store.replace_secret(&k, &v, b"stale").unwrap().0, "a stale value does not swap");
+        assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), b"rewrapped-share-xyz");
     }
 
     fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {

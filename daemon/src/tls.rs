@@ -246,7 +246,7 @@ mod tests {
         let phones = ca("phones");
         let a = anchors(vec![(&phones, vec![Role::App])], &[]);
         let cert = leaf(&phones, "phone", &[]);
-        let caller = a.identify(&[cert.clone()]).unwrap();
+        let caller = a.identify(std::slice::from_ref(&cert)).unwrap();
         let parsed = Certificate::from_der(&cert).unwrap();
         let spki = parsed.tbs_certificate().subject_public_key_info().to_der().unwrap();
         assert_eq!(caller, Caller::App { device_id: hex::encode(Sha256::digest(&spki)) });

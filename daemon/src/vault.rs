@@ -13,7 +13,9 @@
 //! before the sled transaction that references it commits, and a slot is zeroed only
 //! after the sled transaction that dropped its reference is durable. So a crash can leave
 //! only unreferenced non-empty slots; [`Vault::open`] zeroes those (given the references
-//! sled holds) before anything else runs.
+//! sled holds) before anything else runs. A clean close records the slot count and free
+//! list (see `Store::close`), so the next start can skip that check
+//! ([`Vault::open_known`]) — unless a failure marked the vault suspect.
 //!
 //! Limits: in-place overwrite destroys the bytes on ext4/xfs (no data journaling by
 //! default); copy-on-write filesystems (btrfs, ZFS) and SSD wear levelling can keep old
@@ -79,6 +81,9 @@ struct Slots {
 pub struct Vault {
     file: File,
     slots: Mutex<Slots>,
+    /// Set when a failure may have left a written slot without a reference; a clean close
+    /// then does not vouch for the file, and the next start checks every slot.
+    suspect: std::sync::atomic::AtomicBool,
 }
 
 impl Vault {
@@ -110,7 +115,34 @@ impl Vault {
             file.sync_all()?;
             tracing::warn!(zeroed, "vault: destroyed secrets left unreferenced by an interrupted operation");
         }
-        Ok(Vault { file, slots: Mutex::new(Slots { free, count }) })
+        Ok(Vault { file, slots: Mutex::new(Slots { free, count }), suspect: Default::default() })
+    }
+
+    /// Open with the layout a clean close recorded ([`Vault::layout`]) instead of checking
+    /// every slot: `None` if the file does not have that many slots (then use
+    /// [`Vault::open`]).
+    pub fn open_known(path: &Path, count: u64, free: &[u64]) -> Result<Option<Vault>, VaultError> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        if file.metadata()?.len() != count * SLOT as u64 || free.iter().any(|&f| f >= count) {
+            return Ok(None);
+        }
+        let slots = Slots { free: free.iter().copied().collect(), count };
+        Ok(Some(Vault { file, slots: Mutex::new(slots), suspect: Default::default() }))
+    }
+
+    /// Slot count and free slots, for the next [`Vault::open_known`]; `None` if a failure
+    /// may have left an unreferenced slot (the next start must check them all).
+    pub fn layout(&self) -> Option<(u64, Vec<u64>)> {
+        if self.suspect.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Some((s.count, s.free.iter().copied().collect()))
+    }
+
+    /// Record that a written slot may have been left without a reference.
+    pub fn mark_suspect(&self) {
+        self.suspect.store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn allocate(&self) -> u64 {
@@ -139,8 +171,9 @@ impl Vault {
         let slot = self.allocate();
         let written = self.file.write_all_at(&buf, slot * SLOT as u64).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            // Best effort: the slot is unreferenced, so startup would zero it anyway.
+            // Best effort: the slot is unreferenced, so a full start-up check zeroes it.
             let _ = self.file.write_all_at(&[0u8; SLOT], slot * SLOT as u64);
+            self.mark_suspect();
             self.release(slot);
             return Err(e.into());
         }

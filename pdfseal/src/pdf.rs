@@ -576,23 +576,6 @@ pub fn signatures(pdf: &[u8]) -> Result<Vec<Found>, Error> {
     Ok(found)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_pdf_dates_in_utc() {
-        assert_eq!(pdf_date(0), "D:19700101000000Z");
-        assert_eq!(pdf_date(1_795_392_000), "D:20261123000000Z");
-    }
-
-    #[test]
-    fn xref_runs_group_contiguous_numbers() {
-        let offsets = BTreeMap::from([(3, (0, 10)), (4, (0, 20)), (9, (1, 30))]);
-        assert_eq!(runs(&offsets), vec![(3, vec![(0, 10), (0, 20)]), (9, vec![(1, 30)])]);
-    }
-}
-
 /// A plain multi-page A4 document with a line of text per page and the words
 /// "Bidder seal here" on the last page: a bid file for demos and tests. `xref_stream`
 /// chooses a cross-reference stream instead of a table.
@@ -661,4 +644,21 @@ fn sample(pages: u32, xref_stream: bool, padding: usize) -> Vec<u8> {
         doc.save_to(&mut out).expect("in-memory PDF");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_pdf_dates_in_utc() {
+        assert_eq!(pdf_date(0), "D:19700101000000Z");
+        assert_eq!(pdf_date(1_795_392_000), "D:20261123000000Z");
+    }
+
+    #[test]
+    fn xref_runs_group_contiguous_numbers() {
+        let offsets = BTreeMap::from([(3, (0, 10)), (4, (0, 20)), (9, (1, 30))]);
+        assert_eq!(runs(&offsets), vec![(3, vec![(0, 10), (0, 20)]), (9, vec![(1, 30)])]);
+    }
 }

@@ -299,7 +299,7 @@ async fn database_files_never_hold_a_share_in_clear_and_revocation_erases_the_wr
         ("d2", share[..32].to_vec()),
         ("d2 inverse", share[32..].to_vec()),
         ("PIN verifier", phone.verifier().to_vec()),
-        ("d2 hex", share_hex[..64].as_bytes().to_vec()),
+        ("d2 hex", share_hex.as_bytes()[..64].to_vec()),
         ("verifier hex", hex::encode(phone.verifier()).into_bytes()),
     ];
     let mut files = 0;

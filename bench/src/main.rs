@@ -228,7 +228,7 @@ async fn enroll_and_activate(admin: &mut mcs_client::Connection, app: &mut mcs_c
         .map_err(err)
 }
 
-async fn end_to_end(bin: &Path, dir: &Path, quick: bool) -> Res<Value> {
+async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>) -> Res<Value> {
     let daemon = start_daemon(bin, dir)?;
     let mut admin = mcs_client::Connection::connect(&endpoint(dir, &daemon.api, "admin")).await.map_err(err)?;
 
@@ -310,7 +310,7 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool) -> Res<Value> {
 
     // Memory with a big store: the store cloned to `many` keys, the daemon restarted on it,
     // a few co-signatures, resident memory read.
-    let many = if quick { 100_000 } else { 1_000_000 };
+    let many = big_keys.unwrap_or(if quick { 100_000 } else { 1_000_000 });
     let (rss_many, load_many) = big_store(bin, dir, many, &app1).await?;
     Ok(json!({
         "e2e": e2e, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms,
@@ -418,6 +418,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| exe_dir.join("../bench/summary.json"));
+    let big_keys = args.iter().position(|a| a == "--keys").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok());
     let work = out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&work).expect("bench directory");
 
@@ -435,7 +436,7 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     println!("== end to end (daemon on SoftHSM, mTLS, durable and audited)");
-    let e2e = match rt.block_on(end_to_end(&exe_dir, &work.join("env"), quick)) {
+    let e2e = match rt.block_on(end_to_end(&exe_dir, &work.join("env"), quick, big_keys)) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("end-to-end benchmark failed: {e}");

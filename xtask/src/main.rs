@@ -6,7 +6,7 @@
 //!   runs a phone through enroll → activate → sign → decrypt with the `mcs` client, checks
 //!   the signature with OpenSSL and the plaintext against the original, and stops the daemon.
 //! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end).
-//! - `bench [--quick]` builds in release mode and runs `mcs-bench`: figures next to
+//! - `bench [--quick] [--keys N]` builds in release mode and runs `mcs-bench`: figures next to
 //!   references measured in the same run, `target/bench/summary.json`.
 
 use std::io::{BufRead, BufReader};
@@ -20,9 +20,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
-        Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick]");
+            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick] [--keys N]");
             return ExitCode::from(2);
         }
     };
@@ -95,15 +95,13 @@ fn cargo(args: &[&str]) -> Result<()> {
     if status.success() { Ok(()) } else { Err(format!("cargo {} failed: {status}", args.join(" "))) }
 }
 
-fn bench(quick: bool) -> Result<()> {
+/// `args`: `--quick`, `--keys N` (store size for the memory figure), passed to mcs-bench.
+fn bench(args: &[String]) -> Result<()> {
     ensure_system_deps()?;
     cargo(&["build", "--release", "-j2", "-p", "mcsd", "-p", "mcs-local-ca", "-p", "mcs-bench"])?;
     let out = root().join("target/bench/summary.json");
     let mut cmd = Command::new(root().join("target/release/mcs-bench"));
-    cmd.arg("--out").arg(&out);
-    if quick {
-        cmd.arg("--quick");
-    }
+    cmd.arg("--out").arg(&out).args(args);
     let status = cmd.status().map_err(|e| format!("mcs-bench: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("mcs-bench failed: {status}")) }
 }

@@ -16,9 +16,17 @@ static P: [u64; 4] = super::field::P;
 
 static AVAILABLE: LazyLock<bool> = LazyLock::new(|| std::is_x86_feature_detected!("bmi2") && std::is_x86_feature_detected!("adx"));
 
+/// Tests set it to run the point arithmetic on the portable product and square.
+#[cfg(test)]
+pub static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether this CPU has `mulx`, `adcx` and `adox`.
 #[inline(always)]
 pub fn available() -> bool {
+    #[cfg(test)]
+    if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     *AVAILABLE
 }
 

@@ -372,6 +372,24 @@ mod tests {
         assert_eq!(digits.last().unwrap().1, 0, "the top digit is not negative");
     }
 
+    /// The portable product and square (what CPUs without BMI2/ADX run) give the same
+    /// points as RustCrypto.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn portable_field_path_matches_rustcrypto() {
+        use std::sync::atomic::Ordering;
+        adx::FORCE_PORTABLE.store(true, Ordering::Relaxed);
+        let g = AffinePoint::GENERATOR;
+        let p = small_x_points()[0];
+        let mut scalars = edge_scalars();
+        scalars.push(random_nonzero_scalar());
+        for k in &scalars {
+            assert_eq!(mul_base(k), Some(rustcrypto_mul(k, &g)), "k·G");
+            assert_eq!(mul(k, &p), Some(rustcrypto_mul(k, &p)), "k·P");
+        }
+        adx::FORCE_PORTABLE.store(false, Ordering::Relaxed);
+    }
+
     #[test]
     fn field_inverse_and_bytes_round_trip() {
         let mut b = [0u8; 32];

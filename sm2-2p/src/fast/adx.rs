@@ -192,89 +192,86 @@ pub unsafe fn mul(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
     [r0, r1, r2, r3]
 }
 
+/// A modular step on `a` (in `t0..t3`) with the 32 bytes at `b`: the template computes the
+/// raw result in `t`, a candidate in `u` and selects with `cmov`; `c` is a spare register.
+macro_rules! modular_step {
+    ($a:expr, $b:expr, $($line:literal),+ $(,)?) => {{
+        let [mut t0, mut t1, mut t2, mut t3] = *$a;
+        // SAFETY: reads 32 bytes at `b` and the constant `P`; baseline instructions only.
+        unsafe {
+            std::arch::asm!(
+                $($line),+,
+                b = in(reg) $b.as_ptr(),
+                p = sym P,
+                t0 = inout(reg) t0,
+                t1 = inout(reg) t1,
+                t2 = inout(reg) t2,
+                t3 = inout(reg) t3,
+                u0 = out(reg) _,
+                u1 = out(reg) _,
+                u2 = out(reg) _,
+                u3 = out(reg) _,
+                c = out(reg) _,
+                options(pure, readonly, nostack),
+            );
+        }
+        [t0, t1, t2, t3]
+    }};
+}
+
 /// `a + b mod p` for `a, b < p` (baseline x86-64: `adc`, `sbb`, `cmov`).
 #[inline(always)]
 pub fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
-    let [mut t0, mut t1, mut t2, mut t3] = *a;
-    // SAFETY: reads 32 bytes at `b` and the constant `P`; baseline instructions only.
-    unsafe {
-        std::arch::asm!(
-            "xor {top:e}, {top:e}",
-            "add {t0}, qword ptr [{b}]",
-            "adc {t1}, qword ptr [{b} + 8]",
-            "adc {t2}, qword ptr [{b} + 16]",
-            "adc {t3}, qword ptr [{b} + 24]",
-            "adc {top}, 0",
-            "mov {u0}, {t0}",
-            "mov {u1}, {t1}",
-            "mov {u2}, {t2}",
-            "mov {u3}, {t3}",
-            "sub {u0}, qword ptr [rip + {p}]",
-            "sbb {u1}, qword ptr [rip + {p} + 8]",
-            "sbb {u2}, qword ptr [rip + {p} + 16]",
-            "sbb {u3}, qword ptr [rip + {p} + 24]",
-            "sbb {top}, 0",
-            "cmovnc {t0}, {u0}",
-            "cmovnc {t1}, {u1}",
-            "cmovnc {t2}, {u2}",
-            "cmovnc {t3}, {u3}",
-            b = in(reg) b.as_ptr(),
-            p = sym P,
-            t0 = inout(reg) t0,
-            t1 = inout(reg) t1,
-            t2 = inout(reg) t2,
-            t3 = inout(reg) t3,
-            u0 = out(reg) _,
-            u1 = out(reg) _,
-            u2 = out(reg) _,
-            u3 = out(reg) _,
-            top = out(reg) _,
-            options(pure, readonly, nostack),
-        );
-    }
-    [t0, t1, t2, t3]
+    modular_step!(
+        a,
+        b,
+        "xor {c:e}, {c:e}",
+        "add {t0}, qword ptr [{b}]",
+        "adc {t1}, qword ptr [{b} + 8]",
+        "adc {t2}, qword ptr [{b} + 16]",
+        "adc {t3}, qword ptr [{b} + 24]",
+        "adc {c}, 0",
+        "mov {u0}, {t0}",
+        "mov {u1}, {t1}",
+        "mov {u2}, {t2}",
+        "mov {u3}, {t3}",
+        "sub {u0}, qword ptr [rip + {p}]",
+        "sbb {u1}, qword ptr [rip + {p} + 8]",
+        "sbb {u2}, qword ptr [rip + {p} + 16]",
+        "sbb {u3}, qword ptr [rip + {p} + 24]",
+        "sbb {c}, 0",
+        "cmovnc {t0}, {u0}",
+        "cmovnc {t1}, {u1}",
+        "cmovnc {t2}, {u2}",
+        "cmovnc {t3}, {u3}",
+    )
 }
 
 /// `a − b mod p` for `a, b < p`.
 #[inline(always)]
 pub fn sub(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
-    let [mut t0, mut t1, mut t2, mut t3] = *a;
-    // SAFETY: reads 32 bytes at `b` and the constant `P`; baseline instructions only.
-    unsafe {
-        std::arch::asm!(
-            "sub {t0}, qword ptr [{b}]",
-            "sbb {t1}, qword ptr [{b} + 8]",
-            "sbb {t2}, qword ptr [{b} + 16]",
-            "sbb {t3}, qword ptr [{b} + 24]",
-            "sbb {borrow}, {borrow}",
-            "mov {u0}, {t0}",
-            "mov {u1}, {t1}",
-            "mov {u2}, {t2}",
-            "mov {u3}, {t3}",
-            "add {u0}, qword ptr [rip + {p}]",
-            "adc {u1}, qword ptr [rip + {p} + 8]",
-            "adc {u2}, qword ptr [rip + {p} + 16]",
-            "adc {u3}, qword ptr [rip + {p} + 24]",
-            "test {borrow}, {borrow}",
-            "cmovnz {t0}, {u0}",
-            "cmovnz {t1}, {u1}",
-            "cmovnz {t2}, {u2}",
-            "cmovnz {t3}, {u3}",
-            b = in(reg) b.as_ptr(),
-            p = sym P,
-            t0 = inout(reg) t0,
-            t1 = inout(reg) t1,
-            t2 = inout(reg) t2,
-            t3 = inout(reg) t3,
-            u0 = out(reg) _,
-            u1 = out(reg) _,
-            u2 = out(reg) _,
-            u3 = out(reg) _,
-            borrow = out(reg) _,
-            options(pure, readonly, nostack),
-        );
-    }
-    [t0, t1, t2, t3]
+    modular_step!(
+        a,
+        b,
+        "sub {t0}, qword ptr [{b}]",
+        "sbb {t1}, qword ptr [{b} + 8]",
+        "sbb {t2}, qword ptr [{b} + 16]",
+        "sbb {t3}, qword ptr [{b} + 24]",
+        "sbb {c}, {c}",
+        "mov {u0}, {t0}",
+        "mov {u1}, {t1}",
+        "mov {u2}, {t2}",
+        "mov {u3}, {t3}",
+        "add {u0}, qword ptr [rip + {p}]",
+        "adc {u1}, qword ptr [rip + {p} + 8]",
+        "adc {u2}, qword ptr [rip + {p} + 16]",
+        "adc {u3}, qword ptr [rip + {p} + 24]",
+        "test {c}, {c}",
+        "cmovnz {t0}, {u0}",
+        "cmovnz {t1}, {u1}",
+        "cmovnz {t2}, {u2}",
+        "cmovnz {t3}, {u3}",
+    )
 }
 
 /// `a²·2⁻²⁵⁶ mod p` for `a < p`: the six cross products once, doubled, plus the four

@@ -311,16 +311,17 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     // Memory with a big store: the store cloned to `many` keys, the daemon restarted on it,
     // a few co-signatures, resident memory read.
     let many = big_keys.unwrap_or(if quick { 100_000 } else { 1_000_000 });
-    let (rss_many, load_many) = big_store(bin, dir, many, &app1).await?;
+    let (rss_many, load_many, reads_many) = big_store(bin, dir, many, &app1).await?;
     Ok(json!({
         "e2e": e2e, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms,
         "daemon_rss_mb": rss_after_load, "daemon_peak_rss_mb": peak, "keys": n_keys,
-        "big_store": { "keys": many, "daemon_rss_mb": rss_many, "cosign_ops_s": load_many },
+        "big_store": { "keys": many, "daemon_rss_mb": rss_many, "cosign_ops_s": load_many, "clone_reads": reads_many },
     }))
 }
 
-/// Clone every key of the store (offline snapshot) into `count` keys, restore, restart.
-async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) -> Res<(f64, f64)> {
+/// Clone every key of the store (offline snapshot) into `count` keys, restore, restart,
+/// co-sign with the real keys while reading random clones.
+async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) -> Res<(f64, f64, u64)> {
     let cfg = dir.join("mcsd.toml");
     let image_path = dir.join("store.bak");
     let run = |args: &[&str]| -> Res<()> {
@@ -329,7 +330,7 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     };
     run(&["backup", "--out", image_path.to_str().ok_or("path")?])?;
     let image = std::fs::read(&image_path).map_err(err)?;
-    let grown = grow_image(&image, count)?;
+    let (grown, copies) = grow_image(&image, count)?;
     drop(image);
     std::fs::write(&image_path, &grown).map_err(err)?;
     drop(grown);
@@ -337,18 +338,50 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     run(&["restore", "--from", image_path.to_str().ok_or("path")?])?;
     let _ = std::fs::remove_file(&image_path);
     let daemon = spawn_daemon(bin, dir, "mcsd2.log")?;
-    let r = mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), phones, 8, Duration::from_secs(3)).await.map_err(err)?;
+    // Co-sign with the real keys while two more connections read the records of random
+    // clones (`<id>x<c>`; their wrapped secrets are bound to the original id, so they
+    // cannot co-sign): the store's pages really move, as with a million users.
+    let ep = endpoint(dir, &daemon.api, "app1");
+    let ids: Vec<String> = phones.iter().map(|p| p.state.key_id.clone()).collect();
+    let readers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let (ep, ids) = (ep.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut conn = mcs_client::Connection::connect(&ep).await.map_err(err)?;
+                let (mut pick, mut reads) = (0x2545_f491_4f6c_dd1du64 ^ w, 0u64);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    pick ^= pick << 13;
+                    pick ^= pick >> 7;
+                    pick ^= pick << 17;
+                    let id = &ids[(pick % ids.len() as u64) as usize];
+                    let path = format!("/v1/keys/{id}x{}", (pick >> 20) % copies.max(1) as u64);
+                    conn.json(hyper::Method::GET, &path, None).await.map_err(|e| format!("{path}: {e}"))?;
+                    reads += 1;
+                }
+                Ok::<u64, String>(reads)
+            })
+        })
+        .collect();
+    let r = mcs_client::load::cosign_load(&ep, phones, 8, Duration::from_secs(5)).await.map_err(err)?;
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.map_err(err)??;
+    }
+    if r.errors > 0 {
+        return Err(format!("{} co-signs failed on the big store, first: {}", r.errors, r.first_error.unwrap_or_default()));
+    }
     let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))))
         .unwrap_or(0.0)
         / 1024.0;
-    Ok((rss, r.ops_per_sec()))
+    Ok((rss, r.ops_per_sec(), reads))
 }
 
 /// A store image (see `Store::snapshot`) with each key, its secrets references and device
-/// index entry copied until there are `count` keys.
-fn grow_image(image: &[u8], count: usize) -> Res<Vec<u8>> {
+/// index entry copied until there are `count` keys. Also returns the copies per key.
+fn grow_image(image: &[u8], count: usize) -> Res<(Vec<u8>, usize)> {
     let body = &image[8..image.len() - 32];
     let mut rest = body;
     let take = |rest: &mut &[u8]| -> Res<Vec<u8>> {
@@ -404,7 +437,7 @@ fn grow_image(image: &[u8], count: usize) -> Res<Vec<u8>> {
     out.push(0);
     let digest = sha256(&out);
     out.extend_from_slice(&digest);
-    Ok(out)
+    Ok((out, copies))
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
@@ -480,6 +513,12 @@ fn main() {
         f(&summary["daemon_peak_rss_mb"])
     );
     let b = &summary["big_store"];
-    println!("with {} keys in the store: daemon RSS {:.1} MB, co-sign {:.0} /s (concurrency 8)", b["keys"], f(&b["daemon_rss_mb"]), f(&b["cosign_ops_s"]));
+    println!(
+        "with {} keys in the store: daemon RSS {:.1} MB, co-sign {:.0} /s (concurrency 8) while {} random keys were read",
+        b["keys"],
+        f(&b["daemon_rss_mb"]),
+        f(&b["cosign_ops_s"]),
+        b["clone_reads"]
+    );
     println!("summary: {}", out.display());
 }

@@ -14,6 +14,8 @@ use crate::transport::{Connection, Endpoint, Result};
 pub struct LoadResult {
     pub ops: u64,
     pub errors: u64,
+    /// The first error, if any (what went wrong, for the report).
+    pub first_error: Option<String>,
     pub elapsed: Duration,
     /// Per-operation latency, microseconds, sorted.
     pub latencies_us: Vec<u64>,
@@ -35,7 +37,8 @@ impl LoadResult {
 }
 
 /// Co-sign for `duration` with `concurrency` connections, each running operations back to
-/// back. `phones` are shared round-robin by the workers.
+/// back. Each operation takes the next phone (key) round-robin across all workers, so a
+/// long list spreads the load over that many keys.
 pub async fn cosign_load(endpoint: &Endpoint, phones: &[Arc<Phone>], concurrency: usize, duration: Duration) -> Result<LoadResult> {
     let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
@@ -45,29 +48,36 @@ pub async fn cosign_load(endpoint: &Endpoint, phones: &[Arc<Phone>], concurrency
     let deadline = start + duration;
     let mut workers = Vec::with_capacity(concurrency);
     for (i, mut conn) in conns.into_iter().enumerate() {
-        let phone = phones[i % phones.len()].clone();
+        let phones: Vec<Arc<Phone>> = phones.to_vec();
         workers.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            let (mut lat, mut errors, mut first) = (Vec::new(), 0u64, None);
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let mut e = [0u8; 32];
                 e[..8].copy_from_slice(&(i as u64).to_be_bytes());
                 e[8..16].copy_from_slice(&n.to_be_bytes());
+                let phone = &phones[(i + n as usize * concurrency) % phones.len()];
                 n += 1;
                 let t = Instant::now();
                 match phone.sign_hash(&mut conn, &e, SignMode::Canonical).await {
                     Ok(_) => lat.push(t.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        first.get_or_insert_with(|| e.to_string());
+                    }
                 }
             }
-            (lat, errors)
+            (lat, errors, first)
         }));
     }
     let mut out = LoadResult::default();
     for w in workers {
-        let (lat, errors) = w.await.map_err(|e| crate::transport::Error::Protocol(format!("load worker: {e}")))?;
+        let (lat, errors, first) = w.await.map_err(|e| crate::transport::Error::Protocol(format!("load worker: {e}")))?;
         out.latencies_us.extend(lat);
         out.errors += errors;
+        if out.first_error.is_none() {
+            out.first_error = first;
+        }
     }
     out.elapsed = start.elapsed();
     out.ops = out.latencies_us.len() as u64;

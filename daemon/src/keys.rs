@@ -360,6 +360,9 @@ impl KeyService {
                 }
                 k.status = KeyStatus::Active;
                 k.certificate = Some(cert.clone());
+                // The phone has its activation answer by now (it co-signed the request):
+                // `p1`, kept to answer a repeated activation, is no longer needed.
+                k.p1 = None;
                 Ok(true)
             })??
             .ok_or(KeyError::NotFound("key"))?;

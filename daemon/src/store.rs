@@ -12,6 +12,10 @@
 //!   itself. Never plaintext. (Stores written before keys held their references kept them
 //!   here as `<key id>/share` and `<key id>/pin-verifier`; opening moves them.)
 //! - `device_keys`: `<device id>/<key id>` → empty (index for a phone's key list)
+//! - `ca_chains`: SHA-256 of a certificate chain (hex) → the chain (base64 DER list): each
+//!   distinct chain once, referenced from the key records (`certificate.chain_ref`), so a
+//!   record is ~1.4 KB instead of ~2.2 KB — sled materialises whole leaves of records on a
+//!   read, so record size is memory under random access.
 //! - `meta`: small facts, among them `clean-close` (see [`Store::close`]).
 //!
 //! Every record is versioned from day one: one format byte, then JSON. A reader that sees
@@ -223,6 +227,10 @@ struct CleanClose {
 pub struct CertificateInfo {
     pub der_b64: String,
     pub chain_b64: Vec<String>,
+    /// In the stored record only: the chain lives once in `ca_chains` under this id
+    /// (SHA-256 of the chain, hex) and `chain_b64` is empty; readers get it filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_ref: Option<String>,
     /// Lowercase hex.
     pub serial: String,
     pub subject: String,
@@ -280,6 +288,9 @@ pub struct Store {
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
     vault: Vault,
+    chains: sled::Tree,
+    /// Chains already in `chains` (a handful: one per CA and intermediate set).
+    chain_cache: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// A clean-close record is on disk; the next writer removes it first.
     closed: std::sync::Mutex<bool>,
 }
@@ -418,6 +429,8 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             daemon_keys: db.open_tree("daemon_keys")?,
             closed: std::sync::Mutex::new(false),
+            chains: db.open_tree("ca_chains")?,
+            chain_cache: Default::default(),
             db,
         })
     }
@@ -451,6 +464,55 @@ impl Store {
             secrets.flush()?;
             tracing::info!(moved, "store: key secret references moved into the key records");
         }
+        Ok(())
+    }
+
+    /// A key record as stored: the certificate chain replaced by a reference to its one
+    /// copy in `ca_chains` (written first if new; an unreferenced chain is harmless).
+    fn encode_key(&self, rec: &KeyRecord) -> Result<Vec<u8>, sled::Error> {
+        let Some(cert) = rec.certificate.as_ref().filter(|c| !c.chain_b64.is_empty()) else { return Ok(encode(rec)) };
+        let id = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for c in &cert.chain_b64 {
+                h.update(c.as_bytes());
+                h.update(b"\n");
+            }
+            hex::encode(h.finalize())
+        };
+        let mut cache = self.chain_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if !cache.contains_key(&id) {
+            self.chains.insert(id.as_bytes(), encode(&cert.chain_b64))?;
+            cache.insert(id.clone(), cert.chain_b64.clone());
+        }
+        drop(cache);
+        let mut slim = rec.clone();
+        if let Some(c) = slim.certificate.as_mut() {
+            c.chain_b64 = Vec::new();
+            c.chain_ref = Some(id);
+        }
+        Ok(encode(&slim))
+    }
+
+    /// A key record as callers see it: the chain filled in from `ca_chains`.
+    fn decode_key(&self, key: &[u8], bytes: &[u8]) -> Result<KeyRecord, StoreError> {
+        let mut rec: KeyRecord = decode(key, bytes)?;
+        self.fill_chain(&mut rec)?;
+        Ok(rec)
+    }
+
+    fn fill_chain(&self, rec: &mut KeyRecord) -> Result<(), StoreError> {
+        let Some(cert) = rec.certificate.as_mut() else { return Ok(()) };
+        let Some(id) = cert.chain_ref.take() else { return Ok(()) };
+        let mut cache = self.chain_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(chain) = cache.get(&id) {
+            cert.chain_b64 = chain.clone();
+            return Ok(());
+        }
+        let raw = self.chains.get(id.as_bytes())?.ok_or_else(|| StoreError::Corrupt { key: rec.id.clone(), reason: format!("certificate chain {id} missing") })?;
+        let chain: Vec<String> = decode(id.as_bytes(), &raw)?;
+        cache.insert(id, chain.clone());
+        cert.chain_b64 = chain;
         Ok(())
     }
 
@@ -779,7 +841,7 @@ impl Store {
     }
 
     pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.keys.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+        self.keys.get(id.as_bytes())?.map(|v| self.decode_key(id.as_bytes(), &v)).transpose()
     }
 
     /// Keys of one device, via the index.
@@ -801,7 +863,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.keys.iter() {
             let (k, v) = entry?;
-            let rec: KeyRecord = decode(&k, &v)?;
+            let rec = self.decode_key(&k, &v)?;
             if keep(&rec) {
                 out.push(rec);
             }
@@ -820,13 +882,13 @@ impl Store {
         let _writing = self.writing();
         loop {
             let Some(old) = self.keys.get(id.as_bytes())? else { return Ok(Ok(None)) };
-            let mut rec: KeyRecord = decode(id.as_bytes(), &old)?;
+            let mut rec = self.decode_key(id.as_bytes(), &old)?;
             match change(&mut rec) {
                 Err(e) => return Ok(Err(e)),
                 Ok(false) => return Ok(Ok(Some(rec))),
                 Ok(true) => {}
             }
-            let new = encode(&rec);
+            let new = self.encode_key(&rec)?;
             if self.keys.compare_and_swap(id.as_bytes(), Some(&old), Some(new))?.is_ok() {
                 return Ok(Ok(Some(rec)));
             }
@@ -916,9 +978,10 @@ impl Store {
             Ok((rec, [slot_of(share.as_deref()), slot_of(verifier.as_deref())]))
         });
         match result {
-            Ok((rec, slots)) => {
+            Ok((mut rec, slots)) => {
                 self.db.flush()?;
                 self.vault.shred(&slots.into_iter().flatten().collect::<Vec<_>>())?;
+                self.fill_chain(&mut rec)?;
                 Ok(Some(rec))
             }
             Err(TransactionError::Abort(())) => Ok(None),
@@ -1488,6 +1551,49 @@ mod tests {
         assert!(swapped && old_slot.is_some());
         assert!(!store.replace_secret(&k, &v, b"stale").unwrap().0, "a stale value does not swap");
         assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), b"rewrapped-share-xyz");
+    }
+
+    /// A certificate chain is stored once however many keys carry it, and every reader
+    /// gets it back, also after a restart (empty cache).
+    #[test]
+    fn certificate_chains_are_stored_once_and_filled_in_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = vec!["Q0EtY2VydGlmaWNhdGUtb25l".to_string(), "Um9vdC1jZXJ0aWZpY2F0ZQ==".to_string()];
+        let cert = |serial: &str| CertificateInfo {
+            der_b64: format!("bGVhZi0{serial}"),
+            chain_b64: chain.clone(),
+            chain_ref: None,
+            serial: serial.into(),
+            subject: "CN=x".into(),
+            not_after: 1,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for (id, e) in [("k1", "e1"), ("k2", "e2")] {
+                store.put_enrollment(&enrollment(e)).unwrap();
+                store.activate(&key(id, e), b"share-0123456789abcd", b"verifier-0123456").unwrap();
+                let updated = store
+                    .update_key::<()>(id, |k| {
+                        k.certificate = Some(cert(id));
+                        Ok(true)
+                    })
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(updated.certificate.unwrap().chain_b64, chain);
+            }
+            let raw = store.keys.get("k1").unwrap().unwrap();
+            assert!(!raw.windows(chain[0].len()).any(|w| w == chain[0].as_bytes()), "the stored record holds no chain");
+            assert_eq!(store.chains.len(), 1, "one chain entry for both keys");
+            let listed = store.keys_matching(|_| true).unwrap();
+            assert!(listed.iter().all(|k| k.certificate.as_ref().unwrap().chain_b64 == chain));
+            let revoked = store.revoke("k2", "cessation").unwrap().unwrap();
+            assert_eq!(revoked.certificate.unwrap().chain_b64, chain, "revoke answers the whole record");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let k1 = store.key("k1").unwrap().unwrap();
+        let c = k1.certificate.unwrap();
+        assert_eq!((c.chain_b64, c.chain_ref, c.serial), (chain, None, "k1".to_string()));
     }
 
     fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {

@@ -932,6 +932,7 @@ fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo,
     Ok(CertificateInfo {
         der_b64,
         chain_b64,
+        chain_ref: None,
         serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
         subject: cert.tbs_certificate().subject().to_string(),
         not_after: cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs() as i64,

@@ -371,12 +371,10 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     if r.errors > 0 {
         return Err(format!("{} co-signs failed on the big store, first: {}", r.errors, r.first_error.unwrap_or_default()));
     }
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))))
-        .unwrap_or(0.0)
-        / 1024.0;
-    Ok((rss, r.ops_per_sec(), reads))
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap_or_default();
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))).unwrap_or(0.0);
+    eprintln!("big store daemon: VmRSS {} kB, RssAnon {} kB, threads {}", field("VmRSS:"), field("RssAnon:"), field("Threads:"));
+    Ok((field("VmRSS:") / 1024.0, r.ops_per_sec(), reads))
 }
 
 /// A store image (see `Store::snapshot`) with each key, its secrets references and device

@@ -201,6 +201,12 @@ struct RawHsm {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: PathBuf,
+    #[serde(default = "default_cache_mb")]
+    cache_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    crate::store::DEFAULT_CACHE_MB
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +356,8 @@ pub struct HsmConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// sled's page cache, MiB (its estimate; reads of random records hold more for a while).
+    pub cache_mb: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +433,9 @@ impl Config {
         if raw.keys.pin_max_attempts == 0 || raw.keys.pin_max_attempts > 100 {
             return Err(ConfigError::Invalid("keys.pin_max_attempts must be 1..=100".into()));
         }
+        if !(1..=65536).contains(&raw.store.cache_mb) {
+            return Err(ConfigError::Invalid("store.cache_mb must be 1..=65536".into()));
+        }
         if raw.keys.enrollment_ttl_hours == 0 {
             return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be positive".into()));
         }
@@ -487,7 +498,7 @@ impl Config {
                 sessions,
                 reinit_interval: Duration::from_millis(raw.hsm.reinit_interval_ms.max(10)),
             },
-            store: StoreConfig { path: abs(&raw.store.path) },
+            store: StoreConfig { path: abs(&raw.store.path), cache_mb: raw.store.cache_mb },
             keys: KeysConfig {
                 pin_max_attempts: raw.keys.pin_max_attempts,
                 enrollment_ttl: Duration::from_secs(raw.keys.enrollment_ttl_hours * 3600),
@@ -576,6 +587,7 @@ mod tests {
             ("listen = \"127.0.0.1:0\"", "listen = \"nowhere\"", "api.listen"),
             ("pin_file = \"hsm-pin\"", "", "pin_file or pin_credential"),
             ("roles = [\"admin\", \"gateway\", \"app\"]", "roles = []", "roles"),
+            ("[store]", "[store]\ncache_mb = 0", "store.cache_mb"),
         ] {
             let err = Config::parse(&MINIMAL.replace(from, to), Path::new("/")).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");

@@ -68,7 +68,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     // Build the generator table before the first co-signature needs it.
     tokio::task::spawn_blocking(sm2_2p::fast::warm_up);
-    let store = Arc::new(Store::open(&cfg.store.path)?);
+    let store = Arc::new(Store::open_with_cache(&cfg.store.path, cfg.store.cache_mb)?);
     let hsm_cfg = cfg.hsm.clone();
     let hsm = Arc::new(
         tokio::task::spawn_blocking(move || Hsm::connect(&hsm_cfg))

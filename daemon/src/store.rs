@@ -34,6 +34,8 @@ use std::collections::BTreeSet;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 const RECORD_V1: u8 = 1;
+/// sled page cache, MiB, unless `[store] cache_mb` says otherwise.
+pub const DEFAULT_CACHE_MB: u64 = 8;
 const SNAPSHOT_MAGIC: &[u8] = b"MCSDBAK1";
 
 #[derive(Debug, thiserror::Error)]
@@ -377,8 +379,16 @@ impl Drop for Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        // A bounded page cache: memory stays flat however many keys the store holds.
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(32 << 20).open()?;
+        Self::open_with_cache(path, DEFAULT_CACHE_MB)
+    }
+
+    /// [`Store::open`] with sled's page cache set to `cache_mb` MiB. Small is right: the
+    /// hot path reads a handful of pages per operation and the kernel caches the files;
+    /// what sled keeps in memory above the cache (a recently read leaf stays until its LRU
+    /// shard hears of it, 64 accesses later) does not depend on it.
+    pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+        let cache = cache_mb.clamp(1, 65536) << 20;
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(cache).open()?;
         let (secrets, keys, meta) = (db.open_tree("secrets")?, db.open_tree("keys")?, db.open_tree("meta")?);
         let vault_path = path.join("secrets.vault");
         let known = match meta.get(CLEAN_CLOSE)? {

@@ -399,7 +399,10 @@ impl Store {
             None => None,
         };
         let vault = match known {
-            Some(vault) => vault,
+            Some(vault) => {
+                tracing::info!("store: clean close recorded; vault slot check skipped");
+                vault
+            }
             None => {
                 // No clean close (a crash, or a store from before the record existed):
                 // move any old-layout references into their key records, then check every
@@ -417,6 +420,7 @@ impl Store {
                         referenced.extend(slot_of(rec.stored_secret(kind)?.as_deref()));
                     }
                 }
+                tracing::info!(references = referenced.len(), "store: no clean close recorded; every vault slot checked against the records");
                 Vault::open(&vault_path, &referenced)?
             }
         };

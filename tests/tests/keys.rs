@@ -64,6 +64,36 @@ async fn enroll_activate_sign_decrypt_all_checked_by_openssl() {
     assert!(status.success(), "daemon exit: {status:?}\n{log}");
 }
 
+/// A clean stop records the vault layout, so the next start skips the slot check; after a
+/// crash the next start checks every slot. Keys work either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_lets_the_next_start_skip_the_vault_check_and_a_crash_does_not() {
+    const SKIPPED: &str = "vault slot check skipped";
+    const CHECKED: &str = "every vault slot checked";
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (phone, _conn) = new_phone(&env, &daemon, "app1", "123456").await;
+    let (status, log) = daemon.stop();
+    assert!(status.success() && log.contains(CHECKED), "a fresh store is checked:\n{log}");
+
+    let daemon = Daemon::start(&env);
+    let mut conn = connect(&env, &daemon, "app1").await;
+    let sig = phone.sign_message(&mut conn, b"after a clean stop", SignMode::Canonical).await.expect("sign");
+    assert!(openssl_verifies(env.path(), phone.public_key(), b"after a clean stop", &sig.to_der()));
+    daemon.kill9();
+
+    let daemon = Daemon::start(&env);
+    let mut conn = connect(&env, &daemon, "app1").await;
+    let sig = phone.sign_message(&mut conn, b"after a crash", SignMode::Canonical).await.expect("sign");
+    assert!(openssl_verifies(env.path(), phone.public_key(), b"after a crash", &sig.to_der()));
+    let (status, log) = daemon.stop();
+    assert!(status.success() && log.contains(CHECKED) && !log.contains(SKIPPED), "after kill -9 every slot is checked:\n{log}");
+
+    let daemon = Daemon::start(&env);
+    let (status, log) = daemon.stop();
+    assert!(status.success() && log.contains(SKIPPED) && !log.contains(CHECKED), "after a clean stop the check is skipped:\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_pin_counts_down_then_locks_and_the_lock_survives_kill_9() {
     let env = DevEnv::new();

@@ -1,12 +1,17 @@
-//! The Montgomery product in x86-64 assembly with `mulx`/`adcx`/`adox` (BMI2 + ADX): two
-//! independent carry chains per row, so the adds of low and high halves interleave.
+//! GF(p) arithmetic in x86-64 assembly: the Montgomery product and square with
+//! `mulx`/`adcx`/`adox` (BMI2 + ADX — callers must have checked [`available`]), two
+//! independent carry chains per row so the adds of low and high halves interleave; and
+//! modular add and subtract with `adc`/`sbb`/`cmov` (baseline x86-64, always usable).
 //!
 //! Same algorithm as the portable [`super::field::Fe::mul`]: for each limb `bᵢ`, add
 //! `a·bᵢ`, then reduce one limb with `m = t₀` (`−p⁻¹ ≡ 1 mod 2⁶⁴`). Because `p ≡ −1
 //! (mod 2⁶⁴)`, `(t + m·p)/2⁶⁴ = t/2⁶⁴ + m·q` with `q = (p + 1)/2⁶⁴` — three limbs, so a
 //! reduction step is three multiplications instead of four. The result is below `2p`
 //! after the last step and one masked (cmov) subtraction brings it below `p`. No branch,
-//! no secret-dependent address. Callers must have checked [`available`].
+//! no secret-dependent address.
+//!
+//! The templates are put together from the macros below (one per repeated step, register
+//! names as arguments), so each step is written once.
 
 use std::sync::LazyLock;
 
@@ -30,11 +35,111 @@ pub fn available() -> bool {
     *AVAILABLE
 }
 
+/// `a, b, c, d += m·q` with `m` in `rdx`: three products, low halves on the CF chain, high
+/// halves on the OF chain; CF is left pending into `d`. CF and OF must be clear.
+macro_rules! add_m_q {
+    ($a:ident, $b:ident, $c:ident, $d:ident) => {
+        concat!(
+            "mulx {hi}, {lo}, qword ptr [rip + {q}]\n",
+            "adcx {", stringify!($a), "}, {lo}\n",
+            "adox {", stringify!($b), "}, {hi}\n",
+            "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]\n",
+            "adcx {", stringify!($b), "}, {lo}\n",
+            "adox {", stringify!($c), "}, {hi}\n",
+            "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]\n",
+            "adcx {", stringify!($c), "}, {lo}\n",
+            "adox {", stringify!($d), "}, {hi}",
+        )
+    };
+}
+
+/// The product's window after a row or reduction: pending CF into `w4`, pending OF and the
+/// CF out of `w4` into `w5` (`s2` holds zero).
+macro_rules! settle {
+    ($w4:ident, $w5:ident) => {
+        concat!(
+            "adcx {", stringify!($w4), "}, {s2}\n",
+            "adox {", stringify!($w5), "}, {s2}\n",
+            "adcx {", stringify!($w5), "}, {s2}",
+        )
+    };
+}
+
+/// Product row `i ≥ 1`: `w0..w5 += a·b[i]` (`off = 8i`), `w5` starting from zero.
+macro_rules! mul_row {
+    ($off:literal, $w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
+        concat!(
+            "xor {", stringify!($w5), ":e}, {", stringify!($w5), ":e}\n",
+            "mov rdx, qword ptr [{b} + ", $off, "]\n",
+            "mulx {hi}, {lo}, qword ptr [{a}]\n",
+            "adcx {", stringify!($w0), "}, {lo}\n",
+            "adox {", stringify!($w1), "}, {hi}\n",
+            "mulx {hi}, {lo}, qword ptr [{a} + 8]\n",
+            "adcx {", stringify!($w1), "}, {lo}\n",
+            "adox {", stringify!($w2), "}, {hi}\n",
+            "mulx {hi}, {lo}, qword ptr [{a} + 16]\n",
+            "adcx {", stringify!($w2), "}, {lo}\n",
+            "adox {", stringify!($w3), "}, {hi}\n",
+            "mulx {hi}, {lo}, qword ptr [{a} + 24]\n",
+            "adcx {", stringify!($w3), "}, {lo}\n",
+            "adox {", stringify!($w4), "}, {hi}\n",
+            settle!($w4, $w5),
+        )
+    };
+}
+
+/// The product's reduction step: `m = w0`; `w1..w5 += m·q`.
+macro_rules! mul_reduce {
+    ($w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
+        concat!(
+            "xor {lo:e}, {lo:e}\n",
+            "mov rdx, {", stringify!($w0), "}\n",
+            add_m_q!($w1, $w2, $w3, $w4), "\n",
+            settle!($w4, $w5),
+        )
+    };
+}
+
+/// The square's reduction step on a four-limb window: `m = w0`, which becomes the new top
+/// limb; `w1, w2, w3, top += m·q`.
+macro_rules! square_reduce {
+    ($w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
+        concat!(
+            "mov rdx, {", stringify!($w0), "}\n",
+            "xor {", stringify!($w0), ":e}, {", stringify!($w0), ":e}\n",
+            add_m_q!($w1, $w2, $w3, $w0), "\n",
+            "adc {", stringify!($w0), "}, 0",
+        )
+    };
+}
+
+/// `x − p` if that does not borrow (counting the bit `top` above `x`), else `x`: copy into
+/// `t`, subtract, select with `cmovnc`.
+macro_rules! select_below_p {
+    ($x0:ident, $x1:ident, $x2:ident, $x3:ident, $t0:ident, $t1:ident, $t2:ident, $t3:ident, $top:ident) => {
+        concat!(
+            "mov {", stringify!($t0), "}, {", stringify!($x0), "}\n",
+            "mov {", stringify!($t1), "}, {", stringify!($x1), "}\n",
+            "mov {", stringify!($t2), "}, {", stringify!($x2), "}\n",
+            "mov {", stringify!($t3), "}, {", stringify!($x3), "}\n",
+            "sub {", stringify!($t0), "}, qword ptr [rip + {p}]\n",
+            "sbb {", stringify!($t1), "}, qword ptr [rip + {p} + 8]\n",
+            "sbb {", stringify!($t2), "}, qword ptr [rip + {p} + 16]\n",
+            "sbb {", stringify!($t3), "}, qword ptr [rip + {p} + 24]\n",
+            "sbb {", stringify!($top), "}, 0\n",
+            "cmovnc {", stringify!($x0), "}, {", stringify!($t0), "}\n",
+            "cmovnc {", stringify!($x1), "}, {", stringify!($t1), "}\n",
+            "cmovnc {", stringify!($x2), "}, {", stringify!($t2), "}\n",
+            "cmovnc {", stringify!($x3), "}, {", stringify!($t3), "}",
+        )
+    };
+}
+
 /// An `asm!` block of the Montgomery product family: the template leaves the result in
 /// `r0..r3`; `lo`, `hi`, `rdx` and the caller's `s*` registers are scratch; `q` and `p` are
 /// the constant tables.
 macro_rules! montgomery_asm {
-    ([$($line:literal),+ $(,)?], $($operands:tt)*) => {{
+    ([$($line:expr),+ $(,)?], $($operands:tt)*) => {{
         let (r0, r1, r2, r3): (u64, u64, u64, u64);
         std::arch::asm!(
             $($line),+,
@@ -76,126 +181,15 @@ pub unsafe fn mul(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
                 "adc {s1}, {lo}",
                 "adc {r0}, 0",
                 "xor {r1:e}, {r1:e}",
-                "xor {lo:e}, {lo:e}",
-                "mov rdx, {r2}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 0]",
-                "adcx {r3}, {lo}",
-                "adox {s0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {s0}, {lo}",
-                "adox {s1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {s1}, {lo}",
-                "adox {r0}, {hi}",
-                "adcx {r0}, {s2}",
-                "adox {r1}, {s2}",
-                "adcx {r1}, {s2}",
-                "xor {r2:e}, {r2:e}",
-                "mov rdx, qword ptr [{b} + 8]",
-                "mulx {hi}, {lo}, qword ptr [{a} + 0]",
-                "adcx {r3}, {lo}",
-                "adox {s0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 8]",
-                "adcx {s0}, {lo}",
-                "adox {s1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 16]",
-                "adcx {s1}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 24]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "adcx {r1}, {s2}",
-                "adox {r2}, {s2}",
-                "adcx {r2}, {s2}",
-                "xor {lo:e}, {lo:e}",
-                "mov rdx, {r3}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 0]",
-                "adcx {s0}, {lo}",
-                "adox {s1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {s1}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "adcx {r1}, {s2}",
-                "adox {r2}, {s2}",
-                "adcx {r2}, {s2}",
-                "xor {r3:e}, {r3:e}",
-                "mov rdx, qword ptr [{b} + 16]",
-                "mulx {hi}, {lo}, qword ptr [{a} + 0]",
-                "adcx {s0}, {lo}",
-                "adox {s1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 8]",
-                "adcx {s1}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 16]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 24]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "adcx {r2}, {s2}",
-                "adox {r3}, {s2}",
-                "adcx {r3}, {s2}",
-                "xor {lo:e}, {lo:e}",
-                "mov rdx, {s0}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 0]",
-                "adcx {s1}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "adcx {r2}, {s2}",
-                "adox {r3}, {s2}",
-                "adcx {r3}, {s2}",
-                "xor {s0:e}, {s0:e}",
-                "mov rdx, qword ptr [{b} + 24]",
-                "mulx {hi}, {lo}, qword ptr [{a} + 0]",
-                "adcx {s1}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 8]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 16]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [{a} + 24]",
-                "adcx {r2}, {lo}",
-                "adox {r3}, {hi}",
-                "adcx {r3}, {s2}",
-                "adox {s0}, {s2}",
-                "adcx {s0}, {s2}",
-                "xor {lo:e}, {lo:e}",
-                "mov rdx, {s1}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 0]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r2}, {lo}",
-                "adox {r3}, {hi}",
-                "adcx {r3}, {s2}",
-                "adox {s0}, {s2}",
-                "adcx {s0}, {s2}",
-                "mov {lo}, {r0}",
-                "mov {hi}, {r1}",
-                "mov {s2}, {r2}",
-                "mov {s1}, {r3}",
-                "sub {lo}, qword ptr [rip + {p}]",
-                "sbb {hi}, qword ptr [rip + {p} + 8]",
-                "sbb {s2}, qword ptr [rip + {p} + 16]",
-                "sbb {s1}, qword ptr [rip + {p} + 24]",
-                "sbb {s0}, 0",
-                "cmovnc {r0}, {lo}",
-                "cmovnc {r1}, {hi}",
-                "cmovnc {r2}, {s2}",
-                "cmovnc {r3}, {s1}",
+                // The six-limb window rotates by one limb per step.
+                mul_reduce!(r2, r3, s0, s1, r0, r1),
+                mul_row!(8, r3, s0, s1, r0, r1, r2),
+                mul_reduce!(r3, s0, s1, r0, r1, r2),
+                mul_row!(16, s0, s1, r0, r1, r2, r3),
+                mul_reduce!(s0, s1, r0, r1, r2, r3),
+                mul_row!(24, s1, r0, r1, r2, r3, s0),
+                mul_reduce!(s1, r0, r1, r2, r3, s0),
+                select_below_p!(r0, r1, r2, r3, lo, hi, s2, s1, s0),
             ],
             a = in(reg) a.as_ptr(),
             b = in(reg) b.as_ptr(),
@@ -209,7 +203,7 @@ pub unsafe fn mul(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
 /// A modular step on `a` (in `t0..t3`) with the 32 bytes at `b`: the template computes the
 /// raw result in `t`, a candidate in `u` and selects with `cmov`; `c` is a spare register.
 macro_rules! modular_step {
-    ($a:expr, $b:expr, $($line:literal),+ $(,)?) => {{
+    ($a:expr, $b:expr, $($line:expr),+ $(,)?) => {{
         let [mut t0, mut t1, mut t2, mut t3] = *$a;
         // SAFETY: reads 32 bytes at `b` and the constant `P`; baseline instructions only.
         unsafe {
@@ -245,19 +239,7 @@ pub fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
         "adc {t2}, qword ptr [{b} + 16]",
         "adc {t3}, qword ptr [{b} + 24]",
         "adc {c}, 0",
-        "mov {u0}, {t0}",
-        "mov {u1}, {t1}",
-        "mov {u2}, {t2}",
-        "mov {u3}, {t3}",
-        "sub {u0}, qword ptr [rip + {p}]",
-        "sbb {u1}, qword ptr [rip + {p} + 8]",
-        "sbb {u2}, qword ptr [rip + {p} + 16]",
-        "sbb {u3}, qword ptr [rip + {p} + 24]",
-        "sbb {c}, 0",
-        "cmovnc {t0}, {u0}",
-        "cmovnc {t1}, {u1}",
-        "cmovnc {t2}, {u2}",
-        "cmovnc {t3}, {u3}",
+        select_below_p!(t0, t1, t2, t3, u0, u1, u2, u3, c),
     )
 }
 
@@ -344,73 +326,17 @@ pub unsafe fn square(a: &[u64; 4]) -> [u64; 4] {
                 "mulx {hi}, {lo}, rdx",
                 "adc {s2}, {lo}",
                 "adc {s3}, {hi}",
-                "mov rdx, {r0}",
-                "xor {r0:e}, {r0:e}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q}]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {r2}, {lo}",
-                "adox {r3}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r3}, {lo}",
-                "adox {r0}, {hi}",
-                "adc {r0}, 0",
-                "mov rdx, {r1}",
-                "xor {r1:e}, {r1:e}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q}]",
-                "adcx {r2}, {lo}",
-                "adox {r3}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {r3}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "adc {r1}, 0",
-                "mov rdx, {r2}",
-                "xor {r2:e}, {r2:e}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q}]",
-                "adcx {r3}, {lo}",
-                "adox {r0}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "adc {r2}, 0",
-                "mov rdx, {r3}",
-                "xor {r3:e}, {r3:e}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q}]",
-                "adcx {r0}, {lo}",
-                "adox {r1}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]",
-                "adcx {r1}, {lo}",
-                "adox {r2}, {hi}",
-                "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]",
-                "adcx {r2}, {lo}",
-                "adox {r3}, {hi}",
-                "adc {r3}, 0",
+                square_reduce!(r0, r1, r2, r3),
+                square_reduce!(r1, r2, r3, r0),
+                square_reduce!(r2, r3, r0, r1),
+                square_reduce!(r3, r0, r1, r2),
                 "xor {lo:e}, {lo:e}",
                 "add {r0}, {s0}",
                 "adc {r1}, {s1}",
                 "adc {r2}, {s2}",
                 "adc {r3}, {s3}",
                 "adc {lo}, 0",
-                "mov {s0}, {r0}",
-                "mov {s1}, {r1}",
-                "mov {s2}, {r2}",
-                "mov {s3}, {r3}",
-                "sub {s0}, qword ptr [rip + {p}]",
-                "sbb {s1}, qword ptr [rip + {p} + 8]",
-                "sbb {s2}, qword ptr [rip + {p} + 16]",
-                "sbb {s3}, qword ptr [rip + {p} + 24]",
-                "sbb {lo}, 0",
-                "cmovnc {r0}, {s0}",
-                "cmovnc {r1}, {s1}",
-                "cmovnc {r2}, {s2}",
-                "cmovnc {r3}, {s3}",
+                select_below_p!(r0, r1, r2, r3, s0, s1, s2, s3, lo),
             ],
             a = in(reg) a.as_ptr(),
             s0 = out(reg) _,

@@ -39,6 +39,16 @@ impl Fe {
     pub const ZERO: Fe = Fe([0; 4]);
     pub const ONE: Fe = Fe(R);
 
+    /// `a + (p & mask)` and the carry out: `p` added or not, without a branch.
+    #[inline(always)]
+    fn add_p_masked(a: &[u64; 4], mask: u64) -> ([u64; 4], u64) {
+        let (r0, c) = adc(a[0], P[0] & mask, 0);
+        let (r1, c) = adc(a[1], P[1] & mask, c);
+        let (r2, c) = adc(a[2], P[2] & mask, c);
+        let (r3, c) = adc(a[3], P[3] & mask, c);
+        ([r0, r1, r2, r3], c)
+    }
+
     /// `a − p` if that does not borrow, else `a` (with `hi` the bit above `a`).
     #[inline(always)]
     fn sub_p_if_ge(a: [u64; 4], hi: u64) -> [u64; 4] {
@@ -88,21 +98,14 @@ impl Fe {
         let (r2, b) = sbb(self.0[2], o.0[2], b);
         let (r3, b) = sbb(self.0[3], o.0[3], b);
         // On borrow add p back (mask).
-        let (r0, c) = adc(r0, P[0] & b, 0);
-        let (r1, c) = adc(r1, P[1] & b, c);
-        let (r2, c) = adc(r2, P[2] & b, c);
-        let (r3, _) = adc(r3, P[3] & b, c);
-        Fe([r0, r1, r2, r3])
+        Fe(Self::add_p_masked(&[r0, r1, r2, r3], b).0)
     }
 
     /// `a / 2`: add `p` when `a` is odd (mask), then shift the 257-bit sum right.
     #[inline(always)]
     pub fn half(&self) -> Fe {
         let odd = (self.0[0] & 1).wrapping_neg();
-        let (t0, c) = adc(self.0[0], P[0] & odd, 0);
-        let (t1, c) = adc(self.0[1], P[1] & odd, c);
-        let (t2, c) = adc(self.0[2], P[2] & odd, c);
-        let (t3, c) = adc(self.0[3], P[3] & odd, c);
+        let ([t0, t1, t2, t3], c) = Self::add_p_masked(&self.0, odd);
         Fe([(t0 >> 1) | (t1 << 63), (t1 >> 1) | (t2 << 63), (t2 >> 1) | (t3 << 63), (t3 >> 1) | (c << 63)])
     }
 
@@ -111,9 +114,8 @@ impl Fe {
         self.add(self)
     }
 
-    /// Montgomery product `a·b·2⁻²⁵⁶ mod p`: the 512-bit product, then four reduction
-    /// steps that add `m·p` with `m` the lowest limb. With `p = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 1`,
-    /// `m·p` is shifts and additions of `m` — no multiplications in the reduction.
+    /// Montgomery product `a·b·2⁻²⁵⁶ mod p`: the assembly of [`super::adx`] when the CPU
+    /// has BMI2 and ADX, else [`Fe::mul_portable`].
     #[inline(always)]
     pub fn mul(&self, o: &Fe) -> Fe {
         #[cfg(target_arch = "x86_64")]
@@ -125,7 +127,9 @@ impl Fe {
         self.mul_portable(o)
     }
 
-    /// [`Fe::mul`] in portable Rust.
+    /// [`Fe::mul`] in portable Rust: the 512-bit product, then four reduction steps that
+    /// add `m·p` with `m` the lowest limb. With `p = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 1`, `m·p` is
+    /// shifts and additions of `m` — no multiplications in the reduction.
     #[inline]
     pub fn mul_portable(&self, o: &Fe) -> Fe {
         let (a, b) = (&self.0, &o.0);

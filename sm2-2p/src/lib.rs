@@ -8,8 +8,9 @@
 //!
 //! Rules kept everywhere: every decoder validates (points on the curve and not the
 //! identity, scalars in `(0, n)`), no input can cause a panic, secret scalars are used only
-//! with constant-time arithmetic and are zeroized when dropped, and only [`verify`] — whose
-//! inputs are all public — uses variable-time arithmetic.
+//! with constant-time arithmetic and are zeroized when dropped. All group arithmetic runs on
+//! the constant-time backend of [`fast`], [`verify`] included (its inputs are public, so it
+//! could be variable-time; one code path is simpler and it is fast enough).
 
 // Unsafe code only in `fast::adx` (inline assembly) and at its two call sites.
 #![deny(unsafe_code)]

@@ -176,8 +176,8 @@ impl ServerShare {
     /// Blinded decryption: `T2 = d2⁻¹·T1`.
     pub fn decrypt(&self, t1: &AffinePoint) -> AffinePoint {
         // `t1` is a valid non-identity point and `d2⁻¹ ≠ 0`, so the product is never the
-        // identity; the generic path is only a formality.
-        crate::fast::mul(&self.d2_inv, t1).unwrap_or_else(|| (ProjectivePoint::from(*t1) * self.d2_inv).to_affine())
+        // identity (the group has prime order).
+        crate::fast::mul(&self.d2_inv, t1).unwrap_or(AffinePoint::IDENTITY)
     }
 }
 
@@ -249,7 +249,7 @@ impl ClientShare {
     pub fn decrypt_blind(&self, c1: &AffinePoint) -> (Nonce, AffinePoint) {
         let w = random_nonzero_scalar();
         let f = w * invert(&self.d1);
-        let t1 = crate::fast::mul(&f, c1).unwrap_or_else(|| (ProjectivePoint::from(*c1) * f).to_affine());
+        let t1 = crate::fast::mul(&f, c1).unwrap_or(AffinePoint::IDENTITY);
         (Nonce(w), t1)
     }
 
@@ -390,8 +390,8 @@ impl Signature {
     }
 }
 
-/// Ordinary SM2 verification of `(r, s)` over the digest `e` (variable-time: all inputs
-/// are public).
+/// Ordinary SM2 verification of `(r, s)` over the digest `e` (all inputs are public; it
+/// runs on the same constant-time backend as signing).
 pub fn verify(public: &AffinePoint, e: &[u8; 32], sig: &Signature) -> bool {
     if bool::from(sig.r.is_zero() | sig.s.is_zero()) {
         return false;

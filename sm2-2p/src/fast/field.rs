@@ -281,6 +281,12 @@ impl Fe {
         ((z | z.wrapping_neg()) >> 63).wrapping_sub(1)
     }
 
+    /// `−a` if `mask` is all-ones, else `a` — no branch.
+    #[inline(always)]
+    pub fn neg_if(&self, mask: u64) -> Fe {
+        Fe::select(mask, &Fe::ZERO.sub(self), self)
+    }
+
     /// `a` if `mask` is all-ones, else `b` — no branch.
     #[inline(always)]
     pub fn select(mask: u64, a: &Fe, b: &Fe) -> Fe {

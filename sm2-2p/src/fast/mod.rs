@@ -130,12 +130,24 @@ impl Jac {
     }
 
     fn to_affine(self) -> Option<(Fe, Fe)> {
+        let (x, zi, zi2) = self.x_and_inverses()?;
+        Some((x, self.y.mul(&zi2).mul(&zi)))
+    }
+
+    /// The affine `x` only (what a signature's `r` needs): one product less than
+    /// [`Jac::to_affine`] and no `y`.
+    fn affine_x(self) -> Option<Fe> {
+        self.x_and_inverses().map(|(x, _, _)| x)
+    }
+
+    /// (`x/z²`, `z⁻¹`, `z⁻²`), unless this is the identity.
+    fn x_and_inverses(&self) -> Option<(Fe, Fe, Fe)> {
         if self.z.is_zero() != 0 {
             return None;
         }
         let zi = self.z.invert();
         let zi2 = zi.square();
-        Some((self.x.mul(&zi2), self.y.mul(&zi2).mul(&zi)))
+        Some((self.x.mul(&zi2), zi, zi2))
     }
 }
 
@@ -206,7 +218,7 @@ fn mul_base_jac(k: &Scalar) -> Jac {
         }
         let ex = Fe([sel[0], sel[1], sel[2], sel[3]]);
         let ey = Fe([sel[4], sel[5], sel[6], sel[7]]);
-        let ey = Fe::select(neg, &Fe::ZERO.sub(&ey), &ey);
+        let ey = ey.neg_if(neg);
         let zero = eq_mask(mag, 0);
         let sum = if i + 1 == COMB_ROWS {
             // The last row can meet ±acc (scalars near n): the complete path.
@@ -266,7 +278,7 @@ fn mul_var_jac(k: &Scalar, p: &(Fe, Fe)) -> Jac {
         for (j, entry) in table.iter().enumerate().skip(1) {
             e = Jac::select(eq_mask(mag, j as u64 + 1), entry, &e);
         }
-        e.y = Fe::select(neg, &Fe::ZERO.sub(&e.y), &e.y);
+        e.y = e.y.neg_if(neg);
         let e = Jac::select(eq_mask(mag, 0), &INF, &e);
         acc = if i == 0 {
             // The last addition can meet ±acc (scalars within 32 of n): the complete path.
@@ -284,23 +296,25 @@ pub fn mul(k: &Scalar, p: &AffinePoint) -> Option<AffinePoint> {
     mul_var_jac(k, &pp).to_affine().map(|(x, y)| from_fe_pair(&x, &y))
 }
 
+/// `a·P + b·G` in Jacobian coordinates (`None` if `P` cannot be decoded).
+fn lincomb_jac(a: &Scalar, p: &AffinePoint, b: &Scalar) -> Option<Jac> {
+    let pp = to_fe_pair(p)?;
+    Some(mul_var_jac(a, &pp).add_complete(&mul_base_jac(b)))
+}
+
 /// `a·P + b·G`, constant time in `a` and `b`.
 pub fn lincomb(a: &Scalar, p: &AffinePoint, b: &Scalar) -> Option<AffinePoint> {
-    let pp = to_fe_pair(p)?;
-    let sum = mul_var_jac(a, &pp).add_complete(&mul_base_jac(b));
-    sum.to_affine().map(|(x, y)| from_fe_pair(&x, &y))
+    lincomb_jac(a, p, b)?.to_affine().map(|(x, y)| from_fe_pair(&x, &y))
 }
 
 /// The x-coordinate of `a·P + b·G` as 32 big-endian bytes (what `r` needs), if not the identity.
 pub fn lincomb_x(a: &Scalar, p: &AffinePoint, b: &Scalar) -> Option<[u8; 32]> {
-    let pp = to_fe_pair(p)?;
-    let sum = mul_var_jac(a, &pp).add_complete(&mul_base_jac(b));
-    sum.to_affine().map(|(x, _)| x.to_bytes())
+    lincomb_jac(a, p, b)?.affine_x().map(|x| x.to_bytes())
 }
 
 /// The x-coordinate of `k·G` (big-endian), if not the identity.
 pub fn mul_base_x(k: &Scalar) -> Option<[u8; 32]> {
-    mul_base_jac(k).to_affine().map(|(x, _)| x.to_bytes())
+    mul_base_jac(k).affine_x().map(|x| x.to_bytes())
 }
 
 /// Build the comb now rather than on the first signature.

@@ -413,13 +413,7 @@ impl Store {
                     let (_, v) = entry?;
                     referenced.extend(slot_of(Some(&v)));
                 }
-                for entry in keys.iter() {
-                    let (k, v) = entry?;
-                    let rec: KeyRecord = decode(&k, &v)?;
-                    for kind in [SecretKind::Share, SecretKind::PinVerifier] {
-                        referenced.extend(slot_of(rec.stored_secret(kind)?.as_deref()));
-                    }
-                }
+                Self::for_each_key_secret(&keys, |_, _, value| referenced.extend(slot_of(Some(value))))?;
                 tracing::info!(references = referenced.len(), "store: no clean close recorded; every vault slot checked against the records");
                 Vault::open(&vault_path, &referenced)?
             }
@@ -447,6 +441,21 @@ impl Store {
             chain_cache: Default::default(),
             db,
         })
+    }
+
+    /// Every stored value of a key-owned secret (vault references in the key records):
+    /// `f(key id, kind, value)`, one record at a time.
+    fn for_each_key_secret(keys: &sled::Tree, mut f: impl FnMut(&str, SecretKind, &[u8])) -> Result<(), StoreError> {
+        for entry in keys.iter() {
+            let (k, v) = entry?;
+            let rec: KeyRecord = decode(&k, &v)?;
+            for kind in [SecretKind::Share, SecretKind::PinVerifier] {
+                if let Some(value) = rec.stored_secret(kind)? {
+                    f(&rec.id, kind, &value);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Old layout → new: `secrets` entries `<key id>/share` and `<key id>/pin-verifier`
@@ -719,15 +728,7 @@ impl Store {
     pub fn secret_entries(&self) -> Result<Vec<(Vec<u8>, sled::IVec)>, StoreError> {
         let mut out: Vec<(Vec<u8>, sled::IVec)> =
             self.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect::<Result<_, _>>()?;
-        for entry in self.keys.iter() {
-            let (k, v) = entry?;
-            let rec: KeyRecord = decode(&k, &v)?;
-            for kind in [SecretKind::Share, SecretKind::PinVerifier] {
-                if let Some(value) = rec.stored_secret(kind)? {
-                    out.push((secret_key(&rec.id, kind), value.into()));
-                }
-            }
-        }
+        Self::for_each_key_secret(&self.keys, |id, kind, value| out.push((secret_key(id, kind), value.into())))?;
         Ok(out)
     }
 

@@ -62,15 +62,3 @@ pub fn rotate(store: &Store, hsm: &Hsm, batch: Option<u64>, mut progress: impl F
     tracing::info!(version = current, rewrapped = done, remaining, "KEK rotation step finished");
     Ok(Report { version: current, created_version, rewrapped: done, remaining })
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::hsm::SecretKind;
-
-    #[test]
-    fn secrets_keys_name_record_and_kind() {
-        assert_eq!(crate::store::parse_secret_key(b"k_12/share"), Some(("k_12".into(), SecretKind::Share)));
-        assert_eq!(crate::store::parse_secret_key(b"daemon:audit/daemon-key"), Some(("daemon:audit".into(), SecretKind::DaemonKey)));
-        assert_eq!(crate::store::parse_secret_key(b"k_12/unknown"), None);
-    }
-}

@@ -1494,6 +1494,13 @@ mod tests {
         assert!(!files_contain(dir.path(), b"second-verifier-xyz"));
     }
 
+    #[test]
+    fn secrets_keys_name_record_and_kind() {
+        assert_eq!(parse_secret_key(b"k_12/share"), Some(("k_12".into(), SecretKind::Share)));
+        assert_eq!(parse_secret_key(b"daemon:audit/daemon-key"), Some(("daemon:audit".into(), SecretKind::DaemonKey)));
+        assert_eq!(parse_secret_key(b"k_12/unknown"), None);
+    }
+
     fn raw_meta_has_clean_close(dir: &std::path::Path) -> bool {
         let db = sled::Config::new().path(dir).open().unwrap();
         db.open_tree("meta").unwrap().get(CLEAN_CLOSE).unwrap().is_some()

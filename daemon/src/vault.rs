@@ -90,7 +90,7 @@ impl Vault {
     /// Open or create the vault; zero every non-empty slot not in `referenced` (left by a
     /// crash between the two files), and sync.
     pub fn open(path: &Path, referenced: &BTreeSet<u64>) -> Result<Vault, VaultError> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = Self::open_file(path)?;
         let len = file.metadata()?.len();
         let count = len / SLOT as u64;
         if len % SLOT as u64 != 0 {
@@ -122,12 +122,16 @@ impl Vault {
     /// every slot: `None` if the file does not have that many slots (then use
     /// [`Vault::open`]).
     pub fn open_known(path: &Path, count: u64, free: &[u64]) -> Result<Option<Vault>, VaultError> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = Self::open_file(path)?;
         if file.metadata()?.len() != count * SLOT as u64 || free.iter().any(|&f| f >= count) {
             return Ok(None);
         }
         let slots = Slots { free: free.iter().copied().collect(), count };
         Ok(Some(Vault { file, slots: Mutex::new(slots), suspect: Default::default() }))
+    }
+
+    fn open_file(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
     }
 
     /// Slot count and free slots, for the next [`Vault::open_known`]; `None` if a failure

@@ -129,7 +129,9 @@ fn cert_der(key: &KeyRecord) -> Result<Vec<u8>, SealError> {
     B64.decode(&c.der_b64).map_err(internal)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, SealError> { tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(SealError::Internal) }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, SealError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(SealError::Internal)
+}
 
 impl SealService {
     pub fn new(store: Arc<Store>, keys: Arc<KeyService>, plugins: Arc<PluginHost>, daemon_keys: DaemonKeys, cfg: SealsConfig) -> Self {

@@ -269,13 +269,7 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     }
 
     // Resident memory after the load (before the PDF, which passes through the daemon).
-    let rss_mb = |key: &str| -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
-            .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))))
-            .unwrap_or(0.0)
-            / 1024.0
-    };
+    let rss_mb = |key: &str| proc_status(daemon.child.id(), key) / 1024.0;
     let rss_after_load = rss_mb("VmRSS:");
 
     // (d) a 10 MB PDF sealed by scan, end to end.
@@ -371,14 +365,23 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     if r.errors > 0 {
         return Err(format!("{} co-signs failed on the big store, first: {}", r.errors, r.first_error.unwrap_or_default()));
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap_or_default();
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))).unwrap_or(0.0);
+    let field = |name: &str| proc_status(daemon.child.id(), name);
     eprintln!("big store daemon: VmRSS {} kB, RssAnon {} kB, threads {}", field("VmRSS:"), field("RssAnon:"), field("Threads:"));
     Ok((field("VmRSS:") / 1024.0, r.ops_per_sec(), reads))
 }
 
-/// A store image (see `Store::snapshot`) with each key, its secrets references and device
-/// index entry copied until there are `count` keys. Also returns the copies per key.
+/// A number field of `/proc/<pid>/status` (`VmRSS:` and the like, kB), 0 if unreadable.
+fn proc_status(pid: u32, name: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0)))
+        .unwrap_or(0.0)
+}
+
+/// A store image (see `Store::snapshot`) with each key record (which holds its vault
+/// references) and device index entry copied until there are `count` keys. Also returns
+/// the copies per key.
 fn grow_image(image: &[u8], count: usize) -> Res<(Vec<u8>, usize)> {
     let body = &image[8..image.len() - 32];
     let mut rest = body;
@@ -419,7 +422,7 @@ fn grow_image(image: &[u8], count: usize) -> Res<(Vec<u8>, usize)> {
     for (t, k, v) in &records {
         let ks = String::from_utf8_lossy(k).into_owned();
         let Some(orig) = keys.iter().find(|id| ks.contains(id.as_str())) else { continue };
-        if !matches!(t.as_slice(), b"keys" | b"secrets" | b"device_keys") {
+        if !matches!(t.as_slice(), b"keys" | b"device_keys") {
             continue;
         }
         let vs = String::from_utf8_lossy(v).into_owned();

@@ -214,6 +214,20 @@ pub fn parse_secret_key(key: &[u8]) -> Option<(String, SecretKind)> {
     Some((String::from_utf8(key[..at].to_vec()).ok()?, SecretKind::from_label(&key[at + 1..])?))
 }
 
+/// Run `open` until sled's file lock is free. sled lets go of the lock when its background
+/// flusher, which holds the database too, has stopped — shortly after the last handle in
+/// this process drops; reopening at once can find it still held. Other errors, or a lock
+/// still held after 5 s (another process), are returned.
+fn until_unlocked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    for _ in 0..100 {
+        match open() {
+            Err(e) if e.to_string().contains("could not acquire lock") => std::thread::sleep(std::time::Duration::from_millis(50)),
+            done => return done,
+        }
+    }
+    open()
+}
+
 /// `meta` key of the clean-close record.
 const CLEAN_CLOSE: &[u8] = b"clean-close";
 
@@ -718,7 +732,7 @@ impl Store {
         db.flush()?;
         drop(db);
         // Opening checks the vault against the references, as at every start.
-        Store::open(path)?.flush_blocking()?;
+        until_unlocked(|| Store::open(path))?.flush_blocking()?;
         Ok(records)
     }
 
@@ -1465,7 +1479,7 @@ mod tests {
         eprintln!("fsyncs: {fsyncs}");
         assert!((1..64).contains(&fsyncs), "64 concurrent flushes took {fsyncs} fsyncs");
         drop(store);
-        let again = Store::open(dir.path()).unwrap();
+        let again = reopen(dir.path());
         for i in 0..64 {
             assert!(again.enrollment(&format!("e{i}")).unwrap().is_some());
         }
@@ -1487,7 +1501,7 @@ mod tests {
         }
         assert!(files_contain(dir.path(), share), "the share is on disk while the key lives");
         assert!(!files_contain(dir.path(), verifier), "a replaced verifier is destroyed");
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), share, "survives a restart");
         store.revoke("k1", "key_compromise").unwrap().unwrap();
         assert!(!files_contain(dir.path(), share), "revocation leaves no copy of the share");
@@ -1502,9 +1516,15 @@ mod tests {
     }
 
     fn raw_meta_has_clean_close(dir: &std::path::Path) -> bool {
-        let db = sled::Config::new().path(dir).open().unwrap();
+        let db = until_unlocked(|| sled::Config::new().path(dir).open()).unwrap();
         db.open_tree("meta").unwrap().get(CLEAN_CLOSE).unwrap().is_some()
     }
+
+    /// Open a store just dropped in this process.
+    fn reopen(dir: &std::path::Path) -> Store {
+        until_unlocked(|| Store::open(dir)).unwrap()
+    }
+
 
     /// A clean close records the vault layout and the next start uses it (no slot check);
     /// that start withdraws the record, and so does a write after an explicit close.
@@ -1525,7 +1545,7 @@ mod tests {
             assert!(store.meta.get(CLEAN_CLOSE).unwrap().is_none());
         } // dropped: closes again
         assert!(raw_meta_has_clean_close(dir.path()));
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert!(store.meta.get(CLEAN_CLOSE).unwrap().is_none(), "a running store has no clean-close record");
         let (count, free) = store.vault.layout().unwrap();
         assert_eq!((count, free.len()), (4, 2), "k1's two slots are free, k2's are not");
@@ -1557,7 +1577,7 @@ mod tests {
             secrets.insert(secret_key("t1", SecretKind::TaskInput), &b"task-blob"[..]).unwrap();
             db.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), b"old-layout-share-0123");
         assert_eq!(store.secret("k1", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"old-layout-verifier");
         let left: Vec<Vec<u8>> = store.secrets.iter().keys().map(|k| k.unwrap().to_vec()).collect();
@@ -1612,7 +1632,7 @@ mod tests {
             let revoked = store.revoke("k2", "cessation").unwrap().unwrap();
             assert_eq!(revoked.certificate.unwrap().chain_b64, chain, "revoke answers the whole record");
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         let k1 = store.key("k1").unwrap().unwrap();
         let c = k1.certificate.unwrap();
         assert_eq!((c.chain_b64, c.chain_ref, c.serial), (chain, None, "k1".to_string()));

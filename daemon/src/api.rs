@@ -67,7 +67,20 @@ impl Api {
             role = caller.as_ref().map(|c| c.role().as_str()).unwrap_or("none"),
             caller = caller.as_ref().map(|c| c.identity()).unwrap_or(""),
             key_id = %key_id);
-        let _enter = span.enter();
+        // The span rides on the future (never `enter()` across an await: the guard would
+        // stay on whichever thread polled last and mark other requests' lines).
+        tracing::Instrument::instrument(self.handle_in_span(caller, req, request_id, method, path, route), span).await
+    }
+
+    async fn handle_in_span(
+        &self,
+        caller: &Result<Caller, String>,
+        req: Request<Incoming>,
+        request_id: String,
+        method: Method,
+        path: String,
+        route: String,
+    ) -> Response<Body> {
         let result = match caller {
             Ok(caller) => self.route(caller, req).await,
             Err(why) => Err(ApiError::Unauthenticated(why.clone())),
@@ -233,9 +246,7 @@ impl Api {
             }
             (&Method::POST, ["v1", "keys", id, "unlock"]) => {
                 allow(caller, &[Role::Admin])?;
-                if !body.is_empty() {
-                    let _: Empty = parse(&body)?;
-                }
+                empty_object(&body)?;
                 keys.unlock(id).await?;
                 Ok((StatusCode::NO_CONTENT, None))
             }
@@ -321,9 +332,7 @@ impl Api {
             }
             (&Method::POST, ["v1", "seals", id, "revoke"]) => {
                 allow(caller, &[Role::Admin])?;
-                if !body.is_empty() {
-                    let _: Value = parse(&body)?;
-                }
+                empty_object(&body)?;
                 Ok((StatusCode::OK, Some(seal_view(&self.seals.revoke(id).await?))))
             }
             (&Method::POST, ["v1", "seals", id, "grants"]) => {
@@ -665,7 +674,7 @@ fn actor_of(caller: &Caller) -> Result<Actor<'_>, ApiError> {
 }
 
 fn check_proof_encoding(proof: &str) -> Result<(), ApiError> {
-    sm2_2p::digest_from_hex(proof).map(|_| ()).map_err(|_| ApiError::bad_request("pin_proof must be 64 hex characters"))
+    sm2_2p::digest_from_hex(proof).map(|_| ()).map_err(|_| ApiError::bad_request("pin_proof must be 64 lowercase hex characters"))
 }
 
 fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], Zeroizing<[u8; 32]>), ApiError> {
@@ -676,8 +685,8 @@ fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], Zeroizing<[u8; 32]>), ApiEr
 
 fn hex_exact<const N: usize>(s: &str, what: &str) -> Result<[u8; N], ApiError> {
     let mut out = [0u8; N];
-    if s.len() != 2 * N || hex::decode_to_slice(s, &mut out).is_err() {
-        return Err(ApiError::bad_request(format!("{what} must be {} hex characters", 2 * N)));
+    if s.len() != 2 * N || !sm2_2p::is_lowercase_hex(s) || hex::decode_to_slice(s, &mut out).is_err() {
+        return Err(ApiError::bad_request(format!("{what} must be {} lowercase hex characters", 2 * N)));
     }
     Ok(out)
 }
@@ -910,9 +919,17 @@ fn key_view(k: &KeyRecord, max_attempts: u32) -> Value {
 
 // ---- request bodies ------------------------------------------------------------------
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
+/// A body that carries nothing: absent, or exactly `{}`.
+fn empty_object(body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let fields: serde_json::Map<String, Value> = parse(body)?;
+    match fields.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(ApiError::bad_request(format!("invalid JSON body: unknown field `{k}`, this request takes none"))),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1267,6 +1284,7 @@ mod tests {
         assert!(hex_exact::<16>(&"ab".repeat(16), "salt").is_ok());
         assert!(hex_exact::<16>(&"ab".repeat(15), "salt").is_err());
         assert!(hex_exact::<16>(&"zz".repeat(16), "salt").is_err());
+        assert!(hex_exact::<16>(&"AB".repeat(16), "salt").is_err());
     }
 
     /// The OpenAPI document must list every route this module serves.
@@ -1288,6 +1306,20 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 9, "found only {seen} routes");
+    }
+
+    /// Defect 11 of issue 11: `POST /v1/seals/{id}/revoke` took any JSON and acted. Bodies
+    /// without fields go through `empty_object`, which refuses every field.
+    #[test]
+    fn seal_revoke_accepts_unknown_fields() {
+        assert!(empty_object(b"").is_ok() && empty_object(b"{}").is_ok());
+        for bad in [&br#"{"reason":"x"}"#[..], b"[]", b"null", b"0", b"{"] {
+            assert_eq!(empty_object(bad).err().unwrap().code(), "bad_request");
+        }
+        // No route reads a body as a bare `Value`: every body has a strict type.
+        let src = include_str!("api.rs");
+        let bare = ["let _: Value = parse", "parse::<Value>"];
+        assert!(!bare.iter().any(|b| src.matches(b).count() > 1), "a route reads its body as a bare JSON value");
     }
 
     #[test]

@@ -127,6 +127,42 @@ pub struct KeyService {
     hsm: Arc<Hsm>,
     plugins: Arc<PluginHost>,
     cfg: KeysConfig,
+    pin_checks: KeyLocks,
+}
+
+/// One async lock per key id, held while a PIN proof is evaluated and its outcome counted:
+/// without it, N concurrent wrong proofs are all checked against a counter none of them
+/// has incremented yet, and an attacker gets more than `pin_max_attempts` guesses.
+/// Entries exist only while someone holds or waits for them.
+#[derive(Default)]
+struct KeyLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+struct KeyLockGuard<'a> {
+    locks: &'a KeyLocks,
+    key_id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyLocks {
+    async fn lock(&self, key_id: &str) -> KeyLockGuard<'_> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key_id.to_owned()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        KeyLockGuard { locks: self, key_id: key_id.to_owned(), guard: Some(guard) }
+    }
+}
+
+impl Drop for KeyLockGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map holds it: nobody waits, so the entry can go.
+        if map.get(&self.key_id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(&self.key_id);
+        }
+    }
 }
 
 pub fn now() -> i64 {
@@ -163,7 +199,7 @@ fn verifier_array(v: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
 
 impl KeyService {
     pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, cfg: KeysConfig) -> Self {
-        KeyService { store, hsm, plugins, cfg }
+        KeyService { store, hsm, plugins, cfg, pin_checks: KeyLocks::default() }
     }
 
     pub fn pin_max_attempts(&self) -> u32 {
@@ -441,8 +477,25 @@ impl KeyService {
     /// Check key ownership, status and lock; then the PIN proof against the HSM-wrapped
     /// verifier. On success, `then` runs in the same blocking call with the key record (so
     /// the share is unwrapped and used without crossing an await). A wrong proof is
-    /// counted durably before this returns.
+    /// counted durably before this returns. Proofs for one key are evaluated one at a
+    /// time, each against the counter its predecessors left, so at most
+    /// `pin_max_attempts` wrong proofs are ever evaluated before the lock.
     async fn with_pin<T: Send + 'static>(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        proof: PinProof<'_>,
+        want_share: bool,
+        allow_pending: bool,
+        then: impl FnOnce(&Hsm, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, KeyError> {
+        // Another device's requests must not queue on this key's lock.
+        self.key_for(key_id, &Actor::Device(device_id))?;
+        let _serial = self.pin_checks.lock(key_id).await;
+        self.with_pin_serialised(key_id, device_id, proof, want_share, allow_pending, then).await
+    }
+
+    async fn with_pin_serialised<T: Send + 'static>(
         &self,
         key_id: &str,
         device_id: &str,

@@ -570,6 +570,13 @@ pub fn parse_placement(v: &Value) -> Result<pdf::Placement, String> {
     };
     if let Some(cp) = obj.get("cross_page") {
         known(&["cross_page"])?;
+        let cp = cp.as_object().ok_or("cross_page must be an object")?;
+        if let Some(k) = cp.keys().find(|k| !["side", "y"].contains(&k.as_str())) {
+            return Err(format!("unknown cross_page field `{k}`"));
+        }
+        if cp.get("y").is_some_and(|y| !y.is_f64() && !y.is_u64() && !y.is_i64()) {
+            return Err("cross_page.y must be a number".into());
+        }
         let side = match cp.get("side").and_then(Value::as_str) {
             Some("right") => pdf::Side::Right,
             Some("left") => pdf::Side::Left,
@@ -622,7 +629,7 @@ mod tests {
             parse_placement(&json!({"cross_page": {"side": "left", "y": 300}})).unwrap(),
             pdf::Placement::CrossPage { side: pdf::Side::Left, y: Some(300.0) }
         );
-        for bad in [json!({"page": 0, "x": 1, "y": 1}), json!({"x": 1}), json!({"keyword": ""}), json!({"cross_page": {"side": "up"}}), json!({"page": 1, "x": 1, "y": 1, "z": 0}), json!([])] {
+        for bad in [json!({"page": 0, "x": 1, "y": 1}), json!({"x": 1}), json!({"keyword": ""}), json!({"cross_page": {"side": "up"}}), json!({"page": 1, "x": 1, "y": 1, "z": 0}), json!([]), json!({"cross_page": {"side": "left", "extra": 1}}), json!({"cross_page": {"side": "left", "y": "top"}})] {
             assert!(parse_placement(&bad).is_err(), "{bad}");
         }
     }

@@ -2,8 +2,12 @@
 //!
 //! The API listener requires a client certificate chaining to one of the configured trust
 //! anchors (rustls rejects everything else during the handshake). Which anchor it chains
-//! to decides which roles the caller may have; the certificate itself then decides the
-//! role and identity (API.md "Callers"):
+//! to decides which roles the caller may have — and "chains to" means *verified against
+//! that anchor alone*: [`Anchors::identify`] verifies the leaf again separately under each
+//! `[[api.trust]]` entry, so certificates a client appends (another CA's certificate, an
+//! admin's, one it made itself with a borrowed issuer name) change nothing. A leaf that
+//! verifies under anchors trusted for different roles is refused. The certificate itself
+//! then decides the role and identity (API.md "Callers"):
 //! - an anchor trusted for one role gives that role;
 //! - an anchor trusted for several roles needs the certificate to name its role with a SAN
 //!   URI `urn:mcs:role:<admin|gateway|app>` (an extension of the contract, documented in
@@ -18,8 +22,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use der::{Decode, Encode};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
@@ -63,9 +68,15 @@ pub enum TlsError {
     Setup(String),
 }
 
-/// The configured trust anchors, by subject name, with their roles.
+/// One `[[api.trust]]` entry: a verifier holding only its CA certificates, and its roles.
+struct Anchor {
+    verifier: Arc<dyn ClientCertVerifier>,
+    roles: Vec<Role>,
+}
+
+/// The configured trust anchors, each able to verify a chain on its own, with their roles.
 pub struct Anchors {
-    by_subject: Vec<(Vec<u8>, Vec<Role>)>,
+    anchors: Vec<Anchor>,
     gateway_platforms: BTreeMap<String, String>,
 }
 
@@ -94,22 +105,24 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// Build the API listener's TLS config (client auth mandatory) and the anchor table.
 pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    let mut by_subject = Vec::new();
-    for anchor in &api.trust {
-        for cert in load_certs(&anchor.ca_file)? {
-            let parsed = Certificate::from_der(&cert).map_err(|e| file_err(&anchor.ca_file, e))?;
-            let subject = parsed.tbs_certificate().subject().to_der().map_err(|e| file_err(&anchor.ca_file, e))?;
-            if by_subject.iter().any(|(s, _)| *s == subject) {
-                return Err(file_err(&anchor.ca_file, "two trust anchors have the same subject name"));
+    let mut all_roots = RootCertStore::empty();
+    let mut subjects = Vec::new();
+    let mut anchors = Vec::new();
+    for entry in &api.trust {
+        let mut roots = RootCertStore::empty();
+        for cert in load_certs(&entry.ca_file)? {
+            let parsed = Certificate::from_der(&cert).map_err(|e| file_err(&entry.ca_file, e))?;
+            let subject = parsed.tbs_certificate().subject().to_der().map_err(|e| file_err(&entry.ca_file, e))?;
+            if subjects.contains(&subject) {
+                return Err(file_err(&entry.ca_file, "two trust anchors have the same subject name"));
             }
-            roots.add(cert).map_err(|e| file_err(&anchor.ca_file, e))?;
-            by_subject.push((subject, anchor.roles.clone()));
+            subjects.push(subject);
+            all_roots.add(cert.clone()).map_err(|e| file_err(&entry.ca_file, e))?;
+            roots.add(cert).map_err(|e| file_err(&entry.ca_file, e))?;
         }
+        anchors.push(Anchor { verifier: client_verifier(roots, &provider)?, roles: entry.roles.clone() });
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let verifier = client_verifier(all_roots, &provider)?;
     let certs = load_certs(&api.cert_file)?;
     let key = load_key(&api.key_file)?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -119,7 +132,13 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Setup(format!("server certificate/key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(config), Arc::new(Anchors { by_subject, gateway_platforms: api.gateway_platforms.clone() })))
+    Ok((Arc::new(config), Arc::new(Anchors { anchors, gateway_platforms: api.gateway_platforms.clone() })))
+}
+
+fn client_verifier(roots: RootCertStore, provider: &Arc<rustls::crypto::CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Setup(e.to_string()))
 }
 
 /// Why a verified certificate still does not give a caller identity.
@@ -128,23 +147,19 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
 pub struct IdentityError(pub String);
 
 impl Anchors {
-    /// Decide the caller from the chain the client presented (already verified by rustls).
+    /// Decide the caller from the chain the client presented. The roles come from the
+    /// anchors under which the leaf verifies on its own — never from a certificate's
+    /// position in what the client sent.
     pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Result<Caller, IdentityError> {
-        let leaf_der = chain.first().ok_or_else(|| IdentityError("no client certificate".into()))?;
+        let (leaf_der, intermediates) = chain.split_first().ok_or_else(|| IdentityError("no client certificate".into()))?;
         let leaf = Certificate::from_der(leaf_der).map_err(|e| IdentityError(format!("client certificate: {e}")))?;
-        let top = match chain.last() {
-            Some(der) if chain.len() > 1 => {
-                Certificate::from_der(der).map_err(|e| IdentityError(format!("chain: {e}")))?
-            }
-            _ => leaf.clone(),
+        let now = UnixTime::now();
+        let mut verified = self.anchors.iter().filter(|a| a.verifier.verify_client_cert(leaf_der, intermediates, now).is_ok());
+        let roles = match verified.next() {
+            None => return Err(IdentityError("certificate does not chain to a configured anchor".into())),
+            Some(first) if verified.all(|a| a.roles == first.roles) => first.roles.as_slice(),
+            Some(_) => return Err(IdentityError("certificate chains to anchors trusted for different roles".into())),
         };
-        let issuer = top.tbs_certificate().issuer().to_der().map_err(|e| IdentityError(e.to_string()))?;
-        let roles = self
-            .by_subject
-            .iter()
-            .find(|(s, _)| *s == issuer)
-            .map(|(_, r)| r.as_slice())
-            .ok_or_else(|| IdentityError("certificate does not chain to a configured anchor".into()))?;
 
         let uris = san_uris(&leaf);
         let role = if let [only] = roles {
@@ -213,17 +228,21 @@ mod tests {
 
     struct Ca {
         issuer: Issuer<'static, KeyPair>,
-        subject_der: Vec<u8>,
+        der: CertificateDer<'static>,
+    }
+
+    fn ca_params(cn: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p
     }
 
     fn ca(cn: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = p.self_signed(&key).unwrap();
-        let parsed = Certificate::from_der(cert.der()).unwrap();
-        Ca { subject_der: parsed.tbs_certificate().subject().to_der().unwrap(), issuer: Issuer::new(p, key) }
+        let p = ca_params(cn);
+        let der = p.self_signed(&key).unwrap().der().clone();
+        Ca { der, issuer: Issuer::new(p, key) }
     }
 
     fn leaf(ca: &Ca, cn: &str, uris: &[&str]) -> CertificateDer<'static> {
@@ -235,10 +254,53 @@ mod tests {
     }
 
     fn anchors(entries: Vec<(&Ca, Vec<Role>)>, map: &[(&str, &str)]) -> Anchors {
-        Anchors {
-            by_subject: entries.into_iter().map(|(c, r)| (c.subject_der.clone(), r)).collect(),
-            gateway_platforms: map.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let anchors = entries
+            .into_iter()
+            .map(|(c, roles)| {
+                let mut roots = RootCertStore::empty();
+                roots.add(c.der.clone()).unwrap();
+                Anchor { verifier: client_verifier(roots, &provider).unwrap(), roles }
+            })
+            .collect();
+        Anchors { anchors, gateway_platforms: map.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() }
+    }
+
+    /// Defect 1 of issue 11: a phone appended the operators' CA certificate, an admin's
+    /// certificate, or one it made with its own key under the operators' CA name, and was
+    /// served as admin. The role must come from the anchor that verified the leaf.
+    #[test]
+    fn role_confusion_by_an_appended_certificate() {
+        let (ops, phones) = (ca("operators"), ca("phones"));
+        let a = anchors(vec![(&ops, vec![Role::Admin]), (&phones, vec![Role::App])], &[]);
+        let phone = leaf(&phones, "phone", &["urn:mcs:role:admin"]);
+        let admin = leaf(&ops, "op", &[]);
+        // A certificate the phone made itself: self-issued under the operators' CA name.
+        let own_key = KeyPair::generate().unwrap();
+        let forged = ca_params("operators").self_signed(&own_key).unwrap().der().clone();
+        let forged_child = {
+            let issuer = Issuer::new(ca_params("operators"), own_key);
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, "phone");
+            p.signed_by(&key, &issuer).unwrap().der().clone()
+        };
+        for extra in [vec![ops.der.clone()], vec![admin.clone()], vec![forged.clone()], vec![admin.clone(), ops.der.clone()], vec![forged_child.clone(), forged.clone()]] {
+            let mut chain = vec![phone.clone()];
+            chain.extend(extra);
+            assert!(matches!(a.identify(&chain).unwrap(), Caller::App { .. }), "an appended certificate changed the role");
         }
+        // The forged chain on its own verifies under no anchor.
+        assert!(a.identify(&[forged_child, forged]).is_err());
+        assert!(matches!(a.identify(&[admin]).unwrap(), Caller::Admin { .. }));
+    }
+
+    #[test]
+    fn a_leaf_verifying_under_anchors_of_different_roles_is_refused() {
+        let shared = ca("shared");
+        let a = anchors(vec![(&shared, vec![Role::Admin]), (&shared, vec![Role::App])], &[]);
+        let e = a.identify(&[leaf(&shared, "x", &[])]).unwrap_err();
+        assert!(e.0.contains("different roles"), "{e}");
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub fn from_picture(picture_type: &str, data: &[u8]) -> Result<PdfImage, Error> 
     }
 }
 
+/// The largest side of a picture, in pixels (a 200 mm seal at 500 dpi is under 4000).
+pub const MAX_SIDE: u32 = 4096;
+/// The most pixel bytes a PNG may inflate to (2048² RGBA). Checked from the header,
+/// before anything is inflated: a few hundred kilobytes of zlib can claim gigabytes.
+pub const MAX_DECODED_BYTES: u64 = 16 << 20;
+
 fn bad(what: &str) -> Error {
     Error::Invalid(format!("picture: {what}"))
 }
@@ -64,6 +70,9 @@ fn jpeg(data: &[u8]) -> Result<PdfImage, Error> {
             };
             if width == 0 || height == 0 {
                 return Err(bad("empty JPEG"));
+            }
+            if width > MAX_SIDE || height > MAX_SIDE {
+                return Err(bad("JPEG size out of range"));
             }
             return Ok(PdfImage { width, height, color_space, filter: "DCTDecode", data: data.to_vec(), smask: None });
         }
@@ -104,8 +113,11 @@ fn png(data: &[u8]) -> Result<PdfImage, Error> {
         6 => 4,
         _ => return Err(Error::Unsupported("palette PNG".into())),
     };
-    if width == 0 || height == 0 || width > 8192 || height > 8192 {
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
         return Err(bad("PNG size out of range"));
+    }
+    if u64::from(width) * u64::from(height) * channels as u64 > MAX_DECODED_BYTES {
+        return Err(bad("PNG too large when decoded"));
     }
     let mut raw = Vec::new();
     flate2::read::ZlibDecoder::new(idat.as_slice())
@@ -256,5 +268,27 @@ mod tests {
         assert_eq!((img.width, img.height, img.color_space, img.filter), (30, 20, "DeviceRGB", "DCTDecode"));
         assert!(matches!(from_picture("SVG", b"<svg/>"), Err(Error::Unsupported(_))));
         assert!(from_picture("PNG", b"nope").is_err());
+    }
+
+    /// A PNG whose header claims `width`×`height` RGBA over a tiny IDAT.
+    fn claimed_png(width: u32, height: u32) -> Vec<u8> {
+        let mut png = encode_png_rgba(1, 1, &[0, 0, 0, 0]);
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        png
+    }
+
+    /// Defect 9 of issue 11: a 254 KB 8192×8192 PNG took the daemon to 800 MB. The header
+    /// is judged before anything inflates.
+    #[test]
+    fn png_decompression_bomb_is_refused_before_decoding() {
+        for (w, h) in [(8192, 8192), (MAX_SIDE + 1, 16), (4000, 4000), (2049, 2048)] {
+            let e = from_picture("PNG", &claimed_png(w, h)).unwrap_err();
+            assert!(e.to_string().contains("out of range") || e.to_string().contains("too large"), "{w}x{h}: {e}");
+        }
+        // The largest accepted picture is about the bound; a real one decodes.
+        assert!(from_picture("PNG", &demo_seal_png(256)).is_ok());
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0x20, 0x00, 0x20, 0x00, 3, 1, 2, 3, 0xFF, 0xD9];
+        assert!(from_picture("JPEG", &jpeg).is_err(), "an 8192×8192 JPEG is refused too");
     }
 }

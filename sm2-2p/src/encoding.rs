@@ -8,13 +8,23 @@ use subtle::Choice;
 
 use crate::{Error, Result};
 
+/// PROTOCOL.md encodes hex in lowercase, and PIN proofs cover the strings as sent: an
+/// uppercase digit is refused here, before any proof could be evaluated over it.
 fn hex_fixed<const N: usize>(s: &str) -> Result<[u8; N]> {
     if s.len() != 2 * N {
         return Err(Error::InvalidLength);
     }
+    if !is_lowercase_hex(s) {
+        return Err(Error::InvalidHex);
+    }
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).map_err(|_| Error::InvalidHex)?;
     Ok(out)
+}
+
+/// Only `0-9a-f`.
+pub fn is_lowercase_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A point from 130 hex characters `04‖x‖y`: on the curve and not the identity.
@@ -126,8 +136,19 @@ mod tests {
         assert_eq!(scalar_to_hex(&scalar_from_hex(n_minus_1).unwrap()), n_minus_1);
         assert_eq!(scalar_from_hex("00"), Err(Error::InvalidLength));
         assert_eq!(scalar_from_hex(&"zz".repeat(32)), Err(Error::InvalidHex));
-        let upper = "0A".repeat(32);
-        assert_eq!(scalar_to_hex(&scalar_from_hex(&upper).unwrap()), upper.to_lowercase());
+    }
+
+    /// Defect 10 of issue 11: uppercase hex was accepted and turned a malformed request
+    /// into a counted PIN failure. PROTOCOL.md says lowercase.
+    #[test]
+    fn uppercase_hex_is_refused() {
+        let lower = "0a".repeat(32);
+        assert!(scalar_from_hex(&lower).is_ok());
+        assert_eq!(scalar_from_hex(&"0A".repeat(32)), Err(Error::InvalidHex));
+        assert_eq!(digest_from_hex(&"AB".repeat(32)), Err(Error::InvalidHex));
+        let g = point_to_hex(&sm2::ProjectivePoint::generator().to_affine());
+        assert_eq!(point_from_hex(&g.to_uppercase()), Err(Error::InvalidHex));
+        assert!(point_from_hex(&g).is_ok());
     }
 
     #[test]

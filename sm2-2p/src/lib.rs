@@ -25,7 +25,7 @@ pub use sm2::{AffinePoint, ProjectivePoint, Scalar};
 
 pub use cipher::{Ciphertext, encrypt};
 pub use encoding::{
-    digest_from_hex, point_from_hex, point_from_sec1, point_to_hex, point_to_sec1, random_nonzero_scalar,
+    digest_from_hex, is_lowercase_hex, point_from_hex, point_from_sec1, point_to_hex, point_to_sec1, random_nonzero_scalar,
     scalar_from_hex, scalar_to_hex, spki_der,
 };
 pub use pin::{hmac_sm3, pin_proof, pin_proof_matches, pin_verifier};

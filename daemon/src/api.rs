@@ -599,6 +599,12 @@ fn task_view(t: &TaskRecord) -> Value {
     v
 }
 
+/// The answer to a request that ran past `[api.limits] request_timeout_secs`: `internal`
+/// (the cause is logged). What it had changed is as durable as any unanswered request's.
+pub fn timed_out() -> Response<Body> {
+    respond(StatusCode::INTERNAL_SERVER_ERROR, Some(ApiError::Internal.body()))
+}
+
 fn respond(status: StatusCode, body: Option<Value>) -> Response<Body> {
     let mut resp = match body {
         Some(v) => {

@@ -160,6 +160,51 @@ struct RawApi {
     trust: Vec<RawTrust>,
     #[serde(default)]
     gateway_platforms: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    limits: RawConnectionLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnectionLimits {
+    #[serde(default = "default_header_read_timeout")]
+    header_read_timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_secs: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_connections_per_peer")]
+    max_connections_per_peer: usize,
+}
+
+impl Default for RawConnectionLimits {
+    fn default() -> Self {
+        RawConnectionLimits {
+            header_read_timeout_secs: default_header_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            request_timeout_secs: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_peer() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +364,22 @@ pub struct ApiConfig {
     /// Certificate subject (RFC 4514 text) → platform id, for gateways whose certificate
     /// has no `urn:mcs:platform:<id>` SAN URI.
     pub gateway_platforms: std::collections::BTreeMap<String, String>,
+    pub limits: ConnectionLimits,
+}
+
+/// What one connection may hold, and for how long (`[api.limits]`).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// TLS handshake, and each request's header block, must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// One request (body included), beyond a long-poll's own `wait`.
+    pub request_timeout: Duration,
+    /// Open connections in all (API listener), before TLS; excess ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one IP address; 0 means no per-peer bound.
+    pub max_connections_per_peer: usize,
 }
 
 /// A CA whose certificates are accepted, and for which roles.
@@ -409,6 +470,13 @@ impl Config {
             }
             trust.push(TrustAnchor { ca_file: abs(&t.ca_file), roles: t.roles.clone() });
         }
+        let lim = &raw.api.limits;
+        if lim.header_read_timeout_secs == 0 || lim.idle_timeout_secs == 0 || lim.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("api.limits timeouts must be at least 1 second".into()));
+        }
+        if lim.max_connections == 0 {
+            return Err(ConfigError::Invalid("api.limits.max_connections must be at least 1".into()));
+        }
         if raw.api.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("api.max_body_bytes must be at least 1024".into()));
         }
@@ -488,6 +556,13 @@ impl Config {
                 max_body_bytes: raw.api.max_body_bytes,
                 trust,
                 gateway_platforms: raw.api.gateway_platforms,
+                limits: ConnectionLimits {
+                    header_read_timeout: Duration::from_secs(raw.api.limits.header_read_timeout_secs),
+                    idle_timeout: Duration::from_secs(raw.api.limits.idle_timeout_secs),
+                    request_timeout: Duration::from_secs(raw.api.limits.request_timeout_secs),
+                    max_connections: raw.api.limits.max_connections,
+                    max_connections_per_peer: raw.api.limits.max_connections_per_peer,
+                },
             },
             health: HealthConfig { listen: addr("health.listen", &raw.health.listen)? },
             hsm: HsmConfig {

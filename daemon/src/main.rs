@@ -67,6 +67,11 @@ enum Command {
         /// PKCS#11 module to write into the config (default: SoftHSM's).
         #[arg(long)]
         module: Option<PathBuf>,
+        /// `single`: one dev CA trusted for every role (certificates name their role).
+        /// `production`: a separate CA per role — operators, platforms, phones — as
+        /// `config/mcsd.toml` documents for production.
+        #[arg(long, value_enum, default_value = "single")]
+        layout: mcsd::devinit::Layout,
     },
 }
 
@@ -365,7 +370,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::DevInit { dir, module } => match mcsd::devinit::dev_init(&dir, module.as_deref()) {
+        Command::DevInit { dir, module, layout } => match mcsd::devinit::dev_init(&dir, module.as_deref(), layout) {
             Ok(()) => {
                 println!("dev environment ready in {}", dir.display());
                 println!(

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub store_flush_duration: Histogram,
     pub audit_entries: IntCounter,
     pub build_info: IntGaugeVec,
+    pub connections_open: IntGauge,
+    pub connections_refused: IntCounterVec,
+    pub connections_closed: IntCounterVec,
+    pub accept_errors: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -79,6 +83,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         store_flush_duration,
         audit_entries: counter(&r, "mcsd_audit_entries_total", "Entries appended to the audit chain."),
         build_info,
+        connections_open: gauge(&r, "mcsd_api_connections_open", "API connections open now (from accept to close)."),
+        connections_refused: counter_vec(&r, "mcsd_api_connections_refused_total", "API connections closed at accept: over the global or the per-peer bound.", &["reason"]),
+        connections_closed: counter_vec(&r, "mcsd_api_connections_closed_total", "API connections the daemon closed, by reason (handshake_timeout, idle, request_timeout).", &["reason"]),
+        accept_errors: counter(&r, "mcsd_api_accept_errors_total", "Failed accept() calls (e.g. out of file descriptors); the listener backs off."),
         registry: r,
     }
 });

@@ -39,18 +39,34 @@ pub struct DevEnv {
     pub daemon_env: Vec<(String, PathBuf)>,
 }
 
+/// The PKI layout every `DevEnv` of this run uses: `MCS_E2E_LAYOUT=production` (one CA per
+/// role, as in production; `cargo xtask test` runs the suite once more that way) or
+/// `single` (one dev CA for every role, the default).
+pub fn layout_of_this_run() -> &'static str {
+    match std::env::var("MCS_E2E_LAYOUT").as_deref() {
+        Ok("production") => "production",
+        Ok("single") | Err(_) => "single",
+        Ok(other) => panic!("MCS_E2E_LAYOUT must be single or production, not {other}"),
+    }
+}
+
 impl DevEnv {
     pub fn new() -> DevEnv {
-        Self::create(None)
+        Self::create(None, layout_of_this_run())
+    }
+
+    /// A dev environment in the production layout whatever this run's layout is.
+    pub fn production() -> DevEnv {
+        Self::create(None, "production")
     }
 
     /// A dev environment whose daemon talks to SoftHSM through `pkcs11-mock`; faults are
     /// injected by writing [`DevEnv::mock_control`].
     pub fn with_mock() -> DevEnv {
-        Self::create(Some(bin("libpkcs11_mock.so")))
+        Self::create(Some(bin("libpkcs11_mock.so")), layout_of_this_run())
     }
 
-    fn create(module: Option<PathBuf>) -> DevEnv {
+    fn create(module: Option<PathBuf>, layout: &str) -> DevEnv {
         let dir = tempfile::Builder::new().prefix("mcsd-e2e-").tempdir().expect("temp dir");
         let mut daemon_env = Vec::new();
         if module.is_some() {
@@ -58,7 +74,7 @@ impl DevEnv {
             daemon_env.push(("PKCS11_MOCK_CONTROL".to_owned(), dir.path().join("mock-control")));
         }
         let mut cmd = Command::new(bin("mcsd"));
-        cmd.args(["dev-init", "--dir"]).arg(dir.path());
+        cmd.args(["dev-init", "--layout", layout, "--dir"]).arg(dir.path());
         if let Some(m) = &module {
             cmd.arg("--module").arg(m);
         }
@@ -122,7 +138,21 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(env: &DevEnv) -> Daemon {
-        let mut child = Command::new(bin("mcsd"))
+        Self::start_under(env, &[])
+    }
+
+    /// Start under a wrapper command, e.g. `["prlimit", "--nofile=400:400"]`.
+    pub fn start_under(env: &DevEnv, wrapper: &[&str]) -> Daemon {
+        let mcsd = bin("mcsd");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&mcsd);
+                c
+            }
+            None => Command::new(&mcsd),
+        };
+        let mut child = cmd
             .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
             .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
@@ -187,6 +217,15 @@ impl Daemon {
         let status = c.wait().expect("wait");
         let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
         (status, log)
+    }
+
+    /// The value of a metric on `/metrics` (the sum over its label sets), 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.health_get("/metrics");
+        text.lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// GET a path on the health listener; returns (status, body).
@@ -363,4 +402,27 @@ impl Drop for CallbackReceiver {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A bare mutual-TLS stream to the API as identity `who`, with no HTTP on it: for tests
+/// that play a slow or silent client.
+pub async fn raw_tls(env: &DevEnv, daemon: &Daemon, who: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use std::sync::Arc;
+    let pki = env.pki();
+    let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut read("ca.pem").as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let certs = rustls_pemfile::certs(&mut read(&format!("{who}.pem")).as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = rustls_pemfile::private_key(&mut read(&format!("{who}.key")).as_slice()).unwrap().unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(daemon.api).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake")
 }

@@ -348,6 +348,22 @@ impl Api {
                 self.seals.ungrant(id, key_id).await?;
                 Ok((StatusCode::NO_CONTENT, None))
             }
+            (&Method::POST, ["v1", "verify", "signature"]) => {
+                let req: VerifySignatureRequest = parse(&body)?;
+                let message = req.message.as_deref().map(|m| b64(m, "message")).transpose()?;
+                let signed = match (&message, &req.e) {
+                    (Some(m), None) => crate::seals::Signed::Message(m),
+                    (None, Some(e)) => crate::seals::Signed::Digest(sm2_2p::digest_from_hex(e)?),
+                    _ => return Err(ApiError::bad_request("give exactly one of message or e")),
+                };
+                let signature = b64(&req.signature, "signature")?;
+                let certificate = b64(&req.certificate, "certificate")?;
+                let chain = req.chain.iter().map(|c| b64(c, "chain")).collect::<Result<Vec<_>, _>>()?;
+                if chain.len() > 8 {
+                    return Err(ApiError::bad_request("chain holds at most 8 certificates"));
+                }
+                Ok((StatusCode::OK, Some(self.seals.verify_signature(signed, &signature, &certificate, &chain)?)))
+            }
             (&Method::POST, ["v1", "verify", "seal"]) => {
                 let req: VerifySealRequest = parse(&body)?;
                 let seal = b64(&req.seal, "seal")?;
@@ -857,6 +873,20 @@ struct SealGrantRequest {
     key_id: String,
     not_before: String,
     not_after: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifySignatureRequest {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    signature: String,
+    certificate: String,
+    /// Intermediate certificates (base64 DER) between `certificate` and a trusted root.
+    #[serde(default)]
+    chain: Vec<String>,
 }
 
 #[derive(Deserialize)]

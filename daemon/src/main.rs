@@ -197,6 +197,8 @@ fn init_logging(cfg: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Whatever the caller's umask: the store, the vault, backups and sockets are private.
+    mcsd::os::private_files();
     match cli.command {
         Command::Run { config } => {
             let cfg = match load(&config) {
@@ -204,6 +206,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(&cfg);
+            if let Err(e) = mcsd::os::no_core_dumps() {
+                tracing::warn!(error = %e, "could not disable core dumps");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

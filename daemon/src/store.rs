@@ -46,6 +46,31 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// The store directory 0700 and everything in it 0600 (directories 0700), whatever umask
+/// created them: shares and verifiers are HSM-wrapped, but ids, subjects and the audit
+/// chain are nobody else's business either.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |p: &Path, source| StoreError::Io { path: p.display().to_string(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| io(path, e))?;
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&dir, e))?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600)).map_err(|e| io(&entry.path(), e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Who a certificate will be for (API.md enrollment `subject`).
@@ -402,6 +427,7 @@ impl Store {
     /// shard hears of it, 64 accesses later) does not depend on it.
     pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
         let cache = cache_mb.clamp(1, 65536) << 20;
+        make_private(path)?;
         let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(cache).open()?;
         let (secrets, keys, meta) = (db.open_tree("secrets")?, db.open_tree("keys")?, db.open_tree("meta")?);
         let vault_path = path.join("secrets.vault");
@@ -435,6 +461,8 @@ impl Store {
         if meta.remove(CLEAN_CLOSE)?.is_some() {
             db.flush()?;
         }
+        // What sled and the vault just created, under whatever umask the caller had.
+        make_private(path)?;
         Ok(Store {
             vault,
             seals: db.open_tree("seals")?,
@@ -1363,6 +1391,40 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defect 13 of issue 11: run outside systemd under umask 022, `db/*` and
+    /// `secrets.vault` were 0644. The store makes itself private whatever the umask.
+    #[test]
+    fn store_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let _one_at_a_time = crate::os::UMASK_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: test-only; sets a permissive umask for this process, restored below.
+        let before = unsafe { libc::umask(0o022) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.db.flush().unwrap();
+        }
+        // SAFETY: as above.
+        unsafe { libc::umask(before) };
+        let mut seen = 0;
+        let mut dirs = vec![path.clone()];
+        while let Some(d) = dirs.pop() {
+            assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{}", e.path().display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 2, "sled's files and the vault");
+        assert!(path.join("secrets.vault").exists());
+    }
 
     fn key(id: &str, enrollment: &str) -> KeyRecord {
         KeyRecord {

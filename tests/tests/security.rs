@@ -303,3 +303,50 @@ async fn uppercase_hex_accepted() {
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Contract gap (issue 11, item 14): `POST /v1/verify/signature` answered 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_signature_route_answers_404() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (phone, mut conn) = new_phone(&env, &daemon, "app1", "123456").await;
+    let msg = b"bid for ZB-2026-014: 1,234,000 CNY";
+    let sig = phone.sign_message(&mut conn, msg, SignMode::Canonical).await.unwrap();
+    let key = conn.json(Method::GET, &format!("/v1/keys/{}", phone.key_id()), None).await.unwrap();
+    let cert = key["certificate"].as_str().unwrap().to_owned();
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let check = |body: Value| {
+        let mut body = body;
+        body["certificate"] = json!(cert);
+        body
+    };
+    let good = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"message": b64.encode(msg), "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    assert_eq!(good["valid"], true, "{good}");
+    assert_eq!(good["certificate_serial"], key["certificate_serial"]);
+    let e = hex::encode(sm2_2p::e_for_message(phone.public_key(), msg));
+    let by_e = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"e": e, "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    assert_eq!(by_e["valid"], true, "{by_e}");
+    let tampered = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"message": b64.encode(b"bid for ZB-2026-014: 9,234,000 CNY"), "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    assert_eq!(tampered["valid"], false);
+    assert!(tampered["errors"].to_string().contains("does not verify"), "{tampered}");
+    for bad in [
+        json!({"message": "AA==", "e": e, "signature": "AA==", "certificate": cert}),
+        json!({"signature": "AA==", "certificate": cert}),
+        json!({"message": "AA==", "signature": "AA==", "certificate": "not base64"}),
+        json!({"message": "AA==", "signature": "AA==", "certificate": "AAAA"}),
+        json!({"message": "AA==", "signature": "AA==", "certificate": cert, "extra": 1}),
+    ] {
+        let r = gw.call(Method::POST, "/v1/verify/signature", Some(&bad)).await.unwrap();
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
+    }
+    // Revoked: the same signature is no longer valid.
+    let mut admin = connect(&env, &daemon, "admin").await;
+    admin.json(Method::POST, &format!("/v1/keys/{}/revoke", phone.key_id()), Some(&json!({"reason": "key_compromise"}))).await.unwrap();
+    let after = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"message": b64.encode(msg), "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    assert_eq!(after["valid"], false, "{after}");
+    assert!(after["errors"].to_string().contains("revoked"), "{after}");
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+}

@@ -638,7 +638,9 @@ fn respond(status: StatusCode, body: Option<Value>) -> Response<Body> {
 /// client can read its 413 instead of seeing a reset connection; beyond it, we hang up.
 const OVERSIZE_DRAIN: u64 = 16 << 20;
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// The body, in a buffer wiped when the request is done: bodies carry PIN verifiers,
+/// activation codes and plaintexts.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     use hyper::body::Body as _;
     let too_large = ApiError::PayloadTooLarge { limit };
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -646,7 +648,10 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
         return Err(too_large);
     }
     let mut body = req.into_body();
-    let mut buf = bytes::BytesMut::new();
+    let capacity = declared.unwrap_or(0).min(limit as u64) as usize;
+    // Reserved up front so the buffer never reallocates (a reallocation would leave an
+    // unwiped copy behind).
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
     let mut seen: u64 = 0;
     while !body.is_end_stream() {
         let Some(frame) = body.frame().await else { break };
@@ -657,11 +662,16 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
                 return Err(too_large);
             }
             if seen <= limit as u64 {
+                if buf.len() + data.len() > buf.capacity() {
+                    let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + data.len()).max(2 * buf.capacity()).min(limit)));
+                    bigger.extend_from_slice(&buf);
+                    buf = bigger;
+                }
                 buf.extend_from_slice(&data);
             }
         }
     }
-    if seen > limit as u64 { Err(too_large) } else { Ok(buf.freeze()) }
+    if seen > limit as u64 { Err(too_large) } else { Ok(buf) }
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -699,9 +709,14 @@ fn check_proof_encoding(proof: &str) -> Result<(), ApiError> {
     sm2_2p::digest_from_hex(proof).map(|_| ()).map_err(|_| ApiError::bad_request("pin_proof must be 64 lowercase hex characters"))
 }
 
-fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], Zeroizing<[u8; 32]>), ApiError> {
+fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], crate::keys::Verifier), ApiError> {
     let salt: [u8; 16] = hex_exact(&pin.salt, "pin.salt")?;
-    let verifier = Zeroizing::new(hex_exact::<32>(&pin.verifier, "pin.verifier")?);
+    // Decoded straight into its boxed, wiped home: no copy on the stack.
+    let mut verifier: crate::keys::Verifier = Box::new(Zeroizing::new([0u8; 32]));
+    let v: &str = &pin.verifier;
+    if v.len() != 64 || !sm2_2p::is_lowercase_hex(v) || hex::decode_to_slice(v, &mut verifier[..]).is_err() {
+        return Err(ApiError::bad_request("pin.verifier must be 64 lowercase hex characters"));
+    }
     Ok((salt, verifier))
 }
 
@@ -1128,7 +1143,7 @@ struct DecryptData {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EncryptData {
-    plaintext: String,
+    plaintext: Zeroizing<String>,
 }
 
 fn data_of<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
@@ -1228,7 +1243,7 @@ struct CompleteRequest {
     #[serde(default)]
     signature: Option<SignatureRequest>,
     #[serde(default)]
-    plaintext: Option<String>,
+    plaintext: Option<Zeroizing<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1258,13 +1273,13 @@ struct BatchRequest {
 #[serde(deny_unknown_fields)]
 struct PinRequest {
     salt: String,
-    verifier: String,
+    verifier: Zeroizing<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActivateRequest {
-    activation_code: String,
+    activation_code: Zeroizing<String>,
     p1: String,
     pin: PinRequest,
 }

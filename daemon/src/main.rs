@@ -195,6 +195,10 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// Freed memory is wiped: see `mcsd::os::WipingAllocator`.
+#[global_allocator]
+static ALLOCATOR: mcsd::os::WipingAllocator = mcsd::os::WipingAllocator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Whatever the caller's umask: the store, the vault, backups and sockets are private.

@@ -8,6 +8,50 @@
 //!   memory (shares being used, verifiers, plaintexts) to disk, and other processes of the
 //!   same user cannot read it through `/proc` or ptrace. The unit's `LimitCORE=0` says the
 //!   same to systemd.
+//! - [`WipingAllocator`]: the daemon's global allocator wipes every block before it is
+//!   freed. Request bodies pass through buffers mcsd does not own (hyper's read buffer,
+//!   serde's temporaries); with this, whatever held a PIN verifier or a plaintext is zero
+//!   once it is freed, not left in a free list.
+//! - [`scrub_stack`]: zeroes the stack below the caller, after a blocking call that
+//!   handled a share or verifier (HMAC key blocks, moved arrays, the HSM library's frames).
+
+/// The system allocator, wiping each block on free (see the module doc).
+pub struct WipingAllocator;
+
+// SAFETY: every method forwards to the system allocator with the caller's layout; dealloc
+// first writes zeros over the `layout.size()` bytes the caller owned, which is within the
+// block. realloc is GlobalAlloc's default (alloc, copy, dealloc), so the old block is
+// wiped too.
+unsafe impl std::alloc::GlobalAlloc for WipingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller owns `layout.size()` bytes at `ptr` until this returns; volatile
+        // so the wipe of memory about to be freed is not optimised away.
+        unsafe {
+            for i in 0..layout.size() {
+                std::ptr::write_volatile(ptr.add(i), 0);
+            }
+            std::alloc::System.dealloc(ptr, layout)
+        }
+    }
+}
+
+/// Overwrite 64 KiB of stack below the caller with zeros. Call it after a function that
+/// handled secrets has returned, from the frame that called it.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut area = [0u8; 64 * 1024];
+    std::hint::black_box(&mut area);
+}
 
 /// Set the umask to 077. Returns the previous umask.
 pub fn private_files() -> u32 {

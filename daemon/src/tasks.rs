@@ -150,7 +150,13 @@ pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TaskError> + Send + 'static) -> Result<T, TaskError> {
-    tokio::task::spawn_blocking(f)
+    // Plaintexts and results pass through here: wipe the stack they were on.
+    let wiped = move || {
+        let out = f();
+        crate::os::scrub_stack();
+        out
+    };
+    tokio::task::spawn_blocking(wiped)
         .await
         .map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
 }

@@ -426,3 +426,36 @@ pub async fn raw_tls(env: &DevEnv, daemon: &Daemon, who: &str) -> tokio_rustls::
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake")
 }
+
+/// Which of `needles` occur anywhere in the readable memory of process `pid` (as root,
+/// through `/proc/<pid>/mem`): for tests that secrets do not linger.
+pub fn memory_holds(pid: u32, needles: &[&[u8]]) -> Vec<bool> {
+    use std::io::{Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("/proc/<pid>/mem (tests run as root)");
+    let mut found = vec![false; needles.len()];
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
+        let path = parts.nth(3).unwrap_or("");
+        if !perms.starts_with('r') || path.starts_with("[v") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        for (i, n) in needles.iter().enumerate() {
+            if let Some(at) = memchr::memmem::find(&buf, n) {
+                found[i] = true;
+                if std::env::var_os("MCS_E2E_MEMDEBUG").is_some() {
+                    let lo = at.saturating_sub(64);
+                    eprintln!("needle {i} in {line} at +{at:#x}: {:?}", String::from_utf8_lossy(&buf[lo..(at + n.len() + 64).min(buf.len())]));
+                }
+            }
+        }
+    }
+    found
+}

@@ -350,3 +350,41 @@ async fn verify_signature_route_answers_404() {
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Defect 12 (low): the raw PIN verifier of a key was still in process memory 100 requests
+/// after its PIN change, as were verifier hex strings from request bodies and an encrypt
+/// task's plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_linger_in_memory() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (mut phone, mut conn) = new_phone(&env, &daemon, "app1", "123456").await;
+    let old = *phone.verifier();
+    phone.sign_message(&mut conn, b"with the old PIN", SignMode::Canonical).await.unwrap();
+    phone.change_pin(&mut conn, "654321").await.unwrap();
+    let new = *phone.verifier();
+    // An encrypt task's plaintext, taken by the phone.
+    let secret_text = b"sealed bid: 4,321,000 CNY -- do not open before 2027-01-15";
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    use base64::Engine;
+    let task = gw
+        .json(Method::POST, "/v1/tasks", Some(&json!({"kind": "encrypt", "display": {"title": "encrypt"}, "data": {"plaintext": base64::engine::general_purpose::STANDARD.encode(secret_text)}})))
+        .await
+        .unwrap();
+    let code = mcs_client::phone::ScanCode::parse(task["qr"].as_str().unwrap()).unwrap();
+    phone.claim(&mut conn, &code).await.unwrap();
+    gw.json(Method::GET, &format!("/v1/tasks/{}/result", task["task_id"].as_str().unwrap()), None).await.unwrap();
+    drop(conn);
+    drop(gw);
+    for i in 0..100 {
+        let mut c = connect(&env, &daemon, if i % 2 == 0 { "app1" } else { "app2" }).await;
+        c.call(Method::GET, "/v1/keys", None).await.unwrap();
+    }
+    let (old_hex, new_hex) = (hex::encode(old), hex::encode(new));
+    let found = memory_holds(daemon.pid(), &[&old, old_hex.as_bytes(), &new, new_hex.as_bytes(), secret_text]);
+    let names = ["old verifier", "old verifier hex", "new verifier", "new verifier hex", "encrypt plaintext"];
+    let lingering: Vec<&str> = names.iter().zip(&found).filter(|(_, f)| **f).map(|(n, _)| *n).collect();
+    assert!(lingering.is_empty(), "still in the daemon's memory: {lingering:?}");
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+}

@@ -767,6 +767,12 @@ mod tests {
         let dev = c.tasks.platform("P-DEV");
         assert_eq!((dev.max_open_tasks, dev.callback_concurrency, dev.callback.allow_private, dev.callback.hosts.is_none()), (50, 8, true, true));
         assert_eq!(c.tasks.platform("P-OTHER").max_open_tasks, 50);
+
+        // `mcsd dev-init` writes platform tables; a `[tasks]` appended later still loads.
+        let text = format!("{MINIMAL}\n[tasks.platforms.\"P-DEV-1\"]\nallow_private_callbacks = true\n[tasks]\nretention_secs = 2\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert!(c.tasks.platform("P-DEV-1").callback.allow_private);
+        assert_eq!(c.tasks.retention, Duration::from_secs(2));
     }
 
     #[test]

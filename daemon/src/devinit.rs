@@ -124,10 +124,11 @@ pin_file = "hsm-pin"
 
 [store]
 path = "db"
-{plugins}"#,
+{platforms}{plugins}"#,
         conf = softhsm_conf.display(),
         cfg = dir.join("mcsd.toml").display(),
         module = module.display(),
+        platforms = dev_platforms(),
         plugins = local_ca_plugin(&dir),
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
@@ -144,6 +145,14 @@ path = "db"
         return Err(DevInitError::Setup(format!("mcsd hsm init failed: {status}")));
     }
     Ok(())
+}
+
+/// A table per dev gateway platform allowing private callback targets: the receivers of
+/// the demo and the tests listen on loopback, which production configs refuse.
+fn dev_platforms() -> String {
+    let platforms = CLIENTS.iter().flat_map(|c| c.uris).filter_map(|u| u.strip_prefix("urn:mcs:platform:"));
+    let tables: String = platforms.map(|p| format!("\n[tasks.platforms.\"{p}\"]\nallow_private_callbacks = true\n")).collect();
+    format!("\n# The dev gateways' callback receivers run on this machine.{tables}")
 }
 
 /// The `local-ca` adapter, if it was built next to this binary.

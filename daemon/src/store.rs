@@ -1567,6 +1567,92 @@ mod tests {
         }
     }
 
+    fn task(id: &str, platform: &str, expires_at: i64, message_len: usize) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            kind: TaskKind::Sign,
+            platform: platform.into(),
+            token_sha256: "00".into(),
+            display: TaskDisplay { title: "t".into(), detail: None },
+            data: TaskData::Sign { message: "a".repeat(message_len) },
+            callback_url: None,
+            status: TaskStatus::Pending,
+            rev: 0,
+            created_at: 0,
+            expires_at,
+            updated_at: 0,
+            key_id: None,
+            device_id: None,
+            e: None,
+            cosigned: false,
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+            charged_bytes: 0,
+        }
+    }
+
+    fn finish(store: &Store, t: &TaskRecord, status: TaskStatus) -> TransitionOutcome {
+        let mut next = t.clone();
+        next.rev += 1;
+        next.status = status;
+        store.transition(Transition { task: &next, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None }).unwrap()
+    }
+
+    #[test]
+    fn quota_tally_counts_open_tasks_and_a_refusal_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let quota = Some(OpenQuota { max_tasks: 2, max_bytes: 1 << 20 });
+        let (a, b) = (task("t_a", "P1", 100, 10), task("t_b", "P1", 50, 10));
+        assert_eq!(store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&b, &[], quota).unwrap(), InsertOutcome::Done);
+        let charged = store.task("t_a").unwrap().unwrap().charged_bytes;
+        assert!(charged as usize >= encode(&a).len() + 7, "{charged}");
+        let usage = store.open_usage("P1").unwrap();
+        assert_eq!((usage.tasks, usage.earliest_expiry), (2, Some(50)));
+
+        // Refused: nothing is written, the tally is unchanged, another platform is not affected.
+        let c = task("t_c", "P1", 10, 10);
+        assert!(matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage));
+        assert_eq!(store.task("t_c").unwrap(), None);
+        assert_eq!(store.task_secret("t_c", SecretKind::TaskInput).unwrap(), None);
+        assert_eq!(store.open_usage("P1").unwrap(), usage);
+        assert_eq!(store.insert_task(&task("t_d", "P2", 10, 10), &[], quota).unwrap(), InsertOutcome::Done);
+
+        // A claim keeps the task open; its final state gives the slot back, once.
+        let mut claimed = b.clone();
+        claimed.rev = 1;
+        claimed.status = TaskStatus::Claimed;
+        claimed.charged_bytes = 0; // the caller's copy does not change the charge
+        store.transition(Transition { task: &claimed, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None }).unwrap();
+        assert_eq!(store.open_usage("P1").unwrap(), usage);
+        assert_eq!(finish(&store, &claimed, TaskStatus::Completed), TransitionOutcome::Done);
+        assert_eq!(finish(&store, &claimed, TaskStatus::Expired), TransitionOutcome::Raced);
+        let after = store.open_usage("P1").unwrap();
+        assert_eq!((after.tasks, after.bytes, after.earliest_expiry), (1, charged, Some(100)));
+        assert_eq!(store.insert_task(&c, &[], quota).unwrap(), InsertOutcome::Done);
+
+        // The byte quota: a task that does not fit is refused with its size.
+        let big = task("t_big", "P3", 10, 4000);
+        let small = Some(OpenQuota { max_tasks: 10, max_bytes: 4096 });
+        assert_eq!(store.insert_task(&task("t_s", "P3", 10, 100), &[], small).unwrap(), InsertOutcome::Done);
+        assert!(matches!(store.insert_task(&big, &[], small).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000));
+
+        // Purging a finished task leaves the tally alone; purging an open one takes it out.
+        store.purge_task("t_b").unwrap();
+        store.purge_task("t_s").unwrap();
+        assert_eq!(store.open_usage("P3").unwrap(), OpenUsage::default());
+        let before = store.open_usage("P1").unwrap();
+
+        // A reopened store rebuilds the same tally from the tasks tree.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.open_usage("P1").unwrap(), before);
+        assert_eq!(store.open_usage("P2").unwrap().tasks, 1);
+    }
+
     #[test]
     fn records_carry_a_version_byte_and_unknown_versions_are_refused() {
         let bytes = encode(&enrollment("e1"));

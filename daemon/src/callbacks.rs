@@ -316,6 +316,31 @@ mod tests {
         assert_eq!(backoff(30), MAX_BACKOFF);
     }
 
+    /// DNS rebinding: the name passed the checks at creation; what it resolves to now is
+    /// checked before any connection, and a refused answer is never connected to.
+    #[tokio::test]
+    async fn a_name_resolving_to_a_refused_address_is_never_connected_to() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // `localhost` resolves to loopback (creation refuses the name itself; delivery
+        // sees only what the resolver answers).
+        let url = CallbackUrl { host: Host::Name("localhost".into()), port, path: "/".into() };
+        let strict = TargetPolicy::default();
+        match connect(&url, &strict, Duration::from_secs(5)).await {
+            Err(Failure::Refused(why)) => assert!(why.contains("localhost resolves to") && why.contains("loopback"), "{why}"),
+            other => panic!("not refused: {other:?}"),
+        }
+        assert_eq!(listener.accept().map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "a refused address was connected to");
+        // The same with private targets allowed: connected, to the checked address.
+        let dev = TargetPolicy { hosts: None, allow_private: true };
+        let url = CallbackUrl { host: Host::Ip("127.0.0.1".parse().unwrap()), port, path: "/".into() };
+        let tcp = connect(&url, &dev, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), listener.local_addr().unwrap());
+        let ip_literal = connect(&url, &strict, Duration::from_secs(5)).await;
+        assert!(matches!(ip_literal, Err(Failure::Refused(_))), "{ip_literal:?}");
+    }
+
     #[test]
     fn in_flight_deliveries_are_bounded_per_platform_and_in_all() {
         let mut f = InFlight::default();

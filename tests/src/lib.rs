@@ -293,6 +293,8 @@ pub fn free_port() -> u16 {
 /// CA (the daemon's), recording every JSON body POSTed to it.
 pub struct CallbackReceiver {
     pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Woken whenever a body arrives.
+    arrived: std::sync::Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -321,11 +323,12 @@ impl CallbackReceiver {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = received.clone();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (sink, ring) = (received.clone(), arrived.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let (acceptor, sink) = (acceptor.clone(), sink.clone());
+                let (acceptor, sink, ring) = (acceptor.clone(), sink.clone(), ring.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let mut buf = Vec::new();
@@ -349,13 +352,31 @@ impl CallbackReceiver {
                     };
                     if let Ok(v) = serde_json::from_slice(&body) {
                         sink.lock().unwrap().push(v);
+                        ring.notify_waiters();
                     }
                     let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     let _ = tls.shutdown().await;
                 });
             }
         });
-        CallbackReceiver { received, task }
+        CallbackReceiver { received, arrived, task }
+    }
+
+    /// Wait until `n` bodies have arrived (panics after `within`); returns them.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.received.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{n} callbacks did not arrive within {within:?}; got {got:?}");
+            }
+        }
     }
 }
 

@@ -292,18 +292,20 @@ pub struct TargetPolicy {
 impl TargetPolicy {
     /// What can be decided without resolving: the allow-list, an IP literal's range,
     /// `localhost`.
+    /// (The range first: being on the allow-list does not make an address public.)
     pub fn check_url(&self, url: &CallbackUrl) -> Result<(), String> {
-        if let Some(hosts) = &self.hosts
-            && !hosts.iter().any(|p| p.matches(&url.host))
-        {
-            return Err(format!("host {} is not on this platform's callback allow-list", url.host));
-        }
         match &url.host {
-            Host::Ip(ip) => self.check_addr(*ip),
+            Host::Ip(ip) => self.check_addr(*ip)?,
             Host::Name(n) if is_local_name(n) && !self.allow_private => {
-                Err(format!("host {n} is this machine (loopback); private callback targets are not allowed for this platform"))
+                return Err(format!("host {n} is this machine (loopback); private callback targets are not allowed for this platform"));
             }
-            Host::Name(_) => Ok(()),
+            Host::Name(_) => {}
+        }
+        match &self.hosts {
+            Some(hosts) if !hosts.iter().any(|p| p.matches(&url.host)) => {
+                Err(format!("host {} is not on this platform's callback allow-list", url.host))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -447,13 +449,13 @@ mod tests {
         for ok in ["https://gw.example.cn/", "https://a.cb.example.cn/", "https://x.y.cb.example.cn:8443/", "https://[2001:4860::1]/", "https://8.8.4.4/"] {
             assert!(policy.check_url(&url(ok).unwrap()).is_ok(), "{ok}");
         }
-        for refused in ["https://cb.example.cn/", "https://evilcb.example.cn/", "https://gw.example.cn.evil.cn/", "https://example.cn/", "https://8.8.8.8/"] {
+        for refused in ["https://cb.example.cn/", "https://evilcb.example.cn/", "https://gw.example.cn.evil.cn/", "https://example.cn/", "https://8.8.8.8/", "https://[2001:4860::2]/"] {
             let err = policy.check_url(&url(refused).unwrap()).unwrap_err();
             assert!(err.contains("allow-list"), "{refused}: {err}");
         }
         // On the list and private: still refused without allow_private.
         let listed = TargetPolicy { hosts: Some(vec![HostPattern::parse("10.0.0.5").unwrap()]), allow_private: false };
-        assert!(listed.check_url(&url("https://10.0.0.5/").unwrap()).is_err());
+        assert!(listed.check_url(&url("https://10.0.0.5/").unwrap()).unwrap_err().contains("RFC 1918"));
         // An empty list refuses every callback.
         let none = TargetPolicy { hosts: Some(vec![]), allow_private: true };
         assert!(none.check_url(&url("https://gw.example.cn/").unwrap()).is_err());

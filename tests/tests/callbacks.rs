@@ -152,13 +152,30 @@ async fn one_platform_stalls_all_callbacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_targets_in_private_ranges_are_refused() {
     let env = DevEnv::new();
-    // P-DEV-2 as production would have it: public targets only, and only its own hosts. (An
-    // address on the list is still judged by its range.)
-    set_platform_rules(&env, "P-DEV-2", "callback_hosts = [\"gw.p2.example.cn\", \"*.cb.p2.example.cn\", \"127.0.0.1\"]");
     let daemon = Daemon::start(&env);
     let mut gw1 = connect(&env, &daemon, "gateway").await;
-    let mut gw2 = connect(&env, &daemon, "gateway2").await;
 
+    // P-DEV-1 as dev-init configures it (private targets allowed, for the tests' receivers):
+    // loopback is fine, a malformed host or a non-unicast address never is.
+    create(&mut gw1, b"x", Some("https://127.0.0.1:9/cb")).await.unwrap();
+    for url in ["https://a b/", "https://0.0.0.0/", "https://[ff02::1]/", "https://255.255.255.255/", "https://[::]:443/"] {
+        let err = api_error(create(&mut gw1, b"x", Some(url)).await.unwrap_err());
+        assert_eq!((err.status, err.code.as_str()), (400, "bad_request"), "{url}: {err}");
+    }
+    // A task whose callback is checked again at delivery, after the rules change below.
+    let port = free_port();
+    let receiver = CallbackReceiver::start(&env, port).await;
+    let code = create(&mut gw1, b"x", Some(&format!("https://127.0.0.1:{port}/mcs/callback"))).await.unwrap();
+    drop(gw1);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+
+    // P-DEV-2 as production would have it: public targets only, and only its own hosts (an
+    // address on the list is still judged by its range). P-DEV-1 loses its private targets.
+    set_platform_rules(&env, "P-DEV-2", "callback_hosts = [\"gw.p2.example.cn\", \"*.cb.p2.example.cn\", \"127.0.0.1\"]");
+    set_platform_rules(&env, "P-DEV-1", "allow_private_callbacks = false");
+    let daemon = Daemon::start(&env);
+    let mut gw2 = connect(&env, &daemon, "gateway2").await;
     for (url, why) in [
         ("https://169.254.169.254/latest/meta-data/", "link-local"),
         ("https://[::1]:22/", "loopback"),
@@ -168,6 +185,7 @@ async fn callback_targets_in_private_ranges_are_refused() {
         ("https://[fd00::1]/", "unique local"),
         ("https://10.1.2.3/", "RFC 1918"),
         ("https://100.64.0.1/", "CGNAT"),
+        ("https://localhost:8443/", "loopback"),
         ("https://evil.example.cn/cb", "allow-list"),
         ("https://gw.p2.example.cn.evil.cn/cb", "allow-list"),
         ("https://gw.p2.example.cn@169.254.169.254/", "user info"),
@@ -182,23 +200,9 @@ async fn callback_targets_in_private_ranges_are_refused() {
     for url in ["https://gw.p2.example.cn/mcs/callback", "https://a.cb.p2.example.cn:8443/cb?x=1"] {
         create(&mut gw2, b"x", Some(url)).await.unwrap_or_else(|e| panic!("{url}: {e}"));
     }
-    // P-DEV-1 (dev-init allows it private targets) may use loopback, never a non-unicast address.
-    create(&mut gw1, b"x", Some("https://127.0.0.1:9/cb")).await.unwrap();
-    for url in ["https://0.0.0.0/", "https://[ff02::1]/", "https://255.255.255.255/", "https://a b/"] {
-        let err = api_error(create(&mut gw1, b"x", Some(url)).await.unwrap_err());
-        assert_eq!(err.code, "bad_request", "{url}");
-    }
 
-    // At delivery the platform's current rules decide: a task created while P-DEV-1 allowed
-    // loopback targets gets no callback once it no longer does.
-    let port = free_port();
-    let receiver = CallbackReceiver::start(&env, port).await;
-    let code = create(&mut gw1, b"x", Some(&format!("https://127.0.0.1:{port}/mcs/callback"))).await.unwrap();
-    drop((gw1, gw2));
-    let (status, _) = daemon.stop();
-    assert!(status.success());
-    set_platform_rules(&env, "P-DEV-1", "allow_private_callbacks = false");
-    let daemon = Daemon::start(&env);
+    // At delivery the platform's current rules decide: the task created while P-DEV-1
+    // allowed loopback targets gets no callback now that it does not.
     let mut app = connect(&env, &daemon, "app1").await;
     reject(&mut app, &code).await;
     wait_for_metric(&daemon, "mcsd_callback_refusals_total", 1).await;

@@ -97,7 +97,7 @@ impl InFlight {
         self.tasks.insert(task_id.to_owned());
         *self.per_platform.entry(platform.to_owned()).or_default() += 1;
         self.total += 1;
-        crate::metrics::METRICS.callbacks_in_flight.set(self.total as i64);
+        crate::metrics::METRICS.callback_slots_in_use.set(self.total as i64);
         true
     }
 
@@ -112,7 +112,7 @@ impl InFlight {
             }
         }
         self.total -= 1;
-        crate::metrics::METRICS.callbacks_in_flight.set(self.total as i64);
+        crate::metrics::METRICS.callback_slots_in_use.set(self.total as i64);
     }
 }
 

@@ -14,6 +14,11 @@
 //! the final signature against that `e` before accepting it. Secret task data (an
 //! `encrypt` task's plaintext, a `decrypt` task's result) is stored only HSM-wrapped, and
 //! a decrypt result is deleted when the creating gateway takes it — exactly once.
+//!
+//! A gateway's `create` is bounded per platform: its `callback_url` must pass the
+//! platform's target rules (`callbacks::target`), and its open tasks may not pass the
+//! platform's quotas on count and stored bytes (`429 rate_limited` with `Retry-After`; the
+//! store checks and inserts in one step, so a refusal writes nothing).
 
 use std::sync::Arc;
 use std::time::Duration;

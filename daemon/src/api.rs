@@ -1158,10 +1158,9 @@ impl CreateTaskRequest {
         if self.display.detail.as_ref().is_some_and(|d| d.chars().count() > 2048) {
             return Err(ApiError::bad_request("display.detail is longer than 2048 characters"));
         }
-        if let Some(url) = &self.callback_url
-            && crate::callbacks::parse_url(url).is_none()
-        {
-            return Err(ApiError::bad_request("callback_url must be an https:// URL"));
+        if let Some(url) = &self.callback_url {
+            // Syntax here; the platform's target rules when the task is created.
+            crate::callbacks::target::CallbackUrl::parse(url).map_err(|e| ApiError::bad_request(format!("callback_url {e}")))?;
         }
         let sized = |bytes: Vec<u8>, what: &str, max: usize| {
             if bytes.is_empty() || bytes.len() > max {

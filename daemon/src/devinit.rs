@@ -121,12 +121,6 @@ pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout) -> Result<(),
             .map(|(file, _, role)| format!("[[api.trust]]\nca_file = \"pki/{file}.pem\"\nroles = [\"{role}\"]\n\n"))
             .collect(),
     };
-    // Callback receivers present certificates of the server CA; in the production layout
-    // that is not one of the client anchors, which are the default callback roots.
-    let tasks = match layout {
-        Layout::Single => "",
-        Layout::Production => "\n[tasks]\ncallback_ca_file = \"pki/ca.pem\"\n",
-    };
     let module = module.map(Path::to_path_buf).unwrap_or(softhsm);
     let config = format!(
         r#"# mcsd dev configuration, written by `mcsd dev-init`. Run with
@@ -147,10 +141,11 @@ pin_file = "hsm-pin"
 
 [store]
 path = "db"
-{tasks}{plugins}"#,
+{platforms}{plugins}"#,
         conf = softhsm_conf.display(),
         cfg = dir.join("mcsd.toml").display(),
         module = module.display(),
+        platforms = dev_platforms(),
         plugins = local_ca_plugin(&dir),
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
@@ -167,6 +162,14 @@ path = "db"
         return Err(DevInitError::Setup(format!("mcsd hsm init failed: {status}")));
     }
     Ok(())
+}
+
+/// A table per dev gateway platform allowing private callback targets: the receivers of
+/// the demo and the tests listen on loopback, which production configs refuse.
+fn dev_platforms() -> String {
+    let platforms = CLIENTS.iter().flat_map(|c| c.uris).filter_map(|u| u.strip_prefix("urn:mcs:platform:"));
+    let tables: String = platforms.map(|p| format!("\n[tasks.platforms.\"{p}\"]\nallow_private_callbacks = true\n")).collect();
+    format!("\n# The dev gateways' callback receivers run on this machine.{tables}")
 }
 
 /// The `local-ca` adapter, if it was built next to this binary.
@@ -276,9 +279,17 @@ fn write_pki(pki: &Path, layout: Layout) -> Result<(), DevInitError> {
         "server",
     )?;
     for id in CLIENTS {
-        let sans =
+        let mut sans =
             id.uris.iter().map(|u| Ok(SanType::URI((*u).try_into().map_err(pki_err)?))).collect::<Result<Vec<_>, _>>()?;
-        leaf(issuer_for(id.uris), id.cn, sans, vec![ExtendedKeyUsagePurpose::ClientAuth], id.file)?;
+        let mut eku = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // A gateway also receives task callbacks on localhost: its certificate serves TLS
+        // too, and chains to an API anchor (the daemon's default callback roots).
+        if id.uris.contains(&"urn:mcs:role:gateway") {
+            sans.push(SanType::DnsName("localhost".try_into().map_err(pki_err)?));
+            sans.push(SanType::IpAddress([127, 0, 0, 1].into()));
+            eku.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        leaf(issuer_for(id.uris), id.cn, sans, eku, id.file)?;
     }
     Ok(())
 }

@@ -334,6 +334,8 @@ pub struct Store {
     chain_cache: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// A clean-close record is on disk; the next writer removes it first.
     closed: std::sync::Mutex<bool>,
+    /// Open tasks per platform, for quotas (see [`OpenTally`]); `None` until first used.
+    open_tasks: std::sync::Mutex<Option<OpenTally>>,
 }
 
 /// Group-commit bookkeeping for [`Store::flush`].
@@ -479,6 +481,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             daemon_keys: db.open_tree("daemon_keys")?,
             closed: std::sync::Mutex::new(false),
+            open_tasks: std::sync::Mutex::new(None),
             chains: db.open_tree("ca_chains")?,
             chain_cache: Default::default(),
             db,
@@ -1125,6 +1128,11 @@ pub struct TaskRecord {
     pub secret_result: bool,
     pub delivered: bool,
     pub error: Option<String>,
+    /// Bytes this task counts against its platform's open-bytes quota while it is open:
+    /// its record and wrapped inputs as first stored (set by [`Store::insert_task`]; 0 in
+    /// records from before quotas).
+    #[serde(default)]
+    pub charged_bytes: u64,
 }
 
 /// A callback still to be delivered; written in the same transaction as the final state.
@@ -1134,6 +1142,95 @@ pub struct CallbackRecord {
     pub url: String,
     pub attempts: u32,
     pub next_at_ms: i64,
+    /// The task's platform, whose delivery slots and target rules apply (empty in
+    /// records from before it was kept here: the task says).
+    #[serde(default)]
+    pub platform: String,
+}
+
+/// A platform's limits on its open (unfinished) tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenQuota {
+    pub max_tasks: u64,
+    pub max_bytes: u64,
+}
+
+/// What a platform's open tasks hold now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenUsage {
+    pub tasks: u64,
+    pub bytes: u64,
+    /// The earliest `expires_at` among them: by then at least one will have finished.
+    pub earliest_expiry: Option<i64>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Done,
+    /// The task would take its platform past its quota; nothing was written.
+    OverQuota { usage: OpenUsage, task_bytes: u64 },
+}
+
+/// Per-platform tally of open tasks, kept in step with the `tasks` tree: built from it on
+/// first use, then changed only under its lock together with the write that changes it
+/// (an insert, a transition to a final state, a purge of an unfinished task) — so a quota
+/// check and the insert it allows are one step, and two creations cannot both take the
+/// last slot.
+#[derive(Debug, Default)]
+struct OpenTally {
+    platforms: std::collections::HashMap<String, PlatformTally>,
+}
+
+#[derive(Debug, Default)]
+struct PlatformTally {
+    tasks: u64,
+    bytes: u64,
+    /// Open tasks by expiry second (at most one entry per second of the longest TTL).
+    expiries: std::collections::BTreeMap<i64, u64>,
+}
+
+impl OpenTally {
+    fn build(tasks: &sled::Tree) -> Result<OpenTally, StoreError> {
+        let mut tally = OpenTally::default();
+        for entry in tasks.iter() {
+            let (k, v) = entry?;
+            let task: TaskRecord = decode(&k, &v)?;
+            if !task.status.is_final() {
+                tally.add(&task.platform, task.charged_bytes, task.expires_at);
+            }
+        }
+        Ok(tally)
+    }
+
+    fn usage(&self, platform: &str) -> OpenUsage {
+        self.platforms.get(platform).map_or_else(OpenUsage::default, |p| OpenUsage {
+            tasks: p.tasks,
+            bytes: p.bytes,
+            earliest_expiry: p.expiries.keys().next().copied(),
+        })
+    }
+
+    fn add(&mut self, platform: &str, bytes: u64, expires_at: i64) {
+        let p = self.platforms.entry(platform.to_owned()).or_default();
+        p.tasks += 1;
+        p.bytes += bytes;
+        *p.expiries.entry(expires_at).or_default() += 1;
+    }
+
+    fn remove(&mut self, platform: &str, bytes: u64, expires_at: i64) {
+        let Some(p) = self.platforms.get_mut(platform) else { return };
+        p.tasks = p.tasks.saturating_sub(1);
+        p.bytes = p.bytes.saturating_sub(bytes);
+        if let Some(n) = p.expiries.get_mut(&expires_at) {
+            *n -= 1;
+            if *n == 0 {
+                p.expiries.remove(&expires_at);
+            }
+        }
+        if p.tasks == 0 {
+            self.platforms.remove(platform);
+        }
+    }
 }
 
 /// One atomic task transition (see [`Store::transition`]).
@@ -1162,10 +1259,38 @@ impl Store {
         self.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
-    /// Create a task (rev 0) with its wrapped inputs.
-    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])]) -> Result<(), StoreError> {
+    /// The tally of open tasks, built from the `tasks` tree on first use. Callers hold the
+    /// guard across the write that changes open-ness, so the two cannot drift apart.
+    fn open_tally(&self) -> Result<std::sync::MutexGuard<'_, Option<OpenTally>>, StoreError> {
+        let mut guard = self.open_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(OpenTally::build(&self.tasks)?);
+        }
+        Ok(guard)
+    }
+
+    /// What `platform`'s open tasks hold now.
+    pub fn open_usage(&self, platform: &str) -> Result<OpenUsage, StoreError> {
+        Ok(self.open_tally()?.as_ref().map(|t| t.usage(platform)).unwrap_or_default())
+    }
+
+    /// Create a task (rev 0) with its wrapped inputs, unless it would take its platform
+    /// past `quota` (checked and counted in one step; a refusal writes nothing). The task
+    /// is charged the bytes of its record and inputs, kept in `charged_bytes`.
+    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])], quota: Option<OpenQuota>) -> Result<InsertOutcome, StoreError> {
+        let mut charged = task.clone();
+        let inputs: usize = secrets.iter().map(|(_, b)| b.len()).sum();
+        // The count's own digits barely change the size it counts; measure with a guess.
+        charged.charged_bytes = (encode(&charged).len() + inputs + 20) as u64;
+        let bytes = encode(&charged);
+        let mut tally = self.open_tally()?;
+        let usage = tally.as_ref().map(|t| t.usage(&task.platform)).unwrap_or_default();
+        if let Some(q) = quota
+            && (usage.tasks + 1 > q.max_tasks || usage.bytes + charged.charged_bytes > q.max_bytes)
+        {
+            return Ok(InsertOutcome::OverQuota { usage, task_bytes: charged.charged_bytes });
+        }
         let _writing = self.writing();
-        let bytes = encode(task);
         (&self.tasks, &self.secrets)
             .transaction(|(tasks, sec)| {
                 tasks.insert(task.id.as_bytes(), bytes.clone())?;
@@ -1177,16 +1302,24 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
                 TransactionError::Abort(()) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
-            })
+            })?;
+        if let Some(t) = tally.as_mut()
+            && !task.status.is_final()
+        {
+            t.add(&task.platform, charged.charged_bytes, task.expires_at);
+        }
+        Ok(InsertOutcome::Done)
     }
 
     /// Apply a task transition atomically: the task (compare-and-swap on `rev`), its
     /// secrets, a consumed `once` grant and a callback to deliver — all or nothing.
+    /// A transition that finishes an open task takes it out of its platform's quota, in step.
     pub fn transition(&self, t: Transition<'_>) -> Result<TransitionOutcome, StoreError> {
+        let mut tally = if t.task.status.is_final() { Some(self.open_tally()?) } else { None };
         let _writing = self.writing();
         let id = t.task.id.as_bytes();
-        let bytes = encode(t.task);
         let callback = t.callback.as_ref().map(encode);
+        let finished: std::cell::Cell<Option<(u64, i64)>> = std::cell::Cell::new(None);
         let result = (&self.tasks, &self.secrets, &self.keys, &self.outbox).transaction(|(tasks, sec, keys, outbox)| {
             let current: TaskRecord = match tasks.get(id)? {
                 Some(raw) => decode(id, &raw).map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::Raced))?,
@@ -1195,6 +1328,11 @@ impl Store {
             if current.rev + 1 != t.task.rev {
                 return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced));
             }
+            // The charge is the store's to keep, whatever the caller's copy says.
+            let mut next = t.task.clone();
+            next.charged_bytes = current.charged_bytes;
+            let bytes = encode(&next);
+            finished.set((!current.status.is_final() && next.status.is_final()).then_some((current.charged_bytes, current.expires_at)));
             if let Some((key_id, platform)) = t.consume_once {
                 let raw = keys.get(key_id.as_bytes())?.ok_or(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
                 let mut key: KeyRecord = decode(key_id.as_bytes(), &raw)
@@ -1206,7 +1344,7 @@ impl Store {
                 }
                 keys.insert(key_id.as_bytes(), encode(&key))?;
             }
-            tasks.insert(id, bytes.clone())?;
+            tasks.insert(id, bytes)?;
             for (kind, blob) in &t.put_secrets {
                 sec.insert(secret_key(&t.task.id, *kind), *blob)?;
             }
@@ -1219,7 +1357,12 @@ impl Store {
             Ok(())
         });
         match result {
-            Ok(()) => Ok(TransitionOutcome::Done),
+            Ok(()) => {
+                if let (Some((bytes, expires_at)), Some(Some(tally))) = (finished.get(), tally.as_deref_mut()) {
+                    tally.remove(&t.task.platform, bytes, expires_at);
+                }
+                Ok(TransitionOutcome::Done)
+            }
             Err(TransactionError::Abort(outcome)) => Ok(outcome),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
@@ -1234,12 +1377,21 @@ impl Store {
         self.tasks.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
-    /// Delete a finished task and anything left of its secrets and callback.
+    /// Delete a finished task and anything left of its secrets and callback. (An
+    /// unfinished one leaves its platform's quota.)
     pub fn purge_task(&self, task_id: &str) -> Result<(), StoreError> {
+        let mut tally = self.open_tally()?;
         let _writing = self.writing();
+        let open: std::cell::RefCell<Option<(String, u64, i64)>> = std::cell::RefCell::new(None);
         (&self.tasks, &self.secrets, &self.outbox)
             .transaction(|(tasks, sec, outbox)| {
-                tasks.remove(task_id.as_bytes())?;
+                *open.borrow_mut() = match tasks.remove(task_id.as_bytes())? {
+                    Some(raw) => decode::<TaskRecord>(task_id.as_bytes(), &raw)
+                        .ok()
+                        .filter(|t| !t.status.is_final())
+                        .map(|t| (t.platform, t.charged_bytes, t.expires_at)),
+                    None => None,
+                };
                 for kind in [SecretKind::TaskInput, SecretKind::TaskResult] {
                     sec.remove(secret_key(task_id, kind))?;
                 }
@@ -1249,7 +1401,11 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
                 TransactionError::Abort(()) => StoreError::Corrupt { key: task_id.into(), reason: "aborted".into() },
-            })
+            })?;
+        if let (Some((platform, bytes, expires_at)), Some(tally)) = (open.into_inner(), tally.as_mut()) {
+            tally.remove(&platform, bytes, expires_at);
+        }
+        Ok(())
     }
 
     pub fn daemon_key(&self, name: &str) -> Result<Option<(DaemonKeyRecord, sled::IVec)>, StoreError> {
@@ -1371,6 +1527,10 @@ impl Store {
         self.audit_checkpoints.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
+    pub fn callback(&self, task_id: &str) -> Result<Option<CallbackRecord>, StoreError> {
+        self.outbox.get(task_id.as_bytes())?.map(|v| decode(task_id.as_bytes(), &v)).transpose()
+    }
+
     pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {
         self.outbox.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
@@ -1467,6 +1627,92 @@ mod tests {
             state: EnrollmentState::Pending,
             predecessor: None,
         }
+    }
+
+    fn task(id: &str, platform: &str, expires_at: i64, message_len: usize) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            kind: TaskKind::Sign,
+            platform: platform.into(),
+            token_sha256: "00".into(),
+            display: TaskDisplay { title: "t".into(), detail: None },
+            data: TaskData::Sign { message: "a".repeat(message_len) },
+            callback_url: None,
+            status: TaskStatus::Pending,
+            rev: 0,
+            created_at: 0,
+            expires_at,
+            updated_at: 0,
+            key_id: None,
+            device_id: None,
+            e: None,
+            cosigned: false,
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+            charged_bytes: 0,
+        }
+    }
+
+    fn finish(store: &Store, t: &TaskRecord, status: TaskStatus) -> TransitionOutcome {
+        let mut next = t.clone();
+        next.rev += 1;
+        next.status = status;
+        store.transition(Transition { task: &next, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None }).unwrap()
+    }
+
+    #[test]
+    fn quota_tally_counts_open_tasks_and_a_refusal_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let quota = Some(OpenQuota { max_tasks: 2, max_bytes: 1 << 20 });
+        let (a, b) = (task("t_a", "P1", 100, 10), task("t_b", "P1", 50, 10));
+        assert_eq!(store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&b, &[], quota).unwrap(), InsertOutcome::Done);
+        let charged = store.task("t_a").unwrap().unwrap().charged_bytes;
+        assert!(charged as usize >= encode(&a).len() + 7, "{charged}");
+        let usage = store.open_usage("P1").unwrap();
+        assert_eq!((usage.tasks, usage.earliest_expiry), (2, Some(50)));
+
+        // Refused: nothing is written, the tally is unchanged, another platform is not affected.
+        let c = task("t_c", "P1", 10, 10);
+        assert!(matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage));
+        assert_eq!(store.task("t_c").unwrap(), None);
+        assert_eq!(store.task_secret("t_c", SecretKind::TaskInput).unwrap(), None);
+        assert_eq!(store.open_usage("P1").unwrap(), usage);
+        assert_eq!(store.insert_task(&task("t_d", "P2", 10, 10), &[], quota).unwrap(), InsertOutcome::Done);
+
+        // A claim keeps the task open; its final state gives the slot back, once.
+        let mut claimed = b.clone();
+        claimed.rev = 1;
+        claimed.status = TaskStatus::Claimed;
+        claimed.charged_bytes = 0; // the caller's copy does not change the charge
+        store.transition(Transition { task: &claimed, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None }).unwrap();
+        assert_eq!(store.open_usage("P1").unwrap(), usage);
+        assert_eq!(finish(&store, &claimed, TaskStatus::Completed), TransitionOutcome::Done);
+        assert_eq!(finish(&store, &claimed, TaskStatus::Expired), TransitionOutcome::Raced);
+        let after = store.open_usage("P1").unwrap();
+        assert_eq!((after.tasks, after.bytes, after.earliest_expiry), (1, charged, Some(100)));
+        assert_eq!(store.insert_task(&c, &[], quota).unwrap(), InsertOutcome::Done);
+
+        // The byte quota: a task that does not fit is refused with its size.
+        let big = task("t_big", "P3", 10, 4000);
+        let small = Some(OpenQuota { max_tasks: 10, max_bytes: 4096 });
+        assert_eq!(store.insert_task(&task("t_s", "P3", 10, 100), &[], small).unwrap(), InsertOutcome::Done);
+        assert!(matches!(store.insert_task(&big, &[], small).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000));
+
+        // Purging a finished task leaves the tally alone; purging an open one takes it out.
+        store.purge_task("t_b").unwrap();
+        store.purge_task("t_s").unwrap();
+        assert_eq!(store.open_usage("P3").unwrap(), OpenUsage::default());
+        let before = store.open_usage("P1").unwrap();
+
+        // A reopened store rebuilds the same tally from the tasks tree.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.open_usage("P1").unwrap(), before);
+        assert_eq!(store.open_usage("P2").unwrap().tasks, 1);
     }
 
     #[test]

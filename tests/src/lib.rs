@@ -328,10 +328,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A gateway's callback endpoint: HTTPS with a mandatory client certificate from the dev
-/// CA (the daemon's), recording every JSON body POSTed to it.
+/// A gateway's callback endpoint: HTTPS with the gateway's certificate and a mandatory
+/// client certificate from the dev CA (the daemon's), recording every JSON body POSTed.
 pub struct CallbackReceiver {
     pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Woken whenever a body arrives.
+    arrived: std::sync::Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -349,8 +351,9 @@ impl CallbackReceiver {
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .unwrap();
-        let certs = rustls_pemfile::certs(&mut read("server.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
-        let key = rustls_pemfile::private_key(&mut read("server.key").as_slice()).unwrap().unwrap();
+        // The gateway's own certificate: it chains to an API anchor in either PKI layout.
+        let certs = rustls_pemfile::certs(&mut read("gateway.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = rustls_pemfile::private_key(&mut read("gateway.key").as_slice()).unwrap().unwrap();
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -360,11 +363,12 @@ impl CallbackReceiver {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = received.clone();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (sink, ring) = (received.clone(), arrived.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let (acceptor, sink) = (acceptor.clone(), sink.clone());
+                let (acceptor, sink, ring) = (acceptor.clone(), sink.clone(), ring.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let mut buf = Vec::new();
@@ -388,13 +392,31 @@ impl CallbackReceiver {
                     };
                     if let Ok(v) = serde_json::from_slice(&body) {
                         sink.lock().unwrap().push(v);
+                        ring.notify_waiters();
                     }
                     let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     let _ = tls.shutdown().await;
                 });
             }
         });
-        CallbackReceiver { received, task }
+        CallbackReceiver { received, arrived, task }
+    }
+
+    /// Wait until `n` bodies have arrived (panics after `within`); returns them.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.received.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{n} callbacks did not arrive within {within:?}; got {got:?}");
+            }
+        }
     }
 }
 

@@ -92,6 +92,17 @@ fn now_ms() -> i64 {
 struct Head {
     next: u64,
     hash: String,
+    /// The store generation this head was read in; after a reopen, entries appended but
+    /// never flushed are gone, so the head is read again.
+    generation: u64,
+}
+
+fn read_head(store: &Store) -> Result<Head, StoreError> {
+    let generation = store.generation();
+    Ok(match store.last_audit::<Entry>()? {
+        Some((seq, e)) => Head { next: seq + 1, hash: e.hash, generation },
+        None => Head { next: 0, hash: hex::encode([0u8; 32]), generation },
+    })
 }
 
 pub struct Audit {
@@ -102,16 +113,16 @@ pub struct Audit {
 
 impl Audit {
     pub fn open(store: Arc<Store>, keys: DaemonKeys) -> Result<Audit, StoreError> {
-        let head = match store.last_audit::<Entry>()? {
-            Some((seq, e)) => Head { next: seq + 1, hash: e.hash },
-            None => Head { next: 0, hash: hex::encode([0u8; 32]) },
-        };
+        let head = read_head(&store)?;
         Ok(Audit { store, keys, head: tokio::sync::Mutex::new(head) })
     }
 
     /// Chain an event and make it durable.
     pub async fn record(&self, ev: Event) -> Result<(), StoreError> {
         let mut head = self.head.lock().await;
+        if head.generation != self.store.generation() {
+            *head = read_head(&self.store)?;
+        }
         let mut e = Entry {
             seq: head.next,
             at: now_ms(),

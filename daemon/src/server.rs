@@ -125,6 +125,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     tracing::info!(%api_addr, %health_addr, kek_version = hsm.current_kek_version(), "mcsd serving");
 
     tokio::spawn(reinit_loop(hsm.clone(), cfg.hsm.reinit_interval));
+    tokio::spawn(store_recovery_loop(store.clone()));
     if let Some(every) = crate::sdnotify::watchdog_interval() {
         tokio::spawn(watchdog_loop(hsm.clone(), every));
     }
@@ -139,7 +140,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         api_listener,
         ApiConnections { tls: tls_now.clone(), api: api.clone(), gate: gate.clone(), limits, request_bound, stop: stop_rx.clone() },
     ));
-    let health_accept = tokio::spawn(accept_health(health_listener, hsm.clone(), plugins.clone(), health_gate.clone(), stop_rx.clone()));
+    let health_accept = tokio::spawn(accept_health(health_listener, hsm.clone(), plugins.clone(), store.clone(), health_gate.clone(), stop_rx.clone()));
     let mut stop = std::pin::pin!(shutdown_signal());
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -433,7 +434,14 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-async fn accept_health(listener: TcpListener, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, gate: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+async fn accept_health(
+    listener: TcpListener,
+    hsm: Arc<Hsm>,
+    plugins: Arc<PluginHost>,
+    store: Arc<Store>,
+    gate: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut failures = 0u32;
     loop {
         let accepted = tokio::select! {
@@ -451,12 +459,12 @@ async fn accept_health(listener: TcpListener, hsm: Arc<Hsm>, plugins: Arc<Plugin
             }
         };
         let Ok(permit) = gate.clone().try_acquire_owned() else { continue };
-        let (hsm, plugins) = (hsm.clone(), plugins.clone());
+        let (hsm, plugins, store) = (hsm.clone(), plugins.clone(), store.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: Request<Incoming>| {
-                let (hsm, plugins) = (hsm.clone(), plugins.clone());
-                async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &req)) }
+                let (hsm, plugins, store) = (hsm.clone(), plugins.clone(), store.clone());
+                async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &store, &req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -468,7 +476,7 @@ async fn accept_health(listener: TcpListener, hsm: Arc<Hsm>, plugins: Arc<Plugin
     }
 }
 
-fn health(hsm: &Hsm, plugins: &PluginHost, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn health(hsm: &Hsm, plugins: &PluginHost, store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/metrics" {
         let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render())));
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -479,14 +487,16 @@ fn health(hsm: &Hsm, plugins: &PluginHost, req: &Request<Incoming>) -> Response<
         "/readyz" => {
             let hsm_ready = hsm.is_ready();
             let plugins_ready = plugins.all_loaded();
-            let ready = hsm_ready && plugins_ready;
+            let store_ready = !store.failed();
+            let ready = hsm_ready && plugins_ready && store_ready;
             let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             (
                 status,
                 json!({
                     "status": if ready { "ready" } else { "not_ready" },
                     "hsm": if hsm_ready { "logged_in" } else { "reinitialising" },
-                    "store": "open",
+                    "store": if store_ready { "open" } else { "failed: reopening once it can write" },
+                    "store_reopenings": store.generation(),
                     "plugins": if plugins_ready { "loaded" } else { "some failed to load" },
                     "hsm_reinitialisations": hsm.reinit_count(),
                 }),
@@ -530,6 +540,35 @@ async fn reinit_loop(hsm: Arc<Hsm>, interval: Duration) {
         if !hsm.is_ready() {
             let hsm = hsm.clone();
             let _ = tokio::task::spawn_blocking(move || hsm.try_reinit()).await;
+        }
+    }
+}
+
+/// Watch the store; when it cannot write (disk full, I/O error), reopen it once writes
+/// succeed again. Requests fail closed meanwhile and `/readyz` says so.
+async fn store_recovery_loop(store: Arc<Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = false;
+    loop {
+        tick.tick().await;
+        store.probe();
+        if !store.failed() {
+            continue;
+        }
+        if !reported {
+            tracing::error!("store cannot write (disk full or I/O error); reopening once it can");
+            reported = true;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.recover()).await {
+            Ok(Ok(true)) => {
+                tracing::warn!(generation = store.generation(), "store reopened; serving again");
+                reported = false;
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "store still failing"),
+            Err(e) => tracing::warn!(error = %e, "store recovery task failed"),
         }
     }
 }

@@ -26,6 +26,7 @@
 //! transaction, so a crash leaves either the old or the new state, never a mix.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::hsm::SecretKind;
@@ -48,6 +49,12 @@ pub enum StoreError {
     Vault(#[from] VaultError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("the store is being reopened after an I/O failure")]
+    Unavailable,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The store directory 0700 and everything in it 0600 (directories 0700), whatever umask
@@ -311,7 +318,9 @@ pub enum ActivateOutcome {
     NoSuchEnrollment,
 }
 
-pub struct Store {
+/// The open database: sled, its trees and the vault. Replaced as a whole when the store
+/// reopens after an I/O failure (see [`Store::recover`]).
+struct Files {
     db: sled::Db,
     enrollments: sled::Tree,
     keys: sled::Tree,
@@ -322,14 +331,27 @@ pub struct Store {
     daemon_keys: sled::Tree,
     seals: sled::Tree,
     meta: sled::Tree,
-    group: GroupCommit,
-    /// Writers hold it shared; a snapshot holds it exclusively, so a backup sees no
-    /// half-done multi-step change (vault slot + sled record).
-    gate: std::sync::RwLock<()>,
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
     vault: Vault,
     chains: sled::Tree,
+}
+
+pub struct Store {
+    /// `None` while the store is being reopened: operations get [`StoreError::Unavailable`].
+    files: std::sync::RwLock<Option<Arc<Files>>>,
+    path: std::path::PathBuf,
+    cache_bytes: u64,
+    /// A flush failed (disk full, I/O error): sled refuses every write from then on,
+    /// until the store is reopened.
+    failed: std::sync::atomic::AtomicBool,
+    /// Bumped at every reopen: holders of in-memory views of stored state (the
+    /// audit head) re-read them.
+    generation: std::sync::atomic::AtomicU64,
+    group: GroupCommit,
+    /// Writers hold it shared; a snapshot holds it exclusively, so a backup sees no
+    /// half-done multi-step change (vault slot + sled record).
+    gate: std::sync::RwLock<()>,
     /// Chains already in `chains` (a handful: one per CA and intermediate set).
     chain_cache: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// A clean-close record is on disk; the next writer removes it first.
@@ -429,6 +451,24 @@ impl Store {
     /// shard hears of it, 64 accesses later) does not depend on it.
     pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
         let cache = cache_mb.clamp(1, 65536) << 20;
+        let files = Self::open_files(path, cache)?;
+        Ok(Store {
+            files: std::sync::RwLock::new(Some(Arc::new(files))),
+            path: path.to_path_buf(),
+            cache_bytes: cache,
+            failed: Default::default(),
+            generation: Default::default(),
+            gate: std::sync::RwLock::new(()),
+            group: GroupCommit::default(),
+            closed: std::sync::Mutex::new(false),
+            open_tasks: std::sync::Mutex::new(None),
+            chain_cache: Default::default(),
+        })
+    }
+
+    /// Open sled and the vault (checking the vault against the records unless a clean
+    /// close vouches for it).
+    fn open_files(path: &Path, cache: u64) -> Result<Files, StoreError> {
         make_private(path)?;
         let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(cache).open()?;
         let (secrets, keys, meta) = (db.open_tree("secrets")?, db.open_tree("keys")?, db.open_tree("meta")?);
@@ -465,12 +505,10 @@ impl Store {
         }
         // What sled and the vault just created, under whatever umask the caller had.
         make_private(path)?;
-        Ok(Store {
+        Ok(Files {
             vault,
             seals: db.open_tree("seals")?,
             meta,
-            gate: std::sync::RwLock::new(()),
-            group: GroupCommit::default(),
             audit: db.open_tree("audit")?,
             audit_checkpoints: db.open_tree("audit_checkpoints")?,
             enrollments: db.open_tree("enrollments")?,
@@ -480,12 +518,72 @@ impl Store {
             tasks: db.open_tree("tasks")?,
             outbox: db.open_tree("outbox")?,
             daemon_keys: db.open_tree("daemon_keys")?,
-            closed: std::sync::Mutex::new(false),
-            open_tasks: std::sync::Mutex::new(None),
             chains: db.open_tree("ca_chains")?,
-            chain_cache: Default::default(),
             db,
         })
+    }
+
+    /// The open database, or `Unavailable` while it is being reopened.
+    fn files(&self) -> Result<Arc<Files>, StoreError> {
+        self.files.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Unavailable)
+    }
+
+    /// The store cannot write (a flush failed) or is being reopened: `/readyz` says so and
+    /// [`Store::recover`] should run.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst) || self.files.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// Notice a database sled has given up on (a background flush failed, the disk is
+    /// full) before a request trips over it: one small write, not flushed, outside the
+    /// writers' gate (it touches no record a backup or a clean close vouches for).
+    pub fn probe(&self) {
+        let Ok(f) = self.files() else { return };
+        if f.meta.insert(b"write-probe", now_ms().to_be_bytes().to_vec()).is_err() {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// How many times the store has been reopened.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// After a failed flush sled refuses every write until it is reopened. Close it (once
+    /// the requests still using it let go), open it again, and prove a write reaches the
+    /// disk. What was written but never flushed is gone — nothing of it was acknowledged.
+    /// `Ok(true)`: serving again; `Ok(false)`: nothing to do; `Err`: still failing (the
+    /// store stays unavailable; call again later).
+    pub fn recover(&self) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.failed() {
+            return Ok(false);
+        }
+        let _all = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let old = self.files.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(old) = old {
+            // Requests that took the files before the swap finish (they fail); sled's file
+            // lock goes with the last handle.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            drop(old);
+        }
+        let files = until_unlocked(|| Self::open_files(&self.path, self.cache_bytes))?;
+        files.meta.insert(b"write-probe", now_ms().to_be_bytes().to_vec())?;
+        files.db.flush()?;
+        self.chain_cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.open_tasks.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        {
+            let mut g = self.group.state.lock().unwrap_or_else(|p| p.into_inner());
+            g.error = None;
+        }
+        *self.files.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(files));
+        self.generation.fetch_add(1, SeqCst);
+        self.failed.store(false, SeqCst);
+        Ok(true)
     }
 
     /// Every stored value of a key-owned secret (vault references in the key records):
@@ -550,7 +648,7 @@ impl Store {
         };
         let mut cache = self.chain_cache.lock().unwrap_or_else(|p| p.into_inner());
         if !cache.contains_key(&id) {
-            self.chains.insert(id.as_bytes(), encode(&cert.chain_b64))?;
+            self.files().map_err(|e| sled::Error::Unsupported(e.to_string()))?.chains.insert(id.as_bytes(), encode(&cert.chain_b64))?;
             cache.insert(id.clone(), cert.chain_b64.clone());
         }
         drop(cache);
@@ -577,7 +675,7 @@ impl Store {
             cert.chain_b64 = chain.clone();
             return Ok(());
         }
-        let raw = self.chains.get(id.as_bytes())?.ok_or_else(|| StoreError::Corrupt { key: rec.id.clone(), reason: format!("certificate chain {id} missing") })?;
+        let raw = self.files()?.chains.get(id.as_bytes())?.ok_or_else(|| StoreError::Corrupt { key: rec.id.clone(), reason: format!("certificate chain {id} missing") })?;
         let chain: Vec<String> = decode(id.as_bytes(), &raw)?;
         cache.insert(id, chain.clone());
         cert.chain_b64 = chain;
@@ -589,10 +687,10 @@ impl Store {
     /// Also done on drop.
     pub fn close(&self) -> Result<(), StoreError> {
         let _all = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        self.db.flush()?;
-        if let Some((vault_slots, free)) = self.vault.layout() {
-            self.meta.insert(CLEAN_CLOSE, encode(&CleanClose { vault_slots, free }))?;
-            self.db.flush()?;
+        self.files()?.db.flush()?;
+        if let Some((vault_slots, free)) = self.files()?.vault.layout() {
+            self.files()?.meta.insert(CLEAN_CLOSE, encode(&CleanClose { vault_slots, free }))?;
+            self.files()?.db.flush()?;
             *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
         }
         Ok(())
@@ -642,12 +740,14 @@ impl Store {
             let target = lock().requested;
             let outcome = {
                 let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.store_flush_duration.clone());
-                self.db.flush_async().await
+                self.files()?.db.flush_async().await
             };
             let mut g = lock();
             g.flushed = target;
             g.fsyncs += 1;
             if let Err(e) = outcome {
+                // sled refuses every write after a failed flush, until it is reopened.
+                self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
                 g.error = Some((target, e.clone()));
                 if target >= mine {
                     result = Err(StoreError::Db(e));
@@ -669,7 +769,10 @@ impl Store {
 
     /// [`Store::flush`] for callers on a blocking thread (adapter callbacks).
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        if let Err(e) = self.files()?.db.flush() {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -678,10 +781,13 @@ impl Store {
         let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
         if *closed {
             // Written after a clean close: the record no longer vouches for the vault.
-            let reopened = self.meta.remove(CLEAN_CLOSE).map_err(StoreError::from).and_then(|_| self.flush_blocking());
+            let files = self.files();
+            let reopened = files.as_ref().map_err(|_| StoreError::Unavailable).and_then(|f| Ok(f.meta.remove(CLEAN_CLOSE)?)).and_then(|_| self.flush_blocking());
             if let Err(e) = reopened {
                 tracing::error!(error = %e, "store: could not withdraw the clean-close record");
-                self.vault.mark_suspect();
+                if let Ok(f) = &files {
+                    f.vault.mark_suspect();
+                }
             }
             *closed = false;
         }
@@ -699,8 +805,8 @@ impl Store {
             out.extend_from_slice(&(b.len() as u32).to_be_bytes());
             out.extend_from_slice(b);
         };
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name)?;
+        for name in self.files()?.db.tree_names() {
+            let tree = self.files()?.db.open_tree(&name)?;
             for entry in tree.iter() {
                 let (k, v) = entry?;
                 if name == "meta" && k == CLEAN_CLOSE {
@@ -713,7 +819,7 @@ impl Store {
             }
         }
         out.push(2);
-        put(&mut out, &self.vault.contents()?);
+        put(&mut out, &self.files()?.vault.contents()?);
         out.push(0);
         let digest = sha2::Sha256::digest(&out);
         out.extend_from_slice(&digest);
@@ -772,8 +878,8 @@ impl Store {
     /// references; key-owned ones come from the key records.
     pub fn secret_entries(&self) -> Result<Vec<(Vec<u8>, sled::IVec)>, StoreError> {
         let mut out: Vec<(Vec<u8>, sled::IVec)> =
-            self.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect::<Result<_, _>>()?;
-        Self::for_each_key_secret(&self.keys, |id, kind, value| out.push((secret_key(id, kind), value.into())))?;
+            self.files()?.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect::<Result<_, _>>()?;
+        Self::for_each_key_secret(&self.files()?.keys, |id, kind, value| out.push((secret_key(id, kind), value.into())))?;
         Ok(out)
     }
 
@@ -790,22 +896,22 @@ impl Store {
         let owner = parse_secret_key(key).filter(|(_, kind)| key_owned(*kind));
         match SlotRef::decode(old) {
             Some(old_ref) => {
-                let fresh = self.vault.put(new_blob)?;
+                let fresh = self.files()?.vault.put(new_blob)?;
                 let fresh_value = fresh.encode();
                 let swapped = match &owner {
                     Some((id, kind)) => self.swap_key_secret(id, *kind, old, &fresh_value)?,
-                    None => self.secrets.compare_and_swap(key, Some(old), Some(&fresh_value[..]))?.is_ok(),
+                    None => self.files()?.secrets.compare_and_swap(key, Some(old), Some(&fresh_value[..]))?.is_ok(),
                 };
                 if swapped {
                     Ok((true, Some(old_ref.slot)))
                 } else {
-                    self.vault.shred(&[fresh.slot])?;
+                    self.files()?.vault.shred(&[fresh.slot])?;
                     Ok((false, None))
                 }
             }
             None => match &owner {
                 Some((id, kind)) => Ok((self.swap_key_secret(id, *kind, old, new_blob)?, None)),
-                None => Ok((self.secrets.compare_and_swap(key, Some(old), Some(new_blob))?.is_ok(), None)),
+                None => Ok((self.files()?.secrets.compare_and_swap(key, Some(old), Some(new_blob))?.is_ok(), None)),
             },
         }
     }
@@ -813,7 +919,7 @@ impl Store {
     /// Compare-and-swap of a key-owned secret's stored value inside the key record.
     fn swap_key_secret(&self, id: &str, kind: SecretKind, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
         loop {
-            let Some(raw) = self.keys.get(id.as_bytes())? else { return Ok(false) };
+            let Some(raw) = self.files()?.keys.get(id.as_bytes())? else { return Ok(false) };
             let mut rec: KeyRecord = decode(id.as_bytes(), &raw)?;
             if rec.stored_secret(kind)?.as_deref() != Some(old) {
                 return Ok(false);
@@ -821,7 +927,7 @@ impl Store {
             if let Some(field) = rec.secret_ref(kind) {
                 *field = Some(hex::encode(new));
             }
-            if self.keys.compare_and_swap(id.as_bytes(), Some(&raw), Some(encode(&rec)))?.is_ok() {
+            if self.files()?.keys.compare_and_swap(id.as_bytes(), Some(&raw), Some(encode(&rec)))?.is_ok() {
                 return Ok(true);
             }
         }
@@ -829,19 +935,19 @@ impl Store {
 
     /// Make everything durable, then destroy the given vault slots.
     pub fn shred_after_flush(&self, slots: &[u64]) -> Result<(), StoreError> {
-        self.db.flush()?;
-        self.vault.shred(slots)?;
+        self.files()?.db.flush()?;
+        self.files()?.vault.shred(slots)?;
         Ok(())
     }
 
     pub fn put_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.enrollments.insert(rec.id.as_bytes(), encode(rec))?;
+        self.files()?.enrollments.insert(rec.id.as_bytes(), encode(rec))?;
         Ok(())
     }
 
     pub fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>, StoreError> {
-        self.enrollments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+        self.files()?.enrollments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
     /// Atomically: mark the enrollment activated, create the key, store its wrapped
@@ -856,11 +962,11 @@ impl Store {
         let _writing = self.writing();
         let index = format!("{}/{}", key.device_id, key.id).into_bytes();
         // Blobs first (synced), then the transaction that references them.
-        let share_ref = self.vault.put(share_blob)?;
-        let verifier_ref = match self.vault.put(verifier_blob) {
+        let share_ref = self.files()?.vault.put(share_blob)?;
+        let verifier_ref = match self.files()?.vault.put(verifier_blob) {
             Ok(r) => r,
             Err(e) => {
-                self.vault.shred(&[share_ref.slot])?;
+                self.files()?.vault.shred(&[share_ref.slot])?;
                 return Err(e.into());
             }
         };
@@ -868,7 +974,7 @@ impl Store {
         key.share_ref = Some(hex::encode(share_ref.encode()));
         key.verifier_ref = Some(hex::encode(verifier_ref.encode()));
         let key_bytes = encode(&key);
-        let result = (&self.enrollments, &self.keys, &self.device_keys).transaction(
+        let result = (&self.files()?.enrollments, &self.files()?.keys, &self.files()?.device_keys).transaction(
             |(enr, keys, device_keys)| {
                 let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
                     return Err(ConflictableTransactionError::Abort(ActivateOutcome::NoSuchEnrollment));
@@ -888,27 +994,27 @@ impl Store {
         match result {
             Ok(()) => Ok(ActivateOutcome::Done),
             Err(TransactionError::Abort(outcome)) => {
-                self.vault.shred(&[share_ref.slot, verifier_ref.slot])?;
+                self.files()?.vault.shred(&[share_ref.slot, verifier_ref.slot])?;
                 Ok(outcome)
             }
             // Not shredded: the transaction may have reached the disk; if it did not, the
             // slots are unreferenced and the next start (a full check) zeroes them.
             Err(TransactionError::Storage(e)) => {
-                self.vault.mark_suspect();
+                self.files()?.vault.mark_suspect();
                 Err(e.into())
             }
         }
     }
 
     pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.keys.get(id.as_bytes())?.map(|v| self.decode_key(id.as_bytes(), &v)).transpose()
+        self.files()?.keys.get(id.as_bytes())?.map(|v| self.decode_key(id.as_bytes(), &v)).transpose()
     }
 
     /// Keys of one device, via the index.
     pub fn keys_of_device(&self, device_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let prefix = format!("{device_id}/");
         let mut out = Vec::new();
-        for entry in self.device_keys.scan_prefix(prefix.as_bytes()) {
+        for entry in self.files()?.device_keys.scan_prefix(prefix.as_bytes()) {
             let (k, _) = entry?;
             let key_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             if let Some(rec) = self.key(&key_id)? {
@@ -921,7 +1027,7 @@ impl Store {
     /// All keys matching a predicate (admin listing).
     pub fn keys_matching(&self, mut keep: impl FnMut(&KeyRecord) -> bool) -> Result<Vec<KeyRecord>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.keys.iter() {
+        for entry in self.files()?.keys.iter() {
             let (k, v) = entry?;
             let rec = self.decode_key(&k, &v)?;
             if keep(&rec) {
@@ -941,7 +1047,7 @@ impl Store {
     ) -> Result<Result<Option<KeyRecord>, E>, StoreError> {
         let _writing = self.writing();
         loop {
-            let Some(old) = self.keys.get(id.as_bytes())? else { return Ok(Ok(None)) };
+            let Some(old) = self.files()?.keys.get(id.as_bytes())? else { return Ok(Ok(None)) };
             let mut rec = self.decode_key(id.as_bytes(), &old)?;
             match change(&mut rec) {
                 Err(e) => return Ok(Err(e)),
@@ -949,7 +1055,7 @@ impl Store {
                 Ok(true) => {}
             }
             let new = self.encode_key(&rec)?;
-            if self.keys.compare_and_swap(id.as_bytes(), Some(&old), Some(new))?.is_ok() {
+            if self.files()?.keys.compare_and_swap(id.as_bytes(), Some(&old), Some(new))?.is_ok() {
                 return Ok(Ok(Some(rec)));
             }
         }
@@ -962,7 +1068,7 @@ impl Store {
                 None => Ok(None),
             };
         }
-        self.resolve(self.secrets.get(secret_key(key_id, kind))?)
+        self.resolve(self.files()?.secrets.get(secret_key(key_id, kind))?)
     }
 
     /// A key-owned secret (share, PIN verifier) located through an already-read record.
@@ -974,7 +1080,7 @@ impl Store {
     fn resolve(&self, value: Option<sled::IVec>) -> Result<Option<sled::IVec>, StoreError> {
         match value {
             Some(v) => match SlotRef::decode(&v) {
-                Some(r) => Ok(Some(self.vault.get(&r)?.into())),
+                Some(r) => Ok(Some(self.files()?.vault.get(&r)?.into())),
                 None => Ok(Some(v)),
             },
             None => Ok(None),
@@ -986,9 +1092,9 @@ impl Store {
     /// (syncs).
     pub fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
         let _writing = self.writing();
-        let new_ref = self.vault.put(verifier_blob)?;
+        let new_ref = self.files()?.vault.put(verifier_blob)?;
         let new_ref_hex = hex::encode(new_ref.encode());
-        let result = self.keys.transaction(|keys| {
+        let result = self.files()?.keys.transaction(|keys| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
                 return Err(ConflictableTransactionError::Abort(()));
             };
@@ -1002,16 +1108,16 @@ impl Store {
         });
         match result {
             Ok(old) => {
-                self.db.flush()?;
-                self.vault.shred(&old.into_iter().collect::<Vec<_>>())?;
+                self.files()?.db.flush()?;
+                self.files()?.vault.shred(&old.into_iter().collect::<Vec<_>>())?;
                 Ok(true)
             }
             Err(TransactionError::Abort(())) => {
-                self.vault.shred(&[new_ref.slot])?;
+                self.files()?.vault.shred(&[new_ref.slot])?;
                 Ok(false)
             }
             Err(TransactionError::Storage(e)) => {
-                self.vault.mark_suspect();
+                self.files()?.vault.mark_suspect();
                 Err(e.into())
             }
         }
@@ -1022,7 +1128,7 @@ impl Store {
     /// gone from the disk. Blocking (syncs).
     pub fn revoke(&self, key_id: &str, reason: &str) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
-        let result = self.keys.transaction(|keys| {
+        let result = self.files()?.keys.transaction(|keys| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
                 return Err(ConflictableTransactionError::Abort(()));
             };
@@ -1039,8 +1145,8 @@ impl Store {
         });
         match result {
             Ok((mut rec, slots)) => {
-                self.db.flush()?;
-                self.vault.shred(&slots.into_iter().flatten().collect::<Vec<_>>())?;
+                self.files()?.db.flush()?;
+                self.files()?.vault.shred(&slots.into_iter().flatten().collect::<Vec<_>>())?;
                 self.fill_chain(&mut rec)?;
                 Ok(Some(rec))
             }
@@ -1256,7 +1362,7 @@ pub enum TransitionOutcome {
 
 impl Store {
     pub fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        self.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+        self.files()?.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
     /// The tally of open tasks, built from the `tasks` tree on first use. Callers hold the
@@ -1264,7 +1370,7 @@ impl Store {
     fn open_tally(&self) -> Result<std::sync::MutexGuard<'_, Option<OpenTally>>, StoreError> {
         let mut guard = self.open_tasks.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some(OpenTally::build(&self.tasks)?);
+            *guard = Some(OpenTally::build(&self.files()?.tasks)?);
         }
         Ok(guard)
     }
@@ -1291,7 +1397,7 @@ impl Store {
             return Ok(InsertOutcome::OverQuota { usage, task_bytes: charged.charged_bytes });
         }
         let _writing = self.writing();
-        (&self.tasks, &self.secrets)
+        (&self.files()?.tasks, &self.files()?.secrets)
             .transaction(|(tasks, sec)| {
                 tasks.insert(task.id.as_bytes(), bytes.clone())?;
                 for (kind, blob) in secrets {
@@ -1320,7 +1426,7 @@ impl Store {
         let id = t.task.id.as_bytes();
         let callback = t.callback.as_ref().map(encode);
         let finished: std::cell::Cell<Option<(u64, i64)>> = std::cell::Cell::new(None);
-        let result = (&self.tasks, &self.secrets, &self.keys, &self.outbox).transaction(|(tasks, sec, keys, outbox)| {
+        let result = (&self.files()?.tasks, &self.files()?.secrets, &self.files()?.keys, &self.files()?.outbox).transaction(|(tasks, sec, keys, outbox)| {
             let current: TaskRecord = match tasks.get(id)? {
                 Some(raw) => decode(id, &raw).map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::Raced))?,
                 None => return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced)),
@@ -1369,12 +1475,12 @@ impl Store {
     }
 
     pub fn task_secret(&self, task_id: &str, kind: SecretKind) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.secrets.get(secret_key(task_id, kind))?)
+        Ok(self.files()?.secrets.get(secret_key(task_id, kind))?)
     }
 
     /// Every task (the sweeper's view; tasks are few and short-lived).
     pub fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.tasks.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.files()?.tasks.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
     /// Delete a finished task and anything left of its secrets and callback. (An
@@ -1383,7 +1489,7 @@ impl Store {
         let mut tally = self.open_tally()?;
         let _writing = self.writing();
         let open: std::cell::RefCell<Option<(String, u64, i64)>> = std::cell::RefCell::new(None);
-        (&self.tasks, &self.secrets, &self.outbox)
+        (&self.files()?.tasks, &self.files()?.secrets, &self.files()?.outbox)
             .transaction(|(tasks, sec, outbox)| {
                 *open.borrow_mut() = match tasks.remove(task_id.as_bytes())? {
                     Some(raw) => decode::<TaskRecord>(task_id.as_bytes(), &raw)
@@ -1409,9 +1515,9 @@ impl Store {
     }
 
     pub fn daemon_key(&self, name: &str) -> Result<Option<(DaemonKeyRecord, sled::IVec)>, StoreError> {
-        let Some(raw) = self.daemon_keys.get(name.as_bytes())? else { return Ok(None) };
+        let Some(raw) = self.files()?.daemon_keys.get(name.as_bytes())? else { return Ok(None) };
         let rec: DaemonKeyRecord = decode(name.as_bytes(), &raw)?;
-        let blob = self.secrets.get(secret_key(&format!("daemon:{name}"), SecretKind::DaemonKey))?.ok_or_else(|| {
+        let blob = self.files()?.secrets.get(secret_key(&format!("daemon:{name}"), SecretKind::DaemonKey))?.ok_or_else(|| {
             StoreError::Corrupt { key: name.to_owned(), reason: "daemon key without its wrapped secret".into() }
         })?;
         Ok(Some((rec, blob)))
@@ -1422,7 +1528,7 @@ impl Store {
         let _writing = self.writing();
         let bytes = encode(rec);
         let id = format!("daemon:{}", rec.name);
-        let won = (&self.daemon_keys, &self.secrets).transaction(|(keys, sec)| {
+        let won = (&self.files()?.daemon_keys, &self.files()?.secrets).transaction(|(keys, sec)| {
             if keys.get(rec.name.as_bytes())?.is_some() {
                 return Ok(false);
             }
@@ -1439,38 +1545,38 @@ impl Store {
 
     pub fn insert_seal(&self, rec: &SealRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.seals.insert(rec.id.as_bytes(), encode(rec))?;
+        self.files()?.seals.insert(rec.id.as_bytes(), encode(rec))?;
         Ok(())
     }
 
     pub fn seal(&self, id: &str) -> Result<Option<SealRecord>, StoreError> {
-        self.seals.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+        self.files()?.seals.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
     pub fn seals(&self) -> Result<Vec<SealRecord>, StoreError> {
-        self.seals.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.files()?.seals.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
     /// Replace a seal record if it is still at `expected_rev` (its `rev` is bumped).
     pub fn replace_seal(&self, expected_rev: u64, rec: &SealRecord) -> Result<bool, StoreError> {
         let _writing = self.writing();
-        let Some(old) = self.seals.get(rec.id.as_bytes())? else { return Ok(false) };
+        let Some(old) = self.files()?.seals.get(rec.id.as_bytes())? else { return Ok(false) };
         let current: SealRecord = decode(rec.id.as_bytes(), &old)?;
         if current.rev != expected_rev {
             return Ok(false);
         }
         let mut next = rec.clone();
         next.rev = expected_rev + 1;
-        Ok(self.seals.compare_and_swap(rec.id.as_bytes(), Some(&old), Some(encode(&next)))?.is_ok())
+        Ok(self.files()?.seals.compare_and_swap(rec.id.as_bytes(), Some(&old), Some(encode(&next)))?.is_ok())
     }
 
     pub fn seal_maker(&self) -> Result<Option<SealMakerRecord>, StoreError> {
-        self.meta.get(b"seal_maker")?.map(|v| decode(b"seal_maker", &v)).transpose()
+        self.files()?.meta.get(b"seal_maker")?.map(|v| decode(b"seal_maker", &v)).transpose()
     }
 
     pub fn put_seal_maker(&self, rec: &SealMakerRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.meta.insert(b"seal_maker", encode(rec))?;
+        self.files()?.meta.insert(b"seal_maker", encode(rec))?;
         Ok(())
     }
 
@@ -1479,21 +1585,25 @@ impl Store {
     /// Append an audit entry unless its sequence number is taken (compare-and-swap).
     pub fn append_audit<T: Serialize>(&self, seq: u64, entry: &T) -> Result<bool, StoreError> {
         let _writing = self.writing();
-        Ok(self.audit.compare_and_swap(seq.to_be_bytes(), None as Option<&[u8]>, Some(encode(entry)))?.is_ok())
+        Ok(self.files()?.audit.compare_and_swap(seq.to_be_bytes(), None as Option<&[u8]>, Some(encode(entry)))?.is_ok())
     }
 
     /// Audit entries from `from` on, in sequence order, with their stored key.
-    pub fn audit_entries<T: DeserializeOwned>(&self, from: u64) -> impl Iterator<Item = Result<(u64, T), StoreError>> + '_ {
-        self.audit.range(from.to_be_bytes()..).map(|e| {
+    pub fn audit_entries<T: DeserializeOwned + 'static>(&self, from: u64) -> impl Iterator<Item = Result<(u64, T), StoreError>> + use<T> {
+        let (range, unavailable) = match self.files() {
+            Ok(f) => (Some(f.audit.range(from.to_be_bytes()..)), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        unavailable.into_iter().chain(range.into_iter().flatten().map(|e| {
             let (k, v) = e?;
             let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?);
             Ok((seq, decode(&k, &v)?))
-        })
+        }))
     }
 
     /// The last audit entry.
     pub fn last_audit<T: DeserializeOwned>(&self) -> Result<Option<(u64, T)>, StoreError> {
-        match self.audit.last()? {
+        match self.files()?.audit.last()? {
             None => Ok(None),
             Some((k, v)) => {
                 let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?);
@@ -1504,46 +1614,46 @@ impl Store {
 
     /// Raw record access for `mcsd audit` and tests that prove tampering is detected.
     pub fn audit_raw(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.audit.get(seq.to_be_bytes())?.map(|v| v.to_vec()))
+        Ok(self.files()?.audit.get(seq.to_be_bytes())?.map(|v| v.to_vec()))
     }
 
     pub fn put_audit_raw(&self, seq: u64, raw: Option<&[u8]>) -> Result<(), StoreError> {
         let _writing = self.writing();
         match raw {
-            Some(r) => self.audit.insert(seq.to_be_bytes(), r)?,
-            None => self.audit.remove(seq.to_be_bytes())?,
+            Some(r) => self.files()?.audit.insert(seq.to_be_bytes(), r)?,
+            None => self.files()?.audit.remove(seq.to_be_bytes())?,
         };
-        self.db.flush()?;
+        self.files()?.db.flush()?;
         Ok(())
     }
 
     pub fn put_audit_checkpoint<T: Serialize>(&self, seq: u64, cp: &T) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.audit_checkpoints.insert(seq.to_be_bytes(), encode(cp))?;
+        self.files()?.audit_checkpoints.insert(seq.to_be_bytes(), encode(cp))?;
         Ok(())
     }
 
     pub fn audit_checkpoints<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        self.audit_checkpoints.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.files()?.audit_checkpoints.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
     pub fn callback(&self, task_id: &str) -> Result<Option<CallbackRecord>, StoreError> {
-        self.outbox.get(task_id.as_bytes())?.map(|v| decode(task_id.as_bytes(), &v)).transpose()
+        self.files()?.outbox.get(task_id.as_bytes())?.map(|v| decode(task_id.as_bytes(), &v)).transpose()
     }
 
     pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {
-        self.outbox.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.files()?.outbox.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
     pub fn put_callback(&self, cb: &CallbackRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.outbox.insert(cb.task_id.as_bytes(), encode(cb))?;
+        self.files()?.outbox.insert(cb.task_id.as_bytes(), encode(cb))?;
         Ok(())
     }
 
     pub fn delete_callback(&self, task_id: &str) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.outbox.remove(task_id.as_bytes())?;
+        self.files()?.outbox.remove(task_id.as_bytes())?;
         Ok(())
     }
 }
@@ -1551,6 +1661,34 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defect 7 of issue 11: after a failed flush sled refuses every write until it is
+    /// reopened; the store reopens itself, keeps what was durable, and bumps its generation.
+    #[test]
+    fn a_failed_store_reopens_itself_and_keeps_what_was_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store.put_enrollment(&enrollment("e1")).unwrap();
+        store.flush_blocking().unwrap();
+        assert!(!store.failed());
+        assert!(!store.recover().unwrap(), "nothing to recover");
+        store.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(store.failed());
+        // A request still holding the old files while the reopen waits for it.
+        let held = store.files().unwrap();
+        let s = &store;
+        std::thread::scope(|scope| {
+            let reopening = scope.spawn(move || s.recover());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(held);
+            assert!(reopening.join().unwrap().unwrap());
+        });
+        assert!(!store.failed());
+        assert_eq!(store.generation(), 1);
+        assert!(store.enrollment("e1").unwrap().is_some(), "durable records survive the reopen");
+        store.put_enrollment(&enrollment("e2")).unwrap();
+        store.flush_blocking().unwrap();
+    }
 
     /// Defect 13 of issue 11: run outside systemd under umask 022, `db/*` and
     /// `secrets.vault` were 0644. The store makes itself private whatever the umask.
@@ -1564,7 +1702,7 @@ mod tests {
         let path = dir.path().join("db");
         {
             let store = Store::open(&path).unwrap();
-            store.db.flush().unwrap();
+            store.files().unwrap().db.flush().unwrap();
         }
         // SAFETY: as above.
         unsafe { libc::umask(before) };
@@ -1850,18 +1988,18 @@ mod tests {
             // A write after the close withdraws the record before it happens.
             store.put_enrollment(&enrollment("e3")).unwrap();
             assert!(!*store.closed.lock().unwrap());
-            assert!(store.meta.get(CLEAN_CLOSE).unwrap().is_none());
+            assert!(store.files().unwrap().meta.get(CLEAN_CLOSE).unwrap().is_none());
         } // dropped: closes again
         assert!(raw_meta_has_clean_close(dir.path()));
         let store = reopen(dir.path());
-        assert!(store.meta.get(CLEAN_CLOSE).unwrap().is_none(), "a running store has no clean-close record");
-        let (count, free) = store.vault.layout().unwrap();
+        assert!(store.files().unwrap().meta.get(CLEAN_CLOSE).unwrap().is_none(), "a running store has no clean-close record");
+        let (count, free) = store.files().unwrap().vault.layout().unwrap();
         assert_eq!((count, free.len()), (4, 2), "k1's two slots are free, k2's are not");
         assert_eq!(store.secret("k2", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-two-0123456789");
         // Freed slots are reused, not the live ones.
         store.put_enrollment(&enrollment("e4")).unwrap();
         store.activate(&key("k4", "e4"), b"share-four-012345678", b"verifier-four-012").unwrap();
-        assert_eq!(store.vault.layout().unwrap().0, 4);
+        assert_eq!(store.files().unwrap().vault.layout().unwrap().0, 4);
         assert_eq!(store.secret("k2", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"verifier-two-0123");
         assert_eq!(store.secret("k4", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-four-012345678");
     }
@@ -1888,7 +2026,7 @@ mod tests {
         let store = reopen(dir.path());
         assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), b"old-layout-share-0123");
         assert_eq!(store.secret("k1", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"old-layout-verifier");
-        let left: Vec<Vec<u8>> = store.secrets.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        let left: Vec<Vec<u8>> = store.files().unwrap().secrets.iter().keys().map(|k| k.unwrap().to_vec()).collect();
         assert_eq!(left, vec![b"t1/task-input".to_vec()], "only non-key secrets stay in the tree");
         assert!(store.key("k1").unwrap().unwrap().share_ref.is_some());
         let vault_bytes = std::fs::read(dir.path().join("secrets.vault")).unwrap();
@@ -1932,9 +2070,9 @@ mod tests {
                     .unwrap();
                 assert_eq!(updated.certificate.unwrap().chain_b64, chain);
             }
-            let raw = store.keys.get("k1").unwrap().unwrap();
+            let raw = store.files().unwrap().keys.get("k1").unwrap().unwrap();
             assert!(!raw.windows(chain[0].len()).any(|w| w == chain[0].as_bytes()), "the stored record holds no chain");
-            assert_eq!(store.chains.len(), 1, "one chain entry for both keys");
+            assert_eq!(store.files().unwrap().chains.len(), 1, "one chain entry for both keys");
             let listed = store.keys_matching(|_| true).unwrap();
             assert!(listed.iter().all(|k| k.certificate.as_ref().unwrap().chain_b64 == chain));
             let revoked = store.revoke("k2", "cessation").unwrap().unwrap();

@@ -34,12 +34,12 @@ use sm2_2p::Signature;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// `kill -9`s; the daemon is started once more after the last.
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 10;
 /// Load before each kill: a random time in this range.
 const LOAD_MS: std::ops::Range<u64> = 300..1500;
 /// `[keys] pin_max_attempts`: high enough that the busiest key locks within the run and
 /// the quietest does not.
-const PIN_LIMIT: u64 = 40;
+const PIN_LIMIT: u64 = 100;
 /// Every task's TTL (gateway tasks and certificate requests): long enough for the retry
 /// after a restart, short enough to wait for the sweeper at the end.
 const TTL_SECS: u64 = 12;
@@ -92,7 +92,8 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_operation_leaves_no_task_
     for who in PHONES {
         scanners.push(Arc::new(new_phone(&env, &daemon, who, PIN).await.0));
     }
-    daemon.kill9();
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     for k in &pin_keys {
@@ -114,20 +115,13 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_operation_leaves_no_task_
         let down = Arc::new(AtomicBool::new(false));
         let workers = start_load(&rig, &daemon, &ledger, &down, &mut rng).await;
         tokio::time::sleep(Duration::from_millis(rng.range(LOAD_MS))).await;
-        down.store(true, Ordering::SeqCst);
-        // SIGKILL with requests in flight.
+        // SIGKILL with requests in flight; then the workers stop at their next request.
         daemon.kill9();
+        down.store(true, Ordering::SeqCst);
         let joined = tokio::time::timeout(WAIT, futures_join(workers)).await;
         assert!(joined.is_ok(), "round {round}: load workers did not stop within {WAIT:?} of the kill");
         let l = ledger.lock().unwrap();
-        println!(
-            "round {round}: killed at {:.1}s; so far {} PIN failures, {} completions, {} activations, {} revocations acknowledged",
-            started.elapsed().as_secs_f64(),
-            l.pins.values().map(|p| p.incorrect + p.locked as u64).sum::<u64>(),
-            l.tasks.values().filter(|t| matches!(t.step, Step::Completed(_))).count(),
-            l.enrollments.iter().filter(|e| matches!(e.state, Onboard::Activated { .. })).count(),
-            l.revoked_ack.len(),
-        );
+        println!("round {round}: killed at {:.1}s; acknowledged so far: {}", started.elapsed().as_secs_f64(), l.summary());
     }
     println!("crash test took {:.1}s", started.elapsed().as_secs_f64());
     findings.assert_none();
@@ -146,7 +140,7 @@ struct Rig<'a> {
 
 // ---- what was acknowledged -----------------------------------------------------------
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct PinCount {
     /// Acknowledged `pin_incorrect` answers.
     incorrect: u64,
@@ -178,6 +172,7 @@ impl Step {
 }
 
 /// A gateway's `sign` task.
+#[derive(Clone)]
 struct ScanTask {
     code: ScanCode,
     message: Vec<u8>,
@@ -189,12 +184,14 @@ struct ScanTask {
     expires_at: i64,
 }
 
+#[derive(Clone)]
 enum Onboard {
     /// The enrollment was acknowledged, the activation not (yet).
     Enrolled,
     Activated { phone: Arc<Phone>, csr: ScanCode, step: Step },
 }
 
+#[derive(Clone)]
 struct Enrollment {
     /// Index into [`PHONES`].
     phone: usize,
@@ -213,6 +210,21 @@ struct Ledger {
     revoked_ack: BTreeSet<String>,
     /// Answers no worker should get (not a dropped connection).
     unexpected: Vec<String>,
+}
+
+impl Ledger {
+    fn summary(&self) -> String {
+        format!(
+            "{} pin_incorrect ({} of {} keys answered pin_locked), {} completions, {} activations ({} certificates), {} revocations",
+            self.pins.values().map(|p| p.incorrect).sum::<u64>(),
+            self.pins.values().filter(|p| p.locked).count(),
+            self.pins.len(),
+            self.tasks.values().filter(|t| matches!(t.step, Step::Completed(_))).count(),
+            self.enrollments.iter().filter(|e| matches!(e.state, Onboard::Activated { .. })).count(),
+            self.enrollments.iter().filter(|e| matches!(e.state, Onboard::Activated { step: Step::Completed(_), .. })).count(),
+            self.revoked_ack.len(),
+        )
+    }
 }
 
 // ---- load ------------------------------------------------------------------------------
@@ -339,7 +351,7 @@ async fn start_load(rig: &Rig<'_>, daemon: &Daemon, ledger: &Arc<Mutex<Ledger>>,
         }));
     }
     // Enrollment, activation, certificate request.
-    {
+    for _ in 0..2 {
         let (ledger, down, mut rng) = (ledger.clone(), down.clone(), rng.fork());
         let mut admin = connect(rig.env, daemon, "admin").await;
         let mut apps = Vec::new();
@@ -536,12 +548,32 @@ impl AuditIndex {
 
 // ---- checks ----------------------------------------------------------------------------
 
+/// Violations per check. The per-round checks are cumulative, so a violation seen after
+/// one kill is seen after every later one too: it is reported once per record (the task,
+/// key or enrollment id it names) and phase (the rounds, the stopped store), first and
+/// last sighting.
 #[derive(Default)]
-struct Findings(BTreeMap<&'static str, Vec<String>>);
+struct Findings(BTreeMap<&'static str, BTreeMap<(String, String), Sighting>>);
+
+struct Sighting {
+    first: String,
+    last: String,
+    times: usize,
+}
 
 impl Findings {
+    /// `what` is `"<where>: <what>"` and names the record first.
     fn fail(&mut self, check: &'static str, what: String) {
-        self.0.entry(check).or_default().push(what);
+        let place = what.split_once(": ").map_or("", |(p, _)| p);
+        let phase = if place.starts_with("after kill") { "rounds" } else { place }.to_owned();
+        let record = what
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| w.split_once('_').is_some_and(|(a, b)| !a.is_empty() && b.len() >= 8 && b.bytes().all(|c| c.is_ascii_hexdigit())))
+            .unwrap_or(&what)
+            .to_owned();
+        let seen = self.0.entry(check).or_default().entry((phase, record)).or_insert_with(|| Sighting { first: what.clone(), last: String::new(), times: 0 });
+        seen.times += 1;
+        seen.last = what;
     }
 
     fn check(&mut self, ok: bool, check: &'static str, what: impl FnOnce() -> String) {
@@ -557,15 +589,17 @@ impl Findings {
         }
         let mut report = String::new();
         for (check, items) in &self.0 {
-            report.push_str(&format!("\n{check}: {} time(s)", items.len()));
-            for item in items.iter().take(12) {
-                report.push_str(&format!("\n    {item}"));
+            report.push_str(&format!("\n{check}: {} case(s)", items.len()));
+            for s in items.values().take(40) {
+                report.push_str(&format!("\n    {}", s.first));
+                if s.times > 1 {
+                    report.push_str(&format!("\n        (seen {} times; last {})", s.times, s.last));
+                }
             }
-            if items.len() > 12 {
-                report.push_str(&format!("\n    … and {} more", items.len() - 12));
+            if items.len() > 40 {
+                report.push_str(&format!("\n    … and {} more", items.len() - 40));
             }
         }
-        println!("FINDINGS:{report}");
         panic!("the crash test found violations:{report}");
     }
 }
@@ -621,13 +655,7 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
     }
 
     // PIN failures.
-    let pins: Vec<(String, PinCount)> = ledger
-        .lock()
-        .unwrap()
-        .pins
-        .iter()
-        .map(|(k, p)| (k.clone(), PinCount { incorrect: p.incorrect, min_remaining: p.min_remaining, locked: p.locked }))
-        .collect();
+    let pins = ledger.lock().unwrap().pins.clone();
     for (key_id, acked) in &pins {
         let key = mcs_client::admin::get_key(&mut admin, key_id).await.expect("GET key");
         let remaining = key["pin"]["remaining_attempts"].as_u64().expect("remaining_attempts");
@@ -637,15 +665,9 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
 
     // Gateway tasks: acknowledged completions survived; every durable transition is in the
     // chain; the interrupted ones are retried.
-    let tasks: Vec<(String, ScanCode, Vec<u8>, usize, Step, bool, i64)> = ledger
-        .lock()
-        .unwrap()
-        .tasks
-        .iter()
-        .map(|(id, t)| (id.clone(), t.code.clone(), t.message.clone(), t.phone, t.step.clone(), t.abandoned, t.expires_at))
-        .collect();
+    let tasks = ledger.lock().unwrap().tasks.clone();
     let mut retry = Vec::new();
-    for (id, code, message, phone, step, abandoned, expires_at) in tasks {
+    for (id, ScanTask { code, message, phone, step, abandoned, expires_at }) in tasks {
         let view = gateway::task(&mut gw, &id).await.unwrap_or_else(|e| panic!("GET task {id}: {e}"));
         let status = view["status"].as_str().unwrap().to_owned();
         check_task_audit(f, &at, &id, &status, None, audit);
@@ -671,28 +693,15 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
     }
 
     // Activations and certificate requests.
-    let enrollments: Vec<(usize, usize, Arc<PreparedActivation>, Option<(Arc<Phone>, ScanCode, Step)>)> = ledger
-        .lock()
-        .unwrap()
-        .enrollments
-        .iter()
-        .enumerate()
-        .map(|(n, e)| {
-            let state = match &e.state {
-                Onboard::Enrolled => None,
-                Onboard::Activated { phone, csr, step } => Some((phone.clone(), csr.clone(), step.clone())),
-            };
-            (n, e.phone, e.prepared.clone(), state)
-        })
-        .collect();
+    let enrollments = ledger.lock().unwrap().enrollments.clone();
     let (sent, revoked_ack) = {
         let l = ledger.lock().unwrap();
         (l.revoke_sent.clone(), l.revoked_ack.clone())
     };
     let mut reactivate = Vec::new();
     let mut csr_retry = Vec::new();
-    for (n, who, prepared, state) in enrollments {
-        let Some((phone, csr, step)) = state else {
+    for (n, Enrollment { phone: who, prepared, state }) in enrollments.into_iter().enumerate() {
+        let Onboard::Activated { phone, csr, step } = state else {
             reactivate.push((n, who, prepared));
             continue;
         };
@@ -725,8 +734,8 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
             f.check(want.contains(&status.as_str()) && task_status == "completed", CERT_LOST, || {
                 format!("{at}: key {key_id}: certificate request acknowledged; key is {status}, request {} is {task_status}", csr.task_id)
             });
-        } else if !["completed", "expired"].contains(&task_status.as_str()) {
-            csr_retry.push((n, who, phone, csr, step, task_status));
+        } else if task_status != "completed" && !(task_status == "expired" && status != "pending") {
+            csr_retry.push((n, who, prepared.clone(), phone, csr, step, task_status));
         }
         if revoked_ack.contains(&key_id) {
             f.check(status == "revoked", REVOCATION_LOST, || format!("{at}: revocation of {key_id} acknowledged, key is {status}"));
@@ -755,21 +764,37 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
             Err(err) => f.fail(STUCK, format!("{at}: sign task {id} was {status} (phone had: {}); retrying from {}: {err}", step.name(), from.name())),
         }
     }
-    for (n, who, phone, csr, step, status) in csr_retry {
+    for (n, who, prepared, phone, csr, step, status) in csr_retry {
         let from = match (&step, status.as_str()) {
             (_, "pending") => Step::Created,
             (Step::Cosigned(sig), _) => Step::Cosigned(*sig),
             _ => Step::Claimed,
         };
-        let out = certificate_request(ledger, n, &phone, &mut apps[who], &csr, from.clone(), &mut Rng::new(n as u64)).await;
+        let mut out = Err(Error::Protocol("the request expired".into()));
+        if status != "expired" {
+            out = certificate_request(ledger, n, &phone, &mut apps[who], &csr, from.clone(), &mut Rng::new(n as u64)).await;
+        }
+        // Past its TTL the request is gone; a phone whose key is still pending repeats its
+        // activation and gets a new one.
+        if out.as_ref().is_err_and(|e| status == "expired" || e.code() == Some("task_expired")) {
+            reactivate.push((n, who, prepared));
+            continue;
+        }
         if let Err(err) = out {
             let key = mcs_client::admin::get_key(&mut admin, phone.key_id()).await.map(|k| k["status"].clone()).unwrap_or_default();
             f.fail(STUCK, format!("{at}: certificate request {} of key {} (key {key}) was {status} (phone had: {}); retrying from {}: {err}", csr.task_id, phone.key_id(), step.name(), from.name()));
         }
     }
     for (n, who, prepared) in reactivate {
+        let before = match &ledger.lock().unwrap().enrollments[n].state {
+            Onboard::Activated { phone, .. } => Some(phone.key_id().to_owned()),
+            Onboard::Enrolled => None,
+        };
         let out = async {
             let (phone, csr) = prepared.send(&mut apps[who]).await?;
+            if before.as_ref().is_some_and(|k| k != phone.key_id()) {
+                return Err(Error::Protocol(format!("the repeated activation answered key {}, not {}", phone.key_id(), before.as_ref().unwrap())));
+            }
             let phone = Arc::new(phone);
             let csr = csr.ok_or_else(|| Error::Protocol("no csr_task".into()))?;
             ledger.lock().unwrap().enrollments[n].state = Onboard::Activated { phone: phone.clone(), csr: csr.clone(), step: Step::Created };
@@ -807,8 +832,8 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        f.check(!abandoned || status == "expired", NOT_SWEPT, || format!("abandoned task {id} is {status} after its TTL"));
-        f.check(status != "pending" && status != "claimed", NOT_SWEPT, || format!("task {id} is still {status} after its TTL"));
+        f.check(!abandoned || status == "expired", NOT_SWEPT, || format!("after its TTL: abandoned task {id} is {status}"));
+        f.check(status != "pending" && status != "claimed", NOT_SWEPT, || format!("after its TTL: task {id} is still {status}"));
     }
     drop(gw);
     let (status, log) = daemon.stop();
@@ -817,7 +842,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
     let out = std::process::Command::new(bin("mcsd")).args(["audit", "verify", "--config"]).arg(env.config()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{}", text.trim());
-    f.check(out.status.success() && text.contains("audit chain intact"), VERIFY, || text.trim().to_owned());
+    f.check(out.status.success() && text.contains("audit chain intact"), VERIFY, || format!("stopped store: {}", text.trim()));
 
     // Offline: the stopped store, every record in it.
     let store = mcsd::store::Store::open(&env.db()).expect("open the stopped store");
@@ -831,7 +856,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
     let tasks: BTreeMap<String, mcsd::store::TaskRecord> = store.tasks().expect("tasks").into_iter().map(|t| (t.id.clone(), t)).collect();
     for t in tasks.values() {
         let status = mcsd::tasks::status_str(t.status);
-        f.check(t.status.is_final(), NOT_FINAL, || format!("{} ({}) is {status}, expired at {}", t.id, mcsd::tasks::kind_str(t.kind), t.expires_at));
+        f.check(t.status.is_final(), NOT_FINAL, || format!("{at}: {} ({}) is {status}, expired at {}", t.id, mcsd::tasks::kind_str(t.kind), t.expires_at));
         check_task_audit(f, at, &t.id, status, Some(t.cosigned), &offline);
     }
     let keys = store.keys_matching(|_| true).expect("keys");
@@ -853,8 +878,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
             });
         }
         if k.pin.failures > 0 || k.pin.locked || l.pins.contains_key(&k.id) {
-            let acked = l.pins.get(&k.id).map(|p| PinCount { incorrect: p.incorrect, min_remaining: p.min_remaining, locked: p.locked });
-            check_pin(f, at, &k.id, &acked.unwrap_or_default(), u64::from(k.pin.failures), k.pin.locked, &offline);
+            check_pin(f, at, &k.id, &l.pins.get(&k.id).cloned().unwrap_or_default(), u64::from(k.pin.failures), k.pin.locked, &offline);
         }
     }
     let by_id: BTreeMap<&str, &mcsd::store::KeyRecord> = keys.iter().map(|k| (k.id.as_str(), k)).collect();
@@ -880,16 +904,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
         let status = by_id.get(key_id.as_str()).map(|k| k.status);
         f.check(status == Some(mcsd::store::KeyStatus::Revoked), REVOCATION_LOST, || format!("{at}: revocation of {key_id} acknowledged; key is {status:?}"));
     }
-    println!(
-        "stopped store: {} tasks, {} keys, {} audit entries; acknowledged: {} PIN failures, {} completions, {} activations, {} revocations",
-        tasks.len(),
-        keys.len(),
-        offline.next,
-        l.pins.values().map(|p| p.incorrect + p.locked as u64).sum::<u64>(),
-        l.tasks.values().filter(|t| matches!(t.step, Step::Completed(_))).count(),
-        l.enrollments.iter().filter(|e| matches!(e.state, Onboard::Activated { .. })).count(),
-        l.revoked_ack.len(),
-    );
+    println!("stopped store: {} tasks, {} keys, {} audit entries; acknowledged: {}", tasks.len(), keys.len(), offline.next, l.summary());
 }
 
 // ---- small helpers -----------------------------------------------------------------------

@@ -48,6 +48,8 @@ const PIN: &str = "123456";
 const WRONG_PIN: &str = "999999";
 /// Generous bounds, never assertions about speed.
 const WAIT: Duration = Duration::from_secs(60);
+/// The bound on each round's checks, so a hung request fails the test instead of CI.
+const BOUND: Duration = Duration::from_secs(240);
 
 // The checks, as they are reported.
 const PIN_LOST: &str = "acknowledged PIN failure not counted";
@@ -106,10 +108,12 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_operation_leaves_no_task_
     for round in 0..=ROUNDS {
         let daemon = Daemon::start(&env);
         if round > 0 {
-            check_and_recover(&rig, &daemon, &ledger, &mut audit, &mut findings, round).await;
+            let checked = tokio::time::timeout(BOUND, check_and_recover(&rig, &daemon, &ledger, &mut audit, &mut findings, round)).await;
+            assert!(checked.is_ok(), "the checks after kill {round} did not finish within {BOUND:?}");
         }
         if round == ROUNDS {
-            finish(&rig, daemon, &ledger, &mut findings).await;
+            let finished = tokio::time::timeout(BOUND, finish(&rig, daemon, &ledger, &mut findings)).await;
+            assert!(finished.is_ok(), "the final checks did not finish within {BOUND:?}");
             break;
         }
         let down = Arc::new(AtomicBool::new(false));
@@ -623,10 +627,12 @@ fn check_pin(f: &mut Findings, at: &str, key_id: &str, acked: &PinCount, failure
 }
 
 /// A task's durable state: was it claimed, co-signed, completed — and did each of those
-/// requests leave its entry?
-fn check_task_audit(f: &mut Findings, at: &str, task_id: &str, status: &str, cosigned: Option<bool>, audit: &AuditIndex) {
+/// requests leave its entry? Offline, the `record` also shows a claim or a co-signature
+/// reservation that did not lead to completion.
+fn check_task_audit(f: &mut Findings, at: &str, task_id: &str, status: &str, record: Option<&mcsd::store::TaskRecord>, audit: &AuditIndex) {
+    let cosigned = record.map(|t| t.cosigned);
     let mut need = Vec::new();
-    if status == "claimed" || status == "completed" {
+    if status == "claimed" || status == "completed" || record.is_some_and(|t| t.key_id.is_some()) {
         need.push(CLAIM);
     }
     if status == "completed" || cosigned == Some(true) {
@@ -857,7 +863,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
     for t in tasks.values() {
         let status = mcsd::tasks::status_str(t.status);
         f.check(t.status.is_final(), NOT_FINAL, || format!("{at}: {} ({}) is {status}, expired at {}", t.id, mcsd::tasks::kind_str(t.kind), t.expires_at));
-        check_task_audit(f, at, &t.id, status, Some(t.cosigned), &offline);
+        check_task_audit(f, at, &t.id, status, Some(t), &offline);
     }
     let keys = store.keys_matching(|_| true).expect("keys");
     let l = ledger.lock().unwrap();

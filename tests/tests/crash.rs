@@ -122,7 +122,7 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_operation_leaves_no_task_
         // SIGKILL with requests in flight; then the workers stop at their next request.
         daemon.kill9();
         down.store(true, Ordering::SeqCst);
-        let joined = tokio::time::timeout(WAIT, futures_join(workers)).await;
+        let joined = tokio::time::timeout(WAIT, join_all(workers)).await;
         assert!(joined.is_ok(), "round {round}: load workers did not stop within {WAIT:?} of the kill");
         let l = ledger.lock().unwrap();
         println!("round {round}: killed at {:.1}s; acknowledged so far: {}", started.elapsed().as_secs_f64(), l.summary());
@@ -233,7 +233,7 @@ impl Ledger {
 
 // ---- load ------------------------------------------------------------------------------
 
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
     for h in handles {
         if let Err(e) = h.await {
             panic!("a load worker panicked: {e}");
@@ -608,7 +608,8 @@ impl Findings {
     }
 }
 
-/// The gateway task and key checks shared by the per-round and the offline pass.
+/// A key's PIN counter against what was acknowledged and what the chain holds (per
+/// round over the API, and offline).
 fn check_pin(f: &mut Findings, at: &str, key_id: &str, acked: &PinCount, failures: u64, locked: bool, audit: &AuditIndex) {
     let remaining = PIN_LIMIT.saturating_sub(failures);
     f.check(!acked.locked || locked, PIN_LOST, || format!("{at}: {key_id} answered pin_locked but is not locked"));

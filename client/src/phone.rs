@@ -103,6 +103,16 @@ fn answer_point(v: &Value, field: &str) -> Result<AffinePoint> {
 impl Phone {
     /// Activate an enrollment: make `d1`, send `P1` and the PIN verifier, keep the state.
     pub async fn activate(conn: &mut Connection, server: &str, enrollment_id: &str, code: &str, pin: &str) -> Result<Phone> {
+        let (phone, csr) = Phone::prepare_activation(server, enrollment_id, code, pin)?.send(conn).await?;
+        if let Some(code) = csr {
+            phone.install_certificate(conn, &code).await?;
+        }
+        Ok(phone)
+    }
+
+    /// Make `d1` and the activation request, without sending it: a phone whose answer was
+    /// lost sends the same request again ([`PreparedActivation::send`]) and gets the same key.
+    pub fn prepare_activation(server: &str, enrollment_id: &str, code: &str, pin: &str) -> Result<PreparedActivation> {
         let (share, p1) = sm2_2p::client_keygen();
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
@@ -111,28 +121,14 @@ impl Phone {
             "p1": sm2_2p::point_to_hex(&p1),
             "pin": { "salt": hex::encode(salt), "verifier": hex::encode(verifier.as_slice()) },
         });
-        let answer = conn.json(Method::POST, &format!("/v1/enrollments/{enrollment_id}/activate"), Some(&body)).await?;
-        let public = answer_point(&answer, "public_key")?;
-        let key_id = answer
-            .get("key_id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Protocol("answer lacks `key_id`".into()))?
-            .to_owned();
-        let state = PhoneState {
-            version: STATE_VERSION,
+        Ok(PreparedActivation {
             server: server.to_owned(),
-            key_id,
-            public_key: sm2_2p::point_to_hex(&public),
-            d1_masked: sm2_2p::scalar_to_hex(&(*share.scalar() * mask(&verifier))),
-            pin_salt: hex::encode(salt),
-        };
-        let phone = Phone { state, verifier, share, public };
-        if let Some(task) = answer.get("csr_task") {
-            let field = |k: &str| task[k].as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("csr_task lacks `{k}`")));
-            let code = ScanCode { task_id: field("task_id")?, token: field("token")?, url: server.to_owned() };
-            phone.install_certificate(conn, &code).await?;
-        }
-        Ok(phone)
+            enrollment_id: enrollment_id.to_owned(),
+            share,
+            salt,
+            verifier,
+            body: Zeroizing::new(body.to_string()),
+        })
     }
 
     /// Co-sign this key's certificate request (proof of possession), after checking that
@@ -255,6 +251,54 @@ impl Phone {
     }
 }
 
+/// An activation request made once (`d1`, `P1`, the PIN verifier), to be sent until an
+/// answer arrives: the daemon answers a repeat of the same request with the same key.
+pub struct PreparedActivation {
+    server: String,
+    enrollment_id: String,
+    share: ClientShare,
+    salt: [u8; 16],
+    verifier: Zeroizing<[u8; 32]>,
+    /// The JSON body; it carries the activation code.
+    body: Zeroizing<String>,
+}
+
+impl PreparedActivation {
+    pub fn enrollment_id(&self) -> &str {
+        &self.enrollment_id
+    }
+
+    /// Send the activation; returns the phone and its certificate request task, which
+    /// [`Phone::install_certificate`] co-signs.
+    pub async fn send(&self, conn: &mut Connection) -> Result<(Phone, Option<ScanCode>)> {
+        let body: Value = serde_json::from_str(&self.body).map_err(|e| Error::Config(e.to_string()))?;
+        let answer = conn.json(Method::POST, &format!("/v1/enrollments/{}/activate", self.enrollment_id), Some(&body)).await?;
+        let public = answer_point(&answer, "public_key")?;
+        let key_id = answer
+            .get("key_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Protocol("answer lacks `key_id`".into()))?
+            .to_owned();
+        let state = PhoneState {
+            version: STATE_VERSION,
+            server: self.server.clone(),
+            key_id,
+            public_key: sm2_2p::point_to_hex(&public),
+            d1_masked: sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&self.verifier))),
+            pin_salt: hex::encode(self.salt),
+        };
+        let phone = Phone { state, verifier: self.verifier.clone(), share: self.share.clone(), public };
+        let csr = match answer.get("csr_task") {
+            Some(task) => {
+                let field = |k: &str| task[k].as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("csr_task lacks `{k}`")));
+                Some(ScanCode { task_id: field("task_id")?, token: field("token")?, url: self.server.clone() })
+            }
+            None => None,
+        };
+        Ok((phone, csr))
+    }
+}
+
 /// What a QR code carries: `mcs://task?v=1&id=<task id>&token=<token>&url=<daemon URL>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanCode {
@@ -353,13 +397,19 @@ impl Phone {
 
     /// Co-sign a claimed signing task and complete it; returns the signature.
     pub async fn cosign_and_complete(&self, conn: &mut Connection, code: &ScanCode, e: &[u8; 32]) -> Result<Signature> {
+        let sig = self.cosign(conn, code, e).await?;
+        self.complete_signature(conn, code, &sig).await?;
+        Ok(sig)
+    }
+
+    /// Co-sign a claimed signing task (fresh nonce) and finish the signature over `e`,
+    /// without completing the task: a phone keeps it so a lost `complete` can be repeated.
+    pub async fn cosign(&self, conn: &mut Connection, code: &ScanCode, e: &[u8; 32]) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
         let body = json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof("sign", &[&code.task_id, &q1_hex]) });
         let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
-        let sig = self.finish_canonical(&k1, &answer, e)?;
-        self.complete_signature(conn, code, &sig).await?;
-        Ok(sig)
+        self.finish_canonical(&k1, &answer, e)
     }
 
     fn finish_canonical(&self, k1: &sm2_2p::Nonce, answer: &Value, e: &[u8; 32]) -> Result<Signature> {

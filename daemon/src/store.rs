@@ -396,6 +396,11 @@ impl Store {
         Self::open_with_cache(path, DEFAULT_CACHE_MB)
     }
 
+    /// [`Store::open`] a store this process has just closed (waits for sled's file lock).
+    pub fn reopen(path: &Path) -> Result<Store, StoreError> {
+        until_unlocked(|| Store::open(path))
+    }
+
     /// [`Store::open`] with sled's page cache set to `cache_mb` MiB. Small is right: the
     /// hot path reads a handful of pages per operation and the kernel caches the files;
     /// what sled keeps in memory above the cache (a recently read leaf stays until its LRU
@@ -508,6 +513,17 @@ impl Store {
     /// copy in `ca_chains` (written first if new; an unreferenced chain is harmless).
     fn encode_key(&self, rec: &KeyRecord) -> Result<Vec<u8>, sled::Error> {
         let Some(cert) = rec.certificate.as_ref().filter(|c| !c.chain_b64.is_empty()) else { return Ok(encode(rec)) };
+        let mut slim = rec.clone();
+        slim.certificate = Some(self.slim_certificate(cert)?);
+        Ok(encode(&slim))
+    }
+
+    /// A certificate as a stored key record holds it: the chain written once to
+    /// `ca_chains` (if new) and replaced by its reference.
+    fn slim_certificate(&self, cert: &CertificateInfo) -> Result<CertificateInfo, sled::Error> {
+        if cert.chain_b64.is_empty() {
+            return Ok(cert.clone());
+        }
         let id = {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
@@ -523,12 +539,10 @@ impl Store {
             cache.insert(id.clone(), cert.chain_b64.clone());
         }
         drop(cache);
-        let mut slim = rec.clone();
-        if let Some(c) = slim.certificate.as_mut() {
-            c.chain_b64 = Vec::new();
-            c.chain_ref = Some(id);
-        }
-        Ok(encode(&slim))
+        let mut slim = cert.clone();
+        slim.chain_b64 = Vec::new();
+        slim.chain_ref = Some(id);
+        Ok(slim)
     }
 
     /// A key record as callers see it: the chain filled in from `ca_chains`.
@@ -1090,7 +1104,14 @@ pub struct TaskRecord {
     pub device_id: Option<String>,
     /// The digest the server computed at claim (signing kinds), lowercase hex.
     pub e: Option<String>,
+    /// A co-signature was given out (the phone may complete).
     pub cosigned: bool,
+    /// Which nonce points (`q1`, or `t1` for decrypt) were answered: the first 16 bytes of
+    /// SHA-256 of each, hex. A phone whose answer was lost co-signs again with a fresh
+    /// nonce; a point already answered is refused, so two server halves never go out for
+    /// one nonce.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosign_nonces: Vec<String>,
     /// Non-secret result for the gateway.
     pub result: Option<serde_json::Value>,
     /// A wrapped secret result (decrypt plaintext) waits in `secrets` until delivered.
@@ -1118,6 +1139,45 @@ pub struct Transition<'a> {
     /// Consume a `once` platform grant of this key (refused if it is gone).
     pub consume_once: Option<(&'a str, &'a str)>,
     pub callback: Option<CallbackRecord>,
+    /// Make this pending key active with this certificate (a `csr` task's completion), so
+    /// the certificate is never installed without the task finishing, or the reverse.
+    pub install_certificate: Option<(&'a str, &'a CertificateInfo)>,
+    /// The audit entry of the request this transition carries out, written in the same
+    /// transaction (its sequence number must still be free).
+    pub audit: Option<AuditAppend>,
+}
+
+impl<'a> Transition<'a> {
+    /// A transition that only writes the task.
+    pub fn of(task: &'a TaskRecord) -> Self {
+        Transition {
+            task,
+            put_secrets: Vec::new(),
+            delete_secrets: Vec::new(),
+            consume_once: None,
+            callback: None,
+            install_certificate: None,
+            audit: None,
+        }
+    }
+}
+
+/// An audit entry to be written inside another store operation's transaction: its
+/// sequence number and the encoded record (see `audit.rs`).
+#[derive(Debug, Clone)]
+pub struct AuditAppend {
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+impl AuditAppend {
+    pub fn new<T: Serialize>(seq: u64, entry: &T) -> Self {
+        AuditAppend { seq, bytes: encode(entry) }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -1127,6 +1187,20 @@ pub enum TransitionOutcome {
     Raced,
     /// The `once` grant was already used; nothing was written.
     GrantGone,
+    /// The key to install a certificate for is not pending (its status, or `None` if it
+    /// is gone); nothing was written.
+    KeyNotPending(Option<KeyStatus>),
+}
+
+/// Why a transaction carrying an audit entry gave up.
+enum Abort<T> {
+    Outcome(T),
+    /// The entry's sequence number is taken: the caller's view of the chain's head is wrong.
+    AuditSeqTaken(u64),
+}
+
+fn audit_seq_taken(seq: u64) -> StoreError {
+    StoreError::Corrupt { key: format!("audit/{seq}"), reason: "sequence number already used".into() }
 }
 
 impl Store {
@@ -1134,49 +1208,88 @@ impl Store {
         self.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
-    /// Create a task (rev 0) with its wrapped inputs.
-    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])]) -> Result<(), StoreError> {
+    /// Create a task (rev 0) with its wrapped inputs, and the audit entry of the request
+    /// that creates it, if given — all or nothing.
+    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])], audit: Option<&AuditAppend>) -> Result<(), StoreError> {
         let _writing = self.writing();
         let bytes = encode(task);
-        (&self.tasks, &self.secrets)
-            .transaction(|(tasks, sec)| {
+        (&self.tasks, &self.secrets, &self.audit)
+            .transaction(|(tasks, sec, audit_tree)| {
+                if let Some(a) = audit {
+                    Self::append_audit_in::<()>(audit_tree, a)?;
+                }
                 tasks.insert(task.id.as_bytes(), bytes.clone())?;
                 for (kind, blob) in secrets {
                     sec.insert(secret_key(&task.id, *kind), *blob)?;
                 }
-                Ok::<_, ConflictableTransactionError<()>>(())
+                Ok(())
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
-                TransactionError::Abort(()) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
+                TransactionError::Abort(Abort::AuditSeqTaken(seq)) => audit_seq_taken(seq),
+                TransactionError::Abort(Abort::Outcome(())) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
             })
     }
 
+    /// Insert an audit entry inside a transaction unless its sequence number is taken.
+    fn append_audit_in<T>(tree: &sled::transaction::TransactionalTree, a: &AuditAppend) -> Result<(), ConflictableTransactionError<Abort<T>>> {
+        let key = a.seq.to_be_bytes();
+        if tree.get(key)?.is_some() {
+            return Err(ConflictableTransactionError::Abort(Abort::AuditSeqTaken(a.seq)));
+        }
+        tree.insert(&key, a.bytes.clone())?;
+        Ok(())
+    }
+
     /// Apply a task transition atomically: the task (compare-and-swap on `rev`), its
-    /// secrets, a consumed `once` grant and a callback to deliver — all or nothing.
+    /// secrets, a consumed `once` grant, a certificate installed, a callback to deliver
+    /// and the request's audit entry — all or nothing.
     pub fn transition(&self, t: Transition<'_>) -> Result<TransitionOutcome, StoreError> {
         let _writing = self.writing();
         let id = t.task.id.as_bytes();
         let bytes = encode(t.task);
         let callback = t.callback.as_ref().map(encode);
-        let result = (&self.tasks, &self.secrets, &self.keys, &self.outbox).transaction(|(tasks, sec, keys, outbox)| {
+        // The chain goes to `ca_chains` first: an unreferenced chain is harmless.
+        let installing = match t.install_certificate {
+            Some((key_id, cert)) => Some((key_id, self.slim_certificate(cert)?)),
+            None => None,
+        };
+        let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
+        let trees = (&self.tasks, &self.secrets, &self.keys, &self.outbox, &self.audit);
+        let result = trees.transaction(|(tasks, sec, keys, outbox, audit)| {
             let current: TaskRecord = match tasks.get(id)? {
-                Some(raw) => decode(id, &raw).map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::Raced))?,
-                None => return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced)),
+                Some(raw) => decode(id, &raw).map_err(|_| abort(TransitionOutcome::Raced))?,
+                None => return Err(abort(TransitionOutcome::Raced)),
             };
             if current.rev + 1 != t.task.rev {
-                return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced));
+                return Err(abort(TransitionOutcome::Raced));
             }
             if let Some((key_id, platform)) = t.consume_once {
-                let raw = keys.get(key_id.as_bytes())?.ok_or(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
-                let mut key: KeyRecord = decode(key_id.as_bytes(), &raw)
-                    .map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
+                let raw = keys.get(key_id.as_bytes())?.ok_or(abort(TransitionOutcome::GrantGone))?;
+                let mut key: KeyRecord = decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::GrantGone))?;
                 let before = key.platforms.len();
                 key.platforms.retain(|g| !(g.once && g.platform == platform));
                 if key.platforms.len() == before {
-                    return Err(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone));
+                    return Err(abort(TransitionOutcome::GrantGone));
                 }
                 keys.insert(key_id.as_bytes(), encode(&key))?;
+            }
+            if let Some((key_id, cert)) = &installing {
+                let raw = keys.get(key_id.as_bytes())?.ok_or(abort(TransitionOutcome::KeyNotPending(None)))?;
+                let mut key: KeyRecord =
+                    decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::KeyNotPending(None)))?;
+                if key.status != KeyStatus::Pending {
+                    return Err(abort(TransitionOutcome::KeyNotPending(Some(key.status))));
+                }
+                key.status = KeyStatus::Active;
+                key.certificate = Some(cert.clone());
+                // The phone has its activation answer by now (it co-signed the request):
+                // `p1`, kept to answer a repeated activation, is no longer needed.
+                key.p1 = None;
+                keys.insert(key_id.as_bytes(), encode(&key))?;
+            }
+            if let Some(a) = &t.audit {
+                Self::append_audit_in(audit, a)?;
             }
             tasks.insert(id, bytes.clone())?;
             for (kind, blob) in &t.put_secrets {
@@ -1192,7 +1305,8 @@ impl Store {
         });
         match result {
             Ok(()) => Ok(TransitionOutcome::Done),
-            Err(TransactionError::Abort(outcome)) => Ok(outcome),
+            Err(TransactionError::Abort(Abort::Outcome(outcome))) => Ok(outcome),
+            Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
@@ -1251,6 +1365,15 @@ impl Store {
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => Err(StoreError::Corrupt { key: rec.name.clone(), reason: "aborted".into() }),
         }
+    }
+
+    /// Overwrite a daemon key's public record, leaving its wrapped secret alone: for tools
+    /// and tests that prove a replaced audit key is noticed.
+    pub fn put_daemon_key_record(&self, rec: &DaemonKeyRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        self.daemon_keys.insert(rec.name.as_bytes(), encode(rec))?;
+        self.db.flush()?;
+        Ok(())
     }
 
     pub fn insert_seal(&self, rec: &SealRecord) -> Result<(), StoreError> {
@@ -1333,14 +1456,55 @@ impl Store {
         Ok(())
     }
 
+    /// The audit entry with sequence number `seq`.
+    pub fn audit_entry<T: DeserializeOwned>(&self, seq: u64) -> Result<Option<T>, StoreError> {
+        let key = seq.to_be_bytes();
+        self.audit.get(key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
     pub fn put_audit_checkpoint<T: Serialize>(&self, seq: u64, cp: &T) -> Result<(), StoreError> {
         let _writing = self.writing();
         self.audit_checkpoints.insert(seq.to_be_bytes(), encode(cp))?;
         Ok(())
     }
 
+    /// Every checkpoint, in sequence order.
     pub fn audit_checkpoints<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        self.audit_checkpoints.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.audit_checkpoints_from(0)
+    }
+
+    /// The checkpoints at entry `from` and later, in sequence order (start-up checks only
+    /// what follows the last known checkpoint).
+    pub fn audit_checkpoints_from<T: DeserializeOwned>(&self, from: u64) -> Result<Vec<T>, StoreError> {
+        self.audit_checkpoints.range(from.to_be_bytes()..).map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// The checkpoint with the highest sequence number.
+    pub fn last_audit_checkpoint<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        self.audit_checkpoints.last()?.map(|(k, v)| decode(&k, &v)).transpose()
+    }
+
+    /// Raw checkpoint access, like [`Store::put_audit_raw`]: for tools and tests that prove
+    /// a removed or replaced checkpoint is noticed.
+    pub fn put_audit_checkpoint_raw(&self, seq: u64, raw: Option<&[u8]>) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        match raw {
+            Some(r) => self.audit_checkpoints.insert(seq.to_be_bytes(), r)?,
+            None => self.audit_checkpoints.remove(seq.to_be_bytes())?,
+        };
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn audit_checkpoint_seqs(&self) -> Result<Vec<u64>, StoreError> {
+        self.audit_checkpoints
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                Ok(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit_checkpoints".into(), reason: "bad key".into() })?))
+            })
+            .collect()
     }
 
     pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {

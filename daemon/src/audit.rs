@@ -104,7 +104,8 @@ pub enum AuditError {
     Untrusted(String),
 }
 
-fn entry_hash(e: &Entry) -> String {
+/// `SM3(prev ‖ JSON(entry without hash))`, hex.
+pub fn entry_hash(e: &Entry) -> String {
     let mut body = e.clone();
     body.hash = String::new();
     let mut h = sm3::Sm3::new();
@@ -686,13 +687,6 @@ impl Chain {
     fn hash_at(&self, seq: u64) -> Option<&String> {
         seq.checked_sub(self.first).and_then(|i| self.hashes.get(i as usize))
     }
-
-    fn ends_at(&self) -> String {
-        match self.head() {
-            Some(h) => format!("ends at entry {h}"),
-            None => "is empty".into(),
-        }
-    }
 }
 
 /// Walk the entries from `first` to the head, checking order, hashes and links. With
@@ -740,8 +734,8 @@ fn check_checkpoints(store: &Store, chain: &Chain, key: Option<&TrustedKey>) -> 
     Ok(checkpoints)
 }
 
-/// Is the store still at or past an exported (seq, hash)?
-fn check_exported_point(chain: &Chain, seq: u64, hash: &str, what: &str) -> Result<(), String> {
+/// Is the store still at or past an exported (seq, hash)? `head` is the store's last entry.
+fn check_exported_point(chain: &Chain, head: Option<u64>, seq: u64, hash: &str, what: &str) -> Result<(), String> {
     match chain.hash_at(seq) {
         Some(h) if h == hash => Ok(()),
         Some(_) => Err(format!(
@@ -749,7 +743,10 @@ fn check_exported_point(chain: &Chain, seq: u64, hash: &str, what: &str) -> Resu
         )),
         None => Err(format!(
             "rollback detected: the store's audit chain {}, but {what} covers entry {seq} — the store was rolled back to an older copy (or its tail removed)",
-            chain.ends_at()
+            match head {
+                Some(h) => format!("ends at entry {h}"),
+                None => "is empty".into(),
+            }
         )),
     }
 }
@@ -763,7 +760,8 @@ fn verify_from(store: &Store, anchor: Option<&Anchor>, key: Option<&TrustedKey>)
     }) {
         Some((seq, hash, origin)) => {
             let chain = walk(store, seq, None)?;
-            check_exported_point(&chain, seq, &hash, &origin)?;
+            let head = store.last_audit::<Entry>().map_err(|e| format!("the chain's head: {e}"))?.map(|(s, _)| s);
+            check_exported_point(&chain, head, seq, &hash, &origin)?;
             chain
         }
         None => walk(store, 0, Some(zero_hash()))?,
@@ -830,12 +828,12 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, Strin
                     if !key.verifies(cp) {
                         return Err(format!("{what} does not verify with the audit key {}", key.source));
                     }
-                    check_exported_point(&chain, cp.seq, &cp.hash, &what)?;
+                    check_exported_point(&chain, chain.head(), cp.seq, &cp.hash, &what)?;
                     out.exported_checked += 1;
                 }
                 Exported::Restored { restored } => {
                     if let (Some(seq), Some(hash)) = (restored.seq, &restored.hash) {
-                        check_exported_point(&chain, seq, hash, &format!("the restore recorded on line {}", line.line))?;
+                        check_exported_point(&chain, chain.head(), seq, hash, &format!("the restore recorded on line {}", line.line))?;
                     }
                 }
             }
@@ -1013,7 +1011,8 @@ mod tests {
         assert!(err.starts_with("rollback detected: the store's audit chain ends at entry 3, but the checkpoint exported on line 2"), "{err}");
         // The start-up check from the file's last line says the same.
         let anchor = lines.last().unwrap().anchor(&Some(k.clone())).unwrap();
-        assert!(verify_from(&store, Some(&anchor), Some(&k)).err().unwrap().starts_with("rollback detected"));
+        let err = verify_from(&store, Some(&anchor), Some(&k)).err().unwrap();
+        assert!(err.starts_with("rollback detected: the store's audit chain ends at entry 3, but the last exported checkpoint"), "{err}");
 
         // A different history at the same length is a rollback too.
         chained(&store, 4, 4, "other");

@@ -1802,6 +1802,155 @@ mod tests {
         assert_eq!((c.chain_b64, c.chain_ref, c.serial), (chain, None, "k1".to_string()));
     }
 
+    fn task(id: &str, rev: u64, status: TaskStatus) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            kind: TaskKind::Csr,
+            platform: String::new(),
+            token_sha256: "00".into(),
+            display: TaskDisplay { title: "t".into(), detail: None },
+            data: TaskData::Csr { key_id: "k1".into(), request_info: String::new() },
+            callback_url: None,
+            status,
+            rev,
+            created_at: 0,
+            expires_at: i64::MAX,
+            updated_at: 0,
+            key_id: Some("k1".into()),
+            device_id: Some("dev1".into()),
+            e: None,
+            cosigned: true,
+            cosign_nonces: vec!["ab".into()],
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+        }
+    }
+
+    fn entry(n: u64) -> AuditAppend {
+        AuditAppend::new(n, &serde_json::json!({ "seq": n, "event": "POST /v1/tasks/{id}/complete" }))
+    }
+
+    /// Defect 8: a transition and the audit entry of its request are one transaction — a
+    /// transition that loses its race writes no entry, an entry that cannot be written
+    /// (its sequence number taken) leaves the task as it was, and a task's creation and
+    /// its entry go together the same way.
+    #[test]
+    fn task_completion_and_its_audit_entry_are_one_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_task(&task("t1", 0, TaskStatus::Claimed), &[], Some(&entry(0))).unwrap();
+        assert!(store.audit_raw(0).unwrap().is_some(), "created with its entry");
+
+        let done = task("t1", 1, TaskStatus::Completed);
+        let t = Transition { audit: Some(entry(1)), ..Transition::of(&done) };
+        assert_eq!(store.transition(t).unwrap(), TransitionOutcome::Done);
+        assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+        assert!(store.audit_raw(1).unwrap().is_some(), "the completion's entry is there");
+
+        // Lost the race (stale rev): neither the task nor the entry changes.
+        let stale = task("t1", 1, TaskStatus::Rejected);
+        assert_eq!(store.transition(Transition { audit: Some(entry(2)), ..Transition::of(&stale) }).unwrap(), TransitionOutcome::Raced);
+        assert!(store.audit_raw(2).unwrap().is_none(), "no entry for a transition that did not happen");
+        assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+
+        // The entry cannot be written: the whole transition is refused.
+        let next = task("t1", 2, TaskStatus::Failed);
+        let err = store.transition(Transition { audit: Some(entry(1)), ..Transition::of(&next) }).unwrap_err();
+        assert!(err.to_string().contains("sequence number already used"), "{err}");
+        assert_eq!(store.task("t1").unwrap().unwrap().rev, 1, "the task is untouched");
+        let err = store.insert_task(&task("t2", 0, TaskStatus::Pending), &[(SecretKind::TaskInput, b"blob")], Some(&entry(0))).unwrap_err();
+        assert!(err.to_string().contains("sequence number already used"), "{err}");
+        assert!(store.task("t2").unwrap().is_none() && store.task_secret("t2", SecretKind::TaskInput).unwrap().is_none());
+
+        // Without an entry a transition is as before.
+        assert_eq!(store.transition(Transition::of(&next)).unwrap(), TransitionOutcome::Done);
+    }
+
+    /// Defect 8: completing a `csr` task installs the certificate in the same transaction —
+    /// the key is never active with the task still claimed, nor the reverse.
+    #[test]
+    fn csr_complete_installs_certificate_and_finishes_task_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_enrollment(&enrollment("e1")).unwrap();
+        let mut pending = key("k1", "e1");
+        pending.status = KeyStatus::Pending;
+        pending.p1 = Some("04p1".into());
+        store.activate(&pending, b"share-0123456789abcd", b"verifier-0123456").unwrap();
+        store.insert_task(&task("t1", 0, TaskStatus::Claimed), &[], None).unwrap();
+        let cert = CertificateInfo {
+            der_b64: "bGVhZg==".into(),
+            chain_b64: vec!["Q0E=".into()],
+            chain_ref: None,
+            serial: "01".into(),
+            subject: "CN=x".into(),
+            not_after: 1,
+        };
+
+        // The completion loses a race: no certificate either.
+        let stale = task("t1", 5, TaskStatus::Completed);
+        let lost = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&stale) };
+        assert_eq!(store.transition(lost).unwrap(), TransitionOutcome::Raced);
+        let k = store.key("k1").unwrap().unwrap();
+        assert_eq!((k.status, k.certificate.is_none(), store.audit_raw(0).unwrap().is_none()), (KeyStatus::Pending, true, true));
+
+        // Both at once.
+        let done = task("t1", 1, TaskStatus::Completed);
+        let t = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&done) };
+        assert_eq!(store.transition(t).unwrap(), TransitionOutcome::Done);
+        let k = store.key("k1").unwrap().unwrap();
+        assert_eq!(k.status, KeyStatus::Active);
+        assert_eq!(k.certificate.unwrap().chain_b64, cert.chain_b64, "the chain is stored once and filled in");
+        assert!(k.p1.is_none(), "p1 is dropped with the install");
+        assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+        assert!(store.audit_raw(0).unwrap().is_some());
+
+        // A key that is no longer pending refuses the install, and the task stays.
+        store.insert_task(&task("t2", 0, TaskStatus::Claimed), &[], None).unwrap();
+        let again = task("t2", 1, TaskStatus::Completed);
+        let t = Transition { install_certificate: Some(("k1", &cert)), ..Transition::of(&again) };
+        assert_eq!(store.transition(t).unwrap(), TransitionOutcome::KeyNotPending(Some(KeyStatus::Active)));
+        assert_eq!(store.task("t2").unwrap().unwrap().status, TaskStatus::Claimed);
+        let gone = Transition { install_certificate: Some(("nope", &cert)), ..Transition::of(&again) };
+        assert_eq!(store.transition(gone).unwrap(), TransitionOutcome::KeyNotPending(None));
+    }
+
+    /// The audit checkpoint operations the start-up check and the tools use.
+    #[test]
+    fn audit_checkpoints_are_read_from_a_point_on_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.last_audit_checkpoint::<serde_json::Value>().unwrap().is_none());
+        for seq in [63u64, 127, 300] {
+            store.put_audit_checkpoint(seq, &serde_json::json!({ "seq": seq })).unwrap();
+        }
+        let from: Vec<serde_json::Value> = store.audit_checkpoints_from(127).unwrap();
+        assert_eq!(from, vec![serde_json::json!({"seq": 127}), serde_json::json!({"seq": 300})]);
+        assert_eq!(store.last_audit_checkpoint::<serde_json::Value>().unwrap().unwrap()["seq"], 300);
+        assert_eq!(store.audit_checkpoint_seqs().unwrap(), vec![63, 127, 300]);
+        store.put_audit_checkpoint_raw(300, None).unwrap();
+        assert_eq!(store.last_audit_checkpoint::<serde_json::Value>().unwrap().unwrap()["seq"], 127);
+        assert!(store.append_audit(5, &serde_json::json!({ "seq": 5 })).unwrap());
+        assert_eq!(store.audit_entry::<serde_json::Value>(5).unwrap().unwrap()["seq"], 5);
+        assert!(store.audit_entry::<serde_json::Value>(6).unwrap().is_none());
+        // A replaced daemon key record keeps its wrapped secret.
+        let rec = DaemonKeyRecord { name: "audit".into(), public_key: "04aa".into(), created_at: 0 };
+        store.insert_daemon_key(&rec, b"wrapped").unwrap();
+        store.put_daemon_key_record(&DaemonKeyRecord { public_key: "04bb".into(), ..rec }).unwrap();
+        let (after, blob) = store.daemon_key("audit").unwrap().unwrap();
+        assert_eq!((after.public_key.as_str(), blob.as_ref()), ("04bb", &b"wrapped"[..]));
+    }
+
+    #[test]
+    fn task_records_from_before_cosign_nonces_still_load() {
+        let mut v = serde_json::to_value(task("t1", 0, TaskStatus::Claimed)).unwrap();
+        v.as_object_mut().unwrap().remove("cosign_nonces");
+        let old: TaskRecord = serde_json::from_value(v).unwrap();
+        assert!(old.cosign_nonces.is_empty());
+    }
+
     fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
         std::fs::read_dir(dir).unwrap().any(|e| {
             let p = e.unwrap().path();

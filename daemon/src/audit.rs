@@ -366,6 +366,11 @@ impl Audit {
     /// Before serving: check the audit key against its pin, verify the chain from the last
     /// known checkpoint to the head, and seal a tail an unclean stop left unsealed.
     pub async fn check_at_start(&self) -> Result<StartCheck, AuditError> {
+        if let Some(path) = &self.cfg.checkpoint_file {
+            // Exporting is what makes a rollback detectable: a file that cannot be written stops the start.
+            open_for_append(path)
+                .map_err(|e| AuditError::Untrusted(format!("[audit] checkpoint_file {}: {e} (checkpoints could not be exported)", path.display())))?;
+        }
         let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
         let key = tokio::task::spawn_blocking(move || trusted_key_at_start(&store, &keys, &cfg))
             .await
@@ -623,11 +628,15 @@ pub fn read_exported(path: &Path) -> Result<Vec<ExportedLine>, String> {
     Ok(out)
 }
 
+fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().create(true).read(true).append(true).mode(0o600).open(path)
+}
+
 /// Append one line to the checkpoint file (created 0600) and fsync it.
 pub fn append_exported(path: &Path, item: &Exported) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().create(true).read(true).append(true).mode(0o600).open(path)?;
+    let mut file = open_for_append(path)?;
     let mut line = serde_json::to_string(item).map_err(std::io::Error::other)?;
     line.push('\n');
     // A torn last line (a crash mid-append) is closed first, so this line stands alone.

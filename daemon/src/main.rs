@@ -122,6 +122,7 @@ enum AuditCommand {
     ExportKey {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
+        /// Where to write it; `-` for stdout (e.g. run as the service user, redirect as root).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -520,9 +521,12 @@ fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(69);
         }
     };
-    let Some(path) = out.or_else(|| cfg.audit.public_key_file.clone()) else {
-        print!("{pem}");
-        return ExitCode::SUCCESS;
+    let path = match out.or_else(|| cfg.audit.public_key_file.clone()) {
+        Some(p) if p.as_os_str() != "-" => p,
+        _ => {
+            print!("{pem}");
+            return ExitCode::SUCCESS;
+        }
     };
     match std::fs::read_to_string(&path) {
         Ok(existing) if existing == pem => {

@@ -245,7 +245,7 @@ impl Audit {
         head.next = e.seq + 1;
         head.hash = e.hash.clone();
         crate::metrics::METRICS.audit_entries.inc();
-        if head.next % CHECKPOINT_EVERY == 0 {
+        if head.next.is_multiple_of(CHECKPOINT_EVERY) {
             self.checkpoint_logged(head).await;
         }
     }
@@ -379,11 +379,21 @@ impl Audit {
             Some(path) => read_exported(path).map_err(AuditError::Untrusted)?,
             None => Vec::new(),
         };
+        if self.cfg.checkpoint_file.is_some() && exported.is_empty() && self.store.last_audit_checkpoint::<Checkpoint>()?.is_some() {
+            tracing::warn!("audit: the checkpoint file is empty but the store has checkpoints (newly configured, or the file was removed?): verifying from the store's own");
+        }
         let anchor = match exported.last() {
             Some(line) => Some(line.anchor(&key)?),
             None => self.store.last_audit_checkpoint::<Checkpoint>()?.map(|cp| Anchor::Checkpoint { cp, origin: "the store's last checkpoint".into() }),
         };
-        let chain = verify_from(&self.store, anchor.as_ref(), key.as_ref()).map_err(AuditError::Untrusted)?;
+        let chain = verify_from(&self.store, anchor.as_ref(), key.as_ref()).map_err(|why| {
+            let hint = if why.starts_with("rollback detected") {
+                "; if the store was replaced on purpose, restore it with `mcsd restore` (which records it in the checkpoint file)"
+            } else {
+                ""
+            };
+            AuditError::Untrusted(format!("{why}{hint}"))
+        })?;
         let mut check = StartCheck { from: anchor.as_ref().and_then(Anchor::seq), entries_checked: chain.len(), sealed: None };
 
         let head = self.head.lock().await;
@@ -704,8 +714,7 @@ impl Chain {
 fn walk(store: &Store, first: u64, prev: Option<String>) -> Result<Chain, String> {
     let mut chain = Chain { first, hashes: Vec::new() };
     let mut prev = prev;
-    let mut expected = first;
-    for item in store.audit_entries::<Entry>(first) {
+    for (expected, item) in (first..).zip(store.audit_entries::<Entry>(first)) {
         let (key, e) = item.map_err(|err| format!("entry {expected}: unreadable ({err})"))?;
         if key != expected {
             return Err(format!("entry {expected} is missing (the chain jumps from {} to {key})", expected as i64 - 1));
@@ -721,7 +730,6 @@ fn walk(store: &Store, first: u64, prev: Option<String>) -> Result<Chain, String
         }
         prev = Some(e.hash.clone());
         chain.hashes.push(e.hash);
-        expected += 1;
     }
     Ok(chain)
 }

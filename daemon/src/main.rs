@@ -469,6 +469,11 @@ fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool,
             return broken(format!("the store's audit key is not the one {}: it was replaced", k.source));
         }
     }
+    if since.is_none()
+        && let Some(file) = cfg.audit.checkpoint_file.as_ref().filter(|f| !f.exists())
+    {
+        eprintln!("mcsd audit verify: warning: [audit] checkpoint_file {} does not exist: no exported checkpoints to check against", file.display());
+    }
     let since = since.or_else(|| mcsd::audit::configured_checkpoint_file(&cfg.audit));
     let exported = match &since {
         Some(file) if !file.exists() => {

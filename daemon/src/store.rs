@@ -1107,7 +1107,7 @@ pub struct TaskRecord {
     /// A co-signature was given out (the phone may complete).
     pub cosigned: bool,
     /// Which nonce points (`q1`, or `t1` for decrypt) were answered: the first 16 bytes of
-    /// SHA-256 of each, hex. A phone whose answer was lost co-signs again with a fresh
+    /// SHA-256 of each one's lowercase hex SEC1 encoding, hex. A phone whose answer was lost co-signs again with a fresh
     /// nonce; a point already answered is refused, so two server halves never go out for
     /// one nonce.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

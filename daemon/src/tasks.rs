@@ -522,12 +522,12 @@ impl TaskService {
     }
 
     /// May this device co-sign this claimed task with this nonce point? Returns the key.
-    fn cosignable<'a>(task: &'a TaskRecord, device_id: &str, point_hex: &str) -> Result<&'a str, TaskError> {
+    fn cosignable<'a>(task: &'a TaskRecord, device_id: &str, point: &AffinePoint) -> Result<&'a str, TaskError> {
         if task.status != TaskStatus::Claimed {
             return Err(TaskError::State(format!("task is {}", status_str(task.status))));
         }
         let key_id = Self::phone_task(task, device_id)?;
-        if task.cosign_nonces.contains(&nonce_id(point_hex)) {
+        if task.cosign_nonces.contains(&nonce_id(point)) {
             return Err(TaskError::State("this nonce was already answered for this task; co-sign again with a fresh one".into()));
         }
         if task.cosign_nonces.len() >= MAX_COSIGNS {
@@ -537,10 +537,10 @@ impl TaskService {
     }
 
     /// The task once a co-signature for this nonce point has gone out.
-    fn cosigned(&self, task: &TaskRecord, point_hex: &str) -> TaskRecord {
+    fn cosigned(&self, task: &TaskRecord, point: &AffinePoint) -> TaskRecord {
         let mut t = self.next(task);
         t.cosigned = true;
-        t.cosign_nonces.push(nonce_id(point_hex));
+        t.cosign_nonces.push(nonce_id(point));
         t
     }
 
@@ -552,7 +552,7 @@ impl TaskService {
         if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
             return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
         }
-        let key_id = Self::cosignable(&task, device_id, q1_hex)?.to_owned();
+        let key_id = Self::cosignable(&task, device_id, &q1)?.to_owned();
         let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
         let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
         let proof = PinProof { op: "sign", fields: vec![id, q1_hex], proof };
@@ -561,7 +561,7 @@ impl TaskService {
             SignOutput::Canonical(r) => r,
             SignOutput::FixedK3(_) => return Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
         };
-        self.commit_request(Transition::of(&self.cosigned(&task, q1_hex))).await?;
+        self.commit_request(Transition::of(&self.cosigned(&task, &q1))).await?;
         Ok(answer)
     }
 
@@ -571,10 +571,10 @@ impl TaskService {
         if task.kind != TaskKind::Decrypt {
             return Err(TaskError::Invalid("this task is co-signed with q1 (signing)".into()));
         }
-        let key_id = Self::cosignable(&task, device_id, t1_hex)?.to_owned();
+        let key_id = Self::cosignable(&task, device_id, &t1)?.to_owned();
         let proof = PinProof { op: "decrypt", fields: vec![id, t1_hex], proof };
         let t2 = self.keys.decrypt(&key_id, device_id, t1, proof).await?;
-        self.commit_request(Transition::of(&self.cosigned(&task, t1_hex))).await?;
+        self.commit_request(Transition::of(&self.cosigned(&task, &t1))).await?;
         Ok(t2)
     }
 
@@ -689,7 +689,7 @@ impl TaskService {
         let fields: Vec<&str> = items.iter().flat_map(|(id, _, _, q1)| [id.as_str(), q1.as_str()]).collect();
         // Check every task; those that cannot be co-signed get their own error.
         let mut checked: Vec<Result<(TaskRecord, [u8; 32]), TaskError>> = Vec::with_capacity(items.len());
-        for (id, token, _, q1_hex) in &items {
+        for (id, token, q1, _) in &items {
             let r = async {
                 let task = self.for_phone(id, token).await?;
                 if !matches!(task.kind, TaskKind::Login | TaskKind::Sign) {
@@ -698,7 +698,7 @@ impl TaskService {
                 if task.key_id.as_deref() != Some(key_id) {
                     return Err(TaskError::State("task is not claimed with this key".into()));
                 }
-                Self::cosignable(&task, device_id, q1_hex)?;
+                Self::cosignable(&task, device_id, q1)?;
                 let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
                 Ok((task, e))
             }
@@ -713,12 +713,12 @@ impl TaskService {
         let proof = PinProof { op: "batch", fields, proof };
         let mut signed = self.keys.sign_batch(key_id, device_id, work, proof).await?.into_iter();
         let mut out = Vec::with_capacity(items.len());
-        for (r, (_, _, _, q1_hex)) in checked.into_iter().zip(&items) {
+        for (r, (_, _, q1, _)) in checked.into_iter().zip(&items) {
             out.push(match r {
                 Err(e) => Err(e),
                 Ok((task, _)) => {
                     let answer = signed.next().ok_or_else(|| TaskError::Key(KeyError::Internal("batch size".into())))?;
-                    self.commit_request(Transition::of(&self.cosigned(&task, q1_hex))).await.map(|()| answer)
+                    self.commit_request(Transition::of(&self.cosigned(&task, q1))).await.map(|()| answer)
                 }
             });
         }
@@ -966,9 +966,9 @@ fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo,
 /// Co-signatures one task gives out at most (each for its own nonce).
 const MAX_COSIGNS: usize = 5;
 
-/// How a task remembers an answered nonce point.
-fn nonce_id(point_hex: &str) -> String {
-    hex::encode(&Sha256::digest(point_hex.as_bytes())[..16])
+/// How a task remembers an answered nonce point: from its one SEC1 encoding.
+fn nonce_id(point: &AffinePoint) -> String {
+    hex::encode(&Sha256::digest(sm2_2p::point_to_hex(point).as_bytes())[..16])
 }
 
 /// The audit entry of the request being served, for a step on `task` (as it will be

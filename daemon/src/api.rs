@@ -352,6 +352,22 @@ impl Api {
                 self.seals.ungrant(id, key_id).await?;
                 Ok((StatusCode::NO_CONTENT, None))
             }
+            (&Method::POST, ["v1", "verify", "signature"]) => {
+                let req: VerifySignatureRequest = parse(&body)?;
+                let message = req.message.as_deref().map(|m| b64(m, "message")).transpose()?;
+                let signed = match (&message, &req.e) {
+                    (Some(m), None) => crate::seals::Signed::Message(m),
+                    (None, Some(e)) => crate::seals::Signed::Digest(sm2_2p::digest_from_hex(e)?),
+                    _ => return Err(ApiError::bad_request("give exactly one of message or e")),
+                };
+                let signature = b64(&req.signature, "signature")?;
+                let certificate = b64(&req.certificate, "certificate")?;
+                let chain = req.chain.iter().map(|c| b64(c, "chain")).collect::<Result<Vec<_>, _>>()?;
+                if chain.len() > 8 {
+                    return Err(ApiError::bad_request("chain holds at most 8 certificates"));
+                }
+                Ok((StatusCode::OK, Some(self.seals.verify_signature(signed, &signature, &certificate, &chain)?)))
+            }
             (&Method::POST, ["v1", "verify", "seal"]) => {
                 let req: VerifySealRequest = parse(&body)?;
                 let seal = b64(&req.seal, "seal")?;
@@ -611,6 +627,12 @@ fn task_view(t: &TaskRecord) -> Value {
     v
 }
 
+/// The answer to a request that ran past `[api.limits] request_timeout_secs`: `internal`
+/// (the cause is logged). What it had changed is as durable as any unanswered request's.
+pub fn timed_out() -> Response<Body> {
+    respond(StatusCode::INTERNAL_SERVER_ERROR, Some(ApiError::Internal.body()))
+}
+
 fn respond(status: StatusCode, body: Option<Value>) -> Response<Body> {
     let mut resp = match body {
         Some(v) => {
@@ -628,7 +650,9 @@ fn respond(status: StatusCode, body: Option<Value>) -> Response<Body> {
 /// client can read its 413 instead of seeing a reset connection; beyond it, we hang up.
 const OVERSIZE_DRAIN: u64 = 16 << 20;
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// The body, in a buffer wiped when the request is done: bodies carry PIN verifiers,
+/// activation codes and plaintexts.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     use hyper::body::Body as _;
     let too_large = ApiError::PayloadTooLarge { limit };
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -636,7 +660,10 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
         return Err(too_large);
     }
     let mut body = req.into_body();
-    let mut buf = bytes::BytesMut::new();
+    let capacity = declared.unwrap_or(0).min(limit as u64) as usize;
+    // Reserved up front so the buffer never reallocates (a reallocation would leave an
+    // unwiped copy behind).
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
     let mut seen: u64 = 0;
     while !body.is_end_stream() {
         let Some(frame) = body.frame().await else { break };
@@ -647,11 +674,16 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
                 return Err(too_large);
             }
             if seen <= limit as u64 {
+                if buf.len() + data.len() > buf.capacity() {
+                    let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + data.len()).max(2 * buf.capacity()).min(limit)));
+                    bigger.extend_from_slice(&buf);
+                    buf = bigger;
+                }
                 buf.extend_from_slice(&data);
             }
         }
     }
-    if seen > limit as u64 { Err(too_large) } else { Ok(buf.freeze()) }
+    if seen > limit as u64 { Err(too_large) } else { Ok(buf) }
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -689,9 +721,14 @@ fn check_proof_encoding(proof: &str) -> Result<(), ApiError> {
     sm2_2p::digest_from_hex(proof).map(|_| ()).map_err(|_| ApiError::bad_request("pin_proof must be 64 lowercase hex characters"))
 }
 
-fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], Zeroizing<[u8; 32]>), ApiError> {
+fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], crate::keys::Verifier), ApiError> {
     let salt: [u8; 16] = hex_exact(&pin.salt, "pin.salt")?;
-    let verifier = Zeroizing::new(hex_exact::<32>(&pin.verifier, "pin.verifier")?);
+    // Decoded straight into its boxed, wiped home: no copy on the stack.
+    let mut verifier: crate::keys::Verifier = Box::new(Zeroizing::new([0u8; 32]));
+    let v: &str = &pin.verifier;
+    if v.len() != 64 || !sm2_2p::is_lowercase_hex(v) || hex::decode_to_slice(v, &mut verifier[..]).is_err() {
+        return Err(ApiError::bad_request("pin.verifier must be 64 lowercase hex characters"));
+    }
     Ok((salt, verifier))
 }
 
@@ -863,6 +900,20 @@ struct SealGrantRequest {
     key_id: String,
     not_before: String,
     not_after: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifySignatureRequest {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    signature: String,
+    certificate: String,
+    /// Intermediate certificates (base64 DER) between `certificate` and a trusted root.
+    #[serde(default)]
+    chain: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -1104,7 +1155,7 @@ struct DecryptData {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EncryptData {
-    plaintext: String,
+    plaintext: Zeroizing<String>,
 }
 
 fn data_of<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
@@ -1119,10 +1170,9 @@ impl CreateTaskRequest {
         if self.display.detail.as_ref().is_some_and(|d| d.chars().count() > 2048) {
             return Err(ApiError::bad_request("display.detail is longer than 2048 characters"));
         }
-        if let Some(url) = &self.callback_url
-            && crate::callbacks::parse_url(url).is_none()
-        {
-            return Err(ApiError::bad_request("callback_url must be an https:// URL"));
+        if let Some(url) = &self.callback_url {
+            // Syntax here; the platform's target rules when the task is created.
+            crate::callbacks::target::CallbackUrl::parse(url).map_err(|e| ApiError::bad_request(format!("callback_url {e}")))?;
         }
         let sized = |bytes: Vec<u8>, what: &str, max: usize| {
             if bytes.is_empty() || bytes.len() > max {
@@ -1204,7 +1254,7 @@ struct CompleteRequest {
     #[serde(default)]
     signature: Option<SignatureRequest>,
     #[serde(default)]
-    plaintext: Option<String>,
+    plaintext: Option<Zeroizing<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1234,13 +1284,13 @@ struct BatchRequest {
 #[serde(deny_unknown_fields)]
 struct PinRequest {
     salt: String,
-    verifier: String,
+    verifier: Zeroizing<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActivateRequest {
-    activation_code: String,
+    activation_code: Zeroizing<String>,
     p1: String,
     pin: PinRequest,
 }

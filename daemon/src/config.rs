@@ -125,6 +125,39 @@ struct RawTasks {
     callback_max_attempts: u32,
     #[serde(default)]
     callback_ca_file: Option<PathBuf>,
+    #[serde(default = "default_callback_concurrency")]
+    callback_concurrency: usize,
+    #[serde(default = "default_callback_concurrency_per_platform")]
+    callback_concurrency_per_platform: usize,
+    #[serde(default = "default_callback_connect_timeout")]
+    callback_connect_timeout_ms: u64,
+    #[serde(default = "default_callback_timeout")]
+    callback_timeout_ms: u64,
+    #[serde(default)]
+    allow_private_callbacks: bool,
+    #[serde(default = "default_max_open_tasks")]
+    max_open_tasks_per_platform: u64,
+    #[serde(default = "default_max_open_bytes")]
+    max_open_bytes_per_platform: u64,
+    /// Per-platform overrides, keyed by platform id.
+    #[serde(default)]
+    platforms: std::collections::BTreeMap<String, RawPlatformTasks>,
+}
+
+/// `[tasks.platforms."<id>"]`: one platform's callback rules and quotas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlatformTasks {
+    #[serde(default)]
+    callback_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    allow_private_callbacks: Option<bool>,
+    #[serde(default)]
+    callback_concurrency: Option<usize>,
+    #[serde(default)]
+    max_open_tasks: Option<u64>,
+    #[serde(default)]
+    max_open_bytes: Option<u64>,
 }
 
 impl Default for RawTasks {
@@ -138,6 +171,14 @@ impl Default for RawTasks {
             public_url: None,
             callback_max_attempts: default_callback_attempts(),
             callback_ca_file: None,
+            callback_concurrency: default_callback_concurrency(),
+            callback_concurrency_per_platform: default_callback_concurrency_per_platform(),
+            callback_connect_timeout_ms: default_callback_connect_timeout(),
+            callback_timeout_ms: default_callback_timeout(),
+            allow_private_callbacks: false,
+            max_open_tasks_per_platform: default_max_open_tasks(),
+            max_open_bytes_per_platform: default_max_open_bytes(),
+            platforms: Default::default(),
         }
     }
 }
@@ -160,6 +201,24 @@ fn default_max_wait() -> u64 {
 fn default_callback_attempts() -> u32 {
     12
 }
+fn default_callback_concurrency() -> usize {
+    64
+}
+fn default_callback_concurrency_per_platform() -> usize {
+    4
+}
+fn default_callback_connect_timeout() -> u64 {
+    3_000
+}
+fn default_callback_timeout() -> u64 {
+    10_000
+}
+fn default_max_open_tasks() -> u64 {
+    10_000
+}
+fn default_max_open_bytes() -> u64 {
+    1 << 30
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +232,51 @@ struct RawApi {
     trust: Vec<RawTrust>,
     #[serde(default)]
     gateway_platforms: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    limits: RawConnectionLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnectionLimits {
+    #[serde(default = "default_header_read_timeout")]
+    header_read_timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_secs: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_connections_per_peer")]
+    max_connections_per_peer: usize,
+}
+
+impl Default for RawConnectionLimits {
+    fn default() -> Self {
+        RawConnectionLimits {
+            header_read_timeout_secs: default_header_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            request_timeout_secs: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_peer() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +436,35 @@ pub struct TasksConfig {
     pub callback_max_attempts: u32,
     /// CA certificates for verifying callback receivers (default: the API trust anchors).
     pub callback_ca_files: Vec<PathBuf>,
+    /// Callback deliveries in flight, all platforms together.
+    pub callback_concurrency: usize,
+    /// Resolving a callback host and connecting to it (shorter than `callback_timeout`).
+    pub callback_connect_timeout: Duration,
+    /// One whole delivery attempt: connect, TLS, request, answer.
+    pub callback_timeout: Duration,
+    /// The rules for a platform without its own `[tasks.platforms."<id>"]`.
+    pub platform_defaults: PlatformTasks,
+    /// Platforms with their own table, the defaults filled in.
+    pub platforms: std::collections::BTreeMap<String, PlatformTasks>,
+}
+
+impl TasksConfig {
+    /// The callback rules and quotas of `platform`.
+    pub fn platform(&self, platform: &str) -> &PlatformTasks {
+        self.platforms.get(platform).unwrap_or(&self.platform_defaults)
+    }
+}
+
+/// One platform's callback rules and quotas on its open (unfinished) tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformTasks {
+    /// Open tasks at once; one more is `429 rate_limited`.
+    pub max_open_tasks: u64,
+    /// Bytes the open tasks take in the store (record and wrapped inputs, at creation).
+    pub max_open_bytes: u64,
+    /// Callback deliveries in flight for this platform.
+    pub callback_concurrency: usize,
+    pub callback: crate::callbacks::target::TargetPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +477,22 @@ pub struct ApiConfig {
     /// Certificate subject (RFC 4514 text) → platform id, for gateways whose certificate
     /// has no `urn:mcs:platform:<id>` SAN URI.
     pub gateway_platforms: std::collections::BTreeMap<String, String>,
+    pub limits: ConnectionLimits,
+}
+
+/// What one connection may hold, and for how long (`[api.limits]`).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// TLS handshake, and each request's header block, must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// One request (body included), beyond a long-poll's own `wait`.
+    pub request_timeout: Duration,
+    /// Open connections in all (API listener), before TLS; excess ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one IP address; 0 means no per-peer bound.
+    pub max_connections_per_peer: usize,
 }
 
 /// A CA whose certificates are accepted, and for which roles.
@@ -434,6 +583,13 @@ impl Config {
             }
             trust.push(TrustAnchor { ca_file: abs(&t.ca_file), roles: t.roles.clone() });
         }
+        let lim = &raw.api.limits;
+        if lim.header_read_timeout_secs == 0 || lim.idle_timeout_secs == 0 || lim.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("api.limits timeouts must be at least 1 second".into()));
+        }
+        if lim.max_connections == 0 {
+            return Err(ConfigError::Invalid("api.limits.max_connections must be at least 1".into()));
+        }
         if raw.api.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("api.max_body_bytes must be at least 1024".into()));
         }
@@ -476,6 +632,7 @@ impl Config {
         {
             return Err(ConfigError::Invalid("tasks.public_url must start with https://".into()));
         }
+        let (platform_defaults, platforms) = platform_tasks(t)?;
         let mut plugins = Vec::new();
         for p in &raw.plugins {
             let ok_name = !p.name.is_empty() && p.name.len() <= 64 && p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -513,6 +670,13 @@ impl Config {
                 max_body_bytes: raw.api.max_body_bytes,
                 trust,
                 gateway_platforms: raw.api.gateway_platforms,
+                limits: ConnectionLimits {
+                    header_read_timeout: Duration::from_secs(raw.api.limits.header_read_timeout_secs),
+                    idle_timeout: Duration::from_secs(raw.api.limits.idle_timeout_secs),
+                    request_timeout: Duration::from_secs(raw.api.limits.request_timeout_secs),
+                    max_connections: raw.api.limits.max_connections,
+                    max_connections_per_peer: raw.api.limits.max_connections_per_peer,
+                },
             },
             health: HealthConfig { listen: addr("health.listen", &raw.health.listen)? },
             hsm: HsmConfig {
@@ -540,6 +704,11 @@ impl Config {
                     Some(f) => vec![abs(f)],
                     None => raw.api.trust.iter().map(|t| abs(&t.ca_file)).collect(),
                 },
+                callback_concurrency: raw.tasks.callback_concurrency,
+                callback_connect_timeout: Duration::from_millis(raw.tasks.callback_connect_timeout_ms),
+                callback_timeout: Duration::from_millis(raw.tasks.callback_timeout_ms),
+                platform_defaults,
+                platforms,
             },
             plugins,
             seals: raw.seals.clone(),
@@ -551,6 +720,60 @@ impl Config {
             },
         })
     }
+}
+
+/// Validate `[tasks]`'s callback and quota settings: the defaults, and each platform's
+/// table with the defaults filled in.
+fn platform_tasks(t: &RawTasks) -> Result<(PlatformTasks, std::collections::BTreeMap<String, PlatformTasks>), ConfigError> {
+    use crate::callbacks::target::{HostPattern, TargetPolicy};
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    if !(1..=4096).contains(&t.callback_concurrency) || !(1..=4096).contains(&t.callback_concurrency_per_platform) {
+        return invalid("tasks: callback_concurrency and callback_concurrency_per_platform must be 1..=4096".into());
+    }
+    if t.callback_timeout_ms == 0 || t.callback_timeout_ms > 600_000 {
+        return invalid("tasks.callback_timeout_ms must be 1..=600000".into());
+    }
+    if t.callback_connect_timeout_ms == 0 || t.callback_connect_timeout_ms >= t.callback_timeout_ms {
+        return invalid("tasks.callback_connect_timeout_ms must be positive and shorter than callback_timeout_ms".into());
+    }
+    if t.max_open_tasks_per_platform == 0 || t.max_open_bytes_per_platform == 0 {
+        return invalid("tasks: max_open_tasks_per_platform and max_open_bytes_per_platform must be positive".into());
+    }
+    let defaults = PlatformTasks {
+        max_open_tasks: t.max_open_tasks_per_platform,
+        max_open_bytes: t.max_open_bytes_per_platform,
+        callback_concurrency: t.callback_concurrency_per_platform,
+        callback: TargetPolicy { hosts: None, allow_private: t.allow_private_callbacks },
+    };
+    let mut platforms = std::collections::BTreeMap::new();
+    for (id, p) in &t.platforms {
+        let key = format!("tasks.platforms.\"{id}\"");
+        if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control()) {
+            return invalid(format!("{key}: a platform id must be 1..=128 printable characters"));
+        }
+        let hosts = match &p.callback_hosts {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|h| HostPattern::parse(h).map_err(|e| ConfigError::Invalid(format!("{key}.callback_hosts: `{h}`: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let resolved = PlatformTasks {
+            max_open_tasks: p.max_open_tasks.unwrap_or(defaults.max_open_tasks),
+            max_open_bytes: p.max_open_bytes.unwrap_or(defaults.max_open_bytes),
+            callback_concurrency: p.callback_concurrency.unwrap_or(defaults.callback_concurrency),
+            callback: TargetPolicy { hosts, allow_private: p.allow_private_callbacks.unwrap_or(defaults.callback.allow_private) },
+        };
+        if resolved.max_open_tasks == 0 || resolved.max_open_bytes == 0 {
+            return invalid(format!("{key}: max_open_tasks and max_open_bytes must be positive"));
+        }
+        if !(1..=4096).contains(&resolved.callback_concurrency) {
+            return invalid(format!("{key}.callback_concurrency must be 1..=4096"));
+        }
+        platforms.insert(id.clone(), resolved);
+    }
+    Ok((defaults, platforms))
 }
 
 impl PinSource {
@@ -625,10 +848,69 @@ mod tests {
     }
 
     #[test]
+    fn callback_and_quota_settings_have_defaults_and_per_platform_overrides() {
+        let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        let t = &c.tasks;
+        assert_eq!((t.callback_concurrency, t.callback_connect_timeout, t.callback_timeout), (64, Duration::from_secs(3), Duration::from_secs(10)));
+        let d = t.platform("P-ANY");
+        assert_eq!((d.max_open_tasks, d.max_open_bytes, d.callback_concurrency), (10_000, 1 << 30, 4));
+        assert_eq!(d.callback, crate::callbacks::target::TargetPolicy { hosts: None, allow_private: false }, "private targets are refused by default");
+
+        let text = format!(
+            "{MINIMAL}\n[tasks]\nmax_open_tasks_per_platform = 50\ncallback_concurrency_per_platform = 2\n\
+             [tasks.platforms.\"P-1\"]\ncallback_hosts = [\"GW.example.cn\", \"*.cb.example.cn\"]\nmax_open_bytes = 4096\n\
+             [tasks.platforms.\"P-DEV\"]\nallow_private_callbacks = true\ncallback_concurrency = 8\n"
+        );
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        let p1 = c.tasks.platform("P-1");
+        assert_eq!((p1.max_open_tasks, p1.max_open_bytes, p1.callback_concurrency, p1.callback.allow_private), (50, 4096, 2, false));
+        let hosts = p1.callback.hosts.as_ref().unwrap();
+        assert_eq!(hosts.len(), 2);
+        let url = |u: &str| crate::callbacks::target::CallbackUrl::parse(u).unwrap();
+        assert!(p1.callback.check_url(&url("https://gw.example.cn/cb")).is_ok());
+        assert!(p1.callback.check_url(&url("https://other.example.cn/cb")).is_err());
+        let dev = c.tasks.platform("P-DEV");
+        assert_eq!((dev.max_open_tasks, dev.callback_concurrency, dev.callback.allow_private, dev.callback.hosts.is_none()), (50, 8, true, true));
+        assert_eq!(c.tasks.platform("P-OTHER").max_open_tasks, 50);
+
+        // `mcsd dev-init` writes platform tables; a `[tasks]` appended later still loads.
+        let text = format!("{MINIMAL}\n[tasks.platforms.\"P-DEV-1\"]\nallow_private_callbacks = true\n[tasks]\nretention_secs = 2\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert!(c.tasks.platform("P-DEV-1").callback.allow_private);
+        assert_eq!(c.tasks.retention, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn invalid_callback_and_quota_settings_are_rejected_with_the_key_named() {
+        for (extra, needle) in [
+            ("[tasks]\ncallback_connect_timeout_ms = 10000", "callback_connect_timeout_ms"),
+            ("[tasks]\ncallback_timeout_ms = 0", "callback_timeout_ms"),
+            ("[tasks]\ncallback_concurrency = 0", "callback_concurrency"),
+            ("[tasks]\nmax_open_tasks_per_platform = 0", "max_open_tasks_per_platform"),
+            ("[tasks.platforms.\"P-1\"]\ncallback_hosts = [\"a b\"]", "tasks.platforms.\"P-1\".callback_hosts"),
+            ("[tasks.platforms.\"P-1\"]\ncallback_hosts = [\"*.10.0.0.1\"]", "callback_hosts"),
+            ("[tasks.platforms.\"P-1\"]\nmax_open_bytes = 0", "tasks.platforms.\"P-1\""),
+            ("[tasks.platforms.\"P-1\"]\ncallback_concurrency = 0", "callback_concurrency"),
+            ("[tasks.platforms.\"P-1\"]\nallow_private = true", "allow_private"),
+            ("[tasks.platforms.\"\"]\nmax_open_tasks = 1", "platform id"),
+        ] {
+            let err = Config::parse(&format!("{MINIMAL}\n{extra}\n"), Path::new("/")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn the_shipped_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mcsd.toml");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.keys.pin_max_attempts, 5);
+        // The example shows each [tasks] setting at its default.
+        let defaults = Config::parse(MINIMAL, Path::new("/")).unwrap().tasks;
+        assert_eq!(c.tasks.platform_defaults, defaults.platform_defaults);
+        assert_eq!(
+            (c.tasks.callback_concurrency, c.tasks.callback_connect_timeout, c.tasks.callback_timeout),
+            (defaults.callback_concurrency, defaults.callback_connect_timeout, defaults.callback_timeout)
+        );
         assert!(c.audit.public_key_file.is_some() && c.audit.checkpoint_file.is_some(), "the example anchors the audit chain");
     }
 

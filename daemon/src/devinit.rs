@@ -7,8 +7,13 @@
 //! audit key `DIR/audit-key.pem`, by running `mcsd audit export-key`; the daemon exports
 //! its checkpoints to `DIR/audit-checkpoints.jsonl`.
 //!
-//! The dev CA is trusted for all three roles, so each client certificate names its role
-//! with a SAN URI `urn:mcs:role:<role>`; gateways carry `urn:mcs:platform:<id>` too.
+//! Two layouts ([`Layout`]):
+//! - `single`: the dev CA is trusted for all three roles, so each client certificate names
+//!   its role with a SAN URI `urn:mcs:role:<role>`; gateways carry `urn:mcs:platform:<id>`.
+//! - `production`: as `config/mcsd.toml` documents — a separate CA per role
+//!   (`pki/operators-ca.pem`, `pki/platforms-ca.pem`, `pki/phones-ca.pem`), each trusted for
+//!   its one role; `pki/ca.pem` only issues the server certificate (and is the CA of
+//!   callback receivers). The same file names for the leaves, so clients need not know.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -31,6 +36,14 @@ pub enum DevInitError {
 }
 
 const TOKEN_LABEL: &str = "mcsd";
+
+/// How the dev PKI is cut (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Layout {
+    #[default]
+    Single,
+    Production,
+}
 
 /// Where Debian and others install SoftHSM's module.
 const SOFTHSM_MODULES: &[&str] = &[
@@ -61,7 +74,7 @@ fn random_hex(n: usize) -> Result<String, DevInitError> {
 
 /// Create the environment. `module` overrides the SoftHSM module path written to the
 /// config (tests point it at `pkcs11-mock`); the token is always made with SoftHSM.
-pub fn dev_init(dir: &Path, module: Option<&Path>) -> Result<(), DevInitError> {
+pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout) -> Result<(), DevInitError> {
     if dir.join("mcsd.toml").exists() {
         return Err(DevInitError::Setup(format!("{} already holds a dev environment", dir.display())));
     }
@@ -102,7 +115,14 @@ pub fn dev_init(dir: &Path, module: Option<&Path>) -> Result<(), DevInitError> {
         return Err(DevInitError::Setup(format!("softhsm2-util --init-token failed: {status}")));
     }
 
-    write_pki(&dir.join("pki"))?;
+    write_pki(&dir.join("pki"), layout)?;
+    let trust = match layout {
+        Layout::Single => "[[api.trust]]\nca_file = \"pki/ca.pem\"\nroles = [\"admin\", \"gateway\", \"app\"]\n".to_owned(),
+        Layout::Production => ROLE_CAS
+            .iter()
+            .map(|(file, _, role)| format!("[[api.trust]]\nca_file = \"pki/{file}.pem\"\nroles = [\"{role}\"]\n\n"))
+            .collect(),
+    };
     let module = module.map(Path::to_path_buf).unwrap_or(softhsm);
     let config = format!(
         r#"# mcsd dev configuration, written by `mcsd dev-init`. Run with
@@ -112,10 +132,7 @@ listen = "127.0.0.1:0"
 cert_file = "pki/server.pem"
 key_file = "pki/server.key"
 
-[[api.trust]]
-ca_file = "pki/ca.pem"
-roles = ["admin", "gateway", "app"]
-
+{trust}
 [health]
 listen = "127.0.0.1:0"
 
@@ -132,10 +149,11 @@ path = "db"
 [audit]
 public_key_file = "audit-key.pem"
 checkpoint_file = "audit-checkpoints.jsonl"
-{plugins}"#,
+{platforms}{plugins}"#,
         conf = softhsm_conf.display(),
         cfg = dir.join("mcsd.toml").display(),
         module = module.display(),
+        platforms = dev_platforms(),
         plugins = local_ca_plugin(&dir),
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
@@ -165,6 +183,14 @@ checkpoint_file = "audit-checkpoints.jsonl"
     Ok(())
 }
 
+/// A table per dev gateway platform allowing private callback targets: the receivers of
+/// the demo and the tests listen on loopback, which production configs refuse.
+fn dev_platforms() -> String {
+    let platforms = CLIENTS.iter().flat_map(|c| c.uris).filter_map(|u| u.strip_prefix("urn:mcs:platform:"));
+    let tables: String = platforms.map(|p| format!("\n[tasks.platforms.\"{p}\"]\nallow_private_callbacks = true\n")).collect();
+    format!("\n# The dev gateways' callback receivers run on this machine.{tables}")
+}
+
 /// The `local-ca` adapter, if it was built next to this binary.
 fn local_ca_plugin(dir: &Path) -> String {
     let exe = std::env::current_exe().ok();
@@ -192,6 +218,13 @@ struct Identity {
     uris: &'static [&'static str],
 }
 
+/// The production layout's client CAs: file stem, common name, role.
+const ROLE_CAS: &[(&str, &str, &str)] = &[
+    ("operators-ca", "mcsd dev operators CA", "admin"),
+    ("platforms-ca", "mcsd dev platforms CA", "gateway"),
+    ("phones-ca", "mcsd dev phones CA", "app"),
+];
+
 const CLIENTS: &[Identity] = &[
     Identity { file: "admin", cn: "mcsd dev admin", uris: &["urn:mcs:role:admin"] },
     Identity { file: "gateway", cn: "P-DEV-1 scan gateway", uris: &["urn:mcs:role:gateway", "urn:mcs:platform:P-DEV-1"] },
@@ -216,18 +249,32 @@ fn dn(cn: &str) -> DistinguishedName {
     dn
 }
 
-fn write_pki(pki: &Path) -> Result<(), DevInitError> {
-    let ca_key = KeyPair::generate().map_err(pki_err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
-    ca_params.distinguished_name = dn("mcsd dev CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(pki_err)?;
-    write_file(&pki.join("ca.pem"), ca_cert.pem().as_bytes(), 0o644)?;
-    write_file(&pki.join("ca.key"), ca_key.serialize_pem().as_bytes(), 0o600)?;
-    let issuer = Issuer::new(ca_params, ca_key);
+/// A self-signed CA, written as `<file>.pem` / `<file>.key`.
+fn write_ca(pki: &Path, file: &str, cn: &str) -> Result<Issuer<'static, KeyPair>, DevInitError> {
+    let key = KeyPair::generate().map_err(pki_err)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
+    params.distinguished_name = dn(cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let cert = params.self_signed(&key).map_err(pki_err)?;
+    write_file(&pki.join(format!("{file}.pem")), cert.pem().as_bytes(), 0o644)?;
+    write_file(&pki.join(format!("{file}.key")), key.serialize_pem().as_bytes(), 0o600)?;
+    Ok(Issuer::new(params, key))
+}
 
-    let leaf = |cn: &str, sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>, file: &str| -> Result<(), DevInitError> {
+fn write_pki(pki: &Path, layout: Layout) -> Result<(), DevInitError> {
+    let server_ca = write_ca(pki, "ca", "mcsd dev CA")?;
+    let role_cas = match layout {
+        Layout::Single => Vec::new(),
+        Layout::Production => ROLE_CAS.iter().map(|(file, cn, role)| Ok((*role, write_ca(pki, file, cn)?))).collect::<Result<Vec<_>, _>>()?,
+    };
+    // Which CA issues a client: its role's CA in the production layout, else the dev CA.
+    let issuer_for = |uris: &[&str]| -> &Issuer<'static, KeyPair> {
+        let role = uris.iter().find_map(|u| u.strip_prefix("urn:mcs:role:"));
+        role_cas.iter().find(|(r, _)| Some(*r) == role).map(|(_, i)| i).unwrap_or(&server_ca)
+    };
+
+    let leaf = |issuer: &Issuer<'static, KeyPair>, cn: &str, sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>, file: &str| -> Result<(), DevInitError> {
         let key = KeyPair::generate().map_err(pki_err)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
         params.distinguished_name = dn(cn);
@@ -235,11 +282,12 @@ fn write_pki(pki: &Path) -> Result<(), DevInitError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = eku;
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &issuer).map_err(pki_err)?;
+        let cert = params.signed_by(&key, issuer).map_err(pki_err)?;
         write_file(&pki.join(format!("{file}.pem")), cert.pem().as_bytes(), 0o644)?;
         write_file(&pki.join(format!("{file}.key")), key.serialize_pem().as_bytes(), 0o600)
     };
     leaf(
+        &server_ca,
         "localhost",
         vec![
             SanType::DnsName("localhost".try_into().map_err(pki_err)?),
@@ -250,9 +298,17 @@ fn write_pki(pki: &Path) -> Result<(), DevInitError> {
         "server",
     )?;
     for id in CLIENTS {
-        let sans =
+        let mut sans =
             id.uris.iter().map(|u| Ok(SanType::URI((*u).try_into().map_err(pki_err)?))).collect::<Result<Vec<_>, _>>()?;
-        leaf(id.cn, sans, vec![ExtendedKeyUsagePurpose::ClientAuth], id.file)?;
+        let mut eku = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // A gateway also receives task callbacks on localhost: its certificate serves TLS
+        // too, and chains to an API anchor (the daemon's default callback roots).
+        if id.uris.contains(&"urn:mcs:role:gateway") {
+            sans.push(SanType::DnsName("localhost".try_into().map_err(pki_err)?));
+            sans.push(SanType::IpAddress([127, 0, 0, 1].into()));
+            eku.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        leaf(issuer_for(id.uris), id.cn, sans, eku, id.file)?;
     }
     Ok(())
 }

@@ -45,6 +45,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// `rate_limited` with a reason: a per-platform quota (e.g. open tasks) is used up.
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after_secs: u64 },
     #[error("HSM unavailable, retry later")]
     HsmUnavailable { retry_after_secs: u64 },
     #[error("{0}")]
@@ -75,7 +78,7 @@ impl ApiError {
             ApiError::KeyInactive(_) => "key_inactive",
             ApiError::NoPermission(_) => "no_permission",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => "rate_limited",
             ApiError::HsmUnavailable { .. } => "hsm_unavailable",
             ApiError::PluginError(_) => "plugin_error",
             ApiError::PluginTimeout(_) => "plugin_timeout",
@@ -99,7 +102,7 @@ impl ApiError {
             ApiError::TaskExpired => 410,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::PinLocked => 423,
-            ApiError::RateLimited { .. } => 429,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => 429,
             ApiError::Internal => 500,
             ApiError::PluginError(_) => 502,
             ApiError::HsmUnavailable { .. } => 503,
@@ -110,9 +113,9 @@ impl ApiError {
     /// Seconds for a `Retry-After` header, where the code carries one.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::RateLimited { retry_after_secs } | ApiError::HsmUnavailable { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::QuotaExceeded { retry_after_secs, .. }
+            | ApiError::HsmUnavailable { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -126,7 +129,9 @@ impl ApiError {
             ApiError::PinIncorrect { remaining_attempts } => {
                 error.insert("remaining_attempts".into(), json!(remaining_attempts));
             }
-            ApiError::RateLimited { retry_after_secs } | ApiError::HsmUnavailable { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::QuotaExceeded { retry_after_secs, .. }
+            | ApiError::HsmUnavailable { retry_after_secs } => {
                 error.insert("retry_after".into(), json!(retry_after_secs));
             }
             _ => {}
@@ -198,6 +203,8 @@ impl From<crate::tasks::TaskError> for ApiError {
             TaskError::Key(k) => k.into(),
             TaskError::Plugin(p) => p.into(),
             TaskError::Seal(s) => s.into(),
+            TaskError::QuotaExceeded { message, retry_after_secs } => ApiError::QuotaExceeded { message, retry_after_secs },
+            TaskError::TooLarge { limit, .. } => ApiError::PayloadTooLarge { limit: limit as usize },
         }
     }
 }
@@ -246,6 +253,8 @@ mod tests {
             (ApiError::CertMismatch("x".into()), "cert_mismatch", 409),
             (ApiError::PlatformNotAuthorized("x".into()), "platform_not_authorized", 403),
             (ApiError::NoPermission("x".into()), "no_permission", 403),
+            (ApiError::RateLimited { retry_after_secs: 1 }, "rate_limited", 429),
+            (ApiError::QuotaExceeded { message: "x".into(), retry_after_secs: 1 }, "rate_limited", 429),
         ];
         for (e, code, status) in cases {
             assert_eq!(e.code(), *code);
@@ -262,5 +271,8 @@ mod tests {
         assert_eq!(e.retry_after(), Some(2));
         assert_eq!(e.body()["error"]["message"], "HSM unavailable, retry later");
         assert_eq!(ApiError::Internal.body()["error"]["message"], "internal error");
+        let q = ApiError::QuotaExceeded { message: "platform P has 3 open tasks".into(), retry_after_secs: 40 };
+        assert_eq!((q.retry_after(), q.body()["error"]["retry_after"].as_u64()), (Some(40), Some(40)));
+        assert_eq!(q.body()["error"]["message"], "platform P has 3 open tasks");
     }
 }

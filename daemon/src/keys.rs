@@ -76,10 +76,11 @@ pub struct EnrollmentCreated {
 /// A phone's activation request, validated.
 pub struct Activation {
     pub enrollment_id: String,
-    pub activation_code: String,
+    pub activation_code: Zeroizing<String>,
     pub device_id: String,
     pub p1: AffinePoint,
-    pub pin_verifier: Zeroizing<[u8; 32]>,
+    /// On the heap: moving it moves a pointer, not 32 bytes that stay behind.
+    pub pin_verifier: Verifier,
 }
 
 /// What the PIN proof of a request covers (PROTOCOL.md "PIN"): the op name and the
@@ -189,12 +190,26 @@ fn code_hash(code: &str) -> String {
 
 /// Run HSM and share arithmetic off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KeyError> + Send + 'static) -> Result<T, KeyError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| KeyError::Internal(format!("blocking task: {e}")))?
+    // Shares and verifiers were on this thread's stack: wipe it before the thread moves on.
+    let wiped = move || {
+        let out = f();
+        crate::os::scrub_stack();
+        out
+    };
+    tokio::task::spawn_blocking(wiped).await.map_err(|e| KeyError::Internal(format!("blocking task: {e}")))?
 }
 
-fn verifier_array(v: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let arr: [u8; 32] = v.try_into().map_err(|_| KeyError::Internal("stored verifier has wrong length".into()))?;
-    Ok(Zeroizing::new(arr))
+/// A PIN verifier in memory: boxed, so moves copy only the pointer, and wiped on drop.
+pub type Verifier = Box<Zeroizing<[u8; 32]>>;
+
+fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
+    if v.len() != 32 {
+        return Err(KeyError::Internal("stored verifier has wrong length".into()));
+    }
+    // Filled in place: no unzeroized copy on the stack.
+    let mut arr = Box::new(Zeroizing::new([0u8; 32]));
+    arr.copy_from_slice(v);
+    Ok(arr)
 }
 
 impl KeyService {
@@ -618,7 +633,7 @@ impl KeyService {
         &self,
         key_id: &str,
         device_id: &str,
-        new_verifier: Zeroizing<[u8; 32]>,
+        new_verifier: Verifier,
         proof: PinProof<'_>,
     ) -> Result<(), KeyError> {
         let blob: Vec<u8> = self

@@ -14,6 +14,7 @@ pub mod error;
 pub mod hsm;
 pub mod keys;
 pub mod metrics;
+pub mod os;
 pub mod pdfsign;
 pub mod plugins;
 pub mod rotate;

@@ -69,6 +69,11 @@ enum Command {
         /// PKCS#11 module to write into the config (default: SoftHSM's).
         #[arg(long)]
         module: Option<PathBuf>,
+        /// `single`: one dev CA trusted for every role (certificates name their role).
+        /// `production`: a separate CA per role — operators, platforms, phones — as
+        /// `config/mcsd.toml` documents for production.
+        #[arg(long, value_enum, default_value = "single")]
+        layout: mcsd::devinit::Layout,
     },
 }
 
@@ -220,8 +225,14 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// Freed memory is wiped: see `mcsd::os::WipingAllocator`.
+#[global_allocator]
+static ALLOCATOR: mcsd::os::WipingAllocator = mcsd::os::WipingAllocator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Whatever the caller's umask: the store, the vault, backups and sockets are private.
+    mcsd::os::private_files();
     match cli.command {
         Command::Run { config } => {
             let cfg = match load(&config) {
@@ -229,6 +240,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(&cfg);
+            if let Err(e) = mcsd::os::no_core_dumps() {
+                tracing::warn!(error = %e, "could not disable core dumps");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
@@ -404,7 +418,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::DevInit { dir, module } => match mcsd::devinit::dev_init(&dir, module.as_deref()) {
+        Command::DevInit { dir, module, layout } => match mcsd::devinit::dev_init(&dir, module.as_deref(), layout) {
             Ok(()) => {
                 println!("dev environment ready in {}", dir.display());
                 println!(

@@ -24,10 +24,17 @@ pub struct Metrics {
     pub tasks_open: IntGauge,
     pub tasks_expired: IntCounter,
     pub callback_retries: IntCounter,
+    pub callback_slots_in_use: IntGauge,
+    pub callback_refusals: IntCounter,
+    pub task_quota_refusals: IntCounter,
     pub plugin_calls: IntCounterVec,
     pub store_flush_duration: Histogram,
     pub audit_entries: IntCounter,
     pub build_info: IntGaugeVec,
+    pub connections_open: IntGauge,
+    pub connections_refused: IntCounterVec,
+    pub connections_closed: IntCounterVec,
+    pub accept_errors: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -75,10 +82,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         tasks_open: gauge(&r, "mcsd_tasks_open", "Tasks pending, claimed or awaiting approval (at the last sweep)."),
         tasks_expired: counter(&r, "mcsd_tasks_expired_total", "Tasks that expired unfinished."),
         callback_retries: counter(&r, "mcsd_callback_retries_total", "Callback deliveries that failed and will be retried or were abandoned."),
+        callback_slots_in_use: gauge(&r, "mcsd_callback_slots_in_use", "Callback deliveries in flight (delivery slots taken), all platforms together."),
+        callback_refusals: counter(&r, "mcsd_callback_refusals_total", "Callback deliveries refused by the target rules (address range, allow-list)."),
+        task_quota_refusals: counter(&r, "mcsd_task_quota_refusals_total", "Task creations refused by a platform's open-task quotas."),
         plugin_calls: counter_vec(&r, "mcsd_plugin_calls_total", "CA adapter calls by adapter, operation and result.", &["adapter", "op", "result"]),
         store_flush_duration,
         audit_entries: counter(&r, "mcsd_audit_entries_total", "Entries appended to the audit chain."),
         build_info,
+        connections_open: gauge(&r, "mcsd_api_connections_open", "API connections open now (from accept to close)."),
+        connections_refused: counter_vec(&r, "mcsd_api_connections_refused_total", "API connections closed at accept: over the global or the per-peer bound.", &["reason"]),
+        connections_closed: counter_vec(&r, "mcsd_api_connections_closed_total", "API connections the daemon closed, by reason (handshake_timeout, idle, request_timeout).", &["reason"]),
+        accept_errors: counter(&r, "mcsd_api_accept_errors_total", "Failed accept() calls (e.g. out of file descriptors); the listener backs off."),
         registry: r,
     }
 });

@@ -93,6 +93,14 @@ pub struct SealForSigning {
     pub picture: mcs_pdfseal::image::PdfImage,
 }
 
+/// What a signature to verify was made over.
+pub enum Signed<'a> {
+    /// `e` itself (SM3 of Z ‖ M, computed by the caller).
+    Digest([u8; 32]),
+    /// The message; `e` is computed with the certificate's key and the default ID.
+    Message(&'a [u8]),
+}
+
 /// Trust anchors and revocations for one verification.
 struct Trust {
     roots: BTreeSet<Vec<u8>>,
@@ -459,6 +467,43 @@ impl SealService {
         let c = x509_cert::Certificate::from_der(cert).ok()?;
         let serial = hex::encode(c.tbs_certificate().serial_number().as_bytes());
         trust.revoked.get(&serial).map(|r| (*r).to_owned())
+    }
+
+    /// `POST /v1/verify/signature`: an SM2 signature (DER) by `certificate` over `e` (or
+    /// the digest of a message with the certificate's key and the default ID), checked
+    /// with the certificate's validity, its chain (through `pool`) to a CA this daemon
+    /// trusts, and revocation through its key's state. Every failed check is one error.
+    pub fn verify_signature(&self, signed: Signed<'_>, signature: &[u8], certificate: &[u8], pool: &[Vec<u8>]) -> Result<Value, SealError> {
+        let cert = x509_cert::Certificate::from_der(certificate).map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
+        let public = mcs_pdfseal::sm2_public_key_of(certificate).map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
+        let mut errors: Vec<String> = Vec::new();
+        let e = match signed {
+            Signed::Digest(e) => e,
+            Signed::Message(m) => sm2_2p::e_for_message(&public, m),
+        };
+        match sm2_2p::Signature::from_der(signature) {
+            Ok(sig) if sm2_2p::verify(&public, &e, &sig) => {}
+            Ok(_) => errors.push("the SM2 signature does not verify".into()),
+            Err(_) => errors.push("the signature is not a DER SM2 signature".into()),
+        }
+        let validity = cert.tbs_certificate().validity();
+        let at = std::time::Duration::from_secs(now().max(0) as u64);
+        if at < validity.not_before.to_unix_duration() || at > validity.not_after.to_unix_duration() {
+            errors.push("the certificate is outside its validity period".into());
+        }
+        let trust = self.trust()?;
+        if !Self::chains_to_root(certificate, pool, &trust.roots) {
+            errors.push("the certificate does not chain to a trusted CA".into());
+        }
+        if let Some(r) = Self::revocation_of(&trust, certificate) {
+            errors.push(r);
+        }
+        Ok(json!({
+            "valid": errors.is_empty(),
+            "errors": errors,
+            "signer": cert.tbs_certificate().subject().to_string(),
+            "certificate_serial": hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
+        }))
     }
 
     /// `POST /v1/verify/seal`.

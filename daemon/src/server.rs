@@ -10,24 +10,26 @@
 //! the new TLS certificate and trust anchors for new handshakes (open connections keep
 //! theirs) and the adapters' timeouts; a reload that fails keeps the old settings.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::hsm::{Hsm, HsmError};
 use crate::keys::KeyService;
 use crate::store::{Store, StoreError};
@@ -73,8 +75,12 @@ impl StartError {
     }
 }
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// File descriptors kept back from API connections: store files, HSM, plugins, /healthz.
+const FD_RESERVE: usize = 256;
+/// Health connections at once (Prometheus, the supervisor, an operator's curl).
+const HEALTH_CONNECTIONS: usize = 32;
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
@@ -138,22 +144,27 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         tokio::spawn(watchdog_loop(hsm.clone(), every));
     }
     crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr}\nMAINPID={}", std::process::id()));
-    let shutdown = GracefulShutdown::new();
-    let mut tls_now = (TlsAcceptor::from(tls_config), anchors);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tls_now = Arc::new(std::sync::RwLock::new((TlsAcceptor::from(tls_config), anchors)));
+    let limits = cfg.api.limits.clone();
+    let gate = Arc::new(ConnectionGate::new(&limits, open_file_limit()));
+    let request_bound = limits.request_timeout + cfg.tasks.max_wait;
+    let health_gate = Arc::new(Semaphore::new(HEALTH_CONNECTIONS));
+    let api_accept = tokio::spawn(accept_api(
+        api_listener,
+        ApiConnections { tls: tls_now.clone(), api: api.clone(), gate: gate.clone(), limits, request_bound, stop: stop_rx.clone() },
+    ));
+    let health_accept = tokio::spawn(accept_health(health_listener, hsm.clone(), plugins.clone(), health_gate.clone(), stop_rx.clone()));
     let mut stop = std::pin::pin!(shutdown_signal());
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         tokio::select! {
-            accepted = api_listener.accept() => {
-                let Ok((tcp, peer)) = accepted else { continue };
-                serve_api_connection(&shutdown, tls_now.0.clone(), tls_now.1.clone(), api.clone(), tcp, peer);
-            }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 crate::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", crate::sdnotify::monotonic_usec()));
                 let outcome = reload(config_path.as_deref(), &plugins);
                 let (status, detail) = match outcome {
                     Ok((acceptor, anchors, notes)) => {
-                        tls_now = (acceptor, anchors);
+                        *tls_now.write().unwrap_or_else(|p| p.into_inner()) = (acceptor, anchors);
                         tracing::info!(?notes, "reloaded TLS material, trust anchors and adapter settings");
                         ("ok", json!({ "notes": notes }))
                     }
@@ -169,18 +180,19 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 }
                 crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr} (reload {status})"));
             }
-            accepted = health_listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                serve_health_connection(&shutdown, hsm.clone(), plugins.clone(), tcp);
-            }
             _ = &mut stop => break,
         }
     }
     crate::sdnotify::notify("STOPPING=1\nSTATUS=draining connections");
     tracing::info!("shutting down: draining connections");
-    drop(api_listener);
-    drop(health_listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, shutdown.shutdown()).await.is_err() {
+    // The accept loops drop their listeners; open connections finish their request and close.
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(api_accept, health_accept);
+    let drained = async {
+        let _all_api = gate.global.acquire_many(gate.max as u32).await;
+        let _all_health = health_gate.acquire_many(HEALTH_CONNECTIONS as u32).await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }
     let _ = std::fs::remove_file(&control_path);
@@ -209,55 +221,266 @@ fn announce(line: &str) {
     let _ = out.flush();
 }
 
-fn serve_api_connection(
-    shutdown: &GracefulShutdown,
-    acceptor: TlsAcceptor,
-    anchors: Arc<Anchors>,
-    api: Arc<Api>,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-) {
-    let _ = tcp.set_nodelay(true);
-    let watcher = shutdown.watcher();
-    tokio::spawn(async move {
-        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
-        let caller = match tls.get_ref().1.peer_certificates() {
-            Some(chain) => anchors.identify(chain).map_err(|e| e.0),
-            None => Err("no client certificate".to_owned()),
-        };
-        let caller = Arc::new(caller);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let (api, caller) = (api.clone(), caller.clone());
-            async move { Ok::<_, std::convert::Infallible>(api.handle(&caller, req).await) }
-        });
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let conn = builder.serve_connection(TokioIo::new(tls), service);
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(%peer, error = %e, "connection ended with error");
-        }
-    });
+/// The soft `RLIMIT_NOFILE` of this process, from `/proc/self/limits` (None if unknown).
+fn open_file_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
-fn serve_health_connection(shutdown: &GracefulShutdown, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, tcp: tokio::net::TcpStream) {
-    let watcher = shutdown.watcher();
-    tokio::spawn(async move {
-        let service = service_fn(move |req: Request<Incoming>| {
-            let (hsm, plugins) = (hsm.clone(), plugins.clone());
-            async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &req)) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
-        let _ = watcher.watch(conn).await;
+/// Admission of API connections: a global bound (below the file limit, so an fd is always
+/// left for `/healthz` and the store) and a bound per peer address. A connection over
+/// either is closed at once, before TLS.
+struct ConnectionGate {
+    global: Arc<Semaphore>,
+    max: usize,
+    per_peer: usize,
+    peers: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; dropping it gives its places back.
+struct Admission {
+    _global: tokio::sync::OwnedSemaphorePermit,
+    gate: Arc<ConnectionGate>,
+    peer: IpAddr,
+}
+
+impl ConnectionGate {
+    fn new(limits: &ConnectionLimits, fd_limit: Option<usize>) -> ConnectionGate {
+        let mut max = limits.max_connections;
+        if let Some(fds) = fd_limit {
+            let budget = fds.saturating_sub(FD_RESERVE).max(1);
+            if budget < max {
+                tracing::warn!(max_connections = max, fd_limit = fds, using = budget, "api.limits.max_connections exceeds the file limit; lowered");
+                max = budget;
+            }
+        }
+        ConnectionGate { global: Arc::new(Semaphore::new(max)), max, per_peer: limits.max_connections_per_peer, peers: Default::default() }
+    }
+
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admission, &'static str> {
+        let permit = self.global.clone().try_acquire_owned().map_err(|_| "global")?;
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let n = peers.entry(peer).or_insert(0);
+        if self.per_peer > 0 && *n >= self.per_peer {
+            return Err("per_peer");
+        }
+        *n += 1;
+        crate::metrics::METRICS.connections_open.inc();
+        Ok(Admission { _global: permit, gate: self.clone(), peer })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.connections_open.dec();
+        let mut peers = self.gate.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = peers.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Wait after a failed accept (EMFILE and friends) instead of spinning on it.
+async fn accept_backoff(failures: &mut u32, error: &std::io::Error, what: &str) {
+    crate::metrics::METRICS.accept_errors.inc();
+    if *failures == 0 {
+        tracing::warn!(error = %error, listener = what, "accept failed; backing off");
+    }
+    *failures = (*failures + 1).min(5);
+    tokio::time::sleep(Duration::from_millis(10u64 << *failures)).await;
+}
+
+/// What every API connection shares.
+#[derive(Clone)]
+struct ApiConnections {
+    tls: Arc<std::sync::RwLock<(TlsAcceptor, Arc<Anchors>)>>,
+    api: Arc<Api>,
+    gate: Arc<ConnectionGate>,
+    limits: ConnectionLimits,
+    /// The longest one request may take: the request timeout plus the longest long-poll.
+    request_bound: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+async fn accept_api(listener: TcpListener, shared: ApiConnections) {
+    let mut stop = shared.stop.clone();
+    let mut failures = 0u32;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => {
+                failures = 0;
+                a
+            }
+            Err(e) => {
+                accept_backoff(&mut failures, &e, "api").await;
+                continue;
+            }
+        };
+        let admission = match shared.gate.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(reason) => {
+                crate::metrics::METRICS.connections_refused.with_label_values(&[reason]).inc();
+                tracing::debug!(%peer, reason, "connection refused: over the limit");
+                drop(tcp);
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move { serve_api_connection(shared, tcp, peer, admission).await });
+    }
+}
+
+/// When a connection last did something, and how many requests it has in flight.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl Activity {
+    fn touch(&self, delta: isize) {
+        if delta > 0 {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// When the connection becomes idle-expired if nothing happens meanwhile.
+    fn idle_deadline(&self, idle: Duration) -> Option<tokio::time::Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(tokio::time::Instant::from_std(*self.last.lock().unwrap_or_else(|p| p.into_inner()) + idle))
+    }
+}
+
+async fn serve_api_connection(shared: ApiConnections, tcp: tokio::net::TcpStream, peer: SocketAddr, admission: Admission) {
+    let _admission = admission;
+    let _ = tcp.set_nodelay(true);
+    let (acceptor, anchors) = shared.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let limits = &shared.limits;
+    let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            crate::metrics::METRICS.connections_closed.with_label_values(&["handshake_timeout"]).inc();
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let caller = match tls.get_ref().1.peer_certificates() {
+        Some(chain) => anchors.identify(chain).map_err(|e| e.0),
+        None => Err("no client certificate".to_owned()),
+    };
+    let caller = Arc::new(caller);
+    let activity = Arc::new(Activity { in_flight: AtomicUsize::new(0), last: std::sync::Mutex::new(Instant::now()) });
+    let (api, bound, seen) = (shared.api.clone(), shared.request_bound, activity.clone());
+    let service = service_fn(move |req: Request<Incoming>| {
+        let (api, caller, seen) = (api.clone(), caller.clone(), seen.clone());
+        async move {
+            seen.touch(1);
+            let answer = match tokio::time::timeout(bound, api.handle(&caller, req)).await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    crate::metrics::METRICS.connections_closed.with_label_values(&["request_timeout"]).inc();
+                    tracing::warn!(%peer, "request timed out");
+                    crate::api::timed_out()
+                }
+            };
+            seen.touch(-1);
+            Ok::<_, std::convert::Infallible>(answer)
+        }
     });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64).keep_alive_interval(limits.idle_timeout).keep_alive_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stop = shared.stop.clone();
+    // Once asked to close, a connection gets this long to finish its answer.
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        let idle_at = activity.idle_deadline(limits.idle_timeout);
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = sleep_until_opt(idle_at), if closing.is_none() => {
+                if activity.idle_deadline(limits.idle_timeout).is_some_and(|t| t <= tokio::time::Instant::now()) {
+                    crate::metrics::METRICS.connections_closed.with_label_values(&["idle"]).inc();
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + limits.header_read_timeout);
+                }
+            }
+            _ = sleep_until_opt(closing) => {
+                tracing::debug!(%peer, "connection did not close in time; dropped");
+                return;
+            }
+            // Wake up to re-read the activity while a request is in flight.
+            _ = tokio::time::sleep(limits.idle_timeout), if idle_at.is_none() && closing.is_none() => {}
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_health(listener: TcpListener, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, gate: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => {
+                failures = 0;
+                tcp
+            }
+            Err(e) => {
+                accept_backoff(&mut failures, &e, "health").await;
+                continue;
+            }
+        };
+        let Ok(permit) = gate.clone().try_acquire_owned() else { continue };
+        let (hsm, plugins) = (hsm.clone(), plugins.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (hsm, plugins) = (hsm.clone(), plugins.clone());
+                async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEALTH_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(HEALTH_TIMEOUT, conn).await;
+        });
+    }
 }
 
 fn health(hsm: &Hsm, plugins: &PluginHost, req: &Request<Incoming>) -> Response<Full<Bytes>> {

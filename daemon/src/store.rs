@@ -46,6 +46,31 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// The store directory 0700 and everything in it 0600 (directories 0700), whatever umask
+/// created them: shares and verifiers are HSM-wrapped, but ids, subjects and the audit
+/// chain are nobody else's business either.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |p: &Path, source| StoreError::Io { path: p.display().to_string(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| io(path, e))?;
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&dir, e))?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600)).map_err(|e| io(&entry.path(), e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Who a certificate will be for (API.md enrollment `subject`).
@@ -309,6 +334,8 @@ pub struct Store {
     chain_cache: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// A clean-close record is on disk; the next writer removes it first.
     closed: std::sync::Mutex<bool>,
+    /// Open tasks per platform, for quotas (see [`OpenTally`]); `None` until first used.
+    open_tasks: std::sync::Mutex<Option<OpenTally>>,
 }
 
 /// Group-commit bookkeeping for [`Store::flush`].
@@ -407,6 +434,7 @@ impl Store {
     /// shard hears of it, 64 accesses later) does not depend on it.
     pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
         let cache = cache_mb.clamp(1, 65536) << 20;
+        make_private(path)?;
         let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(cache).open()?;
         let (secrets, keys, meta) = (db.open_tree("secrets")?, db.open_tree("keys")?, db.open_tree("meta")?);
         let vault_path = path.join("secrets.vault");
@@ -440,6 +468,8 @@ impl Store {
         if meta.remove(CLEAN_CLOSE)?.is_some() {
             db.flush()?;
         }
+        // What sled and the vault just created, under whatever umask the caller had.
+        make_private(path)?;
         Ok(Store {
             vault,
             seals: db.open_tree("seals")?,
@@ -456,6 +486,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             daemon_keys: db.open_tree("daemon_keys")?,
             closed: std::sync::Mutex::new(false),
+            open_tasks: std::sync::Mutex::new(None),
             chains: db.open_tree("ca_chains")?,
             chain_cache: Default::default(),
             db,
@@ -1118,6 +1149,11 @@ pub struct TaskRecord {
     pub secret_result: bool,
     pub delivered: bool,
     pub error: Option<String>,
+    /// Bytes this task counts against its platform's open-bytes quota while it is open:
+    /// its record and wrapped inputs as first stored (set by [`Store::insert_task`]; 0 in
+    /// records from before quotas).
+    #[serde(default)]
+    pub charged_bytes: u64,
 }
 
 /// A callback still to be delivered; written in the same transaction as the final state.
@@ -1127,6 +1163,95 @@ pub struct CallbackRecord {
     pub url: String,
     pub attempts: u32,
     pub next_at_ms: i64,
+    /// The task's platform, whose delivery slots and target rules apply (empty in
+    /// records from before it was kept here: the task says).
+    #[serde(default)]
+    pub platform: String,
+}
+
+/// A platform's limits on its open (unfinished) tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenQuota {
+    pub max_tasks: u64,
+    pub max_bytes: u64,
+}
+
+/// What a platform's open tasks hold now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenUsage {
+    pub tasks: u64,
+    pub bytes: u64,
+    /// The earliest `expires_at` among them: by then at least one will have finished.
+    pub earliest_expiry: Option<i64>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Done,
+    /// The task would take its platform past its quota; nothing was written.
+    OverQuota { usage: OpenUsage, task_bytes: u64 },
+}
+
+/// Per-platform tally of open tasks, kept in step with the `tasks` tree: built from it on
+/// first use, then changed only under its lock together with the write that changes it
+/// (an insert, a transition to a final state, a purge of an unfinished task) — so a quota
+/// check and the insert it allows are one step, and two creations cannot both take the
+/// last slot.
+#[derive(Debug, Default)]
+struct OpenTally {
+    platforms: std::collections::HashMap<String, PlatformTally>,
+}
+
+#[derive(Debug, Default)]
+struct PlatformTally {
+    tasks: u64,
+    bytes: u64,
+    /// Open tasks by expiry second (at most one entry per second of the longest TTL).
+    expiries: std::collections::BTreeMap<i64, u64>,
+}
+
+impl OpenTally {
+    fn build(tasks: &sled::Tree) -> Result<OpenTally, StoreError> {
+        let mut tally = OpenTally::default();
+        for entry in tasks.iter() {
+            let (k, v) = entry?;
+            let task: TaskRecord = decode(&k, &v)?;
+            if !task.status.is_final() {
+                tally.add(&task.platform, task.charged_bytes, task.expires_at);
+            }
+        }
+        Ok(tally)
+    }
+
+    fn usage(&self, platform: &str) -> OpenUsage {
+        self.platforms.get(platform).map_or_else(OpenUsage::default, |p| OpenUsage {
+            tasks: p.tasks,
+            bytes: p.bytes,
+            earliest_expiry: p.expiries.keys().next().copied(),
+        })
+    }
+
+    fn add(&mut self, platform: &str, bytes: u64, expires_at: i64) {
+        let p = self.platforms.entry(platform.to_owned()).or_default();
+        p.tasks += 1;
+        p.bytes += bytes;
+        *p.expiries.entry(expires_at).or_default() += 1;
+    }
+
+    fn remove(&mut self, platform: &str, bytes: u64, expires_at: i64) {
+        let Some(p) = self.platforms.get_mut(platform) else { return };
+        p.tasks = p.tasks.saturating_sub(1);
+        p.bytes = p.bytes.saturating_sub(bytes);
+        if let Some(n) = p.expiries.get_mut(&expires_at) {
+            *n -= 1;
+            if *n == 0 {
+                p.expiries.remove(&expires_at);
+            }
+        }
+        if p.tasks == 0 {
+            self.platforms.remove(platform);
+        }
+    }
 }
 
 /// One atomic task transition (see [`Store::transition`]).
@@ -1208,11 +1333,46 @@ impl Store {
         self.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
-    /// Create a task (rev 0) with its wrapped inputs, and the audit entry of the request
-    /// that creates it, if given — all or nothing.
-    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])], audit: Option<&AuditAppend>) -> Result<(), StoreError> {
+    /// The tally of open tasks, built from the `tasks` tree on first use. Callers hold the
+    /// guard across the write that changes open-ness, so the two cannot drift apart.
+    fn open_tally(&self) -> Result<std::sync::MutexGuard<'_, Option<OpenTally>>, StoreError> {
+        let mut guard = self.open_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(OpenTally::build(&self.tasks)?);
+        }
+        Ok(guard)
+    }
+
+    /// What `platform`'s open tasks hold now.
+    pub fn open_usage(&self, platform: &str) -> Result<OpenUsage, StoreError> {
+        Ok(self.open_tally()?.as_ref().map(|t| t.usage(platform)).unwrap_or_default())
+    }
+
+    /// Create a task (rev 0) with its wrapped inputs and the audit entry of the request
+    /// that creates it, if given — all or nothing — unless it would take its platform past
+    /// `quota` (checked and counted in one step; a refusal writes nothing, not the entry
+    /// either). The task is charged the bytes of its record and inputs, kept in
+    /// `charged_bytes`.
+    pub fn insert_task(
+        &self,
+        task: &TaskRecord,
+        secrets: &[(SecretKind, &[u8])],
+        quota: Option<OpenQuota>,
+        audit: Option<&AuditAppend>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let mut charged = task.clone();
+        let inputs: usize = secrets.iter().map(|(_, b)| b.len()).sum();
+        // The count's own digits barely change the size it counts; measure with a guess.
+        charged.charged_bytes = (encode(&charged).len() + inputs + 20) as u64;
+        let bytes = encode(&charged);
+        let mut tally = self.open_tally()?;
+        let usage = tally.as_ref().map(|t| t.usage(&task.platform)).unwrap_or_default();
+        if let Some(q) = quota
+            && (usage.tasks + 1 > q.max_tasks || usage.bytes + charged.charged_bytes > q.max_bytes)
+        {
+            return Ok(InsertOutcome::OverQuota { usage, task_bytes: charged.charged_bytes });
+        }
         let _writing = self.writing();
-        let bytes = encode(task);
         (&self.tasks, &self.secrets, &self.audit)
             .transaction(|(tasks, sec, audit_tree)| {
                 if let Some(a) = audit {
@@ -1228,7 +1388,13 @@ impl Store {
                 TransactionError::Storage(e) => StoreError::Db(e),
                 TransactionError::Abort(Abort::AuditSeqTaken(seq)) => audit_seq_taken(seq),
                 TransactionError::Abort(Abort::Outcome(())) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
-            })
+            })?;
+        if let Some(t) = tally.as_mut()
+            && !task.status.is_final()
+        {
+            t.add(&task.platform, charged.charged_bytes, task.expires_at);
+        }
+        Ok(InsertOutcome::Done)
     }
 
     /// Insert an audit entry inside a transaction unless its sequence number is taken.
@@ -1243,11 +1409,12 @@ impl Store {
 
     /// Apply a task transition atomically: the task (compare-and-swap on `rev`), its
     /// secrets, a consumed `once` grant, a certificate installed, a callback to deliver
-    /// and the request's audit entry — all or nothing.
+    /// and the request's audit entry — all or nothing. A transition that finishes an open
+    /// task takes it out of its platform's quota, in step.
     pub fn transition(&self, t: Transition<'_>) -> Result<TransitionOutcome, StoreError> {
+        let mut tally = if t.task.status.is_final() { Some(self.open_tally()?) } else { None };
         let _writing = self.writing();
         let id = t.task.id.as_bytes();
-        let bytes = encode(t.task);
         let callback = t.callback.as_ref().map(encode);
         // The chain goes to `ca_chains` first: an unreferenced chain is harmless.
         let installing = match t.install_certificate {
@@ -1255,6 +1422,7 @@ impl Store {
             None => None,
         };
         let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
+        let finished: std::cell::Cell<Option<(u64, i64)>> = std::cell::Cell::new(None);
         let trees = (&self.tasks, &self.secrets, &self.keys, &self.outbox, &self.audit);
         let result = trees.transaction(|(tasks, sec, keys, outbox, audit)| {
             let current: TaskRecord = match tasks.get(id)? {
@@ -1264,6 +1432,11 @@ impl Store {
             if current.rev + 1 != t.task.rev {
                 return Err(abort(TransitionOutcome::Raced));
             }
+            // The charge is the store's to keep, whatever the caller's copy says.
+            let mut next = t.task.clone();
+            next.charged_bytes = current.charged_bytes;
+            let bytes = encode(&next);
+            finished.set((!current.status.is_final() && next.status.is_final()).then_some((current.charged_bytes, current.expires_at)));
             if let Some((key_id, platform)) = t.consume_once {
                 let raw = keys.get(key_id.as_bytes())?.ok_or(abort(TransitionOutcome::GrantGone))?;
                 let mut key: KeyRecord = decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::GrantGone))?;
@@ -1291,7 +1464,7 @@ impl Store {
             if let Some(a) = &t.audit {
                 Self::append_audit_in(audit, a)?;
             }
-            tasks.insert(id, bytes.clone())?;
+            tasks.insert(id, bytes)?;
             for (kind, blob) in &t.put_secrets {
                 sec.insert(secret_key(&t.task.id, *kind), *blob)?;
             }
@@ -1304,7 +1477,12 @@ impl Store {
             Ok(())
         });
         match result {
-            Ok(()) => Ok(TransitionOutcome::Done),
+            Ok(()) => {
+                if let (Some((bytes, expires_at)), Some(Some(tally))) = (finished.get(), tally.as_deref_mut()) {
+                    tally.remove(&t.task.platform, bytes, expires_at);
+                }
+                Ok(TransitionOutcome::Done)
+            }
             Err(TransactionError::Abort(Abort::Outcome(outcome))) => Ok(outcome),
             Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
             Err(TransactionError::Storage(e)) => Err(e.into()),
@@ -1320,12 +1498,21 @@ impl Store {
         self.tasks.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
-    /// Delete a finished task and anything left of its secrets and callback.
+    /// Delete a finished task and anything left of its secrets and callback. (An
+    /// unfinished one leaves its platform's quota.)
     pub fn purge_task(&self, task_id: &str) -> Result<(), StoreError> {
+        let mut tally = self.open_tally()?;
         let _writing = self.writing();
+        let open: std::cell::RefCell<Option<(String, u64, i64)>> = std::cell::RefCell::new(None);
         (&self.tasks, &self.secrets, &self.outbox)
             .transaction(|(tasks, sec, outbox)| {
-                tasks.remove(task_id.as_bytes())?;
+                *open.borrow_mut() = match tasks.remove(task_id.as_bytes())? {
+                    Some(raw) => decode::<TaskRecord>(task_id.as_bytes(), &raw)
+                        .ok()
+                        .filter(|t| !t.status.is_final())
+                        .map(|t| (t.platform, t.charged_bytes, t.expires_at)),
+                    None => None,
+                };
                 for kind in [SecretKind::TaskInput, SecretKind::TaskResult] {
                     sec.remove(secret_key(task_id, kind))?;
                 }
@@ -1335,7 +1522,11 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
                 TransactionError::Abort(()) => StoreError::Corrupt { key: task_id.into(), reason: "aborted".into() },
-            })
+            })?;
+        if let (Some((platform, bytes, expires_at)), Some(tally)) = (open.into_inner(), tally.as_mut()) {
+            tally.remove(&platform, bytes, expires_at);
+        }
+        Ok(())
     }
 
     pub fn daemon_key(&self, name: &str) -> Result<Option<(DaemonKeyRecord, sled::IVec)>, StoreError> {
@@ -1507,6 +1698,10 @@ impl Store {
             .collect()
     }
 
+    pub fn callback(&self, task_id: &str) -> Result<Option<CallbackRecord>, StoreError> {
+        self.outbox.get(task_id.as_bytes())?.map(|v| decode(task_id.as_bytes(), &v)).transpose()
+    }
+
     pub fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {
         self.outbox.iter().map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
@@ -1527,6 +1722,40 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defect 13 of issue 11: run outside systemd under umask 022, `db/*` and
+    /// `secrets.vault` were 0644. The store makes itself private whatever the umask.
+    #[test]
+    fn store_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let _one_at_a_time = crate::os::UMASK_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: test-only; sets a permissive umask for this process, restored below.
+        let before = unsafe { libc::umask(0o022) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.db.flush().unwrap();
+        }
+        // SAFETY: as above.
+        unsafe { libc::umask(before) };
+        let mut seen = 0;
+        let mut dirs = vec![path.clone()];
+        while let Some(d) = dirs.pop() {
+            assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{}", e.path().display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 2, "sled's files and the vault");
+        assert!(path.join("secrets.vault").exists());
+    }
 
     fn key(id: &str, enrollment: &str) -> KeyRecord {
         KeyRecord {
@@ -1569,6 +1798,93 @@ mod tests {
             state: EnrollmentState::Pending,
             predecessor: None,
         }
+    }
+
+    fn task(id: &str, platform: &str, expires_at: i64, message_len: usize) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            kind: TaskKind::Sign,
+            platform: platform.into(),
+            token_sha256: "00".into(),
+            display: TaskDisplay { title: "t".into(), detail: None },
+            data: TaskData::Sign { message: "a".repeat(message_len) },
+            callback_url: None,
+            status: TaskStatus::Pending,
+            rev: 0,
+            created_at: 0,
+            expires_at,
+            updated_at: 0,
+            key_id: None,
+            device_id: None,
+            e: None,
+            cosigned: false,
+            cosign_nonces: Vec::new(),
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+            charged_bytes: 0,
+        }
+    }
+
+    fn finish(store: &Store, t: &TaskRecord, status: TaskStatus) -> TransitionOutcome {
+        let mut next = t.clone();
+        next.rev += 1;
+        next.status = status;
+        store.transition(Transition::of(&next)).unwrap()
+    }
+
+    #[test]
+    fn quota_tally_counts_open_tasks_and_a_refusal_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let quota = Some(OpenQuota { max_tasks: 2, max_bytes: 1 << 20 });
+        let (a, b) = (task("t_a", "P1", 100, 10), task("t_b", "P1", 50, 10));
+        assert_eq!(store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota, None).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&b, &[], quota, None).unwrap(), InsertOutcome::Done);
+        let charged = store.task("t_a").unwrap().unwrap().charged_bytes;
+        assert!(charged as usize >= encode(&a).len() + 7, "{charged}");
+        let usage = store.open_usage("P1").unwrap();
+        assert_eq!((usage.tasks, usage.earliest_expiry), (2, Some(50)));
+
+        // Refused: nothing is written, the tally is unchanged, another platform is not affected.
+        let c = task("t_c", "P1", 10, 10);
+        assert!(matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota, None).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage));
+        assert_eq!(store.task("t_c").unwrap(), None);
+        assert_eq!(store.task_secret("t_c", SecretKind::TaskInput).unwrap(), None);
+        assert_eq!(store.open_usage("P1").unwrap(), usage);
+        assert_eq!(store.insert_task(&task("t_d", "P2", 10, 10), &[], quota, None).unwrap(), InsertOutcome::Done);
+
+        // A claim keeps the task open; its final state gives the slot back, once.
+        let mut claimed = b.clone();
+        claimed.rev = 1;
+        claimed.status = TaskStatus::Claimed;
+        claimed.charged_bytes = 0; // the caller's copy does not change the charge
+        store.transition(Transition::of(&claimed)).unwrap();
+        assert_eq!(store.open_usage("P1").unwrap(), usage);
+        assert_eq!(finish(&store, &claimed, TaskStatus::Completed), TransitionOutcome::Done);
+        assert_eq!(finish(&store, &claimed, TaskStatus::Expired), TransitionOutcome::Raced);
+        let after = store.open_usage("P1").unwrap();
+        assert_eq!((after.tasks, after.bytes, after.earliest_expiry), (1, charged, Some(100)));
+        assert_eq!(store.insert_task(&c, &[], quota, None).unwrap(), InsertOutcome::Done);
+
+        // The byte quota: a task that does not fit is refused with its size.
+        let big = task("t_big", "P3", 10, 4000);
+        let small = Some(OpenQuota { max_tasks: 10, max_bytes: 4096 });
+        assert_eq!(store.insert_task(&task("t_s", "P3", 10, 100), &[], small, None).unwrap(), InsertOutcome::Done);
+        assert!(matches!(store.insert_task(&big, &[], small, None).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000));
+
+        // Purging a finished task leaves the tally alone; purging an open one takes it out.
+        store.purge_task("t_b").unwrap();
+        store.purge_task("t_s").unwrap();
+        assert_eq!(store.open_usage("P3").unwrap(), OpenUsage::default());
+        let before = store.open_usage("P1").unwrap();
+
+        // A reopened store rebuilds the same tally from the tasks tree.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.open_usage("P1").unwrap(), before);
+        assert_eq!(store.open_usage("P2").unwrap().tasks, 1);
     }
 
     #[test]
@@ -1802,7 +2118,7 @@ mod tests {
         assert_eq!((c.chain_b64, c.chain_ref, c.serial), (chain, None, "k1".to_string()));
     }
 
-    fn task(id: &str, rev: u64, status: TaskStatus) -> TaskRecord {
+    fn csr_task(id: &str, rev: u64, status: TaskStatus) -> TaskRecord {
         TaskRecord {
             id: id.into(),
             kind: TaskKind::Csr,
@@ -1825,6 +2141,7 @@ mod tests {
             secret_result: false,
             delivered: false,
             error: None,
+            charged_bytes: 0,
         }
     }
 
@@ -1840,29 +2157,35 @@ mod tests {
     fn task_completion_and_its_audit_entry_are_one_step() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.insert_task(&task("t1", 0, TaskStatus::Claimed), &[], Some(&entry(0))).unwrap();
+        store.insert_task(&csr_task("t1", 0, TaskStatus::Claimed), &[], None, Some(&entry(0))).unwrap();
         assert!(store.audit_raw(0).unwrap().is_some(), "created with its entry");
 
-        let done = task("t1", 1, TaskStatus::Completed);
+        let done = csr_task("t1", 1, TaskStatus::Completed);
         let t = Transition { audit: Some(entry(1)), ..Transition::of(&done) };
         assert_eq!(store.transition(t).unwrap(), TransitionOutcome::Done);
         assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
         assert!(store.audit_raw(1).unwrap().is_some(), "the completion's entry is there");
 
         // Lost the race (stale rev): neither the task nor the entry changes.
-        let stale = task("t1", 1, TaskStatus::Rejected);
+        let stale = csr_task("t1", 1, TaskStatus::Rejected);
         assert_eq!(store.transition(Transition { audit: Some(entry(2)), ..Transition::of(&stale) }).unwrap(), TransitionOutcome::Raced);
         assert!(store.audit_raw(2).unwrap().is_none(), "no entry for a transition that did not happen");
         assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
 
         // The entry cannot be written: the whole transition is refused.
-        let next = task("t1", 2, TaskStatus::Failed);
+        let next = csr_task("t1", 2, TaskStatus::Failed);
         let err = store.transition(Transition { audit: Some(entry(1)), ..Transition::of(&next) }).unwrap_err();
         assert!(err.to_string().contains("sequence number already used"), "{err}");
         assert_eq!(store.task("t1").unwrap().unwrap().rev, 1, "the task is untouched");
-        let err = store.insert_task(&task("t2", 0, TaskStatus::Pending), &[(SecretKind::TaskInput, b"blob")], Some(&entry(0))).unwrap_err();
+        let err = store.insert_task(&csr_task("t2", 0, TaskStatus::Pending), &[(SecretKind::TaskInput, b"blob")], None, Some(&entry(0))).unwrap_err();
         assert!(err.to_string().contains("sequence number already used"), "{err}");
         assert!(store.task("t2").unwrap().is_none() && store.task_secret("t2", SecretKind::TaskInput).unwrap().is_none());
+
+        // A creation the platform's quota refuses writes no entry either.
+        let full = Some(OpenQuota { max_tasks: 0, max_bytes: 1 << 20 });
+        let refused = store.insert_task(&csr_task("t3", 0, TaskStatus::Pending), &[], full, Some(&entry(5))).unwrap();
+        assert!(matches!(refused, InsertOutcome::OverQuota { .. }));
+        assert!(store.audit_raw(5).unwrap().is_none() && store.task("t3").unwrap().is_none());
 
         // Without an entry a transition is as before.
         assert_eq!(store.transition(Transition::of(&next)).unwrap(), TransitionOutcome::Done);
@@ -1879,7 +2202,7 @@ mod tests {
         pending.status = KeyStatus::Pending;
         pending.p1 = Some("04p1".into());
         store.activate(&pending, b"share-0123456789abcd", b"verifier-0123456").unwrap();
-        store.insert_task(&task("t1", 0, TaskStatus::Claimed), &[], None).unwrap();
+        store.insert_task(&csr_task("t1", 0, TaskStatus::Claimed), &[], None, None).unwrap();
         let cert = CertificateInfo {
             der_b64: "bGVhZg==".into(),
             chain_b64: vec!["Q0E=".into()],
@@ -1890,14 +2213,14 @@ mod tests {
         };
 
         // The completion loses a race: no certificate either.
-        let stale = task("t1", 5, TaskStatus::Completed);
+        let stale = csr_task("t1", 5, TaskStatus::Completed);
         let lost = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&stale) };
         assert_eq!(store.transition(lost).unwrap(), TransitionOutcome::Raced);
         let k = store.key("k1").unwrap().unwrap();
         assert_eq!((k.status, k.certificate.is_none(), store.audit_raw(0).unwrap().is_none()), (KeyStatus::Pending, true, true));
 
         // Both at once.
-        let done = task("t1", 1, TaskStatus::Completed);
+        let done = csr_task("t1", 1, TaskStatus::Completed);
         let t = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&done) };
         assert_eq!(store.transition(t).unwrap(), TransitionOutcome::Done);
         let k = store.key("k1").unwrap().unwrap();
@@ -1908,8 +2231,8 @@ mod tests {
         assert!(store.audit_raw(0).unwrap().is_some());
 
         // A key that is no longer pending refuses the install, and the task stays.
-        store.insert_task(&task("t2", 0, TaskStatus::Claimed), &[], None).unwrap();
-        let again = task("t2", 1, TaskStatus::Completed);
+        store.insert_task(&csr_task("t2", 0, TaskStatus::Claimed), &[], None, None).unwrap();
+        let again = csr_task("t2", 1, TaskStatus::Completed);
         let t = Transition { install_certificate: Some(("k1", &cert)), ..Transition::of(&again) };
         assert_eq!(store.transition(t).unwrap(), TransitionOutcome::KeyNotPending(Some(KeyStatus::Active)));
         assert_eq!(store.task("t2").unwrap().unwrap().status, TaskStatus::Claimed);
@@ -1945,7 +2268,7 @@ mod tests {
 
     #[test]
     fn task_records_from_before_cosign_nonces_still_load() {
-        let mut v = serde_json::to_value(task("t1", 0, TaskStatus::Claimed)).unwrap();
+        let mut v = serde_json::to_value(csr_task("t1", 0, TaskStatus::Claimed)).unwrap();
         v.as_object_mut().unwrap().remove("cosign_nonces");
         let old: TaskRecord = serde_json::from_value(v).unwrap();
         assert!(old.cosign_nonces.is_empty());

@@ -23,6 +23,11 @@
 //! the final signature against that `e` before accepting it. Secret task data (an
 //! `encrypt` task's plaintext, a `decrypt` task's result) is stored only HSM-wrapped, and
 //! a decrypt result is deleted when the creating gateway takes it — exactly once.
+//!
+//! A gateway's `create` is bounded per platform: its `callback_url` must pass the
+//! platform's target rules (`callbacks::target`), and its open tasks may not pass the
+//! platform's quotas on count and stored bytes (`429 rate_limited` with `Retry-After`; the
+//! store checks and inserts in one step, so a refusal writes nothing).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +47,7 @@ use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput, now};
 use crate::plugins::{PluginError, PluginHost};
 use crate::store::{
     CallbackRecord, CertificateInfo, KeyStatus, SubjectKind, KeyRecord, Store, StoreError, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus,
-    Transition, TransitionOutcome,
+    Transition, TransitionOutcome, InsertOutcome, OpenQuota, OpenUsage,
 };
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -69,6 +74,12 @@ pub enum TaskError {
     Plugin(PluginError),
     #[error(transparent)]
     Seal(#[from] crate::seals::SealError),
+    /// The platform's quota on open tasks is used up; retry after the given seconds.
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after_secs: u64 },
+    /// The task alone is larger than the platform's whole open-bytes quota.
+    #[error("the task takes {bytes} bytes, more than the platform's open-bytes quota of {limit}")]
+    TooLarge { bytes: u64, limit: u64 },
 }
 
 impl From<StoreError> for TaskError {
@@ -161,7 +172,13 @@ pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TaskError> + Send + 'static) -> Result<T, TaskError> {
-    tokio::task::spawn_blocking(f)
+    // Plaintexts and results pass through here: wipe the stack they were on.
+    let wiped = move || {
+        let out = f();
+        crate::os::scrub_stack();
+        out
+    };
+    tokio::task::spawn_blocking(wiped)
         .await
         .map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
 }
@@ -193,7 +210,8 @@ impl TaskService {
         let data = TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) };
         // The enrollment's activation already proved the phone; give it the longest TTL.
         let task = new_task(&id, TaskKind::Csr, String::new(), &token, display, data, None, self.cfg.max_ttl.as_secs());
-        self.store.insert_task(&task, &[], None)?;
+        // Internal: no gateway's quota applies, and activation writes its own entry.
+        self.store.insert_task(&task, &[], None, None)?;
         self.store.flush().await?;
         Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
     }
@@ -213,6 +231,18 @@ impl TaskService {
             Some(t) if t >= 1 && t <= self.cfg.max_ttl.as_secs() => t,
             Some(_) => return Err(TaskError::Invalid(format!("ttl_secs must be 1..={}", self.cfg.max_ttl.as_secs()))),
         };
+        let rules = self.cfg.platform(platform);
+        if let Some(url) = &req.callback_url {
+            let parsed = crate::callbacks::target::CallbackUrl::parse(url).map_err(|e| TaskError::Invalid(format!("callback_url {e}")))?;
+            rules.callback.check_url(&parsed).map_err(|e| TaskError::Invalid(format!("callback_url refused: {e}")))?;
+        }
+        let quota = OpenQuota { max_tasks: rules.max_open_tasks, max_bytes: rules.max_open_bytes };
+        // A platform at its task quota is refused before any work (the insert checks again,
+        // with the task's size, in one step with writing it).
+        let usage = self.store.open_usage(platform)?;
+        if usage.tasks >= quota.max_tasks {
+            return Err(self.over_quota(platform, quota, usage, 0));
+        }
         let id = format!("t_{}", random_hex(12)?);
         let token = random_hex(16)?;
         let (kind, data, secret) = match req.data {
@@ -251,16 +281,41 @@ impl TaskService {
         let task = new_task(&id, kind, platform.to_owned(), &token, req.display, data, req.callback_url, ttl);
         let secrets: Vec<(SecretKind, &[u8])> =
             blob.as_deref().map(|b| vec![(SecretKind::TaskInput, b)]).unwrap_or_default();
-        match RequestEntry::pending() {
+        let inserted = match RequestEntry::pending() {
             // The creating request's entry goes in with the task.
             Some(req) => {
                 let ev = request_event(&req, &task);
-                self.audit.append_with(ev, Some(&req), |a| self.store.insert_task(&task, &secrets, Some(&a)), |_| true).await?;
+                let insert = |a| self.store.insert_task(&task, &secrets, Some(quota), Some(&a));
+                self.audit.append_with(ev, Some(&req), insert, |o| *o == InsertOutcome::Done).await?
             }
-            None => self.store.insert_task(&task, &secrets, None)?,
+            None => self.store.insert_task(&task, &secrets, Some(quota), None)?,
+        };
+        if let InsertOutcome::OverQuota { usage, task_bytes } = inserted {
+            return Err(self.over_quota(platform, quota, usage, task_bytes));
         }
         self.store.flush().await?;
         Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
+    }
+
+    /// The answer to a creation the platform's quota refuses. `Retry-After`: by the
+    /// earliest expiry among its open tasks, plus a sweep, at least one has finished.
+    fn over_quota(&self, platform: &str, quota: OpenQuota, usage: OpenUsage, task_bytes: u64) -> TaskError {
+        crate::metrics::METRICS.task_quota_refusals.inc();
+        if task_bytes > quota.max_bytes {
+            return TaskError::TooLarge { bytes: task_bytes, limit: quota.max_bytes };
+        }
+        let sweep = self.cfg.sweep_interval.as_secs() as i64;
+        let retry_after_secs = usage.earliest_expiry.map_or(sweep, |at| (at - now()).max(0) + sweep).max(1) as u64;
+        let message = if usage.tasks >= quota.max_tasks {
+            format!("platform {platform} has {} open tasks, its quota; retry when some have finished", usage.tasks)
+        } else {
+            format!(
+                "platform {platform}'s open tasks hold {} bytes; this one ({task_bytes} bytes) would pass its quota of {}",
+                usage.bytes, quota.max_bytes
+            )
+        };
+        tracing::info!(%platform, open_tasks = usage.tasks, open_bytes = usage.bytes, task_bytes, retry_after_secs, "task refused by quota");
+        TaskError::QuotaExceeded { message, retry_after_secs }
     }
 
     /// The creating gateway's view. Other platforms get `not_found`.
@@ -346,6 +401,7 @@ impl TaskService {
             url: url.clone(),
             attempts: 0,
             next_at_ms: now() * 1000,
+            platform: task.platform.clone(),
         })
     }
 
@@ -938,6 +994,7 @@ fn new_task(
         secret_result: false,
         delivered: false,
         error: None,
+        charged_bytes: 0,
     }
 }
 

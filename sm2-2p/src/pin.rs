@@ -25,12 +25,18 @@ pub fn hmac_sm3(key: &[u8], msg: &[u8]) -> [u8; 32] {
 }
 
 fn proof_bytes(verifier: &[u8; 32], key_id: &str, op: &str, fields: &[&str]) -> [u8; 32] {
-    let mut msg = format!("mcs-pin-v1|{key_id}|{op}");
+    // `mcs-pin-v1|key_id|op|field…`, fed piecewise: the fields can hold a new verifier
+    // (PIN change), and a joined copy would be one more place for it to linger.
+    let mut mac = <Hmac<Sm3> as KeyInit>::new_from_slice(verifier).expect("HMAC takes any key length");
+    mac.update(b"mcs-pin-v1|");
+    mac.update(key_id.as_bytes());
+    mac.update(b"|");
+    mac.update(op.as_bytes());
     for f in fields {
-        msg.push('|');
-        msg.push_str(f);
+        mac.update(b"|");
+        mac.update(f.as_bytes());
     }
-    hmac_sm3(verifier, msg.as_bytes())
+    mac.finalize().into_bytes().into()
 }
 
 /// The proof as lowercase hex.

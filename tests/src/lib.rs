@@ -39,18 +39,34 @@ pub struct DevEnv {
     pub daemon_env: Vec<(String, PathBuf)>,
 }
 
+/// The PKI layout every `DevEnv` of this run uses: `MCS_E2E_LAYOUT=production` (one CA per
+/// role, as in production; `cargo xtask test` runs the suite once more that way) or
+/// `single` (one dev CA for every role, the default).
+pub fn layout_of_this_run() -> &'static str {
+    match std::env::var("MCS_E2E_LAYOUT").as_deref() {
+        Ok("production") => "production",
+        Ok("single") | Err(_) => "single",
+        Ok(other) => panic!("MCS_E2E_LAYOUT must be single or production, not {other}"),
+    }
+}
+
 impl DevEnv {
     pub fn new() -> DevEnv {
-        Self::create(None)
+        Self::create(None, layout_of_this_run())
+    }
+
+    /// A dev environment in the production layout whatever this run's layout is.
+    pub fn production() -> DevEnv {
+        Self::create(None, "production")
     }
 
     /// A dev environment whose daemon talks to SoftHSM through `pkcs11-mock`; faults are
     /// injected by writing [`DevEnv::mock_control`].
     pub fn with_mock() -> DevEnv {
-        Self::create(Some(bin("libpkcs11_mock.so")))
+        Self::create(Some(bin("libpkcs11_mock.so")), layout_of_this_run())
     }
 
-    fn create(module: Option<PathBuf>) -> DevEnv {
+    fn create(module: Option<PathBuf>, layout: &str) -> DevEnv {
         let dir = tempfile::Builder::new().prefix("mcsd-e2e-").tempdir().expect("temp dir");
         let mut daemon_env = Vec::new();
         if module.is_some() {
@@ -58,7 +74,7 @@ impl DevEnv {
             daemon_env.push(("PKCS11_MOCK_CONTROL".to_owned(), dir.path().join("mock-control")));
         }
         let mut cmd = Command::new(bin("mcsd"));
-        cmd.args(["dev-init", "--dir"]).arg(dir.path());
+        cmd.args(["dev-init", "--layout", layout, "--dir"]).arg(dir.path());
         if let Some(m) = &module {
             cmd.arg("--module").arg(m);
         }
@@ -122,7 +138,21 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(env: &DevEnv) -> Daemon {
-        let mut child = Command::new(bin("mcsd"))
+        Self::start_under(env, &[])
+    }
+
+    /// Start under a wrapper command, e.g. `["prlimit", "--nofile=400:400"]`.
+    pub fn start_under(env: &DevEnv, wrapper: &[&str]) -> Daemon {
+        let mcsd = bin("mcsd");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&mcsd);
+                c
+            }
+            None => Command::new(&mcsd),
+        };
+        let mut child = cmd
             .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
             .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
@@ -218,6 +248,15 @@ impl Daemon {
         let status = c.wait().expect("wait");
         let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
         (status, log)
+    }
+
+    /// The value of a metric on `/metrics` (the sum over its label sets), 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.health_get("/metrics");
+        text.lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// GET a path on the health listener; returns (status, body).
@@ -320,10 +359,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A gateway's callback endpoint: HTTPS with a mandatory client certificate from the dev
-/// CA (the daemon's), recording every JSON body POSTed to it.
+/// A gateway's callback endpoint: HTTPS with the gateway's certificate and a mandatory
+/// client certificate from the dev CA (the daemon's), recording every JSON body POSTed.
 pub struct CallbackReceiver {
     pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Woken whenever a body arrives.
+    arrived: std::sync::Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -341,8 +382,9 @@ impl CallbackReceiver {
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .unwrap();
-        let certs = rustls_pemfile::certs(&mut read("server.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
-        let key = rustls_pemfile::private_key(&mut read("server.key").as_slice()).unwrap().unwrap();
+        // The gateway's own certificate: it chains to an API anchor in either PKI layout.
+        let certs = rustls_pemfile::certs(&mut read("gateway.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = rustls_pemfile::private_key(&mut read("gateway.key").as_slice()).unwrap().unwrap();
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -352,11 +394,12 @@ impl CallbackReceiver {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = received.clone();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (sink, ring) = (received.clone(), arrived.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let (acceptor, sink) = (acceptor.clone(), sink.clone());
+                let (acceptor, sink, ring) = (acceptor.clone(), sink.clone(), ring.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let mut buf = Vec::new();
@@ -380,13 +423,31 @@ impl CallbackReceiver {
                     };
                     if let Ok(v) = serde_json::from_slice(&body) {
                         sink.lock().unwrap().push(v);
+                        ring.notify_waiters();
                     }
                     let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     let _ = tls.shutdown().await;
                 });
             }
         });
-        CallbackReceiver { received, task }
+        CallbackReceiver { received, arrived, task }
+    }
+
+    /// Wait until `n` bodies have arrived (panics after `within`); returns them.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.received.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{n} callbacks did not arrive within {within:?}; got {got:?}");
+            }
+        }
     }
 }
 
@@ -394,4 +455,60 @@ impl Drop for CallbackReceiver {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A bare mutual-TLS stream to the API as identity `who`, with no HTTP on it: for tests
+/// that play a slow or silent client.
+pub async fn raw_tls(env: &DevEnv, daemon: &Daemon, who: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use std::sync::Arc;
+    let pki = env.pki();
+    let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut read("ca.pem").as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let certs = rustls_pemfile::certs(&mut read(&format!("{who}.pem")).as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = rustls_pemfile::private_key(&mut read(&format!("{who}.key")).as_slice()).unwrap().unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(daemon.api).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// Which of `needles` occur anywhere in the readable memory of process `pid` (as root,
+/// through `/proc/<pid>/mem`): for tests that secrets do not linger.
+pub fn memory_holds(pid: u32, needles: &[&[u8]]) -> Vec<bool> {
+    use std::io::{Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("/proc/<pid>/mem (tests run as root)");
+    let mut found = vec![false; needles.len()];
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
+        let path = parts.nth(3).unwrap_or("");
+        if !perms.starts_with('r') || path.starts_with("[v") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        for (i, n) in needles.iter().enumerate() {
+            if let Some(at) = memchr::memmem::find(&buf, n) {
+                found[i] = true;
+                if std::env::var_os("MCS_E2E_MEMDEBUG").is_some() {
+                    let lo = at.saturating_sub(64);
+                    eprintln!("needle {i} in {line} at +{at:#x}: {:?}", String::from_utf8_lossy(&buf[lo..(at + n.len() + 64).min(buf.len())]));
+                }
+            }
+        }
+    }
+    found
 }

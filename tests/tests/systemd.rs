@@ -12,7 +12,7 @@ use mcs_e2e::*;
 #[test]
 fn the_unit_file_verifies() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/mcsd.service")).unwrap();
-    for needle in ["Type=notify", "WatchdogSec=", "ExecReload=", "RestartPreventExitStatus=64", "LoadCredential=", "StateDirectory=", "User=mcsd"] {
+    for needle in ["Type=notify", "WatchdogSec=", "ExecReload=", "RestartPreventExitStatus=64", "LoadCredential=", "StateDirectory=", "User=mcsd", "LimitNOFILE=", "LimitCORE=0", "UMask=0077"] {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }
     let dir = tempfile::tempdir().unwrap();

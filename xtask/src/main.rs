@@ -87,9 +87,14 @@ fn ensure_pyhanko() -> Result<()> {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .map_err(|e| format!("cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("cargo {} failed: {status}", args.join(" "))) }
@@ -113,7 +118,14 @@ fn test(extra: &[String]) -> Result<()> {
     cargo(&["build", "--workspace", "-j2"])?;
     let mut args = vec!["test", "--workspace", "-j2"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    cargo(&args)?;
+    // The end-to-end suite once more against the production PKI layout: a separate CA per
+    // role (operators, platforms, phones), as config/mcsd.toml documents.
+    if extra.is_empty() {
+        println!("\n==> end-to-end tests again, production layout (MCS_E2E_LAYOUT=production)");
+        cargo_env(&["test", "-p", "mcs-e2e", "-j2"], &[("MCS_E2E_LAYOUT", "production")])?;
+    }
+    Ok(())
 }
 
 /// The daemon, started for the demo, stopped on drop.

@@ -81,8 +81,15 @@ impl Api {
         path: String,
         route: String,
     ) -> Response<Body> {
+        // A domain step that carries out the request in one store transaction writes its
+        // audit entry there (so a crash cannot split them); then this layer writes none.
+        let platform = match caller {
+            Ok(Caller::Gateway { platform, .. }) => Some(platform.clone()),
+            _ => None,
+        };
+        let entry = crate::audit::RequestEntry::new(format!("{method} {route}"), audit_actor(caller), platform);
         let result = match caller {
-            Ok(caller) => self.route(caller, req).await,
+            Ok(caller) => entry.scope(self.route(caller, req)).await,
             Err(why) => Err(ApiError::Unauthenticated(why.clone())),
         };
         let code = match &result {
@@ -91,7 +98,7 @@ impl Api {
         };
         crate::metrics::METRICS.api_requests.with_label_values(&[route.as_str(), method.as_str(), code]).inc();
         // Every state-changing request goes into the audit chain, durably, before the answer.
-        if method != Method::GET && !route.starts_with("/v1/verify/")
+        if method != Method::GET && !route.starts_with("/v1/verify/") && !entry.written()
             && let Err(e) = self.audit_request(caller, &method, &route, &path, code).await {
                 tracing::error!(error = %e, "audit entry not written; refusing to answer success");
                 let e = ApiError::Internal;
@@ -135,10 +142,7 @@ impl Api {
         if let Ok(Caller::Gateway { platform: p, .. }) = caller {
             platform = Some(p.clone());
         }
-        let actor = match caller {
-            Ok(c) => format!("{}:{}", c.role().as_str(), c.identity()),
-            Err(_) => "unauthenticated".into(),
-        };
+        let actor = audit_actor(caller);
         self.audit
             .record(crate::audit::Event { event: format!("{method} {route}"), actor, key_id, platform, task_id, outcome: code.to_owned(), detail })
             .await
@@ -561,6 +565,14 @@ impl Api {
             }
             _ => Err(ApiError::NotFound(format!("no endpoint {method} {path}"))),
         }
+    }
+}
+
+/// Who an audit entry names as the actor.
+fn audit_actor(caller: &Result<Caller, String>) -> String {
+    match caller {
+        Ok(c) => format!("{}:{}", c.role().as_str(), c.identity()),
+        Err(_) => "unauthenticated".into(),
     }
 }
 

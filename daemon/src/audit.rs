@@ -1,12 +1,32 @@
-//! The audit log: a hash chain of security events in the store, with signed checkpoints.
+//! The audit log: a hash chain of security events in the store, with signed checkpoints
+//! that are pinned outside the store.
 //!
 //! Entry `n` holds `prev` = hash of entry `n−1` (zeros for the first) and
 //! `hash = SM3(prev ‖ JSON(entry without hash))`; its store key is `n`. Every
-//! [`CHECKPOINT_EVERY`] entries, and at shutdown, a checkpoint `{seq, hash, at, signature}`
-//! is signed by the daemon-held SM2 key `audit` (HSM-wrapped), so rewriting the whole chain
-//! from some point needs that key. An entry is flushed to disk before the request that
-//! caused it is answered. [`verify`] recomputes everything offline and names the first
-//! entry that was changed, removed or moved.
+//! [`CHECKPOINT_EVERY`] entries, at every clean shutdown and at start after an unclean
+//! stop, a checkpoint `{seq, hash, at, signature}` is signed by the daemon-held SM2 key
+//! `audit` (HSM-wrapped), so rewriting the chain needs that key. An entry is flushed to
+//! disk before the request that caused it is answered; a task step writes its request's
+//! entry in its own store transaction ([`RequestEntry`]), so a crash cannot leave the
+//! change without its entry.
+//!
+//! What a writer of the stopped store can no longer do unnoticed:
+//! - **rewrite or cut the tail**: [`verify`] fails unless the last checkpoint covers the
+//!   head (`--allow-unsealed-tail` accepts entries after it, for a daemon that crashed);
+//! - **replace the audit key and re-sign**: checkpoints are checked against a key pinned
+//!   outside the store (`[audit] public_key_file`, written by `mcsd audit export-key`) or,
+//!   failing that, the public half of the HSM-wrapped key — never the store's record alone;
+//!   the daemon refuses to start when the store's key is not the pinned one;
+//! - **roll the store back to an older copy** (which would also unlock a locked key): each
+//!   checkpoint is appended to `[audit] checkpoint_file` (JSON lines, fsynced, 0600)
+//!   and/or sent to syslog, after the entries it covers are durable. `mcsd audit verify`
+//!   checks every exported checkpoint is still in the store, and the daemon checks the
+//!   last one at start.
+//!
+//! At start ([`Audit::check_at_start`]) the daemon verifies the chain from its last known
+//! checkpoint — the checkpoint file's last line, else the store's last checkpoint — to the
+//! head (fast however big the store: only the tail is read), refuses to start if it
+//! cannot, and then seals a tail a crash left unsealed.
 //!
 //! What is recorded: every state-changing API request (enrollment, activation, co-sign,
 //! decrypt, PIN change/unlock, revocation, successor, platform grants, task transitions,
@@ -14,17 +34,23 @@
 //! such — plus daemon events (start, stop, reload). Never a PIN proof, share, verifier,
 //! plaintext or token: only route, ids, caller identity and code.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sm2_2p::AffinePoint;
 use sm3::Digest;
 
-use crate::plugins::DaemonKeys;
-use crate::store::{Store, StoreError};
+use crate::config::AuditConfig;
+use crate::plugins::{DaemonKeyError, DaemonKeys};
+use crate::store::{AuditAppend, Store, StoreError};
 
 pub const CHECKPOINT_EVERY: u64 = 64;
-const AUDIT_KEY: &str = "audit";
+/// The daemon-held key that signs checkpoints.
+pub const AUDIT_KEY: &str = "audit";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -48,7 +74,7 @@ pub struct Entry {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
     pub hash: String,
@@ -69,7 +95,17 @@ pub struct Event {
     pub detail: Value,
 }
 
-fn entry_hash(e: &Entry) -> String {
+/// Why the audit chain cannot be trusted (the daemon does not start: exit 65).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Untrusted(String),
+}
+
+/// `SM3(prev ‖ JSON(entry without hash))`, hex.
+pub fn entry_hash(e: &Entry) -> String {
     let mut body = e.clone();
     body.hash = String::new();
     let mut h = sm3::Sm3::new();
@@ -78,7 +114,8 @@ fn entry_hash(e: &Entry) -> String {
     hex::encode(h.finalize())
 }
 
-fn checkpoint_message(seq: u64, hash: &str) -> Vec<u8> {
+/// The bytes a checkpoint signature covers.
+pub fn checkpoint_message(seq: u64, hash: &str) -> Vec<u8> {
     let mut m = b"mcsd-audit".to_vec();
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(&hex::decode(hash).unwrap_or_default());
@@ -89,6 +126,56 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+fn zero_hash() -> String {
+    hex::encode([0u8; 32])
+}
+
+// ---- the request being served -----------------------------------------------------------
+
+/// The audit entry of the API request being served. A domain step that carries out the
+/// request in one store transaction (a task transition, a task's creation, a certificate
+/// install) writes this entry in that transaction and marks it written; the API layer then
+/// writes none — one entry per request, and never a durable change without its entry.
+pub struct RequestEntry {
+    /// `METHOD /route/template`.
+    pub event: String,
+    pub actor: String,
+    /// The caller's platform, for gateways.
+    pub platform: Option<String>,
+    written: AtomicBool,
+}
+
+tokio::task_local! {
+    static REQUEST: Arc<RequestEntry>;
+}
+
+impl RequestEntry {
+    pub fn new(event: String, actor: String, platform: Option<String>) -> Arc<RequestEntry> {
+        Arc::new(RequestEntry { event, actor, platform, written: AtomicBool::new(false) })
+    }
+
+    /// Run the request's handler with this entry as the one domain steps may write.
+    pub async fn scope<F: std::future::Future>(self: &Arc<Self>, handler: F) -> F::Output {
+        REQUEST.scope(self.clone(), handler).await
+    }
+
+    /// The entry of the request this task is serving, if no step has written it yet.
+    pub fn pending() -> Option<Arc<RequestEntry>> {
+        REQUEST.try_with(Arc::clone).ok().filter(|r| !r.written())
+    }
+
+    /// A domain step wrote the entry.
+    pub fn written(&self) -> bool {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    fn mark_written(&self) {
+        self.written.store(true, Ordering::SeqCst);
+    }
+}
+
+// ---- the live chain ---------------------------------------------------------------------
+
 struct Head {
     next: u64,
     hash: String,
@@ -97,32 +184,49 @@ struct Head {
     generation: u64,
 }
 
+pub struct Audit {
+    store: Arc<Store>,
+    keys: DaemonKeys,
+    cfg: AuditConfig,
+    head: tokio::sync::Mutex<Head>,
+}
+
+/// What the start-up check found and did.
+#[derive(Debug)]
+pub struct StartCheck {
+    /// Where verification started: `None` = entry 0.
+    pub from: Option<u64>,
+    /// Entries read.
+    pub entries_checked: u64,
+    /// A tail a crash left after the last checkpoint, now sealed: (first, last).
+    pub sealed: Option<(u64, u64)>,
+}
+
+impl StartCheck {
+    pub fn detail(&self) -> Value {
+        json!({
+            "verified_from": self.from,
+            "entries_checked": self.entries_checked,
+            "sealed_after_unclean_stop": self.sealed.map(|(a, b)| json!([a, b])),
+        })
+    }
+}
+
 fn read_head(store: &Store) -> Result<Head, StoreError> {
     let generation = store.generation();
     Ok(match store.last_audit::<Entry>()? {
         Some((seq, e)) => Head { next: seq + 1, hash: e.hash, generation },
-        None => Head { next: 0, hash: hex::encode([0u8; 32]), generation },
+        None => Head { next: 0, hash: zero_hash(), generation },
     })
 }
 
-pub struct Audit {
-    store: Arc<Store>,
-    keys: DaemonKeys,
-    head: tokio::sync::Mutex<Head>,
-}
-
 impl Audit {
-    pub fn open(store: Arc<Store>, keys: DaemonKeys) -> Result<Audit, StoreError> {
+    pub fn open(store: Arc<Store>, keys: DaemonKeys, cfg: AuditConfig) -> Result<Audit, StoreError> {
         let head = read_head(&store)?;
-        Ok(Audit { store, keys, head: tokio::sync::Mutex::new(head) })
+        Ok(Audit { store, keys, cfg, head: tokio::sync::Mutex::new(head) })
     }
 
-    /// Chain an event and make it durable.
-    pub async fn record(&self, ev: Event) -> Result<(), StoreError> {
-        let mut head = self.head.lock().await;
-        if head.generation != self.store.generation() {
-            *head = read_head(&self.store)?;
-        }
+    fn chain(head: &Head, ev: Event) -> Entry {
         let mut e = Entry {
             seq: head.next,
             at: now_ms(),
@@ -137,42 +241,197 @@ impl Audit {
             hash: String::new(),
         };
         e.hash = entry_hash(&e);
-        if !self.store.append_audit(e.seq, &e)? {
-            return Err(StoreError::Corrupt { key: format!("audit/{}", e.seq), reason: "sequence number already used".into() });
-        }
-        head.next += 1;
+        e
+    }
+
+    /// The entry is in the store: move the head, and sign a checkpoint when one is due.
+    async fn advance(&self, head: &mut Head, e: &Entry) {
+        head.next = e.seq + 1;
         head.hash = e.hash.clone();
         crate::metrics::METRICS.audit_entries.inc();
-        if head.next % CHECKPOINT_EVERY == 0 {
-            self.checkpoint_locked(&head).await;
+        if head.next.is_multiple_of(CHECKPOINT_EVERY) {
+            self.checkpoint_logged(head).await;
         }
+    }
+
+    /// After the store reopened (a failed flush), entries appended but never flushed are
+    /// gone: take the head from the store again.
+    fn follow_reopen(&self, head: &mut Head) -> Result<(), StoreError> {
+        if head.generation != self.store.generation() {
+            *head = read_head(&self.store)?;
+        }
+        Ok(())
+    }
+
+    /// After a failed write the store may hold the entry or not: take the head from it.
+    fn resync(&self, head: &mut Head) {
+        match read_head(&self.store) {
+            Ok(h) => *head = h,
+            Err(e) => tracing::error!(error = %e, "audit: cannot re-read the chain's head"),
+        }
+    }
+
+    /// Chain an event and make it durable.
+    pub async fn record(&self, ev: Event) -> Result<(), StoreError> {
+        {
+            let mut head = self.head.lock().await;
+        self.follow_reopen(&mut head)?;
+            let e = Self::chain(&head, ev);
+            match self.store.append_audit(e.seq, &e) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.resync(&mut head);
+                    return Err(StoreError::Corrupt { key: format!("audit/{}", e.seq), reason: "sequence number already used".into() });
+                }
+                Err(err) => {
+                    self.resync(&mut head);
+                    return Err(err);
+                }
+            }
+            self.advance(&mut head, &e).await;
+        }
+        // Outside the head lock, so concurrent requests share the fsync (group commit).
         self.store.flush().await
+    }
+
+    /// Chain an event whose entry `write` puts into the store inside its own transaction
+    /// (with the change it records), under the head lock; `committed` says whether it did.
+    /// The caller flushes. With `request`, the request's entry is marked written.
+    pub async fn append_with<T>(
+        &self,
+        ev: Event,
+        request: Option<&RequestEntry>,
+        write: impl FnOnce(AuditAppend) -> Result<T, StoreError>,
+        committed: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let mut head = self.head.lock().await;
+        self.follow_reopen(&mut head)?;
+        let e = Self::chain(&head, ev);
+        let out = match write(AuditAppend::new(e.seq, &e)) {
+            Ok(out) => out,
+            Err(err) => {
+                self.resync(&mut head);
+                return Err(err);
+            }
+        };
+        if committed(&out) {
+            if let Some(r) = request {
+                r.mark_written();
+            }
+            self.advance(&mut head, &e).await;
+        }
+        Ok(out)
     }
 
     /// Sign a checkpoint at the current head (at shutdown, and every CHECKPOINT_EVERY).
     pub async fn checkpoint(&self) {
         let head = self.head.lock().await;
         if head.next > 0 {
-            self.checkpoint_locked(&head).await;
+            self.checkpoint_logged(&head).await;
         }
     }
 
-    async fn checkpoint_locked(&self, head: &Head) {
+    async fn checkpoint_logged(&self, head: &Head) {
+        if let Err(e) = self.checkpoint_locked(head).await {
+            // The chain is still durable; the next checkpoint covers these entries.
+            tracing::error!(error = %e, seq = head.next - 1, "audit checkpoint not made");
+        }
+    }
+
+    /// Sign, store and export a checkpoint at the head. The entries it covers are made
+    /// durable before it is exported, so an exported checkpoint is never ahead of the disk.
+    async fn checkpoint_locked(&self, head: &Head) -> Result<Checkpoint, String> {
         let (seq, hash) = (head.next - 1, head.hash.clone());
         let keys = self.keys.clone();
         let msg = checkpoint_message(seq, &hash);
-        let signed = tokio::task::spawn_blocking(move || keys.sign(AUDIT_KEY, &msg)).await;
-        match signed {
-            Ok(Ok(sig)) => {
-                let cp = Checkpoint { seq, hash, at: now_ms(), signature: hex::encode(sig) };
-                if let Err(e) = self.store.put_audit_checkpoint(seq, &cp) {
-                    tracing::error!(error = %e, "audit checkpoint not stored");
-                }
+        let sig = tokio::task::spawn_blocking(move || keys.sign(AUDIT_KEY, &msg)).await.map_err(|e| format!("signing task: {e}"))??;
+        let cp = Checkpoint { seq, hash, at: now_ms(), signature: hex::encode(sig) };
+        self.store.put_audit_checkpoint(seq, &cp).map_err(|e| format!("storing: {e}"))?;
+        self.store.flush().await.map_err(|e| format!("flushing: {e}"))?;
+        self.export(&cp).await;
+        Ok(cp)
+    }
+
+    /// Append a checkpoint to the checkpoint file and send it to syslog, as configured.
+    async fn export(&self, cp: &Checkpoint) {
+        let (cfg, cp) = (self.cfg.clone(), cp.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            if let Some(path) = &cfg.checkpoint_file
+                && let Err(e) = append_exported(path, &Exported::Checkpoint(cp.clone()))
+            {
+                tracing::error!(error = %e, file = %path.display(), seq = cp.seq, "audit checkpoint not exported to the checkpoint file");
             }
-            // The chain is still durable; the next checkpoint covers these entries.
-            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint not signed"),
-            Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+            if let Some(socket) = &cfg.syslog_socket
+                && let Err(e) = send_syslog(socket, &cp)
+            {
+                tracing::error!(error = %e, socket = %socket.display(), seq = cp.seq, "audit checkpoint not sent to syslog");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "audit checkpoint export task failed");
         }
+    }
+
+    /// The audit public key as PEM, from the HSM-wrapped private key (created if absent).
+    pub fn public_key_pem(&self) -> Result<String, String> {
+        public_key_pem(&self.keys)
+    }
+
+    /// Before serving: check the audit key against its pin, verify the chain from the last
+    /// known checkpoint to the head, and seal a tail an unclean stop left unsealed.
+    pub async fn check_at_start(&self) -> Result<StartCheck, AuditError> {
+        if let Some(path) = &self.cfg.checkpoint_file {
+            // Exporting is what makes a rollback detectable: a file that cannot be written stops the start.
+            open_for_append(path)
+                .map_err(|e| AuditError::Untrusted(format!("[audit] checkpoint_file {}: {e} (checkpoints could not be exported)", path.display())))?;
+        }
+        let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
+        let key = tokio::task::spawn_blocking(move || trusted_key_at_start(&store, &keys, &cfg))
+            .await
+            .map_err(|e| AuditError::Untrusted(format!("key check task: {e}")))??;
+        let exported = match &self.cfg.checkpoint_file {
+            Some(path) => read_exported(path).map_err(AuditError::Untrusted)?,
+            None => Vec::new(),
+        };
+        if self.cfg.checkpoint_file.is_some() && exported.is_empty() && self.store.last_audit_checkpoint::<Checkpoint>()?.is_some() {
+            tracing::warn!("audit: the checkpoint file is empty but the store has checkpoints (newly configured, or the file was removed?): verifying from the store's own");
+        }
+        let anchor = match exported.last() {
+            Some(line) => Some(line.anchor(&key)?),
+            None => self.store.last_audit_checkpoint::<Checkpoint>()?.map(|cp| Anchor::Checkpoint { cp, origin: "the store's last checkpoint".into() }),
+        };
+        let chain = verify_from(&self.store, anchor.as_ref(), key.as_ref()).map_err(|why| {
+            let hint = if why.starts_with("rollback detected") {
+                "; if the store was replaced on purpose, restore it with `mcsd restore` (which records it in the checkpoint file)"
+            } else {
+                ""
+            };
+            AuditError::Untrusted(format!("{why}{hint}"))
+        })?;
+        let mut check = StartCheck { from: anchor.as_ref().and_then(Anchor::seq), entries_checked: chain.len(), sealed: None };
+
+        let head = self.head.lock().await;
+        let last: Option<Checkpoint> = self.store.last_audit_checkpoint()?;
+        let covered = head.next == 0 || last.as_ref().is_some_and(|c| c.seq + 1 == head.next);
+        if !covered {
+            let first = last.as_ref().map_or(0, |c| c.seq + 1);
+            match self.checkpoint_locked(&head).await {
+                Ok(_) => {
+                    tracing::warn!(first, last = head.next - 1, "audit: entries after the last checkpoint (an unclean stop) verified and sealed");
+                    check.sealed = Some((first, head.next - 1));
+                }
+                Err(e) => tracing::error!(error = %e, "audit: could not seal the entries after the last checkpoint; the next checkpoint will"),
+            }
+        } else if let Some(cp) = last
+            && self.cfg.checkpoint_file.is_some()
+            && !matches!(exported.last(), Some(ExportedLine { item: Exported::Checkpoint(e), .. }) if *e == cp)
+        {
+            // The file lags the store (newly configured, or a crash between the two).
+            self.export(&cp).await;
+        }
+        tracing::info!(from = ?check.from, entries = check.entries_checked, "audit chain verified from its last known checkpoint");
+        Ok(check)
     }
 
     /// Entries matching the filters, oldest first, at most `limit`, from `since`.
@@ -192,20 +451,285 @@ impl Audit {
     }
 }
 
-/// The outcome of [`verify`].
-#[derive(Debug, PartialEq, Eq)]
-pub struct Verified {
-    pub entries: u64,
-    pub checkpoints: usize,
+// ---- the audit key ----------------------------------------------------------------------
+
+/// The public key checkpoints are checked against, and where it came from.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub point: AffinePoint,
+    /// For reports: "pinned in <file>", "held by the HSM", ...
+    pub source: String,
 }
 
-/// Check the whole chain and every checkpoint, offline. The error names the first entry
-/// that is not what the chain says.
-pub fn verify(store: &Store) -> Result<Verified, String> {
-    let mut prev = hex::encode([0u8; 32]);
-    let mut expected = 0u64;
-    let mut hashes = Vec::new();
-    for item in store.audit_entries::<Entry>(0) {
+impl TrustedKey {
+    /// The key pinned in a PEM file (`[audit] public_key_file`, `--public-key`).
+    pub fn pinned(path: &Path) -> Result<TrustedKey, String> {
+        let point = read_public_key_pem(path)?;
+        Ok(TrustedKey { point, source: format!("pinned in {}", path.display()) })
+    }
+
+    fn verifies(&self, cp: &Checkpoint) -> bool {
+        let msg = checkpoint_message(cp.seq, &cp.hash);
+        let sig = hex::decode(&cp.signature).ok().and_then(|s| sm2_2p::Signature::from_der(&s).ok());
+        sig.is_some_and(|s| sm2_2p::verify(&self.point, &sm2_2p::e_for_message(&self.point, &msg), &s))
+    }
+}
+
+/// The public key of the HSM-wrapped audit key (not the store's record of it, which a
+/// writer of the store could replace; the wrapped blob it cannot forge). `None` if the
+/// store has no audit key.
+pub fn hsm_held_key(keys: &DaemonKeys) -> Result<Option<TrustedKey>, DaemonKeyError> {
+    Ok(keys.public_key(AUDIT_KEY, false)?.map(|point| TrustedKey { point, source: "held by the HSM".into() }))
+}
+
+/// The audit public key as PEM, from the HSM-wrapped private key (created if absent), for
+/// `mcsd audit export-key`.
+pub fn public_key_pem(keys: &DaemonKeys) -> Result<String, String> {
+    let point = keys.public_key(AUDIT_KEY, true).map_err(|e| e.to_string())?.ok_or("the audit key could not be created")?;
+    Ok(mcs_pdfseal::pem("PUBLIC KEY", &sm2_2p::spki_der(&point)))
+}
+
+/// An SM2 public key from a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) file.
+pub fn read_public_key_pem(path: &Path) -> Result<AffinePoint, String> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN PUBLIC KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|_| format!("{}: not a PEM public key", path.display()))?;
+    let point = der
+        .get(der.len().saturating_sub(65)..)
+        .and_then(|sec1| sm2_2p::point_from_sec1(sec1).ok())
+        .filter(|p| sm2_2p::spki_der(p) == der)
+        .ok_or_else(|| format!("{}: not an SM2 public key", path.display()))?;
+    Ok(point)
+}
+
+/// Start-up: the store's audit key must be the pinned one (if pinned) and the public half
+/// of its HSM-wrapped private key. Returns the key to check checkpoints with.
+fn trusted_key_at_start(store: &Store, keys: &DaemonKeys, cfg: &AuditConfig) -> Result<Option<TrustedKey>, AuditError> {
+    let record = store.daemon_key(AUDIT_KEY)?.map(|(rec, _)| rec.public_key);
+    let pinned = match &cfg.public_key_file {
+        Some(path) => Some(TrustedKey::pinned(path).map_err(|e| {
+            AuditError::Untrusted(format!("[audit] public_key_file: {e} (write it with `mcsd audit export-key`)"))
+        })?),
+        None => None,
+    };
+    if let Some(pin) = &pinned {
+        match &record {
+            None => {
+                return Err(AuditError::Untrusted(format!(
+                    "the store has no audit key, but {} pins one: this is not the store the key was exported from, or its audit key was removed",
+                    pin.source.trim_start_matches("pinned in ")
+                )));
+            }
+            Some(hex) if *hex != sm2_2p::point_to_hex(&pin.point) => {
+                return Err(AuditError::Untrusted(format!(
+                    "the store's audit key is not the one {}: it was replaced (checkpoints signed with another key would pass a check against the store alone)",
+                    pin.source
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let held = match hsm_held_key(keys) {
+        Ok(held) => held,
+        Err(DaemonKeyError::Mismatch(_)) => {
+            return Err(AuditError::Untrusted(
+                "the store's record of the audit public key is not the public half of its HSM-wrapped private key: the record was replaced".into(),
+            ));
+        }
+        Err(DaemonKeyError::Other(e)) => {
+            tracing::warn!(error = %e, "audit: the HSM-wrapped audit key could not be checked");
+            None
+        }
+    };
+    match (pinned, held, record) {
+        (Some(pin), _, _) => Ok(Some(pin)),
+        (None, Some(held), _) => Ok(Some(held)),
+        (None, None, Some(hex)) => {
+            tracing::warn!("audit: checking checkpoints against the store's own record of the audit key; pin it with [audit] public_key_file");
+            let point = sm2_2p::point_from_hex(&hex).map_err(|e| AuditError::Untrusted(format!("the store's audit key: {e}")))?;
+            Ok(Some(TrustedKey { point, source: "from the store (not pinned)".into() }))
+        }
+        (None, None, None) => Ok(None),
+    }
+}
+
+// ---- exported checkpoints ---------------------------------------------------------------
+
+/// A restore from a backup, recorded in the checkpoint file by `mcsd restore`: the store
+/// went back on purpose. Verification restarts from the restored store's last checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreMarker {
+    pub at: i64,
+    pub backup: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+/// One line of the checkpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Exported {
+    Restored { restored: RestoreMarker },
+    Checkpoint(Checkpoint),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportedLine {
+    /// 1-based.
+    pub line: usize,
+    pub item: Exported,
+}
+
+/// Where verification starts.
+enum Anchor {
+    Checkpoint { cp: Checkpoint, origin: String },
+    /// A restore with the restored store's last checkpoint, or `None` (entry 0).
+    Restored { seq: Option<(u64, String)>, origin: String },
+}
+
+impl Anchor {
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Anchor::Checkpoint { cp, .. } => Some(cp.seq),
+            Anchor::Restored { seq, .. } => seq.as_ref().map(|(s, _)| *s),
+        }
+    }
+}
+
+impl ExportedLine {
+    fn anchor(&self, key: &Option<TrustedKey>) -> Result<Anchor, AuditError> {
+        match &self.item {
+            Exported::Checkpoint(cp) => {
+                let origin = format!("the last exported checkpoint (line {}, signed {})", self.line, crate::api::rfc3339(cp.at / 1000));
+                match key {
+                    None => {
+                        return Err(AuditError::Untrusted(format!("{origin} cannot be checked: the store has no audit key (it was removed?)")));
+                    }
+                    Some(k) if !k.verifies(cp) => {
+                        return Err(AuditError::Untrusted(format!("{origin} does not verify with the audit key {}", k.source)));
+                    }
+                    Some(_) => {}
+                }
+                Ok(Anchor::Checkpoint { cp: cp.clone(), origin })
+            }
+            Exported::Restored { restored } => Ok(Anchor::Restored {
+                seq: restored.seq.zip(restored.hash.clone()),
+                origin: format!("the restore from {} recorded on line {}", restored.backup, self.line),
+            }),
+        }
+    }
+}
+
+/// The checkpoint file's lines. A missing file has none; a last line without its newline
+/// (a crash while appending) is ignored.
+pub fn read_exported(path: &Path) -> Result<Vec<ExportedLine>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    let mut out = Vec::new();
+    for (i, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item = serde_json::from_str(line).map_err(|e| format!("{} line {}: not an exported checkpoint ({e})", path.display(), i + 1))?;
+        out.push(ExportedLine { line: i + 1, item });
+    }
+    Ok(out)
+}
+
+fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().create(true).read(true).append(true).mode(0o600).open(path)
+}
+
+/// Append one line to the checkpoint file (created 0600) and fsync it.
+pub fn append_exported(path: &Path, item: &Exported) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = open_for_append(path)?;
+    let mut line = serde_json::to_string(item).map_err(std::io::Error::other)?;
+    line.push('\n');
+    // A torn last line (a crash mid-append) is closed first, so this line stands alone.
+    let len = file.seek(SeekFrom::End(0))?;
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.insert(0, '\n');
+        }
+    }
+    file.write_all(line.as_bytes())?;
+    file.sync_data()
+}
+
+/// Record a restore in the checkpoint file (`mcsd restore`), with the restored store's last
+/// checkpoint, so the daemon verifies the restored chain from there instead of reporting a
+/// rollback.
+pub fn record_restore(path: &Path, store: &Store, backup: &Path) -> Result<RestoreMarker, String> {
+    let last: Option<Checkpoint> = store.last_audit_checkpoint().map_err(|e| e.to_string())?;
+    let marker = RestoreMarker {
+        at: now_ms(),
+        backup: backup.display().to_string(),
+        seq: last.as_ref().map(|c| c.seq),
+        hash: last.map(|c| c.hash),
+    };
+    append_exported(path, &Exported::Restored { restored: marker.clone() }).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(marker)
+}
+
+/// One RFC 3164 datagram (facility log audit, severity info) to a local syslog socket.
+fn send_syslog(socket: &Path, cp: &Checkpoint) -> std::io::Result<()> {
+    let body = serde_json::to_string(cp).map_err(std::io::Error::other)?;
+    let msg = format!("<110>mcsd[{}]: audit checkpoint {body}", std::process::id());
+    std::os::unix::net::UnixDatagram::unbound()?.send_to(msg.as_bytes(), socket).map(|_| ())
+}
+
+// ---- verification -----------------------------------------------------------------------
+
+/// The entries read by a verification: hashes of `first..first + len`.
+struct Chain {
+    first: u64,
+    hashes: Vec<String>,
+}
+
+impl Chain {
+    fn len(&self) -> u64 {
+        self.hashes.len() as u64
+    }
+
+    /// The last entry's sequence number.
+    fn head(&self) -> Option<u64> {
+        (self.first + self.len()).checked_sub(1)
+    }
+
+    fn hash_at(&self, seq: u64) -> Option<&String> {
+        seq.checked_sub(self.first).and_then(|i| self.hashes.get(i as usize))
+    }
+}
+
+/// Walk the entries from `first` to the head, checking order, hashes and links. With
+/// `prev`, entry `first` must follow it; without, its own link is not checked (the caller
+/// compares its hash with a trusted one).
+fn walk(store: &Store, first: u64, prev: Option<String>) -> Result<Chain, String> {
+    let mut chain = Chain { first, hashes: Vec::new() };
+    let mut prev = prev;
+    for (expected, item) in (first..).zip(store.audit_entries::<Entry>(first)) {
         let (key, e) = item.map_err(|err| format!("entry {expected}: unreadable ({err})"))?;
         if key != expected {
             return Err(format!("entry {expected} is missing (the chain jumps from {} to {key})", expected as i64 - 1));
@@ -213,39 +737,141 @@ pub fn verify(store: &Store) -> Result<Verified, String> {
         if e.seq != key {
             return Err(format!("entry {key} holds entry {} (entries were reordered)", e.seq));
         }
-        if e.prev != prev {
+        if prev.as_ref().is_some_and(|p| *p != e.prev) {
             return Err(format!("entry {key} does not follow entry {} (broken link)", key as i64 - 1));
         }
         if entry_hash(&e) != e.hash {
             return Err(format!("entry {key} was modified (hash mismatch)"));
         }
-        prev = e.hash.clone();
-        hashes.push(e.hash);
-        expected += 1;
+        prev = Some(e.hash.clone());
+        chain.hashes.push(e.hash);
     }
-    let checkpoints: Vec<Checkpoint> = store.audit_checkpoints().map_err(|e| format!("checkpoints: {e}"))?;
-    if checkpoints.is_empty() {
-        return Ok(Verified { entries: expected, checkpoints: 0 });
-    }
-    let public = store
-        .daemon_key(AUDIT_KEY)
-        .map_err(|e| e.to_string())?
-        .map(|(rec, _)| rec.public_key)
-        .ok_or("checkpoints exist but the audit key is gone")?;
-    let public = sm2_2p::point_from_hex(&public).map_err(|e| format!("audit key: {e}"))?;
+    Ok(chain)
+}
+
+/// Every stored checkpoint from `chain.first` on must verify and match the chain.
+fn check_checkpoints(store: &Store, chain: &Chain, key: Option<&TrustedKey>) -> Result<Vec<Checkpoint>, String> {
+    let checkpoints: Vec<Checkpoint> = store.audit_checkpoints_from(chain.first).map_err(|e| format!("checkpoints: {e}"))?;
     for cp in &checkpoints {
-        let msg = checkpoint_message(cp.seq, &cp.hash);
-        let sig = hex::decode(&cp.signature).ok().and_then(|s| sm2_2p::Signature::from_der(&s).ok());
-        if !sig.is_some_and(|s| sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &msg), &s)) {
-            return Err(format!("checkpoint at entry {}: signature does not verify", cp.seq));
+        let key = key.ok_or_else(|| format!("checkpoint at entry {} cannot be checked: no trusted audit key (the store's audit key is gone?)", cp.seq))?;
+        if !key.verifies(cp) {
+            return Err(format!("checkpoint at entry {}: signature does not verify with the audit key {}", cp.seq, key.source));
         }
-        match hashes.get(cp.seq as usize) {
-            None => return Err(format!("entries after {} were removed (a checkpoint covers entry {})", expected as i64 - 1, cp.seq)),
+        match chain.hash_at(cp.seq) {
+            None => return Err(format!("entries after {} were removed (a checkpoint covers entry {})", chain.head().map_or(-1, |h| h as i64), cp.seq)),
             Some(h) if *h != cp.hash => return Err(format!("entry {}: the chain differs from its signed checkpoint", cp.seq)),
             Some(_) => {}
         }
     }
-    Ok(Verified { entries: expected, checkpoints: checkpoints.len() })
+    Ok(checkpoints)
+}
+
+/// Is the store still at or past an exported (seq, hash)? `head` is the store's last entry.
+fn check_exported_point(chain: &Chain, head: Option<u64>, seq: u64, hash: &str, what: &str) -> Result<(), String> {
+    match chain.hash_at(seq) {
+        Some(h) if h == hash => Ok(()),
+        Some(_) => Err(format!(
+            "rollback detected: entry {seq} is not the one {what} covers — the store was replaced by another copy or its chain rewritten"
+        )),
+        None => Err(format!(
+            "rollback detected: the store's audit chain {}, but {what} covers entry {seq} — the store was rolled back to an older copy (or its tail removed)",
+            match head {
+                Some(h) => format!("ends at entry {h}"),
+                None => "is empty".into(),
+            }
+        )),
+    }
+}
+
+/// Start-up verification: from the anchor (or entry 0) to the head, and every stored
+/// checkpoint from there on.
+fn verify_from(store: &Store, anchor: Option<&Anchor>, key: Option<&TrustedKey>) -> Result<Chain, String> {
+    let chain = match anchor.and_then(|a| match a {
+        Anchor::Checkpoint { cp, origin } => Some((cp.seq, cp.hash.clone(), origin.clone())),
+        Anchor::Restored { seq, origin } => seq.clone().map(|(s, h)| (s, h, origin.clone())),
+    }) {
+        Some((seq, hash, origin)) => {
+            let chain = walk(store, seq, None)?;
+            let head = store.last_audit::<Entry>().map_err(|e| format!("the chain's head: {e}"))?.map(|(s, _)| s);
+            check_exported_point(&chain, head, seq, &hash, &origin)?;
+            chain
+        }
+        None => walk(store, 0, Some(zero_hash()))?,
+    };
+    check_checkpoints(store, &chain, key)?;
+    Ok(chain)
+}
+
+/// How `mcsd audit verify` should judge.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// The key checkpoints must verify with (`None`: the chain must have none).
+    pub key: Option<&'a TrustedKey>,
+    /// Accept entries after the last checkpoint (a daemon that crashed and has not been
+    /// started since).
+    pub allow_unsealed_tail: bool,
+    /// Exported checkpoints the store must still contain.
+    pub exported: Option<&'a [ExportedLine]>,
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: u64,
+    pub checkpoints: usize,
+    /// Entries after the last checkpoint (only with `allow_unsealed_tail`).
+    pub unsealed: u64,
+    /// Exported checkpoints found in the store.
+    pub exported_checked: usize,
+    /// Exported checkpoints before the last recorded restore, not checked.
+    pub exported_before_restore: usize,
+}
+
+/// Check the whole chain and every checkpoint, offline. The error names the first entry
+/// that is not what the chain says, a head no checkpoint covers, or a rollback.
+pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, String> {
+    let chain = walk(store, 0, Some(zero_hash()))?;
+    let checkpoints = check_checkpoints(store, &chain, opts.key)?;
+    let mut out = Verified { entries: chain.len(), checkpoints: checkpoints.len(), ..Default::default() };
+    if let Some(head) = chain.head() {
+        let sealed = checkpoints.last().map(|c| c.seq);
+        if sealed != Some(head) {
+            let first = sealed.map_or(0, |s| s + 1);
+            if !opts.allow_unsealed_tail {
+                return Err(format!(
+                    "entries {first}..={head} are not covered by a signed checkpoint ({}): entries after it were rewritten, or it was removed — or the daemon crashed and was not started since (it verifies and seals them at start; --allow-unsealed-tail accepts them)",
+                    match sealed {
+                        Some(s) => format!("the last covers entry {s}"),
+                        None => "there is none".into(),
+                    }
+                ));
+            }
+            out.unsealed = head + 1 - first;
+        }
+    }
+    if let Some(lines) = opts.exported {
+        let restart = lines.iter().rposition(|l| matches!(l.item, Exported::Restored { .. }));
+        out.exported_before_restore = restart.map_or(0, |r| lines[..r].iter().filter(|l| matches!(l.item, Exported::Checkpoint(_))).count());
+        for line in &lines[restart.unwrap_or(0)..] {
+            match &line.item {
+                Exported::Checkpoint(cp) => {
+                    let what = format!("the checkpoint exported on line {} (signed {})", line.line, crate::api::rfc3339(cp.at / 1000));
+                    let key = opts.key.ok_or_else(|| format!("{what} cannot be checked: no trusted audit key"))?;
+                    if !key.verifies(cp) {
+                        return Err(format!("{what} does not verify with the audit key {}", key.source));
+                    }
+                    check_exported_point(&chain, chain.head(), cp.seq, &cp.hash, &what)?;
+                    out.exported_checked += 1;
+                }
+                Exported::Restored { restored } => {
+                    if let (Some(seq), Some(hash)) = (restored.seq, &restored.hash) {
+                        check_exported_point(&chain, chain.head(), seq, hash, &format!("the restore recorded on line {}", line.line))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// An entry for the API.
@@ -262,6 +888,11 @@ pub fn view(e: &Entry) -> Value {
         "detail": e.detail,
         "hash": e.hash,
     })
+}
+
+/// Where a config's checkpoint file is, for `mcsd` commands that take `--since-checkpoint`.
+pub fn configured_checkpoint_file(cfg: &AuditConfig) -> Option<PathBuf> {
+    cfg.checkpoint_file.clone().filter(|p| p.exists())
 }
 
 #[cfg(test)]
@@ -286,29 +917,214 @@ mod tests {
         e
     }
 
+    /// A store with `n` chained entries; returns the hashes.
+    fn chained(store: &Store, from: u64, n: u64, outcome: &str) -> Vec<String> {
+        let mut prev = match from {
+            0 => zero_hash(),
+            f => store.audit_entry::<Entry>(f - 1).unwrap().unwrap().hash,
+        };
+        let mut out = Vec::new();
+        for seq in from..from + n {
+            let mut e = entry(seq, &prev);
+            e.outcome = outcome.into();
+            e.hash = entry_hash(&e);
+            prev = e.hash.clone();
+            store.put_audit_raw(seq, None).unwrap();
+            assert!(store.append_audit(seq, &e).unwrap());
+            out.push(e.hash);
+        }
+        out
+    }
+
+    fn sign(key: &sm2_2p::DaemonKey, store: &Store, seq: u64) -> Checkpoint {
+        let hash = store.audit_entry::<Entry>(seq).unwrap().unwrap().hash;
+        let sig = key.sign(&checkpoint_message(seq, &hash)).to_der();
+        let cp = Checkpoint { seq, hash, at: 1000, signature: hex::encode(sig) };
+        store.put_audit_checkpoint(seq, &cp).unwrap();
+        cp
+    }
+
+    fn trusted(key: &sm2_2p::DaemonKey) -> TrustedKey {
+        TrustedKey { point: key.public(), source: "pinned in test".into() }
+    }
+
     #[test]
     fn verify_names_the_modified_missing_or_moved_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut prev = hex::encode([0u8; 32]);
-        for seq in 0..5 {
-            let e = entry(seq, &prev);
-            prev = e.hash.clone();
-            assert!(store.append_audit(seq, &e).unwrap());
-        }
-        assert_eq!(verify(&store).unwrap(), Verified { entries: 5, checkpoints: 0 });
+        chained(&store, 0, 5, "ok");
+        let loose = VerifyOptions { allow_unsealed_tail: true, ..Default::default() };
+        assert_eq!(verify(&store, &loose).unwrap(), Verified { entries: 5, unsealed: 5, ..Default::default() });
 
         let raw = store.audit_raw(2).unwrap().unwrap();
         let mut flipped = raw.clone();
         let at = flipped.windows(4).position(|w| w == b"sign").unwrap();
         flipped[at] = b'S';
         store.put_audit_raw(2, Some(&flipped)).unwrap();
-        assert_eq!(verify(&store).unwrap_err(), "entry 2 was modified (hash mismatch)");
+        assert_eq!(verify(&store, &loose).unwrap_err(), "entry 2 was modified (hash mismatch)");
         store.put_audit_raw(2, Some(&raw)).unwrap();
 
         store.put_audit_raw(3, None).unwrap();
-        assert!(verify(&store).unwrap_err().starts_with("entry 3 is missing"));
+        assert!(verify(&store, &loose).unwrap_err().starts_with("entry 3 is missing"));
         store.put_audit_raw(3, Some(&raw.clone())).unwrap();
-        assert!(verify(&store).unwrap_err().starts_with("entry 3 holds entry 2"));
+        assert!(verify(&store, &loose).unwrap_err().starts_with("entry 3 holds entry 2"));
+    }
+
+    /// Defect 5: with no checkpoint over the head — every checkpoint deleted and the chain
+    /// rewritten, or the last one deleted and the tail rewritten — verify fails.
+    #[test]
+    fn verify_fails_unless_a_signed_checkpoint_covers_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = sm2_2p::DaemonKey::generate();
+        let k = trusted(&key);
+        let opts = VerifyOptions { key: Some(&k), ..Default::default() };
+        chained(&store, 0, 10, "ok");
+        sign(&key, &store, 4);
+        sign(&key, &store, 9);
+        assert_eq!(verify(&store, &opts).unwrap(), Verified { entries: 10, checkpoints: 2, ..Default::default() });
+
+        // The last checkpoint removed and the entries after the previous one rewritten.
+        store.put_audit_checkpoint_raw(9, None).unwrap();
+        chained(&store, 5, 5, "rewritten");
+        let err = verify(&store, &opts).unwrap_err();
+        assert!(err.starts_with("entries 5..=9 are not covered by a signed checkpoint (the last covers entry 4)"), "{err}");
+        let loose = VerifyOptions { key: Some(&k), allow_unsealed_tail: true, ..Default::default() };
+        assert_eq!(verify(&store, &loose).unwrap().unsealed, 5, "accepted only when asked for, and reported");
+
+        // Every checkpoint removed and everything rewritten: no longer "intact, 0 checkpoints".
+        store.put_audit_checkpoint_raw(4, None).unwrap();
+        chained(&store, 0, 10, "rewritten");
+        let err = verify(&store, &opts).unwrap_err();
+        assert!(err.starts_with("entries 0..=9 are not covered by a signed checkpoint (there is none)"), "{err}");
+    }
+
+    /// Defect 5: checkpoints re-signed with another key fail against the pinned key.
+    #[test]
+    fn checkpoints_are_checked_against_the_pinned_key_not_the_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (real, forger) = (sm2_2p::DaemonKey::generate(), sm2_2p::DaemonKey::generate());
+        chained(&store, 0, 3, "ok");
+        sign(&forger, &store, 2);
+        let pinned = trusted(&real);
+        let err = verify(&store, &VerifyOptions { key: Some(&pinned), ..Default::default() }).unwrap_err();
+        assert_eq!(err, "checkpoint at entry 2: signature does not verify with the audit key pinned in test");
+        let none = verify(&store, &VerifyOptions::default()).unwrap_err();
+        assert!(none.contains("no trusted audit key"), "{none}");
+    }
+
+    /// Defect 5: an older copy of the store passes on its own, but not against the
+    /// checkpoints exported from the newer one; a recorded restore restarts the check.
+    #[test]
+    fn exported_checkpoints_detect_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = sm2_2p::DaemonKey::generate();
+        let k = trusted(&key);
+        chained(&store, 0, 4, "ok");
+        let old = sign(&key, &store, 3);
+        chained(&store, 4, 4, "ok");
+        let new = sign(&key, &store, 7);
+        let file = dir.path().join("checkpoints.jsonl");
+        append_exported(&file, &Exported::Checkpoint(old.clone())).unwrap();
+        append_exported(&file, &Exported::Checkpoint(new.clone())).unwrap();
+        let lines = read_exported(&file).unwrap();
+        let opts = VerifyOptions { key: Some(&k), exported: Some(&lines), ..Default::default() };
+        assert_eq!(verify(&store, &opts).unwrap().exported_checked, 2);
+
+        // Roll back: the store as it was at entry 3.
+        for seq in 4..8 {
+            store.put_audit_raw(seq, None).unwrap();
+        }
+        store.put_audit_checkpoint_raw(7, None).unwrap();
+        assert!(verify(&store, &VerifyOptions { key: Some(&k), ..Default::default() }).is_ok(), "consistent on its own");
+        let err = verify(&store, &opts).unwrap_err();
+        assert!(err.starts_with("rollback detected: the store's audit chain ends at entry 3, but the checkpoint exported on line 2"), "{err}");
+        // The start-up check from the file's last line says the same.
+        let anchor = lines.last().unwrap().anchor(&Some(k.clone())).unwrap();
+        let err = verify_from(&store, Some(&anchor), Some(&k)).err().unwrap();
+        assert!(err.starts_with("rollback detected: the store's audit chain ends at entry 3, but the last exported checkpoint"), "{err}");
+
+        // A different history at the same length is a rollback too.
+        chained(&store, 4, 4, "other");
+        sign(&key, &store, 7);
+        let err = verify(&store, &opts).unwrap_err();
+        assert!(err.starts_with("rollback detected: entry 7 is not the one the checkpoint exported on line 2"), "{err}");
+
+        // An operator's restore is recorded; checks restart from it.
+        let marker = record_restore(&file, &store, Path::new("/backups/x.bak")).unwrap();
+        assert_eq!(marker.seq, Some(7));
+        let lines = read_exported(&file).unwrap();
+        let v = verify(&store, &VerifyOptions { key: Some(&k), exported: Some(&lines), ..Default::default() }).unwrap();
+        assert_eq!((v.exported_checked, v.exported_before_restore), (0, 2));
+        let anchor = lines.last().unwrap().anchor(&Some(k.clone())).unwrap();
+        assert_eq!(verify_from(&store, Some(&anchor), Some(&k)).unwrap().first, 7);
+    }
+
+    /// Start-up reads only from the anchor on, and still catches a changed tail entry.
+    #[test]
+    fn start_up_verification_reads_from_the_last_checkpoint_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = sm2_2p::DaemonKey::generate();
+        let k = trusted(&key);
+        chained(&store, 0, 200, "ok");
+        let cp = sign(&key, &store, 191);
+        // Entry 3 is damaged, but it lies before the anchor: start-up does not read it.
+        let mut raw = store.audit_raw(3).unwrap().unwrap();
+        let at = raw.windows(4).position(|w| w == b"sign").unwrap();
+        raw[at] = b'S';
+        store.put_audit_raw(3, Some(&raw)).unwrap();
+        let anchor = Anchor::Checkpoint { cp, origin: "test".into() };
+        let chain = verify_from(&store, Some(&anchor), Some(&k)).unwrap();
+        assert_eq!((chain.first, chain.len()), (191, 9));
+        // After the anchor, a change is found.
+        let mut raw = store.audit_raw(195).unwrap().unwrap();
+        let at = raw.windows(4).position(|w| w == b"sign").unwrap();
+        raw[at] = b'S';
+        store.put_audit_raw(195, Some(&raw)).unwrap();
+        assert_eq!(verify_from(&store, Some(&anchor), Some(&k)).err().unwrap(), "entry 195 was modified (hash mismatch)");
+    }
+
+    #[test]
+    fn the_checkpoint_file_survives_a_torn_last_line_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.jsonl");
+        let cp = |seq| Checkpoint { seq, hash: "00".repeat(32), at: 5, signature: "30".into() };
+        append_exported(&file, &Exported::Checkpoint(cp(1))).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all(b"{\"seq\":2,\"ha").unwrap();
+        let lines = read_exported(&file).unwrap();
+        assert_eq!(lines.len(), 1, "the torn line is ignored");
+        append_exported(&file, &Exported::Checkpoint(cp(3))).unwrap();
+        let err = read_exported(&file).unwrap_err();
+        assert!(err.contains("line 2: not an exported checkpoint"), "a torn line in the middle is reported: {err}");
+    }
+
+    #[test]
+    fn a_pinned_key_file_round_trips_and_other_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = sm2_2p::DaemonKey::generate();
+        let path = dir.path().join("audit-key.pem");
+        std::fs::write(&path, mcs_pdfseal::pem("PUBLIC KEY", &sm2_2p::spki_der(&key.public()))).unwrap();
+        assert_eq!(read_public_key_pem(&path).unwrap(), key.public());
+        std::fs::write(&path, mcs_pdfseal::pem("PUBLIC KEY", b"not a key")).unwrap();
+        assert!(read_public_key_pem(&path).unwrap_err().contains("not an SM2 public key"));
+    }
+
+    #[test]
+    fn syslog_gets_each_exported_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log.sock");
+        let rx = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+        let cp = Checkpoint { seq: 63, hash: "ab".repeat(32), at: 5, signature: "30".into() };
+        send_syslog(&socket, &cp).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = rx.recv(&mut buf).unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        assert!(msg.starts_with("<110>mcsd[") && msg.contains("audit checkpoint {\"seq\":63"), "{msg}");
     }
 }

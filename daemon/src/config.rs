@@ -71,6 +71,19 @@ struct RawConfig {
     seals: crate::seals::SealsConfig,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    checkpoint_file: Option<PathBuf>,
+    #[serde(default)]
+    syslog_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +395,18 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     pub seals: crate::seals::SealsConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
+}
+
+/// Where the audit chain is anchored outside the store (see `audit.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    /// PEM public key of the daemon-held audit key; the store's must match it.
+    pub public_key_file: Option<PathBuf>,
+    /// Append-only JSON lines, one per signed checkpoint.
+    pub checkpoint_file: Option<PathBuf>,
+    /// A local syslog datagram socket (`/dev/log`) that gets each checkpoint.
+    pub syslog_socket: Option<PathBuf>,
 }
 
 /// One CA adapter library to load.
@@ -688,6 +713,11 @@ impl Config {
             plugins,
             seals: raw.seals.clone(),
             log: LogConfig { format: raw.log.format, level: raw.log.level },
+            audit: AuditConfig {
+                public_key_file: raw.audit.public_key_file.as_deref().map(abs),
+                checkpoint_file: raw.audit.checkpoint_file.as_deref().map(abs),
+                syslog_socket: raw.audit.syslog_socket.as_deref().map(abs),
+            },
         })
     }
 }
@@ -881,5 +911,18 @@ mod tests {
             (c.tasks.callback_concurrency, c.tasks.callback_connect_timeout, c.tasks.callback_timeout),
             (defaults.callback_concurrency, defaults.callback_connect_timeout, defaults.callback_timeout)
         );
+        assert!(c.audit.public_key_file.is_some() && c.audit.checkpoint_file.is_some(), "the example anchors the audit chain");
+    }
+
+    #[test]
+    fn audit_anchors_default_to_none_and_resolve_relative_paths() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/mcsd")).unwrap();
+        assert!(c.audit.public_key_file.is_none() && c.audit.checkpoint_file.is_none() && c.audit.syslog_socket.is_none());
+        let text = format!("{MINIMAL}\n[audit]\npublic_key_file = \"audit-key.pem\"\ncheckpoint_file = \"/var/log/mcsd/cp.jsonl\"\n");
+        let c = Config::parse(&text, Path::new("/etc/mcsd")).unwrap();
+        assert_eq!(c.audit.public_key_file.as_deref(), Some(Path::new("/etc/mcsd/audit-key.pem")));
+        assert_eq!(c.audit.checkpoint_file.as_deref(), Some(Path::new("/var/log/mcsd/cp.jsonl")));
+        let err = Config::parse(&format!("{MINIMAL}\n[audit]\npublic_key = \"x\"\n"), Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("public_key"), "{err}");
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! - `backup` → `OK <length>\n` and a consistent snapshot of the store ([`Store::snapshot`]);
 //! - `rotate-kek [<batch>]` → `progress <done>/<total>\n` lines, then
-//!   `OK version=<v> created=<bool> rewrapped=<n> remaining=<m>\n`.
+//!   `OK version=<v> created=<bool> rewrapped=<n> remaining=<m>\n`;
+//! - `audit-key` → `OK <length>\n` and the audit public key as PEM (`mcsd audit export-key`).
 //!
-//! Failures answer `ERR <message>\n`. Both commands are audited.
+//! Failures answer `ERR <message>\n`. Backups and rotations are audited.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,7 +99,18 @@ async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<A
                 Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
             }
         }
-        _ => write.write_all(b"ERR unknown command (backup | rotate-kek [batch])\n").await?,
+        ["audit-key"] => {
+            let a = audit.clone();
+            match tokio::task::spawn_blocking(move || a.public_key_pem()).await {
+                Ok(Ok(pem)) => {
+                    write.write_all(format!("OK {}\n", pem.len()).as_bytes()).await?;
+                    write.write_all(pem.as_bytes()).await?;
+                }
+                Ok(Err(e)) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
+                Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
+            }
+        }
+        _ => write.write_all(b"ERR unknown command (backup | rotate-kek [batch] | audit-key)\n").await?,
     }
     write.shutdown().await
 }

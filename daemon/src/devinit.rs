@@ -3,7 +3,9 @@
 //! Creates `DIR/softhsm2.conf` with its own token directory, a SoftHSM token labelled
 //! `mcsd` with a random user PIN in `DIR/hsm-pin`, a dev PKI under `DIR/pki/` (one CA that
 //! signs the server, admin, two gateways and two phones), `DIR/mcsd.toml` (port 0 for both
-//! listeners), and finally the KEK, by running `mcsd hsm init` against that config.
+//! listeners), the KEK, by running `mcsd hsm init` against that config, and the pinned
+//! audit key `DIR/audit-key.pem`, by running `mcsd audit export-key`; the daemon exports
+//! its checkpoints to `DIR/audit-checkpoints.jsonl`.
 //!
 //! Two layouts ([`Layout`]):
 //! - `single`: the dev CA is trusted for all three roles, so each client certificate names
@@ -141,6 +143,12 @@ pin_file = "hsm-pin"
 
 [store]
 path = "db"
+
+# The audit chain, anchored outside the store: the pinned audit key (written by
+# `mcsd audit export-key`) and every signed checkpoint.
+[audit]
+public_key_file = "audit-key.pem"
+checkpoint_file = "audit-checkpoints.jsonl"
 {platforms}{plugins}"#,
         conf = softhsm_conf.display(),
         cfg = dir.join("mcsd.toml").display(),
@@ -152,7 +160,7 @@ path = "db"
 
     // The KEK is made by the same code path operators use: `mcsd hsm init`.
     let exe = std::env::current_exe().map_err(|e| DevInitError::Setup(format!("locating mcsd: {e}")))?;
-    let status = Command::new(exe)
+    let status = Command::new(&exe)
         .env("SOFTHSM2_CONF", &softhsm_conf)
         .args(["hsm", "init", "--config"])
         .arg(dir.join("mcsd.toml"))
@@ -160,6 +168,17 @@ path = "db"
         .map_err(|e| DevInitError::Setup(format!("running mcsd hsm init: {e}")))?;
     if !status.success() {
         return Err(DevInitError::Setup(format!("mcsd hsm init failed: {status}")));
+    }
+    // The audit key is made now and pinned outside the store, as operators do.
+    let status = Command::new(&exe)
+        .env("SOFTHSM2_CONF", &softhsm_conf)
+        .args(["audit", "export-key", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| DevInitError::Setup(format!("running mcsd audit export-key: {e}")))?;
+    if !status.success() {
+        return Err(DevInitError::Setup(format!("mcsd audit export-key failed: {status}")));
     }
     Ok(())
 }

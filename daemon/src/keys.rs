@@ -24,7 +24,7 @@ use crate::config::KeysConfig;
 use crate::hsm::{Hsm, HsmError, SecretKind};
 use crate::plugins::{PluginError, PluginHost};
 use crate::store::{
-    ActivateOutcome, CertificateInfo, EnrollmentRecord, Predecessor, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Store,
+    ActivateOutcome, EnrollmentRecord, Predecessor, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Store,
     StoreError, Subject,
 };
 
@@ -401,28 +401,18 @@ impl KeyService {
         Ok(())
     }
 
-    /// The CA answered: store the certificate and make the pending key active.
-    pub async fn install_certificate(&self, key_id: &str, cert: CertificateInfo) -> Result<KeyRecord, KeyError> {
-        let rec = self
-            .store
-            .update_key::<KeyError>(key_id, |k| {
-                if k.status != KeyStatus::Pending {
-                    return Err(KeyError::Inactive(k.status));
-                }
-                k.status = KeyStatus::Active;
-                k.certificate = Some(cert.clone());
-                // The phone has its activation answer by now (it co-signed the request):
-                // `p1`, kept to answer a repeated activation, is no longer needed.
-                k.p1 = None;
-                Ok(true)
-            })??
-            .ok_or(KeyError::NotFound("key"))?;
-        self.store.flush().await?;
-        if let Err(e) = self.retire_predecessor(&rec).await {
+    /// A pending key became active with its certificate (the `csr` task's completion,
+    /// which installs it in the task's own store transaction): retire the key it replaces.
+    pub async fn certificate_installed(&self, key_id: &str) {
+        let retired = match self.store.key(key_id) {
+            Ok(Some(rec)) => self.retire_predecessor(&rec).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = retired {
             // The new key is live; the old one's retirement is logged for the operator.
             tracing::error!(key_id, error = %e, "could not retire the predecessor key");
         }
-        Ok(rec)
     }
 
     /// Admin: authorise a key on a platform (roaming) until `until`, or for one task.

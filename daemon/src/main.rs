@@ -1,8 +1,10 @@
 //! The `mcsd` command: run the daemon, check a config, manage the HSM, make a dev setup.
 //!
 //! Exit codes (sysexits.h): 0 ok; 64 configuration error (systemd's
-//! `RestartPreventExitStatus=64` keeps a broken config from restart-looping); 69 HSM
-//! unavailable or not set up; 71 cannot bind; 74 store I/O error; 1 anything else.
+//! `RestartPreventExitStatus=64` keeps a broken config from restart-looping); 65 the audit
+//! chain cannot be verified from its last known checkpoint, or the store's audit key is
+//! not the pinned one (not restarted either); 69 HSM unavailable or not set up; 71 cannot
+//! bind; 74 store I/O error; 1 anything else (`mcsd audit verify`: the chain is broken).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,10 +98,38 @@ enum HsmCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain and the signed checkpoints (daemon stopped); exit 1 naming the
-    /// first entry that was changed, removed or moved.
+    /// first entry that was changed, removed or moved, a head no signed checkpoint covers,
+    /// a checkpoint that does not verify with the trusted audit key, or a rollback.
+    ///
+    /// Checkpoints are checked against the key in `--public-key`, else `[audit]
+    /// public_key_file`, else the public half of the HSM-wrapped audit key — never the
+    /// store's record alone.
     Verify {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
+        /// Checkpoints exported earlier (JSON lines, as the daemon appends them to `[audit]
+        /// checkpoint_file`) that the store must still contain: a store rolled back to an
+        /// older copy, or rewritten, fails. Default: the configured checkpoint file, if any.
+        #[arg(long, value_name = "FILE")]
+        since_checkpoint: Option<PathBuf>,
+        /// Accept entries after the last signed checkpoint: a daemon that was killed and
+        /// has not been started since (at start it verifies and seals them).
+        #[arg(long)]
+        allow_unsealed_tail: bool,
+        /// PEM public key to check the checkpoints with (overrides `[audit] public_key_file`).
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// Write the audit public key (PEM) to pin it outside the store: to `--out`, else to
+    /// `[audit] public_key_file`, else to stdout. Taken from the HSM-wrapped key (made if the
+    /// store has none), through the running daemon or directly when it is stopped. A file
+    /// that holds another key is not overwritten.
+    ExportKey {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        /// Where to write it; `-` for stdout (e.g. run as the service user, redirect as root).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -290,6 +320,24 @@ fn main() -> ExitCode {
             match restored {
                 Ok(n) => {
                     println!("restored {n} records into {}", cfg.store.path.display());
+                    // A restore takes the store back on purpose: say so where checkpoints
+                    // are exported, or the next start reports a rollback.
+                    if let Some(file) = &cfg.audit.checkpoint_file {
+                        let recorded = mcsd::store::Store::reopen(&cfg.store.path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|store| mcsd::audit::record_restore(file, &store, &from));
+                        match recorded {
+                            Ok(m) => println!(
+                                "recorded the restore in {}; the daemon verifies the restored audit chain from {}",
+                                file.display(),
+                                m.seq.map_or("entry 0".to_owned(), |s| format!("its checkpoint at entry {s}"))
+                            ),
+                            Err(e) => {
+                                eprintln!("mcsd restore: recording the restore in {}: {e}", file.display());
+                                return ExitCode::from(74);
+                            }
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -329,28 +377,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit { command: AuditCommand::Verify { config } } => {
+        Command::Audit { command: AuditCommand::Verify { config, since_checkpoint, allow_unsealed_tail, public_key } } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let store = match mcsd::store::Store::open(&cfg.store.path) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("mcsd audit verify: store: {e} (is the daemon running?)");
-                    return ExitCode::from(74);
-                }
+            audit_verify(&cfg, since_checkpoint, allow_unsealed_tail, public_key)
+        }
+        Command::Audit { command: AuditCommand::ExportKey { config, out } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            match mcsd::audit::verify(&store) {
-                Ok(v) => {
-                    println!("audit chain intact: {} entries, {} signed checkpoints", v.entries, v.checkpoints);
-                    ExitCode::SUCCESS
-                }
-                Err(why) => {
-                    println!("audit chain BROKEN: {why}");
-                    ExitCode::FAILURE
-                }
-            }
+            audit_export_key(&cfg, out)
         }
         Command::Pdf { command: PdfCommand::SignP256 { config, input, out, cert_out, label, page, x, y } } => {
             let cfg = match load(&config) {
@@ -392,6 +431,139 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("mcsd dev-init: {e}");
                 ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool, public_key: Option<PathBuf>) -> ExitCode {
+    use mcsd::audit::{TrustedKey, VerifyOptions};
+    let store = match mcsd::store::Store::open(&cfg.store.path) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => {
+            eprintln!("mcsd audit verify: store: {e} (is the daemon running?)");
+            return ExitCode::from(74);
+        }
+    };
+    let broken = |why: String| {
+        println!("audit chain BROKEN: {why}");
+        ExitCode::FAILURE
+    };
+    let key = match public_key.as_ref().or(cfg.audit.public_key_file.as_ref()) {
+        Some(path) => match TrustedKey::pinned(path) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("mcsd audit verify: audit public key: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        None => {
+            let held = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string()).map(|hsm| {
+                mcsd::audit::hsm_held_key(&mcsd::plugins::DaemonKeys::new(store.clone(), std::sync::Arc::new(hsm)))
+            });
+            match held {
+                Ok(Ok(k)) => k,
+                Ok(Err(mcsd::plugins::DaemonKeyError::Mismatch(_))) => {
+                    return broken("the store's record of the audit public key is not that of its HSM-wrapped private key: it was replaced".into());
+                }
+                Ok(Err(e)) => {
+                    eprintln!("mcsd audit verify: warning: the HSM-wrapped audit key is unusable ({e}); set [audit] public_key_file");
+                    None
+                }
+                Err(e) => {
+                    eprintln!("mcsd audit verify: warning: no [audit] public_key_file and the HSM is not reachable ({e}): checkpoints cannot be checked");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(k) = &key {
+        let record = store.daemon_key(mcsd::audit::AUDIT_KEY).ok().flatten().map(|(r, _)| r.public_key);
+        if record.as_deref().is_some_and(|r| r != sm2_2p::point_to_hex(&k.point)) {
+            return broken(format!("the store's audit key is not the one {}: it was replaced", k.source));
+        }
+    }
+    if since.is_none()
+        && let Some(file) = cfg.audit.checkpoint_file.as_ref().filter(|f| !f.exists())
+    {
+        eprintln!("mcsd audit verify: warning: [audit] checkpoint_file {} does not exist: no exported checkpoints to check against", file.display());
+    }
+    let since = since.or_else(|| mcsd::audit::configured_checkpoint_file(&cfg.audit));
+    let exported = match &since {
+        Some(file) if !file.exists() => {
+            eprintln!("mcsd audit verify: {}: no such file", file.display());
+            return ExitCode::from(EX_CONFIG);
+        }
+        Some(file) => match mcsd::audit::read_exported(file) {
+            Ok(lines) => Some(lines),
+            Err(e) => return broken(e),
+        },
+        None => None,
+    };
+    let opts = VerifyOptions { key: key.as_ref(), allow_unsealed_tail, exported: exported.as_deref() };
+    match mcsd::audit::verify(&store, &opts) {
+        Ok(v) => {
+            let source = key.as_ref().map_or("none".to_owned(), |k| k.source.clone());
+            println!("audit chain intact: {} entries, {} signed checkpoints (audit key {source})", v.entries, v.checkpoints);
+            if v.unsealed > 0 {
+                println!(
+                    "note: the last {} entries follow the last signed checkpoint (accepted by --allow-unsealed-tail; the daemon seals them at its next start)",
+                    v.unsealed
+                );
+            }
+            if let Some(file) = &since {
+                println!("exported checkpoints: all {} in {} are in the store (no rollback)", v.exported_checked, file.display());
+                if v.exported_before_restore > 0 {
+                    println!("note: {} exported checkpoints precede a restore recorded in that file and were not checked", v.exported_before_restore);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(why) => broken(why),
+    }
+}
+
+fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
+    let pem = match control_call(cfg, "audit-key") {
+        Some(Ok(mut reader)) => read_ok_image(&mut reader).and_then(|b| String::from_utf8(b).map_err(|e| e.to_string())),
+        Some(Err(e)) => Err(e),
+        None => (|| {
+            let store = std::sync::Arc::new(mcsd::store::Store::open(&cfg.store.path).map_err(|e| format!("store: {e}"))?);
+            let hsm = std::sync::Arc::new(mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?);
+            mcsd::audit::public_key_pem(&mcsd::plugins::DaemonKeys::new(store, hsm))
+        })(),
+    };
+    let pem = match pem {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mcsd audit export-key: {e}");
+            return ExitCode::from(69);
+        }
+    };
+    let path = match out.or_else(|| cfg.audit.public_key_file.clone()) {
+        Some(p) if p.as_os_str() != "-" => p,
+        _ => {
+            print!("{pem}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == pem => {
+            println!("{} already pins this store's audit key", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!("mcsd audit export-key: {} holds another key; not overwritten (remove it only if the store's audit key really changed)", path.display());
+            ExitCode::FAILURE
+        }
+        Err(_) => match std::fs::write(&path, &pem) {
+            Ok(()) => {
+                println!("audit public key written to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcsd audit export-key: {}: {e}", path.display());
+                ExitCode::from(74)
             }
         },
     }

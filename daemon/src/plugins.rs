@@ -46,16 +46,27 @@ pub struct DaemonKeys {
     hsm: Arc<Hsm>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonKeyError {
+    /// The store's public key for it is not the public half of its HSM-wrapped private key.
+    #[error("daemon key `{0}`: the stored public key is not that of the HSM-wrapped private key (the record was replaced)")]
+    Mismatch(String),
+    #[error("{0}")]
+    Other(String),
+}
+
 impl DaemonKeys {
     pub fn new(store: Arc<Store>, hsm: Arc<Hsm>) -> Self {
         DaemonKeys { store, hsm }
     }
 
-    fn load_or_create(&self, name: &str) -> Result<sm2_2p::DaemonKey, String> {
+    /// The key `name` and its record; created first if absent and `create`.
+    fn load(&self, name: &str, create: bool) -> Result<Option<(DaemonKeyRecord, sm2_2p::DaemonKey)>, String> {
         let id = format!("daemon:{name}");
         let existing = self.store.daemon_key(name).map_err(|e| e.to_string())?;
-        let (_, blob) = match existing {
+        let (rec, blob) = match existing {
             Some(found) => found,
+            None if !create => return Ok(None),
             None => {
                 let key = sm2_2p::DaemonKey::generate();
                 let blob = self.hsm.wrap(&id, SecretKind::DaemonKey, key.to_bytes().as_slice()).map_err(|e| e.to_string())?;
@@ -67,7 +78,24 @@ impl DaemonKeys {
             }
         };
         let secret = self.hsm.unwrap(&id, SecretKind::DaemonKey, &blob).map_err(|e| e.to_string())?;
-        sm2_2p::DaemonKey::from_bytes(&secret).map_err(|e| format!("daemon key {name}: {e}"))
+        let key = sm2_2p::DaemonKey::from_bytes(&secret).map_err(|e| format!("daemon key {name}: {e}"))?;
+        Ok(Some((rec, key)))
+    }
+
+    fn load_or_create(&self, name: &str) -> Result<sm2_2p::DaemonKey, String> {
+        self.load(name, true)?.map(|(_, key)| key).ok_or_else(|| format!("daemon key {name} was not created"))
+    }
+
+    /// The public key of `name` as its HSM-wrapped private key gives it (what a writer of
+    /// the store cannot forge), checked against the stored record. `None` if absent and
+    /// not `create`.
+    pub fn public_key(&self, name: &str, create: bool) -> Result<Option<sm2_2p::AffinePoint>, DaemonKeyError> {
+        let Some((rec, key)) = self.load(name, create).map_err(DaemonKeyError::Other)? else { return Ok(None) };
+        let public = key.public();
+        if rec.public_key != sm2_2p::point_to_hex(&public) {
+            return Err(DaemonKeyError::Mismatch(name.to_owned()));
+        }
+        Ok(Some(public))
     }
 
     /// DER signature by key `name` over `msg` (SM2 with SM3, default ID).

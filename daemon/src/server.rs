@@ -50,6 +50,17 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("control socket {}: {source}", path.display())]
     Control { path: std::path::PathBuf, source: std::io::Error },
+    #[error("audit chain not trusted, refusing to start: {0} (`mcsd audit verify` shows the whole chain)")]
+    Audit(String),
+}
+
+impl From<crate::audit::AuditError> for StartError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        match e {
+            crate::audit::AuditError::Store(e) => StartError::Store(e),
+            crate::audit::AuditError::Untrusted(why) => StartError::Audit(why),
+        }
+    }
 }
 
 impl StartError {
@@ -58,6 +69,7 @@ impl StartError {
             StartError::Tls(_) => 64,   // EX_USAGE: configuration points at bad material
             StartError::Hsm(_) => 69,   // EX_UNAVAILABLE
             StartError::Store(_) => 74, // EX_IOERR
+            StartError::Audit(_) => 65, // EX_DATAERR: the store's audit chain or key cannot be trusted
             StartError::Bind { .. } | StartError::Control { .. } => 71, // EX_OSERR
         }
     }
@@ -81,6 +93,10 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             .await
             .map_err(|e| HsmError::Setup(format!("connect task: {e}")))??,
     );
+    // Before anything is bound: a chain the daemon cannot verify from its last known
+    // checkpoint, or an audit key that is not the pinned one, stops the start.
+    let audit = Arc::new(crate::audit::Audit::open(store.clone(), DaemonKeys::new(store.clone(), hsm.clone()), cfg.audit.clone())?);
+    let audit_check = audit.check_at_start().await?;
     let (tls_config, anchors) = tls::server_config(&cfg.api)?;
     let callback_tls = crate::callbacks::client_config(&cfg.api, &cfg.tasks)?;
 
@@ -111,9 +127,8 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         DaemonKeys::new(store.clone(), hsm.clone()),
         cfg.seals.clone(),
     ));
-    let tasks = Arc::new(TaskService::new(store.clone(), hsm.clone(), keys.clone(), plugins.clone(), seals.clone(), tasks_cfg));
-    let audit = Arc::new(crate::audit::Audit::open(store.clone(), DaemonKeys::new(store.clone(), hsm.clone()))?);
-    audit.record(daemon_event("daemon started", json!({ "version": env!("CARGO_PKG_VERSION") }))).await?;
+    let tasks = Arc::new(TaskService::new(store.clone(), hsm.clone(), keys.clone(), plugins.clone(), seals.clone(), audit.clone(), tasks_cfg));
+    audit.record(daemon_event("daemon started", json!({ "version": env!("CARGO_PKG_VERSION"), "audit": audit_check.detail() }))).await?;
     let api = Arc::new(Api::new(keys, tasks.clone(), seals, audit.clone(), plugins.clone(), cfg.api.max_body_bytes));
     let control_path = crate::control::socket_path(&cfg.store.path);
     let control = crate::control::bind(&control_path).map_err(|source| StartError::Control { path: control_path.clone(), source })?;

@@ -445,6 +445,11 @@ impl Store {
         Self::open_with_cache(path, DEFAULT_CACHE_MB)
     }
 
+    /// [`Store::open`] a store this process has just closed (waits for sled's file lock).
+    pub fn reopen(path: &Path) -> Result<Store, StoreError> {
+        until_unlocked(|| Store::open(path))
+    }
+
     /// [`Store::open`] with sled's page cache set to `cache_mb` MiB. Small is right: the
     /// hot path reads a handful of pages per operation and the kernel caches the files;
     /// what sled keeps in memory above the cache (a recently read leaf stays until its LRU
@@ -637,6 +642,17 @@ impl Store {
     /// copy in `ca_chains` (written first if new; an unreferenced chain is harmless).
     fn encode_key(&self, rec: &KeyRecord) -> Result<Vec<u8>, sled::Error> {
         let Some(cert) = rec.certificate.as_ref().filter(|c| !c.chain_b64.is_empty()) else { return Ok(encode(rec)) };
+        let mut slim = rec.clone();
+        slim.certificate = Some(self.slim_certificate(cert)?);
+        Ok(encode(&slim))
+    }
+
+    /// A certificate as a stored key record holds it: the chain written once to
+    /// `ca_chains` (if new) and replaced by its reference.
+    fn slim_certificate(&self, cert: &CertificateInfo) -> Result<CertificateInfo, sled::Error> {
+        if cert.chain_b64.is_empty() {
+            return Ok(cert.clone());
+        }
         let id = {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
@@ -652,12 +668,10 @@ impl Store {
             cache.insert(id.clone(), cert.chain_b64.clone());
         }
         drop(cache);
-        let mut slim = rec.clone();
-        if let Some(c) = slim.certificate.as_mut() {
-            c.chain_b64 = Vec::new();
-            c.chain_ref = Some(id);
-        }
-        Ok(encode(&slim))
+        let mut slim = cert.clone();
+        slim.chain_b64 = Vec::new();
+        slim.chain_ref = Some(id);
+        Ok(slim)
     }
 
     /// A key record as callers see it: the chain filled in from `ca_chains`.
@@ -1227,7 +1241,14 @@ pub struct TaskRecord {
     pub device_id: Option<String>,
     /// The digest the server computed at claim (signing kinds), lowercase hex.
     pub e: Option<String>,
+    /// A co-signature was given out (the phone may complete).
     pub cosigned: bool,
+    /// Which nonce points (`q1`, or `t1` for decrypt) were answered: the first 16 bytes of
+    /// SHA-256 of each one's lowercase hex SEC1 encoding, hex. A phone whose answer was lost co-signs again with a fresh
+    /// nonce; a point already answered is refused, so two server halves never go out for
+    /// one nonce.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosign_nonces: Vec<String>,
     /// Non-secret result for the gateway.
     pub result: Option<serde_json::Value>,
     /// A wrapped secret result (decrypt plaintext) waits in `secrets` until delivered.
@@ -1349,6 +1370,45 @@ pub struct Transition<'a> {
     /// Consume a `once` platform grant of this key (refused if it is gone).
     pub consume_once: Option<(&'a str, &'a str)>,
     pub callback: Option<CallbackRecord>,
+    /// Make this pending key active with this certificate (a `csr` task's completion), so
+    /// the certificate is never installed without the task finishing, or the reverse.
+    pub install_certificate: Option<(&'a str, &'a CertificateInfo)>,
+    /// The audit entry of the request this transition carries out, written in the same
+    /// transaction (its sequence number must still be free).
+    pub audit: Option<AuditAppend>,
+}
+
+impl<'a> Transition<'a> {
+    /// A transition that only writes the task.
+    pub fn of(task: &'a TaskRecord) -> Self {
+        Transition {
+            task,
+            put_secrets: Vec::new(),
+            delete_secrets: Vec::new(),
+            consume_once: None,
+            callback: None,
+            install_certificate: None,
+            audit: None,
+        }
+    }
+}
+
+/// An audit entry to be written inside another store operation's transaction: its
+/// sequence number and the encoded record (see `audit.rs`).
+#[derive(Debug, Clone)]
+pub struct AuditAppend {
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+impl AuditAppend {
+    pub fn new<T: Serialize>(seq: u64, entry: &T) -> Self {
+        AuditAppend { seq, bytes: encode(entry) }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -1358,6 +1418,20 @@ pub enum TransitionOutcome {
     Raced,
     /// The `once` grant was already used; nothing was written.
     GrantGone,
+    /// The key to install a certificate for is not pending (its status, or `None` if it
+    /// is gone); nothing was written.
+    KeyNotPending(Option<KeyStatus>),
+}
+
+/// Why a transaction carrying an audit entry gave up.
+enum Abort<T> {
+    Outcome(T),
+    /// The entry's sequence number is taken: the caller's view of the chain's head is wrong.
+    AuditSeqTaken(u64),
+}
+
+fn audit_seq_taken(seq: u64) -> StoreError {
+    StoreError::Corrupt { key: format!("audit/{seq}"), reason: "sequence number already used".into() }
 }
 
 impl Store {
@@ -1380,10 +1454,18 @@ impl Store {
         Ok(self.open_tally()?.as_ref().map(|t| t.usage(platform)).unwrap_or_default())
     }
 
-    /// Create a task (rev 0) with its wrapped inputs, unless it would take its platform
-    /// past `quota` (checked and counted in one step; a refusal writes nothing). The task
-    /// is charged the bytes of its record and inputs, kept in `charged_bytes`.
-    pub fn insert_task(&self, task: &TaskRecord, secrets: &[(SecretKind, &[u8])], quota: Option<OpenQuota>) -> Result<InsertOutcome, StoreError> {
+    /// Create a task (rev 0) with its wrapped inputs and the audit entry of the request
+    /// that creates it, if given — all or nothing — unless it would take its platform past
+    /// `quota` (checked and counted in one step; a refusal writes nothing, not the entry
+    /// either). The task is charged the bytes of its record and inputs, kept in
+    /// `charged_bytes`.
+    pub fn insert_task(
+        &self,
+        task: &TaskRecord,
+        secrets: &[(SecretKind, &[u8])],
+        quota: Option<OpenQuota>,
+        audit: Option<&AuditAppend>,
+    ) -> Result<InsertOutcome, StoreError> {
         let mut charged = task.clone();
         let inputs: usize = secrets.iter().map(|(_, b)| b.len()).sum();
         // The count's own digits barely change the size it counts; measure with a guess.
@@ -1397,17 +1479,21 @@ impl Store {
             return Ok(InsertOutcome::OverQuota { usage, task_bytes: charged.charged_bytes });
         }
         let _writing = self.writing();
-        (&self.files()?.tasks, &self.files()?.secrets)
-            .transaction(|(tasks, sec)| {
+        (&self.files()?.tasks, &self.files()?.secrets, &self.files()?.audit)
+            .transaction(|(tasks, sec, audit_tree)| {
+                if let Some(a) = audit {
+                    Self::append_audit_in::<()>(audit_tree, a)?;
+                }
                 tasks.insert(task.id.as_bytes(), bytes.clone())?;
                 for (kind, blob) in secrets {
                     sec.insert(secret_key(&task.id, *kind), *blob)?;
                 }
-                Ok::<_, ConflictableTransactionError<()>>(())
+                Ok(())
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
-                TransactionError::Abort(()) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
+                TransactionError::Abort(Abort::AuditSeqTaken(seq)) => audit_seq_taken(seq),
+                TransactionError::Abort(Abort::Outcome(())) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
             })?;
         if let Some(t) = tally.as_mut()
             && !task.status.is_final()
@@ -1417,22 +1503,40 @@ impl Store {
         Ok(InsertOutcome::Done)
     }
 
+    /// Insert an audit entry inside a transaction unless its sequence number is taken.
+    fn append_audit_in<T>(tree: &sled::transaction::TransactionalTree, a: &AuditAppend) -> Result<(), ConflictableTransactionError<Abort<T>>> {
+        let key = a.seq.to_be_bytes();
+        if tree.get(key)?.is_some() {
+            return Err(ConflictableTransactionError::Abort(Abort::AuditSeqTaken(a.seq)));
+        }
+        tree.insert(&key, a.bytes.clone())?;
+        Ok(())
+    }
+
     /// Apply a task transition atomically: the task (compare-and-swap on `rev`), its
-    /// secrets, a consumed `once` grant and a callback to deliver — all or nothing.
-    /// A transition that finishes an open task takes it out of its platform's quota, in step.
+    /// secrets, a consumed `once` grant, a certificate installed, a callback to deliver
+    /// and the request's audit entry — all or nothing. A transition that finishes an open
+    /// task takes it out of its platform's quota, in step.
     pub fn transition(&self, t: Transition<'_>) -> Result<TransitionOutcome, StoreError> {
         let mut tally = if t.task.status.is_final() { Some(self.open_tally()?) } else { None };
         let _writing = self.writing();
         let id = t.task.id.as_bytes();
         let callback = t.callback.as_ref().map(encode);
+        // The chain goes to `ca_chains` first: an unreferenced chain is harmless.
+        let installing = match t.install_certificate {
+            Some((key_id, cert)) => Some((key_id, self.slim_certificate(cert)?)),
+            None => None,
+        };
+        let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
         let finished: std::cell::Cell<Option<(u64, i64)>> = std::cell::Cell::new(None);
-        let result = (&self.files()?.tasks, &self.files()?.secrets, &self.files()?.keys, &self.files()?.outbox).transaction(|(tasks, sec, keys, outbox)| {
+        let trees = (&self.files()?.tasks, &self.files()?.secrets, &self.files()?.keys, &self.files()?.outbox, &self.files()?.audit);
+        let result = trees.transaction(|(tasks, sec, keys, outbox, audit)| {
             let current: TaskRecord = match tasks.get(id)? {
-                Some(raw) => decode(id, &raw).map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::Raced))?,
-                None => return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced)),
+                Some(raw) => decode(id, &raw).map_err(|_| abort(TransitionOutcome::Raced))?,
+                None => return Err(abort(TransitionOutcome::Raced)),
             };
             if current.rev + 1 != t.task.rev {
-                return Err(ConflictableTransactionError::Abort(TransitionOutcome::Raced));
+                return Err(abort(TransitionOutcome::Raced));
             }
             // The charge is the store's to keep, whatever the caller's copy says.
             let mut next = t.task.clone();
@@ -1440,15 +1544,31 @@ impl Store {
             let bytes = encode(&next);
             finished.set((!current.status.is_final() && next.status.is_final()).then_some((current.charged_bytes, current.expires_at)));
             if let Some((key_id, platform)) = t.consume_once {
-                let raw = keys.get(key_id.as_bytes())?.ok_or(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
-                let mut key: KeyRecord = decode(key_id.as_bytes(), &raw)
-                    .map_err(|_| ConflictableTransactionError::Abort(TransitionOutcome::GrantGone))?;
+                let raw = keys.get(key_id.as_bytes())?.ok_or(abort(TransitionOutcome::GrantGone))?;
+                let mut key: KeyRecord = decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::GrantGone))?;
                 let before = key.platforms.len();
                 key.platforms.retain(|g| !(g.once && g.platform == platform));
                 if key.platforms.len() == before {
-                    return Err(ConflictableTransactionError::Abort(TransitionOutcome::GrantGone));
+                    return Err(abort(TransitionOutcome::GrantGone));
                 }
                 keys.insert(key_id.as_bytes(), encode(&key))?;
+            }
+            if let Some((key_id, cert)) = &installing {
+                let raw = keys.get(key_id.as_bytes())?.ok_or(abort(TransitionOutcome::KeyNotPending(None)))?;
+                let mut key: KeyRecord =
+                    decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::KeyNotPending(None)))?;
+                if key.status != KeyStatus::Pending {
+                    return Err(abort(TransitionOutcome::KeyNotPending(Some(key.status))));
+                }
+                key.status = KeyStatus::Active;
+                key.certificate = Some(cert.clone());
+                // The phone has its activation answer by now (it co-signed the request):
+                // `p1`, kept to answer a repeated activation, is no longer needed.
+                key.p1 = None;
+                keys.insert(key_id.as_bytes(), encode(&key))?;
+            }
+            if let Some(a) = &t.audit {
+                Self::append_audit_in(audit, a)?;
             }
             tasks.insert(id, bytes)?;
             for (kind, blob) in &t.put_secrets {
@@ -1469,7 +1589,8 @@ impl Store {
                 }
                 Ok(TransitionOutcome::Done)
             }
-            Err(TransactionError::Abort(outcome)) => Ok(outcome),
+            Err(TransactionError::Abort(Abort::Outcome(outcome))) => Ok(outcome),
+            Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
@@ -1541,6 +1662,15 @@ impl Store {
             Err(TransactionError::Storage(e)) => Err(e.into()),
             Err(TransactionError::Abort(())) => Err(StoreError::Corrupt { key: rec.name.clone(), reason: "aborted".into() }),
         }
+    }
+
+    /// Overwrite a daemon key's public record, leaving its wrapped secret alone: for tools
+    /// and tests that prove a replaced audit key is noticed.
+    pub fn put_daemon_key_record(&self, rec: &DaemonKeyRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        self.files()?.daemon_keys.insert(rec.name.as_bytes(), encode(rec))?;
+        self.files()?.db.flush()?;
+        Ok(())
     }
 
     pub fn insert_seal(&self, rec: &SealRecord) -> Result<(), StoreError> {
@@ -1627,14 +1757,55 @@ impl Store {
         Ok(())
     }
 
+    /// The audit entry with sequence number `seq`.
+    pub fn audit_entry<T: DeserializeOwned>(&self, seq: u64) -> Result<Option<T>, StoreError> {
+        let key = seq.to_be_bytes();
+        self.files()?.audit.get(key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
     pub fn put_audit_checkpoint<T: Serialize>(&self, seq: u64, cp: &T) -> Result<(), StoreError> {
         let _writing = self.writing();
         self.files()?.audit_checkpoints.insert(seq.to_be_bytes(), encode(cp))?;
         Ok(())
     }
 
+    /// Every checkpoint, in sequence order.
     pub fn audit_checkpoints<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        self.files()?.audit_checkpoints.iter().map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.audit_checkpoints_from(0)
+    }
+
+    /// The checkpoints at entry `from` and later, in sequence order (start-up checks only
+    /// what follows the last known checkpoint).
+    pub fn audit_checkpoints_from<T: DeserializeOwned>(&self, from: u64) -> Result<Vec<T>, StoreError> {
+        self.files()?.audit_checkpoints.range(from.to_be_bytes()..).map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    /// The checkpoint with the highest sequence number.
+    pub fn last_audit_checkpoint<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        self.files()?.audit_checkpoints.last()?.map(|(k, v)| decode(&k, &v)).transpose()
+    }
+
+    /// Raw checkpoint access, like [`Store::put_audit_raw`]: for tools and tests that prove
+    /// a removed or replaced checkpoint is noticed.
+    pub fn put_audit_checkpoint_raw(&self, seq: u64, raw: Option<&[u8]>) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        match raw {
+            Some(r) => self.files()?.audit_checkpoints.insert(seq.to_be_bytes(), r)?,
+            None => self.files()?.audit_checkpoints.remove(seq.to_be_bytes())?,
+        };
+        self.files()?.db.flush()?;
+        Ok(())
+    }
+
+    pub fn audit_checkpoint_seqs(&self) -> Result<Vec<u64>, StoreError> {
+        self.files()?.audit_checkpoints
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                Ok(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit_checkpoints".into(), reason: "bad key".into() })?))
+            })
+            .collect()
     }
 
     pub fn callback(&self, task_id: &str) -> Result<Option<CallbackRecord>, StoreError> {
@@ -1785,6 +1956,7 @@ mod tests {
             device_id: None,
             e: None,
             cosigned: false,
+            cosign_nonces: Vec::new(),
             result: None,
             secret_result: false,
             delivered: false,
@@ -1797,7 +1969,7 @@ mod tests {
         let mut next = t.clone();
         next.rev += 1;
         next.status = status;
-        store.transition(Transition { task: &next, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None }).unwrap()
+        store.transition(Transition::of(&next)).unwrap()
     }
 
     #[test]
@@ -1806,8 +1978,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let quota = Some(OpenQuota { max_tasks: 2, max_bytes: 1 << 20 });
         let (a, b) = (task("t_a", "P1", 100, 10), task("t_b", "P1", 50, 10));
-        assert_eq!(store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota).unwrap(), InsertOutcome::Done);
-        assert_eq!(store.insert_task(&b, &[], quota).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota, None).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&b, &[], quota, None).unwrap(), InsertOutcome::Done);
         let charged = store.task("t_a").unwrap().unwrap().charged_bytes;
         assert!(charged as usize >= encode(&a).len() + 7, "{charged}");
         let usage = store.open_usage("P1").unwrap();
@@ -1815,30 +1987,30 @@ mod tests {
 
         // Refused: nothing is written, the tally is unchanged, another platform is not affected.
         let c = task("t_c", "P1", 10, 10);
-        assert!(matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage));
+        assert!(matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota, None).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage));
         assert_eq!(store.task("t_c").unwrap(), None);
         assert_eq!(store.task_secret("t_c", SecretKind::TaskInput).unwrap(), None);
         assert_eq!(store.open_usage("P1").unwrap(), usage);
-        assert_eq!(store.insert_task(&task("t_d", "P2", 10, 10), &[], quota).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&task("t_d", "P2", 10, 10), &[], quota, None).unwrap(), InsertOutcome::Done);
 
         // A claim keeps the task open; its final state gives the slot back, once.
         let mut claimed = b.clone();
         claimed.rev = 1;
         claimed.status = TaskStatus::Claimed;
         claimed.charged_bytes = 0; // the caller's copy does not change the charge
-        store.transition(Transition { task: &claimed, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None }).unwrap();
+        store.transition(Transition::of(&claimed)).unwrap();
         assert_eq!(store.open_usage("P1").unwrap(), usage);
         assert_eq!(finish(&store, &claimed, TaskStatus::Completed), TransitionOutcome::Done);
         assert_eq!(finish(&store, &claimed, TaskStatus::Expired), TransitionOutcome::Raced);
         let after = store.open_usage("P1").unwrap();
         assert_eq!((after.tasks, after.bytes, after.earliest_expiry), (1, charged, Some(100)));
-        assert_eq!(store.insert_task(&c, &[], quota).unwrap(), InsertOutcome::Done);
+        assert_eq!(store.insert_task(&c, &[], quota, None).unwrap(), InsertOutcome::Done);
 
         // The byte quota: a task that does not fit is refused with its size.
         let big = task("t_big", "P3", 10, 4000);
         let small = Some(OpenQuota { max_tasks: 10, max_bytes: 4096 });
-        assert_eq!(store.insert_task(&task("t_s", "P3", 10, 100), &[], small).unwrap(), InsertOutcome::Done);
-        assert!(matches!(store.insert_task(&big, &[], small).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000));
+        assert_eq!(store.insert_task(&task("t_s", "P3", 10, 100), &[], small, None).unwrap(), InsertOutcome::Done);
+        assert!(matches!(store.insert_task(&big, &[], small, None).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000));
 
         // Purging a finished task leaves the tally alone; purging an open one takes it out.
         store.purge_task("t_b").unwrap();
@@ -2082,6 +2254,162 @@ mod tests {
         let k1 = store.key("k1").unwrap().unwrap();
         let c = k1.certificate.unwrap();
         assert_eq!((c.chain_b64, c.chain_ref, c.serial), (chain, None, "k1".to_string()));
+    }
+
+    fn csr_task(id: &str, rev: u64, status: TaskStatus) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            kind: TaskKind::Csr,
+            platform: String::new(),
+            token_sha256: "00".into(),
+            display: TaskDisplay { title: "t".into(), detail: None },
+            data: TaskData::Csr { key_id: "k1".into(), request_info: String::new() },
+            callback_url: None,
+            status,
+            rev,
+            created_at: 0,
+            expires_at: i64::MAX,
+            updated_at: 0,
+            key_id: Some("k1".into()),
+            device_id: Some("dev1".into()),
+            e: None,
+            cosigned: true,
+            cosign_nonces: vec!["ab".into()],
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+            charged_bytes: 0,
+        }
+    }
+
+    fn entry(n: u64) -> AuditAppend {
+        AuditAppend::new(n, &serde_json::json!({ "seq": n, "event": "POST /v1/tasks/{id}/complete" }))
+    }
+
+    /// Defect 8: a transition and the audit entry of its request are one transaction — a
+    /// transition that loses its race writes no entry, an entry that cannot be written
+    /// (its sequence number taken) leaves the task as it was, and a task's creation and
+    /// its entry go together the same way.
+    #[test]
+    fn task_completion_and_its_audit_entry_are_one_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_task(&csr_task("t1", 0, TaskStatus::Claimed), &[], None, Some(&entry(0))).unwrap();
+        assert!(store.audit_raw(0).unwrap().is_some(), "created with its entry");
+
+        let done = csr_task("t1", 1, TaskStatus::Completed);
+        let t = Transition { audit: Some(entry(1)), ..Transition::of(&done) };
+        assert_eq!(store.transition(t).unwrap(), TransitionOutcome::Done);
+        assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+        assert!(store.audit_raw(1).unwrap().is_some(), "the completion's entry is there");
+
+        // Lost the race (stale rev): neither the task nor the entry changes.
+        let stale = csr_task("t1", 1, TaskStatus::Rejected);
+        assert_eq!(store.transition(Transition { audit: Some(entry(2)), ..Transition::of(&stale) }).unwrap(), TransitionOutcome::Raced);
+        assert!(store.audit_raw(2).unwrap().is_none(), "no entry for a transition that did not happen");
+        assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+
+        // The entry cannot be written: the whole transition is refused.
+        let next = csr_task("t1", 2, TaskStatus::Failed);
+        let err = store.transition(Transition { audit: Some(entry(1)), ..Transition::of(&next) }).unwrap_err();
+        assert!(err.to_string().contains("sequence number already used"), "{err}");
+        assert_eq!(store.task("t1").unwrap().unwrap().rev, 1, "the task is untouched");
+        let err = store.insert_task(&csr_task("t2", 0, TaskStatus::Pending), &[(SecretKind::TaskInput, b"blob")], None, Some(&entry(0))).unwrap_err();
+        assert!(err.to_string().contains("sequence number already used"), "{err}");
+        assert!(store.task("t2").unwrap().is_none() && store.task_secret("t2", SecretKind::TaskInput).unwrap().is_none());
+
+        // A creation the platform's quota refuses writes no entry either.
+        let full = Some(OpenQuota { max_tasks: 0, max_bytes: 1 << 20 });
+        let refused = store.insert_task(&csr_task("t3", 0, TaskStatus::Pending), &[], full, Some(&entry(5))).unwrap();
+        assert!(matches!(refused, InsertOutcome::OverQuota { .. }));
+        assert!(store.audit_raw(5).unwrap().is_none() && store.task("t3").unwrap().is_none());
+
+        // Without an entry a transition is as before.
+        assert_eq!(store.transition(Transition::of(&next)).unwrap(), TransitionOutcome::Done);
+    }
+
+    /// Defect 8: completing a `csr` task installs the certificate in the same transaction —
+    /// the key is never active with the task still claimed, nor the reverse.
+    #[test]
+    fn csr_complete_installs_certificate_and_finishes_task_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_enrollment(&enrollment("e1")).unwrap();
+        let mut pending = key("k1", "e1");
+        pending.status = KeyStatus::Pending;
+        pending.p1 = Some("04p1".into());
+        store.activate(&pending, b"share-0123456789abcd", b"verifier-0123456").unwrap();
+        store.insert_task(&csr_task("t1", 0, TaskStatus::Claimed), &[], None, None).unwrap();
+        let cert = CertificateInfo {
+            der_b64: "bGVhZg==".into(),
+            chain_b64: vec!["Q0E=".into()],
+            chain_ref: None,
+            serial: "01".into(),
+            subject: "CN=x".into(),
+            not_after: 1,
+        };
+
+        // The completion loses a race: no certificate either.
+        let stale = csr_task("t1", 5, TaskStatus::Completed);
+        let lost = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&stale) };
+        assert_eq!(store.transition(lost).unwrap(), TransitionOutcome::Raced);
+        let k = store.key("k1").unwrap().unwrap();
+        assert_eq!((k.status, k.certificate.is_none(), store.audit_raw(0).unwrap().is_none()), (KeyStatus::Pending, true, true));
+
+        // Both at once.
+        let done = csr_task("t1", 1, TaskStatus::Completed);
+        let t = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&done) };
+        assert_eq!(store.transition(t).unwrap(), TransitionOutcome::Done);
+        let k = store.key("k1").unwrap().unwrap();
+        assert_eq!(k.status, KeyStatus::Active);
+        assert_eq!(k.certificate.unwrap().chain_b64, cert.chain_b64, "the chain is stored once and filled in");
+        assert!(k.p1.is_none(), "p1 is dropped with the install");
+        assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+        assert!(store.audit_raw(0).unwrap().is_some());
+
+        // A key that is no longer pending refuses the install, and the task stays.
+        store.insert_task(&csr_task("t2", 0, TaskStatus::Claimed), &[], None, None).unwrap();
+        let again = csr_task("t2", 1, TaskStatus::Completed);
+        let t = Transition { install_certificate: Some(("k1", &cert)), ..Transition::of(&again) };
+        assert_eq!(store.transition(t).unwrap(), TransitionOutcome::KeyNotPending(Some(KeyStatus::Active)));
+        assert_eq!(store.task("t2").unwrap().unwrap().status, TaskStatus::Claimed);
+        let gone = Transition { install_certificate: Some(("nope", &cert)), ..Transition::of(&again) };
+        assert_eq!(store.transition(gone).unwrap(), TransitionOutcome::KeyNotPending(None));
+    }
+
+    /// The audit checkpoint operations the start-up check and the tools use.
+    #[test]
+    fn audit_checkpoints_are_read_from_a_point_on_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.last_audit_checkpoint::<serde_json::Value>().unwrap().is_none());
+        for seq in [63u64, 127, 300] {
+            store.put_audit_checkpoint(seq, &serde_json::json!({ "seq": seq })).unwrap();
+        }
+        let from: Vec<serde_json::Value> = store.audit_checkpoints_from(127).unwrap();
+        assert_eq!(from, vec![serde_json::json!({"seq": 127}), serde_json::json!({"seq": 300})]);
+        assert_eq!(store.last_audit_checkpoint::<serde_json::Value>().unwrap().unwrap()["seq"], 300);
+        assert_eq!(store.audit_checkpoint_seqs().unwrap(), vec![63, 127, 300]);
+        store.put_audit_checkpoint_raw(300, None).unwrap();
+        assert_eq!(store.last_audit_checkpoint::<serde_json::Value>().unwrap().unwrap()["seq"], 127);
+        assert!(store.append_audit(5, &serde_json::json!({ "seq": 5 })).unwrap());
+        assert_eq!(store.audit_entry::<serde_json::Value>(5).unwrap().unwrap()["seq"], 5);
+        assert!(store.audit_entry::<serde_json::Value>(6).unwrap().is_none());
+        // A replaced daemon key record keeps its wrapped secret.
+        let rec = DaemonKeyRecord { name: "audit".into(), public_key: "04aa".into(), created_at: 0 };
+        store.insert_daemon_key(&rec, b"wrapped").unwrap();
+        store.put_daemon_key_record(&DaemonKeyRecord { public_key: "04bb".into(), ..rec }).unwrap();
+        let (after, blob) = store.daemon_key("audit").unwrap().unwrap();
+        assert_eq!((after.public_key.as_str(), blob.as_ref()), ("04bb", &b"wrapped"[..]));
+    }
+
+    #[test]
+    fn task_records_from_before_cosign_nonces_still_load() {
+        let mut v = serde_json::to_value(csr_task("t1", 0, TaskStatus::Claimed)).unwrap();
+        v.as_object_mut().unwrap().remove("cosign_nonces");
+        let old: TaskRecord = serde_json::from_value(v).unwrap();
+        assert!(old.cosign_nonces.is_empty());
     }
 
     fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {

@@ -9,7 +9,16 @@
 //! ```
 //!
 //! Every transition is one store transaction that compare-and-swaps the task's `rev`, so
-//! two phones racing for a task cannot both win, and is flushed before the reply. The
+//! two phones racing for a task cannot both win, and is flushed before the reply. A
+//! transition that carries out a request writes that request's audit entry in the same
+//! transaction ([`crate::audit::RequestEntry`]); a `csr` task's completion installs the
+//! certificate in it too. So a crash leaves either nothing or the whole step.
+//!
+//! Co-signing: the server half is computed first and given out only once a transition
+//! recording its nonce point committed. A phone whose answer was lost (a crash, a broken
+//! connection) co-signs again with a fresh nonce; a nonce point already answered is
+//! refused, so the daemon never releases two server halves for one nonce — which would
+//! let anyone holding both and the final signatures solve for the phone's share. The
 //! server computes `e` from the task's data and the key's Z at claim; `complete` verifies
 //! the final signature against that `e` before accepting it. Secret task data (an
 //! `encrypt` task's plaintext, a `decrypt` task's result) is stored only HSM-wrapped, and
@@ -31,6 +40,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 use zeroize::Zeroizing;
 
+use crate::audit::{Audit, Event, RequestEntry};
 use crate::config::TasksConfig;
 use crate::hsm::{Hsm, HsmError, SecretKind};
 use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput, now};
@@ -129,6 +139,7 @@ pub struct TaskService {
     keys: Arc<KeyService>,
     plugins: Arc<PluginHost>,
     seals: Arc<crate::seals::SealService>,
+    audit: Arc<Audit>,
     cfg: TasksConfig,
     /// Woken on every transition: long-polls re-check their task.
     changed: Notify,
@@ -179,9 +190,10 @@ impl TaskService {
         keys: Arc<KeyService>,
         plugins: Arc<PluginHost>,
         seals: Arc<crate::seals::SealService>,
+        audit: Arc<Audit>,
         cfg: TasksConfig,
     ) -> Self {
-        TaskService { store, hsm, keys, plugins, seals, cfg, changed: Notify::new(), outbox: Notify::new() }
+        TaskService { store, hsm, keys, plugins, seals, audit, cfg, changed: Notify::new(), outbox: Notify::new() }
     }
 
     /// After activation: the task in which the phone co-signs its certificate request.
@@ -198,8 +210,8 @@ impl TaskService {
         let data = TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) };
         // The enrollment's activation already proved the phone; give it the longest TTL.
         let task = new_task(&id, TaskKind::Csr, String::new(), &token, display, data, None, self.cfg.max_ttl.as_secs());
-        // Internal: no gateway's quota applies.
-        self.store.insert_task(&task, &[], None)?;
+        // Internal: no gateway's quota applies, and activation writes its own entry.
+        self.store.insert_task(&task, &[], None, None)?;
         self.store.flush().await?;
         Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
     }
@@ -269,7 +281,16 @@ impl TaskService {
         let task = new_task(&id, kind, platform.to_owned(), &token, req.display, data, req.callback_url, ttl);
         let secrets: Vec<(SecretKind, &[u8])> =
             blob.as_deref().map(|b| vec![(SecretKind::TaskInput, b)]).unwrap_or_default();
-        if let InsertOutcome::OverQuota { usage, task_bytes } = self.store.insert_task(&task, &secrets, Some(quota))? {
+        let inserted = match RequestEntry::pending() {
+            // The creating request's entry goes in with the task.
+            Some(req) => {
+                let ev = request_event(&req, &task);
+                let insert = |a| self.store.insert_task(&task, &secrets, Some(quota), Some(&a));
+                self.audit.append_with(ev, Some(&req), insert, |o| *o == InsertOutcome::Done).await?
+            }
+            None => self.store.insert_task(&task, &secrets, Some(quota), None)?,
+        };
+        if let InsertOutcome::OverQuota { usage, task_bytes } = inserted {
             return Err(self.over_quota(platform, quota, usage, task_bytes));
         }
         self.store.flush().await?;
@@ -321,13 +342,43 @@ impl TaskService {
         Ok(task)
     }
 
-    /// Write a transition and flush it; `Raced` becomes `task_state`.
+    /// Write a transition that is not itself a request's outcome (an expiry on access, a
+    /// result handed out) and flush it; `Raced` becomes `task_state`.
     async fn commit(&self, t: Transition<'_>) -> Result<(), TaskError> {
         let queued_callback = t.callback.is_some();
-        match self.store.transition(t)? {
+        let outcome = self.store.transition(t)?;
+        self.settle(outcome, queued_callback).await
+    }
+
+    /// Write the transition that carries out the request being served, with the request's
+    /// audit entry in the same store transaction, and flush it.
+    async fn commit_request(&self, mut t: Transition<'_>) -> Result<(), TaskError> {
+        let Some(req) = RequestEntry::pending() else { return self.commit(t).await };
+        let queued_callback = t.callback.is_some();
+        let ev = request_event(&req, t.task);
+        let store = &self.store;
+        let outcome = self
+            .audit
+            .append_with(
+                ev,
+                Some(&req),
+                |entry| {
+                    t.audit = Some(entry);
+                    store.transition(t)
+                },
+                |o| *o == TransitionOutcome::Done,
+            )
+            .await?;
+        self.settle(outcome, queued_callback).await
+    }
+
+    async fn settle(&self, outcome: TransitionOutcome, queued_callback: bool) -> Result<(), TaskError> {
+        match outcome {
             TransitionOutcome::Done => {}
             TransitionOutcome::Raced => return Err(TaskError::State("the task changed meanwhile".into())),
             TransitionOutcome::GrantGone => return Err(TaskError::PlatformNotAuthorized("(one-time grant used)".into())),
+            TransitionOutcome::KeyNotPending(Some(status)) => return Err(TaskError::Key(KeyError::Inactive(status))),
+            TransitionOutcome::KeyNotPending(None) => return Err(TaskError::Key(KeyError::NotFound("key"))),
         }
         self.store.flush().await?;
         self.changed.notify_waiters();
@@ -359,16 +410,7 @@ impl TaskService {
         t.status = TaskStatus::Expired;
         t.error = Some("task expired".into());
         let callback = self.callback_for(&t);
-        match self
-            .commit(Transition {
-                task: &t,
-                put_secrets: vec![],
-                delete_secrets: vec![SecretKind::TaskInput],
-                consume_once: None,
-                callback,
-            })
-            .await
-        {
+        match self.commit(Transition { delete_secrets: vec![SecretKind::TaskInput], callback, ..Transition::of(&t) }).await {
             Ok(()) | Err(TaskError::State(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -448,12 +490,11 @@ impl TaskService {
                 t.status = TaskStatus::Completed;
                 t.result = Some(json!({ "ciphertext": B64.encode(ct), "certificate": certificate, "key_id": key.id, "public_key": key.public_key }));
                 let callback = self.callback_for(&t);
-                self.commit(Transition {
-                    task: &t,
-                    put_secrets: vec![],
+                self.commit_request(Transition {
                     delete_secrets: vec![SecretKind::TaskInput],
                     consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
                     callback,
+                    ..Transition::of(&t)
                 })
                 .await?;
                 return Ok(Claimed::Completed);
@@ -472,8 +513,7 @@ impl TaskService {
             }
             TaskData::Csr { .. } => unreachable!("handled above"),
         };
-        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
-            .await?;
+        self.commit_request(Transition::of(&t)).await?;
         Ok(answer)
     }
 
@@ -494,14 +534,14 @@ impl TaskService {
         t.key_id = Some(key.id.clone());
         t.device_id = Some(device_id.to_owned());
         t.e = Some(e.clone());
-        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
-            .await?;
+        self.commit_request(Transition::of(&t)).await?;
         Ok(Claimed::Digest(e))
     }
 
     /// Finish a certificate request: assemble the CSR with the joint signature, ask the
-    /// enrollment's CA adapter for the certificate, install it. If the CA fails, the task
-    /// stays co-signed and the phone may complete again.
+    /// enrollment's CA adapter for the certificate, install it and finish the task in one
+    /// transaction (with the request's audit entry). If the CA fails, the task stays
+    /// co-signed and the phone may complete again.
     async fn complete_csr(&self, task: &TaskRecord, key_id: &str, device_id: &str, sig: Signature) -> Result<(), TaskError> {
         let TaskData::Csr { request_info, .. } = &task.data else { unreachable!("csr task") };
         let key = self.keys.key_for(key_id, &crate::keys::Actor::Device(device_id))?;
@@ -529,73 +569,69 @@ impl TaskService {
         });
         let issued = self.plugins.call(&key.ca, "issue", &request).await.map_err(TaskError::Plugin)?;
         let cert = parse_issued(&issued, &public).map_err(|reason| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason }))?;
-        let certificate = cert.der_b64.clone();
-        self.keys.install_certificate(key_id, cert).await?;
         let mut t = self.next(task);
         t.status = TaskStatus::Completed;
-        t.result = Some(json!({ "certificate": certificate, "key_id": key_id }));
-        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
-            .await
+        t.result = Some(json!({ "certificate": cert.der_b64, "key_id": key_id }));
+        self.commit_request(Transition { install_certificate: Some((key_id, &cert)), ..Transition::of(&t) }).await?;
+        self.keys.certificate_installed(key_id).await;
+        Ok(())
     }
 
-    /// Reserve the one co-signature of a claimed task (so it cannot be asked twice).
-    async fn reserve_cosign(&self, task: &TaskRecord, device_id: &str) -> Result<(TaskRecord, String), TaskError> {
-        if task.status != TaskStatus::Claimed || task.cosigned {
-            return Err(TaskError::State(if task.cosigned { "task already co-signed".into() } else { format!("task is {}", status_str(task.status)) }));
+    /// May this device co-sign this claimed task with this nonce point? Returns the key.
+    fn cosignable<'a>(task: &'a TaskRecord, device_id: &str, point: &AffinePoint) -> Result<&'a str, TaskError> {
+        if task.status != TaskStatus::Claimed {
+            return Err(TaskError::State(format!("task is {}", status_str(task.status))));
         }
-        let key_id = Self::phone_task(task, device_id)?.to_owned();
+        let key_id = Self::phone_task(task, device_id)?;
+        if task.cosign_nonces.contains(&nonce_id(point)) {
+            return Err(TaskError::State("this nonce was already answered for this task; co-sign again with a fresh one".into()));
+        }
+        if task.cosign_nonces.len() >= MAX_COSIGNS {
+            return Err(TaskError::State(format!("task already co-signed {MAX_COSIGNS} times")));
+        }
+        Ok(key_id)
+    }
+
+    /// The task once a co-signature for this nonce point has gone out.
+    fn cosigned(&self, task: &TaskRecord, point: &AffinePoint) -> TaskRecord {
         let mut t = self.next(task);
         t.cosigned = true;
-        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
-            .await?;
-        Ok((t, key_id))
+        t.cosign_nonces.push(nonce_id(point));
+        t
     }
 
-    /// Undo a reservation when the co-signature failed (wrong PIN, HSM down).
-    async fn release_cosign(&self, reserved: &TaskRecord) {
-        let mut t = self.next(reserved);
-        t.cosigned = false;
-        let _ = self
-            .commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![], consume_once: None, callback: None })
-            .await;
-    }
-
-    /// Server half of the task's signature; `e` is the one computed at claim.
+    /// Server half of the task's signature; `e` is the one computed at claim. The answer
+    /// leaves only if the transition recording `q1` commits: a concurrent co-sign of the
+    /// same task (with the same `q1` or not) loses the race and its half is dropped.
     pub async fn cosign_sign(&self, id: &str, token: &str, device_id: &str, q1: AffinePoint, q1_hex: &str, proof: &str) -> Result<sm2_2p::SignResponse, TaskError> {
         let task = self.for_phone(id, token).await?;
         if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
             return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
         }
+        let key_id = Self::cosignable(&task, device_id, &q1)?.to_owned();
         let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
-        let (reserved, key_id) = self.reserve_cosign(&task, device_id).await?;
         let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
         let proof = PinProof { op: "sign", fields: vec![id, q1_hex], proof };
         let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
-        match self.keys.sign(&key_id, device_id, e, q1, mode, proof).await {
-            Ok(SignOutput::Canonical(r)) => Ok(r),
-            Ok(SignOutput::FixedK3(_)) => Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
-            Err(err) => {
-                self.release_cosign(&reserved).await;
-                Err(err.into())
-            }
-        }
+        let answer = match self.keys.sign(&key_id, device_id, e, q1, mode, proof).await? {
+            SignOutput::Canonical(r) => r,
+            SignOutput::FixedK3(_) => return Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
+        };
+        self.commit_request(Transition::of(&self.cosigned(&task, &q1))).await?;
+        Ok(answer)
     }
 
-    /// Server half of the task's blinded decryption.
+    /// Server half of the task's blinded decryption (same rule: recorded, then released).
     pub async fn cosign_decrypt(&self, id: &str, token: &str, device_id: &str, t1: AffinePoint, t1_hex: &str, proof: &str) -> Result<AffinePoint, TaskError> {
         let task = self.for_phone(id, token).await?;
         if task.kind != TaskKind::Decrypt {
             return Err(TaskError::Invalid("this task is co-signed with q1 (signing)".into()));
         }
-        let (reserved, key_id) = self.reserve_cosign(&task, device_id).await?;
+        let key_id = Self::cosignable(&task, device_id, &t1)?.to_owned();
         let proof = PinProof { op: "decrypt", fields: vec![id, t1_hex], proof };
-        match self.keys.decrypt(&key_id, device_id, t1, proof).await {
-            Ok(t2) => Ok(t2),
-            Err(err) => {
-                self.release_cosign(&reserved).await;
-                Err(err.into())
-            }
-        }
+        let t2 = self.keys.decrypt(&key_id, device_id, t1, proof).await?;
+        self.commit_request(Transition::of(&self.cosigned(&task, &t1))).await?;
+        Ok(t2)
     }
 
     fn completable<'a>(task: &'a TaskRecord, device_id: &str) -> Result<&'a str, TaskError> {
@@ -651,14 +687,8 @@ impl TaskService {
         }
         t.result = Some(result);
         let callback = self.callback_for(&t);
-        self.commit(Transition {
-            task: &t,
-            put_secrets: vec![],
-            delete_secrets: vec![],
-            consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
-            callback,
-        })
-        .await
+        self.commit_request(Transition { consume_once: once.then_some((key.id.as_str(), task.platform.as_str())), callback, ..Transition::of(&t) })
+            .await
     }
 
     /// Finish a decrypt task: the plaintext is kept only HSM-wrapped until the gateway takes it.
@@ -676,12 +706,11 @@ impl TaskService {
         t.status = TaskStatus::Completed;
         t.secret_result = true;
         let callback = self.callback_for(&t);
-        self.commit(Transition {
-            task: &t,
+        self.commit_request(Transition {
             put_secrets: vec![(SecretKind::TaskResult, &blob)],
-            delete_secrets: vec![],
             consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
             callback,
+            ..Transition::of(&t)
         })
         .await
     }
@@ -700,11 +729,12 @@ impl TaskService {
         t.status = TaskStatus::Rejected;
         t.error = Some(format!("rejected: {reason}"));
         let callback = self.callback_for(&t);
-        self.commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![SecretKind::TaskInput], consume_once: None, callback })
-            .await
+        self.commit_request(Transition { delete_secrets: vec![SecretKind::TaskInput], callback, ..Transition::of(&t) }).await
     }
 
-    /// Co-sign several claimed signing tasks of one key with one PIN proof.
+    /// Co-sign several claimed signing tasks of one key with one PIN proof. Each item's
+    /// half leaves only if its transition commits; the request's audit entry goes in with
+    /// the first.
     pub async fn batch_cosign(
         &self,
         key_id: &str,
@@ -713,9 +743,9 @@ impl TaskService {
         proof: &str,
     ) -> Result<Vec<Result<sm2_2p::SignResponse, TaskError>>, TaskError> {
         let fields: Vec<&str> = items.iter().flat_map(|(id, _, _, q1)| [id.as_str(), q1.as_str()]).collect();
-        // Reserve every task that can be co-signed; the others get their own error.
-        let mut reserved: Vec<Result<(TaskRecord, [u8; 32]), TaskError>> = Vec::with_capacity(items.len());
-        for (id, token, _, _) in &items {
+        // Check every task; those that cannot be co-signed get their own error.
+        let mut checked: Vec<Result<(TaskRecord, [u8; 32]), TaskError>> = Vec::with_capacity(items.len());
+        for (id, token, q1, _) in &items {
             let r = async {
                 let task = self.for_phone(id, token).await?;
                 if !matches!(task.kind, TaskKind::Login | TaskKind::Sign) {
@@ -724,33 +754,31 @@ impl TaskService {
                 if task.key_id.as_deref() != Some(key_id) {
                     return Err(TaskError::State("task is not claimed with this key".into()));
                 }
+                Self::cosignable(&task, device_id, q1)?;
                 let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
-                let (t, _) = self.reserve_cosign(&task, device_id).await?;
-                Ok((t, e))
+                Ok((task, e))
             }
             .await;
-            reserved.push(r);
+            checked.push(r);
         }
-        let work: Vec<([u8; 32], AffinePoint)> = reserved
+        let work: Vec<([u8; 32], AffinePoint)> = checked
             .iter()
             .zip(&items)
             .filter_map(|(r, (_, _, q1, _))| r.as_ref().ok().map(|(_, e)| (*e, *q1)))
             .collect();
         let proof = PinProof { op: "batch", fields, proof };
-        let signed = match self.keys.sign_batch(key_id, device_id, work, proof).await {
-            Ok(s) => s,
-            Err(e) => {
-                for (t, _) in reserved.iter().flatten() {
-                    self.release_cosign(t).await;
+        let mut signed = self.keys.sign_batch(key_id, device_id, work, proof).await?.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        for (r, (_, _, q1, _)) in checked.into_iter().zip(&items) {
+            out.push(match r {
+                Err(e) => Err(e),
+                Ok((task, _)) => {
+                    let answer = signed.next().ok_or_else(|| TaskError::Key(KeyError::Internal("batch size".into())))?;
+                    self.commit_request(Transition::of(&self.cosigned(&task, q1))).await.map(|()| answer)
                 }
-                return Err(e.into());
-            }
-        };
-        let mut signed = signed.into_iter();
-        Ok(reserved
-            .into_iter()
-            .map(|r| r.and_then(|_| signed.next().ok_or_else(|| TaskError::Key(KeyError::Internal("batch size".into())))))
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// The creating gateway's result, waiting up to `wait` for the task to finish. A
@@ -793,10 +821,7 @@ impl TaskService {
         let plaintext = blocking(move || Ok(hsm.unwrap(&tid, SecretKind::TaskResult, &blob)?)).await?;
         let mut t = self.next(&task);
         t.delivered = true;
-        match self
-            .commit(Transition { task: &t, put_secrets: vec![], delete_secrets: vec![SecretKind::TaskResult], consume_once: None, callback: None })
-            .await
-        {
+        match self.commit(Transition { delete_secrets: vec![SecretKind::TaskResult], ..Transition::of(&t) }).await {
             Ok(()) => Ok(Outcome { status: t.status, result: Some(json!({ "plaintext": B64.encode(plaintext.as_slice()) })), error: None }),
             // Another request took it first: this one gets nothing.
             Err(TaskError::State(_)) => Ok(Outcome { status: t.status, result: None, error: Some("result already delivered".into()) }),
@@ -964,6 +989,7 @@ fn new_task(
         device_id: None,
         e: None,
         cosigned: false,
+        cosign_nonces: Vec::new(),
         result: None,
         secret_result: false,
         delivered: false,
@@ -992,6 +1018,28 @@ fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo,
         subject: cert.tbs_certificate().subject().to_string(),
         not_after: cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs() as i64,
     })
+}
+
+/// Co-signatures one task gives out at most (each for its own nonce).
+const MAX_COSIGNS: usize = 5;
+
+/// How a task remembers an answered nonce point: from its one SEC1 encoding.
+fn nonce_id(point: &AffinePoint) -> String {
+    hex::encode(&Sha256::digest(sm2_2p::point_to_hex(point).as_bytes())[..16])
+}
+
+/// The audit entry of the request being served, for a step on `task` (as it will be
+/// afterwards): the same fields the API layer would record.
+fn request_event(req: &RequestEntry, task: &TaskRecord) -> Event {
+    Event {
+        event: req.event.clone(),
+        actor: req.actor.clone(),
+        key_id: task.key_id.clone(),
+        platform: req.platform.clone().or_else(|| Some(task.platform.clone()).filter(|p| !p.is_empty())),
+        task_id: Some(task.id.clone()),
+        outcome: "ok".into(),
+        detail: json!({ "kind": kind_str(task.kind), "status": status_str(task.status) }),
+    }
 }
 
 pub fn status_str(s: TaskStatus) -> &'static str {

@@ -198,6 +198,37 @@ impl Daemon {
         Daemon { child: Some(child), api: api.unwrap(), health: health.unwrap(), stderr: Some(stderr) }
     }
 
+    /// Run `mcsd run` expecting it to refuse to start: returns its exit code and log. Panics
+    /// if it starts listening instead.
+    pub fn start_refused(env: &DevEnv) -> (Option<i32>, String) {
+        let mut child = Command::new(bin("mcsd"))
+            .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+            .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .args(["run", "--config"])
+            .arg(env.config())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning mcsd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let log = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        // stdout ends when the process does; a `listening on` line means it started.
+        let started = BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.starts_with("listening on "));
+        if started {
+            let _ = child.kill();
+        }
+        let status = child.wait().expect("wait");
+        let log = log.join().unwrap_or_default();
+        assert!(!started, "mcsd started although it should have refused:\n{log}");
+        (status.code(), log)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }

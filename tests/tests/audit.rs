@@ -1,7 +1,11 @@
 //! The audit chain: security events are recorded (per key, per platform), `mcsd audit
 //! verify` passes on the live log and names the entry after a flipped byte, a deletion,
-//! a reordering, or a truncation behind the last signed checkpoint.
+//! a reordering, or a truncation behind the last signed checkpoint. Defect 5 of issue 11:
+//! a writer of the stopped store can no longer rewrite the tail, strip the checkpoints,
+//! replace the audit key or roll the store back without verify — and the daemon's start —
+//! noticing.
 
+use std::path::Path;
 use std::process::Command;
 
 use hyper::Method;
@@ -9,9 +13,48 @@ use mcs_client::phone::{Phone, ScanCode, SignMode};
 use mcs_e2e::*;
 use serde_json::json;
 
-fn verify(env: &DevEnv) -> (bool, String) {
-    let out = Command::new(bin("mcsd")).args(["audit", "verify", "--config"]).arg(env.config()).output().unwrap();
+fn mcsd(env: &DevEnv, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin("mcsd"))
+        .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .args(args)
+        .arg("--config")
+        .arg(env.config())
+        .output()
+        .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn verify(env: &DevEnv) -> (bool, String) {
+    mcsd(env, &["audit", "verify"])
+}
+
+fn checkpoint_file(env: &DevEnv) -> std::path::PathBuf {
+    env.path().join("audit-checkpoints.jsonl")
+}
+
+/// One daemon run with a phone's traffic, stopped cleanly (which signs a checkpoint).
+async fn a_run(env: &DevEnv) {
+    let daemon = Daemon::start(env);
+    let (phone, mut app) = new_phone(env, &daemon, "app1", "123456").await;
+    phone.sign_message(&mut app, b"a run", SignMode::Canonical).await.unwrap();
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+}
+
+fn checkpoint_seqs(env: &DevEnv) -> Vec<u64> {
+    tamper(env, &["checkpoints"]).split_whitespace().map(|s| s.parse().unwrap()).collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 fn tamper(env: &DevEnv, args: &[&str]) -> String {
@@ -86,4 +129,163 @@ async fn the_chain_records_events_and_verify_pinpoints_tampering() {
     tamper(&env, &["delete", &(entries - 1).to_string()]);
     let (ok, out) = verify(&env);
     assert!(!ok && out.contains("were removed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_fails_when_the_last_checkpoint_is_deleted_and_the_tail_rewritten() {
+    let env = DevEnv::new();
+    a_run(&env).await;
+    a_run(&env).await;
+    assert!(verify(&env).0);
+    let seqs = checkpoint_seqs(&env);
+    let (prev, last) = (seqs[seqs.len() - 2], seqs[seqs.len() - 1]);
+
+    // Hide what the second run did: its checkpoint removed, its entries rewritten and re-linked.
+    tamper(&env, &["drop-checkpoint", &last.to_string()]);
+    tamper(&env, &["rechain", &(prev + 1).to_string()]);
+    let (ok, out) = verify(&env);
+    let want = format!("entries {}..={last} are not covered by a signed checkpoint (the last covers entry {prev})", prev + 1);
+    assert!(!ok && out.contains(&want), "{out}");
+    // The daemon does not start on it either: its last exported checkpoint says otherwise.
+    let (code, log) = Daemon::start_refused(&env);
+    assert_eq!(code, Some(65), "{log}");
+    assert!(log.contains("audit chain not trusted") && log.contains(&format!("entry {last} is not the one the last exported checkpoint")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_fails_when_every_checkpoint_is_deleted_and_the_chain_rewritten() {
+    let env = DevEnv::new();
+    a_run(&env).await;
+    tamper(&env, &["drop-checkpoints"]);
+    tamper(&env, &["rechain", "0"]);
+    let (ok, out) = verify(&env);
+    assert!(!ok && !out.contains("intact"), "no longer `intact … 0 signed checkpoints`: {out}");
+    assert!(out.contains("are not covered by a signed checkpoint (there is none)"), "{out}");
+    let (code, log) = Daemon::start_refused(&env);
+    assert_eq!(code, Some(65), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_refuses_to_start_on_a_replaced_audit_key() {
+    let env = DevEnv::new();
+    let pinned = std::fs::read_to_string(env.path().join("audit-key.pem")).unwrap();
+    assert!(pinned.starts_with("-----BEGIN PUBLIC KEY-----"), "dev-init pins the audit key: {pinned}");
+    // While the daemon runs, export-key asks it (the store is locked) and gives the same key.
+    let daemon = Daemon::start(&env);
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
+    phone.sign_message(&mut app, b"before", SignMode::Canonical).await.unwrap();
+    let other = env.path().join("exported.pem");
+    let (ok, out) = mcsd(&env, &["audit", "export-key", "--out", other.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), pinned);
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    let (ok, out) = verify(&env);
+    assert!(ok && out.contains("audit key pinned in"), "{out}");
+
+    // A new key in the store's record, every checkpoint re-signed with it.
+    tamper(&env, &["rekey"]);
+    let (ok, out) = verify(&env);
+    assert!(!ok && out.contains("the store's audit key is not the one pinned in"), "{out}");
+    let (ok, out) = mcsd(&env, &["audit", "verify", "--public-key", other.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    let (code, log) = Daemon::start_refused(&env);
+    assert_eq!(code, Some(65), "{log}");
+    assert!(log.contains("the store's audit key is not the one pinned in"), "{log}");
+    let (ok, out) = mcsd(&env, &["audit", "export-key"]);
+    assert!(!ok && out.contains("the record was replaced"), "export-key does not pin the replacement: {out}");
+
+    // Without the pin, the HSM-wrapped private key still gives the replacement away.
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(env.config(), cfg.replace("public_key_file = \"audit-key.pem\"\n", "")).unwrap();
+    let (ok, out) = verify(&env);
+    assert!(!ok && out.contains("not that of its HSM-wrapped private key"), "{out}");
+    let (code, log) = Daemon::start_refused(&env);
+    assert_eq!(code, Some(65), "{log}");
+    assert!(log.contains("is not the public half of its HSM-wrapped private key"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_detects_a_rollback_against_an_exported_checkpoint() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (phone, _) = new_phone(&env, &daemon, "app1", "123456").await;
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    let old_copy = env.path().join("db-old");
+    copy_dir(&env.db(), &old_copy);
+
+    // Later the key is locked by wrong PINs.
+    let daemon = Daemon::start(&env);
+    let mut app = connect(&env, &daemon, "app1").await;
+    let wrong = Phone::unlock(phone.state.clone(), "000000").unwrap();
+    for _ in 0..5 {
+        assert!(wrong.sign_message(&mut app, b"guess", SignMode::Canonical).await.is_err());
+    }
+    let err = phone.sign_message(&mut app, b"right pin", SignMode::Canonical).await.unwrap_err();
+    assert_eq!(err.code(), Some("pin_locked"));
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    // The operator ships the exported checkpoints off the host.
+    let shipped = env.path().join("shipped-checkpoints.jsonl");
+    std::fs::copy(checkpoint_file(&env), &shipped).unwrap();
+    let lines = std::fs::read_to_string(&shipped).unwrap();
+    assert_eq!(lines.lines().count(), 2, "one checkpoint per clean stop: {lines}");
+
+    // Someone puts the older copy back (it would unlock the key).
+    std::fs::remove_dir_all(env.db()).unwrap();
+    copy_dir(&old_copy, &env.db());
+    let first_only = env.path().join("first-checkpoint.jsonl");
+    std::fs::write(&first_only, format!("{}\n", lines.lines().next().unwrap())).unwrap();
+    let (ok, out) = mcsd(&env, &["audit", "verify", "--since-checkpoint", first_only.to_str().unwrap()]);
+    assert!(ok && out.contains("exported checkpoints: all 1"), "the older copy is consistent in itself: {out}");
+    let (ok, out) = mcsd(&env, &["audit", "verify", "--since-checkpoint", shipped.to_str().unwrap()]);
+    assert!(!ok && out.contains("rollback detected: the store's audit chain ends at entry"), "{out}");
+    assert!(out.contains("the checkpoint exported on line 2"), "{out}");
+    let (ok, out) = verify(&env);
+    assert!(!ok && out.contains("rollback detected"), "the configured checkpoint file is used by default: {out}");
+    // And the daemon does not serve the rolled-back store: the key stays locked.
+    let (code, log) = Daemon::start_refused(&env);
+    assert_eq!(code, Some(65), "{log}");
+    assert!(log.contains("rollback detected"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemons_unsealed_tail_is_verified_and_sealed_at_its_next_start() {
+    let env = DevEnv::new();
+    let socket = env.path().join("syslog.sock");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    let line = "checkpoint_file = \"audit-checkpoints.jsonl\"\n";
+    std::fs::write(env.config(), cfg.replace(line, &format!("{line}syslog_socket = \"syslog.sock\"\n"))).unwrap();
+
+    let daemon = Daemon::start(&env);
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
+    phone.sign_message(&mut app, b"then the power went", SignMode::Canonical).await.unwrap();
+    daemon.kill9();
+    let (ok, out) = verify(&env);
+    assert!(!ok && out.contains("are not covered by a signed checkpoint") && out.contains("--allow-unsealed-tail"), "{out}");
+    let (ok, out) = mcsd(&env, &["audit", "verify", "--allow-unsealed-tail"]);
+    assert!(ok && out.contains("follow the last signed checkpoint"), "{out}");
+
+    // The next start verifies the tail and seals it; the start is recorded with what it did.
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let log = admin.json(Method::GET, "/v1/audit?limit=10000", None).await.unwrap();
+    let started = log["entries"].as_array().unwrap().iter().rev().find(|e| e["event"] == "daemon started").unwrap().clone();
+    assert!(started["detail"]["audit"]["sealed_after_unclean_stop"].is_array(), "{started}");
+    let (status, log) = daemon.stop();
+    assert!(status.success());
+    assert!(log.contains("verified and sealed"), "{log}");
+    let (ok, out) = verify(&env);
+    assert!(ok && out.contains("audit chain intact"), "{out}");
+
+    // Each checkpoint also went to syslog.
+    syslog.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    while let Ok(n) = syslog.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got.len() >= 2 && got.iter().all(|m| m.contains("mcsd[") && m.contains("audit checkpoint {\"seq\":")), "{got:?}");
 }

@@ -129,6 +129,9 @@ pub struct KeyService {
     plugins: Arc<PluginHost>,
     cfg: KeysConfig,
     pin_checks: KeyLocks,
+    /// The audit chain, for steps that write their request's entry in their own store
+    /// transaction (PIN failures, activation, revocation): set once at start-up.
+    audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
 }
 
 /// One async lock per key id, held while a PIN proof is evaluated and its outcome counted:
@@ -214,7 +217,40 @@ fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
 
 impl KeyService {
     pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, cfg: KeysConfig) -> Self {
-        KeyService { store, hsm, plugins, cfg, pin_checks: KeyLocks::default() }
+        KeyService { store, hsm, plugins, cfg, pin_checks: KeyLocks::default(), audit: std::sync::OnceLock::new() }
+    }
+
+    /// From now on, PIN failures, activations and revocations write the request's audit
+    /// entry in the same transaction as the change (a crash cannot split them).
+    pub fn attach_audit(&self, audit: Arc<crate::audit::Audit>) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// The audit chain and the entry of the request being served, when both exist.
+    fn request_audit(&self) -> Option<(&crate::audit::Audit, Arc<crate::audit::RequestEntry>)> {
+        Some((self.audit.get()?, crate::audit::RequestEntry::pending()?))
+    }
+
+    /// Run `write` (a store transaction taking the entry) with the request's audit entry
+    /// for `key_id` and `outcome`, or with none outside a request.
+    async fn audited<T>(
+        &self,
+        key_id: &str,
+        outcome: &str,
+        write: impl FnOnce(Option<&crate::store::AuditAppend>) -> Result<T, StoreError>,
+        committed: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let Some((audit, req)) = self.request_audit() else { return write(None) };
+        let ev = crate::audit::Event {
+            event: req.event.clone(),
+            actor: req.actor.clone(),
+            key_id: Some(key_id.to_owned()),
+            platform: req.platform.clone(),
+            task_id: None,
+            outcome: outcome.to_owned(),
+            detail: serde_json::Value::Null,
+        };
+        audit.append_with(ev, Some(&req), |entry| write(Some(&entry)), committed).await
     }
 
     pub fn pin_max_attempts(&self) -> u32 {
@@ -300,7 +336,10 @@ impl KeyService {
             share_ref: None,
             verifier_ref: None,
         };
-        match self.store.activate(&key, &share_blob, &verifier_blob)? {
+        let activated = self
+            .audited(&key.id, "ok", |a| self.store.activate(&key, &share_blob, &verifier_blob, a), |o| *o == ActivateOutcome::Done)
+            .await?;
+        match activated {
             ActivateOutcome::Done => {}
             ActivateOutcome::AlreadyActivated => return Err(KeyError::Conflict("enrollment already activated")),
             ActivateOutcome::NoSuchEnrollment => return Err(KeyError::NotFound("enrollment")),
@@ -563,19 +602,10 @@ impl KeyService {
 
     async fn count_pin_failure(&self, key_id: &str) -> KeyError {
         let max = self.cfg.pin_max_attempts;
-        let updated = self.store.update_key::<()>(key_id, |k| {
-            if k.pin.locked {
-                return Ok(false);
-            }
-            k.pin.failures += 1;
-            k.pin.locked = k.pin.failures >= max;
-            Ok(true)
-        });
-        let rec = match updated {
-            Ok(Ok(Some(rec))) => rec,
-            Ok(Ok(None)) => return KeyError::NotFound("key"),
-            Ok(Err(())) => return KeyError::Internal("unreachable".into()),
-            Err(e) => return e.into(),
+        let rec = match self.count_pin_failure_once(key_id, max).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return KeyError::NotFound("key"),
+            Err(e) => return e,
         };
         if let Err(e) = self.store.flush().await {
             return e.into();
@@ -590,6 +620,38 @@ impl KeyService {
         } else {
             KeyError::PinIncorrect { remaining_attempts: max.saturating_sub(rec.pin.failures) }
         }
+    }
+
+    /// Count one wrong proof durably-to-be (the caller flushes). Inside a request, the
+    /// request's audit entry goes into the same transaction, naming the outcome the caller
+    /// will answer; the caller holds the key's PIN lock, so the counter it reads is the one
+    /// it writes (an admin's unlock in between makes the transaction retry).
+    async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<KeyRecord>, KeyError> {
+        if self.request_audit().is_none() {
+            let updated = self.store.update_key::<()>(key_id, |k| {
+                if k.pin.locked {
+                    return Ok(false);
+                }
+                k.pin.failures += 1;
+                k.pin.locked = k.pin.failures >= max;
+                Ok(true)
+            })?;
+            return updated.map_err(|()| KeyError::Internal("unreachable".into()));
+        }
+        for _ in 0..8 {
+            let Some(key) = self.store.key(key_id)? else { return Ok(None) };
+            if key.pin.locked {
+                return Ok(Some(key));
+            }
+            let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
+            let counted = self
+                .audited(key_id, outcome, |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a.expect("inside a request")), Option::is_some)
+                .await?;
+            if let Some(rec) = counted {
+                return Ok(Some(rec));
+            }
+        }
+        Err(KeyError::Internal(format!("{key_id}: the PIN counter kept changing")))
     }
 
     /// Server half of a signature over the digest `e`.
@@ -674,7 +736,7 @@ impl KeyService {
         }
         // The CA first: if it cannot revoke, nothing changes here and the caller may retry.
         self.revoke_certificate(&key, reason).await?;
-        let rec = self.store.revoke(key_id, reason)?.ok_or(KeyError::NotFound("key"))?;
+        let rec = self.audited(key_id, "ok", |a| self.store.revoke(key_id, reason, a), Option::is_some).await?.ok_or(KeyError::NotFound("key"))?;
         self.store.flush().await?;
         tracing::info!(key_id, reason, "key revoked; share destroyed");
         Ok(rec)

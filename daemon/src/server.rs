@@ -116,6 +116,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             .map_err(|e| HsmError::Setup(format!("plugin loading task: {e}")))?,
     );
     let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), plugins.clone(), cfg.keys.clone()));
+    keys.attach_audit(audit.clone());
     let mut tasks_cfg = cfg.tasks.clone();
     if tasks_cfg.public_url.is_empty() {
         tasks_cfg.public_url = format!("https://{api_addr}");
@@ -135,6 +136,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     tokio::spawn(crate::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
     tokio::spawn(crate::callbacks::run(tasks.clone(), callback_tls));
+    // Handlers first: supervisors and tests may signal as soon as they read the line.
+    let signals = shutdown_signals();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     announce(&format!("listening on {api_addr}"));
     announce(&format!("health listening on {health_addr}"));
     tracing::info!(%api_addr, %health_addr, kek_version = hsm.current_kek_version(), "mcsd serving");
@@ -156,8 +160,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         ApiConnections { tls: tls_now.clone(), api: api.clone(), gate: gate.clone(), limits, request_bound, stop: stop_rx.clone() },
     ));
     let health_accept = tokio::spawn(accept_health(health_listener, hsm.clone(), plugins.clone(), store.clone(), health_gate.clone(), stop_rx.clone()));
-    let mut stop = std::pin::pin!(shutdown_signal());
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut stop = std::pin::pin!(shutdown_signal(signals));
     loop {
         tokio::select! {
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
@@ -602,9 +605,20 @@ async fn sweep_loop(tasks: Arc<TaskService>, interval: Duration) {
     }
 }
 
-async fn shutdown_signal() {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+/// SIGTERM and SIGINT handlers, installed now (the OS handler is set when the stream is
+/// made, not when it is first polled).
+fn shutdown_signals() -> Signals {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => None,
+    }
+}
+
+async fn shutdown_signal(signals: Signals) {
+    let Some((mut term, mut int)) = signals else {
         std::future::pending::<()>().await;
         return;
     };

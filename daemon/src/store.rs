@@ -972,6 +972,7 @@ impl Store {
         key: &KeyRecord,
         share_blob: &[u8],
         verifier_blob: &[u8],
+        audit: Option<&AuditAppend>,
     ) -> Result<ActivateOutcome, StoreError> {
         let _writing = self.writing();
         let index = format!("{}/{}", key.device_id, key.id).into_bytes();
@@ -988,15 +989,20 @@ impl Store {
         key.share_ref = Some(hex::encode(share_ref.encode()));
         key.verifier_ref = Some(hex::encode(verifier_ref.encode()));
         let key_bytes = encode(&key);
-        let result = (&self.files()?.enrollments, &self.files()?.keys, &self.files()?.device_keys).transaction(
-            |(enr, keys, device_keys)| {
+        let f = self.files()?;
+        let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
+        let result = (&f.enrollments, &f.keys, &f.device_keys, &f.audit).transaction(
+            |(enr, keys, device_keys, audit_tree)| {
                 let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
-                    return Err(ConflictableTransactionError::Abort(ActivateOutcome::NoSuchEnrollment));
+                    return Err(abort(ActivateOutcome::NoSuchEnrollment));
                 };
-                let mut rec: EnrollmentRecord = decode(key.enrollment_id.as_bytes(), &raw)
-                    .map_err(|_| ConflictableTransactionError::Abort(ActivateOutcome::NoSuchEnrollment))?;
+                let mut rec: EnrollmentRecord =
+                    decode(key.enrollment_id.as_bytes(), &raw).map_err(|_| abort(ActivateOutcome::NoSuchEnrollment))?;
                 if rec.state != EnrollmentState::Pending {
-                    return Err(ConflictableTransactionError::Abort(ActivateOutcome::AlreadyActivated));
+                    return Err(abort(ActivateOutcome::AlreadyActivated));
+                }
+                if let Some(a) = audit {
+                    Self::append_audit_in(audit_tree, a)?;
                 }
                 rec.state = EnrollmentState::Activated { key_id: key.id.clone() };
                 enr.insert(key.enrollment_id.as_bytes(), encode(&rec))?;
@@ -1007,9 +1013,12 @@ impl Store {
         );
         match result {
             Ok(()) => Ok(ActivateOutcome::Done),
-            Err(TransactionError::Abort(outcome)) => {
+            Err(TransactionError::Abort(why)) => {
                 self.files()?.vault.shred(&[share_ref.slot, verifier_ref.slot])?;
-                Ok(outcome)
+                match why {
+                    Abort::Outcome(outcome) => Ok(outcome),
+                    Abort::AuditSeqTaken(seq) => Err(audit_seq_taken(seq)),
+                }
             }
             // Not shredded: the transaction may have reached the disk; if it did not, the
             // slots are unreferenced and the next start (a full check) zeroes them.
@@ -1140,16 +1149,20 @@ impl Store {
     /// Set the key revoked and drop its secrets in one transaction, make that durable,
     /// then overwrite the share and verifier in the vault: when this returns, the share is
     /// gone from the disk. Blocking (syncs).
-    pub fn revoke(&self, key_id: &str, reason: &str) -> Result<Option<KeyRecord>, StoreError> {
+    pub fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
-        let result = self.files()?.keys.transaction(|keys| {
+        let f = self.files()?;
+        let gone = || ConflictableTransactionError::Abort(Abort::Outcome(()));
+        let result = (&f.keys, &f.audit).transaction(|(keys, audit_tree)| {
             let Some(raw) = keys.get(key_id.as_bytes())? else {
-                return Err(ConflictableTransactionError::Abort(()));
+                return Err(gone());
             };
-            let mut rec: KeyRecord =
-                decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
-            let share = rec.stored_secret(SecretKind::Share).map_err(|_| ConflictableTransactionError::Abort(()))?;
-            let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let mut rec: KeyRecord = decode(key_id.as_bytes(), &raw).map_err(|_| gone())?;
+            let share = rec.stored_secret(SecretKind::Share).map_err(|_| gone())?;
+            let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| gone())?;
+            if let Some(a) = audit {
+                Self::append_audit_in(audit_tree, a)?;
+            }
             rec.status = KeyStatus::Revoked;
             rec.revocation_reason = Some(reason.to_owned());
             rec.share_ref = None;
@@ -1164,7 +1177,38 @@ impl Store {
                 self.fill_chain(&mut rec)?;
                 Ok(Some(rec))
             }
-            Err(TransactionError::Abort(())) => Ok(None),
+            Err(TransactionError::Abort(Abort::Outcome(()))) => Ok(None),
+            Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Count a wrong PIN proof on a key whose counter stands at `expected` (the caller
+    /// holds the key's PIN lock), with the request's audit entry in the same transaction.
+    /// `Ok(None)`: the key is gone, locked, or its counter moved — nothing was written.
+    pub fn count_pin_failure(&self, key_id: &str, expected: u32, max: u32, audit: &AuditAppend) -> Result<Option<KeyRecord>, StoreError> {
+        let _writing = self.writing();
+        let f = self.files()?;
+        let moved = || ConflictableTransactionError::Abort(Abort::Outcome(()));
+        let result = (&f.keys, &f.audit).transaction(|(keys, audit_tree)| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else { return Err(moved()) };
+            let mut rec: KeyRecord = decode(key_id.as_bytes(), &raw).map_err(|_| moved())?;
+            if rec.pin.locked || rec.pin.failures != expected {
+                return Err(moved());
+            }
+            rec.pin.failures += 1;
+            rec.pin.locked = rec.pin.failures >= max;
+            Self::append_audit_in(audit_tree, audit)?;
+            keys.insert(key_id.as_bytes(), encode(&rec))?;
+            Ok(rec)
+        });
+        match result {
+            Ok(mut rec) => {
+                self.fill_chain(&mut rec)?;
+                Ok(Some(rec))
+            }
+            Err(TransactionError::Abort(Abort::Outcome(()))) => Ok(None),
+            Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
@@ -2040,11 +2084,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.put_enrollment(&enrollment("e1")).unwrap();
-        assert_eq!(store.activate(&key("k1", "e1"), b"s", b"v").unwrap(), ActivateOutcome::Done);
-        assert_eq!(store.activate(&key("k2", "e1"), b"s", b"v").unwrap(), ActivateOutcome::AlreadyActivated);
+        assert_eq!(store.activate(&key("k1", "e1"), b"s", b"v", None).unwrap(), ActivateOutcome::Done);
+        assert_eq!(store.activate(&key("k2", "e1"), b"s", b"v", None).unwrap(), ActivateOutcome::AlreadyActivated);
         assert!(store.key("k2").unwrap().is_none());
         assert!(store.secret("k2", SecretKind::Share).unwrap().is_none());
-        assert_eq!(store.activate(&key("k3", "nope"), b"s", b"v").unwrap(), ActivateOutcome::NoSuchEnrollment);
+        assert_eq!(store.activate(&key("k3", "nope"), b"s", b"v", None).unwrap(), ActivateOutcome::NoSuchEnrollment);
         assert_eq!(store.keys_of_device("dev1").unwrap().len(), 1);
         assert_eq!(
             store.enrollment("e1").unwrap().unwrap().state,
@@ -2057,7 +2101,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.put_enrollment(&enrollment("e1")).unwrap();
-        store.activate(&key("k1", "e1"), b"share", b"verifier").unwrap();
+        store.activate(&key("k1", "e1"), b"share", b"verifier", None).unwrap();
         let after = store
             .update_key::<()>("k1", |k| {
                 k.pin.failures += 1;
@@ -2069,7 +2113,7 @@ mod tests {
         assert_eq!(after.pin.failures, 1);
         assert!(store.replace_verifier("k1", b"v2").unwrap());
         assert_eq!(store.key("k1").unwrap().unwrap().pin.failures, 0);
-        let rec = store.revoke("k1", "key_compromise").unwrap().unwrap();
+        let rec = store.revoke("k1", "key_compromise", None).unwrap().unwrap();
         assert_eq!(rec.status, KeyStatus::Revoked);
         assert!(store.secret("k1", SecretKind::Share).unwrap().is_none());
         assert!(store.secret("k1", SecretKind::PinVerifier).unwrap().is_none());
@@ -2111,7 +2155,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store.put_enrollment(&enrollment("e1")).unwrap();
-            store.activate(&key("k1", "e1"), share, verifier).unwrap();
+            store.activate(&key("k1", "e1"), share, verifier, None).unwrap();
             assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), share);
             store.flush_blocking().unwrap();
             assert!(store.replace_verifier("k1", b"second-verifier-xyz").unwrap());
@@ -2121,7 +2165,7 @@ mod tests {
         assert!(!files_contain(dir.path(), verifier), "a replaced verifier is destroyed");
         let store = reopen(dir.path());
         assert_eq!(store.secret("k1", SecretKind::Share).unwrap().unwrap().as_ref(), share, "survives a restart");
-        store.revoke("k1", "key_compromise").unwrap().unwrap();
+        store.revoke("k1", "key_compromise", None).unwrap().unwrap();
         assert!(!files_contain(dir.path(), share), "revocation leaves no copy of the share");
         assert!(!files_contain(dir.path(), b"second-verifier-xyz"));
     }
@@ -2153,9 +2197,9 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store.put_enrollment(&enrollment("e1")).unwrap();
             store.put_enrollment(&enrollment("e2")).unwrap();
-            store.activate(&key("k1", "e1"), b"share-one-0123456789", b"verifier-one-0123").unwrap();
-            store.activate(&key("k2", "e2"), b"share-two-0123456789", b"verifier-two-0123").unwrap();
-            store.revoke("k1", "superseded").unwrap().unwrap();
+            store.activate(&key("k1", "e1"), b"share-one-0123456789", b"verifier-one-0123", None).unwrap();
+            store.activate(&key("k2", "e2"), b"share-two-0123456789", b"verifier-two-0123", None).unwrap();
+            store.revoke("k1", "superseded", None).unwrap().unwrap();
             store.close().unwrap();
             // A write after the close withdraws the record before it happens.
             store.put_enrollment(&enrollment("e3")).unwrap();
@@ -2170,7 +2214,7 @@ mod tests {
         assert_eq!(store.secret("k2", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-two-0123456789");
         // Freed slots are reused, not the live ones.
         store.put_enrollment(&enrollment("e4")).unwrap();
-        store.activate(&key("k4", "e4"), b"share-four-012345678", b"verifier-four-012").unwrap();
+        store.activate(&key("k4", "e4"), b"share-four-012345678", b"verifier-four-012", None).unwrap();
         assert_eq!(store.files().unwrap().vault.layout().unwrap().0, 4);
         assert_eq!(store.secret("k2", SecretKind::PinVerifier).unwrap().unwrap().as_ref(), b"verifier-two-0123");
         assert_eq!(store.secret("k4", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-four-012345678");
@@ -2231,7 +2275,7 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             for (id, e) in [("k1", "e1"), ("k2", "e2")] {
                 store.put_enrollment(&enrollment(e)).unwrap();
-                store.activate(&key(id, e), b"share-0123456789abcd", b"verifier-0123456").unwrap();
+                store.activate(&key(id, e), b"share-0123456789abcd", b"verifier-0123456", None).unwrap();
                 let updated = store
                     .update_key::<()>(id, |k| {
                         k.certificate = Some(cert(id));
@@ -2247,7 +2291,7 @@ mod tests {
             assert_eq!(store.files().unwrap().chains.len(), 1, "one chain entry for both keys");
             let listed = store.keys_matching(|_| true).unwrap();
             assert!(listed.iter().all(|k| k.certificate.as_ref().unwrap().chain_b64 == chain));
-            let revoked = store.revoke("k2", "cessation").unwrap().unwrap();
+            let revoked = store.revoke("k2", "cessation", None).unwrap().unwrap();
             assert_eq!(revoked.certificate.unwrap().chain_b64, chain, "revoke answers the whole record");
         }
         let store = reopen(dir.path());

@@ -237,6 +237,7 @@ impl KeyService {
         &self,
         key_id: &str,
         outcome: &str,
+        detail: serde_json::Value,
         write: impl FnOnce(Option<&crate::store::AuditAppend>) -> Result<T, StoreError>,
         committed: impl FnOnce(&T) -> bool,
     ) -> Result<T, StoreError> {
@@ -248,7 +249,7 @@ impl KeyService {
             platform: req.platform.clone(),
             task_id: None,
             outcome: outcome.to_owned(),
-            detail: serde_json::Value::Null,
+            detail,
         };
         audit.append_with(ev, Some(&req), |entry| write(Some(&entry)), committed).await
     }
@@ -337,7 +338,7 @@ impl KeyService {
             verifier_ref: None,
         };
         let activated = self
-            .audited(&key.id, "ok", |a| self.store.activate(&key, &share_blob, &verifier_blob, a), |o| *o == ActivateOutcome::Done)
+            .audited(&key.id, "ok", serde_json::json!({ "enrollment_id": key.enrollment_id }), |a| self.store.activate(&key, &share_blob, &verifier_blob, a), |o| *o == ActivateOutcome::Done)
             .await?;
         match activated {
             ActivateOutcome::Done => {}
@@ -645,7 +646,7 @@ impl KeyService {
             }
             let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
             let counted = self
-                .audited(key_id, outcome, |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a.expect("inside a request")), Option::is_some)
+                .audited(key_id, outcome, serde_json::Value::Null, |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a.expect("inside a request")), Option::is_some)
                 .await?;
             if let Some(rec) = counted {
                 return Ok(Some(rec));
@@ -736,7 +737,7 @@ impl KeyService {
         }
         // The CA first: if it cannot revoke, nothing changes here and the caller may retry.
         self.revoke_certificate(&key, reason).await?;
-        let rec = self.audited(key_id, "ok", |a| self.store.revoke(key_id, reason, a), Option::is_some).await?.ok_or(KeyError::NotFound("key"))?;
+        let rec = self.audited(key_id, "ok", serde_json::Value::Null, |a| self.store.revoke(key_id, reason, a), Option::is_some).await?.ok_or(KeyError::NotFound("key"))?;
         self.store.flush().await?;
         tracing::info!(key_id, reason, "key revoked; share destroyed");
         Ok(rec)

@@ -2383,7 +2383,7 @@ mod tests {
         let mut pending = key("k1", "e1");
         pending.status = KeyStatus::Pending;
         pending.p1 = Some("04p1".into());
-        store.activate(&pending, b"share-0123456789abcd", b"verifier-0123456").unwrap();
+        store.activate(&pending, b"share-0123456789abcd", b"verifier-0123456", None).unwrap();
         store.insert_task(&csr_task("t1", 0, TaskStatus::Claimed), &[], None, None).unwrap();
         let cert = CertificateInfo {
             der_b64: "bGVhZg==".into(),

@@ -549,6 +549,19 @@ impl Store {
         }
     }
 
+    /// Can the store's filesystem take a write again? One MiB written, synced and removed.
+    fn room_to_write(&self) -> Result<(), StoreError> {
+        use std::io::Write;
+        let probe = self.path.join("room-probe");
+        let io = |e| StoreError::Io { path: probe.display().to_string(), source: e };
+        let written = std::fs::File::create(&probe).and_then(|mut f| {
+            f.write_all(&vec![0u8; 1 << 20])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&probe);
+        written.map_err(io)
+    }
+
     /// How many times the store has been reopened.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
@@ -564,8 +577,14 @@ impl Store {
         if !self.failed() {
             return Ok(false);
         }
-        let _all = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        let old = self.files.write().unwrap_or_else(|p| p.into_inner()).take();
+        // Room first: opening sled on a disk that is still full gains nothing.
+        self.room_to_write()?;
+        // Out of service while it reopens: requests get `Unavailable` at once (the writers'
+        // gate is held only for the swap, never while sled opens).
+        let old = {
+            let _all = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            self.files.write().unwrap_or_else(|p| p.into_inner()).take()
+        };
         if let Some(old) = old {
             // Requests that took the files before the swap finish (they fail); sled's file
             // lock goes with the last handle.

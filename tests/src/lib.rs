@@ -37,6 +37,16 @@ pub struct DevEnv {
     pub dir: tempfile::TempDir,
     /// Extra environment for the daemon (the mock's settings).
     pub daemon_env: Vec<(String, PathBuf)>,
+    /// The store is on a tmpfs this environment mounted.
+    tmpfs: bool,
+}
+
+impl Drop for DevEnv {
+    fn drop(&mut self) {
+        if self.tmpfs {
+            let _ = Command::new("umount").arg("-l").arg(self.db()).status();
+        }
+    }
 }
 
 /// The PKI layout every `DevEnv` of this run uses: `MCS_E2E_LAYOUT=production` (one CA per
@@ -66,8 +76,24 @@ impl DevEnv {
         Self::create(Some(bin("libpkcs11_mock.so")), layout_of_this_run())
     }
 
+    /// A dev environment whose store lives on a tmpfs of `size` (e.g. `"24m"`), mounted
+    /// before `dev-init` makes the store and unmounted on drop: for disk-full tests (root).
+    pub fn with_store_on_tmpfs(size: &str) -> DevEnv {
+        Self::create_with(None, layout_of_this_run(), Some(size))
+    }
+
     fn create(module: Option<PathBuf>, layout: &str) -> DevEnv {
+        Self::create_with(module, layout, None)
+    }
+
+    fn create_with(module: Option<PathBuf>, layout: &str, tmpfs: Option<&str>) -> DevEnv {
         let dir = tempfile::Builder::new().prefix("mcsd-e2e-").tempdir().expect("temp dir");
+        if let Some(size) = tmpfs {
+            let db = dir.path().join("db");
+            std::fs::create_dir(&db).expect("db dir");
+            let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(&db).status().expect("mount");
+            assert!(st.success(), "mounting a tmpfs needs root (CI runs as root)");
+        }
         let mut daemon_env = Vec::new();
         if module.is_some() {
             daemon_env.push(("PKCS11_MOCK_MODULE".to_owned(), softhsm_module()));
@@ -81,7 +107,7 @@ impl DevEnv {
         cmd.envs(daemon_env.iter().map(|(k, v)| (k, v)));
         let out = cmd.output().expect("running mcsd dev-init");
         assert!(out.status.success(), "dev-init failed: {}", String::from_utf8_lossy(&out.stderr));
-        DevEnv { dir, daemon_env }
+        DevEnv { dir, daemon_env, tmpfs: tmpfs.is_some() }
     }
 
     pub fn path(&self) -> &Path {

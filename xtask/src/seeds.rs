@@ -16,6 +16,34 @@ use serde_json::{Value, json};
 /// `issue` answer to certify it and get past the key comparison.
 const SEED_KEY: [u8; 32] = *b"mcsd fuzz seed key, not a secret";
 
+/// Small, and every number in reach of a mutation.
+const MINIMAL_CONFIG: &str = r#"[api]
+listen = "127.0.0.1:0"
+cert_file = "pki/server.pem"
+key_file = "pki/server.key"
+[[api.trust]]
+ca_file = "pki/ca.pem"
+roles = ["admin", "gateway", "app"]
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "mcsd"
+pin_file = "hsm-pin"
+[store]
+path = "db"
+[keys]
+pin_max_attempts = 5
+enrollment_ttl_hours = 72
+[tasks]
+default_ttl_secs = 300
+max_ttl_secs = 3600
+[[plugins]]
+name = "local"
+library = "/usr/lib/mcsd/libmcs_local_ca.so"
+timeout_ms = 5000
+max_concurrency = 4
+config = { state_dir = "ca" }
+"#;
+
 struct MemKey(sm2_2p::DaemonKey);
 
 impl mcs_local_ca::CaKey for MemKey {
@@ -104,33 +132,9 @@ pub fn write_all(out: &Path) {
     // config
     let example = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mcsd.toml")).expect("config/mcsd.toml");
     w("config", "mcsd.toml", &example);
-    // Small, and every number in reach of a mutation.
-    w("config", "minimal.toml", br#"[api]
-listen = "127.0.0.1:0"
-cert_file = "pki/server.pem"
-key_file = "pki/server.key"
-[[api.trust]]
-ca_file = "pki/ca.pem"
-roles = ["admin", "gateway", "app"]
-[hsm]
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token_label = "mcsd"
-pin_file = "hsm-pin"
-[store]
-path = "db"
-[keys]
-pin_max_attempts = 5
-enrollment_ttl_hours = 72
-[tasks]
-default_ttl_secs = 300
-max_ttl_secs = 3600
-[[plugins]]
-name = "local"
-library = "/usr/lib/mcsd/libmcs_local_ca.so"
-timeout_ms = 5000
-max_concurrency = 4
-config = { state_dir = "ca" }
-"#);
+    w("config", "minimal.toml", MINIMAL_CONFIG.as_bytes());
+    // What crashed the target once (hours × 3600 overflowed): kept as a regression seed.
+    w("config", "ttl-overflow.toml", MINIMAL_CONFIG.replace("enrollment_ttl_hours = 72", "enrollment_ttl_hours = 9000000000000000").as_bytes());
 
     // the adapter answers the daemon reads
     let b64cert = B64.encode(&cert);

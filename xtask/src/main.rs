@@ -131,9 +131,10 @@ const FUZZ_CI_SECONDS: u64 = 15;
 
 /// How the fuzz targets are built, by `cargo fuzz build` and `cargo fuzz run` alike (the
 /// same flags, or `run` would rebuild). No sanitizer: the decoders are safe Rust, where
-/// ASan finds nothing that a panic would not, and it would double build and run time
-/// (`cargo fuzz run -s address TARGET` in `fuzz/` does it by hand). 16 codegen units
-/// instead of cargo fuzz's 1: a build several times faster for slightly slower code.
+/// ASan adds build and run time and finds little that a panic would not (`cargo fuzz run
+/// -s address TARGET` in `fuzz/` does it by hand); and so no nightly-only flag. 16 codegen
+/// units instead of cargo fuzz's 1, so the big crates build on both cores (at some cost in
+/// inlining).
 const FUZZ_BUILD_FLAGS: [&str; 4] = ["--sanitizer", "none", "--codegen-units", "16"];
 
 /// `args`: `--seconds N` per target (default 60), or `--seeds`.
@@ -161,26 +162,39 @@ fn ensure_cargo_fuzz() -> Result<()> {
     cargo(&["install", "cargo-fuzz", "--locked", "-j2"])
 }
 
-/// `cargo +nightly fuzz ARGS` in `fuzz/`.
-fn cargo_fuzz(args: &[&str]) -> Command {
+/// cargo fuzz's toolchain: nightly where rustup has it (what cargo fuzz is made for), else
+/// the default one, which is enough without a sanitizer (no unstable flag is needed then).
+fn fuzz_toolchain() -> Vec<&'static str> {
+    let nightly = Command::new("cargo").args(["+nightly", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if nightly.is_ok_and(|s| s.success()) {
+        vec!["+nightly"]
+    } else {
+        println!("no nightly toolchain: building the fuzz targets with the default one");
+        vec![]
+    }
+}
+
+/// `cargo [+toolchain] fuzz ARGS` in `fuzz/`.
+fn cargo_fuzz(toolchain: &[&str], args: &[&str]) -> Command {
+    // rustup's proxy, not `$CARGO` (the toolchain running xtask), so `+nightly` is honoured.
     let mut cmd = Command::new("cargo");
-    // Through rustup's proxy, not `$CARGO` (this stable cargo), so `+nightly` is honoured.
-    cmd.current_dir(root().join("fuzz")).args(["+nightly", "fuzz"]).args(args).env("CARGO_BUILD_JOBS", "2");
+    cmd.current_dir(root().join("fuzz")).args(toolchain).arg("fuzz").args(args).env("CARGO_BUILD_JOBS", "2");
     cmd
 }
 
 /// Build every fuzz target, then run each for `seconds` on its working corpus
 /// (`fuzz/corpus/<target>`, ignored by git, grown by the fuzzer) and its checked-in seeds
-/// (`fuzz/seeds/<target>`, only read). All targets run even after a crash, so one run
-/// reports every crashing target.
+/// (`fuzz/seeds/<target>`, only read), with `fuzz/dicts/<target>.dict` if there is one.
+/// All targets run even after a crash, so one run reports every crashing target.
 fn run_fuzz(seconds: u64) -> Result<()> {
-    ensure_cargo_fuzz()?;
     let started = std::time::Instant::now();
+    ensure_cargo_fuzz()?;
+    let toolchain = fuzz_toolchain();
     step("building the fuzz targets");
-    let mut build = cargo_fuzz(&["build"]);
+    let mut build = cargo_fuzz(&toolchain, &["build"]);
     build.args(FUZZ_BUILD_FLAGS);
     run_status(&mut build)?;
-    let listed = run_ok(&mut cargo_fuzz(&["list"]))?;
+    let listed = run_ok(&mut cargo_fuzz(&toolchain, &["list"]))?;
     let targets: Vec<&str> = listed.lines().map(str::trim).filter(|t| !t.is_empty()).collect();
     let dir = root().join("fuzz");
     let mut crashes = Vec::new();
@@ -189,13 +203,17 @@ fn run_fuzz(seconds: u64) -> Result<()> {
         let (corpus, seeds, artifacts) = (dir.join("corpus").join(target), dir.join("seeds").join(target), dir.join("artifacts").join(target));
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         let before = files_in(&artifacts);
-        let mut run = cargo_fuzz(&["run"]);
+        let mut run = cargo_fuzz(&toolchain, &["run"]);
         run.args(FUZZ_BUILD_FLAGS).arg(target).arg(&corpus);
         if seeds.is_dir() {
             run.arg(&seeds);
         }
         // -timeout: an input that takes this long is a finding too (and keeps the run bounded).
         run.args(["--", &format!("-max_total_time={seconds}"), "-timeout=10", "-print_final_stats=1"]);
+        let dict = dir.join("dicts").join(format!("{target}.dict"));
+        if dict.is_file() {
+            run.arg(format!("-dict={}", dict.display()));
+        }
         let status = run.status().map_err(|e| format!("cargo fuzz run {target}: {e}"))?;
         if !status.success() {
             let new: Vec<PathBuf> = files_in(&artifacts).into_iter().filter(|f| !before.contains(f)).collect();
@@ -210,7 +228,8 @@ fn run_fuzz(seconds: u64) -> Result<()> {
         Ok(())
     } else {
         Err(format!(
-            "fuzzing found crashes (reproduce: cd fuzz && cargo +nightly fuzz run {} TARGET ARTIFACT):\n  {}",
+            "fuzzing found crashes (reproduce: cd fuzz && cargo {} fuzz run {} TARGET ARTIFACT):\n  {}",
+            toolchain.join(" "),
             FUZZ_BUILD_FLAGS.join(" "),
             crashes.join("\n  ")
         ))

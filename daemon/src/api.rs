@@ -1327,6 +1327,132 @@ struct RevokeRequest {
     pin_proof: Option<String>,
 }
 
+/// Decoding only, for `fuzz/` (the `api_bodies` target): each route's body goes through the
+/// same decoders and validators as in [`Api::route`], with no domain call, so any input
+/// that panics here would panic a request handler. A child module, so the request types
+/// stay private.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::*;
+
+    /// The route names [`decode`] knows, one per request body (plus `query`: the query
+    /// string decoders).
+    pub const ROUTES: &[&str] = &[
+        "enrollments", "activate", "sign", "decrypt", "pin", "unlock", "revoke", "successor", "platforms", "seals",
+        "seal_revoke", "grants", "verify_seal", "verify_pdf", "tasks", "batch_cosign", "claim", "cosign", "complete",
+        "reject", "query",
+    ];
+
+    /// Decode `body` as route `route` would; results are discarded, errors are expected.
+    pub fn decode(route: &str, body: &[u8]) {
+        let _ = decode_inner(route, body);
+    }
+
+    fn decode_inner(route: &str, body: &[u8]) -> Result<(), ApiError> {
+        match route {
+            "enrollments" => {
+                let _ = parse::<EnrollmentRequest>(body)?.validate()?;
+            }
+            "activate" => {
+                let req: ActivateRequest = parse(body)?;
+                sm2_2p::point_from_hex(&req.p1)?;
+                decode_pin(&req.pin)?;
+            }
+            "sign" => {
+                let req: SignRequest = parse(body)?;
+                sm2_2p::digest_from_hex(&req.e)?;
+                sm2_2p::point_from_hex(&req.q1)?;
+                check_proof_encoding(&req.pin_proof)?;
+            }
+            "decrypt" => {
+                let req: DecryptRequest = parse(body)?;
+                sm2_2p::point_from_hex(&req.t1)?;
+                check_proof_encoding(&req.pin_proof)?;
+            }
+            "pin" => {
+                let req: ChangePinRequest = parse(body)?;
+                check_proof_encoding(&req.pin_proof)?;
+                decode_pin(&req.new_pin)?;
+            }
+            "unlock" => {
+                let _ = parse::<Empty>(body)?;
+            }
+            "revoke" => {
+                if let Some(p) = parse::<RevokeRequest>(body)?.pin_proof {
+                    check_proof_encoding(&p)?;
+                }
+            }
+            "successor" => {
+                if let Some(s) = parse::<SuccessorRequest>(body)?.subject {
+                    check_subject(&s)?;
+                }
+            }
+            "platforms" => {
+                let _ = parse::<PlatformRequest>(body)?.validate()?;
+            }
+            "seals" => {
+                let _ = parse::<SealRequest>(body)?.validate()?;
+            }
+            "seal_revoke" => {
+                let _ = parse::<Value>(body)?;
+            }
+            "grants" => {
+                let req: SealGrantRequest = parse(body)?;
+                parse_time(&req.not_before, "not_before")?;
+                parse_time(&req.not_after, "not_after")?;
+            }
+            "verify_seal" => {
+                let _ = b64(&parse::<VerifySealRequest>(body)?.seal, "seal")?;
+            }
+            "verify_pdf" => {
+                let _ = b64(&parse::<VerifyPdfRequest>(body)?.pdf, "pdf")?;
+            }
+            "tasks" => {
+                let _ = parse::<CreateTaskRequest>(body)?.validate()?;
+            }
+            "batch_cosign" => {
+                let req: BatchRequest = parse(body)?;
+                check_proof_encoding(&req.pin_proof)?;
+                for item in &req.items {
+                    sm2_2p::point_from_hex(&item.q1)?;
+                }
+            }
+            "claim" => {
+                let _ = parse::<ClaimRequest>(body)?;
+            }
+            "cosign" => {
+                let req: CosignRequest = parse(body)?;
+                check_proof_encoding(&req.pin_proof)?;
+                for hex in [&req.q1, &req.t1].into_iter().flatten() {
+                    sm2_2p::point_from_hex(hex)?;
+                }
+            }
+            "complete" => {
+                let req: CompleteRequest = parse(body)?;
+                if let Some(sig) = &req.signature {
+                    sm2_2p::scalar_from_hex(&sig.r)?;
+                    sm2_2p::scalar_from_hex(&sig.s)?;
+                }
+                if let Some(p) = &req.plaintext {
+                    b64(p, "plaintext")?;
+                }
+            }
+            "reject" => {
+                let _ = parse::<RejectRequest>(body)?;
+            }
+            "query" => {
+                let query = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("query is not UTF-8"))?;
+                for name in ["owner", "key_id", "token", "wait", "serial"] {
+                    query_param(query, name)?;
+                }
+                key_filters(query)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

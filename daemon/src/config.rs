@@ -617,8 +617,9 @@ impl Config {
         if !(1..=65536).contains(&raw.store.cache_mb) {
             return Err(ConfigError::Invalid("store.cache_mb must be 1..=65536".into()));
         }
-        if raw.keys.enrollment_ttl_hours == 0 {
-            return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be positive".into()));
+        // Bounded so that hours → seconds, and an expiry of now + ttl, cannot overflow.
+        if !(1..=8760).contains(&raw.keys.enrollment_ttl_hours) {
+            return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be 1..=8760 (a year)".into()));
         }
         let t = &raw.tasks;
         if t.default_ttl_secs == 0 || t.max_ttl_secs < t.default_ttl_secs {
@@ -845,6 +846,17 @@ mod tests {
             let err = Config::parse(&MINIMAL.replace(from, to), Path::new("/")).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");
         }
+    }
+
+    /// Crashed the `config` fuzz target: hours × 3600 overflowed (a panic in debug builds,
+    /// a wrapped, meaningless lifetime in release builds).
+    #[test]
+    fn enrollment_ttl_hours_too_large_to_be_seconds_is_rejected() {
+        let text = format!("{MINIMAL}\n[keys]\nenrollment_ttl_hours = 9000000000000000\n");
+        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("keys.enrollment_ttl_hours"), "{err}");
+        let text = format!("{MINIMAL}\n[keys]\nenrollment_ttl_hours = 8760\n");
+        assert_eq!(Config::parse(&text, Path::new("/")).unwrap().keys.enrollment_ttl, std::time::Duration::from_secs(8760 * 3600));
     }
 
     #[test]

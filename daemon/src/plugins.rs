@@ -357,10 +357,18 @@ impl PluginHost {
             Ok(Err(e)) => return Err(failed(format!("call thread: {e}"))),
             Ok(Ok(answer)) => answer,
         };
-        match status {
-            abi::STATUS_OK => serde_json::from_slice(&bytes).map_err(|_| failed(format!("`{op}` answered something that is not JSON"))),
-            abi::STATUS_UNSUPPORTED => Err(failed(format!("`{op}` is not supported"))),
-            _ => Err(failed(String::from_utf8_lossy(&bytes).into_owned())),
-        }
+        decode_answer(name, op, status, &bytes)
+    }
+}
+
+/// What an adapter's answer to `op` means: JSON for `STATUS_OK`, otherwise the adapter's
+/// reason. Pure (no adapter, no threads), so `fuzz/` can feed it whatever bytes an
+/// adapter might write.
+pub fn decode_answer(adapter: &str, op: &str, status: i32, bytes: &[u8]) -> Result<Value, PluginError> {
+    let failed = |reason: String| PluginError::Failed { adapter: adapter.to_owned(), reason };
+    match status {
+        abi::STATUS_OK => serde_json::from_slice(bytes).map_err(|_| failed(format!("`{op}` answered something that is not JSON"))),
+        abi::STATUS_UNSUPPORTED => Err(failed(format!("`{op}` is not supported"))),
+        _ => Err(failed(String::from_utf8_lossy(bytes).into_owned())),
     }
 }

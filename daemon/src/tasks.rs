@@ -999,7 +999,9 @@ fn new_task(
 }
 
 /// Check an adapter's `issue` answer: a certificate for exactly this public key.
-fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo, String> {
+/// Public (hidden) for `fuzz/`: it decodes what an adapter wrote.
+#[doc(hidden)]
+pub fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo, String> {
     use der::{Decode, Encode};
     let der_b64 = answer["certificate"].as_str().ok_or("issue answer lacks `certificate`")?.to_owned();
     let der = B64.decode(&der_b64).map_err(|e| format!("certificate: {e}"))?;

@@ -1,13 +1,19 @@
-//! `cargo xtask demo | test | bench`: the project's front doors.
+//! `cargo xtask demo | test | bench | fuzz`: the project's front doors.
 //!
 //! Both install what a fresh Debian machine lacks (SoftHSM, OpenSSL) with apt-get, so the
 //! README's first two commands work from a clean clone.
 //! - `demo` builds everything, makes a dev environment in `target/demo`, starts the daemon,
 //!   runs a phone through enroll → activate → sign → decrypt with the `mcs` client, checks
 //!   the signature with OpenSSL and the plaintext against the original, and stops the daemon.
-//! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end).
+//! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end), then every
+//!   fuzz target for a few seconds from its seeds.
 //! - `bench [--quick] [--keys N]` builds in release mode and runs `mcs-bench`: figures next to
 //!   references measured in the same run, `target/bench/summary.json`.
+//! - `fuzz [--seconds N]` builds the `fuzz/` targets (cargo fuzz, installed if missing) and
+//!   runs each for N seconds; fails, naming the artifact, if any of them crashes.
+//!   `fuzz --seeds` rewrites the checked-in seeds (`seeds.rs`).
+
+mod seeds;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,8 +27,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick] [--keys N]");
+            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds]");
             return ExitCode::from(2);
         }
     };
@@ -124,8 +131,131 @@ fn test(extra: &[String]) -> Result<()> {
     if extra.is_empty() {
         println!("\n==> end-to-end tests again, production layout (MCS_E2E_LAYOUT=production)");
         cargo_env(&["test", "-p", "mcs-e2e", "-j2"], &[("MCS_E2E_LAYOUT", "production")])?;
+        // A short round: enough to catch a decoder that panics on its own seeds or their
+        // first mutations, and bounded so that the whole step, build included, stays under
+        // 10 minutes.
+        run_fuzz(FUZZ_CI_SECONDS)?;
     }
     Ok(())
+}
+
+/// Seconds per target in `cargo xtask test` (every target, one after the other).
+const FUZZ_CI_SECONDS: u64 = 15;
+
+/// How the fuzz targets are built, by `cargo fuzz build` and `cargo fuzz run` alike (the
+/// same flags, or `run` would rebuild). No sanitizer: the decoders are safe Rust, where
+/// ASan adds build and run time and finds little that a panic would not (`cargo fuzz run
+/// -s address TARGET` in `fuzz/` does it by hand); and so no nightly-only flag. 16 codegen
+/// units instead of cargo fuzz's 1, so the big crates build on both cores (at some cost in
+/// inlining).
+const FUZZ_BUILD_FLAGS: [&str; 4] = ["--sanitizer", "none", "--codegen-units", "16"];
+
+/// `args`: `--seconds N` per target (default 60), or `--seeds`.
+fn fuzz(args: &[String]) -> Result<()> {
+    let seconds = match args {
+        [] => 60,
+        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| format!("--seconds takes whole seconds, not `{n}`"))?,
+        [flag] if flag == "--seeds" => {
+            let out = root().join("fuzz/seeds");
+            seeds::write_all(&out);
+            println!("seeds written to {}", out.display());
+            return Ok(());
+        }
+        _ => return Err("usage: cargo xtask fuzz [--seconds N | --seeds]".into()),
+    };
+    run_fuzz(seconds)
+}
+
+/// cargo-fuzz from crates.io, if this machine lacks it.
+fn ensure_cargo_fuzz() -> Result<()> {
+    if have("cargo-fuzz") {
+        return Ok(());
+    }
+    println!("installing cargo-fuzz with cargo install");
+    cargo(&["install", "cargo-fuzz", "--locked", "-j2"])
+}
+
+/// cargo fuzz's toolchain: nightly where rustup has it (what cargo fuzz is made for), else
+/// the default one, which is enough without a sanitizer (no unstable flag is needed then).
+fn fuzz_toolchain() -> Vec<&'static str> {
+    let nightly = Command::new("cargo").args(["+nightly", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if nightly.is_ok_and(|s| s.success()) {
+        vec!["+nightly"]
+    } else {
+        println!("no nightly toolchain: building the fuzz targets with the default one");
+        vec![]
+    }
+}
+
+/// `cargo [+toolchain] fuzz ARGS` in `fuzz/`.
+fn cargo_fuzz(toolchain: &[&str], args: &[&str]) -> Command {
+    // rustup's proxy, not `$CARGO` (the toolchain running xtask), so `+nightly` is honoured.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root().join("fuzz")).args(toolchain).arg("fuzz").args(args).env("CARGO_BUILD_JOBS", "2");
+    cmd
+}
+
+/// Build every fuzz target, then run each for `seconds` on its working corpus
+/// (`fuzz/corpus/<target>`, ignored by git, grown by the fuzzer) and its checked-in seeds
+/// (`fuzz/seeds/<target>`, only read), with `fuzz/dicts/<target>.dict` if there is one.
+/// All targets run even after a crash, so one run reports every crashing target.
+fn run_fuzz(seconds: u64) -> Result<()> {
+    let started = std::time::Instant::now();
+    ensure_cargo_fuzz()?;
+    let toolchain = fuzz_toolchain();
+    step("building the fuzz targets");
+    let mut build = cargo_fuzz(&toolchain, &["build"]);
+    build.args(FUZZ_BUILD_FLAGS);
+    run_status(&mut build)?;
+    let listed = run_ok(&mut cargo_fuzz(&toolchain, &["list"]))?;
+    let targets: Vec<&str> = listed.lines().map(str::trim).filter(|t| !t.is_empty()).collect();
+    let dir = root().join("fuzz");
+    let mut crashes = Vec::new();
+    for target in &targets {
+        step(&format!("fuzzing {target} for {seconds} s"));
+        let (corpus, seeds, artifacts) = (dir.join("corpus").join(target), dir.join("seeds").join(target), dir.join("artifacts").join(target));
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let before = files_in(&artifacts);
+        let mut run = cargo_fuzz(&toolchain, &["run"]);
+        run.args(FUZZ_BUILD_FLAGS).arg(target).arg(&corpus);
+        if seeds.is_dir() {
+            run.arg(&seeds);
+        }
+        // -timeout: an input that takes this long is a finding too (and keeps the run bounded).
+        run.args(["--", &format!("-max_total_time={seconds}"), "-timeout=10", "-print_final_stats=1"]);
+        let dict = dir.join("dicts").join(format!("{target}.dict"));
+        if dict.is_file() {
+            run.arg(format!("-dict={}", dict.display()));
+        }
+        let status = run.status().map_err(|e| format!("cargo fuzz run {target}: {e}"))?;
+        if !status.success() {
+            let new: Vec<PathBuf> = files_in(&artifacts).into_iter().filter(|f| !before.contains(f)).collect();
+            if new.is_empty() {
+                crashes.push(format!("{target}: failed ({status}) without an artifact"));
+            }
+            crashes.extend(new.iter().map(|a| format!("{target}: {}", a.display())));
+        }
+    }
+    println!("\nfuzzed {} targets for {seconds} s each; {} s in all, build included", targets.len(), started.elapsed().as_secs());
+    if crashes.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzzing found crashes (reproduce: cd fuzz && cargo {} fuzz run {} TARGET ARTIFACT):\n  {}",
+            toolchain.join(" "),
+            FUZZ_BUILD_FLAGS.join(" "),
+            crashes.join("\n  ")
+        ))
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+fn run_status(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    if status.success() { Ok(()) } else { Err(format!("{:?} {:?} failed: {status}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>())) }
 }
 
 /// The daemon, started for the demo, stopped on drop.

@@ -772,6 +772,10 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                // Two hex digits exactly: `from_str_radix` alone would also take `+f`.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(bad());
+                }
                 let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
                 i += 3;
@@ -1465,6 +1469,9 @@ mod tests {
         assert!(key_filters("colour=red").is_err());
         assert!(key_filters("status=dead").is_err());
         assert!(key_filters("subject=%zz").is_err());
+        // Found by the api_bodies fuzz target: a sign inside the escape was taken.
+        assert!(percent_decode("%+f").is_err() && percent_decode("%-1").is_err());
+        assert_eq!(percent_decode("%2B%2b").unwrap(), "++");
     }
 
     #[test]

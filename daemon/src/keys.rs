@@ -537,18 +537,7 @@ impl KeyService {
         // Another device's requests must not queue on this key's lock.
         self.key_for(key_id, &Actor::Device(device_id))?;
         let _serial = self.pin_checks.lock(key_id).await;
-        self.with_pin_serialised(key_id, device_id, proof, want_share, allow_pending, then).await
-    }
-
-    async fn with_pin_serialised<T: Send + 'static>(
-        &self,
-        key_id: &str,
-        device_id: &str,
-        proof: PinProof<'_>,
-        want_share: bool,
-        allow_pending: bool,
-        then: impl FnOnce(&Hsm, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
-    ) -> Result<T, KeyError> {
+        // Read again under the lock: the counter its predecessors left.
         let key = self.key_for(key_id, &Actor::Device(device_id))?;
         // A pending key may sign exactly one thing: its own certificate request.
         if !(allow_pending && key.status == KeyStatus::Pending) {

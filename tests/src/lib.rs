@@ -154,6 +154,19 @@ impl Default for DevEnv {
     }
 }
 
+/// `cmd` (mcsd, or a wrapper ending in it) with `run --config` for `env`, its output piped.
+fn spawn_run(mut cmd: Command, env: &DevEnv) -> Child {
+    cmd.env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        .args(["run", "--config"])
+        .arg(env.config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning mcsd")
+}
+
 /// A running `mcsd run`.
 pub struct Daemon {
     child: Option<Child>,
@@ -170,7 +183,7 @@ impl Daemon {
     /// Start under a wrapper command, e.g. `["prlimit", "--nofile=400:400"]`.
     pub fn start_under(env: &DevEnv, wrapper: &[&str]) -> Daemon {
         let mcsd = bin("mcsd");
-        let mut cmd = match wrapper.split_first() {
+        let cmd = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
                 c.args(rest).arg(&mcsd);
@@ -178,16 +191,7 @@ impl Daemon {
             }
             None => Command::new(&mcsd),
         };
-        let mut child = cmd
-            .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
-            .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .args(["run", "--config"])
-            .arg(env.config())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning mcsd");
+        let mut child = spawn_run(cmd, env);
         let stdout = child.stdout.take().expect("stdout");
         let mut stderr = child.stderr.take().expect("stderr");
         let stderr = std::thread::spawn(move || {
@@ -227,16 +231,7 @@ impl Daemon {
     /// Run `mcsd run` expecting it to refuse to start: returns its exit code and log. Panics
     /// if it starts listening instead.
     pub fn start_refused(env: &DevEnv) -> (Option<i32>, String) {
-        let mut child = Command::new(bin("mcsd"))
-            .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
-            .envs(env.daemon_env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .args(["run", "--config"])
-            .arg(env.config())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning mcsd");
+        let mut child = spawn_run(Command::new(bin("mcsd")), env);
         let stdout = child.stdout.take().expect("stdout");
         let mut stderr = child.stderr.take().expect("stderr");
         let log = std::thread::spawn(move || {

@@ -612,22 +612,11 @@ impl KeyService {
         }
     }
 
-    /// Count one wrong proof durably-to-be (the caller flushes). Inside a request, the
-    /// request's audit entry goes into the same transaction, naming the outcome the caller
-    /// will answer; the caller holds the key's PIN lock, so the counter it reads is the one
+    /// Count one wrong proof durably-to-be (the caller flushes), one transaction whether
+    /// or not a request is being served: inside one, the request's audit entry goes into it,
+    /// naming the outcome the caller will answer; the caller holds the key's PIN lock, so the counter it reads is the one
     /// it writes (an admin's unlock in between makes the transaction retry).
     async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<KeyRecord>, KeyError> {
-        if self.request_audit().is_none() {
-            let updated = self.store.update_key::<()>(key_id, |k| {
-                if k.pin.locked {
-                    return Ok(false);
-                }
-                k.pin.failures += 1;
-                k.pin.locked = k.pin.failures >= max;
-                Ok(true)
-            })?;
-            return updated.map_err(|()| KeyError::Internal("unreachable".into()));
-        }
         for _ in 0..8 {
             let Some(key) = self.store.key(key_id)? else { return Ok(None) };
             if key.pin.locked {
@@ -635,7 +624,7 @@ impl KeyService {
             }
             let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
             let counted = self
-                .audited(key_id, outcome, serde_json::Value::Null, |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a.expect("inside a request")), Option::is_some)
+                .audited(key_id, outcome, serde_json::Value::Null, |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a), Option::is_some)
                 .await?;
             if let Some(rec) = counted {
                 return Ok(Some(rec));

@@ -1203,9 +1203,10 @@ impl Store {
     }
 
     /// Count a wrong PIN proof on a key whose counter stands at `expected` (the caller
-    /// holds the key's PIN lock), with the request's audit entry in the same transaction.
+    /// holds the key's PIN lock), with the request's audit entry, if any, in the same
+    /// transaction.
     /// `Ok(None)`: the key is gone, locked, or its counter moved — nothing was written.
-    pub fn count_pin_failure(&self, key_id: &str, expected: u32, max: u32, audit: &AuditAppend) -> Result<Option<KeyRecord>, StoreError> {
+    pub fn count_pin_failure(&self, key_id: &str, expected: u32, max: u32, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
         let f = self.files()?;
         let moved = || ConflictableTransactionError::Abort(Abort::Outcome(()));
@@ -1217,7 +1218,9 @@ impl Store {
             }
             rec.pin.failures += 1;
             rec.pin.locked = rec.pin.failures >= max;
-            Self::append_audit_in(audit_tree, audit)?;
+            if let Some(a) = audit {
+                Self::append_audit_in(audit_tree, a)?;
+            }
             keys.insert(key_id.as_bytes(), encode(&rec))?;
             Ok(rec)
         });

@@ -40,17 +40,6 @@ pub struct TestRa {
     pub log: Arc<Mutex<RaLog>>,
 }
 
-struct MemKey(sm2_2p::DaemonKey);
-
-impl mcs_local_ca::CaKey for MemKey {
-    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(self.0.sign(tbs).to_der())
-    }
-    fn public_key(&self) -> Result<Vec<u8>, String> {
-        Ok(sm2_2p::spki_der(&self.0.public()))
-    }
-}
-
 pub use mcs_client::phone::pem;
 
 struct Shared {
@@ -67,7 +56,7 @@ impl TestRa {
         let secret = hex::encode(sm2_2p::hmac_sm3(b"test-ra", dir.as_os_str().as_encoded_bytes()));
         let state = dir.join("ra-ca");
         let ca = mcs_local_ca::LocalCa::open(
-            Box::new(MemKey(sm2_2p::DaemonKey::generate())),
+            Box::new(mcs_local_ca::MemoryKey(sm2_2p::DaemonKey::generate())),
             json!({ "state_dir": state, "ca_name": "Test RA SM2 CA" }).to_string().as_bytes(),
         )
         .expect("test RA CA");

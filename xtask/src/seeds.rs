@@ -44,23 +44,12 @@ max_concurrency = 4
 config = { state_dir = "ca" }
 "#;
 
-struct MemKey(sm2_2p::DaemonKey);
-
-impl mcs_local_ca::CaKey for MemKey {
-    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(self.0.sign(tbs).to_der())
-    }
-    fn public_key(&self) -> Result<Vec<u8>, String> {
-        Ok(sm2_2p::spki_der(&self.0.public()))
-    }
-}
-
 /// Write every target's seeds under `out` (files of the same names are replaced).
 pub fn write_all(out: &Path) {
     let key = sm2_2p::DaemonKey::from_bytes(&SEED_KEY).expect("the seed key is a scalar");
     let state = std::env::temp_dir().join(format!("mcs-fuzz-seeds-{}", std::process::id()));
     let ca = mcs_local_ca::LocalCa::open(
-        Box::new(MemKey(sm2_2p::DaemonKey::from_bytes(&SEED_KEY).expect("scalar"))),
+        Box::new(mcs_local_ca::MemoryKey(sm2_2p::DaemonKey::from_bytes(&SEED_KEY).expect("scalar"))),
         json!({ "state_dir": state, "ca_name": "Fuzz Seed CA" }).to_string().as_bytes(),
     )
     .expect("seed CA");

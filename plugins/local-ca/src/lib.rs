@@ -189,6 +189,19 @@ pub trait CaKey: Send + Sync + 'static {
     fn log(&self, _msg: &str) {}
 }
 
+/// A CA key held in this process's memory: for the tests' remote CA and the fuzz seeds,
+/// never for a CA the daemon runs (that key stays daemon-held, behind the host).
+pub struct MemoryKey(pub sm2_2p::DaemonKey);
+
+impl CaKey for MemoryKey {
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(self.0.sign(tbs).to_der())
+    }
+    fn public_key(&self) -> Result<Vec<u8>, String> {
+        Ok(sm2_2p::spki_der(&self.0.public()))
+    }
+}
+
 /// A daemon-held key, used through the host's callbacks.
 pub struct HostKey {
     host: HostHandle,

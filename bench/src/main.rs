@@ -54,7 +54,10 @@ fn openssl_sm2_signs(seconds: u32) -> Res<f64> {
     let out = Command::new("openssl").args(["speed", "-seconds", &seconds.to_string(), "sm2"]).output().map_err(err)?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "256 bits SM2 (CurveSM2)   0.0003s   0.0003s   3000.0   3400.0"
-    let line = text.lines().find(|l| l.contains("SM2") && l.contains("bits")).ok_or_else(|| format!("no SM2 line in openssl speed output:\n{text}"))?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("SM2") && l.contains("bits"))
+        .ok_or_else(|| format!("no SM2 line in openssl speed output:\n{text}"))?;
     let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     nums.get(nums.len().wrapping_sub(2)).copied().ok_or_else(|| format!("cannot read `{line}`"))
 }
@@ -173,7 +176,16 @@ fn start_daemon(bin: &Path, dir: &Path) -> Res<Daemon> {
     let cfg_path = dir.join("mcsd.toml");
     let cfg = std::fs::read_to_string(&cfg_path).map_err(err)?;
     let cfg = if cfg.contains("max_body_bytes") {
-        cfg.lines().map(|l| if l.trim_start().starts_with("max_body_bytes") { "max_body_bytes = 33554432".to_owned() } else { l.to_owned() }).collect::<Vec<_>>().join("\n")
+        cfg.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("max_body_bytes") {
+                    "max_body_bytes = 33554432".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     } else {
         cfg.replacen("[api]\n", "[api]\nmax_body_bytes = 33554432\n", 1)
     };
@@ -214,18 +226,35 @@ fn endpoint(dir: &Path, api: &str, who: &str) -> Endpoint {
     }
 }
 
-async fn enroll_and_activate(admin: &mut mcs_client::Connection, app: &mut mcs_client::Connection, api: &str, name: &str) -> Res<Phone> {
+async fn enroll_and_activate(
+    admin: &mut mcs_client::Connection,
+    app: &mut mcs_client::Connection,
+    api: &str,
+    name: &str,
+) -> Res<Phone> {
     let req = mcs_client::admin::EnrollmentRequest {
-        subject: mcs_client::admin::Subject { kind: "person".into(), name: name.into(), org_name: None, credit_code: None, id_number: None },
+        subject: mcs_client::admin::Subject {
+            kind: "person".into(),
+            name: name.into(),
+            org_name: None,
+            credit_code: None,
+            id_number: None,
+        },
         ca: "local".into(),
         profile: None,
         platforms: vec!["P-DEV-1".into()],
         validity_days: 365,
     };
     let e = mcs_client::admin::create_enrollment(admin, &req).await.map_err(err)?;
-    Phone::activate(app, &format!("https://{api}"), e["enrollment_id"].as_str().unwrap_or(""), e["activation_code"].as_str().unwrap_or(""), "135790")
-        .await
-        .map_err(err)
+    Phone::activate(
+        app,
+        &format!("https://{api}"),
+        e["enrollment_id"].as_str().unwrap_or(""),
+        e["activation_code"].as_str().unwrap_or(""),
+        "135790",
+    )
+    .await
+    .map_err(err)
 }
 
 async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>) -> Res<Value> {
@@ -256,12 +285,17 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     let keygen_ops_s = n_keys as f64 / start.elapsed().as_secs_f64();
 
     // (b) co-sign load; phones of app1 only (the load generator's connections are app1's).
-    let app1: Vec<Arc<Phone>> = phones.iter().filter(|(w, _)| *w == "app1").map(|(_, p)| Arc::new(Phone::unlock(p.state.clone(), "135790").expect("phone"))).collect();
+    let app1: Vec<Arc<Phone>> = phones
+        .iter()
+        .filter(|(w, _)| *w == "app1")
+        .map(|(_, p)| Arc::new(Phone::unlock(p.state.clone(), "135790").expect("phone")))
+        .collect();
     let levels: &[usize] = if quick { &[1, 16, 64] } else { &[1, 8, 32, 64, 128] };
     let seconds = Duration::from_secs(if quick { 3 } else { 10 });
     let mut e2e = Vec::new();
     for &c in levels {
-        let r = mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), &app1, c, seconds).await.map_err(err)?;
+        let r =
+            mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), &app1, c, seconds).await.map_err(err)?;
         if r.errors > 0 {
             return Err(format!("{} errors at concurrency {c}", r.errors));
         }
@@ -276,7 +310,10 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     let phone = &app1[0];
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(err)?.as_secs() as i64;
     let iso = |t: i64| -> Res<String> {
-        time::OffsetDateTime::from_unix_timestamp(t).map_err(err)?.format(&time::format_description::well_known::Rfc3339).map_err(err)
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .map_err(err)?
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(err)
     };
     let seal = admin
         .json(hyper::Method::POST, "/v1/seals", Some(&json!({
@@ -290,8 +327,11 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     let mut gw = mcs_client::Connection::connect(&endpoint(dir, &daemon.api, "gateway")).await.map_err(err)?;
     let mut app = mcs_client::Connection::connect(&endpoint(dir, &daemon.api, "app1")).await.map_err(err)?;
     let start = Instant::now();
-    let data = json!({ "pdf": B64.encode(&pdf), "seal_id": seal["seal_id"], "placement": {"keyword": "Bidder seal here"} });
-    let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal the 10 MB bid", data, None, None).await.map_err(err)?;
+    let data =
+        json!({ "pdf": B64.encode(&pdf), "seal_id": seal["seal_id"], "placement": {"keyword": "Bidder seal here"} });
+    let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal the 10 MB bid", data, None, None)
+        .await
+        .map_err(err)?;
     let code = ScanCode::parse(created["qr"].as_str().unwrap_or("")).map_err(err)?;
     phone.scan(&mut app, &code).await.map_err(err)?;
     let result = mcs_client::gateway::result(&mut gw, &code.task_id, 60).await.map_err(err)?;
@@ -319,8 +359,18 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     let cfg = dir.join("mcsd.toml");
     let image_path = dir.join("store.bak");
     let run = |args: &[&str]| -> Res<()> {
-        let out = Command::new(bin.join("mcsd")).env("SOFTHSM2_CONF", dir.join("softhsm2.conf")).args(args).arg("--config").arg(&cfg).output().map_err(err)?;
-        if out.status.success() { Ok(()) } else { Err(format!("mcsd {args:?}: {}", String::from_utf8_lossy(&out.stderr))) }
+        let out = Command::new(bin.join("mcsd"))
+            .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .map_err(err)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("mcsd {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+        }
     };
     run(&["backup", "--out", image_path.to_str().ok_or("path")?])?;
     let image = std::fs::read(&image_path).map_err(err)?;
@@ -363,10 +413,19 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
         reads += reader.await.map_err(err)??;
     }
     if r.errors > 0 {
-        return Err(format!("{} co-signs failed on the big store, first: {}", r.errors, r.first_error.unwrap_or_default()));
+        return Err(format!(
+            "{} co-signs failed on the big store, first: {}",
+            r.errors,
+            r.first_error.unwrap_or_default()
+        ));
     }
     let field = |name: &str| proc_status(daemon.child.id(), name);
-    eprintln!("big store daemon: VmRSS {} kB, RssAnon {} kB, threads {}", field("VmRSS:"), field("RssAnon:"), field("Threads:"));
+    eprintln!(
+        "big store daemon: VmRSS {} kB, RssAnon {} kB, threads {}",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("Threads:")
+    );
     Ok((field("VmRSS:") / 1024.0, r.ops_per_sec(), reads))
 }
 
@@ -375,7 +434,9 @@ fn proc_status(pid: u32, name: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0)))
+        .find_map(|l| {
+            l.strip_prefix(name).map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().unwrap_or(0.0))
+        })
         .unwrap_or(0.0)
 }
 
@@ -403,7 +464,11 @@ fn grow_image(image: &[u8], count: usize) -> Res<(Vec<u8>, usize)> {
             _ => return Err("bad image".into()),
         }
     }
-    let keys: Vec<String> = records.iter().filter(|(t, _, _)| t == b"keys").map(|(_, k, _)| String::from_utf8_lossy(k).into_owned()).collect();
+    let keys: Vec<String> = records
+        .iter()
+        .filter(|(t, _, _)| t == b"keys")
+        .map(|(_, k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
     let mut out = b"MCSDBAK1".to_vec();
     let put = |out: &mut Vec<u8>, b: &[u8]| {
         out.extend_from_slice(&(b.len() as u32).to_be_bytes());
@@ -429,7 +494,8 @@ fn grow_image(image: &[u8], count: usize) -> Res<(Vec<u8>, usize)> {
         for c in 0..copies {
             let clone = format!("{orig}x{c}");
             let key = ks.replace(orig.as_str(), &clone);
-            let value = if t.as_slice() == b"keys" { vs.replacen(orig.as_str(), &clone, 1).into_bytes() } else { v.clone() };
+            let value =
+                if t.as_slice() == b"keys" { vs.replacen(orig.as_str(), &clone, 1).into_bytes() } else { v.clone() };
             emit(&mut out, t, key.as_bytes(), &value);
         }
     }
@@ -446,12 +512,16 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| exe_dir.join("../bench/summary.json"));
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe_dir.join("../bench/summary.json"));
     let big_keys = args.iter().position(|a| a == "--keys").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok());
     let work = out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&work).expect("bench directory");
@@ -496,14 +566,36 @@ fn main() {
     println!("server half, per core              ops/s     vs ours");
     println!("  ours: sign (k3·Q1 + k2·G …)   {:>10.0}", f(&h["ours_ops_s"]));
     println!("  ours: decrypt (d2⁻¹·T1)       {:>10.0}", f(&h["ours_decrypt_ops_s"]));
-    println!("  RustCrypto sm2: same half     {:>10.0}   ours ×{:.2}", f(&h["rustcrypto_ops_s"]), f(&h["ratio_vs_rustcrypto"]));
-    println!("  RustCrypto sm2: same decrypt  {:>10.0}   ours ×{:.2}", f(&h["rustcrypto_decrypt_ops_s"]), f(&h["decrypt_ratio_vs_rustcrypto"]));
+    println!(
+        "  RustCrypto sm2: same half     {:>10.0}   ours ×{:.2}",
+        f(&h["rustcrypto_ops_s"]),
+        f(&h["ratio_vs_rustcrypto"])
+    );
+    println!(
+        "  RustCrypto sm2: same decrypt  {:>10.0}   ours ×{:.2}",
+        f(&h["rustcrypto_decrypt_ops_s"]),
+        f(&h["decrypt_ratio_vs_rustcrypto"])
+    );
     println!("  RustCrypto sm2: whole sign    {:>10.0}   (k·G only, for scale)", f(&h["rustcrypto_whole_sign_ops_s"]));
-    println!("  openssl speed sm2: sign       {:>10.0}   ours ×{:.2}", f(&h["openssl_sign_ops_s"]), f(&h["ratio_vs_openssl"]));
-    println!("  timing, fixed vs random d2: |t| = {:.2} ({})", f(&h["constant_time_t"]).abs(), if h["constant_time_ok"] == true { "no leak detected, |t| < 4.5" } else { "LEAK SUSPECTED" });
+    println!(
+        "  openssl speed sm2: sign       {:>10.0}   ours ×{:.2}",
+        f(&h["openssl_sign_ops_s"]),
+        f(&h["ratio_vs_openssl"])
+    );
+    println!(
+        "  timing, fixed vs random d2: |t| = {:.2} ({})",
+        f(&h["constant_time_t"]).abs(),
+        if h["constant_time_ok"] == true { "no leak detected, |t| < 4.5" } else { "LEAK SUSPECTED" }
+    );
     println!("end-to-end co-sign           ops/s    p50 ms    p99 ms");
     for r in summary["e2e"].as_array().into_iter().flatten() {
-        println!("  concurrency {:>4}        {:>9.0} {:>9.2} {:>9.2}", r["concurrency"], f(&r["ops_s"]), f(&r["p50_ms"]), f(&r["p99_ms"]));
+        println!(
+            "  concurrency {:>4}        {:>9.0} {:>9.2} {:>9.2}",
+            r["concurrency"],
+            f(&r["ops_s"]),
+            f(&r["p50_ms"]),
+            f(&r["p99_ms"])
+        );
     }
     println!("keygen (activation + certificate): {:.1} /s", f(&summary["keygen_ops_s"]));
     println!("10 MB PDF sealed by scan, end to end: {:.0} ms", f(&summary["pdf_10mb_ms"]));

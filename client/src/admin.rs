@@ -52,7 +52,13 @@ pub async fn revoke(conn: &mut Connection, key_id: &str, reason: &str) -> Result
 }
 
 /// `POST /v1/keys/{id}/successor`: a new enrollment to renew, change or reissue a key.
-pub async fn successor(conn: &mut Connection, key_id: &str, reason: &str, subject: Option<&Subject>, validity_days: Option<u32>) -> Result<Value> {
+pub async fn successor(
+    conn: &mut Connection,
+    key_id: &str,
+    reason: &str,
+    subject: Option<&Subject>,
+    validity_days: Option<u32>,
+) -> Result<Value> {
     let mut body = json!({ "reason": reason });
     if let Some(s) = subject {
         body["subject"] = serde_json::to_value(s).map_err(|e| crate::transport::Error::Config(e.to_string()))?;
@@ -73,12 +79,19 @@ pub async fn crl(conn: &mut Connection, adapter: &str) -> Result<Vec<u8>> {
     use base64::Engine;
     let answer = conn.json(Method::GET, &format!("/v1/plugins/{}/crl", percent_encode(adapter)), None).await?;
     let b64 = answer["crl"].as_str().ok_or_else(|| crate::transport::Error::Protocol("answer lacks `crl`".into()))?;
-    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| crate::transport::Error::Protocol(format!("crl: {e}")))
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| crate::transport::Error::Protocol(format!("crl: {e}")))
 }
 
 /// A certificate's status at its CA.
 pub async fn certificate_status(conn: &mut Connection, adapter: &str, serial: &str) -> Result<Value> {
-    conn.json(Method::GET, &with_query(&format!("/v1/plugins/{}/status", percent_encode(adapter)), &[("serial", Some(serial))]), None).await
+    conn.json(
+        Method::GET,
+        &with_query(&format!("/v1/plugins/{}/status", percent_encode(adapter)), &[("serial", Some(serial))]),
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/seals` with an API.md seal request.
@@ -95,13 +108,20 @@ pub async fn revoke_seal(conn: &mut Connection, seal_id: &str) -> Result<Value> 
 }
 
 /// Grant a seal to a key between two RFC 3339 times.
-pub async fn grant_seal(conn: &mut Connection, seal_id: &str, key_id: &str, not_before: &str, not_after: &str) -> Result<Value> {
+pub async fn grant_seal(
+    conn: &mut Connection,
+    seal_id: &str,
+    key_id: &str,
+    not_before: &str,
+    not_after: &str,
+) -> Result<Value> {
     let body = json!({ "key_id": key_id, "not_before": not_before, "not_after": not_after });
     conn.json(Method::POST, &format!("/v1/seals/{}/grants", percent_encode(seal_id)), Some(&body)).await
 }
 
 pub async fn ungrant_seal(conn: &mut Connection, seal_id: &str, key_id: &str) -> Result<Value> {
-    conn.json(Method::DELETE, &format!("/v1/seals/{}/grants/{}", percent_encode(seal_id), percent_encode(key_id)), None).await
+    conn.json(Method::DELETE, &format!("/v1/seals/{}/grants/{}", percent_encode(seal_id), percent_encode(key_id)), None)
+        .await
 }
 
 /// `POST /v1/verify/pdf` (any role).
@@ -120,7 +140,8 @@ pub async fn verify_seal(conn: &mut Connection, seal: &[u8]) -> Result<Value> {
 
 /// `path?name=value&…` with the given parameters, percent-encoded; absent ones left out.
 fn with_query(path: &str, params: &[(&str, Option<&str>)]) -> String {
-    let query: Vec<String> = params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", percent_encode(v)))).collect();
+    let query: Vec<String> =
+        params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", percent_encode(v)))).collect();
     if query.is_empty() { path.to_owned() } else { format!("{path}?{}", query.join("&")) }
 }
 

@@ -39,7 +39,12 @@ impl LoadResult {
 /// Co-sign for `duration` with `concurrency` connections, each running operations back to
 /// back. Each operation takes the next phone (key) round-robin across all workers, so a
 /// long list spreads the load over that many keys.
-pub async fn cosign_load(endpoint: &Endpoint, phones: &[Arc<Phone>], concurrency: usize, duration: Duration) -> Result<LoadResult> {
+pub async fn cosign_load(
+    endpoint: &Endpoint,
+    phones: &[Arc<Phone>],
+    concurrency: usize,
+    duration: Duration,
+) -> Result<LoadResult> {
     let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         conns.push(Connection::connect(endpoint).await?);
@@ -72,7 +77,8 @@ pub async fn cosign_load(endpoint: &Endpoint, phones: &[Arc<Phone>], concurrency
     }
     let mut out = LoadResult::default();
     for w in workers {
-        let (lat, errors, first) = w.await.map_err(|e| crate::transport::Error::Protocol(format!("load worker: {e}")))?;
+        let (lat, errors, first) =
+            w.await.map_err(|e| crate::transport::Error::Protocol(format!("load worker: {e}")))?;
         out.latencies_us.extend(lat);
         out.errors += errors;
         if out.first_error.is_none() {

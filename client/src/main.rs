@@ -166,10 +166,16 @@ impl SubjectArgs {
     /// The subject, if one was given; `--kind` and `--name` go together.
     fn get(self) -> Result<Option<Subject>, Error> {
         match (self.kind, self.name) {
-            (Some(kind), Some(name)) => {
-                Ok(Some(Subject { kind, name, org_name: self.org_name, credit_code: self.credit_code, id_number: self.id_number }))
+            (Some(kind), Some(name)) => Ok(Some(Subject {
+                kind,
+                name,
+                org_name: self.org_name,
+                credit_code: self.credit_code,
+                id_number: self.id_number,
+            })),
+            (None, None) if self.org_name.is_none() && self.credit_code.is_none() && self.id_number.is_none() => {
+                Ok(None)
             }
-            (None, None) if self.org_name.is_none() && self.credit_code.is_none() && self.id_number.is_none() => Ok(None),
             _ => Err(Error::Config("a subject needs both --kind and --name".into())),
         }
     }
@@ -252,10 +258,7 @@ enum AdminCommand {
     /// Withdraw a seal grant.
     SealUngrant { id: String, key: String },
     /// A certificate's status at its CA.
-    CertStatus {
-        adapter: String,
-        serial: String,
-    },
+    CertStatus { adapter: String, serial: String },
     /// List keys.
     Keys {
         #[arg(long)]
@@ -394,11 +397,9 @@ enum AppCommand {
 fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {
     let server = cli.server.clone().ok_or_else(|| Error::Config("--server (or MCS_SERVER) is required".into()))?;
     let (ca, cert, key) = match (&cli.pki, &cli.identity) {
-        (Some(dir), Some(who)) => (
-            dir.join("ca.pem"),
-            Some(dir.join(format!("{who}.pem"))),
-            Some(dir.join(format!("{who}.key"))),
-        ),
+        (Some(dir), Some(who)) => {
+            (dir.join("ca.pem"), Some(dir.join(format!("{who}.pem"))), Some(dir.join(format!("{who}.key"))))
+        }
         (Some(_), None) => return Err(Error::Config("--pki needs --as <identity>".into())),
         _ => (
             cli.cacert.clone().ok_or_else(|| Error::Config("--cacert (or --pki) is required".into()))?,
@@ -412,7 +413,11 @@ fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {
 /// What the phone shows before asking for the PIN.
 fn describe_task(view: &serde_json::Value) {
     use base64::Engine;
-    eprintln!("platform {} asks you to {}:", view["platform"].as_str().unwrap_or("?"), view["kind"].as_str().unwrap_or("?"));
+    eprintln!(
+        "platform {} asks you to {}:",
+        view["platform"].as_str().unwrap_or("?"),
+        view["kind"].as_str().unwrap_or("?")
+    );
     eprintln!("  {}", view["display"]["title"].as_str().unwrap_or(""));
     if let Some(detail) = view["display"]["detail"].as_str() {
         eprintln!("  {detail}");
@@ -476,14 +481,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             }
             AdminCommand::SealCreate { kind, name, owner, image, width_mm, height_mm, signers, valid_days } => {
-                let owner: serde_json::Value = serde_json::from_str(&owner).map_err(|e| Error::Config(format!("--owner: {e}")))?;
-                let picture_type = match image.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-                    Some("png") => "PNG",
-                    Some("jpg" | "jpeg") => "JPEG",
-                    Some("svg") => "SVG",
-                    _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
-                };
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+                let owner: serde_json::Value =
+                    serde_json::from_str(&owner).map_err(|e| Error::Config(format!("--owner: {e}")))?;
+                let picture_type =
+                    match image.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+                        Some("png") => "PNG",
+                        Some("jpg" | "jpeg") => "JPEG",
+                        Some("svg") => "SVG",
+                        _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
+                    };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
                 let request = serde_json::json!({
                     "kind": kind, "name": name, "owner": owner,
                     "image": { "type": picture_type, "data": base64::engine::general_purpose::STANDARD.encode(read_file(&image)?), "width_mm": width_mm, "height_mm": height_mm },
@@ -493,17 +503,27 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 });
                 print_json(&admin::create_seal(conn, &request).await?);
             }
-            AdminCommand::Seals { owner, key_id } => print_json(&admin::seals(conn, owner.as_deref(), key_id.as_deref()).await?),
+            AdminCommand::Seals { owner, key_id } => {
+                print_json(&admin::seals(conn, owner.as_deref(), key_id.as_deref()).await?)
+            }
             AdminCommand::SealRevoke { id } => print_json(&admin::revoke_seal(conn, &id).await?),
             AdminCommand::SealGrant { id, key, days } => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-                print_json(&admin::grant_seal(conn, &id, &key, &rfc3339(now - 60)?, &rfc3339(now + days as i64 * 86_400)?).await?)
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                print_json(
+                    &admin::grant_seal(conn, &id, &key, &rfc3339(now - 60)?, &rfc3339(now + days as i64 * 86_400)?)
+                        .await?,
+                )
             }
             AdminCommand::SealUngrant { id, key } => {
                 admin::ungrant_seal(conn, &id, &key).await?;
                 println!("grant of {id} to {key} withdrawn");
             }
-            AdminCommand::CertStatus { adapter, serial } => print_json(&admin::certificate_status(conn, &adapter, &serial).await?),
+            AdminCommand::CertStatus { adapter, serial } => {
+                print_json(&admin::certificate_status(conn, &adapter, &serial).await?)
+            }
             AdminCommand::Keys { subject, status } => {
                 print_json(&admin::list_keys(conn, subject.as_deref(), status.as_deref()).await?)
             }
@@ -528,7 +548,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&gateway::create_task(conn, &kind, &title, data, ttl_secs, callback_url.as_deref()).await?);
             }
             GatewayCommand::SealPdf { pdf, title, placement, seal_id, ttl_secs } => {
-                let placement: serde_json::Value = serde_json::from_str(&placement).map_err(|e| Error::Config(format!("--placement: {e}")))?;
+                let placement: serde_json::Value =
+                    serde_json::from_str(&placement).map_err(|e| Error::Config(format!("--placement: {e}")))?;
                 let mut data = serde_json::json!({ "pdf": base64::engine::general_purpose::STANDARD.encode(read_file(&pdf)?), "placement": placement });
                 if let Some(s) = seal_id {
                     data["seal_id"] = serde_json::json!(s);
@@ -538,7 +559,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             GatewayCommand::Wait { task_id, wait, pdf_out, plaintext_out } => {
                 let mut out = gateway::result(conn, &task_id, wait).await?;
                 if let (Some(path), Some(p)) = (&pdf_out, out["result"]["pdf"].as_str()) {
-                    let bytes = base64::engine::general_purpose::STANDARD.decode(p).map_err(|e| Error::Protocol(format!("pdf: {e}")))?;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(p)
+                        .map_err(|e| Error::Protocol(format!("pdf: {e}")))?;
                     write_out(&Some(path.clone()), &bytes)?;
                     out["result"]["pdf"] = serde_json::json!(format!("(written to {})", path.display()));
                 }
@@ -612,7 +635,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             AppCommand::Load { state, concurrency, seconds, pin } => {
                 let phone = std::sync::Arc::new(Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?);
-                let r = mcs_client::load::cosign_load(&ep, &[phone], concurrency.max(1), std::time::Duration::from_secs(seconds)).await?;
+                let r = mcs_client::load::cosign_load(
+                    &ep,
+                    &[phone],
+                    concurrency.max(1),
+                    std::time::Duration::from_secs(seconds),
+                )
+                .await?;
                 print_json(&serde_json::json!({
                     "concurrency": concurrency, "ops": r.ops, "errors": r.errors,
                     "ops_s": r.ops_per_sec(), "p50_ms": r.quantile_ms(0.5), "p99_ms": r.quantile_ms(0.99),
@@ -620,7 +649,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             AppCommand::Certificate { state, out } => {
                 let state = PhoneState::load(&state)?;
-                write_out(&out, mcs_client::phone::certificate_pem(&admin::get_key(conn, &state.key_id).await?)?.as_bytes())?;
+                write_out(
+                    &out,
+                    mcs_client::phone::certificate_pem(&admin::get_key(conn, &state.key_id).await?)?.as_bytes(),
+                )?;
             }
             AppCommand::Key { state } => {
                 let state = PhoneState::load(&state)?;

@@ -102,7 +102,13 @@ fn answer_point(v: &Value, field: &str) -> Result<AffinePoint> {
 
 impl Phone {
     /// Activate an enrollment: make `d1`, send `P1` and the PIN verifier, keep the state.
-    pub async fn activate(conn: &mut Connection, server: &str, enrollment_id: &str, code: &str, pin: &str) -> Result<Phone> {
+    pub async fn activate(
+        conn: &mut Connection,
+        server: &str,
+        enrollment_id: &str,
+        code: &str,
+        pin: &str,
+    ) -> Result<Phone> {
         let (phone, csr) = Phone::prepare_activation(server, enrollment_id, code, pin)?.send(conn).await?;
         if let Some(code) = csr {
             phone.install_certificate(conn, &code).await?;
@@ -210,7 +216,9 @@ impl Phone {
         }
         .map_err(|e| Error::Protocol(format!("finishing the signature: {e}")))?;
         if !sm2_2p::verify(&self.public, e, &sig) {
-            return Err(Error::Protocol("the joint signature does not verify (wrong PIN or wrong server answer)".into()));
+            return Err(Error::Protocol(
+                "the joint signature does not verify (wrong PIN or wrong server answer)".into(),
+            ));
         }
         Ok(sig)
     }
@@ -272,7 +280,8 @@ impl PreparedActivation {
     /// [`Phone::install_certificate`] co-signs.
     pub async fn send(&self, conn: &mut Connection) -> Result<(Phone, Option<ScanCode>)> {
         let body: Value = serde_json::from_str(&self.body).map_err(|e| Error::Config(e.to_string()))?;
-        let answer = conn.json(Method::POST, &format!("/v1/enrollments/{}/activate", self.enrollment_id), Some(&body)).await?;
+        let answer =
+            conn.json(Method::POST, &format!("/v1/enrollments/{}/activate", self.enrollment_id), Some(&body)).await?;
         let public = answer_point(&answer, "public_key")?;
         let key_id = answer
             .get("key_id")
@@ -290,7 +299,9 @@ impl PreparedActivation {
         let phone = Phone { state, verifier: self.verifier.clone(), share: self.share.clone(), public };
         let csr = match answer.get("csr_task") {
             Some(task) => {
-                let field = |k: &str| task[k].as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("csr_task lacks `{k}`")));
+                let field = |k: &str| {
+                    task[k].as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("csr_task lacks `{k}`")))
+                };
                 Some(ScanCode { task_id: field("task_id")?, token: field("token")?, url: self.server.clone() })
             }
             None => None,
@@ -360,7 +371,9 @@ fn b64_field(v: &Value, path: &[&str]) -> Result<Vec<u8>> {
         .try_fold(v, |v, k| v.get(k))
         .and_then(Value::as_str)
         .ok_or_else(|| Error::Protocol(format!("answer lacks `{}`", path.join("."))))?;
-    base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| Error::Protocol(format!("`{}`: {e}", path.join("."))))
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| Error::Protocol(format!("`{}`: {e}", path.join("."))))
 }
 
 impl Phone {
@@ -409,7 +422,8 @@ impl Phone {
     pub async fn cosign(&self, conn: &mut Connection, code: &ScanCode, e: &[u8; 32]) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
-        let body = json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof("sign", &[&code.task_id, &q1_hex]) });
+        let body =
+            json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof("sign", &[&code.task_id, &q1_hex]) });
         let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
         self.finish_canonical(&k1, &answer, e)
     }
@@ -420,7 +434,9 @@ impl Phone {
             .sign_finish(k1, &answer_scalar(answer, "r")?, &answer_scalar(answer, "s2")?, &answer_scalar(answer, "s3")?)
             .map_err(|e| Error::Protocol(format!("finishing the signature: {e}")))?;
         if !sm2_2p::verify(&self.public, e, &sig) {
-            return Err(Error::Protocol("the joint signature does not verify (wrong PIN or wrong server answer)".into()));
+            return Err(Error::Protocol(
+                "the joint signature does not verify (wrong PIN or wrong server answer)".into(),
+            ));
         }
         Ok(sig)
     }
@@ -448,7 +464,8 @@ impl Phone {
                 let (w, t1) = self.share.decrypt_blind(&ct.c1);
                 let t1_hex = sm2_2p::point_to_hex(&t1);
                 let body = json!({ "token": code.token, "t1": t1_hex, "pin_proof": self.proof("decrypt", &[&code.task_id, &t1_hex]) });
-                let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
+                let answer =
+                    conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
                 let plaintext = self
                     .share
                     .decrypt_finish(&w, &answer_point(&answer, "t2")?, &ct)

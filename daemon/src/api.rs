@@ -24,8 +24,8 @@ use zeroize::Zeroizing;
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::keys::{Activation, Actor, KeyService, NewEnrollment, PinProof, SignMode, SignOutput};
-use crate::store::{KeyRecord, KeyStatus, Subject, SubjectKind, TaskData, TaskDisplay, TaskRecord};
 use crate::plugins::PluginHost;
+use crate::store::{KeyRecord, KeyStatus, Subject, SubjectKind, TaskData, TaskDisplay, TaskRecord};
 use crate::tasks::{Claimed, NewTask, NewTaskData, TaskService, kind_str, status_str};
 use crate::tls::Caller;
 
@@ -60,9 +60,13 @@ impl Api {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let route = crate::metrics::route_template(&path);
-        let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.api_duration.with_label_values(&[route.as_str()]));
+        let _timer =
+            crate::metrics::Timer::start(crate::metrics::METRICS.api_duration.with_label_values(&[route.as_str()]));
         // Ids only: never a token, PIN proof or body field.
-        let key_id = path.strip_prefix("/v1/keys/").map(|rest| rest.split('/').next().unwrap_or("").to_owned()).unwrap_or_default();
+        let key_id = path
+            .strip_prefix("/v1/keys/")
+            .map(|rest| rest.split('/').next().unwrap_or("").to_owned())
+            .unwrap_or_default();
         let span = tracing::info_span!("request", id = %request_id, %method, route = %route,
             role = caller.as_ref().map(|c| c.role().as_str()).unwrap_or("none"),
             caller = caller.as_ref().map(|c| c.identity()).unwrap_or(""),
@@ -98,17 +102,23 @@ impl Api {
         };
         crate::metrics::METRICS.api_requests.with_label_values(&[route.as_str(), method.as_str(), code]).inc();
         // Every state-changing request goes into the audit chain, durably, before the answer.
-        if method != Method::GET && !route.starts_with("/v1/verify/") && !entry.written()
-            && let Err(e) = self.audit_request(caller, &method, &route, &path, code).await {
-                tracing::error!(error = %e, "audit entry not written; refusing to answer success");
-                let e = ApiError::Internal;
-                return respond(StatusCode::INTERNAL_SERVER_ERROR, Some(e.body()));
-            }
+        if method != Method::GET
+            && !route.starts_with("/v1/verify/")
+            && !entry.written()
+            && let Err(e) = self.audit_request(caller, &method, &route, &path, code).await
+        {
+            tracing::error!(error = %e, "audit entry not written; refusing to answer success");
+            let e = ApiError::Internal;
+            return respond(StatusCode::INTERNAL_SERVER_ERROR, Some(e.body()));
+        }
         let mut resp = match result {
             Ok((status, body)) => respond(status, body),
             Err(e) => {
                 tracing::info!(code = e.code(), "request refused");
-                let mut r = respond(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Some(e.body()));
+                let mut r = respond(
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    Some(e.body()),
+                );
                 if let Some(secs) = e.retry_after() {
                     r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
                 }
@@ -121,7 +131,14 @@ impl Api {
         resp
     }
 
-    async fn audit_request(&self, caller: &Result<Caller, String>, method: &Method, route: &str, path: &str, code: &str) -> Result<(), crate::store::StoreError> {
+    async fn audit_request(
+        &self,
+        caller: &Result<Caller, String>,
+        method: &Method,
+        route: &str,
+        path: &str,
+        code: &str,
+    ) -> Result<(), crate::store::StoreError> {
         let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let id = segs.get(2).map(|s| (*s).to_owned());
         let (mut key_id, mut task_id, mut platform, mut detail) = (None, None, None, Value::Null);
@@ -131,7 +148,8 @@ impl Api {
                 if let Some(t) = id.as_deref().and_then(|t| self.tasks.store().task(t).ok().flatten()) {
                     key_id = t.key_id.clone();
                     platform = Some(t.platform.clone()).filter(|p| !p.is_empty());
-                    detail = json!({ "kind": crate::tasks::kind_str(t.kind), "status": crate::tasks::status_str(t.status) });
+                    detail =
+                        json!({ "kind": crate::tasks::kind_str(t.kind), "status": crate::tasks::status_str(t.status) });
                 }
                 task_id = id;
             }
@@ -144,7 +162,15 @@ impl Api {
         }
         let actor = audit_actor(caller);
         self.audit
-            .record(crate::audit::Event { event: format!("{method} {route}"), actor, key_id, platform, task_id, outcome: code.to_owned(), detail })
+            .record(crate::audit::Event {
+                event: format!("{method} {route}"),
+                actor,
+                key_id,
+                platform,
+                task_id,
+                outcome: code.to_owned(),
+                detail,
+            })
             .await
     }
 
@@ -243,8 +269,11 @@ impl Api {
                 let req: ChangePinRequest = parse(&body)?;
                 check_proof_encoding(&req.pin_proof)?;
                 let (_, verifier) = decode_pin(&req.new_pin)?;
-                let proof =
-                    PinProof { op: "pin", fields: vec![&req.new_pin.salt, &req.new_pin.verifier], proof: &req.pin_proof };
+                let proof = PinProof {
+                    op: "pin",
+                    fields: vec![&req.new_pin.salt, &req.new_pin.verifier],
+                    proof: &req.pin_proof,
+                };
                 keys.change_pin(id, device, verifier, proof).await?;
                 Ok((StatusCode::NO_CONTENT, None))
             }
@@ -318,11 +347,15 @@ impl Api {
                     Role::Admin => self.seals.list(owner.as_deref(), key_id.as_deref())?,
                     Role::App => {
                         // A phone sees the seals of its own keys.
-                        let own: Vec<String> = keys.list(&actor_of(caller)?, None, None)?.into_iter().map(|k| k.id).collect();
+                        let own: Vec<String> =
+                            keys.list(&actor_of(caller)?, None, None)?.into_iter().map(|k| k.id).collect();
                         self.seals
                             .list(owner.as_deref(), key_id.as_deref())?
                             .into_iter()
-                            .filter(|s| own.iter().any(|k| s.signer_key_ids.contains(k) || s.grants.iter().any(|g| &g.key_id == k)))
+                            .filter(|s| {
+                                own.iter()
+                                    .any(|k| s.signer_key_ids.contains(k) || s.grants.iter().any(|g| &g.key_id == k))
+                            })
                             .collect()
                     }
                     Role::Gateway => return Err(ApiError::Forbidden("gateways do not list seals".into())),
@@ -386,8 +419,14 @@ impl Api {
                 no_body(&body)?;
                 let mut key_id = query_param(&query, "key_id")?;
                 let mut platform = query_param(&query, "platform")?;
-                let since = query_param(&query, "since")?.map(|s| s.parse::<u64>()).transpose().map_err(|_| ApiError::bad_request("since must be a sequence number"))?;
-                let limit = query_param(&query, "limit")?.map(|s| s.parse::<usize>()).transpose().map_err(|_| ApiError::bad_request("limit must be a number"))?;
+                let since = query_param(&query, "since")?
+                    .map(|s| s.parse::<u64>())
+                    .transpose()
+                    .map_err(|_| ApiError::bad_request("since must be a sequence number"))?;
+                let limit = query_param(&query, "limit")?
+                    .map(|s| s.parse::<usize>())
+                    .transpose()
+                    .map_err(|_| ApiError::bad_request("limit must be a number"))?;
                 match caller {
                     Caller::Admin { .. } => {}
                     // A platform sees its own scan report; a phone the log of one of its keys.
@@ -400,9 +439,17 @@ impl Api {
                 }
                 let entries = self
                     .audit
-                    .query(key_id.as_deref(), platform.as_deref(), since.unwrap_or(0), limit.unwrap_or(1000).clamp(1, 10_000))
+                    .query(
+                        key_id.as_deref(),
+                        platform.as_deref(),
+                        since.unwrap_or(0),
+                        limit.unwrap_or(1000).clamp(1, 10_000),
+                    )
                     .map_err(crate::keys::KeyError::from)?;
-                Ok((StatusCode::OK, Some(json!({ "entries": entries.iter().map(crate::audit::view).collect::<Vec<_>>() }))))
+                Ok((
+                    StatusCode::OK,
+                    Some(json!({ "entries": entries.iter().map(crate::audit::view).collect::<Vec<_>>() })),
+                ))
             }
             (&Method::GET, ["v1", "plugins"]) => {
                 allow(caller, &[Role::Admin])?;
@@ -420,11 +467,13 @@ impl Api {
             }
             (&Method::GET, ["v1", "plugins", name, "status"]) => {
                 no_body(&body)?;
-                let serial = query_param(&query, "serial")?.ok_or_else(|| ApiError::bad_request("serial is required"))?;
+                let serial =
+                    query_param(&query, "serial")?.ok_or_else(|| ApiError::bad_request("serial is required"))?;
                 if serial.is_empty() || serial.len() > 64 || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
                     return Err(ApiError::bad_request("serial must be hex"));
                 }
-                let answer = self.plugins.call(name, "status", &json!({ "serial": serial.to_ascii_lowercase() })).await?;
+                let answer =
+                    self.plugins.call(name, "status", &json!({ "serial": serial.to_ascii_lowercase() })).await?;
                 Ok((StatusCode::OK, Some(answer)))
             }
             (&Method::POST, ["v1", "tasks"]) => {
@@ -478,10 +527,13 @@ impl Api {
                 let task = match caller {
                     Caller::Gateway { platform, .. } => self.tasks.for_gateway(platform, id)?,
                     Caller::App { .. } => {
-                        let token = query_param(&query, "token")?.ok_or_else(|| ApiError::bad_request("token is required"))?;
+                        let token =
+                            query_param(&query, "token")?.ok_or_else(|| ApiError::bad_request("token is required"))?;
                         self.tasks.for_phone(id, &token).await?
                     }
-                    Caller::Admin { .. } => return Err(ApiError::Forbidden("role `admin` may not call this endpoint".into())),
+                    Caller::Admin { .. } => {
+                        return Err(ApiError::Forbidden("role `admin` may not call this endpoint".into()));
+                    }
                 };
                 Ok((StatusCode::OK, Some(task_view(&task))))
             }
@@ -526,7 +578,10 @@ impl Api {
                 let req: CompleteRequest = parse(&body)?;
                 match (req.signature, req.plaintext) {
                     (Some(sig), None) => {
-                        let sig = sm2_2p::Signature { r: sm2_2p::scalar_from_hex(&sig.r)?, s: sm2_2p::scalar_from_hex(&sig.s)? };
+                        let sig = sm2_2p::Signature {
+                            r: sm2_2p::scalar_from_hex(&sig.r)?,
+                            s: sm2_2p::scalar_from_hex(&sig.s)?,
+                        };
                         self.tasks.complete_sign(id, &req.token, device, sig).await?;
                     }
                     (None, Some(p)) => {
@@ -675,7 +730,8 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Zeroizing<Vec
             }
             if seen <= limit as u64 {
                 if buf.len() + data.len() > buf.capacity() {
-                    let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + data.len()).max(2 * buf.capacity()).min(limit)));
+                    let mut bigger =
+                        Zeroizing::new(Vec::with_capacity((buf.len() + data.len()).max(2 * buf.capacity()).min(limit)));
                     bigger.extend_from_slice(&buf);
                     buf = bigger;
                 }
@@ -718,7 +774,9 @@ fn actor_of(caller: &Caller) -> Result<Actor<'_>, ApiError> {
 }
 
 fn check_proof_encoding(proof: &str) -> Result<(), ApiError> {
-    sm2_2p::digest_from_hex(proof).map(|_| ()).map_err(|_| ApiError::bad_request("pin_proof must be 64 lowercase hex characters"))
+    sm2_2p::digest_from_hex(proof)
+        .map(|_| ())
+        .map_err(|_| ApiError::bad_request("pin_proof must be 64 lowercase hex characters"))
 }
 
 fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], crate::keys::Verifier), ApiError> {
@@ -862,7 +920,8 @@ impl SealRequest {
         let picture = b64(&self.image.data, "image.data")?;
         match picture_type.as_str() {
             "PNG" | "JPEG" => {
-                mcs_pdfseal::image::from_picture(&picture_type, &picture).map_err(|e| ApiError::bad_request(format!("image: {e}")))?;
+                mcs_pdfseal::image::from_picture(&picture_type, &picture)
+                    .map_err(|e| ApiError::bad_request(format!("image: {e}")))?;
             }
             "SVG" => {
                 let head = String::from_utf8_lossy(&picture[..picture.len().min(512)]).to_ascii_lowercase();
@@ -879,7 +938,8 @@ impl SealRequest {
         if !size_ok(self.image.width_mm) || !size_ok(self.image.height_mm) {
             return Err(ApiError::bad_request("image width_mm and height_mm must be 5..=200"));
         }
-        let (valid_from, valid_to) = (parse_time(&self.valid_from, "valid_from")?, parse_time(&self.valid_to, "valid_to")?);
+        let (valid_from, valid_to) =
+            (parse_time(&self.valid_from, "valid_from")?, parse_time(&self.valid_to, "valid_to")?);
         if valid_to <= valid_from {
             return Err(ApiError::bad_request("valid_to must be later than valid_from"));
         }
@@ -994,7 +1054,9 @@ fn empty_object(body: &[u8]) -> Result<(), ApiError> {
     let fields: serde_json::Map<String, Value> = parse(body)?;
     match fields.keys().next() {
         None => Ok(()),
-        Some(k) => Err(ApiError::bad_request(format!("invalid JSON body: unknown field `{k}`, this request takes none"))),
+        Some(k) => {
+            Err(ApiError::bad_request(format!("invalid JSON body: unknown field `{k}`, this request takes none")))
+        }
     }
 }
 
@@ -1045,7 +1107,9 @@ fn check_subject(s: &Subject) -> Result<(), ApiError> {
 impl EnrollmentRequest {
     fn validate(self) -> Result<NewEnrollment, ApiError> {
         check_subject(&self.subject)?;
-        let id_ok = |v: &str| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let id_ok = |v: &str| {
+            !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
         if !id_ok(&self.ca) {
             return Err(ApiError::bad_request("ca must be an adapter name"));
         }
@@ -1176,7 +1240,8 @@ impl CreateTaskRequest {
         }
         if let Some(url) = &self.callback_url {
             // Syntax here; the platform's target rules when the task is created.
-            crate::callbacks::target::CallbackUrl::parse(url).map_err(|e| ApiError::bad_request(format!("callback_url {e}")))?;
+            crate::callbacks::target::CallbackUrl::parse(url)
+                .map_err(|e| ApiError::bad_request(format!("callback_url {e}")))?;
         }
         let sized = |bytes: Vec<u8>, what: &str, max: usize| {
             if bytes.is_empty() || bytes.len() > max {
@@ -1199,11 +1264,17 @@ impl CreateTaskRequest {
                 let ciphertext = b64(&d.ciphertext, "ciphertext")?;
                 sm2_2p::Ciphertext::parse(&ciphertext)?;
                 let recipient_public_key = d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
-                NewTaskData::Decrypt { ciphertext, recipient_cert_serial: d.recipient_cert_serial, recipient_public_key }
+                NewTaskData::Decrypt {
+                    ciphertext,
+                    recipient_cert_serial: d.recipient_cert_serial,
+                    recipient_public_key,
+                }
             }
             "encrypt" => {
                 let d: EncryptData = data_of(self.data)?;
-                NewTaskData::Encrypt { plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?) }
+                NewTaskData::Encrypt {
+                    plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?),
+                }
             }
             "pdf_seal" => {
                 let d: PdfSealData = data_of(self.data)?;
@@ -1342,9 +1413,27 @@ pub mod fuzz {
     /// The route names [`decode`] knows, one per request body (plus `query`: the query
     /// string decoders).
     pub const ROUTES: &[&str] = &[
-        "enrollments", "activate", "sign", "decrypt", "pin", "unlock", "revoke", "successor", "platforms", "seals",
-        "seal_revoke", "grants", "verify_seal", "verify_pdf", "tasks", "batch_cosign", "claim", "cosign", "complete",
-        "reject", "query",
+        "enrollments",
+        "activate",
+        "sign",
+        "decrypt",
+        "pin",
+        "unlock",
+        "revoke",
+        "successor",
+        "platforms",
+        "seals",
+        "seal_revoke",
+        "grants",
+        "verify_seal",
+        "verify_pdf",
+        "tasks",
+        "batch_cosign",
+        "claim",
+        "cosign",
+        "complete",
+        "reject",
+        "query",
     ];
 
     /// Decode `body` as route `route` would; results are discarded, errors are expected.

@@ -275,13 +275,16 @@ impl Audit {
     pub async fn record(&self, ev: Event) -> Result<(), StoreError> {
         {
             let mut head = self.head.lock().await;
-        self.follow_reopen(&mut head)?;
+            self.follow_reopen(&mut head)?;
             let e = Self::chain(&head, ev);
             match self.store.append_audit(e.seq, &e) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.resync(&mut head);
-                    return Err(StoreError::Corrupt { key: format!("audit/{}", e.seq), reason: "sequence number already used".into() });
+                    return Err(StoreError::Corrupt {
+                        key: format!("audit/{}", e.seq),
+                        reason: "sequence number already used".into(),
+                    });
                 }
                 Err(err) => {
                     self.resync(&mut head);
@@ -344,7 +347,9 @@ impl Audit {
         let (seq, hash) = (head.next - 1, head.hash.clone());
         let keys = self.keys.clone();
         let msg = checkpoint_message(seq, &hash);
-        let sig = tokio::task::spawn_blocking(move || keys.sign(AUDIT_KEY, &msg)).await.map_err(|e| format!("signing task: {e}"))??;
+        let sig = tokio::task::spawn_blocking(move || keys.sign(AUDIT_KEY, &msg))
+            .await
+            .map_err(|e| format!("signing task: {e}"))??;
         let cp = Checkpoint { seq, hash, at: now_ms(), signature: hex::encode(sig) };
         self.store.put_audit_checkpoint(seq, &cp).map_err(|e| format!("storing: {e}"))?;
         self.store.flush().await.map_err(|e| format!("flushing: {e}"))?;
@@ -383,8 +388,12 @@ impl Audit {
     pub async fn check_at_start(&self) -> Result<StartCheck, AuditError> {
         if let Some(path) = &self.cfg.checkpoint_file {
             // Exporting is what makes a rollback detectable: a file that cannot be written stops the start.
-            open_for_append(path)
-                .map_err(|e| AuditError::Untrusted(format!("[audit] checkpoint_file {}: {e} (checkpoints could not be exported)", path.display())))?;
+            open_for_append(path).map_err(|e| {
+                AuditError::Untrusted(format!(
+                    "[audit] checkpoint_file {}: {e} (checkpoints could not be exported)",
+                    path.display()
+                ))
+            })?;
         }
         let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
         let key = tokio::task::spawn_blocking(move || trusted_key_at_start(&store, &keys, &cfg))
@@ -394,12 +403,20 @@ impl Audit {
             Some(path) => read_exported(path).map_err(AuditError::Untrusted)?,
             None => Vec::new(),
         };
-        if self.cfg.checkpoint_file.is_some() && exported.is_empty() && self.store.last_audit_checkpoint::<Checkpoint>()?.is_some() {
-            tracing::warn!("audit: the checkpoint file is empty but the store has checkpoints (newly configured, or the file was removed?): verifying from the store's own");
+        if self.cfg.checkpoint_file.is_some()
+            && exported.is_empty()
+            && self.store.last_audit_checkpoint::<Checkpoint>()?.is_some()
+        {
+            tracing::warn!(
+                "audit: the checkpoint file is empty but the store has checkpoints (newly configured, or the file was removed?): verifying from the store's own"
+            );
         }
         let anchor = match exported.last() {
             Some(line) => Some(line.anchor(&key)?),
-            None => self.store.last_audit_checkpoint::<Checkpoint>()?.map(|cp| Anchor::Checkpoint { cp, origin: "the store's last checkpoint".into() }),
+            None => self
+                .store
+                .last_audit_checkpoint::<Checkpoint>()?
+                .map(|cp| Anchor::Checkpoint { cp, origin: "the store's last checkpoint".into() }),
         };
         let chain = verify_from(&self.store, anchor.as_ref(), key.as_ref()).map_err(|why| {
             let hint = if why.starts_with("rollback detected") {
@@ -409,7 +426,8 @@ impl Audit {
             };
             AuditError::Untrusted(format!("{why}{hint}"))
         })?;
-        let mut check = StartCheck { from: anchor.as_ref().and_then(Anchor::seq), entries_checked: chain.len(), sealed: None };
+        let mut check =
+            StartCheck { from: anchor.as_ref().and_then(Anchor::seq), entries_checked: chain.len(), sealed: None };
 
         let head = self.head.lock().await;
         let last: Option<Checkpoint> = self.store.last_audit_checkpoint()?;
@@ -418,10 +436,16 @@ impl Audit {
             let first = last.as_ref().map_or(0, |c| c.seq + 1);
             match self.checkpoint_locked(&head).await {
                 Ok(_) => {
-                    tracing::warn!(first, last = head.next - 1, "audit: entries after the last checkpoint (an unclean stop) verified and sealed");
+                    tracing::warn!(
+                        first,
+                        last = head.next - 1,
+                        "audit: entries after the last checkpoint (an unclean stop) verified and sealed"
+                    );
                     check.sealed = Some((first, head.next - 1));
                 }
-                Err(e) => tracing::error!(error = %e, "audit: could not seal the entries after the last checkpoint; the next checkpoint will"),
+                Err(e) => {
+                    tracing::error!(error = %e, "audit: could not seal the entries after the last checkpoint; the next checkpoint will")
+                }
             }
         } else if let Some(cp) = last
             && self.cfg.checkpoint_file.is_some()
@@ -435,11 +459,19 @@ impl Audit {
     }
 
     /// Entries matching the filters, oldest first, at most `limit`, from `since`.
-    pub fn query(&self, key_id: Option<&str>, platform: Option<&str>, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    pub fn query(
+        &self,
+        key_id: Option<&str>,
+        platform: Option<&str>,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         for item in self.store.audit_entries::<Entry>(since) {
             let (_, e) = item?;
-            if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k)) || platform.is_some_and(|p| e.platform.as_deref() != Some(p)) {
+            if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k))
+                || platform.is_some_and(|p| e.platform.as_deref() != Some(p))
+            {
                 continue;
             }
             out.push(e);
@@ -485,7 +517,8 @@ pub fn hsm_held_key(keys: &DaemonKeys) -> Result<Option<TrustedKey>, DaemonKeyEr
 /// The audit public key as PEM, from the HSM-wrapped private key (created if absent), for
 /// `mcsd audit export-key`.
 pub fn public_key_pem(keys: &DaemonKeys) -> Result<String, String> {
-    let point = keys.public_key(AUDIT_KEY, true).map_err(|e| e.to_string())?.ok_or("the audit key could not be created")?;
+    let point =
+        keys.public_key(AUDIT_KEY, true).map_err(|e| e.to_string())?.ok_or("the audit key could not be created")?;
     Ok(mcs_pdfseal::pem("PUBLIC KEY", &sm2_2p::spki_der(&point)))
 }
 
@@ -553,8 +586,11 @@ fn trusted_key_at_start(store: &Store, keys: &DaemonKeys, cfg: &AuditConfig) -> 
         (Some(pin), _, _) => Ok(Some(pin)),
         (None, Some(held), _) => Ok(Some(held)),
         (None, None, Some(hex)) => {
-            tracing::warn!("audit: checking checkpoints against the store's own record of the audit key; pin it with [audit] public_key_file");
-            let point = sm2_2p::point_from_hex(&hex).map_err(|e| AuditError::Untrusted(format!("the store's audit key: {e}")))?;
+            tracing::warn!(
+                "audit: checking checkpoints against the store's own record of the audit key; pin it with [audit] public_key_file"
+            );
+            let point = sm2_2p::point_from_hex(&hex)
+                .map_err(|e| AuditError::Untrusted(format!("the store's audit key: {e}")))?;
             Ok(Some(TrustedKey { point, source: "from the store (not pinned)".into() }))
         }
         (None, None, None) => Ok(None),
@@ -592,9 +628,15 @@ pub struct ExportedLine {
 
 /// Where verification starts.
 enum Anchor {
-    Checkpoint { cp: Checkpoint, origin: String },
+    Checkpoint {
+        cp: Checkpoint,
+        origin: String,
+    },
     /// A restore with the restored store's last checkpoint, or `None` (entry 0).
-    Restored { seq: Option<(u64, String)>, origin: String },
+    Restored {
+        seq: Option<(u64, String)>,
+        origin: String,
+    },
 }
 
 impl Anchor {
@@ -610,13 +652,22 @@ impl ExportedLine {
     fn anchor(&self, key: &Option<TrustedKey>) -> Result<Anchor, AuditError> {
         match &self.item {
             Exported::Checkpoint(cp) => {
-                let origin = format!("the last exported checkpoint (line {}, signed {})", self.line, crate::api::rfc3339(cp.at / 1000));
+                let origin = format!(
+                    "the last exported checkpoint (line {}, signed {})",
+                    self.line,
+                    crate::api::rfc3339(cp.at / 1000)
+                );
                 match key {
                     None => {
-                        return Err(AuditError::Untrusted(format!("{origin} cannot be checked: the store has no audit key (it was removed?)")));
+                        return Err(AuditError::Untrusted(format!(
+                            "{origin} cannot be checked: the store has no audit key (it was removed?)"
+                        )));
                     }
                     Some(k) if !k.verifies(cp) => {
-                        return Err(AuditError::Untrusted(format!("{origin} does not verify with the audit key {}", k.source)));
+                        return Err(AuditError::Untrusted(format!(
+                            "{origin} does not verify with the audit key {}",
+                            k.source
+                        )));
                     }
                     Some(_) => {}
                 }
@@ -647,7 +698,8 @@ pub fn read_exported(path: &Path) -> Result<Vec<ExportedLine>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let item = serde_json::from_str(line).map_err(|e| format!("{} line {}: not an exported checkpoint ({e})", path.display(), i + 1))?;
+        let item = serde_json::from_str(line)
+            .map_err(|e| format!("{} line {}: not an exported checkpoint ({e})", path.display(), i + 1))?;
         out.push(ExportedLine { line: i + 1, item });
     }
     Ok(out)
@@ -689,7 +741,8 @@ pub fn record_restore(path: &Path, store: &Store, backup: &Path) -> Result<Resto
         seq: last.as_ref().map(|c| c.seq),
         hash: last.map(|c| c.hash),
     };
-    append_exported(path, &Exported::Restored { restored: marker.clone() }).map_err(|e| format!("{}: {e}", path.display()))?;
+    append_exported(path, &Exported::Restored { restored: marker.clone() })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(marker)
 }
 
@@ -751,15 +804,32 @@ fn walk(store: &Store, first: u64, prev: Option<String>) -> Result<Chain, String
 
 /// Every stored checkpoint from `chain.first` on must verify and match the chain.
 fn check_checkpoints(store: &Store, chain: &Chain, key: Option<&TrustedKey>) -> Result<Vec<Checkpoint>, String> {
-    let checkpoints: Vec<Checkpoint> = store.audit_checkpoints_from(chain.first).map_err(|e| format!("checkpoints: {e}"))?;
+    let checkpoints: Vec<Checkpoint> =
+        store.audit_checkpoints_from(chain.first).map_err(|e| format!("checkpoints: {e}"))?;
     for cp in &checkpoints {
-        let key = key.ok_or_else(|| format!("checkpoint at entry {} cannot be checked: no trusted audit key (the store's audit key is gone?)", cp.seq))?;
+        let key = key.ok_or_else(|| {
+            format!(
+                "checkpoint at entry {} cannot be checked: no trusted audit key (the store's audit key is gone?)",
+                cp.seq
+            )
+        })?;
         if !key.verifies(cp) {
-            return Err(format!("checkpoint at entry {}: signature does not verify with the audit key {}", cp.seq, key.source));
+            return Err(format!(
+                "checkpoint at entry {}: signature does not verify with the audit key {}",
+                cp.seq, key.source
+            ));
         }
         match chain.hash_at(cp.seq) {
-            None => return Err(format!("entries after {} were removed (a checkpoint covers entry {})", chain.head().map_or(-1, |h| h as i64), cp.seq)),
-            Some(h) if *h != cp.hash => return Err(format!("entry {}: the chain differs from its signed checkpoint", cp.seq)),
+            None => {
+                return Err(format!(
+                    "entries after {} were removed (a checkpoint covers entry {})",
+                    chain.head().map_or(-1, |h| h as i64),
+                    cp.seq
+                ));
+            }
+            Some(h) if *h != cp.hash => {
+                return Err(format!("entry {}: the chain differs from its signed checkpoint", cp.seq));
+            }
             Some(_) => {}
         }
     }
@@ -851,11 +921,16 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, Strin
     }
     if let Some(lines) = opts.exported {
         let restart = lines.iter().rposition(|l| matches!(l.item, Exported::Restored { .. }));
-        out.exported_before_restore = restart.map_or(0, |r| lines[..r].iter().filter(|l| matches!(l.item, Exported::Checkpoint(_))).count());
+        out.exported_before_restore =
+            restart.map_or(0, |r| lines[..r].iter().filter(|l| matches!(l.item, Exported::Checkpoint(_))).count());
         for line in &lines[restart.unwrap_or(0)..] {
             match &line.item {
                 Exported::Checkpoint(cp) => {
-                    let what = format!("the checkpoint exported on line {} (signed {})", line.line, crate::api::rfc3339(cp.at / 1000));
+                    let what = format!(
+                        "the checkpoint exported on line {} (signed {})",
+                        line.line,
+                        crate::api::rfc3339(cp.at / 1000)
+                    );
                     let key = opts.key.ok_or_else(|| format!("{what} cannot be checked: no trusted audit key"))?;
                     if !key.verifies(cp) {
                         return Err(format!("{what} does not verify with the audit key {}", key.source));
@@ -865,7 +940,13 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, Strin
                 }
                 Exported::Restored { restored } => {
                     if let (Some(seq), Some(hash)) = (restored.seq, &restored.hash) {
-                        check_exported_point(&chain, chain.head(), seq, hash, &format!("the restore recorded on line {}", line.line))?;
+                        check_exported_point(
+                            &chain,
+                            chain.head(),
+                            seq,
+                            hash,
+                            &format!("the restore recorded on line {}", line.line),
+                        )?;
                     }
                 }
             }
@@ -988,7 +1069,10 @@ mod tests {
         store.put_audit_checkpoint_raw(9, None).unwrap();
         chained(&store, 5, 5, "rewritten");
         let err = verify(&store, &opts).unwrap_err();
-        assert!(err.starts_with("entries 5..=9 are not covered by a signed checkpoint (the last covers entry 4)"), "{err}");
+        assert!(
+            err.starts_with("entries 5..=9 are not covered by a signed checkpoint (the last covers entry 4)"),
+            "{err}"
+        );
         let loose = VerifyOptions { key: Some(&k), allow_unsealed_tail: true, ..Default::default() };
         assert_eq!(verify(&store, &loose).unwrap().unsealed, 5, "accepted only when asked for, and reported");
 
@@ -1038,19 +1122,35 @@ mod tests {
             store.put_audit_raw(seq, None).unwrap();
         }
         store.put_audit_checkpoint_raw(7, None).unwrap();
-        assert!(verify(&store, &VerifyOptions { key: Some(&k), ..Default::default() }).is_ok(), "consistent on its own");
+        assert!(
+            verify(&store, &VerifyOptions { key: Some(&k), ..Default::default() }).is_ok(),
+            "consistent on its own"
+        );
         let err = verify(&store, &opts).unwrap_err();
-        assert!(err.starts_with("rollback detected: the store's audit chain ends at entry 3, but the checkpoint exported on line 2"), "{err}");
+        assert!(
+            err.starts_with(
+                "rollback detected: the store's audit chain ends at entry 3, but the checkpoint exported on line 2"
+            ),
+            "{err}"
+        );
         // The start-up check from the file's last line says the same.
         let anchor = lines.last().unwrap().anchor(&Some(k.clone())).unwrap();
         let err = verify_from(&store, Some(&anchor), Some(&k)).err().unwrap();
-        assert!(err.starts_with("rollback detected: the store's audit chain ends at entry 3, but the last exported checkpoint"), "{err}");
+        assert!(
+            err.starts_with(
+                "rollback detected: the store's audit chain ends at entry 3, but the last exported checkpoint"
+            ),
+            "{err}"
+        );
 
         // A different history at the same length is a rollback too.
         chained(&store, 4, 4, "other");
         sign(&key, &store, 7);
         let err = verify(&store, &opts).unwrap_err();
-        assert!(err.starts_with("rollback detected: entry 7 is not the one the checkpoint exported on line 2"), "{err}");
+        assert!(
+            err.starts_with("rollback detected: entry 7 is not the one the checkpoint exported on line 2"),
+            "{err}"
+        );
 
         // An operator's restore is recorded; checks restart from it.
         let marker = record_restore(&file, &store, Path::new("/backups/x.bak")).unwrap();
@@ -1084,7 +1184,10 @@ mod tests {
         let at = raw.windows(4).position(|w| w == b"sign").unwrap();
         raw[at] = b'S';
         store.put_audit_raw(195, Some(&raw)).unwrap();
-        assert_eq!(verify_from(&store, Some(&anchor), Some(&k)).err().unwrap(), "entry 195 was modified (hash mismatch)");
+        assert_eq!(
+            verify_from(&store, Some(&anchor), Some(&k)).err().unwrap(),
+            "entry 195 was modified (hash mismatch)"
+        );
     }
 
     #[test]

@@ -204,7 +204,14 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
                 abandon(&tasks, &cb, platform, &why);
                 return;
             }
-            let attempt = post(&tls, &url, policy, cfg.callback_connect_timeout, cfg.callback_timeout, Bytes::from(body.to_string()));
+            let attempt = post(
+                &tls,
+                &url,
+                policy,
+                cfg.callback_connect_timeout,
+                cfg.callback_timeout,
+                Bytes::from(body.to_string()),
+            );
             match tokio::time::timeout(cfg.callback_timeout, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure::Failed(format!("no answer within {} ms", cfg.callback_timeout.as_millis()))),
@@ -264,14 +271,18 @@ async fn connect(url: &CallbackUrl, policy: &TargetPolicy, budget: Duration) -> 
     // Any refused address refuses the name: which one a connection would reach is not ours
     // to choose (DNS rebinding answers a public and a private address in turn).
     for addr in &addrs {
-        policy.check_addr(addr.ip()).map_err(|why| Failure::Refused(format!("{} resolves to {}: {why}", url.host, addr.ip())))?;
+        policy
+            .check_addr(addr.ip())
+            .map_err(|why| Failure::Refused(format!("{} resolves to {}: {why}", url.host, addr.ip())))?;
     }
     let mut last = String::new();
     for addr in addrs {
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => return Ok(tcp),
             Ok(Err(e)) => last = format!("connecting to {addr}: {e}"),
-            Err(_) => return Err(Failure::Failed(format!("connecting to {addr} took longer than {} ms", budget.as_millis()))),
+            Err(_) => {
+                return Err(Failure::Failed(format!("connecting to {addr} took longer than {} ms", budget.as_millis())));
+            }
         }
     }
     Err(Failure::Failed(last))
@@ -292,7 +303,8 @@ async fn post(
     };
     let tcp = connect(url, policy, connect_timeout).await?;
     let stream = TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| failed(&e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(&e))?;
     // The connection's own task ends with it, and at the latest with the attempt's time.
     tokio::spawn(tokio::time::timeout(timeout, conn));
     let req = Request::post(url.path.as_str())
@@ -328,10 +340,16 @@ mod tests {
         let url = CallbackUrl { host: Host::Name("localhost".into()), port, path: "/".into() };
         let strict = TargetPolicy::default();
         match connect(&url, &strict, Duration::from_secs(5)).await {
-            Err(Failure::Refused(why)) => assert!(why.contains("localhost resolves to") && why.contains("loopback"), "{why}"),
+            Err(Failure::Refused(why)) => {
+                assert!(why.contains("localhost resolves to") && why.contains("loopback"), "{why}")
+            }
             other => panic!("not refused: {other:?}"),
         }
-        assert_eq!(listener.accept().map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "a refused address was connected to");
+        assert_eq!(
+            listener.accept().map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a refused address was connected to"
+        );
         // The same with private targets allowed: connected, to the checked address.
         let dev = TargetPolicy { hosts: None, allow_private: true };
         let url = CallbackUrl { host: Host::Ip("127.0.0.1".parse().unwrap()), port, path: "/".into() };

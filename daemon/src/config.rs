@@ -549,8 +549,8 @@ pub struct LogConfig {
 impl Config {
     /// Read, parse and validate the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, &base).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
@@ -600,9 +600,7 @@ impl Config {
                 return Err(ConfigError::Invalid("hsm.pin_credential must be a plain credential name".into()));
             }
             _ => {
-                return Err(ConfigError::Invalid(
-                    "hsm: exactly one of pin_file or pin_credential must be set".into(),
-                ));
+                return Err(ConfigError::Invalid("hsm: exactly one of pin_file or pin_credential must be set".into()));
             }
         };
         if raw.hsm.token_label.is_empty() || raw.hsm.token_label.len() > 32 {
@@ -626,7 +624,9 @@ impl Config {
             return Err(ConfigError::Invalid("tasks: need 0 < default_ttl_secs <= max_ttl_secs".into()));
         }
         if t.sweep_interval_secs == 0 || t.callback_max_attempts == 0 {
-            return Err(ConfigError::Invalid("tasks: sweep_interval_secs and callback_max_attempts must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "tasks: sweep_interval_secs and callback_max_attempts must be positive".into(),
+            ));
         }
         if let Some(url) = &t.public_url
             && !url.starts_with("https://")
@@ -636,7 +636,9 @@ impl Config {
         let (platform_defaults, platforms) = platform_tasks(t)?;
         let mut plugins = Vec::new();
         for p in &raw.plugins {
-            let ok_name = !p.name.is_empty() && p.name.len() <= 64 && p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            let ok_name = !p.name.is_empty()
+                && p.name.len() <= 64
+                && p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok_name {
                 return Err(ConfigError::Invalid(format!("plugins: `{}` is not a valid adapter name", p.name)));
             }
@@ -647,7 +649,10 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("plugins.{}: library must be an absolute path", p.name)));
             }
             if p.timeout_ms == 0 || p.max_concurrency == 0 {
-                return Err(ConfigError::Invalid(format!("plugins.{}: timeout_ms and max_concurrency must be positive", p.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.{}: timeout_ms and max_concurrency must be positive",
+                    p.name
+                )));
             }
             let config = serde_json::to_value(p.config.clone().unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid(format!("plugins.{}.config: {e}", p.name)))?;
@@ -725,7 +730,9 @@ impl Config {
 
 /// Validate `[tasks]`'s callback and quota settings: the defaults, and each platform's
 /// table with the defaults filled in.
-fn platform_tasks(t: &RawTasks) -> Result<(PlatformTasks, std::collections::BTreeMap<String, PlatformTasks>), ConfigError> {
+fn platform_tasks(
+    t: &RawTasks,
+) -> Result<(PlatformTasks, std::collections::BTreeMap<String, PlatformTasks>), ConfigError> {
     use crate::callbacks::target::{HostPattern, TargetPolicy};
     let invalid = |m: String| Err(ConfigError::Invalid(m));
     if !(1..=4096).contains(&t.callback_concurrency) || !(1..=4096).contains(&t.callback_concurrency_per_platform) {
@@ -735,7 +742,9 @@ fn platform_tasks(t: &RawTasks) -> Result<(PlatformTasks, std::collections::BTre
         return invalid("tasks.callback_timeout_ms must be 1..=600000".into());
     }
     if t.callback_connect_timeout_ms == 0 || t.callback_connect_timeout_ms >= t.callback_timeout_ms {
-        return invalid("tasks.callback_connect_timeout_ms must be positive and shorter than callback_timeout_ms".into());
+        return invalid(
+            "tasks.callback_connect_timeout_ms must be positive and shorter than callback_timeout_ms".into(),
+        );
     }
     if t.max_open_tasks_per_platform == 0 || t.max_open_bytes_per_platform == 0 {
         return invalid("tasks: max_open_tasks_per_platform and max_open_bytes_per_platform must be positive".into());
@@ -756,7 +765,10 @@ fn platform_tasks(t: &RawTasks) -> Result<(PlatformTasks, std::collections::BTre
             None => None,
             Some(list) => Some(
                 list.iter()
-                    .map(|h| HostPattern::parse(h).map_err(|e| ConfigError::Invalid(format!("{key}.callback_hosts: `{h}`: {e}"))))
+                    .map(|h| {
+                        HostPattern::parse(h)
+                            .map_err(|e| ConfigError::Invalid(format!("{key}.callback_hosts: `{h}`: {e}")))
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
@@ -764,7 +776,10 @@ fn platform_tasks(t: &RawTasks) -> Result<(PlatformTasks, std::collections::BTre
             max_open_tasks: p.max_open_tasks.unwrap_or(defaults.max_open_tasks),
             max_open_bytes: p.max_open_bytes.unwrap_or(defaults.max_open_bytes),
             callback_concurrency: p.callback_concurrency.unwrap_or(defaults.callback_concurrency),
-            callback: TargetPolicy { hosts, allow_private: p.allow_private_callbacks.unwrap_or(defaults.callback.allow_private) },
+            callback: TargetPolicy {
+                hosts,
+                allow_private: p.allow_private_callbacks.unwrap_or(defaults.callback.allow_private),
+            },
         };
         if resolved.max_open_tasks == 0 || resolved.max_open_bytes == 0 {
             return invalid(format!("{key}: max_open_tasks and max_open_bytes must be positive"));
@@ -856,17 +871,27 @@ mod tests {
         let err = Config::parse(&text, Path::new("/")).unwrap_err();
         assert!(err.to_string().contains("keys.enrollment_ttl_hours"), "{err}");
         let text = format!("{MINIMAL}\n[keys]\nenrollment_ttl_hours = 8760\n");
-        assert_eq!(Config::parse(&text, Path::new("/")).unwrap().keys.enrollment_ttl, std::time::Duration::from_secs(8760 * 3600));
+        assert_eq!(
+            Config::parse(&text, Path::new("/")).unwrap().keys.enrollment_ttl,
+            std::time::Duration::from_secs(8760 * 3600)
+        );
     }
 
     #[test]
     fn callback_and_quota_settings_have_defaults_and_per_platform_overrides() {
         let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
         let t = &c.tasks;
-        assert_eq!((t.callback_concurrency, t.callback_connect_timeout, t.callback_timeout), (64, Duration::from_secs(3), Duration::from_secs(10)));
+        assert_eq!(
+            (t.callback_concurrency, t.callback_connect_timeout, t.callback_timeout),
+            (64, Duration::from_secs(3), Duration::from_secs(10))
+        );
         let d = t.platform("P-ANY");
         assert_eq!((d.max_open_tasks, d.max_open_bytes, d.callback_concurrency), (10_000, 1 << 30, 4));
-        assert_eq!(d.callback, crate::callbacks::target::TargetPolicy { hosts: None, allow_private: false }, "private targets are refused by default");
+        assert_eq!(
+            d.callback,
+            crate::callbacks::target::TargetPolicy { hosts: None, allow_private: false },
+            "private targets are refused by default"
+        );
 
         let text = format!(
             "{MINIMAL}\n[tasks]\nmax_open_tasks_per_platform = 50\ncallback_concurrency_per_platform = 2\n\
@@ -875,18 +900,26 @@ mod tests {
         );
         let c = Config::parse(&text, Path::new("/")).unwrap();
         let p1 = c.tasks.platform("P-1");
-        assert_eq!((p1.max_open_tasks, p1.max_open_bytes, p1.callback_concurrency, p1.callback.allow_private), (50, 4096, 2, false));
+        assert_eq!(
+            (p1.max_open_tasks, p1.max_open_bytes, p1.callback_concurrency, p1.callback.allow_private),
+            (50, 4096, 2, false)
+        );
         let hosts = p1.callback.hosts.as_ref().unwrap();
         assert_eq!(hosts.len(), 2);
         let url = |u: &str| crate::callbacks::target::CallbackUrl::parse(u).unwrap();
         assert!(p1.callback.check_url(&url("https://gw.example.cn/cb")).is_ok());
         assert!(p1.callback.check_url(&url("https://other.example.cn/cb")).is_err());
         let dev = c.tasks.platform("P-DEV");
-        assert_eq!((dev.max_open_tasks, dev.callback_concurrency, dev.callback.allow_private, dev.callback.hosts.is_none()), (50, 8, true, true));
+        assert_eq!(
+            (dev.max_open_tasks, dev.callback_concurrency, dev.callback.allow_private, dev.callback.hosts.is_none()),
+            (50, 8, true, true)
+        );
         assert_eq!(c.tasks.platform("P-OTHER").max_open_tasks, 50);
 
         // `mcsd dev-init` writes platform tables; a `[tasks]` appended later still loads.
-        let text = format!("{MINIMAL}\n[tasks.platforms.\"P-DEV-1\"]\nallow_private_callbacks = true\n[tasks]\nretention_secs = 2\n");
+        let text = format!(
+            "{MINIMAL}\n[tasks.platforms.\"P-DEV-1\"]\nallow_private_callbacks = true\n[tasks]\nretention_secs = 2\n"
+        );
         let c = Config::parse(&text, Path::new("/")).unwrap();
         assert!(c.tasks.platform("P-DEV-1").callback.allow_private);
         assert_eq!(c.tasks.retention, Duration::from_secs(2));
@@ -923,14 +956,21 @@ mod tests {
             (c.tasks.callback_concurrency, c.tasks.callback_connect_timeout, c.tasks.callback_timeout),
             (defaults.callback_concurrency, defaults.callback_connect_timeout, defaults.callback_timeout)
         );
-        assert!(c.audit.public_key_file.is_some() && c.audit.checkpoint_file.is_some(), "the example anchors the audit chain");
+        assert!(
+            c.audit.public_key_file.is_some() && c.audit.checkpoint_file.is_some(),
+            "the example anchors the audit chain"
+        );
     }
 
     #[test]
     fn audit_anchors_default_to_none_and_resolve_relative_paths() {
         let c = Config::parse(MINIMAL, Path::new("/etc/mcsd")).unwrap();
-        assert!(c.audit.public_key_file.is_none() && c.audit.checkpoint_file.is_none() && c.audit.syslog_socket.is_none());
-        let text = format!("{MINIMAL}\n[audit]\npublic_key_file = \"audit-key.pem\"\ncheckpoint_file = \"/var/log/mcsd/cp.jsonl\"\n");
+        assert!(
+            c.audit.public_key_file.is_none() && c.audit.checkpoint_file.is_none() && c.audit.syslog_socket.is_none()
+        );
+        let text = format!(
+            "{MINIMAL}\n[audit]\npublic_key_file = \"audit-key.pem\"\ncheckpoint_file = \"/var/log/mcsd/cp.jsonl\"\n"
+        );
         let c = Config::parse(&text, Path::new("/etc/mcsd")).unwrap();
         assert_eq!(c.audit.public_key_file.as_deref(), Some(Path::new("/etc/mcsd/audit-key.pem")));
         assert_eq!(c.audit.checkpoint_file.as_deref(), Some(Path::new("/var/log/mcsd/cp.jsonl")));

@@ -53,7 +53,13 @@ async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<A
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let words: Vec<&str> = line.split_whitespace().collect();
-    let record = |what: &str, outcome: &str, detail| Event { event: what.into(), actor: "control-socket".into(), outcome: outcome.into(), detail, ..Default::default() };
+    let record = |what: &str, outcome: &str, detail| Event {
+        event: what.into(),
+        actor: "control-socket".into(),
+        outcome: outcome.into(),
+        detail,
+        ..Default::default()
+    };
     match words.as_slice() {
         ["backup"] => {
             let s = store.clone();
@@ -88,8 +94,17 @@ async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<A
             }
             match work.await {
                 Ok(Ok(r)) => {
-                    let _ = audit.record(record("kek rotation", "ok", json!({ "version": r.version, "rewrapped": r.rewrapped, "remaining": r.remaining }))).await;
-                    let msg = format!("OK version={} created={} rewrapped={} remaining={}\n", r.version, r.created_version, r.rewrapped, r.remaining);
+                    let _ = audit
+                        .record(record(
+                            "kek rotation",
+                            "ok",
+                            json!({ "version": r.version, "rewrapped": r.rewrapped, "remaining": r.remaining }),
+                        ))
+                        .await;
+                    let msg = format!(
+                        "OK version={} created={} rewrapped={} remaining={}\n",
+                        r.version, r.created_version, r.rewrapped, r.remaining
+                    );
                     write.write_all(msg.as_bytes()).await?;
                 }
                 Ok(Err(e)) => {

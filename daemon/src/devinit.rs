@@ -117,7 +117,9 @@ pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout) -> Result<(),
 
     write_pki(&dir.join("pki"), layout)?;
     let trust = match layout {
-        Layout::Single => "[[api.trust]]\nca_file = \"pki/ca.pem\"\nroles = [\"admin\", \"gateway\", \"app\"]\n".to_owned(),
+        Layout::Single => {
+            "[[api.trust]]\nca_file = \"pki/ca.pem\"\nroles = [\"admin\", \"gateway\", \"app\"]\n".to_owned()
+        }
         Layout::Production => ROLE_CAS
             .iter()
             .map(|(file, _, role)| format!("[[api.trust]]\nca_file = \"pki/{file}.pem\"\nroles = [\"{role}\"]\n\n"))
@@ -187,7 +189,8 @@ checkpoint_file = "audit-checkpoints.jsonl"
 /// the demo and the tests listen on loopback, which production configs refuse.
 fn dev_platforms() -> String {
     let platforms = CLIENTS.iter().flat_map(|c| c.uris).filter_map(|u| u.strip_prefix("urn:mcs:platform:"));
-    let tables: String = platforms.map(|p| format!("\n[tasks.platforms.\"{p}\"]\nallow_private_callbacks = true\n")).collect();
+    let tables: String =
+        platforms.map(|p| format!("\n[tasks.platforms.\"{p}\"]\nallow_private_callbacks = true\n")).collect();
     format!("\n# The dev gateways' callback receivers run on this machine.{tables}")
 }
 
@@ -197,7 +200,9 @@ fn local_ca_plugin(dir: &Path) -> String {
     let exe_dir = exe.as_deref().and_then(Path::parent);
     let found = exe_dir
         .into_iter()
-        .flat_map(|d| [d.join("libmcs_local_ca.so"), d.join("deps/libmcs_local_ca.so"), d.join("../lib/mcsd/libmcs_local_ca.so")])
+        .flat_map(|d| {
+            [d.join("libmcs_local_ca.so"), d.join("deps/libmcs_local_ca.so"), d.join("../lib/mcsd/libmcs_local_ca.so")]
+        })
         .find(|p| p.exists());
     match found {
         Some(lib) => format!(
@@ -227,7 +232,11 @@ const ROLE_CAS: &[(&str, &str, &str)] = &[
 
 const CLIENTS: &[Identity] = &[
     Identity { file: "admin", cn: "mcsd dev admin", uris: &["urn:mcs:role:admin"] },
-    Identity { file: "gateway", cn: "P-DEV-1 scan gateway", uris: &["urn:mcs:role:gateway", "urn:mcs:platform:P-DEV-1"] },
+    Identity {
+        file: "gateway",
+        cn: "P-DEV-1 scan gateway",
+        uris: &["urn:mcs:role:gateway", "urn:mcs:platform:P-DEV-1"],
+    },
     Identity {
         file: "gateway2",
         cn: "P-DEV-2 scan gateway",
@@ -266,7 +275,10 @@ fn write_pki(pki: &Path, layout: Layout) -> Result<(), DevInitError> {
     let server_ca = write_ca(pki, "ca", "mcsd dev CA")?;
     let role_cas = match layout {
         Layout::Single => Vec::new(),
-        Layout::Production => ROLE_CAS.iter().map(|(file, cn, role)| Ok((*role, write_ca(pki, file, cn)?))).collect::<Result<Vec<_>, _>>()?,
+        Layout::Production => ROLE_CAS
+            .iter()
+            .map(|(file, cn, role)| Ok((*role, write_ca(pki, file, cn)?)))
+            .collect::<Result<Vec<_>, _>>()?,
     };
     // Which CA issues a client: its role's CA in the production layout, else the dev CA.
     let issuer_for = |uris: &[&str]| -> &Issuer<'static, KeyPair> {
@@ -274,7 +286,12 @@ fn write_pki(pki: &Path, layout: Layout) -> Result<(), DevInitError> {
         role_cas.iter().find(|(r, _)| Some(*r) == role).map(|(_, i)| i).unwrap_or(&server_ca)
     };
 
-    let leaf = |issuer: &Issuer<'static, KeyPair>, cn: &str, sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>, file: &str| -> Result<(), DevInitError> {
+    let leaf = |issuer: &Issuer<'static, KeyPair>,
+                cn: &str,
+                sans: Vec<SanType>,
+                eku: Vec<ExtendedKeyUsagePurpose>,
+                file: &str|
+     -> Result<(), DevInitError> {
         let key = KeyPair::generate().map_err(pki_err)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
         params.distinguished_name = dn(cn);
@@ -289,17 +306,17 @@ fn write_pki(pki: &Path, layout: Layout) -> Result<(), DevInitError> {
     leaf(
         &server_ca,
         "localhost",
-        vec![
-            SanType::DnsName("localhost".try_into().map_err(pki_err)?),
-            SanType::IpAddress([127, 0, 0, 1].into()),
-        ],
+        vec![SanType::DnsName("localhost".try_into().map_err(pki_err)?), SanType::IpAddress([127, 0, 0, 1].into())],
         // The daemon also presents it as a client when it POSTs task callbacks.
         vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
         "server",
     )?;
     for id in CLIENTS {
-        let mut sans =
-            id.uris.iter().map(|u| Ok(SanType::URI((*u).try_into().map_err(pki_err)?))).collect::<Result<Vec<_>, _>>()?;
+        let mut sans = id
+            .uris
+            .iter()
+            .map(|u| Ok(SanType::URI((*u).try_into().map_err(pki_err)?)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut eku = vec![ExtendedKeyUsagePurpose::ClientAuth];
         // A gateway also receives task callbacks on localhost: its certificate serves TLS
         // too, and chains to an API anchor (the daemon's default callback roots).

@@ -98,7 +98,9 @@ impl ApiError {
             | ApiError::PlatformNotAuthorized(_)
             | ApiError::NoPermission(_) => 403,
             ApiError::NotFound(_) => 404,
-            ApiError::Conflict(_) | ApiError::TaskState(_) | ApiError::KeyInactive(_) | ApiError::CertMismatch(_) => 409,
+            ApiError::Conflict(_) | ApiError::TaskState(_) | ApiError::KeyInactive(_) | ApiError::CertMismatch(_) => {
+                409
+            }
             ApiError::TaskExpired => 410,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::PinLocked => 423,
@@ -184,7 +186,9 @@ impl From<crate::plugins::PluginError> for ApiError {
         match e {
             PluginError::NotLoaded(name) => ApiError::NotFound(format!("no CA adapter named `{name}` is loaded")),
             PluginError::Failed { adapter, .. } => ApiError::PluginError(format!("CA adapter `{adapter}` failed")),
-            PluginError::Timeout(adapter) => ApiError::PluginTimeout(format!("CA adapter `{adapter}` did not answer in time")),
+            PluginError::Timeout(adapter) => {
+                ApiError::PluginTimeout(format!("CA adapter `{adapter}` did not answer in time"))
+            }
         }
     }
 }
@@ -203,7 +207,9 @@ impl From<crate::tasks::TaskError> for ApiError {
             TaskError::Key(k) => k.into(),
             TaskError::Plugin(p) => p.into(),
             TaskError::Seal(s) => s.into(),
-            TaskError::QuotaExceeded { message, retry_after_secs } => ApiError::QuotaExceeded { message, retry_after_secs },
+            TaskError::QuotaExceeded { message, retry_after_secs } => {
+                ApiError::QuotaExceeded { message, retry_after_secs }
+            }
             TaskError::TooLarge { limit, .. } => ApiError::PayloadTooLarge { limit: limit as usize },
         }
     }

@@ -59,7 +59,13 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 5] = [SecretKind::Share, SecretKind::PinVerifier, SecretKind::TaskInput, SecretKind::TaskResult, SecretKind::DaemonKey];
+    pub const ALL: [SecretKind; 5] = [
+        SecretKind::Share,
+        SecretKind::PinVerifier,
+        SecretKind::TaskInput,
+        SecretKind::TaskResult,
+        SecretKind::DaemonKey,
+    ];
 
     pub fn from_label(label: &[u8]) -> Option<SecretKind> {
         Self::ALL.into_iter().find(|k| k.label() == label)
@@ -203,7 +209,8 @@ impl Hsm {
 
     /// The KEK version a blob was made under.
     pub fn blob_version(blob: &[u8]) -> Option<u32> {
-        (blob.len() >= BLOB_HEADER && blob[0] == BLOB_FORMAT).then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+        (blob.len() >= BLOB_HEADER && blob[0] == BLOB_FORMAT)
+            .then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
     }
 
     /// Unwrap under whatever version made the blob, wrap under the current one.
@@ -227,13 +234,13 @@ impl Hsm {
     /// Encrypt `secret` under the current KEK; returns the self-describing blob.
     pub fn wrap(&self, record_id: &str, kind: SecretKind, secret: &[u8]) -> Result<Vec<u8>, HsmError> {
         let mut iv = [0u8; IV_LEN];
-        getrandom::fill(&mut iv).map_err(|e| HsmError::Unavailable {
-            reason: format!("OS RNG: {e}"),
-            retry_after: self.retry_after(),
-        })?;
+        getrandom::fill(&mut iv)
+            .map_err(|e| HsmError::Unavailable { reason: format!("OS RNG: {e}"), retry_after: self.retry_after() })?;
         let (version, ct) = self.run_named("wrap", |ctx, session| {
             let version = ctx.current();
-            let kek = ctx.kek(version).ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Encrypt))?;
+            let kek = ctx
+                .kek(version)
+                .ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Encrypt))?;
             let aad = aad(record_id, kind, version);
             let mut iv_buf = iv;
             let params = GcmParams::new(&mut iv_buf, &aad, TAG_BITS.into())?;
@@ -257,7 +264,9 @@ impl Hsm {
         iv.copy_from_slice(&blob[5..BLOB_HEADER]);
         let aad = aad(record_id, kind, version);
         let result = self.run_named("unwrap", |ctx, session| {
-            let kek = ctx.kek(version).ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Decrypt))?;
+            let kek = ctx
+                .kek(version)
+                .ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Decrypt))?;
             let mut iv_buf = iv;
             let params = GcmParams::new(&mut iv_buf, &aad, TAG_BITS.into())?;
             session.decrypt(&Mechanism::AesGcm(params), kek, &blob[BLOB_HEADER..]).map(Zeroizing::new)
@@ -273,7 +282,13 @@ impl Hsm {
     pub fn p256_public_key(&self, label: &str) -> Result<Vec<u8>, HsmError> {
         const P256_OID: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
         let point = self.run(|_, session| {
-            let find = |class| session.find_objects(&[Attribute::Class(class), Attribute::KeyType(KeyType::EC), Attribute::Label(label.as_bytes().to_vec())]);
+            let find = |class| {
+                session.find_objects(&[
+                    Attribute::Class(class),
+                    Attribute::KeyType(KeyType::EC),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])
+            };
             let public = match find(ObjectClass::PUBLIC_KEY)?.first() {
                 Some(h) => *h,
                 None => {
@@ -295,7 +310,10 @@ impl Hsm {
                 }
             };
             let attrs = session.get_attributes(public, &[cryptoki::object::AttributeType::EcPoint])?;
-            Ok(attrs.into_iter().find_map(|a| if let Attribute::EcPoint(p) = a { Some(p) } else { None }).unwrap_or_default())
+            Ok(attrs
+                .into_iter()
+                .find_map(|a| if let Attribute::EcPoint(p) = a { Some(p) } else { None })
+                .unwrap_or_default())
         })?;
         // CKA_EC_POINT is a DER OCTET STRING around the SEC1 point.
         match point.as_slice() {
@@ -309,7 +327,11 @@ impl Hsm {
     pub fn p256_sign(&self, label: &str, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
         self.run(|_, session| {
             let key = session
-                .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::KeyType(KeyType::EC), Attribute::Label(label.as_bytes().to_vec())])?
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::KeyType(KeyType::EC),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])?
                 .first()
                 .copied()
                 .ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Sign))?;
@@ -557,10 +579,8 @@ impl Context {
     }
 
     fn find_keks(&self, session: &Session, label: &str) -> Result<HashMap<u32, ObjectHandle>, CkError> {
-        let handles = session.find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])?;
+        let handles = session
+            .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(label.as_bytes().to_vec())])?;
         let mut out = HashMap::new();
         for h in handles {
             let attrs = session.get_attributes(h, &[cryptoki::object::AttributeType::Id])?;

@@ -24,8 +24,8 @@ use crate::config::KeysConfig;
 use crate::hsm::{Hsm, HsmError, SecretKind};
 use crate::plugins::{PluginError, PluginHost};
 use crate::store::{
-    ActivateOutcome, EnrollmentRecord, Predecessor, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Store,
-    StoreError, Subject,
+    ActivateOutcome, EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Predecessor,
+    Store, StoreError, Subject,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +326,11 @@ impl KeyService {
             status: KeyStatus::Pending,
             public_key: sm2_2p::point_to_hex(&public),
             device_id: req.device_id,
-            platforms: enrollment.platforms.iter().map(|p| PlatformGrant { platform: p.clone(), until: None, once: false }).collect(),
+            platforms: enrollment
+                .platforms
+                .iter()
+                .map(|p| PlatformGrant { platform: p.clone(), until: None, once: false })
+                .collect(),
             pin: PinState::default(),
             created_at: now(),
             validity_days: enrollment.validity_days,
@@ -338,7 +342,13 @@ impl KeyService {
             verifier_ref: None,
         };
         let activated = self
-            .audited(&key.id, "ok", serde_json::json!({ "enrollment_id": key.enrollment_id }), |a| self.store.activate(&key, &share_blob, &verifier_blob, a), |o| *o == ActivateOutcome::Done)
+            .audited(
+                &key.id,
+                "ok",
+                serde_json::json!({ "enrollment_id": key.enrollment_id }),
+                |a| self.store.activate(&key, &share_blob, &verifier_blob, a),
+                |o| *o == ActivateOutcome::Done,
+            )
             .await?;
         match activated {
             ActivateOutcome::Done => {}
@@ -396,16 +406,18 @@ impl KeyService {
         }
         let enrollment = self.store.enrollment(&old.enrollment_id)?.ok_or(KeyError::NotFound("enrollment"))?;
         if reason == "reissue" {
-            self.store.update_key::<()>(key_id, |k| {
-                let change = k.status == KeyStatus::Active;
-                if change {
-                    k.status = KeyStatus::Suspended;
-                }
-                Ok(change)
-            })?
-            .map_err(|()| KeyError::Internal("unreachable".into()))?;
+            self.store
+                .update_key::<()>(key_id, |k| {
+                    let change = k.status == KeyStatus::Active;
+                    if change {
+                        k.status = KeyStatus::Suspended;
+                    }
+                    Ok(change)
+                })?
+                .map_err(|()| KeyError::Internal("unreachable".into()))?;
         }
-        let platforms = old.platforms.iter().filter(|g| !g.once && g.until.is_none()).map(|g| g.platform.clone()).collect();
+        let platforms =
+            old.platforms.iter().filter(|g| !g.once && g.until.is_none()).map(|g| g.platform.clone()).collect();
         self.create_enrollment(NewEnrollment {
             subject: subject.unwrap_or_else(|| old.subject.clone()),
             ca: old.ca.clone(),
@@ -430,12 +442,13 @@ impl KeyService {
             return Ok(());
         }
         self.revoke_certificate(&old, "superseded").await?;
-        self.store.update_key::<()>(&pred.key_id, |k| {
-            k.status = KeyStatus::Superseded;
-            k.revocation_reason = Some("superseded".into());
-            Ok(true)
-        })?
-        .map_err(|()| KeyError::Internal("unreachable".into()))?;
+        self.store
+            .update_key::<()>(&pred.key_id, |k| {
+                k.status = KeyStatus::Superseded;
+                k.revocation_reason = Some("superseded".into());
+                Ok(true)
+            })?
+            .map_err(|()| KeyError::Internal("unreachable".into()))?;
         self.store.flush().await?;
         tracing::info!(old = %pred.key_id, new = %successor.id, reason = %pred.reason, "key superseded");
         Ok(())
@@ -456,7 +469,13 @@ impl KeyService {
     }
 
     /// Admin: authorise a key on a platform (roaming) until `until`, or for one task.
-    pub async fn authorize_platform(&self, key_id: &str, platform: &str, until: Option<i64>, once: bool) -> Result<KeyRecord, KeyError> {
+    pub async fn authorize_platform(
+        &self,
+        key_id: &str,
+        platform: &str,
+        until: Option<i64>,
+        once: bool,
+    ) -> Result<KeyRecord, KeyError> {
         let rec = self
             .store
             .update_key::<KeyError>(key_id, |k| {
@@ -509,8 +528,14 @@ impl KeyService {
         out
     }
 
-    pub fn list(&self, actor: &Actor<'_>, subject: Option<&str>, status: Option<KeyStatus>) -> Result<Vec<KeyRecord>, KeyError> {
-        let keep = |k: &KeyRecord| subject.is_none_or(|s| k.subject.name == s) && status.is_none_or(|st| k.status == st);
+    pub fn list(
+        &self,
+        actor: &Actor<'_>,
+        subject: Option<&str>,
+        status: Option<KeyStatus>,
+    ) -> Result<Vec<KeyRecord>, KeyError> {
+        let keep =
+            |k: &KeyRecord| subject.is_none_or(|s| k.subject.name == s) && status.is_none_or(|st| k.status == st);
         let mut keys = match actor {
             Actor::Admin => self.store.keys_matching(keep)?,
             Actor::Device(device) => self.store.keys_of_device(device)?.into_iter().filter(keep).collect(),
@@ -624,7 +649,13 @@ impl KeyService {
             }
             let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
             let counted = self
-                .audited(key_id, outcome, serde_json::Value::Null, |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a), Option::is_some)
+                .audited(
+                    key_id,
+                    outcome,
+                    serde_json::Value::Null,
+                    |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a),
+                    Option::is_some,
+                )
                 .await?;
             if let Some(rec) = counted {
                 return Ok(Some(rec));
@@ -658,7 +689,13 @@ impl KeyService {
     }
 
     /// Server half of a blinded decryption: `T2 = d2⁻¹·T1`.
-    pub async fn decrypt(&self, key_id: &str, device_id: &str, t1: AffinePoint, proof: PinProof<'_>) -> Result<AffinePoint, KeyError> {
+    pub async fn decrypt(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        t1: AffinePoint,
+        proof: PinProof<'_>,
+    ) -> Result<AffinePoint, KeyError> {
         let out = self
             .with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
                 let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
@@ -704,7 +741,13 @@ impl KeyService {
     }
 
     /// Revoke and crypto-shred. A phone must prove its PIN; an admin need not.
-    pub async fn revoke(&self, key_id: &str, actor: &Actor<'_>, reason: &str, proof: Option<PinProof<'_>>) -> Result<KeyRecord, KeyError> {
+    pub async fn revoke(
+        &self,
+        key_id: &str,
+        actor: &Actor<'_>,
+        reason: &str,
+        proof: Option<PinProof<'_>>,
+    ) -> Result<KeyRecord, KeyError> {
         let key = self.key_for(key_id, actor)?;
         if key.status == KeyStatus::Revoked {
             return Err(KeyError::Conflict("key already revoked"));
@@ -715,7 +758,10 @@ impl KeyService {
         }
         // The CA first: if it cannot revoke, nothing changes here and the caller may retry.
         self.revoke_certificate(&key, reason).await?;
-        let rec = self.audited(key_id, "ok", serde_json::Value::Null, |a| self.store.revoke(key_id, reason, a), Option::is_some).await?.ok_or(KeyError::NotFound("key"))?;
+        let rec = self
+            .audited(key_id, "ok", serde_json::Value::Null, |a| self.store.revoke(key_id, reason, a), Option::is_some)
+            .await?
+            .ok_or(KeyError::NotFound("key"))?;
         self.store.flush().await?;
         tracing::info!(key_id, reason, "key revoked; share destroyed");
         Ok(rec)

@@ -160,15 +160,25 @@ enum PdfCommand {
 const EX_CONFIG: u8 = 64;
 
 /// Send a command to the running daemon's control socket; `None` if no daemon listens.
-fn control_call(cfg: &Config, command: &str) -> Option<Result<std::io::BufReader<std::os::unix::net::UnixStream>, String>> {
+fn control_call(
+    cfg: &Config,
+    command: &str,
+) -> Option<Result<std::io::BufReader<std::os::unix::net::UnixStream>, String>> {
     use std::io::Write;
     let path = mcsd::control::socket_path(&cfg.store.path);
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => return None,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return None;
+        }
         Err(e) => return Some(Err(format!("{}: {e}", path.display()))),
     };
-    Some(stream.write_all(format!("{command}\n").as_bytes()).map(|_| std::io::BufReader::new(stream)).map_err(|e| e.to_string()))
+    Some(
+        stream
+            .write_all(format!("{command}\n").as_bytes())
+            .map(|_| std::io::BufReader::new(stream))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 fn read_line(reader: &mut impl std::io::BufRead) -> Result<String, String> {
@@ -182,7 +192,10 @@ fn read_line(reader: &mut impl std::io::BufRead) -> Result<String, String> {
 
 fn read_ok_image(reader: &mut impl std::io::BufRead) -> Result<Vec<u8>, String> {
     let head = read_line(reader)?;
-    let len: usize = head.strip_prefix("OK ").and_then(|n| n.parse().ok()).ok_or_else(|| head.trim_start_matches("ERR ").to_owned())?;
+    let len: usize = head
+        .strip_prefix("OK ")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| head.trim_start_matches("ERR ").to_owned())?;
     let mut image = vec![0u8; len];
     reader.read_exact(&mut image).map_err(|e| e.to_string())?;
     Ok(image)
@@ -298,7 +311,9 @@ fn main() -> ExitCode {
                 Some(Err(e)) => Err(e),
                 None => mcsd::store::Store::open(&cfg.store.path).and_then(|s| s.snapshot()).map_err(|e| e.to_string()),
             };
-            match image.and_then(|img| std::fs::write(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))) {
+            match image.and_then(|img| {
+                std::fs::write(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))
+            }) {
                 Ok(n) => {
                     println!("backup of {} written to {} ({n} bytes)", cfg.store.path.display(), out.display());
                     ExitCode::SUCCESS
@@ -362,7 +377,10 @@ fn main() -> ExitCode {
                     let store = mcsd::store::Store::open(&cfg.store.path).map_err(|e| e.to_string())?;
                     let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
                     let r = mcsd::rotate::rotate(&store, &hsm, batch, progress_bar).map_err(|e| e.to_string())?;
-                    Ok(format!("version={} created={} rewrapped={} remaining={}", r.version, r.created_version, r.rewrapped, r.remaining))
+                    Ok(format!(
+                        "version={} created={} rewrapped={} remaining={}",
+                        r.version, r.created_version, r.rewrapped, r.remaining
+                    ))
                 })(),
             };
             match outcome {
@@ -377,7 +395,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit { command: AuditCommand::Verify { config, since_checkpoint, allow_unsealed_tail, public_key } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { config, since_checkpoint, allow_unsealed_tail, public_key },
+        } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -400,7 +420,10 @@ fn main() -> ExitCode {
                 let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
                 let pdf = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
                 let cert = mcsd::pdfsign::p256_certificate(&hsm, &label, "mcsd P-256 document signer")?;
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 let placement = mcs_pdfseal::pdf::Placement::At { page, x, y };
                 let signed = mcsd::pdfsign::sign_pdf_p256(&hsm, &label, &cert, &pdf, &placement, now)?;
                 std::fs::write(&out, signed).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -436,7 +459,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool, public_key: Option<PathBuf>) -> ExitCode {
+fn audit_verify(
+    cfg: &Config,
+    since: Option<PathBuf>,
+    allow_unsealed_tail: bool,
+    public_key: Option<PathBuf>,
+) -> ExitCode {
     use mcsd::audit::{TrustedKey, VerifyOptions};
     let store = match mcsd::store::Store::open(&cfg.store.path) {
         Ok(s) => std::sync::Arc::new(s),
@@ -467,11 +495,15 @@ fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool,
                     return broken("the store's record of the audit public key is not that of its HSM-wrapped private key: it was replaced".into());
                 }
                 Ok(Err(e)) => {
-                    eprintln!("mcsd audit verify: warning: the HSM-wrapped audit key is unusable ({e}); set [audit] public_key_file");
+                    eprintln!(
+                        "mcsd audit verify: warning: the HSM-wrapped audit key is unusable ({e}); set [audit] public_key_file"
+                    );
                     None
                 }
                 Err(e) => {
-                    eprintln!("mcsd audit verify: warning: no [audit] public_key_file and the HSM is not reachable ({e}): checkpoints cannot be checked");
+                    eprintln!(
+                        "mcsd audit verify: warning: no [audit] public_key_file and the HSM is not reachable ({e}): checkpoints cannot be checked"
+                    );
                     None
                 }
             }
@@ -486,7 +518,10 @@ fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool,
     if since.is_none()
         && let Some(file) = cfg.audit.checkpoint_file.as_ref().filter(|f| !f.exists())
     {
-        eprintln!("mcsd audit verify: warning: [audit] checkpoint_file {} does not exist: no exported checkpoints to check against", file.display());
+        eprintln!(
+            "mcsd audit verify: warning: [audit] checkpoint_file {} does not exist: no exported checkpoints to check against",
+            file.display()
+        );
     }
     let since = since.or_else(|| mcsd::audit::configured_checkpoint_file(&cfg.audit));
     let exported = match &since {
@@ -504,7 +539,10 @@ fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool,
     match mcsd::audit::verify(&store, &opts) {
         Ok(v) => {
             let source = key.as_ref().map_or("none".to_owned(), |k| k.source.clone());
-            println!("audit chain intact: {} entries, {} signed checkpoints (audit key {source})", v.entries, v.checkpoints);
+            println!(
+                "audit chain intact: {} entries, {} signed checkpoints (audit key {source})",
+                v.entries, v.checkpoints
+            );
             if v.unsealed > 0 {
                 println!(
                     "note: the last {} entries follow the last signed checkpoint (accepted by --allow-unsealed-tail; the daemon seals them at its next start)",
@@ -512,9 +550,16 @@ fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool,
                 );
             }
             if let Some(file) = &since {
-                println!("exported checkpoints: all {} in {} are in the store (no rollback)", v.exported_checked, file.display());
+                println!(
+                    "exported checkpoints: all {} in {} are in the store (no rollback)",
+                    v.exported_checked,
+                    file.display()
+                );
                 if v.exported_before_restore > 0 {
-                    println!("note: {} exported checkpoints precede a restore recorded in that file and were not checked", v.exported_before_restore);
+                    println!(
+                        "note: {} exported checkpoints precede a restore recorded in that file and were not checked",
+                        v.exported_before_restore
+                    );
                 }
             }
             ExitCode::SUCCESS
@@ -525,10 +570,13 @@ fn audit_verify(cfg: &Config, since: Option<PathBuf>, allow_unsealed_tail: bool,
 
 fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
     let pem = match control_call(cfg, "audit-key") {
-        Some(Ok(mut reader)) => read_ok_image(&mut reader).and_then(|b| String::from_utf8(b).map_err(|e| e.to_string())),
+        Some(Ok(mut reader)) => {
+            read_ok_image(&mut reader).and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()))
+        }
         Some(Err(e)) => Err(e),
         None => (|| {
-            let store = std::sync::Arc::new(mcsd::store::Store::open(&cfg.store.path).map_err(|e| format!("store: {e}"))?);
+            let store =
+                std::sync::Arc::new(mcsd::store::Store::open(&cfg.store.path).map_err(|e| format!("store: {e}"))?);
             let hsm = std::sync::Arc::new(mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?);
             mcsd::audit::public_key_pem(&mcsd::plugins::DaemonKeys::new(store, hsm))
         })(),
@@ -553,7 +601,10 @@ fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(_) => {
-            eprintln!("mcsd audit export-key: {} holds another key; not overwritten (remove it only if the store's audit key really changed)", path.display());
+            eprintln!(
+                "mcsd audit export-key: {} holds another key; not overwritten (remove it only if the store's audit key really changed)",
+                path.display()
+            );
             ExitCode::FAILURE
         }
         Err(_) => match std::fs::write(&path, &pem) {

@@ -7,9 +7,12 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
-pub const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 pub struct Metrics {
     registry: Registry,
@@ -50,7 +53,8 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("metric definition");
+    let h =
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("metric definition");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
 }
@@ -63,36 +67,98 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
-    let store_flush_duration =
-        Histogram::with_opts(HistogramOpts::new("mcsd_store_flush_duration_seconds", "Time to make the store durable (fsync).").buckets(BUCKETS.to_vec()))
-            .expect("metric definition");
+    let store_flush_duration = Histogram::with_opts(
+        HistogramOpts::new("mcsd_store_flush_duration_seconds", "Time to make the store durable (fsync).")
+            .buckets(BUCKETS.to_vec()),
+    )
+    .expect("metric definition");
     r.register(Box::new(store_flush_duration.clone())).expect("unique metric");
-    let build_info = IntGaugeVec::new(Opts::new("mcsd_build_info", "Build information; the value is 1."), &["version"]).expect("metric definition");
+    let build_info = IntGaugeVec::new(Opts::new("mcsd_build_info", "Build information; the value is 1."), &["version"])
+        .expect("metric definition");
     r.register(Box::new(build_info.clone())).expect("unique metric");
     build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     Metrics {
-        api_requests: counter_vec(&r, "mcsd_api_requests_total", "API requests by route template, method and answer code.", &["route", "method", "code"]),
-        api_duration: histogram_vec(&r, "mcsd_api_request_duration_seconds", "API request latency by route template.", &["route"]),
-        cosign_operations: counter_vec(&r, "mcsd_cosign_operations_total", "Server halves computed, by kind and result.", &["kind", "result"]),
-        hsm_duration: histogram_vec(&r, "mcsd_hsm_call_duration_seconds", "PKCS#11 call latency by operation.", &["op"]),
+        api_requests: counter_vec(
+            &r,
+            "mcsd_api_requests_total",
+            "API requests by route template, method and answer code.",
+            &["route", "method", "code"],
+        ),
+        api_duration: histogram_vec(
+            &r,
+            "mcsd_api_request_duration_seconds",
+            "API request latency by route template.",
+            &["route"],
+        ),
+        cosign_operations: counter_vec(
+            &r,
+            "mcsd_cosign_operations_total",
+            "Server halves computed, by kind and result.",
+            &["kind", "result"],
+        ),
+        hsm_duration: histogram_vec(
+            &r,
+            "mcsd_hsm_call_duration_seconds",
+            "PKCS#11 call latency by operation.",
+            &["op"],
+        ),
         hsm_sessions_in_use: gauge(&r, "mcsd_hsm_sessions_in_use", "PKCS#11 sessions taken from the pool."),
-        hsm_reinitialisations: counter(&r, "mcsd_hsm_reinitialisations_total", "Successful re-initialisations of the PKCS#11 module."),
+        hsm_reinitialisations: counter(
+            &r,
+            "mcsd_hsm_reinitialisations_total",
+            "Successful re-initialisations of the PKCS#11 module.",
+        ),
         pin_failures: counter(&r, "mcsd_pin_failures_total", "Wrong PIN proofs."),
         pin_lockouts: counter(&r, "mcsd_pin_lockouts_total", "Keys locked after too many wrong PINs."),
         tasks_open: gauge(&r, "mcsd_tasks_open", "Tasks pending, claimed or awaiting approval (at the last sweep)."),
         tasks_expired: counter(&r, "mcsd_tasks_expired_total", "Tasks that expired unfinished."),
-        callback_retries: counter(&r, "mcsd_callback_retries_total", "Callback deliveries that failed and will be retried or were abandoned."),
-        callback_slots_in_use: gauge(&r, "mcsd_callback_slots_in_use", "Callback deliveries in flight (delivery slots taken), all platforms together."),
-        callback_refusals: counter(&r, "mcsd_callback_refusals_total", "Callback deliveries refused by the target rules (address range, allow-list)."),
-        task_quota_refusals: counter(&r, "mcsd_task_quota_refusals_total", "Task creations refused by a platform's open-task quotas."),
-        plugin_calls: counter_vec(&r, "mcsd_plugin_calls_total", "CA adapter calls by adapter, operation and result.", &["adapter", "op", "result"]),
+        callback_retries: counter(
+            &r,
+            "mcsd_callback_retries_total",
+            "Callback deliveries that failed and will be retried or were abandoned.",
+        ),
+        callback_slots_in_use: gauge(
+            &r,
+            "mcsd_callback_slots_in_use",
+            "Callback deliveries in flight (delivery slots taken), all platforms together.",
+        ),
+        callback_refusals: counter(
+            &r,
+            "mcsd_callback_refusals_total",
+            "Callback deliveries refused by the target rules (address range, allow-list).",
+        ),
+        task_quota_refusals: counter(
+            &r,
+            "mcsd_task_quota_refusals_total",
+            "Task creations refused by a platform's open-task quotas.",
+        ),
+        plugin_calls: counter_vec(
+            &r,
+            "mcsd_plugin_calls_total",
+            "CA adapter calls by adapter, operation and result.",
+            &["adapter", "op", "result"],
+        ),
         store_flush_duration,
         audit_entries: counter(&r, "mcsd_audit_entries_total", "Entries appended to the audit chain."),
         build_info,
         connections_open: gauge(&r, "mcsd_api_connections_open", "API connections open now (from accept to close)."),
-        connections_refused: counter_vec(&r, "mcsd_api_connections_refused_total", "API connections closed at accept: over the global or the per-peer bound.", &["reason"]),
-        connections_closed: counter_vec(&r, "mcsd_api_connections_closed_total", "API connections the daemon closed, by reason (handshake_timeout, idle, request_timeout).", &["reason"]),
-        accept_errors: counter(&r, "mcsd_api_accept_errors_total", "Failed accept() calls (e.g. out of file descriptors); the listener backs off."),
+        connections_refused: counter_vec(
+            &r,
+            "mcsd_api_connections_refused_total",
+            "API connections closed at accept: over the global or the per-peer bound.",
+            &["reason"],
+        ),
+        connections_closed: counter_vec(
+            &r,
+            "mcsd_api_connections_closed_total",
+            "API connections the daemon closed, by reason (handshake_timeout, idle, request_timeout).",
+            &["reason"],
+        ),
+        accept_errors: counter(
+            &r,
+            "mcsd_api_accept_errors_total",
+            "Failed accept() calls (e.g. out of file descriptors); the listener backs off.",
+        ),
         registry: r,
     }
 });

@@ -83,7 +83,12 @@ impl BuilderProfile for SelfSigned {
     fn get_subject(&self) -> Name {
         self.0.clone()
     }
-    fn build_extensions(&self, _: spki::SubjectPublicKeyInfoRef<'_>, _: spki::SubjectPublicKeyInfoRef<'_>, tbs: &TbsCertificate) -> x509_cert::builder::Result<Vec<Extension>> {
+    fn build_extensions(
+        &self,
+        _: spki::SubjectPublicKeyInfoRef<'_>,
+        _: spki::SubjectPublicKeyInfoRef<'_>,
+        tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
         let subject = tbs.subject();
         Ok(vec![
             BasicConstraints { ca: false, path_len_constraint: None }.to_extension(subject, &[])?,
@@ -101,7 +106,10 @@ fn hsm_sign(hsm: &Hsm, label: &str, message: &[u8]) -> Result<Vec<u8>, String> {
 pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec<u8>, String> {
     let point = hsm.p256_public_key(label).map_err(err)?;
     let spki = SubjectPublicKeyInfoOwned {
-        algorithm: AlgorithmIdentifierOwned { oid: EC_PUBLIC_KEY, parameters: Some(der::Any::encode_from(&P256).map_err(err)?) },
+        algorithm: AlgorithmIdentifierOwned {
+            oid: EC_PUBLIC_KEY,
+            parameters: Some(der::Any::encode_from(&P256).map_err(err)?),
+        },
         subject_public_key: BitString::from_bytes(&point).map_err(err)?,
     };
     let name = Name::from_str(&format!("CN={common_name},O=mcsd,C=CN")).map_err(err)?;
@@ -111,7 +119,13 @@ pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec
     serial[0] |= 0x10;
     let validity = x509_cert::time::Validity::from_now(Duration::from_secs(365 * 86_400)).map_err(err)?;
     let signer = HsmSigner { spki: spki.clone() };
-    let mut builder = CertificateBuilder::new(SelfSigned(name), x509_cert::serial_number::SerialNumber::new(&serial).map_err(err)?, validity, spki).map_err(err)?;
+    let mut builder = CertificateBuilder::new(
+        SelfSigned(name),
+        x509_cert::serial_number::SerialNumber::new(&serial).map_err(err)?,
+        validity,
+        spki,
+    )
+    .map_err(err)?;
     let tbs = builder.finalize(&signer).map_err(err)?;
     let sig = hsm_sign(hsm, label, &tbs)?;
     let cert = builder.assemble(BitString::from_bytes(&sig).map_err(err)?, &signer).map_err(err)?;
@@ -119,11 +133,24 @@ pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec
 }
 
 /// Sign `input` at `placement` with the HSM's P-256 key; returns the signed PDF.
-pub fn sign_pdf_p256(hsm: &Hsm, label: &str, certificate: &[u8], input: &[u8], placement: &pdf::Placement, signing_time: u64) -> Result<Vec<u8>, String> {
+pub fn sign_pdf_p256(
+    hsm: &Hsm,
+    label: &str,
+    certificate: &[u8],
+    input: &[u8],
+    placement: &pdf::Placement,
+    signing_time: u64,
+) -> Result<Vec<u8>, String> {
     let subject = x509_cert::Certificate::from_der(certificate).map_err(err)?.tbs_certificate().subject().to_string();
     let picture = mcs_pdfseal::image::from_picture("PNG", &mcs_pdfseal::image::demo_seal_png(96)).map_err(err)?;
     let look = pdf::Appearance { image: &picture, width_pt: pdf::mm_to_pt(30.0), height_pt: pdf::mm_to_pt(30.0) };
-    let fields = pdf::SignatureFields { field_name: "mcsd-p256", signer_name: &subject, reason: "P-256 interoperability signature", signing_time, reserve: certificate.len() + 4096 };
+    let fields = pdf::SignatureFields {
+        field_name: "mcsd-p256",
+        signer_name: &subject,
+        reason: "P-256 interoperability signature",
+        signing_time,
+        reserve: certificate.len() + 4096,
+    };
     let prepared = pdf::prepare(input, placement, &look, &fields).map_err(err)?;
     let digest = Algorithm::EcdsaP256.digest(&prepared.signed_ranges());
     let attrs = cms::signed_attributes(Algorithm::EcdsaP256, &digest, signing_time, None).map_err(err)?;

@@ -49,7 +49,9 @@ pub struct DaemonKeys {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonKeyError {
     /// The store's public key for it is not the public half of its HSM-wrapped private key.
-    #[error("daemon key `{0}`: the stored public key is not that of the HSM-wrapped private key (the record was replaced)")]
+    #[error(
+        "daemon key `{0}`: the stored public key is not that of the HSM-wrapped private key (the record was replaced)"
+    )]
     Mismatch(String),
     #[error("{0}")]
     Other(String),
@@ -69,8 +71,13 @@ impl DaemonKeys {
             None if !create => return Ok(None),
             None => {
                 let key = sm2_2p::DaemonKey::generate();
-                let blob = self.hsm.wrap(&id, SecretKind::DaemonKey, key.to_bytes().as_slice()).map_err(|e| e.to_string())?;
-                let rec = DaemonKeyRecord { name: name.to_owned(), public_key: sm2_2p::point_to_hex(&key.public()), created_at: now() };
+                let blob =
+                    self.hsm.wrap(&id, SecretKind::DaemonKey, key.to_bytes().as_slice()).map_err(|e| e.to_string())?;
+                let rec = DaemonKeyRecord {
+                    name: name.to_owned(),
+                    public_key: sm2_2p::point_to_hex(&key.public()),
+                    created_at: now(),
+                };
                 let won = self.store.insert_daemon_key(&rec, &blob).map_err(|e| e.to_string())?;
                 self.store.flush_blocking().map_err(|e| e.to_string())?;
                 tracing::info!(key = name, "created daemon-held key");
@@ -198,7 +205,13 @@ fn raw_call(table: Table, op: &str, request: &[u8]) -> (i32, Vec<u8>) {
     // the sink appends to `out`.
     let status = unsafe {
         let t = &*table.0;
-        (t.call)(t.state, Bytes::from_slice(op.as_bytes()), Bytes::from_slice(request), abi::vec_sink, &mut out as *mut Vec<u8> as *mut c_void)
+        (t.call)(
+            t.state,
+            Bytes::from_slice(op.as_bytes()),
+            Bytes::from_slice(request),
+            abi::vec_sink,
+            &mut out as *mut Vec<u8> as *mut c_void,
+        )
     };
     (status, out)
 }
@@ -367,7 +380,9 @@ impl PluginHost {
 pub fn decode_answer(adapter: &str, op: &str, status: i32, bytes: &[u8]) -> Result<Value, PluginError> {
     let failed = |reason: String| PluginError::Failed { adapter: adapter.to_owned(), reason };
     match status {
-        abi::STATUS_OK => serde_json::from_slice(bytes).map_err(|_| failed(format!("`{op}` answered something that is not JSON"))),
+        abi::STATUS_OK => {
+            serde_json::from_slice(bytes).map_err(|_| failed(format!("`{op}` answered something that is not JSON")))
+        }
         abi::STATUS_UNSUPPORTED => Err(failed(format!("`{op}` is not supported"))),
         _ => Err(failed(String::from_utf8_lossy(bytes).into_owned())),
     }

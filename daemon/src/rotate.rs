@@ -33,7 +33,12 @@ fn older(store: &Store, current: u32) -> Result<Vec<(Vec<u8>, sled::IVec)>, Stri
     Ok(out)
 }
 
-pub fn rotate(store: &Store, hsm: &Hsm, batch: Option<u64>, mut progress: impl FnMut(u64, u64)) -> Result<Report, String> {
+pub fn rotate(
+    store: &Store,
+    hsm: &Hsm,
+    batch: Option<u64>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report, String> {
     let mut current = hsm.current_kek_version().ok_or("HSM unavailable")?;
     let mut todo = older(store, current)?;
     let mut created_version = false;
@@ -49,7 +54,8 @@ pub fn rotate(store: &Store, hsm: &Hsm, batch: Option<u64>, mut progress: impl F
     let limit = batch.unwrap_or(u64::MAX);
     let (mut done, mut slots) = (0u64, Vec::new());
     for (key, value) in todo.iter().take(limit.min(total) as usize) {
-        let (id, kind) = crate::store::parse_secret_key(key).ok_or_else(|| format!("unexpected secrets key {}", String::from_utf8_lossy(key)))?;
+        let (id, kind) = crate::store::parse_secret_key(key)
+            .ok_or_else(|| format!("unexpected secrets key {}", String::from_utf8_lossy(key)))?;
         let blob = store.blob_of(value).map_err(|e| e.to_string())?;
         let fresh = hsm.rewrap(&id, kind, &blob).map_err(|e| format!("{id}: {e}"))?;
         let (_, old_slot) = store.replace_secret(key, value, &fresh).map_err(|e| e.to_string())?;

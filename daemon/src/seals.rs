@@ -133,7 +133,10 @@ fn seal_type(kind: &str) -> u32 {
 }
 
 fn cert_der(key: &KeyRecord) -> Result<Vec<u8>, SealError> {
-    let c = key.certificate.as_ref().ok_or_else(|| SealError::Conflict(format!("key {} has no certificate yet", key.id)))?;
+    let c = key
+        .certificate
+        .as_ref()
+        .ok_or_else(|| SealError::Conflict(format!("key {} has no certificate yet", key.id)))?;
     B64.decode(&c.der_b64).map_err(internal)
 }
 
@@ -142,7 +145,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 }
 
 impl SealService {
-    pub fn new(store: Arc<Store>, keys: Arc<KeyService>, plugins: Arc<PluginHost>, daemon_keys: DaemonKeys, cfg: SealsConfig) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        keys: Arc<KeyService>,
+        plugins: Arc<PluginHost>,
+        daemon_keys: DaemonKeys,
+        cfg: SealsConfig,
+    ) -> Self {
         SealService { store, keys, plugins, daemon_keys, cfg, maker_lock: tokio::sync::Mutex::new(()) }
     }
 
@@ -179,15 +188,22 @@ impl SealService {
             "validity_days": 3650,
         });
         let issued = self.plugins.call(&self.cfg.maker_ca, "issue", &request).await.map_err(SealError::Plugin)?;
-        let certificate_b64 = issued["certificate"].as_str().ok_or_else(|| internal("maker certificate missing from the CA's answer"))?.to_owned();
-        let cert = x509_cert::Certificate::from_der(&B64.decode(&certificate_b64).map_err(internal)?).map_err(internal)?;
+        let certificate_b64 = issued["certificate"]
+            .as_str()
+            .ok_or_else(|| internal("maker certificate missing from the CA's answer"))?
+            .to_owned();
+        let cert =
+            x509_cert::Certificate::from_der(&B64.decode(&certificate_b64).map_err(internal)?).map_err(internal)?;
         if cert.tbs_certificate().subject_public_key_info().to_der().map_err(internal)? != spki_der {
             return Err(internal("the CA certified another key for the seal maker"));
         }
         let rec = SealMakerRecord {
             ca: self.cfg.maker_ca.clone(),
             certificate_b64,
-            chain_b64: issued["chain"].as_array().map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+            chain_b64: issued["chain"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
         };
         self.store.put_seal_maker(&rec)?;
         self.store.flush().await?;
@@ -225,7 +241,8 @@ impl SealService {
         let info_der = info.to_der().map_err(internal)?;
         let dk = self.daemon_keys.clone();
         let sig = blocking(move || dk.sign(MAKER_KEY, &info_der)).await?;
-        seal::assemble(info, &B64.decode(&maker.certificate_b64).map_err(internal)?, &sig).map_err(|e| SealError::Invalid(e.to_string()))
+        seal::assemble(info, &B64.decode(&maker.certificate_b64).map_err(internal)?, &sig)
+            .map_err(|e| SealError::Invalid(e.to_string()))
     }
 
     fn sealing_key(&self, key_id: &str) -> Result<KeyRecord, SealError> {
@@ -288,12 +305,19 @@ impl SealService {
             .seals()?
             .into_iter()
             .filter(|s| owner.is_none_or(|o| owner_matches(s, o)))
-            .filter(|s| key_id.is_none_or(|k| s.signer_key_ids.iter().any(|x| x == k) || s.grants.iter().any(|g| g.key_id == k)))
+            .filter(|s| {
+                key_id.is_none_or(|k| s.signer_key_ids.iter().any(|x| x == k) || s.grants.iter().any(|g| g.key_id == k))
+            })
             .collect())
     }
 
     /// Change a seal with compare-and-swap; `remake` re-signs it for new holders.
-    async fn change(&self, id: &str, remake: bool, mut f: impl FnMut(&mut SealRecord) -> Result<(), SealError>) -> Result<SealRecord, SealError> {
+    async fn change(
+        &self,
+        id: &str,
+        remake: bool,
+        mut f: impl FnMut(&mut SealRecord) -> Result<(), SealError>,
+    ) -> Result<SealRecord, SealError> {
         loop {
             let old = self.get(id)?;
             let mut rec = old.clone();
@@ -321,7 +345,13 @@ impl SealService {
         .await
     }
 
-    pub async fn grant(&self, id: &str, key_id: &str, not_before: i64, not_after: i64) -> Result<SealRecord, SealError> {
+    pub async fn grant(
+        &self,
+        id: &str,
+        key_id: &str,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<SealRecord, SealError> {
         if not_after <= not_before {
             return Err(SealError::Invalid("not_after must be later than not_before".into()));
         }
@@ -361,7 +391,10 @@ impl SealService {
         for key_id in &rec.signer_key_ids {
             match self.store.key(key_id)?.map(|k| k.status) {
                 Some(KeyStatus::Superseded | KeyStatus::Revoked) | None => {
-                    return Err(SealError::Conflict(format!("seal {} is bound to key {key_id}, which was superseded or revoked", rec.id)));
+                    return Err(SealError::Conflict(format!(
+                        "seal {} is bound to key {key_id}, which was superseded or revoked",
+                        rec.id
+                    )));
                 }
                 _ => {}
             }
@@ -377,7 +410,9 @@ impl SealService {
         let at = now();
         match rec.grants.iter().find(|g| g.key_id == key_id) {
             Some(g) if g.not_before <= at && at <= g.not_after => Ok(()),
-            Some(_) => Err(SealError::NoPermission(format!("the grant of seal {} to this key is not valid now", rec.id))),
+            Some(_) => {
+                Err(SealError::NoPermission(format!("the grant of seal {} to this key is not valid now", rec.id)))
+            }
             None => Err(SealError::NoPermission(format!("seal {} is not granted to this key", rec.id))),
         }
     }
@@ -399,12 +434,16 @@ impl SealService {
                     .filter(|s| self.check_seal(s).is_ok() && Self::check_holder(s, key_id).is_ok())
                     .collect::<Vec<_>>();
                 usable.sort_by_key(|s| s.created_at);
-                usable.into_iter().next().ok_or_else(|| SealError::NoPermission("no seal is available to this key".into()))?
+                usable
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| SealError::NoPermission("no seal is available to this key".into()))?
             }
         };
         let der = B64.decode(&rec.seal_b64).map_err(internal)?;
         let view = seal::verify(&der).map_err(internal)?;
-        let picture = mcs_pdfseal::image::from_picture(&view.picture_type, &view.picture).map_err(|e| SealError::Conflict(format!("seal picture: {e}")))?;
+        let picture = mcs_pdfseal::image::from_picture(&view.picture_type, &view.picture)
+            .map_err(|e| SealError::Conflict(format!("seal picture: {e}")))?;
         Ok(SealForSigning { record: rec, der, picture })
     }
 
@@ -473,9 +512,17 @@ impl SealService {
     /// the digest of a message with the certificate's key and the default ID), checked
     /// with the certificate's validity, its chain (through `pool`) to a CA this daemon
     /// trusts, and revocation through its key's state. Every failed check is one error.
-    pub fn verify_signature(&self, signed: Signed<'_>, signature: &[u8], certificate: &[u8], pool: &[Vec<u8>]) -> Result<Value, SealError> {
-        let cert = x509_cert::Certificate::from_der(certificate).map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
-        let public = mcs_pdfseal::sm2_public_key_of(certificate).map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
+    pub fn verify_signature(
+        &self,
+        signed: Signed<'_>,
+        signature: &[u8],
+        certificate: &[u8],
+        pool: &[Vec<u8>],
+    ) -> Result<Value, SealError> {
+        let cert = x509_cert::Certificate::from_der(certificate)
+            .map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
+        let public =
+            mcs_pdfseal::sm2_public_key_of(certificate).map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
         let mut errors: Vec<String> = Vec::new();
         let e = match signed {
             Signed::Digest(e) => e,
@@ -544,24 +591,28 @@ impl SealService {
                 Err(e) => errors.push(format!("signature container: {e}")),
                 Ok(p) => {
                     if let Some(ranges) = f.signed_ranges(pdf_bytes)
-                        && p.algorithm.digest(&ranges) != p.message_digest {
-                            errors.push("document digest mismatch: the signed bytes were changed".into());
-                        }
+                        && p.algorithm.digest(&ranges) != p.message_digest
+                    {
+                        errors.push("document digest mismatch: the signed bytes were changed".into());
+                    }
                     if let Ok(c) = x509_cert::Certificate::from_der(&p.signer_certificate) {
                         entry["signer"] = json!(c.tbs_certificate().subject().to_string());
                     }
                     match p.algorithm {
                         cms::Algorithm::Sm2 => match mcs_pdfseal::sm2_public_key_of(&p.signer_certificate) {
                             Ok(public) => {
-                                let ok = sm2_2p::Signature::from_der(&p.signature)
-                                    .is_ok_and(|sig| sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &p.to_be_signed), &sig));
+                                let ok = sm2_2p::Signature::from_der(&p.signature).is_ok_and(|sig| {
+                                    sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &p.to_be_signed), &sig)
+                                });
                                 if !ok {
                                     errors.push("the SM2 signature does not verify".into());
                                 }
                             }
                             Err(e) => errors.push(format!("signer certificate: {e}")),
                         },
-                        cms::Algorithm::EcdsaP256 => errors.push("ECDSA signatures are checked by standard PDF validators, not here".into()),
+                        cms::Algorithm::EcdsaP256 => {
+                            errors.push("ECDSA signatures are checked by standard PDF validators, not here".into())
+                        }
                     }
                     if let Some(t) = p.signing_time {
                         entry["signed_at"] = json!(crate::api::rfc3339(t as i64));
@@ -580,7 +631,8 @@ impl SealService {
                                 entry["seal"] = json!({ "es_id": view.es_id, "name": view.name });
                                 errors.extend(view.errors.iter().map(|e| format!("seal: {e}")));
                                 if !view.signer_certificates.contains(&p.signer_certificate) {
-                                    errors.push("the signer's certificate is not in the seal's certificate list".into());
+                                    errors
+                                        .push("the signer's certificate is not in the seal's certificate list".into());
                                 }
                                 if p.signing_time.is_none_or(|t| t < view.valid_from || t > view.valid_to) {
                                     errors.push("the seal was not valid at the signing time".into());
@@ -654,7 +706,8 @@ pub fn parse_placement(v: &Value) -> Result<pdf::Placement, String> {
         return Ok(pdf::Placement::Pages { pages, x, y });
     }
     known(&["page", "x", "y"])?;
-    let page = obj.get("page").and_then(Value::as_u64).filter(|n| *n >= 1).ok_or("placement needs page (from 1)")? as u32;
+    let page =
+        obj.get("page").and_then(Value::as_u64).filter(|n| *n >= 1).ok_or("placement needs page (from 1)")? as u32;
     Ok(pdf::Placement::At { page, x, y })
 }
 
@@ -664,17 +717,32 @@ mod tests {
 
     #[test]
     fn placements_of_api_md_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse_placement(&json!({"page": 2, "x": 100, "y": 200.5})).unwrap(), pdf::Placement::At { page: 2, x: 100.0, y: 200.5 });
+        assert_eq!(
+            parse_placement(&json!({"page": 2, "x": 100, "y": 200.5})).unwrap(),
+            pdf::Placement::At { page: 2, x: 100.0, y: 200.5 }
+        );
         assert_eq!(
             parse_placement(&json!({"keyword": "盖章处"})).unwrap(),
             pdf::Placement::Keyword { keyword: "盖章处".into(), occurrence: 1 }
         );
-        assert_eq!(parse_placement(&json!({"pages": [1, 3], "x": 1, "y": 2})).unwrap(), pdf::Placement::Pages { pages: vec![1, 3], x: 1.0, y: 2.0 });
+        assert_eq!(
+            parse_placement(&json!({"pages": [1, 3], "x": 1, "y": 2})).unwrap(),
+            pdf::Placement::Pages { pages: vec![1, 3], x: 1.0, y: 2.0 }
+        );
         assert_eq!(
             parse_placement(&json!({"cross_page": {"side": "left", "y": 300}})).unwrap(),
             pdf::Placement::CrossPage { side: pdf::Side::Left, y: Some(300.0) }
         );
-        for bad in [json!({"page": 0, "x": 1, "y": 1}), json!({"x": 1}), json!({"keyword": ""}), json!({"cross_page": {"side": "up"}}), json!({"page": 1, "x": 1, "y": 1, "z": 0}), json!([]), json!({"cross_page": {"side": "left", "extra": 1}}), json!({"cross_page": {"side": "left", "y": "top"}})] {
+        for bad in [
+            json!({"page": 0, "x": 1, "y": 1}),
+            json!({"x": 1}),
+            json!({"keyword": ""}),
+            json!({"cross_page": {"side": "up"}}),
+            json!({"page": 1, "x": 1, "y": 1, "z": 0}),
+            json!([]),
+            json!({"cross_page": {"side": "left", "extra": 1}}),
+            json!({"cross_page": {"side": "left", "y": "top"}}),
+        ] {
             assert!(parse_placement(&bad).is_err(), "{bad}");
         }
     }

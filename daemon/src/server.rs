@@ -32,8 +32,8 @@ use crate::api::Api;
 use crate::config::{Config, ConnectionLimits};
 use crate::hsm::{Hsm, HsmError};
 use crate::keys::KeyService;
-use crate::store::{Store, StoreError};
 use crate::plugins::{DaemonKeys, PluginHost};
+use crate::store::{Store, StoreError};
 use crate::tasks::TaskService;
 use crate::tls::{self, Anchors, TlsError};
 
@@ -95,7 +95,11 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     );
     // Before anything is bound: a chain the daemon cannot verify from its last known
     // checkpoint, or an audit key that is not the pinned one, stops the start.
-    let audit = Arc::new(crate::audit::Audit::open(store.clone(), DaemonKeys::new(store.clone(), hsm.clone()), cfg.audit.clone())?);
+    let audit = Arc::new(crate::audit::Audit::open(
+        store.clone(),
+        DaemonKeys::new(store.clone(), hsm.clone()),
+        cfg.audit.clone(),
+    )?);
     let audit_check = audit.check_at_start().await?;
     let (tls_config, anchors) = tls::server_config(&cfg.api)?;
     let callback_tls = crate::callbacks::client_config(&cfg.api, &cfg.tasks)?;
@@ -128,11 +132,25 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         DaemonKeys::new(store.clone(), hsm.clone()),
         cfg.seals.clone(),
     ));
-    let tasks = Arc::new(TaskService::new(store.clone(), hsm.clone(), keys.clone(), plugins.clone(), seals.clone(), audit.clone(), tasks_cfg));
-    audit.record(daemon_event("daemon started", json!({ "version": env!("CARGO_PKG_VERSION"), "audit": audit_check.detail() }))).await?;
+    let tasks = Arc::new(TaskService::new(
+        store.clone(),
+        hsm.clone(),
+        keys.clone(),
+        plugins.clone(),
+        seals.clone(),
+        audit.clone(),
+        tasks_cfg,
+    ));
+    audit
+        .record(daemon_event(
+            "daemon started",
+            json!({ "version": env!("CARGO_PKG_VERSION"), "audit": audit_check.detail() }),
+        ))
+        .await?;
     let api = Arc::new(Api::new(keys, tasks.clone(), seals, audit.clone(), plugins.clone(), cfg.api.max_body_bytes));
     let control_path = crate::control::socket_path(&cfg.store.path);
-    let control = crate::control::bind(&control_path).map_err(|source| StartError::Control { path: control_path.clone(), source })?;
+    let control = crate::control::bind(&control_path)
+        .map_err(|source| StartError::Control { path: control_path.clone(), source })?;
     tokio::spawn(crate::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
     tokio::spawn(crate::callbacks::run(tasks.clone(), callback_tls));
@@ -157,9 +175,23 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let health_gate = Arc::new(Semaphore::new(HEALTH_CONNECTIONS));
     let api_accept = tokio::spawn(accept_api(
         api_listener,
-        ApiConnections { tls: tls_now.clone(), api: api.clone(), gate: gate.clone(), limits, request_bound, stop: stop_rx.clone() },
+        ApiConnections {
+            tls: tls_now.clone(),
+            api: api.clone(),
+            gate: gate.clone(),
+            limits,
+            request_bound,
+            stop: stop_rx.clone(),
+        },
     ));
-    let health_accept = tokio::spawn(accept_health(health_listener, hsm.clone(), plugins.clone(), store.clone(), health_gate.clone(), stop_rx.clone()));
+    let health_accept = tokio::spawn(accept_health(
+        health_listener,
+        hsm.clone(),
+        plugins.clone(),
+        store.clone(),
+        health_gate.clone(),
+        stop_rx.clone(),
+    ));
     let mut stop = std::pin::pin!(shutdown_signal(signals));
     loop {
         tokio::select! {
@@ -214,7 +246,13 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
 }
 
 fn daemon_event(what: &str, detail: Value) -> crate::audit::Event {
-    crate::audit::Event { event: what.to_owned(), actor: "mcsd".into(), outcome: "ok".into(), detail, ..Default::default() }
+    crate::audit::Event {
+        event: what.to_owned(),
+        actor: "mcsd".into(),
+        outcome: "ok".into(),
+        detail,
+        ..Default::default()
+    }
 }
 
 /// Print a line on stdout and flush it at once: supervisors and tests wait for it.
@@ -255,11 +293,21 @@ impl ConnectionGate {
         if let Some(fds) = fd_limit {
             let budget = fds.saturating_sub(FD_RESERVE).max(1);
             if budget < max {
-                tracing::warn!(max_connections = max, fd_limit = fds, using = budget, "api.limits.max_connections exceeds the file limit; lowered");
+                tracing::warn!(
+                    max_connections = max,
+                    fd_limit = fds,
+                    using = budget,
+                    "api.limits.max_connections exceeds the file limit; lowered"
+                );
                 max = budget;
             }
         }
-        ConnectionGate { global: Arc::new(Semaphore::new(max)), max, per_peer: limits.max_connections_per_peer, peers: Default::default() }
+        ConnectionGate {
+            global: Arc::new(Semaphore::new(max)),
+            max,
+            per_peer: limits.max_connections_per_peer,
+            peers: Default::default(),
+        }
     }
 
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admission, &'static str> {
@@ -367,7 +415,12 @@ impl Activity {
     }
 }
 
-async fn serve_api_connection(shared: ApiConnections, tcp: tokio::net::TcpStream, peer: SocketAddr, admission: Admission) {
+async fn serve_api_connection(
+    shared: ApiConnections,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    admission: Admission,
+) {
     let _admission = admission;
     let _ = tcp.set_nodelay(true);
     let (acceptor, anchors) = shared.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -409,7 +462,12 @@ async fn serve_api_connection(shared: ApiConnections, tcp: tokio::net::TcpStream
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64).keep_alive_interval(limits.idle_timeout).keep_alive_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     let mut conn = std::pin::pin!(conn);
     let mut stop = shared.stop.clone();
@@ -497,7 +555,8 @@ async fn accept_health(
 fn health(hsm: &Hsm, plugins: &PluginHost, store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/metrics" {
         let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render())));
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+        resp.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
         return resp;
     }
     let (status, body) = match req.uri().path() {
@@ -529,7 +588,10 @@ fn health(hsm: &Hsm, plugins: &PluginHost, store: &Store, req: &Request<Incoming
 }
 
 /// Re-read the config: new TLS acceptor and anchors, adapter settings applied.
-fn reload(path: Option<&std::path::Path>, plugins: &PluginHost) -> Result<(TlsAcceptor, Arc<Anchors>, Vec<String>), String> {
+fn reload(
+    path: Option<&std::path::Path>,
+    plugins: &PluginHost,
+) -> Result<(TlsAcceptor, Arc<Anchors>, Vec<String>), String> {
     let path = path.ok_or("no config file to reload from")?;
     let cfg = Config::load(path).map_err(|e| e.to_string())?;
     let (tls_config, anchors) = tls::server_config(&cfg.api).map_err(|e| e.to_string())?;

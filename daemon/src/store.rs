@@ -28,11 +28,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::hsm::SecretKind;
 use crate::vault::{SlotRef, Vault, VaultError};
-use std::collections::BTreeSet;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use std::collections::BTreeSet;
 
 const RECORD_V1: u8 = 1;
 /// sled page cache, MiB, unless `[store] cache_mb` says otherwise.
@@ -73,7 +73,8 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
             if kind.is_dir() {
                 dirs.push(entry.path());
             } else if kind.is_file() {
-                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600)).map_err(|e| io(&entry.path(), e))?;
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io(&entry.path(), e))?;
             }
         }
     }
@@ -253,7 +254,9 @@ pub fn parse_secret_key(key: &[u8]) -> Option<(String, SecretKind)> {
 fn until_unlocked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     for _ in 0..100 {
         match open() {
-            Err(e) if e.to_string().contains("could not acquire lock") => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
             done => return done,
         }
     }
@@ -501,7 +504,10 @@ impl Store {
                     referenced.extend(slot_of(Some(&v)));
                 }
                 Self::for_each_key_secret(&keys, |_, _, value| referenced.extend(slot_of(Some(value))))?;
-                tracing::info!(references = referenced.len(), "store: no clean close recorded; every vault slot checked against the records");
+                tracing::info!(
+                    references = referenced.len(),
+                    "store: no clean close recorded; every vault slot checked against the records"
+                );
                 Vault::open(&vault_path, &referenced)?
             }
         };
@@ -536,7 +542,8 @@ impl Store {
     /// The store cannot write (a flush failed) or is being reopened: `/readyz` says so and
     /// [`Store::recover`] should run.
     pub fn failed(&self) -> bool {
-        self.failed.load(std::sync::atomic::Ordering::SeqCst) || self.files.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+            || self.files.read().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 
     /// Notice a database sled has given up on (a background flush failed, the disk is
@@ -683,7 +690,10 @@ impl Store {
         };
         let mut cache = self.chain_cache.lock().unwrap_or_else(|p| p.into_inner());
         if !cache.contains_key(&id) {
-            self.files().map_err(|e| sled::Error::Unsupported(e.to_string()))?.chains.insert(id.as_bytes(), encode(&cert.chain_b64))?;
+            self.files()
+                .map_err(|e| sled::Error::Unsupported(e.to_string()))?
+                .chains
+                .insert(id.as_bytes(), encode(&cert.chain_b64))?;
             cache.insert(id.clone(), cert.chain_b64.clone());
         }
         drop(cache);
@@ -708,7 +718,10 @@ impl Store {
             cert.chain_b64 = chain.clone();
             return Ok(());
         }
-        let raw = self.files()?.chains.get(id.as_bytes())?.ok_or_else(|| StoreError::Corrupt { key: rec.id.clone(), reason: format!("certificate chain {id} missing") })?;
+        let raw = self.files()?.chains.get(id.as_bytes())?.ok_or_else(|| StoreError::Corrupt {
+            key: rec.id.clone(),
+            reason: format!("certificate chain {id} missing"),
+        })?;
         let chain: Vec<String> = decode(id.as_bytes(), &raw)?;
         cache.insert(id, chain.clone());
         cert.chain_b64 = chain;
@@ -752,7 +765,12 @@ impl Store {
                 let outcome = {
                     let mut g = lock();
                     if g.flushed >= mine {
-                        Some(Some(g.error.as_ref().filter(|(upto, _)| *upto >= mine).map_or(Ok(()), |(_, e)| Err(StoreError::Db(e.clone())))))
+                        Some(Some(
+                            g.error
+                                .as_ref()
+                                .filter(|(upto, _)| *upto >= mine)
+                                .map_or(Ok(()), |(_, e)| Err(StoreError::Db(e.clone()))),
+                        ))
                     } else if !g.flushing {
                         g.flushing = true;
                         Some(None)
@@ -815,7 +833,11 @@ impl Store {
         if *closed {
             // Written after a clean close: the record no longer vouches for the vault.
             let files = self.files();
-            let reopened = files.as_ref().map_err(|_| StoreError::Unavailable).and_then(|f| Ok(f.meta.remove(CLEAN_CLOSE)?)).and_then(|_| self.flush_blocking());
+            let reopened = files
+                .as_ref()
+                .map_err(|_| StoreError::Unavailable)
+                .and_then(|f| Ok(f.meta.remove(CLEAN_CLOSE)?))
+                .and_then(|_| self.flush_blocking());
             if let Err(e) = reopened {
                 tracing::error!(error = %e, "store: could not withdraw the clean-close record");
                 if let Ok(f) = &files {
@@ -876,7 +898,8 @@ impl Store {
         let db = sled::Config::new().path(path).open()?;
         let mut rest = &body[SNAPSHOT_MAGIC.len()..];
         let take = |rest: &mut &[u8]| -> Result<Vec<u8>, StoreError> {
-            let n = u32::from_be_bytes(rest.get(..4).ok_or_else(|| bad("truncated"))?.try_into().unwrap_or_default()) as usize;
+            let n = u32::from_be_bytes(rest.get(..4).ok_or_else(|| bad("truncated"))?.try_into().unwrap_or_default())
+                as usize;
             let v = rest.get(4..4 + n).ok_or_else(|| bad("truncated"))?.to_vec();
             *rest = &rest[4 + n..];
             Ok(v)
@@ -894,7 +917,8 @@ impl Store {
                 }
                 2 => {
                     let vault = take(&mut rest)?;
-                    std::fs::write(path.join("secrets.vault"), vault).map_err(|e| StoreError::Vault(VaultError::Io(e)))?;
+                    std::fs::write(path.join("secrets.vault"), vault)
+                        .map_err(|e| StoreError::Vault(VaultError::Io(e)))?;
                 }
                 _ => return Err(bad("unknown record tag")),
             }
@@ -910,9 +934,15 @@ impl Store {
     /// Every wrapped secret: (store key `<owner>/<kind>`, stored value) — blobs or vault
     /// references; key-owned ones come from the key records.
     pub fn secret_entries(&self) -> Result<Vec<(Vec<u8>, sled::IVec)>, StoreError> {
-        let mut out: Vec<(Vec<u8>, sled::IVec)> =
-            self.files()?.secrets.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from)).collect::<Result<_, _>>()?;
-        Self::for_each_key_secret(&self.files()?.keys, |id, kind, value| out.push((secret_key(id, kind), value.into())))?;
+        let mut out: Vec<(Vec<u8>, sled::IVec)> = self
+            .files()?
+            .secrets
+            .iter()
+            .map(|e| e.map(|(k, v)| (k.to_vec(), v)).map_err(StoreError::from))
+            .collect::<Result<_, _>>()?;
+        Self::for_each_key_secret(&self.files()?.keys, |id, kind, value| {
+            out.push((secret_key(id, kind), value.into()))
+        })?;
         Ok(out)
     }
 
@@ -924,7 +954,12 @@ impl Store {
     /// Replace one secret's blob if its stored value is still `old` (a concurrent change or
     /// deletion wins). Vault-held secrets get a fresh slot; the old slot is returned for
     /// [`Store::shred_after_flush`].
-    pub fn replace_secret(&self, key: &[u8], old: &sled::IVec, new_blob: &[u8]) -> Result<(bool, Option<u64>), StoreError> {
+    pub fn replace_secret(
+        &self,
+        key: &[u8],
+        old: &sled::IVec,
+        new_blob: &[u8],
+    ) -> Result<(bool, Option<u64>), StoreError> {
         let _writing = self.writing();
         let owner = parse_secret_key(key).filter(|(_, kind)| key_owned(*kind));
         match SlotRef::decode(old) {
@@ -1010,8 +1045,8 @@ impl Store {
         let key_bytes = encode(&key);
         let f = self.files()?;
         let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
-        let result = (&f.enrollments, &f.keys, &f.device_keys, &f.audit).transaction(
-            |(enr, keys, device_keys, audit_tree)| {
+        let result =
+            (&f.enrollments, &f.keys, &f.device_keys, &f.audit).transaction(|(enr, keys, device_keys, audit_tree)| {
                 let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
                     return Err(abort(ActivateOutcome::NoSuchEnrollment));
                 };
@@ -1028,8 +1063,7 @@ impl Store {
                 keys.insert(key.id.as_bytes(), key_bytes.clone())?;
                 device_keys.insert(index.clone(), &[][..])?;
                 Ok(())
-            },
-        );
+            });
         match result {
             Ok(()) => Ok(ActivateOutcome::Done),
             Err(TransactionError::Abort(why)) => {
@@ -1142,7 +1176,8 @@ impl Store {
             };
             let mut rec: KeyRecord =
                 decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
-            let old = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let old =
+                rec.stored_secret(SecretKind::PinVerifier).map_err(|_| ConflictableTransactionError::Abort(()))?;
             rec.pin = PinState::default();
             rec.verifier_ref = Some(new_ref_hex.clone());
             keys.insert(key_id.as_bytes(), encode(&rec))?;
@@ -1168,7 +1203,12 @@ impl Store {
     /// Set the key revoked and drop its secrets in one transaction, make that durable,
     /// then overwrite the share and verifier in the vault: when this returns, the share is
     /// gone from the disk. Blocking (syncs).
-    pub fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
+    pub fn revoke(
+        &self,
+        key_id: &str,
+        reason: &str,
+        audit: Option<&AuditAppend>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
         let f = self.files()?;
         let gone = || ConflictableTransactionError::Abort(Abort::Outcome(()));
@@ -1206,7 +1246,13 @@ impl Store {
     /// holds the key's PIN lock), with the request's audit entry, if any, in the same
     /// transaction.
     /// `Ok(None)`: the key is gone, locked, or its counter moved — nothing was written.
-    pub fn count_pin_failure(&self, key_id: &str, expected: u32, max: u32, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
+    pub fn count_pin_failure(
+        &self,
+        key_id: &str,
+        expected: u32,
+        max: u32,
+        audit: Option<&AuditAppend>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
         let f = self.files()?;
         let moved = || ConflictableTransactionError::Abort(Abort::Outcome(()));
@@ -1276,15 +1322,32 @@ pub struct TaskDisplay {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TaskData {
-    Login { challenge: String },
-    Sign { message: String },
-    Decrypt { ciphertext: String, recipient_cert_serial: Option<String>, recipient_public_key: Option<String> },
+    Login {
+        challenge: String,
+    },
+    Sign {
+        message: String,
+    },
+    Decrypt {
+        ciphertext: String,
+        recipient_cert_serial: Option<String>,
+        recipient_public_key: Option<String>,
+    },
     Encrypt {},
     /// A CertificationRequestInfo (base64 DER) the phone co-signs as proof of possession.
-    Csr { key_id: String, request_info: String },
+    Csr {
+        key_id: String,
+        request_info: String,
+    },
     /// A PDF to seal (base64), the seal asked for, the placement (API.md JSON). At claim the
     /// seal used and the signing time are fixed, so completion rebuilds the same revision.
-    PdfSeal { pdf: String, seal_id: Option<String>, placement: serde_json::Value, chosen_seal: Option<String>, signing_time: Option<u64> },
+    PdfSeal {
+        pdf: String,
+        seal_id: Option<String>,
+        placement: serde_json::Value,
+        chosen_seal: Option<String>,
+        signing_time: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1361,7 +1424,10 @@ pub struct OpenUsage {
 pub enum InsertOutcome {
     Done,
     /// The task would take its platform past its quota; nothing was written.
-    OverQuota { usage: OpenUsage, task_bytes: u64 },
+    OverQuota {
+        usage: OpenUsage,
+        task_bytes: u64,
+    },
 }
 
 /// Per-platform tally of open tasks, kept in step with the `tasks` tree: built from it on
@@ -1559,7 +1625,9 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
                 TransactionError::Abort(Abort::AuditSeqTaken(seq)) => audit_seq_taken(seq),
-                TransactionError::Abort(Abort::Outcome(())) => StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() },
+                TransactionError::Abort(Abort::Outcome(())) => {
+                    StoreError::Corrupt { key: task.id.clone(), reason: "aborted".into() }
+                }
             })?;
         if let Some(t) = tally.as_mut()
             && !task.status.is_final()
@@ -1570,7 +1638,10 @@ impl Store {
     }
 
     /// Insert an audit entry inside a transaction unless its sequence number is taken.
-    fn append_audit_in<T>(tree: &sled::transaction::TransactionalTree, a: &AuditAppend) -> Result<(), ConflictableTransactionError<Abort<T>>> {
+    fn append_audit_in<T>(
+        tree: &sled::transaction::TransactionalTree,
+        a: &AuditAppend,
+    ) -> Result<(), ConflictableTransactionError<Abort<T>>> {
         let key = a.seq.to_be_bytes();
         if tree.get(key)?.is_some() {
             return Err(ConflictableTransactionError::Abort(Abort::AuditSeqTaken(a.seq)));
@@ -1595,7 +1666,13 @@ impl Store {
         };
         let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
         let finished: std::cell::Cell<Option<(u64, i64)>> = std::cell::Cell::new(None);
-        let trees = (&self.files()?.tasks, &self.files()?.secrets, &self.files()?.keys, &self.files()?.outbox, &self.files()?.audit);
+        let trees = (
+            &self.files()?.tasks,
+            &self.files()?.secrets,
+            &self.files()?.keys,
+            &self.files()?.outbox,
+            &self.files()?.audit,
+        );
         let result = trees.transaction(|(tasks, sec, keys, outbox, audit)| {
             let current: TaskRecord = match tasks.get(id)? {
                 Some(raw) => decode(id, &raw).map_err(|_| abort(TransitionOutcome::Raced))?,
@@ -1608,10 +1685,14 @@ impl Store {
             let mut next = t.task.clone();
             next.charged_bytes = current.charged_bytes;
             let bytes = encode(&next);
-            finished.set((!current.status.is_final() && next.status.is_final()).then_some((current.charged_bytes, current.expires_at)));
+            finished.set(
+                (!current.status.is_final() && next.status.is_final())
+                    .then_some((current.charged_bytes, current.expires_at)),
+            );
             if let Some((key_id, platform)) = t.consume_once {
                 let raw = keys.get(key_id.as_bytes())?.ok_or(abort(TransitionOutcome::GrantGone))?;
-                let mut key: KeyRecord = decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::GrantGone))?;
+                let mut key: KeyRecord =
+                    decode(key_id.as_bytes(), &raw).map_err(|_| abort(TransitionOutcome::GrantGone))?;
                 let before = key.platforms.len();
                 key.platforms.retain(|g| !(g.once && g.platform == platform));
                 if key.platforms.len() == before {
@@ -1704,14 +1785,19 @@ impl Store {
     pub fn daemon_key(&self, name: &str) -> Result<Option<(DaemonKeyRecord, sled::IVec)>, StoreError> {
         let Some(raw) = self.files()?.daemon_keys.get(name.as_bytes())? else { return Ok(None) };
         let rec: DaemonKeyRecord = decode(name.as_bytes(), &raw)?;
-        let blob = self.files()?.secrets.get(secret_key(&format!("daemon:{name}"), SecretKind::DaemonKey))?.ok_or_else(|| {
-            StoreError::Corrupt { key: name.to_owned(), reason: "daemon key without its wrapped secret".into() }
-        })?;
+        let blob =
+            self.files()?.secrets.get(secret_key(&format!("daemon:{name}"), SecretKind::DaemonKey))?.ok_or_else(
+                || StoreError::Corrupt { key: name.to_owned(), reason: "daemon key without its wrapped secret".into() },
+            )?;
         Ok(Some((rec, blob)))
     }
 
     /// Store a new daemon key unless one of that name exists; returns the one that won.
-    pub fn insert_daemon_key(&self, rec: &DaemonKeyRecord, blob: &[u8]) -> Result<(DaemonKeyRecord, sled::IVec), StoreError> {
+    pub fn insert_daemon_key(
+        &self,
+        rec: &DaemonKeyRecord,
+        blob: &[u8],
+    ) -> Result<(DaemonKeyRecord, sled::IVec), StoreError> {
         let _writing = self.writing();
         let bytes = encode(rec);
         let id = format!("daemon:{}", rec.name);
@@ -1724,9 +1810,13 @@ impl Store {
             Ok::<_, ConflictableTransactionError<()>>(true)
         });
         match won {
-            Ok(_) => self.daemon_key(&rec.name)?.ok_or_else(|| StoreError::Corrupt { key: rec.name.clone(), reason: "vanished".into() }),
+            Ok(_) => self
+                .daemon_key(&rec.name)?
+                .ok_or_else(|| StoreError::Corrupt { key: rec.name.clone(), reason: "vanished".into() }),
             Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt { key: rec.name.clone(), reason: "aborted".into() }),
+            Err(TransactionError::Abort(())) => {
+                Err(StoreError::Corrupt { key: rec.name.clone(), reason: "aborted".into() })
+            }
         }
     }
 
@@ -1785,14 +1875,21 @@ impl Store {
     }
 
     /// Audit entries from `from` on, in sequence order, with their stored key.
-    pub fn audit_entries<T: DeserializeOwned + 'static>(&self, from: u64) -> impl Iterator<Item = Result<(u64, T), StoreError>> + use<T> {
+    pub fn audit_entries<T: DeserializeOwned + 'static>(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, T), StoreError>> + use<T> {
         let (range, unavailable) = match self.files() {
             Ok(f) => (Some(f.audit.range(from.to_be_bytes()..)), None),
             Err(e) => (None, Some(Err(e))),
         };
         unavailable.into_iter().chain(range.into_iter().flatten().map(|e| {
             let (k, v) = e?;
-            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?);
+            let seq = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?,
+            );
             Ok((seq, decode(&k, &v)?))
         }))
     }
@@ -1802,7 +1899,11 @@ impl Store {
         match self.files()?.audit.last()? {
             None => Ok(None),
             Some((k, v)) => {
-                let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?);
+                let seq = u64::from_be_bytes(
+                    k.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt { key: "audit".into(), reason: "bad key".into() })?,
+                );
                 Ok(Some((seq, decode(&k, &v)?)))
             }
         }
@@ -1843,7 +1944,11 @@ impl Store {
     /// The checkpoints at entry `from` and later, in sequence order (start-up checks only
     /// what follows the last known checkpoint).
     pub fn audit_checkpoints_from<T: DeserializeOwned>(&self, from: u64) -> Result<Vec<T>, StoreError> {
-        self.files()?.audit_checkpoints.range(from.to_be_bytes()..).map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+        self.files()?
+            .audit_checkpoints
+            .range(from.to_be_bytes()..)
+            .map(|e| e.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
     }
 
     /// The checkpoint with the highest sequence number.
@@ -1864,12 +1969,18 @@ impl Store {
     }
 
     pub fn audit_checkpoint_seqs(&self) -> Result<Vec<u64>, StoreError> {
-        self.files()?.audit_checkpoints
+        self.files()?
+            .audit_checkpoints
             .iter()
             .keys()
             .map(|k| {
                 let k = k?;
-                Ok(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "audit_checkpoints".into(), reason: "bad key".into() })?))
+                Ok(u64::from_be_bytes(
+                    k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                        key: "audit_checkpoints".into(),
+                        reason: "bad key".into(),
+                    })?,
+                ))
             })
             .collect()
     }
@@ -2044,7 +2155,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let quota = Some(OpenQuota { max_tasks: 2, max_bytes: 1 << 20 });
         let (a, b) = (task("t_a", "P1", 100, 10), task("t_b", "P1", 50, 10));
-        assert_eq!(store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota, None).unwrap(), InsertOutcome::Done);
+        assert_eq!(
+            store.insert_task(&a, &[(SecretKind::TaskInput, b"wrapped")], quota, None).unwrap(),
+            InsertOutcome::Done
+        );
         assert_eq!(store.insert_task(&b, &[], quota, None).unwrap(), InsertOutcome::Done);
         let charged = store.task("t_a").unwrap().unwrap().charged_bytes;
         assert!(charged as usize >= encode(&a).len() + 7, "{charged}");
@@ -2053,7 +2167,9 @@ mod tests {
 
         // Refused: nothing is written, the tally is unchanged, another platform is not affected.
         let c = task("t_c", "P1", 10, 10);
-        assert!(matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota, None).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage));
+        assert!(
+            matches!(store.insert_task(&c, &[(SecretKind::TaskInput, b"x")], quota, None).unwrap(), InsertOutcome::OverQuota { usage: u, .. } if u == usage)
+        );
         assert_eq!(store.task("t_c").unwrap(), None);
         assert_eq!(store.task_secret("t_c", SecretKind::TaskInput).unwrap(), None);
         assert_eq!(store.open_usage("P1").unwrap(), usage);
@@ -2076,7 +2192,9 @@ mod tests {
         let big = task("t_big", "P3", 10, 4000);
         let small = Some(OpenQuota { max_tasks: 10, max_bytes: 4096 });
         assert_eq!(store.insert_task(&task("t_s", "P3", 10, 100), &[], small, None).unwrap(), InsertOutcome::Done);
-        assert!(matches!(store.insert_task(&big, &[], small, None).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000));
+        assert!(
+            matches!(store.insert_task(&big, &[], small, None).unwrap(), InsertOutcome::OverQuota { task_bytes, .. } if task_bytes > 4000)
+        );
 
         // Purging a finished task leaves the tally alone; purging an open one takes it out.
         store.purge_task("t_b").unwrap();
@@ -2112,10 +2230,7 @@ mod tests {
         assert!(store.secret("k2", SecretKind::Share).unwrap().is_none());
         assert_eq!(store.activate(&key("k3", "nope"), b"s", b"v", None).unwrap(), ActivateOutcome::NoSuchEnrollment);
         assert_eq!(store.keys_of_device("dev1").unwrap().len(), 1);
-        assert_eq!(
-            store.enrollment("e1").unwrap().unwrap().state,
-            EnrollmentState::Activated { key_id: "k1".into() }
-        );
+        assert_eq!(store.enrollment("e1").unwrap().unwrap().state, EnrollmentState::Activated { key_id: "k1".into() });
     }
 
     #[test]
@@ -2209,7 +2324,6 @@ mod tests {
         until_unlocked(|| Store::open(dir)).unwrap()
     }
 
-
     /// A clean close records the vault layout and the next start uses it (no slot check);
     /// that start withdraws the record, and so does a write after an explicit close.
     #[test]
@@ -2230,7 +2344,10 @@ mod tests {
         } // dropped: closes again
         assert!(raw_meta_has_clean_close(dir.path()));
         let store = reopen(dir.path());
-        assert!(store.files().unwrap().meta.get(CLEAN_CLOSE).unwrap().is_none(), "a running store has no clean-close record");
+        assert!(
+            store.files().unwrap().meta.get(CLEAN_CLOSE).unwrap().is_none(),
+            "a running store has no clean-close record"
+        );
         let (count, free) = store.files().unwrap().vault.layout().unwrap();
         assert_eq!((count, free.len()), (4, 2), "k1's two slots are free, k2's are not");
         assert_eq!(store.secret("k2", SecretKind::Share).unwrap().unwrap().as_ref(), b"share-two-0123456789");
@@ -2372,7 +2489,10 @@ mod tests {
 
         // Lost the race (stale rev): neither the task nor the entry changes.
         let stale = csr_task("t1", 1, TaskStatus::Rejected);
-        assert_eq!(store.transition(Transition { audit: Some(entry(2)), ..Transition::of(&stale) }).unwrap(), TransitionOutcome::Raced);
+        assert_eq!(
+            store.transition(Transition { audit: Some(entry(2)), ..Transition::of(&stale) }).unwrap(),
+            TransitionOutcome::Raced
+        );
         assert!(store.audit_raw(2).unwrap().is_none(), "no entry for a transition that did not happen");
         assert_eq!(store.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
 
@@ -2381,9 +2501,18 @@ mod tests {
         let err = store.transition(Transition { audit: Some(entry(1)), ..Transition::of(&next) }).unwrap_err();
         assert!(err.to_string().contains("sequence number already used"), "{err}");
         assert_eq!(store.task("t1").unwrap().unwrap().rev, 1, "the task is untouched");
-        let err = store.insert_task(&csr_task("t2", 0, TaskStatus::Pending), &[(SecretKind::TaskInput, b"blob")], None, Some(&entry(0))).unwrap_err();
+        let err = store
+            .insert_task(
+                &csr_task("t2", 0, TaskStatus::Pending),
+                &[(SecretKind::TaskInput, b"blob")],
+                None,
+                Some(&entry(0)),
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("sequence number already used"), "{err}");
-        assert!(store.task("t2").unwrap().is_none() && store.task_secret("t2", SecretKind::TaskInput).unwrap().is_none());
+        assert!(
+            store.task("t2").unwrap().is_none() && store.task_secret("t2", SecretKind::TaskInput).unwrap().is_none()
+        );
 
         // A creation the platform's quota refuses writes no entry either.
         let full = Some(OpenQuota { max_tasks: 0, max_bytes: 1 << 20 });
@@ -2418,10 +2547,14 @@ mod tests {
 
         // The completion loses a race: no certificate either.
         let stale = csr_task("t1", 5, TaskStatus::Completed);
-        let lost = Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&stale) };
+        let lost =
+            Transition { install_certificate: Some(("k1", &cert)), audit: Some(entry(0)), ..Transition::of(&stale) };
         assert_eq!(store.transition(lost).unwrap(), TransitionOutcome::Raced);
         let k = store.key("k1").unwrap().unwrap();
-        assert_eq!((k.status, k.certificate.is_none(), store.audit_raw(0).unwrap().is_none()), (KeyStatus::Pending, true, true));
+        assert_eq!(
+            (k.status, k.certificate.is_none(), store.audit_raw(0).unwrap().is_none()),
+            (KeyStatus::Pending, true, true)
+        );
 
         // Both at once.
         let done = csr_task("t1", 1, TaskStatus::Completed);

@@ -46,8 +46,8 @@ use crate::hsm::{Hsm, HsmError, SecretKind};
 use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput, now};
 use crate::plugins::{PluginError, PluginHost};
 use crate::store::{
-    CallbackRecord, CertificateInfo, KeyStatus, SubjectKind, KeyRecord, Store, StoreError, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus,
-    Transition, TransitionOutcome, InsertOutcome, OpenQuota, OpenUsage,
+    CallbackRecord, CertificateInfo, InsertOutcome, KeyRecord, KeyStatus, OpenQuota, OpenUsage, Store, StoreError,
+    SubjectKind, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus, Transition, TransitionOutcome,
 };
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -121,7 +121,10 @@ pub struct CreatedTask {
 pub enum Claimed {
     Digest(String),
     /// `pdf_seal`: `e` and the DER signed attributes it is the digest of (the phone checks).
-    SealDigest { e: String, to_be_signed: String },
+    SealDigest {
+        e: String,
+        to_be_signed: String,
+    },
     Ciphertext(String),
     Completed,
 }
@@ -171,7 +174,9 @@ pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
     format!("mcs://task?v=1&id={task_id}&token={token}&url={}", percent_encode(public_url))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TaskError> + Send + 'static) -> Result<T, TaskError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
     // Plaintexts and results pass through here: wipe the stack they were on.
     let wiped = move || {
         let out = f();
@@ -213,7 +218,12 @@ impl TaskService {
         // Internal: no gateway's quota applies, and activation writes its own entry.
         self.store.insert_task(&task, &[], None, None)?;
         self.store.flush().await?;
-        Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
+        Ok(CreatedTask {
+            qr: qr_string(&self.cfg.public_url, &id, &token),
+            task_id: id,
+            token,
+            expires_at: task.expires_at,
+        })
     }
 
     pub fn config(&self) -> &TasksConfig {
@@ -233,7 +243,8 @@ impl TaskService {
         };
         let rules = self.cfg.platform(platform);
         if let Some(url) = &req.callback_url {
-            let parsed = crate::callbacks::target::CallbackUrl::parse(url).map_err(|e| TaskError::Invalid(format!("callback_url {e}")))?;
+            let parsed = crate::callbacks::target::CallbackUrl::parse(url)
+                .map_err(|e| TaskError::Invalid(format!("callback_url {e}")))?;
             rules.callback.check_url(&parsed).map_err(|e| TaskError::Invalid(format!("callback_url refused: {e}")))?;
         }
         let quota = OpenQuota { max_tasks: rules.max_open_tasks, max_bytes: rules.max_open_bytes };
@@ -246,7 +257,9 @@ impl TaskService {
         let id = format!("t_{}", random_hex(12)?);
         let token = random_hex(16)?;
         let (kind, data, secret) = match req.data {
-            NewTaskData::Login { challenge } => (TaskKind::Login, TaskData::Login { challenge: B64.encode(challenge) }, None),
+            NewTaskData::Login { challenge } => {
+                (TaskKind::Login, TaskData::Login { challenge: B64.encode(challenge) }, None)
+            }
             NewTaskData::Sign { message } => (TaskKind::Sign, TaskData::Sign { message: B64.encode(message) }, None),
             NewTaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key } => (
                 TaskKind::Decrypt,
@@ -268,7 +281,17 @@ impl TaskService {
                 let parsed = crate::seals::parse_placement(&placement).map_err(TaskError::Invalid)?;
                 let probe = pdf.clone();
                 blocking(move || dry_run(&probe, &parsed)).await?;
-                (TaskKind::PdfSeal, TaskData::PdfSeal { pdf: B64.encode(pdf), seal_id, placement, chosen_seal: None, signing_time: None }, None)
+                (
+                    TaskKind::PdfSeal,
+                    TaskData::PdfSeal {
+                        pdf: B64.encode(pdf),
+                        seal_id,
+                        placement,
+                        chosen_seal: None,
+                        signing_time: None,
+                    },
+                    None,
+                )
             }
         };
         let blob = match secret {
@@ -294,7 +317,12 @@ impl TaskService {
             return Err(self.over_quota(platform, quota, usage, task_bytes));
         }
         self.store.flush().await?;
-        Ok(CreatedTask { qr: qr_string(&self.cfg.public_url, &id, &token), task_id: id, token, expires_at: task.expires_at })
+        Ok(CreatedTask {
+            qr: qr_string(&self.cfg.public_url, &id, &token),
+            task_id: id,
+            token,
+            expires_at: task.expires_at,
+        })
     }
 
     /// The answer to a creation the platform's quota refuses. `Retry-After`: by the
@@ -376,7 +404,9 @@ impl TaskService {
         match outcome {
             TransitionOutcome::Done => {}
             TransitionOutcome::Raced => return Err(TaskError::State("the task changed meanwhile".into())),
-            TransitionOutcome::GrantGone => return Err(TaskError::PlatformNotAuthorized("(one-time grant used)".into())),
+            TransitionOutcome::GrantGone => {
+                return Err(TaskError::PlatformNotAuthorized("(one-time grant used)".into()));
+            }
             TransitionOutcome::KeyNotPending(Some(status)) => return Err(TaskError::Key(KeyError::Inactive(status))),
             TransitionOutcome::KeyNotPending(None) => return Err(TaskError::Key(KeyError::NotFound("key"))),
         }
@@ -410,7 +440,10 @@ impl TaskService {
         t.status = TaskStatus::Expired;
         t.error = Some("task expired".into());
         let callback = self.callback_for(&t);
-        match self.commit(Transition { delete_secrets: vec![SecretKind::TaskInput], callback, ..Transition::of(&t) }).await {
+        match self
+            .commit(Transition { delete_secrets: vec![SecretKind::TaskInput], callback, ..Transition::of(&t) })
+            .await
+        {
             Ok(()) | Err(TaskError::State(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -488,7 +521,9 @@ impl TaskService {
                 })
                 .await?;
                 t.status = TaskStatus::Completed;
-                t.result = Some(json!({ "ciphertext": B64.encode(ct), "certificate": certificate, "key_id": key.id, "public_key": key.public_key }));
+                t.result = Some(
+                    json!({ "ciphertext": B64.encode(ct), "certificate": certificate, "key_id": key.id, "public_key": key.public_key }),
+                );
                 let callback = self.callback_for(&t);
                 self.commit_request(Transition {
                     delete_secrets: vec![SecretKind::TaskInput],
@@ -517,7 +552,14 @@ impl TaskService {
         Ok(answer)
     }
 
-    async fn claim_csr(&self, task: &TaskRecord, own: &str, info_b64: &str, key_id: &str, device_id: &str) -> Result<Claimed, TaskError> {
+    async fn claim_csr(
+        &self,
+        task: &TaskRecord,
+        own: &str,
+        info_b64: &str,
+        key_id: &str,
+        device_id: &str,
+    ) -> Result<Claimed, TaskError> {
         if own != key_id {
             return Err(TaskError::State("this certificate request belongs to another key".into()));
         }
@@ -542,7 +584,13 @@ impl TaskService {
     /// enrollment's CA adapter for the certificate, install it and finish the task in one
     /// transaction (with the request's audit entry). If the CA fails, the task stays
     /// co-signed and the phone may complete again.
-    async fn complete_csr(&self, task: &TaskRecord, key_id: &str, device_id: &str, sig: Signature) -> Result<(), TaskError> {
+    async fn complete_csr(
+        &self,
+        task: &TaskRecord,
+        key_id: &str,
+        device_id: &str,
+        sig: Signature,
+    ) -> Result<(), TaskError> {
         let TaskData::Csr { request_info, .. } = &task.data else { unreachable!("csr task") };
         let key = self.keys.key_for(key_id, &crate::keys::Actor::Device(device_id))?;
         if key.status != KeyStatus::Pending {
@@ -550,13 +598,18 @@ impl TaskService {
         }
         let public = sm2_2p::point_from_hex(&key.public_key)
             .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
+        let e = task
+            .e
+            .as_deref()
+            .and_then(|e| sm2_2p::digest_from_hex(e).ok())
+            .ok_or(TaskError::Invalid("no digest".into()))?;
         if !sm2_2p::verify(&public, &e, &sig) {
             return Err(TaskError::Invalid("signature does not verify for this task".into()));
         }
         let info = B64.decode(request_info).map_err(|_| TaskError::Invalid("stored request info".into()))?;
         let csr = certificate_request(&info, &sig)?;
-        let enrollment = self.store.enrollment(&key.enrollment_id)?.ok_or(TaskError::Key(KeyError::NotFound("enrollment")))?;
+        let enrollment =
+            self.store.enrollment(&key.enrollment_id)?.ok_or(TaskError::Key(KeyError::NotFound("enrollment")))?;
         let request = json!({
             "csr": B64.encode(&csr),
             "profile": enrollment.profile.clone().unwrap_or_else(|| match key.subject.kind {
@@ -568,7 +621,8 @@ impl TaskService {
             "validity_days": key.validity_days,
         });
         let issued = self.plugins.call(&key.ca, "issue", &request).await.map_err(TaskError::Plugin)?;
-        let cert = parse_issued(&issued, &public).map_err(|reason| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason }))?;
+        let cert = parse_issued(&issued, &public)
+            .map_err(|reason| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason }))?;
         let mut t = self.next(task);
         t.status = TaskStatus::Completed;
         t.result = Some(json!({ "certificate": cert.der_b64, "key_id": key_id }));
@@ -584,7 +638,9 @@ impl TaskService {
         }
         let key_id = Self::phone_task(task, device_id)?;
         if task.cosign_nonces.contains(&nonce_id(point)) {
-            return Err(TaskError::State("this nonce was already answered for this task; co-sign again with a fresh one".into()));
+            return Err(TaskError::State(
+                "this nonce was already answered for this task; co-sign again with a fresh one".into(),
+            ));
         }
         if task.cosign_nonces.len() >= MAX_COSIGNS {
             return Err(TaskError::State(format!("task already co-signed {MAX_COSIGNS} times")));
@@ -603,7 +659,15 @@ impl TaskService {
     /// Server half of the task's signature; `e` is the one computed at claim. The answer
     /// leaves only if the transition recording `q1` commits: a concurrent co-sign of the
     /// same task (with the same `q1` or not) loses the race and its half is dropped.
-    pub async fn cosign_sign(&self, id: &str, token: &str, device_id: &str, q1: AffinePoint, q1_hex: &str, proof: &str) -> Result<sm2_2p::SignResponse, TaskError> {
+    pub async fn cosign_sign(
+        &self,
+        id: &str,
+        token: &str,
+        device_id: &str,
+        q1: AffinePoint,
+        q1_hex: &str,
+        proof: &str,
+    ) -> Result<sm2_2p::SignResponse, TaskError> {
         let task = self.for_phone(id, token).await?;
         if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
             return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
@@ -622,7 +686,15 @@ impl TaskService {
     }
 
     /// Server half of the task's blinded decryption (same rule: recorded, then released).
-    pub async fn cosign_decrypt(&self, id: &str, token: &str, device_id: &str, t1: AffinePoint, t1_hex: &str, proof: &str) -> Result<AffinePoint, TaskError> {
+    pub async fn cosign_decrypt(
+        &self,
+        id: &str,
+        token: &str,
+        device_id: &str,
+        t1: AffinePoint,
+        t1_hex: &str,
+        proof: &str,
+    ) -> Result<AffinePoint, TaskError> {
         let task = self.for_phone(id, token).await?;
         if task.kind != TaskKind::Decrypt {
             return Err(TaskError::Invalid("this task is co-signed with q1 (signing)".into()));
@@ -659,7 +731,11 @@ impl TaskService {
         let key = self.keys.usable_key(key_id, device_id)?;
         let public = sm2_2p::point_from_hex(&key.public_key)
             .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
+        let e = task
+            .e
+            .as_deref()
+            .and_then(|e| sm2_2p::digest_from_hex(e).ok())
+            .ok_or(TaskError::Invalid("no digest".into()))?;
         if !sm2_2p::verify(&public, &e, &sig) {
             return Err(TaskError::Invalid("signature does not verify for this task".into()));
         }
@@ -678,7 +754,8 @@ impl TaskService {
             result["certificate"] = json!(c.der_b64);
             result["subject_dn"] = json!(c.subject);
         }
-        if let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } = &task.data {
+        if let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } = &task.data
+        {
             // The same revision as at claim (deterministic), now with its signature.
             let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
             let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
@@ -687,12 +764,22 @@ impl TaskService {
         }
         t.result = Some(result);
         let callback = self.callback_for(&t);
-        self.commit_request(Transition { consume_once: once.then_some((key.id.as_str(), task.platform.as_str())), callback, ..Transition::of(&t) })
-            .await
+        self.commit_request(Transition {
+            consume_once: once.then_some((key.id.as_str(), task.platform.as_str())),
+            callback,
+            ..Transition::of(&t)
+        })
+        .await
     }
 
     /// Finish a decrypt task: the plaintext is kept only HSM-wrapped until the gateway takes it.
-    pub async fn complete_decrypt(&self, id: &str, token: &str, device_id: &str, plaintext: Zeroizing<Vec<u8>>) -> Result<(), TaskError> {
+    pub async fn complete_decrypt(
+        &self,
+        id: &str,
+        token: &str,
+        device_id: &str,
+        plaintext: Zeroizing<Vec<u8>>,
+    ) -> Result<(), TaskError> {
         let task = self.for_phone(id, token).await?;
         if task.kind != TaskKind::Decrypt {
             return Err(TaskError::Invalid("complete this task with a signature".into()));
@@ -729,7 +816,8 @@ impl TaskService {
         t.status = TaskStatus::Rejected;
         t.error = Some(format!("rejected: {reason}"));
         let callback = self.callback_for(&t);
-        self.commit_request(Transition { delete_secrets: vec![SecretKind::TaskInput], callback, ..Transition::of(&t) }).await
+        self.commit_request(Transition { delete_secrets: vec![SecretKind::TaskInput], callback, ..Transition::of(&t) })
+            .await
     }
 
     /// Co-sign several claimed signing tasks of one key with one PIN proof. Each item's
@@ -755,7 +843,11 @@ impl TaskService {
                     return Err(TaskError::State("task is not claimed with this key".into()));
                 }
                 Self::cosignable(&task, device_id, q1)?;
-                let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok()).ok_or(TaskError::Invalid("no digest".into()))?;
+                let e = task
+                    .e
+                    .as_deref()
+                    .and_then(|e| sm2_2p::digest_from_hex(e).ok())
+                    .ok_or(TaskError::Invalid("no digest".into()))?;
                 Ok((task, e))
             }
             .await;
@@ -773,7 +865,8 @@ impl TaskService {
             out.push(match r {
                 Err(e) => Err(e),
                 Ok((task, _)) => {
-                    let answer = signed.next().ok_or_else(|| TaskError::Key(KeyError::Internal("batch size".into())))?;
+                    let answer =
+                        signed.next().ok_or_else(|| TaskError::Key(KeyError::Internal("batch size".into())))?;
                     self.commit_request(Transition::of(&self.cosigned(&task, q1))).await.map(|()| answer)
                 }
             });
@@ -807,11 +900,7 @@ impl TaskService {
 
     async fn take_secret_result(&self, task: TaskRecord) -> Result<Outcome, TaskError> {
         if task.delivered {
-            return Ok(Outcome {
-                status: task.status,
-                result: None,
-                error: Some("result already delivered".into()),
-            });
+            return Ok(Outcome { status: task.status, result: None, error: Some("result already delivered".into()) });
         }
         let blob = self
             .store
@@ -822,9 +911,15 @@ impl TaskService {
         let mut t = self.next(&task);
         t.delivered = true;
         match self.commit(Transition { delete_secrets: vec![SecretKind::TaskResult], ..Transition::of(&t) }).await {
-            Ok(()) => Ok(Outcome { status: t.status, result: Some(json!({ "plaintext": B64.encode(plaintext.as_slice()) })), error: None }),
+            Ok(()) => Ok(Outcome {
+                status: t.status,
+                result: Some(json!({ "plaintext": B64.encode(plaintext.as_slice()) })),
+                error: None,
+            }),
             // Another request took it first: this one gets nothing.
-            Err(TaskError::State(_)) => Ok(Outcome { status: t.status, result: None, error: Some("result already delivered".into()) }),
+            Err(TaskError::State(_)) => {
+                Ok(Outcome { status: t.status, result: None, error: Some("result already delivered".into()) })
+            }
             Err(e) => Err(e),
         }
     }
@@ -878,11 +973,13 @@ fn certificate_request_info(public: &AffinePoint, name: &str) -> Result<Vec<u8>,
     use der::{Decode, Encode};
     use std::str::FromStr;
     let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("certificate request: {e}")));
-    let escaped: String = name.chars().flat_map(|c| if ",+\"\\<>;=".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+    let escaped: String =
+        name.chars().flat_map(|c| if ",+\"\\<>;=".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
     let info = x509_cert::request::CertReqInfo {
         version: x509_cert::request::Version::V1,
         subject: x509_cert::name::Name::from_str(&format!("CN={escaped}")).map_err(|e| invalid(e.to_string()))?,
-        public_key: spki::SubjectPublicKeyInfoOwned::from_der(&sm2_2p::spki_der(public)).map_err(|e| invalid(e.to_string()))?,
+        public_key: spki::SubjectPublicKeyInfoOwned::from_der(&sm2_2p::spki_der(public))
+            .map_err(|e| invalid(e.to_string()))?,
         attributes: Default::default(),
     };
     info.to_der().map_err(|e| invalid(e.to_string()))
@@ -915,32 +1012,68 @@ struct SealJob {
 
 impl SealJob {
     fn finish(self, sig: &Signature) -> Result<Vec<u8>, TaskError> {
-        let container = mcs_pdfseal::cms::signed_data(mcs_pdfseal::cms::Algorithm::Sm2, &self.certificate, &self.chain, self.attrs, &sig.to_der())
-            .map_err(|e| TaskError::Key(KeyError::Internal(format!("signature container: {e}"))))?;
-        self.prepared.embed(&container).map_err(|e| TaskError::Key(KeyError::Internal(format!("embedding the signature: {e}"))))
+        let container = mcs_pdfseal::cms::signed_data(
+            mcs_pdfseal::cms::Algorithm::Sm2,
+            &self.certificate,
+            &self.chain,
+            self.attrs,
+            &sig.to_der(),
+        )
+        .map_err(|e| TaskError::Key(KeyError::Internal(format!("signature container: {e}"))))?;
+        self.prepared
+            .embed(&container)
+            .map_err(|e| TaskError::Key(KeyError::Internal(format!("embedding the signature: {e}"))))
     }
 }
 
 /// Check that a PDF and placement can be sealed, with a stand-in picture.
 fn dry_run(pdf: &[u8], placement: &mcs_pdfseal::pdf::Placement) -> Result<(), TaskError> {
     use mcs_pdfseal::pdf;
-    let image = mcs_pdfseal::image::PdfImage { width: 1, height: 1, color_space: "DeviceGray", filter: "FlateDecode", data: mcs_pdfseal::image::deflate(&[0]), smask: None };
+    let image = mcs_pdfseal::image::PdfImage {
+        width: 1,
+        height: 1,
+        color_space: "DeviceGray",
+        filter: "FlateDecode",
+        data: mcs_pdfseal::image::deflate(&[0]),
+        smask: None,
+    };
     let look = pdf::Appearance { image: &image, width_pt: 40.0, height_pt: 40.0 };
-    let fields = pdf::SignatureFields { field_name: "probe", signer_name: "", reason: "", signing_time: 0, reserve: 16 };
-    pdf::prepare(pdf, placement, &look, &fields).map(|_| ()).map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))
+    let fields =
+        pdf::SignatureFields { field_name: "probe", signer_name: "", reason: "", signing_time: 0, reserve: 16 };
+    pdf::prepare(pdf, placement, &look, &fields)
+        .map(|_| ())
+        .map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))
 }
 
 impl TaskService {
-    async fn seal_job(&self, task_id: &str, pdf_b64: &str, placement: &Value, seal: crate::seals::SealForSigning, key: &KeyRecord, signing_time: u64) -> Result<SealJob, TaskError> {
+    async fn seal_job(
+        &self,
+        task_id: &str,
+        pdf_b64: &str,
+        placement: &Value,
+        seal: crate::seals::SealForSigning,
+        key: &KeyRecord,
+        signing_time: u64,
+    ) -> Result<SealJob, TaskError> {
         use mcs_pdfseal::{cms, pdf};
         let internal = |e: String| TaskError::Key(KeyError::Internal(e));
-        let cert = key.certificate.as_ref().ok_or_else(|| TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
+        let cert =
+            key.certificate.as_ref().ok_or_else(|| TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
         let certificate = B64.decode(&cert.der_b64).map_err(|e| internal(e.to_string()))?;
-        let chain = cert.chain_b64.iter().map(|c| B64.decode(c)).collect::<Result<Vec<_>, _>>().map_err(|e| internal(e.to_string()))?;
+        let chain = cert
+            .chain_b64
+            .iter()
+            .map(|c| B64.decode(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| internal(e.to_string()))?;
         let reserve = self.seals.reserve_for(&seal.der, certificate.len() + chain.iter().map(Vec::len).sum::<usize>());
         let pdf_bytes = B64.decode(pdf_b64).map_err(|_| TaskError::Invalid("stored task data".into()))?;
         let placement = crate::seals::parse_placement(placement).map_err(TaskError::Invalid)?;
-        let (field, signer, reason) = (format!("mcsd-{task_id}"), key.subject.name.clone(), format!("{} seal: {}", seal.record.kind, seal.record.name));
+        let (field, signer, reason) = (
+            format!("mcsd-{task_id}"),
+            key.subject.name.clone(),
+            format!("{} seal: {}", seal.record.kind, seal.record.name),
+        );
         let seal_id = seal.record.id.clone();
         blocking(move || {
             let look = pdf::Appearance {
@@ -948,10 +1081,18 @@ impl TaskService {
                 width_pt: pdf::mm_to_pt(seal.record.width_mm as f64),
                 height_pt: pdf::mm_to_pt(seal.record.height_mm as f64),
             };
-            let fields = pdf::SignatureFields { field_name: &field, signer_name: &signer, reason: &reason, signing_time, reserve };
-            let prepared = pdf::prepare(&pdf_bytes, &placement, &look, &fields).map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))?;
+            let fields = pdf::SignatureFields {
+                field_name: &field,
+                signer_name: &signer,
+                reason: &reason,
+                signing_time,
+                reserve,
+            };
+            let prepared = pdf::prepare(&pdf_bytes, &placement, &look, &fields)
+                .map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))?;
             let digest = cms::Algorithm::Sm2.digest(&prepared.signed_ranges());
-            let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &digest, signing_time, Some(&seal.der)).map_err(|e| internal(e.to_string()))?;
+            let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &digest, signing_time, Some(&seal.der))
+                .map_err(|e| internal(e.to_string()))?;
             let to_be_signed = cms::to_be_signed(&attrs).map_err(|e| internal(e.to_string()))?;
             Ok(SealJob { seal_id, prepared, attrs, to_be_signed, certificate, chain })
         })
@@ -1010,8 +1151,10 @@ pub fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateI
     if spki != sm2_2p::spki_der(public) {
         return Err("the CA certified another public key".into());
     }
-    let chain_b64: Vec<String> =
-        answer["chain"].as_array().map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let chain_b64: Vec<String> = answer["chain"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     Ok(CertificateInfo {
         der_b64,
         chain_b64,

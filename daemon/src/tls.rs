@@ -86,9 +86,8 @@ fn file_err(path: &Path, reason: impl ToString) -> TlsError {
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = fs::read(path).map_err(|e| file_err(path, e))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err(path, e))?;
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().map_err(|e| file_err(path, e))?;
     if certs.is_empty() {
         return Err(file_err(path, "no PEM certificate found"));
     }
@@ -135,7 +134,10 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
     Ok((Arc::new(config), Arc::new(Anchors { anchors, gateway_platforms: api.gateway_platforms.clone() })))
 }
 
-fn client_verifier(roots: RootCertStore, provider: &Arc<rustls::crypto::CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+fn client_verifier(
+    roots: RootCertStore,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Setup(e.to_string()))
@@ -151,10 +153,12 @@ impl Anchors {
     /// anchors under which the leaf verifies on its own — never from a certificate's
     /// position in what the client sent.
     pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Result<Caller, IdentityError> {
-        let (leaf_der, intermediates) = chain.split_first().ok_or_else(|| IdentityError("no client certificate".into()))?;
+        let (leaf_der, intermediates) =
+            chain.split_first().ok_or_else(|| IdentityError("no client certificate".into()))?;
         let leaf = Certificate::from_der(leaf_der).map_err(|e| IdentityError(format!("client certificate: {e}")))?;
         let now = UnixTime::now();
-        let mut verified = self.anchors.iter().filter(|a| a.verifier.verify_client_cert(leaf_der, intermediates, now).is_ok());
+        let mut verified =
+            self.anchors.iter().filter(|a| a.verifier.verify_client_cert(leaf_der, intermediates, now).is_ok());
         let roles = match verified.next() {
             None => return Err(IdentityError("certificate does not chain to a configured anchor".into())),
             Some(first) if verified.all(|a| a.roles == first.roles) => first.roles.as_slice(),
@@ -285,10 +289,19 @@ mod tests {
             p.distinguished_name.push(DnType::CommonName, "phone");
             p.signed_by(&key, &issuer).unwrap().der().clone()
         };
-        for extra in [vec![ops.der.clone()], vec![admin.clone()], vec![forged.clone()], vec![admin.clone(), ops.der.clone()], vec![forged_child.clone(), forged.clone()]] {
+        for extra in [
+            vec![ops.der.clone()],
+            vec![admin.clone()],
+            vec![forged.clone()],
+            vec![admin.clone(), ops.der.clone()],
+            vec![forged_child.clone(), forged.clone()],
+        ] {
             let mut chain = vec![phone.clone()];
             chain.extend(extra);
-            assert!(matches!(a.identify(&chain).unwrap(), Caller::App { .. }), "an appended certificate changed the role");
+            assert!(
+                matches!(a.identify(&chain).unwrap(), Caller::App { .. }),
+                "an appended certificate changed the role"
+            );
         }
         // The forged chain on its own verifies under no anchor.
         assert!(a.identify(&[forged_child, forged]).is_err());

@@ -24,7 +24,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let look = Appearance { image: picture(), width_pt: 60.0, height_pt: 60.0 };
-    let fields = SignatureFields { field_name: "Seal1", signer_name: "Zhang San", reason: "fuzz", signing_time: 1_795_392_000, reserve: 256 };
+    let fields = SignatureFields {
+        field_name: "Seal1",
+        signer_name: "Zhang San",
+        reason: "fuzz",
+        signing_time: 1_795_392_000,
+        reserve: 256,
+    };
     let placements = [
         Placement::At { page: 1, x: 300.0, y: 400.0 },
         Placement::Keyword { keyword: "seal here".into(), occurrence: 1 },

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::ContentInfo;
-use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
 use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
 use der::{Decode, Encode};
 use spki::AlgorithmIdentifierOwned;
@@ -31,8 +33,7 @@ const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 /// mcsd's signed attribute carrying the GB/T 38540 seal (value: OCTET STRING of SESeal DER).
-pub const ID_SEAL_ATTRIBUTE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.38540.1");
+pub const ID_SEAL_ATTRIBUTE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.38540.1");
 
 /// Digest and signature algorithms of a signer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +92,12 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, Error> {
 }
 
 /// The signed attributes for a document digest.
-pub fn signed_attributes(alg: Algorithm, document_digest: &[u8], signing_time: u64, seal: Option<&[u8]>) -> Result<Attributes, Error> {
+pub fn signed_attributes(
+    alg: Algorithm,
+    document_digest: &[u8],
+    signing_time: u64,
+    seal: Option<&[u8]>,
+) -> Result<Attributes, Error> {
     let _ = alg;
     let time = Time::try_from(std::time::UNIX_EPOCH + Duration::from_secs(signing_time)).map_err(invalid)?;
     let mut attrs = Attributes::new();
@@ -112,13 +118,21 @@ pub fn to_be_signed(attrs: &Attributes) -> Result<Vec<u8>, Error> {
 }
 
 /// The `ContentInfo` DER for the PDF's `/Contents`.
-pub fn signed_data(alg: Algorithm, signer_cert: &[u8], more_certs: &[Vec<u8>], attrs: Attributes, signature_der: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn signed_data(
+    alg: Algorithm,
+    signer_cert: &[u8],
+    more_certs: &[Vec<u8>],
+    attrs: Attributes,
+    signature_der: &[u8],
+) -> Result<Vec<u8>, Error> {
     let signer = Certificate::from_der(signer_cert).map_err(|e| Error::Invalid(format!("signer certificate: {e}")))?;
     let mut certs = SetOfVec::new();
     for der in std::iter::once(signer_cert).chain(more_certs.iter().map(Vec::as_slice)) {
         let c = Certificate::from_der(der).map_err(|e| Error::Invalid(format!("certificate: {e}")))?;
         // A certificate given twice is carried once.
-        if !certs.iter().any(|x: &cms::cert::CertificateChoices| matches!(x, cms::cert::CertificateChoices::Certificate(y) if *y == c)) {
+        if !certs.iter().any(
+            |x: &cms::cert::CertificateChoices| matches!(x, cms::cert::CertificateChoices::Certificate(y) if *y == c),
+        ) {
             certs.insert(cms::cert::CertificateChoices::Certificate(c)).map_err(invalid)?;
         }
     }
@@ -179,9 +193,13 @@ pub fn parse(contents: &[u8]) -> Result<Parsed, Error> {
     if sd.signer_infos.0.len() != 1 {
         return Err(Error::Invalid("more than one SignerInfo".into()));
     }
-    let algorithm = Algorithm::from_digest_oid(si.digest_alg.oid).ok_or_else(|| Error::Unsupported(format!("digest {}", si.digest_alg.oid)))?;
+    let algorithm = Algorithm::from_digest_oid(si.digest_alg.oid)
+        .ok_or_else(|| Error::Unsupported(format!("digest {}", si.digest_alg.oid)))?;
     if si.signature_algorithm.oid != algorithm.signature_oid() {
-        return Err(Error::Unsupported(format!("signature algorithm {} with digest {}", si.signature_algorithm.oid, si.digest_alg.oid)));
+        return Err(Error::Unsupported(format!(
+            "signature algorithm {} with digest {}",
+            si.signature_algorithm.oid, si.digest_alg.oid
+        )));
     }
     let attrs = si.signed_attrs.as_ref().ok_or_else(|| Error::Invalid("no signed attributes".into()))?;
     let certificates: Vec<Vec<u8>> = sd
@@ -199,7 +217,9 @@ pub fn parse(contents: &[u8]) -> Result<Parsed, Error> {
     let signer_certificate = certificates
         .iter()
         .find(|der| {
-            Certificate::from_der(der).is_ok_and(|c| c.tbs_certificate().serial_number() == &isn.serial_number && c.tbs_certificate().issuer() == &isn.issuer)
+            Certificate::from_der(der).is_ok_and(|c| {
+                c.tbs_certificate().serial_number() == &isn.serial_number && c.tbs_certificate().issuer() == &isn.issuer
+            })
         })
         .cloned()
         .ok_or_else(|| Error::Invalid("the signer's certificate is not in the container".into()))?;
@@ -207,8 +227,12 @@ pub fn parse(contents: &[u8]) -> Result<Parsed, Error> {
         .and_then(|v| v.decode_as::<OctetString>().ok())
         .map(|o| o.as_bytes().to_vec())
         .ok_or_else(|| Error::Invalid("no messageDigest attribute".into()))?;
-    let signing_time = single_value(attrs, ID_SIGNING_TIME).and_then(|v| v.decode_as::<Time>().ok()).map(|t| t.to_unix_duration().as_secs());
-    let seal = single_value(attrs, ID_SEAL_ATTRIBUTE).and_then(|v| v.decode_as::<OctetString>().ok()).map(|o| o.as_bytes().to_vec());
+    let signing_time = single_value(attrs, ID_SIGNING_TIME)
+        .and_then(|v| v.decode_as::<Time>().ok())
+        .map(|t| t.to_unix_duration().as_secs());
+    let seal = single_value(attrs, ID_SEAL_ATTRIBUTE)
+        .and_then(|v| v.decode_as::<OctetString>().ok())
+        .map(|o| o.as_bytes().to_vec());
     Ok(Parsed {
         algorithm,
         signer_certificate,

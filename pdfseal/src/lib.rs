@@ -52,7 +52,8 @@ pub fn sm2_public_key_of(cert_der: &[u8]) -> Result<sm2_2p::AffinePoint, Error> 
     if spki.algorithm.oid != EC_PUBLIC_KEY || curve != Some(SM2_CURVE) {
         return Err(Error::Unsupported("a non-SM2 certificate key".into()));
     }
-    sm2_2p::point_from_sec1(spki.subject_public_key.raw_bytes()).map_err(|e| Error::Invalid(format!("certificate key: {e}")))
+    sm2_2p::point_from_sec1(spki.subject_public_key.raw_bytes())
+        .map_err(|e| Error::Invalid(format!("certificate key: {e}")))
 }
 
 /// Does `issuer_der`'s SM2 key verify `cert_der`'s signature (default ID)?
@@ -64,6 +65,8 @@ pub fn sm2_certificate_signed_by(cert_der: &[u8], issuer_der: &[u8]) -> Result<b
         return Ok(false);
     }
     let tbs = cert.tbs_certificate().to_der().map_err(|e| Error::Invalid(e.to_string()))?;
-    let Some(sig) = cert.signature().as_bytes().and_then(|b| sm2_2p::Signature::from_der(b).ok()) else { return Ok(false) };
+    let Some(sig) = cert.signature().as_bytes().and_then(|b| sm2_2p::Signature::from_der(b).ok()) else {
+        return Ok(false);
+    };
     Ok(sm2_2p::verify(&issuer, &sm2_2p::e_for_message(&issuer, &tbs), &sig))
 }

@@ -105,7 +105,12 @@ fn pdf_date(secs: u64) -> String {
 /// The original's last `startxref` value and whether that section is a stream.
 fn last_xref(pdf: &[u8]) -> Result<(usize, bool), Error> {
     let at = pdf.windows(9).rposition(|w| w == b"startxref").ok_or_else(|| pdf_err("no startxref"))?;
-    let digits: String = pdf[at + 9..].iter().map(|&b| b as char).skip_while(|c| c.is_ascii_whitespace()).take_while(char::is_ascii_digit).collect();
+    let digits: String = pdf[at + 9..]
+        .iter()
+        .map(|&b| b as char)
+        .skip_while(|c| c.is_ascii_whitespace())
+        .take_while(char::is_ascii_digit)
+        .collect();
     let offset: usize = digits.parse().map_err(|_| pdf_err("bad startxref"))?;
     let rest = pdf.get(offset..).ok_or_else(|| pdf_err("startxref points outside the file"))?;
     let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
@@ -188,7 +193,12 @@ fn text_runs(doc: &Document, page: ObjectId) -> Vec<(f64, f64, f64, Vec<u8>)> {
     runs
 }
 
-fn keyword_position(doc: &Document, pages: &BTreeMap<u32, ObjectId>, keyword: &str, occurrence: u32) -> Result<(ObjectId, f64, f64), Error> {
+fn keyword_position(
+    doc: &Document,
+    pages: &BTreeMap<u32, ObjectId>,
+    keyword: &str,
+    occurrence: u32,
+) -> Result<(ObjectId, f64, f64), Error> {
     let needle = keyword.as_bytes();
     if needle.is_empty() {
         return Err(Error::Invalid("empty keyword".into()));
@@ -214,8 +224,18 @@ fn keyword_position(doc: &Document, pages: &BTreeMap<u32, ObjectId>, keyword: &s
 
 fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<Widget>, Error> {
     let pages = doc.get_pages();
-    let page = |n: u32| pages.get(&n).copied().ok_or_else(|| Error::Invalid(format!("page {n} does not exist (the document has {})", pages.len())));
-    let centred = |page: ObjectId, x: f64, y: f64| Widget { page, rect: [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0], box_width: w, shift: 0.0 };
+    let page = |n: u32| {
+        pages
+            .get(&n)
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("page {n} does not exist (the document has {})", pages.len())))
+    };
+    let centred = |page: ObjectId, x: f64, y: f64| Widget {
+        page,
+        rect: [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0],
+        box_width: w,
+        shift: 0.0,
+    };
     Ok(match placement {
         Placement::At { page: n, x, y } => vec![centred(page(*n)?, *x, *y)],
         Placement::Pages { pages: list, x, y } => {
@@ -223,7 +243,10 @@ fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<
                 return Err(Error::Invalid("no pages given".into()));
             }
             let mut seen = std::collections::BTreeSet::new();
-            list.iter().filter(|n| seen.insert(**n)).map(|n| Ok(centred(page(*n)?, *x, *y))).collect::<Result<_, Error>>()?
+            list.iter()
+                .filter(|n| seen.insert(**n))
+                .map(|n| Ok(centred(page(*n)?, *x, *y)))
+                .collect::<Result<_, Error>>()?
         }
         Placement::Keyword { keyword, occurrence } => {
             let (p, x, y) = keyword_position(doc, &pages, keyword, *occurrence)?;
@@ -243,7 +266,12 @@ fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<
                     Side::Right => (mb[2] - strip, i),
                     Side::Left => (mb[0], count - 1 - i),
                 };
-                out.push(Widget { page: p, rect: [x0, cy - h / 2.0, x0 + strip, cy + h / 2.0], box_width: strip, shift: part as f64 * strip });
+                out.push(Widget {
+                    page: p,
+                    rect: [x0, cy - h / 2.0, x0 + strip, cy + h / 2.0],
+                    box_width: strip,
+                    shift: part as f64 * strip,
+                });
             }
             out
         }
@@ -269,7 +297,10 @@ impl Prepared {
         let [_, a, b, _] = self.byte_range;
         let room = (b - a - 2) / 2;
         if container.len() > room {
-            return Err(Error::Invalid(format!("signature container of {} bytes exceeds the {room} reserved", container.len())));
+            return Err(Error::Invalid(format!(
+                "signature container of {} bytes exceeds the {room} reserved",
+                container.len()
+            )));
         }
         let hex: String = container.iter().map(|x| format!("{x:02X}")).collect();
         self.bytes[a + 1..a + 1 + hex.len()].copy_from_slice(hex.as_bytes());
@@ -293,13 +324,19 @@ fn image_stream(img: &PdfImage, smask: Option<ObjectId>) -> Stream {
 }
 
 /// Append the sealing revision to `pdf`.
-pub fn prepare(pdf: &[u8], placement: &Placement, appearance: &Appearance<'_>, sig: &SignatureFields<'_>) -> Result<Prepared, Error> {
+pub fn prepare(
+    pdf: &[u8],
+    placement: &Placement,
+    appearance: &Appearance<'_>,
+    sig: &SignatureFields<'_>,
+) -> Result<Prepared, Error> {
     let doc = Document::load_mem(pdf).map_err(pdf_err)?;
     if doc.is_encrypted() {
         return Err(Error::Unsupported("encrypted PDFs".into()));
     }
     let (prev, xref_stream) = last_xref(pdf)?;
-    let root_id = doc.trailer.get(b"Root").and_then(Object::as_reference).map_err(|_| pdf_err("trailer without /Root"))?;
+    let root_id =
+        doc.trailer.get(b"Root").and_then(Object::as_reference).map_err(|_| pdf_err("trailer without /Root"))?;
     let trailer_size = doc.trailer.get(b"Size").ok().and_then(num).unwrap_or(0.0) as u32;
     let mut next = trailer_size.max(doc.max_id + 1);
     let mut alloc = || {
@@ -552,16 +589,22 @@ pub fn signatures(pdf: &[u8]) -> Result<Vec<Found>, Error> {
     for (id, obj) in &doc.objects {
         let Ok(d) = obj.as_dict() else { continue };
         let is_sig = d.get(b"Type").and_then(Object::as_name).is_ok_and(|n| n == b"Sig") || d.has(b"ByteRange");
-        let (Ok(range), Ok(contents)) = (d.get(b"ByteRange").and_then(Object::as_array), d.get(b"Contents").and_then(Object::as_str)) else { continue };
+        let (Ok(range), Ok(contents)) =
+            (d.get(b"ByteRange").and_then(Object::as_array), d.get(b"Contents").and_then(Object::as_str))
+        else {
+            continue;
+        };
         if !is_sig {
             continue;
         }
-        let r: Vec<usize> = range.iter().filter_map(|o| o.as_i64().ok()).filter(|v| *v >= 0).map(|v| v as usize).collect();
+        let r: Vec<usize> =
+            range.iter().filter_map(|o| o.as_i64().ok()).filter(|v| *v >= 0).map(|v| v as usize).collect();
         if r.len() != 4 {
             continue;
         }
         let byte_range = [r[0], r[1], r[2], r[3]];
-        let gap_is_contents = pdf.get(r[1]) == Some(&b'<') && r[2] >= 1 && pdf.get(r[2] - 1) == Some(&b'>') && r[1] < r[2];
+        let gap_is_contents =
+            pdf.get(r[1]) == Some(&b'<') && r[2] >= 1 && pdf.get(r[2] - 1) == Some(&b'>') && r[1] < r[2];
         let inside = r[2].checked_add(r[3]).is_some_and(|end| end <= pdf.len());
         found.push(Found {
             field: names.get(id).cloned(),

@@ -213,7 +213,8 @@ pub fn verify(der: &[u8]) -> Result<SealView, Error> {
 pub fn signed_part(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let seal = parse(der)?;
     let info = seal.e_seal_info.to_der().map_err(|e| Error::Invalid(e.to_string()))?;
-    let sig = seal.signed_value.as_bytes().ok_or_else(|| Error::Invalid("signedValue has unused bits".into()))?.to_vec();
+    let sig =
+        seal.signed_value.as_bytes().ok_or_else(|| Error::Invalid("signedValue has unused bits".into()))?.to_vec();
     Ok((info, sig))
 }
 

@@ -2,12 +2,16 @@
 //! and on an xref-stream file; the original bytes are a prefix of every revision.
 
 use mcs_pdfseal::image::{demo_seal_png, from_picture};
-use mcs_pdfseal::pdf::{Appearance, Placement, SignatureFields, Side, prepare, sample_document, signatures};
+use mcs_pdfseal::pdf::{Appearance, Placement, Side, SignatureFields, prepare, sample_document, signatures};
 
 fn qpdf_check(pdf: &[u8]) -> String {
     let dir = std::env::temp_dir().join(format!("pdfseal-{}-{}", std::process::id(), pdf.len()));
     std::fs::write(&dir, pdf).unwrap();
-    let out = std::process::Command::new("qpdf").arg("--check").arg(&dir).output().expect("qpdf (cargo xtask test installs it)");
+    let out = std::process::Command::new("qpdf")
+        .arg("--check")
+        .arg(&dir)
+        .output()
+        .expect("qpdf (cargo xtask test installs it)");
     let _ = std::fs::remove_file(&dir);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "qpdf --check failed:\n{text}");
@@ -29,7 +33,13 @@ fn four_seals_append_four_revisions_that_qpdf_accepts() {
         ];
         for (i, placement) in placements.iter().enumerate() {
             let before = pdf.clone();
-            let fields = SignatureFields { field_name: &format!("Seal{}", i + 1), signer_name: "Zhang San", reason: "bid", signing_time: 1_795_392_000, reserve: 4096 };
+            let fields = SignatureFields {
+                field_name: &format!("Seal{}", i + 1),
+                signer_name: "Zhang San",
+                reason: "bid",
+                signing_time: 1_795_392_000,
+                reserve: 4096,
+            };
             let prepared = prepare(&pdf, placement, &look, &fields).unwrap();
             let [a, b] = prepared.signed_ranges();
             assert!(a.starts_with(&before), "earlier revisions are never rewritten");
@@ -41,7 +51,10 @@ fn four_seals_append_four_revisions_that_qpdf_accepts() {
         assert!(text.contains("No syntax or stream encoding errors"), "{text}");
         let found = signatures(&pdf).unwrap();
         assert_eq!(found.len(), 4);
-        assert_eq!(found.iter().map(|f| f.field.clone().unwrap()).collect::<Vec<_>>(), ["Seal1", "Seal2", "Seal3", "Seal4"]);
+        assert_eq!(
+            found.iter().map(|f| f.field.clone().unwrap()).collect::<Vec<_>>(),
+            ["Seal1", "Seal2", "Seal3", "Seal4"]
+        );
         assert_eq!(found.iter().map(|f| f.covers_whole_document).collect::<Vec<_>>(), [false, false, false, true]);
         // The multi-page seal has one widget per distinct page, all of one field.
         let doc = lopdf::Document::load_mem(&pdf).unwrap();
@@ -49,7 +62,16 @@ fn four_seals_append_four_revisions_that_qpdf_accepts() {
             doc.objects
                 .values()
                 .filter_map(|o| o.as_dict().ok())
-                .filter(|d| d.get(b"Parent").and_then(|p| p.as_reference()).ok().and_then(|p| doc.get_dictionary(p).ok()).and_then(|p| p.get(b"T").ok()).and_then(|t| lopdf::decode_text_string(t).ok()).as_deref() == Some(field))
+                .filter(|d| {
+                    d.get(b"Parent")
+                        .and_then(|p| p.as_reference())
+                        .ok()
+                        .and_then(|p| doc.get_dictionary(p).ok())
+                        .and_then(|p| p.get(b"T").ok())
+                        .and_then(|t| lopdf::decode_text_string(t).ok())
+                        .as_deref()
+                        == Some(field)
+                })
                 .count()
         };
         assert_eq!(widgets_of("Seal4"), 2);

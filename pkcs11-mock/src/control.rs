@@ -61,7 +61,8 @@ impl Plan {
                 }
                 "latency_ms" => plan.latency = Duration::from_millis(value.parse().map_err(|_| bad("latency_ms"))?),
                 "functions" => {
-                    plan.functions = Some(value.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
+                    plan.functions =
+                        Some(value.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
                 }
                 _ => return Err(format!("line {}: unknown key `{key}`", n + 1)),
             }
@@ -104,7 +105,10 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 impl Injector {
     pub fn new(path: Option<PathBuf>) -> Injector {
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
         Injector { path, stamp: None, plan: Plan::default(), injected: 0, rng: seed | 1 }
     }
 
@@ -166,7 +170,8 @@ mod tests {
 
     #[test]
     fn parses_every_key_and_rejects_unknown_ones() {
-        let p = Plan::parse("# c\nfault = device_error\ncount = 3\nlatency_ms = 5\nfunctions = C_Encrypt, C_Decrypt\n").unwrap();
+        let p = Plan::parse("# c\nfault = device_error\ncount = 3\nlatency_ms = 5\nfunctions = C_Encrypt, C_Decrypt\n")
+            .unwrap();
         assert_eq!(p.fault, Some(CKR_DEVICE_ERROR));
         assert_eq!(p.count, Some(3));
         assert_eq!(p.latency, Duration::from_millis(5));

@@ -51,7 +51,11 @@ fn forwards_to_softhsm_and_injects_faults_on_command() {
     let tokens = dir.path().join("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+    )
+    .unwrap();
     let control = dir.path().join("control");
     // SAFETY: this is the only test in this binary, and no other thread reads the
     // environment while it is being set.

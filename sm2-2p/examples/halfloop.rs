@@ -26,5 +26,9 @@ fn main() {
         }
     }
     let elapsed = start.elapsed();
-    println!("{what}: {:.1} µs/op, {:.0} ops/s", elapsed.as_micros() as f64 / n as f64, n as f64 / elapsed.as_secs_f64());
+    println!(
+        "{what}: {:.1} µs/op, {:.0} ops/s",
+        elapsed.as_micros() as f64 / n as f64,
+        n as f64 / elapsed.as_secs_f64()
+    );
 }

@@ -130,7 +130,10 @@ mod tests {
     fn scalars_outside_zero_n_are_rejected() {
         assert_eq!(scalar_from_hex(&"00".repeat(32)), Err(Error::InvalidScalar));
         assert_eq!(scalar_from_hex(N_HEX), Err(Error::InvalidScalar));
-        assert_eq!(scalar_from_hex("fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54124"), Err(Error::InvalidScalar));
+        assert_eq!(
+            scalar_from_hex("fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54124"),
+            Err(Error::InvalidScalar)
+        );
         assert_eq!(scalar_from_hex(&"ff".repeat(32)), Err(Error::InvalidScalar));
         let n_minus_1 = "fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54122";
         assert_eq!(scalar_to_hex(&scalar_from_hex(n_minus_1).unwrap()), n_minus_1);

@@ -21,10 +21,9 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     // Binaries are in target/<profile>/; a cdylib built by `cargo test` only in deps/.
-    [dir.join(name), dir.join("deps").join(name)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} is missing in {}: run `cargo xtask test` (it builds the binaries first)", dir.display()))
+    [dir.join(name), dir.join("deps").join(name)].into_iter().find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("{name} is missing in {}: run `cargo xtask test` (it builds the binaries first)", dir.display())
+    })
 }
 
 /// The SoftHSM module used under the mock.
@@ -91,7 +90,11 @@ impl DevEnv {
         if let Some(size) = tmpfs {
             let db = dir.path().join("db");
             std::fs::create_dir(&db).expect("db dir");
-            let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(&db).status().expect("mount");
+            let st = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+                .arg(&db)
+                .status()
+                .expect("mount");
             assert!(st.success(), "mounting a tmpfs needs root (CI runs as root)");
         }
         let mut daemon_env = Vec::new();
@@ -324,7 +327,13 @@ pub async fn enroll(admin: &mut mcs_client::Connection, name: &str) -> (String, 
 pub async fn enroll_for(admin: &mut mcs_client::Connection, name: &str, platforms: &[&str]) -> (String, String) {
     use mcs_client::admin::{EnrollmentRequest, Subject, create_enrollment};
     let req = EnrollmentRequest {
-        subject: Subject { kind: "person".into(), name: name.into(), org_name: None, credit_code: None, id_number: None },
+        subject: Subject {
+            kind: "person".into(),
+            name: name.into(),
+            org_name: None,
+            credit_code: None,
+            id_number: None,
+        },
         ca: "local".into(),
         profile: None,
         platforms: platforms.iter().map(|p| p.to_string()).collect(),
@@ -335,7 +344,12 @@ pub async fn enroll_for(admin: &mut mcs_client::Connection, name: &str, platform
 }
 
 /// Enroll and activate a phone as identity `who` with `pin`.
-pub async fn new_phone(env: &DevEnv, daemon: &Daemon, who: &str, pin: &str) -> (mcs_client::phone::Phone, mcs_client::Connection) {
+pub async fn new_phone(
+    env: &DevEnv,
+    daemon: &Daemon,
+    who: &str,
+    pin: &str,
+) -> (mcs_client::phone::Phone, mcs_client::Connection) {
     new_phone_on(env, daemon, who, pin, &["P-DEV-1"]).await
 }
 
@@ -357,14 +371,26 @@ pub async fn new_phone_on(
 /// Check a DER signature over `msg` with OpenSSL, explicit SM2 ID.
 pub fn openssl_verifies(dir: &Path, public: &sm2_2p::AffinePoint, msg: &[u8], sig_der: &[u8]) -> bool {
     let tag: u64 = rand_tag();
-    let (key, m, s) = (dir.join(format!("pub-{tag}.pem")), dir.join(format!("msg-{tag}")), dir.join(format!("sig-{tag}")));
+    let (key, m, s) =
+        (dir.join(format!("pub-{tag}.pem")), dir.join(format!("msg-{tag}")), dir.join(format!("sig-{tag}")));
     std::fs::write(&key, mcs_client::phone::public_key_pem(public)).unwrap();
     std::fs::write(&m, msg).unwrap();
     std::fs::write(&s, sig_der).unwrap();
     let (ok, out) = openssl(&[
-        "pkeyutl".as_ref(), "-verify".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), key.as_os_str(),
-        "-rawin".as_ref(), "-in".as_ref(), m.as_os_str(), "-sigfile".as_ref(), s.as_os_str(),
-        "-digest".as_ref(), "sm3".as_ref(), "-pkeyopt".as_ref(), "distid:1234567812345678".as_ref(),
+        "pkeyutl".as_ref(),
+        "-verify".as_ref(),
+        "-pubin".as_ref(),
+        "-inkey".as_ref(),
+        key.as_os_str(),
+        "-rawin".as_ref(),
+        "-in".as_ref(),
+        m.as_os_str(),
+        "-sigfile".as_ref(),
+        s.as_os_str(),
+        "-digest".as_ref(),
+        "sm3".as_ref(),
+        "-pkeyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
     ]);
     ok && out.contains("Signature Verified Successfully")
 }
@@ -480,7 +506,11 @@ impl Drop for CallbackReceiver {
 
 /// A bare mutual-TLS stream to the API as identity `who`, with no HTTP on it: for tests
 /// that play a slow or silent client.
-pub async fn raw_tls(env: &DevEnv, daemon: &Daemon, who: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+pub async fn raw_tls(
+    env: &DevEnv,
+    daemon: &Daemon,
+    who: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use std::sync::Arc;
     let pki = env.pki();
     let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
@@ -488,7 +518,8 @@ pub async fn raw_tls(env: &DevEnv, daemon: &Daemon, who: &str) -> tokio_rustls::
     for c in rustls_pemfile::certs(&mut read("ca.pem").as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let certs = rustls_pemfile::certs(&mut read(&format!("{who}.pem")).as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+    let certs =
+        rustls_pemfile::certs(&mut read(&format!("{who}.pem")).as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
     let key = rustls_pemfile::private_key(&mut read(&format!("{who}.key")).as_slice()).unwrap().unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -526,7 +557,10 @@ pub fn memory_holds(pid: u32, needles: &[&[u8]]) -> Vec<bool> {
                 found[i] = true;
                 if std::env::var_os("MCS_E2E_MEMDEBUG").is_some() {
                     let lo = at.saturating_sub(64);
-                    eprintln!("needle {i} in {line} at +{at:#x}: {:?}", String::from_utf8_lossy(&buf[lo..(at + n.len() + 64).min(buf.len())]));
+                    eprintln!(
+                        "needle {i} in {line} at +{at:#x}: {:?}",
+                        String::from_utf8_lossy(&buf[lo..(at + n.len() + 64).min(buf.len())])
+                    );
                 }
             }
         }

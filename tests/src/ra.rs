@@ -77,7 +77,8 @@ impl TestRa {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(RaLog::default()));
-        let shared = Arc::new(Shared { ca, secret: secret.clone(), log: log.clone(), nonces: Mutex::new(HashSet::new()) });
+        let shared =
+            Arc::new(Shared { ca, secret: secret.clone(), log: log.clone(), nonces: Mutex::new(HashSet::new()) });
         std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 let Ok(tcp) = tcp else { continue };
@@ -138,7 +139,8 @@ fn read_request(stream: &mut impl Read) -> Option<Request> {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let len: usize =
+            headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
         if buf.len() >= end + 4 + len {
             return Some((path, headers, buf[end + 4..end + 4 + len].to_vec()));
         }
@@ -152,7 +154,8 @@ fn refuse(status: u16, code: &str, msg: &str) -> (u16, Value) {
 impl Shared {
     fn handle(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Value) {
         let header = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.as_str()).unwrap_or("");
-        let (app, ts, nonce, sig) = (header("x-ca-appkey"), header("x-ca-timestamp"), header("x-ca-nonce"), header("x-ca-signature"));
+        let (app, ts, nonce, sig) =
+            (header("x-ca-appkey"), header("x-ca-timestamp"), header("x-ca-nonce"), header("x-ca-signature"));
         if app != APP_ID {
             return refuse(401, "4010", "unknown app key");
         }
@@ -176,7 +179,9 @@ impl Shared {
             return refuse(400, "4001", "body is not canonical JSON");
         }
         self.log.lock().unwrap().accepted.push((path.to_owned(), req.clone()));
-        let call = |op: &str, r: Value| self.ca.call(op, r.to_string().as_bytes()).map(|a| serde_json::from_slice::<Value>(&a).unwrap());
+        let call = |op: &str, r: Value| {
+            self.ca.call(op, r.to_string().as_bytes()).map(|a| serde_json::from_slice::<Value>(&a).unwrap())
+        };
         let text = |v: &Value| v.as_str().map(str::to_owned);
         let result = match path.strip_prefix("/ra/v2").unwrap_or("") {
             "/cert/apply" => {
@@ -184,14 +189,18 @@ impl Shared {
                 if req["bizType"] != "MOBILE_CERT" {
                     return refuse(400, "4002", "unknown bizType");
                 }
-                let subject = json!({ "name": a["userName"], "org_name": a["orgName"], "credit_code": a["creditCode"] });
+                let subject =
+                    json!({ "name": a["userName"], "org_name": a["orgName"], "credit_code": a["creditCode"] });
                 call("issue", json!({ "csr": a["p10"], "profile": a["certType"], "subject": subject, "validity_days": a["validDays"] })).map(|issued| {
                     let cert = B64.decode(issued["certificate"].as_str().unwrap()).unwrap();
                     let chain: String = issued["chain"].as_array().unwrap().iter().map(|c| pem("CERTIFICATE", &B64.decode(c.as_str().unwrap()).unwrap())).collect();
                     json!({ "signCert": pem("CERTIFICATE", &cert), "caChain": chain, "serialNo": issued["serial"] })
                 })
             }
-            "/cert/revoke" => call("revoke", json!({ "serial": text(&req["serialNo"]), "reason": text(&req["revokeReason"]) })).map(|_| json!({})),
+            "/cert/revoke" => {
+                call("revoke", json!({ "serial": text(&req["serialNo"]), "reason": text(&req["revokeReason"]) }))
+                    .map(|_| json!({}))
+            }
             "/cert/query" => call("status", json!({ "serial": text(&req["serialNo"]) })).map(|s| {
                 let code = match s["status"].as_str() {
                     Some("good") => 1,

@@ -71,14 +71,25 @@ async fn the_chain_records_events_and_verify_pinpoints_tampering() {
     let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
     phone.sign_message(&mut app, b"one", SignMode::Canonical).await.unwrap();
     let wrong = Phone::unlock(phone.state.clone(), "654321").unwrap();
-    assert_eq!(wrong.sign_message(&mut app, b"two", SignMode::Canonical).await.unwrap_err().code(), Some("pin_incorrect"));
+    assert_eq!(
+        wrong.sign_message(&mut app, b"two", SignMode::Canonical).await.unwrap_err().code(),
+        Some("pin_incorrect")
+    );
     let mut gw = connect(&env, &daemon, "gateway").await;
-    let created = mcs_client::gateway::create_task(&mut gw, "login", "log in", json!({"challenge": "AAEC"}), None, None).await.unwrap();
+    let created =
+        mcs_client::gateway::create_task(&mut gw, "login", "log in", json!({"challenge": "AAEC"}), None, None)
+            .await
+            .unwrap();
     phone.scan(&mut app, &ScanCode::parse(created["qr"].as_str().unwrap()).unwrap()).await.unwrap();
 
     // The phone's certificate log: its key's events, PIN failure included.
     let log = app.json(Method::GET, &format!("/v1/audit?key_id={}", phone.key_id()), None).await.unwrap();
-    let events: Vec<(String, String)> = log["entries"].as_array().unwrap().iter().map(|e| (e["event"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned())).collect();
+    let events: Vec<(String, String)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned()))
+        .collect();
     assert!(events.contains(&("POST /v1/keys/{id}/sign".into(), "ok".into())), "{events:?}");
     assert!(events.contains(&("POST /v1/keys/{id}/sign".into(), "pin_incorrect".into())), "{events:?}");
     assert!(events.contains(&("POST /v1/tasks/{id}/complete".into(), "ok".into())), "{events:?}");
@@ -144,12 +155,17 @@ async fn audit_verify_fails_when_the_last_checkpoint_is_deleted_and_the_tail_rew
     tamper(&env, &["drop-checkpoint", &last.to_string()]);
     tamper(&env, &["rechain", &(prev + 1).to_string()]);
     let (ok, out) = verify(&env);
-    let want = format!("entries {}..={last} are not covered by a signed checkpoint (the last covers entry {prev})", prev + 1);
+    let want =
+        format!("entries {}..={last} are not covered by a signed checkpoint (the last covers entry {prev})", prev + 1);
     assert!(!ok && out.contains(&want), "{out}");
     // The daemon does not start on it either: its last exported checkpoint says otherwise.
     let (code, log) = Daemon::start_refused(&env);
     assert_eq!(code, Some(65), "{log}");
-    assert!(log.contains("audit chain not trusted") && log.contains(&format!("entry {last} is not the one the last exported checkpoint")), "{log}");
+    assert!(
+        log.contains("audit chain not trusted")
+            && log.contains(&format!("entry {last} is not the one the last exported checkpoint")),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +280,10 @@ async fn a_killed_daemons_unsealed_tail_is_verified_and_sealed_at_its_next_start
     phone.sign_message(&mut app, b"then the power went", SignMode::Canonical).await.unwrap();
     daemon.kill9();
     let (ok, out) = verify(&env);
-    assert!(!ok && out.contains("are not covered by a signed checkpoint") && out.contains("--allow-unsealed-tail"), "{out}");
+    assert!(
+        !ok && out.contains("are not covered by a signed checkpoint") && out.contains("--allow-unsealed-tail"),
+        "{out}"
+    );
     let (ok, out) = mcsd(&env, &["audit", "verify", "--allow-unsealed-tail"]);
     assert!(ok && out.contains("follow the last signed checkpoint"), "{out}");
 
@@ -272,7 +291,8 @@ async fn a_killed_daemons_unsealed_tail_is_verified_and_sealed_at_its_next_start
     let daemon = Daemon::start(&env);
     let mut admin = connect(&env, &daemon, "admin").await;
     let log = admin.json(Method::GET, "/v1/audit?limit=10000", None).await.unwrap();
-    let started = log["entries"].as_array().unwrap().iter().rev().find(|e| e["event"] == "daemon started").unwrap().clone();
+    let started =
+        log["entries"].as_array().unwrap().iter().rev().find(|e| e["event"] == "daemon started").unwrap().clone();
     assert!(started["detail"]["audit"]["sealed_after_unclean_stop"].is_array(), "{started}");
     let (status, log) = daemon.stop();
     assert!(status.success());
@@ -287,5 +307,8 @@ async fn a_killed_daemons_unsealed_tail_is_verified_and_sealed_at_its_next_start
     while let Ok(n) = syslog.recv(&mut buf) {
         got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    assert!(got.len() >= 2 && got.iter().all(|m| m.contains("mcsd[") && m.contains("audit checkpoint {\"seq\":")), "{got:?}");
+    assert!(
+        got.len() >= 2 && got.iter().all(|m| m.contains("mcsd[") && m.contains("audit checkpoint {\"seq\":")),
+        "{got:?}"
+    );
 }

@@ -8,7 +8,13 @@ use mcs_client::phone::SignMode;
 use mcs_e2e::*;
 
 fn mcsd(env: &DevEnv, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin("mcsd")).env("SOFTHSM2_CONF", env.path().join("softhsm2.conf")).args(args).arg("--config").arg(env.config()).output().unwrap();
+    let out = Command::new(bin("mcsd"))
+        .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .args(args)
+        .arg("--config")
+        .arg(env.config())
+        .output()
+        .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -73,7 +79,15 @@ async fn kek_rotation_interrupted_and_resumed_leaves_nothing_under_the_old_kek()
     // Half-way: two records re-wrapped, the rest still under version 1; all keys work.
     let (ok, out) = mcsd(&env, &["hsm", "rotate-kek", "--batch", "2"]);
     assert!(ok && out.contains("version=2 created=true rewrapped=2"), "{out}");
-    let remaining: u64 = out.split("remaining=").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
+    let remaining: u64 = out
+        .split("remaining=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap();
     assert!(remaining > 0, "{out}");
     still_usable(&env, &daemon, &phone1, "app1", b"mixed 1").await;
     still_usable(&env, &daemon, &phone2, "app2", b"mixed 2").await;

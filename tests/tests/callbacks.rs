@@ -61,7 +61,10 @@ impl BlackHole {
 
     async fn wait(&self, what: &str, done: impl Fn(&(usize, usize)) -> bool) {
         let mut seen = self.seen.clone();
-        tokio::time::timeout(PATIENCE, seen.wait_for(done)).await.unwrap_or_else(|_| panic!("{what}: {:?}", *self.seen.borrow())).unwrap();
+        tokio::time::timeout(PATIENCE, seen.wait_for(done))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {:?}", *self.seen.borrow()))
+            .unwrap();
     }
 }
 
@@ -71,8 +74,14 @@ impl Drop for BlackHole {
     }
 }
 
-async fn create(gw: &mut mcs_client::Connection, message: &[u8], callback: Option<&str>) -> mcs_client::transport::Result<ScanCode> {
-    let created = gateway::create_task(gw, "sign", "callbacks", json!({"message": B64.encode(message)}), Some(600), callback).await?;
+async fn create(
+    gw: &mut mcs_client::Connection,
+    message: &[u8],
+    callback: Option<&str>,
+) -> mcs_client::transport::Result<ScanCode> {
+    let created =
+        gateway::create_task(gw, "sign", "callbacks", json!({"message": B64.encode(message)}), Some(600), callback)
+            .await?;
     Ok(ScanCode::parse(created["qr"].as_str().unwrap()).unwrap())
 }
 
@@ -103,7 +112,11 @@ async fn wait_for_metric(daemon: &Daemon, name: &str, value: u64) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (_, text) = daemon.health_get("/metrics");
-        let now = text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
         if now >= value {
             return;
         }
@@ -123,7 +136,8 @@ async fn one_platform_stalls_all_callbacks() {
     let receiver = CallbackReceiver::start(&env, port).await;
 
     // P-DEV-2's task is ready first, so that its callback takes one request to set off.
-    let good = create(&mut gw2, b"platform two", Some(&format!("https://127.0.0.1:{port}/mcs/callback"))).await.unwrap();
+    let good =
+        create(&mut gw2, b"platform two", Some(&format!("https://127.0.0.1:{port}/mcs/callback"))).await.unwrap();
     // P-DEV-1's three callbacks go to receivers that accept and never answer.
     let holes = [BlackHole::start().await, BlackHole::start().await, BlackHole::start().await];
     for hole in &holes {
@@ -158,7 +172,9 @@ async fn callback_targets_in_private_ranges_are_refused() {
     // P-DEV-1 as dev-init configures it (private targets allowed, for the tests' receivers):
     // loopback is fine, a malformed host or a non-unicast address never is.
     create(&mut gw1, b"x", Some("https://127.0.0.1:9/cb")).await.unwrap();
-    for url in ["https://a b/", "https://0.0.0.0/", "https://[ff02::1]/", "https://255.255.255.255/", "https://[::]:443/"] {
+    for url in
+        ["https://a b/", "https://0.0.0.0/", "https://[ff02::1]/", "https://255.255.255.255/", "https://[::]:443/"]
+    {
         let err = api_error(create(&mut gw1, b"x", Some(url)).await.unwrap_err());
         assert_eq!((err.status, err.code.as_str()), (400, "bad_request"), "{url}: {err}");
     }
@@ -172,7 +188,11 @@ async fn callback_targets_in_private_ranges_are_refused() {
 
     // P-DEV-2 as production would have it: public targets only, and only its own hosts (an
     // address on the list is still judged by its range). P-DEV-1 loses its private targets.
-    set_platform_rules(&env, "P-DEV-2", "callback_hosts = [\"gw.p2.example.cn\", \"*.cb.p2.example.cn\", \"127.0.0.1\"]");
+    set_platform_rules(
+        &env,
+        "P-DEV-2",
+        "callback_hosts = [\"gw.p2.example.cn\", \"*.cb.p2.example.cn\", \"127.0.0.1\"]",
+    );
     set_platform_rules(&env, "P-DEV-1", "allow_private_callbacks = false");
     let daemon = Daemon::start(&env);
     let mut gw2 = connect(&env, &daemon, "gateway2").await;

@@ -42,10 +42,18 @@ async fn issued_certificates_verify_with_openssl_and_revocation_reaches_status_a
     let k = key(&mut admin, phone.key_id()).await;
     assert_eq!(k["status"], "active");
     let (leaf, ca) = write_chain(env.path(), &k, "person");
-    let out = openssl_ok(&["verify".as_ref(), "-vfyopt".as_ref(), "distid:1234567812345678".as_ref(), "-CAfile".as_ref(), ca.as_os_str(), leaf.as_os_str()]);
+    let out = openssl_ok(&[
+        "verify".as_ref(),
+        "-vfyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-CAfile".as_ref(),
+        ca.as_os_str(),
+        leaf.as_os_str(),
+    ]);
     assert!(out.contains(": OK"), "{out}");
     // The certified key is the joint key.
-    let certified = openssl_ok(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
+    let certified =
+        openssl_ok(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
     assert_eq!(certified.trim(), mcs_client::phone::public_key_pem(phone.public_key()).trim());
     let text = openssl_ok(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-noout".as_ref(), "-text".as_ref()]);
     assert!(text.contains("CN = Zhang San@") && text.contains("C = CN"), "{text}");
@@ -68,16 +76,43 @@ async fn issued_certificates_verify_with_openssl_and_revocation_reaches_status_a
     };
     let e = mcs_client::admin::create_enrollment(&mut admin, &org).await.unwrap();
     let mut app2 = connect(&env, &daemon, "app2").await;
-    let org_phone = Phone::activate(&mut app2, "t", e["enrollment_id"].as_str().unwrap(), e["activation_code"].as_str().unwrap(), "222222").await.unwrap();
+    let org_phone = Phone::activate(
+        &mut app2,
+        "t",
+        e["enrollment_id"].as_str().unwrap(),
+        e["activation_code"].as_str().unwrap(),
+        "222222",
+    )
+    .await
+    .unwrap();
     let ok = key(&mut admin, org_phone.key_id()).await;
     let (leaf2, ca2) = write_chain(env.path(), &ok, "org");
-    assert!(openssl_ok(&["verify".as_ref(), "-vfyopt".as_ref(), "distid:1234567812345678".as_ref(), "-CAfile".as_ref(), ca2.as_os_str(), leaf2.as_os_str()]).contains(": OK"));
+    assert!(
+        openssl_ok(&[
+            "verify".as_ref(),
+            "-vfyopt".as_ref(),
+            "distid:1234567812345678".as_ref(),
+            "-CAfile".as_ref(),
+            ca2.as_os_str(),
+            leaf2.as_os_str()
+        ])
+        .contains(": OK")
+    );
     let subject = ok["certificate_subject"].as_str().unwrap();
     assert!(subject.contains("@Hangzhou Example Construction Co@N91330100MA2B3C4D5E@1"), "{subject}");
 
     // A login result carries the certificate.
     let mut gw = connect(&env, &daemon, "gateway").await;
-    let created = mcs_client::gateway::create_task(&mut gw, "login", "log in", json!({"challenge": B64.encode(b"c")}), None, None).await.unwrap();
+    let created = mcs_client::gateway::create_task(
+        &mut gw,
+        "login",
+        "log in",
+        json!({"challenge": B64.encode(b"c")}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     phone.scan(&mut app, &mcs_client::phone::ScanCode::parse(created["qr"].as_str().unwrap()).unwrap()).await.unwrap();
     let out = mcs_client::gateway::result(&mut gw, created["task_id"].as_str().unwrap(), 5).await.unwrap();
     assert_eq!(out["result"]["certificate"], k["certificate"]);
@@ -93,8 +128,19 @@ async fn issued_certificates_verify_with_openssl_and_revocation_reaches_status_a
     let crl = admin.json(Method::GET, "/v1/plugins/local/crl", None).await.unwrap();
     let crl_path = env.path().join("crl.der");
     std::fs::write(&crl_path, B64.decode(crl["crl"].as_str().unwrap()).unwrap()).unwrap();
-    let crl_text = openssl_ok(&["crl".as_ref(), "-inform".as_ref(), "DER".as_ref(), "-in".as_ref(), crl_path.as_os_str(), "-noout".as_ref(), "-text".as_ref()]);
-    assert!(crl_text.to_ascii_lowercase().replace(':', "").contains(&serial), "serial {serial} not in CRL:\n{crl_text}");
+    let crl_text = openssl_ok(&[
+        "crl".as_ref(),
+        "-inform".as_ref(),
+        "DER".as_ref(),
+        "-in".as_ref(),
+        crl_path.as_os_str(),
+        "-noout".as_ref(),
+        "-text".as_ref(),
+    ]);
+    assert!(
+        crl_text.to_ascii_lowercase().replace(':', "").contains(&serial),
+        "serial {serial} not in CRL:\n{crl_text}"
+    );
     assert!(!crl_text.to_ascii_lowercase().replace(':', "").contains(ok["certificate_serial"].as_str().unwrap()));
     let err = phone.sign_message(&mut app, b"after revoke", SignMode::Canonical).await.unwrap_err();
     assert_eq!(err.code(), Some("key_inactive"));
@@ -107,7 +153,8 @@ async fn renew_change_and_reissue_leave_the_old_key_as_specified() {
     let mut admin = connect(&env, &daemon, "admin").await;
     let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
     let old = key(&mut admin, phone.key_id()).await;
-    let status_of = |k: &Value| format!("/v1/plugins/local/status?serial={}", k["certificate_serial"].as_str().unwrap());
+    let status_of =
+        |k: &Value| format!("/v1/plugins/local/status?serial={}", k["certificate_serial"].as_str().unwrap());
 
     // Renew: the old key stays usable until the successor is active, then is superseded
     // and its certificate revoked.
@@ -115,10 +162,21 @@ async fn renew_change_and_reissue_leave_the_old_key_as_specified() {
     let e = admin.json(Method::POST, &path, Some(&json!({"reason": "renew"}))).await.unwrap();
     assert_eq!(e["predecessor"], phone.key_id());
     phone.sign_message(&mut app, b"still mine", SignMode::Canonical).await.unwrap();
-    let renewed = Phone::activate(&mut app, "t", e["enrollment_id"].as_str().unwrap(), e["activation_code"].as_str().unwrap(), "123456").await.unwrap();
+    let renewed = Phone::activate(
+        &mut app,
+        "t",
+        e["enrollment_id"].as_str().unwrap(),
+        e["activation_code"].as_str().unwrap(),
+        "123456",
+    )
+    .await
+    .unwrap();
     assert_eq!(key(&mut admin, phone.key_id()).await["status"], "superseded");
     assert_eq!(admin.json(Method::GET, &status_of(&old), None).await.unwrap()["status"], "revoked");
-    assert_eq!(phone.sign_message(&mut app, b"old", SignMode::Canonical).await.unwrap_err().code(), Some("key_inactive"));
+    assert_eq!(
+        phone.sign_message(&mut app, b"old", SignMode::Canonical).await.unwrap_err().code(),
+        Some("key_inactive")
+    );
     let new = key(&mut admin, renewed.key_id()).await;
     assert_eq!(new["status"], "active");
     assert_ne!(new["certificate_serial"], old["certificate_serial"]);
@@ -129,8 +187,23 @@ async fn renew_change_and_reissue_leave_the_old_key_as_specified() {
     let path = format!("/v1/keys/{}/successor", renewed.key_id());
     let resp = admin.call(Method::POST, &path, Some(&json!({"reason": "change"}))).await.unwrap();
     assert_eq!(resp.body["error"]["code"], "conflict", "a change needs a subject");
-    let e = admin.json(Method::POST, &path, Some(&json!({"reason": "change", "subject": {"kind": "person", "name": "Zhang Sanfeng"}}))).await.unwrap();
-    let changed = Phone::activate(&mut app, "t", e["enrollment_id"].as_str().unwrap(), e["activation_code"].as_str().unwrap(), "123456").await.unwrap();
+    let e = admin
+        .json(
+            Method::POST,
+            &path,
+            Some(&json!({"reason": "change", "subject": {"kind": "person", "name": "Zhang Sanfeng"}})),
+        )
+        .await
+        .unwrap();
+    let changed = Phone::activate(
+        &mut app,
+        "t",
+        e["enrollment_id"].as_str().unwrap(),
+        e["activation_code"].as_str().unwrap(),
+        "123456",
+    )
+    .await
+    .unwrap();
     let c = key(&mut admin, changed.key_id()).await;
     assert!(c["certificate_subject"].as_str().unwrap().contains("Zhang Sanfeng@"), "{c}");
     assert_eq!(key(&mut admin, renewed.key_id()).await["status"], "superseded");
@@ -139,16 +212,31 @@ async fn renew_change_and_reissue_leave_the_old_key_as_specified() {
     let path = format!("/v1/keys/{}/successor", changed.key_id());
     let e = admin.json(Method::POST, &path, Some(&json!({"reason": "reissue"}))).await.unwrap();
     assert_eq!(key(&mut admin, changed.key_id()).await["status"], "suspended");
-    assert_eq!(changed.sign_message(&mut app, b"lost", SignMode::Canonical).await.unwrap_err().code(), Some("key_inactive"));
+    assert_eq!(
+        changed.sign_message(&mut app, b"lost", SignMode::Canonical).await.unwrap_err().code(),
+        Some("key_inactive")
+    );
     let mut app2 = connect(&env, &daemon, "app2").await;
-    let reissued = Phone::activate(&mut app2, "t", e["enrollment_id"].as_str().unwrap(), e["activation_code"].as_str().unwrap(), "654321").await.unwrap();
+    let reissued = Phone::activate(
+        &mut app2,
+        "t",
+        e["enrollment_id"].as_str().unwrap(),
+        e["activation_code"].as_str().unwrap(),
+        "654321",
+    )
+    .await
+    .unwrap();
     let sig = reissued.sign_message(&mut app2, b"new phone", SignMode::Canonical).await.unwrap();
     assert!(openssl_verifies(env.path(), reissued.public_key(), b"new phone", &sig.to_der()));
     assert_eq!(key(&mut admin, changed.key_id()).await["status"], "suspended");
 
     // Bad successor requests change nothing.
     let path = format!("/v1/keys/{}/successor", reissued.key_id());
-    for body in [json!({"reason": "refresh"}), json!({"reason": "renew", "validity_days": 0}), json!({"reason": "renew", "x": 1})] {
+    for body in [
+        json!({"reason": "refresh"}),
+        json!({"reason": "renew", "validity_days": 0}),
+        json!({"reason": "renew", "x": 1}),
+    ] {
         let resp = admin.call(Method::POST, &path, Some(&body)).await.unwrap();
         assert_eq!(resp.body["error"]["code"], "bad_request", "{body}");
     }

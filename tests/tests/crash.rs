@@ -108,7 +108,11 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_operation_leaves_no_task_
     for round in 0..=ROUNDS {
         let daemon = Daemon::start(&env);
         if round > 0 {
-            let checked = tokio::time::timeout(BOUND, check_and_recover(&rig, &daemon, &ledger, &mut audit, &mut findings, round)).await;
+            let checked = tokio::time::timeout(
+                BOUND,
+                check_and_recover(&rig, &daemon, &ledger, &mut audit, &mut findings, round),
+            )
+            .await;
             assert!(checked.is_ok(), "the checks after kill {round} did not finish within {BOUND:?}");
         }
         if round == ROUNDS {
@@ -125,7 +129,11 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_operation_leaves_no_task_
         let joined = tokio::time::timeout(WAIT, join_all(workers)).await;
         assert!(joined.is_ok(), "round {round}: load workers did not stop within {WAIT:?} of the kill");
         let l = ledger.lock().unwrap();
-        println!("round {round}: killed at {:.1}s; acknowledged so far: {}", started.elapsed().as_secs_f64(), l.summary());
+        println!(
+            "round {round}: killed at {:.1}s; acknowledged so far: {}",
+            started.elapsed().as_secs_f64(),
+            l.summary()
+        );
     }
     println!("crash test took {:.1}s", started.elapsed().as_secs_f64());
     findings.assert_none();
@@ -192,7 +200,11 @@ struct ScanTask {
 enum Onboard {
     /// The enrollment was acknowledged, the activation not (yet).
     Enrolled,
-    Activated { phone: Arc<Phone>, csr: ScanCode, step: Step },
+    Activated {
+        phone: Arc<Phone>,
+        csr: ScanCode,
+        step: Step,
+    },
 }
 
 #[derive(Clone)]
@@ -225,7 +237,10 @@ impl Ledger {
             self.pins.len(),
             self.tasks.values().filter(|t| matches!(t.step, Step::Completed(_))).count(),
             self.enrollments.iter().filter(|e| matches!(e.state, Onboard::Activated { .. })).count(),
-            self.enrollments.iter().filter(|e| matches!(e.state, Onboard::Activated { step: Step::Completed(_), .. })).count(),
+            self.enrollments
+                .iter()
+                .filter(|e| matches!(e.state, Onboard::Activated { step: Step::Completed(_), .. }))
+                .count(),
             self.revoked_ack.len(),
         )
     }
@@ -245,7 +260,13 @@ fn dropped(e: &Error) -> bool {
     matches!(e, Error::Connect(_))
 }
 
-async fn start_load(rig: &Rig<'_>, daemon: &Daemon, ledger: &Arc<Mutex<Ledger>>, down: &Arc<AtomicBool>, rng: &mut Rng) -> Vec<tokio::task::JoinHandle<()>> {
+async fn start_load(
+    rig: &Rig<'_>,
+    daemon: &Daemon,
+    ledger: &Arc<Mutex<Ledger>>,
+    down: &Arc<AtomicBool>,
+    rng: &mut Rng,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut workers = Vec::new();
     // Wrong-PIN signing, weighted so the keys lock at different times (or never).
     for _ in 0..2 {
@@ -265,7 +286,7 @@ async fn start_load(rig: &Rig<'_>, daemon: &Daemon, ledger: &Arc<Mutex<Ledger>>,
                     }
                     Err(Error::Api(e)) if e.code == "pin_locked" => l.pins.get_mut(k.key_id()).unwrap().locked = true,
                     Err(e) if dropped(&e) => return,
-                    other => l.unexpected.push(format!("wrong PIN on {}: {:?}", k.key_id(), other.map(|_| "signed")))
+                    other => l.unexpected.push(format!("wrong PIN on {}: {:?}", k.key_id(), other.map(|_| "signed"))),
                 }
             }
         }));
@@ -281,7 +302,16 @@ async fn start_load(rig: &Rig<'_>, daemon: &Daemon, ledger: &Arc<Mutex<Ledger>>,
             while !down.load(Ordering::SeqCst) {
                 n += 1;
                 let message = format!("crash test {i}-{}-{n}", rng.next()).into_bytes();
-                let created = match gateway::create_task(&mut gw, "sign", "crash test", json!({"message": B64.encode(&message)}), Some(TTL_SECS), None).await {
+                let created = match gateway::create_task(
+                    &mut gw,
+                    "sign",
+                    "crash test",
+                    json!({"message": B64.encode(&message)}),
+                    Some(TTL_SECS),
+                    None,
+                )
+                .await
+                {
                     Ok(v) => v,
                     Err(e) if dropped(&e) => return,
                     Err(e) => {
@@ -367,7 +397,10 @@ async fn start_load(rig: &Rig<'_>, daemon: &Daemon, ledger: &Arc<Mutex<Ledger>>,
             while !down.load(Ordering::SeqCst) {
                 let i = rng.below(2) as usize;
                 let (id, code) = match mcs_client::admin::create_enrollment(&mut admin, &enrollment_request()).await {
-                    Ok(v) => (v["enrollment_id"].as_str().unwrap().to_owned(), v["activation_code"].as_str().unwrap().to_owned()),
+                    Ok(v) => (
+                        v["enrollment_id"].as_str().unwrap().to_owned(),
+                        v["activation_code"].as_str().unwrap().to_owned(),
+                    ),
                     Err(e) if dropped(&e) => return,
                     Err(e) => {
                         ledger.lock().unwrap().unexpected.push(format!("enrollment: {e}"));
@@ -392,19 +425,36 @@ async fn start_load(rig: &Rig<'_>, daemon: &Daemon, ledger: &Arc<Mutex<Ledger>>,
 }
 
 /// Activate enrollment `n` and complete its certificate request, recording every step.
-async fn onboard(ledger: &Mutex<Ledger>, n: usize, prepared: &PreparedActivation, app: &mut Connection, rng: &mut Rng) -> Result<(), Error> {
+async fn onboard(
+    ledger: &Mutex<Ledger>,
+    n: usize,
+    prepared: &PreparedActivation,
+    app: &mut Connection,
+    rng: &mut Rng,
+) -> Result<(), Error> {
     let (phone, csr) = prepared.send(app).await?;
     let phone = Arc::new(phone);
     let csr = csr.ok_or_else(|| Error::Protocol("activation answered without a csr_task".into()))?;
-    ledger.lock().unwrap().enrollments[n].state = Onboard::Activated { phone: phone.clone(), csr: csr.clone(), step: Step::Created };
+    ledger.lock().unwrap().enrollments[n].state =
+        Onboard::Activated { phone: phone.clone(), csr: csr.clone(), step: Step::Created };
     certificate_request(ledger, n, &phone, app, &csr, Step::Created, rng).await
 }
 
 /// Drive enrollment `n`'s certificate request from `from`; an acknowledged certificate
 /// puts the key, every other time, in the revocation queue.
-async fn certificate_request(ledger: &Mutex<Ledger>, n: usize, phone: &Phone, app: &mut Connection, csr: &ScanCode, from: Step, rng: &mut Rng) -> Result<(), Error> {
+async fn certificate_request(
+    ledger: &Mutex<Ledger>,
+    n: usize,
+    phone: &Phone,
+    app: &mut Connection,
+    csr: &ScanCode,
+    from: Step,
+    rng: &mut Rng,
+) -> Result<(), Error> {
     let view = fetch_task(app, csr).await?;
-    let info = B64.decode(view["data"]["request_info"].as_str().unwrap_or_default()).map_err(|e| Error::Protocol(e.to_string()))?;
+    let info = B64
+        .decode(view["data"]["request_info"].as_str().unwrap_or_default())
+        .map_err(|e| Error::Protocol(e.to_string()))?;
     let spki = sm2_2p::spki_der(phone.public_key());
     if !info.windows(spki.len()).any(|w| w == spki.as_slice()) {
         return Err(Error::Protocol("the certificate request is not for this key".into()));
@@ -432,7 +482,15 @@ enum Stop {
 
 /// Take a signing task from the phone's last acknowledged step `from` towards `until`,
 /// calling `ack` after every acknowledged step.
-async fn drive(phone: &Phone, conn: &mut Connection, code: &ScanCode, e: &[u8; 32], from: Step, until: Stop, mut ack: impl FnMut(Step)) -> Result<(), Error> {
+async fn drive(
+    phone: &Phone,
+    conn: &mut Connection,
+    code: &ScanCode,
+    e: &[u8; 32],
+    from: Step,
+    until: Stop,
+    mut ack: impl FnMut(Step),
+) -> Result<(), Error> {
     let mut step = from;
     loop {
         step = match step {
@@ -457,7 +515,13 @@ async fn drive(phone: &Phone, conn: &mut Connection, code: &ScanCode, e: &[u8; 3
 
 fn enrollment_request() -> mcs_client::admin::EnrollmentRequest {
     mcs_client::admin::EnrollmentRequest {
-        subject: mcs_client::admin::Subject { kind: "person".into(), name: "Crash Test".into(), org_name: None, credit_code: None, id_number: None },
+        subject: mcs_client::admin::Subject {
+            kind: "person".into(),
+            name: "Crash Test".into(),
+            org_name: None,
+            credit_code: None,
+            id_number: None,
+        },
         ca: "local".into(),
         profile: None,
         platforms: vec!["P-DEV-1".into()],
@@ -531,7 +595,10 @@ impl AuditIndex {
     /// Read the entries the daemon appended since the last call (`GET /v1/audit` as admin).
     async fn refresh(&mut self, admin: &mut Connection) {
         loop {
-            let page = admin.json(Method::GET, &format!("/v1/audit?since={}&limit=10000", self.next), None).await.expect("GET /v1/audit");
+            let page = admin
+                .json(Method::GET, &format!("/v1/audit?since={}&limit=10000", self.next), None)
+                .await
+                .expect("GET /v1/audit");
             let entries = page["entries"].as_array().expect("entries");
             for e in entries {
                 self.add(
@@ -572,10 +639,17 @@ impl Findings {
         let phase = if place.starts_with("after kill") { "rounds" } else { place }.to_owned();
         let record = what
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .find(|w| w.split_once('_').is_some_and(|(a, b)| !a.is_empty() && b.len() >= 8 && b.bytes().all(|c| c.is_ascii_hexdigit())))
+            .find(|w| {
+                w.split_once('_')
+                    .is_some_and(|(a, b)| !a.is_empty() && b.len() >= 8 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+            })
             .unwrap_or(&what)
             .to_owned();
-        let seen = self.0.entry(check).or_default().entry((phase, record)).or_insert_with(|| Sighting { first: what.clone(), last: String::new(), times: 0 });
+        let seen = self.0.entry(check).or_default().entry((phase, record)).or_insert_with(|| Sighting {
+            first: what.clone(),
+            last: String::new(),
+            times: 0,
+        });
         seen.times += 1;
         seen.last = what;
     }
@@ -610,7 +684,15 @@ impl Findings {
 
 /// A key's PIN counter against what was acknowledged and what the chain holds (per
 /// round over the API, and offline).
-fn check_pin(f: &mut Findings, at: &str, key_id: &str, acked: &PinCount, failures: u64, locked: bool, audit: &AuditIndex) {
+fn check_pin(
+    f: &mut Findings,
+    at: &str,
+    key_id: &str,
+    acked: &PinCount,
+    failures: u64,
+    locked: bool,
+    audit: &AuditIndex,
+) {
     let remaining = PIN_LIMIT.saturating_sub(failures);
     f.check(!acked.locked || locked, PIN_LOST, || format!("{at}: {key_id} answered pin_locked but is not locked"));
     f.check(failures >= acked.incorrect, PIN_LOST, || {
@@ -630,7 +712,14 @@ fn check_pin(f: &mut Findings, at: &str, key_id: &str, acked: &PinCount, failure
 /// A task's durable state: was it claimed, co-signed, completed — and did each of those
 /// requests leave its entry? Offline, the `record` also shows a claim or a co-signature
 /// reservation that did not lead to completion.
-fn check_task_audit(f: &mut Findings, at: &str, task_id: &str, status: &str, record: Option<&mcsd::store::TaskRecord>, audit: &AuditIndex) {
+fn check_task_audit(
+    f: &mut Findings,
+    at: &str,
+    task_id: &str,
+    status: &str,
+    record: Option<&mcsd::store::TaskRecord>,
+    audit: &AuditIndex,
+) {
     let cosigned = record.map(|t| t.cosigned);
     let mut need = Vec::new();
     if status == "claimed" || status == "completed" || record.is_some_and(|t| t.key_id.is_some()) {
@@ -643,11 +732,23 @@ fn check_task_audit(f: &mut Findings, at: &str, task_id: &str, status: &str, rec
         need.push(COMPLETE);
     }
     for event in need {
-        f.check(audit.has(event, task_id), TASK_UNAUDITED, || format!("{at}: {task_id} is {status}{} but has no `{event}` ok entry", if cosigned == Some(true) { " (co-signed)" } else { "" }));
+        f.check(audit.has(event, task_id), TASK_UNAUDITED, || {
+            format!(
+                "{at}: {task_id} is {status}{} but has no `{event}` ok entry",
+                if cosigned == Some(true) { " (co-signed)" } else { "" }
+            )
+        });
     }
 }
 
-async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger>, audit: &mut AuditIndex, f: &mut Findings, round: usize) {
+async fn check_and_recover(
+    rig: &Rig<'_>,
+    daemon: &Daemon,
+    ledger: &Mutex<Ledger>,
+    audit: &mut AuditIndex,
+    f: &mut Findings,
+    round: usize,
+) {
     let at = format!("after kill {round}");
     let env = rig.env;
     let mut admin = connect(env, daemon, "admin").await;
@@ -681,18 +782,31 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
         match (&step, status.as_str()) {
             (_, "completed") => {
                 let out = gateway::result(&mut gw, &id, 0).await.expect("task result");
-                let sig = out["result"]["signature"].as_str().and_then(|s| B64.decode(s).ok()).and_then(|d| Signature::from_der(&d).ok());
+                let sig = out["result"]["signature"]
+                    .as_str()
+                    .and_then(|s| B64.decode(s).ok())
+                    .and_then(|d| Signature::from_der(&d).ok());
                 let public = rig.scanners[phone].public_key();
-                f.check(sig.is_some_and(|s| sm2_2p::verify(public, &sm2_2p::e_for_message(public, &message), &s)), COMPLETION_LOST, || {
-                    format!("{at}: {id} is completed but its result is not a valid signature: {out}")
-                });
+                f.check(
+                    sig.is_some_and(|s| sm2_2p::verify(public, &sm2_2p::e_for_message(public, &message), &s)),
+                    COMPLETION_LOST,
+                    || format!("{at}: {id} is completed but its result is not a valid signature: {out}"),
+                );
                 if let Step::Completed(mine) = &step {
-                    f.check(sig == Some(*mine), COMPLETION_LOST, || format!("{at}: {id}: the result is not the acknowledged signature"));
+                    f.check(sig == Some(*mine), COMPLETION_LOST, || {
+                        format!("{at}: {id}: the result is not the acknowledged signature")
+                    });
                 }
             }
-            (Step::Completed(_), other) => f.fail(COMPLETION_LOST, format!("{at}: {id}: completion acknowledged, task is {other}")),
-            (Step::Claimed | Step::Cosigned(_), "pending") => f.fail(CLAIM_LOST, format!("{at}: {id}: claim acknowledged, task is pending")),
-            (_, "pending" | "claimed") if !abandoned => retry.push((id, code, message, phone, step, status, expires_at)),
+            (Step::Completed(_), other) => {
+                f.fail(COMPLETION_LOST, format!("{at}: {id}: completion acknowledged, task is {other}"))
+            }
+            (Step::Claimed | Step::Cosigned(_), "pending") => {
+                f.fail(CLAIM_LOST, format!("{at}: {id}: claim acknowledged, task is pending"))
+            }
+            (_, "pending" | "claimed") if !abandoned => {
+                retry.push((id, code, message, phone, step, status, expires_at))
+            }
             (_, "pending" | "claimed") => {}
             (_, "expired") if abandoned || now() >= expires_at => {}
             (_, other) => f.fail(UNEXPECTED, format!("{at}: {id} ({} acknowledged) is {other}: {view}", step.name())),
@@ -714,7 +828,9 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
         };
         let key_id = phone.key_id().to_owned();
         let eid = prepared.enrollment_id();
-        f.check(audit.activated.contains(eid), ACTIVATION_UNAUDITED, || format!("{at}: enrollment {eid} (key {key_id}) has no `{ACTIVATE}` ok entry"));
+        f.check(audit.activated.contains(eid), ACTIVATION_UNAUDITED, || {
+            format!("{at}: enrollment {eid} (key {key_id}) has no `{ACTIVATE}` ok entry")
+        });
         let key = match mcs_client::admin::get_key(&mut admin, &key_id).await {
             Ok(k) => k,
             Err(e) => {
@@ -737,7 +853,13 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
             });
         }
         if matches!(step, Step::Completed(_)) {
-            let want: &[&str] = if revoked_ack.contains(&key_id) { &["revoked"] } else if sent.contains(&key_id) { &["active", "revoked"] } else { &["active"] };
+            let want: &[&str] = if revoked_ack.contains(&key_id) {
+                &["revoked"]
+            } else if sent.contains(&key_id) {
+                &["active", "revoked"]
+            } else {
+                &["active"]
+            };
             f.check(want.contains(&status.as_str()) && task_status == "completed", CERT_LOST, || {
                 format!("{at}: key {key_id}: certificate request acknowledged; key is {status}, request {} is {task_status}", csr.task_id)
             });
@@ -745,10 +867,14 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
             csr_retry.push((n, who, prepared.clone(), phone, csr, step, task_status));
         }
         if revoked_ack.contains(&key_id) {
-            f.check(status == "revoked", REVOCATION_LOST, || format!("{at}: revocation of {key_id} acknowledged, key is {status}"));
+            f.check(status == "revoked", REVOCATION_LOST, || {
+                format!("{at}: revocation of {key_id} acknowledged, key is {status}")
+            });
         }
         if status == "revoked" {
-            f.check(audit.revoked.contains(&key_id), REVOCATION_UNAUDITED, || format!("{at}: {key_id} is revoked but has no `{REVOKE}` ok entry"));
+            f.check(audit.revoked.contains(&key_id), REVOCATION_UNAUDITED, || {
+                format!("{at}: {key_id} is revoked but has no `{REVOKE}` ok entry")
+            });
         }
     }
 
@@ -768,7 +894,14 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
         match out {
             Ok(()) => {}
             Err(err) if err.code() == Some("task_expired") && now() >= expires_at => {}
-            Err(err) => f.fail(STUCK, format!("{at}: sign task {id} was {status} (phone had: {}); retrying from {}: {err}", step.name(), from.name())),
+            Err(err) => f.fail(
+                STUCK,
+                format!(
+                    "{at}: sign task {id} was {status} (phone had: {}); retrying from {}: {err}",
+                    step.name(),
+                    from.name()
+                ),
+            ),
         }
     }
     for (n, who, prepared, phone, csr, step, status) in csr_retry {
@@ -779,7 +912,8 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
         };
         let mut out = Err(Error::Protocol("the request expired".into()));
         if status != "expired" {
-            out = certificate_request(ledger, n, &phone, &mut apps[who], &csr, from.clone(), &mut Rng::new(n as u64)).await;
+            out = certificate_request(ledger, n, &phone, &mut apps[who], &csr, from.clone(), &mut Rng::new(n as u64))
+                .await;
         }
         // Past its TTL the request is gone; a phone whose key is still pending repeats its
         // activation and gets a new one.
@@ -788,7 +922,10 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
             continue;
         }
         if let Err(err) = out {
-            let key = mcs_client::admin::get_key(&mut admin, phone.key_id()).await.map(|k| k["status"].clone()).unwrap_or_default();
+            let key = mcs_client::admin::get_key(&mut admin, phone.key_id())
+                .await
+                .map(|k| k["status"].clone())
+                .unwrap_or_default();
             f.fail(STUCK, format!("{at}: certificate request {} of key {} (key {key}) was {status} (phone had: {}); retrying from {}: {err}", csr.task_id, phone.key_id(), step.name(), from.name()));
         }
     }
@@ -800,16 +937,27 @@ async fn check_and_recover(rig: &Rig<'_>, daemon: &Daemon, ledger: &Mutex<Ledger
         let out = async {
             let (phone, csr) = prepared.send(&mut apps[who]).await?;
             if before.as_ref().is_some_and(|k| k != phone.key_id()) {
-                return Err(Error::Protocol(format!("the repeated activation answered key {}, not {}", phone.key_id(), before.as_ref().unwrap())));
+                return Err(Error::Protocol(format!(
+                    "the repeated activation answered key {}, not {}",
+                    phone.key_id(),
+                    before.as_ref().unwrap()
+                )));
             }
             let phone = Arc::new(phone);
             let csr = csr.ok_or_else(|| Error::Protocol("no csr_task".into()))?;
-            ledger.lock().unwrap().enrollments[n].state = Onboard::Activated { phone: phone.clone(), csr: csr.clone(), step: Step::Created };
+            ledger.lock().unwrap().enrollments[n].state =
+                Onboard::Activated { phone: phone.clone(), csr: csr.clone(), step: Step::Created };
             certificate_request(ledger, n, &phone, &mut apps[who], &csr, Step::Created, &mut Rng::new(n as u64)).await
         }
         .await;
         if let Err(err) = out {
-            f.fail(STUCK_ACTIVATION, format!("{at}: enrollment {}: repeating the activation and its certificate request: {err}", prepared.enrollment_id()));
+            f.fail(
+                STUCK_ACTIVATION,
+                format!(
+                    "{at}: enrollment {}: repeating the activation and its certificate request: {err}",
+                    prepared.enrollment_id()
+                ),
+            );
         }
     }
 }
@@ -839,17 +987,27 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        f.check(!abandoned || status == "expired", NOT_SWEPT, || format!("after its TTL: abandoned task {id} is {status}"));
-        f.check(status != "pending" && status != "claimed", NOT_SWEPT, || format!("after its TTL: task {id} is still {status}"));
+        f.check(!abandoned || status == "expired", NOT_SWEPT, || {
+            format!("after its TTL: abandoned task {id} is {status}")
+        });
+        f.check(status != "pending" && status != "claimed", NOT_SWEPT, || {
+            format!("after its TTL: task {id} is still {status}")
+        });
     }
     drop(gw);
     let (status, log) = daemon.stop();
     assert!(status.success(), "clean stop: {status:?}\n{log}");
 
-    let out = std::process::Command::new(bin("mcsd")).args(["audit", "verify", "--config"]).arg(env.config()).output().unwrap();
+    let out = std::process::Command::new(bin("mcsd"))
+        .args(["audit", "verify", "--config"])
+        .arg(env.config())
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{}", text.trim());
-    f.check(out.status.success() && text.contains("audit chain intact"), VERIFY, || format!("stopped store: {}", text.trim()));
+    f.check(out.status.success() && text.contains("audit chain intact"), VERIFY, || {
+        format!("stopped store: {}", text.trim())
+    });
 
     // Offline: the stopped store, every record in it.
     let store = mcsd::store::Store::open(&env.db()).expect("open the stopped store");
@@ -860,19 +1018,26 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
         offline.next = seq + 1;
     }
     let at = "stopped store";
-    let tasks: BTreeMap<String, mcsd::store::TaskRecord> = store.tasks().expect("tasks").into_iter().map(|t| (t.id.clone(), t)).collect();
+    let tasks: BTreeMap<String, mcsd::store::TaskRecord> =
+        store.tasks().expect("tasks").into_iter().map(|t| (t.id.clone(), t)).collect();
     for t in tasks.values() {
         let status = mcsd::tasks::status_str(t.status);
-        f.check(t.status.is_final(), NOT_FINAL, || format!("{at}: {} ({}) is {status}, expired at {}", t.id, mcsd::tasks::kind_str(t.kind), t.expires_at));
+        f.check(t.status.is_final(), NOT_FINAL, || {
+            format!("{at}: {} ({}) is {status}, expired at {}", t.id, mcsd::tasks::kind_str(t.kind), t.expires_at)
+        });
         check_task_audit(f, at, &t.id, status, Some(t), &offline);
     }
     let keys = store.keys_matching(|_| true).expect("keys");
     let l = ledger.lock().unwrap();
     for k in &keys {
         use mcsd::store::KeyStatus;
-        f.check(offline.activated.contains(&k.enrollment_id), ACTIVATION_UNAUDITED, || format!("{at}: key {} (enrollment {}) has no `{ACTIVATE}` ok entry", k.id, k.enrollment_id));
+        f.check(offline.activated.contains(&k.enrollment_id), ACTIVATION_UNAUDITED, || {
+            format!("{at}: key {} (enrollment {}) has no `{ACTIVATE}` ok entry", k.id, k.enrollment_id)
+        });
         if k.status == KeyStatus::Revoked {
-            f.check(offline.revoked.contains(&k.id), REVOCATION_UNAUDITED, || format!("{at}: {} is revoked but has no `{REVOKE}` ok entry", k.id));
+            f.check(offline.revoked.contains(&k.id), REVOCATION_UNAUDITED, || {
+                format!("{at}: {} is revoked but has no `{REVOKE}` ok entry", k.id)
+            });
         }
         if k.certificate.is_some() {
             let csr: Vec<&mcsd::store::TaskRecord> = tasks
@@ -880,38 +1045,72 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
                 .filter(|t| matches!(&t.data, mcsd::store::TaskData::Csr { key_id, .. } if key_id == &k.id))
                 .collect();
             f.check(csr.iter().any(|t| offline.has(COMPLETE, &t.id)), CERT_UNAUDITED, || {
-                let states: Vec<String> = csr.iter().map(|t| format!("{} {}", t.id, mcsd::tasks::status_str(t.status))).collect();
-                format!("{at}: key {} has a certificate but none of its requests ({}) has a `{COMPLETE}` ok entry", k.id, states.join(", "))
+                let states: Vec<String> =
+                    csr.iter().map(|t| format!("{} {}", t.id, mcsd::tasks::status_str(t.status))).collect();
+                format!(
+                    "{at}: key {} has a certificate but none of its requests ({}) has a `{COMPLETE}` ok entry",
+                    k.id,
+                    states.join(", ")
+                )
             });
         }
         if k.pin.failures > 0 || k.pin.locked || l.pins.contains_key(&k.id) {
-            check_pin(f, at, &k.id, &l.pins.get(&k.id).cloned().unwrap_or_default(), u64::from(k.pin.failures), k.pin.locked, &offline);
+            check_pin(
+                f,
+                at,
+                &k.id,
+                &l.pins.get(&k.id).cloned().unwrap_or_default(),
+                u64::from(k.pin.failures),
+                k.pin.locked,
+                &offline,
+            );
         }
     }
     let by_id: BTreeMap<&str, &mcsd::store::KeyRecord> = keys.iter().map(|k| (k.id.as_str(), k)).collect();
     for (id, t) in &l.tasks {
         if let Step::Completed(sig) = &t.step {
             let rec = tasks.get(id);
-            let stored = rec.and_then(|r| r.result.as_ref()).and_then(|r| r["signature"].as_str()).and_then(|s| B64.decode(s).ok());
-            f.check(rec.is_some_and(|r| r.status == mcsd::store::TaskStatus::Completed) && stored == Some(sig.to_der()), COMPLETION_LOST, || {
-                format!("{at}: {id}: completion acknowledged; record: {:?}", rec.map(|r| (r.status, &r.result)))
-            });
+            let stored = rec
+                .and_then(|r| r.result.as_ref())
+                .and_then(|r| r["signature"].as_str())
+                .and_then(|s| B64.decode(s).ok());
+            f.check(
+                rec.is_some_and(|r| r.status == mcsd::store::TaskStatus::Completed) && stored == Some(sig.to_der()),
+                COMPLETION_LOST,
+                || format!("{at}: {id}: completion acknowledged; record: {:?}", rec.map(|r| (r.status, &r.result))),
+            );
         }
     }
     for e in &l.enrollments {
         if let Onboard::Activated { phone, step, .. } = &e.state {
             let k = by_id.get(phone.key_id());
-            f.check(k.is_some(), ACTIVATION_LOST, || format!("{at}: key {} of acknowledged activation {} is missing", phone.key_id(), e.prepared.enrollment_id()));
+            f.check(k.is_some(), ACTIVATION_LOST, || {
+                format!(
+                    "{at}: key {} of acknowledged activation {} is missing",
+                    phone.key_id(),
+                    e.prepared.enrollment_id()
+                )
+            });
             if let (Some(k), Step::Completed(_)) = (k, step) {
-                f.check(k.certificate.is_some() && k.status != mcsd::store::KeyStatus::Pending, CERT_LOST, || format!("{at}: {}: certificate acknowledged; key is {:?}", k.id, k.status));
+                f.check(k.certificate.is_some() && k.status != mcsd::store::KeyStatus::Pending, CERT_LOST, || {
+                    format!("{at}: {}: certificate acknowledged; key is {:?}", k.id, k.status)
+                });
             }
         }
     }
     for key_id in &l.revoked_ack {
         let status = by_id.get(key_id.as_str()).map(|k| k.status);
-        f.check(status == Some(mcsd::store::KeyStatus::Revoked), REVOCATION_LOST, || format!("{at}: revocation of {key_id} acknowledged; key is {status:?}"));
+        f.check(status == Some(mcsd::store::KeyStatus::Revoked), REVOCATION_LOST, || {
+            format!("{at}: revocation of {key_id} acknowledged; key is {status:?}")
+        });
     }
-    println!("stopped store: {} tasks, {} keys, {} audit entries; acknowledged: {}", tasks.len(), keys.len(), offline.next, l.summary());
+    println!(
+        "stopped store: {} tasks, {} keys, {} audit entries; acknowledged: {}",
+        tasks.len(),
+        keys.len(),
+        offline.next,
+        l.summary()
+    );
 }
 
 // ---- small helpers -----------------------------------------------------------------------
@@ -921,7 +1120,9 @@ fn now() -> i64 {
 }
 
 fn unix(rfc3339: &str) -> i64 {
-    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).expect("RFC 3339 time").unix_timestamp()
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 time")
+        .unix_timestamp()
 }
 
 /// xorshift64*: timings that vary from run to run but can be repeated with the seed.

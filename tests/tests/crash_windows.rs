@@ -29,7 +29,8 @@ async fn retried_cosign_after_a_lost_answer() {
     let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
     let mut gw = connect(&env, &daemon, "gateway").await;
     let msg = b"contract 42, signed after a crash".to_vec();
-    let created = gateway::create_task(&mut gw, "sign", "sign", json!({"message": B64.encode(&msg)}), None, None).await.unwrap();
+    let created =
+        gateway::create_task(&mut gw, "sign", "sign", json!({"message": B64.encode(&msg)}), None, None).await.unwrap();
     let code = ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
     let claimed = phone.claim(&mut app, &code).await.unwrap();
     let e = sm2_2p::digest_from_hex(claimed["e"].as_str().unwrap()).unwrap();
@@ -72,7 +73,10 @@ async fn task_completion_and_its_audit_entry_are_one_step() {
     let daemon = Daemon::start(&env);
     let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
     let mut gw = connect(&env, &daemon, "gateway").await;
-    let created = gateway::create_task(&mut gw, "sign", "one entry each", json!({"message": B64.encode("x")}), None, None).await.unwrap();
+    let created =
+        gateway::create_task(&mut gw, "sign", "one entry each", json!({"message": B64.encode("x")}), None, None)
+            .await
+            .unwrap();
     let code = ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
     phone.scan(&mut app, &code).await.unwrap();
 
@@ -82,7 +86,9 @@ async fn task_completion_and_its_audit_entry_are_one_step() {
     let mine: Vec<(&str, &str, &str)> = entries
         .iter()
         .filter(|e| e["task_id"] == code.task_id.as_str())
-        .map(|e| (e["event"].as_str().unwrap(), e["outcome"].as_str().unwrap(), e["detail"]["status"].as_str().unwrap_or("")))
+        .map(|e| {
+            (e["event"].as_str().unwrap(), e["outcome"].as_str().unwrap(), e["detail"]["status"].as_str().unwrap_or(""))
+        })
         .collect();
     assert_eq!(
         mine,
@@ -94,15 +100,30 @@ async fn task_completion_and_its_audit_entry_are_one_step() {
         ]
     );
     // The activation's certificate request, too: installed and completed in one step.
-    let csr: Vec<&Value> = entries.iter().filter(|e| e["event"] == "POST /v1/tasks/{id}/complete" && e["detail"]["kind"] == "csr").collect();
+    let csr: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["event"] == "POST /v1/tasks/{id}/complete" && e["detail"]["kind"] == "csr")
+        .collect();
     assert_eq!(csr.len(), 1);
-    assert_eq!((csr[0]["detail"]["status"].as_str(), csr[0]["key_id"].as_str()), (Some("completed"), Some(phone.key_id())));
+    assert_eq!(
+        (csr[0]["detail"]["status"].as_str(), csr[0]["key_id"].as_str()),
+        (Some("completed"), Some(phone.key_id()))
+    );
 
     // Under a kill -9 amid concurrent completions, every completion that reached the disk
     // has its entry (and only one).
     let mut codes = Vec::new();
     for i in 0..60 {
-        let created = gateway::create_task(&mut gw, "sign", "bulk", json!({"message": B64.encode(format!("doc {i}"))}), Some(600), None).await.unwrap();
+        let created = gateway::create_task(
+            &mut gw,
+            "sign",
+            "bulk",
+            json!({"message": B64.encode(format!("doc {i}"))}),
+            Some(600),
+            None,
+        )
+        .await
+        .unwrap();
         codes.push(ScanCode::parse(created["qr"].as_str().unwrap()).unwrap());
     }
     let phone = Arc::new(phone);
@@ -141,7 +162,11 @@ async fn task_completion_and_its_audit_entry_are_one_step() {
         let status = gateway::task(&mut gw, &code.task_id).await.unwrap()["status"].as_str().unwrap().to_owned();
         let logged = entries
             .iter()
-            .filter(|e| e["task_id"] == code.task_id.as_str() && e["event"] == "POST /v1/tasks/{id}/complete" && e["outcome"] == "ok")
+            .filter(|e| {
+                e["task_id"] == code.task_id.as_str()
+                    && e["event"] == "POST /v1/tasks/{id}/complete"
+                    && e["outcome"] == "ok"
+            })
             .count();
         if status == "completed" {
             completed += 1;
@@ -154,7 +179,11 @@ async fn task_completion_and_its_audit_entry_are_one_step() {
     let (status, _) = daemon.stop();
     assert!(status.success());
     let (ok, out) = {
-        let o = std::process::Command::new(bin("mcsd")).args(["audit", "verify", "--config"]).arg(env.config()).output().unwrap();
+        let o = std::process::Command::new(bin("mcsd"))
+            .args(["audit", "verify", "--config"])
+            .arg(env.config())
+            .output()
+            .unwrap();
         (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
     };
     assert!(ok, "the chain verifies after the crash and restart: {out}");

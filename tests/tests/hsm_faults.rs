@@ -30,7 +30,11 @@ fn wait_ready(daemon: &Daemon, want: u16) {
 async fn device_errors_give_hsm_unavailable_and_the_daemon_recovers_by_itself() {
     let env = DevEnv::with_mock();
     let cfg = std::fs::read_to_string(env.config()).unwrap();
-    std::fs::write(env.config(), cfg.replace("pin_file = \"hsm-pin\"\n", "pin_file = \"hsm-pin\"\nreinit_interval_ms = 200\n")).unwrap();
+    std::fs::write(
+        env.config(),
+        cfg.replace("pin_file = \"hsm-pin\"\n", "pin_file = \"hsm-pin\"\nreinit_interval_ms = 200\n"),
+    )
+    .unwrap();
     let daemon = Daemon::start(&env);
     let (phone, mut conn) = new_phone(&env, &daemon, "app1", "123456").await;
     wait_ready(&daemon, 200);

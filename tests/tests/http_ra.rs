@@ -22,7 +22,13 @@ fn ra_plugin(env: &DevEnv, ra: &TestRa, name: &str, secret: &str) -> String {
 
 async fn enroll_with(admin: &mut mcs_client::Connection, ca: &str, name: &str) -> (String, String) {
     let req = mcs_client::admin::EnrollmentRequest {
-        subject: mcs_client::admin::Subject { kind: "person".into(), name: name.into(), org_name: None, credit_code: None, id_number: None },
+        subject: mcs_client::admin::Subject {
+            kind: "person".into(),
+            name: name.into(),
+            org_name: None,
+            credit_code: None,
+            id_number: None,
+        },
         ca: ca.into(),
         profile: None,
         platforms: vec!["P-DEV-1".into()],
@@ -53,7 +59,8 @@ async fn certificates_come_from_the_remote_ra_and_a_wrong_hmac_is_a_plugin_error
     assert_eq!(k["status"], "active", "{k}");
     {
         let log = ra.log.lock().unwrap();
-        let (path, body) = log.accepted.iter().find(|(p, _)| p.ends_with("/cert/apply")).expect("the RA saw the application");
+        let (path, body) =
+            log.accepted.iter().find(|(p, _)| p.ends_with("/cert/apply")).expect("the RA saw the application");
         assert_eq!(path, "/ra/v2/cert/apply");
         assert_eq!(body["bizType"], "MOBILE_CERT");
         assert_eq!(body["apply"]["userName"], "Wang Wu");
@@ -62,11 +69,19 @@ async fn certificates_come_from_the_remote_ra_and_a_wrong_hmac_is_a_plugin_error
     }
     let leaf = env.path().join("ra-leaf.pem");
     std::fs::write(&leaf, pem("CERTIFICATE", &B64.decode(k["certificate"].as_str().unwrap()).unwrap())).unwrap();
-    let (ok, out) = openssl(&["verify".as_ref(), "-vfyopt".as_ref(), "distid:1234567812345678".as_ref(), "-CAfile".as_ref(), ra.ca_pem.as_os_str(), leaf.as_os_str()]);
+    let (ok, out) = openssl(&[
+        "verify".as_ref(),
+        "-vfyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-CAfile".as_ref(),
+        ra.ca_pem.as_os_str(),
+        leaf.as_os_str(),
+    ]);
     assert!(ok && out.contains(": OK"), "{out}");
     // The chain the RA sent as PEM arrives as DER: it is the RA's CA.
     assert_eq!(B64.decode(k["chain"][0].as_str().unwrap()).unwrap(), ra_ca_der(&ra));
-    let (ok, certified) = openssl(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
+    let (ok, certified) =
+        openssl(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
     assert!(ok);
     assert_eq!(certified.trim(), mcs_client::phone::public_key_pem(phone.public_key()).trim());
     let sig = phone.sign_message(&mut app, b"bid file digest", SignMode::Canonical).await.unwrap();
@@ -81,21 +96,34 @@ async fn certificates_come_from_the_remote_ra_and_a_wrong_hmac_is_a_plugin_error
     assert_eq!(admin.json(Method::GET, &status_path, None).await.unwrap()["status"], "revoked");
     {
         let log = ra.log.lock().unwrap();
-        let (_, body) = log.accepted.iter().find(|(p, _)| p.ends_with("/cert/revoke")).expect("the RA saw the revocation");
+        let (_, body) =
+            log.accepted.iter().find(|(p, _)| p.ends_with("/cert/revoke")).expect("the RA saw the revocation");
         assert_eq!(body["serialNo"], serial.as_str());
         assert_eq!(body["revokeReason"], "key_compromise");
     }
     let crl = admin.json(Method::GET, "/v1/plugins/ra/crl", None).await.unwrap();
     let crl_path = env.path().join("ra.crl");
     std::fs::write(&crl_path, B64.decode(crl["crl"].as_str().unwrap()).unwrap()).unwrap();
-    let (ok, text) = openssl(&["crl".as_ref(), "-inform".as_ref(), "DER".as_ref(), "-in".as_ref(), crl_path.as_os_str(), "-noout".as_ref(), "-text".as_ref()]);
+    let (ok, text) = openssl(&[
+        "crl".as_ref(),
+        "-inform".as_ref(),
+        "DER".as_ref(),
+        "-in".as_ref(),
+        crl_path.as_os_str(),
+        "-noout".as_ref(),
+        "-text".as_ref(),
+    ]);
     assert!(ok && text.to_ascii_lowercase().replace(':', "").contains(&serial), "{text}");
-    assert_eq!(phone.sign_message(&mut app, b"after", SignMode::Canonical).await.unwrap_err().code(), Some("key_inactive"));
+    assert_eq!(
+        phone.sign_message(&mut app, b"after", SignMode::Canonical).await.unwrap_err().code(),
+        Some("key_inactive")
+    );
 
     // A wrong app secret: the RA refuses the signature; the daemon reports plugin_error and
     // the key stays pending, without a certificate.
     let before = ra.log.lock().unwrap().bad_signatures;
-    let resp = admin.call(Method::GET, &format!("/v1/plugins/ra-wrong-secret/status?serial={serial}"), None).await.unwrap();
+    let resp =
+        admin.call(Method::GET, &format!("/v1/plugins/ra-wrong-secret/status?serial={serial}"), None).await.unwrap();
     assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (502, Some("plugin_error")), "{:?}", resp.body);
     let (enrollment, code) = enroll_with(&mut admin, "ra-wrong-secret", "Zhao Liu").await;
     let mut app2 = connect(&env, &daemon, "app2").await;

@@ -29,7 +29,9 @@ async fn enroll_activate_sign_decrypt_all_checked_by_openssl() {
     assert_eq!(key["platforms"], json!([{"platform": "P-DEV-1"}]));
 
     // Canonical and fixed_k3 signatures over several messages: OpenSSL must accept each.
-    for (i, mode) in [SignMode::Canonical, SignMode::FixedK3, SignMode::Canonical, SignMode::FixedK3].into_iter().enumerate() {
+    for (i, mode) in
+        [SignMode::Canonical, SignMode::FixedK3, SignMode::Canonical, SignMode::FixedK3].into_iter().enumerate()
+    {
         let msg = format!("bid document {i}: tender ZB-2026-{i:03}").into_bytes();
         let sig = phone.sign_message(&mut conn, &msg, mode).await.expect("sign");
         assert!(openssl_verifies(env.path(), phone.public_key(), &msg, &sig.to_der()), "{mode:?} signature {i}");
@@ -45,8 +47,15 @@ async fn enroll_activate_sign_decrypt_all_checked_by_openssl() {
         let (input, output) = (env.path().join(format!("pt{i}")), env.path().join(format!("ct{i}")));
         std::fs::write(&input, plaintext).unwrap();
         let (ok, out) = openssl(&[
-            "pkeyutl".as_ref(), "-encrypt".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), pem.as_os_str(),
-            "-in".as_ref(), input.as_os_str(), "-out".as_ref(), output.as_os_str(),
+            "pkeyutl".as_ref(),
+            "-encrypt".as_ref(),
+            "-pubin".as_ref(),
+            "-inkey".as_ref(),
+            pem.as_os_str(),
+            "-in".as_ref(),
+            input.as_os_str(),
+            "-out".as_ref(),
+            output.as_os_str(),
         ]);
         assert!(ok, "openssl encrypt: {out}");
         let ct = std::fs::read(&output).unwrap();
@@ -88,11 +97,17 @@ async fn a_clean_stop_lets_the_next_start_skip_the_vault_check_and_a_crash_does_
     let sig = phone.sign_message(&mut conn, b"after a crash", SignMode::Canonical).await.expect("sign");
     assert!(openssl_verifies(env.path(), phone.public_key(), b"after a crash", &sig.to_der()));
     let (status, log) = daemon.stop();
-    assert!(status.success() && log.contains(CHECKED) && !log.contains(SKIPPED), "after kill -9 every slot is checked:\n{log}");
+    assert!(
+        status.success() && log.contains(CHECKED) && !log.contains(SKIPPED),
+        "after kill -9 every slot is checked:\n{log}"
+    );
 
     let daemon = Daemon::start(&env);
     let (status, log) = daemon.stop();
-    assert!(status.success() && log.contains(SKIPPED) && !log.contains(CHECKED), "after a clean stop the check is skipped:\n{log}");
+    assert!(
+        status.success() && log.contains(SKIPPED) && !log.contains(CHECKED),
+        "after a clean stop the check is skipped:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +198,13 @@ async fn other_devices_and_wrong_roles_are_refused() {
     let err = mcs_client::admin::create_enrollment(
         &mut app,
         &mcs_client::admin::EnrollmentRequest {
-            subject: mcs_client::admin::Subject { kind: "person".into(), name: "x".into(), org_name: None, credit_code: None, id_number: None },
+            subject: mcs_client::admin::Subject {
+                kind: "person".into(),
+                name: "x".into(),
+                org_name: None,
+                credit_code: None,
+                id_number: None,
+            },
             ca: "local".into(),
             profile: None,
             platforms: vec![],
@@ -230,7 +251,12 @@ async fn bad_input_gets_bad_request_and_changes_nothing() {
     ];
     for (what, body) in &cases {
         let resp = conn.call(Method::POST, &path, Some(body)).await.unwrap();
-        assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (400, Some("bad_request")), "{what}: {:?}", resp.body);
+        assert_eq!(
+            (resp.status, resp.body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{what}: {:?}",
+            resp.body
+        );
     }
     let resp = conn.call_bytes(Method::POST, &path, "{not json".into()).await.unwrap();
     assert_eq!(resp.body["error"]["code"], "bad_request");
@@ -258,10 +284,14 @@ async fn bad_input_gets_bad_request_and_changes_nothing() {
         let resp = conn.call(Method::POST, &act, Some(&body)).await.unwrap();
         assert_eq!(resp.body["error"]["code"], "bad_request", "{body}");
     }
-    let resp = conn.call(Method::POST, &act, Some(&json!({"activation_code": "WRONG", "p1": q1, "pin": pin}))).await.unwrap();
+    let resp =
+        conn.call(Method::POST, &act, Some(&json!({"activation_code": "WRONG", "p1": q1, "pin": pin}))).await.unwrap();
     assert_eq!(resp.body["error"]["code"], "forbidden");
     Phone::activate(&mut conn, "test", &id, &activation, "123456").await.expect("activation still possible");
-    let resp = conn.call(Method::POST, &act, Some(&json!({"activation_code": activation, "p1": q1, "pin": pin}))).await.unwrap();
+    let resp = conn
+        .call(Method::POST, &act, Some(&json!({"activation_code": activation, "p1": q1, "pin": pin})))
+        .await
+        .unwrap();
     assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (409, Some("conflict")));
 }
 
@@ -281,9 +311,21 @@ async fn missing_or_foreign_client_certificates_fail_the_handshake() {
     // A certificate from a CA the daemon does not trust.
     let (key, cert) = (env.path().join("rogue.key"), env.path().join("rogue.pem"));
     let (ok, out) = openssl(&[
-        "req".as_ref(), "-x509".as_ref(), "-newkey".as_ref(), "ec".as_ref(), "-pkeyopt".as_ref(),
-        "ec_paramgen_curve:P-256".as_ref(), "-nodes".as_ref(), "-subj".as_ref(), "/CN=rogue".as_ref(),
-        "-keyout".as_ref(), key.as_os_str(), "-out".as_ref(), cert.as_os_str(), "-days".as_ref(), "1".as_ref(),
+        "req".as_ref(),
+        "-x509".as_ref(),
+        "-newkey".as_ref(),
+        "ec".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:P-256".as_ref(),
+        "-nodes".as_ref(),
+        "-subj".as_ref(),
+        "/CN=rogue".as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+        "-days".as_ref(),
+        "1".as_ref(),
     ]);
     assert!(ok, "{out}");
     let mut rogue = env.endpoint(&daemon, "app1");
@@ -338,7 +380,11 @@ async fn database_files_never_hold_a_share_in_clear_and_revocation_erases_the_wr
         let bytes = std::fs::read(&entry).unwrap();
         files += 1;
         for (what, needle) in &secrets {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in clear in {}", entry.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} found in clear in {}",
+                entry.display()
+            );
         }
     }
     assert!(files > 0, "no database files found");
@@ -346,15 +392,23 @@ async fn database_files_never_hold_a_share_in_clear_and_revocation_erases_the_wr
     let public = hex::decode(&phone.state.public_key).unwrap();
     assert!(walk(&env.db()).iter().any(|f| {
         let b = std::fs::read(f).unwrap();
-        b.windows(phone.state.public_key.len()).any(|w| w == phone.state.public_key.as_bytes()) || b.windows(65).any(|w| w == public.as_slice())
+        b.windows(phone.state.public_key.len()).any(|w| w == phone.state.public_key.as_bytes())
+            || b.windows(65).any(|w| w == public.as_slice())
     }));
 
     // Revocation: once acknowledged, not even the wrapped share is left in any file.
-    let out = std::process::Command::new(bin("read-share")).arg("--wrapped").arg(env.config()).arg(phone.key_id()).output().unwrap();
+    let out = std::process::Command::new(bin("read-share"))
+        .arg("--wrapped")
+        .arg(env.config())
+        .arg(phone.key_id())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let wrapped = hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
     assert!(wrapped.len() >= 32 + 16, "a wrapped share is ciphertext plus tag");
-    let in_files = |needle: &[u8]| walk(&env.db()).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count();
+    let in_files = |needle: &[u8]| {
+        walk(&env.db()).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
+    };
     assert_eq!(in_files(&wrapped), 1, "the wrapped share is stored exactly once (in the vault)");
     let daemon = Daemon::start(&env);
     let mut admin = connect(&env, &daemon, "admin").await;

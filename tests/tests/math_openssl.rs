@@ -43,8 +43,15 @@ fn openssl_ciphertexts_decrypt_two_party() {
         let (input, output) = (dir.path().join(format!("p{i}")), dir.path().join(format!("c{i}")));
         std::fs::write(&input, &plain).unwrap();
         let (ok, out) = openssl(&[
-            "pkeyutl".as_ref(), "-encrypt".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), pem.as_os_str(),
-            "-in".as_ref(), input.as_os_str(), "-out".as_ref(), output.as_os_str(),
+            "pkeyutl".as_ref(),
+            "-encrypt".as_ref(),
+            "-pubin".as_ref(),
+            "-inkey".as_ref(),
+            pem.as_os_str(),
+            "-in".as_ref(),
+            input.as_os_str(),
+            "-out".as_ref(),
+            output.as_os_str(),
         ]);
         assert!(ok, "{out}");
         let ct = Ciphertext::parse(&std::fs::read(&output).unwrap()).unwrap();

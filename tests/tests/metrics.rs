@@ -30,9 +30,15 @@ async fn prometheus_scrapes_the_cosign_counter() {
     let (status, text) = daemon.health_get("/metrics");
     assert_eq!(status, 200);
     for name in [
-        "mcsd_api_requests_total", "mcsd_api_request_duration_seconds_bucket", "mcsd_cosign_operations_total",
-        "mcsd_hsm_call_duration_seconds_bucket", "mcsd_hsm_sessions_in_use", "mcsd_pin_failures_total",
-        "mcsd_plugin_calls_total", "mcsd_store_flush_duration_seconds_bucket", "mcsd_build_info",
+        "mcsd_api_requests_total",
+        "mcsd_api_request_duration_seconds_bucket",
+        "mcsd_cosign_operations_total",
+        "mcsd_hsm_call_duration_seconds_bucket",
+        "mcsd_hsm_sessions_in_use",
+        "mcsd_pin_failures_total",
+        "mcsd_plugin_calls_total",
+        "mcsd_store_flush_duration_seconds_bucket",
+        "mcsd_build_info",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }

@@ -66,20 +66,36 @@ async fn misbehaving_adapters_are_contained_and_the_good_one_keeps_working() {
     // The test adapter also returns the signer's SPKI: check the signature with OpenSSL.
     let spki = B64.decode(answer["signer"].as_str().unwrap()).unwrap();
     let pem = env.path().join("signer.pem");
-    std::fs::write(&pem, format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", B64.encode(&spki))).unwrap();
+    std::fs::write(&pem, format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", B64.encode(&spki)))
+        .unwrap();
     let (msg, sigf) = (env.path().join("m"), env.path().join("s"));
     std::fs::write(&msg, b"test-crl").unwrap();
     std::fs::write(&sigf, &sig).unwrap();
     let (ok, text) = openssl(&[
-        "pkeyutl".as_ref(), "-verify".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), pem.as_os_str(),
-        "-rawin".as_ref(), "-in".as_ref(), msg.as_os_str(), "-sigfile".as_ref(), sigf.as_os_str(),
-        "-digest".as_ref(), "sm3".as_ref(), "-pkeyopt".as_ref(), "distid:1234567812345678".as_ref(),
+        "pkeyutl".as_ref(),
+        "-verify".as_ref(),
+        "-pubin".as_ref(),
+        "-inkey".as_ref(),
+        pem.as_os_str(),
+        "-rawin".as_ref(),
+        "-in".as_ref(),
+        msg.as_os_str(),
+        "-sigfile".as_ref(),
+        sigf.as_os_str(),
+        "-digest".as_ref(),
+        "sm3".as_ref(),
+        "-pkeyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
     ]);
     assert!(ok, "OpenSSL rejects the host's signature: {text}");
 
     // Only admins list adapters; the daemon itself is unharmed.
     let mut gw = connect(&env, &daemon, "gateway").await;
-    assert_eq!(gw.json(Method::GET, &crl("good"), None).await.unwrap()["signer"], answer["signer"], "one key, created once");
+    assert_eq!(
+        gw.json(Method::GET, &crl("good"), None).await.unwrap()["signer"],
+        answer["signer"],
+        "one key, created once"
+    );
     expect(gw.call(Method::GET, "/v1/plugins", None).await.unwrap(), 403, "forbidden");
     let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
     let sig = phone.sign_message(&mut app, b"still serving", mcs_client::phone::SignMode::Canonical).await.unwrap();

@@ -27,16 +27,26 @@ async fn role_confusion_by_an_appended_certificate() {
     let env = DevEnv::production();
     let daemon = Daemon::start(&env);
     let mut admin = connect(&env, &daemon, "admin").await;
-    assert_eq!(admin.call(Method::POST, "/v1/enrollments", Some(&enrollment_body())).await.unwrap().status, 201, "the admin itself may enroll");
+    assert_eq!(
+        admin.call(Method::POST, "/v1/enrollments", Some(&enrollment_body())).await.unwrap().status,
+        201,
+        "the admin itself may enroll"
+    );
     let app1 = std::fs::read_to_string(env.pki().join("app1.pem")).unwrap();
     for extra in ["operators-ca.pem", "admin.pem", "platforms-ca.pem", "gateway.pem"] {
         let chain = env.path().join(format!("app1-plus-{extra}"));
         std::fs::write(&chain, format!("{app1}{}", std::fs::read_to_string(env.pki().join(extra)).unwrap())).unwrap();
         let mut ep = env.endpoint(&daemon, "app1");
         ep.cert_file = Some(chain);
-        let mut c = mcs_client::Connection::connect(&ep).await.expect("the handshake passes: the phone's own path is valid");
+        let mut c =
+            mcs_client::Connection::connect(&ep).await.expect("the handshake passes: the phone's own path is valid");
         let r = c.call(Method::POST, "/v1/enrollments", Some(&enrollment_body())).await.unwrap();
-        assert_eq!((r.status, r.body["error"]["code"].as_str()), (403, Some("forbidden")), "{extra} appended: {:?}", r.body);
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{extra} appended: {:?}",
+            r.body
+        );
         // As a phone, the audit log needs a key of its own; as admin it would be 200.
         let r = c.call(Method::GET, "/v1/audit", None).await.unwrap();
         assert_eq!(r.status, 400, "{extra} appended: {:?}", r.body);
@@ -47,7 +57,8 @@ async fn role_confusion_by_an_appended_certificate() {
     // And a gateway certificate with the operators' CA appended stays a gateway.
     let gw = std::fs::read_to_string(env.pki().join("gateway.pem")).unwrap();
     let chain = env.path().join("gateway-plus-ops");
-    std::fs::write(&chain, format!("{gw}{}", std::fs::read_to_string(env.pki().join("operators-ca.pem")).unwrap())).unwrap();
+    std::fs::write(&chain, format!("{gw}{}", std::fs::read_to_string(env.pki().join("operators-ca.pem")).unwrap()))
+        .unwrap();
     let mut ep = env.endpoint(&daemon, "gateway");
     ep.cert_file = Some(chain);
     let mut c = mcs_client::Connection::connect(&ep).await.unwrap();
@@ -98,7 +109,9 @@ async fn closed_within<S: AsyncReadExt + Unpin>(s: &mut S, within: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_timeouts_after_the_handshake() {
     let env = DevEnv::new();
-    env.append_config("\n[api.limits]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 2\nmax_connections_per_peer = 24\n");
+    env.append_config(
+        "\n[api.limits]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 2\nmax_connections_per_peer = 24\n",
+    );
     let daemon = Daemon::start(&env);
     let generous = Duration::from_secs(15);
 
@@ -133,7 +146,8 @@ async fn no_timeouts_after_the_handshake() {
     }
     let (status, _) = daemon.health_get("/healthz");
     assert_eq!(status, 200);
-    eventually("the per-peer bound refuses the excess", || daemon.metric("mcsd_api_connections_refused_total") >= 10.0).await;
+    eventually("the per-peer bound refuses the excess", || daemon.metric("mcsd_api_connections_refused_total") >= 10.0)
+        .await;
     drop(hogs);
     // Once they are gone (the daemon notices each close) a real client is served again.
     assert_eq!(served_again(&env, &daemon).await, 200);
@@ -158,7 +172,10 @@ async fn idle_sockets_at_the_file_limit_lock_nobody_out() {
     }
     let (status, body) = daemon.health_get("/healthz");
     assert_eq!(status, 200, "{body}");
-    eventually("connections beyond the bound are refused", || daemon.metric("mcsd_api_connections_refused_total") >= 100.0).await;
+    eventually("connections beyond the bound are refused", || {
+        daemon.metric("mcsd_api_connections_refused_total") >= 100.0
+    })
+    .await;
     drop(hogs);
     assert_eq!(served_again(&env, &daemon).await, 200);
     let (status, log) = daemon.stop();
@@ -175,7 +192,8 @@ async fn pin_limit_is_exceeded_under_concurrency() {
     let before = daemon.metric("mcsd_pin_failures_total");
     // Unmasked first: the PIN derivation is slow, and done inside the tasks it would stall
     // their handshakes past the daemon's handshake timeout.
-    let wrongs: Vec<Phone> = (0..40).map(|i| Phone::unlock(phone.state.clone(), &format!("{:06}", 900_000 + i)).unwrap()).collect();
+    let wrongs: Vec<Phone> =
+        (0..40).map(|i| Phone::unlock(phone.state.clone(), &format!("{:06}", 900_000 + i)).unwrap()).collect();
     let mut guesses = Vec::new();
     for wrong in wrongs {
         let ep = env.endpoint(&daemon, "app1");
@@ -184,7 +202,11 @@ async fn pin_limit_is_exceeded_under_concurrency() {
                 Ok(c) => c,
                 Err(e) => return Some(format!("connect: {e}")),
             };
-            wrong.sign_message(&mut conn, b"guess", SignMode::Canonical).await.err().map(|e| e.code().map(str::to_owned).unwrap_or_else(|| e.to_string()))
+            wrong
+                .sign_message(&mut conn, b"guess", SignMode::Canonical)
+                .await
+                .err()
+                .map(|e| e.code().map(str::to_owned).unwrap_or_else(|| e.to_string()))
         }));
     }
     let mut codes = std::collections::BTreeMap::<String, u32>::new();
@@ -265,7 +287,10 @@ async fn request_spans_leak_into_each_other() {
             let mut conn = mcs_client::Connection::connect(&ep).await.unwrap();
             for _ in 0..3 {
                 phone.sign_message(&mut conn, b"right", SignMode::Canonical).await.expect("a right PIN signs");
-                assert_eq!(wrong.sign_message(&mut conn, b"wrong", SignMode::Canonical).await.unwrap_err().code(), Some("pin_incorrect"));
+                assert_eq!(
+                    wrong.sign_message(&mut conn, b"wrong", SignMode::Canonical).await.unwrap_err().code(),
+                    Some("pin_incorrect")
+                );
                 phone.sign_message(&mut conn, b"reset", SignMode::Canonical).await.expect("a right PIN signs");
             }
         }));
@@ -335,11 +360,25 @@ async fn verify_signature_route_answers_404() {
         body["certificate"] = json!(cert);
         body
     };
-    let good = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"message": b64.encode(msg), "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    let good = gw
+        .json(
+            Method::POST,
+            "/v1/verify/signature",
+            Some(&check(json!({"message": b64.encode(msg), "signature": b64.encode(sig.to_der())}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(good["valid"], true, "{good}");
     assert_eq!(good["certificate_serial"], key["certificate_serial"]);
     let e = hex::encode(sm2_2p::e_for_message(phone.public_key(), msg));
-    let by_e = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"e": e, "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    let by_e = gw
+        .json(
+            Method::POST,
+            "/v1/verify/signature",
+            Some(&check(json!({"e": e, "signature": b64.encode(sig.to_der())}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(by_e["valid"], true, "{by_e}");
     let tampered = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"message": b64.encode(b"bid for ZB-2026-014: 9,234,000 CNY"), "signature": b64.encode(sig.to_der())})))).await.unwrap();
     assert_eq!(tampered["valid"], false);
@@ -356,8 +395,18 @@ async fn verify_signature_route_answers_404() {
     }
     // Revoked: the same signature is no longer valid.
     let mut admin = connect(&env, &daemon, "admin").await;
-    admin.json(Method::POST, &format!("/v1/keys/{}/revoke", phone.key_id()), Some(&json!({"reason": "key_compromise"}))).await.unwrap();
-    let after = gw.json(Method::POST, "/v1/verify/signature", Some(&check(json!({"message": b64.encode(msg), "signature": b64.encode(sig.to_der())})))).await.unwrap();
+    admin
+        .json(Method::POST, &format!("/v1/keys/{}/revoke", phone.key_id()), Some(&json!({"reason": "key_compromise"})))
+        .await
+        .unwrap();
+    let after = gw
+        .json(
+            Method::POST,
+            "/v1/verify/signature",
+            Some(&check(json!({"message": b64.encode(msg), "signature": b64.encode(sig.to_der())}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(after["valid"], false, "{after}");
     assert!(after["errors"].to_string().contains("revoked"), "{after}");
     let (status, log) = daemon.stop();

@@ -61,13 +61,27 @@ async fn disk_full_fails_closed_readiness_reflects_it_and_the_store_recovers_by_
     let mut conn = connect(&env, &daemon, "app1").await;
     phone.sign_message(&mut conn, b"after recovery", SignMode::Canonical).await.expect("signs after recovery");
     let path = format!("/v1/keys/{}", phone.key_id());
-    let before = conn.json(hyper::Method::GET, &path, None).await.unwrap()["pin"]["remaining_attempts"].as_u64().unwrap();
-    assert_eq!(wrong.sign_message(&mut conn, b"wrong", SignMode::Canonical).await.unwrap_err().code(), Some("pin_incorrect"));
+    let before =
+        conn.json(hyper::Method::GET, &path, None).await.unwrap()["pin"]["remaining_attempts"].as_u64().unwrap();
+    assert_eq!(
+        wrong.sign_message(&mut conn, b"wrong", SignMode::Canonical).await.unwrap_err().code(),
+        Some("pin_incorrect")
+    );
     let key = conn.json(hyper::Method::GET, &path, None).await.unwrap();
     assert_eq!(key["pin"]["remaining_attempts"].as_u64(), Some(before - 1), "{key}");
     let (status, log) = daemon.stop();
     assert!(status.success(), "{log}");
     // The chain is intact across the failure and the reopen.
-    let out = Command::new(bin("mcsd")).env("SOFTHSM2_CONF", env.path().join("softhsm2.conf")).args(["audit", "verify", "--config"]).arg(env.config()).output().unwrap();
-    assert!(out.status.success(), "audit verify after recovery: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("mcsd"))
+        .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .args(["audit", "verify", "--config"])
+        .arg(env.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify after recovery: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

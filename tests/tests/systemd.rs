@@ -12,13 +12,28 @@ use mcs_e2e::*;
 #[test]
 fn the_unit_file_verifies() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/mcsd.service")).unwrap();
-    for needle in ["Type=notify", "WatchdogSec=", "ExecReload=", "RestartPreventExitStatus=64", "LoadCredential=", "StateDirectory=", "User=mcsd", "LimitNOFILE=", "LimitCORE=0", "UMask=0077"] {
+    for needle in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecReload=",
+        "RestartPreventExitStatus=64",
+        "LoadCredential=",
+        "StateDirectory=",
+        "User=mcsd",
+        "LimitNOFILE=",
+        "LimitCORE=0",
+        "UMask=0077",
+    ] {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mcsd.service");
     std::fs::write(&path, unit.replace("/usr/bin/mcsd", bin("mcsd").to_str().unwrap())).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (cargo xtask test installs systemd)");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (cargo xtask test installs systemd)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "systemd-analyze verify: {text}");
     assert!(!text.contains("mcsd.service:"), "warnings about the unit: {text}");
@@ -95,15 +110,37 @@ async fn notify_protocol_watchdog_and_certificate_reload() {
     let dir = env.path();
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n").unwrap();
     let (ok, out) = openssl(&[
-        "req".as_ref(), "-new".as_ref(), "-newkey".as_ref(), "ec".as_ref(), "-pkeyopt".as_ref(), "ec_paramgen_curve:P-256".as_ref(),
-        "-nodes".as_ref(), "-keyout".as_ref(), dir.join("new.key").as_os_str(), "-subj".as_ref(), "/CN=localhost".as_ref(),
-        "-out".as_ref(), dir.join("new.csr").as_os_str(),
+        "req".as_ref(),
+        "-new".as_ref(),
+        "-newkey".as_ref(),
+        "ec".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:P-256".as_ref(),
+        "-nodes".as_ref(),
+        "-keyout".as_ref(),
+        dir.join("new.key").as_os_str(),
+        "-subj".as_ref(),
+        "/CN=localhost".as_ref(),
+        "-out".as_ref(),
+        dir.join("new.csr").as_os_str(),
     ]);
     assert!(ok, "{out}");
     let (ok, out) = openssl(&[
-        "x509".as_ref(), "-req".as_ref(), "-in".as_ref(), dir.join("new.csr").as_os_str(), "-CA".as_ref(), pki.join("ca.pem").as_os_str(),
-        "-CAkey".as_ref(), pki.join("ca.key").as_os_str(), "-CAcreateserial".as_ref(), "-days".as_ref(), "30".as_ref(),
-        "-extfile".as_ref(), dir.join("ext.cnf").as_os_str(), "-out".as_ref(), dir.join("new.pem").as_os_str(),
+        "x509".as_ref(),
+        "-req".as_ref(),
+        "-in".as_ref(),
+        dir.join("new.csr").as_os_str(),
+        "-CA".as_ref(),
+        pki.join("ca.pem").as_os_str(),
+        "-CAkey".as_ref(),
+        pki.join("ca.key").as_os_str(),
+        "-CAcreateserial".as_ref(),
+        "-days".as_ref(),
+        "30".as_ref(),
+        "-extfile".as_ref(),
+        dir.join("ext.cnf").as_os_str(),
+        "-out".as_ref(),
+        dir.join("new.pem").as_os_str(),
     ]);
     assert!(ok, "{out}");
     std::fs::copy(dir.join("new.pem"), pki.join("server.pem")).unwrap();
@@ -114,11 +151,16 @@ async fn notify_protocol_watchdog_and_certificate_reload() {
     let after_reload = notes.wait_for("READY=1");
     assert!(after_reload.contains("reload ok"), "{after_reload}");
 
-    let renewed: String = std::fs::read_to_string(dir.join("new.pem")).unwrap().lines().filter(|l| !l.starts_with("-----")).collect();
+    let renewed: String =
+        std::fs::read_to_string(dir.join("new.pem")).unwrap().lines().filter(|l| !l.starts_with("-----")).collect();
     let after = served_certificate(&env, &daemon);
     assert_ne!(before, after);
     assert_eq!(after, renewed, "new handshakes get the renewed certificate");
-    assert_eq!(admin.call(Method::GET, "/v1/keys", None).await.unwrap().status, 200, "the open connection keeps working");
+    assert_eq!(
+        admin.call(Method::GET, "/v1/keys", None).await.unwrap().status,
+        200,
+        "the open connection keeps working"
+    );
 
     // A broken reload keeps the running settings.
     std::fs::write(pki.join("server.key"), "not a key").unwrap();

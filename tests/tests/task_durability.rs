@@ -70,9 +70,16 @@ async fn kill_9_amid_200_concurrent_tasks_loses_no_completed_task() {
     let mut gw = connect(&env, &daemon, "gateway").await;
     let mut codes = Vec::new();
     for i in 0..200 {
-        let created = gateway::create_task(&mut gw, "sign", "bulk", json!({"message": B64.encode(format!("doc {i}"))}), Some(600), None)
-            .await
-            .unwrap();
+        let created = gateway::create_task(
+            &mut gw,
+            "sign",
+            "bulk",
+            json!({"message": B64.encode(format!("doc {i}"))}),
+            Some(600),
+            None,
+        )
+        .await
+        .unwrap();
         codes.push(ScanCode::parse(created["qr"].as_str().unwrap()).unwrap());
     }
     let queue = Arc::new(Mutex::new(codes.clone()));

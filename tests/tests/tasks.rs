@@ -35,9 +35,16 @@ async fn login_and_sign_tasks_verify_with_openssl_and_stay_with_their_gateway() 
 
     // Login on platform 1.
     let challenge = b"login challenge 7f3a from P-DEV-1".to_vec();
-    let created = gateway::create_task(&mut gw1, "login", "Log in to the bidding hall", json!({"challenge": B64.encode(&challenge)}), None, None)
-        .await
-        .unwrap();
+    let created = gateway::create_task(
+        &mut gw1,
+        "login",
+        "Log in to the bidding hall",
+        json!({"challenge": B64.encode(&challenge)}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(created["qr"].as_str().unwrap().starts_with("mcs://task?v=1&id="));
     let code = code_of(&created);
     assert_eq!(code.url, format!("https://{}", daemon.api));
@@ -52,9 +59,16 @@ async fn login_and_sign_tasks_verify_with_openssl_and_stay_with_their_gateway() 
 
     // Sign on platform 2 with the other phone.
     let message = "采购文件签名 / bid file ZB-2026-042 digest".as_bytes().to_vec();
-    let created = gateway::create_task(&mut gw2, "sign", "Sign the bid file", json!({"message": B64.encode(&message)}), Some(120), None)
-        .await
-        .unwrap();
+    let created = gateway::create_task(
+        &mut gw2,
+        "sign",
+        "Sign the bid file",
+        json!({"message": B64.encode(&message)}),
+        Some(120),
+        None,
+    )
+    .await
+    .unwrap();
     let code2 = code_of(&created);
     phone2.scan(&mut app2, &code2).await.unwrap();
     let out = gateway::result(&mut gw2, &code2.task_id, 10).await.unwrap();
@@ -67,7 +81,8 @@ async fn login_and_sign_tasks_verify_with_openssl_and_stay_with_their_gateway() 
     assert_eq!(api_code(gateway::task(&mut gw2, &code.task_id).await.unwrap_err()), "not_found");
     assert_eq!(api_code(gateway::result(&mut gw1, &code2.task_id, 0).await.unwrap_err()), "not_found");
     // Phones and admins do not create tasks.
-    let err = gateway::create_task(&mut app1, "login", "x", json!({"challenge": "AA=="}), None, None).await.unwrap_err();
+    let err =
+        gateway::create_task(&mut app1, "login", "x", json!({"challenge": "AA=="}), None, None).await.unwrap_err();
     assert_eq!(api_code(err), "forbidden");
 }
 
@@ -86,14 +101,28 @@ async fn decrypt_gives_the_plaintext_to_the_creating_gateway_once_and_encrypt_wo
     let (pt, ct) = (env.path().join("pt"), env.path().join("ct"));
     std::fs::write(&pt, &secret).unwrap();
     let (ok, out) = openssl(&[
-        "pkeyutl".as_ref(), "-encrypt".as_ref(), "-pubin".as_ref(), "-inkey".as_ref(), pem.as_os_str(),
-        "-in".as_ref(), pt.as_os_str(), "-out".as_ref(), ct.as_os_str(),
+        "pkeyutl".as_ref(),
+        "-encrypt".as_ref(),
+        "-pubin".as_ref(),
+        "-inkey".as_ref(),
+        pem.as_os_str(),
+        "-in".as_ref(),
+        pt.as_os_str(),
+        "-out".as_ref(),
+        ct.as_os_str(),
     ]);
     assert!(ok, "{out}");
     let ciphertext = std::fs::read(&ct).unwrap();
-    let created = gateway::create_task(&mut gw1, "decrypt", "Open your bid", json!({"ciphertext": B64.encode(&ciphertext)}), None, None)
-        .await
-        .unwrap();
+    let created = gateway::create_task(
+        &mut gw1,
+        "decrypt",
+        "Open your bid",
+        json!({"ciphertext": B64.encode(&ciphertext)}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let code = code_of(&created);
     phone.scan(&mut app, &code).await.unwrap();
 
@@ -106,9 +135,16 @@ async fn decrypt_gives_the_plaintext_to_the_creating_gateway_once_and_encrypt_wo
     assert_eq!(second["error"], "result already delivered");
 
     // Encrypt: the daemon encrypts to the key of the phone that scans.
-    let created = gateway::create_task(&mut gw1, "encrypt", "Seal your bid", json!({"plaintext": B64.encode(b"sealed offer")}), None, None)
-        .await
-        .unwrap();
+    let created = gateway::create_task(
+        &mut gw1,
+        "encrypt",
+        "Seal your bid",
+        json!({"plaintext": B64.encode(b"sealed offer")}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let code = code_of(&created);
     phone.scan(&mut app, &code).await.unwrap();
     let out = gateway::result(&mut gw1, &code.task_id, 10).await.unwrap();
@@ -168,7 +204,10 @@ async fn every_refusal_gets_its_code_and_changes_nothing_else() {
         };
     // The loser cannot co-sign or complete it either.
     let e = sm2_2p::e_for_message(winner.public_key(), b"doc");
-    assert_eq!(api_code(loser_phone.cosign_and_complete(&mut loser_conn, &code, &e).await.unwrap_err()), "device_mismatch");
+    assert_eq!(
+        api_code(loser_phone.cosign_and_complete(&mut loser_conn, &code, &e).await.unwrap_err()),
+        "device_mismatch"
+    );
 
     // Forged signature: bad_request, task stays claimed; then the real one completes.
     let bogus = sm2_2p::Signature { r: sm2_2p::random_nonzero_scalar(), s: sm2_2p::random_nonzero_scalar() };
@@ -232,7 +271,10 @@ async fn every_refusal_gets_its_code_and_changes_nothing_else() {
 
     // Encrypted to a certificate: only the key holding that certificate serial may open it.
     let mut admin = connect(&env, &daemon, "admin").await;
-    let serial = mcs_client::admin::get_key(&mut admin, phone1.key_id()).await.unwrap()["certificate_serial"].as_str().unwrap().to_ascii_uppercase();
+    let serial = mcs_client::admin::get_key(&mut admin, phone1.key_id()).await.unwrap()["certificate_serial"]
+        .as_str()
+        .unwrap()
+        .to_ascii_uppercase();
     let ct = sm2_2p::encrypt(phone1.public_key(), b"bid for serial").to_der();
     let data = json!({"ciphertext": B64.encode(&ct), "recipient_cert_serial": serial});
     let code = code_of(&gateway::create_task(&mut gw1, "decrypt", "open", data, None, None).await.unwrap());
@@ -242,7 +284,13 @@ async fn every_refusal_gets_its_code_and_changes_nothing_else() {
     assert_eq!(B64.decode(out["result"]["plaintext"].as_str().unwrap()).unwrap(), b"bid for serial");
 
     // Bad task input never creates a task.
-    for (kind, data) in [("sign", json!({"message": "%%%"})), ("login", json!({"challenge": ""})), ("decrypt", json!({"ciphertext": "AAAA"})), ("csr", json!({})), ("sign", json!({"message": "AA==", "x": 1}))] {
+    for (kind, data) in [
+        ("sign", json!({"message": "%%%"})),
+        ("login", json!({"challenge": ""})),
+        ("decrypt", json!({"ciphertext": "AAAA"})),
+        ("csr", json!({})),
+        ("sign", json!({"message": "AA==", "x": 1})),
+    ] {
         let err = gateway::create_task(&mut gw1, kind, "t", data, None, None).await.unwrap_err();
         assert_eq!(api_code(err), "bad_request", "{kind}");
     }
@@ -277,7 +325,11 @@ async fn roaming_needs_authorisation_and_once_is_used_up() {
     // A day grant works repeatedly; withdrawing it stops it. Bad grant requests are refused.
     admin.json(Method::POST, &path, Some(&json!({"platform": "P-DEV-2", "mode": "day"}))).await.unwrap();
     phone.scan(&mut app, &code).await.unwrap();
-    for body in [json!({"platform": "P-DEV-2", "mode": "week"}), json!({"platform": "P-DEV-2", "mode": "until"}), json!({"platform": "P-DEV-2", "mode": "until", "until": "2001-01-01T00:00:00Z"})] {
+    for body in [
+        json!({"platform": "P-DEV-2", "mode": "week"}),
+        json!({"platform": "P-DEV-2", "mode": "until"}),
+        json!({"platform": "P-DEV-2", "mode": "until", "until": "2001-01-01T00:00:00Z"}),
+    ] {
         let resp = admin.call(Method::POST, &path, Some(&body)).await.unwrap();
         assert_eq!(resp.body["error"]["code"], "bad_request", "{body}");
     }
@@ -293,7 +345,10 @@ async fn reject_and_batch_cosigning() {
     let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
     let mut gw1 = connect(&env, &daemon, "gateway").await;
 
-    let created = gateway::create_task(&mut gw1, "sign", "refuse me", json!({"message": B64.encode(b"no")}), None, None).await.unwrap();
+    let created =
+        gateway::create_task(&mut gw1, "sign", "refuse me", json!({"message": B64.encode(b"no")}), None, None)
+            .await
+            .unwrap();
     let code = code_of(&created);
     phone.reject(&mut app, &code, "not my document").await.unwrap();
     let out = gateway::result(&mut gw1, &code.task_id, 5).await.unwrap();
@@ -304,7 +359,9 @@ async fn reject_and_batch_cosigning() {
     let messages: Vec<Vec<u8>> = (0..4).map(|i| format!("batch page {i}").into_bytes()).collect();
     let mut codes = Vec::new();
     for m in &messages {
-        let created = gateway::create_task(&mut gw1, "sign", "batch", json!({"message": B64.encode(m)}), None, None).await.unwrap();
+        let created = gateway::create_task(&mut gw1, "sign", "batch", json!({"message": B64.encode(m)}), None, None)
+            .await
+            .unwrap();
         codes.push(code_of(&created));
     }
     let sigs = phone.batch_sign(&mut app, &codes).await.unwrap();
@@ -318,7 +375,8 @@ async fn reject_and_batch_cosigning() {
 
     // A wrong PIN over a batch is one failure and co-signs nothing.
     let wrong = Phone::unlock(phone.state.clone(), "000000").unwrap();
-    let created = gateway::create_task(&mut gw1, "sign", "b", json!({"message": B64.encode(b"b")}), None, None).await.unwrap();
+    let created =
+        gateway::create_task(&mut gw1, "sign", "b", json!({"message": B64.encode(b"b")}), None, None).await.unwrap();
     let code = code_of(&created);
     let err = wrong.batch_sign(&mut app, std::slice::from_ref(&code)).await.unwrap_err();
     assert_eq!(api_code(err), "pin_incorrect");
@@ -338,7 +396,10 @@ async fn long_poll_returns_when_the_phone_finishes_and_the_sweeper_expires_and_p
     let mut gw1 = connect(&env, &daemon, "gateway").await;
 
     // The gateway waits first; the phone scans meanwhile; the wait ends with the result.
-    let created = gateway::create_task(&mut gw1, "sign", "wait for me", json!({"message": B64.encode(b"w")}), None, None).await.unwrap();
+    let created =
+        gateway::create_task(&mut gw1, "sign", "wait for me", json!({"message": B64.encode(b"w")}), None, None)
+            .await
+            .unwrap();
     let code = code_of(&created);
     let started = std::time::Instant::now();
     let waiter = tokio::spawn({
@@ -354,7 +415,10 @@ async fn long_poll_returns_when_the_phone_finishes_and_the_sweeper_expires_and_p
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "long-poll did not wake up");
 
     // Nobody touches this one: the sweeper expires it, then purges it (and the finished one).
-    let created = gateway::create_task(&mut gw1, "sign", "forgotten", json!({"message": B64.encode(b"f")}), Some(1), None).await.unwrap();
+    let created =
+        gateway::create_task(&mut gw1, "sign", "forgotten", json!({"message": B64.encode(b"f")}), Some(1), None)
+            .await
+            .unwrap();
     let forgotten = code_of(&created).task_id;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut saw_expired = false;

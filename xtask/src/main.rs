@@ -29,7 +29,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds]");
+            eprintln!(
+                "usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -47,12 +49,23 @@ fn root() -> PathBuf {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Install the Debian packages the project needs if their commands are missing.
 fn ensure_system_deps() -> Result<()> {
-    let wanted = [("softhsm2-util", "softhsm2"), ("openssl", "openssl"), ("qpdf", "qpdf"), ("pdfsig", "poppler-utils"), ("prometheus", "prometheus"), ("systemd-analyze", "systemd")];
+    let wanted = [
+        ("softhsm2-util", "softhsm2"),
+        ("openssl", "openssl"),
+        ("qpdf", "qpdf"),
+        ("pdfsig", "poppler-utils"),
+        ("prometheus", "prometheus"),
+        ("systemd-analyze", "systemd"),
+    ];
     let missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
@@ -154,7 +167,9 @@ const FUZZ_BUILD_FLAGS: [&str; 4] = ["--sanitizer", "none", "--codegen-units", "
 fn fuzz(args: &[String]) -> Result<()> {
     let seconds = match args {
         [] => 60,
-        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| format!("--seconds takes whole seconds, not `{n}`"))?,
+        [flag, n] if flag == "--seconds" => {
+            n.parse().map_err(|_| format!("--seconds takes whole seconds, not `{n}`"))?
+        }
         [flag] if flag == "--seeds" => {
             let out = root().join("fuzz/seeds");
             seeds::write_all(&out);
@@ -178,7 +193,8 @@ fn ensure_cargo_fuzz() -> Result<()> {
 /// cargo fuzz's toolchain: nightly where rustup has it (what cargo fuzz is made for), else
 /// the default one, which is enough without a sanitizer (no unstable flag is needed then).
 fn fuzz_toolchain() -> Vec<&'static str> {
-    let nightly = Command::new("cargo").args(["+nightly", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let nightly =
+        Command::new("cargo").args(["+nightly", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     if nightly.is_ok_and(|s| s.success()) {
         vec!["+nightly"]
     } else {
@@ -213,7 +229,8 @@ fn run_fuzz(seconds: u64) -> Result<()> {
     let (mut crashes, mut failed) = (Vec::new(), 0);
     for target in &targets {
         step(&format!("fuzzing {target} for {seconds} s"));
-        let (corpus, seeds, artifacts) = (dir.join("corpus").join(target), dir.join("seeds").join(target), dir.join("artifacts").join(target));
+        let (corpus, seeds, artifacts) =
+            (dir.join("corpus").join(target), dir.join("seeds").join(target), dir.join("artifacts").join(target));
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         let before = files_in(&artifacts);
         let mut run = cargo_fuzz(&toolchain, &["run"]);
@@ -237,7 +254,11 @@ fn run_fuzz(seconds: u64) -> Result<()> {
             crashes.extend(new.iter().map(|a| format!("{target}: {}", a.display())));
         }
     }
-    println!("\nfuzzed {} targets for {seconds} s each; {} s in all, build included", targets.len(), started.elapsed().as_secs());
+    println!(
+        "\nfuzzed {} targets for {seconds} s each; {} s in all, build included",
+        targets.len(),
+        started.elapsed().as_secs()
+    );
     // The plain closing line CI reads when the fuzz step is the last to print.
     println!("fuzz: {} passed, {failed} failed", targets.len() - failed);
     if crashes.is_empty() {
@@ -258,7 +279,11 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 
 fn run_status(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
-    if status.success() { Ok(()) } else { Err(format!("{:?} {:?} failed: {status}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>())) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{:?} {:?} failed: {status}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>()))
+    }
 }
 
 /// The daemon, started for the demo, stopped on drop.
@@ -316,8 +341,18 @@ fn demo() -> Result<()> {
 
     step("operator enrolls Zhang San for platform P-DEV-1");
     let out = run_ok(mcs_as("admin").args([
-        "admin", "enroll", "--kind", "person", "--name", "Zhang San", "--ca", "local", "--platform", "P-DEV-1",
-        "--validity-days", "365",
+        "admin",
+        "enroll",
+        "--kind",
+        "person",
+        "--name",
+        "Zhang San",
+        "--ca",
+        "local",
+        "--platform",
+        "P-DEV-1",
+        "--validity-days",
+        "365",
     ]))?;
     let enrollment: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("enroll output: {e}: {out}"))?;
     let enrollment_id = enrollment["enrollment_id"].as_str().ok_or("no enrollment_id")?;
@@ -327,19 +362,29 @@ fn demo() -> Result<()> {
     step("phone 1 activates: it keeps d1 (masked by its PIN), the daemon keeps d2 wrapped by the HSM");
     let state = dir.join("phone1.json");
     let pin = "246810";
-    let out = run_ok(
-        mcs_as("app1")
-            .args(["app", "activate", "--state"])
-            .arg(&state)
-            .args(["--enrollment", enrollment_id, "--code", code, "--pin", pin]),
-    )?;
+    let out = run_ok(mcs_as("app1").args(["app", "activate", "--state"]).arg(&state).args([
+        "--enrollment",
+        enrollment_id,
+        "--code",
+        code,
+        "--pin",
+        pin,
+    ]))?;
     println!("    {}", out.trim().replace('\n', "\n    "));
 
     step("phone 1 signs a bid document together with the daemon");
     let msg = dir.join("bid.txt");
     std::fs::write(&msg, "Bid for tender ZB-2026-001: 1,000,000 CNY\n").map_err(|e| e.to_string())?;
     let sig = dir.join("bid.sig");
-    run_ok(mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", pin, "--in"]).arg(&msg).arg("--out").arg(&sig))?;
+    run_ok(
+        mcs_as("app1")
+            .args(["app", "sign", "--state"])
+            .arg(&state)
+            .args(["--pin", pin, "--in"])
+            .arg(&msg)
+            .arg("--out")
+            .arg(&sig),
+    )?;
     let pubkey = dir.join("joint-key.pem");
     run_ok(mcs_as("app1").args(["app", "pubkey", "--state"]).arg(&state).arg("--out").arg(&pubkey))?;
 
@@ -361,9 +406,25 @@ fn demo() -> Result<()> {
     let original = "bid price sealed until opening: 998,000 CNY";
     std::fs::write(&secret, original).map_err(|e| e.to_string())?;
     let ct = dir.join("secret.sm2");
-    run_ok(Command::new("openssl").args(["pkeyutl", "-encrypt", "-pubin", "-inkey"]).arg(&pubkey).arg("-in").arg(&secret).arg("-out").arg(&ct))?;
+    run_ok(
+        Command::new("openssl")
+            .args(["pkeyutl", "-encrypt", "-pubin", "-inkey"])
+            .arg(&pubkey)
+            .arg("-in")
+            .arg(&secret)
+            .arg("-out")
+            .arg(&ct),
+    )?;
     let pt = dir.join("secret.out");
-    run_ok(mcs_as("app1").args(["app", "decrypt", "--state"]).arg(&state).args(["--pin", pin, "--in"]).arg(&ct).arg("--out").arg(&pt))?;
+    run_ok(
+        mcs_as("app1")
+            .args(["app", "decrypt", "--state"])
+            .arg(&state)
+            .args(["--pin", pin, "--in"])
+            .arg(&ct)
+            .arg("--out")
+            .arg(&pt),
+    )?;
     let recovered = std::fs::read_to_string(&pt).map_err(|e| e.to_string())?;
     if recovered != original {
         return Err(format!("decrypted text differs: {recovered:?}"));
@@ -373,7 +434,11 @@ fn demo() -> Result<()> {
     step("the bidding hall (gateway P-DEV-1) shows a login QR code; phone 1 scans it");
     let challenge = dir.join("challenge.bin");
     std::fs::write(&challenge, "P-DEV-1 login challenge 2026-11-22T09:00:00Z nonce 5f1c").map_err(|e| e.to_string())?;
-    let out = run_ok(mcs_as("gateway").args(["gateway", "create-task", "--kind", "login", "--title", "Log in to the bidding hall", "--data-file"]).arg(&challenge))?;
+    let out = run_ok(
+        mcs_as("gateway")
+            .args(["gateway", "create-task", "--kind", "login", "--title", "Log in to the bidding hall", "--data-file"])
+            .arg(&challenge),
+    )?;
     let task: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("create-task output: {e}: {out}"))?;
     let qr = task["qr"].as_str().ok_or("no qr")?;
     let task_id = task["task_id"].as_str().ok_or("no task_id")?;
@@ -395,25 +460,50 @@ fn demo() -> Result<()> {
             .arg(&login_sig)
             .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
     )?;
-    println!("    the gateway got {} for {}; openssl: {}", result["status"], result["result"]["subject"]["name"], verify.trim());
+    println!(
+        "    the gateway got {} for {}; openssl: {}",
+        result["status"],
+        result["result"]["subject"]["name"],
+        verify.trim()
+    );
 
     step("the operator makes Zhang San's personal seal (GB/T 38540, signed by the seal maker)");
-    let phone_state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let phone_state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let key_id = phone_state["key_id"].as_str().ok_or("no key_id in the phone state")?;
     let picture = dir.join("seal.png");
     std::fs::write(&picture, mcs_pdfseal::image::demo_seal_png(128)).map_err(|e| e.to_string())?;
-    let out = run_ok(mcs_as("admin").args(["admin", "seal-create", "--kind", "personal", "--name", "Zhang San", "--image"]).arg(&picture).args(["--signer", key_id]))?;
+    let out = run_ok(
+        mcs_as("admin")
+            .args(["admin", "seal-create", "--kind", "personal", "--name", "Zhang San", "--image"])
+            .arg(&picture)
+            .args(["--signer", key_id]),
+    )?;
     let seal: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("seal-create output: {e}: {out}"))?;
     println!("    seal {} (esID {})", seal["seal_id"], seal["es_id"]);
 
     step("the bidding hall asks for the bid file to be sealed at \"Bidder seal here\"; phone 1 scans");
     let bid_pdf = dir.join("bid.pdf");
     std::fs::write(&bid_pdf, mcs_pdfseal::pdf::sample_document(3, false)).map_err(|e| e.to_string())?;
-    let out = run_ok(mcs_as("gateway").args(["gateway", "seal-pdf", "--pdf"]).arg(&bid_pdf).args(["--placement", r#"{"keyword":"Bidder seal here"}"#]))?;
+    let out = run_ok(
+        mcs_as("gateway")
+            .args(["gateway", "seal-pdf", "--pdf"])
+            .arg(&bid_pdf)
+            .args(["--placement", r#"{"keyword":"Bidder seal here"}"#]),
+    )?;
     let task: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("seal-pdf output: {e}: {out}"))?;
-    run_ok(mcs_as("app1").args(["app", "scan", task["qr"].as_str().ok_or("no qr")?, "--state"]).arg(&state).args(["--pin", pin]))?;
+    run_ok(
+        mcs_as("app1")
+            .args(["app", "scan", task["qr"].as_str().ok_or("no qr")?, "--state"])
+            .arg(&state)
+            .args(["--pin", pin]),
+    )?;
     let sealed = dir.join("bid-sealed.pdf");
-    run_ok(mcs_as("gateway").args(["gateway", "wait", task["task_id"].as_str().ok_or("no task_id")?, "--wait", "10", "--pdf-out"]).arg(&sealed))?;
+    run_ok(
+        mcs_as("gateway")
+            .args(["gateway", "wait", task["task_id"].as_str().ok_or("no task_id")?, "--wait", "10", "--pdf-out"])
+            .arg(&sealed),
+    )?;
     let report = run_ok(mcs_as("gateway").arg("verify-pdf").arg(&sealed))?;
     let report: serde_json::Value = serde_json::from_str(&report).map_err(|e| e.to_string())?;
     let check = run_ok(Command::new("qpdf").arg("--check").arg(&sealed))?;
@@ -426,7 +516,12 @@ fn demo() -> Result<()> {
     );
 
     step("a wrong PIN is refused and counted by the daemon");
-    let wrong = mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", "000000", "--in"]).arg(&msg).output();
+    let wrong = mcs_as("app1")
+        .args(["app", "sign", "--state"])
+        .arg(&state)
+        .args(["--pin", "000000", "--in"])
+        .arg(&msg)
+        .output();
     let wrong = wrong.map_err(|e| e.to_string())?;
     let err = String::from_utf8_lossy(&wrong.stderr);
     if wrong.status.success() || !err.contains("pin_incorrect") {
@@ -438,7 +533,9 @@ fn demo() -> Result<()> {
     drop(daemon);
     let audit = run_ok(Command::new(&mcsd).args(["audit", "verify", "--config"]).arg(dir.join("mcsd.toml")))?;
     println!("    {}", audit.trim());
-    println!("\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → wrong PIN refused → audit chain intact");
+    println!(
+        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → wrong PIN refused → audit chain intact"
+    );
     Ok(())
 }
 

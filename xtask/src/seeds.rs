@@ -97,11 +97,18 @@ pub fn write_all(out: &Path) {
     let original = pdf::sample_document(2, false);
     let picture = image::from_picture("PNG", &png).expect("png");
     let look = pdf::Appearance { image: &picture, width_pt: 60.0, height_pt: 60.0 };
-    let fields = pdf::SignatureFields { field_name: "Seal1", signer_name: "Zhang San", reason: "bid", signing_time: 1_795_392_000, reserve: 4096 };
+    let fields = pdf::SignatureFields {
+        field_name: "Seal1",
+        signer_name: "Zhang San",
+        reason: "bid",
+        signing_time: 1_795_392_000,
+        reserve: 4096,
+    };
     let placement = pdf::Placement::Keyword { keyword: "Bidder seal here".into(), occurrence: 1 };
     let prepared = pdf::prepare(&original, &placement, &look, &fields).expect("prepare");
     let document_digest = cms::Algorithm::Sm2.digest(&prepared.signed_ranges());
-    let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &document_digest, 1_795_392_000, Some(&seal_der)).expect("attributes");
+    let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &document_digest, 1_795_392_000, Some(&seal_der))
+        .expect("attributes");
     let cms_sig = key.sign(&cms::to_be_signed(&attrs).expect("tbs")).to_der();
     let container = cms::signed_data(cms::Algorithm::Sm2, &cert, &[], attrs, &cms_sig).expect("SignedData");
     let sealed = prepared.embed(&container).expect("embed");
@@ -115,20 +122,35 @@ pub fn write_all(out: &Path) {
 
     // pictures
     w("image", "demo-seal", &image::demo_seal_png(8));
-    w("image", "grey-alpha", &image::encode_png_rgba(2, 2, &[255, 0, 0, 128, 0, 255, 0, 255, 0, 0, 255, 0, 9, 9, 9, 9]));
+    w(
+        "image",
+        "grey-alpha",
+        &image::encode_png_rgba(2, 2, &[255, 0, 0, 128, 0, 255, 0, 255, 0, 0, 255, 0, 9, 9, 9, 9]),
+    );
     w("image", "jpeg-header", &jpeg_header(64, 48));
 
     // config
-    let example = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mcsd.toml")).expect("config/mcsd.toml");
+    let example =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mcsd.toml")).expect("config/mcsd.toml");
     w("config", "mcsd.toml", &example);
     w("config", "minimal.toml", MINIMAL_CONFIG.as_bytes());
     // What crashed the target once (hours × 3600 overflowed): kept as a regression seed.
-    w("config", "ttl-overflow.toml", MINIMAL_CONFIG.replace("enrollment_ttl_hours = 72", "enrollment_ttl_hours = 9000000000000000").as_bytes());
+    w(
+        "config",
+        "ttl-overflow.toml",
+        MINIMAL_CONFIG.replace("enrollment_ttl_hours = 72", "enrollment_ttl_hours = 9000000000000000").as_bytes(),
+    );
 
     // the adapter answers the daemon reads
     let b64cert = B64.encode(&cert);
     w("plugin_answers", "issue", json!({ "certificate": b64cert, "chain": [b64cert] }).to_string().as_bytes());
-    w("plugin_answers", "describe", json!({ "name": "local-ca", "version": "0.1.0", "algorithms": ["SM2-with-SM3"], "profiles": ["person"] }).to_string().as_bytes());
+    w(
+        "plugin_answers",
+        "describe",
+        json!({ "name": "local-ca", "version": "0.1.0", "algorithms": ["SM2-with-SM3"], "profiles": ["person"] })
+            .to_string()
+            .as_bytes(),
+    );
     w("plugin_answers", "crl", json!({ "crl": "MAA=" }).to_string().as_bytes());
 
     // QR codes
@@ -136,31 +158,59 @@ pub fn write_all(out: &Path) {
 
     // request bodies: `route\nbody`
     let pin = json!({ "salt": "00".repeat(16), "verifier": "11".repeat(32) });
-    let subject = json!({ "kind": "org", "name": "Zhang San", "org_name": "ACME", "credit_code": "91350100M000100Y43" });
+    let subject =
+        json!({ "kind": "org", "name": "Zhang San", "org_name": "ACME", "credit_code": "91350100M000100Y43" });
     let bodies: Vec<(&str, Value)> = vec![
-        ("enrollments", json!({ "subject": subject, "ca": "local", "profile": "person", "platforms": ["P-DEV-1"], "validity_days": 365 })),
+        (
+            "enrollments",
+            json!({ "subject": subject, "ca": "local", "profile": "person", "platforms": ["P-DEV-1"], "validity_days": 365 }),
+        ),
         ("activate", json!({ "activation_code": "ABCD-EFGH", "p1": g, "pin": pin })),
         ("sign", json!({ "e": digest, "q1": g, "pin_proof": digest, "mode": "fixed_k3" })),
         ("decrypt", json!({ "t1": g, "pin_proof": digest })),
         ("pin", json!({ "pin_proof": digest, "new_pin": pin })),
         ("unlock", json!({})),
         ("revoke", json!({ "reason": "key_compromise", "pin_proof": digest })),
-        ("successor", json!({ "reason": "change", "subject": { "kind": "person", "name": "Li Si", "id_number": "110101199003070000" }, "validity_days": 30 })),
+        (
+            "successor",
+            json!({ "reason": "change", "subject": { "kind": "person", "name": "Li Si", "id_number": "110101199003070000" }, "validity_days": 30 }),
+        ),
         ("platforms", json!({ "platform": "P-DEV-1", "mode": "until", "until": "2099-01-01T00:00:00Z" })),
-        ("seals", json!({
-            "kind": "personal", "name": "Zhang San", "owner": { "key_id": "k_1" },
-            "image": { "type": "PNG", "data": B64.encode(image::demo_seal_png(8)), "width_mm": 40, "height_mm": 40 },
-            "signer_key_ids": ["k_1"], "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2027-01-01T00:00:00Z",
-        })),
+        (
+            "seals",
+            json!({
+                "kind": "personal", "name": "Zhang San", "owner": { "key_id": "k_1" },
+                "image": { "type": "PNG", "data": B64.encode(image::demo_seal_png(8)), "width_mm": 40, "height_mm": 40 },
+                "signer_key_ids": ["k_1"], "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2027-01-01T00:00:00Z",
+            }),
+        ),
         ("seal_revoke", json!({})),
-        ("grants", json!({ "key_id": "k_2", "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-02-01T00:00:00+08:00" })),
+        (
+            "grants",
+            json!({ "key_id": "k_2", "not_before": "2026-01-01T00:00:00Z", "not_after": "2026-02-01T00:00:00+08:00" }),
+        ),
         ("verify_seal", json!({ "seal": B64.encode(&seal_der) })),
         ("verify_pdf", json!({ "pdf": B64.encode(&original[..64]) })),
-        ("tasks", json!({ "kind": "login", "ttl_secs": 300, "display": { "title": "Log in", "detail": "hall" }, "data": { "challenge": "bm9uY2U=" }, "callback_url": "https://gw.example.cn:8443/cb" })),
-        ("tasks", json!({ "kind": "decrypt", "display": { "title": "Open bid" }, "data": { "ciphertext": B64.encode(ciphertext.to_der()), "recipient_public_key": g } })),
-        ("tasks", json!({ "kind": "pdf_seal", "display": { "title": "Seal" }, "data": { "pdf": B64.encode(b"%PDF-1.7\n"), "placement": { "pages": [1, 2], "x": 100.5, "y": 200 } } })),
-        ("tasks", json!({ "kind": "encrypt", "display": { "title": "Seal a price" }, "data": { "plaintext": "OTk4MDAw" } })),
-        ("batch_cosign", json!({ "items": [{ "task_id": "t_1", "token": "ab", "q1": g }], "key_id": "k_1", "pin_proof": digest })),
+        (
+            "tasks",
+            json!({ "kind": "login", "ttl_secs": 300, "display": { "title": "Log in", "detail": "hall" }, "data": { "challenge": "bm9uY2U=" }, "callback_url": "https://gw.example.cn:8443/cb" }),
+        ),
+        (
+            "tasks",
+            json!({ "kind": "decrypt", "display": { "title": "Open bid" }, "data": { "ciphertext": B64.encode(ciphertext.to_der()), "recipient_public_key": g } }),
+        ),
+        (
+            "tasks",
+            json!({ "kind": "pdf_seal", "display": { "title": "Seal" }, "data": { "pdf": B64.encode(b"%PDF-1.7\n"), "placement": { "pages": [1, 2], "x": 100.5, "y": 200 } } }),
+        ),
+        (
+            "tasks",
+            json!({ "kind": "encrypt", "display": { "title": "Seal a price" }, "data": { "plaintext": "OTk4MDAw" } }),
+        ),
+        (
+            "batch_cosign",
+            json!({ "items": [{ "task_id": "t_1", "token": "ab", "q1": g }], "key_id": "k_1", "pin_proof": digest }),
+        ),
         ("claim", json!({ "token": "ab12", "key_id": "k_1" })),
         ("cosign", json!({ "token": "ab12", "t1": g, "pin_proof": digest })),
         ("complete", json!({ "token": "ab12", "signature": { "r": scalar, "s": scalar } })),

@@ -125,7 +125,9 @@ pub fn parse_host(s: &str) -> Result<Host, String> {
         return Err("host name is longer than 253 characters".into());
     }
     if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.')) {
-        return Err(format!("host `{s}` has a character that is not allowed ({c:?}); names are letters, digits, hyphens and dots"));
+        return Err(format!(
+            "host `{s}` has a character that is not allowed ({c:?}); names are letters, digits, hyphens and dots"
+        ));
     }
     for label in s.split('.') {
         if label.is_empty() {
@@ -168,7 +170,9 @@ impl HostPattern {
         match (self, host) {
             (HostPattern::Exact(h), _) => h == host,
             (HostPattern::Below(suffix), Host::Name(n)) => {
-                n.len() > suffix.len() + 1 && n.ends_with(suffix.as_str()) && n.as_bytes()[n.len() - suffix.len() - 1] == b'.'
+                n.len() > suffix.len() + 1
+                    && n.ends_with(suffix.as_str())
+                    && n.as_bytes()[n.len() - suffix.len() - 1] == b'.'
             }
             (HostPattern::Below(_), Host::Ip(_)) => false,
         }
@@ -297,7 +301,9 @@ impl TargetPolicy {
         match &url.host {
             Host::Ip(ip) => self.check_addr(*ip)?,
             Host::Name(n) if is_local_name(n) && !self.allow_private => {
-                return Err(format!("host {n} is this machine (loopback); private callback targets are not allowed for this platform"));
+                return Err(format!(
+                    "host {n} is this machine (loopback); private callback targets are not allowed for this platform"
+                ));
             }
             Host::Name(_) => {}
         }
@@ -386,29 +392,78 @@ mod tests {
     #[test]
     fn callback_targets_in_private_ranges_are_refused() {
         let refused = [
-            "169.254.169.254", "127.0.0.1", "127.255.255.254", "10.1.2.3", "172.16.0.1", "172.31.255.255",
-            "192.168.1.1", "100.64.0.1", "100.127.255.255", "192.0.0.8", "192.0.2.1", "198.51.100.7",
-            "203.0.113.9", "198.18.0.1", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "fec0::1",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe",
-            "64:ff9b:1::1", "2002:7f00:1::", "2002:c0a8:101::1", "2001:db8::1", "2001::1", "3fff::1",
+            "169.254.169.254",
+            "127.0.0.1",
+            "127.255.255.254",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.18.0.1",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "2001:db8::1",
+            "2001::1",
+            "3fff::1",
         ];
         for ip in refused {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(matches!(classify(ip), Some(Refusal::Private(_))), "{ip}: {:?}", classify(ip));
         }
         let never = [
-            "0.0.0.0", "0.1.2.3", "224.0.0.1", "239.255.255.250", "255.255.255.255", "240.0.0.1",
-            "::", "ff02::1", "ff05::2", "::7f00:1", "100::1", "::ffff:0.0.0.0", "::ffff:224.0.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::",
+            "ff02::1",
+            "ff05::2",
+            "::7f00:1",
+            "100::1",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.1",
         ];
         for ip in never {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(matches!(classify(ip), Some(Refusal::Never(_))), "{ip}: {:?}", classify(ip));
         }
         let public = [
-            "1.1.1.1", "8.8.8.8", "100.63.255.255", "100.128.0.0", "172.15.255.255", "172.32.0.0",
-            "169.253.255.255", "192.0.1.1", "192.169.0.0", "198.20.0.0", "223.255.255.255",
-            "2001:4860:4860::8888", "2400:3200::1", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
-            "fbff:ffff::1", "fe7f::1",
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "169.253.255.255",
+            "192.0.1.1",
+            "192.169.0.0",
+            "198.20.0.0",
+            "223.255.255.255",
+            "2001:4860:4860::8888",
+            "2400:3200::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "fbff:ffff::1",
+            "fe7f::1",
         ];
         for ip in public {
             let ip: IpAddr = ip.parse().unwrap();
@@ -417,7 +472,12 @@ mod tests {
 
         // The targets of the report, at task creation.
         let strict = TargetPolicy::default();
-        for u in ["https://169.254.169.254/latest/meta-data/", "https://[::1]:22/", "https://localhost/cb", "https://a.localhost/"] {
+        for u in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[::1]:22/",
+            "https://localhost/cb",
+            "https://a.localhost/",
+        ] {
             let err = strict.check_url(&url(u).unwrap()).unwrap_err();
             assert!(err.contains("not allowed") || err.contains("never"), "{u}: {err}");
         }
@@ -446,10 +506,23 @@ mod tests {
             ]),
             allow_private: false,
         };
-        for ok in ["https://gw.example.cn/", "https://a.cb.example.cn/", "https://x.y.cb.example.cn:8443/", "https://[2001:4860::1]/", "https://8.8.4.4/"] {
+        for ok in [
+            "https://gw.example.cn/",
+            "https://a.cb.example.cn/",
+            "https://x.y.cb.example.cn:8443/",
+            "https://[2001:4860::1]/",
+            "https://8.8.4.4/",
+        ] {
             assert!(policy.check_url(&url(ok).unwrap()).is_ok(), "{ok}");
         }
-        for refused in ["https://cb.example.cn/", "https://evilcb.example.cn/", "https://gw.example.cn.evil.cn/", "https://example.cn/", "https://8.8.8.8/", "https://[2001:4860::2]/"] {
+        for refused in [
+            "https://cb.example.cn/",
+            "https://evilcb.example.cn/",
+            "https://gw.example.cn.evil.cn/",
+            "https://example.cn/",
+            "https://8.8.8.8/",
+            "https://[2001:4860::2]/",
+        ] {
             let err = policy.check_url(&url(refused).unwrap()).unwrap_err();
             assert!(err.contains("allow-list"), "{refused}: {err}");
         }

@@ -78,13 +78,15 @@ pub struct Plugin {
     pub abi_version: u32,
     pub state: *mut c_void,
     /// Run operation `op` on a JSON request; the JSON answer (or an error message) goes to `out`.
-    pub call: unsafe extern "C" fn(state: *mut c_void, op: Bytes, request: Bytes, out: Sink, out_ctx: *mut c_void) -> i32,
+    pub call:
+        unsafe extern "C" fn(state: *mut c_void, op: Bytes, request: Bytes, out: Sink, out_ctx: *mut c_void) -> i32,
     /// Release the plugin's state (the host calls it at most once, at exit).
     pub destroy: unsafe extern "C" fn(state: *mut c_void),
 }
 
 pub type VersionFn = unsafe extern "C" fn() -> u32;
-pub type EntryFn = unsafe extern "C" fn(host: *const Host, config: Bytes, err: Sink, err_ctx: *mut c_void) -> *const Plugin;
+pub type EntryFn =
+    unsafe extern "C" fn(host: *const Host, config: Bytes, err: Sink, err_ctx: *mut c_void) -> *const Plugin;
 
 /// A sink that appends to a `Vec<u8>` passed as its context.
 ///
@@ -131,7 +133,13 @@ impl HostHandle {
         let h = self.host();
         // SAFETY: borrowed buffers outlive the call; the sink writes into `out`.
         let rc = unsafe {
-            (h.sign)(h.ctx, Bytes::from_slice(key.as_bytes()), Bytes::from_slice(tbs), vec_sink, &mut out as *mut Vec<u8> as *mut c_void)
+            (h.sign)(
+                h.ctx,
+                Bytes::from_slice(key.as_bytes()),
+                Bytes::from_slice(tbs),
+                vec_sink,
+                &mut out as *mut Vec<u8> as *mut c_void,
+            )
         };
         if rc == STATUS_OK { Ok(out) } else { Err(String::from_utf8_lossy(&out).into_owned()) }
     }
@@ -141,7 +149,9 @@ impl HostHandle {
         let mut out = Vec::new();
         let h = self.host();
         // SAFETY: as in `sign`.
-        let rc = unsafe { (h.public_key)(h.ctx, Bytes::from_slice(key.as_bytes()), vec_sink, &mut out as *mut Vec<u8> as *mut c_void) };
+        let rc = unsafe {
+            (h.public_key)(h.ctx, Bytes::from_slice(key.as_bytes()), vec_sink, &mut out as *mut Vec<u8> as *mut c_void)
+        };
         if rc == STATUS_OK { Ok(out) } else { Err(String::from_utf8_lossy(&out).into_owned()) }
     }
 

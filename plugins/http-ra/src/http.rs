@@ -60,7 +60,12 @@ fn read_pem_file(path: &str) -> Result<Vec<u8>, String> {
 }
 
 impl Client {
-    pub fn new(url: Url, ca_file: &str, client_auth: Option<(&str, &str)>, timeout: Duration) -> Result<Client, String> {
+    pub fn new(
+        url: Url,
+        ca_file: &str,
+        client_auth: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Result<Client, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut read_pem_file(ca_file)?.as_slice()) {
             roots.add(cert.map_err(|e| format!("{ca_file}: {e}"))?).map_err(|e| format!("{ca_file}: {e}"))?;
@@ -91,7 +96,9 @@ impl Client {
 
     /// POST `body` to `base + path`; the whole exchange is bounded by the socket timeouts.
     pub fn post(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> Result<Response, String> {
-        let addrs = (self.url.host.as_str(), self.url.port).to_socket_addrs().map_err(|e| format!("resolving {}: {e}", self.url.host))?;
+        let addrs = (self.url.host.as_str(), self.url.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolving {}: {e}", self.url.host))?;
         let mut last = format!("{} has no address", self.url.host);
         let mut tcp = None;
         for addr in addrs {
@@ -151,7 +158,9 @@ fn read_response(stream: &mut impl Read) -> Result<Response, String> {
             for line in lines {
                 let Some((k, v)) = line.split_once(':') else { continue };
                 match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = Some(v.trim().parse::<usize>().map_err(|_| "RA sent a bad content-length")?),
+                    "content-length" => {
+                        length = Some(v.trim().parse::<usize>().map_err(|_| "RA sent a bad content-length")?)
+                    }
                     "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
                     _ => {}
                 }
@@ -233,7 +242,10 @@ mod tests {
     fn responses_with_length_chunks_or_close() {
         let r = read_response(&mut &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"[..]).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
-        let r = read_response(&mut &b"HTTP/1.1 401 No\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"[..]).unwrap();
+        let r = read_response(
+            &mut &b"HTTP/1.1 401 No\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"[..],
+        )
+        .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (401, &b"abcde"[..]));
         let r = read_response(&mut &b"HTTP/1.0 200 OK\r\n\r\nxyz"[..]).unwrap();
         assert_eq!(r.body, b"xyz");

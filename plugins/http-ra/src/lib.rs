@@ -219,7 +219,9 @@ fn to_der(v: &str) -> Result<Vec<u8>, String> {
 /// concatenated PEM blocks.
 fn to_der_list(v: &Value) -> Result<Vec<Vec<u8>>, String> {
     match v {
-        Value::Array(items) => items.iter().map(|i| to_der(i.as_str().ok_or("chain entries must be strings")?)).collect(),
+        Value::Array(items) => {
+            items.iter().map(|i| to_der(i.as_str().ok_or("chain entries must be strings")?)).collect()
+        }
         Value::String(s) if s.contains("-----BEGIN") => s
             .split("-----END")
             .filter(|block| block.contains("-----BEGIN"))
@@ -248,9 +250,10 @@ impl HttpRa {
     fn ra_request(op: &Operation, ours: &Value) -> Result<Value, String> {
         let mut body = Map::new();
         if op.request.is_empty()
-            && let Value::Object(m) = ours {
-                body = m.clone();
-            }
+            && let Value::Object(m) = ours
+        {
+            body = m.clone();
+        }
         for (theirs, our_path) in &op.request {
             if let Some(v) = get_path(ours, our_path) {
                 set_path(&mut body, theirs, v.clone())?;
@@ -283,7 +286,8 @@ impl HttpRa {
         ];
         let resp = self.client.post(&op.path, &headers, &body).map_err(|e| format!("RA {name}: {e}"))?;
         let answer: Option<Value> = serde_json::from_slice(&resp.body).ok();
-        let message = answer.as_ref().and_then(|a| get_path(a, &self.cfg.result.message)).map(value_text).unwrap_or_default();
+        let message =
+            answer.as_ref().and_then(|a| get_path(a, &self.cfg.result.message)).map(value_text).unwrap_or_default();
         let code = answer.as_ref().and_then(|a| get_path(a, &self.cfg.result.code)).map(value_text);
         if !(200..300).contains(&resp.status) {
             let code = code.map(|c| format!(" code {c}")).unwrap_or_default();
@@ -318,14 +322,18 @@ impl HttpRa {
         let mut ours = Self::our_answer(op, &answer);
         match name {
             "issue" => {
-                let cert = ours.get("certificate").and_then(Value::as_str).ok_or_else(|| failed("RA issue: no certificate in the answer"))?;
+                let cert = ours
+                    .get("certificate")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| failed("RA issue: no certificate in the answer"))?;
                 let cert = B64.encode(to_der(cert).map_err(failed)?);
                 let chain = to_der_list(ours.get("chain").unwrap_or(&Value::Null)).map_err(failed)?;
                 self.host.log(3, &format!("http-ra: issued by {}", self.cfg.url));
                 Ok(json!({ "certificate": cert, "chain": chain.iter().map(|c| B64.encode(c)).collect::<Vec<_>>() }))
             }
             "status" => {
-                let status = ours.get("status").map(value_text).ok_or_else(|| failed("RA status: no status in the answer"))?;
+                let status =
+                    ours.get("status").map(value_text).ok_or_else(|| failed("RA status: no status in the answer"))?;
                 if !["good", "revoked", "unknown"].contains(&status.as_str()) {
                     return Err(failed(format!("RA status `{status}` is not mapped to good/revoked/unknown")));
                 }
@@ -333,7 +341,8 @@ impl HttpRa {
                 Ok(Value::Object(ours))
             }
             "crl" => {
-                let crl = ours.get("crl").and_then(Value::as_str).ok_or_else(|| failed("RA crl: no crl in the answer"))?;
+                let crl =
+                    ours.get("crl").and_then(Value::as_str).ok_or_else(|| failed("RA crl: no crl in the answer"))?;
                 Ok(json!({ "crl": B64.encode(to_der(crl).map_err(failed)?) }))
             }
             _ => Ok(Value::Object(ours)),
@@ -374,7 +383,8 @@ impl Adapter for HttpRa {
     }
 
     fn call(&self, op: &str, request: &[u8]) -> Result<Vec<u8>, CallError> {
-        let req: Value = if request.is_empty() { json!({}) } else { serde_json::from_slice(request).map_err(failed)? };
+        let req: Value =
+            if request.is_empty() { json!({}) } else { serde_json::from_slice(request).map_err(failed)? };
         let answer = match op {
             "describe" => json!({
                 "name": "http-ra",
@@ -413,7 +423,8 @@ mod tests {
             "values": { "status": { "1": "good" } }
         }))
         .unwrap();
-        let ours = json!({ "csr": "AAAA", "subject": { "name": "Zhang San" }, "validity_days": 365, "profile": "person" });
+        let ours =
+            json!({ "csr": "AAAA", "subject": { "name": "Zhang San" }, "validity_days": 365, "profile": "person" });
         let body = HttpRa::ra_request(&op, &ours).unwrap();
         assert_eq!(body, json!({ "p10": "AAAA", "user": { "name": "Zhang San" }, "days": 365, "bizType": "MOBILE" }));
         let answer = json!({ "code": 0, "data": { "signCert": "QUJD", "state": 1 } });

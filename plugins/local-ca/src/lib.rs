@@ -307,7 +307,11 @@ impl LocalCa {
         write_durably(&self.index_path(), &bytes).map_err(|e| failed(format!("saving the index: {e}")))
     }
 
-    fn sign_builder<P: BuilderProfile>(key: &dyn CaKey, mut builder: CertificateBuilder<P>, signer: &CaSigner) -> Result<Certificate, String> {
+    fn sign_builder<P: BuilderProfile>(
+        key: &dyn CaKey,
+        mut builder: CertificateBuilder<P>,
+        signer: &CaSigner,
+    ) -> Result<Certificate, String> {
         let tbs = builder.finalize(signer).map_err(|e| e.to_string())?;
         let sig = key.sign(&tbs)?;
         let bits = BitString::from_bytes(&sig).map_err(|e| e.to_string())?;
@@ -323,12 +327,16 @@ impl LocalCa {
         }
         // Proof of possession: the CSR verifies under its own key (default SM2 ID).
         let cri = csr.info.to_der().map_err(failed)?;
-        let sig = sm2_2p::Signature::from_der(csr.signature.raw_bytes()).map_err(|e| failed(format!("CSR signature: {e}")))?;
+        let sig = sm2_2p::Signature::from_der(csr.signature.raw_bytes())
+            .map_err(|e| failed(format!("CSR signature: {e}")))?;
         if !sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &cri), &sig) {
             return Err(failed("CSR signature does not verify (no proof of possession)"));
         }
         let profile = req["profile"].as_str().unwrap_or("person");
-        let days = req["validity_days"].as_u64().filter(|d| (1..=3650).contains(d)).ok_or_else(|| failed("validity_days must be 1..=3650"))?;
+        let days = req["validity_days"]
+            .as_u64()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| failed("validity_days must be 1..=3650"))?;
         let serial = random_serial().map_err(failed)?;
         let serial_hex = hex::encode(serial.as_bytes());
         let subject = subject_for(profile, &req["subject"], &serial_hex).map_err(failed)?;
@@ -341,13 +349,17 @@ impl LocalCa {
             issuer_key_id: key_id(&signer.spki),
         };
         let validity = Validity::from_now(Duration::from_secs(days * 86_400)).map_err(failed)?;
-        let builder = CertificateBuilder::new(profile, serial, validity, csr.info.public_key.clone()).map_err(failed)?;
+        let builder =
+            CertificateBuilder::new(profile, serial, validity, csr.info.public_key.clone()).map_err(failed)?;
         let cert = Self::sign_builder(&*self.key, builder, &signer).map_err(failed)?;
         let cert_der = cert.to_der().map_err(failed)?;
         let not_after = cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs();
         {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-            index.issued.insert(serial_hex.clone(), Issued { subject: subject.clone(), not_after: not_after.to_string(), revoked: None });
+            index.issued.insert(
+                serial_hex.clone(),
+                Issued { subject: subject.clone(), not_after: not_after.to_string(), revoked: None },
+            );
             self.save(&index)?;
         }
         self.key.log(&format!("local-ca issued {serial_hex} to {subject}"));
@@ -364,7 +376,8 @@ impl LocalCa {
         let serial = req["serial"].as_str().ok_or_else(|| failed("serial is required"))?.to_ascii_lowercase();
         let reason = req["reason"].as_str().unwrap_or("unspecified").to_owned();
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = index.issued.get_mut(&serial).ok_or_else(|| failed(format!("serial {serial} was not issued here")))?;
+        let entry =
+            index.issued.get_mut(&serial).ok_or_else(|| failed(format!("serial {serial} was not issued here")))?;
         if entry.revoked.is_none() {
             entry.revoked = Some(Revocation { reason, at: now() });
             self.save(&index)?;
@@ -434,11 +447,13 @@ impl LocalCa {
             Err(_) => {
                 let spki_der = key.public_key()?;
                 let spki = SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(|e| e.to_string())?;
-                let name = Name::from_str(&format!("CN={},O=mcsd,C=CN", escape(&cfg.ca_name))).map_err(|e| e.to_string())?;
+                let name =
+                    Name::from_str(&format!("CN={},O=mcsd,C=CN", escape(&cfg.ca_name))).map_err(|e| e.to_string())?;
                 let signer = CaSigner { spki: spki.clone() };
                 let profile = Profile { subject: name, issuer: None, ca: true, issuer_key_id: key_id(&spki) };
                 let validity = Validity::from_now(Duration::from_secs(20 * 365 * 86_400)).map_err(|e| e.to_string())?;
-                let builder = CertificateBuilder::new(profile, random_serial()?, validity, spki).map_err(|e| e.to_string())?;
+                let builder =
+                    CertificateBuilder::new(profile, random_serial()?, validity, spki).map_err(|e| e.to_string())?;
                 let root = Self::sign_builder(&*key, builder, &signer)?;
                 let der = root.to_der().map_err(|e| e.to_string())?;
                 write_durably(&root_path, &der).map_err(|e| format!("{}: {e}", root_path.display()))?;
@@ -468,7 +483,8 @@ impl Adapter for LocalCa {
     }
 
     fn call(&self, op: &str, request: &[u8]) -> Result<Vec<u8>, CallError> {
-        let req: Value = if request.is_empty() { json!({}) } else { serde_json::from_slice(request).map_err(failed)? };
+        let req: Value =
+            if request.is_empty() { json!({}) } else { serde_json::from_slice(request).map_err(failed)? };
         let answer = match op {
             "describe" => json!({
                 "name": "local-ca",

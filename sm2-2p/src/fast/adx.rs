@@ -19,7 +19,8 @@ use std::sync::LazyLock;
 static Q: [u64; 3] = [0xffff_ffff_0000_0001, 0xffff_ffff_ffff_ffff, 0xffff_fffe_ffff_ffff];
 static P: [u64; 4] = super::field::P;
 
-static AVAILABLE: LazyLock<bool> = LazyLock::new(|| std::is_x86_feature_detected!("bmi2") && std::is_x86_feature_detected!("adx"));
+static AVAILABLE: LazyLock<bool> =
+    LazyLock::new(|| std::is_x86_feature_detected!("bmi2") && std::is_x86_feature_detected!("adx"));
 
 /// Tests set it to run the point arithmetic on the portable product and square.
 #[cfg(test)]
@@ -41,14 +42,26 @@ macro_rules! add_m_q {
     ($a:ident, $b:ident, $c:ident, $d:ident) => {
         concat!(
             "mulx {hi}, {lo}, qword ptr [rip + {q}]\n",
-            "adcx {", stringify!($a), "}, {lo}\n",
-            "adox {", stringify!($b), "}, {hi}\n",
+            "adcx {",
+            stringify!($a),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($b),
+            "}, {hi}\n",
             "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]\n",
-            "adcx {", stringify!($b), "}, {lo}\n",
-            "adox {", stringify!($c), "}, {hi}\n",
+            "adcx {",
+            stringify!($b),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($c),
+            "}, {hi}\n",
             "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]\n",
-            "adcx {", stringify!($c), "}, {lo}\n",
-            "adox {", stringify!($d), "}, {hi}",
+            "adcx {",
+            stringify!($c),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($d),
+            "}, {hi}",
         )
     };
 }
@@ -58,9 +71,15 @@ macro_rules! add_m_q {
 macro_rules! settle {
     ($w4:ident, $w5:ident) => {
         concat!(
-            "adcx {", stringify!($w4), "}, {s2}\n",
-            "adox {", stringify!($w5), "}, {s2}\n",
-            "adcx {", stringify!($w5), "}, {s2}",
+            "adcx {",
+            stringify!($w4),
+            "}, {s2}\n",
+            "adox {",
+            stringify!($w5),
+            "}, {s2}\n",
+            "adcx {",
+            stringify!($w5),
+            "}, {s2}",
         )
     };
 }
@@ -69,20 +88,42 @@ macro_rules! settle {
 macro_rules! mul_row {
     ($off:literal, $w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
         concat!(
-            "xor {", stringify!($w5), ":e}, {", stringify!($w5), ":e}\n",
-            "mov rdx, qword ptr [{b} + ", $off, "]\n",
+            "xor {",
+            stringify!($w5),
+            ":e}, {",
+            stringify!($w5),
+            ":e}\n",
+            "mov rdx, qword ptr [{b} + ",
+            $off,
+            "]\n",
             "mulx {hi}, {lo}, qword ptr [{a}]\n",
-            "adcx {", stringify!($w0), "}, {lo}\n",
-            "adox {", stringify!($w1), "}, {hi}\n",
+            "adcx {",
+            stringify!($w0),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($w1),
+            "}, {hi}\n",
             "mulx {hi}, {lo}, qword ptr [{a} + 8]\n",
-            "adcx {", stringify!($w1), "}, {lo}\n",
-            "adox {", stringify!($w2), "}, {hi}\n",
+            "adcx {",
+            stringify!($w1),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($w2),
+            "}, {hi}\n",
             "mulx {hi}, {lo}, qword ptr [{a} + 16]\n",
-            "adcx {", stringify!($w2), "}, {lo}\n",
-            "adox {", stringify!($w3), "}, {hi}\n",
+            "adcx {",
+            stringify!($w2),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($w3),
+            "}, {hi}\n",
             "mulx {hi}, {lo}, qword ptr [{a} + 24]\n",
-            "adcx {", stringify!($w3), "}, {lo}\n",
-            "adox {", stringify!($w4), "}, {hi}\n",
+            "adcx {",
+            stringify!($w3),
+            "}, {lo}\n",
+            "adox {",
+            stringify!($w4),
+            "}, {hi}\n",
             settle!($w4, $w5),
         )
     };
@@ -93,8 +134,11 @@ macro_rules! mul_reduce {
     ($w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
         concat!(
             "xor {lo:e}, {lo:e}\n",
-            "mov rdx, {", stringify!($w0), "}\n",
-            add_m_q!($w1, $w2, $w3, $w4), "\n",
+            "mov rdx, {",
+            stringify!($w0),
+            "}\n",
+            add_m_q!($w1, $w2, $w3, $w4),
+            "\n",
             settle!($w4, $w5),
         )
     };
@@ -105,10 +149,19 @@ macro_rules! mul_reduce {
 macro_rules! square_reduce {
     ($w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
         concat!(
-            "mov rdx, {", stringify!($w0), "}\n",
-            "xor {", stringify!($w0), ":e}, {", stringify!($w0), ":e}\n",
-            add_m_q!($w1, $w2, $w3, $w0), "\n",
-            "adc {", stringify!($w0), "}, 0",
+            "mov rdx, {",
+            stringify!($w0),
+            "}\n",
+            "xor {",
+            stringify!($w0),
+            ":e}, {",
+            stringify!($w0),
+            ":e}\n",
+            add_m_q!($w1, $w2, $w3, $w0),
+            "\n",
+            "adc {",
+            stringify!($w0),
+            "}, 0",
         )
     };
 }
@@ -118,19 +171,61 @@ macro_rules! square_reduce {
 macro_rules! select_below_p {
     ($x0:ident, $x1:ident, $x2:ident, $x3:ident, $t0:ident, $t1:ident, $t2:ident, $t3:ident, $top:ident) => {
         concat!(
-            "mov {", stringify!($t0), "}, {", stringify!($x0), "}\n",
-            "mov {", stringify!($t1), "}, {", stringify!($x1), "}\n",
-            "mov {", stringify!($t2), "}, {", stringify!($x2), "}\n",
-            "mov {", stringify!($t3), "}, {", stringify!($x3), "}\n",
-            "sub {", stringify!($t0), "}, qword ptr [rip + {p}]\n",
-            "sbb {", stringify!($t1), "}, qword ptr [rip + {p} + 8]\n",
-            "sbb {", stringify!($t2), "}, qword ptr [rip + {p} + 16]\n",
-            "sbb {", stringify!($t3), "}, qword ptr [rip + {p} + 24]\n",
-            "sbb {", stringify!($top), "}, 0\n",
-            "cmovnc {", stringify!($x0), "}, {", stringify!($t0), "}\n",
-            "cmovnc {", stringify!($x1), "}, {", stringify!($t1), "}\n",
-            "cmovnc {", stringify!($x2), "}, {", stringify!($t2), "}\n",
-            "cmovnc {", stringify!($x3), "}, {", stringify!($t3), "}",
+            "mov {",
+            stringify!($t0),
+            "}, {",
+            stringify!($x0),
+            "}\n",
+            "mov {",
+            stringify!($t1),
+            "}, {",
+            stringify!($x1),
+            "}\n",
+            "mov {",
+            stringify!($t2),
+            "}, {",
+            stringify!($x2),
+            "}\n",
+            "mov {",
+            stringify!($t3),
+            "}, {",
+            stringify!($x3),
+            "}\n",
+            "sub {",
+            stringify!($t0),
+            "}, qword ptr [rip + {p}]\n",
+            "sbb {",
+            stringify!($t1),
+            "}, qword ptr [rip + {p} + 8]\n",
+            "sbb {",
+            stringify!($t2),
+            "}, qword ptr [rip + {p} + 16]\n",
+            "sbb {",
+            stringify!($t3),
+            "}, qword ptr [rip + {p} + 24]\n",
+            "sbb {",
+            stringify!($top),
+            "}, 0\n",
+            "cmovnc {",
+            stringify!($x0),
+            "}, {",
+            stringify!($t0),
+            "}\n",
+            "cmovnc {",
+            stringify!($x1),
+            "}, {",
+            stringify!($t1),
+            "}\n",
+            "cmovnc {",
+            stringify!($x2),
+            "}, {",
+            stringify!($t2),
+            "}\n",
+            "cmovnc {",
+            stringify!($x3),
+            "}, {",
+            stringify!($t3),
+            "}",
         )
     };
 }

@@ -59,7 +59,12 @@ impl Fe {
         let (_, b) = sbb(hi, 0, b);
         // b is all-ones if a < p (keep a), zero otherwise (take a − p).
         let keep = b;
-        [(a[0] & keep) | (r0 & !keep), (a[1] & keep) | (r1 & !keep), (a[2] & keep) | (r2 & !keep), (a[3] & keep) | (r3 & !keep)]
+        [
+            (a[0] & keep) | (r0 & !keep),
+            (a[1] & keep) | (r1 & !keep),
+            (a[2] & keep) | (r2 & !keep),
+            (a[3] & keep) | (r3 & !keep),
+        ]
     }
 
     #[inline(always)]

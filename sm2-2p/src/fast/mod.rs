@@ -334,7 +334,8 @@ mod tests {
     }
 
     fn edge_scalars() -> Vec<Scalar> {
-        let mut v: Vec<Scalar> = [1u64, 2, 3, 15, 16, 17, 31, 32, 33, 255, 256, 0xffff_ffff].iter().map(|&x| Scalar::from(x)).collect();
+        let mut v: Vec<Scalar> =
+            [1u64, 2, 3, 15, 16, 17, 31, 32, 33, 255, 256, 0xffff_ffff].iter().map(|&x| Scalar::from(x)).collect();
         let minus = |x: u64| -Scalar::from(x);
         v.extend((1..=40).map(minus));
         let mut high = [0u8; 32];

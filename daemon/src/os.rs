@@ -55,8 +55,13 @@ pub fn scrub_stack() {
 
 /// Set the umask to 077. Returns the previous umask.
 pub fn private_files() -> u32 {
+    set_umask(0o077)
+}
+
+/// Set the process's umask; returns the previous one.
+pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
-    unsafe { libc::umask(0o077) as u32 }
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
 /// No core dumps, and not dumpable. Failures are reported, not fatal: the unit also sets
@@ -94,7 +99,6 @@ mod tests {
         assert_eq!(mode(&dir.path().join("d")), 0o700);
         assert_eq!(super::private_files(), 0o077);
         // Leave the test process as it was.
-        // SAFETY: as in private_files.
-        unsafe { libc::umask(before as libc::mode_t) };
+        super::set_umask(before);
     }
 }

@@ -2044,16 +2044,14 @@ mod tests {
     fn store_files_are_private_whatever_the_umask() {
         use std::os::unix::fs::PermissionsExt;
         let _one_at_a_time = crate::os::UMASK_TESTS.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: test-only; sets a permissive umask for this process, restored below.
-        let before = unsafe { libc::umask(0o022) };
+        let before = crate::os::set_umask(0o022);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {
             let store = Store::open(&path).unwrap();
             store.files().unwrap().db.flush().unwrap();
         }
-        // SAFETY: as above.
-        unsafe { libc::umask(before) };
+        crate::os::set_umask(before);
         let mut seen = 0;
         let mut dirs = vec![path.clone()];
         while let Some(d) = dirs.pop() {

@@ -59,6 +59,7 @@ fn forwards_to_softhsm_and_injects_faults_on_command() {
     let control = dir.path().join("control");
     // SAFETY: this is the only test in this binary, and no other thread reads the
     // environment while it is being set.
+    #[allow(unsafe_code)]
     unsafe {
         std::env::set_var("SOFTHSM2_CONF", &conf);
         std::env::set_var("PKCS11_MOCK_MODULE", softhsm());

@@ -15,6 +15,8 @@
 //!
 //! Rust adapters implement [`Adapter`] and call [`export_adapter!`], which generates both
 //! exports with `catch_unwind` around every entry into adapter code.
+// The C ABI is this crate's purpose: every `unsafe` block in it carries a SAFETY note.
+#![allow(unsafe_code)]
 
 use std::ffi::c_void;
 

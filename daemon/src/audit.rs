@@ -45,7 +45,7 @@ use sm2_2p::AffinePoint;
 use sm3::Digest;
 
 use crate::config::AuditConfig;
-use crate::plugins::{DaemonKeyError, DaemonKeys};
+use crate::daemon_keys::{DaemonKeyError, DaemonKeys};
 use crate::store::{AuditAppend, Store, StoreError};
 
 pub const CHECKPOINT_EVERY: u64 = 64;
@@ -655,7 +655,7 @@ impl ExportedLine {
                 let origin = format!(
                     "the last exported checkpoint (line {}, signed {})",
                     self.line,
-                    crate::api::rfc3339(cp.at / 1000)
+                    crate::clock::rfc3339(cp.at / 1000)
                 );
                 match key {
                     None => {
@@ -929,7 +929,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, Strin
                     let what = format!(
                         "the checkpoint exported on line {} (signed {})",
                         line.line,
-                        crate::api::rfc3339(cp.at / 1000)
+                        crate::clock::rfc3339(cp.at / 1000)
                     );
                     let key = opts.key.ok_or_else(|| format!("{what} cannot be checked: no trusted audit key"))?;
                     if !key.verifies(cp) {
@@ -959,7 +959,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, Strin
 pub fn view(e: &Entry) -> Value {
     json!({
         "seq": e.seq,
-        "at": crate::api::rfc3339(e.at / 1000),
+        "at": crate::clock::rfc3339(e.at / 1000),
         "event": e.event,
         "actor": e.actor,
         "key_id": e.key_id,

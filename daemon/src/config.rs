@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What can go wrong loading a config. `mcsd` exits 64 (EX_USAGE) on any of these.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ struct RawConfig {
     #[serde(default)]
     plugins: Vec<RawPlugin>,
     #[serde(default)]
-    seals: crate::seals::SealsConfig,
+    seals: SealsConfig,
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
@@ -323,7 +323,7 @@ struct RawStore {
 }
 
 fn default_cache_mb() -> u64 {
-    crate::store::DEFAULT_CACHE_MB
+    DEFAULT_CACHE_MB
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,7 +393,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub tasks: TasksConfig,
     pub plugins: Vec<PluginConfig>,
-    pub seals: crate::seals::SealsConfig,
+    pub seals: SealsConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
 }
@@ -464,7 +464,7 @@ pub struct PlatformTasks {
     pub max_open_bytes: u64,
     /// Callback deliveries in flight for this platform.
     pub callback_concurrency: usize,
-    pub callback: crate::callbacks::target::TargetPolicy,
+    pub callback: crate::model::callback_target::TargetPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -733,7 +733,7 @@ impl Config {
 fn platform_tasks(
     t: &RawTasks,
 ) -> Result<(PlatformTasks, std::collections::BTreeMap<String, PlatformTasks>), ConfigError> {
-    use crate::callbacks::target::{HostPattern, TargetPolicy};
+    use crate::model::callback_target::{HostPattern, TargetPolicy};
     let invalid = |m: String| Err(ConfigError::Invalid(m));
     if !(1..=4096).contains(&t.callback_concurrency) || !(1..=4096).contains(&t.callback_concurrency_per_platform) {
         return invalid("tasks: callback_concurrency and callback_concurrency_per_platform must be 1..=4096".into());
@@ -889,7 +889,7 @@ mod tests {
         assert_eq!((d.max_open_tasks, d.max_open_bytes, d.callback_concurrency), (10_000, 1 << 30, 4));
         assert_eq!(
             d.callback,
-            crate::callbacks::target::TargetPolicy { hosts: None, allow_private: false },
+            crate::model::callback_target::TargetPolicy { hosts: None, allow_private: false },
             "private targets are refused by default"
         );
 
@@ -906,7 +906,7 @@ mod tests {
         );
         let hosts = p1.callback.hosts.as_ref().unwrap();
         assert_eq!(hosts.len(), 2);
-        let url = |u: &str| crate::callbacks::target::CallbackUrl::parse(u).unwrap();
+        let url = |u: &str| crate::model::callback_target::CallbackUrl::parse(u).unwrap();
         assert!(p1.callback.check_url(&url("https://gw.example.cn/cb")).is_ok());
         assert!(p1.callback.check_url(&url("https://other.example.cn/cb")).is_err());
         let dev = c.tasks.platform("P-DEV");
@@ -976,5 +976,25 @@ mod tests {
         assert_eq!(c.audit.checkpoint_file.as_deref(), Some(Path::new("/var/log/mcsd/cp.jsonl")));
         let err = Config::parse(&format!("{MINIMAL}\n[audit]\npublic_key = \"x\"\n"), Path::new("/")).unwrap_err();
         assert!(err.to_string().contains("public_key"), "{err}");
+    }
+}
+
+/// `[store] cache_mb` when not set: sled's page cache, in MiB.
+pub const DEFAULT_CACHE_MB: u64 = 8;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SealsConfig {
+    /// The CA adapter that certifies the seal maker.
+    pub maker_ca: String,
+    /// GB/T 38540 `Vid` (vendor id) written into every seal.
+    pub vendor_id: String,
+    /// Bytes reserved for the signature container beyond the seal and certificates.
+    pub signature_reserve: usize,
+}
+
+impl Default for SealsConfig {
+    fn default() -> Self {
+        SealsConfig { maker_ca: "local".into(), vendor_id: "mcsd".into(), signature_reserve: 8192 }
     }
 }

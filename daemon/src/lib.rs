@@ -1,30 +1,31 @@
 //! mcsd: the server half of two-party SM2 for mobile certificates.
 //!
-//! Data flows one way: TLS ([`tls`]) → caller identity → API handler ([`api`]) → domain
-//! service ([`keys`]) → HSM ([`hsm`]) / store ([`store`]). Only `api` knows HTTP and JSON,
-//! only `hsm` calls cryptoki, only `store` touches sled. See ARCHITECTURE.md.
+//! The modules are layers; each uses only those listed after it (ARCHITECTURE.md, and
+//! `tests/tests/architecture.rs` checks it):
+//!
+//! [`server`] / [`cli`] → [`api`] → [`tasks`] → [`seals`] → [`keys`] → [`audit`] →
+//! [`daemon_keys`] → [`plugins`] / [`store`] / [`hsm`] → [`config`] → [`model`], with
+//! [`clock`], [`metrics`], [`os`] and [`pem`] usable from anywhere.
+//!
+//! Only `api` and `server` know HTTP and JSON, only `hsm` calls cryptoki, only `store`
+//! touches sled.
 
 pub mod api;
 pub mod audit;
-pub mod callbacks;
+pub mod cli;
+pub mod clock;
 pub mod config;
-pub mod control;
-pub mod devinit;
-pub mod error;
+pub mod daemon_keys;
 pub mod hsm;
 pub mod keys;
 pub mod metrics;
-#[allow(unsafe_code)] // listed in ARCHITECTURE.md
+pub mod model;
+#[allow(unsafe_code)] // umask, rlimits, the wiping allocator: listed in ARCHITECTURE.md
 pub mod os;
-pub mod pdfsign;
-#[allow(unsafe_code)] // listed in ARCHITECTURE.md
+pub mod pem;
+#[allow(unsafe_code)] // the plugin ABI: listed in ARCHITECTURE.md
 pub mod plugins;
-pub mod rotate;
-#[allow(unsafe_code)] // listed in ARCHITECTURE.md
-pub mod sdnotify;
 pub mod seals;
 pub mod server;
 pub mod store;
 pub mod tasks;
-pub mod tls;
-pub mod vault;

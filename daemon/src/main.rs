@@ -73,7 +73,7 @@ enum Command {
         /// `production`: a separate CA per role — operators, platforms, phones — as
         /// `config/mcsd.toml` documents for production.
         #[arg(long, value_enum, default_value = "single")]
-        layout: mcsd::devinit::Layout,
+        layout: mcsd::cli::dev_init::Layout,
     },
 }
 
@@ -165,7 +165,7 @@ fn control_call(
     command: &str,
 ) -> Option<Result<std::io::BufReader<std::os::unix::net::UnixStream>, String>> {
     use std::io::Write;
-    let path = mcsd::control::socket_path(&cfg.store.path);
+    let path = mcsd::server::control::socket_path(&cfg.store.path);
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
@@ -376,7 +376,8 @@ fn main() -> ExitCode {
                 None => (|| {
                     let store = mcsd::store::Store::open(&cfg.store.path).map_err(|e| e.to_string())?;
                     let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
-                    let r = mcsd::rotate::rotate(&store, &hsm, batch, progress_bar).map_err(|e| e.to_string())?;
+                    let r = mcsd::keys::kek_rotation::rotate(&store, &hsm, batch, progress_bar)
+                        .map_err(|e| e.to_string())?;
                     Ok(format!(
                         "version={} created={} rewrapped={} remaining={}",
                         r.version, r.created_version, r.rewrapped, r.remaining
@@ -419,13 +420,13 @@ fn main() -> ExitCode {
             let run = || -> Result<(), String> {
                 let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
                 let pdf = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
-                let cert = mcsd::pdfsign::p256_certificate(&hsm, &label, "mcsd P-256 document signer")?;
+                let cert = mcsd::cli::pdf_p256::p256_certificate(&hsm, &label, "mcsd P-256 document signer")?;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
                 let placement = mcs_pdfseal::pdf::Placement::At { page, x, y };
-                let signed = mcsd::pdfsign::sign_pdf_p256(&hsm, &label, &cert, &pdf, &placement, now)?;
+                let signed = mcsd::cli::pdf_p256::sign_pdf_p256(&hsm, &label, &cert, &pdf, &placement, now)?;
                 std::fs::write(&out, signed).map_err(|e| format!("{}: {e}", out.display()))?;
                 let pem = mcs_pdfseal::pem("CERTIFICATE", &cert);
                 std::fs::write(&cert_out, pem).map_err(|e| format!("{}: {e}", cert_out.display()))
@@ -441,21 +442,23 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::DevInit { dir, module, layout } => match mcsd::devinit::dev_init(&dir, module.as_deref(), layout) {
-            Ok(()) => {
-                println!("dev environment ready in {}", dir.display());
-                println!(
-                    "run: SOFTHSM2_CONF={}/softhsm2.conf mcsd run --config {}/mcsd.toml",
-                    dir.display(),
-                    dir.display()
-                );
-                ExitCode::SUCCESS
+        Command::DevInit { dir, module, layout } => {
+            match mcsd::cli::dev_init::dev_init(&dir, module.as_deref(), layout) {
+                Ok(()) => {
+                    println!("dev environment ready in {}", dir.display());
+                    println!(
+                        "run: SOFTHSM2_CONF={}/softhsm2.conf mcsd run --config {}/mcsd.toml",
+                        dir.display(),
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcsd dev-init: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("mcsd dev-init: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 
@@ -487,11 +490,11 @@ fn audit_verify(
         },
         None => {
             let held = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string()).map(|hsm| {
-                mcsd::audit::hsm_held_key(&mcsd::plugins::DaemonKeys::new(store.clone(), std::sync::Arc::new(hsm)))
+                mcsd::audit::hsm_held_key(&mcsd::daemon_keys::DaemonKeys::new(store.clone(), std::sync::Arc::new(hsm)))
             });
             match held {
                 Ok(Ok(k)) => k,
-                Ok(Err(mcsd::plugins::DaemonKeyError::Mismatch(_))) => {
+                Ok(Err(mcsd::daemon_keys::DaemonKeyError::Mismatch(_))) => {
                     return broken("the store's record of the audit public key is not that of its HSM-wrapped private key: it was replaced".into());
                 }
                 Ok(Err(e)) => {
@@ -578,7 +581,7 @@ fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
             let store =
                 std::sync::Arc::new(mcsd::store::Store::open(&cfg.store.path).map_err(|e| format!("store: {e}"))?);
             let hsm = std::sync::Arc::new(mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?);
-            mcsd::audit::public_key_pem(&mcsd::plugins::DaemonKeys::new(store, hsm))
+            mcsd::audit::public_key_pem(&mcsd::daemon_keys::DaemonKeys::new(store, hsm))
         })(),
     };
     let pem = match pem {

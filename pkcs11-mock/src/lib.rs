@@ -13,7 +13,6 @@
 //! never cross the FFI boundary.
 // The C ABI is this crate's purpose: every `unsafe` block in it carries a SAFETY note.
 #![allow(unsafe_code)]
-
 #![allow(non_snake_case)]
 
 pub mod control;

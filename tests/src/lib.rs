@@ -28,7 +28,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// The SoftHSM module used under the mock.
 pub fn softhsm_module() -> PathBuf {
-    mcsd::devinit::find_softhsm_module().expect("SoftHSM is not installed: apt-get install -y softhsm2")
+    mcsd::cli::dev_init::find_softhsm_module().expect("SoftHSM is not installed: apt-get install -y softhsm2")
 }
 
 /// A dev environment (token, KEK, PKI, config) in its own temp dir.

@@ -717,7 +717,7 @@ fn check_task_audit(
     at: &str,
     task_id: &str,
     status: &str,
-    record: Option<&mcsd::store::TaskRecord>,
+    record: Option<&mcsd::model::task::TaskRecord>,
     audit: &AuditIndex,
 ) {
     let cosigned = record.map(|t| t.cosigned);
@@ -1018,7 +1018,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
         offline.next = seq + 1;
     }
     let at = "stopped store";
-    let tasks: BTreeMap<String, mcsd::store::TaskRecord> =
+    let tasks: BTreeMap<String, mcsd::model::task::TaskRecord> =
         store.tasks().expect("tasks").into_iter().map(|t| (t.id.clone(), t)).collect();
     for t in tasks.values() {
         let status = mcsd::tasks::status_str(t.status);
@@ -1030,7 +1030,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
     let keys = store.keys_matching(|_| true).expect("keys");
     let l = ledger.lock().unwrap();
     for k in &keys {
-        use mcsd::store::KeyStatus;
+        use mcsd::model::key::KeyStatus;
         f.check(offline.activated.contains(&k.enrollment_id), ACTIVATION_UNAUDITED, || {
             format!("{at}: key {} (enrollment {}) has no `{ACTIVATE}` ok entry", k.id, k.enrollment_id)
         });
@@ -1040,9 +1040,9 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
             });
         }
         if k.certificate.is_some() {
-            let csr: Vec<&mcsd::store::TaskRecord> = tasks
+            let csr: Vec<&mcsd::model::task::TaskRecord> = tasks
                 .values()
-                .filter(|t| matches!(&t.data, mcsd::store::TaskData::Csr { key_id, .. } if key_id == &k.id))
+                .filter(|t| matches!(&t.data, mcsd::model::task::TaskData::Csr { key_id, .. } if key_id == &k.id))
                 .collect();
             f.check(csr.iter().any(|t| offline.has(COMPLETE, &t.id)), CERT_UNAUDITED, || {
                 let states: Vec<String> =
@@ -1066,7 +1066,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
             );
         }
     }
-    let by_id: BTreeMap<&str, &mcsd::store::KeyRecord> = keys.iter().map(|k| (k.id.as_str(), k)).collect();
+    let by_id: BTreeMap<&str, &mcsd::model::key::KeyRecord> = keys.iter().map(|k| (k.id.as_str(), k)).collect();
     for (id, t) in &l.tasks {
         if let Step::Completed(sig) = &t.step {
             let rec = tasks.get(id);
@@ -1075,7 +1075,8 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
                 .and_then(|r| r["signature"].as_str())
                 .and_then(|s| B64.decode(s).ok());
             f.check(
-                rec.is_some_and(|r| r.status == mcsd::store::TaskStatus::Completed) && stored == Some(sig.to_der()),
+                rec.is_some_and(|r| r.status == mcsd::model::task::TaskStatus::Completed)
+                    && stored == Some(sig.to_der()),
                 COMPLETION_LOST,
                 || format!("{at}: {id}: completion acknowledged; record: {:?}", rec.map(|r| (r.status, &r.result))),
             );
@@ -1092,7 +1093,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
                 )
             });
             if let (Some(k), Step::Completed(_)) = (k, step) {
-                f.check(k.certificate.is_some() && k.status != mcsd::store::KeyStatus::Pending, CERT_LOST, || {
+                f.check(k.certificate.is_some() && k.status != mcsd::model::key::KeyStatus::Pending, CERT_LOST, || {
                     format!("{at}: {}: certificate acknowledged; key is {:?}", k.id, k.status)
                 });
             }
@@ -1100,7 +1101,7 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
     }
     for key_id in &l.revoked_ack {
         let status = by_id.get(key_id.as_str()).map(|k| k.status);
-        f.check(status == Some(mcsd::store::KeyStatus::Revoked), REVOCATION_LOST, || {
+        f.check(status == Some(mcsd::model::key::KeyStatus::Revoked), REVOCATION_LOST, || {
             format!("{at}: revocation of {key_id} acknowledged; key is {status:?}")
         });
     }

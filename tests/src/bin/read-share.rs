@@ -3,7 +3,8 @@
 //! With `--wrapped`, print the stored (HSM-wrapped) blob instead, without the HSM.
 //! Run with the daemon stopped: `SOFTHSM2_CONF=… read-share [--wrapped] <config> <key id>`.
 
-use mcsd::hsm::{Hsm, SecretKind};
+use mcsd::hsm::Hsm;
+use mcsd::model::secret::SecretKind;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();

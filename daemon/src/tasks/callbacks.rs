@@ -17,8 +17,6 @@
 //! Resolution and the TCP connect share `tasks.callback_connect_timeout_ms`, which is
 //! shorter than the whole attempt's `tasks.callback_timeout_ms`.
 
-pub mod target;
-
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -35,10 +33,10 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{ApiConfig, TasksConfig};
-use crate::store::CallbackRecord;
+use crate::model::callback_target::{CallbackUrl, Host, TargetPolicy};
+use crate::model::task::CallbackRecord;
+use crate::pem::{TlsError, load_certs, load_key};
 use crate::tasks::TaskService;
-use crate::tls::{TlsError, load_certs, load_key};
-use target::{CallbackUrl, Host, TargetPolicy};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -281,7 +279,10 @@ async fn connect(url: &CallbackUrl, policy: &TargetPolicy, budget: Duration) -> 
             Ok(Ok(tcp)) => return Ok(tcp),
             Ok(Err(e)) => last = format!("connecting to {addr}: {e}"),
             Err(_) => {
-                return Err(Failure::Failed(format!("connecting to {addr} took longer than {} ms", budget.as_millis())));
+                return Err(Failure::Failed(format!(
+                    "connecting to {addr} took longer than {} ms",
+                    budget.as_millis()
+                )));
             }
         }
     }

@@ -25,18 +25,24 @@
 //! state (PIN failures, revocation, activation). Multi-record changes go through one sled
 //! transaction, so a crash leaves either the old or the new state, never a mix.
 
+pub mod vault;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::hsm::SecretKind;
-use crate::vault::{SlotRef, Vault, VaultError};
+use crate::model::key::{
+    CertificateInfo, DaemonKeyRecord, EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState,
+};
+use crate::model::seal::{SealMakerRecord, SealRecord};
+use crate::model::secret::SecretKind;
+use crate::model::task::{CallbackRecord, TaskRecord};
+use crate::store::vault::{SlotRef, Vault, VaultError};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::collections::BTreeSet;
 
 const RECORD_V1: u8 = 1;
 /// sled page cache, MiB, unless `[store] cache_mb` says otherwise.
-pub const DEFAULT_CACHE_MB: u64 = 8;
 const SNAPSHOT_MAGIC: &[u8] = b"MCSDBAK1";
 
 #[derive(Debug, thiserror::Error)]
@@ -79,137 +85,6 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// Who a certificate will be for (API.md enrollment `subject`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Subject {
-    pub kind: SubjectKind,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credit_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_number: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubjectKind {
-    Person,
-    Org,
-    Operator,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum EnrollmentState {
-    Pending,
-    Activated { key_id: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnrollmentRecord {
-    pub id: String,
-    pub subject: Subject,
-    pub ca: String,
-    pub profile: Option<String>,
-    pub platforms: Vec<String>,
-    pub validity_days: u32,
-    /// SHA-256 of the activation code; the code itself is shown once and never stored.
-    pub activation_code_sha256: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub state: EnrollmentState,
-    /// Set when this enrollment replaces a key (renew, change, reissue).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predecessor: Option<Predecessor>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Predecessor {
-    pub key_id: String,
-    /// `renew`, `change` or `reissue`.
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    Pending,
-    Active,
-    Suspended,
-    Revoked,
-    Superseded,
-}
-
-impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Pending => "pending",
-            KeyStatus::Active => "active",
-            KeyStatus::Suspended => "suspended",
-            KeyStatus::Revoked => "revoked",
-            KeyStatus::Superseded => "superseded",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformGrant {
-    pub platform: String,
-    /// Unix seconds; `None` = for the life of the key.
-    pub until: Option<i64>,
-    /// Consumed by the next completed task on this platform.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub once: bool,
-}
-
-impl PlatformGrant {
-    pub fn valid_at(&self, now: i64) -> bool {
-        self.until.is_none_or(|u| now < u)
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PinState {
-    pub failures: u32,
-    pub locked: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    pub id: String,
-    pub enrollment_id: String,
-    pub subject: Subject,
-    pub ca: String,
-    pub status: KeyStatus,
-    /// Joint public key P, SEC1 uncompressed, lowercase hex.
-    pub public_key: String,
-    /// SHA-256 of the activating phone's certificate SPKI, lowercase hex.
-    pub device_id: String,
-    pub platforms: Vec<PlatformGrant>,
-    pub pin: PinState,
-    pub created_at: i64,
-    pub validity_days: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation_reason: Option<String>,
-    /// The issued certificate (base64 DER) and its chain, once the CA answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<CertificateInfo>,
-    /// The phone's activation point `P1` (hex), so a repeated activation whose answer was
-    /// lost can be recognised and answered again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p1: Option<String>,
-    /// The stored value (hex) that locates the wrapped share: a vault [`SlotRef`]. Not
-    /// part of any API view. `None` once revoked (the slot is shredded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share_ref: Option<String>,
-    /// Same for the wrapped PIN verifier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier_ref: Option<String>,
 }
 
 impl KeyRecord {
@@ -272,21 +147,6 @@ const CLEAN_CLOSE: &[u8] = b"clean-close";
 struct CleanClose {
     vault_slots: u64,
     free: Vec<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertificateInfo {
-    pub der_b64: String,
-    pub chain_b64: Vec<String>,
-    /// In the stored record only: the chain lives once in `ca_chains` under this id
-    /// (SHA-256 of the chain, hex) and `chain_b64` is empty; readers get it filled in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_ref: Option<String>,
-    /// Lowercase hex.
-    pub serial: String,
-    pub subject: String,
-    /// Unix seconds.
-    pub not_after: i64,
 }
 
 fn secret_key(key_id: &str, kind: SecretKind) -> Vec<u8> {
@@ -383,56 +243,9 @@ struct GroupState {
     error: Option<(u64, sled::Error)>,
 }
 
-/// An electronic seal (GB/T 38540) and who may use it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SealRecord {
-    pub id: String,
-    pub es_id: String,
-    /// official, legal_rep, finance, contract, personal, signature.
-    pub kind: String,
-    pub name: String,
-    pub owner: serde_json::Value,
-    pub picture_type: String,
-    pub width_mm: u32,
-    pub height_mm: u32,
-    pub signer_key_ids: Vec<String>,
-    pub grants: Vec<SealGrant>,
-    pub valid_from: i64,
-    pub valid_to: i64,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-    /// The current SESeal, base64 DER (re-made by the maker when grants change).
-    pub seal_b64: String,
-    pub rev: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealGrant {
-    pub key_id: String,
-    pub not_before: i64,
-    pub not_after: i64,
-}
-
-/// The seal maker's certificate (its key is the daemon-held key `seal-maker`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealMakerRecord {
-    pub ca: String,
-    pub certificate_b64: String,
-    pub chain_b64: Vec<String>,
-}
-
 /// The vault slots referenced from a `secrets` value, if it is a reference.
 fn slot_of(value: Option<&[u8]>) -> Option<u64> {
     value.and_then(SlotRef::decode).map(|r| r.slot)
-}
-
-/// A key the daemon itself holds (a CA key, later the seal maker and audit keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DaemonKeyRecord {
-    pub name: String,
-    /// SEC1 uncompressed, lowercase hex.
-    pub public_key: String,
-    pub created_at: i64,
 }
 
 impl Drop for Store {
@@ -445,7 +258,7 @@ impl Drop for Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Self::open_with_cache(path, DEFAULT_CACHE_MB)
+        Self::open_with_cache(path, crate::config::DEFAULT_CACHE_MB)
     }
 
     /// [`Store::open`] a store this process has just closed (waits for sled's file lock).
@@ -1282,128 +1095,6 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Login,
-    Sign,
-    Decrypt,
-    Encrypt,
-    Csr,
-    PdfSeal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Pending,
-    Claimed,
-    AwaitingApproval,
-    Completed,
-    Rejected,
-    Expired,
-    Failed,
-}
-
-impl TaskStatus {
-    pub fn is_final(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Rejected | TaskStatus::Expired | TaskStatus::Failed)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskDisplay {
-    pub title: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// The non-secret inputs of a task. (An `encrypt` task's plaintext is a wrapped secret.)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum TaskData {
-    Login {
-        challenge: String,
-    },
-    Sign {
-        message: String,
-    },
-    Decrypt {
-        ciphertext: String,
-        recipient_cert_serial: Option<String>,
-        recipient_public_key: Option<String>,
-    },
-    Encrypt {},
-    /// A CertificationRequestInfo (base64 DER) the phone co-signs as proof of possession.
-    Csr {
-        key_id: String,
-        request_info: String,
-    },
-    /// A PDF to seal (base64), the seal asked for, the placement (API.md JSON). At claim the
-    /// seal used and the signing time are fixed, so completion rebuilds the same revision.
-    PdfSeal {
-        pdf: String,
-        seal_id: Option<String>,
-        placement: serde_json::Value,
-        chosen_seal: Option<String>,
-        signing_time: Option<u64>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskRecord {
-    pub id: String,
-    pub kind: TaskKind,
-    /// Platform of the creating gateway (or empty for internal tasks).
-    pub platform: String,
-    pub token_sha256: String,
-    pub display: TaskDisplay,
-    pub data: TaskData,
-    pub callback_url: Option<String>,
-    pub status: TaskStatus,
-    /// Incremented by every write; transitions compare-and-swap on it.
-    pub rev: u64,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub updated_at: i64,
-    pub key_id: Option<String>,
-    pub device_id: Option<String>,
-    /// The digest the server computed at claim (signing kinds), lowercase hex.
-    pub e: Option<String>,
-    /// A co-signature was given out (the phone may complete).
-    pub cosigned: bool,
-    /// Which nonce points (`q1`, or `t1` for decrypt) were answered: the first 16 bytes of
-    /// SHA-256 of each one's lowercase hex SEC1 encoding, hex. A phone whose answer was lost co-signs again with a fresh
-    /// nonce; a point already answered is refused, so two server halves never go out for
-    /// one nonce.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cosign_nonces: Vec<String>,
-    /// Non-secret result for the gateway.
-    pub result: Option<serde_json::Value>,
-    /// A wrapped secret result (decrypt plaintext) waits in `secrets` until delivered.
-    pub secret_result: bool,
-    pub delivered: bool,
-    pub error: Option<String>,
-    /// Bytes this task counts against its platform's open-bytes quota while it is open:
-    /// its record and wrapped inputs as first stored (set by [`Store::insert_task`]; 0 in
-    /// records from before quotas).
-    #[serde(default)]
-    pub charged_bytes: u64,
-}
-
-/// A callback still to be delivered; written in the same transaction as the final state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallbackRecord {
-    pub task_id: String,
-    pub url: String,
-    pub attempts: u32,
-    pub next_at_ms: i64,
-    /// The task's platform, whose delivery slots and target rules apply (empty in
-    /// records from before it was kept here: the task says).
-    #[serde(default)]
-    pub platform: String,
-}
-
 /// A platform's limits on its open (unfinished) tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenQuota {
@@ -2009,6 +1700,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::key::{Subject, SubjectKind};
+    use crate::model::task::{TaskData, TaskDisplay, TaskKind, TaskStatus};
 
     /// Defect 7 of issue 11: after a failed flush sled refuses every write until it is
     /// reopened; the store reopens itself, keeps what was durable, and bumps its generation.

@@ -29,6 +29,8 @@
 //! platform's quotas on count and stored bytes (`429 rate_limited` with `Retry-After`; the
 //! store checks and inserts in one step, so a refusal writes nothing).
 
+pub mod callbacks;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,13 +44,13 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Audit, Event, RequestEntry};
 use crate::config::TasksConfig;
-use crate::hsm::{Hsm, HsmError, SecretKind};
+use crate::hsm::{Hsm, HsmError};
 use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput, now};
+use crate::model::key::{CertificateInfo, KeyRecord, KeyStatus, SubjectKind};
+use crate::model::secret::SecretKind;
+use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
 use crate::plugins::{PluginError, PluginHost};
-use crate::store::{
-    CallbackRecord, CertificateInfo, InsertOutcome, KeyRecord, KeyStatus, OpenQuota, OpenUsage, Store, StoreError,
-    SubjectKind, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus, Transition, TransitionOutcome,
-};
+use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Store, StoreError, Transition, TransitionOutcome};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -243,7 +245,7 @@ impl TaskService {
         };
         let rules = self.cfg.platform(platform);
         if let Some(url) = &req.callback_url {
-            let parsed = crate::callbacks::target::CallbackUrl::parse(url)
+            let parsed = crate::model::callback_target::CallbackUrl::parse(url)
                 .map_err(|e| TaskError::Invalid(format!("callback_url {e}")))?;
             rules.callback.check_url(&parsed).map_err(|e| TaskError::Invalid(format!("callback_url refused: {e}")))?;
         }

@@ -12,8 +12,9 @@
 //! caught panic, an answer that is not JSON — are `plugin_error`. Libraries are never
 //! unloaded.
 //!
-//! The host offers adapters one capability: signing with a daemon-held SM2 key
-//! ([`DaemonKeys`]), whose private half exists only HSM-wrapped at rest.
+//! The host offers adapters one capability: signing with a daemon-held SM2 key, through a
+//! [`HostSigner`] (the daemon's `DaemonKeys`), whose private half exists only HSM-wrapped
+//! at rest.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -25,9 +26,17 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::config::PluginConfig;
-use crate::hsm::{Hsm, SecretKind};
-use crate::keys::now;
-use crate::store::{DaemonKeyRecord, Store};
+
+/// What the host lets adapters do with the daemon's own keys (in the manner of rustls's
+/// `SigningKey`: the key may live in an HSM; the host never sees it).
+pub trait HostSigner: Send + Sync {
+    /// DER SM2 signature (SM3, default ID) by the daemon key `name` over `msg`.
+    fn sign(&self, name: &str, msg: &[u8]) -> Result<Vec<u8>, String>;
+    /// DER SubjectPublicKeyInfo of the daemon key `name`.
+    fn spki(&self, name: &str) -> Result<Vec<u8>, String>;
+}
+
+type Signer = Arc<dyn HostSigner>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -38,85 +47,6 @@ pub enum PluginError {
     #[error("CA adapter `{0}` did not answer in time")]
     Timeout(String),
 }
-
-/// The daemon's own SM2 keys, by name; created on first use, wrapped by the HSM.
-#[derive(Clone)]
-pub struct DaemonKeys {
-    store: Arc<Store>,
-    hsm: Arc<Hsm>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonKeyError {
-    /// The store's public key for it is not the public half of its HSM-wrapped private key.
-    #[error(
-        "daemon key `{0}`: the stored public key is not that of the HSM-wrapped private key (the record was replaced)"
-    )]
-    Mismatch(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl DaemonKeys {
-    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>) -> Self {
-        DaemonKeys { store, hsm }
-    }
-
-    /// The key `name` and its record; created first if absent and `create`.
-    fn load(&self, name: &str, create: bool) -> Result<Option<(DaemonKeyRecord, sm2_2p::DaemonKey)>, String> {
-        let id = format!("daemon:{name}");
-        let existing = self.store.daemon_key(name).map_err(|e| e.to_string())?;
-        let (rec, blob) = match existing {
-            Some(found) => found,
-            None if !create => return Ok(None),
-            None => {
-                let key = sm2_2p::DaemonKey::generate();
-                let blob =
-                    self.hsm.wrap(&id, SecretKind::DaemonKey, key.to_bytes().as_slice()).map_err(|e| e.to_string())?;
-                let rec = DaemonKeyRecord {
-                    name: name.to_owned(),
-                    public_key: sm2_2p::point_to_hex(&key.public()),
-                    created_at: now(),
-                };
-                let won = self.store.insert_daemon_key(&rec, &blob).map_err(|e| e.to_string())?;
-                self.store.flush_blocking().map_err(|e| e.to_string())?;
-                tracing::info!(key = name, "created daemon-held key");
-                won
-            }
-        };
-        let secret = self.hsm.unwrap(&id, SecretKind::DaemonKey, &blob).map_err(|e| e.to_string())?;
-        let key = sm2_2p::DaemonKey::from_bytes(&secret).map_err(|e| format!("daemon key {name}: {e}"))?;
-        Ok(Some((rec, key)))
-    }
-
-    fn load_or_create(&self, name: &str) -> Result<sm2_2p::DaemonKey, String> {
-        self.load(name, true)?.map(|(_, key)| key).ok_or_else(|| format!("daemon key {name} was not created"))
-    }
-
-    /// The public key of `name` as its HSM-wrapped private key gives it (what a writer of
-    /// the store cannot forge), checked against the stored record. `None` if absent and
-    /// not `create`.
-    pub fn public_key(&self, name: &str, create: bool) -> Result<Option<sm2_2p::AffinePoint>, DaemonKeyError> {
-        let Some((rec, key)) = self.load(name, create).map_err(DaemonKeyError::Other)? else { return Ok(None) };
-        let public = key.public();
-        if rec.public_key != sm2_2p::point_to_hex(&public) {
-            return Err(DaemonKeyError::Mismatch(name.to_owned()));
-        }
-        Ok(Some(public))
-    }
-
-    /// DER signature by key `name` over `msg` (SM2 with SM3, default ID).
-    pub fn sign(&self, name: &str, msg: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(self.load_or_create(name)?.sign(msg).to_der())
-    }
-
-    /// DER SubjectPublicKeyInfo of key `name`.
-    pub fn spki(&self, name: &str) -> Result<Vec<u8>, String> {
-        Ok(sm2_2p::spki_der(&self.load_or_create(name)?.public()))
-    }
-}
-
-// ---- the host table handed to adapters -----------------------------------------------------
 
 fn key_name(key: Bytes) -> Result<String, String> {
     // SAFETY: the adapter passes bytes valid for the call (ABI contract).
@@ -140,9 +70,9 @@ fn answer(result: Result<Vec<u8>, String>, out: Sink, out_ctx: *mut c_void) -> i
 
 unsafe extern "C" fn host_sign(ctx: *mut c_void, key: Bytes, tbs: Bytes, out: Sink, out_ctx: *mut c_void) -> i32 {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: `ctx` is the leaked `DaemonKeys` set up in `PluginHost::load`; tbs is
+        // SAFETY: `ctx` is the leaked `Signer` set up in `PluginHost::load`; tbs is
         // borrowed for the call.
-        let keys = unsafe { &*(ctx as *const DaemonKeys) };
+        let keys = unsafe { &*(ctx as *const Signer) };
         let tbs = unsafe { tbs.as_slice() };
         keys.sign(&key_name(key)?, tbs)
     }));
@@ -152,7 +82,7 @@ unsafe extern "C" fn host_sign(ctx: *mut c_void, key: Bytes, tbs: Bytes, out: Si
 unsafe extern "C" fn host_public_key(ctx: *mut c_void, key: Bytes, out: Sink, out_ctx: *mut c_void) -> i32 {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as in `host_sign`.
-        let keys = unsafe { &*(ctx as *const DaemonKeys) };
+        let keys = unsafe { &*(ctx as *const Signer) };
         keys.spki(&key_name(key)?)
     }));
     answer(result.unwrap_or_else(|_| Err("host panicked".into())), out, out_ctx)
@@ -261,7 +191,7 @@ fn load_one(cfg: &PluginConfig, host: *const Host) -> Result<Loaded, String> {
 
 impl PluginHost {
     /// Load every configured adapter. Failures are recorded, not fatal.
-    pub fn load(configs: &[PluginConfig], keys: DaemonKeys) -> PluginHost {
+    pub fn load(configs: &[PluginConfig], keys: Signer) -> PluginHost {
         // The host table and its context live for the process lifetime.
         let ctx = Box::into_raw(Box::new(keys)) as *mut c_void;
         let host: *const Host = Box::into_raw(Box::new(Host {

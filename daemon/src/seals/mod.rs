@@ -16,12 +16,16 @@ use std::sync::Arc;
 use base64::Engine;
 use der::{Decode, Encode};
 use mcs_pdfseal::{cms, pdf, seal};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::clock::now;
+use crate::config::SealsConfig;
+use crate::daemon_keys::DaemonKeys;
 use crate::keys::{KeyError, KeyService};
-use crate::plugins::{DaemonKeys, PluginError, PluginHost};
-use crate::store::{KeyRecord, KeyStatus, SealGrant, SealMakerRecord, SealRecord, Store, StoreError};
+use crate::model::key::{KeyRecord, KeyStatus};
+use crate::model::seal::{SealGrant, SealMakerRecord, SealRecord};
+use crate::plugins::{PluginError, PluginHost};
+use crate::store::{Store, StoreError};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const MAKER_KEY: &str = "seal-maker";
@@ -53,23 +57,6 @@ impl From<StoreError> for SealError {
 
 fn internal(e: impl std::fmt::Display) -> SealError {
     SealError::Internal(e.to_string())
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SealsConfig {
-    /// The CA adapter that certifies the seal maker.
-    pub maker_ca: String,
-    /// GB/T 38540 `Vid` (vendor id) written into every seal.
-    pub vendor_id: String,
-    /// Bytes reserved for the signature container beyond the seal and certificates.
-    pub signature_reserve: usize,
-}
-
-impl Default for SealsConfig {
-    fn default() -> Self {
-        SealsConfig { maker_ca: "local".into(), vendor_id: "mcsd".into(), signature_reserve: 8192 }
-    }
 }
 
 /// `POST /v1/seals`, validated.
@@ -115,10 +102,6 @@ pub struct SealService {
     daemon_keys: DaemonKeys,
     cfg: SealsConfig,
     maker_lock: tokio::sync::Mutex<()>,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn random_hex(n: usize) -> Result<String, SealError> {
@@ -569,8 +552,8 @@ impl SealService {
             "valid": errors.is_empty(),
             "es_id": view.es_id,
             "name": view.name,
-            "valid_from": crate::api::rfc3339(view.valid_from as i64),
-            "valid_to": crate::api::rfc3339(view.valid_to as i64),
+            "valid_from": crate::clock::rfc3339(view.valid_from as i64),
+            "valid_to": crate::clock::rfc3339(view.valid_to as i64),
             "errors": errors,
         }))
     }
@@ -615,7 +598,7 @@ impl SealService {
                         }
                     }
                     if let Some(t) = p.signing_time {
-                        entry["signed_at"] = json!(crate::api::rfc3339(t as i64));
+                        entry["signed_at"] = json!(crate::clock::rfc3339(t as i64));
                     }
                     if !Self::chains_to_root(&p.signer_certificate, &p.certificates, roots) {
                         errors.push("the signer certificate does not chain to a trusted CA".into());

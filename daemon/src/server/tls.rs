@@ -17,12 +17,10 @@
 //! - a phone's device id is the lowercase hex SHA-256 of its SubjectPublicKeyInfo (DER).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 
 use der::{Decode, Encode};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -31,42 +29,9 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
+use crate::api::Caller;
 use crate::config::{ApiConfig, Role};
-
-/// Who is calling, as decided by the client certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Admin { subject: String },
-    Gateway { platform: String, subject: String },
-    App { device_id: String },
-}
-
-impl Caller {
-    pub fn role(&self) -> Role {
-        match self {
-            Caller::Admin { .. } => Role::Admin,
-            Caller::Gateway { .. } => Role::Gateway,
-            Caller::App { .. } => Role::App,
-        }
-    }
-
-    /// A short identity for logs.
-    pub fn identity(&self) -> &str {
-        match self {
-            Caller::Admin { subject } => subject,
-            Caller::Gateway { platform, .. } => platform,
-            Caller::App { device_id } => device_id,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{path}: {reason}")]
-    File { path: String, reason: String },
-    #[error("TLS setup: {0}")]
-    Setup(String),
-}
+use crate::pem::{TlsError, file_err, load_certs, load_key};
 
 /// One `[[api.trust]]` entry: a verifier holding only its CA certificates, and its roles.
 struct Anchor {
@@ -78,27 +43,6 @@ struct Anchor {
 pub struct Anchors {
     anchors: Vec<Anchor>,
     gateway_platforms: BTreeMap<String, String>,
-}
-
-fn file_err(path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File { path: path.display().to_string(), reason: reason.to_string() }
-}
-
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = fs::read(path).map_err(|e| file_err(path, e))?;
-    let certs: Vec<_> =
-        rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().map_err(|e| file_err(path, e))?;
-    if certs.is_empty() {
-        return Err(file_err(path, "no PEM certificate found"));
-    }
-    Ok(certs)
-}
-
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = fs::read(path).map_err(|e| file_err(path, e))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| file_err(path, e))?
-        .ok_or_else(|| file_err(path, "no PEM private key found"))
 }
 
 /// Build the API listener's TLS config (client auth mandatory) and the anchor table.

@@ -12,6 +12,8 @@
 //! - Plaintext shares and verifiers live only inside one blocking closure, in zeroizing
 //!   buffers, and never cross an `.await`.
 
+pub mod kek_rotation;
+
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,12 +23,13 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::config::KeysConfig;
-use crate::hsm::{Hsm, HsmError, SecretKind};
-use crate::plugins::{PluginError, PluginHost};
-use crate::store::{
-    ActivateOutcome, EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Predecessor,
-    Store, StoreError, Subject,
+use crate::hsm::{Hsm, HsmError};
+use crate::model::key::{
+    EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Predecessor, Subject,
 };
+use crate::model::secret::SecretKind;
+use crate::plugins::{PluginError, PluginHost};
+use crate::store::{ActivateOutcome, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -10,6 +10,11 @@
 //! the new TLS certificate and trust anchors for new handshakes (open connections keep
 //! theirs) and the adapters' timeouts; a reload that fails keeps the old settings.
 
+pub mod control;
+#[allow(unsafe_code)] // the sd_notify socket: listed in ARCHITECTURE.md
+pub mod sdnotify;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,12 +35,14 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
 use crate::config::{Config, ConnectionLimits};
+use crate::daemon_keys::DaemonKeys;
 use crate::hsm::{Hsm, HsmError};
 use crate::keys::KeyService;
-use crate::plugins::{DaemonKeys, PluginHost};
+use crate::pem::TlsError;
+use crate::plugins::PluginHost;
 use crate::store::{Store, StoreError};
 use crate::tasks::TaskService;
-use crate::tls::{self, Anchors, TlsError};
+use tls::Anchors;
 
 /// Start-up failures, each with its own exit code (sysexits.h).
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +109,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     )?);
     let audit_check = audit.check_at_start().await?;
     let (tls_config, anchors) = tls::server_config(&cfg.api)?;
-    let callback_tls = crate::callbacks::client_config(&cfg.api, &cfg.tasks)?;
+    let callback_tls = crate::tasks::callbacks::client_config(&cfg.api, &cfg.tasks)?;
 
     let api_listener =
         TcpListener::bind(cfg.api.listen).await.map_err(|source| StartError::Bind { addr: cfg.api.listen, source })?;
@@ -115,7 +122,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let plugin_cfg = cfg.plugins.clone();
     let daemon_keys = DaemonKeys::new(store.clone(), hsm.clone());
     let plugins = Arc::new(
-        tokio::task::spawn_blocking(move || PluginHost::load(&plugin_cfg, daemon_keys))
+        tokio::task::spawn_blocking(move || PluginHost::load(&plugin_cfg, Arc::new(daemon_keys)))
             .await
             .map_err(|e| HsmError::Setup(format!("plugin loading task: {e}")))?,
     );
@@ -148,12 +155,12 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         ))
         .await?;
     let api = Arc::new(Api::new(keys, tasks.clone(), seals, audit.clone(), plugins.clone(), cfg.api.max_body_bytes));
-    let control_path = crate::control::socket_path(&cfg.store.path);
-    let control = crate::control::bind(&control_path)
+    let control_path = crate::server::control::socket_path(&cfg.store.path);
+    let control = crate::server::control::bind(&control_path)
         .map_err(|source| StartError::Control { path: control_path.clone(), source })?;
-    tokio::spawn(crate::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
+    tokio::spawn(crate::server::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
-    tokio::spawn(crate::callbacks::run(tasks.clone(), callback_tls));
+    tokio::spawn(crate::tasks::callbacks::run(tasks.clone(), callback_tls));
     // Handlers first: supervisors and tests may signal as soon as they read the line.
     let signals = shutdown_signals();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -163,10 +170,10 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
 
     tokio::spawn(reinit_loop(hsm.clone(), cfg.hsm.reinit_interval));
     tokio::spawn(store_recovery_loop(store.clone()));
-    if let Some(every) = crate::sdnotify::watchdog_interval() {
+    if let Some(every) = crate::server::sdnotify::watchdog_interval() {
         tokio::spawn(watchdog_loop(hsm.clone(), every));
     }
-    crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr}\nMAINPID={}", std::process::id()));
+    crate::server::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr}\nMAINPID={}", std::process::id()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let tls_now = Arc::new(std::sync::RwLock::new((TlsAcceptor::from(tls_config), anchors)));
     let limits = cfg.api.limits.clone();
@@ -196,7 +203,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     loop {
         tokio::select! {
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                crate::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", crate::sdnotify::monotonic_usec()));
+                crate::server::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", crate::server::sdnotify::monotonic_usec()));
                 let outcome = reload(config_path.as_deref(), &plugins);
                 let (status, detail) = match outcome {
                     Ok((acceptor, anchors, notes)) => {
@@ -214,12 +221,12 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 if let Err(e) = audit.record(ev).await {
                     tracing::error!(error = %e, "audit entry for the reload not written");
                 }
-                crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr} (reload {status})"));
+                crate::server::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr} (reload {status})"));
             }
             _ = &mut stop => break,
         }
     }
-    crate::sdnotify::notify("STOPPING=1\nSTATUS=draining connections");
+    crate::server::sdnotify::notify("STOPPING=1\nSTATUS=draining connections");
     tracing::info!("shutting down: draining connections");
     // The accept loops drop their listeners; open connections finish their request and close.
     let _ = stop_tx.send(true);
@@ -606,7 +613,7 @@ async fn watchdog_loop(hsm: Arc<Hsm>, every: Duration) {
     loop {
         tick.tick().await;
         if hsm.is_ready() {
-            crate::sdnotify::notify("WATCHDOG=1");
+            crate::server::sdnotify::notify("WATCHDOG=1");
         }
     }
 }

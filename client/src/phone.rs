@@ -10,7 +10,7 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sm2::FieldBytes;
-use sm2_2p::{AffinePoint, Ciphertext, ClientShare, Scalar, Signature};
+use sm2_2p::{AffinePoint, Ciphertext, ClientShare, Scalar, Signature, Transcript};
 use zeroize::Zeroizing;
 
 use crate::transport::{Connection, Error, Result};
@@ -189,9 +189,9 @@ impl Phone {
         &self.public
     }
 
-    /// The PIN proof for `op` over `fields` (tests use it to build raw requests).
-    pub fn proof(&self, op: &str, fields: &[&str]) -> String {
-        sm2_2p::pin_proof(&self.verifier, &self.state.key_id, op, fields)
+    /// The PIN proof for a transcript (tests use it to build raw requests).
+    pub fn proof(&self, t: &Transcript) -> String {
+        sm2_2p::pin_proof(&self.verifier, &self.state.key_id, t)
     }
 
     /// Sign a message (`e` computed over the joint key with the default ID).
@@ -203,7 +203,7 @@ impl Phone {
     pub async fn sign_hash(&self, conn: &mut Connection, e: &[u8; 32], mode: SignMode) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let (e_hex, q1_hex) = (hex::encode(e), sm2_2p::point_to_hex(&q1));
-        let mut body = json!({ "e": e_hex, "q1": q1_hex, "pin_proof": self.proof("sign", &[&e_hex, &q1_hex]) });
+        let mut body = json!({ "e": e_hex, "q1": q1_hex, "pin_proof": self.proof(&Transcript::Sign { e: e_hex.clone(), q1: q1_hex.clone() }) });
         if mode == SignMode::FixedK3 {
             body["mode"] = json!("fixed_k3");
         }
@@ -228,7 +228,7 @@ impl Phone {
         let ct = Ciphertext::parse(ciphertext).map_err(|e| Error::Config(format!("ciphertext: {e}")))?;
         let (w, t1) = self.share.decrypt_blind(&ct.c1);
         let t1_hex = sm2_2p::point_to_hex(&t1);
-        let body = json!({ "t1": t1_hex, "pin_proof": self.proof("decrypt", &[&t1_hex]) });
+        let body = json!({ "t1": t1_hex, "pin_proof": self.proof(&Transcript::Decrypt { t1: t1_hex.clone() }) });
         let answer = conn.json(Method::POST, &format!("/v1/keys/{}/decrypt", self.state.key_id), Some(&body)).await?;
         let t2 = answer_point(&answer, "t2")?;
         self.share
@@ -242,7 +242,7 @@ impl Phone {
         let verifier = sm2_2p::pin_verifier(new_pin.as_bytes(), &salt);
         let (salt_hex, verifier_hex) = (hex::encode(salt), hex::encode(verifier.as_slice()));
         let body = json!({
-            "pin_proof": self.proof("pin", &[&salt_hex, &verifier_hex]),
+            "pin_proof": self.proof(&Transcript::Pin { salt: salt_hex.clone(), verifier: verifier_hex.clone() }),
             "new_pin": { "salt": salt_hex, "verifier": verifier_hex },
         });
         conn.json(Method::POST, &format!("/v1/keys/{}/pin", self.state.key_id), Some(&body)).await?;
@@ -254,7 +254,7 @@ impl Phone {
 
     /// Revoke this key from the phone (PIN proof over the reason).
     pub async fn revoke(&self, conn: &mut Connection, reason: &str) -> Result<Value> {
-        let body = json!({ "reason": reason, "pin_proof": self.proof("revoke", &[reason]) });
+        let body = json!({ "reason": reason, "pin_proof": self.proof(&Transcript::Revoke { reason: reason.into() }) });
         conn.json(Method::POST, &format!("/v1/keys/{}/revoke", self.state.key_id), Some(&body)).await
     }
 }
@@ -423,7 +423,7 @@ impl Phone {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
         let body =
-            json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof("sign", &[&code.task_id, &q1_hex]) });
+            json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() }) });
         let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
         self.finish_canonical(&k1, &answer, e)
     }
@@ -463,7 +463,7 @@ impl Phone {
                     .map_err(|e| Error::Protocol(format!("task ciphertext: {e}")))?;
                 let (w, t1) = self.share.decrypt_blind(&ct.c1);
                 let t1_hex = sm2_2p::point_to_hex(&t1);
-                let body = json!({ "token": code.token, "t1": t1_hex, "pin_proof": self.proof("decrypt", &[&code.task_id, &t1_hex]) });
+                let body = json!({ "token": code.token, "t1": t1_hex, "pin_proof": self.proof(&Transcript::TaskDecrypt { task_id: code.task_id.clone(), t1: t1_hex.clone() }) });
                 let answer =
                     conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
                 let plaintext = self
@@ -490,11 +490,12 @@ impl Phone {
             let (k1, q1) = ClientShare::sign_start();
             prepared.push((code, e, k1, sm2_2p::point_to_hex(&q1)));
         }
-        let fields: Vec<&str> = prepared.iter().flat_map(|(c, _, _, q1)| [c.task_id.as_str(), q1.as_str()]).collect();
+        let transcript =
+            Transcript::Batch { items: prepared.iter().map(|(c, _, _, q1)| (c.task_id.clone(), q1.clone())).collect() };
         let body = json!({
             "items": prepared.iter().map(|(c, _, _, q1)| json!({ "task_id": c.task_id, "token": c.token, "q1": q1 })).collect::<Vec<_>>(),
             "key_id": self.state.key_id,
-            "pin_proof": self.proof("batch", &fields),
+            "pin_proof": self.proof(&transcript),
         });
         let answer = conn.json(Method::POST, "/v1/tasks/batch/cosign", Some(&body)).await?;
         let items = answer["items"].as_array().cloned().unwrap_or_default();

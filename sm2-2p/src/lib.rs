@@ -28,7 +28,7 @@ pub use encoding::{
     digest_from_hex, is_lowercase_hex, point_from_hex, point_from_sec1, point_to_hex, point_to_sec1,
     random_nonzero_scalar, scalar_from_hex, scalar_to_hex, spki_der,
 };
-pub use pin::{hmac_sm3, pin_proof, pin_proof_matches, pin_verifier};
+pub use pin::{Transcript, hmac_sm3, pin_proof, pin_proof_matches, pin_verifier, proof_bytes};
 pub use twoparty::{
     ClientShare, DaemonKey, FixedK3Response, Nonce, ServerShare, SignResponse, Signature, client_keygen, e_digest,
     e_for_message, server_keygen, verify, z_digest,

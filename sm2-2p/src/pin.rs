@@ -24,9 +24,79 @@ pub fn hmac_sm3(key: &[u8], msg: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn proof_bytes(verifier: &[u8; 32], key_id: &str, op: &str, fields: &[&str]) -> [u8; 32] {
-    // `mcs-pin-v1|key_id|op|field…`, fed piecewise: the fields can hold a new verifier
-    // (PIN change), and a joined copy would be one more place for it to linger.
+/// What a PIN proof authorises: an operation and the request's values it covers, in the
+/// order of PROTOCOL.md's table. The one definition of the transcript, used by the phone
+/// (to prove) and the daemon (to check). Fields are wiped when dropped: `Pin` carries a new
+/// verifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transcript {
+    /// `POST /v1/keys/{id}/sign`: `e`, `q1`.
+    Sign { e: String, q1: String },
+    /// `POST /v1/keys/{id}/decrypt`: `t1`.
+    Decrypt { t1: String },
+    /// `POST /v1/tasks/{tid}/cosign` for the signing kinds: `tid`, `q1`.
+    TaskSign { task_id: String, q1: String },
+    /// `POST /v1/tasks/{tid}/cosign` for decrypt: `tid`, `t1`.
+    TaskDecrypt { task_id: String, t1: String },
+    /// `POST /v1/tasks/batch/cosign`: for each item in order, `task_id`, `q1`.
+    Batch { items: Vec<(String, String)> },
+    /// `POST /v1/keys/{id}/pin`: `new_pin.salt`, `new_pin.verifier`.
+    Pin { salt: String, verifier: String },
+    /// `POST /v1/keys/{id}/revoke` by the phone: `reason`.
+    Revoke { reason: String },
+}
+
+impl Transcript {
+    /// The `op` of the transcript.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Transcript::Sign { .. } | Transcript::TaskSign { .. } => "sign",
+            Transcript::Decrypt { .. } | Transcript::TaskDecrypt { .. } => "decrypt",
+            Transcript::Batch { .. } => "batch",
+            Transcript::Pin { .. } => "pin",
+            Transcript::Revoke { .. } => "revoke",
+        }
+    }
+
+    /// The fields, in order.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Transcript::Sign { e, q1 } => vec![e, q1],
+            Transcript::Decrypt { t1 } => vec![t1],
+            Transcript::TaskSign { task_id, q1 } => vec![task_id, q1],
+            Transcript::TaskDecrypt { task_id, t1 } => vec![task_id, t1],
+            Transcript::Batch { items } => items.iter().flat_map(|(t, q)| [t.as_str(), q.as_str()]).collect(),
+            Transcript::Pin { salt, verifier } => vec![salt, verifier],
+            Transcript::Revoke { reason } => vec![reason],
+        }
+    }
+}
+
+impl Drop for Transcript {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Transcript::Sign { e: a, q1: b }
+            | Transcript::TaskSign { task_id: a, q1: b }
+            | Transcript::TaskDecrypt { task_id: a, t1: b }
+            | Transcript::Pin { salt: a, verifier: b } => {
+                a.zeroize();
+                b.zeroize();
+            }
+            Transcript::Decrypt { t1: a } | Transcript::Revoke { reason: a } => a.zeroize(),
+            Transcript::Batch { items } => items.iter_mut().for_each(|(a, b)| {
+                a.zeroize();
+                b.zeroize();
+            }),
+        }
+    }
+}
+
+/// The MAC over the transcript `mcs-pin-v1|key_id|op|field…`, for known-answer vectors and
+/// for operations not in [`Transcript`] yet.
+pub fn proof_bytes(verifier: &[u8; 32], key_id: &str, op: &str, fields: &[&str]) -> [u8; 32] {
+    // Fed piecewise: the fields can hold a new verifier (PIN change), and a joined copy
+    // would be one more place for it to linger.
     let mut mac = <Hmac<Sm3> as KeyInit>::new_from_slice(verifier).expect("HMAC takes any key length");
     mac.update(b"mcs-pin-v1|");
     mac.update(key_id.as_bytes());
@@ -39,16 +109,16 @@ fn proof_bytes(verifier: &[u8; 32], key_id: &str, op: &str, fields: &[&str]) -> 
     mac.finalize().into_bytes().into()
 }
 
-/// The proof as lowercase hex.
-pub fn pin_proof(verifier: &[u8; 32], key_id: &str, op: &str, fields: &[&str]) -> String {
-    hex::encode(proof_bytes(verifier, key_id, op, fields))
+/// The proof for `t` as lowercase hex.
+pub fn pin_proof(verifier: &[u8; 32], key_id: &str, t: &Transcript) -> String {
+    hex::encode(proof_bytes(verifier, key_id, t.op(), &t.fields()))
 }
 
-/// Constant-time check of a hex proof; false for any malformed input.
-pub fn pin_proof_matches(verifier: &[u8; 32], key_id: &str, op: &str, fields: &[&str], proof_hex: &str) -> bool {
+/// Constant-time check of a hex proof for `t`; false for any malformed input.
+pub fn pin_proof_matches(verifier: &[u8; 32], key_id: &str, t: &Transcript, proof_hex: &str) -> bool {
     let mut given = [0u8; 32];
     if proof_hex.len() != 64 || hex::decode_to_slice(proof_hex, &mut given).is_err() {
         return false;
     }
-    bool::from(proof_bytes(verifier, key_id, op, fields).ct_eq(&given))
+    bool::from(proof_bytes(verifier, key_id, t.op(), &t.fields()).ct_eq(&given))
 }

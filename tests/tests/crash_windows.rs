@@ -38,7 +38,7 @@ async fn retried_cosign_after_a_lost_answer() {
     // The daemon answers the co-signature and dies before the phone can use the answer.
     let (_k1, q1) = sm2_2p::ClientShare::sign_start();
     let q1_hex = sm2_2p::point_to_hex(&q1);
-    let body = json!({"token": code.token, "q1": q1_hex, "pin_proof": phone.proof("sign", &[&code.task_id, &q1_hex])});
+    let body = json!({"token": code.token, "q1": q1_hex, "pin_proof": phone.proof(&sm2_2p::Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() })});
     app.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await.unwrap();
     daemon.kill9();
 

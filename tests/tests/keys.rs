@@ -237,16 +237,16 @@ async fn bad_input_gets_bad_request_and_changes_nothing() {
     let order = "fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54123";
 
     let cases: Vec<(&str, Value)> = vec![
-        ("off-curve q1", json!({"e": e, "q1": off_curve, "pin_proof": phone.proof("sign", &[&e, &off_curve])})),
-        ("identity q1", json!({"e": e, "q1": identity, "pin_proof": phone.proof("sign", &[&e, &identity])})),
-        ("zero scalar as q1", json!({"e": e, "q1": zero, "pin_proof": phone.proof("sign", &[&e, &zero])})),
-        ("group order as q1", json!({"e": e, "q1": order, "pin_proof": phone.proof("sign", &[&e, order])})),
-        ("short e", json!({"e": "abcd", "q1": q1, "pin_proof": phone.proof("sign", &["abcd", &q1])})),
+        ("off-curve q1", json!({"e": e, "q1": off_curve, "pin_proof": phone.proof(&sign_t(&e, &off_curve))})),
+        ("identity q1", json!({"e": e, "q1": identity, "pin_proof": phone.proof(&sign_t(&e, &identity))})),
+        ("zero scalar as q1", json!({"e": e, "q1": zero, "pin_proof": phone.proof(&sign_t(&e, &zero))})),
+        ("group order as q1", json!({"e": e, "q1": order, "pin_proof": phone.proof(&sign_t(&e, order))})),
+        ("short e", json!({"e": "abcd", "q1": q1, "pin_proof": phone.proof(&sign_t("abcd", &q1))})),
         ("non-hex e", json!({"e": "zz".repeat(32), "q1": q1, "pin_proof": zero})),
-        ("unknown field", json!({"e": e, "q1": q1, "pin_proof": phone.proof("sign", &[&e, &q1]), "extra": 1})),
+        ("unknown field", json!({"e": e, "q1": q1, "pin_proof": phone.proof(&sign_t(&e, &q1)), "extra": 1})),
         ("missing field", json!({"e": e, "q1": q1})),
         ("bad proof encoding", json!({"e": e, "q1": q1, "pin_proof": "xyz"})),
-        ("unknown mode", json!({"e": e, "q1": q1, "pin_proof": phone.proof("sign", &[&e, &q1]), "mode": "fast"})),
+        ("unknown mode", json!({"e": e, "q1": q1, "pin_proof": phone.proof(&sign_t(&e, &q1)), "mode": "fast"})),
         ("wrong type", json!({"e": 5, "q1": q1, "pin_proof": zero})),
     ];
     for (what, body) in &cases {
@@ -466,4 +466,9 @@ async fn a_repeated_activation_whose_answer_was_lost_gets_the_same_key() {
     assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (409, Some("conflict")));
     let keys = mcs_client::admin::list_keys(&mut admin, Some("Qian Jiu"), None).await.unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "one key, not two");
+}
+
+/// The transcript of a direct sign request.
+fn sign_t(e: impl Into<String>, q1: impl Into<String>) -> sm2_2p::Transcript {
+    sm2_2p::Transcript::Sign { e: e.into(), q1: q1.into() }
 }

@@ -322,7 +322,7 @@ async fn uppercase_hex_accepted() {
     let (phone, mut conn) = new_phone(&env, &daemon, "app1", "123456").await;
     let (_, q1) = sm2_2p::ClientShare::sign_start();
     let (e_hex, q1_hex) = ("ab".repeat(32), sm2_2p::point_to_hex(&q1));
-    let proof = phone.proof("sign", &[&e_hex, &q1_hex]);
+    let proof = phone.proof(&sm2_2p::Transcript::Sign { e: e_hex.clone(), q1: q1_hex.clone() });
     let path = format!("/v1/keys/{}/sign", phone.key_id());
     for body in [
         json!({"e": e_hex.to_uppercase(), "q1": q1_hex, "pin_proof": proof}),

@@ -227,7 +227,7 @@ async fn every_refusal_gets_its_code_and_changes_nothing_else() {
     let e_hex = claimed["e"].as_str().unwrap().to_owned();
     let (_k1, q1) = sm2_2p::ClientShare::sign_start();
     let q1_hex = sm2_2p::point_to_hex(&q1);
-    let body = json!({"token": code.token, "q1": q1_hex, "pin_proof": phone1.proof("sign", &[&code.task_id, &q1_hex])});
+    let body = json!({"token": code.token, "q1": q1_hex, "pin_proof": phone1.proof(&sm2_2p::Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() })});
     app1.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await.unwrap();
     let err = phone1.complete_signature(&mut app1, &code, &bogus).await.unwrap_err();
     assert_eq!(api_code(err), "bad_request");

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::config::Role;
+use sm2_2p::Transcript;
 use crate::keys::{Activation, Actor, KeyService, NewEnrollment, PinProof, SignMode, SignOutput};
 use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::model::task::{TaskData, TaskDisplay, TaskRecord};
@@ -245,7 +246,7 @@ impl Api {
                     Some("fixed_k3") => SignMode::FixedK3,
                     Some(other) => return Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
                 };
-                let proof = PinProof { op: "sign", fields: vec![&req.e, &req.q1], proof: &req.pin_proof };
+                let proof = PinProof { op: Transcript::Sign { e: req.e.clone(), q1: req.q1.clone() }, proof: &req.pin_proof };
                 let out = keys.sign(id, device, e, q1, mode, proof).await?;
                 let body = match out {
                     SignOutput::Canonical(r) => json!({
@@ -265,7 +266,7 @@ impl Api {
                 let req: DecryptRequest = parse(&body)?;
                 let t1 = sm2_2p::point_from_hex(&req.t1)?;
                 check_proof_encoding(&req.pin_proof)?;
-                let proof = PinProof { op: "decrypt", fields: vec![&req.t1], proof: &req.pin_proof };
+                let proof = PinProof { op: Transcript::Decrypt { t1: req.t1.clone() }, proof: &req.pin_proof };
                 let t2 = keys.decrypt(id, device, t1, proof).await?;
                 Ok((StatusCode::OK, Some(json!({ "t2": sm2_2p::point_to_hex(&t2) }))))
             }
@@ -274,11 +275,8 @@ impl Api {
                 let req: ChangePinRequest = parse(&body)?;
                 check_proof_encoding(&req.pin_proof)?;
                 let (_, verifier) = decode_pin(&req.new_pin)?;
-                let proof = PinProof {
-                    op: "pin",
-                    fields: vec![&req.new_pin.salt, &req.new_pin.verifier],
-                    proof: &req.pin_proof,
-                };
+                let op = Transcript::Pin { salt: req.new_pin.salt.clone(), verifier: (*req.new_pin.verifier).clone() };
+                let proof = PinProof { op, proof: &req.pin_proof };
                 keys.change_pin(id, device, verifier, proof).await?;
                 Ok((StatusCode::NO_CONTENT, None))
             }
@@ -299,7 +297,7 @@ impl Api {
                 let proof = match (&actor, &req.pin_proof) {
                     (Actor::Device(_), Some(p)) => {
                         check_proof_encoding(p)?;
-                        Some(PinProof { op: "revoke", fields: vec![&req.reason], proof: p })
+                        Some(PinProof { op: Transcript::Revoke { reason: req.reason.clone() }, proof: p })
                     }
                     (Actor::Device(_), None) => return Err(ApiError::bad_request("pin_proof is required")),
                     (Actor::Admin, Some(_)) => return Err(ApiError::bad_request("pin_proof is for phones only")),

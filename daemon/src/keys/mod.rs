@@ -89,8 +89,8 @@ pub struct Activation {
 /// What the PIN proof of a request covers (PROTOCOL.md "PIN"): the op name and the
 /// request's fields exactly as sent.
 pub struct PinProof<'a> {
-    pub op: &'static str,
-    pub fields: Vec<&'a str>,
+    /// What the proof authorises (the transcript of PROTOCOL.md, defined once in `sm2-2p`).
+    pub op: sm2_2p::Transcript,
     pub proof: &'a str,
 }
 
@@ -587,13 +587,11 @@ impl KeyService {
         } else {
             None
         };
-        let fields: Vec<String> = proof.fields.iter().map(|f| f.to_string()).collect();
         let (op, proof_hex, id) = (proof.op, proof.proof.to_owned(), key_id.to_owned());
         let hsm = self.hsm.clone();
         let outcome = blocking(move || {
             let v = verifier_array(&hsm.unwrap(&id, SecretKind::PinVerifier, &blob)?)?;
-            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-            if !sm2_2p::pin_proof_matches(&v, &id, op, &fields, &proof_hex) {
+            if !sm2_2p::pin_proof_matches(&v, &id, &op, &proof_hex) {
                 return Ok(None);
             }
             let share = share_blob.map(|b| unwrap_share(&hsm, &id, &b)).transpose()?;

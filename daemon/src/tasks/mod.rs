@@ -677,7 +677,7 @@ impl TaskService {
         let key_id = Self::cosignable(&task, device_id, &q1)?.to_owned();
         let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
         let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
-        let proof = PinProof { op: "sign", fields: vec![id, q1_hex], proof };
+        let proof = PinProof { op: sm2_2p::Transcript::TaskSign { task_id: id.into(), q1: q1_hex.into() }, proof };
         let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
         let answer = match self.keys.sign(&key_id, device_id, e, q1, mode, proof).await? {
             SignOutput::Canonical(r) => r,
@@ -702,7 +702,7 @@ impl TaskService {
             return Err(TaskError::Invalid("this task is co-signed with q1 (signing)".into()));
         }
         let key_id = Self::cosignable(&task, device_id, &t1)?.to_owned();
-        let proof = PinProof { op: "decrypt", fields: vec![id, t1_hex], proof };
+        let proof = PinProof { op: sm2_2p::Transcript::TaskDecrypt { task_id: id.into(), t1: t1_hex.into() }, proof };
         let t2 = self.keys.decrypt(&key_id, device_id, t1, proof).await?;
         self.commit_request(Transition::of(&self.cosigned(&task, &t1))).await?;
         Ok(t2)
@@ -832,7 +832,8 @@ impl TaskService {
         items: Vec<(String, String, AffinePoint, String)>,
         proof: &str,
     ) -> Result<Vec<Result<sm2_2p::SignResponse, TaskError>>, TaskError> {
-        let fields: Vec<&str> = items.iter().flat_map(|(id, _, _, q1)| [id.as_str(), q1.as_str()]).collect();
+        let transcript =
+            sm2_2p::Transcript::Batch { items: items.iter().map(|(id, _, _, q1)| (id.clone(), q1.clone())).collect() };
         // Check every task; those that cannot be co-signed get their own error.
         let mut checked: Vec<Result<(TaskRecord, [u8; 32]), TaskError>> = Vec::with_capacity(items.len());
         for (id, token, q1, _) in &items {
@@ -860,7 +861,7 @@ impl TaskService {
             .zip(&items)
             .filter_map(|(r, (_, _, q1, _))| r.as_ref().ok().map(|(_, e)| (*e, *q1)))
             .collect();
-        let proof = PinProof { op: "batch", fields, proof };
+        let proof = PinProof { op: transcript, proof };
         let mut signed = self.keys.sign_batch(key_id, device_id, work, proof).await?.into_iter();
         let mut out = Vec::with_capacity(items.len());
         for (r, (_, _, q1, _)) in checked.into_iter().zip(&items) {

@@ -28,9 +28,10 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("lint") => gates(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds]"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds]"
             );
             return ExitCode::from(2);
         }
@@ -132,6 +133,8 @@ fn bench(args: &[String]) -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    // The habits first: they are cheap, and a red gate should not wait for the suite.
+    gates()?;
     ensure_system_deps()?;
     ensure_pyhanko()?;
     // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.
@@ -150,6 +153,31 @@ fn test(extra: &[String]) -> Result<()> {
         run_fuzz(FUZZ_CI_SECONDS)?;
     }
     Ok(())
+}
+
+/// Formatting and lints, as CI enforces them: `cargo fmt --check` (the workspace and the
+/// fuzz workspace, one rustfmt.toml) and clippy with every warning an error, all targets.
+/// `cargo xtask lint` runs just these.
+fn gates() -> Result<()> {
+    for (tool, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        let present =
+            Command::new("cargo").args([tool, "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !present.is_ok_and(|s| s.success()) {
+            println!("==> installing the {component} component");
+            let status = Command::new("rustup").args(["component", "add", component]).status();
+            if !status.is_ok_and(|s| s.success()) {
+                return Err(format!("`cargo {tool}` is missing and `rustup component add {component}` failed"));
+            }
+        }
+    }
+    println!("==> cargo fmt --check");
+    cargo(&["fmt", "--all", "--check"])
+        .map_err(|e| format!("{e}\n  formatting differs: run `cargo fmt --all` (and in fuzz/)"))?;
+    let fuzz = root().join("fuzz/Cargo.toml");
+    cargo(&["fmt", "--manifest-path", fuzz.to_str().ok_or("non-UTF-8 path")?, "--all", "--check"])
+        .map_err(|e| format!("{e}\n  formatting differs in fuzz/: run `cargo fmt --all` there"))?;
+    println!("==> cargo clippy --workspace --all-targets -- -D warnings");
+    cargo(&["clippy", "--workspace", "--all-targets", "-j2", "--", "-D", "warnings"])
 }
 
 /// Seconds per target in `cargo xtask test` (every target, one after the other).

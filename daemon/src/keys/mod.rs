@@ -15,6 +15,8 @@
 pub mod certificates;
 pub mod kek_rotation;
 pub mod pin;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 

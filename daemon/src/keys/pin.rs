@@ -183,3 +183,149 @@ impl KeyService {
         Err(KeyError::Internal(format!("{key_id}: the PIN counter kept changing")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Keys, Phone};
+    use super::super::{Actor, KeyError, PinProof, SignMode};
+    use sm2_2p::{AffinePoint, Transcript};
+
+    const THREE: &str = "[keys]\npin_max_attempts = 3";
+
+    /// A digest and nonce point to co-sign, and the transcript a proof for them covers.
+    fn request() -> ([u8; 32], AffinePoint, Transcript) {
+        let (_, q1) = sm2_2p::ClientShare::sign_start();
+        let e = [0x5a; 32];
+        (e, q1, Transcript::Sign { e: hex::encode(e), q1: sm2_2p::point_to_hex(&q1) })
+    }
+
+    async fn sign(k: &Keys, phone: &Phone, right: bool) -> Result<(), KeyError> {
+        let (e, q1, t) = request();
+        let proof = if right { phone.proof(&t) } else { phone.wrong_proof(&t) };
+        let op = PinProof { op: t, proof: &proof };
+        k.keys.sign(&phone.key_id, &phone.device, e, q1, SignMode::Canonical, op).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_wrong_proof_is_counted_in_the_store_before_the_call_returns() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        let err = sign(&k, &phone, false).await.unwrap_err();
+        assert!(matches!(err, KeyError::PinIncorrect { remaining_attempts: 2 }), "{err:?}");
+        assert_eq!(k.key(&phone.key_id).pin.failures, 1, "counted when the answer is given");
+
+        // And it is on disk: a store opened afresh from the files has it.
+        let (path, id) = (k.dir.path().join("db"), phone.key_id.clone());
+        let super::super::testing::Keys { store, keys, dir, .. } = k;
+        drop(keys);
+        drop(store);
+        let reopened = crate::store::Store::open(&path).unwrap();
+        assert_eq!(reopened.key(&id).unwrap().unwrap().pin.failures, 1);
+        drop(dir);
+    }
+
+    #[tokio::test]
+    async fn the_key_locks_at_the_limit_and_then_refuses_even_the_right_pin() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinIncorrect { remaining_attempts: 2 })));
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinIncorrect { remaining_attempts: 1 })));
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinLocked)));
+        let key = k.key(&phone.key_id);
+        assert!(key.pin.locked && key.pin.failures == 3, "{:?}", key.pin);
+        assert!(matches!(sign(&k, &phone, true).await, Err(KeyError::PinLocked)));
+        assert_eq!(k.key(&phone.key_id).pin.failures, 3, "a locked key counts nothing more");
+    }
+
+    #[tokio::test]
+    async fn a_right_proof_resets_the_counter() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        sign(&k, &phone, false).await.unwrap_err();
+        sign(&k, &phone, false).await.unwrap_err();
+        sign(&k, &phone, true).await.unwrap();
+        assert_eq!(k.key(&phone.key_id).pin.failures, 0);
+        // So the next wrong proof starts again from the full allowance.
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinIncorrect { remaining_attempts: 2 })));
+    }
+
+    #[tokio::test]
+    async fn an_admin_unlock_clears_the_lock_and_the_counter() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        for _ in 0..3 {
+            sign(&k, &phone, false).await.unwrap_err();
+        }
+        assert!(k.key(&phone.key_id).pin.locked);
+        k.keys.unlock(&phone.key_id).await.unwrap();
+        let key = k.key(&phone.key_id);
+        assert!(!key.pin.locked && key.pin.failures == 0, "{:?}", key.pin);
+        sign(&k, &phone, true).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_wrong_proofs_get_no_more_guesses_than_the_limit() {
+        let k = Keys::new(THREE);
+        let phone = std::sync::Arc::new(k.active_phone("dev-a", "123456").await);
+        let keys = std::sync::Arc::new(k);
+        let mut all = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let (k, phone) = (keys.clone(), phone.clone());
+            all.spawn(async move { sign(&k, &phone, false).await });
+        }
+        let (mut incorrect, mut locked) = (0, 0);
+        while let Some(r) = all.join_next().await {
+            match r.unwrap() {
+                Err(KeyError::PinIncorrect { .. }) => incorrect += 1,
+                Err(KeyError::PinLocked) => locked += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Two answered pin_incorrect, the third locked the key, the rest found it locked.
+        assert_eq!((incorrect, locked), (2, 10));
+        let key = keys.key(&phone.key_id);
+        assert!(key.pin.locked && key.pin.failures == 3, "{:?}", key.pin);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_hsm_counts_nothing() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        k.hsm.set_unavailable(true);
+        let err = sign(&k, &phone, false).await.unwrap_err();
+        assert!(matches!(err, KeyError::Hsm(crate::hsm::HsmError::Unavailable { .. })), "{err:?}");
+        assert_eq!(k.key(&phone.key_id).pin.failures, 0, "no proof was checked, so none was wrong");
+    }
+
+    #[tokio::test]
+    async fn another_devices_proof_is_refused_before_the_pin_is_looked_at() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        let (e, q1, t) = request();
+        let proof = phone.wrong_proof(&t);
+        let err = k
+            .keys
+            .sign(&phone.key_id, "dev-b", e, q1, SignMode::Canonical, PinProof { op: t, proof: &proof })
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, KeyError::DeviceMismatch), "{err:?}");
+        assert_eq!(k.key(&phone.key_id).pin.failures, 0);
+        assert!(k.keys.key_for(&phone.key_id, &Actor::Device("dev-b")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_proof_for_other_fields_is_a_wrong_proof() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        let (e, q1, _) = request();
+        // The right PIN, but over another nonce point than the one sent.
+        let (_, other_q1, other) = request();
+        assert_ne!(q1, other_q1);
+        let proof = phone.proof(&other);
+        let op = PinProof { op: Transcript::Sign { e: hex::encode(e), q1: sm2_2p::point_to_hex(&q1) }, proof: &proof };
+        let err =
+            k.keys.sign(&phone.key_id, &phone.device, e, q1, SignMode::Canonical, op).await.map(|_| ()).unwrap_err();
+        assert!(matches!(err, KeyError::PinIncorrect { .. }), "{err:?}");
+    }
+}

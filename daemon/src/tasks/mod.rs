@@ -1199,6 +1199,9 @@ pub fn kind_str(k: TaskKind) -> &'static str {
 }
 
 #[cfg(test)]
+mod transition_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

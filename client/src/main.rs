@@ -437,6 +437,12 @@ fn print_json(v: &serde_json::Value) {
     }
 }
 
+/// Unix time in seconds. The client does not link mcsd's clock; this is its one reader.
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 fn rfc3339(unix: i64) -> Result<String, Error> {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
@@ -490,10 +496,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         Some("svg") => "SVG",
                         _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
                     };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let now = unix_now();
                 let request = serde_json::json!({
                     "kind": kind, "name": name, "owner": owner,
                     "image": { "type": picture_type, "data": base64::engine::general_purpose::STANDARD.encode(read_file(&image)?), "width_mm": width_mm, "height_mm": height_mm },
@@ -508,10 +511,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             AdminCommand::SealRevoke { id } => print_json(&admin::revoke_seal(conn, &id).await?),
             AdminCommand::SealGrant { id, key, days } => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let now = unix_now();
                 print_json(
                     &admin::grant_seal(conn, &id, &key, &rfc3339(now - 60)?, &rfc3339(now + days as i64 * 86_400)?)
                         .await?,

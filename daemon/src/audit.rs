@@ -122,10 +122,6 @@ pub fn checkpoint_message(seq: u64, hash: &str) -> Vec<u8> {
     m
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 fn zero_hash() -> String {
     hex::encode([0u8; 32])
 }
@@ -188,6 +184,8 @@ pub struct Audit {
     store: Arc<Store>,
     keys: DaemonKeys,
     cfg: AuditConfig,
+    /// Entry and checkpoint times read this clock.
+    clock: Arc<dyn crate::clock::Clock>,
     head: tokio::sync::Mutex<Head>,
 }
 
@@ -221,15 +219,20 @@ fn read_head(store: &Store) -> Result<Head, StoreError> {
 }
 
 impl Audit {
-    pub fn open(store: Arc<Store>, keys: DaemonKeys, cfg: AuditConfig) -> Result<Audit, StoreError> {
+    pub fn open(
+        store: Arc<Store>,
+        keys: DaemonKeys,
+        cfg: AuditConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Audit, StoreError> {
         let head = read_head(&store)?;
-        Ok(Audit { store, keys, cfg, head: tokio::sync::Mutex::new(head) })
+        Ok(Audit { store, keys, cfg, clock, head: tokio::sync::Mutex::new(head) })
     }
 
-    fn chain(head: &Head, ev: Event) -> Entry {
+    fn chain(&self, head: &Head, ev: Event) -> Entry {
         let mut e = Entry {
             seq: head.next,
-            at: now_ms(),
+            at: self.clock.now_ms(),
             event: ev.event,
             actor: ev.actor,
             key_id: ev.key_id,
@@ -276,7 +279,7 @@ impl Audit {
         {
             let mut head = self.head.lock().await;
             self.follow_reopen(&mut head)?;
-            let e = Self::chain(&head, ev);
+            let e = self.chain(&head, ev);
             match self.store.append_audit(e.seq, &e) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -309,7 +312,7 @@ impl Audit {
     ) -> Result<T, StoreError> {
         let mut head = self.head.lock().await;
         self.follow_reopen(&mut head)?;
-        let e = Self::chain(&head, ev);
+        let e = self.chain(&head, ev);
         let out = match write(AuditAppend::new(e.seq, &e)) {
             Ok(out) => out,
             Err(err) => {
@@ -350,7 +353,7 @@ impl Audit {
         let sig = tokio::task::spawn_blocking(move || keys.sign(AUDIT_KEY, &msg))
             .await
             .map_err(|e| format!("signing task: {e}"))??;
-        let cp = Checkpoint { seq, hash, at: now_ms(), signature: hex::encode(sig) };
+        let cp = Checkpoint { seq, hash, at: self.clock.now_ms(), signature: hex::encode(sig) };
         self.store.put_audit_checkpoint(seq, &cp).map_err(|e| format!("storing: {e}"))?;
         self.store.flush().await.map_err(|e| format!("flushing: {e}"))?;
         self.export(&cp).await;
@@ -735,8 +738,9 @@ pub fn append_exported(path: &Path, item: &Exported) -> std::io::Result<()> {
 /// rollback.
 pub fn record_restore(path: &Path, store: &Store, backup: &Path) -> Result<RestoreMarker, String> {
     let last: Option<Checkpoint> = store.last_audit_checkpoint().map_err(|e| e.to_string())?;
+    // An offline command (`mcsd restore`): no service, so the system clock.
     let marker = RestoreMarker {
-        at: now_ms(),
+        at: crate::clock::now_ms(),
         backup: backup.display().to_string(),
         seq: last.as_ref().map(|c| c.seq),
         hash: last.map(|c| c.hash),

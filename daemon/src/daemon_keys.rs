@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::clock::now;
-use crate::hsm::Hsm;
+use crate::clock::Clock;
+use crate::hsm::Wrapper;
 use crate::model::key::DaemonKeyRecord;
 use crate::model::secret::SecretKind;
 use crate::plugins::HostSigner;
@@ -15,7 +15,9 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct DaemonKeys {
     store: Arc<Store>,
-    hsm: Arc<Hsm>,
+    hsm: Arc<dyn Wrapper>,
+    /// Stamps a key's creation.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +32,8 @@ pub enum DaemonKeyError {
 }
 
 impl DaemonKeys {
-    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>) -> Self {
-        DaemonKeys { store, hsm }
+    pub fn new(store: Arc<Store>, hsm: Arc<dyn Wrapper>, clock: Arc<dyn Clock>) -> Self {
+        DaemonKeys { store, hsm, clock }
     }
 
     /// The key `name` and its record; created first if absent and `create`.
@@ -48,7 +50,7 @@ impl DaemonKeys {
                 let rec = DaemonKeyRecord {
                     name: name.to_owned(),
                     public_key: sm2_2p::point_to_hex(&key.public()),
-                    created_at: now(),
+                    created_at: self.clock.now(),
                 };
                 let won = self.store.insert_daemon_key(&rec, &blob).map_err(|e| e.to_string())?;
                 self.store.flush_blocking().map_err(|e| e.to_string())?;

@@ -421,10 +421,7 @@ fn main() -> ExitCode {
                 let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
                 let pdf = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
                 let cert = mcsd::cli::pdf_p256::p256_certificate(&hsm, &label, "mcsd P-256 document signer")?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
+                let now = mcsd::clock::now().max(0) as u64;
                 let placement = mcs_pdfseal::pdf::Placement::At { page, x, y };
                 let signed = mcsd::cli::pdf_p256::sign_pdf_p256(&hsm, &label, &cert, &pdf, &placement, now)?;
                 std::fs::write(&out, signed).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -490,7 +487,11 @@ fn audit_verify(
         },
         None => {
             let held = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string()).map(|hsm| {
-                mcsd::audit::hsm_held_key(&mcsd::daemon_keys::DaemonKeys::new(store.clone(), std::sync::Arc::new(hsm)))
+                mcsd::audit::hsm_held_key(&mcsd::daemon_keys::DaemonKeys::new(
+                    store.clone(),
+                    std::sync::Arc::new(hsm),
+                    mcsd::clock::system(),
+                ))
             });
             match held {
                 Ok(Ok(k)) => k,
@@ -581,7 +582,7 @@ fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
             let store =
                 std::sync::Arc::new(mcsd::store::Store::open(&cfg.store.path).map_err(|e| format!("store: {e}"))?);
             let hsm = std::sync::Arc::new(mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?);
-            mcsd::audit::public_key_pem(&mcsd::daemon_keys::DaemonKeys::new(store, hsm))
+            mcsd::audit::public_key_pem(&mcsd::daemon_keys::DaemonKeys::new(store, hsm, mcsd::clock::system()))
         })(),
     };
     let pem = match pem {

@@ -1,6 +1,7 @@
 //! Fuzz target: what the daemon reads from a CA adapter's answer — the status and bytes
 //! (`plugins::decode_answer`, for every status), then an `issue` answer's certificate and
-//! chain (`tasks::parse_issued`), checked against the key of the seed certificate so that
+//! chain (`keys::certificates::parse_issued`, after `plugins::ca::answer` reads it as an
+//! `IssueAnswer`), checked against the key of the seed certificate so that
 //! seeds get past the key comparison.
 #![no_main]
 
@@ -22,5 +23,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(mcsd::plugins::decode_answer("fuzz", "issue", status, data).is_err());
     }
     let Ok(answer) = mcsd::plugins::decode_answer("fuzz", "issue", abi::STATUS_OK, data) else { return };
-    let _ = mcsd::tasks::parse_issued(&answer, seed_public_key());
+    let Ok(answer) = mcsd::plugins::ca::answer::<mcsd::plugins::ca::IssueAnswer>("fuzz", "issue", answer) else {
+        return;
+    };
+    let _ = mcsd::keys::certificates::parse_issued(&answer, seed_public_key());
 });

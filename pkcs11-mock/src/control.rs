@@ -105,6 +105,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 impl Injector {
     pub fn new(path: Option<PathBuf>) -> Injector {
+        // A seed for the fault plan's RNG, not a reading of the time.
+        #[allow(clippy::disallowed_methods)]
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

@@ -159,7 +159,7 @@ impl Shared {
         if app != APP_ID {
             return refuse(401, "4010", "unknown app key");
         }
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i128;
+        let now_ms = mcsd::clock::now_ms() as i128;
         if ts.parse::<i128>().map_or(true, |t| (now_ms - t).abs() > 300_000) {
             return refuse(401, "4012", "timestamp outside the window");
         }

@@ -20,7 +20,7 @@ fn rfc3339(unix: i64) -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    mcsd::clock::now()
 }
 
 fn seal_request(name: &str, key_ids: &[&str], from: i64, to: i64) -> Value {

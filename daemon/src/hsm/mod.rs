@@ -59,6 +59,35 @@ pub enum HsmError {
     Setup(String),
 }
 
+/// What the domain asks of the HSM: wrapping and unwrapping its secrets, and the KEK
+/// versions a rotation moves between. [`Hsm`] is the PKCS#11 implementation; tests use
+/// [`memory::MemoryWrapper`], which makes blobs of the same format with the same AAD
+/// binding, so a blob moved to another owner or kind fails there too.
+pub trait Wrapper: Send + Sync {
+    /// Encrypt `secret` for `owner` (a record id) and `kind` under the current KEK.
+    fn wrap(&self, owner: &str, kind: SecretKind, secret: &[u8]) -> Result<Vec<u8>, HsmError>;
+    /// Decrypt a blob made by [`Wrapper::wrap`] for the same owner and kind.
+    fn unwrap(&self, owner: &str, kind: SecretKind, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError>;
+    /// The KEK version new wraps use; `None` while the HSM is unavailable.
+    fn current_version(&self) -> Option<u32>;
+    /// Make KEK version `current + 1` current; older versions keep unwrapping.
+    fn add_version(&self) -> Result<u32, HsmError>;
+    /// Unwrap under whatever version made the blob, wrap under the current one.
+    fn rewrap(&self, owner: &str, kind: SecretKind, blob: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let secret = self.unwrap(owner, kind, blob)?;
+        self.wrap(owner, kind, &secret)
+    }
+}
+
+/// The KEK version a blob (of either implementation) was made under.
+pub fn blob_version(blob: &[u8]) -> Option<u32> {
+    (blob.len() >= BLOB_HEADER && blob[0] == BLOB_FORMAT)
+        .then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+}
+
+#[cfg(test)]
+pub mod memory;
+
 /// The HSM connection: a PKCS#11 context and its session pool, replaced on device errors.
 pub struct Hsm {
     cfg: HsmConfig,
@@ -173,8 +202,7 @@ impl Hsm {
 
     /// The KEK version a blob was made under.
     pub fn blob_version(blob: &[u8]) -> Option<u32> {
-        (blob.len() >= BLOB_HEADER && blob[0] == BLOB_FORMAT)
-            .then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
+        blob_version(blob)
     }
 
     /// Unwrap under whatever version made the blob, wrap under the current one.
@@ -422,6 +450,21 @@ impl Hsm {
                 false
             }
         }
+    }
+}
+
+impl Wrapper for Hsm {
+    fn wrap(&self, owner: &str, kind: SecretKind, secret: &[u8]) -> Result<Vec<u8>, HsmError> {
+        Hsm::wrap(self, owner, kind, secret)
+    }
+    fn unwrap(&self, owner: &str, kind: SecretKind, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        Hsm::unwrap(self, owner, kind, blob)
+    }
+    fn current_version(&self) -> Option<u32> {
+        self.current_kek_version()
+    }
+    fn add_version(&self) -> Result<u32, HsmError> {
+        self.add_kek_version()
     }
 }
 

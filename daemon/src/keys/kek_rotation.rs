@@ -9,7 +9,7 @@
 //! throughout, so the service never stops. `batch` limits how many records one call
 //! re-wraps (throttling, or doing it in steps).
 
-use crate::hsm::Hsm;
+use crate::hsm::{Hsm, Wrapper};
 use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +35,15 @@ fn older(store: &Store, current: u32) -> Result<Vec<(Vec<u8>, sled::IVec)>, Stri
 
 pub fn rotate(
     store: &Store,
-    hsm: &Hsm,
+    hsm: &dyn Wrapper,
     batch: Option<u64>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Report, String> {
-    let mut current = hsm.current_kek_version().ok_or("HSM unavailable")?;
+    let mut current = hsm.current_version().ok_or("HSM unavailable")?;
     let mut todo = older(store, current)?;
     let mut created_version = false;
     if todo.is_empty() {
-        current = hsm.add_kek_version().map_err(|e| e.to_string())?;
+        current = hsm.add_version().map_err(|e| e.to_string())?;
         created_version = true;
         todo = older(store, current)?;
         tracing::info!(version = current, records = todo.len(), "KEK rotation started");

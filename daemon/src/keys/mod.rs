@@ -12,23 +12,28 @@
 //! - Plaintext shares and verifiers live only inside one blocking closure, in zeroizing
 //!   buffers, and never cross an `.await`.
 
+pub mod certificates;
 pub mod kek_rotation;
+pub mod pin;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use sm2_2p::{AffinePoint, ServerShare};
+use sm2_2p::AffinePoint;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::clock::Clock;
 use crate::config::KeysConfig;
-use crate::hsm::{Hsm, HsmError};
+use crate::hsm::{HsmError, Wrapper};
 use crate::model::key::{
     EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Predecessor, Subject,
 };
 use crate::model::secret::SecretKind;
-use crate::plugins::{PluginError, PluginHost};
+use crate::plugins::PluginError;
+use crate::plugins::ca::{CaAdapter, RevokeRequest};
 use crate::store::{ActivateOutcome, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,52 +133,15 @@ pub enum Actor<'a> {
 
 pub struct KeyService {
     store: Arc<Store>,
-    hsm: Arc<Hsm>,
-    plugins: Arc<PluginHost>,
+    hsm: Arc<dyn Wrapper>,
+    plugins: Arc<dyn CaAdapter>,
     cfg: KeysConfig,
-    pin_checks: KeyLocks,
+    /// Enrollment expiry, certificate expiry and timestamps read this clock.
+    clock: Arc<dyn Clock>,
+    pin_checks: pin::KeyLocks,
     /// The audit chain, for steps that write their request's entry in their own store
     /// transaction (PIN failures, activation, revocation): set once at start-up.
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
-}
-
-/// One async lock per key id, held while a PIN proof is evaluated and its outcome counted:
-/// without it, N concurrent wrong proofs are all checked against a counter none of them
-/// has incremented yet, and an attacker gets more than `pin_max_attempts` guesses.
-/// Entries exist only while someone holds or waits for them.
-#[derive(Default)]
-struct KeyLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-struct KeyLockGuard<'a> {
-    locks: &'a KeyLocks,
-    key_id: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl KeyLocks {
-    async fn lock(&self, key_id: &str) -> KeyLockGuard<'_> {
-        let lock = {
-            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(key_id.to_owned()).or_default().clone()
-        };
-        let guard = lock.lock_owned().await;
-        KeyLockGuard { locks: self, key_id: key_id.to_owned(), guard: Some(guard) }
-    }
-}
-
-impl Drop for KeyLockGuard<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map holds it: nobody waits, so the entry can go.
-        if map.get(&self.key_id).is_some_and(|l| Arc::strong_count(l) == 1) {
-            map.remove(&self.key_id);
-        }
-    }
-}
-
-pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn random_id(prefix: &str) -> Result<String, KeyError> {
@@ -208,19 +176,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KeyError> + S
 /// A PIN verifier in memory: boxed, so moves copy only the pointer, and wiped on drop.
 pub type Verifier = Box<Zeroizing<[u8; 32]>>;
 
-fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
-    if v.len() != 32 {
-        return Err(KeyError::Internal("stored verifier has wrong length".into()));
-    }
-    // Filled in place: no unzeroized copy on the stack.
-    let mut arr = Box::new(Zeroizing::new([0u8; 32]));
-    arr.copy_from_slice(v);
-    Ok(arr)
-}
-
 impl KeyService {
-    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, cfg: KeysConfig) -> Self {
-        KeyService { store, hsm, plugins, cfg, pin_checks: KeyLocks::default(), audit: std::sync::OnceLock::new() }
+    pub fn new(
+        store: Arc<Store>,
+        hsm: Arc<dyn Wrapper>,
+        plugins: Arc<dyn CaAdapter>,
+        cfg: KeysConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        KeyService {
+            store,
+            hsm,
+            plugins,
+            cfg,
+            clock,
+            pin_checks: pin::KeyLocks::default(),
+            audit: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// From now on, PIN failures, activations and revocations write the request's audit
@@ -264,7 +240,7 @@ impl KeyService {
     pub async fn create_enrollment(&self, req: NewEnrollment) -> Result<EnrollmentCreated, KeyError> {
         let id = random_id("e_")?;
         let code = activation_code()?;
-        let created_at = now();
+        let created_at = self.now();
         let expires_at = created_at + self.cfg.enrollment_ttl.as_secs() as i64;
         let rec = EnrollmentRecord {
             id: id.clone(),
@@ -307,7 +283,7 @@ impl KeyService {
         if !code_ok {
             return Err(KeyError::ActivationCodeWrong);
         }
-        if now() >= enrollment.expires_at {
+        if self.now() >= enrollment.expires_at {
             return Err(KeyError::Conflict("enrollment expired"));
         }
         let key_id = random_id("k_")?;
@@ -335,7 +311,7 @@ impl KeyService {
                 .map(|p| PlatformGrant { platform: p.clone(), until: None, once: false })
                 .collect(),
             pin: PinState::default(),
-            created_at: now(),
+            created_at: self.now(),
             validity_days: enrollment.validity_days,
             revocation_reason: None,
             certificate: None,
@@ -376,7 +352,7 @@ impl KeyService {
     /// The key a phone wants to use: its own, active, certificate not expired, not locked.
     pub fn usable_key(&self, key_id: &str, device_id: &str) -> Result<KeyRecord, KeyError> {
         let key = self.key_for(key_id, &Actor::Device(device_id))?;
-        check_usable(&key)?;
+        check_usable(&key, self.now())?;
         if key.pin.locked {
             return Err(KeyError::PinLocked);
         }
@@ -385,8 +361,8 @@ impl KeyService {
 
     async fn revoke_certificate(&self, key: &KeyRecord, reason: &str) -> Result<(), KeyError> {
         if let Some(cert) = &key.certificate {
-            let request = serde_json::json!({ "serial": cert.serial, "reason": reason });
-            self.plugins.call(&key.ca, "revoke", &request).await?;
+            let request = RevokeRequest { serial: cert.serial.clone(), reason: reason.to_owned() };
+            self.plugins.revoke(&key.ca, &request).await?;
         }
         Ok(())
     }
@@ -547,124 +523,6 @@ impl KeyService {
         Ok(keys)
     }
 
-    /// Check key ownership, status and lock; then the PIN proof against the HSM-wrapped
-    /// verifier. On success, `then` runs in the same blocking call with the key record (so
-    /// the share is unwrapped and used without crossing an await). A wrong proof is
-    /// counted durably before this returns. Proofs for one key are evaluated one at a
-    /// time, each against the counter its predecessors left, so at most
-    /// `pin_max_attempts` wrong proofs are ever evaluated before the lock.
-    async fn with_pin<T: Send + 'static>(
-        &self,
-        key_id: &str,
-        device_id: &str,
-        proof: PinProof<'_>,
-        want_share: bool,
-        allow_pending: bool,
-        then: impl FnOnce(&Hsm, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
-    ) -> Result<T, KeyError> {
-        // Another device's requests must not queue on this key's lock.
-        self.key_for(key_id, &Actor::Device(device_id))?;
-        let _serial = self.pin_checks.lock(key_id).await;
-        // Read again under the lock: the counter its predecessors left.
-        let key = self.key_for(key_id, &Actor::Device(device_id))?;
-        // A pending key may sign exactly one thing: its own certificate request.
-        if !(allow_pending && key.status == KeyStatus::Pending) {
-            check_usable(&key)?;
-        }
-        if key.pin.locked {
-            return Err(KeyError::PinLocked);
-        }
-        let blob = self
-            .store
-            .key_secret(&key, SecretKind::PinVerifier)?
-            .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
-        let share_blob = if want_share {
-            Some(
-                self.store
-                    .key_secret(&key, SecretKind::Share)?
-                    .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
-            )
-        } else {
-            None
-        };
-        let (op, proof_hex, id) = (proof.op, proof.proof.to_owned(), key_id.to_owned());
-        let hsm = self.hsm.clone();
-        let outcome = blocking(move || {
-            let v = verifier_array(&hsm.unwrap(&id, SecretKind::PinVerifier, &blob)?)?;
-            if !sm2_2p::pin_proof_matches(&v, &id, &op, &proof_hex) {
-                return Ok(None);
-            }
-            let share = share_blob.map(|b| unwrap_share(&hsm, &id, &b)).transpose()?;
-            then(&hsm, &key, share).map(|t| Some((t, key.pin.failures)))
-        })
-        .await?;
-        match outcome {
-            Some((value, failures)) => {
-                if failures > 0 {
-                    // Reset the counter; not flushed: losing a reset only errs on the safe side.
-                    self.store.update_key(key_id, |k| {
-                        if k.pin.locked {
-                            return Err(KeyError::PinLocked);
-                        }
-                        k.pin.failures = 0;
-                        Ok(true)
-                    })??;
-                }
-                Ok(value)
-            }
-            None => Err(self.count_pin_failure(key_id).await),
-        }
-    }
-
-    async fn count_pin_failure(&self, key_id: &str) -> KeyError {
-        let max = self.cfg.pin_max_attempts;
-        let rec = match self.count_pin_failure_once(key_id, max).await {
-            Ok(Some(rec)) => rec,
-            Ok(None) => return KeyError::NotFound("key"),
-            Err(e) => return e,
-        };
-        if let Err(e) = self.store.flush().await {
-            return e.into();
-        }
-        tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
-        crate::metrics::METRICS.pin_failures.inc();
-        if rec.pin.locked {
-            crate::metrics::METRICS.pin_lockouts.inc();
-        }
-        if rec.pin.locked {
-            KeyError::PinLocked
-        } else {
-            KeyError::PinIncorrect { remaining_attempts: max.saturating_sub(rec.pin.failures) }
-        }
-    }
-
-    /// Count one wrong proof durably-to-be (the caller flushes), one transaction whether
-    /// or not a request is being served: inside one, the request's audit entry goes into it,
-    /// naming the outcome the caller will answer; the caller holds the key's PIN lock, so the counter it reads is the one
-    /// it writes (an admin's unlock in between makes the transaction retry).
-    async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<KeyRecord>, KeyError> {
-        for _ in 0..8 {
-            let Some(key) = self.store.key(key_id)? else { return Ok(None) };
-            if key.pin.locked {
-                return Ok(Some(key));
-            }
-            let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
-            let counted = self
-                .audited(
-                    key_id,
-                    outcome,
-                    serde_json::Value::Null,
-                    |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a),
-                    Option::is_some,
-                )
-                .await?;
-            if let Some(rec) = counted {
-                return Ok(Some(rec));
-            }
-        }
-        Err(KeyError::Internal(format!("{key_id}: the PIN counter kept changing")))
-    }
-
     /// Server half of a signature over the digest `e`.
     pub async fn sign(
         &self,
@@ -781,18 +639,13 @@ fn count_cosign<T>(kind: &str, out: &Result<T, KeyError>) {
     crate::metrics::METRICS.cosign_operations.with_label_values(&[kind, result]).inc();
 }
 
-/// Active, and its certificate (if any) not expired.
-fn check_usable(key: &KeyRecord) -> Result<(), KeyError> {
+/// Active, and its certificate (if any) not expired at `at`.
+fn check_usable(key: &KeyRecord, at: i64) -> Result<(), KeyError> {
     if key.status != KeyStatus::Active {
         return Err(KeyError::Inactive(key.status));
     }
-    if key.certificate.as_ref().is_some_and(|c| c.not_after <= now()) {
+    if key.certificate.as_ref().is_some_and(|c| c.not_after <= at) {
         return Err(KeyError::CertificateExpired);
     }
     Ok(())
-}
-
-fn unwrap_share(hsm: &Hsm, key_id: &str, blob: &[u8]) -> Result<ServerShare, KeyError> {
-    let bytes = hsm.unwrap(key_id, SecretKind::Share, blob)?;
-    ServerShare::from_bytes(&bytes).map_err(|_| KeyError::Internal(format!("{key_id}: stored share is invalid")))
 }

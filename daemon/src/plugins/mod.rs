@@ -27,6 +27,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::PluginConfig;
 
+pub mod ca;
+
 /// What the host lets adapters do with the daemon's own keys (in the manner of rustls's
 /// `SigningKey`: the key may live in an HSM; the host never sees it).
 pub trait HostSigner: Send + Sync {

@@ -18,13 +18,14 @@ use der::{Decode, Encode};
 use mcs_pdfseal::{cms, pdf, seal};
 use serde_json::{Value, json};
 
-use crate::clock::now;
+use crate::clock::Clock;
 use crate::config::SealsConfig;
 use crate::daemon_keys::DaemonKeys;
 use crate::keys::{KeyError, KeyService};
-use crate::model::key::{KeyRecord, KeyStatus};
+use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::model::seal::{SealGrant, SealMakerRecord, SealRecord};
-use crate::plugins::{PluginError, PluginHost};
+use crate::plugins::PluginError;
+use crate::plugins::ca::{CaAdapter, IssueRequest};
 use crate::store::{Store, StoreError};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -98,9 +99,11 @@ struct Trust {
 pub struct SealService {
     store: Arc<Store>,
     keys: Arc<KeyService>,
-    plugins: Arc<PluginHost>,
+    plugins: Arc<dyn CaAdapter>,
     daemon_keys: DaemonKeys,
     cfg: SealsConfig,
+    /// Seal validity, grants and revocation times read this clock.
+    clock: Arc<dyn Clock>,
     maker_lock: tokio::sync::Mutex<()>,
 }
 
@@ -131,11 +134,16 @@ impl SealService {
     pub fn new(
         store: Arc<Store>,
         keys: Arc<KeyService>,
-        plugins: Arc<PluginHost>,
+        plugins: Arc<dyn CaAdapter>,
         daemon_keys: DaemonKeys,
         cfg: SealsConfig,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        SealService { store, keys, plugins, daemon_keys, cfg, maker_lock: tokio::sync::Mutex::new(()) }
+        SealService { store, keys, plugins, daemon_keys, cfg, clock, maker_lock: tokio::sync::Mutex::new(()) }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// The maker's certificate, asking the CA for it the first time.
@@ -164,30 +172,26 @@ impl SealService {
             algorithm: spki::AlgorithmIdentifierOwned { oid: mcs_pdfseal::SM2_WITH_SM3, parameters: None },
             signature: der::asn1::BitString::from_bytes(&sig).map_err(internal)?,
         };
-        let request = json!({
-            "csr": B64.encode(csr.to_der().map_err(internal)?),
-            "profile": "operator",
-            "subject": { "kind": "operator", "name": "mcsd Seal Maker", "org_name": "mcsd" },
-            "validity_days": 3650,
-        });
-        let issued = self.plugins.call(&self.cfg.maker_ca, "issue", &request).await.map_err(SealError::Plugin)?;
-        let certificate_b64 = issued["certificate"]
-            .as_str()
-            .ok_or_else(|| internal("maker certificate missing from the CA's answer"))?
-            .to_owned();
+        let request = IssueRequest {
+            csr: csr.to_der().map_err(internal)?,
+            profile: "operator".into(),
+            subject: Subject {
+                kind: SubjectKind::Operator,
+                name: "mcsd Seal Maker".into(),
+                org_name: Some("mcsd".into()),
+                credit_code: None,
+                id_number: None,
+            },
+            validity_days: 3650,
+        };
+        let issued = self.plugins.issue(&self.cfg.maker_ca, &request).await.map_err(SealError::Plugin)?;
+        let certificate_b64 = issued.certificate;
         let cert =
             x509_cert::Certificate::from_der(&B64.decode(&certificate_b64).map_err(internal)?).map_err(internal)?;
         if cert.tbs_certificate().subject_public_key_info().to_der().map_err(internal)? != spki_der {
             return Err(internal("the CA certified another key for the seal maker"));
         }
-        let rec = SealMakerRecord {
-            ca: self.cfg.maker_ca.clone(),
-            certificate_b64,
-            chain_b64: issued["chain"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
-        };
+        let rec = SealMakerRecord { ca: self.cfg.maker_ca.clone(), certificate_b64, chain_b64: issued.chain };
         self.store.put_seal_maker(&rec)?;
         self.store.flush().await?;
         tracing::info!(ca = %rec.ca, "seal maker certified");
@@ -260,7 +264,7 @@ impl SealService {
             grants: Vec::new(),
             valid_from: req.valid_from,
             valid_to: req.valid_to,
-            created_at: now(),
+            created_at: self.now(),
             revoked_at: None,
             seal_b64: String::new(),
             rev: 0,
@@ -322,7 +326,7 @@ impl SealService {
             if rec.revoked_at.is_some() {
                 return Err(SealError::Conflict("seal already revoked".into()));
             }
-            rec.revoked_at = Some(now());
+            rec.revoked_at = Some(self.now());
             Ok(())
         })
         .await
@@ -364,7 +368,7 @@ impl SealService {
 
     /// Is the seal itself usable now (not revoked, in validity, signer keys current)?
     pub fn check_seal(&self, rec: &SealRecord) -> Result<(), SealError> {
-        let at = now();
+        let at = self.now();
         if rec.revoked_at.is_some() {
             return Err(SealError::Conflict(format!("seal {} is revoked", rec.id)));
         }
@@ -386,11 +390,11 @@ impl SealService {
     }
 
     /// May `key_id` seal with `rec` now?
-    fn check_holder(rec: &SealRecord, key_id: &str) -> Result<(), SealError> {
+    fn check_holder(&self, rec: &SealRecord, key_id: &str) -> Result<(), SealError> {
         if rec.signer_key_ids.iter().any(|k| k == key_id) {
             return Ok(());
         }
-        let at = now();
+        let at = self.now();
         match rec.grants.iter().find(|g| g.key_id == key_id) {
             Some(g) if g.not_before <= at && at <= g.not_after => Ok(()),
             Some(_) => {
@@ -406,7 +410,7 @@ impl SealService {
             Some(id) => {
                 let rec = self.get(id)?;
                 self.check_seal(&rec)?;
-                Self::check_holder(&rec, key_id)?;
+                self.check_holder(&rec, key_id)?;
                 rec
             }
             None => {
@@ -414,7 +418,7 @@ impl SealService {
                     .store
                     .seals()?
                     .into_iter()
-                    .filter(|s| self.check_seal(s).is_ok() && Self::check_holder(s, key_id).is_ok())
+                    .filter(|s| self.check_seal(s).is_ok() && self.check_holder(s, key_id).is_ok())
                     .collect::<Vec<_>>();
                 usable.sort_by_key(|s| s.created_at);
                 usable
@@ -517,7 +521,7 @@ impl SealService {
             Err(_) => errors.push("the signature is not a DER SM2 signature".into()),
         }
         let validity = cert.tbs_certificate().validity();
-        let at = std::time::Duration::from_secs(now().max(0) as u64);
+        let at = std::time::Duration::from_secs(self.now().max(0) as u64);
         if at < validity.not_before.to_unix_duration() || at > validity.not_after.to_unix_duration() {
             errors.push("the certificate is outside its validity period".into());
         }
@@ -544,7 +548,7 @@ impl SealService {
         if !Self::chains_to_root(&view.maker_certificate, &[], &trust.roots) {
             errors.push("the maker certificate does not chain to a trusted CA".into());
         }
-        let at = now() as u64;
+        let at = self.now() as u64;
         if at < view.valid_from || at > view.valid_to {
             errors.push("the seal is outside its validity period".into());
         }

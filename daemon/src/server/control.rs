@@ -85,7 +85,7 @@ async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<A
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let (s, h) = (store.clone(), hsm.clone());
             let work = tokio::task::spawn_blocking(move || {
-                crate::keys::kek_rotation::rotate(&s, &h, batch, |done, total| {
+                crate::keys::kek_rotation::rotate(&s, &*h, batch, |done, total| {
                     let _ = tx.send(format!("progress {done}/{total}\n"));
                 })
             });

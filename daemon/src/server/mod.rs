@@ -94,6 +94,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     // Build the generator table before the first co-signature needs it.
     tokio::task::spawn_blocking(sm2_2p::fast::warm_up);
     let store = Arc::new(Store::open_with_cache(&cfg.store.path, cfg.store.cache_mb)?);
+    let clock = crate::clock::system();
     let hsm_cfg = cfg.hsm.clone();
     let hsm = Arc::new(
         tokio::task::spawn_blocking(move || Hsm::connect(&hsm_cfg))
@@ -104,8 +105,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     // checkpoint, or an audit key that is not the pinned one, stops the start.
     let audit = Arc::new(crate::audit::Audit::open(
         store.clone(),
-        DaemonKeys::new(store.clone(), hsm.clone()),
+        DaemonKeys::new(store.clone(), hsm.clone(), clock.clone()),
         cfg.audit.clone(),
+        clock.clone(),
     )?);
     let audit_check = audit.check_at_start().await?;
     let (tls_config, anchors) = tls::server_config(&cfg.api)?;
@@ -120,13 +122,13 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let health_addr =
         health_listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.health.listen, source })?;
     let plugin_cfg = cfg.plugins.clone();
-    let daemon_keys = DaemonKeys::new(store.clone(), hsm.clone());
+    let daemon_keys = DaemonKeys::new(store.clone(), hsm.clone(), clock.clone());
     let plugins = Arc::new(
         tokio::task::spawn_blocking(move || PluginHost::load(&plugin_cfg, Arc::new(daemon_keys)))
             .await
             .map_err(|e| HsmError::Setup(format!("plugin loading task: {e}")))?,
     );
-    let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), plugins.clone(), cfg.keys.clone()));
+    let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), plugins.clone(), cfg.keys.clone(), clock.clone()));
     keys.attach_audit(audit.clone());
     let mut tasks_cfg = cfg.tasks.clone();
     if tasks_cfg.public_url.is_empty() {
@@ -136,8 +138,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         store.clone(),
         keys.clone(),
         plugins.clone(),
-        DaemonKeys::new(store.clone(), hsm.clone()),
+        DaemonKeys::new(store.clone(), hsm.clone(), clock.clone()),
         cfg.seals.clone(),
+        clock.clone(),
     ));
     let tasks = Arc::new(TaskService::new(
         store.clone(),
@@ -147,6 +150,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         seals.clone(),
         audit.clone(),
         tasks_cfg,
+        clock.clone(),
     ));
     audit
         .record(daemon_event(

@@ -59,10 +59,6 @@ pub fn client_config(api: &ApiConfig, tasks: &TasksConfig) -> Result<Arc<ClientC
     Ok(Arc::new(config))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(9)).min(MAX_BACKOFF)
 }
@@ -139,7 +135,7 @@ pub async fn run(tasks: Arc<TaskService>, tls: Arc<ClientConfig>) {
             tracing::error!(error = %e, "reading the callback outbox");
             Vec::new()
         });
-        let now = now_ms();
+        let now = tasks.clock().now_ms();
         for cb in records {
             if cb.next_at_ms > now {
                 next_due = Some(next_due.map_or(cb.next_at_ms, |n| n.min(cb.next_at_ms)));
@@ -163,7 +159,7 @@ pub async fn run(tasks: Arc<TaskService>, tls: Arc<ClientConfig>) {
             }
         }
         let sleep = next_due
-            .map(|at| Duration::from_millis((at - now_ms()).clamp(50, 1000) as u64))
+            .map(|at| Duration::from_millis((at - tasks.clock().now_ms()).clamp(50, 1000) as u64))
             .unwrap_or(Duration::from_secs(1));
         let _ = tokio::time::timeout(sleep, tasks.outbox.notified()).await;
     }
@@ -176,7 +172,7 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
     let (task_id, platform) = (slot.task_id.as_str(), slot.platform.as_str());
     // Re-read: since the scan, an earlier delivery of this record may have finished.
     let mut cb: CallbackRecord = match store.callback(task_id) {
-        Ok(Some(cb)) if cb.next_at_ms <= now_ms() => cb,
+        Ok(Some(cb)) if cb.next_at_ms <= tasks.clock().now_ms() => cb,
         Ok(_) => return,
         Err(e) => {
             tracing::error!(%task_id, error = %e, "reading a callback record");
@@ -237,7 +233,7 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
                 abandon(&tasks, &cb, platform, &why);
                 return;
             }
-            cb.next_at_ms = now_ms() + backoff(cb.attempts - 1).as_millis() as i64;
+            cb.next_at_ms = tasks.clock().now_ms() + backoff(cb.attempts - 1).as_millis() as i64;
             tracing::warn!(%task_id, %platform, attempts = cb.attempts, error = %why, "callback failed; will retry");
             if let Err(e) = store.put_callback(&cb) {
                 tracing::error!(%task_id, error = %e, "rescheduling a callback");

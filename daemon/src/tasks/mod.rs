@@ -43,13 +43,16 @@ use tokio::sync::Notify;
 use zeroize::Zeroizing;
 
 use crate::audit::{Audit, Event, RequestEntry};
+use crate::clock::Clock;
 use crate::config::TasksConfig;
-use crate::hsm::{Hsm, HsmError};
-use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput, now};
-use crate::model::key::{CertificateInfo, KeyRecord, KeyStatus, SubjectKind};
+use crate::hsm::{HsmError, Wrapper};
+use crate::keys::certificates::{CertificateError, certificate_request, certificate_request_info, parse_issued};
+use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput};
+use crate::model::key::{KeyRecord, KeyStatus, SubjectKind};
 use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
-use crate::plugins::{PluginError, PluginHost};
+use crate::plugins::PluginError;
+use crate::plugins::ca::{CaAdapter, IssueRequest};
 use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Store, StoreError, Transition, TransitionOutcome};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -93,6 +96,12 @@ impl From<StoreError> for TaskError {
 impl From<HsmError> for TaskError {
     fn from(e: HsmError) -> Self {
         TaskError::Key(KeyError::Hsm(e))
+    }
+}
+
+impl From<CertificateError> for TaskError {
+    fn from(e: CertificateError) -> Self {
+        TaskError::Key(KeyError::Internal(e.to_string()))
     }
 }
 
@@ -140,12 +149,14 @@ pub struct Outcome {
 
 pub struct TaskService {
     store: Arc<Store>,
-    hsm: Arc<Hsm>,
+    hsm: Arc<dyn Wrapper>,
     keys: Arc<KeyService>,
-    plugins: Arc<PluginHost>,
+    plugins: Arc<dyn CaAdapter>,
     seals: Arc<crate::seals::SealService>,
     audit: Arc<Audit>,
     cfg: TasksConfig,
+    /// Every expiry, timestamp and retention here reads this clock.
+    clock: Arc<dyn Clock>,
     /// Woken on every transition: long-polls re-check their task.
     changed: Notify,
     /// Woken when a callback is queued.
@@ -191,16 +202,38 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl TaskService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
-        hsm: Arc<Hsm>,
+        hsm: Arc<dyn Wrapper>,
         keys: Arc<KeyService>,
-        plugins: Arc<PluginHost>,
+        plugins: Arc<dyn CaAdapter>,
         seals: Arc<crate::seals::SealService>,
         audit: Arc<Audit>,
         cfg: TasksConfig,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        TaskService { store, hsm, keys, plugins, seals, audit, cfg, changed: Notify::new(), outbox: Notify::new() }
+        TaskService {
+            store,
+            hsm,
+            keys,
+            plugins,
+            seals,
+            audit,
+            cfg,
+            clock,
+            changed: Notify::new(),
+            outbox: Notify::new(),
+        }
+    }
+
+    /// The clock the service reads (the callback worker reads it too).
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// After activation: the task in which the phone co-signs its certificate request.
@@ -216,7 +249,17 @@ impl TaskService {
         let display = TaskDisplay { title: "Install your certificate".into(), detail: Some(format!("CA: {}", key.ca)) };
         let data = TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) };
         // The enrollment's activation already proved the phone; give it the longest TTL.
-        let task = new_task(&id, TaskKind::Csr, String::new(), &token, display, data, None, self.cfg.max_ttl.as_secs());
+        let task = new_task(
+            &id,
+            TaskKind::Csr,
+            String::new(),
+            &token,
+            display,
+            data,
+            None,
+            self.now(),
+            self.cfg.max_ttl.as_secs(),
+        );
         // Internal: no gateway's quota applies, and activation writes its own entry.
         self.store.insert_task(&task, &[], None, None)?;
         self.store.flush().await?;
@@ -303,7 +346,8 @@ impl TaskService {
             }
             None => None,
         };
-        let task = new_task(&id, kind, platform.to_owned(), &token, req.display, data, req.callback_url, ttl);
+        let task =
+            new_task(&id, kind, platform.to_owned(), &token, req.display, data, req.callback_url, self.now(), ttl);
         let secrets: Vec<(SecretKind, &[u8])> =
             blob.as_deref().map(|b| vec![(SecretKind::TaskInput, b)]).unwrap_or_default();
         let inserted = match RequestEntry::pending() {
@@ -335,7 +379,7 @@ impl TaskService {
             return TaskError::TooLarge { bytes: task_bytes, limit: quota.max_bytes };
         }
         let sweep = self.cfg.sweep_interval.as_secs() as i64;
-        let retry_after_secs = usage.earliest_expiry.map_or(sweep, |at| (at - now()).max(0) + sweep).max(1) as u64;
+        let retry_after_secs = usage.earliest_expiry.map_or(sweep, |at| (at - self.now()).max(0) + sweep).max(1) as u64;
         let message = if usage.tasks >= quota.max_tasks {
             format!("platform {platform} has {} open tasks, its quota; retry when some have finished", usage.tasks)
         } else {
@@ -362,7 +406,7 @@ impl TaskService {
         if !bool::from(token_hash(token).as_bytes().ct_eq(task.token_sha256.as_bytes())) {
             return Err(TaskError::TokenInvalid);
         }
-        if !task.status.is_final() && now() >= task.expires_at {
+        if !task.status.is_final() && self.now() >= task.expires_at {
             self.expire(task).await?;
             return Err(TaskError::Expired);
         }
@@ -423,7 +467,7 @@ impl TaskService {
     fn next(&self, task: &TaskRecord) -> TaskRecord {
         let mut t = task.clone();
         t.rev += 1;
-        t.updated_at = now();
+        t.updated_at = self.now();
         t
     }
 
@@ -432,7 +476,7 @@ impl TaskService {
             task_id: task.id.clone(),
             url: url.clone(),
             attempts: 0,
-            next_at_ms: now() * 1000,
+            next_at_ms: self.now() * 1000,
             platform: task.platform.clone(),
         })
     }
@@ -453,8 +497,8 @@ impl TaskService {
 
     /// How the key is authorised on the task's platform: `Some(false)` by a standing grant,
     /// `Some(true)` only by a one-time grant, `None` not at all.
-    fn authorisation(key: &KeyRecord, platform: &str) -> Option<bool> {
-        let at = now();
+    fn authorisation(&self, key: &KeyRecord, platform: &str) -> Option<bool> {
+        let at = self.now();
         let grants: Vec<_> = key.platforms.iter().filter(|g| g.platform == platform && g.valid_at(at)).collect();
         if grants.iter().any(|g| !g.once) {
             Some(false)
@@ -483,7 +527,8 @@ impl TaskService {
             return self.claim_csr(&task, own, request_info, key_id, device_id).await;
         }
         let key = self.keys.usable_key(key_id, device_id)?;
-        let once = Self::authorisation(&key, &task.platform)
+        let once = self
+            .authorisation(&key, &task.platform)
             .ok_or_else(|| TaskError::PlatformNotAuthorized(task.platform.clone()))?;
         let public = sm2_2p::point_from_hex(&key.public_key)
             .map_err(|_| TaskError::Key(KeyError::Internal(format!("{key_id}: stored public key invalid"))))?;
@@ -538,7 +583,7 @@ impl TaskService {
             }
             TaskData::PdfSeal { pdf, seal_id, placement, .. } => {
                 let seal = self.seals.for_signing(seal_id.as_deref(), &key.id)?;
-                let signing_time = now() as u64;
+                let signing_time = self.now() as u64;
                 let job = self.seal_job(&t.id, pdf, placement, seal, &key, signing_time).await?;
                 let e = hex::encode(sm2_2p::e_for_message(&public, &job.to_be_signed));
                 t.e = Some(e.clone());
@@ -612,19 +657,19 @@ impl TaskService {
         let csr = certificate_request(&info, &sig)?;
         let enrollment =
             self.store.enrollment(&key.enrollment_id)?.ok_or(TaskError::Key(KeyError::NotFound("enrollment")))?;
-        let request = json!({
-            "csr": B64.encode(&csr),
-            "profile": enrollment.profile.clone().unwrap_or_else(|| match key.subject.kind {
+        let request = IssueRequest {
+            csr,
+            profile: enrollment.profile.clone().unwrap_or_else(|| match key.subject.kind {
                 SubjectKind::Person => "person".into(),
                 SubjectKind::Org => "org".into(),
                 SubjectKind::Operator => "operator".into(),
             }),
-            "subject": key.subject,
-            "validity_days": key.validity_days,
-        });
-        let issued = self.plugins.call(&key.ca, "issue", &request).await.map_err(TaskError::Plugin)?;
+            subject: key.subject.clone(),
+            validity_days: key.validity_days,
+        };
+        let issued = self.plugins.issue(&key.ca, &request).await.map_err(TaskError::Plugin)?;
         let cert = parse_issued(&issued, &public)
-            .map_err(|reason| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason }))?;
+            .map_err(|e| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason: e.to_string() }))?;
         let mut t = self.next(task);
         t.status = TaskStatus::Completed;
         t.result = Some(json!({ "certificate": cert.der_b64, "key_id": key_id }));
@@ -741,7 +786,7 @@ impl TaskService {
         if !sm2_2p::verify(&public, &e, &sig) {
             return Err(TaskError::Invalid("signature does not verify for this task".into()));
         }
-        let once = Self::authorisation(&key, &task.platform).unwrap_or(true);
+        let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let mut t = self.next(&task);
         t.status = TaskStatus::Completed;
         let mut result = json!({
@@ -788,7 +833,7 @@ impl TaskService {
         }
         let key_id = Self::completable(&task, device_id)?;
         let key = self.keys.usable_key(key_id, device_id)?;
-        let once = Self::authorisation(&key, &task.platform).unwrap_or(true);
+        let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let (hsm, tid) = (self.hsm.clone(), id.to_owned());
         let blob = blocking(move || Ok(hsm.wrap(&tid, SecretKind::TaskResult, &plaintext)?)).await?;
         let mut t = self.next(&task);
@@ -884,7 +929,7 @@ impl TaskService {
         let task = loop {
             let notified = self.changed.notified();
             let task = self.for_gateway(platform, id)?;
-            if !task.status.is_final() && now() >= task.expires_at {
+            if !task.status.is_final() && self.now() >= task.expires_at {
                 self.expire(task).await?;
                 continue;
             }
@@ -929,7 +974,7 @@ impl TaskService {
 
     /// Expire overdue tasks and purge finished ones past retention. Returns (expired, purged).
     pub async fn sweep(&self) -> Result<(usize, usize), TaskError> {
-        let at = now();
+        let at = self.now();
         let (mut expired, mut purged, mut open) = (0, 0, 0);
         for task in self.store.tasks()? {
             if !task.status.is_final() && at < task.expires_at {
@@ -967,40 +1012,6 @@ impl TaskService {
         }
         Ok(Some(body))
     }
-}
-
-const SM2_WITH_SM3: &str = "1.2.156.10197.1.501";
-
-/// DER CertificationRequestInfo for the joint key, with a provisional subject.
-fn certificate_request_info(public: &AffinePoint, name: &str) -> Result<Vec<u8>, TaskError> {
-    use der::{Decode, Encode};
-    use std::str::FromStr;
-    let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("certificate request: {e}")));
-    let escaped: String =
-        name.chars().flat_map(|c| if ",+\"\\<>;=".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
-    let info = x509_cert::request::CertReqInfo {
-        version: x509_cert::request::Version::V1,
-        subject: x509_cert::name::Name::from_str(&format!("CN={escaped}")).map_err(|e| invalid(e.to_string()))?,
-        public_key: spki::SubjectPublicKeyInfoOwned::from_der(&sm2_2p::spki_der(public))
-            .map_err(|e| invalid(e.to_string()))?,
-        attributes: Default::default(),
-    };
-    info.to_der().map_err(|e| invalid(e.to_string()))
-}
-
-/// DER CertificationRequest: the info, SM2-with-SM3, the joint signature.
-fn certificate_request(info_der: &[u8], sig: &Signature) -> Result<Vec<u8>, TaskError> {
-    use der::{Decode, Encode};
-    let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("certificate request: {e}")));
-    let req = x509_cert::request::CertReq {
-        info: x509_cert::request::CertReqInfo::from_der(info_der).map_err(|e| invalid(e.to_string()))?,
-        algorithm: spki::AlgorithmIdentifierOwned {
-            oid: spki::ObjectIdentifier::new_unwrap(SM2_WITH_SM3),
-            parameters: None,
-        },
-        signature: der::asn1::BitString::from_bytes(&sig.to_der()).map_err(|e| invalid(e.to_string()))?,
-    };
-    req.to_der().map_err(|e| invalid(e.to_string()))
 }
 
 /// One sealing of one PDF: the prepared revision and what the signer signs.
@@ -1113,9 +1124,9 @@ fn new_task(
     display: TaskDisplay,
     data: TaskData,
     callback_url: Option<String>,
+    created_at: i64,
     ttl_secs: u64,
 ) -> TaskRecord {
-    let created_at = now();
     TaskRecord {
         id: id.to_owned(),
         kind,
@@ -1140,32 +1151,6 @@ fn new_task(
         error: None,
         charged_bytes: 0,
     }
-}
-
-/// Check an adapter's `issue` answer: a certificate for exactly this public key.
-/// Public (hidden) for `fuzz/`: it decodes what an adapter wrote.
-#[doc(hidden)]
-pub fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateInfo, String> {
-    use der::{Decode, Encode};
-    let der_b64 = answer["certificate"].as_str().ok_or("issue answer lacks `certificate`")?.to_owned();
-    let der = B64.decode(&der_b64).map_err(|e| format!("certificate: {e}"))?;
-    let cert = x509_cert::Certificate::from_der(&der).map_err(|e| format!("certificate: {e}"))?;
-    let spki = cert.tbs_certificate().subject_public_key_info().to_der().map_err(|e| e.to_string())?;
-    if spki != sm2_2p::spki_der(public) {
-        return Err("the CA certified another public key".into());
-    }
-    let chain_b64: Vec<String> = answer["chain"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    Ok(CertificateInfo {
-        der_b64,
-        chain_b64,
-        chain_ref: None,
-        serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
-        subject: cert.tbs_certificate().subject().to_string(),
-        not_after: cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs() as i64,
-    })
 }
 
 /// Co-signatures one task gives out at most (each for its own nonce).
@@ -1212,6 +1197,9 @@ pub fn kind_str(k: TaskKind) -> &'static str {
         TaskKind::PdfSeal => "pdf_seal",
     }
 }
+
+#[cfg(test)]
+mod transition_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,331 @@
+//! The PIN rule: a proof is checked against the HSM-wrapped verifier, one proof per key at
+//! a time; a wrong one is counted in the store, and flushed, before the caller hears of it;
+//! the key locks at `pin_max_attempts` wrong proofs in a row; a right one resets the count,
+//! as does an admin's unlock ([`KeyService::unlock`]).
+
+use std::sync::Arc;
+
+use sm2_2p::ServerShare;
+use zeroize::Zeroizing;
+
+use super::{Actor, KeyError, KeyService, PinProof, Verifier, blocking, check_usable};
+use crate::hsm::Wrapper;
+use crate::model::key::{KeyRecord, KeyStatus};
+use crate::model::secret::SecretKind;
+
+/// One async lock per key id, held while a PIN proof is evaluated and its outcome counted:
+/// without it, N concurrent wrong proofs are all checked against a counter none of them
+/// has incremented yet, and an attacker gets more than `pin_max_attempts` guesses.
+/// Entries exist only while someone holds or waits for them.
+#[derive(Default)]
+pub(super) struct KeyLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+struct KeyLockGuard<'a> {
+    locks: &'a KeyLocks,
+    key_id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyLocks {
+    async fn lock(&self, key_id: &str) -> KeyLockGuard<'_> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key_id.to_owned()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        KeyLockGuard { locks: self, key_id: key_id.to_owned(), guard: Some(guard) }
+    }
+}
+
+impl Drop for KeyLockGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map holds it: nobody waits, so the entry can go.
+        if map.get(&self.key_id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(&self.key_id);
+        }
+    }
+}
+
+fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
+    if v.len() != 32 {
+        return Err(KeyError::Internal("stored verifier has wrong length".into()));
+    }
+    // Filled in place: no unzeroized copy on the stack.
+    let mut arr = Box::new(Zeroizing::new([0u8; 32]));
+    arr.copy_from_slice(v);
+    Ok(arr)
+}
+
+fn unwrap_share(hsm: &dyn Wrapper, key_id: &str, blob: &[u8]) -> Result<ServerShare, KeyError> {
+    let bytes = hsm.unwrap(key_id, SecretKind::Share, blob)?;
+    ServerShare::from_bytes(&bytes).map_err(|_| KeyError::Internal(format!("{key_id}: stored share is invalid")))
+}
+
+impl KeyService {
+    /// Check key ownership, status and lock; then the PIN proof against the HSM-wrapped
+    /// verifier. On success, `then` runs in the same blocking call with the key record (so
+    /// the share is unwrapped and used without crossing an await). A wrong proof is
+    /// counted durably before this returns. Proofs for one key are evaluated one at a
+    /// time, each against the counter its predecessors left, so at most
+    /// `pin_max_attempts` wrong proofs are ever evaluated before the lock.
+    pub(super) async fn with_pin<T: Send + 'static>(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        proof: PinProof<'_>,
+        want_share: bool,
+        allow_pending: bool,
+        then: impl FnOnce(&dyn Wrapper, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, KeyError> {
+        // Another device's requests must not queue on this key's lock.
+        self.key_for(key_id, &Actor::Device(device_id))?;
+        let _serial = self.pin_checks.lock(key_id).await;
+        // Read again under the lock: the counter its predecessors left.
+        let key = self.key_for(key_id, &Actor::Device(device_id))?;
+        // A pending key may sign exactly one thing: its own certificate request.
+        if !(allow_pending && key.status == KeyStatus::Pending) {
+            check_usable(&key, self.now())?;
+        }
+        if key.pin.locked {
+            return Err(KeyError::PinLocked);
+        }
+        let blob = self
+            .store
+            .key_secret(&key, SecretKind::PinVerifier)?
+            .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
+        let share_blob = if want_share {
+            Some(
+                self.store
+                    .key_secret(&key, SecretKind::Share)?
+                    .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
+            )
+        } else {
+            None
+        };
+        let (op, proof_hex, id) = (proof.op, proof.proof.to_owned(), key_id.to_owned());
+        let hsm = self.hsm.clone();
+        let outcome = blocking(move || {
+            let v = verifier_array(&hsm.unwrap(&id, SecretKind::PinVerifier, &blob)?)?;
+            if !sm2_2p::pin_proof_matches(&v, &id, &op, &proof_hex) {
+                return Ok(None);
+            }
+            let share = share_blob.map(|b| unwrap_share(&*hsm, &id, &b)).transpose()?;
+            then(&*hsm, &key, share).map(|t| Some((t, key.pin.failures)))
+        })
+        .await?;
+        match outcome {
+            Some((value, failures)) => {
+                if failures > 0 {
+                    // Reset the counter; not flushed: losing a reset only errs on the safe side.
+                    self.store.update_key(key_id, |k| {
+                        if k.pin.locked {
+                            return Err(KeyError::PinLocked);
+                        }
+                        k.pin.failures = 0;
+                        Ok(true)
+                    })??;
+                }
+                Ok(value)
+            }
+            None => Err(self.count_pin_failure(key_id).await),
+        }
+    }
+
+    async fn count_pin_failure(&self, key_id: &str) -> KeyError {
+        let max = self.cfg.pin_max_attempts;
+        let rec = match self.count_pin_failure_once(key_id, max).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return KeyError::NotFound("key"),
+            Err(e) => return e,
+        };
+        if let Err(e) = self.store.flush().await {
+            return e.into();
+        }
+        tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
+        crate::metrics::METRICS.pin_failures.inc();
+        if rec.pin.locked {
+            crate::metrics::METRICS.pin_lockouts.inc();
+        }
+        if rec.pin.locked {
+            KeyError::PinLocked
+        } else {
+            KeyError::PinIncorrect { remaining_attempts: max.saturating_sub(rec.pin.failures) }
+        }
+    }
+
+    /// Count one wrong proof durably-to-be (the caller flushes), one transaction whether
+    /// or not a request is being served: inside one, the request's audit entry goes into it,
+    /// naming the outcome the caller will answer; the caller holds the key's PIN lock, so
+    /// the counter it reads is the one it writes (an admin's unlock in between makes the
+    /// transaction retry).
+    async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<KeyRecord>, KeyError> {
+        for _ in 0..8 {
+            let Some(key) = self.store.key(key_id)? else { return Ok(None) };
+            if key.pin.locked {
+                return Ok(Some(key));
+            }
+            let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
+            let counted = self
+                .audited(
+                    key_id,
+                    outcome,
+                    serde_json::Value::Null,
+                    |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a),
+                    Option::is_some,
+                )
+                .await?;
+            if let Some(rec) = counted {
+                return Ok(Some(rec));
+            }
+        }
+        Err(KeyError::Internal(format!("{key_id}: the PIN counter kept changing")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Keys, Phone};
+    use super::super::{Actor, KeyError, PinProof, SignMode};
+    use sm2_2p::{AffinePoint, Transcript};
+
+    const THREE: &str = "[keys]\npin_max_attempts = 3";
+
+    /// A digest and nonce point to co-sign, and the transcript a proof for them covers.
+    fn request() -> ([u8; 32], AffinePoint, Transcript) {
+        let (_, q1) = sm2_2p::ClientShare::sign_start();
+        let e = [0x5a; 32];
+        (e, q1, Transcript::Sign { e: hex::encode(e), q1: sm2_2p::point_to_hex(&q1) })
+    }
+
+    async fn sign(k: &Keys, phone: &Phone, right: bool) -> Result<(), KeyError> {
+        let (e, q1, t) = request();
+        let proof = if right { phone.proof(&t) } else { phone.wrong_proof(&t) };
+        let op = PinProof { op: t, proof: &proof };
+        k.keys.sign(&phone.key_id, &phone.device, e, q1, SignMode::Canonical, op).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_wrong_proof_is_counted_in_the_store_before_the_call_returns() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        let err = sign(&k, &phone, false).await.unwrap_err();
+        assert!(matches!(err, KeyError::PinIncorrect { remaining_attempts: 2 }), "{err:?}");
+        assert_eq!(k.key(&phone.key_id).pin.failures, 1, "counted when the answer is given");
+
+        // And it is on disk: a store opened afresh from the files has it.
+        let (path, id) = (k.dir.path().join("db"), phone.key_id.clone());
+        let super::super::testing::Keys { store, keys, dir, .. } = k;
+        drop(keys);
+        drop(store);
+        let reopened = crate::store::Store::open(&path).unwrap();
+        assert_eq!(reopened.key(&id).unwrap().unwrap().pin.failures, 1);
+        drop(dir);
+    }
+
+    #[tokio::test]
+    async fn the_key_locks_at_the_limit_and_then_refuses_even_the_right_pin() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinIncorrect { remaining_attempts: 2 })));
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinIncorrect { remaining_attempts: 1 })));
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinLocked)));
+        let key = k.key(&phone.key_id);
+        assert!(key.pin.locked && key.pin.failures == 3, "{:?}", key.pin);
+        assert!(matches!(sign(&k, &phone, true).await, Err(KeyError::PinLocked)));
+        assert_eq!(k.key(&phone.key_id).pin.failures, 3, "a locked key counts nothing more");
+    }
+
+    #[tokio::test]
+    async fn a_right_proof_resets_the_counter() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        sign(&k, &phone, false).await.unwrap_err();
+        sign(&k, &phone, false).await.unwrap_err();
+        sign(&k, &phone, true).await.unwrap();
+        assert_eq!(k.key(&phone.key_id).pin.failures, 0);
+        // So the next wrong proof starts again from the full allowance.
+        assert!(matches!(sign(&k, &phone, false).await, Err(KeyError::PinIncorrect { remaining_attempts: 2 })));
+    }
+
+    #[tokio::test]
+    async fn an_admin_unlock_clears_the_lock_and_the_counter() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        for _ in 0..3 {
+            sign(&k, &phone, false).await.unwrap_err();
+        }
+        assert!(k.key(&phone.key_id).pin.locked);
+        k.keys.unlock(&phone.key_id).await.unwrap();
+        let key = k.key(&phone.key_id);
+        assert!(!key.pin.locked && key.pin.failures == 0, "{:?}", key.pin);
+        sign(&k, &phone, true).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_wrong_proofs_get_no_more_guesses_than_the_limit() {
+        let k = Keys::new(THREE);
+        let phone = std::sync::Arc::new(k.active_phone("dev-a", "123456").await);
+        let keys = std::sync::Arc::new(k);
+        let mut all = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let (k, phone) = (keys.clone(), phone.clone());
+            all.spawn(async move { sign(&k, &phone, false).await });
+        }
+        let (mut incorrect, mut locked) = (0, 0);
+        while let Some(r) = all.join_next().await {
+            match r.unwrap() {
+                Err(KeyError::PinIncorrect { .. }) => incorrect += 1,
+                Err(KeyError::PinLocked) => locked += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Two answered pin_incorrect, the third locked the key, the rest found it locked.
+        assert_eq!((incorrect, locked), (2, 10));
+        let key = keys.key(&phone.key_id);
+        assert!(key.pin.locked && key.pin.failures == 3, "{:?}", key.pin);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_hsm_counts_nothing() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        k.hsm.set_unavailable(true);
+        let err = sign(&k, &phone, false).await.unwrap_err();
+        assert!(matches!(err, KeyError::Hsm(crate::hsm::HsmError::Unavailable { .. })), "{err:?}");
+        assert_eq!(k.key(&phone.key_id).pin.failures, 0, "no proof was checked, so none was wrong");
+    }
+
+    #[tokio::test]
+    async fn another_devices_proof_is_refused_before_the_pin_is_looked_at() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        let (e, q1, t) = request();
+        let proof = phone.wrong_proof(&t);
+        let err = k
+            .keys
+            .sign(&phone.key_id, "dev-b", e, q1, SignMode::Canonical, PinProof { op: t, proof: &proof })
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, KeyError::DeviceMismatch), "{err:?}");
+        assert_eq!(k.key(&phone.key_id).pin.failures, 0);
+        assert!(k.keys.key_for(&phone.key_id, &Actor::Device("dev-b")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_proof_for_other_fields_is_a_wrong_proof() {
+        let k = Keys::new(THREE);
+        let phone = k.active_phone("dev-a", "123456").await;
+        let (e, q1, _) = request();
+        // The right PIN, but over another nonce point than the one sent.
+        let (_, other_q1, other) = request();
+        assert_ne!(q1, other_q1);
+        let proof = phone.proof(&other);
+        let op = PinProof { op: Transcript::Sign { e: hex::encode(e), q1: sm2_2p::point_to_hex(&q1) }, proof: &proof };
+        let err =
+            k.keys.sign(&phone.key_id, &phone.device, e, q1, SignMode::Canonical, op).await.map(|_| ()).unwrap_err();
+        assert!(matches!(err, KeyError::PinIncorrect { .. }), "{err:?}");
+    }
+}

@@ -127,7 +127,7 @@ mod tests {
     fn a_blob_opens_only_for_its_owner_and_kind() {
         let w = MemoryWrapper::new();
         let blob = w.wrap("k_1", SecretKind::Share, b"secret").unwrap();
-        assert_eq!(super::super::blob_version(&blob), Some(1));
+        assert_eq!(crate::hsm::blob_version(&blob), Some(1));
         assert_eq!(w.unwrap("k_1", SecretKind::Share, &blob).unwrap().as_slice(), b"secret");
         assert!(matches!(w.unwrap("k_2", SecretKind::Share, &blob), Err(HsmError::Integrity(_))));
         assert!(matches!(w.unwrap("k_1", SecretKind::PinVerifier, &blob), Err(HsmError::Integrity(_))));
@@ -142,7 +142,7 @@ mod tests {
         let old = w.wrap("t_1", SecretKind::TaskInput, b"plain").unwrap();
         assert_eq!(w.add_version().unwrap(), 2);
         let fresh = w.rewrap("t_1", SecretKind::TaskInput, &old).unwrap();
-        assert_eq!(super::super::blob_version(&fresh), Some(2));
+        assert_eq!(crate::hsm::blob_version(&fresh), Some(2));
         assert_eq!(w.unwrap("t_1", SecretKind::TaskInput, &old).unwrap().as_slice(), b"plain");
         w.set_unavailable(true);
         assert!(matches!(w.unwrap("t_1", SecretKind::TaskInput, &fresh), Err(HsmError::Unavailable { .. })));

@@ -186,8 +186,8 @@ impl KeyService {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Keys, Phone};
-    use super::super::{Actor, KeyError, PinProof, SignMode};
+    use crate::keys::testing::{Keys, Phone};
+    use crate::keys::{Actor, KeyError, PinProof, SignMode};
     use sm2_2p::{AffinePoint, Transcript};
 
     const THREE: &str = "[keys]\npin_max_attempts = 3";
@@ -216,7 +216,7 @@ mod tests {
 
         // And it is on disk: a store opened afresh from the files has it.
         let (path, id) = (k.dir.path().join("db"), phone.key_id.clone());
-        let super::super::testing::Keys { store, keys, dir, .. } = k;
+        let crate::keys::testing::Keys { store, keys, dir, .. } = k;
         drop(keys);
         drop(store);
         let reopened = crate::store::Store::open(&path).unwrap();

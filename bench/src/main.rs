@@ -234,7 +234,7 @@ async fn enroll_and_activate(
 ) -> Res<Phone> {
     let req = mcs_client::admin::EnrollmentRequest {
         subject: mcs_client::admin::Subject {
-            kind: "person".into(),
+            kind: mcs_client::admin::SubjectKind::Person,
             name: name.into(),
             org_name: None,
             credit_code: None,

@@ -1,38 +1,15 @@
 //! Playing the operator: enrollments, key listing, unlock, revoke, successors, CA adapters.
 
 use hyper::Method;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::transport::{Connection, Result};
+use crate::transport::{Connection, Result, parse};
 
-/// `subject` of an enrollment (API.md).
-#[derive(Debug, Clone, Serialize)]
-pub struct Subject {
-    pub kind: String,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub org_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credit_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_number: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EnrollmentRequest {
-    pub subject: Subject,
-    pub ca: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    pub platforms: Vec<String>,
-    pub validity_days: u32,
-}
+pub use mcs_api::{EnrollmentRequest, SealRequest, Subject, SubjectKind};
 
 /// `{enrollment_id, activation_code, expires_at}`
 pub async fn create_enrollment(conn: &mut Connection, req: &EnrollmentRequest) -> Result<Value> {
-    let body = serde_json::to_value(req).map_err(|e| crate::transport::Error::Config(e.to_string()))?;
-    conn.json(Method::POST, "/v1/enrollments", Some(&body)).await
+    conn.send(Method::POST, "/v1/enrollments", req).await
 }
 
 pub async fn list_keys(conn: &mut Connection, subject: Option<&str>, status: Option<&str>) -> Result<Value> {
@@ -48,7 +25,8 @@ pub async fn unlock(conn: &mut Connection, key_id: &str) -> Result<Value> {
 }
 
 pub async fn revoke(conn: &mut Connection, key_id: &str, reason: &str) -> Result<Value> {
-    conn.json(Method::POST, &format!("/v1/keys/{key_id}/revoke"), Some(&json!({ "reason": reason }))).await
+    let body = mcs_api::RevokeRequest { reason: reason.to_owned(), pin_proof: None };
+    conn.send(Method::POST, &format!("/v1/keys/{key_id}/revoke"), &body).await
 }
 
 /// `POST /v1/keys/{id}/successor`: a new enrollment to renew, change or reissue a key.
@@ -59,14 +37,8 @@ pub async fn successor(
     subject: Option<&Subject>,
     validity_days: Option<u32>,
 ) -> Result<Value> {
-    let mut body = json!({ "reason": reason });
-    if let Some(s) = subject {
-        body["subject"] = serde_json::to_value(s).map_err(|e| crate::transport::Error::Config(e.to_string()))?;
-    }
-    if let Some(d) = validity_days {
-        body["validity_days"] = json!(d);
-    }
-    conn.json(Method::POST, &format!("/v1/keys/{key_id}/successor"), Some(&body)).await
+    let body = mcs_api::SuccessorRequest { reason: reason.to_owned(), subject: subject.cloned(), validity_days };
+    conn.send(Method::POST, &format!("/v1/keys/{key_id}/successor"), &body).await
 }
 
 /// `GET /v1/plugins`: the CA adapters and their state.
@@ -78,9 +50,9 @@ pub async fn plugins(conn: &mut Connection) -> Result<Value> {
 pub async fn crl(conn: &mut Connection, adapter: &str) -> Result<Vec<u8>> {
     use base64::Engine;
     let answer = conn.json(Method::GET, &format!("/v1/plugins/{}/crl", percent_encode(adapter)), None).await?;
-    let b64 = answer["crl"].as_str().ok_or_else(|| crate::transport::Error::Protocol("answer lacks `crl`".into()))?;
+    let answer: mcs_api::Crl = parse(&answer)?;
     base64::engine::general_purpose::STANDARD
-        .decode(b64)
+        .decode(answer.crl)
         .map_err(|e| crate::transport::Error::Protocol(format!("crl: {e}")))
 }
 
@@ -94,9 +66,9 @@ pub async fn certificate_status(conn: &mut Connection, adapter: &str, serial: &s
     .await
 }
 
-/// `POST /v1/seals` with an API.md seal request.
-pub async fn create_seal(conn: &mut Connection, request: &Value) -> Result<Value> {
-    conn.json(Method::POST, "/v1/seals", Some(request)).await
+/// `POST /v1/seals`.
+pub async fn create_seal(conn: &mut Connection, request: &SealRequest) -> Result<Value> {
+    conn.send(Method::POST, "/v1/seals", request).await
 }
 
 pub async fn seals(conn: &mut Connection, owner: Option<&str>, key_id: Option<&str>) -> Result<Value> {
@@ -115,8 +87,12 @@ pub async fn grant_seal(
     not_before: &str,
     not_after: &str,
 ) -> Result<Value> {
-    let body = json!({ "key_id": key_id, "not_before": not_before, "not_after": not_after });
-    conn.json(Method::POST, &format!("/v1/seals/{}/grants", percent_encode(seal_id)), Some(&body)).await
+    let body = mcs_api::SealGrantRequest {
+        key_id: key_id.to_owned(),
+        not_before: not_before.to_owned(),
+        not_after: not_after.to_owned(),
+    };
+    conn.send(Method::POST, &format!("/v1/seals/{}/grants", percent_encode(seal_id)), &body).await
 }
 
 pub async fn ungrant_seal(conn: &mut Connection, seal_id: &str, key_id: &str) -> Result<Value> {
@@ -127,15 +103,15 @@ pub async fn ungrant_seal(conn: &mut Connection, seal_id: &str, key_id: &str) ->
 /// `POST /v1/verify/pdf` (any role).
 pub async fn verify_pdf(conn: &mut Connection, pdf: &[u8]) -> Result<Value> {
     use base64::Engine;
-    let body = json!({ "pdf": base64::engine::general_purpose::STANDARD.encode(pdf) });
-    conn.json(Method::POST, "/v1/verify/pdf", Some(&body)).await
+    let body = mcs_api::VerifyPdfRequest { pdf: base64::engine::general_purpose::STANDARD.encode(pdf) };
+    conn.send(Method::POST, "/v1/verify/pdf", &body).await
 }
 
 /// `POST /v1/verify/seal` (any role).
 pub async fn verify_seal(conn: &mut Connection, seal: &[u8]) -> Result<Value> {
     use base64::Engine;
-    let body = json!({ "seal": base64::engine::general_purpose::STANDARD.encode(seal) });
-    conn.json(Method::POST, "/v1/verify/seal", Some(&body)).await
+    let body = mcs_api::VerifySealRequest { seal: base64::engine::general_purpose::STANDARD.encode(seal) };
+    conn.send(Method::POST, "/v1/verify/seal", &body).await
 }
 
 /// `path?name=value&…` with the given parameters, percent-encoded; absent ones left out.

@@ -1,11 +1,14 @@
 //! Playing a trading platform's scan gateway: create a task, show its QR, wait for the outcome.
 
 use hyper::Method;
-use serde_json::{Value, json};
+use mcs_api::{CreateTaskRequest, TaskDisplay};
+use serde_json::Value;
 
 use crate::transport::{Connection, Result};
 
-/// `POST /v1/tasks` → `{task_id, token, qr, expires_at}`.
+/// `POST /v1/tasks` → `{task_id, token, qr, expires_at}` ([`mcs_api::CreatedTask`]).
+/// `data` is the kind's data (an [`mcs_api::TaskData`] as JSON, or any value for tests of
+/// refusals).
 pub async fn create_task(
     conn: &mut Connection,
     kind: &str,
@@ -14,21 +17,22 @@ pub async fn create_task(
     ttl_secs: Option<u64>,
     callback_url: Option<&str>,
 ) -> Result<Value> {
-    let mut body = json!({ "kind": kind, "display": { "title": title }, "data": data });
-    if let Some(ttl) = ttl_secs {
-        body["ttl_secs"] = json!(ttl);
-    }
-    if let Some(url) = callback_url {
-        body["callback_url"] = json!(url);
-    }
-    conn.json(Method::POST, "/v1/tasks", Some(&body)).await
+    let body = CreateTaskRequest {
+        kind: kind.to_owned(),
+        ttl_secs,
+        display: TaskDisplay { title: title.to_owned(), detail: None },
+        data,
+        callback_url: callback_url.map(str::to_owned),
+    };
+    conn.send(Method::POST, "/v1/tasks", &body).await
 }
 
+/// `GET /v1/tasks/{id}` ([`mcs_api::TaskView`]).
 pub async fn task(conn: &mut Connection, task_id: &str) -> Result<Value> {
     conn.json(Method::GET, &format!("/v1/tasks/{task_id}"), None).await
 }
 
-/// Long-poll the outcome for up to `wait_secs`.
+/// Long-poll the outcome for up to `wait_secs` ([`mcs_api::TaskOutcome`]).
 pub async fn result(conn: &mut Connection, task_id: &str, wait_secs: u64) -> Result<Value> {
     conn.json(Method::GET, &format!("/v1/tasks/{task_id}/result?wait={wait_secs}"), None).await
 }

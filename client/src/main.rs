@@ -8,9 +8,14 @@ use std::process::ExitCode;
 
 use base64::Engine;
 use clap::{Args, Parser, Subcommand};
-use mcs_client::admin::{self, EnrollmentRequest, Subject};
+use mcs_api::{
+    CreateTaskKind, DecryptData, EncryptData, LoginData, PdfSealData, PdfVerdict, RejectRequest, SealImage,
+    SealRequest, SealVerdict, SignData, TaskData, TaskOutcome, TaskResult, TaskView, TaskViewData,
+};
+use mcs_client::admin::{self, EnrollmentRequest, Subject, SubjectKind};
 use mcs_client::gateway;
 use mcs_client::phone::{Phone, PhoneState, ScanCode, SignMode, fetch_task, public_key_pem};
+use mcs_client::transport::parse;
 use mcs_client::{Connection, Endpoint, Error};
 
 #[derive(Parser)]
@@ -167,7 +172,8 @@ impl SubjectArgs {
     fn get(self) -> Result<Option<Subject>, Error> {
         match (self.kind, self.name) {
             (Some(kind), Some(name)) => Ok(Some(Subject {
-                kind,
+                kind: serde_json::from_value::<SubjectKind>(kind.into())
+                    .map_err(|_| Error::Config("--kind must be person, org or operator".into()))?,
                 name,
                 org_name: self.org_name,
                 credit_code: self.credit_code,
@@ -411,24 +417,26 @@ fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {
 }
 
 /// What the phone shows before asking for the PIN.
-fn describe_task(view: &serde_json::Value) {
+fn describe_task(view: &serde_json::Value) -> Result<(), Error> {
     use base64::Engine;
-    eprintln!(
-        "platform {} asks you to {}:",
-        view["platform"].as_str().unwrap_or("?"),
-        view["kind"].as_str().unwrap_or("?")
-    );
-    eprintln!("  {}", view["display"]["title"].as_str().unwrap_or(""));
-    if let Some(detail) = view["display"]["detail"].as_str() {
+    let view: TaskView = parse(view)?;
+    eprintln!("platform {} asks you to {}:", view.platform, view.kind.as_str());
+    eprintln!("  {}", view.display.title);
+    if let Some(detail) = &view.display.detail {
         eprintln!("  {detail}");
     }
-    let data = view["data"]["message"].as_str().or(view["data"]["challenge"].as_str());
+    let data = match &view.data {
+        Some(TaskViewData::Sign(d)) => Some(&d.message),
+        Some(TaskViewData::Login(d)) => Some(&d.challenge),
+        _ => None,
+    };
     if let Some(bytes) = data.and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok()) {
         match std::str::from_utf8(&bytes) {
             Ok(text) if text.len() <= 2000 => eprintln!("  data: {text}"),
             _ => eprintln!("  data: {} bytes", bytes.len()),
         }
     }
+    Ok(())
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -496,6 +504,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         Some("svg") => "SVG",
                         _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
                     };
+<<<<<<< HEAD
                 let now = unix_now();
                 let request = serde_json::json!({
                     "kind": kind, "name": name, "owner": owner,
@@ -504,6 +513,26 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     "valid_from": rfc3339(now - 60)?,
                     "valid_to": rfc3339(now + valid_days as i64 * 86_400)?,
                 });
+=======
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let request = SealRequest {
+                    kind,
+                    name,
+                    owner,
+                    image: SealImage {
+                        kind: picture_type.into(),
+                        data: base64::engine::general_purpose::STANDARD.encode(read_file(&image)?),
+                        width_mm,
+                        height_mm,
+                    },
+                    signer_key_ids: signers,
+                    valid_from: rfc3339(now - 60)?,
+                    valid_to: rfc3339(now + valid_days as i64 * 86_400)?,
+                };
+>>>>>>> wire
                 print_json(&admin::create_seal(conn, &request).await?);
             }
             AdminCommand::Seals { owner, key_id } => {
@@ -536,41 +565,48 @@ async fn run(cli: Cli) -> Result<(), Error> {
         },
         Command::Gateway { command } => match command {
             GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url } => {
-                let bytes = read_file(&data_file)?;
-                let field = match kind.as_str() {
-                    "login" => "challenge",
-                    "sign" => "message",
-                    "decrypt" => "ciphertext",
-                    "encrypt" => "plaintext",
+                let bytes = base64::engine::general_purpose::STANDARD.encode(read_file(&data_file)?);
+                let data = match kind.as_str() {
+                    "login" => TaskData::Login(LoginData { challenge: bytes }),
+                    "sign" => TaskData::Sign(SignData { message: bytes }),
+                    "decrypt" => TaskData::Decrypt(DecryptData {
+                        ciphertext: bytes,
+                        recipient_cert_serial: None,
+                        recipient_public_key: None,
+                    }),
+                    "encrypt" => TaskData::Encrypt(EncryptData { plaintext: bytes.into() }),
                     other => return Err(Error::Config(format!("unknown kind `{other}`"))),
                 };
-                let data = serde_json::json!({ field: base64::engine::general_purpose::STANDARD.encode(bytes) });
+                let data = serde_json::to_value(&data).map_err(|e| Error::Config(e.to_string()))?;
                 print_json(&gateway::create_task(conn, &kind, &title, data, ttl_secs, callback_url.as_deref()).await?);
             }
             GatewayCommand::SealPdf { pdf, title, placement, seal_id, ttl_secs } => {
                 let placement: serde_json::Value =
                     serde_json::from_str(&placement).map_err(|e| Error::Config(format!("--placement: {e}")))?;
-                let mut data = serde_json::json!({ "pdf": base64::engine::general_purpose::STANDARD.encode(read_file(&pdf)?), "placement": placement });
-                if let Some(s) = seal_id {
-                    data["seal_id"] = serde_json::json!(s);
-                }
-                print_json(&gateway::create_task(conn, "pdf_seal", &title, data, ttl_secs, None).await?);
+                let data = TaskData::PdfSeal(PdfSealData {
+                    pdf: base64::engine::general_purpose::STANDARD.encode(read_file(&pdf)?),
+                    seal_id,
+                    placement,
+                });
+                let data = serde_json::to_value(&data).map_err(|e| Error::Config(e.to_string()))?;
+                let kind = CreateTaskKind::PdfSeal.as_str();
+                print_json(&gateway::create_task(conn, kind, &title, data, ttl_secs, None).await?);
             }
             GatewayCommand::Wait { task_id, wait, pdf_out, plaintext_out } => {
+                // Printed as the daemon said it, but for the bytes written to a file.
                 let mut out = gateway::result(conn, &task_id, wait).await?;
-                if let (Some(path), Some(p)) = (&pdf_out, out["result"]["pdf"].as_str()) {
+                let outcome: TaskOutcome = parse(&out)?;
+                let written = match (&outcome.result, &pdf_out, &plaintext_out) {
+                    (Some(TaskResult::PdfSeal(r)), Some(path), _) => Some(("pdf", r.pdf.as_str(), path)),
+                    (Some(TaskResult::Decrypt(r)), _, Some(path)) => Some(("plaintext", r.plaintext.as_str(), path)),
+                    _ => None,
+                };
+                if let Some((field, b64, path)) = written {
                     let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(p)
-                        .map_err(|e| Error::Protocol(format!("pdf: {e}")))?;
+                        .decode(b64)
+                        .map_err(|e| Error::Protocol(format!("{field}: {e}")))?;
                     write_out(&Some(path.clone()), &bytes)?;
-                    out["result"]["pdf"] = serde_json::json!(format!("(written to {})", path.display()));
-                }
-                if let (Some(path), Some(p)) = (&plaintext_out, out["result"]["plaintext"].as_str()) {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(p)
-                        .map_err(|e| Error::Protocol(format!("plaintext: {e}")))?;
-                    write_out(&Some(path.clone()), &bytes)?;
-                    out["result"]["plaintext"] = serde_json::json!(format!("(written to {})", path.display()));
+                    out["result"][field] = format!("(written to {})", path.display()).into();
                 }
                 print_json(&out);
             }
@@ -578,15 +614,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::VerifyPdf { file } => {
             let report = admin::verify_pdf(conn, &read_file(&file)?).await?;
             print_json(&report);
-            let sigs = report["signatures"].as_array().cloned().unwrap_or_default();
-            if sigs.is_empty() || sigs.iter().any(|s| s["valid"] != true) {
+            let sigs = parse::<PdfVerdict>(&report)?.signatures;
+            if sigs.is_empty() || sigs.iter().any(|s| !s.valid) {
                 return Err(Error::Protocol(format!("{}: not every signature is valid", file.display())));
             }
         }
         Command::VerifySeal { file } => {
             let report = admin::verify_seal(conn, &read_file(&file)?).await?;
             print_json(&report);
-            if report["valid"] != true {
+            if !parse::<SealVerdict>(&report)?.valid {
                 return Err(Error::Protocol(format!("{}: the seal is not valid", file.display())));
             }
         }
@@ -661,15 +697,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AppCommand::Scan { qr, state, pin } => {
                 let code = ScanCode::parse(&qr)?;
                 let view = fetch_task(conn, &code).await?;
-                describe_task(&view);
+                describe_task(&view)?;
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
                 phone.scan(conn, &code).await?;
-                println!("done: {} task {} completed", view["kind"].as_str().unwrap_or("?"), code.task_id);
+                println!("done: {} task {} completed", parse::<TaskView>(&view)?.kind.as_str(), code.task_id);
             }
             AppCommand::Batch { qr, state, pin } => {
                 let codes = qr.iter().map(|q| ScanCode::parse(q)).collect::<Result<Vec<_>, _>>()?;
                 for code in &codes {
-                    describe_task(&fetch_task(conn, code).await?);
+                    describe_task(&fetch_task(conn, code).await?)?;
                 }
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
                 let mut failed = false;
@@ -688,8 +724,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             AppCommand::Reject { qr, reason } => {
                 let code = ScanCode::parse(&qr)?;
-                let body = serde_json::json!({ "token": code.token, "reason": reason });
-                conn.json(hyper::Method::POST, &format!("/v1/tasks/{}/reject", code.task_id), Some(&body)).await?;
+                let body = RejectRequest { token: code.token.clone(), reason };
+                conn.send(hyper::Method::POST, &format!("/v1/tasks/{}/reject", code.task_id), &body).await?;
                 println!("rejected {}", code.task_id);
             }
             AppCommand::Revoke { state, reason, pin } => {

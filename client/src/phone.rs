@@ -7,13 +7,19 @@
 
 use elliptic_curve::ops::Reduce;
 use hyper::Method;
+use mcs_api::{
+    ActivateRequest, Activation, BatchCosignAnswer, BatchCosignItem, BatchCosignRequest, BatchCosignResult,
+    ChangePinRequest, ClaimAnswer, ClaimRequest, CompleteRequest, CosignRequest, DecryptRequest, DecryptShare, Key,
+    Pin, RejectRequest, RevokeRequest, SignAnswer, SignRequest, SignShares, SignatureScalars, TaskKind, TaskView,
+    TaskViewData,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sm2::FieldBytes;
 use sm2_2p::{AffinePoint, Ciphertext, ClientShare, Scalar, Signature, Transcript};
 use zeroize::Zeroizing;
 
-use crate::transport::{Connection, Error, Result};
+use crate::transport::{Connection, Error, Result, parse};
 
 const STATE_VERSION: u32 = 1;
 
@@ -90,14 +96,17 @@ fn unmask(d1_masked: &Scalar, verifier: &[u8; 32]) -> Scalar {
     *d1_masked * Option::<Scalar>::from(mask(verifier).invert()).unwrap_or(Scalar::ONE)
 }
 
-fn answer_scalar(v: &Value, field: &str) -> Result<Scalar> {
-    let s = v.get(field).and_then(Value::as_str).ok_or_else(|| Error::Protocol(format!("answer lacks `{field}`")))?;
+fn answer_scalar(s: &str, field: &str) -> Result<Scalar> {
     sm2_2p::scalar_from_hex(s).map_err(|e| Error::Protocol(format!("answer `{field}`: {e}")))
 }
 
-fn answer_point(v: &Value, field: &str) -> Result<AffinePoint> {
-    let s = v.get(field).and_then(Value::as_str).ok_or_else(|| Error::Protocol(format!("answer lacks `{field}`")))?;
+fn answer_point(s: &str, field: &str) -> Result<AffinePoint> {
     sm2_2p::point_from_hex(s).map_err(|e| Error::Protocol(format!("answer `{field}`: {e}")))
+}
+
+fn b64(s: &str, field: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| Error::Protocol(format!("`{field}`: {e}")))
 }
 
 impl Phone {
@@ -122,36 +131,36 @@ impl Phone {
         let (share, p1) = sm2_2p::client_keygen();
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
-        let body = json!({
-            "activation_code": code,
-            "p1": sm2_2p::point_to_hex(&p1),
-            "pin": { "salt": hex::encode(salt), "verifier": hex::encode(verifier.as_slice()) },
-        });
+        let body = ActivateRequest {
+            activation_code: Zeroizing::new(code.to_owned()),
+            p1: sm2_2p::point_to_hex(&p1),
+            pin: Pin { salt: hex::encode(salt), verifier: Zeroizing::new(hex::encode(verifier.as_slice())) },
+        };
         Ok(PreparedActivation {
             server: server.to_owned(),
             enrollment_id: enrollment_id.to_owned(),
             share,
             salt,
             verifier,
-            body: Zeroizing::new(body.to_string()),
+            body,
         })
     }
 
     /// Co-sign this key's certificate request (proof of possession), after checking that
     /// the request names our own joint key and that `e` is its digest.
     pub async fn install_certificate(&self, conn: &mut Connection, code: &ScanCode) -> Result<Value> {
-        let view = fetch_task(conn, code).await?;
-        if view["kind"] != "csr" {
-            return Err(Error::Protocol("the activation task is not a certificate request".into()));
-        }
-        let info = b64_field(&view, &["data", "request_info"])?;
+        let view: TaskView = parse(&fetch_task(conn, code).await?)?;
+        let info = match (view.kind, &view.data) {
+            (TaskKind::Csr, Some(TaskViewData::Csr(d))) => b64(&d.request_info, "data.request_info")?,
+            _ => return Err(Error::Protocol("the activation task is not a certificate request".into())),
+        };
         let spki = sm2_2p::spki_der(&self.public);
         if !info.windows(spki.len()).any(|w| w == spki.as_slice()) {
             return Err(Error::Protocol("the certificate request is not for this phone's key".into()));
         }
-        let claimed = self.claim(conn, code).await?;
+        let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
         let e = sm2_2p::e_for_message(&self.public, &info);
-        if claimed["e"].as_str() != Some(hex::encode(e).as_str()) {
+        if claimed.e() != Some(hex::encode(e).as_str()) {
             return Err(Error::Protocol("the server's digest is not the digest of the certificate request".into()));
         }
         self.cosign_and_complete(conn, code, &e).await?;
@@ -203,16 +212,21 @@ impl Phone {
     pub async fn sign_hash(&self, conn: &mut Connection, e: &[u8; 32], mode: SignMode) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let (e_hex, q1_hex) = (hex::encode(e), sm2_2p::point_to_hex(&q1));
-        let mut body = json!({ "e": e_hex, "q1": q1_hex, "pin_proof": self.proof(&Transcript::Sign { e: e_hex.clone(), q1: q1_hex.clone() }) });
-        if mode == SignMode::FixedK3 {
-            body["mode"] = json!("fixed_k3");
-        }
-        let answer = conn.json(Method::POST, &format!("/v1/keys/{}/sign", self.state.key_id), Some(&body)).await?;
-        let r = answer_scalar(&answer, "r")?;
-        let s3 = answer_scalar(&answer, "s3")?;
-        let sig = match mode {
-            SignMode::Canonical => self.share.sign_finish(&k1, &r, &answer_scalar(&answer, "s2")?, &s3),
-            SignMode::FixedK3 => self.share.sign_finish_fixed_k3(&k1, &r, &s3),
+        let pin_proof = self.proof(&Transcript::Sign { e: e_hex.clone(), q1: q1_hex.clone() });
+        let mode_field = (mode == SignMode::FixedK3).then(|| mcs_api::SignMode::FixedK3.as_str().to_owned());
+        let body = SignRequest { e: e_hex, q1: q1_hex, pin_proof, mode: mode_field };
+        let answer = conn.send(Method::POST, &format!("/v1/keys/{}/sign", self.state.key_id), &body).await?;
+        let sig = match (mode, parse::<SignAnswer>(&answer)?) {
+            (SignMode::Canonical, SignAnswer::Canonical(a)) => self.share.sign_finish(
+                &k1,
+                &answer_scalar(&a.r, "r")?,
+                &answer_scalar(&a.s2, "s2")?,
+                &answer_scalar(&a.s3, "s3")?,
+            ),
+            (SignMode::FixedK3, SignAnswer::FixedK3(a)) => {
+                self.share.sign_finish_fixed_k3(&k1, &answer_scalar(&a.r, "r")?, &answer_scalar(&a.s3, "s3")?)
+            }
+            _ => return Err(Error::Protocol("the answer is not of the mode asked for".into())),
         }
         .map_err(|e| Error::Protocol(format!("finishing the signature: {e}")))?;
         if !sm2_2p::verify(&self.public, e, &sig) {
@@ -228,9 +242,9 @@ impl Phone {
         let ct = Ciphertext::parse(ciphertext).map_err(|e| Error::Config(format!("ciphertext: {e}")))?;
         let (w, t1) = self.share.decrypt_blind(&ct.c1);
         let t1_hex = sm2_2p::point_to_hex(&t1);
-        let body = json!({ "t1": t1_hex, "pin_proof": self.proof(&Transcript::Decrypt { t1: t1_hex.clone() }) });
-        let answer = conn.json(Method::POST, &format!("/v1/keys/{}/decrypt", self.state.key_id), Some(&body)).await?;
-        let t2 = answer_point(&answer, "t2")?;
+        let body = DecryptRequest { pin_proof: self.proof(&Transcript::Decrypt { t1: t1_hex.clone() }), t1: t1_hex };
+        let answer = conn.send(Method::POST, &format!("/v1/keys/{}/decrypt", self.state.key_id), &body).await?;
+        let t2 = answer_point(&parse::<DecryptShare>(&answer)?.t2, "t2")?;
         self.share
             .decrypt_finish(&w, &t2, &ct)
             .map_err(|e| Error::Protocol(format!("decryption: {e} (wrong PIN or not encrypted to this key)")))
@@ -241,11 +255,11 @@ impl Phone {
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(new_pin.as_bytes(), &salt);
         let (salt_hex, verifier_hex) = (hex::encode(salt), hex::encode(verifier.as_slice()));
-        let body = json!({
-            "pin_proof": self.proof(&Transcript::Pin { salt: salt_hex.clone(), verifier: verifier_hex.clone() }),
-            "new_pin": { "salt": salt_hex, "verifier": verifier_hex },
-        });
-        conn.json(Method::POST, &format!("/v1/keys/{}/pin", self.state.key_id), Some(&body)).await?;
+        let body = ChangePinRequest {
+            pin_proof: self.proof(&Transcript::Pin { salt: salt_hex.clone(), verifier: verifier_hex.clone() }),
+            new_pin: Pin { salt: salt_hex.clone(), verifier: Zeroizing::new(verifier_hex) },
+        };
+        conn.send(Method::POST, &format!("/v1/keys/{}/pin", self.state.key_id), &body).await?;
         self.state.d1_masked = sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&verifier)));
         self.state.pin_salt = salt_hex;
         self.verifier = verifier;
@@ -254,8 +268,9 @@ impl Phone {
 
     /// Revoke this key from the phone (PIN proof over the reason).
     pub async fn revoke(&self, conn: &mut Connection, reason: &str) -> Result<Value> {
-        let body = json!({ "reason": reason, "pin_proof": self.proof(&Transcript::Revoke { reason: reason.into() }) });
-        conn.json(Method::POST, &format!("/v1/keys/{}/revoke", self.state.key_id), Some(&body)).await
+        let pin_proof = Some(self.proof(&Transcript::Revoke { reason: reason.into() }));
+        let body = RevokeRequest { reason: reason.to_owned(), pin_proof };
+        conn.send(Method::POST, &format!("/v1/keys/{}/revoke", self.state.key_id), &body).await
     }
 }
 
@@ -267,8 +282,8 @@ pub struct PreparedActivation {
     share: ClientShare,
     salt: [u8; 16],
     verifier: Zeroizing<[u8; 32]>,
-    /// The JSON body; it carries the activation code.
-    body: Zeroizing<String>,
+    /// The request; it carries the activation code (wiped on drop).
+    body: ActivateRequest,
 }
 
 impl PreparedActivation {
@@ -279,15 +294,11 @@ impl PreparedActivation {
     /// Send the activation; returns the phone and its certificate request task, which
     /// [`Phone::install_certificate`] co-signs.
     pub async fn send(&self, conn: &mut Connection) -> Result<(Phone, Option<ScanCode>)> {
-        let body: Value = serde_json::from_str(&self.body).map_err(|e| Error::Config(e.to_string()))?;
         let answer =
-            conn.json(Method::POST, &format!("/v1/enrollments/{}/activate", self.enrollment_id), Some(&body)).await?;
-        let public = answer_point(&answer, "public_key")?;
-        let key_id = answer
-            .get("key_id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Protocol("answer lacks `key_id`".into()))?
-            .to_owned();
+            conn.send(Method::POST, &format!("/v1/enrollments/{}/activate", self.enrollment_id), &self.body).await?;
+        let answer: Activation = parse(&answer)?;
+        let public = answer_point(&answer.public_key, "public_key")?;
+        let key_id = answer.key_id;
         let state = PhoneState {
             version: STATE_VERSION,
             server: self.server.clone(),
@@ -297,15 +308,7 @@ impl PreparedActivation {
             pin_salt: hex::encode(self.salt),
         };
         let phone = Phone { state, verifier: self.verifier.clone(), share: self.share.clone(), public };
-        let csr = match answer.get("csr_task") {
-            Some(task) => {
-                let field = |k: &str| {
-                    task[k].as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("csr_task lacks `{k}`")))
-                };
-                Some(ScanCode { task_id: field("task_id")?, token: field("token")?, url: self.server.clone() })
-            }
-            None => None,
-        };
+        let csr = answer.csr_task.map(|t| ScanCode { task_id: t.task_id, token: t.token, url: self.server.clone() });
         Ok((phone, csr))
     }
 }
@@ -364,18 +367,6 @@ pub async fn fetch_task(conn: &mut Connection, code: &ScanCode) -> Result<Value>
     conn.json(Method::GET, &format!("/v1/tasks/{}?token={}", code.task_id, code.token), None).await
 }
 
-fn b64_field(v: &Value, path: &[&str]) -> Result<Vec<u8>> {
-    use base64::Engine;
-    let s = path
-        .iter()
-        .try_fold(v, |v, k| v.get(k))
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Protocol(format!("answer lacks `{}`", path.join("."))))?;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| Error::Protocol(format!("`{}`: {e}", path.join("."))))
-}
-
 impl Phone {
     /// `GET /v1/tasks/{id}?token=` — what the gateway asks for (shown before the PIN).
     pub async fn view_task(&self, conn: &mut Connection, code: &ScanCode) -> Result<Value> {
@@ -384,27 +375,29 @@ impl Phone {
 
     /// Bind this phone's key to the task.
     pub async fn claim(&self, conn: &mut Connection, code: &ScanCode) -> Result<Value> {
-        let body = json!({ "token": code.token, "key_id": self.state.key_id });
-        conn.json(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&body)).await
+        let body = ClaimRequest { token: code.token.clone(), key_id: self.state.key_id.clone() };
+        conn.send(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), &body).await
     }
 
     /// Refuse a task.
     pub async fn reject(&self, conn: &mut Connection, code: &ScanCode, reason: &str) -> Result<Value> {
-        let body = json!({ "token": code.token, "reason": reason });
-        conn.json(Method::POST, &format!("/v1/tasks/{}/reject", code.task_id), Some(&body)).await
+        let body = RejectRequest { token: code.token.clone(), reason: reason.to_owned() };
+        conn.send(Method::POST, &format!("/v1/tasks/{}/reject", code.task_id), &body).await
     }
 
     /// Check that the server's `e` is the digest of what the task shows, over our key.
-    fn check_e(&self, view: &Value, claimed: &Value) -> Result<[u8; 32]> {
-        let data = match view["kind"].as_str() {
-            Some("login") => b64_field(view, &["data", "challenge"])?,
-            Some("sign") => b64_field(view, &["data", "message"])?,
+    fn check_e(&self, view: &TaskView, claimed: &ClaimAnswer) -> Result<[u8; 32]> {
+        let data = match (view.kind, &view.data, claimed) {
+            (TaskKind::Login, Some(TaskViewData::Login(d)), _) => b64(&d.challenge, "data.challenge")?,
+            (TaskKind::Sign, Some(TaskViewData::Sign(d)), _) => b64(&d.message, "data.message")?,
             // The signed attributes of the PDF signature: a document digest, the time, the seal.
-            Some("pdf_seal") => b64_field(claimed, &["to_be_signed"])?,
-            other => return Err(Error::Protocol(format!("not a signing task: {other:?}"))),
+            (TaskKind::PdfSeal, _, ClaimAnswer::SealDigest(d)) => b64(&d.to_be_signed, "to_be_signed")?,
+            (kind, _, _) => {
+                return Err(Error::Protocol(format!("not a signing task with its data: {}", kind.as_str())));
+            }
         };
         let e = sm2_2p::e_for_message(&self.public, &data);
-        if claimed["e"].as_str() != Some(hex::encode(e).as_str()) {
+        if claimed.e() != Some(hex::encode(e).as_str()) {
             return Err(Error::Protocol("the server's digest is not the digest of the shown data".into()));
         }
         Ok(e)
@@ -422,15 +415,27 @@ impl Phone {
     pub async fn cosign(&self, conn: &mut Connection, code: &ScanCode, e: &[u8; 32]) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
+<<<<<<< HEAD
         let body = json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() }) });
         let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
         self.finish_canonical(&k1, &answer, e)
+=======
+        let pin_proof = self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() });
+        let body = CosignRequest { token: code.token.clone(), q1: Some(q1_hex), t1: None, pin_proof };
+        let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
+        self.finish_canonical(&k1, &parse(&answer)?, e)
+>>>>>>> wire
     }
 
-    fn finish_canonical(&self, k1: &sm2_2p::Nonce, answer: &Value, e: &[u8; 32]) -> Result<Signature> {
+    fn finish_canonical(&self, k1: &sm2_2p::Nonce, answer: &SignShares, e: &[u8; 32]) -> Result<Signature> {
         let sig = self
             .share
-            .sign_finish(k1, &answer_scalar(answer, "r")?, &answer_scalar(answer, "s2")?, &answer_scalar(answer, "s3")?)
+            .sign_finish(
+                k1,
+                &answer_scalar(&answer.r, "r")?,
+                &answer_scalar(&answer.s2, "s2")?,
+                &answer_scalar(&answer.s3, "s3")?,
+            )
             .map_err(|e| Error::Protocol(format!("finishing the signature: {e}")))?;
         if !sm2_2p::verify(&self.public, e, &sig) {
             return Err(Error::Protocol(
@@ -441,70 +446,80 @@ impl Phone {
     }
 
     pub async fn complete_signature(&self, conn: &mut Connection, code: &ScanCode, sig: &Signature) -> Result<Value> {
-        let body = json!({
-            "token": code.token,
-            "signature": { "r": sm2_2p::scalar_to_hex(&sig.r), "s": sm2_2p::scalar_to_hex(&sig.s) },
-        });
-        conn.json(Method::POST, &format!("/v1/tasks/{}/complete", code.task_id), Some(&body)).await
+        let signature = SignatureScalars { r: sm2_2p::scalar_to_hex(&sig.r), s: sm2_2p::scalar_to_hex(&sig.s) };
+        let body = CompleteRequest { token: code.token.clone(), signature: Some(signature), plaintext: None };
+        conn.send(Method::POST, &format!("/v1/tasks/{}/complete", code.task_id), &body).await
     }
 
     /// Scan a QR code and do what it asks: login/sign (checked digest), decrypt, encrypt.
     pub async fn scan(&self, conn: &mut Connection, code: &ScanCode) -> Result<Value> {
-        let view = self.view_task(conn, code).await?;
-        let claimed = self.claim(conn, code).await?;
-        match view["kind"].as_str() {
-            Some("login" | "sign" | "pdf_seal") => {
+        let raw_view = self.view_task(conn, code).await?;
+        let view: TaskView = parse(&raw_view)?;
+        let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
+        match (view.kind, &claimed) {
+            (TaskKind::Login | TaskKind::Sign | TaskKind::PdfSeal, _) => {
                 let e = self.check_e(&view, &claimed)?;
                 self.cosign_and_complete(conn, code, &e).await?;
             }
-            Some("decrypt") => {
-                let ct = Ciphertext::parse(&b64_field(&claimed, &["ciphertext"])?)
+            (TaskKind::Decrypt, ClaimAnswer::Ciphertext(c)) => {
+                let ct = Ciphertext::parse(&b64(&c.ciphertext, "ciphertext")?)
                     .map_err(|e| Error::Protocol(format!("task ciphertext: {e}")))?;
                 let (w, t1) = self.share.decrypt_blind(&ct.c1);
                 let t1_hex = sm2_2p::point_to_hex(&t1);
-                let body = json!({ "token": code.token, "t1": t1_hex, "pin_proof": self.proof(&Transcript::TaskDecrypt { task_id: code.task_id.clone(), t1: t1_hex.clone() }) });
-                let answer =
-                    conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
+                let pin_proof =
+                    self.proof(&Transcript::TaskDecrypt { task_id: code.task_id.clone(), t1: t1_hex.clone() });
+                let body = CosignRequest { token: code.token.clone(), q1: None, t1: Some(t1_hex), pin_proof };
+                let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
                 let plaintext = self
                     .share
-                    .decrypt_finish(&w, &answer_point(&answer, "t2")?, &ct)
+                    .decrypt_finish(&w, &answer_point(&parse::<DecryptShare>(&answer)?.t2, "t2")?, &ct)
                     .map_err(|e| Error::Protocol(format!("decryption: {e}")))?;
                 use base64::Engine;
-                let body = json!({ "token": code.token, "plaintext": base64::engine::general_purpose::STANDARD.encode(plaintext.as_slice()) });
-                conn.json(Method::POST, &format!("/v1/tasks/{}/complete", code.task_id), Some(&body)).await?;
+                let plaintext = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(plaintext.as_slice()));
+                let body = CompleteRequest { token: code.token.clone(), signature: None, plaintext: Some(plaintext) };
+                conn.send(Method::POST, &format!("/v1/tasks/{}/complete", code.task_id), &body).await?;
             }
-            Some("encrypt") => {}
-            other => return Err(Error::Protocol(format!("unknown task kind {other:?}"))),
+            (TaskKind::Encrypt, _) => {}
+            (kind, _) => return Err(Error::Protocol(format!("cannot act on a {} task", kind.as_str()))),
         }
-        Ok(view)
+        Ok(raw_view)
     }
 
     /// Claim several signing tasks and co-sign them with one PIN proof, then complete each.
     pub async fn batch_sign(&self, conn: &mut Connection, codes: &[ScanCode]) -> Result<Vec<Result<Signature>>> {
         let mut prepared = Vec::new();
         for code in codes {
-            let view = self.view_task(conn, code).await?;
-            let claimed = self.claim(conn, code).await?;
+            let view: TaskView = parse(&self.view_task(conn, code).await?)?;
+            let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
             let e = self.check_e(&view, &claimed)?;
             let (k1, q1) = ClientShare::sign_start();
             prepared.push((code, e, k1, sm2_2p::point_to_hex(&q1)));
         }
         let transcript =
             Transcript::Batch { items: prepared.iter().map(|(c, _, _, q1)| (c.task_id.clone(), q1.clone())).collect() };
-        let body = json!({
-            "items": prepared.iter().map(|(c, _, _, q1)| json!({ "task_id": c.task_id, "token": c.token, "q1": q1 })).collect::<Vec<_>>(),
-            "key_id": self.state.key_id,
-            "pin_proof": self.proof(&transcript),
-        });
-        let answer = conn.json(Method::POST, "/v1/tasks/batch/cosign", Some(&body)).await?;
-        let items = answer["items"].as_array().cloned().unwrap_or_default();
+        let body = BatchCosignRequest {
+            items: prepared
+                .iter()
+                .map(|(c, _, _, q1)| BatchCosignItem {
+                    task_id: c.task_id.clone(),
+                    token: c.token.clone(),
+                    q1: q1.clone(),
+                })
+                .collect(),
+            key_id: self.state.key_id.clone(),
+            pin_proof: self.proof(&transcript),
+        };
+        let answer: BatchCosignAnswer = parse(&conn.send(Method::POST, "/v1/tasks/batch/cosign", &body).await?)?;
         let mut out = Vec::new();
-        for ((code, e, k1, _), item) in prepared.iter().zip(items) {
-            if let Some(err) = item.get("error") {
-                out.push(Err(Error::Protocol(format!("{}: {err}", code.task_id))));
-                continue;
-            }
-            let sig = match self.finish_canonical(k1, &item, e) {
+        for ((code, e, k1, _), item) in prepared.iter().zip(answer.items) {
+            let shares = match item {
+                BatchCosignResult::Signed(s) => SignShares { r: s.r, s2: s.s2, s3: s.s3 },
+                BatchCosignResult::Failed(f) => {
+                    out.push(Err(Error::Protocol(format!("{}: {}: {}", code.task_id, f.error.code, f.error.message))));
+                    continue;
+                }
+            };
+            let sig = match self.finish_canonical(k1, &shares, e) {
                 Ok(sig) => sig,
                 Err(err) => {
                     out.push(Err(err));
@@ -537,12 +552,11 @@ pub fn pem(label: &str, der: &[u8]) -> String {
 
 /// The key's certificate and then its chain, as PEM (from `GET /v1/keys/{id}`).
 pub fn certificate_pem(key: &Value) -> Result<String> {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let leaf = key["certificate"].as_str().ok_or_else(|| Error::Protocol("the key has no certificate yet".into()))?;
+    let key: Key = parse(key)?;
+    let leaf = key.certificate.ok_or_else(|| Error::Protocol("the key has no certificate yet".into()))?;
     let mut out = String::new();
-    for c in std::iter::once(leaf).chain(key["chain"].as_array().into_iter().flatten().filter_map(Value::as_str)) {
-        out.push_str(&pem("CERTIFICATE", &b64.decode(c).map_err(|e| Error::Protocol(format!("certificate: {e}")))?));
+    for c in std::iter::once(leaf).chain(key.chain.into_iter().flatten()) {
+        out.push_str(&pem("CERTIFICATE", &b64(&c, "certificate")?));
     }
     Ok(out)
 }

@@ -16,6 +16,9 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
+use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio_rustls::TlsConnector;
 
@@ -90,12 +93,24 @@ impl Response {
         if (200..300).contains(&self.status) {
             return Ok(self.body);
         }
-        let err = self.body.get("error").and_then(Value::as_object).cloned().unwrap_or_default();
-        let code = err.get("code").and_then(Value::as_str).unwrap_or("unknown").to_owned();
-        let message = err.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
-        let extra = err.into_iter().filter(|(k, _)| k != "code" && k != "message").collect();
+        let (code, message) = match mcs_api::ErrorBody::deserialize(&self.body) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("unknown".to_owned(), String::new()),
+        };
+        // Every field beyond code and message, typed or not yet known to this client.
+        let extra = match self.body.get("error") {
+            Some(Value::Object(e)) => {
+                e.iter().filter(|(k, _)| *k != "code" && *k != "message").map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            _ => Map::new(),
+        };
         Err(Error::Api(ApiError { status: self.status, code, message, extra, retry_after: self.retry_after }))
     }
+}
+
+/// Read an answer (or part of one) as its `mcs-api` type.
+pub fn parse<T: DeserializeOwned>(v: &Value) -> Result<T> {
+    T::deserialize(v).map_err(|e| Error::Protocol(format!("unexpected answer: {e}")))
 }
 
 /// A keep-alive connection to the daemon.
@@ -212,6 +227,13 @@ impl Connection {
     /// Send and require success; the body of a 2xx answer, or the API error.
     pub async fn json(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         self.call(method, path, body).await?.into_result()
+    }
+
+    /// Send a typed request body (an `mcs-api` request) and require success.
+    pub async fn send<B: Serialize>(&mut self, method: Method, path: &str, body: &B) -> Result<Value> {
+        // Straight to bytes, never through a `Value`: request bodies carry PIN verifiers and codes.
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::Config(format!("request body: {e}")))?;
+        self.call_bytes(method, path, Bytes::from(bytes)).await?.into_result()
     }
 }
 

@@ -328,7 +328,7 @@ pub async fn enroll_for(admin: &mut mcs_client::Connection, name: &str, platform
     use mcs_client::admin::{EnrollmentRequest, Subject, create_enrollment};
     let req = EnrollmentRequest {
         subject: Subject {
-            kind: "person".into(),
+            kind: mcs_client::admin::SubjectKind::Person,
             name: name.into(),
             org_name: None,
             credit_code: None,

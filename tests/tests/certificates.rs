@@ -63,7 +63,7 @@ async fn issued_certificates_verify_with_openssl_and_revocation_reaches_status_a
     // An organisation certificate, subject in the manuals' style.
     let org = mcs_client::admin::EnrollmentRequest {
         subject: mcs_client::admin::Subject {
-            kind: "org".into(),
+            kind: mcs_client::admin::SubjectKind::Org,
             name: "Li Si".into(),
             org_name: Some("Hangzhou Example Construction Co".into()),
             credit_code: Some("91330100MA2B3C4D5E".into()),

@@ -518,7 +518,7 @@ async fn drive(
 fn enrollment_request() -> mcs_client::admin::EnrollmentRequest {
     mcs_client::admin::EnrollmentRequest {
         subject: mcs_client::admin::Subject {
-            kind: "person".into(),
+            kind: mcs_client::admin::SubjectKind::Person,
             name: "Crash Test".into(),
             org_name: None,
             credit_code: None,

@@ -23,7 +23,7 @@ fn ra_plugin(env: &DevEnv, ra: &TestRa, name: &str, secret: &str) -> String {
 async fn enroll_with(admin: &mut mcs_client::Connection, ca: &str, name: &str) -> (String, String) {
     let req = mcs_client::admin::EnrollmentRequest {
         subject: mcs_client::admin::Subject {
-            kind: "person".into(),
+            kind: mcs_client::admin::SubjectKind::Person,
             name: name.into(),
             org_name: None,
             credit_code: None,

@@ -199,7 +199,7 @@ async fn other_devices_and_wrong_roles_are_refused() {
         &mut app,
         &mcs_client::admin::EnrollmentRequest {
             subject: mcs_client::admin::Subject {
-                kind: "person".into(),
+                kind: mcs_client::admin::SubjectKind::Person,
                 name: "x".into(),
                 org_name: None,
                 credit_code: None,

@@ -1,4 +1,4 @@
-//! `cargo xtask demo | test | bench | fuzz`: the project's front doors.
+//! `cargo xtask demo | test | bench | fuzz | openapi`: the project's front doors.
 //!
 //! Both install what a fresh Debian machine lacks (SoftHSM, OpenSSL) with apt-get, so the
 //! README's first two commands work from a clean clone.
@@ -12,6 +12,8 @@
 //! - `fuzz [--seconds N]` builds the `fuzz/` targets (cargo fuzz, installed if missing) and
 //!   runs each for N seconds; fails, naming the artifact, if any of them crashes.
 //!   `fuzz --seeds` rewrites the checked-in seeds (`seeds.rs`).
+//! - `openapi` regenerates `docs/openapi.yaml` from the wire types of `mcs-api`
+//!   (`api-types/`); that crate's `openapi` test fails while the checked-in file differs.
 
 mod seeds;
 
@@ -29,9 +31,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("lint") => gates(),
+        Some("openapi") => openapi(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds]"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds] | openapi"
             );
             return ExitCode::from(2);
         }
@@ -105,6 +108,16 @@ fn ensure_pyhanko() -> Result<()> {
         .status()
         .map_err(|e| format!("pip: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("pip install pyhanko failed: {status}")) }
+}
+
+/// `docs/openapi.yaml`, written by the generator in `mcs-api` (run, not linked: xtask stays
+/// free of utoipa).
+fn openapi() -> Result<()> {
+    let out = root().join("docs/openapi.yaml");
+    let out = out.to_str().ok_or("the workspace path is not UTF-8")?;
+    cargo(&["run", "--quiet", "-p", "mcs-api", "--bin", "mcs-openapi", "--", out])?;
+    println!("wrote {out}");
+    Ok(())
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -1,0 +1,343 @@
+//! Enrollments and keys: `/v1/enrollments`, `/v1/keys/...`.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::tasks::TaskTicket;
+
+/// Who a certificate will be for (API.md enrollment `subject`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    pub kind: SubjectKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
+    /// 18-character unified social credit code (organisations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    Person,
+    Org,
+    Operator,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::Person => "person",
+            SubjectKind::Org => "org",
+            SubjectKind::Operator => "operator",
+        }
+    }
+}
+
+/// `POST /v1/enrollments` (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentRequest {
+    pub subject: Subject,
+    /// A loaded CA adapter.
+    pub ca: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Platform ids the key may be used on.
+    pub platforms: Vec<String>,
+    /// 1..=3650.
+    pub validity_days: u32,
+}
+
+/// An enrollment as created: the activation code is shown here, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Enrollment {
+    pub enrollment_id: String,
+    pub activation_code: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// The key it replaces (`POST /v1/keys/{id}/successor` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predecessor: Option<String>,
+}
+
+/// A PIN verifier and its salt (PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// 32 lowercase hex characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{32}$"))]
+    pub salt: String,
+    /// 64 lowercase hex characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
+    pub verifier: Zeroizing<String>,
+}
+
+/// `POST /v1/enrollments/{id}/activate` (app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub activation_code: Zeroizing<String>,
+    /// The phone's public share, 130 lowercase hex characters (04 ‖ x ‖ y).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^04[0-9a-f]{128}$"))]
+    pub p1: String,
+    pub pin: Pin,
+}
+
+/// The activated (still pending) key and the certificate request task the phone co-signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Activation {
+    pub key_id: String,
+    /// The joint public key, 130 lowercase hex characters.
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_task: Option<TaskTicket>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Pending,
+    Active,
+    Suspended,
+    Revoked,
+    Superseded,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Pending => "pending",
+            KeyStatus::Active => "active",
+            KeyStatus::Suspended => "suspended",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Superseded => "superseded",
+        }
+    }
+}
+
+/// A key (`GET /v1/keys/{id}` and the answers that change one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Key {
+    pub key_id: String,
+    pub status: KeyStatus,
+    pub public_key: String,
+    pub platforms: Vec<KeyPlatform>,
+    pub pin: PinStatus,
+    pub device_id: String,
+    pub created_at: String,
+    pub enrollment_id: String,
+    pub subject: Subject,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    /// Base64 DER, once the CA issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Base64 DER intermediates, with `certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<String>>,
+    /// Hex, with `certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expires_at: Option<String>,
+}
+
+/// A platform the key may be used on, until when (absent: for the life of the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPlatform {
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PinStatus {
+    pub remaining_attempts: u32,
+    pub locked: bool,
+}
+
+/// `GET /v1/keys`, ordered by creation time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyList {
+    pub keys: Vec<Key>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SignMode {
+    Canonical,
+    FixedK3,
+}
+
+impl SignMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignMode::Canonical => "canonical",
+            SignMode::FixedK3 => "fixed_k3",
+        }
+    }
+}
+
+/// `POST /v1/keys/{id}/sign` (app): the server half over a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// The digest, 64 lowercase hex characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub e: String,
+    /// The phone's nonce point, 130 lowercase hex characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^04[0-9a-f]{128}$"))]
+    pub q1: String,
+    /// HMAC over the transcript (PROTOCOL.md), 64 lowercase hex characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub pin_proof: String,
+    /// Default `canonical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<SignMode>))]
+    pub mode: Option<String>,
+}
+
+/// The server half of a canonical signature (scalars, 64 lowercase hex characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignShares {
+    pub r: String,
+    pub s2: String,
+    pub s3: String,
+}
+
+/// The server half in `fixed_k3` mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FixedK3Shares {
+    pub r: String,
+    pub s3: String,
+}
+
+/// `{r, s2, s3}` (canonical) or `{r, s3}` (`fixed_k3`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum SignAnswer {
+    Canonical(SignShares),
+    FixedK3(FixedK3Shares),
+}
+
+/// `POST /v1/keys/{id}/decrypt` (app): the server half of a blinded decryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^04[0-9a-f]{128}$"))]
+    pub t1: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub pin_proof: String,
+}
+
+/// `{t2}`: a point, 130 lowercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DecryptShare {
+    pub t2: String,
+}
+
+/// `POST /v1/keys/{id}/pin` (app): the proof is made with the old PIN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangePinRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub pin_proof: String,
+    pub new_pin: Pin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    KeyCompromise,
+    Superseded,
+    Cessation,
+    AffiliationChanged,
+    Unspecified,
+}
+
+/// `POST /v1/keys/{id}/revoke`: an admin sends no `pin_proof`, a phone must.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = RevokeReason))]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub pin_proof: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SuccessorReason {
+    Renew,
+    Change,
+    Reissue,
+}
+
+/// `POST /v1/keys/{id}/successor` (admin): `change` needs `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SuccessorRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = SuccessorReason))]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// 1..=3650.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GrantMode {
+    Once,
+    Day,
+    Year,
+    Until,
+}
+
+/// `POST /v1/keys/{id}/platforms` (admin): authorise the key on a platform (roaming).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PlatformRequest {
+    pub platform: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = GrantMode))]
+    pub mode: String,
+    /// RFC 3339, in the future; only with mode `until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}

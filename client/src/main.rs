@@ -504,20 +504,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         Some("svg") => "SVG",
                         _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
                     };
-<<<<<<< HEAD
                 let now = unix_now();
-                let request = serde_json::json!({
-                    "kind": kind, "name": name, "owner": owner,
-                    "image": { "type": picture_type, "data": base64::engine::general_purpose::STANDARD.encode(read_file(&image)?), "width_mm": width_mm, "height_mm": height_mm },
-                    "signer_key_ids": signers,
-                    "valid_from": rfc3339(now - 60)?,
-                    "valid_to": rfc3339(now + valid_days as i64 * 86_400)?,
-                });
-=======
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
                 let request = SealRequest {
                     kind,
                     name,
@@ -532,7 +519,6 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     valid_from: rfc3339(now - 60)?,
                     valid_to: rfc3339(now + valid_days as i64 * 86_400)?,
                 };
->>>>>>> wire
                 print_json(&admin::create_seal(conn, &request).await?);
             }
             AdminCommand::Seals { owner, key_id } => {

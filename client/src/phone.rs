@@ -415,16 +415,10 @@ impl Phone {
     pub async fn cosign(&self, conn: &mut Connection, code: &ScanCode, e: &[u8; 32]) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
-<<<<<<< HEAD
-        let body = json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() }) });
-        let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
-        self.finish_canonical(&k1, &answer, e)
-=======
         let pin_proof = self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() });
         let body = CosignRequest { token: code.token.clone(), q1: Some(q1_hex), t1: None, pin_proof };
         let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
         self.finish_canonical(&k1, &parse(&answer)?, e)
->>>>>>> wire
     }
 
     fn finish_canonical(&self, k1: &sm2_2p::Nonce, answer: &SignShares, e: &[u8; 32]) -> Result<Signature> {

@@ -9,12 +9,12 @@ use crate::hsm::Hsm;
 use crate::model::key::DaemonKeyRecord;
 use crate::model::secret::SecretKind;
 use crate::plugins::HostSigner;
-use crate::store::Store;
+use crate::store::Storage;
 
 /// The daemon's own SM2 keys, by name; created on first use, wrapped by the HSM.
 #[derive(Clone)]
 pub struct DaemonKeys {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     hsm: Arc<Hsm>,
 }
 
@@ -30,7 +30,7 @@ pub enum DaemonKeyError {
 }
 
 impl DaemonKeys {
-    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>) -> Self {
+    pub fn new(store: Arc<dyn Storage>, hsm: Arc<Hsm>) -> Self {
         DaemonKeys { store, hsm }
     }
 

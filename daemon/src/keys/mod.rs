@@ -29,7 +29,7 @@ use crate::model::key::{
 };
 use crate::model::secret::SecretKind;
 use crate::plugins::{PluginError, PluginHost};
-use crate::store::{ActivateOutcome, Store, StoreError};
+use crate::store::{ActivateOutcome, PinReset, Storage, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -127,7 +127,7 @@ pub enum Actor<'a> {
 }
 
 pub struct KeyService {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     hsm: Arc<Hsm>,
     plugins: Arc<PluginHost>,
     cfg: KeysConfig,
@@ -219,7 +219,7 @@ fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
 }
 
 impl KeyService {
-    pub fn new(store: Arc<Store>, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, cfg: KeysConfig) -> Self {
+    pub fn new(store: Arc<dyn Storage>, hsm: Arc<Hsm>, plugins: Arc<PluginHost>, cfg: KeysConfig) -> Self {
         KeyService { store, hsm, plugins, cfg, pin_checks: KeyLocks::default(), audit: std::sync::OnceLock::new() }
     }
 
@@ -340,9 +340,6 @@ impl KeyService {
             revocation_reason: None,
             certificate: None,
             p1: Some(sm2_2p::point_to_hex(&p1)),
-            // Set by the store to the vault slots it writes.
-            share_ref: None,
-            verifier_ref: None,
         };
         let activated = self
             .audited(
@@ -576,12 +573,12 @@ impl KeyService {
         }
         let blob = self
             .store
-            .key_secret(&key, SecretKind::PinVerifier)?
+            .key_secret(&key.id, SecretKind::PinVerifier)?
             .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
         let share_blob = if want_share {
             Some(
                 self.store
-                    .key_secret(&key, SecretKind::Share)?
+                    .key_secret(&key.id, SecretKind::Share)?
                     .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
             )
         } else {
@@ -602,13 +599,9 @@ impl KeyService {
             Some((value, failures)) => {
                 if failures > 0 {
                     // Reset the counter; not flushed: losing a reset only errs on the safe side.
-                    self.store.update_key(key_id, |k| {
-                        if k.pin.locked {
-                            return Err(KeyError::PinLocked);
-                        }
-                        k.pin.failures = 0;
-                        Ok(true)
-                    })??;
+                    if self.store.reset_pin_failures(key_id)? == PinReset::Locked {
+                        return Err(KeyError::PinLocked);
+                    }
                 }
                 Ok(value)
             }
@@ -729,14 +722,7 @@ impl KeyService {
 
     /// Admin: clear the PIN counter and lock.
     pub async fn unlock(&self, key_id: &str) -> Result<(), KeyError> {
-        self.store
-            .update_key::<()>(key_id, |k| {
-                let changed = k.pin != PinState::default();
-                k.pin = PinState::default();
-                Ok(changed)
-            })?
-            .map_err(|()| KeyError::Internal("unreachable".into()))?
-            .ok_or(KeyError::NotFound("key"))?;
+        self.store.unlock_pin(key_id)?.ok_or(KeyError::NotFound("key"))?;
         self.store.flush().await?;
         Ok(())
     }

@@ -25,7 +25,7 @@ use crate::keys::{KeyError, KeyService};
 use crate::model::key::{KeyRecord, KeyStatus};
 use crate::model::seal::{SealGrant, SealMakerRecord, SealRecord};
 use crate::plugins::{PluginError, PluginHost};
-use crate::store::{Store, StoreError};
+use crate::store::{Storage, StoreError};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const MAKER_KEY: &str = "seal-maker";
@@ -96,7 +96,7 @@ struct Trust {
 }
 
 pub struct SealService {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     keys: Arc<KeyService>,
     plugins: Arc<PluginHost>,
     daemon_keys: DaemonKeys,
@@ -129,7 +129,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 
 impl SealService {
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         keys: Arc<KeyService>,
         plugins: Arc<PluginHost>,
         daemon_keys: DaemonKeys,

@@ -50,7 +50,7 @@ use crate::model::key::{CertificateInfo, KeyRecord, KeyStatus, SubjectKind};
 use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
 use crate::plugins::{PluginError, PluginHost};
-use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Store, StoreError, Transition, TransitionOutcome};
+use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Storage, StoreError, Transition, TransitionOutcome};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -139,7 +139,7 @@ pub struct Outcome {
 }
 
 pub struct TaskService {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     hsm: Arc<Hsm>,
     keys: Arc<KeyService>,
     plugins: Arc<PluginHost>,
@@ -192,7 +192,7 @@ async fn blocking<T: Send + 'static>(
 
 impl TaskService {
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         hsm: Arc<Hsm>,
         keys: Arc<KeyService>,
         plugins: Arc<PluginHost>,
@@ -232,8 +232,8 @@ impl TaskService {
         &self.cfg
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Storage {
+        &*self.store
     }
 
     /// A gateway creates a task for its platform.
@@ -1060,8 +1060,7 @@ impl TaskService {
     ) -> Result<SealJob, TaskError> {
         use mcs_pdfseal::{cms, pdf};
         let internal = |e: String| TaskError::Key(KeyError::Internal(e));
-        let cert =
-            key.certificate.as_ref().ok_or_else(|| TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
+        let cert = key.certificate.as_ref().ok_or(TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
         let certificate = B64.decode(&cert.der_b64).map_err(|e| internal(e.to_string()))?;
         let chain = cert
             .chain_b64
@@ -1161,7 +1160,6 @@ pub fn parse_issued(answer: &Value, public: &AffinePoint) -> Result<CertificateI
     Ok(CertificateInfo {
         der_b64,
         chain_b64,
-        chain_ref: None,
         serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
         subject: cert.tbs_certificate().subject().to_string(),
         not_after: cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs() as i64,

@@ -40,6 +40,7 @@ mod backup;
 mod callbacks;
 mod codec;
 mod commit;
+pub mod conformance;
 mod daemon_keys;
 mod key_refs;
 mod keys;

@@ -192,7 +192,7 @@ pub(super) fn key_owned(kind: SecretKind) -> bool {
 }
 
 /// `<owner>/<kind label>` → (owner, kind).
-pub fn parse_secret_key(key: &[u8]) -> Option<(String, SecretKind)> {
+pub(super) fn parse_secret_key(key: &[u8]) -> Option<(String, SecretKind)> {
     let at = key.iter().rposition(|&b| b == b'/')?;
     Some((String::from_utf8(key[..at].to_vec()).ok()?, SecretKind::from_label(&key[at + 1..])?))
 }

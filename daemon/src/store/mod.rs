@@ -55,7 +55,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use key_refs::parse_secret_key;
 pub use storage::{
     ActivateOutcome, AuditAppend, AuditStorage, CallbackStorage, DaemonKeyStorage, Durability, Flushing, InsertOutcome,
     KeyStorage, OpenQuota, OpenUsage, PinReset, SealStorage, SecretEntry, SecretStorage, StaleCopy, Storage,

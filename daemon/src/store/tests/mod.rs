@@ -6,7 +6,7 @@ mod sled_conformance;
 mod tasks;
 
 use super::codec::RECORD_V1;
-use super::key_refs::{StoredKey, secret_key};
+use super::key_refs::{StoredKey, parse_secret_key, secret_key};
 use super::*;
 use crate::model::audit::{Checkpoint, Entry};
 use crate::model::key::{

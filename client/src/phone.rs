@@ -422,7 +422,8 @@ impl Phone {
     pub async fn cosign(&self, conn: &mut Connection, code: &ScanCode, e: &[u8; 32]) -> Result<Signature> {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
-        let body = json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() }) });
+        let body =
+            json!({ "token": code.token, "q1": q1_hex, "pin_proof": self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() }) });
         let answer = conn.json(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), Some(&body)).await?;
         self.finish_canonical(&k1, &answer, e)
     }

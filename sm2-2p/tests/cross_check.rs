@@ -157,28 +157,10 @@ fn hmac_sm3_matches_openssl() {
     );
     let v: [u8; 32] = key.try_into().unwrap();
     let t = |e: &str, q1: &str| Transcript::Sign { e: e.into(), q1: q1.into() };
-    assert_eq!(
-        pin_proof(&v, "k_123", &t("aa", "bb")),
-        "2f6e06ad8de311b8e50e278c7f3acf5636e8e9a9501a6c53bab0fb2b79a642ce"
-    );
-    assert!(pin_proof_matches(
-        &v,
-        "k_123",
-        &t("aa", "bb"),
-        "2f6e06ad8de311b8e50e278c7f3acf5636e8e9a9501a6c53bab0fb2b79a642ce"
-    ));
-    assert!(pin_proof_matches(
-        &v,
-        "k_123",
-        &t("aa", "bb"),
-        "2F6E06AD8DE311B8E50E278C7F3ACF5636E8E9A9501A6C53BAB0FB2B79A642CE"
-    ));
-    assert!(!pin_proof_matches(
-        &v,
-        "k_123",
-        &t("aa", "bc"),
-        "2f6e06ad8de311b8e50e278c7f3acf5636e8e9a9501a6c53bab0fb2b79a642ce"
-    ));
+    assert_eq!(pin_proof(&v, "k_123", &t("aa", "bb")), "2f6e06ad8de311b8e50e278c7f3acf5636e8e9a9501a6c53bab0fb2b79a642ce");
+    assert!(pin_proof_matches(&v, "k_123", &t("aa", "bb"), "2f6e06ad8de311b8e50e278c7f3acf5636e8e9a9501a6c53bab0fb2b79a642ce"));
+    assert!(pin_proof_matches(&v, "k_123", &t("aa", "bb"), "2F6E06AD8DE311B8E50E278C7F3ACF5636E8E9A9501A6C53BAB0FB2B79A642CE"));
+    assert!(!pin_proof_matches(&v, "k_123", &t("aa", "bc"), "2f6e06ad8de311b8e50e278c7f3acf5636e8e9a9501a6c53bab0fb2b79a642ce"));
     assert!(!pin_proof_matches(&v, "k_123", &t("aa", "bb"), "2f6e"));
 }
 

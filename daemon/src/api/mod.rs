@@ -27,13 +27,13 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::config::Role;
+use sm2_2p::Transcript;
 use crate::keys::{Activation, Actor, KeyService, NewEnrollment, PinProof, SignMode, SignOutput};
 use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::model::task::{TaskData, TaskDisplay, TaskRecord};
 use crate::plugins::PluginHost;
 use crate::tasks::{Claimed, NewTask, NewTaskData, TaskService, kind_str, status_str};
 use error::ApiError;
-use sm2_2p::Transcript;
 
 pub struct Api {
     pub keys: Arc<KeyService>,
@@ -246,8 +246,7 @@ impl Api {
                     Some("fixed_k3") => SignMode::FixedK3,
                     Some(other) => return Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
                 };
-                let proof =
-                    PinProof { op: Transcript::Sign { e: req.e.clone(), q1: req.q1.clone() }, proof: &req.pin_proof };
+                let proof = PinProof { op: Transcript::Sign { e: req.e.clone(), q1: req.q1.clone() }, proof: &req.pin_proof };
                 let out = keys.sign(id, device, e, q1, mode, proof).await?;
                 let body = match out {
                     SignOutput::Canonical(r) => json!({

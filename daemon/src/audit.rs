@@ -46,42 +46,13 @@ use sm3::Digest;
 
 use crate::config::AuditConfig;
 use crate::daemon_keys::{DaemonKeyError, DaemonKeys};
-use crate::store::{AuditAppend, Store, StoreError};
+use crate::store::{AuditAppend, Storage, StoreError};
 
 pub const CHECKPOINT_EVERY: u64 = 64;
 /// The daemon-held key that signs checkpoints.
 pub const AUDIT_KEY: &str = "audit";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub seq: u64,
-    /// Unix milliseconds.
-    pub at: i64,
-    pub event: String,
-    pub actor: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
-    pub outcome: String,
-    #[serde(default)]
-    pub detail: Value,
-    /// Hex SM3 of the previous entry.
-    pub prev: String,
-    /// Hex SM3 over `prev` and this entry without `hash`.
-    pub hash: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub seq: u64,
-    pub hash: String,
-    pub at: i64,
-    /// DER SM2 signature (audit key, default ID) over `"mcsd-audit" ‖ seq (8 bytes BE) ‖ hash`.
-    pub signature: String,
-}
+pub use crate::model::audit::{Checkpoint, Entry};
 
 /// What an event says, before it is chained.
 #[derive(Debug, Clone, Default)]
@@ -181,7 +152,7 @@ struct Head {
 }
 
 pub struct Audit {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     keys: DaemonKeys,
     cfg: AuditConfig,
     /// Entry and checkpoint times read this clock.
@@ -210,9 +181,9 @@ impl StartCheck {
     }
 }
 
-fn read_head(store: &Store) -> Result<Head, StoreError> {
+fn read_head(store: &dyn Storage) -> Result<Head, StoreError> {
     let generation = store.generation();
-    Ok(match store.last_audit::<Entry>()? {
+    Ok(match store.last_audit()? {
         Some((seq, e)) => Head { next: seq + 1, hash: e.hash, generation },
         None => Head { next: 0, hash: zero_hash(), generation },
     })
@@ -220,12 +191,12 @@ fn read_head(store: &Store) -> Result<Head, StoreError> {
 
 impl Audit {
     pub fn open(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         keys: DaemonKeys,
         cfg: AuditConfig,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Audit, StoreError> {
-        let head = read_head(&store)?;
+        let head = read_head(&*store)?;
         Ok(Audit { store, keys, cfg, clock, head: tokio::sync::Mutex::new(head) })
     }
 
@@ -261,14 +232,14 @@ impl Audit {
     /// gone: take the head from the store again.
     fn follow_reopen(&self, head: &mut Head) -> Result<(), StoreError> {
         if head.generation != self.store.generation() {
-            *head = read_head(&self.store)?;
+            *head = read_head(&*self.store)?;
         }
         Ok(())
     }
 
     /// After a failed write the store may hold the entry or not: take the head from it.
     fn resync(&self, head: &mut Head) {
-        match read_head(&self.store) {
+        match read_head(&*self.store) {
             Ok(h) => *head = h,
             Err(e) => tracing::error!(error = %e, "audit: cannot re-read the chain's head"),
         }
@@ -399,17 +370,14 @@ impl Audit {
             })?;
         }
         let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
-        let key = tokio::task::spawn_blocking(move || trusted_key_at_start(&store, &keys, &cfg))
+        let key = tokio::task::spawn_blocking(move || trusted_key_at_start(&*store, &keys, &cfg))
             .await
             .map_err(|e| AuditError::Untrusted(format!("key check task: {e}")))??;
         let exported = match &self.cfg.checkpoint_file {
             Some(path) => read_exported(path).map_err(AuditError::Untrusted)?,
             None => Vec::new(),
         };
-        if self.cfg.checkpoint_file.is_some()
-            && exported.is_empty()
-            && self.store.last_audit_checkpoint::<Checkpoint>()?.is_some()
-        {
+        if self.cfg.checkpoint_file.is_some() && exported.is_empty() && self.store.last_audit_checkpoint()?.is_some() {
             tracing::warn!(
                 "audit: the checkpoint file is empty but the store has checkpoints (newly configured, or the file was removed?): verifying from the store's own"
             );
@@ -418,10 +386,10 @@ impl Audit {
             Some(line) => Some(line.anchor(&key)?),
             None => self
                 .store
-                .last_audit_checkpoint::<Checkpoint>()?
+                .last_audit_checkpoint()?
                 .map(|cp| Anchor::Checkpoint { cp, origin: "the store's last checkpoint".into() }),
         };
-        let chain = verify_from(&self.store, anchor.as_ref(), key.as_ref()).map_err(|why| {
+        let chain = verify_from(&*self.store, anchor.as_ref(), key.as_ref()).map_err(|why| {
             let hint = if why.starts_with("rollback detected") {
                 "; if the store was replaced on purpose, restore it with `mcsd restore` (which records it in the checkpoint file)"
             } else {
@@ -470,7 +438,7 @@ impl Audit {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
-        for item in self.store.audit_entries::<Entry>(since) {
+        for item in self.store.audit_entries(since) {
             let (_, e) = item?;
             if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k))
                 || platform.is_some_and(|p| e.platform.as_deref() != Some(p))
@@ -548,7 +516,11 @@ pub fn read_public_key_pem(path: &Path) -> Result<AffinePoint, String> {
 
 /// Start-up: the store's audit key must be the pinned one (if pinned) and the public half
 /// of its HSM-wrapped private key. Returns the key to check checkpoints with.
-fn trusted_key_at_start(store: &Store, keys: &DaemonKeys, cfg: &AuditConfig) -> Result<Option<TrustedKey>, AuditError> {
+fn trusted_key_at_start(
+    store: &dyn Storage,
+    keys: &DaemonKeys,
+    cfg: &AuditConfig,
+) -> Result<Option<TrustedKey>, AuditError> {
     let record = store.daemon_key(AUDIT_KEY)?.map(|(rec, _)| rec.public_key);
     let pinned = match &cfg.public_key_file {
         Some(path) => Some(TrustedKey::pinned(path).map_err(|e| {
@@ -736,7 +708,7 @@ pub fn append_exported(path: &Path, item: &Exported) -> std::io::Result<()> {
 /// Record a restore in the checkpoint file (`mcsd restore`), with the restored store's last
 /// checkpoint, so the daemon verifies the restored chain from there instead of reporting a
 /// rollback.
-pub fn record_restore(path: &Path, store: &Store, backup: &Path) -> Result<RestoreMarker, String> {
+pub fn record_restore(path: &Path, store: &dyn Storage, backup: &Path) -> Result<RestoreMarker, String> {
     let last: Option<Checkpoint> = store.last_audit_checkpoint().map_err(|e| e.to_string())?;
     // An offline command (`mcsd restore`): no service, so the system clock.
     let marker = RestoreMarker {
@@ -783,10 +755,10 @@ impl Chain {
 /// Walk the entries from `first` to the head, checking order, hashes and links. With
 /// `prev`, entry `first` must follow it; without, its own link is not checked (the caller
 /// compares its hash with a trusted one).
-fn walk(store: &Store, first: u64, prev: Option<String>) -> Result<Chain, String> {
+fn walk(store: &dyn Storage, first: u64, prev: Option<String>) -> Result<Chain, String> {
     let mut chain = Chain { first, hashes: Vec::new() };
     let mut prev = prev;
-    for (expected, item) in (first..).zip(store.audit_entries::<Entry>(first)) {
+    for (expected, item) in (first..).zip(store.audit_entries(first)) {
         let (key, e) = item.map_err(|err| format!("entry {expected}: unreadable ({err})"))?;
         if key != expected {
             return Err(format!("entry {expected} is missing (the chain jumps from {} to {key})", expected as i64 - 1));
@@ -807,7 +779,7 @@ fn walk(store: &Store, first: u64, prev: Option<String>) -> Result<Chain, String
 }
 
 /// Every stored checkpoint from `chain.first` on must verify and match the chain.
-fn check_checkpoints(store: &Store, chain: &Chain, key: Option<&TrustedKey>) -> Result<Vec<Checkpoint>, String> {
+fn check_checkpoints(store: &dyn Storage, chain: &Chain, key: Option<&TrustedKey>) -> Result<Vec<Checkpoint>, String> {
     let checkpoints: Vec<Checkpoint> =
         store.audit_checkpoints_from(chain.first).map_err(|e| format!("checkpoints: {e}"))?;
     for cp in &checkpoints {
@@ -859,14 +831,14 @@ fn check_exported_point(chain: &Chain, head: Option<u64>, seq: u64, hash: &str, 
 
 /// Start-up verification: from the anchor (or entry 0) to the head, and every stored
 /// checkpoint from there on.
-fn verify_from(store: &Store, anchor: Option<&Anchor>, key: Option<&TrustedKey>) -> Result<Chain, String> {
+fn verify_from(store: &dyn Storage, anchor: Option<&Anchor>, key: Option<&TrustedKey>) -> Result<Chain, String> {
     let chain = match anchor.and_then(|a| match a {
         Anchor::Checkpoint { cp, origin } => Some((cp.seq, cp.hash.clone(), origin.clone())),
         Anchor::Restored { seq, origin } => seq.clone().map(|(s, h)| (s, h, origin.clone())),
     }) {
         Some((seq, hash, origin)) => {
             let chain = walk(store, seq, None)?;
-            let head = store.last_audit::<Entry>().map_err(|e| format!("the chain's head: {e}"))?.map(|(s, _)| s);
+            let head = store.last_audit().map_err(|e| format!("the chain's head: {e}"))?.map(|(s, _)| s);
             check_exported_point(&chain, head, seq, &hash, &origin)?;
             chain
         }
@@ -903,7 +875,7 @@ pub struct Verified {
 
 /// Check the whole chain and every checkpoint, offline. The error names the first entry
 /// that is not what the chain says, a head no checkpoint covers, or a rollback.
-pub fn verify(store: &Store, opts: &VerifyOptions<'_>) -> Result<Verified, String> {
+pub fn verify(store: &dyn Storage, opts: &VerifyOptions<'_>) -> Result<Verified, String> {
     let chain = walk(store, 0, Some(zero_hash()))?;
     let checkpoints = check_checkpoints(store, &chain, opts.key)?;
     let mut out = Verified { entries: chain.len(), checkpoints: checkpoints.len(), ..Default::default() };
@@ -983,6 +955,8 @@ pub fn configured_checkpoint_file(cfg: &AuditConfig) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use crate::store::prelude::*;
 
     fn entry(seq: u64, prev: &str) -> Entry {
         let mut e = Entry {
@@ -1006,7 +980,7 @@ mod tests {
     fn chained(store: &Store, from: u64, n: u64, outcome: &str) -> Vec<String> {
         let mut prev = match from {
             0 => zero_hash(),
-            f => store.audit_entry::<Entry>(f - 1).unwrap().unwrap().hash,
+            f => store.audit_entry(f - 1).unwrap().unwrap().hash,
         };
         let mut out = Vec::new();
         for seq in from..from + n {
@@ -1022,7 +996,7 @@ mod tests {
     }
 
     fn sign(key: &sm2_2p::DaemonKey, store: &Store, seq: u64) -> Checkpoint {
-        let hash = store.audit_entry::<Entry>(seq).unwrap().unwrap().hash;
+        let hash = store.audit_entry(seq).unwrap().unwrap().hash;
         let sig = key.sign(&checkpoint_message(seq, &hash)).to_der();
         let cp = Checkpoint { seq, hash, at: 1000, signature: hex::encode(sig) };
         store.put_audit_checkpoint(seq, &cp).unwrap();

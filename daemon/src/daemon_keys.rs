@@ -9,12 +9,12 @@ use crate::hsm::Wrapper;
 use crate::model::key::DaemonKeyRecord;
 use crate::model::secret::SecretKind;
 use crate::plugins::HostSigner;
-use crate::store::Store;
+use crate::store::Storage;
 
 /// The daemon's own SM2 keys, by name; created on first use, wrapped by the HSM.
 #[derive(Clone)]
 pub struct DaemonKeys {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     hsm: Arc<dyn Wrapper>,
     /// Stamps a key's creation.
     clock: Arc<dyn Clock>,
@@ -32,7 +32,7 @@ pub enum DaemonKeyError {
 }
 
 impl DaemonKeys {
-    pub fn new(store: Arc<Store>, hsm: Arc<dyn Wrapper>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Storage>, hsm: Arc<dyn Wrapper>, clock: Arc<dyn Clock>) -> Self {
         DaemonKeys { store, hsm, clock }
     }
 

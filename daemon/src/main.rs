@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcsd::config::{Config, LogFormat};
+use mcsd::store::Storage;
 
 #[derive(Parser)]
 #[command(name = "mcsd", version, about = "Mobile certificate signing daemon (server half of two-party SM2)")]
@@ -309,7 +310,9 @@ fn main() -> ExitCode {
             let image = match control_call(&cfg, "backup") {
                 Some(Ok(mut reader)) => read_ok_image(&mut reader),
                 Some(Err(e)) => Err(e),
-                None => mcsd::store::Store::open(&cfg.store.path).and_then(|s| s.snapshot()).map_err(|e| e.to_string()),
+                None => mcsd::store::Store::open(&cfg.store.path)
+                    .and_then(|s| mcsd::store::Durability::snapshot(&s))
+                    .map_err(|e| e.to_string()),
             };
             match image.and_then(|img| {
                 std::fs::write(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))
@@ -466,7 +469,7 @@ fn audit_verify(
     public_key: Option<PathBuf>,
 ) -> ExitCode {
     use mcsd::audit::{TrustedKey, VerifyOptions};
-    let store = match mcsd::store::Store::open(&cfg.store.path) {
+    let store: std::sync::Arc<dyn Storage> = match mcsd::store::Store::open(&cfg.store.path) {
         Ok(s) => std::sync::Arc::new(s),
         Err(e) => {
             eprintln!("mcsd audit verify: store: {e} (is the daemon running?)");
@@ -540,7 +543,7 @@ fn audit_verify(
         None => None,
     };
     let opts = VerifyOptions { key: key.as_ref(), allow_unsealed_tail, exported: exported.as_deref() };
-    match mcsd::audit::verify(&store, &opts) {
+    match mcsd::audit::verify(&*store, &opts) {
         Ok(v) => {
             let source = key.as_ref().map_or("none".to_owned(), |k| k.source.clone());
             println!(

@@ -273,7 +273,7 @@ async fn platform_quota_is_429_with_retry_after_and_changes_nothing() {
     let (status, log) = daemon.stop();
     assert!(status.success());
     assert!(log.contains("task refused by quota"), "{log}");
-    let store = mcsd::store::Store::open(&env.db()).unwrap();
+    let store: Box<dyn mcsd::store::Storage> = Box::new(mcsd::store::Store::open(&env.db()).unwrap());
     let mut per_platform = BTreeMap::new();
     for t in store.tasks().unwrap() {
         *per_platform.entry(t.platform).or_insert(0) += 1;

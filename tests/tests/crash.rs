@@ -1012,9 +1012,10 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
     });
 
     // Offline: the stopped store, every record in it.
-    let store = mcsd::store::Store::open(&env.db()).expect("open the stopped store");
+    let store: Box<dyn mcsd::store::Storage> =
+        Box::new(mcsd::store::Store::open(&env.db()).expect("open the stopped store"));
     let mut offline = AuditIndex::default();
-    for item in store.audit_entries::<mcsd::audit::Entry>(0) {
+    for item in store.audit_entries(0) {
         let (seq, e) = item.expect("audit entry");
         offline.add(&e.event, e.key_id.as_deref(), e.task_id.as_deref(), &e.outcome, &e.detail);
         offline.next = seq + 1;

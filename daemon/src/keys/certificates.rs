@@ -71,7 +71,6 @@ pub fn parse_issued(answer: &IssueAnswer, public: &AffinePoint) -> Result<Certif
     Ok(CertificateInfo {
         der_b64: answer.certificate.clone(),
         chain_b64: answer.chain.clone(),
-        chain_ref: None,
         serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
         subject: cert.tbs_certificate().subject().to_string(),
         not_after: cert.tbs_certificate().validity().not_after.to_unix_duration().as_secs() as i64,

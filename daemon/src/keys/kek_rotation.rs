@@ -2,7 +2,7 @@
 //!
 //! [`rotate`] creates version `n+1` only when no record is left under an older version
 //! (so a second call after an interruption resumes instead of starting over), then walks
-//! every wrapped secret (`Store::secret_entries`: task and daemon-key blobs, and the key
+//! every wrapped secret (`SecretStorage::secret_entries`: task and daemon-key blobs, and the key
 //! records' share and verifier): unwrap under the record's own version, wrap under the current
 //! one, and swap the stored value only if it did not change meanwhile (a record revoked or
 //! rewritten concurrently is left to its writer). Old versions keep working for unwrapping
@@ -10,7 +10,7 @@
 //! re-wraps (throttling, or doing it in steps).
 
 use crate::hsm::{Hsm, Wrapper};
-use crate::store::Store;
+use crate::store::{SecretEntry, Storage};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -21,20 +21,20 @@ pub struct Report {
     pub remaining: u64,
 }
 
-/// Records (store key, value) whose blob is under a version older than `current`.
-fn older(store: &Store, current: u32) -> Result<Vec<(Vec<u8>, sled::IVec)>, String> {
+/// Records whose blob is under a version older than `current`.
+fn older(store: &dyn Storage, current: u32) -> Result<Vec<SecretEntry>, String> {
     let mut out = Vec::new();
-    for (k, v) in store.secret_entries().map_err(|e| e.to_string())? {
-        let blob = store.blob_of(&v).map_err(|e| e.to_string())?;
+    for entry in store.secret_entries().map_err(|e| e.to_string())? {
+        let blob = store.blob_of(&entry).map_err(|e| e.to_string())?;
         if Hsm::blob_version(&blob).is_some_and(|ver| ver < current) {
-            out.push((k, v));
+            out.push(entry);
         }
     }
     Ok(out)
 }
 
 pub fn rotate(
-    store: &Store,
+    store: &dyn Storage,
     hsm: &dyn Wrapper,
     batch: Option<u64>,
     mut progress: impl FnMut(u64, u64),
@@ -53,17 +53,16 @@ pub fn rotate(
     let total = todo.len() as u64;
     let limit = batch.unwrap_or(u64::MAX);
     let (mut done, mut slots) = (0u64, Vec::new());
-    for (key, value) in todo.iter().take(limit.min(total) as usize) {
-        let (id, kind) = crate::store::parse_secret_key(key)
-            .ok_or_else(|| format!("unexpected secrets key {}", String::from_utf8_lossy(key)))?;
-        let blob = store.blob_of(value).map_err(|e| e.to_string())?;
-        let fresh = hsm.rewrap(&id, kind, &blob).map_err(|e| format!("{id}: {e}"))?;
-        let (_, old_slot) = store.replace_secret(key, value, &fresh).map_err(|e| e.to_string())?;
-        slots.extend(old_slot);
+    for entry in todo.iter().take(limit.min(total) as usize) {
+        let (id, kind) = (&entry.owner, entry.kind);
+        let blob = store.blob_of(entry).map_err(|e| e.to_string())?;
+        let fresh = hsm.rewrap(id, kind, &blob).map_err(|e| format!("{id}: {e}"))?;
+        let (_, stale) = store.replace_secret(entry, &fresh).map_err(|e| e.to_string())?;
+        slots.extend(stale);
         done += 1;
         progress(done, total);
     }
-    store.shred_after_flush(&slots).map_err(|e| e.to_string())?;
+    store.erase_after_flush(&slots).map_err(|e| e.to_string())?;
     let remaining = older(store, current)?.len() as u64;
     tracing::info!(version = current, rewrapped = done, remaining, "KEK rotation step finished");
     Ok(Report { version: current, created_version, rewrapped: done, remaining })

@@ -34,7 +34,7 @@ use crate::model::key::{
 use crate::model::secret::SecretKind;
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, RevokeRequest};
-use crate::store::{ActivateOutcome, Store, StoreError};
+use crate::store::{ActivateOutcome, Storage, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -132,7 +132,7 @@ pub enum Actor<'a> {
 }
 
 pub struct KeyService {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     hsm: Arc<dyn Wrapper>,
     plugins: Arc<dyn CaAdapter>,
     cfg: KeysConfig,
@@ -178,7 +178,7 @@ pub type Verifier = Box<Zeroizing<[u8; 32]>>;
 
 impl KeyService {
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         hsm: Arc<dyn Wrapper>,
         plugins: Arc<dyn CaAdapter>,
         cfg: KeysConfig,
@@ -316,9 +316,6 @@ impl KeyService {
             revocation_reason: None,
             certificate: None,
             p1: Some(sm2_2p::point_to_hex(&p1)),
-            // Set by the store to the vault slots it writes.
-            share_ref: None,
-            verifier_ref: None,
         };
         let activated = self
             .audited(
@@ -587,14 +584,7 @@ impl KeyService {
 
     /// Admin: clear the PIN counter and lock.
     pub async fn unlock(&self, key_id: &str) -> Result<(), KeyError> {
-        self.store
-            .update_key::<()>(key_id, |k| {
-                let changed = k.pin != PinState::default();
-                k.pin = PinState::default();
-                Ok(changed)
-            })?
-            .map_err(|()| KeyError::Internal("unreachable".into()))?
-            .ok_or(KeyError::NotFound("key"))?;
+        self.store.unlock_pin(key_id)?.ok_or(KeyError::NotFound("key"))?;
         self.store.flush().await?;
         Ok(())
     }

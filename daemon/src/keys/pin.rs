@@ -12,6 +12,7 @@ use super::{Actor, KeyError, KeyService, PinProof, Verifier, blocking, check_usa
 use crate::hsm::Wrapper;
 use crate::model::key::{KeyRecord, KeyStatus};
 use crate::model::secret::SecretKind;
+use crate::store::PinReset;
 
 /// One async lock per key id, held while a PIN proof is evaluated and its outcome counted:
 /// without it, N concurrent wrong proofs are all checked against a counter none of them
@@ -93,12 +94,12 @@ impl KeyService {
         }
         let blob = self
             .store
-            .key_secret(&key, SecretKind::PinVerifier)?
+            .key_secret(&key.id, SecretKind::PinVerifier)?
             .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
         let share_blob = if want_share {
             Some(
                 self.store
-                    .key_secret(&key, SecretKind::Share)?
+                    .key_secret(&key.id, SecretKind::Share)?
                     .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
             )
         } else {
@@ -119,13 +120,9 @@ impl KeyService {
             Some((value, failures)) => {
                 if failures > 0 {
                     // Reset the counter; not flushed: losing a reset only errs on the safe side.
-                    self.store.update_key(key_id, |k| {
-                        if k.pin.locked {
-                            return Err(KeyError::PinLocked);
-                        }
-                        k.pin.failures = 0;
-                        Ok(true)
-                    })??;
+                    if self.store.reset_pin_failures(key_id)? == PinReset::Locked {
+                        return Err(KeyError::PinLocked);
+                    }
                 }
                 Ok(value)
             }
@@ -219,7 +216,7 @@ mod tests {
         let crate::keys::testing::Keys { store, keys, dir, .. } = k;
         drop(keys);
         drop(store);
-        let reopened = crate::store::Store::open(&path).unwrap();
+        let reopened: Box<dyn crate::store::Storage> = Box::new(crate::store::Store::open(&path).unwrap());
         assert_eq!(reopened.key(&id).unwrap().unwrap().pin.failures, 1);
         drop(dir);
     }

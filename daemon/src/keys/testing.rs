@@ -16,7 +16,7 @@ use crate::hsm::memory::MemoryWrapper;
 use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, CaCall};
-use crate::store::Store;
+use crate::store::{Storage, Store};
 
 /// The platform every fixture enrollment is authorised on.
 pub const PLATFORM: &str = "p1";
@@ -85,7 +85,7 @@ pub fn config(extra: &str) -> Config {
 /// A key service over a fresh store, the in-memory HSM, a fake clock and the local CA.
 pub struct Keys {
     pub dir: tempfile::TempDir,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Storage>,
     pub hsm: Arc<MemoryWrapper>,
     pub clock: Arc<FakeClock>,
     pub ca: Arc<LocalCa>,
@@ -97,7 +97,7 @@ impl Keys {
     /// `extra`: TOML appended to the test configuration (e.g. a `[keys]` table).
     pub fn new(extra: &str) -> Keys {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join("db")).expect("store"));
+        let store: Arc<dyn Storage> = Arc::new(Store::open(&dir.path().join("db")).expect("store"));
         let hsm = Arc::new(MemoryWrapper::new());
         // Near the real time: the CA stamps certificates with it.
         let clock = FakeClock::at_ms(crate::clock::now_ms());

@@ -124,23 +124,12 @@ pub struct KeyRecord {
     /// lost can be recognised and answered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p1: Option<String>,
-    /// The stored value (hex) that locates the wrapped share: a vault [`SlotRef`]. Not
-    /// part of any API view. `None` once revoked (the slot is shredded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share_ref: Option<String>,
-    /// Same for the wrapped PIN verifier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateInfo {
     pub der_b64: String,
     pub chain_b64: Vec<String>,
-    /// In the stored record only: the chain lives once in `ca_chains` under this id
-    /// (SHA-256 of the chain, hex) and `chain_b64` is empty; readers get it filled in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_ref: Option<String>,
     /// Lowercase hex.
     pub serial: String,
     pub subject: String,

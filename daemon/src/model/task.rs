@@ -105,7 +105,7 @@ pub struct TaskRecord {
     pub delivered: bool,
     pub error: Option<String>,
     /// Bytes this task counts against its platform's open-bytes quota while it is open:
-    /// its record and wrapped inputs as first stored (set by [`Store::insert_task`]; 0 in
+    /// its record and wrapped inputs as first stored (set by the store on insert; 0 in
     /// records from before quotas).
     #[serde(default)]
     pub charged_bytes: u64,

@@ -26,7 +26,7 @@ use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::model::seal::{SealGrant, SealMakerRecord, SealRecord};
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, IssueRequest};
-use crate::store::{Store, StoreError};
+use crate::store::{Storage, StoreError};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const MAKER_KEY: &str = "seal-maker";
@@ -97,7 +97,7 @@ struct Trust {
 }
 
 pub struct SealService {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     keys: Arc<KeyService>,
     plugins: Arc<dyn CaAdapter>,
     daemon_keys: DaemonKeys,
@@ -132,7 +132,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 
 impl SealService {
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         keys: Arc<KeyService>,
         plugins: Arc<dyn CaAdapter>,
         daemon_keys: DaemonKeys,

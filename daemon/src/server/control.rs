@@ -3,7 +3,7 @@
 //! (`<store.path>.sock`, mode 0600, so only the service user — or root — reaches it); one
 //! command line per connection:
 //!
-//! - `backup` → `OK <length>\n` and a consistent snapshot of the store ([`Store::snapshot`]);
+//! - `backup` → `OK <length>\n` and a consistent snapshot of the store ([`Durability::snapshot`](crate::store::Durability::snapshot));
 //! - `rotate-kek [<batch>]` → `progress <done>/<total>\n` lines, then
 //!   `OK version=<v> created=<bool> rewrapped=<n> remaining=<m>\n`;
 //! - `audit-key` → `OK <length>\n` and the audit public key as PEM (`mcsd audit export-key`).
@@ -19,7 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::audit::{Audit, Event};
 use crate::hsm::Hsm;
-use crate::store::Store;
+use crate::store::Storage;
 
 pub fn socket_path(store_path: &Path) -> PathBuf {
     let mut p = store_path.as_os_str().to_owned();
@@ -36,7 +36,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<Audit>) {
+pub async fn serve(listener: UnixListener, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit: Arc<Audit>) {
     loop {
         let Ok((conn, _)) = listener.accept().await else { continue };
         let (store, hsm, audit) = (store.clone(), hsm.clone(), audit.clone());
@@ -48,7 +48,7 @@ pub async fn serve(listener: UnixListener, store: Arc<Store>, hsm: Arc<Hsm>, aud
     }
 }
 
-async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<Audit>) -> std::io::Result<()> {
+async fn handle(conn: UnixStream, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit: Arc<Audit>) -> std::io::Result<()> {
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -85,7 +85,7 @@ async fn handle(conn: UnixStream, store: Arc<Store>, hsm: Arc<Hsm>, audit: Arc<A
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let (s, h) = (store.clone(), hsm.clone());
             let work = tokio::task::spawn_blocking(move || {
-                crate::keys::kek_rotation::rotate(&s, &*h, batch, |done, total| {
+                crate::keys::kek_rotation::rotate(&*s, &*h, batch, |done, total| {
                     let _ = tx.send(format!("progress {done}/{total}\n"));
                 })
             });

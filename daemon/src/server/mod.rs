@@ -40,7 +40,7 @@ use crate::hsm::{Hsm, HsmError};
 use crate::keys::KeyService;
 use crate::pem::TlsError;
 use crate::plugins::PluginHost;
-use crate::store::{Store, StoreError};
+use crate::store::{Storage, Store, StoreError};
 use crate::tasks::TaskService;
 use tls::Anchors;
 
@@ -93,7 +93,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     // Build the generator table before the first co-signature needs it.
     tokio::task::spawn_blocking(sm2_2p::fast::warm_up);
-    let store = Arc::new(Store::open_with_cache(&cfg.store.path, cfg.store.cache_mb)?);
+    let store: Arc<dyn Storage> = Arc::new(Store::open_with_cache(&cfg.store.path, cfg.store.cache_mb)?);
     let clock = crate::clock::system();
     let hsm_cfg = cfg.hsm.clone();
     let hsm = Arc::new(
@@ -525,7 +525,7 @@ async fn accept_health(
     listener: TcpListener,
     hsm: Arc<Hsm>,
     plugins: Arc<PluginHost>,
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     gate: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -551,7 +551,7 @@ async fn accept_health(
             let _permit = permit;
             let service = service_fn(move |req: Request<Incoming>| {
                 let (hsm, plugins, store) = (hsm.clone(), plugins.clone(), store.clone());
-                async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &store, &req)) }
+                async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &*store, &req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -563,7 +563,7 @@ async fn accept_health(
     }
 }
 
-fn health(hsm: &Hsm, plugins: &PluginHost, store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/metrics" {
         let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render())));
         resp.headers_mut()
@@ -637,7 +637,7 @@ async fn reinit_loop(hsm: Arc<Hsm>, interval: Duration) {
 
 /// Watch the store; when it cannot write (disk full, I/O error), reopen it once writes
 /// succeed again. Requests fail closed meanwhile and `/readyz` says so.
-async fn store_recovery_loop(store: Arc<Store>) {
+async fn store_recovery_loop(store: Arc<dyn Storage>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = false;

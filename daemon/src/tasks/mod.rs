@@ -53,7 +53,7 @@ use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, IssueRequest};
-use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Store, StoreError, Transition, TransitionOutcome};
+use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Storage, StoreError, Transition, TransitionOutcome};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -148,7 +148,7 @@ pub struct Outcome {
 }
 
 pub struct TaskService {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     hsm: Arc<dyn Wrapper>,
     keys: Arc<KeyService>,
     plugins: Arc<dyn CaAdapter>,
@@ -204,7 +204,7 @@ async fn blocking<T: Send + 'static>(
 impl TaskService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         hsm: Arc<dyn Wrapper>,
         keys: Arc<KeyService>,
         plugins: Arc<dyn CaAdapter>,
@@ -275,8 +275,8 @@ impl TaskService {
         &self.cfg
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Storage {
+        &*self.store
     }
 
     /// A gateway creates a task for its platform.
@@ -1071,8 +1071,7 @@ impl TaskService {
     ) -> Result<SealJob, TaskError> {
         use mcs_pdfseal::{cms, pdf};
         let internal = |e: String| TaskError::Key(KeyError::Internal(e));
-        let cert =
-            key.certificate.as_ref().ok_or_else(|| TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
+        let cert = key.certificate.as_ref().ok_or(TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
         let certificate = B64.decode(&cert.der_b64).map_err(|e| internal(e.to_string()))?;
         let chain = cert
             .chain_b64

@@ -321,8 +321,7 @@ async fn a_transition_made_for_a_request_carries_the_requests_audit_entry() {
     let entry = RequestEntry::new("POST /v1/tasks/{id}/claim".into(), format!("device:{}", phone.device), None);
     entry.scope(f.claim(&phone, &t)).await.unwrap();
     assert!(entry.written(), "the claim wrote the request's entry itself");
-    let entries: Vec<crate::audit::Entry> =
-        f.k.store.audit_entries::<crate::audit::Entry>(0).map(|e| e.unwrap().1).collect();
+    let entries: Vec<crate::audit::Entry> = f.k.store.audit_entries(0).map(|e| e.unwrap().1).collect();
     let last = entries.last().expect("an entry");
     assert_eq!((last.event.as_str(), last.task_id.as_deref()), ("POST /v1/tasks/{id}/claim", Some(t.task_id.as_str())));
     assert_eq!(last.detail["status"], "claimed");

@@ -9,7 +9,8 @@
 //! - `rekey`: replace the store's audit public key with a new key's and re-sign every
 //!   checkpoint with it (the HSM-wrapped private key cannot be replaced).
 
-use mcsd::audit::{Checkpoint, Entry};
+use mcsd::audit::Entry;
+use mcsd::store::prelude::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,9 +50,9 @@ fn main() {
             let from = seq(2);
             let mut prev = match from {
                 0 => hex::encode([0u8; 32]),
-                f => store.audit_entry::<Entry>(f - 1).expect("read").expect("entry before").hash,
+                f => store.audit_entry(f - 1).expect("read").expect("entry before").hash,
             };
-            let entries: Vec<Entry> = store.audit_entries::<Entry>(from).map(|e| e.expect("read").1).collect();
+            let entries: Vec<Entry> = store.audit_entries(from).map(|e| e.expect("read").1).collect();
             for mut e in entries {
                 e.outcome = format!("{}-rewritten", e.outcome);
                 e.prev = prev.clone();
@@ -67,7 +68,7 @@ fn main() {
             let (mut rec, _) = store.daemon_key(mcsd::audit::AUDIT_KEY).expect("read").expect("audit key");
             rec.public_key = sm2_2p::point_to_hex(&forger.public());
             store.put_daemon_key_record(&rec).expect("write");
-            for mut cp in store.audit_checkpoints::<Checkpoint>().expect("read") {
+            for mut cp in store.audit_checkpoints().expect("read") {
                 cp.signature = hex::encode(forger.sign(&mcsd::audit::checkpoint_message(cp.seq, &cp.hash)).to_der());
                 store.put_audit_checkpoint(cp.seq, &cp).expect("write");
             }

@@ -1,0 +1,36 @@
+//! The audit records the store keeps: chain entries and signed checkpoints (the chain's
+//! rules, hashing and signing are `audit.rs`'s).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub event: String,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    pub outcome: String,
+    #[serde(default)]
+    pub detail: Value,
+    /// Hex SM3 of the previous entry.
+    pub prev: String,
+    /// Hex SM3 over `prev` and this entry without `hash`.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: String,
+    pub at: i64,
+    /// DER SM2 signature (audit key, default ID) over `"mcsd-audit" ‖ seq (8 bytes BE) ‖ hash`.
+    pub signature: String,
+}

@@ -1,0 +1,187 @@
+//! Conformance checks of the key steps: activation, the PIN counter, the verifier,
+//! revocation and erasure, edits, certificates.
+
+use super::*;
+
+pub fn activation_is_once_only_and_all_or_nothing(f: &dyn Factory) {
+    let s = f.fresh();
+    s.put_enrollment(&enrollment("e1")).unwrap();
+    assert_eq!(s.enrollment("e1").unwrap(), Some(enrollment("e1")));
+    assert_eq!(s.enrollment("nope").unwrap(), None);
+    // The audit entry's number is taken: nothing at all is written.
+    assert!(s.append_audit(0, &entry(0)).unwrap());
+    assert!(taken(s.activate(&key("k0", "e1"), b"s", b"v", Some(&append(0)))));
+    assert_eq!(s.enrollment("e1").unwrap().unwrap().state, EnrollmentState::Pending);
+    assert!(s.key("k0").unwrap().is_none() && s.key_secret("k0", SecretKind::Share).unwrap().is_none());
+
+    assert_eq!(
+        s.activate(&key("k1", "e1"), b"share-1", b"verifier-1", Some(&append(1))).unwrap(),
+        ActivateOutcome::Done
+    );
+    assert_eq!(s.audit_entry(1).unwrap(), Some(entry(1)), "the activation's entry");
+    assert_eq!(s.enrollment("e1").unwrap().unwrap().state, EnrollmentState::Activated { key_id: "k1".into() });
+    assert_eq!(s.key("k1").unwrap(), Some(key("k1", "e1")));
+    assert_eq!(s.key_secret("k1", SecretKind::Share).unwrap().as_deref(), Some(&b"share-1"[..]));
+    assert_eq!(s.key_secret("k1", SecretKind::PinVerifier).unwrap().as_deref(), Some(&b"verifier-1"[..]));
+
+    // A second phone on the same code loses and writes nothing, its entry neither.
+    assert_eq!(s.activate(&key("k2", "e1"), b"s", b"v", Some(&append(2))).unwrap(), ActivateOutcome::AlreadyActivated);
+    assert!(s.key("k2").unwrap().is_none() && s.key_secret("k2", SecretKind::Share).unwrap().is_none());
+    assert!(s.audit_entry(2).unwrap().is_none());
+    assert_eq!(s.activate(&key("k3", "nope"), b"s", b"v", None).unwrap(), ActivateOutcome::NoSuchEnrollment);
+    assert_eq!(s.keys_of_device("dev1").unwrap().iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k1"]);
+    assert!(s.keys_of_device("dev2").unwrap().is_empty());
+}
+
+pub fn pin_counter_rises_by_cas_and_falls_only_by_success_or_unlock(f: &dyn Factory) {
+    let s = with_key(f);
+    let counted = s.count_pin_failure("k1", 0, 3, Some(&append(0))).unwrap().expect("counted");
+    assert_eq!(counted.pin, PinState { failures: 1, locked: false });
+    assert!(s.audit_entry(0).unwrap().is_some(), "with its audit entry");
+    // A stale expected value, or a taken entry number: nothing changes.
+    assert!(s.count_pin_failure("k1", 0, 3, None).unwrap().is_none());
+    assert!(taken(s.count_pin_failure("k1", 1, 3, Some(&append(0)))));
+    assert_eq!(pin(&*s, "k1").failures, 1);
+    // Edits may not lower it.
+    assert!(refused(s.edit_key("k1", &mut |k| {
+        k.pin.failures = 0;
+        true
+    })));
+    assert_eq!(pin(&*s, "k1").failures, 1);
+    // Up to the limit, then locked; a locked key counts no more.
+    s.count_pin_failure("k1", 1, 3, None).unwrap().unwrap();
+    let locked = s.count_pin_failure("k1", 2, 3, None).unwrap().unwrap();
+    assert_eq!(locked.pin, PinState { failures: 3, locked: true });
+    assert!(s.count_pin_failure("k1", 3, 3, None).unwrap().is_none());
+    // A success cannot reset a locked key, nor can an edit unlock it.
+    assert_eq!(s.reset_pin_failures("k1").unwrap(), PinReset::Locked);
+    assert!(refused(s.edit_key("k1", &mut |k| {
+        k.pin.locked = false;
+        true
+    })));
+    assert_eq!(pin(&*s, "k1"), PinState { failures: 3, locked: true });
+    // The admin's unlock does.
+    assert_eq!(s.unlock_pin("k1").unwrap(), Some(true));
+    assert_eq!(pin(&*s, "k1"), PinState::default());
+    assert_eq!(s.unlock_pin("k1").unwrap(), Some(false));
+    // A success resets an unlocked counter.
+    s.count_pin_failure("k1", 0, 3, None).unwrap().unwrap();
+    assert_eq!(s.reset_pin_failures("k1").unwrap(), PinReset::Done);
+    assert_eq!(pin(&*s, "k1"), PinState::default());
+    assert_eq!(s.reset_pin_failures("nope").unwrap(), PinReset::Gone);
+    assert_eq!(s.unlock_pin("nope").unwrap(), None);
+    assert!(s.count_pin_failure("nope", 0, 3, None).unwrap().is_none());
+}
+
+pub fn concurrent_pin_failures_count_once_per_expected_value(f: &dyn Factory) {
+    let s = with_key(f);
+    let wins = std::thread::scope(|scope| {
+        let racers: Vec<_> =
+            (0..8).map(|_| scope.spawn(|| s.count_pin_failure("k1", 0, 5, None).unwrap().is_some())).collect();
+        racers.into_iter().map(|r| r.join().unwrap()).filter(|won| *won).count()
+    });
+    assert_eq!(wins, 1, "eight racers on one counter value: one counts");
+    assert_eq!(pin(&*s, "k1").failures, 1);
+}
+
+pub fn replacing_the_verifier_resets_the_counter_and_drops_the_old(f: &dyn Factory) {
+    let s = with_key(f);
+    s.count_pin_failure("k1", 0, 3, None).unwrap().unwrap();
+    assert!(s.replace_verifier("k1", b"verifier-2").unwrap());
+    assert_ne!(f.on_disk(&s, VERIFIER), Some(true), "the old verifier is destroyed");
+    assert_eq!(pin(&*s, "k1"), PinState::default());
+    assert_eq!(s.key_secret("k1", SecretKind::PinVerifier).unwrap().as_deref(), Some(&b"verifier-2"[..]));
+    assert_eq!(s.key_secret("k1", SecretKind::Share).unwrap().as_deref(), Some(SHARE), "the share stays");
+    assert!(!s.replace_verifier("nope", b"v").unwrap());
+}
+
+pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
+    let s = with_key(f);
+    assert!(refused(s.edit_key("k1", &mut |k| {
+        k.status = KeyStatus::Revoked;
+        true
+    })));
+    assert!(s.append_audit(0, &entry(0)).unwrap());
+    assert!(taken(s.revoke("k1", "key_compromise", Some(&append(0)))));
+    assert_eq!(s.key("k1").unwrap().unwrap().status, KeyStatus::Active, "refused whole");
+    assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_some());
+
+    s.flush_blocking().unwrap();
+    assert_ne!(f.on_disk(&s, SHARE), Some(false), "the share is on disk while the key lives");
+    let rec = s.revoke("k1", "key_compromise", Some(&append(1))).unwrap().expect("revoked");
+    assert_ne!(f.on_disk(&s, SHARE), Some(true), "revocation leaves no copy of the share on disk");
+    assert_ne!(f.on_disk(&s, VERIFIER), Some(true), "nor of the verifier");
+    assert_eq!((rec.status, rec.revocation_reason.as_deref()), (KeyStatus::Revoked, Some("key_compromise")));
+    assert_eq!(s.key("k1").unwrap(), Some(rec));
+    assert!(s.audit_entry(1).unwrap().is_some());
+    assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_none(), "the share is gone");
+    assert!(s.key_secret("k1", SecretKind::PinVerifier).unwrap().is_none(), "the verifier is gone");
+    assert!(s.secret_entries().unwrap().iter().all(|e| e.owner != "k1"), "no copy left for a rotation to find either");
+    assert!(s.revoke("nope", "x", None).unwrap().is_none());
+}
+
+pub fn key_edits_and_listings(f: &dyn Factory) {
+    let s = with_key(f);
+    s.put_enrollment(&enrollment("e2")).unwrap();
+    let mut other = key("k2", "e2");
+    other.device_id = "dev2".into();
+    s.activate(&other, b"share-2", b"verifier-2", None).unwrap();
+
+    let grant = PlatformGrant { platform: "P2".into(), until: Some(50), once: true };
+    let edited = s
+        .edit_key("k1", &mut |k| {
+            k.platforms.push(grant.clone());
+            k.status = KeyStatus::Suspended;
+            true
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.key("k1").unwrap(), Some(edited.clone()));
+    assert!(edited.platforms.contains(&grant) && edited.status == KeyStatus::Suspended);
+    assert_eq!(s.key_secret("k1", SecretKind::Share).unwrap().as_deref(), Some(SHARE), "secrets stay");
+    // Not written when the change says so; nothing for a missing key.
+    s.edit_key("k1", &mut |k| {
+        k.ca = "other".into();
+        false
+    })
+    .unwrap();
+    assert_eq!(s.key("k1").unwrap().unwrap().ca, "local");
+    assert!(s.edit_key("nope", &mut |_| true).unwrap().is_none());
+    // The generic form passes the change's error through and writes nothing.
+    let failed = s.update_key::<&str>("k1", |k| {
+        k.ca = "other".into();
+        Err("no")
+    });
+    assert_eq!(failed.unwrap(), Err("no"));
+    assert_eq!(s.key("k1").unwrap().unwrap().ca, "local");
+
+    let mut all: Vec<String> = s.keys_matching(|_| true).unwrap().into_iter().map(|k| k.id).collect();
+    all.sort();
+    assert_eq!(all, ["k1", "k2"]);
+    let suspended = s.keys_where(&mut |k| k.status == KeyStatus::Suspended).unwrap();
+    assert_eq!(suspended.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k1"]);
+    assert_eq!(s.keys_of_device("dev2").unwrap(), vec![other]);
+}
+
+pub fn certificates_and_chains_come_back_whole(f: &dyn Factory) {
+    let s = with_key(f);
+    s.put_enrollment(&enrollment("e2")).unwrap();
+    s.activate(&key("k2", "e2"), b"share-2", b"verifier-2", None).unwrap();
+    for id in ["k1", "k2"] {
+        let cert = certificate(id);
+        let edited = s
+            .edit_key(id, &mut |k| {
+                k.certificate = Some(cert.clone());
+                true
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(edited.certificate.as_ref(), Some(&cert));
+        assert_eq!(s.key(id).unwrap().unwrap().certificate, Some(cert));
+    }
+    assert!(s.keys_matching(|_| true).unwrap().iter().all(|k| k.certificate.as_ref().unwrap().chain_b64.len() == 2));
+    let revoked = s.revoke("k2", "cessation", None).unwrap().unwrap();
+    assert_eq!(revoked.certificate, Some(certificate("k2")), "revoke answers the whole record");
+    let counted = s.count_pin_failure("k1", 0, 3, None).unwrap().unwrap();
+    assert_eq!(counted.certificate, Some(certificate("k1")));
+}

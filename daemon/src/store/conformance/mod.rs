@@ -1,0 +1,238 @@
+//! The conformance suite of the [`Storage`] interface: what every backend must do, checked
+//! through the interface alone, so sled now and PostgreSQL later run the very same checks.
+//!
+//! A backend provides a [`Factory`] (fresh empty stores, and a restart that keeps only what
+//! was flushed) and instantiates the suite with [`conformance_tests!`](crate::conformance_tests),
+//! one `#[test]` per check. The checks (`keys.rs`, `tasks.rs`, `other.rs`) are plain functions that panic on a failure; they
+//! build their own small runtime where a flush is awaited, so call them from a test
+//! thread, not from inside a runtime.
+
+mod keys;
+mod other;
+mod tasks;
+
+pub use keys::*;
+pub use other::*;
+pub use tasks::*;
+
+use std::sync::Arc;
+
+use super::{
+    ActivateOutcome, AuditAppend, InsertOutcome, OpenQuota, PinReset, Storage, StoreError, Transition,
+    TransitionOutcome,
+};
+use crate::model::audit::{Checkpoint, Entry};
+use crate::model::key::{
+    CertificateInfo, DaemonKeyRecord, EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant,
+    Subject, SubjectKind,
+};
+use crate::model::seal::{SealMakerRecord, SealRecord};
+use crate::model::secret::SecretKind;
+use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
+
+/// How the suite gets stores of the backend under test.
+pub trait Factory {
+    /// A new, empty store.
+    fn fresh(&self) -> Arc<dyn Storage>;
+    /// The same data opened again as after a crash of `store` (the caller holds no other
+    /// handle): what was flushed must be there, nothing else is promised.
+    fn restart(&self, store: Arc<dyn Storage>) -> Arc<dyn Storage>;
+    /// Whether `needle` is anywhere in the files `store` keeps, if the backend can tell:
+    /// erasure is about the disk, not only about what reads return.
+    fn on_disk(&self, _store: &Arc<dyn Storage>, _needle: &[u8]) -> Option<bool> {
+        None
+    }
+}
+
+/// The wrapped blobs [`with_key`] stores: long enough not to occur by chance.
+pub(super) const SHARE: &[u8] = b"wrapped-share-0123456789abcdef";
+pub(super) const VERIFIER: &[u8] = b"wrapped-verifier-0123456789abc";
+
+/// One `#[test]` per conformance check, on the factory `$factory` (an expression, built
+/// afresh for each test). A new check is a `pub fn` below and a line here.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@each $factory;
+            activation_is_once_only_and_all_or_nothing,
+            pin_counter_rises_by_cas_and_falls_only_by_success_or_unlock,
+            concurrent_pin_failures_count_once_per_expected_value,
+            replacing_the_verifier_resets_the_counter_and_drops_the_old,
+            revocation_erases_the_secrets_with_its_audit_entry,
+            key_edits_and_listings,
+            certificates_and_chains_come_back_whole,
+            task_creation_under_quota_and_a_refusal_writes_nothing,
+            transitions_are_cas_and_all_or_nothing,
+            csr_completion_installs_the_certificate_atomically,
+            audit_chain_and_checkpoints,
+            seals_are_replaced_by_cas,
+            daemon_keys_are_created_once,
+            callback_outbox,
+            secrets_walk_and_swap_for_kek_rotation,
+            flushed_state_survives_a_restart,
+            concurrent_flushes_share_syncs,
+            lifecycle_failure_state_close_and_snapshot,
+        );
+    };
+    (@each $factory:expr; $($check:ident,)*) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::store::conformance::$check(&$factory);
+            }
+        )*
+    };
+}
+
+// ---- fixtures ---------------------------------------------------------------------------
+
+pub(super) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}
+
+pub(super) fn subject() -> Subject {
+    Subject { kind: SubjectKind::Person, name: "Zhang San".into(), org_name: None, credit_code: None, id_number: None }
+}
+
+pub(super) fn enrollment(id: &str) -> EnrollmentRecord {
+    EnrollmentRecord {
+        id: id.into(),
+        subject: subject(),
+        ca: "local".into(),
+        profile: None,
+        platforms: vec!["P1".into()],
+        validity_days: 365,
+        activation_code_sha256: "00".into(),
+        created_at: 0,
+        expires_at: 10,
+        state: EnrollmentState::Pending,
+        predecessor: None,
+    }
+}
+
+pub(super) fn key(id: &str, enrollment: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        enrollment_id: enrollment.into(),
+        subject: subject(),
+        ca: "local".into(),
+        status: KeyStatus::Active,
+        public_key: "04ab".into(),
+        device_id: "dev1".into(),
+        platforms: vec![PlatformGrant { platform: "P1".into(), until: None, once: false }],
+        pin: PinState::default(),
+        created_at: 0,
+        validity_days: 365,
+        revocation_reason: None,
+        certificate: None,
+        p1: None,
+    }
+}
+
+pub(super) fn task(id: &str, platform: &str, status: TaskStatus, rev: u64) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        kind: TaskKind::Sign,
+        platform: platform.into(),
+        token_sha256: "00".into(),
+        display: TaskDisplay { title: "t".into(), detail: None },
+        data: TaskData::Sign { message: "abc".into() },
+        callback_url: None,
+        status,
+        rev,
+        created_at: 0,
+        expires_at: 100,
+        updated_at: 0,
+        key_id: Some("k1".into()),
+        device_id: Some("dev1".into()),
+        e: None,
+        cosigned: false,
+        cosign_nonces: Vec::new(),
+        result: None,
+        secret_result: false,
+        delivered: false,
+        error: None,
+        charged_bytes: 0,
+    }
+}
+
+pub(super) fn entry(seq: u64) -> Entry {
+    Entry {
+        seq,
+        at: 1,
+        event: "POST /v1/keys/{id}/sign".into(),
+        actor: "device".into(),
+        key_id: Some("k1".into()),
+        platform: None,
+        task_id: None,
+        outcome: "ok".into(),
+        detail: serde_json::Value::Null,
+        prev: "00".repeat(32),
+        hash: format!("{seq:064x}"),
+    }
+}
+
+pub(super) fn append(seq: u64) -> AuditAppend {
+    AuditAppend::new(seq, &entry(seq))
+}
+
+pub(super) fn certificate(serial: &str) -> CertificateInfo {
+    CertificateInfo {
+        der_b64: format!("bGVhZi0{serial}"),
+        chain_b64: vec!["Q0EtY2VydGlmaWNhdGU=".into(), "Um9vdA==".into()],
+        serial: serial.into(),
+        subject: "CN=x".into(),
+        not_after: 1,
+    }
+}
+
+pub(super) fn seal(id: &str) -> SealRecord {
+    SealRecord {
+        id: id.into(),
+        es_id: "es1".into(),
+        kind: "official".into(),
+        name: "seal".into(),
+        owner: serde_json::Value::Null,
+        picture_type: "png".into(),
+        width_mm: 40,
+        height_mm: 40,
+        signer_key_ids: vec!["k1".into()],
+        grants: Vec::new(),
+        valid_from: 0,
+        valid_to: 10,
+        created_at: 0,
+        revoked_at: None,
+        seal_b64: "c2VhbA==".into(),
+        rev: 0,
+    }
+}
+
+pub(super) fn callback(task_id: &str) -> CallbackRecord {
+    CallbackRecord {
+        task_id: task_id.into(),
+        url: "https://gw.example/cb".into(),
+        attempts: 0,
+        next_at_ms: 0,
+        platform: "P1".into(),
+    }
+}
+
+/// A store with enrollment `e1` activated as key `k1` ([`SHARE`], [`VERIFIER`]).
+pub(super) fn with_key(f: &dyn Factory) -> Arc<dyn Storage> {
+    let s = f.fresh();
+    s.put_enrollment(&enrollment("e1")).unwrap();
+    assert_eq!(s.activate(&key("k1", "e1"), SHARE, VERIFIER, None).unwrap(), ActivateOutcome::Done);
+    s
+}
+
+pub(super) fn pin(s: &dyn Storage, id: &str) -> PinState {
+    s.key(id).unwrap().expect("the key").pin
+}
+
+pub(super) fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Refused(_)))
+}
+
+pub(super) fn taken<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    r.is_err_and(|e| e.to_string().contains("sequence number already used"))
+}

@@ -1,0 +1,286 @@
+//! Enrollments and keys on sled: activation, the PIN counter, the verifier, revocation
+//! with erasure of the vault slots.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::audit::{Abort, append_in, audit_seq_taken};
+use super::codec::{decode, encode};
+use super::key_refs::{StoredKey, slot_of};
+use super::storage::check_edit;
+use super::{ActivateOutcome, AuditAppend, Durability, KeyStorage, PinReset, Store, StoreError};
+use crate::model::key::{EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState};
+use crate::model::secret::SecretKind;
+
+impl Store {
+    /// Read-modify-write one stored key record (compare-and-swap loop). `change` returns
+    /// whether to write; the record as it is afterwards (as stored) is returned.
+    fn change_stored(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut StoredKey) -> Result<bool, StoreError>,
+    ) -> Result<Option<StoredKey>, StoreError> {
+        let _writing = self.writing();
+        loop {
+            let Some(old) = self.files()?.keys.get(id.as_bytes())? else { return Ok(None) };
+            let mut rec = StoredKey::decode(id.as_bytes(), &old)?;
+            if !change(&mut rec)? {
+                return Ok(Some(rec));
+            }
+            if self.files()?.keys.compare_and_swap(id.as_bytes(), Some(&old), Some(rec.encode()))?.is_ok() {
+                return Ok(Some(rec));
+            }
+        }
+    }
+}
+
+impl KeyStorage for Store {
+    fn put_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        self.files()?.enrollments.insert(rec.id.as_bytes(), encode(rec))?;
+        Ok(())
+    }
+
+    fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>, StoreError> {
+        self.files()?.enrollments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
+    }
+
+    fn activate(
+        &self,
+        key: &KeyRecord,
+        share_blob: &[u8],
+        verifier_blob: &[u8],
+        audit: Option<&AuditAppend>,
+    ) -> Result<ActivateOutcome, StoreError> {
+        let _writing = self.writing();
+        let index = format!("{}/{}", key.device_id, key.id).into_bytes();
+        // Blobs first (synced), then the transaction that references them.
+        let share_ref = self.files()?.vault.put(share_blob)?;
+        let verifier_ref = match self.files()?.vault.put(verifier_blob) {
+            Ok(r) => r,
+            Err(e) => {
+                self.files()?.vault.shred(&[share_ref.slot])?;
+                return Err(e.into());
+            }
+        };
+        let mut stored = self.slimmed(StoredKey::new(key.clone()))?;
+        stored.share_ref = Some(hex::encode(share_ref.encode()));
+        stored.verifier_ref = Some(hex::encode(verifier_ref.encode()));
+        let key_bytes = stored.encode();
+        let f = self.files()?;
+        let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
+        let result =
+            (&f.enrollments, &f.keys, &f.device_keys, &f.audit).transaction(|(enr, keys, device_keys, audit_tree)| {
+                let Some(raw) = enr.get(key.enrollment_id.as_bytes())? else {
+                    return Err(abort(ActivateOutcome::NoSuchEnrollment));
+                };
+                let mut rec: EnrollmentRecord =
+                    decode(key.enrollment_id.as_bytes(), &raw).map_err(|_| abort(ActivateOutcome::NoSuchEnrollment))?;
+                if rec.state != EnrollmentState::Pending {
+                    return Err(abort(ActivateOutcome::AlreadyActivated));
+                }
+                if let Some(a) = audit {
+                    append_in(audit_tree, a)?;
+                }
+                rec.state = EnrollmentState::Activated { key_id: key.id.clone() };
+                enr.insert(key.enrollment_id.as_bytes(), encode(&rec))?;
+                keys.insert(key.id.as_bytes(), key_bytes.clone())?;
+                device_keys.insert(index.clone(), &[][..])?;
+                Ok(())
+            });
+        match result {
+            Ok(()) => Ok(ActivateOutcome::Done),
+            Err(TransactionError::Abort(why)) => {
+                self.files()?.vault.shred(&[share_ref.slot, verifier_ref.slot])?;
+                match why {
+                    Abort::Outcome(outcome) => Ok(outcome),
+                    Abort::AuditSeqTaken(seq) => Err(audit_seq_taken(seq)),
+                }
+            }
+            // Not shredded: the transaction may have reached the disk; if it did not, the
+            // slots are unreferenced and the next start (a full check) zeroes them.
+            Err(TransactionError::Storage(e)) => {
+                self.files()?.vault.mark_suspect();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.files()?.keys.get(id.as_bytes())?.map(|v| self.decode_key(id.as_bytes(), &v)).transpose()
+    }
+
+    fn keys_of_device(&self, device_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let prefix = format!("{device_id}/");
+        let mut out = Vec::new();
+        for entry in self.files()?.device_keys.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = entry?;
+            let key_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(rec) = self.key(&key_id)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn keys_where(&self, keep: &mut dyn FnMut(&KeyRecord) -> bool) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.files()?.keys.iter() {
+            let (k, v) = entry?;
+            let rec = self.decode_key(&k, &v)?;
+            if keep(&rec) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn edit_key(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut KeyRecord) -> bool,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let mut seen = None;
+        let stored = self.change_stored(id, |stored| {
+            let before = self.filled(stored.clone())?;
+            let mut after = before.clone();
+            let write = change(&mut after);
+            if write {
+                check_edit(&before, &after)?;
+                stored.key = after.clone();
+                *stored = self.slimmed(stored.clone())?;
+            }
+            seen = Some(after);
+            Ok(write)
+        })?;
+        Ok(stored.and(seen))
+    }
+
+    fn key_secret(&self, key_id: &str, kind: SecretKind) -> Result<Option<Vec<u8>>, StoreError> {
+        self.key_owned_secret(key_id, kind)
+    }
+
+    fn count_pin_failure(
+        &self,
+        key_id: &str,
+        expected: u32,
+        max: u32,
+        audit: Option<&AuditAppend>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let _writing = self.writing();
+        let f = self.files()?;
+        let moved = || ConflictableTransactionError::Abort(Abort::Outcome(()));
+        let result = (&f.keys, &f.audit).transaction(|(keys, audit_tree)| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else { return Err(moved()) };
+            let mut rec = StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| moved())?;
+            let pin = &mut rec.key.pin;
+            if pin.locked || pin.failures != expected {
+                return Err(moved());
+            }
+            pin.failures += 1;
+            pin.locked = pin.failures >= max;
+            if let Some(a) = audit {
+                append_in(audit_tree, a)?;
+            }
+            keys.insert(key_id.as_bytes(), rec.encode())?;
+            Ok(rec)
+        });
+        match result {
+            Ok(rec) => Ok(Some(self.filled(rec)?)),
+            Err(TransactionError::Abort(Abort::Outcome(()))) => Ok(None),
+            Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    fn reset_pin_failures(&self, key_id: &str) -> Result<PinReset, StoreError> {
+        let mut locked = false;
+        let rec = self.change_stored(key_id, |k| {
+            locked = k.key.pin.locked;
+            let write = !locked && k.key.pin.failures != 0;
+            k.key.pin.failures = if locked { k.key.pin.failures } else { 0 };
+            Ok(write)
+        })?;
+        Ok(match rec {
+            None => PinReset::Gone,
+            Some(_) if locked => PinReset::Locked,
+            Some(_) => PinReset::Done,
+        })
+    }
+
+    fn unlock_pin(&self, key_id: &str) -> Result<Option<bool>, StoreError> {
+        let mut changed = false;
+        let rec = self.change_stored(key_id, |k| {
+            changed = k.key.pin != PinState::default();
+            k.key.pin = PinState::default();
+            Ok(changed)
+        })?;
+        Ok(rec.map(|_| changed))
+    }
+
+    fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
+        let _writing = self.writing();
+        let new_ref = self.files()?.vault.put(verifier_blob)?;
+        let new_ref_hex = hex::encode(new_ref.encode());
+        let result = self.files()?.keys.transaction(|keys| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(()));
+            };
+            let mut rec =
+                StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            let old =
+                rec.stored_secret(SecretKind::PinVerifier).map_err(|_| ConflictableTransactionError::Abort(()))?;
+            rec.key.pin = PinState::default();
+            rec.verifier_ref = Some(new_ref_hex.clone());
+            keys.insert(key_id.as_bytes(), rec.encode())?;
+            Ok(slot_of(old.as_deref()))
+        });
+        match result {
+            Ok(old) => {
+                self.flush_blocking()?;
+                self.files()?.vault.shred(&old.into_iter().collect::<Vec<_>>())?;
+                Ok(true)
+            }
+            Err(TransactionError::Abort(())) => {
+                self.files()?.vault.shred(&[new_ref.slot])?;
+                Ok(false)
+            }
+            Err(TransactionError::Storage(e)) => {
+                self.files()?.vault.mark_suspect();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
+        let _writing = self.writing();
+        let f = self.files()?;
+        let gone = || ConflictableTransactionError::Abort(Abort::Outcome(()));
+        let result = (&f.keys, &f.audit).transaction(|(keys, audit_tree)| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else {
+                return Err(gone());
+            };
+            let mut rec = StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| gone())?;
+            let share = rec.stored_secret(SecretKind::Share).map_err(|_| gone())?;
+            let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| gone())?;
+            if let Some(a) = audit {
+                append_in(audit_tree, a)?;
+            }
+            rec.key.status = KeyStatus::Revoked;
+            rec.key.revocation_reason = Some(reason.to_owned());
+            rec.share_ref = None;
+            rec.verifier_ref = None;
+            keys.insert(key_id.as_bytes(), rec.encode())?;
+            Ok((rec, [slot_of(share.as_deref()), slot_of(verifier.as_deref())]))
+        });
+        match result {
+            Ok((rec, slots)) => {
+                self.flush_blocking()?;
+                self.files()?.vault.shred(&slots.into_iter().flatten().collect::<Vec<_>>())?;
+                Ok(Some(self.filled(rec)?))
+            }
+            Err(TransactionError::Abort(Abort::Outcome(()))) => Ok(None),
+            Err(TransactionError::Abort(Abort::AuditSeqTaken(seq))) => Err(audit_seq_taken(seq)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+}

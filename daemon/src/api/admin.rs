@@ -1,21 +1,19 @@
 //! The log and the CA adapters: `GET /v1/audit` and `/v1/plugins/…`.
 
-use std::sync::Arc;
-
 use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
-use super::Api;
+use super::Ctx;
 use super::caller::{Admin, Caller};
 use super::error::ApiError;
-use super::extract::{NoBody, Params};
+use super::extract::{Id, NoBody};
 use super::views::{self, Reply};
 use super::wire::{self, AuditQuery};
 use crate::keys::Actor;
 
 /// Operators see the whole chain; a platform its own scan report; a phone the log of one
 /// of its keys.
-pub async fn audit(State(api): State<Arc<Api>>, caller: Caller, RawQuery(query): RawQuery, _: NoBody) -> Reply {
+pub async fn audit(State(api): Ctx, caller: Caller, RawQuery(query): RawQuery, _: NoBody) -> Reply {
     let mut q = AuditQuery::parse(query.as_deref().unwrap_or(""))?;
     match &caller {
         Caller::Admin { .. } => {}
@@ -32,11 +30,11 @@ pub async fn audit(State(api): State<Arc<Api>>, caller: Caller, RawQuery(query):
     views::ok(views::audit_entries(&entries))
 }
 
-pub async fn plugins(State(api): State<Arc<Api>>, _: Admin, _: NoBody) -> Reply {
+pub async fn plugins(State(api): Ctx, _: Admin, _: NoBody) -> Reply {
     views::ok(views::plugins(api.plugins.list()))
 }
 
-pub async fn crl(State(api): State<Arc<Api>>, _: Caller, Params(name): Params<String>, _: NoBody) -> Reply {
+pub async fn crl(State(api): Ctx, _: Caller, Id(name): Id, _: NoBody) -> Reply {
     let answer = api.plugins.call(&name, "crl", &json!({})).await?;
     if answer.get("crl").and_then(Value::as_str).is_none() {
         let reason = "crl answer lacks `crl`".into();
@@ -45,13 +43,7 @@ pub async fn crl(State(api): State<Arc<Api>>, _: Caller, Params(name): Params<St
     views::ok(answer)
 }
 
-pub async fn status(
-    State(api): State<Arc<Api>>,
-    _: Caller,
-    Params(name): Params<String>,
-    RawQuery(query): RawQuery,
-    _: NoBody,
-) -> Reply {
+pub async fn status(State(api): Ctx, _: Caller, Id(name): Id, RawQuery(query): RawQuery, _: NoBody) -> Reply {
     let serial = wire::serial_query(query.as_deref().unwrap_or(""))?;
     views::ok(api.plugins.call(&name, "status", &json!({ "serial": serial })).await?)
 }

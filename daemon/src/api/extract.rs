@@ -34,6 +34,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
     }
 }
 
+/// The `{id}` of a route template.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Params::<String>::from_request_parts(parts, state).await.map(|Params(id)| Id(id))
+    }
+}
+
 /// `[api] max_body_bytes`, from the router's state.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -78,10 +89,10 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Zeroizing<Vec<u8>>,
     if seen > limit as u64 { Err(too_large) } else { Ok(buf) }
 }
 
-/// A JSON body decoded strictly into `T`.
-pub struct StrictJson<T>(pub T);
+/// A JSON body decoded strictly into `T` (mcsd's own, not axum's: see above).
+pub struct Json<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T>
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T>
 where
     BodyLimit: FromRef<S>,
 {
@@ -89,7 +100,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let body = read_body(req, BodyLimit::from_ref(state).0).await?;
-        wire::parse(&body).map(StrictJson)
+        wire::parse(&body).map(Json)
     }
 }
 
@@ -219,12 +230,12 @@ mod tests {
         }
         let limit = BodyLimit(100);
         let req = Request::new(Body::from(r#"{"a":1}"#));
-        assert!(StrictJson::<T>::from_request(req, &limit).await.is_ok());
+        assert!(Json::<T>::from_request(req, &limit).await.is_ok());
         let req = Request::new(Body::from(r#"{"a":1,"b":2}"#));
-        let err = StrictJson::<T>::from_request(req, &limit).await.err().unwrap();
+        let err = Json::<T>::from_request(req, &limit).await.err().unwrap();
         assert_eq!(err.code(), "bad_request");
         assert!(err.to_string().starts_with("invalid JSON body: unknown field `b`"), "{err}");
         let req = Request::new(Body::from(vec![b' '; 101]));
-        assert_eq!(StrictJson::<T>::from_request(req, &limit).await.err().unwrap().code(), "payload_too_large");
+        assert_eq!(Json::<T>::from_request(req, &limit).await.err().unwrap().code(), "payload_too_large");
     }
 }

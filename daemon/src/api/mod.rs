@@ -74,6 +74,9 @@ impl Api {
     }
 }
 
+/// The state every handler takes.
+type Ctx = State<Arc<Api>>;
+
 impl FromRef<Arc<Api>> for BodyLimit {
     fn from_ref(api: &Arc<Api>) -> BodyLimit {
         BodyLimit(api.max_body_bytes)

@@ -1,34 +1,25 @@
 //! `/v1/tasks/…`: scan tasks, created by gateways and carried out by phones.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 
-use super::Api;
+use super::Ctx;
 use super::caller::{Caller, Device, Gateway};
 use super::error::ApiError;
-use super::extract::{NoBody, Params, StrictJson};
+use super::extract::{Id, Json, NoBody};
 use super::views::{self, Reply};
 use super::wire::{
     self, BatchRequest, ClaimRequest, CompleteRequest, Completion, Cosign, CosignRequest, CreateTaskRequest,
     RejectRequest,
 };
 
-pub async fn create(
-    State(api): State<Arc<Api>>,
-    Gateway { platform }: Gateway,
-    StrictJson(req): StrictJson<CreateTaskRequest>,
-) -> Reply {
+pub async fn create(State(api): Ctx, Gateway { platform }: Gateway, Json(req): Json<CreateTaskRequest>) -> Reply {
     views::created(views::task_created(&api.tasks.create(&platform, req.validate()?).await?))
 }
 
 /// One PIN proof over a whole batch of signing tasks; each task answers on its own.
-pub async fn batch_cosign(
-    State(api): State<Arc<Api>>,
-    Device(device): Device,
-    StrictJson(req): StrictJson<BatchRequest>,
-) -> Reply {
+pub async fn batch_cosign(State(api): Ctx, Device(device): Device, Json(req): Json<BatchRequest>) -> Reply {
     let (key_id, proof, items) = req.validate()?;
     let ids: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
     let results = api.tasks.batch_cosign(&key_id, &device, items, &proof).await?;
@@ -36,13 +27,7 @@ pub async fn batch_cosign(
 }
 
 /// The creating gateway, or a phone with the task's token.
-pub async fn get(
-    State(api): State<Arc<Api>>,
-    caller: Caller,
-    Params(id): Params<String>,
-    RawQuery(query): RawQuery,
-    _: NoBody,
-) -> Reply {
+pub async fn get(State(api): Ctx, caller: Caller, Id(id): Id, RawQuery(query): RawQuery, _: NoBody) -> Reply {
     let task = match &caller {
         Caller::Gateway { platform, .. } => api.tasks.for_gateway(platform, &id)?,
         Caller::App { .. } => api.tasks.for_phone(&id, &wire::token_query(query.as_deref().unwrap_or(""))?).await?,
@@ -51,21 +36,11 @@ pub async fn get(
     views::ok(views::task(&task))
 }
 
-pub async fn claim(
-    State(api): State<Arc<Api>>,
-    Device(device): Device,
-    Params(id): Params<String>,
-    StrictJson(req): StrictJson<ClaimRequest>,
-) -> Reply {
+pub async fn claim(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<ClaimRequest>) -> Reply {
     views::ok(views::claimed(&api.tasks.claim(&id, &req.token, &req.key_id, &device).await?))
 }
 
-pub async fn cosign(
-    State(api): State<Arc<Api>>,
-    Device(device): Device,
-    Params(id): Params<String>,
-    StrictJson(req): StrictJson<CosignRequest>,
-) -> Reply {
+pub async fn cosign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CosignRequest>) -> Reply {
     let (token, proof) = (&req.token, &req.pin_proof);
     match req.validate()? {
         Cosign::Sign { q1, q1_hex } => {
@@ -77,12 +52,7 @@ pub async fn cosign(
     }
 }
 
-pub async fn complete(
-    State(api): State<Arc<Api>>,
-    Device(device): Device,
-    Params(id): Params<String>,
-    StrictJson(req): StrictJson<CompleteRequest>,
-) -> Reply {
+pub async fn complete(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CompleteRequest>) -> Reply {
     match req.validate()? {
         Completion::Signature(sig) => api.tasks.complete_sign(&id, &req.token, &device, sig).await?,
         Completion::Plaintext(p) => api.tasks.complete_decrypt(&id, &req.token, &device, p).await?,
@@ -90,12 +60,7 @@ pub async fn complete(
     views::ok(views::status("completed"))
 }
 
-pub async fn reject(
-    State(api): State<Arc<Api>>,
-    Device(device): Device,
-    Params(id): Params<String>,
-    StrictJson(req): StrictJson<RejectRequest>,
-) -> Reply {
+pub async fn reject(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<RejectRequest>) -> Reply {
     req.validate()?;
     api.tasks.reject(&id, &req.token, &device, &req.reason).await?;
     views::ok(views::status("rejected"))
@@ -103,9 +68,9 @@ pub async fn reject(
 
 /// Long-polls up to `?wait=` seconds for the task to leave `pending`/`claimed`.
 pub async fn result(
-    State(api): State<Arc<Api>>,
+    State(api): Ctx,
     Gateway { platform }: Gateway,
-    Params(id): Params<String>,
+    Id(id): Id,
     RawQuery(query): RawQuery,
     _: NoBody,
 ) -> Reply {

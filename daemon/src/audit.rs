@@ -931,22 +931,6 @@ pub fn verify(store: &dyn Storage, opts: &VerifyOptions<'_>) -> Result<Verified,
     Ok(out)
 }
 
-/// An entry for the API.
-pub fn view(e: &Entry) -> Value {
-    json!({
-        "seq": e.seq,
-        "at": crate::clock::rfc3339(e.at / 1000),
-        "event": e.event,
-        "actor": e.actor,
-        "key_id": e.key_id,
-        "platform": e.platform,
-        "task_id": e.task_id,
-        "outcome": e.outcome,
-        "detail": e.detail,
-        "hash": e.hash,
-    })
-}
-
 /// Where a config's checkpoint file is, for `mcsd` commands that take `--since-checkpoint`.
 pub fn configured_checkpoint_file(cfg: &AuditConfig) -> Option<PathBuf> {
     cfg.checkpoint_file.clone().filter(|p| p.exists())

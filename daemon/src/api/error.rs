@@ -6,6 +6,9 @@
 //! `internal` and `hsm_unavailable` variants carry only a fixed message, and the detail is
 //! logged by whoever converts.
 
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 /// A caller-visible error: code and HTTP status exactly as in API.md.
@@ -21,6 +24,10 @@ pub enum ApiError {
     DeviceMismatch,
     #[error("{0}")]
     NotFound(String),
+    /// A known path, a method it does not take: `not_found` (the code a wrong method always
+    /// had) with status 405; the router adds the `Allow` header.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -66,7 +73,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::DeviceMismatch => "device_mismatch",
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TaskState(_) => "task_state",
             ApiError::PinIncorrect { .. } => "pin_incorrect",
@@ -98,6 +105,7 @@ impl ApiError {
             | ApiError::PlatformNotAuthorized(_)
             | ApiError::NoPermission(_) => 403,
             ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) | ApiError::TaskState(_) | ApiError::KeyInactive(_) | ApiError::CertMismatch(_) => {
                 409
             }
@@ -143,6 +151,25 @@ impl ApiError {
 
     pub fn bad_request(msg: impl Into<String>) -> Self {
         ApiError::BadRequest(msg.into())
+    }
+}
+
+/// The code of an error answer, in the response's extensions: the metrics and the audit
+/// entry record it without parsing the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp =
+            (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], self.body().to_string())
+                .into_response();
+        if let Some(secs) = self.retry_after() {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp.extensions_mut().insert(ErrorCode(self.code()));
+        resp
     }
 }
 
@@ -244,6 +271,7 @@ mod tests {
             (ApiError::Forbidden("x".into()), "forbidden", 403),
             (ApiError::DeviceMismatch, "device_mismatch", 403),
             (ApiError::NotFound("x".into()), "not_found", 404),
+            (ApiError::MethodNotAllowed("x".into()), "not_found", 405),
             (ApiError::Conflict("x".into()), "conflict", 409),
             (ApiError::PinIncorrect { remaining_attempts: 2 }, "pin_incorrect", 403),
             (ApiError::PinLocked, "pin_locked", 423),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use base64::Engine;
 use der::{Decode, Encode};
 use mcs_pdfseal::{cms, pdf, seal};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::config::SealsConfig;
@@ -87,6 +87,47 @@ pub enum Signed<'a> {
     Digest([u8; 32]),
     /// The message; `e` is computed with the certificate's key and the default ID.
     Message(&'a [u8]),
+}
+
+/// `verify/signature`: every failed check is one error; none means valid.
+pub struct SignatureVerdict {
+    pub errors: Vec<String>,
+    /// The certificate's subject.
+    pub signer: String,
+    /// Hex, as in the key view.
+    pub certificate_serial: String,
+}
+
+/// `verify/seal`.
+pub struct SealVerdict {
+    pub es_id: String,
+    pub name: String,
+    /// Unix seconds.
+    pub valid_from: u64,
+    pub valid_to: u64,
+    pub errors: Vec<String>,
+}
+
+/// `verify/pdf`: one verdict per signature field, in document order.
+pub struct PdfVerdict {
+    pub signatures: Vec<PdfSignatureVerdict>,
+}
+
+pub struct PdfSignatureVerdict {
+    pub field: Option<String>,
+    pub covers_whole_document: bool,
+    /// The signer certificate's subject, when the certificate parses.
+    pub signer: Option<String>,
+    /// The signing time (unix seconds) the signature claims.
+    pub signed_at: Option<u64>,
+    /// The seal in the signature, when it parses.
+    pub seal: Option<SealName>,
+    pub errors: Vec<String>,
+}
+
+pub struct SealName {
+    pub es_id: String,
+    pub name: String,
 }
 
 /// Trust anchors and revocations for one verification.
@@ -505,7 +546,7 @@ impl SealService {
         signature: &[u8],
         certificate: &[u8],
         pool: &[Vec<u8>],
-    ) -> Result<Value, SealError> {
+    ) -> Result<SignatureVerdict, SealError> {
         let cert = x509_cert::Certificate::from_der(certificate)
             .map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
         let public =
@@ -532,16 +573,15 @@ impl SealService {
         if let Some(r) = Self::revocation_of(&trust, certificate) {
             errors.push(r);
         }
-        Ok(json!({
-            "valid": errors.is_empty(),
-            "errors": errors,
-            "signer": cert.tbs_certificate().subject().to_string(),
-            "certificate_serial": hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
-        }))
+        Ok(SignatureVerdict {
+            errors,
+            signer: cert.tbs_certificate().subject().to_string(),
+            certificate_serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
+        })
     }
 
     /// `POST /v1/verify/seal`.
-    pub fn verify_seal(&self, der: &[u8]) -> Result<Value, SealError> {
+    pub fn verify_seal(&self, der: &[u8]) -> Result<SealVerdict, SealError> {
         let view = seal::verify(der).map_err(|e| SealError::Invalid(e.to_string()))?;
         let mut errors = view.errors.clone();
         let trust = self.trust()?;
@@ -552,25 +592,31 @@ impl SealService {
         if at < view.valid_from || at > view.valid_to {
             errors.push("the seal is outside its validity period".into());
         }
-        Ok(json!({
-            "valid": errors.is_empty(),
-            "es_id": view.es_id,
-            "name": view.name,
-            "valid_from": crate::clock::rfc3339(view.valid_from as i64),
-            "valid_to": crate::clock::rfc3339(view.valid_to as i64),
-            "errors": errors,
-        }))
+        Ok(SealVerdict {
+            es_id: view.es_id,
+            name: view.name,
+            valid_from: view.valid_from,
+            valid_to: view.valid_to,
+            errors,
+        })
     }
 
     /// `POST /v1/verify/pdf`: every signature, checked in full.
-    pub fn verify_pdf(&self, pdf_bytes: &[u8]) -> Result<Value, SealError> {
+    pub fn verify_pdf(&self, pdf_bytes: &[u8]) -> Result<PdfVerdict, SealError> {
         let found = pdf::signatures(pdf_bytes).map_err(|e| SealError::Invalid(e.to_string()))?;
         let trust = self.trust()?;
         let roots = &trust.roots;
         let mut out = Vec::new();
         for f in found {
             let mut errors: Vec<String> = Vec::new();
-            let mut entry = json!({ "field": f.field, "covers_whole_document": f.covers_whole_document });
+            let mut entry = PdfSignatureVerdict {
+                field: f.field.clone(),
+                covers_whole_document: f.covers_whole_document,
+                signer: None,
+                signed_at: None,
+                seal: None,
+                errors: Vec::new(),
+            };
             if !f.range_ok {
                 errors.push("ByteRange is malformed or does not exclude exactly the signature".into());
             }
@@ -583,7 +629,7 @@ impl SealService {
                         errors.push("document digest mismatch: the signed bytes were changed".into());
                     }
                     if let Ok(c) = x509_cert::Certificate::from_der(&p.signer_certificate) {
-                        entry["signer"] = json!(c.tbs_certificate().subject().to_string());
+                        entry.signer = Some(c.tbs_certificate().subject().to_string());
                     }
                     match p.algorithm {
                         cms::Algorithm::Sm2 => match mcs_pdfseal::sm2_public_key_of(&p.signer_certificate) {
@@ -602,7 +648,7 @@ impl SealService {
                         }
                     }
                     if let Some(t) = p.signing_time {
-                        entry["signed_at"] = json!(crate::clock::rfc3339(t as i64));
+                        entry.signed_at = Some(t);
                     }
                     if !Self::chains_to_root(&p.signer_certificate, &p.certificates, roots) {
                         errors.push("the signer certificate does not chain to a trusted CA".into());
@@ -615,7 +661,7 @@ impl SealService {
                         Some(s) => match seal::verify(s) {
                             Err(e) => errors.push(format!("seal: {e}")),
                             Ok(view) => {
-                                entry["seal"] = json!({ "es_id": view.es_id, "name": view.name });
+                                entry.seal = Some(SealName { es_id: view.es_id.clone(), name: view.name.clone() });
                                 errors.extend(view.errors.iter().map(|e| format!("seal: {e}")));
                                 if !view.signer_certificates.contains(&p.signer_certificate) {
                                     errors
@@ -632,11 +678,10 @@ impl SealService {
                     }
                 }
             }
-            entry["valid"] = json!(errors.is_empty());
-            entry["errors"] = json!(errors);
+            entry.errors = errors;
             out.push(entry);
         }
-        Ok(json!({ "signatures": out }))
+        Ok(PdfVerdict { signatures: out })
     }
 
     pub fn keys(&self) -> &Arc<KeyService> {
@@ -701,6 +746,7 @@ pub fn parse_placement(v: &Value) -> Result<pdf::Placement, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn placements_of_api_md_parse_and_bad_ones_are_refused() {

@@ -188,7 +188,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         api_listener,
         ApiConnections {
             tls: tls_now.clone(),
-            api: api.clone(),
+            router: api.router(),
             gate: gate.clone(),
             limits,
             request_bound,
@@ -361,7 +361,8 @@ async fn accept_backoff(failures: &mut u32, error: &std::io::Error, what: &str) 
 #[derive(Clone)]
 struct ApiConnections {
     tls: Arc<std::sync::RwLock<(TlsAcceptor, Arc<Anchors>)>>,
-    api: Arc<Api>,
+    /// The API's router; each request gets its connection's caller before it is routed.
+    router: axum::Router,
     gate: Arc<ConnectionGate>,
     limits: ConnectionLimits,
     /// The longest one request may take: the request timeout plus the longest long-poll.
@@ -454,13 +455,19 @@ async fn serve_api_connection(
     };
     let caller = Arc::new(caller);
     let activity = Arc::new(Activity { in_flight: AtomicUsize::new(0), last: std::sync::Mutex::new(Instant::now()) });
-    let (api, bound, seen) = (shared.api.clone(), shared.request_bound, activity.clone());
-    let service = service_fn(move |req: Request<Incoming>| {
-        let (api, caller, seen) = (api.clone(), caller.clone(), seen.clone());
+    let (router, bound, seen) = (shared.router.clone(), shared.request_bound, activity.clone());
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        let (mut router, caller, seen) = (router.clone(), caller.clone(), seen.clone());
         async move {
             seen.touch(1);
-            let answer = match tokio::time::timeout(bound, api.handle(&caller, req)).await {
-                Ok(resp) => resp,
+            match &*caller {
+                Ok(c) => _ = req.extensions_mut().insert(c.clone()),
+                Err(why) => _ = req.extensions_mut().insert(crate::api::Unidentified(why.clone())),
+            }
+            crate::api::trim_trailing_slashes(&mut req);
+            let answer = match tokio::time::timeout(bound, tower_service::Service::call(&mut router, req)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
                 Err(_) => {
                     crate::metrics::METRICS.connections_closed.with_label_values(&["request_timeout"]).inc();
                     tracing::warn!(%peer, "request timed out");

@@ -1,0 +1,46 @@
+//! The log and the CA adapters: `GET /v1/audit` and `/v1/plugins/…`.
+
+use axum::extract::{RawQuery, State};
+
+use super::Ctx;
+use super::caller::{Admin, Caller};
+use super::error::ApiError;
+use super::extract::{Id, NoBody};
+use super::views::{self, Reply};
+use super::wire::{self, AuditQuery};
+use crate::keys::Actor;
+use crate::plugins::ca::{CaAdapter, StatusRequest};
+
+/// Operators see the whole chain; a platform its own scan report; a phone the log of one
+/// of its keys.
+pub async fn audit(State(api): Ctx, caller: Caller, RawQuery(query): RawQuery, _: NoBody) -> Reply {
+    let mut q = AuditQuery::parse(query.as_deref().unwrap_or(""))?;
+    match &caller {
+        Caller::Admin { .. } => {}
+        Caller::Gateway { platform, .. } => q.platform = Some(platform.clone()),
+        Caller::App { device_id } => {
+            let k = q.key_id.clone().ok_or_else(|| ApiError::bad_request("key_id is required"))?;
+            api.keys.key_for(&k, &Actor::Device(device_id))?;
+        }
+    }
+    let entries = api
+        .audit
+        .query(q.key_id.as_deref(), q.platform.as_deref(), q.since, q.limit)
+        .map_err(crate::keys::KeyError::from)?;
+    views::ok(views::audit_entries(&entries))
+}
+
+pub async fn plugins(State(api): Ctx, _: Admin, _: NoBody) -> Reply {
+    views::ok(views::plugins(api.plugins.list()))
+}
+
+pub async fn crl(State(api): Ctx, _: Caller, Id(name): Id, _: NoBody) -> Reply {
+    // The façade refuses an answer without `crl` (plugin_error).
+    views::ok(views::adapter_answer(&CaAdapter::crl(&*api.plugins, &name).await?))
+}
+
+pub async fn status(State(api): Ctx, _: Caller, Id(name): Id, RawQuery(query): RawQuery, _: NoBody) -> Reply {
+    let serial = wire::serial_query(query.as_deref().unwrap_or(""))?;
+    let answer = CaAdapter::status(&*api.plugins, &name, &StatusRequest { serial }).await?;
+    views::ok(views::adapter_answer(&answer))
+}

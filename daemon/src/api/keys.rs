@@ -1,0 +1,78 @@
+//! `/v1/keys/…`: listing and reading keys, co-signing and decrypting with them, PIN change
+//! and unlock, revocation, successors, platform grants.
+
+use axum::extract::{RawQuery, State};
+
+use super::Ctx;
+use super::caller::{Admin, AdminOrDevice, Device};
+use super::extract::{EmptyObject, Id, Ignored, Json, NoBody, Params};
+use super::views::{self, Reply};
+use super::wire::{
+    self, ChangePinRequest, DecryptRequest, PlatformRequest, RevokeRequest, SignRequest, SuccessorRequest,
+};
+
+pub async fn list(State(api): Ctx, who: AdminOrDevice, RawQuery(query): RawQuery, _: Ignored) -> Reply {
+    let (subject, status) = wire::key_filters(query.as_deref().unwrap_or(""))?;
+    let list = api.keys.list(&who.actor(), subject.as_deref(), status)?;
+    views::ok(views::keys(&list, api.keys.pin_max_attempts()))
+}
+
+pub async fn get(State(api): Ctx, who: AdminOrDevice, Id(id): Id, _: NoBody) -> Reply {
+    let key = api.keys.key_for(&id, &who.actor())?;
+    views::ok(views::key(&key, api.keys.pin_max_attempts()))
+}
+
+pub async fn sign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<SignRequest>) -> Reply {
+    let (e, q1, mode, proof) = req.validate()?;
+    views::ok(views::signed(&api.keys.sign(&id, &device, e, q1, mode, proof).await?))
+}
+
+pub async fn decrypt(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<DecryptRequest>) -> Reply {
+    let (t1, proof) = req.validate()?;
+    views::ok(views::decrypted(&api.keys.decrypt(&id, &device, t1, proof).await?))
+}
+
+pub async fn change_pin(
+    State(api): Ctx,
+    Device(device): Device,
+    Id(id): Id,
+    Json(req): Json<ChangePinRequest>,
+) -> Reply {
+    let (verifier, proof) = req.validate()?;
+    api.keys.change_pin(&id, &device, verifier, proof).await?;
+    views::no_content()
+}
+
+pub async fn unlock(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Reply {
+    api.keys.unlock(&id).await?;
+    views::no_content()
+}
+
+pub async fn revoke(State(api): Ctx, who: AdminOrDevice, Id(id): Id, Json(req): Json<RevokeRequest>) -> Reply {
+    let actor = who.actor();
+    let proof = req.validate(&actor)?;
+    let key = api.keys.revoke(&id, &actor, &req.reason, proof).await?;
+    views::ok(views::key(&key, api.keys.pin_max_attempts()))
+}
+
+pub async fn successor(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SuccessorRequest>) -> Reply {
+    req.validate()?;
+    let created = api.keys.create_successor(&id, &req.reason, req.subject, req.validity_days).await?;
+    views::created(views::successor(&created, &id))
+}
+
+pub async fn authorize_platform(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<PlatformRequest>) -> Reply {
+    let (until, once) = req.validate()?;
+    let key = api.keys.authorize_platform(&id, &req.platform, until, once).await?;
+    views::created(views::key(&key, api.keys.pin_max_attempts()))
+}
+
+pub async fn remove_platform(
+    State(api): Ctx,
+    _: Admin,
+    Params((id, platform)): Params<(String, String)>,
+    _: NoBody,
+) -> Reply {
+    api.keys.remove_platform(&id, &platform).await?;
+    views::no_content()
+}

@@ -1,0 +1,79 @@
+//! `/v1/tasks/…`: scan tasks, created by gateways and carried out by phones.
+
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+
+use super::Ctx;
+use super::caller::{Caller, Device, Gateway};
+use super::error::ApiError;
+use super::extract::{Id, Json, NoBody};
+use super::views::{self, Reply};
+use super::wire::{
+    self, BatchRequest, ClaimRequest, CompleteRequest, Completion, Cosign, CosignRequest, CreateTaskRequest,
+    RejectRequest,
+};
+
+pub async fn create(State(api): Ctx, Gateway { platform }: Gateway, Json(req): Json<CreateTaskRequest>) -> Reply {
+    views::created(views::task_created(&api.tasks.create(&platform, req.validate()?).await?))
+}
+
+/// One PIN proof over a whole batch of signing tasks; each task answers on its own.
+pub async fn batch_cosign(State(api): Ctx, Device(device): Device, Json(req): Json<BatchRequest>) -> Reply {
+    let (key_id, proof, items) = req.validate()?;
+    let ids: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+    let results = api.tasks.batch_cosign(&key_id, &device, items, &proof).await?;
+    views::ok(views::batch(&ids, results))
+}
+
+/// The creating gateway, or a phone with the task's token.
+pub async fn get(State(api): Ctx, caller: Caller, Id(id): Id, RawQuery(query): RawQuery, _: NoBody) -> Reply {
+    let task = match &caller {
+        Caller::Gateway { platform, .. } => api.tasks.for_gateway(platform, &id)?,
+        Caller::App { .. } => api.tasks.for_phone(&id, &wire::token_query(query.as_deref().unwrap_or(""))?).await?,
+        Caller::Admin { .. } => return Err(ApiError::Forbidden("role `admin` may not call this endpoint".into())),
+    };
+    views::ok(views::task(&task))
+}
+
+pub async fn claim(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<ClaimRequest>) -> Reply {
+    views::ok(views::claimed(&api.tasks.claim(&id, &req.token, &req.key_id, &device).await?))
+}
+
+pub async fn cosign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CosignRequest>) -> Reply {
+    let (token, proof) = (&req.token, &req.pin_proof);
+    match req.validate()? {
+        Cosign::Sign { q1, q1_hex } => {
+            views::ok(views::sign_response(&api.tasks.cosign_sign(&id, token, &device, q1, q1_hex, proof).await?))
+        }
+        Cosign::Decrypt { t1, t1_hex } => {
+            views::ok(views::decrypted(&api.tasks.cosign_decrypt(&id, token, &device, t1, t1_hex, proof).await?))
+        }
+    }
+}
+
+pub async fn complete(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CompleteRequest>) -> Reply {
+    match req.validate()? {
+        Completion::Signature(sig) => api.tasks.complete_sign(&id, &req.token, &device, sig).await?,
+        Completion::Plaintext(p) => api.tasks.complete_decrypt(&id, &req.token, &device, p).await?,
+    }
+    views::ok(views::status("completed"))
+}
+
+pub async fn reject(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<RejectRequest>) -> Reply {
+    req.validate()?;
+    api.tasks.reject(&id, &req.token, &device, &req.reason).await?;
+    views::ok(views::status("rejected"))
+}
+
+/// Long-polls up to `?wait=` seconds for the task to leave `pending`/`claimed`.
+pub async fn result(
+    State(api): Ctx,
+    Gateway { platform }: Gateway,
+    Id(id): Id,
+    RawQuery(query): RawQuery,
+    _: NoBody,
+) -> Reply {
+    let wait = wire::wait_query(query.as_deref().unwrap_or(""))?;
+    views::ok(views::outcome(api.tasks.result(&platform, &id, Duration::from_secs(wait)).await?))
+}

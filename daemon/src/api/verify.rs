@@ -1,0 +1,31 @@
+//! `/v1/verify/…`: signatures, seals and sealed PDFs checked for anyone authenticated.
+//! Read-only, so not in the audit chain.
+
+use axum::extract::State;
+
+use super::Ctx;
+use super::caller::Caller;
+use super::error::ApiError;
+use super::extract::Json;
+use super::views::{self, Reply};
+use super::wire::{self, VerifyPdfRequest, VerifySealRequest, VerifySignatureRequest};
+
+pub async fn signature(State(api): Ctx, _: Caller, Json(req): Json<VerifySignatureRequest>) -> Reply {
+    let check = req.validate()?;
+    let verdict = api.seals.verify_signature(check.signed(), &check.signature, &check.certificate, &check.chain)?;
+    views::ok(views::signature_verdict(&verdict))
+}
+
+pub async fn seal(State(api): Ctx, _: Caller, Json(req): Json<VerifySealRequest>) -> Reply {
+    let seal = wire::b64(&req.seal, "seal")?;
+    views::ok(views::seal_verdict(&api.seals.verify_seal(&seal)?))
+}
+
+pub async fn pdf(State(api): Ctx, _: Caller, Json(req): Json<VerifyPdfRequest>) -> Reply {
+    let pdf = wire::b64(&req.pdf, "pdf")?;
+    let seals = api.seals.clone();
+    // Parsing and checking a whole PDF is CPU work: off the async workers.
+    let verdict =
+        tokio::task::spawn_blocking(move || seals.verify_pdf(&pdf)).await.map_err(|_| ApiError::Internal)??;
+    views::ok(views::pdf_verdict(&verdict))
+}

@@ -30,6 +30,9 @@
 //! store checks and inserts in one step, so a refusal writes nothing).
 
 pub mod callbacks;
+mod csr;
+mod sealing;
+use sealing::dry_run;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,41 +237,6 @@ impl TaskService {
 
     fn now(&self) -> i64 {
         self.clock.now()
-    }
-
-    /// After activation: the task in which the phone co-signs its certificate request.
-    /// The daemon writes the CertificationRequestInfo (the joint key, a provisional
-    /// subject — the CA sets the real one from the enrollment); the phone checks it is its
-    /// own key before co-signing.
-    pub async fn create_csr_task(&self, key: &KeyRecord) -> Result<CreatedTask, TaskError> {
-        let public = sm2_2p::point_from_hex(&key.public_key)
-            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let info = certificate_request_info(&public, &key.subject.name)?;
-        let id = format!("t_{}", random_hex(12)?);
-        let token = random_hex(16)?;
-        let display = TaskDisplay { title: "Install your certificate".into(), detail: Some(format!("CA: {}", key.ca)) };
-        let data = TaskData::Csr { key_id: key.id.clone(), request_info: B64.encode(&info) };
-        // The enrollment's activation already proved the phone; give it the longest TTL.
-        let task = new_task(
-            &id,
-            TaskKind::Csr,
-            String::new(),
-            &token,
-            display,
-            data,
-            None,
-            self.now(),
-            self.cfg.max_ttl.as_secs(),
-        );
-        // Internal: no gateway's quota applies, and activation writes its own entry.
-        self.store.insert_task(&task, &[], None, None)?;
-        self.store.flush().await?;
-        Ok(CreatedTask {
-            qr: qr_string(&self.cfg.public_url, &id, &token),
-            task_id: id,
-            token,
-            expires_at: task.expires_at,
-        })
     }
 
     pub fn config(&self) -> &TasksConfig {
@@ -605,85 +573,6 @@ impl TaskService {
         Ok(answer)
     }
 
-    async fn claim_csr(
-        &self,
-        task: &TaskRecord,
-        own: &str,
-        info_b64: &str,
-        key_id: &str,
-        device_id: &str,
-    ) -> Result<Claimed, TaskError> {
-        if own != key_id {
-            return Err(TaskError::State("this certificate request belongs to another key".into()));
-        }
-        let key = self.keys.key_for(key_id, &crate::keys::Actor::Device(device_id))?;
-        if key.status != KeyStatus::Pending {
-            return Err(TaskError::Key(KeyError::Inactive(key.status)));
-        }
-        let public = sm2_2p::point_from_hex(&key.public_key)
-            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let info = B64.decode(info_b64).map_err(|_| TaskError::Invalid("stored request info".into()))?;
-        let e = hex::encode(sm2_2p::e_for_message(&public, &info));
-        let mut t = self.next(task);
-        t.status = TaskStatus::Claimed;
-        t.key_id = Some(key.id.clone());
-        t.device_id = Some(device_id.to_owned());
-        t.e = Some(e.clone());
-        self.commit_request(Transition::of(&t)).await?;
-        Ok(Claimed::Digest(e))
-    }
-
-    /// Finish a certificate request: assemble the CSR with the joint signature, ask the
-    /// enrollment's CA adapter for the certificate, install it and finish the task in one
-    /// transaction (with the request's audit entry). If the CA fails, the task stays
-    /// co-signed and the phone may complete again.
-    async fn complete_csr(
-        &self,
-        task: &TaskRecord,
-        key_id: &str,
-        device_id: &str,
-        sig: Signature,
-    ) -> Result<(), TaskError> {
-        let TaskData::Csr { request_info, .. } = &task.data else { unreachable!("csr task") };
-        let key = self.keys.key_for(key_id, &crate::keys::Actor::Device(device_id))?;
-        if key.status != KeyStatus::Pending {
-            return Err(TaskError::Key(KeyError::Inactive(key.status)));
-        }
-        let public = sm2_2p::point_from_hex(&key.public_key)
-            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let e = task
-            .e
-            .as_deref()
-            .and_then(|e| sm2_2p::digest_from_hex(e).ok())
-            .ok_or(TaskError::Invalid("no digest".into()))?;
-        if !sm2_2p::verify(&public, &e, &sig) {
-            return Err(TaskError::Invalid("signature does not verify for this task".into()));
-        }
-        let info = B64.decode(request_info).map_err(|_| TaskError::Invalid("stored request info".into()))?;
-        let csr = certificate_request(&info, &sig)?;
-        let enrollment =
-            self.store.enrollment(&key.enrollment_id)?.ok_or(TaskError::Key(KeyError::NotFound("enrollment")))?;
-        let request = IssueRequest {
-            csr,
-            profile: enrollment.profile.clone().unwrap_or_else(|| match key.subject.kind {
-                SubjectKind::Person => "person".into(),
-                SubjectKind::Org => "org".into(),
-                SubjectKind::Operator => "operator".into(),
-            }),
-            subject: key.subject.clone(),
-            validity_days: key.validity_days,
-        };
-        let issued = self.plugins.issue(&key.ca, &request).await.map_err(TaskError::Plugin)?;
-        let cert = parse_issued(&issued, &public)
-            .map_err(|e| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason: e.to_string() }))?;
-        let mut t = self.next(task);
-        t.status = TaskStatus::Completed;
-        t.result = Some(json!({ "certificate": cert.der_b64, "key_id": key_id }));
-        self.commit_request(Transition { install_certificate: Some((key_id, &cert)), ..Transition::of(&t) }).await?;
-        self.keys.certificate_installed(key_id).await;
-        Ok(())
-    }
-
     /// May this device co-sign this claimed task with this nonce point? Returns the key.
     fn cosignable<'a>(task: &'a TaskRecord, device_id: &str, point: &AffinePoint) -> Result<&'a str, TaskError> {
         if task.status != TaskStatus::Claimed {
@@ -1017,105 +906,6 @@ impl TaskService {
             body["result_available"] = json!(!task.delivered);
         }
         Ok(Some(body))
-    }
-}
-
-/// One sealing of one PDF: the prepared revision and what the signer signs.
-struct SealJob {
-    seal_id: String,
-    prepared: mcs_pdfseal::pdf::Prepared,
-    attrs: x509_cert::attr::Attributes,
-    to_be_signed: Vec<u8>,
-    certificate: Vec<u8>,
-    chain: Vec<Vec<u8>>,
-}
-
-impl SealJob {
-    fn finish(self, sig: &Signature) -> Result<Vec<u8>, TaskError> {
-        let container = mcs_pdfseal::cms::signed_data(
-            mcs_pdfseal::cms::Algorithm::Sm2,
-            &self.certificate,
-            &self.chain,
-            self.attrs,
-            &sig.to_der(),
-        )
-        .map_err(|e| TaskError::Key(KeyError::Internal(format!("signature container: {e}"))))?;
-        self.prepared
-            .embed(&container)
-            .map_err(|e| TaskError::Key(KeyError::Internal(format!("embedding the signature: {e}"))))
-    }
-}
-
-/// Check that a PDF and placement can be sealed, with a stand-in picture.
-fn dry_run(pdf: &[u8], placement: &mcs_pdfseal::pdf::Placement) -> Result<(), TaskError> {
-    use mcs_pdfseal::pdf;
-    let image = mcs_pdfseal::image::PdfImage {
-        width: 1,
-        height: 1,
-        color_space: "DeviceGray",
-        filter: "FlateDecode",
-        data: mcs_pdfseal::image::deflate(&[0]),
-        smask: None,
-    };
-    let look = pdf::Appearance { image: &image, width_pt: 40.0, height_pt: 40.0 };
-    let fields =
-        pdf::SignatureFields { field_name: "probe", signer_name: "", reason: "", signing_time: 0, reserve: 16 };
-    pdf::prepare(pdf, placement, &look, &fields)
-        .map(|_| ())
-        .map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))
-}
-
-impl TaskService {
-    async fn seal_job(
-        &self,
-        task_id: &str,
-        pdf_b64: &str,
-        placement: &Value,
-        seal: crate::seals::SealForSigning,
-        key: &KeyRecord,
-        signing_time: u64,
-    ) -> Result<SealJob, TaskError> {
-        use mcs_pdfseal::{cms, pdf};
-        let internal = |e: String| TaskError::Key(KeyError::Internal(e));
-        let cert = key.certificate.as_ref().ok_or(TaskError::Key(KeyError::Conflict("the key has no certificate")))?;
-        let certificate = B64.decode(&cert.der_b64).map_err(|e| internal(e.to_string()))?;
-        let chain = cert
-            .chain_b64
-            .iter()
-            .map(|c| B64.decode(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| internal(e.to_string()))?;
-        let reserve = self.seals.reserve_for(&seal.der, certificate.len() + chain.iter().map(Vec::len).sum::<usize>());
-        let pdf_bytes = B64.decode(pdf_b64).map_err(|_| TaskError::Invalid("stored task data".into()))?;
-        let placement = crate::seals::parse_placement(placement).map_err(TaskError::Invalid)?;
-        let (field, signer, reason) = (
-            format!("mcsd-{task_id}"),
-            key.subject.name.clone(),
-            format!("{} seal: {}", seal.record.kind, seal.record.name),
-        );
-        let seal_id = seal.record.id.clone();
-        blocking(move || {
-            let look = pdf::Appearance {
-                image: &seal.picture,
-                width_pt: pdf::mm_to_pt(seal.record.width_mm as f64),
-                height_pt: pdf::mm_to_pt(seal.record.height_mm as f64),
-            };
-            let fields = pdf::SignatureFields {
-                field_name: &field,
-                signer_name: &signer,
-                reason: &reason,
-                signing_time,
-                reserve,
-            };
-            let prepared = pdf::prepare(&pdf_bytes, &placement, &look, &fields)
-                .map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))?;
-            let digest = cms::Algorithm::Sm2.digest(&prepared.signed_ranges());
-            let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &digest, signing_time, Some(&seal.der))
-                .map_err(|e| internal(e.to_string()))?;
-            let to_be_signed = cms::to_be_signed(&attrs).map_err(|e| internal(e.to_string()))?;
-            Ok(SealJob { seal_id, prepared, attrs, to_be_signed, certificate, chain })
-        })
-        .await
     }
 }
 

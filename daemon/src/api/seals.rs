@@ -7,11 +7,12 @@ use super::caller::{Admin, Caller};
 use super::error::ApiError;
 use super::extract::{EmptyObject, Id, Json, NoBody, Params};
 use super::views::{self, Reply};
-use super::wire::{self, SealGrantRequest, SealRequest};
+use super::wire;
 use crate::keys::Actor;
+use mcs_api::{SealGrantRequest, SealRequest};
 
 pub async fn create(State(api): Ctx, _: Admin, Json(req): Json<SealRequest>) -> Reply {
-    views::created(views::seal(&api.seals.create(req.validate()?).await?))
+    views::created(views::seal(&api.seals.create(wire::new_seal(req)?).await?))
 }
 
 /// Operators see every seal; a phone the seals of its own keys.
@@ -44,7 +45,7 @@ pub async fn revoke(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Re
 }
 
 pub async fn grant(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealGrantRequest>) -> Reply {
-    let (not_before, not_after) = req.validate()?;
+    let (not_before, not_after) = wire::seal_grant(&req)?;
     views::created(views::seal(&api.seals.grant(&id, &req.key_id, not_before, not_after).await?))
 }
 

@@ -10,7 +10,9 @@ use super::error::ApiError;
 use super::extract::{Id, Json, NoBody};
 use super::views::{self, Reply};
 use super::wire::{self, Completion, Cosign};
-use mcs_api::{BatchCosignRequest, ClaimRequest, CompleteRequest, CosignRequest, CreateTaskRequest, RejectRequest};
+use mcs_api::{
+    BatchCosignRequest, ClaimRequest, CompleteRequest, CosignRequest, CreateTaskRequest, RejectRequest, TaskStatus,
+};
 
 pub async fn create(State(api): Ctx, Gateway { platform }: Gateway, Json(req): Json<CreateTaskRequest>) -> Reply {
     views::created(views::task_created(&api.tasks.create(&platform, wire::new_task(req)?).await?))
@@ -55,13 +57,13 @@ pub async fn complete(State(api): Ctx, Device(device): Device, Id(id): Id, Json(
         Completion::Signature(sig) => api.tasks.complete_sign(&id, &req.token, &device, sig).await?,
         Completion::Plaintext(p) => api.tasks.complete_decrypt(&id, &req.token, &device, p).await?,
     }
-    views::ok(views::status("completed"))
+    views::ok(views::status(TaskStatus::Completed))
 }
 
 pub async fn reject(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<RejectRequest>) -> Reply {
     wire::reject(&req)?;
     api.tasks.reject(&id, &req.token, &device, &req.reason).await?;
-    views::ok(views::status("rejected"))
+    views::ok(views::status(TaskStatus::Rejected))
 }
 
 /// Long-polls up to `?wait=` seconds for the task to leave `pending`/`claimed`.

@@ -192,7 +192,8 @@ pub struct PdfVerdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PdfSignatureVerdict {
-    pub field: String,
+    /// The signature field's name; `null` when the field has none.
+    pub field: Option<String>,
     pub covers_whole_document: bool,
     /// The signer certificate's subject DN, when it parses.
     #[serde(default, skip_serializing_if = "Option::is_none")]

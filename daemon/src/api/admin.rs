@@ -31,16 +31,16 @@ pub async fn audit(State(api): Ctx, caller: Caller, RawQuery(query): RawQuery, _
 }
 
 pub async fn plugins(State(api): Ctx, _: Admin, _: NoBody) -> Reply {
-    views::ok(views::plugins(api.plugins.list()))
+    views::ok(views::plugins(&api.plugins.list()))
 }
 
 pub async fn crl(State(api): Ctx, _: Caller, Id(name): Id, _: NoBody) -> Reply {
     // The façade refuses an answer without `crl` (plugin_error).
-    views::ok(views::adapter_answer(&CaAdapter::crl(&*api.plugins, &name).await?))
+    views::ok(CaAdapter::crl(&*api.plugins, &name).await?)
 }
 
 pub async fn status(State(api): Ctx, _: Caller, Id(name): Id, RawQuery(query): RawQuery, _: NoBody) -> Reply {
     let serial = wire::serial_query(query.as_deref().unwrap_or(""))?;
     let answer = CaAdapter::status(&*api.plugins, &name, &StatusRequest { serial }).await?;
-    views::ok(views::adapter_answer(&answer))
+    views::ok(answer)
 }

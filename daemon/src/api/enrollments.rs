@@ -7,11 +7,12 @@ use super::caller::{Admin, Device};
 use super::error::ApiError;
 use super::extract::{Id, Json};
 use super::views::{self, Reply};
-use super::wire::{ActivateRequest, EnrollmentRequest};
+use super::wire;
 use crate::keys::Activation;
+use mcs_api::{ActivateRequest, EnrollmentRequest};
 
 pub async fn create(State(api): Ctx, _: Admin, Json(req): Json<EnrollmentRequest>) -> Reply {
-    let req = req.validate()?;
+    let req = wire::new_enrollment(req)?;
     if !api.plugins.is_loaded(&req.ca) {
         return Err(ApiError::bad_request(format!("no CA adapter named `{}` is loaded", req.ca)));
     }
@@ -19,7 +20,7 @@ pub async fn create(State(api): Ctx, _: Admin, Json(req): Json<EnrollmentRequest
 }
 
 pub async fn activate(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<ActivateRequest>) -> Reply {
-    let (p1, pin_verifier) = req.validate()?;
+    let (p1, pin_verifier) = wire::activation(&req)?;
     let activation =
         Activation { enrollment_id: id, activation_code: req.activation_code, device_id: device, p1, pin_verifier };
     let key = api.keys.activate(activation).await?;

@@ -9,7 +9,7 @@
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// A caller-visible error: code and HTTP status exactly as in API.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,23 +130,24 @@ impl ApiError {
         }
     }
 
+    /// The `error` member of the body: code, message and the code's extra fields.
+    pub fn detail(&self) -> mcs_api::ErrorDetail {
+        let remaining_attempts = match self {
+            ApiError::PinIncorrect { remaining_attempts } => Some(*remaining_attempts),
+            _ => None,
+        };
+        mcs_api::ErrorDetail {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            remaining_attempts,
+            retry_after: self.retry_after(),
+        }
+    }
+
     /// The JSON body `{"error": {"code", "message", ...extra}}`.
     pub fn body(&self) -> Value {
-        let mut error = Map::new();
-        error.insert("code".into(), json!(self.code()));
-        error.insert("message".into(), json!(self.to_string()));
-        match self {
-            ApiError::PinIncorrect { remaining_attempts } => {
-                error.insert("remaining_attempts".into(), json!(remaining_attempts));
-            }
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::QuotaExceeded { retry_after_secs, .. }
-            | ApiError::HsmUnavailable { retry_after_secs } => {
-                error.insert("retry_after".into(), json!(retry_after_secs));
-            }
-            _ => {}
-        }
-        json!({ "error": error })
+        // Strings and integers only: serializing cannot fail.
+        serde_json::to_value(mcs_api::ErrorBody { error: self.detail() }).unwrap_or(Value::Null)
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {

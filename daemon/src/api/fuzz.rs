@@ -2,6 +2,8 @@
 //! same decoders and validators ([`super::wire`]) as in its handler, with no domain call,
 //! so any input that panics here would panic a request handler.
 
+use mcs_api::{ClaimRequest, RevokeRequest, VerifyPdfRequest, VerifySealRequest};
+
 use super::error::ApiError;
 use super::wire::*;
 use crate::keys::Actor;
@@ -40,19 +42,19 @@ pub fn decode(route: &str, body: &[u8]) {
 fn decode_inner(route: &str, body: &[u8]) -> Result<(), ApiError> {
     match route {
         "enrollments" => {
-            let _ = parse::<EnrollmentRequest>(body)?.validate()?;
+            let _ = new_enrollment(parse(body)?)?;
         }
         "activate" => {
-            parse::<ActivateRequest>(body)?.validate()?;
+            activation(&parse(body)?)?;
         }
         "sign" => {
-            parse::<SignRequest>(body)?.validate()?;
+            sign(&parse(body)?)?;
         }
         "decrypt" => {
-            parse::<DecryptRequest>(body)?.validate()?;
+            decrypt(&parse(body)?)?;
         }
         "pin" => {
-            parse::<ChangePinRequest>(body)?.validate()?;
+            change_pin(&parse(body)?)?;
         }
         "unlock" | "seal_revoke" => {
             empty_object(body)?;
@@ -60,19 +62,19 @@ fn decode_inner(route: &str, body: &[u8]) -> Result<(), ApiError> {
         "revoke" => {
             let req: RevokeRequest = parse(body)?;
             let actor = if req.pin_proof.is_some() { Actor::Device("fuzz") } else { Actor::Admin };
-            req.validate(&actor)?;
+            revoke(&req, &actor)?;
         }
         "successor" => {
-            parse::<SuccessorRequest>(body)?.validate()?;
+            successor(&parse(body)?)?;
         }
         "platforms" => {
-            let _ = parse::<PlatformRequest>(body)?.validate()?;
+            platform_grant(&parse(body)?)?;
         }
         "seals" => {
-            let _ = parse::<SealRequest>(body)?.validate()?;
+            let _ = new_seal(parse(body)?)?;
         }
         "grants" => {
-            parse::<SealGrantRequest>(body)?.validate()?;
+            seal_grant(&parse(body)?)?;
         }
         "verify_seal" => {
             let _ = b64(&parse::<VerifySealRequest>(body)?.seal, "seal")?;
@@ -81,22 +83,22 @@ fn decode_inner(route: &str, body: &[u8]) -> Result<(), ApiError> {
             let _ = b64(&parse::<VerifyPdfRequest>(body)?.pdf, "pdf")?;
         }
         "tasks" => {
-            let _ = parse::<CreateTaskRequest>(body)?.validate()?;
+            let _ = new_task(parse(body)?)?;
         }
         "batch_cosign" => {
-            parse::<BatchRequest>(body)?.validate()?;
+            batch(parse(body)?)?;
         }
         "claim" => {
             let _ = parse::<ClaimRequest>(body)?;
         }
         "cosign" => {
-            parse::<CosignRequest>(body)?.validate()?;
+            cosign(&parse(body)?)?;
         }
         "complete" => {
-            parse::<CompleteRequest>(body)?.validate()?;
+            completion(&parse(body)?)?;
         }
         "reject" => {
-            parse::<RejectRequest>(body)?.validate()?;
+            reject(&parse(body)?)?;
         }
         "query" => {
             let query = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("query is not UTF-8"))?;

@@ -7,9 +7,8 @@ use super::Ctx;
 use super::caller::{Admin, AdminOrDevice, Device};
 use super::extract::{EmptyObject, Id, Ignored, Json, NoBody, Params};
 use super::views::{self, Reply};
-use super::wire::{
-    self, ChangePinRequest, DecryptRequest, PlatformRequest, RevokeRequest, SignRequest, SuccessorRequest,
-};
+use super::wire;
+use mcs_api::{ChangePinRequest, DecryptRequest, PlatformRequest, RevokeRequest, SignRequest, SuccessorRequest};
 
 pub async fn list(State(api): Ctx, who: AdminOrDevice, RawQuery(query): RawQuery, _: Ignored) -> Reply {
     let (subject, status) = wire::key_filters(query.as_deref().unwrap_or(""))?;
@@ -23,12 +22,12 @@ pub async fn get(State(api): Ctx, who: AdminOrDevice, Id(id): Id, _: NoBody) -> 
 }
 
 pub async fn sign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<SignRequest>) -> Reply {
-    let (e, q1, mode, proof) = req.validate()?;
+    let (e, q1, mode, proof) = wire::sign(&req)?;
     views::ok(views::signed(&api.keys.sign(&id, &device, e, q1, mode, proof).await?))
 }
 
 pub async fn decrypt(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<DecryptRequest>) -> Reply {
-    let (t1, proof) = req.validate()?;
+    let (t1, proof) = wire::decrypt(&req)?;
     views::ok(views::decrypted(&api.keys.decrypt(&id, &device, t1, proof).await?))
 }
 
@@ -38,7 +37,7 @@ pub async fn change_pin(
     Id(id): Id,
     Json(req): Json<ChangePinRequest>,
 ) -> Reply {
-    let (verifier, proof) = req.validate()?;
+    let (verifier, proof) = wire::change_pin(&req)?;
     api.keys.change_pin(&id, &device, verifier, proof).await?;
     views::no_content()
 }
@@ -50,19 +49,19 @@ pub async fn unlock(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Re
 
 pub async fn revoke(State(api): Ctx, who: AdminOrDevice, Id(id): Id, Json(req): Json<RevokeRequest>) -> Reply {
     let actor = who.actor();
-    let proof = req.validate(&actor)?;
+    let proof = wire::revoke(&req, &actor)?;
     let key = api.keys.revoke(&id, &actor, &req.reason, proof).await?;
     views::ok(views::key(&key, api.keys.pin_max_attempts()))
 }
 
 pub async fn successor(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SuccessorRequest>) -> Reply {
-    req.validate()?;
-    let created = api.keys.create_successor(&id, &req.reason, req.subject, req.validity_days).await?;
+    let subject = wire::successor(&req)?;
+    let created = api.keys.create_successor(&id, &req.reason, subject, req.validity_days).await?;
     views::created(views::successor(&created, &id))
 }
 
 pub async fn authorize_platform(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<PlatformRequest>) -> Reply {
-    let (until, once) = req.validate()?;
+    let (until, once) = wire::platform_grant(&req)?;
     let key = api.keys.authorize_platform(&id, &req.platform, until, once).await?;
     views::created(views::key(&key, api.keys.pin_max_attempts()))
 }

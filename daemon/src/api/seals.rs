@@ -7,11 +7,12 @@ use super::caller::{Admin, Caller};
 use super::error::ApiError;
 use super::extract::{EmptyObject, Id, Json, NoBody, Params};
 use super::views::{self, Reply};
-use super::wire::{self, SealGrantRequest, SealRequest};
+use super::wire;
 use crate::keys::Actor;
+use mcs_api::{SealGrantRequest, SealRequest};
 
 pub async fn create(State(api): Ctx, _: Admin, Json(req): Json<SealRequest>) -> Reply {
-    views::created(views::seal(&api.seals.create(req.validate()?).await?))
+    views::created(views::seal(&api.seals.create(wire::new_seal(req)?).await?)?)
 }
 
 /// Operators see every seal; a phone the seals of its own keys.
@@ -32,20 +33,20 @@ pub async fn list(State(api): Ctx, caller: Caller, RawQuery(query): RawQuery, _:
         }
         Caller::Gateway { .. } => return Err(ApiError::Forbidden("gateways do not list seals".into())),
     };
-    views::ok(views::seals(&list))
+    views::ok(views::seals(&list)?)
 }
 
 pub async fn get(State(api): Ctx, _: Admin, Id(id): Id, _: NoBody) -> Reply {
-    views::ok(views::seal(&api.seals.get(&id)?))
+    views::ok(views::seal(&api.seals.get(&id)?)?)
 }
 
 pub async fn revoke(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Reply {
-    views::ok(views::seal(&api.seals.revoke(&id).await?))
+    views::ok(views::seal(&api.seals.revoke(&id).await?)?)
 }
 
 pub async fn grant(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealGrantRequest>) -> Reply {
-    let (not_before, not_after) = req.validate()?;
-    views::created(views::seal(&api.seals.grant(&id, &req.key_id, not_before, not_after).await?))
+    let (not_before, not_after) = wire::seal_grant(&req)?;
+    views::created(views::seal(&api.seals.grant(&id, &req.key_id, not_before, not_after).await?)?)
 }
 
 pub async fn ungrant(State(api): Ctx, _: Admin, Params((id, key_id)): Params<(String, String)>, _: NoBody) -> Reply {

@@ -9,18 +9,18 @@ use super::caller::{Caller, Device, Gateway};
 use super::error::ApiError;
 use super::extract::{Id, Json, NoBody};
 use super::views::{self, Reply};
-use super::wire::{
-    self, BatchRequest, ClaimRequest, CompleteRequest, Completion, Cosign, CosignRequest, CreateTaskRequest,
-    RejectRequest,
+use super::wire::{self, Completion, Cosign};
+use mcs_api::{
+    BatchCosignRequest, ClaimRequest, CompleteRequest, CosignRequest, CreateTaskRequest, RejectRequest, TaskStatus,
 };
 
 pub async fn create(State(api): Ctx, Gateway { platform }: Gateway, Json(req): Json<CreateTaskRequest>) -> Reply {
-    views::created(views::task_created(&api.tasks.create(&platform, req.validate()?).await?))
+    views::created(views::task_created(&api.tasks.create(&platform, wire::new_task(req)?).await?))
 }
 
 /// One PIN proof over a whole batch of signing tasks; each task answers on its own.
-pub async fn batch_cosign(State(api): Ctx, Device(device): Device, Json(req): Json<BatchRequest>) -> Reply {
-    let (key_id, proof, items) = req.validate()?;
+pub async fn batch_cosign(State(api): Ctx, Device(device): Device, Json(req): Json<BatchCosignRequest>) -> Reply {
+    let (key_id, proof, items) = wire::batch(req)?;
     let ids: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
     let results = api.tasks.batch_cosign(&key_id, &device, items, &proof).await?;
     views::ok(views::batch(&ids, results))
@@ -42,7 +42,7 @@ pub async fn claim(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req
 
 pub async fn cosign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CosignRequest>) -> Reply {
     let (token, proof) = (&req.token, &req.pin_proof);
-    match req.validate()? {
+    match wire::cosign(&req)? {
         Cosign::Sign { q1, q1_hex } => {
             views::ok(views::sign_response(&api.tasks.cosign_sign(&id, token, &device, q1, q1_hex, proof).await?))
         }
@@ -53,17 +53,17 @@ pub async fn cosign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(re
 }
 
 pub async fn complete(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CompleteRequest>) -> Reply {
-    match req.validate()? {
+    match wire::completion(&req)? {
         Completion::Signature(sig) => api.tasks.complete_sign(&id, &req.token, &device, sig).await?,
         Completion::Plaintext(p) => api.tasks.complete_decrypt(&id, &req.token, &device, p).await?,
     }
-    views::ok(views::status("completed"))
+    views::ok(views::status(TaskStatus::Completed))
 }
 
 pub async fn reject(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<RejectRequest>) -> Reply {
-    req.validate()?;
+    wire::reject(&req)?;
     api.tasks.reject(&id, &req.token, &device, &req.reason).await?;
-    views::ok(views::status("rejected"))
+    views::ok(views::status(TaskStatus::Rejected))
 }
 
 /// Long-polls up to `?wait=` seconds for the task to leave `pending`/`claimed`.

@@ -8,10 +8,11 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::extract::Json;
 use super::views::{self, Reply};
-use super::wire::{self, VerifyPdfRequest, VerifySealRequest, VerifySignatureRequest};
+use super::wire;
+use mcs_api::{VerifyPdfRequest, VerifySealRequest, VerifySignatureRequest};
 
 pub async fn signature(State(api): Ctx, _: Caller, Json(req): Json<VerifySignatureRequest>) -> Reply {
-    let check = req.validate()?;
+    let check = wire::signature_check(&req)?;
     let verdict = api.seals.verify_signature(check.signed(), &check.signature, &check.certificate, &check.chain)?;
     views::ok(views::signature_verdict(&verdict))
 }

@@ -5,35 +5,37 @@
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
 use crate::clock::rfc3339;
 use crate::keys::{EnrollmentCreated, SignOutput};
-use crate::model::key::KeyRecord;
+use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::model::seal::SealRecord;
-use crate::model::task::{TaskData, TaskRecord};
+use crate::model::task::{TaskData, TaskKind, TaskRecord, TaskStatus};
+use crate::plugins::{PluginInfo, PluginState};
 use crate::seals::{PdfVerdict, SealVerdict, SignatureVerdict};
 use crate::tasks::{Claimed, CreatedTask, Outcome, TaskError, kind_str, status_str};
 
 /// A successful answer: a status and, unless 204, a JSON body.
-pub struct Answer(StatusCode, Option<Value>);
+pub struct Answer(StatusCode, Option<String>);
 
 /// What a handler returns.
 pub type Reply = Result<Answer, ApiError>;
 
-pub fn ok(body: Value) -> Reply {
-    Ok(Answer(StatusCode::OK, Some(body)))
+fn answer(status: StatusCode, body: &impl Serialize) -> Reply {
+    // The answer types hold strings, numbers and JSON values only; a failure is a bug.
+    let body = serde_json::to_string(body).map_err(|_| ApiError::Internal)?;
+    Ok(Answer(status, Some(body)))
 }
 
-/// A CA adapter's typed answer (`crl`, `status`), with whatever else the adapter said.
-pub fn adapter_answer<T: serde::Serialize>(answer: &T) -> Value {
-    // Plain data (strings and JSON the adapter sent) serializes.
-    serde_json::to_value(answer).unwrap_or(Value::Null)
+pub fn ok(body: impl Serialize) -> Reply {
+    answer(StatusCode::OK, &body)
 }
 
-pub fn created(body: Value) -> Reply {
-    Ok(Answer(StatusCode::CREATED, Some(body)))
+pub fn created(body: impl Serialize) -> Reply {
+    answer(StatusCode::CREATED, &body)
 }
 
 pub fn no_content() -> Reply {
@@ -43,255 +45,340 @@ pub fn no_content() -> Reply {
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         match self.1 {
-            Some(v) => {
-                (self.0, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], v.to_string()).into_response()
+            Some(body) => {
+                (self.0, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
             }
             None => self.0.into_response(),
         }
     }
 }
 
-/// `{enrollment_id, activation_code, expires_at}`: the code is shown here, once.
-pub fn enrollment(created: &EnrollmentCreated) -> Value {
-    json!({
-        "enrollment_id": created.enrollment_id,
-        "activation_code": created.activation_code,
-        "expires_at": rfc3339(created.expires_at),
-    })
+/// The code is shown here, once.
+pub fn enrollment(created: &EnrollmentCreated) -> mcs_api::Enrollment {
+    mcs_api::Enrollment {
+        enrollment_id: created.enrollment_id.clone(),
+        activation_code: created.activation_code.clone(),
+        expires_at: rfc3339(created.expires_at),
+        predecessor: None,
+    }
 }
 
-pub fn successor(created: &EnrollmentCreated, predecessor: &str) -> Value {
-    let mut view = enrollment(created);
-    view["predecessor"] = json!(predecessor);
-    view
+pub fn successor(created: &EnrollmentCreated, predecessor: &str) -> mcs_api::Enrollment {
+    mcs_api::Enrollment { predecessor: Some(predecessor.to_owned()), ..enrollment(created) }
 }
 
-pub fn activated(key: &KeyRecord, csr: &CreatedTask) -> Value {
-    json!({
-        "key_id": key.id,
-        "public_key": key.public_key,
-        "csr_task": { "task_id": csr.task_id, "token": csr.token },
-    })
+pub fn activated(key: &KeyRecord, csr: &CreatedTask) -> mcs_api::Activation {
+    mcs_api::Activation {
+        key_id: key.id.clone(),
+        public_key: key.public_key.clone(),
+        csr_task: Some(mcs_api::TaskTicket { task_id: csr.task_id.clone(), token: csr.token.clone() }),
+    }
 }
 
-pub fn key(k: &KeyRecord, max_attempts: u32) -> Value {
-    let platforms: Vec<Value> = k
+fn key_status(s: KeyStatus) -> mcs_api::KeyStatus {
+    match s {
+        KeyStatus::Pending => mcs_api::KeyStatus::Pending,
+        KeyStatus::Active => mcs_api::KeyStatus::Active,
+        KeyStatus::Suspended => mcs_api::KeyStatus::Suspended,
+        KeyStatus::Revoked => mcs_api::KeyStatus::Revoked,
+        KeyStatus::Superseded => mcs_api::KeyStatus::Superseded,
+    }
+}
+
+fn subject(s: &Subject) -> mcs_api::Subject {
+    let kind = match s.kind {
+        SubjectKind::Person => mcs_api::SubjectKind::Person,
+        SubjectKind::Org => mcs_api::SubjectKind::Org,
+        SubjectKind::Operator => mcs_api::SubjectKind::Operator,
+    };
+    mcs_api::Subject {
+        kind,
+        name: s.name.clone(),
+        org_name: s.org_name.clone(),
+        credit_code: s.credit_code.clone(),
+        id_number: s.id_number.clone(),
+    }
+}
+
+pub fn key(k: &KeyRecord, max_attempts: u32) -> mcs_api::Key {
+    let platforms = k
         .platforms
         .iter()
-        .map(|p| match p.until {
-            Some(u) => json!({ "platform": p.platform, "until": rfc3339(u) }),
-            None => json!({ "platform": p.platform }),
-        })
+        .map(|p| mcs_api::KeyPlatform { platform: p.platform.clone(), until: p.until.map(rfc3339) })
         .collect();
-    let mut v = json!({
-        "key_id": k.id,
-        "status": k.status.as_str(),
-        "public_key": k.public_key,
-        "platforms": platforms,
-        "pin": {
-            "remaining_attempts": if k.pin.locked { 0 } else { max_attempts.saturating_sub(k.pin.failures) },
-            "locked": k.pin.locked,
+    let cert = k.certificate.as_ref();
+    mcs_api::Key {
+        key_id: k.id.clone(),
+        status: key_status(k.status),
+        public_key: k.public_key.clone(),
+        platforms,
+        pin: mcs_api::PinStatus {
+            remaining_attempts: if k.pin.locked { 0 } else { max_attempts.saturating_sub(k.pin.failures) },
+            locked: k.pin.locked,
         },
-        "device_id": k.device_id,
-        "created_at": rfc3339(k.created_at),
-        "enrollment_id": k.enrollment_id,
-        "subject": k.subject,
-    });
-    if let Some(reason) = &k.revocation_reason {
-        v["revocation_reason"] = json!(reason);
+        device_id: k.device_id.clone(),
+        created_at: rfc3339(k.created_at),
+        enrollment_id: k.enrollment_id.clone(),
+        subject: subject(&k.subject),
+        revocation_reason: k.revocation_reason.clone(),
+        certificate: cert.map(|c| c.der_b64.clone()),
+        chain: cert.map(|c| c.chain_b64.clone()),
+        certificate_serial: cert.map(|c| c.serial.clone()),
+        certificate_subject: cert.map(|c| c.subject.clone()),
+        certificate_expires_at: cert.map(|c| rfc3339(c.not_after)),
     }
-    if let Some(c) = &k.certificate {
-        v["certificate"] = json!(c.der_b64);
-        v["chain"] = json!(c.chain_b64);
-        v["certificate_serial"] = json!(c.serial);
-        v["certificate_subject"] = json!(c.subject);
-        v["certificate_expires_at"] = json!(rfc3339(c.not_after));
+}
+
+pub fn keys(list: &[KeyRecord], max_attempts: u32) -> mcs_api::KeyList {
+    mcs_api::KeyList { keys: list.iter().map(|k| key(k, max_attempts)).collect() }
+}
+
+/// The server's half of a canonical signature.
+pub fn sign_response(r: &sm2_2p::SignResponse) -> mcs_api::SignShares {
+    mcs_api::SignShares {
+        r: sm2_2p::scalar_to_hex(&r.r),
+        s2: sm2_2p::scalar_to_hex(&r.s2),
+        s3: sm2_2p::scalar_to_hex(&r.s3),
     }
-    v
 }
 
-pub fn keys(list: &[KeyRecord], max_attempts: u32) -> Value {
-    json!({ "keys": list.iter().map(|k| key(k, max_attempts)).collect::<Vec<_>>() })
-}
-
-/// `{r, s2, s3}`: the server's half of a canonical signature.
-pub fn sign_response(r: &sm2_2p::SignResponse) -> Value {
-    json!({
-        "r": sm2_2p::scalar_to_hex(&r.r),
-        "s2": sm2_2p::scalar_to_hex(&r.s2),
-        "s3": sm2_2p::scalar_to_hex(&r.s3),
-    })
-}
-
-pub fn signed(out: &SignOutput) -> Value {
+pub fn signed(out: &SignOutput) -> mcs_api::SignAnswer {
     match out {
-        SignOutput::Canonical(r) => sign_response(r),
-        SignOutput::FixedK3(r) => json!({
-            "r": sm2_2p::scalar_to_hex(&r.r),
-            "s3": sm2_2p::scalar_to_hex(&r.s3),
+        SignOutput::Canonical(r) => mcs_api::SignAnswer::Canonical(sign_response(r)),
+        SignOutput::FixedK3(r) => mcs_api::SignAnswer::FixedK3(mcs_api::FixedK3Shares {
+            r: sm2_2p::scalar_to_hex(&r.r),
+            s3: sm2_2p::scalar_to_hex(&r.s3),
         }),
     }
 }
 
-pub fn decrypted(t2: &sm2_2p::AffinePoint) -> Value {
-    json!({ "t2": sm2_2p::point_to_hex(t2) })
+pub fn decrypted(t2: &sm2_2p::AffinePoint) -> mcs_api::DecryptShare {
+    mcs_api::DecryptShare { t2: sm2_2p::point_to_hex(t2) }
 }
 
-pub fn seal(s: &SealRecord) -> Value {
-    json!({
-        "seal_id": s.id,
-        "es_id": s.es_id,
-        "kind": s.kind,
-        "name": s.name,
-        "owner": s.owner,
-        "signer_key_ids": s.signer_key_ids,
-        "grants": s.grants.iter().map(|g| json!({ "key_id": g.key_id, "not_before": rfc3339(g.not_before), "not_after": rfc3339(g.not_after) })).collect::<Vec<_>>(),
-        "valid_from": rfc3339(s.valid_from),
-        "valid_to": rfc3339(s.valid_to),
-        "status": if s.revoked_at.is_some() { "revoked" } else { "active" },
-        "created_at": rfc3339(s.created_at),
-        "seal": s.seal_b64,
+fn seal_kind(kind: &str) -> Result<mcs_api::SealKind, ApiError> {
+    Ok(match kind {
+        "official" => mcs_api::SealKind::Official,
+        "legal_rep" => mcs_api::SealKind::LegalRep,
+        "finance" => mcs_api::SealKind::Finance,
+        "contract" => mcs_api::SealKind::Contract,
+        "personal" => mcs_api::SealKind::Personal,
+        "signature" => mcs_api::SealKind::Signature,
+        // Every stored kind was checked against `seals::KINDS` when the seal was made.
+        other => {
+            tracing::error!(kind = other, "a stored seal has an unknown kind");
+            return Err(ApiError::Internal);
+        }
     })
 }
 
-pub fn seals(list: &[SealRecord]) -> Value {
-    json!({ "seals": list.iter().map(seal).collect::<Vec<_>>() })
-}
-
-pub fn signature_verdict(v: &SignatureVerdict) -> Value {
-    json!({
-        "valid": v.errors.is_empty(),
-        "errors": v.errors,
-        "signer": v.signer,
-        "certificate_serial": v.certificate_serial,
-    })
-}
-
-pub fn seal_verdict(v: &SealVerdict) -> Value {
-    json!({
-        "valid": v.errors.is_empty(),
-        "es_id": v.es_id,
-        "name": v.name,
-        "valid_from": rfc3339(v.valid_from as i64),
-        "valid_to": rfc3339(v.valid_to as i64),
-        "errors": v.errors,
-    })
-}
-
-pub fn pdf_verdict(v: &PdfVerdict) -> Value {
-    let signatures: Vec<Value> = v
-        .signatures
+pub fn seal(s: &SealRecord) -> Result<mcs_api::Seal, ApiError> {
+    let grants = s
+        .grants
         .iter()
-        .map(|s| {
-            let mut entry = json!({ "field": s.field, "covers_whole_document": s.covers_whole_document });
-            if let Some(signer) = &s.signer {
-                entry["signer"] = json!(signer);
-            }
-            if let Some(t) = s.signed_at {
-                entry["signed_at"] = json!(rfc3339(t as i64));
-            }
-            if let Some(seal) = &s.seal {
-                entry["seal"] = json!({ "es_id": seal.es_id, "name": seal.name });
-            }
-            entry["valid"] = json!(s.errors.is_empty());
-            entry["errors"] = json!(s.errors);
-            entry
+        .map(|g| mcs_api::SealGrant {
+            key_id: g.key_id.clone(),
+            not_before: rfc3339(g.not_before),
+            not_after: rfc3339(g.not_after),
         })
         .collect();
-    json!({ "signatures": signatures })
+    Ok(mcs_api::Seal {
+        seal_id: s.id.clone(),
+        es_id: s.es_id.clone(),
+        kind: seal_kind(&s.kind)?,
+        name: s.name.clone(),
+        owner: s.owner.clone(),
+        signer_key_ids: s.signer_key_ids.clone(),
+        grants,
+        valid_from: rfc3339(s.valid_from),
+        valid_to: rfc3339(s.valid_to),
+        status: if s.revoked_at.is_some() { mcs_api::SealStatus::Revoked } else { mcs_api::SealStatus::Active },
+        created_at: rfc3339(s.created_at),
+        seal: s.seal_b64.clone(),
+    })
+}
+
+pub fn seals(list: &[SealRecord]) -> Result<mcs_api::SealList, ApiError> {
+    Ok(mcs_api::SealList { seals: list.iter().map(seal).collect::<Result<_, _>>()? })
+}
+
+pub fn signature_verdict(v: &SignatureVerdict) -> mcs_api::SignatureVerdict {
+    mcs_api::SignatureVerdict {
+        valid: v.errors.is_empty(),
+        errors: v.errors.clone(),
+        signer: v.signer.clone(),
+        certificate_serial: v.certificate_serial.clone(),
+    }
+}
+
+pub fn seal_verdict(v: &SealVerdict) -> mcs_api::SealVerdict {
+    mcs_api::SealVerdict {
+        valid: v.errors.is_empty(),
+        es_id: v.es_id.clone(),
+        name: v.name.clone(),
+        valid_from: rfc3339(v.valid_from as i64),
+        valid_to: rfc3339(v.valid_to as i64),
+        errors: v.errors.clone(),
+    }
+}
+
+pub fn pdf_verdict(v: &PdfVerdict) -> mcs_api::PdfVerdict {
+    let signatures = v
+        .signatures
+        .iter()
+        .map(|s| mcs_api::PdfSignatureVerdict {
+            field: s.field.clone(),
+            covers_whole_document: s.covers_whole_document,
+            signer: s.signer.clone(),
+            signed_at: s.signed_at.map(|t| rfc3339(t as i64)),
+            seal: s.seal.as_ref().map(|seal| mcs_api::SealRef { es_id: seal.es_id.clone(), name: seal.name.clone() }),
+            valid: s.errors.is_empty(),
+            errors: s.errors.clone(),
+        })
+        .collect();
+    mcs_api::PdfVerdict { signatures }
 }
 
 /// `GET /v1/audit`: the entries as the chain holds them.
-pub fn audit_entries(entries: &[crate::audit::Entry]) -> Value {
-    let view = |e: &crate::audit::Entry| {
-        json!({
-            "seq": e.seq,
-            "at": rfc3339(e.at / 1000),
-            "event": e.event,
-            "actor": e.actor,
-            "key_id": e.key_id,
-            "platform": e.platform,
-            "task_id": e.task_id,
-            "outcome": e.outcome,
-            "detail": e.detail,
-            "hash": e.hash,
-        })
+pub fn audit_entries(entries: &[crate::audit::Entry]) -> mcs_api::AuditLog {
+    let view = |e: &crate::audit::Entry| mcs_api::AuditEntry {
+        seq: e.seq,
+        at: rfc3339(e.at / 1000),
+        event: e.event.clone(),
+        actor: e.actor.clone(),
+        key_id: e.key_id.clone(),
+        platform: e.platform.clone(),
+        task_id: e.task_id.clone(),
+        outcome: e.outcome.clone(),
+        detail: e.detail.clone(),
+        hash: e.hash.clone(),
     };
-    json!({ "entries": entries.iter().map(view).collect::<Vec<_>>() })
+    mcs_api::AuditLog { entries: entries.iter().map(view).collect() }
 }
 
-pub fn plugins(list: Vec<Value>) -> Value {
-    json!({ "plugins": list })
+pub fn plugins(list: &[PluginInfo<'_>]) -> mcs_api::PluginList {
+    let plugin = |p: &PluginInfo<'_>| {
+        let (name, library) = (p.name.to_owned(), p.library.to_string_lossy().into_owned());
+        match p.state {
+            PluginState::Loaded { description, abi } => {
+                // What the adapter says of itself, `null` where it says nothing.
+                let said = |field: &str| description.get(field).cloned().unwrap_or(Value::Null);
+                mcs_api::Plugin::Loaded {
+                    name,
+                    adapter: said("name"),
+                    version: said("version"),
+                    abi,
+                    algorithms: said("algorithms"),
+                    profiles: said("profiles"),
+                    library,
+                }
+            }
+            PluginState::Failed { error } => mcs_api::Plugin::Failed { name, error: error.to_owned(), library },
+        }
+    };
+    mcs_api::PluginList { plugins: list.iter().map(plugin).collect() }
 }
 
-pub fn task_created(created: &CreatedTask) -> Value {
-    json!({
-        "task_id": created.task_id,
-        "token": created.token,
-        "qr": created.qr,
-        "expires_at": rfc3339(created.expires_at),
-    })
+pub fn task_created(created: &CreatedTask) -> mcs_api::CreatedTask {
+    mcs_api::CreatedTask {
+        task_id: created.task_id.clone(),
+        token: created.token.clone(),
+        qr: created.qr.clone(),
+        expires_at: rfc3339(created.expires_at),
+    }
 }
 
-/// `{items:[{task_id, r, s2, s3} | {task_id, error}]}`, in the order asked.
-pub fn batch(ids: &[String], results: Vec<Result<sm2_2p::SignResponse, TaskError>>) -> Value {
-    let items: Vec<Value> = ids
+/// One answer per task, in the order asked.
+pub fn batch(ids: &[String], results: Vec<Result<sm2_2p::SignResponse, TaskError>>) -> mcs_api::BatchCosignAnswer {
+    let items = ids
         .iter()
         .zip(results)
         .map(|(id, r)| match r {
             Ok(r) => {
-                let mut v = sign_response(&r);
-                v["task_id"] = json!(id);
-                v
+                let mcs_api::SignShares { r, s2, s3 } = sign_response(&r);
+                mcs_api::BatchCosignResult::Signed(mcs_api::BatchSigned { task_id: id.clone(), r, s2, s3 })
             }
-            Err(e) => json!({ "task_id": id, "error": ApiError::from(e).body()["error"] }),
+            Err(e) => mcs_api::BatchCosignResult::Failed(mcs_api::BatchFailed {
+                task_id: id.clone(),
+                error: ApiError::from(e).detail(),
+            }),
         })
         .collect();
-    json!({ "items": items })
+    mcs_api::BatchCosignAnswer { items }
 }
 
-pub fn task(t: &TaskRecord) -> Value {
-    let mut v = json!({
-        "task_id": t.id,
-        "kind": kind_str(t.kind),
-        "status": status_str(t.status),
-        "platform": t.platform,
-        "display": t.display,
-        "expires_at": rfc3339(t.expires_at),
-    });
+fn task_kind(k: TaskKind) -> mcs_api::TaskKind {
+    match k {
+        TaskKind::Login => mcs_api::TaskKind::Login,
+        TaskKind::Sign => mcs_api::TaskKind::Sign,
+        TaskKind::Decrypt => mcs_api::TaskKind::Decrypt,
+        TaskKind::Encrypt => mcs_api::TaskKind::Encrypt,
+        TaskKind::Csr => mcs_api::TaskKind::Csr,
+        TaskKind::PdfSeal => mcs_api::TaskKind::PdfSeal,
+    }
+}
+
+fn task_status(s: TaskStatus) -> mcs_api::TaskStatus {
+    match s {
+        TaskStatus::Pending => mcs_api::TaskStatus::Pending,
+        TaskStatus::Claimed => mcs_api::TaskStatus::Claimed,
+        TaskStatus::AwaitingApproval => mcs_api::TaskStatus::AwaitingApproval,
+        TaskStatus::Completed => mcs_api::TaskStatus::Completed,
+        TaskStatus::Rejected => mcs_api::TaskStatus::Rejected,
+        TaskStatus::Expired => mcs_api::TaskStatus::Expired,
+        TaskStatus::Failed => mcs_api::TaskStatus::Failed,
+    }
+}
+
+pub fn task(t: &TaskRecord) -> mcs_api::TaskView {
     // What is being signed, so the phone can show it and check the server's e.
-    match &t.data {
-        TaskData::Login { challenge } => v["data"] = json!({ "challenge": challenge }),
-        TaskData::Sign { message } => v["data"] = json!({ "message": message }),
-        TaskData::Csr { request_info, .. } => v["data"] = json!({ "request_info": request_info }),
-        TaskData::PdfSeal { seal_id, placement, chosen_seal, .. } => {
-            v["data"] = json!({ "seal_id": chosen_seal.as_ref().or(seal_id.as_ref()), "placement": placement })
+    let data = match &t.data {
+        TaskData::Login { challenge } => {
+            Some(mcs_api::TaskViewData::Login(mcs_api::LoginData { challenge: challenge.clone() }))
         }
-        _ => {}
+        TaskData::Sign { message } => Some(mcs_api::TaskViewData::Sign(mcs_api::SignData { message: message.clone() })),
+        TaskData::Csr { request_info, .. } => {
+            Some(mcs_api::TaskViewData::Csr(mcs_api::CsrData { request_info: request_info.clone() }))
+        }
+        TaskData::PdfSeal { seal_id, placement, chosen_seal, .. } => {
+            Some(mcs_api::TaskViewData::PdfSeal(mcs_api::PdfSealView {
+                seal_id: chosen_seal.clone().or_else(|| seal_id.clone()),
+                placement: placement.clone(),
+            }))
+        }
+        TaskData::Decrypt { .. } | TaskData::Encrypt {} => None,
+    };
+    mcs_api::TaskView {
+        task_id: t.id.clone(),
+        kind: task_kind(t.kind),
+        status: task_status(t.status),
+        platform: t.platform.clone(),
+        display: mcs_api::TaskDisplay { title: t.display.title.clone(), detail: t.display.detail.clone() },
+        expires_at: rfc3339(t.expires_at),
+        data,
+        key_id: t.key_id.clone(),
+        error: t.error.clone(),
     }
-    if let Some(k) = &t.key_id {
-        v["key_id"] = json!(k);
-    }
-    if let Some(e) = &t.error {
-        v["error"] = json!(e);
-    }
-    v
 }
 
-pub fn claimed(c: &Claimed) -> Value {
+pub fn claimed(c: &Claimed) -> mcs_api::ClaimAnswer {
     match c {
-        Claimed::Digest(e) => json!({ "e": e }),
-        Claimed::SealDigest { e, to_be_signed } => json!({ "e": e, "to_be_signed": to_be_signed }),
-        Claimed::Ciphertext(c) => json!({ "ciphertext": c }),
-        Claimed::Completed => json!({ "status": "completed" }),
+        Claimed::Digest(e) => mcs_api::ClaimAnswer::Digest(mcs_api::Digest { e: e.clone() }),
+        Claimed::SealDigest { e, to_be_signed } => {
+            mcs_api::ClaimAnswer::SealDigest(mcs_api::SealDigest { e: e.clone(), to_be_signed: to_be_signed.clone() })
+        }
+        Claimed::Ciphertext(c) => mcs_api::ClaimAnswer::Ciphertext(mcs_api::CiphertextClaim { ciphertext: c.clone() }),
+        Claimed::Completed => mcs_api::ClaimAnswer::Completed(status(mcs_api::TaskStatus::Completed)),
     }
 }
 
 /// `{status}` after `complete` or `reject`.
-pub fn status(status: &str) -> Value {
-    json!({ "status": status })
+pub fn status(status: mcs_api::TaskStatus) -> mcs_api::TaskStatusAnswer {
+    mcs_api::TaskStatusAnswer { status }
 }
 
+/// The result is the JSON the task recorded when it finished (its shape is the kind's
+/// [`mcs_api::TaskResult`]), passed on as stored.
 pub fn outcome(o: Outcome) -> Value {
     let mut v = json!({ "status": status_str(o.status) });
     if let Some(r) = o.result {

@@ -1,13 +1,19 @@
-//! The request side of the wire: the bodies and query strings of API.md, and their
-//! validation into domain inputs.
+//! The request side of the wire: the bodies (the `mcs-api` types, which define each field
+//! name once and from which docs/openapi.yaml is generated) and query strings of API.md,
+//! and their validation into domain inputs.
 //!
 //! Every body is a strict type (`deny_unknown_fields`; none is read as a bare JSON value),
 //! and every encoded value (points, scalars, digests, hex, base64, times) is checked here,
-//! before any domain call, so bad input changes no state. The body types are kept together
-//! so that they can become the shared `mcs-api` crate's types; what is checked stays here.
+//! before any domain call, so bad input changes no state. `mcs-api` says what a body
+//! holds; what is accepted, and with which message it is refused, is decided here.
 
 use base64::Engine;
-use serde::Deserialize;
+use mcs_api::{
+    ActivateRequest, BatchCosignRequest, ChangePinRequest, CompleteRequest, CosignRequest, CreateTaskRequest,
+    DecryptData, DecryptRequest, EncryptData, EnrollmentRequest, LoginData, PdfSealData, Pin, PlatformRequest,
+    RejectRequest, RevokeRequest, SealGrantRequest, SealRequest, SignData, SignRequest, SuccessorRequest,
+    VerifySignatureRequest,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sm2_2p::{AffinePoint, Transcript};
@@ -49,7 +55,7 @@ pub fn check_proof_encoding(proof: &str) -> Result<(), ApiError> {
         .map_err(|_| ApiError::bad_request("pin_proof must be 64 lowercase hex characters"))
 }
 
-pub fn decode_pin(pin: &PinRequest) -> Result<([u8; 16], crate::keys::Verifier), ApiError> {
+pub fn decode_pin(pin: &Pin) -> Result<([u8; 16], crate::keys::Verifier), ApiError> {
     let salt: [u8; 16] = hex_exact(&pin.salt, "pin.salt")?;
     // Decoded straight into its boxed, wiped home: no copy on the stack.
     let mut verifier: crate::keys::Verifier = Box::new(Zeroizing::new([0u8; 32]));
@@ -127,122 +133,54 @@ pub fn parse_time(s: &str, what: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{what} must be an RFC 3339 time")))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealImage {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub data: String,
-    pub width_mm: u32,
-    pub height_mm: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealRequest {
-    pub kind: String,
-    pub name: String,
-    pub owner: Value,
-    pub image: SealImage,
-    pub signer_key_ids: Vec<String>,
-    pub valid_from: String,
-    pub valid_to: String,
-}
-
-impl SealRequest {
-    pub fn validate(self) -> Result<crate::seals::NewSeal, ApiError> {
-        if !crate::seals::KINDS.contains(&self.kind.as_str()) {
-            return Err(ApiError::bad_request(format!("kind must be one of {}", crate::seals::KINDS.join(", "))));
-        }
-        if self.name.trim().is_empty() || self.name.chars().count() > 128 {
-            return Err(ApiError::bad_request("name must be 1..=128 characters"));
-        }
-        if !self.owner.is_object() {
-            return Err(ApiError::bad_request("owner must be an object"));
-        }
-        let picture_type = self.image.kind.to_ascii_uppercase();
-        let picture = b64(&self.image.data, "image.data")?;
-        match picture_type.as_str() {
-            "PNG" | "JPEG" => {
-                mcs_pdfseal::image::from_picture(&picture_type, &picture)
-                    .map_err(|e| ApiError::bad_request(format!("image: {e}")))?;
-            }
-            "SVG" => {
-                let head = String::from_utf8_lossy(&picture[..picture.len().min(512)]).to_ascii_lowercase();
-                if !head.contains("<svg") {
-                    return Err(ApiError::bad_request("image: not an SVG document"));
-                }
-            }
-            _ => return Err(ApiError::bad_request("image.type must be PNG, JPEG or SVG")),
-        }
-        if picture.is_empty() || picture.len() > 1 << 20 {
-            return Err(ApiError::bad_request("image.data must be 1 byte to 1 MiB"));
-        }
-        let size_ok = |mm: u32| (5..=200).contains(&mm);
-        if !size_ok(self.image.width_mm) || !size_ok(self.image.height_mm) {
-            return Err(ApiError::bad_request("image width_mm and height_mm must be 5..=200"));
-        }
-        let (valid_from, valid_to) =
-            (parse_time(&self.valid_from, "valid_from")?, parse_time(&self.valid_to, "valid_to")?);
-        if valid_to <= valid_from {
-            return Err(ApiError::bad_request("valid_to must be later than valid_from"));
-        }
-        Ok(crate::seals::NewSeal {
-            kind: self.kind,
-            name: self.name,
-            owner: self.owner,
-            picture_type,
-            picture,
-            width_mm: self.image.width_mm,
-            height_mm: self.image.height_mm,
-            signer_key_ids: self.signer_key_ids,
-            valid_from,
-            valid_to,
-        })
+pub fn new_seal(req: SealRequest) -> Result<crate::seals::NewSeal, ApiError> {
+    if !crate::seals::KINDS.contains(&req.kind.as_str()) {
+        return Err(ApiError::bad_request(format!("kind must be one of {}", crate::seals::KINDS.join(", "))));
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealGrantRequest {
-    pub key_id: String,
-    pub not_before: String,
-    pub not_after: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifySignatureRequest {
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub e: Option<String>,
-    pub signature: String,
-    pub certificate: String,
-    /// Intermediate certificates (base64 DER) between `certificate` and a trusted root.
-    #[serde(default)]
-    pub chain: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifySealRequest {
-    pub seal: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyPdfRequest {
-    pub pdf: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PdfSealData {
-    pub pdf: String,
-    #[serde(default)]
-    pub seal_id: Option<String>,
-    pub placement: Value,
+    if req.name.trim().is_empty() || req.name.chars().count() > 128 {
+        return Err(ApiError::bad_request("name must be 1..=128 characters"));
+    }
+    if !req.owner.is_object() {
+        return Err(ApiError::bad_request("owner must be an object"));
+    }
+    let picture_type = req.image.kind.to_ascii_uppercase();
+    let picture = b64(&req.image.data, "image.data")?;
+    match picture_type.as_str() {
+        "PNG" | "JPEG" => {
+            mcs_pdfseal::image::from_picture(&picture_type, &picture)
+                .map_err(|e| ApiError::bad_request(format!("image: {e}")))?;
+        }
+        "SVG" => {
+            let head = String::from_utf8_lossy(&picture[..picture.len().min(512)]).to_ascii_lowercase();
+            if !head.contains("<svg") {
+                return Err(ApiError::bad_request("image: not an SVG document"));
+            }
+        }
+        _ => return Err(ApiError::bad_request("image.type must be PNG, JPEG or SVG")),
+    }
+    if picture.is_empty() || picture.len() > 1 << 20 {
+        return Err(ApiError::bad_request("image.data must be 1 byte to 1 MiB"));
+    }
+    let size_ok = |mm: u32| (5..=200).contains(&mm);
+    if !size_ok(req.image.width_mm) || !size_ok(req.image.height_mm) {
+        return Err(ApiError::bad_request("image width_mm and height_mm must be 5..=200"));
+    }
+    let (valid_from, valid_to) = (parse_time(&req.valid_from, "valid_from")?, parse_time(&req.valid_to, "valid_to")?);
+    if valid_to <= valid_from {
+        return Err(ApiError::bad_request("valid_to must be later than valid_from"));
+    }
+    Ok(crate::seals::NewSeal {
+        kind: req.kind,
+        name: req.name,
+        owner: req.owner,
+        picture_type,
+        picture,
+        width_mm: req.image.width_mm,
+        height_mm: req.image.height_mm,
+        signer_key_ids: req.signer_key_ids,
+        valid_from,
+        valid_to,
+    })
 }
 
 /// A body that carries nothing: absent, or exactly `{}`.
@@ -259,28 +197,7 @@ pub fn empty_object(body: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollmentRequest {
-    pub subject: Subject,
-    pub ca: String,
-    #[serde(default)]
-    pub profile: Option<String>,
-    pub platforms: Vec<String>,
-    pub validity_days: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuccessorRequest {
-    pub reason: String,
-    #[serde(default)]
-    pub subject: Option<Subject>,
-    #[serde(default)]
-    pub validity_days: Option<u32>,
-}
-
-pub fn check_subject(s: &Subject) -> Result<(), ApiError> {
+pub fn check_subject(s: &mcs_api::Subject) -> Result<(), ApiError> {
     let text_ok = |v: &str| !v.trim().is_empty() && v.chars().count() <= 128 && !v.contains(['@', '\n', '\r']);
     if !text_ok(&s.name) {
         return Err(ApiError::bad_request("subject.name must be 1..128 characters without '@' or newlines"));
@@ -297,392 +214,216 @@ pub fn check_subject(s: &Subject) -> Result<(), ApiError> {
     {
         return Err(ApiError::bad_request("subject.credit_code must be an 18-character unified social credit code"));
     }
-    if s.kind == SubjectKind::Org && (s.org_name.is_none() || s.credit_code.is_none()) {
+    if s.kind == mcs_api::SubjectKind::Org && (s.org_name.is_none() || s.credit_code.is_none()) {
         return Err(ApiError::bad_request("an org subject needs org_name and credit_code"));
     }
     Ok(())
 }
 
-impl EnrollmentRequest {
-    pub fn validate(self) -> Result<NewEnrollment, ApiError> {
-        check_subject(&self.subject)?;
-        let id_ok = |v: &str| {
-            !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        };
-        if !id_ok(&self.ca) {
-            return Err(ApiError::bad_request("ca must be an adapter name"));
-        }
-        if let Some(p) = &self.profile
-            && !id_ok(p)
-        {
-            return Err(ApiError::bad_request("profile is invalid"));
-        }
-        if self.platforms.iter().any(|p| !id_ok(p)) {
-            return Err(ApiError::bad_request("platform ids must be 1..64 characters [A-Za-z0-9-_.]"));
-        }
-        if !(1..=3650).contains(&self.validity_days) {
-            return Err(ApiError::bad_request("validity_days must be 1..=3650"));
-        }
-        let mut platforms = self.platforms;
-        platforms.sort();
-        platforms.dedup();
-        Ok(NewEnrollment {
-            subject: self.subject,
-            ca: self.ca,
-            profile: self.profile,
-            platforms,
-            validity_days: self.validity_days,
-            predecessor: None,
-        })
+/// The domain's subject (what keys and certificates record) from the checked wire one.
+pub fn subject(s: mcs_api::Subject) -> Subject {
+    let kind = match s.kind {
+        mcs_api::SubjectKind::Person => SubjectKind::Person,
+        mcs_api::SubjectKind::Org => SubjectKind::Org,
+        mcs_api::SubjectKind::Operator => SubjectKind::Operator,
+    };
+    Subject { kind, name: s.name, org_name: s.org_name, credit_code: s.credit_code, id_number: s.id_number }
+}
+
+pub fn new_enrollment(req: EnrollmentRequest) -> Result<NewEnrollment, ApiError> {
+    check_subject(&req.subject)?;
+    let id_ok =
+        |v: &str| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !id_ok(&req.ca) {
+        return Err(ApiError::bad_request("ca must be an adapter name"));
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlatformRequest {
-    pub platform: String,
-    pub mode: String,
-    #[serde(default)]
-    pub until: Option<String>,
-}
-
-impl PlatformRequest {
-    /// (until, once) for the grant.
-    pub fn validate(&self) -> Result<(Option<i64>, bool), ApiError> {
-        if self.platform.is_empty() || self.platform.len() > 64 {
-            return Err(ApiError::bad_request("platform must be 1..64 characters"));
-        }
-        let now = crate::clock::now();
-        let until = |t: &Option<String>| -> Result<Option<i64>, ApiError> {
-            t.as_deref()
-                .map(|s| {
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .map(|t| t.unix_timestamp())
-                        .map_err(|_| ApiError::bad_request("until must be an RFC 3339 time"))
-                })
-                .transpose()
-        };
-        match (self.mode.as_str(), &self.until) {
-            ("once", None) => Ok((None, true)),
-            ("day", None) => Ok((Some(now + 86_400), false)),
-            ("year", None) => Ok((Some(now + 365 * 86_400), false)),
-            ("until", Some(_)) => match until(&self.until)? {
-                Some(u) if u > now => Ok((Some(u), false)),
-                _ => Err(ApiError::bad_request("until must be in the future")),
-            },
-            ("until", None) => Err(ApiError::bad_request("mode `until` needs until")),
-            ("once" | "day" | "year", Some(_)) => Err(ApiError::bad_request("until goes only with mode `until`")),
-            (other, _) => Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
-        }
+    if let Some(p) = &req.profile
+        && !id_ok(p)
+    {
+        return Err(ApiError::bad_request("profile is invalid"));
     }
+    if req.platforms.iter().any(|p| !id_ok(p)) {
+        return Err(ApiError::bad_request("platform ids must be 1..64 characters [A-Za-z0-9-_.]"));
+    }
+    if !(1..=3650).contains(&req.validity_days) {
+        return Err(ApiError::bad_request("validity_days must be 1..=3650"));
+    }
+    let mut platforms = req.platforms;
+    platforms.sort();
+    platforms.dedup();
+    Ok(NewEnrollment {
+        subject: subject(req.subject),
+        ca: req.ca,
+        profile: req.profile,
+        platforms,
+        validity_days: req.validity_days,
+        predecessor: None,
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTaskRequest {
-    pub kind: String,
-    #[serde(default)]
-    pub ttl_secs: Option<u64>,
-    pub display: DisplayRequest,
-    pub data: Value,
-    #[serde(default)]
-    pub callback_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DisplayRequest {
-    pub title: String,
-    #[serde(default)]
-    pub detail: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginData {
-    pub challenge: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignData {
-    pub message: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecryptData {
-    pub ciphertext: String,
-    #[serde(default)]
-    pub recipient_cert_serial: Option<String>,
-    #[serde(default)]
-    pub recipient_public_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EncryptData {
-    pub plaintext: Zeroizing<String>,
+/// (until, once) for the grant.
+pub fn platform_grant(req: &PlatformRequest) -> Result<(Option<i64>, bool), ApiError> {
+    if req.platform.is_empty() || req.platform.len() > 64 {
+        return Err(ApiError::bad_request("platform must be 1..64 characters"));
+    }
+    let now = crate::clock::now();
+    let until = |t: &Option<String>| -> Result<Option<i64>, ApiError> {
+        t.as_deref()
+            .map(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map(|t| t.unix_timestamp())
+                    .map_err(|_| ApiError::bad_request("until must be an RFC 3339 time"))
+            })
+            .transpose()
+    };
+    match (req.mode.as_str(), &req.until) {
+        ("once", None) => Ok((None, true)),
+        ("day", None) => Ok((Some(now + 86_400), false)),
+        ("year", None) => Ok((Some(now + 365 * 86_400), false)),
+        ("until", Some(_)) => match until(&req.until)? {
+            Some(u) if u > now => Ok((Some(u), false)),
+            _ => Err(ApiError::bad_request("until must be in the future")),
+        },
+        ("until", None) => Err(ApiError::bad_request("mode `until` needs until")),
+        ("once" | "day" | "year", Some(_)) => Err(ApiError::bad_request("until goes only with mode `until`")),
+        (other, _) => Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
+    }
 }
 
 pub fn data_of<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid data: {e}")))
 }
 
-impl CreateTaskRequest {
-    pub fn validate(self) -> Result<NewTask, ApiError> {
-        if self.display.title.trim().is_empty() || self.display.title.chars().count() > 256 {
-            return Err(ApiError::bad_request("display.title must be 1..=256 characters"));
+pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
+    if req.display.title.trim().is_empty() || req.display.title.chars().count() > 256 {
+        return Err(ApiError::bad_request("display.title must be 1..=256 characters"));
+    }
+    if req.display.detail.as_ref().is_some_and(|d| d.chars().count() > 2048) {
+        return Err(ApiError::bad_request("display.detail is longer than 2048 characters"));
+    }
+    if let Some(url) = &req.callback_url {
+        // Syntax here; the platform's target rules when the task is created.
+        crate::model::callback_target::CallbackUrl::parse(url)
+            .map_err(|e| ApiError::bad_request(format!("callback_url {e}")))?;
+    }
+    let sized = |bytes: Vec<u8>, what: &str, max: usize| {
+        if bytes.is_empty() || bytes.len() > max {
+            Err(ApiError::bad_request(format!("{what} must be 1..={max} bytes")))
+        } else {
+            Ok(bytes)
         }
-        if self.display.detail.as_ref().is_some_and(|d| d.chars().count() > 2048) {
-            return Err(ApiError::bad_request("display.detail is longer than 2048 characters"));
+    };
+    let data = match req.kind.as_str() {
+        "login" => {
+            let d: LoginData = data_of(req.data)?;
+            NewTaskData::Login { challenge: sized(b64(&d.challenge, "challenge")?, "challenge", 4096)? }
         }
-        if let Some(url) = &self.callback_url {
-            // Syntax here; the platform's target rules when the task is created.
-            crate::model::callback_target::CallbackUrl::parse(url)
-                .map_err(|e| ApiError::bad_request(format!("callback_url {e}")))?;
+        "sign" => {
+            let d: SignData = data_of(req.data)?;
+            NewTaskData::Sign { message: sized(b64(&d.message, "message")?, "message", usize::MAX)? }
         }
-        let sized = |bytes: Vec<u8>, what: &str, max: usize| {
-            if bytes.is_empty() || bytes.len() > max {
-                Err(ApiError::bad_request(format!("{what} must be 1..={max} bytes")))
-            } else {
-                Ok(bytes)
+        "decrypt" => {
+            let d: DecryptData = data_of(req.data)?;
+            let ciphertext = b64(&d.ciphertext, "ciphertext")?;
+            sm2_2p::Ciphertext::parse(&ciphertext)?;
+            let recipient_public_key = d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
+            NewTaskData::Decrypt { ciphertext, recipient_cert_serial: d.recipient_cert_serial, recipient_public_key }
+        }
+        "encrypt" => {
+            let d: EncryptData = data_of(req.data)?;
+            NewTaskData::Encrypt {
+                plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?),
             }
-        };
-        let data = match self.kind.as_str() {
-            "login" => {
-                let d: LoginData = data_of(self.data)?;
-                NewTaskData::Login { challenge: sized(b64(&d.challenge, "challenge")?, "challenge", 4096)? }
-            }
-            "sign" => {
-                let d: SignData = data_of(self.data)?;
-                NewTaskData::Sign { message: sized(b64(&d.message, "message")?, "message", usize::MAX)? }
-            }
-            "decrypt" => {
-                let d: DecryptData = data_of(self.data)?;
-                let ciphertext = b64(&d.ciphertext, "ciphertext")?;
-                sm2_2p::Ciphertext::parse(&ciphertext)?;
-                let recipient_public_key = d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
-                NewTaskData::Decrypt {
-                    ciphertext,
-                    recipient_cert_serial: d.recipient_cert_serial,
-                    recipient_public_key,
-                }
-            }
-            "encrypt" => {
-                let d: EncryptData = data_of(self.data)?;
-                NewTaskData::Encrypt {
-                    plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?),
-                }
-            }
-            "pdf_seal" => {
-                let d: PdfSealData = data_of(self.data)?;
-                let pdf = b64(&d.pdf, "pdf")?;
-                if !pdf.starts_with(b"%PDF-") {
-                    return Err(ApiError::bad_request("pdf is not a PDF document"));
-                }
-                crate::seals::parse_placement(&d.placement).map_err(ApiError::bad_request)?;
-                NewTaskData::PdfSeal { pdf, seal_id: d.seal_id, placement: d.placement }
-            }
-            "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
-            other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),
-        };
-        Ok(NewTask {
-            ttl_secs: self.ttl_secs,
-            display: TaskDisplay { title: self.display.title, detail: self.display.detail },
-            data,
-            callback_url: self.callback_url,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimRequest {
-    pub token: String,
-    pub key_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CosignRequest {
-    pub token: String,
-    #[serde(default)]
-    pub q1: Option<String>,
-    #[serde(default)]
-    pub t1: Option<String>,
-    pub pin_proof: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignatureRequest {
-    pub r: String,
-    pub s: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteRequest {
-    pub token: String,
-    #[serde(default)]
-    pub signature: Option<SignatureRequest>,
-    #[serde(default)]
-    pub plaintext: Option<Zeroizing<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RejectRequest {
-    pub token: String,
-    pub reason: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchItem {
-    pub task_id: String,
-    pub token: String,
-    pub q1: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchRequest {
-    pub items: Vec<BatchItem>,
-    pub key_id: String,
-    pub pin_proof: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PinRequest {
-    pub salt: String,
-    pub verifier: Zeroizing<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateRequest {
-    pub activation_code: Zeroizing<String>,
-    pub p1: String,
-    pub pin: PinRequest,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignRequest {
-    pub e: String,
-    pub q1: String,
-    pub pin_proof: String,
-    #[serde(default)]
-    pub mode: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecryptRequest {
-    pub t1: String,
-    pub pin_proof: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangePinRequest {
-    pub pin_proof: String,
-    pub new_pin: PinRequest,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
-    pub reason: String,
-    #[serde(default)]
-    pub pin_proof: Option<String>,
-}
-// ---- checks of the bodies above, in the order each route has always made them ---------
-
-impl ActivateRequest {
-    pub fn validate(&self) -> Result<(AffinePoint, Verifier), ApiError> {
-        let p1 = sm2_2p::point_from_hex(&self.p1)?;
-        let (_, verifier) = decode_pin(&self.pin)?;
-        Ok((p1, verifier))
-    }
-}
-
-impl SignRequest {
-    /// (e, q1, mode, proof).
-    pub fn validate(&self) -> Result<([u8; 32], AffinePoint, SignMode, PinProof<'_>), ApiError> {
-        let e = sm2_2p::digest_from_hex(&self.e)?;
-        let q1 = sm2_2p::point_from_hex(&self.q1)?;
-        check_proof_encoding(&self.pin_proof)?;
-        let mode = match self.mode.as_deref() {
-            None | Some("canonical") => SignMode::Canonical,
-            Some("fixed_k3") => SignMode::FixedK3,
-            Some(other) => return Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
-        };
-        let proof =
-            PinProof { op: Transcript::Sign { e: self.e.clone(), q1: self.q1.clone() }, proof: &self.pin_proof };
-        Ok((e, q1, mode, proof))
-    }
-}
-
-impl DecryptRequest {
-    pub fn validate(&self) -> Result<(AffinePoint, PinProof<'_>), ApiError> {
-        let t1 = sm2_2p::point_from_hex(&self.t1)?;
-        check_proof_encoding(&self.pin_proof)?;
-        Ok((t1, PinProof { op: Transcript::Decrypt { t1: self.t1.clone() }, proof: &self.pin_proof }))
-    }
-}
-
-impl ChangePinRequest {
-    pub fn validate(&self) -> Result<(Verifier, PinProof<'_>), ApiError> {
-        check_proof_encoding(&self.pin_proof)?;
-        let (_, verifier) = decode_pin(&self.new_pin)?;
-        let op = Transcript::Pin { salt: self.new_pin.salt.clone(), verifier: (*self.new_pin.verifier).clone() };
-        Ok((verifier, PinProof { op, proof: &self.pin_proof }))
-    }
-}
-
-impl RevokeRequest {
-    /// The PIN proof a phone must give and an operator must not.
-    pub fn validate(&self, actor: &Actor<'_>) -> Result<Option<PinProof<'_>>, ApiError> {
-        const REASONS: [&str; 5] = ["key_compromise", "superseded", "cessation", "affiliation_changed", "unspecified"];
-        if !REASONS.contains(&self.reason.as_str()) {
-            return Err(ApiError::bad_request(format!("unknown reason `{}`", self.reason)));
         }
-        match (actor, &self.pin_proof) {
-            (Actor::Device(_), Some(p)) => {
-                check_proof_encoding(p)?;
-                Ok(Some(PinProof { op: Transcript::Revoke { reason: self.reason.clone() }, proof: p }))
+        "pdf_seal" => {
+            let d: PdfSealData = data_of(req.data)?;
+            let pdf = b64(&d.pdf, "pdf")?;
+            if !pdf.starts_with(b"%PDF-") {
+                return Err(ApiError::bad_request("pdf is not a PDF document"));
             }
-            (Actor::Device(_), None) => Err(ApiError::bad_request("pin_proof is required")),
-            (Actor::Admin, Some(_)) => Err(ApiError::bad_request("pin_proof is for phones only")),
-            (Actor::Admin, None) => Ok(None),
+            crate::seals::parse_placement(&d.placement).map_err(ApiError::bad_request)?;
+            NewTaskData::PdfSeal { pdf, seal_id: d.seal_id, placement: d.placement }
         }
+        "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
+        other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),
+    };
+    Ok(NewTask {
+        ttl_secs: req.ttl_secs,
+        display: TaskDisplay { title: req.display.title, detail: req.display.detail },
+        data,
+        callback_url: req.callback_url,
+    })
+}
+
+// ---- checks of the other bodies, in the order each route has always made them ----------
+
+pub fn activation(req: &ActivateRequest) -> Result<(AffinePoint, Verifier), ApiError> {
+    let p1 = sm2_2p::point_from_hex(&req.p1)?;
+    let (_, verifier) = decode_pin(&req.pin)?;
+    Ok((p1, verifier))
+}
+
+/// (e, q1, mode, proof).
+pub fn sign(req: &SignRequest) -> Result<([u8; 32], AffinePoint, SignMode, PinProof<'_>), ApiError> {
+    let e = sm2_2p::digest_from_hex(&req.e)?;
+    let q1 = sm2_2p::point_from_hex(&req.q1)?;
+    check_proof_encoding(&req.pin_proof)?;
+    let mode = match req.mode.as_deref() {
+        None | Some("canonical") => SignMode::Canonical,
+        Some("fixed_k3") => SignMode::FixedK3,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
+    };
+    let proof = PinProof { op: Transcript::Sign { e: req.e.clone(), q1: req.q1.clone() }, proof: &req.pin_proof };
+    Ok((e, q1, mode, proof))
+}
+
+pub fn decrypt(req: &DecryptRequest) -> Result<(AffinePoint, PinProof<'_>), ApiError> {
+    let t1 = sm2_2p::point_from_hex(&req.t1)?;
+    check_proof_encoding(&req.pin_proof)?;
+    Ok((t1, PinProof { op: Transcript::Decrypt { t1: req.t1.clone() }, proof: &req.pin_proof }))
+}
+
+pub fn change_pin(req: &ChangePinRequest) -> Result<(Verifier, PinProof<'_>), ApiError> {
+    check_proof_encoding(&req.pin_proof)?;
+    let (_, verifier) = decode_pin(&req.new_pin)?;
+    let op = Transcript::Pin { salt: req.new_pin.salt.clone(), verifier: (*req.new_pin.verifier).clone() };
+    Ok((verifier, PinProof { op, proof: &req.pin_proof }))
+}
+
+/// The PIN proof a phone must give and an operator must not.
+pub fn revoke<'r>(req: &'r RevokeRequest, actor: &Actor<'_>) -> Result<Option<PinProof<'r>>, ApiError> {
+    const REASONS: [&str; 5] = ["key_compromise", "superseded", "cessation", "affiliation_changed", "unspecified"];
+    if !REASONS.contains(&req.reason.as_str()) {
+        return Err(ApiError::bad_request(format!("unknown reason `{}`", req.reason)));
+    }
+    match (actor, &req.pin_proof) {
+        (Actor::Device(_), Some(p)) => {
+            check_proof_encoding(p)?;
+            Ok(Some(PinProof { op: Transcript::Revoke { reason: req.reason.clone() }, proof: p }))
+        }
+        (Actor::Device(_), None) => Err(ApiError::bad_request("pin_proof is required")),
+        (Actor::Admin, Some(_)) => Err(ApiError::bad_request("pin_proof is for phones only")),
+        (Actor::Admin, None) => Ok(None),
     }
 }
 
-impl SuccessorRequest {
-    pub fn validate(&self) -> Result<(), ApiError> {
-        if !["renew", "change", "reissue"].contains(&self.reason.as_str()) {
-            return Err(ApiError::bad_request(format!("unknown reason `{}`", self.reason)));
-        }
-        if self.validity_days.is_some_and(|d| !(1..=3650).contains(&d)) {
-            return Err(ApiError::bad_request("validity_days must be 1..=3650"));
-        }
-        if let Some(s) = &self.subject {
-            check_subject(s)?;
-        }
-        Ok(())
+/// The new subject, if the successor changes it.
+pub fn successor(req: &SuccessorRequest) -> Result<Option<Subject>, ApiError> {
+    if !["renew", "change", "reissue"].contains(&req.reason.as_str()) {
+        return Err(ApiError::bad_request(format!("unknown reason `{}`", req.reason)));
     }
+    if req.validity_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(ApiError::bad_request("validity_days must be 1..=3650"));
+    }
+    if let Some(s) = &req.subject {
+        check_subject(s)?;
+    }
+    Ok(req.subject.clone().map(subject))
 }
 
-impl SealGrantRequest {
-    /// (not_before, not_after), unix seconds.
-    pub fn validate(&self) -> Result<(i64, i64), ApiError> {
-        Ok((parse_time(&self.not_before, "not_before")?, parse_time(&self.not_after, "not_after")?))
-    }
+/// (not_before, not_after), unix seconds.
+pub fn seal_grant(req: &SealGrantRequest) -> Result<(i64, i64), ApiError> {
+    Ok((parse_time(&req.not_before, "not_before")?, parse_time(&req.not_after, "not_after")?))
 }
 
 /// What `verify/signature` checks, decoded.
@@ -707,40 +448,36 @@ impl SignatureCheck {
     }
 }
 
-impl VerifySignatureRequest {
-    pub fn validate(&self) -> Result<SignatureCheck, ApiError> {
-        let message = self.message.as_deref().map(|m| b64(m, "message")).transpose()?;
-        let signed = match (message, &self.e) {
-            (Some(m), None) => SignedInput::Message(m),
-            (None, Some(e)) => SignedInput::Digest(sm2_2p::digest_from_hex(e)?),
-            _ => return Err(ApiError::bad_request("give exactly one of message or e")),
-        };
-        let signature = b64(&self.signature, "signature")?;
-        let certificate = b64(&self.certificate, "certificate")?;
-        let chain = self.chain.iter().map(|c| b64(c, "chain")).collect::<Result<Vec<_>, _>>()?;
-        if chain.len() > 8 {
-            return Err(ApiError::bad_request("chain holds at most 8 certificates"));
-        }
-        Ok(SignatureCheck { signed, signature, certificate, chain })
+pub fn signature_check(req: &VerifySignatureRequest) -> Result<SignatureCheck, ApiError> {
+    let message = req.message.as_deref().map(|m| b64(m, "message")).transpose()?;
+    let signed = match (message, &req.e) {
+        (Some(m), None) => SignedInput::Message(m),
+        (None, Some(e)) => SignedInput::Digest(sm2_2p::digest_from_hex(e)?),
+        _ => return Err(ApiError::bad_request("give exactly one of message or e")),
+    };
+    let signature = b64(&req.signature, "signature")?;
+    let certificate = b64(&req.certificate, "certificate")?;
+    let chain = req.chain.iter().map(|c| b64(c, "chain")).collect::<Result<Vec<_>, _>>()?;
+    if chain.len() > 8 {
+        return Err(ApiError::bad_request("chain holds at most 8 certificates"));
     }
+    Ok(SignatureCheck { signed, signature, certificate, chain })
 }
 
 /// One task of a batch co-signature: (task_id, token, q1, q1 as sent).
 pub type BatchTask = (String, String, AffinePoint, String);
 
-impl BatchRequest {
-    pub fn validate(self) -> Result<(String, String, Vec<BatchTask>), ApiError> {
-        check_proof_encoding(&self.pin_proof)?;
-        if self.items.is_empty() || self.items.len() > 100 {
-            return Err(ApiError::bad_request("items must hold 1..=100 tasks"));
-        }
-        let mut items = Vec::with_capacity(self.items.len());
-        for item in self.items {
-            let q1 = sm2_2p::point_from_hex(&item.q1)?;
-            items.push((item.task_id, item.token, q1, item.q1));
-        }
-        Ok((self.key_id, self.pin_proof, items))
+pub fn batch(req: BatchCosignRequest) -> Result<(String, String, Vec<BatchTask>), ApiError> {
+    check_proof_encoding(&req.pin_proof)?;
+    if req.items.is_empty() || req.items.len() > 100 {
+        return Err(ApiError::bad_request("items must hold 1..=100 tasks"));
     }
+    let mut items = Vec::with_capacity(req.items.len());
+    for item in req.items {
+        let q1 = sm2_2p::point_from_hex(&item.q1)?;
+        items.push((item.task_id, item.token, q1, item.q1));
+    }
+    Ok((req.key_id, req.pin_proof, items))
 }
 
 /// The half a phone asks the daemon for on a task.
@@ -749,14 +486,12 @@ pub enum Cosign<'a> {
     Decrypt { t1: AffinePoint, t1_hex: &'a str },
 }
 
-impl CosignRequest {
-    pub fn validate(&self) -> Result<Cosign<'_>, ApiError> {
-        check_proof_encoding(&self.pin_proof)?;
-        match (&self.q1, &self.t1) {
-            (Some(q1_hex), None) => Ok(Cosign::Sign { q1: sm2_2p::point_from_hex(q1_hex)?, q1_hex }),
-            (None, Some(t1_hex)) => Ok(Cosign::Decrypt { t1: sm2_2p::point_from_hex(t1_hex)?, t1_hex }),
-            _ => Err(ApiError::bad_request("give exactly one of q1 (signing) or t1 (decrypt)")),
-        }
+pub fn cosign(req: &CosignRequest) -> Result<Cosign<'_>, ApiError> {
+    check_proof_encoding(&req.pin_proof)?;
+    match (&req.q1, &req.t1) {
+        (Some(q1_hex), None) => Ok(Cosign::Sign { q1: sm2_2p::point_from_hex(q1_hex)?, q1_hex }),
+        (None, Some(t1_hex)) => Ok(Cosign::Decrypt { t1: sm2_2p::point_from_hex(t1_hex)?, t1_hex }),
+        _ => Err(ApiError::bad_request("give exactly one of q1 (signing) or t1 (decrypt)")),
     }
 }
 
@@ -766,26 +501,22 @@ pub enum Completion {
     Plaintext(Zeroizing<Vec<u8>>),
 }
 
-impl CompleteRequest {
-    pub fn validate(&self) -> Result<Completion, ApiError> {
-        match (&self.signature, &self.plaintext) {
-            (Some(sig), None) => Ok(Completion::Signature(sm2_2p::Signature {
-                r: sm2_2p::scalar_from_hex(&sig.r)?,
-                s: sm2_2p::scalar_from_hex(&sig.s)?,
-            })),
-            (None, Some(p)) => Ok(Completion::Plaintext(Zeroizing::new(b64(p, "plaintext")?))),
-            _ => Err(ApiError::bad_request("give exactly one of signature or plaintext")),
-        }
+pub fn completion(req: &CompleteRequest) -> Result<Completion, ApiError> {
+    match (&req.signature, &req.plaintext) {
+        (Some(sig), None) => Ok(Completion::Signature(sm2_2p::Signature {
+            r: sm2_2p::scalar_from_hex(&sig.r)?,
+            s: sm2_2p::scalar_from_hex(&sig.s)?,
+        })),
+        (None, Some(p)) => Ok(Completion::Plaintext(Zeroizing::new(b64(p, "plaintext")?))),
+        _ => Err(ApiError::bad_request("give exactly one of signature or plaintext")),
     }
 }
 
-impl RejectRequest {
-    pub fn validate(&self) -> Result<(), ApiError> {
-        if self.reason.trim().is_empty() || self.reason.chars().count() > 256 {
-            return Err(ApiError::bad_request("reason must be 1..=256 characters"));
-        }
-        Ok(())
+pub fn reject(req: &RejectRequest) -> Result<(), ApiError> {
+    if req.reason.trim().is_empty() || req.reason.chars().count() > 256 {
+        return Err(ApiError::bad_request("reason must be 1..=256 characters"));
     }
+    Ok(())
 }
 
 // ---- query strings ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcs_plugin_abi::{self as abi, Bytes, Host, Plugin, Sink};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::config::PluginConfig;
@@ -124,6 +124,24 @@ struct Loaded {
 enum Entry {
     Loaded(Loaded),
     Failed(String),
+}
+
+/// A configured adapter as an operator sees it.
+pub struct PluginInfo<'a> {
+    pub name: &'a str,
+    pub library: &'a std::path::Path,
+    pub state: PluginState<'a>,
+}
+
+pub enum PluginState<'a> {
+    /// With what the adapter's `describe` said of itself (JSON, as it sent it).
+    Loaded {
+        description: &'a Value,
+        abi: u32,
+    },
+    Failed {
+        error: &'a str,
+    },
 }
 
 pub struct PluginHost {
@@ -245,21 +263,16 @@ impl PluginHost {
     }
 
     /// `GET /v1/plugins`: what is loaded, and what failed and why.
-    pub fn list(&self) -> Vec<Value> {
+    pub fn list(&self) -> Vec<PluginInfo<'_>> {
         self.entries
             .iter()
-            .map(|(name, (cfg, entry))| match entry {
-                Entry::Loaded(l) => json!({
-                    "name": name,
-                    "status": "loaded",
-                    "adapter": l.description.get("name"),
-                    "version": l.description.get("version"),
-                    "abi": abi::ABI_VERSION,
-                    "algorithms": l.description.get("algorithms"),
-                    "profiles": l.description.get("profiles"),
-                    "library": cfg.library,
-                }),
-                Entry::Failed(e) => json!({ "name": name, "status": "failed", "error": e, "library": cfg.library }),
+            .map(|(name, (cfg, entry))| PluginInfo {
+                name,
+                library: &cfg.library,
+                state: match entry {
+                    Entry::Loaded(l) => PluginState::Loaded { description: &l.description, abi: abi::ABI_VERSION },
+                    Entry::Failed(e) => PluginState::Failed { error: e },
+                },
             })
             .collect()
     }

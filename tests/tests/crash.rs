@@ -28,6 +28,7 @@ use mcs_client::gateway;
 use mcs_client::phone::{Phone, PreparedActivation, ScanCode, SignMode, fetch_task};
 use mcs_client::{Connection, Error};
 use mcs_e2e::*;
+use mcsd::model::task::TaskResult;
 use serde_json::{Value, json};
 use sm2_2p::Signature;
 
@@ -1075,7 +1076,12 @@ async fn finish(rig: &Rig<'_>, daemon: Daemon, ledger: &Mutex<Ledger>, f: &mut F
             let rec = tasks.get(id);
             let stored = rec
                 .and_then(|r| r.result.as_ref())
-                .and_then(|r| r["signature"].as_str())
+                .and_then(|r| match r {
+                    TaskResult::Login { signature, .. } | TaskResult::Sign { signature, .. } => {
+                        Some(signature.as_str())
+                    }
+                    _ => None,
+                })
                 .and_then(|s| B64.decode(s).ok());
             f.check(
                 rec.is_some_and(|r| r.status == mcsd::model::task::TaskStatus::Completed)

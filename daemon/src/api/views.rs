@@ -13,10 +13,10 @@ use crate::clock::rfc3339;
 use crate::keys::{EnrollmentCreated, SignOutput};
 use crate::model::key::{KeyRecord, KeyStatus, Subject, SubjectKind};
 use crate::model::seal::SealRecord;
-use crate::model::task::{TaskData, TaskKind, TaskRecord, TaskStatus};
+use crate::model::task::{TaskData, TaskKind, TaskRecord, TaskResult, TaskStatus};
 use crate::plugins::{PluginInfo, PluginState};
 use crate::seals::{PdfVerdict, SealVerdict, SignatureVerdict};
-use crate::tasks::{Claimed, CreatedTask, Outcome, TaskError, kind_str, status_str};
+use crate::tasks::{Claimed, CreatedTask, Outcome, TaskError};
 
 /// A successful answer: a status and, unless 204, a JSON body.
 pub struct Answer(StatusCode, Option<String>);
@@ -377,24 +377,43 @@ pub fn status(status: mcs_api::TaskStatus) -> mcs_api::TaskStatusAnswer {
     mcs_api::TaskStatusAnswer { status }
 }
 
-/// The result is the JSON the task recorded when it finished (its shape is the kind's
-/// [`mcs_api::TaskResult`]), passed on as stored.
-pub fn outcome(o: Outcome) -> Value {
-    let mut v = json!({ "status": status_str(o.status) });
-    if let Some(r) = o.result {
-        v["result"] = r;
+/// `GET /v1/tasks/{id}/result`: the status, and the result the task recorded when it
+/// finished (or, once, a decrypt task's plaintext) or why it did not.
+pub fn outcome(o: Outcome) -> mcs_api::TaskOutcome {
+    mcs_api::TaskOutcome { status: task_status(o.status), result: o.result.map(task_result), error: o.error }
+}
+
+fn task_result(r: TaskResult) -> mcs_api::TaskResult {
+    match r {
+        TaskResult::PdfSeal { pdf, seal_id, key_id, certificate } => {
+            mcs_api::TaskResult::PdfSeal(mcs_api::PdfSealResult { pdf, seal_id, key_id, certificate })
+        }
+        TaskResult::Encrypt { ciphertext, certificate, key_id, public_key } => {
+            mcs_api::TaskResult::Encrypt(mcs_api::EncryptResult { ciphertext, certificate, key_id, public_key })
+        }
+        TaskResult::Decrypt { plaintext } => mcs_api::TaskResult::Decrypt(mcs_api::DecryptResult { plaintext }),
+        TaskResult::Login { signature, key_id, public_key, subject: who, certificate, subject_dn } => {
+            mcs_api::TaskResult::Login(mcs_api::LoginResult {
+                signature,
+                key_id,
+                public_key,
+                subject: subject(&who),
+                certificate,
+                subject_dn,
+            })
+        }
+        TaskResult::Sign { signature, key_id, public_key, certificate, subject_dn } => {
+            mcs_api::TaskResult::Sign(mcs_api::SignResult { signature, key_id, public_key, certificate, subject_dn })
+        }
+        TaskResult::Csr { certificate, key_id } => mcs_api::TaskResult::Csr(mcs_api::CsrResult { certificate, key_id }),
     }
-    if let Some(e) = o.error {
-        v["error"] = json!(e);
-    }
-    v
 }
 
 // ---- the detail of a request's audit entry ---------------------------------------------
 
 /// A task's kind and status when a request on it was answered.
 pub fn audit_task_detail(t: &TaskRecord) -> Value {
-    json!({ "kind": kind_str(t.kind), "status": status_str(t.status) })
+    crate::audit::task_detail(t.kind, t.status)
 }
 
 pub fn audit_seal_detail(seal_id: Option<&str>, key_id: Option<&str>) -> Value {

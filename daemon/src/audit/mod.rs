@@ -46,6 +46,7 @@ use sm3::Digest;
 
 use crate::config::AuditConfig;
 use crate::daemon_keys::{DaemonKeyError, DaemonKeys};
+use crate::model::task::{TaskKind, TaskStatus};
 use crate::store::{AuditAppend, Storage, StoreError};
 
 pub const CHECKPOINT_EVERY: u64 = 64;
@@ -60,6 +61,13 @@ mod verify;
 pub use export::*;
 pub use key::*;
 pub use verify::*;
+
+/// The detail of an entry about a step on a task: its kind and its status afterwards. The
+/// API layer records the same for the task requests it answers, and the tasks layer for
+/// the steps it commits with the request's entry, so one function says what it is.
+pub fn task_detail(kind: TaskKind, status: TaskStatus) -> Value {
+    json!({ "kind": kind, "status": status })
+}
 
 /// What an event says, before it is chained.
 #[derive(Debug, Clone, Default)]

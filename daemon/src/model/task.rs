@@ -1,6 +1,9 @@
 //! Scan tasks and their callbacks.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::key::Subject;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,7 +102,7 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cosign_nonces: Vec<String>,
     /// Non-secret result for the gateway.
-    pub result: Option<serde_json::Value>,
+    pub result: Option<TaskResult>,
     /// A wrapped secret result (decrypt plaintext) waits in `secrets` until delivered.
     pub secret_result: bool,
     pub delivered: bool,
@@ -109,6 +112,62 @@ pub struct TaskRecord {
     /// records from before quotas).
     #[serde(default)]
     pub charged_bytes: u64,
+}
+
+/// A finished task's result, by kind: byte strings are standard base64, `certificate` the
+/// key's certificate (base64 DER) when it has one.
+///
+/// Stored untagged, as the plain object the gateway receives; the record's `kind` is not
+/// consulted, so each variant must be told apart by its fields alone. Serde tries the
+/// variants in order, and the order matters where one's required fields are a subset of
+/// another's: `Login` (which adds `subject`) before `Sign`, and `Csr` (only `certificate` and
+/// `key_id`) after every kind that also carries both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskResult {
+    PdfSeal {
+        /// The sealed PDF: the task's document with the seal's revision appended.
+        pdf: String,
+        seal_id: String,
+        key_id: String,
+        /// `null` when the key has no certificate.
+        certificate: Option<String>,
+    },
+    Encrypt {
+        /// The SM2 ciphertext (DER) to the claiming key.
+        ciphertext: String,
+        /// `null` when the key has no certificate.
+        certificate: Option<String>,
+        key_id: String,
+        public_key: String,
+    },
+    /// Never stored: the plaintext stays HSM-wrapped in `secrets` until the creating
+    /// gateway takes it, and this is what it gets then.
+    Decrypt { plaintext: Zeroizing<String> },
+    Login {
+        /// Base64 DER SM2 signature over the challenge.
+        signature: String,
+        key_id: String,
+        public_key: String,
+        subject: Subject,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<String>,
+        /// The certificate's subject DN (with `certificate`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject_dn: Option<String>,
+    },
+    Sign {
+        /// Base64 DER SM2 signature over the message.
+        signature: String,
+        key_id: String,
+        public_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject_dn: Option<String>,
+    },
+    /// The certificate the CA issued for the key.
+    Csr { certificate: String, key_id: String },
 }
 
 /// A callback still to be delivered; written in the same transaction as the final state.
@@ -122,4 +181,133 @@ pub struct CallbackRecord {
     /// records from before it was kept here: the task says).
     #[serde(default)]
     pub platform: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::key::SubjectKind;
+
+    /// A completed task record as the daemon has written it since results were first kept
+    /// (an untyped JSON object built per kind, so its keys in sorted order).
+    fn stored(kind: &str, data: Value, result: Value) -> String {
+        json!({
+            "id": "t-1", "kind": kind, "platform": "p1", "token_sha256": "ab".repeat(32),
+            "display": { "title": "Log in" }, "data": data, "callback_url": null,
+            "status": "completed", "rev": 4, "created_at": 1_700_000_000, "expires_at": 1_700_000_300,
+            "updated_at": 1_700_000_010, "key_id": "k-1", "device_id": "dev-a", "e": "cd".repeat(32),
+            "cosigned": true, "cosign_nonces": ["ef".repeat(16)], "result": result,
+            "secret_result": false, "delivered": false, "error": null, "charged_bytes": 812,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn records_written_before_results_were_typed_still_decode_as_their_kind() {
+        let person = json!({ "kind": "person", "name": "张三", "id_number": "110101199003070000" });
+        let cases = [
+            (
+                "login",
+                json!({ "kind": "login", "challenge": "Y2hhbGxlbmdl" }),
+                json!({ "certificate": "MIIB", "key_id": "k-1", "public_key": "04aa", "signature": "MEUC",
+                        "subject": person, "subject_dn": "CN=张三" }),
+            ),
+            (
+                "login",
+                json!({ "kind": "login", "challenge": "Y2hhbGxlbmdl" }),
+                json!({ "key_id": "k-1", "public_key": "04aa", "signature": "MEUC",
+                        "subject": { "kind": "org", "name": "Acme", "org_name": "Acme Ltd",
+                                     "credit_code": "91110000000000000X" } }),
+            ),
+            (
+                "sign",
+                json!({ "kind": "sign", "message": "bWVzc2FnZQ==" }),
+                json!({ "certificate": "MIIB", "key_id": "k-1", "public_key": "04aa", "signature": "MEUC",
+                        "subject_dn": "CN=张三" }),
+            ),
+            (
+                "sign",
+                json!({ "kind": "sign", "message": "bWVzc2FnZQ==" }),
+                json!({ "key_id": "k-1", "public_key": "04aa", "signature": "MEUC" }),
+            ),
+            (
+                "encrypt",
+                json!({ "kind": "encrypt" }),
+                json!({ "certificate": "MIIB", "ciphertext": "MHkC", "key_id": "k-1", "public_key": "04aa" }),
+            ),
+            (
+                "encrypt",
+                json!({ "kind": "encrypt" }),
+                json!({ "certificate": null, "ciphertext": "MHkC", "key_id": "k-1", "public_key": "04aa" }),
+            ),
+            (
+                "csr",
+                json!({ "kind": "csr", "key_id": "k-1", "request_info": "MIGA" }),
+                json!({ "certificate": "MIIB", "key_id": "k-1" }),
+            ),
+            (
+                "pdf_seal",
+                json!({ "kind": "pdf_seal", "pdf": "JVBE", "seal_id": null, "placement": { "page": 1, "x": 100, "y": 100 },
+                        "chosen_seal": "s-1", "signing_time": 1_700_000_005 }),
+                json!({ "certificate": "MIIB", "key_id": "k-1", "pdf": "JVBERi0x", "seal_id": "s-1" }),
+            ),
+            (
+                "pdf_seal",
+                json!({ "kind": "pdf_seal", "pdf": "JVBE", "seal_id": "s-1", "placement": { "keyword": "甲方" },
+                        "chosen_seal": "s-1", "signing_time": 1_700_000_005 }),
+                json!({ "certificate": null, "key_id": "k-1", "pdf": "JVBERi0x", "seal_id": "s-1" }),
+            ),
+        ];
+        for (kind, data, result) in cases {
+            let rec: TaskRecord = serde_json::from_str(&stored(kind, data, result.clone()))
+                .unwrap_or_else(|e| panic!("{kind} {result}: {e}"));
+            let typed = rec.result.clone().expect("a result");
+            let variant = match &typed {
+                TaskResult::Login { .. } => "login",
+                TaskResult::Sign { .. } => "sign",
+                TaskResult::Encrypt { .. } => "encrypt",
+                TaskResult::Csr { .. } => "csr",
+                TaskResult::PdfSeal { .. } => "pdf_seal",
+                TaskResult::Decrypt { .. } => "decrypt",
+            };
+            assert_eq!(variant, kind, "{result}");
+            // Written again, the result says exactly what it said (same fields, same values,
+            // `null` where it had `null`), so answers rendered from it do not change.
+            assert_eq!(serde_json::to_value(&typed).unwrap(), result, "{kind}");
+            let again: TaskRecord = serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
+            assert_eq!(again, rec);
+        }
+    }
+
+    #[test]
+    fn a_login_result_keeps_the_subject_and_a_task_without_a_result_has_none() {
+        let rec: TaskRecord = serde_json::from_str(&stored(
+            "login",
+            json!({ "kind": "login", "challenge": "eA==" }),
+            json!({ "key_id": "k-1", "public_key": "04aa", "signature": "MEUC", "subject": { "kind": "person", "name": "李四" } }),
+        ))
+        .unwrap();
+        let Some(TaskResult::Login { subject, certificate: None, subject_dn: None, .. }) = rec.result else {
+            panic!("{:?}", rec.result)
+        };
+        assert_eq!((subject.kind, subject.name.as_str()), (SubjectKind::Person, "李四"));
+
+        // A decrypt task's plaintext is never in the record: its result stays `null`.
+        let rec: TaskRecord = serde_json::from_str(&stored(
+            "decrypt",
+            json!({ "kind": "decrypt", "ciphertext": "MHkC", "recipient_cert_serial": null, "recipient_public_key": null }),
+            Value::Null,
+        ))
+        .unwrap();
+        assert_eq!(rec.result, None);
+        assert_eq!(serde_json::to_value(&rec).unwrap()["result"], Value::Null);
+    }
+
+    #[test]
+    fn a_delivered_plaintext_is_the_plain_object_gateways_read() {
+        let r = TaskResult::Decrypt { plaintext: Zeroizing::new("aGk=".into()) };
+        assert_eq!(serde_json::to_value(&r).unwrap(), json!({ "plaintext": "aGk=" }));
+    }
 }

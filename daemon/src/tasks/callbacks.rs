@@ -34,11 +34,26 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{ApiConfig, TasksConfig};
 use crate::model::callback_target::{CallbackUrl, Host, TargetPolicy};
-use crate::model::task::CallbackRecord;
+use crate::model::task::{CallbackRecord, TaskResult, TaskStatus};
 use crate::pem::{TlsError, load_certs, load_key};
 use crate::tasks::TaskService;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The body POSTed to a callback (API.md): the result endpoint's answer plus `task_id`,
+/// except that a decrypt plaintext is never sent — `result_available` says whether the
+/// gateway can still fetch it (once) from the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallbackBody {
+    pub task_id: String,
+    pub status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_available: Option<bool>,
+}
 
 /// The daemon as a TLS client: the API certificate as identity, the configured CAs as roots.
 pub fn client_config(api: &ApiConfig, tasks: &TasksConfig) -> Result<Arc<ClientConfig>, TlsError> {
@@ -204,7 +219,8 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
                 policy,
                 cfg.callback_connect_timeout,
                 cfg.callback_timeout,
-                Bytes::from(body.to_string()),
+                // Plain strings, booleans and enums: serializing cannot fail.
+                Bytes::from(serde_json::to_vec(&body).expect("callback body serializes")),
             );
             match tokio::time::timeout(cfg.callback_timeout, attempt).await {
                 Ok(result) => result,
@@ -323,6 +339,30 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(8));
         assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_callback_body_carries_only_what_the_task_has() {
+        use serde_json::json;
+        let body = |result, error, result_available| {
+            let b =
+                CallbackBody { task_id: "t-1".into(), status: TaskStatus::Completed, result, error, result_available };
+            serde_json::from_slice::<serde_json::Value>(&serde_json::to_vec(&b).unwrap()).unwrap()
+        };
+        let csr = TaskResult::Csr { certificate: "MIIB".into(), key_id: "k-1".into() };
+        assert_eq!(
+            body(Some(csr), None, None),
+            json!({ "task_id": "t-1", "status": "completed", "result": { "certificate": "MIIB", "key_id": "k-1" } })
+        );
+        // A decrypt task: never the plaintext, only whether it can still be fetched.
+        assert_eq!(
+            body(None, None, Some(true)),
+            json!({ "task_id": "t-1", "status": "completed", "result_available": true })
+        );
+        assert_eq!(
+            body(None, Some("task expired".into()), None),
+            json!({ "task_id": "t-1", "status": "completed", "error": "task expired" })
+        );
     }
 
     /// DNS rebinding: the name passed the checks at creation; what it resolves to now is

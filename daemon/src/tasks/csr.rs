@@ -114,7 +114,7 @@ impl TaskService {
             .map_err(|e| TaskError::Plugin(PluginError::Failed { adapter: key.ca.clone(), reason: e.to_string() }))?;
         let mut t = self.next(task);
         t.status = TaskStatus::Completed;
-        t.result = Some(json!({ "certificate": cert.der_b64, "key_id": key_id }));
+        t.result = Some(TaskResult::Csr { certificate: cert.der_b64.clone(), key_id: key_id.to_owned() });
         self.commit_request(Transition { install_certificate: Some((key_id, &cert)), ..Transition::of(&t) }).await?;
         self.keys.certificate_installed(key_id).await;
         Ok(())

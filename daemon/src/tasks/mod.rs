@@ -30,6 +30,7 @@
 //! store checks and inserts in one step, so a refusal writes nothing).
 
 pub mod callbacks;
+use callbacks::CallbackBody;
 mod csr;
 mod sealing;
 use sealing::dry_run;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sm2_2p::{AffinePoint, Signature};
 use subtle::ConstantTimeEq;
@@ -53,7 +54,7 @@ use crate::keys::certificates::{CertificateError, certificate_request, certifica
 use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput};
 use crate::model::key::{KeyRecord, KeyStatus, SubjectKind};
 use crate::model::secret::SecretKind;
-use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
+use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskResult, TaskStatus};
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, IssueRequest};
 use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Storage, StoreError, Transition, TransitionOutcome};
@@ -146,7 +147,7 @@ pub enum Claimed {
 /// A gateway's view of a task's outcome.
 pub struct Outcome {
     pub status: TaskStatus,
-    pub result: Option<Value>,
+    pub result: Option<TaskResult>,
     pub error: Option<String>,
 }
 
@@ -542,9 +543,12 @@ impl TaskService {
                 })
                 .await?;
                 t.status = TaskStatus::Completed;
-                t.result = Some(
-                    json!({ "ciphertext": B64.encode(ct), "certificate": certificate, "key_id": key.id, "public_key": key.public_key }),
-                );
+                t.result = Some(TaskResult::Encrypt {
+                    ciphertext: B64.encode(ct),
+                    certificate,
+                    key_id: key.id.clone(),
+                    public_key: key.public_key.clone(),
+                });
                 let callback = self.callback_for(&t);
                 self.commit_request(Transition {
                     delete_secrets: vec![SecretKind::TaskInput],
@@ -684,26 +688,27 @@ impl TaskService {
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let mut t = self.next(&task);
         t.status = TaskStatus::Completed;
-        let mut result = json!({
-            "signature": B64.encode(sig.to_der()),
-            "key_id": key.id,
-            "public_key": key.public_key,
-        });
-        if task.kind == TaskKind::Login {
-            result["subject"] = serde_json::to_value(&key.subject).unwrap_or(Value::Null);
-        }
-        if let Some(c) = &key.certificate {
-            result["certificate"] = json!(c.der_b64);
-            result["subject_dn"] = json!(c.subject);
-        }
-        if let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } = &task.data
-        {
-            // The same revision as at claim (deterministic), now with its signature.
-            let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
-            let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
-            let sealed = blocking(move || job.finish(&sig)).await?;
-            result = json!({ "pdf": B64.encode(sealed), "seal_id": seal_id, "key_id": key.id, "certificate": result["certificate"] });
-        }
+        let certificate = key.certificate.as_ref().map(|c| c.der_b64.clone());
+        let subject_dn = key.certificate.as_ref().map(|c| c.subject.clone());
+        let (signature, key_id, public_key) = (B64.encode(sig.to_der()), key.id.clone(), key.public_key.clone());
+        let result = match &task.data {
+            TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } => {
+                // The same revision as at claim (deterministic), now with its signature.
+                let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
+                let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
+                let sealed = blocking(move || job.finish(&sig)).await?;
+                TaskResult::PdfSeal { pdf: B64.encode(sealed), seal_id: seal_id.clone(), key_id, certificate }
+            }
+            _ if task.kind == TaskKind::Login => TaskResult::Login {
+                signature,
+                key_id,
+                public_key,
+                subject: key.subject.clone(),
+                certificate,
+                subject_dn,
+            },
+            _ => TaskResult::Sign { signature, key_id, public_key, certificate, subject_dn },
+        };
         t.result = Some(result);
         let callback = self.callback_for(&t);
         self.commit_request(Transition {
@@ -856,7 +861,7 @@ impl TaskService {
         match self.commit(Transition { delete_secrets: vec![SecretKind::TaskResult], ..Transition::of(&t) }).await {
             Ok(()) => Ok(Outcome {
                 status: t.status,
-                result: Some(json!({ "plaintext": B64.encode(plaintext.as_slice()) })),
+                result: Some(TaskResult::Decrypt { plaintext: Zeroizing::new(B64.encode(plaintext.as_slice())) }),
                 error: None,
             }),
             // Another request took it first: this one gets nothing.
@@ -893,19 +898,15 @@ impl TaskService {
 
     /// The body POSTed to a callback: the same as the result endpoint's, except that a
     /// decrypt plaintext is never sent — the gateway fetches it (once) from the daemon.
-    pub fn callback_body(&self, task_id: &str) -> Result<Option<Value>, TaskError> {
+    pub fn callback_body(&self, task_id: &str) -> Result<Option<CallbackBody>, TaskError> {
         let Some(task) = self.store.task(task_id)? else { return Ok(None) };
-        let mut body = json!({ "task_id": task.id, "status": status_str(task.status) });
-        if let Some(r) = &task.result {
-            body["result"] = r.clone();
-        }
-        if let Some(e) = &task.error {
-            body["error"] = json!(e);
-        }
-        if task.secret_result {
-            body["result_available"] = json!(!task.delivered);
-        }
-        Ok(Some(body))
+        Ok(Some(CallbackBody {
+            task_id: task.id,
+            status: task.status,
+            result: task.result,
+            error: task.error,
+            result_available: task.secret_result.then_some(!task.delivered),
+        }))
     }
 }
 
@@ -966,7 +967,7 @@ fn request_event(req: &RequestEntry, task: &TaskRecord) -> Event {
         platform: req.platform.clone().or_else(|| Some(task.platform.clone()).filter(|p| !p.is_empty())),
         task_id: Some(task.id.clone()),
         outcome: "ok".into(),
-        detail: json!({ "kind": kind_str(task.kind), "status": status_str(task.status) }),
+        detail: crate::audit::task_detail(task.kind, task.status),
     }
 }
 
@@ -1004,5 +1005,19 @@ mod tests {
     fn qr_string_carries_id_token_and_escaped_url() {
         let qr = qr_string("https://mcs.example.cn:8443/", "t_1", "ab12");
         assert_eq!(qr, "mcs://task?v=1&id=t_1&token=ab12&url=https%3A%2F%2Fmcs.example.cn%3A8443%2F");
+    }
+
+    #[test]
+    fn a_task_steps_audit_detail_names_kind_and_status_as_the_api_does() {
+        use TaskKind::*;
+        use TaskStatus::*;
+        for kind in [Login, Sign, Decrypt, Encrypt, Csr, PdfSeal] {
+            for status in [Pending, Claimed, AwaitingApproval, Completed, Rejected, Expired, Failed] {
+                assert_eq!(
+                    crate::audit::task_detail(kind, status),
+                    serde_json::json!({ "kind": kind_str(kind), "status": status_str(status) })
+                );
+            }
+        }
     }
 }

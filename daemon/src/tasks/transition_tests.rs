@@ -164,7 +164,7 @@ async fn a_task_goes_pending_claimed_cosigned_completed_and_a_second_completion_
     f.complete(&phone, &t, sig).await.unwrap();
     let done = f.task(&t.task_id);
     assert_eq!(done.status, TaskStatus::Completed);
-    let result = done.result.expect("result");
+    let result = serde_json::to_value(done.result.expect("result")).unwrap();
     assert_eq!(result["key_id"], phone.key_id.as_str());
     assert!(result["certificate"].is_string() && result["subject"]["name"].is_string());
 

@@ -206,6 +206,27 @@ fn outside_crates_stay_in_their_modules() {
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
+/// JSON is built (`json!`) only at the edges — the API's views, the server, the CA adapters'
+/// JSON protocol — and for the audit entries' free-form `detail`; the domain works on
+/// types. Test code may build what it likes.
+#[test]
+fn json_is_built_only_at_the_edges() {
+    const PLACES: &[&str] = &["api/", "server/", "plugins/", "audit/"];
+    let mut violations = Vec::new();
+    for (rel, src) in sources(&daemon_src()) {
+        let test_file = rel.contains("test") || rel.contains("conformance/") || rel == "main.rs";
+        if test_file || PLACES.iter().any(|p| rel.starts_with(p)) {
+            continue;
+        }
+        let code = code_of(&src);
+        let code = code.split("#[cfg(test)]").next().unwrap_or("");
+        if code.contains("json!(") {
+            violations.push(rel);
+        }
+    }
+    assert!(violations.is_empty(), "`json!` below the API (type it, or render it in api/views.rs): {violations:?}");
+}
+
 /// `unsafe` is denied workspace-wide (`[workspace.lints]`); these are the only files that
 /// allow it, each for the reason ARCHITECTURE.md gives.
 #[test]

@@ -421,5 +421,5 @@ pub fn audit_seal_detail(seal_id: Option<&str>, key_id: Option<&str>) -> Value {
 }
 
 pub fn audit_enrollment_detail(enrollment_id: Option<&str>) -> Value {
-    json!({ "enrollment_id": enrollment_id })
+    crate::audit::enrollment_detail(enrollment_id)
 }

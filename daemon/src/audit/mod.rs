@@ -69,6 +69,12 @@ pub fn task_detail(kind: TaskKind, status: TaskStatus) -> Value {
     json!({ "kind": kind, "status": status })
 }
 
+/// The detail of an entry about an enrollment (its activation, by the keys layer; other
+/// enrollment requests, by the API layer).
+pub fn enrollment_detail(enrollment_id: Option<&str>) -> Value {
+    json!({ "enrollment_id": enrollment_id })
+}
+
 /// What an event says, before it is chained.
 #[derive(Debug, Clone, Default)]
 pub struct Event {

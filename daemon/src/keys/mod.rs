@@ -321,7 +321,7 @@ impl KeyService {
             .audited(
                 &key.id,
                 "ok",
-                serde_json::json!({ "enrollment_id": key.enrollment_id }),
+                crate::audit::enrollment_detail(Some(&key.enrollment_id)),
                 |a| self.store.activate(&key, &share_blob, &verifier_blob, a),
                 |o| *o == ActivateOutcome::Done,
             )

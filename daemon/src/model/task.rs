@@ -114,6 +114,44 @@ pub struct TaskRecord {
     pub charged_bytes: u64,
 }
 
+impl TaskRecord {
+    /// A task as created: pending, nothing claimed, computed or delivered yet; callers set
+    /// the token, display and callback.
+    pub fn pending(
+        id: String,
+        kind: TaskKind,
+        platform: String,
+        data: TaskData,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Self {
+        TaskRecord {
+            id,
+            kind,
+            platform,
+            token_sha256: String::new(),
+            display: TaskDisplay { title: String::new(), detail: None },
+            data,
+            callback_url: None,
+            status: TaskStatus::Pending,
+            rev: 0,
+            created_at,
+            expires_at,
+            updated_at: created_at,
+            key_id: None,
+            device_id: None,
+            e: None,
+            cosigned: false,
+            cosign_nonces: Vec::new(),
+            result: None,
+            secret_result: false,
+            delivered: false,
+            error: None,
+            charged_bytes: 0,
+        }
+    }
+}
+
 /// A finished task's result, by kind: byte strings are standard base64, `certificate` the
 /// key's certificate (base64 DER) when it has one.
 ///

@@ -85,16 +85,7 @@ impl TaskService {
         if key.status != KeyStatus::Pending {
             return Err(TaskError::Key(KeyError::Inactive(key.status)));
         }
-        let public = sm2_2p::point_from_hex(&key.public_key)
-            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let e = task
-            .e
-            .as_deref()
-            .and_then(|e| sm2_2p::digest_from_hex(e).ok())
-            .ok_or(TaskError::Invalid("no digest".into()))?;
-        if !sm2_2p::verify(&public, &e, &sig) {
-            return Err(TaskError::Invalid("signature does not verify for this task".into()));
-        }
+        let public = Self::check_signature(task, &key, &sig)?;
         let info = B64.decode(request_info).map_err(|_| TaskError::Invalid("stored request info".into()))?;
         let csr = certificate_request(&info, &sig)?;
         let enrollment =

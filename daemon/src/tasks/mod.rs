@@ -652,6 +652,22 @@ impl TaskService {
         Ok(t2)
     }
 
+    /// The phone's finished signature verifies under the key for the digest the server
+    /// computed at claim. Returns the key's public point.
+    fn check_signature(task: &TaskRecord, key: &KeyRecord, sig: &Signature) -> Result<AffinePoint, TaskError> {
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
+        let e = task
+            .e
+            .as_deref()
+            .and_then(|e| sm2_2p::digest_from_hex(e).ok())
+            .ok_or(TaskError::Invalid("no digest".into()))?;
+        if !sm2_2p::verify(&public, &e, sig) {
+            return Err(TaskError::Invalid("signature does not verify for this task".into()));
+        }
+        Ok(public)
+    }
+
     fn completable<'a>(task: &'a TaskRecord, device_id: &str) -> Result<&'a str, TaskError> {
         if task.status != TaskStatus::Claimed || !task.cosigned {
             return Err(TaskError::State(if task.status == TaskStatus::Claimed {
@@ -675,16 +691,7 @@ impl TaskService {
             return self.complete_csr(&task, &key_id, device_id, sig).await;
         }
         let key = self.keys.usable_key(key_id, device_id)?;
-        let public = sm2_2p::point_from_hex(&key.public_key)
-            .map_err(|_| TaskError::Key(KeyError::Internal("stored public key invalid".into())))?;
-        let e = task
-            .e
-            .as_deref()
-            .and_then(|e| sm2_2p::digest_from_hex(e).ok())
-            .ok_or(TaskError::Invalid("no digest".into()))?;
-        if !sm2_2p::verify(&public, &e, &sig) {
-            return Err(TaskError::Invalid("signature does not verify for this task".into()));
-        }
+        Self::check_signature(&task, &key, &sig)?;
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let mut t = self.next(&task);
         t.status = TaskStatus::Completed;
@@ -924,28 +931,10 @@ fn new_task(
     ttl_secs: u64,
 ) -> TaskRecord {
     TaskRecord {
-        id: id.to_owned(),
-        kind,
-        platform,
         token_sha256: token_hash(token),
         display,
-        data,
         callback_url,
-        status: TaskStatus::Pending,
-        rev: 0,
-        created_at,
-        expires_at: created_at + ttl_secs as i64,
-        updated_at: created_at,
-        key_id: None,
-        device_id: None,
-        e: None,
-        cosigned: false,
-        cosign_nonces: Vec::new(),
-        result: None,
-        secret_result: false,
-        delivered: false,
-        error: None,
-        charged_bytes: 0,
+        ..TaskRecord::pending(id.to_owned(), kind, platform, data, created_at, created_at + ttl_secs as i64)
     }
 }
 

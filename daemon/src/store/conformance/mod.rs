@@ -130,29 +130,15 @@ pub(super) fn key(id: &str, enrollment: &str) -> KeyRecord {
 }
 
 pub(super) fn task(id: &str, platform: &str, status: TaskStatus, rev: u64) -> TaskRecord {
+    let data = TaskData::Sign { message: "abc".into() };
     TaskRecord {
-        id: id.into(),
-        kind: TaskKind::Sign,
-        platform: platform.into(),
         token_sha256: "00".into(),
         display: TaskDisplay { title: "t".into(), detail: None },
-        data: TaskData::Sign { message: "abc".into() },
-        callback_url: None,
         status,
         rev,
-        created_at: 0,
-        expires_at: 100,
-        updated_at: 0,
         key_id: Some("k1".into()),
         device_id: Some("dev1".into()),
-        e: None,
-        cosigned: false,
-        cosign_nonces: Vec::new(),
-        result: None,
-        secret_result: false,
-        delivered: false,
-        error: None,
-        charged_bytes: 0,
+        ..TaskRecord::pending(id.into(), TaskKind::Sign, platform.into(), data, 0, 100)
     }
 }
 

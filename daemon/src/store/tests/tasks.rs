@@ -4,29 +4,11 @@
 use super::*;
 
 fn task(id: &str, platform: &str, expires_at: i64, message_len: usize) -> TaskRecord {
+    let data = TaskData::Sign { message: "a".repeat(message_len) };
     TaskRecord {
-        id: id.into(),
-        kind: TaskKind::Sign,
-        platform: platform.into(),
         token_sha256: "00".into(),
         display: TaskDisplay { title: "t".into(), detail: None },
-        data: TaskData::Sign { message: "a".repeat(message_len) },
-        callback_url: None,
-        status: TaskStatus::Pending,
-        rev: 0,
-        created_at: 0,
-        expires_at,
-        updated_at: 0,
-        key_id: None,
-        device_id: None,
-        e: None,
-        cosigned: false,
-        cosign_nonces: Vec::new(),
-        result: None,
-        secret_result: false,
-        delivered: false,
-        error: None,
-        charged_bytes: 0,
+        ..TaskRecord::pending(id.into(), TaskKind::Sign, platform.into(), data, 0, expires_at)
     }
 }
 
@@ -98,29 +80,17 @@ fn quota_tally_counts_open_tasks_and_a_refusal_writes_nothing() {
 }
 
 fn csr_task(id: &str, rev: u64, status: TaskStatus) -> TaskRecord {
+    let data = TaskData::Csr { key_id: "k1".into(), request_info: String::new() };
     TaskRecord {
-        id: id.into(),
-        kind: TaskKind::Csr,
-        platform: String::new(),
         token_sha256: "00".into(),
         display: TaskDisplay { title: "t".into(), detail: None },
-        data: TaskData::Csr { key_id: "k1".into(), request_info: String::new() },
-        callback_url: None,
         status,
         rev,
-        created_at: 0,
-        expires_at: i64::MAX,
-        updated_at: 0,
         key_id: Some("k1".into()),
         device_id: Some("dev1".into()),
-        e: None,
         cosigned: true,
         cosign_nonces: vec!["ab".into()],
-        result: None,
-        secret_result: false,
-        delivered: false,
-        error: None,
-        charged_bytes: 0,
+        ..TaskRecord::pending(id.into(), TaskKind::Csr, String::new(), data, 0, i64::MAX)
     }
 }
 

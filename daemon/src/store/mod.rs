@@ -44,6 +44,7 @@ pub mod conformance;
 mod daemon_keys;
 mod key_refs;
 mod keys;
+pub mod postgres;
 mod seals;
 pub mod storage;
 mod tasks;

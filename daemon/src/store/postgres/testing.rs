@@ -1,0 +1,221 @@
+//! A throw-away PostgreSQL cluster for tests: Debian's binaries (`initdb`, `pg_ctl`,
+//! `pg_isready`) make a cluster in a temporary directory that listens only on a Unix socket
+//! in that directory, and [`Cluster`]'s drop stops it and removes it all.
+//!
+//! initdb refuses to run as root, so under root the directory is given to the `postgres`
+//! user and the tools run through `runuser -u postgres --`. Authentication is `trust`: the
+//! socket's directory is private to the cluster's owner (and root).
+//!
+//! [`Cluster::shared`] gives the tests running at the same time one cluster (the last one
+//! to drop its handle stops it), and [`Cluster::fresh_database`] each test its own
+//! database on it. `MCSD_PG_BIN` names the binaries' directory when it is not found.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, Config, NoTls};
+
+/// The port names the socket file only (`.s.PGSQL.5432` in the cluster's directory): no
+/// TCP listener, so clusters of parallel test processes never collide.
+const PORT: u16 = 5432;
+/// `pg_isready` tries after `pg_ctl start -w` has returned (each waits up to 2 s).
+const READY_TRIES: u32 = 30;
+
+pub(crate) struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+    /// How long initdb + start + ready took.
+    pub(crate) started_in: Duration,
+}
+
+/// The directory of PostgreSQL's server binaries: `MCSD_PG_BIN`, the newest
+/// `/usr/lib/postgresql/<major>/bin`, or where the `initdb` on PATH really is.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MCSD_PG_BIN") {
+        return dir.into();
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
+        .collect();
+    debian.sort();
+    if let Some((_, bin)) = debian.pop() {
+        return bin;
+    }
+    let on_path = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("initdb"))
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok());
+    match on_path {
+        Some(initdb) => initdb.parent().unwrap().to_path_buf(),
+        None => panic!(
+            "no PostgreSQL server binaries (initdb) in /usr/lib/postgresql/*/bin or on PATH: \
+             install Debian's `postgresql` (cargo xtask test does) or set MCSD_PG_BIN"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    // `id -u` rather than `libc::geteuid`, which would need `unsafe` here.
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn check(what: &str, out: std::io::Result<Output>) -> Output {
+    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Cluster {
+    /// A new cluster of its own, running and accepting connections.
+    pub(crate) fn start() -> Cluster {
+        let began = Instant::now();
+        let as_postgres = is_root();
+        // Under root the `postgres` user must reach the directory: /tmp, not a TMPDIR that
+        // may sit under a private home. Short, too: a socket path has at most 107 bytes.
+        let dir = if as_postgres { tempfile::tempdir_in("/tmp") } else { tempfile::tempdir() }.unwrap();
+        if as_postgres {
+            check("chown postgres", Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).output());
+        }
+        let mut cluster = Cluster { dir, bin: bin_dir(), as_postgres, started_in: Duration::ZERO };
+        let data = cluster.data();
+        check(
+            "initdb",
+            cluster
+                .tool("initdb")
+                .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C", "--no-sync", "-D"])
+                .arg(&data)
+                .output(),
+        );
+        let settings = format!(
+            "\n# the throw-away test cluster\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n\
+             max_connections = 200\nfsync = off\n",
+            cluster.socket_dir().display()
+        );
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(settings.as_bytes()))
+            .unwrap();
+        // `-w`: pg_ctl waits (bounded by `-t`) until the postmaster says it is ready.
+        check(
+            "pg_ctl start",
+            cluster
+                .tool("pg_ctl")
+                .args(["start", "-w", "-t", "60", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(cluster.dir.path().join("server.log"))
+                .stdin(Stdio::null())
+                .output(),
+        );
+        cluster.wait_ready();
+        cluster.started_in = began.elapsed();
+        cluster
+    }
+
+    /// The cluster the tests running now share, started by the first of them.
+    pub(crate) fn shared() -> Arc<Cluster> {
+        static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cluster) = shared.upgrade() {
+            return cluster;
+        }
+        let cluster = Arc::new(Cluster::start());
+        *shared = Arc::downgrade(&cluster);
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Where the server's socket is (`.s.PGSQL.5432`).
+    pub(crate) fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// One of the cluster's tools, as its owner.
+    fn tool(&self, name: &str) -> Command {
+        let path = self.bin.join(name);
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// Polls `pg_isready` a bounded number of times (each try waits up to 2 s for an answer).
+    fn wait_ready(&self) {
+        let mut last = None;
+        for _ in 0..READY_TRIES {
+            let out = self
+                .tool("pg_isready")
+                .arg("-h")
+                .arg(self.socket_dir())
+                .args(["-p", &PORT.to_string(), "-t", "2", "-d", "postgres"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return;
+            }
+            last = Some(out);
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        panic!("the test cluster never got ready: {last:?}\n{log}");
+    }
+
+    /// A connection configuration for `dbname` as the superuser, over the socket.
+    pub(crate) fn config(&self, dbname: &str) -> Config {
+        let mut config = Config::new();
+        config.host_path(self.socket_dir()).port(PORT).user("postgres").dbname(dbname);
+        config
+    }
+
+    /// A new empty database of its own on the cluster.
+    pub(crate) async fn fresh_database(&self) -> Config {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let admin = connect(&self.config("postgres")).await;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        self.config(&name)
+    }
+}
+
+/// A client on `config`, its connection driven by a task of the current runtime.
+pub(crate) async fn connect(config: &Config) -> Client {
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(async move {
+        // The connection ends when the client is dropped or the server goes away.
+        let _ = connection.await;
+    });
+    client
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // `immediate`: nothing here needs a clean shutdown; the directory goes next.
+        let stopped = self.tool("pg_ctl").args(["stop", "-w", "-m", "immediate", "-D"]).arg(self.data()).output();
+        if !stopped.as_ref().is_ok_and(|o| o.status.success()) && !std::thread::panicking() {
+            panic!("pg_ctl stop: {stopped:?}");
+        }
+    }
+}

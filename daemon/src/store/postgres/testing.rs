@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Client, Config, NoTls};
 
 /// The port names the socket file only (`.s.PGSQL.5432` in the cluster's directory): no
@@ -208,6 +209,13 @@ pub(crate) async fn connect(config: &Config) -> Client {
         let _ = connection.await;
     });
     client
+}
+
+/// A pool of at most `size` connections on `config`.
+pub(crate) fn pool(config: &Config, size: usize) -> Pool {
+    let manager =
+        Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(size).build().unwrap()
 }
 
 impl Drop for Cluster {

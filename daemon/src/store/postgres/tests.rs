@@ -1,6 +1,58 @@
-//! The PostgreSQL groundwork's tests: the throw-away cluster itself.
+//! The PostgreSQL groundwork's tests: the throw-away cluster itself, and the migration
+//! runner against it (applied once, a second run a no-op, concurrent runners, a newer or an
+//! altered schema refused). The list of migrations is checked against the files without a
+//! database.
 
-use super::testing::{Cluster, connect};
+use std::time::{Duration, Instant};
+
+use super::migrate::{LOCK_KEY, migrate_with};
+use super::testing::{Cluster, connect, pool};
+use super::*;
+
+/// Every table of schema 1 (besides `schema_version`).
+const TABLES: &[&str] = &[
+    "audit_checkpoints",
+    "audit_entries",
+    "ca_chains",
+    "callbacks",
+    "consumed_grants",
+    "daemon_keys",
+    "enrollments",
+    "keys",
+    "meta",
+    "seal_maker",
+    "seals",
+    "secrets",
+    "tasks",
+];
+
+async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
+    let rows = client
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn recorded(client: &tokio_postgres::Client) -> Vec<(i32, String)> {
+    let rows = client.query("SELECT version, name FROM schema_version ORDER BY version", &[]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[test]
+fn migrations_are_numbered_in_order_and_match_their_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/postgres/migrations");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    let expected: Vec<String> = MIGRATIONS.iter().map(|m| format!("{:04}_{}.sql", m.version, m.name)).collect();
+    assert_eq!(files, expected, "every file in migrations/ is in MIGRATIONS, in order");
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        assert_eq!(m.version, i as i32 + 1, "versions are 1, 2, 3 …");
+        assert_eq!(m.sql, std::fs::read_to_string(dir.join(&expected[i])).unwrap());
+    }
+    assert_eq!(latest_version(), MIGRATIONS.len() as i32);
+}
 
 #[test]
 fn the_cluster_runs_as_its_owner_on_a_private_socket_and_stops_on_drop() {
@@ -24,6 +76,158 @@ fn the_cluster_runs_as_its_owner_on_a_private_socket_and_stops_on_drop() {
     drop(cluster);
     assert!(!socket.exists(), "the server is gone");
     assert!(!dir.exists(), "and its directory with it");
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_a_second_run_is_a_no_op() {
+    let cluster = Cluster::shared();
+    let mut client = connect(&cluster.fresh_database().await).await;
+    assert_eq!(tables(&client).await, Vec::<String>::new());
+
+    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+    let mut expected: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+    expected.push("schema_version".into());
+    expected.sort();
+    assert_eq!(tables(&client).await, expected);
+    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string())]);
+
+    // Data written under schema 1 is untouched by a second run.
+    client.execute("INSERT INTO meta (name, value) VALUES ('probe', '\\x01')", &[]).await.unwrap();
+    assert_eq!(migrate(&mut client).await.unwrap(), Vec::<i32>::new(), "nothing left to apply");
+    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string())]);
+    let probe: i64 = client.query_one("SELECT count(*) FROM meta", &[]).await.unwrap().get(0);
+    assert_eq!(probe, 1);
+}
+
+/// Two nodes starting together: both wait on the advisory lock (held here), then one
+/// applies the schema and the other finds it current. Neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runners_wait_for_each_other_and_apply_once() {
+    let cluster = Cluster::shared();
+    let config = cluster.fresh_database().await;
+    let holder = connect(&config).await;
+    holder.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await.unwrap();
+
+    let pool = pool(&config, 2);
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut conn = pool.get().await.unwrap();
+                migrate(&mut conn).await
+            })
+        })
+        .collect();
+
+    // Both runners block on the lock before either can apply anything (a bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = holder
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the runners never queued on the advisory lock ({waiting} waiting)");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tables(&holder).await, Vec::<String>::new(), "nothing applied under the lock");
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await.unwrap();
+
+    let mut results = Vec::new();
+    for r in runners {
+        results.push(r.await.unwrap().unwrap());
+    }
+    results.sort();
+    assert_eq!(results, vec![vec![], vec![1]], "one applied schema 1, the other found it current");
+    assert_eq!(recorded(&holder).await, vec![(1, "initial".to_string())]);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_and_left_alone() {
+    let cluster = Cluster::shared();
+    let mut client = connect(&cluster.fresh_database().await).await;
+    migrate(&mut client).await.unwrap();
+    // What a newer mcsd would have recorded.
+    client.execute("INSERT INTO schema_version (version, name, sha256) VALUES (2, 'future', '00')", &[]).await.unwrap();
+
+    let err = migrate(&mut client).await.unwrap_err();
+    assert!(matches!(err, MigrateError::Newer { database: 2, binary: 1 }), "{err:?}");
+    assert!(err.to_string().contains("newer than this mcsd knows (1)"), "{err}");
+    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string()), (2, "future".to_string())]);
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let cluster = Cluster::shared();
+    let mut client = connect(&cluster.fresh_database().await).await;
+    migrate(&mut client).await.unwrap();
+    let edited = [Migration { version: 1, name: "initial", sql: "CREATE TABLE other (x int);" }];
+    let err = migrate_with(&mut client, &edited).await.unwrap_err();
+    assert!(matches!(err, MigrateError::Altered { version: 1, .. }), "{err:?}");
+    assert!(!tables(&client).await.contains(&"other".to_string()), "nothing of it ran");
+
+    // A later migration, on the other hand, is applied after the recorded ones.
+    let next = [MIGRATIONS[0], Migration { version: 2, name: "next", sql: "CREATE TABLE next_one (x int);" }];
+    assert_eq!(migrate_with(&mut client, &next).await.unwrap(), vec![2]);
+    assert!(tables(&client).await.contains(&"next_one".to_string()));
+}
+
+/// A failing migration leaves nothing behind: not its own half, not its record.
+#[tokio::test]
+async fn a_failing_migration_changes_nothing() {
+    let cluster = Cluster::shared();
+    let mut client = connect(&cluster.fresh_database().await).await;
+    let broken = [MIGRATIONS[0], Migration { version: 2, name: "broken", sql: "CREATE TABLE half (x int); SELEKT;" }];
+    assert!(matches!(migrate_with(&mut client, &broken).await, Err(MigrateError::Db(_))));
+    assert_eq!(tables(&client).await, Vec::<String>::new(), "schema 1 rolled back with it");
+    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+}
+
+/// The constraints the Storage steps will lean on: one audit entry per sequence number,
+/// a PIN counter that cannot go below zero, a `once` grant consumed once, one seal maker.
+#[tokio::test]
+async fn the_schema_enforces_what_the_steps_rely_on() {
+    let cluster = Cluster::shared();
+    let mut client = connect(&cluster.fresh_database().await).await;
+    migrate(&mut client).await.unwrap();
+    let refused = |r: Result<u64, tokio_postgres::Error>| r.unwrap_err().code().cloned();
+    use tokio_postgres::error::SqlState;
+
+    client.execute("INSERT INTO audit_entries (seq, node_id, record) VALUES (7, 'a', '\\x01')", &[]).await.unwrap();
+    let twice = client.execute("INSERT INTO audit_entries (seq, node_id, record) VALUES (7, 'b', '\\x01')", &[]).await;
+    assert_eq!(refused(twice), Some(SqlState::UNIQUE_VIOLATION));
+
+    client
+        .execute(
+            "INSERT INTO keys (id, device_id, enrollment_id, status, record) VALUES ('k', 'd', 'e', 'active', '\\x01')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let below = client.execute("UPDATE keys SET pin_failures = pin_failures - 1 WHERE id = 'k'", &[]).await;
+    assert_eq!(refused(below), Some(SqlState::CHECK_VIOLATION));
+    // The counter rises by compare and swap: a stale expected value changes nothing.
+    let cas = "UPDATE keys SET pin_failures = pin_failures + 1 WHERE id = 'k' AND pin_failures = $1";
+    assert_eq!(client.execute(cas, &[&0i32]).await.unwrap(), 1);
+    assert_eq!(client.execute(cas, &[&0i32]).await.unwrap(), 0);
+
+    let grant = "INSERT INTO consumed_grants (key_id, platform, task_id) VALUES ('k', 'p', $1)";
+    client.execute(grant, &[&"t1"]).await.unwrap();
+    assert_eq!(refused(client.execute(grant, &[&"t2"]).await), Some(SqlState::UNIQUE_VIOLATION));
+
+    client.execute("INSERT INTO seal_maker (record) VALUES ('\\x01')", &[]).await.unwrap();
+    let second = client.execute("INSERT INTO seal_maker (record) VALUES ('\\x02')", &[]).await;
+    assert_eq!(refused(second), Some(SqlState::UNIQUE_VIOLATION));
+
+    let dangling = client.execute("INSERT INTO audit_checkpoints (seq, record) VALUES (8, '\\x01')", &[]).await;
+    assert_eq!(refused(dangling), Some(SqlState::FOREIGN_KEY_VIOLATION));
 }
 
 #[test]

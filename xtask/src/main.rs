@@ -60,6 +60,18 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether PostgreSQL's server binaries are here: the store's tests start their own
+/// throw-away cluster with them (`daemon/src/store/postgres/testing.rs`). Debian keeps them
+/// off PATH, in `/usr/lib/postgresql/<major>/bin`.
+fn have_postgres_server() -> bool {
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| ["initdb", "pg_ctl", "pg_isready"].iter().all(|t| e.path().join("bin").join(t).is_file()));
+    debian || (have("initdb") && have("pg_ctl") && have("pg_isready"))
+}
+
 /// Install the Debian packages the project needs if their commands are missing.
 fn ensure_system_deps() -> Result<()> {
     let wanted = [
@@ -70,7 +82,10 @@ fn ensure_system_deps() -> Result<()> {
         ("prometheus", "prometheus"),
         ("systemd-analyze", "systemd"),
     ];
-    let missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    let mut missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    if !have_postgres_server() {
+        missing.push("postgresql");
+    }
     if missing.is_empty() {
         return Ok(());
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
-use super::{BLOB_FORMAT, BLOB_HEADER, HsmError, IV_LEN, Wrapper, aad};
+use super::{HsmError, IV_LEN, Wrapper, aad, decode_blob, encode_blob};
 use crate::model::secret::SecretKind;
 
 /// KEK versions by number, the highest current; and a switch that makes every call
@@ -71,28 +71,19 @@ impl Wrapper for MemoryWrapper {
         keks[&version]
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad(owner, kind, version)), &mut ct)
             .map_err(|_| HsmError::Integrity("sealing failed".into()))?;
-        let mut blob = Vec::with_capacity(BLOB_HEADER + ct.len());
-        blob.push(BLOB_FORMAT);
-        blob.extend_from_slice(&version.to_be_bytes());
-        blob.extend_from_slice(&iv);
-        blob.extend_from_slice(&ct);
-        Ok(blob)
+        Ok(encode_blob(version, &iv, &ct))
     }
 
     fn unwrap(&self, owner: &str, kind: SecretKind, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.up()?;
-        if blob.len() < BLOB_HEADER + 16 || blob[0] != BLOB_FORMAT {
-            return Err(HsmError::Integrity(format!("{owner}: malformed blob")));
-        }
-        let version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
-        let iv: [u8; IV_LEN] = blob[5..BLOB_HEADER].try_into().expect("IV_LEN bytes");
+        let (version, iv, sealed) = decode_blob(owner, blob)?;
         let keks = self.keks();
         // The real HSM answers an unknown version as an invalid key handle: a device error.
         let kek = keks.get(&version).ok_or_else(|| HsmError::Unavailable {
             reason: format!("no KEK version {version}"),
             retry_after: Duration::from_secs(1),
         })?;
-        let mut buf = Zeroizing::new(blob[BLOB_HEADER..].to_vec());
+        let mut buf = Zeroizing::new(sealed.to_vec());
         let len = kek
             .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(aad(owner, kind, version)), &mut buf)
             .map_err(|_| HsmError::Integrity(format!("{owner}: tag mismatch")))?

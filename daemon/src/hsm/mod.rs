@@ -85,6 +85,27 @@ pub fn blob_version(blob: &[u8]) -> Option<u32> {
         .then(|| u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]))
 }
 
+/// The self-describing blob both implementations make: format byte, KEK version, IV, then
+/// the ciphertext with its tag.
+fn encode_blob(version: u32, iv: &[u8; IV_LEN], ct: &[u8]) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(BLOB_HEADER + ct.len());
+    blob.push(BLOB_FORMAT);
+    blob.extend_from_slice(&version.to_be_bytes());
+    blob.extend_from_slice(iv);
+    blob.extend_from_slice(ct);
+    blob
+}
+
+/// A blob's KEK version, IV and ciphertext with tag; `Integrity` for anything else.
+fn decode_blob<'b>(owner: &str, blob: &'b [u8]) -> Result<(u32, [u8; IV_LEN], &'b [u8]), HsmError> {
+    if blob.len() < BLOB_HEADER + 16 || blob[0] != BLOB_FORMAT {
+        return Err(HsmError::Integrity(format!("{owner}: malformed blob")));
+    }
+    let version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
+    let iv: [u8; IV_LEN] = blob[5..BLOB_HEADER].try_into().expect("IV_LEN bytes");
+    Ok((version, iv, &blob[BLOB_HEADER..]))
+}
+
 #[cfg(test)]
 pub mod memory;
 
@@ -200,17 +221,6 @@ impl Hsm {
         self.cfg.reinit_interval.max(Duration::from_secs(1))
     }
 
-    /// The KEK version a blob was made under.
-    pub fn blob_version(blob: &[u8]) -> Option<u32> {
-        blob_version(blob)
-    }
-
-    /// Unwrap under whatever version made the blob, wrap under the current one.
-    pub fn rewrap(&self, record_id: &str, kind: SecretKind, blob: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let secret = self.unwrap(record_id, kind, blob)?;
-        self.wrap(record_id, kind, &secret)
-    }
-
     /// Create KEK version `current + 1` (AES-256, sensitive, non-extractable) and make it
     /// current for new wraps; older versions stay usable for unwrapping.
     pub fn add_kek_version(&self) -> Result<u32, HsmError> {
@@ -238,22 +248,12 @@ impl Hsm {
             let params = GcmParams::new(&mut iv_buf, &aad, TAG_BITS.into())?;
             session.encrypt(&Mechanism::AesGcm(params), kek, secret).map(|ct| (version, ct))
         })?;
-        let mut blob = Vec::with_capacity(BLOB_HEADER + ct.len());
-        blob.push(BLOB_FORMAT);
-        blob.extend_from_slice(&version.to_be_bytes());
-        blob.extend_from_slice(&iv);
-        blob.extend_from_slice(&ct);
-        Ok(blob)
+        Ok(encode_blob(version, &iv, &ct))
     }
 
     /// Decrypt a blob made by [`Hsm::wrap`] for the same record id and kind.
     pub fn unwrap(&self, record_id: &str, kind: SecretKind, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        if blob.len() < BLOB_HEADER + 16 || blob[0] != BLOB_FORMAT {
-            return Err(HsmError::Integrity(format!("{record_id}: malformed blob")));
-        }
-        let version = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
-        let mut iv = [0u8; IV_LEN];
-        iv.copy_from_slice(&blob[5..BLOB_HEADER]);
+        let (version, iv, sealed) = decode_blob(record_id, blob)?;
         let aad = aad(record_id, kind, version);
         let result = self.run_named("unwrap", |ctx, session| {
             let kek = ctx
@@ -261,7 +261,7 @@ impl Hsm {
                 .ok_or(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::Decrypt))?;
             let mut iv_buf = iv;
             let params = GcmParams::new(&mut iv_buf, &aad, TAG_BITS.into())?;
-            session.decrypt(&Mechanism::AesGcm(params), kek, &blob[BLOB_HEADER..]).map(Zeroizing::new)
+            session.decrypt(&Mechanism::AesGcm(params), kek, sealed).map(Zeroizing::new)
         });
         match result {
             Err(HsmError::Integrity(_)) => Err(HsmError::Integrity(format!("{record_id}: tag mismatch"))),

@@ -9,7 +9,7 @@
 //! throughout, so the service never stops. `batch` limits how many records one call
 //! re-wraps (throttling, or doing it in steps).
 
-use crate::hsm::{Hsm, Wrapper};
+use crate::hsm::{Wrapper, blob_version};
 use crate::store::{SecretEntry, Storage};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ fn older(store: &dyn Storage, current: u32) -> Result<Vec<SecretEntry>, String> 
     let mut out = Vec::new();
     for entry in store.secret_entries().map_err(|e| e.to_string())? {
         let blob = store.blob_of(&entry).map_err(|e| e.to_string())?;
-        if Hsm::blob_version(&blob).is_some_and(|ver| ver < current) {
+        if blob_version(&blob).is_some_and(|ver| ver < current) {
             out.push(entry);
         }
     }

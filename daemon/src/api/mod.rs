@@ -287,12 +287,12 @@ impl Api {
                 if let Some(t) = ids.id.as_deref().and_then(|t| self.tasks.for_audit(t)) {
                     key_id = t.key_id.clone();
                     platform = Some(t.platform.clone()).filter(|p| !p.is_empty());
-                    detail = views::audit_task_detail(&t);
+                    detail = crate::audit::task_detail(t.kind, t.status);
                 }
                 task_id = ids.id.clone();
             }
-            Some("seals") => detail = views::audit_seal_detail(ids.id.as_deref(), ids.key_id.as_deref()),
-            Some("enrollments") => detail = views::audit_enrollment_detail(ids.id.as_deref()),
+            Some("seals") => detail = crate::audit::seal_detail(ids.id.as_deref(), ids.key_id.as_deref()),
+            Some("enrollments") => detail = crate::audit::enrollment_detail(ids.id.as_deref()),
             _ => {}
         }
         if let Some(Caller::Gateway { platform: p, .. }) = caller {

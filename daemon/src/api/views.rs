@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::ApiError;
 use crate::clock::rfc3339;
@@ -407,19 +407,4 @@ fn task_result(r: TaskResult) -> mcs_api::TaskResult {
         }
         TaskResult::Csr { certificate, key_id } => mcs_api::TaskResult::Csr(mcs_api::CsrResult { certificate, key_id }),
     }
-}
-
-// ---- the detail of a request's audit entry ---------------------------------------------
-
-/// A task's kind and status when a request on it was answered.
-pub fn audit_task_detail(t: &TaskRecord) -> Value {
-    crate::audit::task_detail(t.kind, t.status)
-}
-
-pub fn audit_seal_detail(seal_id: Option<&str>, key_id: Option<&str>) -> Value {
-    json!({ "seal_id": seal_id, "key_id": key_id })
-}
-
-pub fn audit_enrollment_detail(enrollment_id: Option<&str>) -> Value {
-    crate::audit::enrollment_detail(enrollment_id)
 }

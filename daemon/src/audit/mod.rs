@@ -69,6 +69,11 @@ pub fn task_detail(kind: TaskKind, status: TaskStatus) -> Value {
     json!({ "kind": kind, "status": status })
 }
 
+/// The detail of an entry about a seal request (and the key a grant names).
+pub fn seal_detail(seal_id: Option<&str>, key_id: Option<&str>) -> Value {
+    json!({ "seal_id": seal_id, "key_id": key_id })
+}
+
 /// The detail of an entry about an enrollment (its activation, by the keys layer; other
 /// enrollment requests, by the API layer).
 pub fn enrollment_detail(enrollment_id: Option<&str>) -> Value {

@@ -811,11 +811,9 @@ impl PinSource {
     }
 }
 
+/// The smallest valid configuration (unit tests here and in the domain build on it).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
+pub(crate) const MINIMAL: &str = r#"
         [api]
         listen = "127.0.0.1:0"
         cert_file = "pki/server.pem"
@@ -830,6 +828,12 @@ mod tests {
         [store]
         path = "db"
     "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::MINIMAL;
 
     #[test]
     fn minimal_config_gets_defaults_and_absolute_paths() {

@@ -61,25 +61,7 @@ impl CaAdapter for LocalCa {
 
 /// The configuration a test daemon would parse, with `extra` TOML appended.
 pub fn config(extra: &str) -> Config {
-    let text = format!(
-        r#"
-        [api]
-        listen = "127.0.0.1:0"
-        cert_file = "server.pem"
-        key_file = "server.key"
-        [[api.trust]]
-        ca_file = "ca.pem"
-        roles = ["admin", "gateway", "app"]
-        [hsm]
-        module = "/nonexistent/pkcs11.so"
-        token_label = "mcsd"
-        pin_file = "hsm-pin"
-        [store]
-        path = "db"
-        {extra}
-        "#
-    );
-    Config::parse(&text, std::path::Path::new("/tmp")).expect("test config")
+    Config::parse(&format!("{}\n{extra}\n", crate::config::MINIMAL), std::path::Path::new("/tmp")).expect("test config")
 }
 
 /// A key service over a fresh store, the in-memory HSM, a fake clock and the local CA.

@@ -49,15 +49,19 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Unidentified(pub String);
 
+/// The answer to a request without a [`Caller`]: why the certificate gave no role.
+pub(super) fn unauthenticated(extensions: &axum::http::Extensions) -> ApiError {
+    let why = extensions.get::<Unidentified>().map_or_else(|| "no client certificate".into(), |u| u.0.clone());
+    ApiError::Unauthenticated(why)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match parts.extensions.get::<Caller>() {
             Some(c) => Ok(c.clone()),
-            None => Err(ApiError::Unauthenticated(
-                parts.extensions.get::<Unidentified>().map_or_else(|| "no client certificate".into(), |u| u.0.clone()),
-            )),
+            None => Err(unauthenticated(&parts.extensions)),
         }
     }
 }

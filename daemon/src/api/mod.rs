@@ -185,8 +185,7 @@ async fn authenticate(req: Request, next: Next) -> Response {
     if req.extensions().get::<Caller>().is_some() {
         return next.run(req).await;
     }
-    let why = req.extensions().get::<Unidentified>().map_or_else(|| "no client certificate".into(), |u| u.0.clone());
-    ApiError::Unauthenticated(why).into_response()
+    caller::unauthenticated(req.extensions()).into_response()
 }
 
 /// The ids a route template names, for the log span and the audit entry.

@@ -9,10 +9,7 @@ use super::codec::RECORD_V1;
 use super::key_refs::{StoredKey, parse_secret_key, secret_key};
 use super::*;
 use crate::model::audit::{Checkpoint, Entry};
-use crate::model::key::{
-    CertificateInfo, DaemonKeyRecord, EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, Subject,
-    SubjectKind,
-};
+use crate::model::key::{CertificateInfo, DaemonKeyRecord, EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus};
 use crate::model::secret::SecretKind;
 use crate::model::task::{TaskData, TaskDisplay, TaskKind, TaskRecord, TaskStatus};
 
@@ -81,46 +78,12 @@ fn store_files_are_private_whatever_the_umask() {
     assert!(path.join("secrets.vault").exists());
 }
 
+/// The conformance suite's key, with no platform grant.
 pub(super) fn key(id: &str, enrollment: &str) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        enrollment_id: enrollment.into(),
-        subject: Subject {
-            kind: SubjectKind::Person,
-            name: "Zhang San".into(),
-            org_name: None,
-            credit_code: None,
-            id_number: None,
-        },
-        ca: "local".into(),
-        status: KeyStatus::Active,
-        public_key: "04ab".into(),
-        device_id: "dev1".into(),
-        platforms: vec![],
-        pin: PinState::default(),
-        created_at: 0,
-        validity_days: 365,
-        revocation_reason: None,
-        certificate: None,
-        p1: None,
-    }
+    KeyRecord { platforms: vec![], ..super::conformance::key(id, enrollment) }
 }
 
-pub(super) fn enrollment(id: &str) -> EnrollmentRecord {
-    EnrollmentRecord {
-        id: id.into(),
-        subject: key("k", id).subject,
-        ca: "local".into(),
-        profile: None,
-        platforms: vec!["P1".into()],
-        validity_days: 365,
-        activation_code_sha256: "00".into(),
-        created_at: 0,
-        expires_at: 10,
-        state: EnrollmentState::Pending,
-        predecessor: None,
-    }
-}
+pub(super) use super::conformance::enrollment;
 
 #[test]
 fn records_carry_a_version_byte_and_unknown_versions_are_refused() {

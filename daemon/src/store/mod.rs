@@ -56,10 +56,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use postgres::{PgOptions, PgStore};
 pub use storage::{
-    ActivateOutcome, AuditAppend, AuditStorage, CallbackStorage, DaemonKeyStorage, Durability, Flushing, InsertOutcome,
-    KeyStorage, OpenQuota, OpenUsage, PinReset, SealStorage, SecretEntry, SecretStorage, StaleCopy, Storage,
-    TaskStorage, Transition, TransitionOutcome, prelude,
+    ActivateOutcome, AuditAppend, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage, DaemonKeyStorage,
+    Durability, Flushing, InsertOutcome, KeyStorage, OpenQuota, OpenUsage, PinReset, SealStorage, SecretEntry,
+    SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
 };
 
 use crate::store::codec::{decode, encode};
@@ -81,6 +82,9 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
     #[error("the store is being reopened after an I/O failure")]
     Unavailable,
+    /// The database did not answer (a broken connection, no server, a failover under way).
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
     /// A step the interface does not allow (nothing was written).
     #[error("refused: {0}")]
     Refused(String),
@@ -188,6 +192,9 @@ pub struct Store {
     closed: std::sync::Mutex<bool>,
     /// Open tasks per platform, for quotas (see [`OpenTally`]); `None` until first used.
     open_tasks: std::sync::Mutex<Option<OpenTally>>,
+    /// Callback leases: task id → (token, until ms). In memory: one process owns the store.
+    callback_leases: std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>,
+    lease_counter: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Store {
@@ -226,6 +233,8 @@ impl Store {
             closed: std::sync::Mutex::new(false),
             open_tasks: std::sync::Mutex::new(None),
             chain_cache: Default::default(),
+            callback_leases: Default::default(),
+            lease_counter: Default::default(),
         })
     }
 

@@ -43,6 +43,7 @@ pub trait Storage:
     + DaemonKeyStorage
     + CallbackStorage
     + SecretStorage
+    + ClusterStorage
     + Send
     + Sync
 {
@@ -57,6 +58,7 @@ impl<T> Storage for T where
         + DaemonKeyStorage
         + CallbackStorage
         + SecretStorage
+        + ClusterStorage
         + Send
         + Sync
 {
@@ -65,8 +67,8 @@ impl<T> Storage for T where
 /// The traits, for code that calls them on a concrete backend rather than `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AuditStorage as _, CallbackStorage as _, DaemonKeyStorage as _, Durability as _, KeyStorage as _,
-        SealStorage as _, SecretStorage as _, TaskStorage as _,
+        AuditStorage as _, CallbackStorage as _, ClusterStorage as _, DaemonKeyStorage as _, Durability as _,
+        KeyStorage as _, SealStorage as _, SecretStorage as _, TaskStorage as _,
     };
 }
 
@@ -323,12 +325,50 @@ pub trait DaemonKeyStorage {
     fn insert_daemon_key(&self, rec: &DaemonKeyRecord, blob: &[u8]) -> Result<(DaemonKeyRecord, Vec<u8>), StoreError>;
 }
 
-/// The callback outbox (queued by [`TaskStorage::transition`]).
+/// A delivery's hold on one outbox record (see [`CallbackStorage::lease_callback`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackLease {
+    /// The record as leased.
+    pub record: CallbackRecord,
+    /// Fences the lease's end: only its holder may finish or reschedule the record.
+    pub token: String,
+}
+
+/// The callback outbox (queued by [`TaskStorage::transition`]), delivered at least once:
+/// a sender leases a due record, and only the holder of the lease ends it — delivered,
+/// rescheduled or abandoned. A lease that runs out (its holder died) frees the record.
 pub trait CallbackStorage {
     fn callback(&self, task_id: &str) -> Result<Option<CallbackRecord>, StoreError>;
     fn callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError>;
     fn put_callback(&self, cb: &CallbackRecord) -> Result<(), StoreError>;
     fn delete_callback(&self, task_id: &str) -> Result<(), StoreError>;
+    /// Lease the record of `task_id` for `lease_ms` if it is due at `now_ms` and nobody
+    /// holds a running lease on it; `None` otherwise.
+    fn lease_callback(&self, task_id: &str, now_ms: i64, lease_ms: i64) -> Result<Option<CallbackLease>, StoreError>;
+    /// Delete the leased record (delivered, or abandoned). `false`: the lease was lost
+    /// (it ran out and another sender took the record), nothing changed.
+    fn finish_callback(&self, lease: &CallbackLease) -> Result<bool, StoreError>;
+    /// Store `next` (a later attempt) for the leased record and end the lease; `false` as
+    /// for [`CallbackStorage::finish_callback`].
+    fn reschedule_callback(&self, lease: &CallbackLease, next: &CallbackRecord) -> Result<bool, StoreError>;
+}
+
+/// What a store shared by several nodes needs from them; one process on its own store
+/// (sled) has the defaults.
+pub trait ClusterStorage {
+    /// The node whose audit chain this handle writes (`None`: the store has one chain).
+    fn node_id(&self) -> Option<&str> {
+        None
+    }
+    /// Other processes write the same data: waiters re-read instead of relying on this
+    /// process's notifications alone.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Whether this process holds (or has now taken) the lead of the singleton `job`.
+    fn lead(&self, _job: &str) -> bool {
+        true
+    }
 }
 
 /// One wrapped secret as stored, for KEK rotation: whose, what kind, and the stored value

@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
             seals_are_replaced_by_cas,
             daemon_keys_are_created_once,
             callback_outbox,
+            callback_leases_fence_their_holders,
             secrets_walk_and_swap_for_kek_rotation,
             flushed_state_survives_a_restart,
             concurrent_flushes_share_syncs,
@@ -86,7 +87,7 @@ macro_rules! conformance_tests {
 
 // ---- fixtures ---------------------------------------------------------------------------
 
-pub(super) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }
 
@@ -94,7 +95,7 @@ pub(super) fn subject() -> Subject {
     Subject { kind: SubjectKind::Person, name: "Zhang San".into(), org_name: None, credit_code: None, id_number: None }
 }
 
-pub(super) fn enrollment(id: &str) -> EnrollmentRecord {
+pub(crate) fn enrollment(id: &str) -> EnrollmentRecord {
     EnrollmentRecord {
         id: id.into(),
         subject: subject(),
@@ -110,7 +111,7 @@ pub(super) fn enrollment(id: &str) -> EnrollmentRecord {
     }
 }
 
-pub(super) fn key(id: &str, enrollment: &str) -> KeyRecord {
+pub(crate) fn key(id: &str, enrollment: &str) -> KeyRecord {
     KeyRecord {
         id: id.into(),
         enrollment_id: enrollment.into(),
@@ -158,7 +159,7 @@ pub(super) fn entry(seq: u64) -> Entry {
     }
 }
 
-pub(super) fn append(seq: u64) -> AuditAppend {
+pub(crate) fn append(seq: u64) -> AuditAppend {
     AuditAppend::new(seq, &entry(seq))
 }
 

@@ -76,6 +76,36 @@ pub fn callback_outbox(f: &dyn Factory) {
     assert_eq!(s.callbacks().unwrap().len(), 1);
 }
 
+/// At-least-once delivery from any number of senders: one lease at a time per record, only
+/// its holder ends it, and a lease that ran out (its holder died) frees the record.
+pub fn callback_leases_fence_their_holders(f: &dyn Factory) {
+    let s = f.fresh();
+    let mut cb = callback("t1");
+    cb.next_at_ms = 1_000;
+    s.put_callback(&cb).unwrap();
+    assert!(s.lease_callback("t1", 999, 500).unwrap().is_none(), "not due yet");
+    assert!(s.lease_callback("nothing", 5_000, 500).unwrap().is_none());
+    let first = s.lease_callback("t1", 1_000, 500).unwrap().expect("due");
+    assert_eq!(first.record, cb);
+    assert!(s.lease_callback("t1", 1_200, 500).unwrap().is_none(), "leased: nobody else takes it");
+    // The holder dies; its lease runs out and another sender takes the record.
+    let second = s.lease_callback("t1", 1_500, 500).unwrap().expect("the lease ran out");
+    assert_ne!(first.token, second.token);
+    assert!(!s.finish_callback(&first).unwrap(), "a stale holder cannot end the record");
+    let mut later = cb.clone();
+    later.attempts = 1;
+    later.next_at_ms = 9_000;
+    assert!(!s.reschedule_callback(&first, &later).unwrap());
+    assert_eq!(s.callback("t1").unwrap(), Some(cb.clone()), "the stale holder changed nothing");
+    assert!(s.reschedule_callback(&second, &later).unwrap());
+    assert_eq!(s.callback("t1").unwrap(), Some(later.clone()));
+    assert!(s.lease_callback("t1", 8_999, 500).unwrap().is_none(), "rescheduled: due later");
+    let third = s.lease_callback("t1", 9_000, 500).unwrap().expect("due again: the reschedule ended the lease");
+    assert!(!s.finish_callback(&second).unwrap(), "an ended lease ends nothing more");
+    assert!(s.finish_callback(&third).unwrap());
+    assert!(s.callback("t1").unwrap().is_none(), "delivered: gone");
+}
+
 pub fn secrets_walk_and_swap_for_kek_rotation(f: &dyn Factory) {
     let s = with_key(f);
     s.insert_task(&task("t1", "P1", TaskStatus::Pending, 0), &[(SecretKind::TaskInput, b"task-in")], None, None)

@@ -25,12 +25,12 @@ const PORT: u16 = 5432;
 /// `pg_isready` tries after `pg_ctl start -w` has returned (each waits up to 2 s).
 const READY_TRIES: u32 = 30;
 
-pub(crate) struct Cluster {
+pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_postgres: bool,
     /// How long initdb + start + ready took.
-    pub(crate) started_in: Duration,
+    pub started_in: Duration,
 }
 
 /// The directory of PostgreSQL's server binaries: `MCSD_PG_BIN`, the newest
@@ -84,7 +84,7 @@ fn check(what: &str, out: std::io::Result<Output>) -> Output {
 
 impl Cluster {
     /// A new cluster of its own, running and accepting connections.
-    pub(crate) fn start() -> Cluster {
+    pub fn start() -> Cluster {
         let began = Instant::now();
         let as_postgres = is_root();
         // Under root the `postgres` user must reach the directory: /tmp, not a TMPDIR that
@@ -132,7 +132,7 @@ impl Cluster {
     }
 
     /// The cluster the tests running now share, started by the first of them.
-    pub(crate) fn shared() -> Arc<Cluster> {
+    pub fn shared() -> Arc<Cluster> {
         static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cluster) = shared.upgrade() {
@@ -148,7 +148,7 @@ impl Cluster {
     }
 
     /// Where the server's socket is (`.s.PGSQL.5432`).
-    pub(crate) fn socket_dir(&self) -> &Path {
+    pub fn socket_dir(&self) -> &Path {
         self.dir.path()
     }
 
@@ -185,14 +185,14 @@ impl Cluster {
     }
 
     /// A connection configuration for `dbname` as the superuser, over the socket.
-    pub(crate) fn config(&self, dbname: &str) -> Config {
+    pub fn config(&self, dbname: &str) -> Config {
         let mut config = Config::new();
         config.host_path(self.socket_dir()).port(PORT).user("postgres").dbname(dbname);
         config
     }
 
     /// A new empty database of its own on the cluster.
-    pub(crate) async fn fresh_database(&self) -> Config {
+    pub async fn fresh_database(&self) -> Config {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!("test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let admin = connect(&self.config("postgres")).await;
@@ -202,7 +202,7 @@ impl Cluster {
 }
 
 /// A client on `config`, its connection driven by a task of the current runtime.
-pub(crate) async fn connect(config: &Config) -> Client {
+pub async fn connect(config: &Config) -> Client {
     let (client, connection) = config.connect(NoTls).await.unwrap();
     tokio::spawn(async move {
         // The connection ends when the client is dropped or the server goes away.
@@ -212,7 +212,7 @@ pub(crate) async fn connect(config: &Config) -> Client {
 }
 
 /// A pool of at most `size` connections on `config`.
-pub(crate) fn pool(config: &Config, size: usize) -> Pool {
+pub fn pool(config: &Config, size: usize) -> Pool {
     let manager =
         Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager).max_size(size).build().unwrap()

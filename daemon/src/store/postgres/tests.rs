@@ -1,7 +1,8 @@
-//! The PostgreSQL groundwork's tests: the throw-away cluster itself, and the migration
-//! runner against it (applied once, a second run a no-op, concurrent runners, a newer or an
-//! altered schema refused). The list of migrations is checked against the files without a
-//! database.
+//! The PostgreSQL engine's own tests: the throw-away cluster itself, the migration runner
+//! against it (applied once, a second run a no-op, concurrent runners, a newer or an
+//! altered schema refused), the schema's constraints, and what the conformance suite cannot
+//! see through the interface (node locks, leads, per-node audit chains, backup images). The
+//! list of migrations is checked against the files without a database.
 
 use std::time::{Duration, Instant};
 
@@ -9,22 +10,8 @@ use super::migrate::{LOCK_KEY, migrate_with};
 use super::testing::{Cluster, connect, pool};
 use super::*;
 
-/// Every table of schema 1 (besides `schema_version`).
-const TABLES: &[&str] = &[
-    "audit_checkpoints",
-    "audit_entries",
-    "ca_chains",
-    "callbacks",
-    "consumed_grants",
-    "daemon_keys",
-    "enrollments",
-    "keys",
-    "meta",
-    "seal_maker",
-    "seals",
-    "secrets",
-    "tasks",
-];
+/// Every table of schema 1 (besides `schema_version`): the backup image copies them all.
+const TABLES: &[&str] = super::backup::TABLES;
 
 async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
     let rows = client
@@ -190,8 +177,8 @@ async fn a_failing_migration_changes_nothing() {
     assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
 }
 
-/// The constraints the Storage steps will lean on: one audit entry per sequence number,
-/// a PIN counter that cannot go below zero, a `once` grant consumed once, one seal maker.
+/// The constraints the Storage steps lean on: one audit entry per sequence number of a
+/// node's chain, a PIN counter that cannot go below zero, one seal maker.
 #[tokio::test]
 async fn the_schema_enforces_what_the_steps_rely_on() {
     let cluster = Cluster::shared();
@@ -201,8 +188,9 @@ async fn the_schema_enforces_what_the_steps_rely_on() {
     use tokio_postgres::error::SqlState;
 
     client.execute("INSERT INTO audit_entries (seq, node_id, record) VALUES (7, 'a', '\\x01')", &[]).await.unwrap();
-    let twice = client.execute("INSERT INTO audit_entries (seq, node_id, record) VALUES (7, 'b', '\\x01')", &[]).await;
-    assert_eq!(refused(twice), Some(SqlState::UNIQUE_VIOLATION));
+    client.execute("INSERT INTO audit_entries (seq, node_id, record) VALUES (7, 'b', '\\x01')", &[]).await.unwrap();
+    let twice = client.execute("INSERT INTO audit_entries (seq, node_id, record) VALUES (7, 'a', '\\x02')", &[]).await;
+    assert_eq!(refused(twice), Some(SqlState::UNIQUE_VIOLATION), "one entry per number in a node's chain");
 
     client
         .execute(
@@ -218,16 +206,9 @@ async fn the_schema_enforces_what_the_steps_rely_on() {
     assert_eq!(client.execute(cas, &[&0i32]).await.unwrap(), 1);
     assert_eq!(client.execute(cas, &[&0i32]).await.unwrap(), 0);
 
-    let grant = "INSERT INTO consumed_grants (key_id, platform, task_id) VALUES ('k', 'p', $1)";
-    client.execute(grant, &[&"t1"]).await.unwrap();
-    assert_eq!(refused(client.execute(grant, &[&"t2"]).await), Some(SqlState::UNIQUE_VIOLATION));
-
     client.execute("INSERT INTO seal_maker (record) VALUES ('\\x01')", &[]).await.unwrap();
     let second = client.execute("INSERT INTO seal_maker (record) VALUES ('\\x02')", &[]).await;
     assert_eq!(refused(second), Some(SqlState::UNIQUE_VIOLATION));
-
-    let dangling = client.execute("INSERT INTO audit_checkpoints (seq, record) VALUES (8, '\\x01')", &[]).await;
-    assert_eq!(refused(dangling), Some(SqlState::FOREIGN_KEY_VIOLATION));
 }
 
 #[test]
@@ -239,4 +220,108 @@ fn tests_running_together_share_one_cluster() {
     drop(a);
     assert!(socket.exists(), "still running while a test holds it");
     drop(b);
+}
+
+fn open_on(config: &tokio_postgres::Config, node: &str) -> Result<PgStore, StoreError> {
+    let mut options = super::conformance::options(config.clone(), node);
+    options.node_lock_wait = Duration::ZERO;
+    PgStore::open(options)
+}
+
+fn fresh_config(cluster: &Cluster) -> tokio_postgres::Config {
+    crate::store::conformance::block_on(cluster.fresh_database())
+}
+
+/// Each node writes its own audit chain, so two running processes with one node id would
+/// collide on every entry: the second is refused at start, with the reason.
+#[test]
+fn a_node_id_is_held_by_one_running_process() {
+    let cluster = Cluster::shared();
+    let config = fresh_config(&cluster);
+    let a = open_on(&config, "node-a").unwrap();
+    let twin = open_on(&config, "node-a").err().expect("refused");
+    assert!(twin.to_string().contains("node id \"node-a\" is in use"), "{twin}");
+    let b = open_on(&config, "node-b").expect("another node id is fine");
+    drop((a, b));
+}
+
+/// A singleton job (the task sweeper) runs on one node at a time, and moves to another
+/// node when the one leading it goes away.
+#[test]
+fn a_lead_is_held_by_one_node_and_moves_when_it_goes() {
+    let cluster = Cluster::shared();
+    let config = fresh_config(&cluster);
+    let a = open_on(&config, "node-a").unwrap();
+    let b = open_on(&config, "node-b").unwrap();
+    assert!(a.lead("sweeper"));
+    assert!(a.lead("sweeper"), "kept");
+    assert!(!b.lead("sweeper"));
+    assert!(b.lead("another job"));
+    drop(a);
+    // The server lets go of the lock once it notices the connection closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.lead("sweeper") {
+        assert!(Instant::now() < deadline, "the lead never moved");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Per-node chains: the same sequence number in two chains, each read on its own, and the
+/// list of chains for `mcsd audit verify`.
+#[test]
+fn each_node_writes_its_own_audit_chain() {
+    use crate::store::AuditStorage;
+    let cluster = Cluster::shared();
+    let config = fresh_config(&cluster);
+    let (a, b) = (open_on(&config, "node-a").unwrap(), open_on(&config, "node-b").unwrap());
+    let entry = |seq: u64, node: &str| crate::model::audit::Entry {
+        seq,
+        at: 1,
+        event: "test".into(),
+        actor: node.into(),
+        key_id: None,
+        platform: None,
+        task_id: None,
+        outcome: "ok".into(),
+        detail: serde_json::Value::Null,
+        prev: "00".into(),
+        hash: "11".into(),
+    };
+    assert!(a.append_audit(0, &entry(0, "a")).unwrap());
+    assert!(b.append_audit(0, &entry(0, "b")).unwrap());
+    assert!(a.append_audit(1, &entry(1, "a")).unwrap());
+    assert!(!a.append_audit(1, &entry(1, "a")).unwrap(), "taken in a's chain");
+    assert_eq!(a.audit_nodes().unwrap(), vec!["node-a".to_string(), "node-b".to_string()]);
+    assert_eq!(a.last_audit().unwrap().unwrap().0, 1);
+    assert_eq!(b.last_audit().unwrap().unwrap().1.actor, "b");
+    let seen_from_a: Vec<u64> = a.as_node("node-b").audit_entries(0).map(|e| e.unwrap().0).collect();
+    assert_eq!(seen_from_a, vec![0]);
+    assert_eq!(a.audit_entries(0).count(), 2);
+}
+
+/// `mcsd backup` / `restore` on PostgreSQL: an image of every table, restored whole into an
+/// empty database only, and refused when damaged.
+#[test]
+fn a_backup_image_restores_into_an_empty_database_only() {
+    use crate::store::conformance::{append, enrollment, key};
+    use crate::store::{Durability, KeyStorage};
+    let cluster = Cluster::shared();
+    let from = open_on(&fresh_config(&cluster), "node-a").unwrap();
+    from.put_enrollment(&enrollment("e1")).unwrap();
+    from.activate(&key("k1", "e1"), b"share", b"verifier", Some(&append(0))).unwrap();
+    let image = from.snapshot().unwrap();
+    assert!(is_pg_image(&image));
+
+    let to = open_on(&fresh_config(&cluster), "node-a").unwrap();
+    assert!(to.is_empty().unwrap());
+    let mut damaged = image.clone();
+    damaged[20] ^= 1;
+    assert!(to.restore_image(&damaged).unwrap_err().to_string().contains("checksum"));
+    assert!(to.is_empty().unwrap(), "a refused restore writes nothing");
+    to.restore_image(&image).unwrap();
+    assert_eq!(to.key("k1").unwrap(), from.key("k1").unwrap());
+    assert_eq!(to.key_secret("k1", crate::model::secret::SecretKind::Share).unwrap().as_deref(), Some(&b"share"[..]));
+    assert_eq!(to.snapshot().unwrap(), image, "the same image again");
+    let again = to.restore_image(&image).unwrap_err().to_string();
+    assert!(again.contains("not empty"), "{again}");
 }

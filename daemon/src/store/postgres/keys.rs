@@ -1,0 +1,302 @@
+//! Enrollments and keys on PostgreSQL: activation, the PIN counter (one `UPDATE` from the
+//! expected value: the row lock orders racing nodes), the verifier, revocation.
+//!
+//! The PIN state is read from the columns `pin_failures` and `pin_locked`, never from the
+//! record's copy, so the counter's steps touch only the columns.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::{PgStore, decode_row, encode_record, kind_label, label};
+use crate::model::key::{EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState};
+use crate::model::secret::SecretKind;
+use crate::store::storage::check_edit;
+use crate::store::{ActivateOutcome, AuditAppend, KeyStorage, PinReset, StoreError};
+
+/// The columns a key is read from.
+const KEY_COLUMNS: &str = "id, record, pin_failures, pin_locked";
+
+pub(super) fn key_of(row: &Row) -> Result<KeyRecord, StoreError> {
+    let id: &str = row.get(0);
+    let mut rec: KeyRecord = decode_row("keys", id, row.get(1))?;
+    rec.pin = PinState { failures: row.get::<_, i32>(2).max(0) as u32, locked: row.get(3) };
+    Ok(rec)
+}
+
+/// Write a key record with its columns (insert or replace).
+pub(super) async fn put_key(c: &impl GenericClient, k: &KeyRecord) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO keys (id, device_id, enrollment_id, status, pin_failures, pin_locked, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET device_id = $2, enrollment_id = $3, status = $4,
+                 pin_failures = $5, pin_locked = $6, record = $7",
+        )
+        .await?;
+    let failures = k.pin.failures.min(i32::MAX as u32) as i32;
+    c.execute(
+        &stmt,
+        &[&k.id, &k.device_id, &k.enrollment_id, &label(&k.status), &failures, &k.pin.locked, &encode_record(k)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Lock a key's row for the rest of the transaction.
+pub(super) async fn lock_key(c: &impl GenericClient, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+    let stmt = c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1 FOR UPDATE")).await?;
+    c.query_opt(&stmt, &[&id]).await?.map(|r| key_of(&r)).transpose()
+}
+
+pub(super) async fn put_secret(
+    c: &impl GenericClient,
+    owner: &str,
+    kind: SecretKind,
+    blob: &[u8],
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO secrets (owner, kind, blob) VALUES ($1, $2, $3)
+             ON CONFLICT (owner, kind) DO UPDATE SET blob = $3",
+        )
+        .await?;
+    c.execute(&stmt, &[&owner, &kind_label(kind), &blob]).await?;
+    Ok(())
+}
+
+pub(super) async fn get_secret(
+    c: &impl GenericClient,
+    owner: &str,
+    kind: SecretKind,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let stmt = c.prepare_cached("SELECT blob FROM secrets WHERE owner = $1 AND kind = $2").await?;
+    Ok(c.query_opt(&stmt, &[&owner, &kind_label(kind)]).await?.map(|r| r.get(0)))
+}
+
+pub(super) async fn delete_secrets(
+    c: &impl GenericClient,
+    owner: &str,
+    kinds: &[SecretKind],
+) -> Result<(), StoreError> {
+    let labels: Vec<&str> = kinds.iter().map(|k| kind_label(*k)).collect();
+    let stmt = c.prepare_cached("DELETE FROM secrets WHERE owner = $1 AND kind = ANY($2)").await?;
+    c.execute(&stmt, &[&owner, &labels]).await?;
+    Ok(())
+}
+
+impl KeyStorage for PgStore {
+    fn put_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(
+                    "INSERT INTO enrollments (id, state, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET state = $2, record = $3",
+                )
+                .await?;
+            c.execute(&stmt, &[&rec.id, &enrollment_state(&rec.state), &encode_record(rec)]).await?;
+            Ok(())
+        })
+    }
+
+    fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c.prepare_cached("SELECT record FROM enrollments WHERE id = $1").await?;
+            c.query_opt(&stmt, &[&id]).await?.map(|r| decode_row("enrollments", id, r.get(0))).transpose()
+        })
+    }
+
+    fn activate(
+        &self,
+        key: &KeyRecord,
+        share_blob: &[u8],
+        verifier_blob: &[u8],
+        audit: Option<&AuditAppend>,
+    ) -> Result<ActivateOutcome, StoreError> {
+        self.run(async {
+            let mut c = self.inner.pool.get().await?;
+            let tx = c.transaction().await?;
+            let stmt = tx.prepare_cached("SELECT record FROM enrollments WHERE id = $1 FOR UPDATE").await?;
+            let Some(row) = tx.query_opt(&stmt, &[&key.enrollment_id]).await? else {
+                return Ok(ActivateOutcome::NoSuchEnrollment);
+            };
+            let Ok(mut rec) = decode_row::<EnrollmentRecord>("enrollments", &key.enrollment_id, row.get(0)) else {
+                return Ok(ActivateOutcome::NoSuchEnrollment);
+            };
+            if rec.state != EnrollmentState::Pending {
+                return Ok(ActivateOutcome::AlreadyActivated);
+            }
+            self.append_in(&tx, audit).await?;
+            rec.state = EnrollmentState::Activated { key_id: key.id.clone() };
+            let stmt = tx.prepare_cached("UPDATE enrollments SET state = $2, record = $3 WHERE id = $1").await?;
+            tx.execute(&stmt, &[&rec.id, &enrollment_state(&rec.state), &encode_record(&rec)]).await?;
+            put_key(&tx, key).await?;
+            put_secret(&tx, &key.id, SecretKind::Share, share_blob).await?;
+            put_secret(&tx, &key.id, SecretKind::PinVerifier, verifier_blob).await?;
+            tx.commit().await?;
+            Ok(ActivateOutcome::Done)
+        })
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1")).await?;
+            c.query_opt(&stmt, &[&id]).await?.map(|r| key_of(&r)).transpose()
+        })
+    }
+
+    fn keys_of_device(&self, device_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt =
+                c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE device_id = $1 ORDER BY id")).await?;
+            c.query(&stmt, &[&device_id]).await?.iter().map(key_of).collect()
+        })
+    }
+
+    /// Read in pages of 500 in id order, so memory holds one page and what `keep` keeps.
+    fn keys_where(&self, keep: &mut dyn FnMut(&KeyRecord) -> bool) -> Result<Vec<KeyRecord>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id > $1 ORDER BY id LIMIT 500"))
+                .await?;
+            let (mut after, mut out) = (String::new(), Vec::new());
+            loop {
+                let rows = c.query(&stmt, &[&after]).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.get::<_, String>(0);
+                for row in &rows {
+                    let rec = key_of(row)?;
+                    if keep(&rec) {
+                        out.push(rec);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn edit_key(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut KeyRecord) -> bool,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.run(async {
+            let mut c = self.inner.pool.get().await?;
+            let tx = c.transaction().await?;
+            let Some(before) = lock_key(&tx, id).await? else { return Ok(None) };
+            let mut after = before.clone();
+            if change(&mut after) {
+                check_edit(&before, &after)?;
+                put_key(&tx, &after).await?;
+                tx.commit().await?;
+            }
+            Ok(Some(after))
+        })
+    }
+
+    fn key_secret(&self, key_id: &str, kind: SecretKind) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(async { get_secret(&self.inner.pool.get().await?, key_id, kind).await })
+    }
+
+    fn count_pin_failure(
+        &self,
+        key_id: &str,
+        expected: u32,
+        max: u32,
+        audit: Option<&AuditAppend>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.run(async {
+            let mut c = self.inner.pool.get().await?;
+            let tx = c.transaction().await?;
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE keys SET pin_failures = pin_failures + 1, pin_locked = pin_failures + 1 >= $3
+                     WHERE id = $1 AND pin_failures = $2 AND NOT pin_locked RETURNING {KEY_COLUMNS}"
+                ))
+                .await?;
+            let (expected, max) = (expected.min(i32::MAX as u32) as i32, max.min(i32::MAX as u32) as i32);
+            let Some(row) = tx.query_opt(&stmt, &[&key_id, &expected, &max]).await? else { return Ok(None) };
+            self.append_in(&tx, audit).await?;
+            tx.commit().await?;
+            key_of(&row).map(Some)
+        })
+    }
+
+    fn reset_pin_failures(&self, key_id: &str) -> Result<PinReset, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(
+                    "WITH old AS (SELECT id, pin_locked FROM keys WHERE id = $1 FOR UPDATE)
+                     UPDATE keys SET pin_failures = CASE WHEN old.pin_locked THEN keys.pin_failures ELSE 0 END
+                     FROM old WHERE keys.id = old.id RETURNING old.pin_locked",
+                )
+                .await?;
+            Ok(match c.query_opt(&stmt, &[&key_id]).await? {
+                None => PinReset::Gone,
+                Some(row) if row.get::<_, bool>(0) => PinReset::Locked,
+                Some(_) => PinReset::Done,
+            })
+        })
+    }
+
+    fn unlock_pin(&self, key_id: &str) -> Result<Option<bool>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(
+                    "WITH old AS (SELECT id, pin_failures, pin_locked FROM keys WHERE id = $1 FOR UPDATE)
+                     UPDATE keys SET pin_failures = 0, pin_locked = false FROM old WHERE keys.id = old.id
+                     RETURNING old.pin_failures <> 0 OR old.pin_locked",
+                )
+                .await?;
+            Ok(c.query_opt(&stmt, &[&key_id]).await?.map(|r| r.get(0)))
+        })
+    }
+
+    /// The old verifier's row version is dead once this commits; see ARCHITECTURE.md
+    /// ("Erasure on PostgreSQL") for what that means for WAL, standbys and backups.
+    fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.inner.pool.get().await?;
+            let tx = c.transaction().await?;
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE keys SET pin_failures = 0, pin_locked = false WHERE id = $1 AND status <> 'revoked'",
+                )
+                .await?;
+            if tx.execute(&stmt, &[&key_id]).await? == 0 {
+                return Ok(false);
+            }
+            put_secret(&tx, key_id, SecretKind::PinVerifier, verifier_blob).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
+        self.run(async {
+            let mut c = self.inner.pool.get().await?;
+            let tx = c.transaction().await?;
+            let Some(mut rec) = lock_key(&tx, key_id).await? else { return Ok(None) };
+            self.append_in(&tx, audit).await?;
+            rec.status = KeyStatus::Revoked;
+            rec.revocation_reason = Some(reason.to_owned());
+            put_key(&tx, &rec).await?;
+            delete_secrets(&tx, key_id, &[SecretKind::Share, SecretKind::PinVerifier]).await?;
+            tx.commit().await?;
+            Ok(Some(rec))
+        })
+    }
+}
+
+fn enrollment_state(state: &EnrollmentState) -> &'static str {
+    match state {
+        EnrollmentState::Pending => "pending",
+        _ => "activated",
+    }
+}

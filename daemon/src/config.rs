@@ -317,9 +317,43 @@ struct RawHsm {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    path: PathBuf,
+    #[serde(default)]
+    backend: Backend,
+    path: Option<PathBuf>,
     #[serde(default = "default_cache_mb")]
     cache_mb: u64,
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_pool_size")]
+    pool_size: usize,
+    node_id: Option<String>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+/// `[store] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded, one process: `[store] path`.
+    #[default]
+    Sled,
+    /// Shared by any number of nodes: `[store] url`.
+    Postgres,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+/// The host name, the default `[store] node_id`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "mcsd".into())
 }
 
 fn default_cache_mb() -> u64 {
@@ -529,9 +563,34 @@ pub struct HsmConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    pub backend: Backend,
+    /// sled: the database directory. postgres: this node's local base path (the control
+    /// socket is `<path>.sock`); default `node` beside the configuration file.
     pub path: PathBuf,
     /// sled's page cache, MiB (its estimate; reads of random records hold more for a while).
     pub cache_mb: u64,
+    /// postgres only.
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// `[store]` for `backend = "postgres"`.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// A libpq connection string, `key=value …` or `postgresql://…` (multi-host allowed).
+    pub url: String,
+    /// The password, read from this file at start (kept out of the configuration).
+    pub password_file: Option<PathBuf>,
+    pub pool_size: usize,
+    /// Names this node's audit chain; unique among running nodes (default: the host name).
+    pub node_id: String,
+    /// TLS to the database: the CA that certifies the server (and a client certificate).
+    pub tls: Option<PgTlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PgTlsConfig {
+    pub ca_file: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -547,6 +606,64 @@ pub struct LogConfig {
 }
 
 impl Config {
+    /// `[store]`: which backend, and its settings (the other backend's keys refused).
+    fn store(raw: &RawStore, abs: &dyn Fn(&Path) -> PathBuf) -> Result<StoreConfig, ConfigError> {
+        let invalid = |why: &str| Err(ConfigError::Invalid(format!("store: {why}")));
+        let pg_keys = [
+            ("url", raw.url.is_some()),
+            ("password_file", raw.password_file.is_some()),
+            ("node_id", raw.node_id.is_some()),
+            ("ca_file", raw.ca_file.is_some()),
+            ("cert_file", raw.cert_file.is_some()),
+            ("key_file", raw.key_file.is_some()),
+        ];
+        match raw.backend {
+            Backend::Sled => {
+                if let Some((key, _)) = pg_keys.iter().find(|(_, set)| *set) {
+                    return invalid(&format!("{key} is a setting of backend = \"postgres\"; this store is sled"));
+                }
+                let Some(path) = &raw.path else { return invalid("path (the sled database directory) is required") };
+                Ok(StoreConfig { backend: Backend::Sled, path: abs(path), cache_mb: raw.cache_mb, postgres: None })
+            }
+            Backend::Postgres => {
+                let Some(url) = raw.url.clone().filter(|u| !u.trim().is_empty()) else {
+                    return invalid("url (a libpq connection string) is required with backend = \"postgres\"");
+                };
+                if !(1..=1024).contains(&raw.pool_size) {
+                    return invalid("pool_size must be 1..=1024");
+                }
+                let node_id = raw.node_id.clone().unwrap_or_else(host_name);
+                if node_id.is_empty()
+                    || node_id.len() > 64
+                    || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    return invalid("node_id must be 1..=64 characters of A-Z a-z 0-9 - _ .");
+                }
+                let tls = match (&raw.ca_file, &raw.cert_file, &raw.key_file) {
+                    (None, None, None) => None,
+                    (Some(ca), None, None) => Some(PgTlsConfig { ca_file: abs(ca), client: None }),
+                    (Some(ca), Some(c), Some(k)) => {
+                        Some(PgTlsConfig { ca_file: abs(ca), client: Some((abs(c), abs(k))) })
+                    }
+                    (None, _, _) => return invalid("cert_file and key_file need ca_file (TLS to the database)"),
+                    _ => return invalid("cert_file and key_file go together"),
+                };
+                Ok(StoreConfig {
+                    backend: Backend::Postgres,
+                    path: abs(raw.path.as_deref().unwrap_or(Path::new("node"))),
+                    cache_mb: raw.cache_mb,
+                    postgres: Some(PostgresConfig {
+                        url,
+                        password_file: raw.password_file.as_deref().map(abs),
+                        pool_size: raw.pool_size,
+                        node_id,
+                        tls,
+                    }),
+                })
+            }
+        }
+    }
+
     /// Read, parse and validate the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
@@ -615,6 +732,7 @@ impl Config {
         if !(1..=65536).contains(&raw.store.cache_mb) {
             return Err(ConfigError::Invalid("store.cache_mb must be 1..=65536".into()));
         }
+        let store = Self::store(&raw.store, &abs)?;
         // Bounded so that hours → seconds, and an expiry of now + ttl, cannot overflow.
         if !(1..=8760).contains(&raw.keys.enrollment_ttl_hours) {
             return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be 1..=8760 (a year)".into()));
@@ -693,7 +811,7 @@ impl Config {
                 sessions,
                 reinit_interval: Duration::from_millis(raw.hsm.reinit_interval_ms.max(10)),
             },
-            store: StoreConfig { path: abs(&raw.store.path), cache_mb: raw.store.cache_mb },
+            store,
             keys: KeysConfig {
                 pin_max_attempts: raw.keys.pin_max_attempts,
                 enrollment_ttl: Duration::from_secs(raw.keys.enrollment_ttl_hours * 3600),

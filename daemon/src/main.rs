@@ -75,6 +75,13 @@ enum Command {
         /// `config/mcsd.toml` documents for production.
         #[arg(long, value_enum, default_value = "single")]
         layout: mcsd::cli::dev_init::Layout,
+        /// Keep the state in this PostgreSQL database (a libpq connection string, key=value
+        /// or URL form) instead of sled in DIR/db.
+        #[arg(long)]
+        store_url: Option<String>,
+        /// With --store-url: this node's id (default: the host name).
+        #[arg(long, requires = "store_url")]
+        node_id: Option<String>,
     },
 }
 
@@ -310,9 +317,7 @@ fn main() -> ExitCode {
             let image = match control_call(&cfg, "backup") {
                 Some(Ok(mut reader)) => read_ok_image(&mut reader),
                 Some(Err(e)) => Err(e),
-                None => mcsd::store::Store::open(&cfg.store.path)
-                    .and_then(|s| mcsd::store::Durability::snapshot(&s))
-                    .map_err(|e| e.to_string()),
+                None => mcsd::store::open_tool(&cfg.store).and_then(|s| s.snapshot()).map_err(|e| e.to_string()),
             };
             match image.and_then(|img| {
                 std::fs::write(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))
@@ -334,16 +339,16 @@ fn main() -> ExitCode {
             };
             let restored = std::fs::read(&from)
                 .map_err(|e| format!("{}: {e}", from.display()))
-                .and_then(|img| mcsd::store::Store::restore(&cfg.store.path, &img).map_err(|e| e.to_string()));
+                .and_then(|img| mcsd::store::restore(&cfg.store, &img).map_err(|e| e.to_string()));
             match restored {
                 Ok(n) => {
                     println!("restored {n} records into {}", cfg.store.path.display());
                     // A restore takes the store back on purpose: say so where checkpoints
                     // are exported, or the next start reports a rollback.
                     if let Some(file) = &cfg.audit.checkpoint_file {
-                        let recorded = mcsd::store::Store::reopen(&cfg.store.path)
+                        let recorded = reopen_store(&cfg)
                             .map_err(|e| e.to_string())
-                            .and_then(|store| mcsd::audit::record_restore(file, &store, &from));
+                            .and_then(|store| mcsd::audit::record_restore(file, &*store, &from));
                         match recorded {
                             Ok(m) => println!(
                                 "recorded the restore in {}; the daemon verifies the restored audit chain from {}",
@@ -377,9 +382,9 @@ fn main() -> ExitCode {
                 Some(Ok(reader)) => follow_rotation(reader),
                 Some(Err(e)) => Err(e),
                 None => (|| {
-                    let store = mcsd::store::Store::open(&cfg.store.path).map_err(|e| e.to_string())?;
+                    let store = mcsd::store::open_tool(&cfg.store).map_err(|e| e.to_string())?;
                     let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
-                    let r = mcsd::keys::kek_rotation::rotate(&store, &hsm, batch, progress_bar)
+                    let r = mcsd::keys::kek_rotation::rotate(&*store, &hsm, batch, progress_bar)
                         .map_err(|e| e.to_string())?;
                     Ok(format!(
                         "version={} created={} rewrapped={} remaining={}",
@@ -442,8 +447,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::DevInit { dir, module, layout } => {
-            match mcsd::cli::dev_init::dev_init(&dir, module.as_deref(), layout) {
+        Command::DevInit { dir, module, layout, store_url, node_id } => {
+            let store = match store_url {
+                Some(url) => mcsd::cli::dev_init::DevStore::Postgres { url, node_id },
+                None => mcsd::cli::dev_init::DevStore::Sled,
+            };
+            match mcsd::cli::dev_init::dev_init(&dir, module.as_deref(), layout, &store) {
                 Ok(()) => {
                     println!("dev environment ready in {}", dir.display());
                     println!(
@@ -462,6 +471,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configured store again, right after this process closed it (sled waits for its lock).
+fn reopen_store(cfg: &Config) -> Result<std::sync::Arc<dyn Storage>, mcsd::store::StoreError> {
+    match cfg.store.backend {
+        mcsd::config::Backend::Sled => Ok(std::sync::Arc::new(mcsd::store::Store::reopen(&cfg.store.path)?)),
+        mcsd::config::Backend::Postgres => mcsd::store::open_tool(&cfg.store),
+    }
+}
+
 fn audit_verify(
     cfg: &Config,
     since: Option<PathBuf>,
@@ -469,8 +486,8 @@ fn audit_verify(
     public_key: Option<PathBuf>,
 ) -> ExitCode {
     use mcsd::audit::{TrustedKey, VerifyOptions};
-    let store: std::sync::Arc<dyn Storage> = match mcsd::store::Store::open(&cfg.store.path) {
-        Ok(s) => std::sync::Arc::new(s),
+    let store: std::sync::Arc<dyn Storage> = match mcsd::store::open_tool(&cfg.store) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("mcsd audit verify: store: {e} (is the daemon running?)");
             return ExitCode::from(74);
@@ -542,6 +559,16 @@ fn audit_verify(
         },
         None => None,
     };
+    let chains = match store.audit_chains() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mcsd audit verify: store: {e}");
+            return ExitCode::from(74);
+        }
+    };
+    if !chains.is_empty() {
+        return audit_verify_nodes(cfg, &chains, key.as_ref(), allow_unsealed_tail, exported.as_deref());
+    }
     let opts = VerifyOptions { key: key.as_ref(), allow_unsealed_tail, exported: exported.as_deref() };
     match mcsd::audit::verify(&*store, &opts) {
         Ok(v) => {
@@ -575,6 +602,59 @@ fn audit_verify(
     }
 }
 
+/// `mcsd audit verify` on a store several nodes share: every node's chain on its own, with
+/// the same key. A running node's entries after its last checkpoint are its live tail; a
+/// stopped node's must be sealed (as on sled) unless `--allow-unsealed-tail`. This node's
+/// exported checkpoints are checked against this node's chain.
+fn audit_verify_nodes(
+    cfg: &Config,
+    chains: &[mcsd::store::AuditChain],
+    key: Option<&mcsd::audit::TrustedKey>,
+    allow_unsealed_tail: bool,
+    exported: Option<&[mcsd::audit::ExportedLine]>,
+) -> ExitCode {
+    let this_node = cfg.store.postgres.as_ref().map(|p| p.node_id.as_str());
+    let (mut entries, mut checkpoints, mut broken) = (0, 0, 0);
+    for chain in chains {
+        let opts = mcsd::audit::VerifyOptions {
+            key,
+            allow_unsealed_tail: allow_unsealed_tail || chain.running,
+            exported: exported.filter(|_| Some(chain.node.as_str()) == this_node),
+        };
+        let state = if chain.running { "running" } else { "stopped" };
+        match mcsd::audit::verify(&*chain.store, &opts) {
+            Ok(v) => {
+                entries += v.entries;
+                checkpoints += v.checkpoints;
+                println!(
+                    "node {} ({state}): intact, {} entries, {} signed checkpoints{}",
+                    chain.node,
+                    v.entries,
+                    v.checkpoints,
+                    match v.unsealed {
+                        0 => String::new(),
+                        n => format!(", {n} entries after the last checkpoint"),
+                    }
+                );
+            }
+            Err(why) => {
+                broken += 1;
+                println!("node {} ({state}): audit chain BROKEN: {why}", chain.node);
+            }
+        }
+    }
+    let source = key.map_or("none".to_owned(), |k| k.source.clone());
+    if broken > 0 {
+        println!("audit chains BROKEN: {broken} of {} nodes' chains (audit key {source})", chains.len());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "audit chains intact: {} nodes, {entries} entries, {checkpoints} signed checkpoints (audit key {source})",
+        chains.len()
+    );
+    ExitCode::SUCCESS
+}
+
 fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
     let pem = match control_call(cfg, "audit-key") {
         Some(Ok(mut reader)) => {
@@ -582,8 +662,7 @@ fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
         }
         Some(Err(e)) => Err(e),
         None => (|| {
-            let store =
-                std::sync::Arc::new(mcsd::store::Store::open(&cfg.store.path).map_err(|e| format!("store: {e}"))?);
+            let store = mcsd::store::open_tool(&cfg.store).map_err(|e| format!("store: {e}"))?;
             let hsm = std::sync::Arc::new(mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?);
             mcsd::audit::public_key_pem(&mcsd::daemon_keys::DaemonKeys::new(store, hsm, mcsd::clock::system()))
         })(),

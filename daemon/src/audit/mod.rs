@@ -228,6 +228,7 @@ impl Audit {
 
     fn chain(&self, head: &Head, ev: Event) -> Entry {
         let mut e = Entry {
+            node: self.store.node_id().map(str::to_owned),
             seq: head.next,
             at: self.clock.now_ms(),
             event: ev.event,
@@ -463,19 +464,33 @@ impl Audit {
         since: u64,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.store.audit_entries(since) {
-            let (_, e) = item?;
-            if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k))
-                || platform.is_some_and(|p| e.platform.as_deref() != Some(p))
-            {
-                continue;
+        let matching = |store: &dyn Storage| -> Result<Vec<Entry>, StoreError> {
+            let mut out = Vec::new();
+            for item in store.audit_entries(since) {
+                let (_, e) = item?;
+                if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k))
+                    || platform.is_some_and(|p| e.platform.as_deref() != Some(p))
+                {
+                    continue;
+                }
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
             }
-            out.push(e);
-            if out.len() >= limit {
-                break;
-            }
+            Ok(out)
+        };
+        let chains = self.store.audit_chains()?;
+        if chains.is_empty() {
+            return matching(&*self.store);
         }
+        // Several nodes' chains: `since` counts in each, and the answer is in time order.
+        let mut out = Vec::new();
+        for chain in &chains {
+            out.extend(matching(&*chain.store)?);
+        }
+        out.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
+        out.truncate(limit);
         Ok(out)
     }
 }
@@ -488,6 +503,7 @@ mod tests {
 
     fn entry(seq: u64, prev: &str) -> Entry {
         let mut e = Entry {
+            node: None,
             seq,
             at: 1,
             event: "POST /v1/keys/{id}/sign".into(),

@@ -74,7 +74,36 @@ fn random_hex(n: usize) -> Result<String, DevInitError> {
 
 /// Create the environment. `module` overrides the SoftHSM module path written to the
 /// config (tests point it at `pkcs11-mock`); the token is always made with SoftHSM.
-pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout) -> Result<(), DevInitError> {
+/// Where the dev environment keeps its state.
+#[derive(Debug, Clone, Default)]
+pub enum DevStore {
+    /// sled in `DIR/db`.
+    #[default]
+    Sled,
+    /// A PostgreSQL database (a libpq connection string), as this node.
+    Postgres { url: String, node_id: Option<String> },
+}
+
+impl DevStore {
+    fn section(&self) -> String {
+        match self {
+            DevStore::Sled => "[store]\npath = \"db\"\n".into(),
+            DevStore::Postgres { url, node_id } => {
+                let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+                let node = match node_id {
+                    Some(n) => format!("node_id = {}\n", quoted(n)),
+                    None => "# node_id: the host name unless set; unique among the nodes sharing the database\n".into(),
+                };
+                format!(
+                    "# Shared with the other nodes of the cluster (each with its own node_id).\n[store]\nbackend = \"postgres\"\nurl = {}\n{node}# This node's local base path (its control socket).\npath = \"node\"\n",
+                    quoted(url)
+                )
+            }
+        }
+    }
+}
+
+pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout, store: &DevStore) -> Result<(), DevInitError> {
     if dir.join("mcsd.toml").exists() {
         return Err(DevInitError::Setup(format!("{} already holds a dev environment", dir.display())));
     }
@@ -143,9 +172,7 @@ module = "{module}"
 token_label = "{TOKEN_LABEL}"
 pin_file = "hsm-pin"
 
-[store]
-path = "db"
-
+{store}
 # The audit chain, anchored outside the store: the pinned audit key (written by
 # `mcsd audit export-key`) and every signed checkpoint.
 [audit]
@@ -157,6 +184,7 @@ checkpoint_file = "audit-checkpoints.jsonl"
         module = module.display(),
         platforms = dev_platforms(),
         plugins = local_ca_plugin(&dir),
+        store = store.section(),
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
 

@@ -7,6 +7,10 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub seq: u64,
+    /// The node whose chain holds the entry, on a store several nodes share (each node
+    /// writes its own chain); absent on a single-node store. Covered by the hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Unix milliseconds.
     pub at: i64,
     pub event: String,

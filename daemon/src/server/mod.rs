@@ -40,7 +40,7 @@ use crate::hsm::{Hsm, HsmError};
 use crate::keys::KeyService;
 use crate::pem::TlsError;
 use crate::plugins::PluginHost;
-use crate::store::{Storage, Store, StoreError};
+use crate::store::{Storage, StoreError};
 use crate::tasks::TaskService;
 use tls::Anchors;
 
@@ -93,7 +93,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     // Build the generator table before the first co-signature needs it.
     tokio::task::spawn_blocking(sm2_2p::fast::warm_up);
-    let store: Arc<dyn Storage> = Arc::new(Store::open_with_cache(&cfg.store.path, cfg.store.cache_mb)?);
+    let store: Arc<dyn Storage> = crate::store::open(&cfg.store)?;
     let clock = crate::clock::system();
     let hsm_cfg = cfg.hsm.clone();
     let hsm = Arc::new(
@@ -671,12 +671,17 @@ async fn store_recovery_loop(store: Arc<dyn Storage>) {
     }
 }
 
-/// Expire overdue tasks and purge old ones, at start and then periodically.
+/// Expire overdue tasks and purge old ones, at start and then periodically. On a store
+/// several nodes share, one node at a time sweeps (the store's `sweeper` lead; expiring is
+/// compare-and-swap anyway, the lead only saves the others the work).
 async fn sweep_loop(tasks: Arc<TaskService>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !tasks.store().lead("sweeper") {
+            continue;
+        }
         match tasks.sweep().await {
             Ok((0, 0)) => {}
             Ok((expired, purged)) => tracing::info!(expired, purged, "task sweep"),

@@ -33,6 +33,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every enrollment (`mcsd store migrate`).
+    pub(super) fn enrollments_raw(&self) -> Result<Vec<EnrollmentRecord>, StoreError> {
+        self.files()?
+            .enrollments
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
+    }
+}
+
 impl KeyStorage for Store {
     fn put_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
         let _writing = self.writing();

@@ -44,6 +44,7 @@ pub mod conformance;
 mod daemon_keys;
 mod key_refs;
 mod keys;
+mod open;
 pub mod postgres;
 mod seals;
 pub mod storage;
@@ -56,11 +57,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use open::{open, open_postgres, open_tool, postgres_options, restore};
 pub use postgres::{PgOptions, PgStore};
 pub use storage::{
-    ActivateOutcome, AuditAppend, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage, DaemonKeyStorage,
-    Durability, Flushing, InsertOutcome, KeyStorage, OpenQuota, OpenUsage, PinReset, SealStorage, SecretEntry,
-    SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
+    ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage,
+    DaemonKeyStorage, Durability, Flushing, InsertOutcome, KeyStorage, OpenQuota, OpenUsage, PinReset, SealStorage,
+    SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
 };
 
 use crate::store::codec::{decode, encode};

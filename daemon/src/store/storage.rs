@@ -369,6 +369,20 @@ pub trait ClusterStorage {
     fn lead(&self, _job: &str) -> bool {
         true
     }
+    /// Every node's audit chain, each as a store whose [`AuditStorage`] is that chain.
+    /// Empty: the store has one chain, this handle's.
+    fn audit_chains(&self) -> Result<Vec<AuditChain>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One node's audit chain in a shared store (see [`ClusterStorage::audit_chains`]).
+pub struct AuditChain {
+    pub node: String,
+    pub store: std::sync::Arc<dyn Storage>,
+    /// The node is running now (it holds its node lock): entries after its last
+    /// checkpoint are its live tail, not the trace of a crash.
+    pub running: bool,
 }
 
 /// One wrapped secret as stored, for KEK rotation: whose, what kind, and the stored value

@@ -36,6 +36,7 @@ use crate::config::{ApiConfig, TasksConfig};
 use crate::model::callback_target::{CallbackUrl, Host, TargetPolicy};
 use crate::model::task::{CallbackRecord, TaskResult, TaskStatus};
 use crate::pem::{TlsError, load_certs, load_key};
+use crate::store::CallbackLease;
 use crate::tasks::TaskService;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -185,32 +186,36 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
     let tasks = slot.tasks.clone();
     let store = tasks.store();
     let (task_id, platform) = (slot.task_id.as_str(), slot.platform.as_str());
-    // Re-read: since the scan, an earlier delivery of this record may have finished.
-    let mut cb: CallbackRecord = match store.callback(task_id) {
-        Ok(Some(cb)) if cb.next_at_ms <= tasks.clock().now_ms() => cb,
-        Ok(_) => return,
+    let cfg = tasks.config();
+    // Lease the record: since the scan, an earlier delivery may have finished it, and on a
+    // store several nodes share another node may be delivering it now. The lease outlasts
+    // one attempt; if this process dies holding it, it runs out and another sender goes on.
+    let lease_ms = 2 * (cfg.callback_connect_timeout + cfg.callback_timeout).as_millis() as i64 + 5_000;
+    let lease = match store.lease_callback(task_id, tasks.clock().now_ms(), lease_ms) {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return,
         Err(e) => {
-            tracing::error!(%task_id, error = %e, "reading a callback record");
+            tracing::error!(%task_id, error = %e, "leasing a callback record");
             return;
         }
     };
-    let cfg = tasks.config();
+    let mut cb: CallbackRecord = lease.record.clone();
     let policy = &cfg.platform(platform).callback;
     let outcome = match (tasks.callback_body(task_id), CallbackUrl::parse(&cb.url)) {
         (Ok(None), _) => {
-            let _ = store.delete_callback(task_id);
+            let _ = store.finish_callback(&lease);
             return;
         }
         (Err(e), _) => Err(Failure::Failed(format!("reading the task: {e}"))),
         (_, Err(why)) => {
-            abandon(&tasks, &cb, platform, &format!("callback_url {why}"));
+            abandon(&tasks, &lease, platform, &format!("callback_url {why}"));
             return;
         }
         (Ok(Some(body)), Ok(url)) => {
             if let Err(why) = policy.check_url(&url) {
                 // The platform's rules changed since the task was created.
                 crate::metrics::METRICS.callback_refusals.inc();
-                abandon(&tasks, &cb, platform, &why);
+                abandon(&tasks, &lease, platform, &why);
                 return;
             }
             let attempt = post(
@@ -231,7 +236,9 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
     match outcome {
         Ok(status) if (200..300).contains(&status) => {
             tracing::info!(%task_id, %platform, attempts = cb.attempts + 1, "callback delivered");
-            let _ = store.delete_callback(task_id);
+            if !store.finish_callback(&lease).unwrap_or(false) {
+                tracing::warn!(%task_id, %platform, "callback delivered after its lease ran out: it may be delivered again");
+            }
         }
         failed => {
             let why = match failed {
@@ -246,21 +253,25 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
             cb.attempts += 1;
             crate::metrics::METRICS.callback_retries.inc();
             if cb.attempts >= cfg.callback_max_attempts {
-                abandon(&tasks, &cb, platform, &why);
+                abandon(&tasks, &CallbackLease { record: cb, token: lease.token }, platform, &why);
                 return;
             }
             cb.next_at_ms = tasks.clock().now_ms() + backoff(cb.attempts - 1).as_millis() as i64;
             tracing::warn!(%task_id, %platform, attempts = cb.attempts, error = %why, "callback failed; will retry");
-            if let Err(e) = store.put_callback(&cb) {
-                tracing::error!(%task_id, error = %e, "rescheduling a callback");
+            match store.reschedule_callback(&lease, &cb) {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(%task_id, "callback lease ran out before the retry was scheduled"),
+                Err(e) => tracing::error!(%task_id, error = %e, "rescheduling a callback"),
             }
         }
     }
 }
 
-fn abandon(tasks: &TaskService, cb: &CallbackRecord, platform: &str, why: &str) {
+/// Give up on a record (under its lease; `lease.record` as it stands now).
+fn abandon(tasks: &TaskService, lease: &CallbackLease, platform: &str, why: &str) {
+    let cb = &lease.record;
     tracing::error!(task_id = %cb.task_id, %platform, url = %cb.url, attempts = cb.attempts, error = %why, "callback abandoned");
-    let _ = tasks.store().delete_callback(&cb.task_id);
+    let _ = tasks.store().finish_callback(lease);
 }
 
 /// Resolve the host, check every address, connect to the first checked one that answers;

@@ -151,6 +151,10 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// How often a long-poll on a store several nodes share re-reads its task: a completion on
+/// another node is seen within this.
+const SHARED_POLL: Duration = Duration::from_millis(200);
+
 pub struct TaskService {
     store: Arc<dyn Storage>,
     hsm: Arc<dyn Wrapper>,
@@ -843,7 +847,13 @@ impl TaskService {
             if task.status.is_final() || task.status == TaskStatus::AwaitingApproval {
                 break task;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Another node's write wakes nobody here: on a shared store, look again at least
+            // every SHARED_POLL.
+            let bound = match self.store.shared() {
+                true => deadline.min(tokio::time::Instant::now() + SHARED_POLL),
+                false => deadline,
+            };
+            if tokio::time::timeout_at(bound, notified).await.is_err() && bound == deadline {
                 break task;
             }
         };

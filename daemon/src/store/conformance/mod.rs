@@ -145,6 +145,7 @@ pub(super) fn task(id: &str, platform: &str, status: TaskStatus, rev: u64) -> Ta
 
 pub(super) fn entry(seq: u64) -> Entry {
     Entry {
+        node: None,
         seq,
         at: 1,
         event: "POST /v1/keys/{id}/sign".into(),

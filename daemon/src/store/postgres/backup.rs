@@ -111,7 +111,8 @@ fn parse(image: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
 
 impl PgStore {
     /// Fill an empty database (schema migrated, no rows) from a backup image.
-    pub fn restore_image(&self, image: &[u8]) -> Result<(), StoreError> {
+    /// Returns the rows restored.
+    pub fn restore_image(&self, image: &[u8]) -> Result<u64, StoreError> {
         let tables = parse(image).map_err(StoreError::Refused)?;
         if !self.is_empty()? {
             return Err(StoreError::Refused("the target database is not empty".into()));
@@ -119,14 +120,15 @@ impl PgStore {
         self.run(async {
             let mut c = self.inner.pool.get().await?;
             let tx = c.transaction().await?;
+            let mut rows = 0;
             for (table, data) in &tables {
                 let sink = tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)")).await?;
                 let mut sink = std::pin::pin!(sink);
                 sink.send(bytes::Bytes::copy_from_slice(data)).await?;
-                sink.as_mut().finish().await?;
+                rows += sink.as_mut().finish().await?;
             }
             tx.commit().await?;
-            Ok(())
+            Ok(rows)
         })
     }
 }

@@ -26,6 +26,7 @@ mod backup;
 mod bridge;
 #[cfg(test)]
 mod conformance;
+mod from_sled;
 mod keys;
 mod migrate;
 mod other;
@@ -42,6 +43,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Config;
 
 pub use backup::is_pg_image;
+pub use from_sled::Copied;
 pub use migrate::{MIGRATIONS, MigrateError, Migration, latest_version, migrate};
 
 use super::codec::{decode, encode};
@@ -83,6 +85,9 @@ pub struct PgOptions {
     /// How long to wait for this node id's lock at start: a process of the same node that
     /// was just killed holds it until the server notices its connection is gone.
     pub node_lock_wait: std::time::Duration,
+    /// Take the node's lock (a serving node). Tools that only read, or write no audit
+    /// entry (`mcsd audit verify`, `backup`), run beside the node without it.
+    pub lock_node: bool,
 }
 
 impl PgOptions {
@@ -93,6 +98,7 @@ impl PgOptions {
             node_id: node_id.to_owned(),
             tls: None,
             node_lock_wait: std::time::Duration::from_secs(10),
+            lock_node: true,
         }
     }
 }
@@ -183,7 +189,9 @@ impl PgStore {
             }
             Ok(())
         })?;
-        store.take_node_lock()?;
+        if store.inner.options.lock_node {
+            store.take_node_lock()?;
+        }
         Ok(store)
     }
 
@@ -274,6 +282,22 @@ impl PgStore {
                 false
             }
         }
+    }
+
+    /// Whether a process holds `node`'s lock now (it is running).
+    pub fn node_running(&self, node: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let row = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                         AND classid = $1::int4::oid AND objid = $2::int4::oid AND objsubid = 2
+                         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                    &[&NODE_LOCK, &hash32(node)],
+                )
+                .await?;
+            Ok(row.get(0))
+        })
     }
 
     /// The nodes that have audit chains in this database.
@@ -417,5 +441,14 @@ impl super::storage::ClusterStorage for PgStore {
 
     fn lead(&self, job: &str) -> bool {
         PgStore::lead(self, job)
+    }
+
+    fn audit_chains(&self) -> Result<Vec<super::AuditChain>, StoreError> {
+        let mut out = Vec::new();
+        for node in self.audit_nodes()? {
+            let running = self.node_running(&node)?;
+            out.push(super::AuditChain { store: Arc::new(self.as_node(&node)), node, running });
+        }
+        Ok(out)
     }
 }

@@ -275,6 +275,7 @@ fn each_node_writes_its_own_audit_chain() {
     let config = fresh_config(&cluster);
     let (a, b) = (open_on(&config, "node-a").unwrap(), open_on(&config, "node-b").unwrap());
     let entry = |seq: u64, node: &str| crate::model::audit::Entry {
+        node: None,
         seq,
         at: 1,
         event: "test".into(),

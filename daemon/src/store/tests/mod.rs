@@ -319,6 +319,7 @@ fn certificate_chains_are_stored_once_and_filled_in_on_read() {
 
 fn audit_entry(n: u64) -> Entry {
     Entry {
+        node: None,
         seq: n,
         at: 0,
         event: "POST /v1/tasks/{id}/complete".into(),

@@ -29,6 +29,7 @@ use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskRecord};
 
 pub use super::StoreError;
+pub use super::plugin_kv::PluginKvStorage;
 
 /// What [`Durability::flush`] returns.
 pub type Flushing<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
@@ -43,6 +44,7 @@ pub trait Storage:
     + DaemonKeyStorage
     + CallbackStorage
     + SecretStorage
+    + PluginKvStorage
     + Send
     + Sync
 {
@@ -57,6 +59,7 @@ impl<T> Storage for T where
         + DaemonKeyStorage
         + CallbackStorage
         + SecretStorage
+        + PluginKvStorage
         + Send
         + Sync
 {
@@ -66,7 +69,7 @@ impl<T> Storage for T where
 pub mod prelude {
     pub use super::{
         AuditStorage as _, CallbackStorage as _, DaemonKeyStorage as _, Durability as _, KeyStorage as _,
-        SealStorage as _, SecretStorage as _, TaskStorage as _,
+        PluginKvStorage as _, SealStorage as _, SecretStorage as _, TaskStorage as _,
     };
 }
 

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Move a store between backends.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -82,6 +87,21 @@ enum Command {
         /// With --store-url: this node's id (default: the host name).
         #[arg(long, requires = "store_url")]
         node_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a stopped sled store (FROM's `[store] path`) into the empty PostgreSQL database
+    /// of TO's `[store] url`, in one transaction; shares stay HSM-wrapped (the same HSM KEK
+    /// must serve TO). The sled store's audit chain becomes TO's node's chain.
+    Migrate {
+        /// The configuration of the sled store (the daemon on it stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// The configuration naming the PostgreSQL database (`backend = "postgres"`).
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -413,6 +433,7 @@ fn main() -> ExitCode {
             };
             audit_verify(&cfg, since_checkpoint, allow_unsealed_tail, public_key)
         }
+        Command::Store { command: StoreCommand::Migrate { from, to } } => store_migrate(&from, &to),
         Command::Audit { command: AuditCommand::ExportKey { config, out } } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
@@ -467,6 +488,37 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn store_migrate(from: &std::path::Path, to: &std::path::Path) -> ExitCode {
+    let (source, target) = match (load(from), load(to)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let (mcsd::config::Backend::Sled, Some(pg)) = (source.store.backend, target.store.postgres.as_ref()) else {
+        eprintln!(
+            "mcsd store migrate: --from must name a sled store and --to a PostgreSQL one (backend = \"postgres\")"
+        );
+        return ExitCode::from(EX_CONFIG);
+    };
+    let copied = mcsd::store::Store::open(&source.store.path)
+        .map_err(|e| format!("{}: {e} (is a daemon still running on it?)", source.store.path.display()))
+        .and_then(|sled| {
+            let options = mcsd::store::postgres_options(pg).map_err(|e| e.to_string())?;
+            let pg = mcsd::store::PgStore::open(mcsd::store::PgOptions { lock_node: false, ..options })
+                .map_err(|e| format!("the target database: {e}"))?;
+            pg.copy_from_sled(&sled).map_err(|e| e.to_string())
+        });
+    match copied {
+        Ok(n) => {
+            println!("copied into PostgreSQL (node {}): {n}", pg.node_id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcsd store migrate: {e}");
+            ExitCode::from(74)
         }
     }
 }

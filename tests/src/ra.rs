@@ -1,7 +1,7 @@
 //! A test RA: an HTTPS JSON API in the style of Chinese CA registration authorities, with
 //! its own field names and header names, HMAC-SM3 request signatures checked against an
 //! app secret (with timestamp window and nonce replay check), and a real SM2 CA behind it
-//! (the `local-ca` engine on an in-memory key).
+//! (the `local-ca` engine on an in-memory key and state).
 //!
 //! API (all POST, JSON, `resultCode` "0000" on success):
 //! - `/ra/v2/cert/apply` `{"bizType", "apply": {"p10", "certType", "userName", "validDays"}}`
@@ -51,13 +51,13 @@ struct Shared {
 
 impl TestRa {
     /// Start on a free port with TLS from the dev PKI in `pki` (`server.pem`/`server.key`),
-    /// keeping the CA's state in `dir`.
+    /// with the CA's root certificate in `dir` (`ra-ca.pem`).
     pub fn start(pki: &Path, dir: &Path) -> TestRa {
         let secret = hex::encode(sm2_2p::hmac_sm3(b"test-ra", dir.as_os_str().as_encoded_bytes()));
-        let state = dir.join("ra-ca");
         let ca = mcs_local_ca::LocalCa::open(
             Box::new(mcs_local_ca::MemoryKey(sm2_2p::DaemonKey::generate())),
-            json!({ "state_dir": state, "ca_name": "Test RA SM2 CA" }).to_string().as_bytes(),
+            Box::new(mcs_local_ca::MemoryKv::default()),
+            json!({ "ca_name": "Test RA SM2 CA" }).to_string().as_bytes(),
         )
         .expect("test RA CA");
         let ca_pem = dir.join("ra-ca.pem");

@@ -245,7 +245,7 @@ fn unsafe_only_where_listed() {
         "sm2-2p/src/fast/adx.rs",        // the assembly
         "sm2-2p/src/fast/field.rs",      // its call sites
         "plugins/abi/src/lib.rs",        // the C ABI
-        "plugins/test-adapter-abi2/src/lib.rs",
+        "plugins/test-adapter-future/src/lib.rs",
         "pkcs11-mock/src/lib.rs", // a PKCS#11 module
         "pkcs11-mock/tests/softhsm.rs",
     ];

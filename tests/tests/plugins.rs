@@ -25,7 +25,7 @@ async fn misbehaving_adapters_are_contained_and_the_good_one_keeps_working() {
     extra += &plugin("panicky", &adapter, "panic", "");
     extra += &plugin("stuck", &adapter, "hang", "timeout_ms = 500\nmax_concurrency = 1\n");
     extra += &plugin("noisy", &adapter, "garbage", "");
-    extra += &plugin("future", &bin("libmcs_test_adapter_abi2.so"), "ok", "");
+    extra += &plugin("future", &bin("libmcs_test_adapter_future.so"), "ok", "");
     extra += &plugin("absent", &env.path().join("no-such-adapter.so"), "ok", "");
     env.append_config(&extra);
     let daemon = Daemon::start(&env);
@@ -36,11 +36,14 @@ async fn misbehaving_adapters_are_contained_and_the_good_one_keeps_working() {
     for name in ["good", "panicky", "stuck", "noisy"] {
         assert_eq!(by_name(name)["status"], "loaded", "{name}: {list}");
     }
-    assert_eq!(by_name("good")["abi"], 1);
+    assert_eq!(by_name("good")["abi"], 2);
     assert_eq!(by_name("good")["algorithms"], serde_json::json!(["SM2"]));
     let future = by_name("future");
     assert_eq!(future["status"], "failed");
-    assert!(future["error"].as_str().unwrap().contains("ABI 2"), "{future}");
+    assert!(
+        future["error"].as_str().unwrap().contains("built for plugin ABI 4294967295, this daemon speaks ABI 1 to 2"),
+        "{future}"
+    );
     assert_eq!(by_name("absent")["status"], "failed");
     assert_eq!(daemon.health_get("/readyz").0, 503, "a failed adapter makes the daemon not ready");
 

@@ -47,14 +47,13 @@ config = { state_dir = "ca" }
 /// Write every target's seeds under `out` (files of the same names are replaced).
 pub fn write_all(out: &Path) {
     let key = sm2_2p::DaemonKey::from_bytes(&SEED_KEY).expect("the seed key is a scalar");
-    let state = std::env::temp_dir().join(format!("mcs-fuzz-seeds-{}", std::process::id()));
     let ca = mcs_local_ca::LocalCa::open(
         Box::new(mcs_local_ca::MemoryKey(sm2_2p::DaemonKey::from_bytes(&SEED_KEY).expect("scalar"))),
-        json!({ "state_dir": state, "ca_name": "Fuzz Seed CA" }).to_string().as_bytes(),
+        Box::new(mcs_local_ca::MemoryKv::default()),
+        json!({ "ca_name": "Fuzz Seed CA" }).to_string().as_bytes(),
     )
     .expect("seed CA");
     let cert = ca.root_der().to_vec();
-    let _ = std::fs::remove_dir_all(&state);
 
     let g = sm2_2p::point_to_hex(&key.public());
     let scalar = sm2_2p::scalar_to_hex(&key.sign(b"scalar").r);

@@ -183,7 +183,7 @@ checkpoint_file = "audit-checkpoints.jsonl"
         cfg = dir.join("mcsd.toml").display(),
         module = module.display(),
         platforms = dev_platforms(),
-        plugins = local_ca_plugin(&dir),
+        plugins = local_ca_plugin(),
         store = store.section(),
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
@@ -223,7 +223,7 @@ fn dev_platforms() -> String {
 }
 
 /// The `local-ca` adapter, if it was built next to this binary.
-fn local_ca_plugin(dir: &Path) -> String {
+fn local_ca_plugin() -> String {
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(Path::parent);
     let found = exe_dir
@@ -234,9 +234,8 @@ fn local_ca_plugin(dir: &Path) -> String {
         .find(|p| p.exists());
     match found {
         Some(lib) => format!(
-            "\n# CA adapter: an SM2 CA whose key the daemon holds (wrapped by the HSM).\n[[plugins]]\nname = \"local\"\nlibrary = \"{}\"\nconfig = {{ state_dir = \"{}\" }}\n",
+            "\n# CA adapter: an SM2 CA whose key the daemon holds (wrapped by the HSM); its\n# certificate, serial index and CRL are kept in the store.\n[[plugins]]\nname = \"local\"\nlibrary = \"{}\"\nconfig = {{ ca_name = \"mcsd Local SM2 CA\" }}\n",
             lib.display(),
-            dir.join("local-ca").display()
         ),
         None => {
             eprintln!("mcsd dev-init: libmcs_local_ca.so not found next to mcsd; no CA adapter configured");

@@ -31,10 +31,15 @@ pub struct LocalCa {
 }
 
 impl LocalCa {
-    pub fn open(dir: &std::path::Path) -> LocalCa {
+    /// A new CA whose key and state live in memory.
+    pub fn open() -> LocalCa {
         let key = Box::new(mcs_local_ca::MemoryKey(sm2_2p::DaemonKey::generate()));
-        let cfg = json!({ "state_dir": dir.join("ca"), "ca_name": "Unit Test CA" }).to_string();
-        LocalCa { ca: mcs_local_ca::LocalCa::open(key, cfg.as_bytes()).expect("local CA"), calls: Default::default() }
+        let cfg = json!({ "ca_name": "Unit Test CA" }).to_string();
+        let state = Box::new(mcs_local_ca::MemoryKv::default());
+        LocalCa {
+            ca: mcs_local_ca::LocalCa::open(key, state, cfg.as_bytes()).expect("local CA"),
+            calls: Default::default(),
+        }
     }
 
     pub fn ops(&self) -> Vec<String> {
@@ -83,7 +88,7 @@ impl Keys {
         let hsm = Arc::new(MemoryWrapper::new());
         // Near the real time: the CA stamps certificates with it.
         let clock = FakeClock::at_ms(crate::clock::now_ms());
-        let ca = Arc::new(LocalCa::open(dir.path()));
+        let ca = Arc::new(LocalCa::open());
         let cfg = config(extra);
         let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), ca.clone(), cfg.keys.clone(), clock.clone()));
         Keys { dir, store, hsm, clock, ca, cfg, keys }

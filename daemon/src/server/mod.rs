@@ -10,6 +10,7 @@
 //! the new TLS certificate and trust anchors for new handshakes (open connections keep
 //! theirs) and the adapters' timeouts; a reload that fails keeps the old settings.
 
+mod adapter_state;
 pub mod control;
 #[allow(unsafe_code)] // the sd_notify socket: listed in ARCHITECTURE.md
 pub mod sdnotify;
@@ -123,8 +124,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         health_listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.health.listen, source })?;
     let plugin_cfg = cfg.plugins.clone();
     let daemon_keys = DaemonKeys::new(store.clone(), hsm.clone(), clock.clone());
+    let adapter_kv = Arc::new(adapter_state::StoreKv(store.clone()));
     let plugins = Arc::new(
-        tokio::task::spawn_blocking(move || PluginHost::load(&plugin_cfg, Arc::new(daemon_keys)))
+        tokio::task::spawn_blocking(move || PluginHost::load(&plugin_cfg, Arc::new(daemon_keys), adapter_kv))
             .await
             .map_err(|e| HsmError::Setup(format!("plugin loading task: {e}")))?,
     );

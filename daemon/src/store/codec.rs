@@ -23,6 +23,24 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     }
 }
 
+/// Bytes that are not a record of ours (an adapter's value): the same format byte, then
+/// the bytes as they were given, so a later format can still be told apart.
+pub(super) fn encode_raw(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + bytes.len());
+    out.push(RECORD_V1);
+    out.extend_from_slice(bytes);
+    out
+}
+
+pub(super) fn decode_raw(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason };
+    match bytes.split_first() {
+        Some((&RECORD_V1, body)) => Ok(body.to_vec()),
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".into())),
+    }
+}
+
 /// A big-endian sequence number key (audit entries and checkpoints).
 pub(super) fn seq_of(tree: &str, key: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(

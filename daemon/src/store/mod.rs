@@ -19,6 +19,9 @@
 //!   record is ~1.4 KB instead of ~2.2 KB — sled materialises whole leaves of records on a
 //!   read, so record size is memory under random access.
 //! - `tasks`, `outbox` (callbacks), `seals`, `daemon_keys`, `audit`, `audit_checkpoints`.
+//! - `plugin_kv`: `<adapter name>\0<key>` → an adapter's own value (`plugin_kv.rs`): the
+//!   state a CA adapter keeps through the host's key-value calls, flushed by the host
+//!   before it answers.
 //! - `meta`: small facts, among them `clean-close` (see [`Durability::close`]).
 //!
 //! Every record is versioned from day one (`codec.rs`): one format byte, then JSON. A
@@ -32,7 +35,7 @@
 //! Files: this one opens, closes and reopens the database (the [`Store`] struct, the
 //! writers' gate, failure and recovery); one file per aggregate implements its trait
 //! (`keys.rs`, `tasks.rs`, `seals.rs`, `audit.rs`, `daemon_keys.rs`, `callbacks.rs`,
-//! `key_refs.rs` for the secrets KEK rotation walks), `backup.rs` the snapshot, and
+//! `plugin_kv.rs`, `key_refs.rs` for the secrets KEK rotation walks), `backup.rs` the snapshot, and
 //! `conformance.rs` the checks every backend must pass.
 
 mod audit;
@@ -45,6 +48,7 @@ mod daemon_keys;
 mod key_refs;
 mod keys;
 mod open;
+mod plugin_kv;
 pub mod postgres;
 mod seals;
 pub mod storage;
@@ -61,8 +65,8 @@ pub use open::{open, open_postgres, open_tool, postgres_options, restore};
 pub use postgres::{PgOptions, PgStore};
 pub use storage::{
     ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage,
-    DaemonKeyStorage, Durability, Flushing, InsertOutcome, KeyStorage, OpenQuota, OpenUsage, PinReset, SealStorage,
-    SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
+    DaemonKeyStorage, Durability, Flushing, InsertOutcome, KeyStorage, OpenQuota, OpenUsage, PinReset, PluginKvStorage,
+    SealStorage, SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
 };
 
 use crate::store::codec::{decode, encode};
@@ -169,6 +173,7 @@ struct Files {
     meta: sled::Tree,
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
+    plugin_kv: sled::Tree,
     vault: Vault,
     chains: sled::Tree,
 }
@@ -288,6 +293,7 @@ impl Store {
             meta,
             audit: db.open_tree("audit")?,
             audit_checkpoints: db.open_tree("audit_checkpoints")?,
+            plugin_kv: db.open_tree("plugin_kv")?,
             enrollments: db.open_tree("enrollments")?,
             keys,
             secrets,

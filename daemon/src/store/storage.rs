@@ -29,6 +29,7 @@ use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskRecord};
 
 pub use super::StoreError;
+pub use super::plugin_kv::PluginKvStorage;
 
 /// What [`Durability::flush`] returns.
 pub type Flushing<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
@@ -44,6 +45,7 @@ pub trait Storage:
     + CallbackStorage
     + SecretStorage
     + ClusterStorage
+    + PluginKvStorage
     + Send
     + Sync
 {
@@ -59,6 +61,7 @@ impl<T> Storage for T where
         + CallbackStorage
         + SecretStorage
         + ClusterStorage
+        + PluginKvStorage
         + Send
         + Sync
 {
@@ -68,7 +71,7 @@ impl<T> Storage for T where
 pub mod prelude {
     pub use super::{
         AuditStorage as _, CallbackStorage as _, ClusterStorage as _, DaemonKeyStorage as _, Durability as _,
-        KeyStorage as _, SealStorage as _, SecretStorage as _, TaskStorage as _,
+        KeyStorage as _, PluginKvStorage as _, SealStorage as _, SecretStorage as _, TaskStorage as _,
     };
 }
 

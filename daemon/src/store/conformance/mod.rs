@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             flushed_state_survives_a_restart,
             concurrent_flushes_share_syncs,
             lifecycle_failure_state_close_and_snapshot,
+            plugin_kv_get_put_cas,
         );
     };
     (@each $factory:expr; $($check:ident,)*) => {

@@ -1,5 +1,6 @@
 //! Conformance checks of the audit chain, seals, daemon keys, the callback outbox, the
-//! secrets walk of KEK rotation, durability across a restart, group commit and lifecycle.
+//! secrets walk of KEK rotation, durability across a restart, group commit, lifecycle and
+//! the adapters' key-value state.
 
 use super::*;
 
@@ -212,4 +213,36 @@ pub fn lifecycle_failure_state_close_and_snapshot(f: &dyn Factory) {
     let s = f.restart(s);
     assert!(s.enrollment("e2").unwrap().is_some());
     assert_eq!(s.key_secret("k1", SecretKind::Share).unwrap().as_deref(), Some(SHARE));
+}
+
+pub fn plugin_kv_get_put_cas(f: &dyn Factory) {
+    let s = f.fresh();
+    assert_eq!(s.kv_get("local", b"index").unwrap(), None);
+    s.kv_put("local", b"index", b"v1").unwrap();
+    assert_eq!(s.kv_get("local", b"index").unwrap().as_deref(), Some(&b"v1"[..]));
+    s.kv_put("local", b"index", b"v2").unwrap();
+    assert_eq!(s.kv_get("local", b"index").unwrap().as_deref(), Some(&b"v2"[..]), "a put replaces");
+    // Namespaces are kept apart, also where a key could be read as a namespace's suffix.
+    assert_eq!(s.kv_get("other", b"index").unwrap(), None);
+    assert_eq!(s.kv_get("loca", b"l\0index").unwrap(), None);
+    s.kv_put("other", b"index", b"theirs").unwrap();
+    assert_eq!(s.kv_get("local", b"index").unwrap().as_deref(), Some(&b"v2"[..]));
+    // Compare-and-swap: from absent, losing against a stored value, winning with it.
+    assert!(s.kv_cas("local", b"crl", None, b"c1").unwrap(), "absent → new");
+    assert!(!s.kv_cas("local", b"crl", None, b"c-late").unwrap(), "absent expected, but there is a value");
+    assert!(!s.kv_cas("local", b"crl", Some(b"stale"), b"c-late").unwrap(), "a stale expected value loses");
+    assert_eq!(s.kv_get("local", b"crl").unwrap().as_deref(), Some(&b"c1"[..]), "and a loss writes nothing");
+    assert!(s.kv_cas("local", b"crl", Some(b"c1"), b"c2").unwrap());
+    assert!(!s.kv_cas("other", b"crl", Some(b"c2"), b"x").unwrap(), "another namespace's value is not this one's");
+    assert_eq!(s.kv_get("other", b"crl").unwrap(), None);
+    // Empty values and binary keys are values and keys like any other.
+    assert!(s.kv_cas("local", b"\0\xff", None, b"").unwrap());
+    assert_eq!(s.kv_get("local", b"\0\xff").unwrap().as_deref(), Some(&b""[..]));
+    assert!(s.kv_cas("local", b"\0\xff", Some(b""), b"x").unwrap(), "an empty value is not an absent one");
+    block_on(s.flush()).unwrap();
+    let s = f.restart(s);
+    assert_eq!(s.kv_get("local", b"index").unwrap().as_deref(), Some(&b"v2"[..]), "flushed values survive");
+    assert_eq!(s.kv_get("local", b"crl").unwrap().as_deref(), Some(&b"c2"[..]));
+    assert_eq!(s.kv_get("other", b"index").unwrap().as_deref(), Some(&b"theirs"[..]));
+    assert!(!s.kv_cas("local", b"crl", Some(b"c1"), b"c3").unwrap(), "and compare as stored");
 }

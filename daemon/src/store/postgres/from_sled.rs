@@ -30,13 +30,14 @@ pub struct Copied {
     pub audit_entries: u64,
     pub audit_checkpoints: u64,
     pub secrets: u64,
+    pub adapter_values: u64,
 }
 
 impl std::fmt::Display for Copied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} enrollments, {} keys, {} tasks, {} callbacks, {} seals, {} daemon keys, {} audit entries, {} checkpoints, {} wrapped secrets",
+            "{} enrollments, {} keys, {} tasks, {} callbacks, {} seals, {} daemon keys, {} audit entries, {} checkpoints, {} wrapped secrets, {} adapter values",
             self.enrollments,
             self.keys,
             self.tasks,
@@ -45,7 +46,8 @@ impl std::fmt::Display for Copied {
             self.daemon_keys,
             self.audit_entries,
             self.audit_checkpoints,
-            self.secrets
+            self.secrets,
+            self.adapter_values
         )
     }
 }
@@ -70,6 +72,7 @@ impl PgStore {
             ));
         }
         let enrollments = from.enrollments_raw()?;
+        let adapter_values = from.plugin_kv_all()?;
         self.run(async {
             let mut c = self.inner.pool.get().await?;
             let tx = c.transaction().await?;
@@ -135,6 +138,15 @@ impl PgStore {
             for cp in from.audit_checkpoints()? {
                 copy_checkpoint(&tx, &self.inner.node, &cp).await?;
                 n.audit_checkpoints += 1;
+            }
+            for (namespace, key, value) in &adapter_values {
+                exec(
+                    &tx,
+                    "INSERT INTO plugin_kv (namespace, key, value) VALUES ($1, $2, $3)",
+                    &[namespace, key, value],
+                )
+                .await?;
+                n.adapter_values += 1;
             }
             tx.commit().await?;
             Ok(n)

@@ -10,7 +10,8 @@ use crate::model::key::DaemonKeyRecord;
 use crate::model::seal::{SealMakerRecord, SealRecord};
 use crate::model::secret::SecretKind;
 use crate::store::{
-    AuditAppend, AuditStorage, DaemonKeyStorage, SealStorage, SecretEntry, SecretStorage, StaleCopy, StoreError,
+    AuditAppend, AuditStorage, DaemonKeyStorage, PluginKvStorage, SealStorage, SecretEntry, SecretStorage, StaleCopy,
+    StoreError,
 };
 
 fn daemon_owner(name: &str) -> String {
@@ -375,5 +376,67 @@ impl SecretStorage for PgStore {
     /// "Erasure on PostgreSQL").
     fn erase_after_flush(&self, _stale: &[StaleCopy]) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+fn check_namespace(namespace: &str) -> Result<(), StoreError> {
+    if namespace.is_empty() || namespace.contains('\0') {
+        return Err(StoreError::Refused(format!("plugin key-value namespace `{namespace}` is empty or holds NUL")));
+    }
+    Ok(())
+}
+
+/// Adapters' state shared by every node: a put is one upsert, a swap one conditional
+/// statement (the row lock orders racing nodes), both committed before they return.
+impl PluginKvStorage for PgStore {
+    fn kv_get(&self, namespace: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        check_namespace(namespace)?;
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c.prepare_cached("SELECT value FROM plugin_kv WHERE namespace = $1 AND key = $2").await?;
+            Ok(c.query_opt(&stmt, &[&namespace, &key]).await?.map(|r| r.get(0)))
+        })
+    }
+
+    fn kv_put(&self, namespace: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        check_namespace(namespace)?;
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(
+                    "INSERT INTO plugin_kv (namespace, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (namespace, key) DO UPDATE SET value = $3",
+                )
+                .await?;
+            c.execute(&stmt, &[&namespace, &key, &value]).await?;
+            Ok(())
+        })
+    }
+
+    fn kv_cas(&self, namespace: &str, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, StoreError> {
+        check_namespace(namespace)?;
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let changed = match expected {
+                // From absent: the primary key lets one insert win.
+                None => {
+                    let stmt = c
+                        .prepare_cached(
+                            "INSERT INTO plugin_kv (namespace, key, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        )
+                        .await?;
+                    c.execute(&stmt, &[&namespace, &key, &new]).await?
+                }
+                Some(old) => {
+                    let stmt = c
+                        .prepare_cached(
+                            "UPDATE plugin_kv SET value = $4 WHERE namespace = $1 AND key = $2 AND value = $3",
+                        )
+                        .await?;
+                    c.execute(&stmt, &[&namespace, &key, &old, &new]).await?
+                }
+            };
+            Ok(changed == 1)
+        })
     }
 }

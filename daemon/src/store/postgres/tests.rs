@@ -326,3 +326,44 @@ fn a_backup_image_restores_into_an_empty_database_only() {
     let again = to.restore_image(&image).unwrap_err().to_string();
     assert!(again.contains("not empty"), "{again}");
 }
+
+/// `mcsd store migrate`: everything a sled store holds arrives whole (the share still the
+/// wrapped blob, the audit chain under the target's node), and a non-empty target is
+/// refused without a write.
+#[test]
+fn a_sled_store_is_copied_whole_into_an_empty_database_only() {
+    use crate::store::conformance::{append, enrollment, key};
+    use crate::store::prelude::*;
+    use crate::store::{AuditStorage, PluginKvStorage, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let sled = Store::open(&dir.path().join("db")).unwrap();
+    sled.put_enrollment(&enrollment("e1")).unwrap();
+    sled.activate(&key("k1", "e1"), b"share-blob", b"verifier-blob", Some(&append(0))).unwrap();
+    sled.count_pin_failure("k1", 0, 5, Some(&append(1))).unwrap().unwrap();
+    sled.kv_put("local-ca", b"crl", b"revocations").unwrap();
+    sled.insert_daemon_key(
+        &crate::model::key::DaemonKeyRecord { name: "audit".into(), public_key: "04aa".into(), created_at: 1 },
+        b"daemon-blob",
+    )
+    .unwrap();
+
+    let cluster = Cluster::shared();
+    let pg = open_on(&fresh_config(&cluster), "node-a").unwrap();
+    let copied = pg.copy_from_sled(&sled).unwrap();
+    assert_eq!((copied.enrollments, copied.keys, copied.audit_entries, copied.daemon_keys), (1, 1, 2, 1));
+    assert_eq!(pg.key("k1").unwrap(), sled.key("k1").unwrap(), "the key with its PIN counter");
+    assert_eq!(
+        pg.key_secret("k1", crate::model::secret::SecretKind::Share).unwrap().as_deref(),
+        Some(&b"share-blob"[..])
+    );
+    assert_eq!(pg.enrollment("e1").unwrap(), sled.enrollment("e1").unwrap());
+    assert_eq!(pg.kv_get("local-ca", b"crl").unwrap().as_deref(), Some(&b"revocations"[..]));
+    assert_eq!(pg.daemon_key("audit").unwrap(), sled.daemon_key("audit").unwrap());
+    assert_eq!(pg.audit_entry(1).unwrap(), sled.audit_entry(1).unwrap());
+    assert_eq!(pg.audit_nodes().unwrap(), vec!["node-a".to_string()]);
+
+    let before = pg.snapshot().unwrap();
+    let again = pg.copy_from_sled(&sled).unwrap_err().to_string();
+    assert!(again.contains("not empty"), "{again}");
+    assert_eq!(pg.snapshot().unwrap(), before, "the refusal wrote nothing");
+}

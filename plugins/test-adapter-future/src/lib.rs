@@ -1,11 +1,11 @@
-//! Claims ABI version 2 and would crash a host that called its entry with a v1 table: the
-//! host must read the version first and refuse it.
+//! Claims an ABI version no host speaks (`u32::MAX`) and would crash a host that called its
+//! entry anyway: the host must read the version first and refuse it.
 // The C ABI is this crate's purpose: every `unsafe` block in it carries a SAFETY note.
 #![allow(unsafe_code)]
 
 #[unsafe(no_mangle)]
 pub extern "C" fn mcs_plugin_abi_version() -> u32 {
-    2
+    u32::MAX
 }
 
 #[unsafe(no_mangle)]

@@ -57,9 +57,12 @@ impl PluginKvStorage for Store {
     }
 }
 
+/// One adapter value: namespace, key, value.
+pub(super) type KvItem = (String, Vec<u8>, Vec<u8>);
+
 impl Store {
-    /// Every adapter value as (namespace, key, value) (`mcsd store migrate`).
-    pub(super) fn plugin_kv_all(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+    /// Every adapter value (`mcsd store migrate`).
+    pub(super) fn plugin_kv_all(&self) -> Result<Vec<KvItem>, StoreError> {
         let mut out = Vec::new();
         for item in self.files()?.plugin_kv.iter() {
             let (k, v) = item?;

@@ -121,6 +121,13 @@ enum HsmCommand {
         #[arg(long)]
         batch: Option<u64>,
     },
+    /// Destroy the KEK versions older than the current one, once a rotation has moved every
+    /// record off them: copies of erased secrets left in backups, WAL, standbys or dead
+    /// rows cannot be opened after this. Run it on every HSM that holds the KEK.
+    RetireKek {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -385,6 +392,33 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("mcsd restore: {e}");
+                    ExitCode::from(74)
+                }
+            }
+        }
+        Command::Hsm { command: HsmCommand::RetireKek { config } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            // Through the running daemon when there is one (its HSM session sees the change).
+            let retired = match control_call(&cfg, "retire-kek") {
+                Some(Ok(mut reader)) => {
+                    read_ok_image(&mut reader).and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()))
+                }
+                Some(Err(e)) => Err(e),
+                None => mcsd::store::open_tool(&cfg.store).map_err(|e| format!("store: {e}")).and_then(|store| {
+                    let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
+                    Ok(mcsd::keys::kek_rotation::retire(&*store, &hsm)?.to_string())
+                }),
+            };
+            match retired {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcsd hsm retire-kek: {e}");
                     ExitCode::from(74)
                 }
             }

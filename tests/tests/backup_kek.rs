@@ -109,3 +109,48 @@ async fn kek_rotation_interrupted_and_resumed_leaves_nothing_under_the_old_kek()
     assert!(ok && out.contains("version=3 created=true") && out.contains("remaining=0"), "{out}");
     assert_eq!(wrapped_version(&env, phone1.key_id()), 3);
 }
+
+/// Erasure that reaches copies outside the live store (issue 13): a share revoked after a
+/// backup is still in that backup, wrapped under KEK version 1. Once a rotation has moved
+/// every live record to version 2, `mcsd hsm retire-kek` destroys version 1 in the HSM:
+/// the old backup's blobs open no more, while every live key keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_the_old_kek_erases_what_backups_still_hold() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (phone1, _) = new_phone(&env, &daemon, "app1", "111111").await;
+    let (phone2, _) = new_phone(&env, &daemon, "app2", "222222").await;
+    let image = env.path().join("before-revocation.bak");
+    let (ok, out) = mcsd(&env, &["backup", "--out", image.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let mut admin = connect(&env, &daemon, "admin").await;
+    mcs_client::admin::revoke(&mut admin, phone1.key_id(), "key_compromise").await.unwrap();
+
+    // Half-way through a rotation, retiring is refused and destroys nothing.
+    let (ok, out) = mcsd(&env, &["hsm", "rotate-kek", "--batch", "1"]);
+    assert!(ok, "{out}");
+    let (ok, out) = mcsd(&env, &["hsm", "retire-kek"]);
+    assert!(!ok && out.contains("finish the rotation"), "{out}");
+    let (ok, out) = mcsd(&env, &["hsm", "rotate-kek"]);
+    assert!(ok && out.contains("remaining=0"), "{out}");
+    let (ok, out) = mcsd(&env, &["hsm", "retire-kek"]);
+    assert!(ok && out.contains("destroyed versions [1]"), "{out}");
+    still_usable(&env, &daemon, &phone2, "app2", b"after the retirement").await;
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+
+    // The backup taken before the revocation holds the revoked share, under version 1:
+    // restored, it can no longer be unwrapped.
+    std::fs::remove_dir_all(env.db()).unwrap();
+    let (ok, out) = mcsd(&env, &["restore", "--from", image.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(wrapped_version(&env, phone1.key_id()), 1, "the revoked share is in the old backup");
+    let out = Command::new(bin("read-share"))
+        .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .arg(env.config())
+        .arg(phone1.key_id())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("unwrap"), "the revoked share no longer opens: {stderr}");
+}

@@ -108,6 +108,16 @@ impl Wrapper for MemoryWrapper {
         keks.insert(next, LessSafeKey::new(key));
         Ok(next)
     }
+
+    fn destroy_versions_below(&self, version: u32) -> Result<Vec<u32>, HsmError> {
+        self.up()?;
+        let mut keks = self.keks();
+        let below = version.min(keks.keys().copied().max().unwrap_or(0));
+        let mut destroyed: Vec<u32> = keks.keys().copied().filter(|v| *v < below).collect();
+        keks.retain(|v, _| *v >= below);
+        destroyed.sort_unstable();
+        Ok(destroyed)
+    }
 }
 
 #[cfg(test)]

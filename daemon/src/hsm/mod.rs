@@ -72,6 +72,10 @@ pub trait Wrapper: Send + Sync {
     fn current_version(&self) -> Option<u32>;
     /// Make KEK version `current + 1` current; older versions keep unwrapping.
     fn add_version(&self) -> Result<u32, HsmError>;
+    /// Destroy every KEK version older than `version` (never the current one): whatever was
+    /// wrapped under them — in backups, WAL, standbys, dead rows — can no longer be opened.
+    /// Returns the versions destroyed.
+    fn destroy_versions_below(&self, version: u32) -> Result<Vec<u32>, HsmError>;
     /// Unwrap under whatever version made the blob, wrap under the current one.
     fn rewrap(&self, owner: &str, kind: SecretKind, blob: &[u8]) -> Result<Vec<u8>, HsmError> {
         let secret = self.unwrap(owner, kind, blob)?;
@@ -230,6 +234,23 @@ impl Hsm {
             ctx.resolve_keks(session)?;
             ctx.current_kek.store(next, Ordering::Release);
             Ok(next)
+        })
+    }
+
+    /// Destroy the KEK objects of versions below `version` (and below the current one).
+    pub fn destroy_kek_versions_below(&self, version: u32) -> Result<Vec<u32>, HsmError> {
+        self.run_named("destroy_kek", |ctx, session| {
+            let below = version.min(ctx.current());
+            let mut destroyed = Vec::new();
+            for (v, handle) in ctx.find_keks(session, &ctx.kek_label)? {
+                if v < below {
+                    session.destroy_object(handle)?;
+                    destroyed.push(v);
+                }
+            }
+            ctx.resolve_keks(session)?;
+            destroyed.sort_unstable();
+            Ok(destroyed)
         })
     }
 
@@ -465,6 +486,9 @@ impl Wrapper for Hsm {
     }
     fn add_version(&self) -> Result<u32, HsmError> {
         self.add_kek_version()
+    }
+    fn destroy_versions_below(&self, version: u32) -> Result<Vec<u32>, HsmError> {
+        self.destroy_kek_versions_below(version)
     }
 }
 

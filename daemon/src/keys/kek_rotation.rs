@@ -33,6 +33,42 @@ fn older(store: &dyn Storage, current: u32) -> Result<Vec<SecretEntry>, String> 
     Ok(out)
 }
 
+/// What [`retire`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retired {
+    pub current: u32,
+    pub destroyed: Vec<u32>,
+}
+
+impl std::fmt::Display for Retired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.destroyed.is_empty() {
+            true => write!(f, "current KEK version {}; no older version left to destroy", self.current),
+            false => write!(f, "current KEK version {}; destroyed versions {:?}", self.current, self.destroyed),
+        }
+    }
+}
+
+/// Destroy the KEK versions older than the current one, once no record is wrapped under
+/// them any more (a finished [`rotate`]). This is what makes erasure final beyond the live
+/// store: a share deleted at revocation may live on in backups, in PostgreSQL's WAL and
+/// standbys, or in dead row versions, but only as a blob under its KEK version — destroyed
+/// here, it is noise. Refused while a rotation is unfinished (those records would be lost).
+pub fn retire(store: &dyn Storage, hsm: &dyn Wrapper) -> Result<Retired, String> {
+    let current = hsm.current_version().ok_or("HSM unavailable")?;
+    let left = older(store, current)?;
+    if !left.is_empty() {
+        return Err(format!(
+            "{} records are still wrapped under a KEK version older than {current}: finish the rotation \
+             (mcsd hsm rotate-kek) first",
+            left.len()
+        ));
+    }
+    let destroyed = hsm.destroy_versions_below(current).map_err(|e| e.to_string())?;
+    tracing::info!(current, ?destroyed, "old KEK versions destroyed");
+    Ok(Retired { current, destroyed })
+}
+
 pub fn rotate(
     store: &dyn Storage,
     hsm: &dyn Wrapper,
@@ -66,4 +102,52 @@ pub fn rotate(
     let remaining = older(store, current)?.len() as u64;
     tracing::info!(version = current, rewrapped = done, remaining, "KEK rotation step finished");
     Ok(Report { version: current, created_version, rewrapped: done, remaining })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::memory::MemoryWrapper;
+    use crate::model::key::DaemonKeyRecord;
+    use crate::model::secret::SecretKind;
+    use crate::store::Store;
+    use crate::store::prelude::*;
+
+    fn store_with_secret(hsm: &MemoryWrapper) -> (tempfile::TempDir, Store, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let blob = hsm.wrap("daemon:audit", SecretKind::DaemonKey, b"the secret").unwrap();
+        let rec = DaemonKeyRecord { name: "audit".into(), public_key: "04".into(), created_at: 1 };
+        store.insert_daemon_key(&rec, &blob).unwrap();
+        (dir, store, blob)
+    }
+
+    /// Erasure beyond the live store: a copy of a blob kept elsewhere (a backup, WAL, a
+    /// standby) opens until its KEK version is destroyed, and never after.
+    #[test]
+    fn retiring_old_kek_versions_makes_every_old_copy_unreadable() {
+        let hsm = MemoryWrapper::new();
+        let (_dir, store, old_copy) = store_with_secret(&hsm);
+        let report = rotate(&store, &hsm, None, |_, _| {}).unwrap();
+        assert_eq!((report.version, report.remaining), (2, 0));
+        assert_eq!(&hsm.unwrap("daemon:audit", SecretKind::DaemonKey, &old_copy).unwrap()[..], b"the secret");
+
+        let retired = retire(&store, &hsm).unwrap();
+        assert_eq!(retired, Retired { current: 2, destroyed: vec![1] });
+        assert!(hsm.unwrap("daemon:audit", SecretKind::DaemonKey, &old_copy).is_err(), "the old copy is noise now");
+        let (_, live) = store.daemon_key("audit").unwrap().unwrap();
+        assert_eq!(&hsm.unwrap("daemon:audit", SecretKind::DaemonKey, &live).unwrap()[..], b"the secret");
+        assert_eq!(retire(&store, &hsm).unwrap().destroyed, Vec::<u32>::new(), "nothing left to destroy");
+    }
+
+    #[test]
+    fn retiring_is_refused_while_a_rotation_is_unfinished() {
+        let hsm = MemoryWrapper::new();
+        let (_dir, store, old_copy) = store_with_secret(&hsm);
+        let report = rotate(&store, &hsm, Some(0), |_, _| {}).unwrap();
+        assert_eq!((report.version, report.rewrapped, report.remaining), (2, 0, 1));
+        let refused = retire(&store, &hsm).unwrap_err();
+        assert!(refused.contains("1 records are still wrapped"), "{refused}");
+        assert!(hsm.unwrap("daemon:audit", SecretKind::DaemonKey, &old_copy).is_ok(), "nothing was destroyed");
+    }
 }

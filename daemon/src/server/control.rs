@@ -114,6 +114,22 @@ async fn handle(conn: UnixStream, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit:
                 Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
             }
         }
+        ["retire-kek"] => {
+            let (s, h) = (store.clone(), hsm.clone());
+            match tokio::task::spawn_blocking(move || crate::keys::kek_rotation::retire(&*s, &*h)).await {
+                Ok(Ok(r)) => {
+                    let detail = json!({ "current": r.current, "destroyed": r.destroyed });
+                    let _ = audit.record(record("kek retirement", "ok", detail)).await;
+                    let text = r.to_string();
+                    write.write_all(format!("OK {}\n{text}", text.len()).as_bytes()).await?;
+                }
+                Ok(Err(e)) => {
+                    let _ = audit.record(record("kek retirement", "error", json!({ "error": e }))).await;
+                    write.write_all(format!("ERR {e}\n").as_bytes()).await?;
+                }
+                Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
+            }
+        }
         ["audit-key"] => {
             let a = audit.clone();
             match tokio::task::spawn_blocking(move || a.public_key_pem()).await {
@@ -125,7 +141,7 @@ async fn handle(conn: UnixStream, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit:
                 Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
             }
         }
-        _ => write.write_all(b"ERR unknown command (backup | rotate-kek [batch] | audit-key)\n").await?,
+        _ => write.write_all(b"ERR unknown command (backup | rotate-kek [batch] | retire-kek | audit-key)\n").await?,
     }
     write.shutdown().await
 }

@@ -84,9 +84,13 @@ enum Command {
         /// or URL form) instead of sled in DIR/db.
         #[arg(long)]
         store_url: Option<String>,
-        /// With --store-url: this node's id (default: the host name).
-        #[arg(long, requires = "store_url")]
+        /// With --store-url or --join: this node's id (default: the host name).
+        #[arg(long)]
         node_id: Option<String>,
+        /// Another node of the dev cluster FROM made with --store-url: a copy of its token,
+        /// PKI and keys, its configuration with this node's id (needs --node-id).
+        #[arg(long, conflicts_with_all = ["store_url", "module", "layout"], requires = "node_id")]
+        join: Option<PathBuf>,
     },
 }
 
@@ -502,12 +506,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::DevInit { dir, module, layout, store_url, node_id } => {
-            let store = match store_url {
-                Some(url) => mcsd::cli::dev_init::DevStore::Postgres { url, node_id },
-                None => mcsd::cli::dev_init::DevStore::Sled,
+        Command::DevInit { dir, module, layout, store_url, node_id, join } => {
+            let done = match (join, store_url) {
+                (Some(from), _) => mcsd::cli::dev_init::dev_join(&dir, &from, node_id.as_deref().unwrap_or_default()),
+                (None, Some(url)) => mcsd::cli::dev_init::dev_init(
+                    &dir,
+                    module.as_deref(),
+                    layout,
+                    &mcsd::cli::dev_init::DevStore::Postgres { url, node_id },
+                ),
+                (None, None) if node_id.is_some() => {
+                    eprintln!("mcsd dev-init: --node-id goes with --store-url or --join");
+                    return ExitCode::from(2);
+                }
+                (None, None) => {
+                    mcsd::cli::dev_init::dev_init(&dir, module.as_deref(), layout, &mcsd::cli::dev_init::DevStore::Sled)
+                }
             };
-            match mcsd::cli::dev_init::dev_init(&dir, module.as_deref(), layout, &store) {
+            match done {
                 Ok(()) => {
                     println!("dev environment ready in {}", dir.display());
                     println!(

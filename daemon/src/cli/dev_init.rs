@@ -103,6 +103,69 @@ impl DevStore {
     }
 }
 
+/// Copy a directory tree, keeping each file's mode.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), DevInitError> {
+    fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
+    let mode = fs::metadata(from).map_err(|e| io("reading", from, e))?.permissions();
+    fs::set_permissions(to, mode).map_err(|e| io("chmod", to, e))?;
+    for entry in fs::read_dir(from).map_err(|e| io("reading", from, e))? {
+        let entry = entry.map_err(|e| io("reading", from, e))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(|e| io("reading", &entry.path(), e))?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target).map_err(|e| io("copying", &entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `mcsd dev-init --dir DIR --join FROM --node-id ID`: another node of the dev cluster
+/// whose first node `FROM` made with `--store-url`. It gets a copy of FROM's SoftHSM token
+/// (standing in for an HSM cluster holding the same KEK), its PKI, HSM PIN and pinned audit
+/// key, and FROM's configuration with its own node id; the shared database is FROM's.
+pub fn dev_join(dir: &Path, from: &Path, node_id: &str) -> Result<(), DevInitError> {
+    if dir.join("mcsd.toml").exists() {
+        return Err(DevInitError::Setup(format!("{} already holds a dev environment", dir.display())));
+    }
+    let from = fs::canonicalize(from).map_err(|e| io("resolving", from, e))?;
+    let config = fs::read_to_string(from.join("mcsd.toml")).map_err(|e| io("reading", &from.join("mcsd.toml"), e))?;
+    if !config.contains("backend = \"postgres\"") {
+        return Err(DevInitError::Setup(format!(
+            "{} keeps its state in sled, which one node owns: make the first node with --store-url",
+            from.display()
+        )));
+    }
+    fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    let dir = fs::canonicalize(dir).map_err(|e| io("resolving", dir, e))?;
+    for sub in ["tokens", "pki"] {
+        copy_tree(&from.join(sub), &dir.join(sub))?;
+    }
+    for file in ["hsm-pin", "audit-key.pem"] {
+        fs::copy(from.join(file), dir.join(file)).map_err(|e| io("copying", &from.join(file), e))?;
+    }
+    let softhsm = fs::read_to_string(from.join("softhsm2.conf")).map_err(|e| io("reading", &from, e))?;
+    let softhsm =
+        softhsm.replace(&from.join("tokens").display().to_string(), &dir.join("tokens").display().to_string());
+    write_file(&dir.join("softhsm2.conf"), softhsm.as_bytes(), 0o644)?;
+    let node_line = format!("node_id = {}", toml::Value::String(node_id.to_owned()));
+    let mut joined: Vec<String> = Vec::new();
+    let mut in_store = false;
+    for line in config.lines() {
+        if line.starts_with('[') {
+            in_store = line.trim() == "[store]";
+        }
+        if in_store && (line.starts_with("node_id") || line.starts_with("# node_id")) {
+            continue;
+        }
+        joined.push(line.replace(&from.display().to_string(), &dir.display().to_string()));
+        if line.trim() == "[store]" {
+            joined.push(node_line.clone());
+        }
+    }
+    write_file(&dir.join("mcsd.toml"), (joined.join("\n") + "\n").as_bytes(), 0o644)
+}
+
 pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout, store: &DevStore) -> Result<(), DevInitError> {
     if dir.join("mcsd.toml").exists() {
         return Err(DevInitError::Setup(format!("{} already holds a dev environment", dir.display())));

@@ -62,16 +62,22 @@ fn checksum(sql: &str) -> String {
 pub(super) async fn migrate_with(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>, MigrateError> {
     let binary = migrations.last().map_or(0, |m| m.version);
     let tx = client.transaction().await?;
+    // Another node applying migrations holds the lock; a stuck one must not hang every start.
+    tx.batch_execute("SET LOCAL lock_timeout = '60s'").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (
-             version    integer PRIMARY KEY CHECK (version > 0),
-             name       text NOT NULL,
-             sha256     text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .await?;
+    // Checked rather than `IF NOT EXISTS`, whose notice would be logged at every start.
+    let missing: bool = tx.query_one("SELECT to_regclass('schema_version') IS NULL", &[]).await?.get(0);
+    if missing {
+        tx.batch_execute(
+            "CREATE TABLE schema_version (
+                 version    integer PRIMARY KEY CHECK (version > 0),
+                 name       text NOT NULL,
+                 sha256     text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    }
     let recorded = tx.query("SELECT version, name, sha256 FROM schema_version ORDER BY version", &[]).await?;
     let mut current = 0;
     for row in &recorded {

@@ -20,7 +20,7 @@ pub struct ErrorDetail {
     /// With `pin_incorrect` (and a wrong PIN-reset code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining_attempts: Option<u32>,
-    /// Seconds, with `rate_limited` and `hsm_unavailable` (as the `Retry-After` header).
+    /// Seconds, with `rate_limited`, `hsm_unavailable` and `store_unavailable` (as the `Retry-After` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
@@ -50,11 +50,14 @@ pub enum ErrorCode {
     PluginError,
     PluginTimeout,
     HsmUnavailable,
+    /// The store's database is out of reach (a failover under way); retry after
+    /// `Retry-After`. An extension of API.md's table (docs/api-extensions.md).
+    StoreUnavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -75,6 +78,7 @@ impl ErrorCode {
         ErrorCode::PluginError,
         ErrorCode::PluginTimeout,
         ErrorCode::HsmUnavailable,
+        ErrorCode::StoreUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::PluginError => "plugin_error",
             ErrorCode::PluginTimeout => "plugin_timeout",
             ErrorCode::HsmUnavailable => "hsm_unavailable",
+            ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -123,7 +128,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::PluginError => 502,
-            ErrorCode::HsmUnavailable => 503,
+            ErrorCode::HsmUnavailable | ErrorCode::StoreUnavailable => 503,
             ErrorCode::PluginTimeout => 504,
         }
     }

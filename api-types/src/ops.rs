@@ -15,6 +15,10 @@ pub struct AuditLog {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub seq: u64,
+    /// The node whose chain holds the entry, on a store several nodes share (absent on a
+    /// single-node store); `seq` counts within that chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub at: String,
     /// `METHOD /route/template`, or a daemon event (`daemon started`, `config reload`, …).
     pub event: String,

@@ -23,6 +23,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 type Res<T> = Result<T, String>;
 
+mod postgres;
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -154,7 +156,7 @@ fn server_half(quick: bool) -> Res<Value> {
     }))
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     api: String,
 }
@@ -290,7 +292,8 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
         .filter(|(w, _)| *w == "app1")
         .map(|(_, p)| Arc::new(Phone::unlock(p.state.clone(), "135790").expect("phone")))
         .collect();
-    let levels: &[usize] = if quick { &[1, 16, 64] } else { &[1, 8, 32, 64, 128] };
+    // 8 in both: the postgres figures are ratios to sled's at 8.
+    let levels: &[usize] = if quick { &[1, 8, 16, 64] } else { &[1, 8, 32, 64, 128] };
     let seconds = Duration::from_secs(if quick { 3 } else { 10 });
     let mut e2e = Vec::new();
     for &c in levels {
@@ -549,8 +552,23 @@ fn main() {
             std::process::exit(1);
         }
     };
+    println!("== end to end on PostgreSQL (1 and 2 nodes, one database)");
+    let sled_c8 = e2e["e2e"]
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["concurrency"] == 8))
+        .and_then(|r| r["ops_s"].as_f64())
+        .unwrap_or(0.0);
+    let pg_keys = big_keys.unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    let pg = match rt.block_on(postgres::run(&exe_dir, &work, quick, sled_c8, pg_keys)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("postgres benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    };
     let summary = json!({
         "server_half": half,
+        "postgres": pg,
         "e2e": e2e["e2e"],
         "keygen_ops_s": e2e["keygen_ops_s"],
         "pdf_10mb_ms": e2e["pdf_10mb_ms"],

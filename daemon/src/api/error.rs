@@ -57,6 +57,8 @@ pub enum ApiError {
     QuotaExceeded { message: String, retry_after_secs: u64 },
     #[error("HSM unavailable, retry later")]
     HsmUnavailable { retry_after_secs: u64 },
+    #[error("store unavailable, retry later")]
+    StoreUnavailable { retry_after_secs: u64 },
     #[error("{0}")]
     PluginError(String),
     #[error("{0}")]
@@ -87,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => "rate_limited",
             ApiError::HsmUnavailable { .. } => "hsm_unavailable",
+            ApiError::StoreUnavailable { .. } => "store_unavailable",
             ApiError::PluginError(_) => "plugin_error",
             ApiError::PluginTimeout(_) => "plugin_timeout",
             ApiError::Internal => "internal",
@@ -115,7 +118,7 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => 429,
             ApiError::Internal => 500,
             ApiError::PluginError(_) => 502,
-            ApiError::HsmUnavailable { .. } => 503,
+            ApiError::HsmUnavailable { .. } | ApiError::StoreUnavailable { .. } => 503,
             ApiError::PluginTimeout(_) => 504,
         }
     }
@@ -125,7 +128,8 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::QuotaExceeded { retry_after_secs, .. }
-            | ApiError::HsmUnavailable { retry_after_secs } => Some(*retry_after_secs),
+            | ApiError::HsmUnavailable { retry_after_secs }
+            | ApiError::StoreUnavailable { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -184,6 +188,7 @@ impl From<crate::keys::KeyError> for ApiError {
     fn from(e: crate::keys::KeyError) -> Self {
         use crate::hsm::HsmError;
         use crate::keys::KeyError;
+        use crate::store::StoreError;
         match e {
             KeyError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             KeyError::DeviceMismatch => ApiError::DeviceMismatch,
@@ -194,6 +199,10 @@ impl From<crate::keys::KeyError> for ApiError {
             KeyError::PinLocked => ApiError::PinLocked,
             KeyError::ActivationCodeWrong => ApiError::Forbidden("activation code incorrect".into()),
             KeyError::Conflict(msg) => ApiError::Conflict(msg.into()),
+            KeyError::Store(e @ (StoreError::Unreachable(_) | StoreError::Unavailable)) => {
+                tracing::warn!(error = %e, "answering store_unavailable");
+                ApiError::StoreUnavailable { retry_after_secs: 1 }
+            }
             KeyError::Hsm(HsmError::Unavailable { reason, retry_after }) => {
                 tracing::warn!(%reason, "answering hsm_unavailable");
                 ApiError::HsmUnavailable { retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64 }
@@ -279,6 +288,7 @@ mod tests {
             (ApiError::KeyInactive("x".into()), "key_inactive", 409),
             (ApiError::PayloadTooLarge { limit: 1 }, "payload_too_large", 413),
             (ApiError::HsmUnavailable { retry_after_secs: 1 }, "hsm_unavailable", 503),
+            (ApiError::StoreUnavailable { retry_after_secs: 1 }, "store_unavailable", 503),
             (ApiError::Internal, "internal", 500),
             (ApiError::TaskExpired, "task_expired", 410),
             (ApiError::PluginError("x".into()), "plugin_error", 502),

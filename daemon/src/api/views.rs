@@ -243,6 +243,7 @@ pub fn pdf_verdict(v: &PdfVerdict) -> mcs_api::PdfVerdict {
 pub fn audit_entries(entries: &[crate::audit::Entry]) -> mcs_api::AuditLog {
     let view = |e: &crate::audit::Entry| mcs_api::AuditEntry {
         seq: e.seq,
+        node: e.node.clone(),
         at: rfc3339(e.at / 1000),
         event: e.event.clone(),
         actor: e.actor.clone(),

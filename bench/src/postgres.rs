@@ -1,0 +1,142 @@
+//! The PostgreSQL part of `cargo xtask bench` (issue 13): durable, audited co-signatures
+//! over mTLS on the postgres backend — one node, then two nodes on this machine sharing
+//! the database — as ratios to sled's figure at the same concurrency in the same run; and
+//! the daemon's resident memory as the key count grows (key rows cloned in SQL), which
+//! stays flat because nothing per key is held in memory.
+//!
+//! The database is a throw-away cluster of Debian's PostgreSQL (mcsd's `pg-testing`
+//! helper): fsync and synchronous commit on, as in production, on the same 2 cores as the
+//! daemons and the load generator.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcs_client::phone::Phone;
+use mcsd::store::postgres::testing::Cluster;
+use serde_json::{Value, json};
+
+use crate::{Res, endpoint, enroll_and_activate, err, proc_status, spawn_daemon};
+
+const CONCURRENCY: usize = 8;
+
+fn mcsd(bin: &Path, args: &[&str]) -> Res<String> {
+    let out = std::process::Command::new(bin.join("mcsd")).args(args).output().map_err(err)?;
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(format!("mcsd {args:?}: {}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+/// One load run against one node: (ops/s, p99 ms).
+async fn cosign(dir: &Path, api: &str, phones: &[Arc<Phone>], seconds: Duration) -> Res<(f64, f64)> {
+    let r =
+        mcs_client::load::cosign_load(&endpoint(dir, api, "app1"), phones, CONCURRENCY, seconds).await.map_err(err)?;
+    if r.errors > 0 {
+        return Err(format!("{} co-signs failed on postgres, first: {}", r.errors, r.first_error.unwrap_or_default()));
+    }
+    Ok((r.ops_per_sec(), r.quantile_ms(0.99)))
+}
+
+pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: usize) -> Res<Value> {
+    let cluster = Cluster::start();
+    let db = cluster.fresh_database().await;
+    let url = format!(
+        "host={} port=5432 user=postgres dbname={}",
+        cluster.socket_dir().display(),
+        db.get_dbname().ok_or("no database name")?
+    );
+    let (a, b) = (work.join("pg-a"), work.join("pg-b"));
+    for d in [&a, &b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let a_str = a.to_str().ok_or("path")?;
+    mcsd(bin, &["dev-init", "--dir", a_str, "--store-url", &url, "--node-id", "bench-a"])?;
+    mcsd(bin, &["dev-init", "--dir", b.to_str().ok_or("path")?, "--join", a_str, "--node-id", "bench-b"])?;
+    let node_a = spawn_daemon(bin, &a, "mcsd.log")?;
+
+    let mut admin = mcs_client::Connection::connect(&endpoint(&a, &node_a.api, "admin")).await.map_err(err)?;
+    let mut app = mcs_client::Connection::connect(&endpoint(&a, &node_a.api, "app1")).await.map_err(err)?;
+    let mut phones = Vec::new();
+    for i in 0..(if quick { 4 } else { 8 }) {
+        let p = enroll_and_activate(&mut admin, &mut app, &node_a.api, &format!("PG bidder {i}")).await?;
+        phones.push(Arc::new(Phone::unlock(p.state.clone(), "135790").map_err(err)?));
+    }
+    let seconds = Duration::from_secs(if quick { 3 } else { 10 });
+
+    let (one_ops, one_p99) = cosign(&a, &node_a.api, &phones, seconds).await?;
+    println!(
+        "postgres, 1 node, c={CONCURRENCY}: {one_ops:.0} co-signs/s, p99 {one_p99:.1} ms ({:.2} × sled)",
+        one_ops / sled_ops
+    );
+
+    let node_b = spawn_daemon(bin, &b, "mcsd.log")?;
+    let (ra, rb) = tokio::join!(cosign(&a, &node_a.api, &phones, seconds), cosign(&b, &node_b.api, &phones, seconds));
+    let ((ops_a, p99_a), (ops_b, p99_b)) = (ra?, rb?);
+    let two_ops = ops_a + ops_b;
+    println!(
+        "postgres, 2 nodes, c={CONCURRENCY} each: {two_ops:.0} co-signs/s, p99 {:.1} ms ({:.2} × sled)",
+        p99_a.max(p99_b),
+        two_ops / sled_ops
+    );
+    drop(node_b);
+    let rss_small = proc_status(node_a.child.id(), "VmRSS:") / 1024.0;
+    drop(node_a);
+
+    // Memory as the key count grows: clone the key rows in SQL (`<id>x<n>`), restart the
+    // node, co-sign while reading random clones, read its resident memory.
+    let started = Instant::now();
+    let client = mcsd::store::postgres::testing::connect(&db).await;
+    let per_key = (big_keys / phones.len()).max(1) as i64;
+    client
+        .execute(
+            "INSERT INTO keys (id, device_id, enrollment_id, status, pin_failures, pin_locked, record)
+             SELECT k.id || 'x' || g, k.device_id || 'x' || g, k.enrollment_id, k.status, 0, false, k.record
+             FROM keys k, generate_series(1, $1::bigint) g",
+            &[&per_key],
+        )
+        .await
+        .map_err(err)?;
+    client.batch_execute("VACUUM ANALYZE keys").await.map_err(err)?;
+    let keys: i64 = client.query_one("SELECT count(*) FROM keys", &[]).await.map_err(err)?.get(0);
+    let grown_in = started.elapsed().as_secs_f64();
+    let node_a = spawn_daemon(bin, &a, "mcsd2.log")?;
+    let ep = endpoint(&a, &node_a.api, "app1");
+    let ids: Vec<String> = phones.iter().map(|p| p.state.key_id.clone()).collect();
+    let reader = {
+        let (ep, ids) = (ep.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut conn = mcs_client::Connection::connect(&ep).await.map_err(err)?;
+            let (mut pick, mut reads) = (0x2545_f491_4f6c_dd1du64, 0u64);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                pick ^= pick << 13;
+                pick ^= pick >> 7;
+                pick ^= pick << 17;
+                let id = &ids[(pick % ids.len() as u64) as usize];
+                let path = format!("/v1/keys/{id}x{}", 1 + (pick >> 20) % per_key as u64);
+                conn.json(hyper::Method::GET, &path, None).await.map_err(|e| format!("{path}: {e}"))?;
+                reads += 1;
+            }
+            Ok::<u64, String>(reads)
+        })
+    };
+    let (big_ops, big_p99) = cosign(&a, &node_a.api, &phones, Duration::from_secs(5)).await?;
+    let reads = reader.await.map_err(err)??;
+    let rss_big = proc_status(node_a.child.id(), "VmRSS:") / 1024.0;
+    println!(
+        "postgres, {keys} keys: daemon RSS {rss_big:.0} MB ({:.2} × with {} keys), {big_ops:.0} co-signs/s, {reads} random key reads; cloned in {grown_in:.0} s",
+        rss_big / rss_small.max(1.0),
+        phones.len()
+    );
+    Ok(json!({
+        "concurrency": CONCURRENCY,
+        "sled_ops_s": sled_ops,
+        "one_node": { "ops_s": one_ops, "p99_ms": one_p99, "vs_sled": one_ops / sled_ops },
+        "two_nodes": { "ops_s": two_ops, "p99_ms": p99_a.max(p99_b), "vs_sled": two_ops / sled_ops },
+        "big_store": {
+            "keys": keys, "daemon_rss_mb": rss_big, "daemon_rss_mb_few_keys": rss_small,
+            "rss_vs_few_keys": rss_big / rss_small.max(1.0), "cosign_ops_s": big_ops, "p99_ms": big_p99, "key_reads": reads,
+        },
+    }))
+}

@@ -5,8 +5,8 @@
 //! stays flat because nothing per key is held in memory.
 //!
 //! The database is a throw-away cluster of Debian's PostgreSQL (mcsd's `pg-testing`
-//! helper): fsync and synchronous commit on, as in production, on the same 2 cores as the
-//! daemons and the load generator.
+//! helper, which turns fsync off for the tests; here it is turned back on, with synchronous
+//! commit, as in production), on the same cores as the daemons and the load generator.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +41,8 @@ async fn cosign(dir: &Path, api: &str, phones: &[Arc<Phone>], seconds: Duration)
 pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: usize) -> Res<Value> {
     let cluster = Cluster::start();
     let db = cluster.fresh_database().await;
+    let admin_db = mcsd::store::postgres::testing::connect(&cluster.config("postgres")).await;
+    admin_db.batch_execute("ALTER SYSTEM SET fsync = on; SELECT pg_reload_conf()").await.map_err(err)?;
     let url = format!(
         "host={} port=5432 user=postgres dbname={}",
         cluster.socket_dir().display(),

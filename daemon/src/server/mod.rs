@@ -657,7 +657,9 @@ async fn store_recovery_loop(store: Arc<dyn Storage>) {
             continue;
         }
         if !reported {
-            tracing::error!("store cannot write (disk full, an I/O error, or the database out of reach); reopening once it can");
+            tracing::error!(
+                "store cannot write (disk full, an I/O error, or the database out of reach); reopening once it can"
+            );
             reported = true;
         }
         let s = store.clone();

@@ -47,6 +47,11 @@ pub fn postgres_options(pg: &PostgresConfig) -> Result<PgOptions, StoreError> {
         None => None,
         Some(t) => Some(Arc::new(client_tls(t)?)),
     };
+    // A configured CA means TLS is wanted: never fall back to plain text (libpq's `prefer`,
+    // the default), unless the string itself says otherwise.
+    if tls.is_some() && config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     Ok(PgOptions { pool_size: pg.pool_size, tls, ..PgOptions::new(config, &pg.node_id) })
 }
 

@@ -131,6 +131,46 @@ impl Cluster {
         cluster
     }
 
+    /// Serve TLS over TCP on `addr` (a loopback address of the test's own, port 5432) with
+    /// this certificate and key, trusting every user there as on the socket; restarts the
+    /// server (`listen_addresses` needs it).
+    pub fn enable_tls(&self, addr: std::net::Ipv4Addr, cert_pem: &str, key_pem: &str) {
+        let (cert, key) = (self.dir.path().join("server.crt"), self.dir.path().join("server.key"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if self.as_postgres {
+            check("chown", Command::new("chown").args(["postgres:postgres"]).arg(&cert).arg(&key).output());
+        }
+        let settings = format!(
+            "\nlisten_addresses = '{addr}'\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            cert.display(),
+            key.display()
+        );
+        use std::io::Write;
+        let append = |file: &str, text: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.data().join(file))
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .unwrap()
+        };
+        append("postgresql.conf", &settings);
+        append("pg_hba.conf", &format!("\nhostssl all all {addr}/32 trust\n"));
+        check(
+            "pg_ctl restart",
+            self.tool("pg_ctl")
+                .args(["restart", "-w", "-t", "60", "-m", "fast", "-D"])
+                .arg(self.data())
+                .arg("-l")
+                .arg(self.dir.path().join("server.log"))
+                .stdin(Stdio::null())
+                .output(),
+        );
+        self.wait_ready();
+    }
+
     /// The cluster the tests running now share, started by the first of them.
     pub fn shared() -> Arc<Cluster> {
         static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());

@@ -367,3 +367,52 @@ fn a_sled_store_is_copied_whole_into_an_empty_database_only() {
     assert!(again.contains("not empty"), "{again}");
     assert_eq!(pg.snapshot().unwrap(), before, "the refusal wrote nothing");
 }
+
+/// TLS to the database: `[store] ca_file` makes the connection TLS-only, verified against
+/// that CA and the host name; a server certified by another CA is refused.
+#[test]
+fn tls_to_the_database_is_verified_against_the_configured_ca() {
+    use crate::config::{PgTlsConfig, PostgresConfig};
+    let cluster = Cluster::start();
+    let mut pick = [0u8; 2];
+    getrandom::fill(&mut pick).unwrap();
+    let addr = std::net::Ipv4Addr::new(127, 77, pick[0], pick[1].max(1));
+    let make_ca = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, key, params)
+    };
+    let (ca, ca_key, ca_params) = make_ca("db test CA");
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec![addr.to_string()])
+        .unwrap()
+        .signed_by(&server_key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    cluster.enable_tls(addr, &server.pem(), &server_key.serialize_pem());
+
+    let dir = tempfile::tempdir().unwrap();
+    let (good, other) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&good, ca.pem()).unwrap();
+    std::fs::write(&other, make_ca("someone else").0.pem()).unwrap();
+    let cfg = |ca_file: &std::path::Path| PostgresConfig {
+        url: format!("host={addr} port=5432 user=postgres dbname=postgres"),
+        password_file: None,
+        pool_size: 2,
+        node_id: "tls-node".into(),
+        tls: Some(PgTlsConfig { ca_file: ca_file.to_path_buf(), client: None }),
+    };
+    let store = crate::store::open_postgres(&cfg(&good)).expect("TLS with the right CA");
+    let encrypted: bool = store
+        .run(async {
+            let c = store.inner.pool.get().await?;
+            Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await?.get(0))
+        })
+        .unwrap();
+    assert!(encrypted, "the connection is TLS");
+    drop(store);
+    let refused = crate::store::open_postgres(&cfg(&other)).err().expect("another CA's server is refused");
+    assert!(matches!(refused, StoreError::Unreachable(_)), "{refused}");
+}

@@ -42,7 +42,9 @@ pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: 
     let cluster = Cluster::start();
     let db = cluster.fresh_database().await;
     let admin_db = mcsd::store::postgres::testing::connect(&cluster.config("postgres")).await;
-    admin_db.batch_execute("ALTER SYSTEM SET fsync = on; SELECT pg_reload_conf()").await.map_err(err)?;
+    // Two statements: ALTER SYSTEM may not run in the implicit transaction of a batch.
+    admin_db.batch_execute("ALTER SYSTEM SET fsync = on").await.map_err(err)?;
+    admin_db.batch_execute("SELECT pg_reload_conf()").await.map_err(err)?;
     let url = format!(
         "host={} port=5432 user=postgres dbname={}",
         cluster.socket_dir().display(),

@@ -158,7 +158,10 @@ impl KeyService {
     /// the counter it reads is the one it writes (an admin's unlock in between makes the
     /// transaction retry).
     async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<KeyRecord>, KeyError> {
-        for _ in 0..8 {
+        // A lost swap means another request (on this node or, on a shared store, another)
+        // counted first, so the counter rose: at most `max` losses before the key locks,
+        // plus a few for unlocks and successes in between.
+        for _ in 0..max + 8 {
             let Some(key) = self.store.key(key_id)? else { return Ok(None) };
             if key.pin.locked {
                 return Ok(Some(key));

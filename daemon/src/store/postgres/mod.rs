@@ -370,11 +370,11 @@ impl Durability for PgStore {
         Box::pin(async { self.flush_blocking() })
     }
 
+    /// Always `Ok`: a step that returned `Ok` committed. (Answering a committed step with an
+    /// error because another step just lost the database would only make callers retry
+    /// what is done.)
     fn flush_blocking(&self) -> Result<(), StoreError> {
-        match self.failed() {
-            true => Err(StoreError::Unavailable),
-            false => Ok(()),
-        }
+        Ok(())
     }
 
     fn fsync_count(&self) -> u64 {

@@ -245,6 +245,19 @@ impl PgStore {
         Ok(())
     }
 
+    /// Whether the connection holding this node's lock is up (a tool that takes no lock
+    /// has none to lose).
+    fn node_lock_held(&self) -> bool {
+        !self.inner.options.lock_node
+            || self
+                .inner
+                .session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_some_and(|s| !s.client.is_closed())
+    }
+
     /// Whether this node holds (or has now taken) the lead of `job`. A lead lasts as long as
     /// the session connection: if it broke, the locks went with it and are taken again.
     pub fn lead(&self, job: &str) -> bool {
@@ -396,11 +409,20 @@ impl Durability for PgStore {
                 tracing::error!(error = %e, "store: the database does not answer");
             }
             self.inner.failed.store(true, Ordering::SeqCst);
+        } else if !self.node_lock_held() {
+            // The lock went with its connection (a failover, a restart of the server, a
+            // terminated backend): until it is taken again another process could start as
+            // this node, and `mcsd audit verify` takes this node for stopped.
+            if !self.failed() {
+                tracing::error!(node = %self.inner.node, "store: the connection holding this node's lock is gone");
+            }
+            self.inner.failed.store(true, Ordering::SeqCst);
         }
     }
 
     /// The pool replaces broken connections by itself: serving again once the database
-    /// answers.
+    /// answers and this node's lock is held again (refused if another process has taken
+    /// this node id meanwhile: the store stays failed).
     fn recover(&self) -> Result<bool, StoreError> {
         if !self.failed() {
             return Ok(false);
@@ -410,6 +432,11 @@ impl Durability for PgStore {
             c.simple_query("SELECT 1").await?;
             Ok::<(), StoreError>(())
         })?;
+        if !self.node_lock_held() {
+            *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.take_node_lock()?;
+            tracing::info!(node = %self.inner.node, "store: this node's lock is held again");
+        }
         self.inner.failed.store(false, Ordering::SeqCst);
         tracing::info!("store: the database answers again");
         Ok(true)

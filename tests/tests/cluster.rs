@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use mcs_client::gateway;
 use mcs_client::phone::{Phone, ScanCode, SignMode};
-use mcs_e2e::cluster::{PgDb, nodes, wait_until};
+use mcs_e2e::cluster::{Cluster, PgDb, nodes, wait_until};
 use mcs_e2e::*;
 use serde_json::{Value, json};
 
@@ -460,4 +460,86 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged_and_rejoins() {
         before_kill.len(),
         all.len()
     );
+}
+
+fn ready(daemon: &Daemon) -> bool {
+    daemon.health_get("/readyz").0 == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
+    let primary = Arc::new(Cluster::start());
+    let standby = Cluster::standby_of(&primary);
+    primary.replicate_synchronously(PATIENCE).await;
+    let db = PgDb::fresh_on(primary.clone()).await;
+    // Both servers, the writable one wherever it is now.
+    let url = format!(
+        "host={},{} port=5432 user=postgres dbname={} target_session_attrs=read-write connect_timeout=5",
+        primary.socket_dir().display(),
+        standby.socket_dir().display(),
+        db.dbname
+    );
+    let envs = nodes(&url, 2, "");
+    let (a, b) = (Daemon::start(&envs[0]), Daemon::start(&envs[1]));
+    let (phone, mut app_a) = phone_across((&envs[0], &a), (&envs[1], &b), "app1", "123456").await;
+    let (revoked, _) = phone_across((&envs[1], &b), (&envs[0], &a), "app2", "222222").await;
+    let mut app_b = connect(&envs[1], &b, "app1").await;
+
+    // Acknowledged: a revocation, three completed tasks, two wrong PINs.
+    let mut admin_b = connect(&envs[1], &b, "admin").await;
+    mcs_client::admin::revoke(&mut admin_b, revoked.key_id(), "key_compromise").await.expect("revoke");
+    let mut gw_a = connect(&envs[0], &a, "gateway").await;
+    let mut completed = Vec::new();
+    for i in 0..3 {
+        let msg = format!("tender ZB-2026-3{i:02}: before the failover").into_bytes();
+        let code = sign_task(&mut gw_a, &msg, None).await;
+        let conn = if i % 2 == 0 { &mut app_a } else { &mut app_b };
+        phone.claim(conn, &code).await.unwrap();
+        let e = sm2_2p::e_for_message(phone.public_key(), &msg);
+        completed.push((code.task_id.clone(), phone.cosign_and_complete(conn, &code, &e).await.unwrap().to_der()));
+    }
+
+    // Last (a right PIN resets the count): two wrong PINs, one per node.
+    let wrong = Phone::unlock(phone.state.clone(), "999999").unwrap();
+    for conn in [&mut app_a, &mut app_b] {
+        assert_eq!(api_code(&wrong.sign_message(conn, b"x", SignMode::Canonical).await.unwrap_err()), "pin_incorrect");
+    }
+
+    // The primary crashes; the nodes notice (the store fails, /readyz says so) before
+    // the standby is promoted, then find the new primary by themselves.
+    primary.kill();
+    wait_until("both nodes report the store failed", PATIENCE, || !ready(&a) && !ready(&b)).await;
+    standby.promote();
+    let promoted = std::time::Instant::now();
+    wait_until("both nodes serve again", PATIENCE, || ready(&a) && ready(&b)).await;
+    eprintln!("nodes ready {:?} after the promotion", promoted.elapsed());
+
+    for (env, d) in [(&envs[0], &a), (&envs[1], &b)] {
+        let mut admin = connect(env, d, "admin").await;
+        let key = mcs_client::admin::get_key(&mut admin, phone.key_id()).await.unwrap();
+        assert_eq!(key["pin"], json!({"remaining_attempts": 3, "locked": false}), "PIN failures on {}", d.api);
+        let key = mcs_client::admin::get_key(&mut admin, revoked.key_id()).await.unwrap();
+        assert_eq!(key["status"], "revoked", "the revocation on {}", d.api);
+        let mut gw = connect(env, d, "gateway").await;
+        for (task_id, signature) in &completed {
+            let out = gateway::result(&mut gw, task_id, 0).await.unwrap();
+            assert_eq!(out["status"], "completed", "{out}");
+            assert_eq!(&B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap(), signature);
+        }
+    }
+    // The counter goes on from where it was, and the revoked key stays unusable.
+    let mut app_a = connect(&envs[0], &a, "app1").await;
+    let err = wrong.sign_message(&mut app_a, b"x", SignMode::Canonical).await.unwrap_err();
+    let mcs_client::Error::Api(api) = err else { panic!("expected an API error") };
+    assert_eq!((api.code.as_str(), &api.extra["remaining_attempts"]), ("pin_incorrect", &json!(2)));
+    let mut app2 = connect(&envs[0], &a, "app2").await;
+    assert!(revoked.sign_message(&mut app2, b"revoked", SignMode::Canonical).await.is_err());
+    let sig = phone.sign_message(&mut app_a, b"after the failover", SignMode::Canonical).await.expect("sign");
+    assert!(openssl_verifies(envs[0].path(), phone.public_key(), b"after the failover", &sig.to_der()));
+    // Both nodes hold their node locks on the new primary again: verify sees them running.
+    let (ok, out) = envs[1].mcsd(&["audit", "verify"]);
+    assert!(ok, "audit verify after the failover:\n{out}");
+    for node in ["node-1", "node-2"] {
+        assert!(node_line(&out, node).contains("(running): intact"), "{out}");
+    }
 }

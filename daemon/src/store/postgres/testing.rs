@@ -194,14 +194,15 @@ impl Cluster {
     /// on an acknowledged commit survives the loss of this server.
     pub async fn replicate_synchronously(&self, within: Duration) {
         let admin = connect(&self.config("postgres")).await;
-        admin
-            .batch_execute(
-                "ALTER SYSTEM SET synchronous_standby_names = '*';
-                 ALTER SYSTEM SET synchronous_commit = 'on';
-                 SELECT pg_reload_conf();",
-            )
-            .await
-            .unwrap();
+        // One statement each: a multi-statement string is one implicit transaction, which
+        // ALTER SYSTEM refuses.
+        for sql in [
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+            "ALTER SYSTEM SET synchronous_commit = 'on'",
+            "SELECT pg_reload_conf()",
+        ] {
+            admin.batch_execute(sql).await.unwrap();
+        }
         let deadline = Instant::now() + within;
         loop {
             let sync: i64 = admin

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use mcs_client::transport::Endpoint;
 
+pub mod cluster;
 pub mod ra;
 
 /// `target/<profile>/<name>`, next to the test executable's `deps/` directory.
@@ -410,6 +411,8 @@ pub fn free_port() -> u16 {
 /// client certificate from the dev CA (the daemon's), recording every JSON body POSTed.
 pub struct CallbackReceiver {
     pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// The bodies of the requests held unanswered (see [`CallbackReceiver::start_holding`]).
+    pub held: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
     /// Woken whenever a body arrives.
     arrived: std::sync::Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
@@ -417,7 +420,14 @@ pub struct CallbackReceiver {
 
 impl CallbackReceiver {
     pub async fn start(env: &DevEnv, port: u16) -> CallbackReceiver {
+        Self::start_holding(env, port, 0).await
+    }
+
+    /// A receiver that reads the first `hold` requests but never answers them (it keeps
+    /// each connection open until the sender goes away): a sender stuck in a delivery.
+    pub async fn start_holding(env: &DevEnv, port: u16, hold: usize) -> CallbackReceiver {
         use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let pki = env.pki();
         let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
@@ -441,12 +451,15 @@ impl CallbackReceiver {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
         let arrived = Arc::new(tokio::sync::Notify::new());
-        let (sink, ring) = (received.clone(), arrived.clone());
+        let (sink, held_sink, ring) = (received.clone(), held.clone(), arrived.clone());
+        let bodies = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
                 let (acceptor, sink, ring) = (acceptor.clone(), sink.clone(), ring.clone());
+                let (held_sink, bodies) = (held_sink.clone(), bodies.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let mut buf = Vec::new();
@@ -468,16 +481,22 @@ impl CallbackReceiver {
                             break buf[end + 4..end + 4 + len].to_vec();
                         }
                     };
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        sink.lock().unwrap().push(v);
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else { return };
+                    if bodies.fetch_add(1, Ordering::SeqCst) < hold {
+                        held_sink.lock().unwrap().push(v);
                         ring.notify_waiters();
+                        // No answer: the connection stays until the sender closes it.
+                        while matches!(tls.read(&mut chunk).await, Ok(n) if n > 0) {}
+                        return;
                     }
+                    sink.lock().unwrap().push(v);
+                    ring.notify_waiters();
                     let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     let _ = tls.shutdown().await;
                 });
             }
         });
-        CallbackReceiver { received, arrived, task }
+        CallbackReceiver { received, held, arrived, task }
     }
 
     /// Wait until `n` bodies have arrived (panics after `within`); returns them.

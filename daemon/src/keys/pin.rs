@@ -132,18 +132,22 @@ impl KeyService {
 
     async fn count_pin_failure(&self, key_id: &str) -> KeyError {
         let max = self.cfg.pin_max_attempts;
-        let rec = match self.count_pin_failure_once(key_id, max).await {
-            Ok(Some(rec)) => rec,
+        let (rec, counted) = match self.count_pin_failure_once(key_id, max).await {
+            Ok(Some(found)) => found,
             Ok(None) => return KeyError::NotFound("key"),
             Err(e) => return e,
         };
         if let Err(e) = self.store.flush().await {
             return e.into();
         }
-        tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
-        crate::metrics::METRICS.pin_failures.inc();
-        if rec.pin.locked {
-            crate::metrics::METRICS.pin_lockouts.inc();
+        // Another node may have locked the key since this one read it: that proof was not
+        // counted, and neither failure nor lockout is this node's to report.
+        if counted {
+            tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
+            crate::metrics::METRICS.pin_failures.inc();
+            if rec.pin.locked {
+                crate::metrics::METRICS.pin_lockouts.inc();
+            }
         }
         if rec.pin.locked {
             KeyError::PinLocked
@@ -156,15 +160,16 @@ impl KeyService {
     /// or not a request is being served: inside one, the request's audit entry goes into it,
     /// naming the outcome the caller will answer; the caller holds the key's PIN lock, so
     /// the counter it reads is the one it writes (an admin's unlock in between makes the
-    /// transaction retry).
-    async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<KeyRecord>, KeyError> {
+    /// transaction retry). The flag says whether this call counted the proof (false: the
+    /// key was locked already, e.g. by another node's count).
+    async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<(KeyRecord, bool)>, KeyError> {
         // A lost swap means another request (on this node or, on a shared store, another)
         // counted first, so the counter rose: at most `max` losses before the key locks,
         // plus a few for unlocks and successes in between.
         for _ in 0..max + 8 {
             let Some(key) = self.store.key(key_id)? else { return Ok(None) };
             if key.pin.locked {
-                return Ok(Some(key));
+                return Ok(Some((key, false)));
             }
             let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
             let counted = self
@@ -177,7 +182,7 @@ impl KeyService {
                 )
                 .await?;
             if let Some(rec) = counted {
-                return Ok(Some(rec));
+                return Ok(Some((rec, true)));
             }
         }
         Err(KeyError::Internal(format!("{key_id}: the PIN counter kept changing")))

@@ -245,6 +245,19 @@ impl PgStore {
         Ok(())
     }
 
+    /// Whether the connection holding this node's lock is up (a tool that takes no lock
+    /// has none to lose).
+    fn node_lock_held(&self) -> bool {
+        !self.inner.options.lock_node
+            || self
+                .inner
+                .session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_some_and(|s| !s.client.is_closed())
+    }
+
     /// Whether this node holds (or has now taken) the lead of `job`. A lead lasts as long as
     /// the session connection: if it broke, the locks went with it and are taken again.
     pub fn lead(&self, job: &str) -> bool {
@@ -370,11 +383,15 @@ impl Durability for PgStore {
         Box::pin(async { self.flush_blocking() })
     }
 
-    /// Always `Ok`: a step that returned `Ok` committed. (Answering a committed step with an
-    /// error because another step just lost the database would only make callers retry
-    /// what is done.)
+    /// A step that returned `Ok` committed, so there is nothing to sync; what is refused is
+    /// acknowledging anything while this node's lock is lost (another process could be
+    /// this node meanwhile). A database error on some other step does not fail this one:
+    /// answering a committed step with an error would only make callers retry what is done.
     fn flush_blocking(&self) -> Result<(), StoreError> {
-        Ok(())
+        match self.node_lock_held() {
+            true => Ok(()),
+            false => Err(StoreError::Unavailable),
+        }
     }
 
     fn fsync_count(&self) -> u64 {
@@ -396,11 +413,20 @@ impl Durability for PgStore {
                 tracing::error!(error = %e, "store: the database does not answer");
             }
             self.inner.failed.store(true, Ordering::SeqCst);
+        } else if !self.node_lock_held() {
+            // The lock went with its connection (a failover, a restart of the server, a
+            // terminated backend): until it is taken again another process could start as
+            // this node, and `mcsd audit verify` takes this node for stopped.
+            if !self.failed() {
+                tracing::error!(node = %self.inner.node, "store: the connection holding this node's lock is gone");
+            }
+            self.inner.failed.store(true, Ordering::SeqCst);
         }
     }
 
     /// The pool replaces broken connections by itself: serving again once the database
-    /// answers.
+    /// answers and this node's lock is held again (refused if another process has taken
+    /// this node id meanwhile: the store stays failed).
     fn recover(&self) -> Result<bool, StoreError> {
         if !self.failed() {
             return Ok(false);
@@ -410,6 +436,11 @@ impl Durability for PgStore {
             c.simple_query("SELECT 1").await?;
             Ok::<(), StoreError>(())
         })?;
+        if !self.node_lock_held() {
+            *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.take_node_lock()?;
+            tracing::info!(node = %self.inner.node, "store: this node's lock is held again");
+        }
         self.inner.failed.store(false, Ordering::SeqCst);
         tracing::info!("store: the database answers again");
         Ok(true)

@@ -9,10 +9,15 @@
 //! [`Cluster::shared`] gives the tests running at the same time one cluster (the last one
 //! to drop its handle stops it), and [`Cluster::fresh_database`] each test its own
 //! database on it. `MCSD_PG_BIN` names the binaries' directory when it is not found.
+//!
+//! Failover tests make a streaming standby of a cluster of their own with
+//! [`Cluster::standby_of`] (`pg_basebackup -R`, its own socket directory), turn on
+//! synchronous replication with [`Cluster::replicate_synchronously`], crash the primary
+//! with [`Cluster::kill`] and promote the standby with [`Cluster::promote`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,8 @@ pub struct Cluster {
     as_postgres: bool,
     /// How long initdb + start + ready took.
     pub started_in: Duration,
+    /// Set by [`Cluster::kill`]: drop has no server left to stop.
+    killed: AtomicBool,
 }
 
 /// The directory of PostgreSQL's server binaries: `MCSD_PG_BIN`, the newest
@@ -86,14 +93,7 @@ impl Cluster {
     /// A new cluster of its own, running and accepting connections.
     pub fn start() -> Cluster {
         let began = Instant::now();
-        let as_postgres = is_root();
-        // Under root the `postgres` user must reach the directory: /tmp, not a TMPDIR that
-        // may sit under a private home. Short, too: a socket path has at most 107 bytes.
-        let dir = if as_postgres { tempfile::tempdir_in("/tmp") } else { tempfile::tempdir() }.unwrap();
-        if as_postgres {
-            check("chown postgres", Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).output());
-        }
-        let mut cluster = Cluster { dir, bin: bin_dir(), as_postgres, started_in: Duration::ZERO };
+        let mut cluster = Cluster::empty();
         let data = cluster.data();
         check(
             "initdb",
@@ -103,32 +103,137 @@ impl Cluster {
                 .arg(&data)
                 .output(),
         );
+        cluster.append_settings("the throw-away test cluster");
+        cluster.launch();
+        cluster.started_in = began.elapsed();
+        cluster
+    }
+
+    /// A hot standby of `primary`, streaming from it over its socket (`pg_basebackup -R`
+    /// writes `standby.signal` and `primary_conninfo`), running with a socket directory of
+    /// its own. It is asynchronous until the primary's
+    /// [`replicate_synchronously`](Cluster::replicate_synchronously).
+    pub fn standby_of(primary: &Cluster) -> Cluster {
+        let began = Instant::now();
+        let mut standby = Cluster::empty();
+        check(
+            "pg_basebackup",
+            standby
+                .tool("pg_basebackup")
+                .arg("-h")
+                .arg(primary.socket_dir())
+                .args([
+                    "-p",
+                    &PORT.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(standby.data())
+                .output(),
+        );
+        // The copied postgresql.conf names the primary's socket directory; a later line wins.
+        standby.append_settings("this standby's own socket");
+        standby.launch();
+        standby.started_in = began.elapsed();
+        standby
+    }
+
+    /// A private directory for a cluster (owned by `postgres` under root), nothing in it.
+    fn empty() -> Cluster {
+        let as_postgres = is_root();
+        // Under root the `postgres` user must reach the directory: /tmp, not a TMPDIR that
+        // may sit under a private home. Short, too: a socket path has at most 107 bytes.
+        let dir = if as_postgres { tempfile::tempdir_in("/tmp") } else { tempfile::tempdir() }.unwrap();
+        if as_postgres {
+            check("chown postgres", Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).output());
+        }
+        Cluster { dir, bin: bin_dir(), as_postgres, started_in: Duration::ZERO, killed: AtomicBool::new(false) }
+    }
+
+    /// The settings every test cluster runs with: the socket in its own directory only.
+    fn append_settings(&self, why: &str) {
         let settings = format!(
-            "\n# the throw-away test cluster\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n\
+            "\n# {why}\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n\
              max_connections = 200\nfsync = off\n",
-            cluster.socket_dir().display()
+            self.socket_dir().display()
         );
         use std::io::Write;
         std::fs::OpenOptions::new()
             .append(true)
-            .open(data.join("postgresql.conf"))
+            .open(self.data().join("postgresql.conf"))
             .and_then(|mut f| f.write_all(settings.as_bytes()))
             .unwrap();
-        // `-w`: pg_ctl waits (bounded by `-t`) until the postmaster says it is ready.
+    }
+
+    /// Start the server and wait until it accepts connections.
+    fn launch(&self) {
+        // `-w`: pg_ctl waits (bounded by `-t`) until the postmaster says it is ready (a hot
+        // standby: until it accepts read-only connections).
         check(
             "pg_ctl start",
-            cluster
-                .tool("pg_ctl")
+            self.tool("pg_ctl")
                 .args(["start", "-w", "-t", "60", "-D"])
-                .arg(&data)
+                .arg(self.data())
                 .arg("-l")
-                .arg(cluster.dir.path().join("server.log"))
+                .arg(self.dir.path().join("server.log"))
                 .stdin(Stdio::null())
                 .output(),
         );
-        cluster.wait_ready();
-        cluster.started_in = began.elapsed();
-        cluster
+        self.wait_ready();
+    }
+
+    /// Make every commit wait for a standby's flush (`synchronous_standby_names = '*'`,
+    /// `synchronous_commit = on`), and return once a standby streams as `sync`: from then
+    /// on an acknowledged commit survives the loss of this server.
+    pub async fn replicate_synchronously(&self, within: Duration) {
+        let admin = connect(&self.config("postgres")).await;
+        // One statement each: a multi-statement string is one implicit transaction, which
+        // ALTER SYSTEM refuses.
+        for sql in [
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+            "ALTER SYSTEM SET synchronous_commit = 'on'",
+            "SELECT pg_reload_conf()",
+        ] {
+            admin.batch_execute(sql).await.unwrap();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let sync: i64 = admin
+                .query_one("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if sync > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no synchronous standby within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `pg_ctl stop -m immediate`: the server's processes quit at once, without a
+    /// checkpoint, as in a crash.
+    pub fn kill(&self) {
+        check(
+            "pg_ctl stop",
+            self.tool("pg_ctl").args(["stop", "-w", "-m", "immediate", "-D"]).arg(self.data()).output(),
+        );
+        self.killed.store(true, Ordering::SeqCst);
+    }
+
+    /// Promote a standby to primary and wait until it accepts writes.
+    pub fn promote(&self) {
+        check(
+            "pg_ctl promote",
+            self.tool("pg_ctl").args(["promote", "-w", "-t", "60", "-D"]).arg(self.data()).output(),
+        );
     }
 
     /// Serve TLS over TCP on `addr` (a loopback address of the test's own, port 5432) with
@@ -239,6 +344,12 @@ impl Cluster {
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         self.config(&name)
     }
+
+    /// `dbname` on this cluster as a libpq key=value connection string (a daemon's
+    /// `[store] url`).
+    pub fn url(&self, dbname: &str) -> String {
+        format!("host={} port={PORT} user=postgres dbname={dbname}", self.socket_dir().display())
+    }
 }
 
 /// A client on `config`, its connection driven by a task of the current runtime.
@@ -260,6 +371,9 @@ pub fn pool(config: &Config, size: usize) -> Pool {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.killed.load(Ordering::SeqCst) {
+            return;
+        }
         // `immediate`: nothing here needs a clean shutdown; the directory goes next.
         let stopped = self.tool("pg_ctl").args(["stop", "-w", "-m", "immediate", "-D"]).arg(self.data()).output();
         if !stopped.as_ref().is_ok_and(|o| o.status.success()) && !std::thread::panicking() {

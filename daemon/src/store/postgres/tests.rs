@@ -416,3 +416,40 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
     let refused = crate::store::open_postgres(&cfg(&other)).err().expect("another CA's server is refused");
     assert!(matches!(refused, StoreError::Unreachable(_)), "{refused}");
 }
+
+/// The node's lock lives on one connection: when that connection goes (here its backend
+/// is terminated, as a failover or a server restart would), the store reports failed until
+/// recovery has taken the lock again, so the node is never serving unlocked and another
+/// process cannot start as it meanwhile.
+#[test]
+fn a_lost_node_lock_fails_the_store_until_recovery_takes_it_again() {
+    use crate::store::Durability;
+    let cluster = Cluster::shared();
+    let config = fresh_config(&cluster);
+    let a = open_on(&config, "node-a").unwrap();
+    assert!(a.node_running("node-a").unwrap());
+    let terminated: i64 = crate::store::conformance::block_on(async {
+        let admin = connect(&config).await;
+        let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+                   WHERE locktype = 'advisory' AND granted AND classid = $1::int4::oid AND objsubid = 2
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+        admin.query_one(sql, &[&NODE_LOCK]).await.unwrap().get(0)
+    });
+    assert_eq!(terminated, 1, "one connection held the node's lock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        a.probe();
+        if a.failed() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lost lock was never noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(a.flush_blocking().is_err(), "no write is acknowledged meanwhile");
+    assert!(a.recover().unwrap(), "recovered");
+    assert!(!a.failed());
+    assert!(a.node_running("node-a").unwrap(), "the lock is held again");
+    assert!(open_on(&config, "node-a").is_err(), "and refuses a second process");
+    a.probe();
+    assert!(!a.failed(), "a held lock is not a failure");
+}

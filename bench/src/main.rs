@@ -392,26 +392,8 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
     // cannot co-sign): the store's pages really move, as with a million users.
     let ep = endpoint(dir, &daemon.api, "app1");
     let ids: Vec<String> = phones.iter().map(|p| p.state.key_id.clone()).collect();
-    let readers: Vec<_> = (0..2u64)
-        .map(|w| {
-            let (ep, ids) = (ep.clone(), ids.clone());
-            tokio::spawn(async move {
-                let mut conn = mcs_client::Connection::connect(&ep).await.map_err(err)?;
-                let (mut pick, mut reads) = (0x2545_f491_4f6c_dd1du64 ^ w, 0u64);
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < deadline {
-                    pick ^= pick << 13;
-                    pick ^= pick >> 7;
-                    pick ^= pick << 17;
-                    let id = &ids[(pick % ids.len() as u64) as usize];
-                    let path = format!("/v1/keys/{id}x{}", (pick >> 20) % copies.max(1) as u64);
-                    conn.json(hyper::Method::GET, &path, None).await.map_err(|e| format!("{path}: {e}"))?;
-                    reads += 1;
-                }
-                Ok::<u64, String>(reads)
-            })
-        })
-        .collect();
+    let readers: Vec<_> =
+        (0..2u64).map(|w| random_key_reads(ep.clone(), ids.clone(), w, 0, copies.max(1) as u64)).collect();
     let r = mcs_client::load::cosign_load(&ep, phones, 8, Duration::from_secs(5)).await.map_err(err)?;
     let mut reads = 0;
     for reader in readers {
@@ -432,6 +414,32 @@ async fn big_store(bin: &Path, dir: &Path, count: usize, phones: &[Arc<Phone>]) 
         field("Threads:")
     );
     Ok((field("VmRSS:") / 1024.0, r.ops_per_sec(), reads))
+}
+
+/// For 5 s, read the records of random clones `<id>x<n>` (n in `first..first + copies`) of
+/// the keys `ids`, one request at a time; the reads done.
+fn random_key_reads(
+    ep: Endpoint,
+    ids: Vec<String>,
+    seed: u64,
+    first: u64,
+    copies: u64,
+) -> tokio::task::JoinHandle<Res<u64>> {
+    tokio::spawn(async move {
+        let mut conn = mcs_client::Connection::connect(&ep).await.map_err(err)?;
+        let (mut pick, mut reads) = (0x2545_f491_4f6c_dd1du64 ^ seed, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            pick ^= pick << 13;
+            pick ^= pick >> 7;
+            pick ^= pick << 17;
+            let id = &ids[(pick % ids.len() as u64) as usize];
+            let path = format!("/v1/keys/{id}x{}", first + (pick >> 20) % copies);
+            conn.json(hyper::Method::GET, &path, None).await.map_err(|e| format!("{path}: {e}"))?;
+            reads += 1;
+        }
+        Ok(reads)
+    })
 }
 
 /// A number field of `/proc/<pid>/status` (`VmRSS:` and the like, kB), 0 if unreadable.

@@ -16,7 +16,7 @@ use mcs_client::phone::Phone;
 use mcsd::store::postgres::testing::Cluster;
 use serde_json::{Value, json};
 
-use crate::{Res, endpoint, enroll_and_activate, err, proc_status, spawn_daemon};
+use crate::{Res, endpoint, enroll_and_activate, err, proc_status, random_key_reads, spawn_daemon};
 
 const CONCURRENCY: usize = 8;
 
@@ -107,24 +107,7 @@ pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: 
     let node_a = spawn_daemon(bin, &a, "mcsd2.log")?;
     let ep = endpoint(&a, &node_a.api, "app1");
     let ids: Vec<String> = phones.iter().map(|p| p.state.key_id.clone()).collect();
-    let reader = {
-        let (ep, ids) = (ep.clone(), ids.clone());
-        tokio::spawn(async move {
-            let mut conn = mcs_client::Connection::connect(&ep).await.map_err(err)?;
-            let (mut pick, mut reads) = (0x2545_f491_4f6c_dd1du64, 0u64);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                pick ^= pick << 13;
-                pick ^= pick >> 7;
-                pick ^= pick << 17;
-                let id = &ids[(pick % ids.len() as u64) as usize];
-                let path = format!("/v1/keys/{id}x{}", 1 + (pick >> 20) % per_key as u64);
-                conn.json(hyper::Method::GET, &path, None).await.map_err(|e| format!("{path}: {e}"))?;
-                reads += 1;
-            }
-            Ok::<u64, String>(reads)
-        })
-    };
+    let reader = random_key_reads(ep.clone(), ids, 0, 1, per_key as u64);
     let (big_ops, big_p99) = cosign(&a, &node_a.api, &phones, Duration::from_secs(5)).await?;
     let reads = reader.await.map_err(err)??;
     let rss_big = proc_status(node_a.child.id(), "VmRSS:") / 1024.0;

@@ -87,6 +87,16 @@ impl Store {
     }
 }
 
+/// The task as stored at creation, charged (for its platform's quota) the bytes of its
+/// record and inputs — on every backend the same count.
+pub(super) fn charged(task: &TaskRecord, secrets: &[(SecretKind, &[u8])]) -> TaskRecord {
+    let mut charged = task.clone();
+    let inputs: usize = secrets.iter().map(|(_, b)| b.len()).sum();
+    // The count's own digits barely change the size it counts; measure with a guess.
+    charged.charged_bytes = (encode(&charged).len() + inputs + 20) as u64;
+    charged
+}
+
 impl TaskStorage for Store {
     fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
         self.files()?.tasks.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
@@ -109,10 +119,7 @@ impl TaskStorage for Store {
         quota: Option<OpenQuota>,
         audit: Option<&AuditAppend>,
     ) -> Result<InsertOutcome, StoreError> {
-        let mut charged = task.clone();
-        let inputs: usize = secrets.iter().map(|(_, b)| b.len()).sum();
-        // The count's own digits barely change the size it counts; measure with a guess.
-        charged.charged_bytes = (encode(&charged).len() + inputs + 20) as u64;
+        let charged = charged(task, secrets);
         let bytes = encode(&charged);
         let mut tally = self.open_tally()?;
         let usage = tally.as_ref().map(|t| t.usage(&task.platform)).unwrap_or_default();

@@ -7,12 +7,12 @@
 use deadpool_postgres::GenericClient;
 
 use super::keys::{put_key, put_secret};
-use super::{PgStore, encode_record, label};
+use super::tasks::{put_callback_row, put_task};
+use super::{PgStore, encode_record};
 use crate::model::audit::{Checkpoint, Entry};
 use crate::model::key::{DaemonKeyRecord, EnrollmentState};
 use crate::model::seal::SealRecord;
 use crate::model::secret::SecretKind;
-use crate::model::task::{CallbackRecord, TaskRecord};
 use crate::store::{
     AuditStorage, CallbackStorage, DaemonKeyStorage, KeyStorage, SealStorage, SecretStorage, Store, StoreError,
     TaskStorage,
@@ -101,7 +101,7 @@ impl PgStore {
                 n.keys += 1;
             }
             for task in from.tasks()? {
-                copy_task(&tx, &task).await?;
+                put_task(&tx, &task).await?;
                 for kind in [SecretKind::TaskInput, SecretKind::TaskResult] {
                     if let Some(blob) = from.task_secret(&task.id, kind)? {
                         put_secret(&tx, &task.id, kind, &blob).await?;
@@ -111,7 +111,7 @@ impl PgStore {
                 n.tasks += 1;
             }
             for cb in from.callbacks()? {
-                copy_callback(&tx, &cb).await?;
+                put_callback_row(&tx, &cb).await?;
                 n.callbacks += 1;
             }
             for seal in from.seals()? {
@@ -152,34 +152,6 @@ impl PgStore {
             Ok(n)
         })
     }
-}
-
-async fn copy_task(c: &impl GenericClient, t: &TaskRecord) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO tasks (id, platform, status, final, rev, expires_at, charged_bytes, record)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &t.id,
-            &t.platform,
-            &label(&t.status),
-            &t.status.is_final(),
-            &(t.rev as i64),
-            &t.expires_at,
-            &(t.charged_bytes as i64),
-            &encode_record(t),
-        ],
-    )
-    .await
-}
-
-async fn copy_callback(c: &impl GenericClient, cb: &CallbackRecord) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO callbacks (task_id, next_at_ms, record) VALUES ($1, $2, $3)",
-        &[&cb.task_id, &cb.next_at_ms, &encode_record(cb)],
-    )
-    .await
 }
 
 async fn copy_seal(c: &impl GenericClient, s: &SealRecord) -> Result<(), StoreError> {

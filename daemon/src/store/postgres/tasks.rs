@@ -27,7 +27,7 @@ fn task_of(row: &Row) -> Result<TaskRecord, StoreError> {
     decode_row("tasks", row.get(0), row.get(1))
 }
 
-async fn put_task(c: &impl GenericClient, t: &TaskRecord) -> Result<(), StoreError> {
+pub(super) async fn put_task(c: &impl GenericClient, t: &TaskRecord) -> Result<(), StoreError> {
     let stmt = c
         .prepare_cached(
             "INSERT INTO tasks (id, platform, status, final, rev, expires_at, charged_bytes, record)
@@ -68,7 +68,7 @@ async fn usage(c: &impl GenericClient, platform: &str) -> Result<OpenUsage, Stor
     })
 }
 
-async fn put_callback_row(c: &impl GenericClient, cb: &CallbackRecord) -> Result<(), StoreError> {
+pub(super) async fn put_callback_row(c: &impl GenericClient, cb: &CallbackRecord) -> Result<(), StoreError> {
     let stmt = c
         .prepare_cached(
             "INSERT INTO callbacks (task_id, next_at_ms, record) VALUES ($1, $2, $3)
@@ -108,10 +108,7 @@ impl TaskStorage for PgStore {
         quota: Option<OpenQuota>,
         audit: Option<&AuditAppend>,
     ) -> Result<InsertOutcome, StoreError> {
-        let mut charged = task.clone();
-        let inputs: usize = secrets.iter().map(|(_, b)| b.len()).sum();
-        // As sled counts it: the record's size (with a guess for its own digits) and inputs.
-        charged.charged_bytes = (encode_record(&charged).len() + inputs + 20) as u64;
+        let charged = crate::store::tasks::charged(task, secrets);
         self.run(async {
             let mut c = self.inner.pool.get().await?;
             let tx = c.transaction().await?;

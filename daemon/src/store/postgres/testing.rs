@@ -176,10 +176,17 @@ impl Cluster {
     fn launch(&self) {
         // `-w`: pg_ctl waits (bounded by `-t`) until the postmaster says it is ready (a hot
         // standby: until it accepts read-only connections).
+        self.pg_ctl(&["start"]);
+    }
+
+    /// `pg_ctl <action> -w` on this cluster's data (its log in `server.log`), then wait
+    /// until it accepts connections.
+    fn pg_ctl(&self, action: &[&str]) {
         check(
-            "pg_ctl start",
+            &format!("pg_ctl {}", action[0]),
             self.tool("pg_ctl")
-                .args(["start", "-w", "-t", "60", "-D"])
+                .args(action)
+                .args(["-w", "-t", "60", "-D"])
                 .arg(self.data())
                 .arg("-l")
                 .arg(self.dir.path().join("server.log"))
@@ -263,17 +270,7 @@ impl Cluster {
         };
         append("postgresql.conf", &settings);
         append("pg_hba.conf", &format!("\nhostssl all all {addr}/32 trust\n"));
-        check(
-            "pg_ctl restart",
-            self.tool("pg_ctl")
-                .args(["restart", "-w", "-t", "60", "-m", "fast", "-D"])
-                .arg(self.data())
-                .arg("-l")
-                .arg(self.dir.path().join("server.log"))
-                .stdin(Stdio::null())
-                .output(),
-        );
-        self.wait_ready();
+        self.pg_ctl(&["restart", "-m", "fast"]);
     }
 
     /// The cluster the tests running now share, started by the first of them.

@@ -539,6 +539,23 @@ fn main() {
     let work = out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&work).expect("bench directory");
 
+    if args.iter().any(|a| a == "--stores") {
+        // The store comparison alone (sled reference, then PostgreSQL), for iterating on it.
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let keys = big_keys.unwrap_or(if quick { 100_000 } else { 1_000_000 });
+        let pg = rt.block_on(async {
+            let sled = postgres::sled_reference(&exe_dir, &work, quick).await?;
+            postgres::run(&exe_dir, &work, quick, sled, keys).await
+        });
+        match pg {
+            Ok(v) => println!("{}", serde_json::to_string_pretty(&v).expect("json")),
+            Err(e) => {
+                eprintln!("store benchmark failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     println!("== server half (one core){}", if quick { ", quick" } else { "" });
     let half = match server_half(quick) {
         Ok(v) => v,

@@ -16,7 +16,7 @@ use mcs_client::phone::Phone;
 use mcsd::store::postgres::testing::Cluster;
 use serde_json::{Value, json};
 
-use crate::{Res, endpoint, enroll_and_activate, err, proc_status, random_key_reads, spawn_daemon};
+use crate::{Res, endpoint, enroll_and_activate, err, proc_status, random_key_reads, spawn_daemon, start_daemon};
 
 const CONCURRENCY: usize = 8;
 
@@ -26,6 +26,29 @@ fn mcsd(bin: &Path, args: &[&str]) -> Res<String> {
         true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
         false => Err(format!("mcsd {args:?}: {}", String::from_utf8_lossy(&out.stderr))),
     }
+}
+
+/// Phones enrolled and activated on the node at `dir`.
+async fn phones_on(dir: &Path, api: &str, n: usize) -> Res<Vec<Arc<Phone>>> {
+    let mut admin = mcs_client::Connection::connect(&endpoint(dir, api, "admin")).await.map_err(err)?;
+    let mut app = mcs_client::Connection::connect(&endpoint(dir, api, "app1")).await.map_err(err)?;
+    let mut phones = Vec::new();
+    for i in 0..n {
+        let p = enroll_and_activate(&mut admin, &mut app, api, &format!("Bench bidder {i}")).await?;
+        phones.push(Arc::new(Phone::unlock(p.state.clone(), "135790").map_err(err)?));
+    }
+    Ok(phones)
+}
+
+/// `mcs-bench --stores`: only the store comparison — sled's co-sign figure at the same
+/// concurrency, measured here, then [`run`].
+pub async fn sled_reference(bin: &Path, work: &Path, quick: bool) -> Res<f64> {
+    let dir = work.join("sled-ref");
+    let daemon = start_daemon(bin, &dir)?;
+    let phones = phones_on(&dir, &daemon.api, if quick { 4 } else { 8 }).await?;
+    let (ops, p99) = cosign(&dir, &daemon.api, &phones, Duration::from_secs(if quick { 3 } else { 10 })).await?;
+    println!("sled, 1 node, c={CONCURRENCY}: {ops:.0} co-signs/s, p99 {p99:.1} ms");
+    Ok(ops)
 }
 
 /// One load run against one node: (ops/s, p99 ms).
@@ -59,13 +82,7 @@ pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: 
     mcsd(bin, &["dev-init", "--dir", b.to_str().ok_or("path")?, "--join", a_str, "--node-id", "bench-b"])?;
     let node_a = spawn_daemon(bin, &a, "mcsd.log")?;
 
-    let mut admin = mcs_client::Connection::connect(&endpoint(&a, &node_a.api, "admin")).await.map_err(err)?;
-    let mut app = mcs_client::Connection::connect(&endpoint(&a, &node_a.api, "app1")).await.map_err(err)?;
-    let mut phones = Vec::new();
-    for i in 0..(if quick { 4 } else { 8 }) {
-        let p = enroll_and_activate(&mut admin, &mut app, &node_a.api, &format!("PG bidder {i}")).await?;
-        phones.push(Arc::new(Phone::unlock(p.state.clone(), "135790").map_err(err)?));
-    }
+    let phones = phones_on(&a, &node_a.api, if quick { 4 } else { 8 }).await?;
     let seconds = Duration::from_secs(if quick { 3 } else { 10 });
 
     let (one_ops, one_p99) = cosign(&a, &node_a.api, &phones, seconds).await?;

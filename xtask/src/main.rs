@@ -7,7 +7,7 @@
 //!   the signature with OpenSSL and the plaintext against the original, and stops the daemon.
 //! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end), then every
 //!   fuzz target for a few seconds from its seeds.
-//! - `bench [--quick] [--keys N]` builds in release mode and runs `mcs-bench`: figures next to
+//! - `bench [--quick] [--keys N] [--stores]` builds in release mode and runs `mcs-bench`: figures next to
 //!   references measured in the same run, `target/bench/summary.json`.
 //! - `fuzz [--seconds N]` builds the `fuzz/` targets (cargo fuzz, installed if missing) and
 //!   runs each for N seconds; fails, naming the artifact, if any of them crashes.
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Some("openapi") => openapi(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] | fuzz [--seconds N | --seeds] | openapi"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi"
             );
             return ExitCode::from(2);
         }

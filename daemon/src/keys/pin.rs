@@ -92,18 +92,17 @@ impl KeyService {
         if key.pin.locked {
             return Err(KeyError::PinLocked);
         }
-        let blob = self
-            .store
-            .key_secret(&key.id, SecretKind::PinVerifier)?
-            .ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
-        let share_blob = if want_share {
-            Some(
-                self.store
-                    .key_secret(&key.id, SecretKind::Share)?
-                    .ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
-            )
-        } else {
-            None
+        // One read for both blobs (one round trip on a database).
+        let kinds: &[SecretKind] =
+            if want_share { &[SecretKind::PinVerifier, SecretKind::Share] } else { &[SecretKind::PinVerifier] };
+        let mut blobs = self.store.key_secrets(&key.id, kinds)?.into_iter();
+        let blob =
+            blobs.next().flatten().ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
+        let share_blob = match want_share {
+            true => Some(
+                blobs.next().flatten().ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
+            ),
+            false => None,
         };
         let (op, proof_hex, id) = (proof.op, proof.proof.to_owned(), key_id.to_owned());
         let hsm = self.hsm.clone();

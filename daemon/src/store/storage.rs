@@ -147,6 +147,11 @@ pub trait KeyStorage {
     ) -> Result<Option<KeyRecord>, StoreError>;
     /// The wrapped blob of a key's share or PIN verifier, if the key has it.
     fn key_secret(&self, key_id: &str, kind: SecretKind) -> Result<Option<Vec<u8>>, StoreError>;
+    /// [`KeyStorage::key_secret`] for several kinds at once, in the order asked (a backend
+    /// on a database reads them in one query).
+    fn key_secrets(&self, key_id: &str, kinds: &[SecretKind]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        kinds.iter().map(|k| self.key_secret(key_id, *k)).collect()
+    }
     /// Count a wrong PIN proof on a key whose counter stands at `expected` (locking it at
     /// `max`), with the request's audit entry in the same step. `None`: the key is gone,
     /// locked, or its counter moved — nothing was written.

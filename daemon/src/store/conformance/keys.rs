@@ -105,6 +105,8 @@ pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     assert!(taken(s.revoke("k1", "key_compromise", Some(&append(0)))));
     assert_eq!(s.key("k1").unwrap().unwrap().status, KeyStatus::Active, "refused whole");
     assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_some());
+    let both = [SecretKind::PinVerifier, SecretKind::Share];
+    assert_eq!(s.key_secrets("k1", &both).unwrap(), vec![Some(VERIFIER.to_vec()), Some(SHARE.to_vec())], "in order");
 
     s.flush_blocking().unwrap();
     assert_ne!(f.on_disk(&s, SHARE), Some(false), "the share is on disk while the key lives");
@@ -116,6 +118,7 @@ pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     assert!(s.audit_entry(1).unwrap().is_some());
     assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_none(), "the share is gone");
     assert!(s.key_secret("k1", SecretKind::PinVerifier).unwrap().is_none(), "the verifier is gone");
+    assert_eq!(s.key_secrets("k1", &both).unwrap(), vec![None, None]);
     assert!(s.secret_entries().unwrap().iter().all(|e| e.owner != "k1"), "no copy left for a rotation to find either");
     assert!(s.revoke("nope", "x", None).unwrap().is_none());
 }

@@ -202,6 +202,19 @@ impl KeyStorage for PgStore {
         self.run(async { get_secret(&self.inner.pool.get().await?, key_id, kind).await })
     }
 
+    fn key_secrets(&self, key_id: &str, kinds: &[SecretKind]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let labels: Vec<&str> = kinds.iter().map(|k| kind_label(*k)).collect();
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c.prepare_cached("SELECT kind, blob FROM secrets WHERE owner = $1 AND kind = ANY($2)").await?;
+            let rows = c.query(&stmt, &[&key_id, &labels]).await?;
+            Ok(labels
+                .iter()
+                .map(|l| rows.iter().find(|r| r.get::<_, &str>(0) == *l).map(|r| r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+
     fn count_pin_failure(
         &self,
         key_id: &str,

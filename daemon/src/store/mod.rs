@@ -19,6 +19,7 @@
 //!   record is ~1.4 KB instead of ~2.2 KB — sled materialises whole leaves of records on a
 //!   read, so record size is memory under random access.
 //! - `tasks`, `outbox` (callbacks), `seals`, `daemon_keys`, `audit`, `audit_checkpoints`.
+//! - `inbox`: `<device id>\0<seq BE>` → an item addressed to that device (`inbox.rs`).
 //! - `plugin_kv`: `<adapter name>\0<key>` → an adapter's own value (`plugin_kv.rs`): the
 //!   state a CA adapter keeps through the host's key-value calls, flushed by the host
 //!   before it answers.
@@ -45,6 +46,7 @@ mod codec;
 mod commit;
 pub mod conformance;
 mod daemon_keys;
+mod inbox;
 mod key_refs;
 mod keys;
 mod open;
@@ -61,6 +63,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use inbox::InboxStorage;
 pub use open::{open, open_postgres, open_tool, postgres_options, restore};
 pub use postgres::{PgOptions, PgStore};
 pub use storage::{
@@ -174,6 +177,7 @@ struct Files {
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
     plugin_kv: sled::Tree,
+    inbox: sled::Tree,
     vault: Vault,
     chains: sled::Tree,
 }
@@ -294,6 +298,7 @@ impl Store {
             audit: db.open_tree("audit")?,
             audit_checkpoints: db.open_tree("audit_checkpoints")?,
             plugin_kv: db.open_tree("plugin_kv")?,
+            inbox: db.open_tree("inbox")?,
             enrollments: db.open_tree("enrollments")?,
             keys,
             secrets,

@@ -29,6 +29,7 @@ use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskRecord};
 
 pub use super::StoreError;
+pub use super::inbox::InboxStorage;
 pub use super::plugin_kv::PluginKvStorage;
 
 /// What [`Durability::flush`] returns.
@@ -46,6 +47,7 @@ pub trait Storage:
     + SecretStorage
     + ClusterStorage
     + PluginKvStorage
+    + InboxStorage
     + Send
     + Sync
 {
@@ -62,6 +64,7 @@ impl<T> Storage for T where
         + SecretStorage
         + ClusterStorage
         + PluginKvStorage
+        + InboxStorage
         + Send
         + Sync
 {
@@ -71,7 +74,8 @@ impl<T> Storage for T where
 pub mod prelude {
     pub use super::{
         AuditStorage as _, CallbackStorage as _, ClusterStorage as _, DaemonKeyStorage as _, Durability as _,
-        KeyStorage as _, PluginKvStorage as _, SealStorage as _, SecretStorage as _, TaskStorage as _,
+        InboxStorage as _, KeyStorage as _, PluginKvStorage as _, SealStorage as _, SecretStorage as _,
+        TaskStorage as _,
     };
 }
 

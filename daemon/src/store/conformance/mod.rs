@@ -7,10 +7,12 @@
 //! build their own small runtime where a flush is awaited, so call them from a test
 //! thread, not from inside a runtime.
 
+mod inbox;
 mod keys;
 mod other;
 mod tasks;
 
+pub use inbox::*;
 pub use keys::*;
 pub use other::*;
 pub use tasks::*;
@@ -69,6 +71,7 @@ macro_rules! conformance_tests {
             daemon_keys_are_created_once,
             callback_outbox,
             callback_leases_fence_their_holders,
+            inbox_items_per_device_after_a_cursor,
             secrets_walk_and_swap_for_kek_rotation,
             flushed_state_survives_a_restart,
             concurrent_flushes_share_syncs,

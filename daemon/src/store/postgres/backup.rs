@@ -26,6 +26,7 @@ pub(super) const TABLES: &[&str] = &[
     "audit_entries",
     "audit_checkpoints",
     "plugin_kv",
+    "inbox",
     "meta",
 ];
 
@@ -127,6 +128,12 @@ impl PgStore {
                 sink.send(bytes::Bytes::copy_from_slice(data)).await?;
                 rows += sink.as_mut().finish().await?;
             }
+            // COPY does not move a serial's sequence: the next item must come after the
+            // restored ones.
+            tx.batch_execute(
+                "SELECT setval(pg_get_serial_sequence('inbox', 'seq'), coalesce(max(seq), 0) + 1, false) FROM inbox",
+            )
+            .await?;
             tx.commit().await?;
             Ok(rows)
         })

@@ -27,6 +27,7 @@ mod bridge;
 #[cfg(test)]
 mod conformance;
 mod from_sled;
+mod inbox;
 mod keys;
 mod migrate;
 mod other;

@@ -13,6 +13,15 @@ use super::*;
 /// Every table of schema 1 (besides `schema_version`): the backup image copies them all.
 const TABLES: &[&str] = super::backup::TABLES;
 
+/// Every migration this binary has, as the runner records them.
+fn all_versions() -> Vec<i32> {
+    MIGRATIONS.iter().map(|m| m.version).collect()
+}
+
+fn all_recorded() -> Vec<(i32, String)> {
+    MIGRATIONS.iter().map(|m| (m.version, m.name.to_string())).collect()
+}
+
 async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
     let rows = client
         .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", &[])
@@ -71,17 +80,17 @@ async fn migrations_apply_once_and_a_second_run_is_a_no_op() {
     let mut client = connect(&cluster.fresh_database().await).await;
     assert_eq!(tables(&client).await, Vec::<String>::new());
 
-    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&mut client).await.unwrap(), all_versions());
     let mut expected: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
     expected.push("schema_version".into());
     expected.sort();
     assert_eq!(tables(&client).await, expected);
-    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string())]);
+    assert_eq!(recorded(&client).await, all_recorded());
 
     // Data written under schema 1 is untouched by a second run.
     client.execute("INSERT INTO meta (name, value) VALUES ('probe', '\\x01')", &[]).await.unwrap();
     assert_eq!(migrate(&mut client).await.unwrap(), Vec::<i32>::new(), "nothing left to apply");
-    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string())]);
+    assert_eq!(recorded(&client).await, all_recorded());
     let probe: i64 = client.query_one("SELECT count(*) FROM meta", &[]).await.unwrap().get(0);
     assert_eq!(probe, 1);
 }
@@ -132,8 +141,8 @@ async fn concurrent_runners_wait_for_each_other_and_apply_once() {
         results.push(r.await.unwrap().unwrap());
     }
     results.sort();
-    assert_eq!(results, vec![vec![], vec![1]], "one applied schema 1, the other found it current");
-    assert_eq!(recorded(&holder).await, vec![(1, "initial".to_string())]);
+    assert_eq!(results, vec![vec![], all_versions()], "one applied the schema, the other found it current");
+    assert_eq!(recorded(&holder).await, all_recorded());
 }
 
 #[tokio::test]
@@ -142,12 +151,19 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     let mut client = connect(&cluster.fresh_database().await).await;
     migrate(&mut client).await.unwrap();
     // What a newer mcsd would have recorded.
-    client.execute("INSERT INTO schema_version (version, name, sha256) VALUES (2, 'future', '00')", &[]).await.unwrap();
+    let (latest, future) = (latest_version(), latest_version() + 1);
+    let insert = "INSERT INTO schema_version (version, name, sha256) VALUES ($1, 'future', '00')";
+    client.execute(insert, &[&future]).await.unwrap();
 
     let err = migrate(&mut client).await.unwrap_err();
-    assert!(matches!(err, MigrateError::Newer { database: 2, binary: 1 }), "{err:?}");
-    assert!(err.to_string().contains("newer than this mcsd knows (1)"), "{err}");
-    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string()), (2, "future".to_string())]);
+    assert!(
+        matches!(err, MigrateError::Newer { database, binary } if database == future && binary == latest),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("newer than this mcsd knows ({latest})")), "{err}");
+    let mut expected = all_recorded();
+    expected.push((future, "future".to_string()));
+    assert_eq!(recorded(&client).await, expected);
 }
 
 #[tokio::test]
@@ -161,8 +177,9 @@ async fn an_edited_migration_is_refused() {
     assert!(!tables(&client).await.contains(&"other".to_string()), "nothing of it ran");
 
     // A later migration, on the other hand, is applied after the recorded ones.
-    let next = [MIGRATIONS[0], Migration { version: 2, name: "next", sql: "CREATE TABLE next_one (x int);" }];
-    assert_eq!(migrate_with(&mut client, &next).await.unwrap(), vec![2]);
+    let mut next = MIGRATIONS.to_vec();
+    next.push(Migration { version: latest_version() + 1, name: "next", sql: "CREATE TABLE next_one (x int);" });
+    assert_eq!(migrate_with(&mut client, &next).await.unwrap(), vec![latest_version() + 1]);
     assert!(tables(&client).await.contains(&"next_one".to_string()));
 }
 
@@ -174,7 +191,7 @@ async fn a_failing_migration_changes_nothing() {
     let broken = [MIGRATIONS[0], Migration { version: 2, name: "broken", sql: "CREATE TABLE half (x int); SELEKT;" }];
     assert!(matches!(migrate_with(&mut client, &broken).await, Err(MigrateError::Db(_))));
     assert_eq!(tables(&client).await, Vec::<String>::new(), "schema 1 rolled back with it");
-    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&mut client).await.unwrap(), all_versions());
 }
 
 /// The constraints the Storage steps lean on: one audit entry per sequence number of a

@@ -24,8 +24,10 @@ pub struct Migration {
 
 /// The schema this binary knows, in order. A new migration is a new file and a line here;
 /// an applied one is never edited (the runner refuses a database where it differs).
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
+    Migration { version: 2, name: "delegations", sql: include_str!("migrations/0002_delegations.sql") },
+];
 
 /// The advisory lock key of schema changes ("mcsd" then 1), shared by every node.
 pub(super) const LOCK_KEY: i64 = 0x6d63_7364_0000_0001;

@@ -71,17 +71,18 @@ async fn migrations_apply_once_and_a_second_run_is_a_no_op() {
     let mut client = connect(&cluster.fresh_database().await).await;
     assert_eq!(tables(&client).await, Vec::<String>::new());
 
-    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&mut client).await.unwrap(), vec![1, 2]);
     let mut expected: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
     expected.push("schema_version".into());
     expected.sort();
     assert_eq!(tables(&client).await, expected);
-    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string())]);
+    let all = vec![(1, "initial".to_string()), (2, "delegations".to_string())];
+    assert_eq!(recorded(&client).await, all);
 
     // Data written under schema 1 is untouched by a second run.
     client.execute("INSERT INTO meta (name, value) VALUES ('probe', '\\x01')", &[]).await.unwrap();
     assert_eq!(migrate(&mut client).await.unwrap(), Vec::<i32>::new(), "nothing left to apply");
-    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string())]);
+    assert_eq!(recorded(&client).await, all);
     let probe: i64 = client.query_one("SELECT count(*) FROM meta", &[]).await.unwrap().get(0);
     assert_eq!(probe, 1);
 }
@@ -132,8 +133,8 @@ async fn concurrent_runners_wait_for_each_other_and_apply_once() {
         results.push(r.await.unwrap().unwrap());
     }
     results.sort();
-    assert_eq!(results, vec![vec![], vec![1]], "one applied schema 1, the other found it current");
-    assert_eq!(recorded(&holder).await, vec![(1, "initial".to_string())]);
+    assert_eq!(results, vec![vec![], vec![1, 2]], "one applied the schema, the other found it current");
+    assert_eq!(recorded(&holder).await, vec![(1, "initial".to_string()), (2, "delegations".to_string())]);
 }
 
 #[tokio::test]
@@ -142,19 +143,21 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     let mut client = connect(&cluster.fresh_database().await).await;
     migrate(&mut client).await.unwrap();
     // What a newer mcsd would have recorded.
-    client.execute("INSERT INTO schema_version (version, name, sha256) VALUES (2, 'future', '00')", &[]).await.unwrap();
+    client.execute("INSERT INTO schema_version (version, name, sha256) VALUES (3, 'future', '00')", &[]).await.unwrap();
 
     let err = migrate(&mut client).await.unwrap_err();
-    assert!(matches!(err, MigrateError::Newer { database: 2, binary: 1 }), "{err:?}");
-    assert!(err.to_string().contains("newer than this mcsd knows (1)"), "{err}");
-    assert_eq!(recorded(&client).await, vec![(1, "initial".to_string()), (2, "future".to_string())]);
+    assert!(matches!(err, MigrateError::Newer { database: 3, binary: 2 }), "{err:?}");
+    assert!(err.to_string().contains("newer than this mcsd knows (2)"), "{err}");
+    let recorded_now = recorded(&client).await;
+    assert_eq!(recorded_now.last(), Some(&(3, "future".to_string())));
+    assert_eq!(recorded_now.len(), 3);
 }
 
 #[tokio::test]
 async fn an_edited_migration_is_refused() {
     let cluster = Cluster::shared();
     let mut client = connect(&cluster.fresh_database().await).await;
-    migrate(&mut client).await.unwrap();
+    migrate_with(&mut client, &MIGRATIONS[..1]).await.unwrap();
     let edited = [Migration { version: 1, name: "initial", sql: "CREATE TABLE other (x int);" }];
     let err = migrate_with(&mut client, &edited).await.unwrap_err();
     assert!(matches!(err, MigrateError::Altered { version: 1, .. }), "{err:?}");
@@ -174,7 +177,7 @@ async fn a_failing_migration_changes_nothing() {
     let broken = [MIGRATIONS[0], Migration { version: 2, name: "broken", sql: "CREATE TABLE half (x int); SELEKT;" }];
     assert!(matches!(migrate_with(&mut client, &broken).await, Err(MigrateError::Db(_))));
     assert_eq!(tables(&client).await, Vec::<String>::new(), "schema 1 rolled back with it");
-    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&mut client).await.unwrap(), vec![1, 2]);
 }
 
 /// The constraints the Storage steps lean on: one audit entry per sequence number of a

@@ -197,6 +197,13 @@ pub struct DelegationChange<'a> {
     pub audit: Option<&'a AuditAppend>,
 }
 
+impl<'a> DelegationChange<'a> {
+    /// A change that only writes the record.
+    pub fn of(record: &'a DelegationRecord) -> Self {
+        DelegationChange { record, put_secrets: Vec::new(), erase_secrets: Vec::new(), transfer: None, audit: None }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DelegationOutcome {
     Done,

@@ -158,6 +158,12 @@ pub struct Delegation {
     /// Extension: why it ended (`revoked`, `expired`, `key_revoked`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// Extension: the key's joint public key `P`, which the delegate checks its pair against.
+    pub public_key: String,
+    /// Extension, while `awaiting_share`: the new device's transport key `T`, which the
+    /// owner's phone seals `d1'` to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_key: Option<String>,
     /// For the delegate while `awaiting_pin`: its sealed `d1'`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrapped_share: Option<String>,

@@ -453,6 +453,10 @@ pub fn delegation(
         },
         created_at: rfc3339(d.created_at),
         end_reason: d.end_reason.clone(),
+        public_key: d.public_key.clone(),
+        transport_key: (d.status == crate::model::delegation::DelegationStatus::AwaitingShare)
+            .then(|| d.transport_key.clone())
+            .flatten(),
         wrapped_share,
         p2,
     }

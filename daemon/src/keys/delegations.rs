@@ -210,6 +210,7 @@ impl KeyService {
         let rec = DelegationRecord {
             id: random_id("d_")?,
             key_id: key_id.to_owned(),
+            public_key: key.public_key.clone(),
             kind: req.kind,
             status: DelegationStatus::Invited,
             device_id: None,

@@ -73,6 +73,8 @@ impl Approval {
 pub struct DelegationRecord {
     pub id: String,
     pub key_id: String,
+    /// The key's joint public key `P` (hex point), for the delegate's pair check.
+    pub public_key: String,
     pub kind: DelegationKind,
     pub status: DelegationStatus,
     /// The delegate's device, fixed when it accepts.

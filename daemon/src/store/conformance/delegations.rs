@@ -14,6 +14,7 @@ pub(super) fn delegation(id: &str, kind: DelegationKind) -> DelegationRecord {
     DelegationRecord {
         id: id.into(),
         key_id: "k1".into(),
+        public_key: "04ab".into(),
         kind,
         status: DelegationStatus::Invited,
         device_id: None,

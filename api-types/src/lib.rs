@@ -12,6 +12,7 @@
 //! With the `openapi` feature (default), [`openapi`] derives the OpenAPI 3.1 document
 //! from these types; `cargo xtask openapi` writes it to `docs/openapi.yaml`.
 
+pub mod delegations;
 pub mod error;
 pub mod keys;
 pub mod ops;
@@ -23,6 +24,7 @@ pub mod openapi;
 #[cfg(feature = "openapi")]
 mod yaml;
 
+pub use delegations::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use keys::*;
 pub use ops::*;

@@ -45,6 +45,14 @@ use utoipa::openapi::security::SecurityScheme;
         ops::create_successor,
         ops::authorize_platform,
         ops::remove_platform,
+        ops::create_delegation,
+        ops::list_delegations,
+        ops::get_delegation,
+        ops::accept_delegation,
+        ops::reshare_delegation,
+        ops::share_delegation,
+        ops::activate_delegation,
+        ops::revoke_delegation,
         ops::create_task,
         ops::batch_cosign,
         ops::get_task,
@@ -71,6 +79,7 @@ use utoipa::openapi::security::SecurityScheme;
     modifiers(&MutualTls),
     tags(
         (name = "keys", description = "Enrollment and keys"),
+        (name = "delegations", description = "Organisation keys on employees' phones, and moving a key to a new phone"),
         (name = "tasks", description = "Scan tasks (QR flows)"),
         (name = "seals", description = "Electronic seals"),
         (name = "verify", description = "Verification (any role)"),
@@ -188,6 +197,81 @@ mod ops {
         params(("id" = String, Path, description = "Key id")),
         responses((status = 200, description = "The key", body = Key)))]
     fn get_key() {}
+
+    /// Create a delegation (an invitation for another device)
+    ///
+    /// The key's owner app (with `pin_proof`) or admin. `delegate`: an employee's phone gets
+    /// its own share of the key until `not_after`; `transfer`: the key moves to a new phone.
+    #[utoipa::path(post, path = "/v1/keys/{id}/delegations", operation_id = "createDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Key id")),
+        request_body = DelegationRequest,
+        responses((status = 201, description = "The invitation", body = DelegationCreated)))]
+    fn create_delegation() {}
+
+    /// A key's delegations
+    ///
+    /// The key's owner app, or admin.
+    #[utoipa::path(get, path = "/v1/keys/{id}/delegations", operation_id = "listDelegations", tag = "delegations",
+        params(("id" = String, Path, description = "Key id")),
+        responses((status = 200, description = "Delegations", body = DelegationList)))]
+    fn list_delegations() {}
+
+    /// One delegation
+    ///
+    /// The key's owner, the delegate (which also gets `wrapped_share` and `p2` while
+    /// `awaiting_pin`), or admin.
+    #[utoipa::path(get, path = "/v1/delegations/{id}", operation_id = "getDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Delegation id")),
+        responses((status = 200, description = "The delegation", body = Delegation)))]
+    fn get_delegation() {}
+
+    /// Accept an invitation
+    ///
+    /// App: the new device, with its transport key. Wrong code: `token_invalid`; a used or
+    /// expired invitation: `conflict`.
+    #[utoipa::path(post, path = "/v1/delegations/{id}/accept", operation_id = "acceptDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Delegation id")),
+        request_body = AcceptDelegationRequest,
+        responses((status = 200, description = "The delegation", body = Delegation)))]
+    fn accept_delegation() {}
+
+    /// The re-share factor `u`
+    ///
+    /// The key's owner app, while `awaiting_share`; repeating it replaces the pending share.
+    #[utoipa::path(post, path = "/v1/delegations/{id}/reshare", operation_id = "reshareDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Delegation id")),
+        request_body = DelegationProof,
+        responses((status = 200, description = "u", body = Reshare)))]
+    fn reshare_delegation() {}
+
+    /// Hand the sealed `d1'` to the new device
+    ///
+    /// The key's owner app, after `reshare`, while `awaiting_share`.
+    #[utoipa::path(post, path = "/v1/delegations/{id}/share", operation_id = "shareDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Delegation id")),
+        request_body = ShareRequest,
+        responses((status = 204, description = "Stored for the new device")))]
+    fn share_delegation() {}
+
+    /// Activate a delegation with the new device's PIN
+    ///
+    /// App: the delegate, while `awaiting_pin`. For `transfer` the old owner's share is
+    /// erased in the same durable step and the caller becomes the owner.
+    #[utoipa::path(post, path = "/v1/delegations/{id}/activate", operation_id = "activateDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Delegation id")),
+        request_body = ActivateDelegationRequest,
+        responses((status = 200, description = "The key", body = DelegatedKey)))]
+    fn activate_delegation() {}
+
+    /// End a delegation
+    ///
+    /// The key's owner app (with `pin_proof`) or admin; the delegate's server share is erased
+    /// before the answer.
+    #[utoipa::path(post, path = "/v1/delegations/{id}/revoke", operation_id = "revokeDelegation", tag = "delegations",
+        params(("id" = String, Path, description = "Delegation id")),
+        request_body = DelegationProof,
+        responses((status = 200, description = "The delegation", body = Delegation)))]
+    fn revoke_delegation() {}
 
     /// Server half of a signature over a digest `e`
     ///

@@ -19,6 +19,7 @@ mod cipher;
 mod encoding;
 pub mod fast;
 mod pin;
+mod reshare;
 mod twoparty;
 
 pub use sm2::{AffinePoint, ProjectivePoint, Scalar};
@@ -29,6 +30,7 @@ pub use encoding::{
     random_nonzero_scalar, scalar_from_hex, scalar_to_hex, spki_der,
 };
 pub use pin::{Transcript, hmac_sm3, pin_proof, pin_proof_matches, pin_verifier, proof_bytes};
+pub use reshare::{TransportKey, pair_forms};
 pub use twoparty::{
     ClientShare, DaemonKey, FixedK3Response, Nonce, ServerShare, SignResponse, Signature, client_keygen, e_digest,
     e_for_message, server_keygen, verify, z_digest,
@@ -47,6 +49,8 @@ pub enum Error {
     InvalidCiphertext,
     DecryptFailed,
     InvalidSignature,
+    /// A re-shared `d1'` that does not form the joint key with the server's `p2`.
+    ShareMismatch,
 }
 
 impl core::fmt::Display for Error {
@@ -59,6 +63,7 @@ impl core::fmt::Display for Error {
             Error::InvalidCiphertext => "invalid SM2 ciphertext",
             Error::DecryptFailed => "decryption failed",
             Error::InvalidSignature => "invalid signature",
+            Error::ShareMismatch => "the share does not form the joint key",
         })
     }
 }

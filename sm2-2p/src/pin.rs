@@ -44,6 +44,19 @@ pub enum Transcript {
     Pin { salt: String, verifier: String },
     /// `POST /v1/keys/{id}/revoke` by the phone: `reason`.
     Revoke { reason: String },
+    /// `POST /v1/keys/{id}/delegations` by the owner's phone: `kind`, `not_after`,
+    /// `approval` (an absent optional field is the empty string).
+    Delegate { kind: String, not_after: String, approval: String },
+    /// `POST /v1/delegations/{did}/reshare`: `did`.
+    Reshare { delegation_id: String },
+    /// `POST /v1/delegations/{did}/share`: `did`, `wrapped_share`.
+    Share { delegation_id: String, wrapped_share: String },
+    /// `POST /v1/delegations/{did}/revoke` by the owner's phone: `did`.
+    Undelegate { delegation_id: String },
+    /// `POST /v1/approvals/{aid}`: `aid`, `decision`.
+    Approve { approval_id: String, decision: String },
+    /// `POST /v1/keys/{id}/suspend` by the phone: `reason`.
+    Suspend { reason: String },
 }
 
 impl Transcript {
@@ -55,6 +68,12 @@ impl Transcript {
             Transcript::Batch { .. } => "batch",
             Transcript::Pin { .. } => "pin",
             Transcript::Revoke { .. } => "revoke",
+            Transcript::Delegate { .. } => "delegate",
+            Transcript::Reshare { .. } => "reshare",
+            Transcript::Share { .. } => "share",
+            Transcript::Undelegate { .. } => "undelegate",
+            Transcript::Approve { .. } => "approve",
+            Transcript::Suspend { .. } => "suspend",
         }
     }
 
@@ -68,6 +87,11 @@ impl Transcript {
             Transcript::Batch { items } => items.iter().flat_map(|(t, q)| [t.as_str(), q.as_str()]).collect(),
             Transcript::Pin { salt, verifier } => vec![salt, verifier],
             Transcript::Revoke { reason } => vec![reason],
+            Transcript::Delegate { kind, not_after, approval } => vec![kind, not_after, approval],
+            Transcript::Reshare { delegation_id } | Transcript::Undelegate { delegation_id } => vec![delegation_id],
+            Transcript::Share { delegation_id, wrapped_share } => vec![delegation_id, wrapped_share],
+            Transcript::Approve { approval_id, decision } => vec![approval_id, decision],
+            Transcript::Suspend { reason } => vec![reason],
         }
     }
 }
@@ -79,11 +103,22 @@ impl Drop for Transcript {
             Transcript::Sign { e: a, q1: b }
             | Transcript::TaskSign { task_id: a, q1: b }
             | Transcript::TaskDecrypt { task_id: a, t1: b }
-            | Transcript::Pin { salt: a, verifier: b } => {
+            | Transcript::Pin { salt: a, verifier: b }
+            | Transcript::Share { delegation_id: a, wrapped_share: b }
+            | Transcript::Approve { approval_id: a, decision: b } => {
                 a.zeroize();
                 b.zeroize();
             }
-            Transcript::Decrypt { t1: a } | Transcript::Revoke { reason: a } => a.zeroize(),
+            Transcript::Decrypt { t1: a }
+            | Transcript::Revoke { reason: a }
+            | Transcript::Reshare { delegation_id: a }
+            | Transcript::Undelegate { delegation_id: a }
+            | Transcript::Suspend { reason: a } => a.zeroize(),
+            Transcript::Delegate { kind, not_after, approval } => {
+                kind.zeroize();
+                not_after.zeroize();
+                approval.zeroize();
+            }
             Transcript::Batch { items } => items.iter_mut().for_each(|(a, b)| {
                 a.zeroize();
                 b.zeroize();
@@ -121,4 +156,39 @@ pub fn pin_proof_matches(verifier: &[u8; 32], key_id: &str, t: &Transcript, proo
         return false;
     }
     bool::from(proof_bytes(verifier, key_id, t.op(), &t.fields()).ct_eq(&given))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delegation_transcripts_follow_the_protocol_table() {
+        let v = [7u8; 32];
+        let cases = [
+            (
+                Transcript::Delegate {
+                    kind: "delegate".into(),
+                    not_after: "2030-01-01T00:00:00Z".into(),
+                    approval: String::new(),
+                },
+                "mcs-pin-v1|k_1|delegate|delegate|2030-01-01T00:00:00Z|",
+            ),
+            (Transcript::Reshare { delegation_id: "d_1".into() }, "mcs-pin-v1|k_1|reshare|d_1"),
+            (
+                Transcript::Share { delegation_id: "d_1".into(), wrapped_share: "04ab".into() },
+                "mcs-pin-v1|k_1|share|d_1|04ab",
+            ),
+            (Transcript::Undelegate { delegation_id: "d_1".into() }, "mcs-pin-v1|k_1|undelegate|d_1"),
+            (
+                Transcript::Approve { approval_id: "a_1".into(), decision: "deny".into() },
+                "mcs-pin-v1|k_1|approve|a_1|deny",
+            ),
+            (Transcript::Suspend { reason: "lost".into() }, "mcs-pin-v1|k_1|suspend|lost"),
+        ];
+        for (t, message) in cases {
+            assert_eq!(pin_proof(&v, "k_1", &t), hex::encode(hmac_sm3(&v, message.as_bytes())), "{message}");
+            assert!(pin_proof_matches(&v, "k_1", &t, &pin_proof(&v, "k_1", &t)));
+        }
+    }
 }

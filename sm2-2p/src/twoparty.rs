@@ -121,6 +121,14 @@ pub fn server_keygen(p1: &AffinePoint) -> (ServerShare, AffinePoint) {
 }
 
 impl ServerShare {
+    pub(crate) fn scalars(&self) -> (Scalar, Scalar) {
+        (self.d2, self.d2_inv)
+    }
+
+    pub(crate) fn from_scalars(d2: Scalar, d2_inv: Scalar) -> ServerShare {
+        ServerShare { d2, d2_inv }
+    }
+
     /// `d2 ‖ d2⁻¹`, big-endian, in zeroizing memory (this is what the HSM wraps).
     pub fn to_bytes(&self) -> Zeroizing<[u8; 64]> {
         let mut out = Zeroizing::new([0u8; 64]);

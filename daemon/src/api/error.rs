@@ -198,6 +198,8 @@ impl From<crate::keys::KeyError> for ApiError {
             KeyError::PinIncorrect { remaining_attempts } => ApiError::PinIncorrect { remaining_attempts },
             KeyError::PinLocked => ApiError::PinLocked,
             KeyError::ActivationCodeWrong => ApiError::Forbidden("activation code incorrect".into()),
+            KeyError::TokenInvalid(_) => ApiError::TokenInvalid,
+            KeyError::NoPermission(msg) => ApiError::NoPermission(msg),
             KeyError::Conflict(msg) => ApiError::Conflict(msg.into()),
             KeyError::Store(e @ (StoreError::Unreachable(_) | StoreError::Unavailable)) => {
                 tracing::warn!(error = %e, "answering store_unavailable");

@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod caller;
+mod delegations;
 mod enrollments;
 pub mod error;
 mod extract;
@@ -107,6 +108,13 @@ where
         ("/v1/keys/{id}/successor", post(keys::successor)),
         ("/v1/keys/{id}/platforms", post(keys::authorize_platform)),
         ("/v1/keys/{id}/platforms/{platform}", delete(keys::remove_platform)),
+        ("/v1/keys/{id}/delegations", get(delegations::list).post(delegations::create)),
+        ("/v1/delegations/{id}", get(delegations::get)),
+        ("/v1/delegations/{id}/accept", post(delegations::accept)),
+        ("/v1/delegations/{id}/reshare", post(delegations::reshare)),
+        ("/v1/delegations/{id}/share", post(delegations::share)),
+        ("/v1/delegations/{id}/activate", post(delegations::activate)),
+        ("/v1/delegations/{id}/revoke", post(delegations::revoke)),
         ("/v1/tasks", post(tasks::create)),
         ("/v1/tasks/batch/cosign", post(tasks::batch_cosign)),
         ("/v1/tasks/{id}", get(tasks::get)),

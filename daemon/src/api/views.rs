@@ -409,3 +409,63 @@ fn task_result(r: TaskResult) -> mcs_api::TaskResult {
         TaskResult::Csr { certificate, key_id } => mcs_api::TaskResult::Csr(mcs_api::CsrResult { certificate, key_id }),
     }
 }
+
+fn delegation_status(s: crate::model::delegation::DelegationStatus) -> mcs_api::DelegationStatus {
+    use crate::model::delegation::DelegationStatus as S;
+    match s {
+        S::Invited => mcs_api::DelegationStatus::Invited,
+        S::AwaitingShare => mcs_api::DelegationStatus::AwaitingShare,
+        S::AwaitingPin => mcs_api::DelegationStatus::AwaitingPin,
+        S::Active => mcs_api::DelegationStatus::Active,
+        S::Revoked => mcs_api::DelegationStatus::Revoked,
+        S::Expired => mcs_api::DelegationStatus::Expired,
+    }
+}
+
+/// A delegation; `handover` only for its delegate while `awaiting_pin`.
+pub fn delegation(
+    d: &crate::model::delegation::DelegationRecord,
+    max_attempts: u32,
+    handover: Option<crate::keys::delegations::Handover>,
+) -> mcs_api::Delegation {
+    use crate::model::delegation::{Approval, DelegationKind};
+    let (wrapped_share, p2) = handover.map(|h| (h.wrapped_share, h.p2)).unzip();
+    mcs_api::Delegation {
+        delegation_id: d.id.clone(),
+        key_id: d.key_id.clone(),
+        kind: match d.kind {
+            DelegationKind::Delegate => mcs_api::DelegationKind::Delegate,
+            DelegationKind::Transfer => mcs_api::DelegationKind::Transfer,
+        },
+        status: delegation_status(d.status),
+        device_id: d.device_id.clone(),
+        label: d.label.clone(),
+        not_before: d.not_before.map(rfc3339),
+        not_after: d.not_after.map(rfc3339),
+        approval: match d.approval {
+            Approval::None => mcs_api::DelegationApproval::None,
+            Approval::EachUse => mcs_api::DelegationApproval::EachUse,
+        },
+        task_kinds: d.task_kinds.clone(),
+        pin: mcs_api::PinStatus {
+            remaining_attempts: if d.pin.locked { 0 } else { max_attempts.saturating_sub(d.pin.failures) },
+            locked: d.pin.locked,
+        },
+        created_at: rfc3339(d.created_at),
+        end_reason: d.end_reason.clone(),
+        public_key: d.public_key.clone(),
+        transport_key: (d.status == crate::model::delegation::DelegationStatus::AwaitingShare)
+            .then(|| d.transport_key.clone())
+            .flatten(),
+        wrapped_share,
+        p2,
+    }
+}
+
+pub fn delegation_created(c: &crate::keys::delegations::DelegationCreated) -> mcs_api::DelegationCreated {
+    mcs_api::DelegationCreated {
+        delegation_id: c.delegation.id.clone(),
+        invitation_code: c.invitation_code.to_string(),
+        expires_at: rfc3339(c.delegation.invitation_expires_at),
+    }
+}

@@ -567,6 +567,124 @@ pub fn token_query(query: &str) -> Result<String, ApiError> {
     query_param(query, "token")?.ok_or_else(|| ApiError::bad_request("token is required"))
 }
 
+// ---- delegations ------------------------------------------------------------------------
+
+/// Task kinds a delegation may be limited to (`csr` is the owner's own).
+const DELEGABLE_KINDS: [&str; 5] = ["login", "sign", "pdf_seal", "decrypt", "encrypt"];
+
+/// A phone must prove its PIN, an operator must not send a proof.
+fn owner_proof<'r>(
+    proof: &'r Option<String>,
+    actor: &Actor<'_>,
+    op: impl FnOnce() -> Transcript,
+) -> Result<Option<PinProof<'r>>, ApiError> {
+    match (actor, proof) {
+        (Actor::Device(_), Some(p)) => {
+            check_proof_encoding(p)?;
+            Ok(Some(PinProof { op: op(), proof: p }))
+        }
+        (Actor::Device(_), None) => Err(ApiError::bad_request("pin_proof is required")),
+        (Actor::Admin, Some(_)) => Err(ApiError::bad_request("pin_proof is for phones only")),
+        (Actor::Admin, None) => Ok(None),
+    }
+}
+
+pub fn new_delegation<'r>(
+    req: &'r mcs_api::DelegationRequest,
+    actor: &Actor<'_>,
+) -> Result<(crate::keys::delegations::NewDelegation, Option<PinProof<'r>>), ApiError> {
+    use crate::model::delegation::{Approval, DelegationKind};
+    let kind = match req.kind.as_str() {
+        "delegate" => DelegationKind::Delegate,
+        "transfer" => DelegationKind::Transfer,
+        other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),
+    };
+    let approval = match req.approval.as_deref() {
+        None | Some("none") => Approval::None,
+        Some("each_use") => Approval::EachUse,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown approval `{other}`"))),
+    };
+    if kind == DelegationKind::Transfer
+        && (req.approval.is_some() || req.task_kinds.is_some() || req.not_before.is_some())
+    {
+        return Err(ApiError::bad_request("a transfer takes no approval, task_kinds or not_before"));
+    }
+    if kind == DelegationKind::Delegate && req.not_after.is_none() {
+        return Err(ApiError::bad_request("not_after is required for a delegation"));
+    }
+    let not_before = req.not_before.as_deref().map(|t| parse_time(t, "not_before")).transpose()?;
+    let not_after = req.not_after.as_deref().map(|t| parse_time(t, "not_after")).transpose()?;
+    if let Some(kinds) = &req.task_kinds {
+        if kinds.is_empty() {
+            return Err(ApiError::bad_request("task_kinds, when given, names at least one kind"));
+        }
+        for (i, k) in kinds.iter().enumerate() {
+            if !DELEGABLE_KINDS.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(format!("task_kinds: unknown kind `{k}`")));
+            }
+            if kinds[..i].contains(k) {
+                return Err(ApiError::bad_request(format!("task_kinds: `{k}` twice")));
+            }
+        }
+    }
+    if let Some(label) = &req.label
+        && (label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request("label must be 1 to 64 characters without control characters"));
+    }
+    let proof = owner_proof(&req.pin_proof, actor, || Transcript::Delegate {
+        kind: req.kind.clone(),
+        not_after: req.not_after.clone().unwrap_or_default(),
+        approval: req.approval.clone().unwrap_or_default(),
+    })?;
+    let new = crate::keys::delegations::NewDelegation {
+        kind,
+        not_before,
+        not_after,
+        approval,
+        task_kinds: req.task_kinds.clone(),
+        label: req.label.clone(),
+    };
+    Ok((new, proof))
+}
+
+pub fn accept_delegation(req: &mcs_api::AcceptDelegationRequest) -> Result<AffinePoint, ApiError> {
+    if req.invitation_code.is_empty() || req.invitation_code.len() > 64 {
+        return Err(ApiError::bad_request("invitation_code must be 1 to 64 characters"));
+    }
+    sm2_2p::point_from_hex(&req.transport_key)
+        .map_err(|e| ApiError::bad_request(format!("transport_key: {e} (130 lowercase hex, on the curve)")))
+}
+
+/// The owner's PIN proof of a re-share step (required: only the owner's phone does these).
+pub fn reshare<'r>(req: &'r mcs_api::DelegationProof, delegation_id: &str) -> Result<PinProof<'r>, ApiError> {
+    let proof = req.pin_proof.as_deref().ok_or_else(|| ApiError::bad_request("pin_proof is required"))?;
+    check_proof_encoding(proof)?;
+    Ok(PinProof { op: Transcript::Reshare { delegation_id: delegation_id.to_owned() }, proof })
+}
+
+/// `wrapped_share`: `C1‖C3‖C2` of exactly 32 bytes (the length of `d1'`), decoded.
+pub fn share<'r>(req: &'r mcs_api::ShareRequest, delegation_id: &str) -> Result<(Vec<u8>, PinProof<'r>), ApiError> {
+    let bad = || ApiError::bad_request("wrapped_share must be C1‖C3‖C2 of a 32-byte share, in lowercase hex");
+    let s = &req.wrapped_share;
+    if s.len() != 2 * (65 + 32 + 32) || !sm2_2p::is_lowercase_hex(s) {
+        return Err(bad());
+    }
+    let bytes = hex::decode(s).map_err(|_| bad())?;
+    sm2_2p::Ciphertext::parse(&bytes).map_err(|_| bad())?;
+    check_proof_encoding(&req.pin_proof)?;
+    let op = Transcript::Share { delegation_id: delegation_id.to_owned(), wrapped_share: s.clone() };
+    Ok((bytes, PinProof { op, proof: &req.pin_proof }))
+}
+
+pub fn revoke_delegation<'r>(
+    req: &'r mcs_api::DelegationProof,
+    actor: &Actor<'_>,
+    delegation_id: &str,
+) -> Result<Option<PinProof<'r>>, ApiError> {
+    owner_proof(&req.pin_proof, actor, || Transcript::Undelegate { delegation_id: delegation_id.to_owned() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,11 @@ pub fn enrollment_detail(enrollment_id: Option<&str>) -> Value {
     json!({ "enrollment_id": enrollment_id })
 }
 
+/// The `detail` of an entry about a delegation (or a delegate's use of a key).
+pub fn delegation_detail(delegation_id: &str) -> Value {
+    json!({ "delegation_id": delegation_id })
+}
+
 /// What an event says, before it is chained.
 #[derive(Debug, Clone, Default)]
 pub struct Event {

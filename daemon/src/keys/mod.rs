@@ -13,6 +13,7 @@
 //!   buffers, and never cross an `.await`.
 
 pub mod certificates;
+pub mod delegations;
 pub mod kek_rotation;
 pub mod pin;
 #[cfg(test)]
@@ -52,6 +53,10 @@ pub enum KeyError {
     PinLocked,
     #[error("activation code incorrect")]
     ActivationCodeWrong,
+    #[error("{0}")]
+    TokenInvalid(&'static str),
+    #[error("{0}")]
+    NoPermission(String),
     #[error("{0}")]
     Conflict(&'static str),
     #[error(transparent)]
@@ -144,14 +149,14 @@ pub struct KeyService {
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
 }
 
-fn random_id(prefix: &str) -> Result<String, KeyError> {
+pub(crate) fn random_id(prefix: &str) -> Result<String, KeyError> {
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).map_err(|e| KeyError::Internal(format!("OS RNG: {e}")))?;
     Ok(format!("{prefix}{}", hex::encode(b)))
 }
 
 /// 16 characters from an alphabet without look-alikes (no I, O, 0, 1): 80 bits.
-fn activation_code() -> Result<String, KeyError> {
+pub(crate) fn activation_code() -> Result<String, KeyError> {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| KeyError::Internal(format!("OS RNG: {e}")))?;
@@ -491,11 +496,12 @@ impl KeyService {
         &self,
         key_id: &str,
         device_id: &str,
+        uses: &[&str],
         items: Vec<([u8; 32], AffinePoint)>,
         proof: PinProof<'_>,
     ) -> Result<Vec<sm2_2p::SignResponse>, KeyError> {
         let out = self
-            .with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
+            .with_pin(key_id, device_id, Some(uses), proof, true, false, move |_, _, share| {
                 let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
                 Ok(items.iter().map(|(e, q1)| share.sign(e, q1)).collect::<Vec<_>>())
             })
@@ -520,7 +526,8 @@ impl KeyService {
         Ok(keys)
     }
 
-    /// Server half of a signature over the digest `e`.
+    /// Server half of a signature over the digest `e` (the raw route: a delegate needs
+    /// the use `sign`).
     pub async fn sign(
         &self,
         key_id: &str,
@@ -530,9 +537,26 @@ impl KeyService {
         mode: SignMode,
         proof: PinProof<'_>,
     ) -> Result<SignOutput, KeyError> {
+        self.sign_for(key_id, device_id, &["sign"], e, q1, mode, proof).await
+    }
+
+    /// Server half of a signature for `uses` (a task's kind). A certificate request is
+    /// the owner's alone.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sign_for(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        uses: &[&str],
+        e: [u8; 32],
+        q1: AffinePoint,
+        mode: SignMode,
+        proof: PinProof<'_>,
+    ) -> Result<SignOutput, KeyError> {
         let kind = if mode.kind() == SignMode::FixedK3 { "sign_fixed_k3" } else { "sign" };
+        let uses = (!mode.allow_pending()).then_some(uses);
         let out = self
-            .with_pin(key_id, device_id, proof, true, mode.allow_pending(), move |_, _, share| {
+            .with_pin(key_id, device_id, uses, proof, true, mode.allow_pending(), move |_, _, share| {
                 let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
                 Ok(match mode.kind() {
                     SignMode::FixedK3 => SignOutput::FixedK3(share.sign_fixed_k3(&e, &q1)),
@@ -544,7 +568,8 @@ impl KeyService {
         out
     }
 
-    /// Server half of a blinded decryption: `T2 = d2⁻¹·T1`.
+    /// Server half of a blinded decryption: `T2 = d2⁻¹·T1` (the raw route: a delegate
+    /// needs the use `decrypt`).
     pub async fn decrypt(
         &self,
         key_id: &str,
@@ -552,8 +577,20 @@ impl KeyService {
         t1: AffinePoint,
         proof: PinProof<'_>,
     ) -> Result<AffinePoint, KeyError> {
+        self.decrypt_for(key_id, device_id, &["decrypt"], t1, proof).await
+    }
+
+    /// Server half of a blinded decryption for `uses` (a task's kind).
+    pub async fn decrypt_for(
+        &self,
+        key_id: &str,
+        device_id: &str,
+        uses: &[&str],
+        t1: AffinePoint,
+        proof: PinProof<'_>,
+    ) -> Result<AffinePoint, KeyError> {
         let out = self
-            .with_pin(key_id, device_id, proof, true, false, move |_, _, share| {
+            .with_pin(key_id, device_id, Some(uses), proof, true, false, move |_, _, share| {
                 let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
                 Ok(share.decrypt(&t1))
             })
@@ -571,7 +608,7 @@ impl KeyService {
         proof: PinProof<'_>,
     ) -> Result<(), KeyError> {
         let blob: Vec<u8> = self
-            .with_pin(key_id, device_id, proof, false, false, move |hsm, key, _| {
+            .with_pin(key_id, device_id, None, proof, false, false, move |hsm, key, _| {
                 Ok(hsm.wrap(&key.id, SecretKind::PinVerifier, new_verifier.as_slice())?)
             })
             .await?;
@@ -603,7 +640,7 @@ impl KeyService {
         }
         if let Actor::Device(device) = actor {
             let proof = proof.ok_or_else(|| KeyError::Internal("phone revoke without proof".into()))?;
-            self.with_pin(key_id, device, proof, false, false, |_, _, _| Ok(())).await?;
+            self.with_pin(key_id, device, None, proof, false, false, |_, _, _| Ok(())).await?;
         }
         // The CA first: if it cannot revoke, nothing changes here and the caller may retry.
         self.revoke_certificate(&key, reason).await?;

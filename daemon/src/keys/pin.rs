@@ -8,9 +8,10 @@ use std::sync::Arc;
 use sm2_2p::ServerShare;
 use zeroize::Zeroizing;
 
-use super::{Actor, KeyError, KeyService, PinProof, Verifier, blocking, check_usable};
+use super::delegations::Holder;
+use super::{KeyError, KeyService, PinProof, Verifier, blocking, check_usable};
 use crate::hsm::Wrapper;
-use crate::model::key::{KeyRecord, KeyStatus};
+use crate::model::key::{KeyRecord, KeyStatus, PinState};
 use crate::model::secret::SecretKind;
 use crate::store::PinReset;
 
@@ -21,14 +22,14 @@ use crate::store::PinReset;
 #[derive(Default)]
 pub(super) struct KeyLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
-struct KeyLockGuard<'a> {
+pub(super) struct KeyLockGuard<'a> {
     locks: &'a KeyLocks,
     key_id: String,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl KeyLocks {
-    async fn lock(&self, key_id: &str) -> KeyLockGuard<'_> {
+    pub(super) async fn lock(&self, key_id: &str) -> KeyLockGuard<'_> {
         let lock = {
             let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(key_id.to_owned()).or_default().clone()
@@ -59,79 +60,96 @@ fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
     Ok(arr)
 }
 
-fn unwrap_share(hsm: &dyn Wrapper, key_id: &str, blob: &[u8]) -> Result<ServerShare, KeyError> {
-    let bytes = hsm.unwrap(key_id, SecretKind::Share, blob)?;
-    ServerShare::from_bytes(&bytes).map_err(|_| KeyError::Internal(format!("{key_id}: stored share is invalid")))
+fn unwrap_share(hsm: &dyn Wrapper, owner: &str, kind: SecretKind, blob: &[u8]) -> Result<ServerShare, KeyError> {
+    let bytes = hsm.unwrap(owner, kind, blob)?;
+    ServerShare::from_bytes(&bytes).map_err(|_| KeyError::Internal(format!("{owner}: stored share is invalid")))
 }
 
 impl KeyService {
-    /// Check key ownership, status and lock; then the PIN proof against the HSM-wrapped
-    /// verifier. On success, `then` runs in the same blocking call with the key record (so
-    /// the share is unwrapped and used without crossing an await). A wrong proof is
-    /// counted durably before this returns. Proofs for one key are evaluated one at a
-    /// time, each against the counter its predecessors left, so at most
-    /// `pin_max_attempts` wrong proofs are ever evaluated before the lock.
+    /// Check who holds a share of the key for this device (the owner, or — when `uses`
+    /// admits delegates — an active delegate allowed those uses), the key's status and the
+    /// holder's lock; then the PIN proof against the holder's HSM-wrapped verifier. On
+    /// success, `then` runs in the same blocking call with the key record and the holder's
+    /// share (so it is unwrapped and used without crossing an await). A wrong proof is
+    /// counted on the holder's own counter, durably, before this returns. Proofs for one
+    /// holder are evaluated one at a time, each against the counter its predecessors left,
+    /// so at most `pin_max_attempts` wrong proofs are ever evaluated before the lock.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn with_pin<T: Send + 'static>(
         &self,
         key_id: &str,
         device_id: &str,
+        uses: Option<&[&str]>,
         proof: PinProof<'_>,
         want_share: bool,
         allow_pending: bool,
         then: impl FnOnce(&dyn Wrapper, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
     ) -> Result<T, KeyError> {
         // Another device's requests must not queue on this key's lock.
-        self.key_for(key_id, &Actor::Device(device_id))?;
-        let _serial = self.pin_checks.lock(key_id).await;
+        let (_, first) = self.holder_of(key_id, device_id, uses)?;
+        let _serial = self.pin_checks.lock(first.lock_id(key_id)).await;
         // Read again under the lock: the counter its predecessors left.
-        let key = self.key_for(key_id, &Actor::Device(device_id))?;
+        let (key, holder) = self.holder_of(key_id, device_id, uses)?;
         // A pending key may sign exactly one thing: its own certificate request.
         if !(allow_pending && key.status == KeyStatus::Pending) {
             check_usable(&key, self.now())?;
         }
-        if key.pin.locked {
+        let pin = holder.pin(&key);
+        if pin.locked {
             return Err(KeyError::PinLocked);
         }
-        // One read for both blobs (one round trip on a database).
-        let kinds: &[SecretKind] =
-            if want_share { &[SecretKind::PinVerifier, SecretKind::Share] } else { &[SecretKind::PinVerifier] };
-        let mut blobs = self.store.key_secrets(&key.id, kinds)?.into_iter();
+        let (owner, share_kind, verifier_kind) = holder.secrets(key_id);
+        let kinds: &[SecretKind] = if want_share { &[verifier_kind, share_kind] } else { &[verifier_kind] };
+        // The owner's two blobs in one read (one round trip on a database).
+        let mut blobs = match &holder {
+            Holder::Owner => self.store.key_secrets(key_id, kinds)?,
+            Holder::Delegate(d) => {
+                kinds.iter().map(|k| self.store.delegation_secret(&d.id, *k)).collect::<Result<Vec<_>, _>>()?
+            }
+        }
+        .into_iter();
         let blob =
-            blobs.next().flatten().ok_or_else(|| KeyError::Internal(format!("{key_id}: verifier record missing")))?;
-        let share_blob = match want_share {
-            true => Some(
-                blobs.next().flatten().ok_or_else(|| KeyError::Internal(format!("{key_id}: share record missing")))?,
-            ),
-            false => None,
+            blobs.next().flatten().ok_or_else(|| KeyError::Internal(format!("{owner}: verifier record missing")))?;
+        let share_blob = if want_share {
+            Some(blobs.next().flatten().ok_or_else(|| KeyError::Internal(format!("{owner}: share record missing")))?)
+        } else {
+            None
         };
         let (op, proof_hex, id) = (proof.op, proof.proof.to_owned(), key_id.to_owned());
         let hsm = self.hsm.clone();
+        let failures = pin.failures;
+        let holder_id = owner.clone();
         let outcome = blocking(move || {
-            let v = verifier_array(&hsm.unwrap(&id, SecretKind::PinVerifier, &blob)?)?;
+            let v = verifier_array(&hsm.unwrap(&holder_id, verifier_kind, &blob)?)?;
+            // The transcript names the key whichever share answers: one proof format.
             if !sm2_2p::pin_proof_matches(&v, &id, &op, &proof_hex) {
                 return Ok(None);
             }
-            let share = share_blob.map(|b| unwrap_share(&*hsm, &id, &b)).transpose()?;
-            then(&*hsm, &key, share).map(|t| Some((t, key.pin.failures)))
+            let share = share_blob.map(|b| unwrap_share(&*hsm, &holder_id, share_kind, &b)).transpose()?;
+            then(&*hsm, &key, share).map(|t| Some((t, failures)))
         })
         .await?;
         match outcome {
             Some((value, failures)) => {
                 if failures > 0 {
                     // Reset the counter; not flushed: losing a reset only errs on the safe side.
-                    if self.store.reset_pin_failures(key_id)? == PinReset::Locked {
+                    let reset = match &holder {
+                        Holder::Owner => self.store.reset_pin_failures(key_id)?,
+                        Holder::Delegate(d) => self.store.reset_delegate_pin_failures(&d.id)?,
+                    };
+                    if reset == PinReset::Locked {
                         return Err(KeyError::PinLocked);
                     }
                 }
                 Ok(value)
             }
-            None => Err(self.count_pin_failure(key_id).await),
+            None => Err(self.count_pin_failure(key_id, &holder).await),
         }
     }
 
-    async fn count_pin_failure(&self, key_id: &str) -> KeyError {
+    async fn count_pin_failure(&self, key_id: &str, holder: &Holder) -> KeyError {
         let max = self.cfg.pin_max_attempts;
-        let (rec, counted) = match self.count_pin_failure_once(key_id, max).await {
+        let (pin, counted) = match self.count_pin_failure_once(key_id, holder, max).await {
             Ok(Some(found)) => found,
             Ok(None) => return KeyError::NotFound("key"),
             Err(e) => return e,
@@ -142,46 +160,72 @@ impl KeyService {
         // Another node may have locked the key since this one read it: that proof was not
         // counted, and neither failure nor lockout is this node's to report.
         if counted {
-            tracing::warn!(key_id, failures = rec.pin.failures, locked = rec.pin.locked, "PIN proof rejected");
+            tracing::warn!(key_id, failures = pin.failures, locked = pin.locked, "PIN proof rejected");
             crate::metrics::METRICS.pin_failures.inc();
-            if rec.pin.locked {
+            if pin.locked {
                 crate::metrics::METRICS.pin_lockouts.inc();
             }
         }
-        if rec.pin.locked {
+        if pin.locked {
             KeyError::PinLocked
         } else {
-            KeyError::PinIncorrect { remaining_attempts: max.saturating_sub(rec.pin.failures) }
+            KeyError::PinIncorrect { remaining_attempts: max.saturating_sub(pin.failures) }
         }
     }
 
     /// Count one wrong proof durably-to-be (the caller flushes), one transaction whether
     /// or not a request is being served: inside one, the request's audit entry goes into it,
-    /// naming the outcome the caller will answer; the caller holds the key's PIN lock, so
-    /// the counter it reads is the one it writes (an admin's unlock in between makes the
-    /// transaction retry). The flag says whether this call counted the proof (false: the
-    /// key was locked already, e.g. by another node's count).
-    async fn count_pin_failure_once(&self, key_id: &str, max: u32) -> Result<Option<(KeyRecord, bool)>, KeyError> {
+    /// naming the outcome the caller will answer; the caller holds the holder's PIN lock,
+    /// so the counter it reads is the one it writes (an admin's unlock in between makes the
+    /// transaction retry). The flag says whether this call counted the proof (false: it
+    /// was locked already, e.g. by another node's count).
+    async fn count_pin_failure_once(
+        &self,
+        key_id: &str,
+        holder: &Holder,
+        max: u32,
+    ) -> Result<Option<(PinState, bool)>, KeyError> {
         // A lost swap means another request (on this node or, on a shared store, another)
         // counted first, so the counter rose: at most `max` losses before the key locks,
         // plus a few for unlocks and successes in between.
         for _ in 0..max + 8 {
-            let Some(key) = self.store.key(key_id)? else { return Ok(None) };
-            if key.pin.locked {
-                return Ok(Some((key, false)));
+            let pin = match holder {
+                Holder::Owner => self.store.key(key_id)?.map(|k| k.pin),
+                Holder::Delegate(d) => self.store.delegation(&d.id)?.map(|d| d.pin),
+            };
+            let Some(pin) = pin else { return Ok(None) };
+            if pin.locked {
+                return Ok(Some((pin, false)));
             }
-            let outcome = if key.pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
-            let counted = self
-                .audited(
-                    key_id,
-                    outcome,
-                    serde_json::Value::Null,
-                    |a| self.store.count_pin_failure(key_id, key.pin.failures, max, a),
-                    Option::is_some,
-                )
-                .await?;
-            if let Some(rec) = counted {
-                return Ok(Some((rec, true)));
+            let outcome = if pin.failures + 1 >= max { "pin_locked" } else { "pin_incorrect" };
+            let detail = match holder {
+                Holder::Owner => serde_json::Value::Null,
+                Holder::Delegate(d) => crate::audit::delegation_detail(&d.id),
+            };
+            let counted = match holder {
+                Holder::Owner => self
+                    .audited(
+                        key_id,
+                        outcome,
+                        detail,
+                        |a| self.store.count_pin_failure(key_id, pin.failures, max, a),
+                        Option::is_some,
+                    )
+                    .await?
+                    .map(|k| k.pin),
+                Holder::Delegate(d) => self
+                    .audited(
+                        key_id,
+                        outcome,
+                        detail,
+                        |a| self.store.count_delegate_pin_failure(&d.id, pin.failures, max, a),
+                        Option::is_some,
+                    )
+                    .await?
+                    .map(|d| d.pin),
+            };
+            if let Some(pin) = counted {
+                return Ok(Some((pin, true)));
             }
         }
         Err(KeyError::Internal(format!("{key_id}: the PIN counter kept changing")))

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod callback_target;
+pub mod delegation;
 pub mod inbox;
 pub mod key;
 pub mod seal;

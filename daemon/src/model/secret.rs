@@ -11,16 +11,30 @@ pub enum SecretKind {
     TaskResult,
     /// A private key the daemon itself holds (CA, seal maker, audit).
     DaemonKey,
+    /// A delegate's server share `d2'` (owner: the delegation id).
+    DelegateShare,
+    /// A delegate's PIN verifier.
+    DelegatePinVerifier,
+    /// The owner's `wrapped_share` for the delegate (SM2-encrypted to B's transport key;
+    /// wrapped again by the HSM so it rests, and is erased, like every other secret).
+    DelegateHandover,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 5] = [
+    pub const ALL: [SecretKind; 8] = [
         SecretKind::Share,
         SecretKind::PinVerifier,
         SecretKind::TaskInput,
         SecretKind::TaskResult,
         SecretKind::DaemonKey,
+        SecretKind::DelegateShare,
+        SecretKind::DelegatePinVerifier,
+        SecretKind::DelegateHandover,
     ];
+
+    /// What a delegation owns.
+    pub const DELEGATION: [SecretKind; 3] =
+        [SecretKind::DelegateShare, SecretKind::DelegatePinVerifier, SecretKind::DelegateHandover];
 
     pub fn from_label(label: &[u8]) -> Option<SecretKind> {
         Self::ALL.into_iter().find(|k| k.label() == label)
@@ -33,6 +47,9 @@ impl SecretKind {
             SecretKind::TaskInput => b"task-input",
             SecretKind::TaskResult => b"task-result",
             SecretKind::DaemonKey => b"daemon-key",
+            SecretKind::DelegateShare => b"delegate-share",
+            SecretKind::DelegatePinVerifier => b"delegate-pin-verifier",
+            SecretKind::DelegateHandover => b"delegate-handover",
         }
     }
 }

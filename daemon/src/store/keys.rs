@@ -265,28 +265,36 @@ impl KeyStorage for Store {
     fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
         let f = self.files()?;
+        // Read outside: sled transactions cannot scan. A delegation created after this read
+        // belongs to a key already revoked, and every use of one checks the key first.
+        let delegations = self.delegation_ids(key_id)?;
+        let at = crate::clock::now_ms() / 1000;
         let gone = || ConflictableTransactionError::Abort(Abort::Outcome(()));
-        let result = (&f.keys, &f.audit).transaction(|(keys, audit_tree)| {
-            let Some(raw) = keys.get(key_id.as_bytes())? else {
-                return Err(gone());
-            };
-            let mut rec = StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| gone())?;
-            let share = rec.stored_secret(SecretKind::Share).map_err(|_| gone())?;
-            let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| gone())?;
-            if let Some(a) = audit {
-                append_in(audit_tree, a)?;
-            }
-            rec.key.status = KeyStatus::Revoked;
-            rec.key.revocation_reason = Some(reason.to_owned());
-            rec.share_ref = None;
-            rec.verifier_ref = None;
-            keys.insert(key_id.as_bytes(), rec.encode())?;
-            Ok((rec, [slot_of(share.as_deref()), slot_of(verifier.as_deref())]))
-        });
+        let result =
+            (&f.keys, &f.audit, &f.delegations, &f.secrets).transaction(|(keys, audit_tree, dels, secrets)| {
+                let Some(raw) = keys.get(key_id.as_bytes())? else {
+                    return Err(gone());
+                };
+                let mut rec = StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| gone())?;
+                let share = rec.stored_secret(SecretKind::Share).map_err(|_| gone())?;
+                let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| gone())?;
+                if let Some(a) = audit {
+                    append_in(audit_tree, a)?;
+                }
+                rec.key.status = KeyStatus::Revoked;
+                rec.key.revocation_reason = Some(reason.to_owned());
+                rec.share_ref = None;
+                rec.verifier_ref = None;
+                keys.insert(key_id.as_bytes(), rec.encode())?;
+                let mut slots: Vec<u64> =
+                    [slot_of(share.as_deref()), slot_of(verifier.as_deref())].into_iter().flatten().collect();
+                slots.extend(super::delegations::end_delegations_in(dels, secrets, &delegations, at)?);
+                Ok((rec, slots))
+            });
         match result {
             Ok((rec, slots)) => {
                 self.flush_blocking()?;
-                self.files()?.vault.shred(&slots.into_iter().flatten().collect::<Vec<_>>())?;
+                self.files()?.vault.shred(&slots)?;
                 Ok(Some(self.filled(rec)?))
             }
             Err(TransactionError::Abort(Abort::Outcome(()))) => Ok(None),

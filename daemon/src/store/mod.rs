@@ -23,6 +23,10 @@
 //! - `plugin_kv`: `<adapter name>\0<key>` → an adapter's own value (`plugin_kv.rs`): the
 //!   state a CA adapter keeps through the host's key-value calls, flushed by the host
 //!   before it answers.
+//! - `delegations`: delegation id → [`DelegationRecord`](crate::model::delegation::DelegationRecord)
+//!   (with the delegate's PIN counter); `key_delegations`: `<key id>/<delegation id>` →
+//!   empty. A delegation's wrapped secrets are `secrets` entries `<delegation id>/<kind>`
+//!   whose value is a vault [`SlotRef`], so ending it overwrites them like a revocation.
 //! - `meta`: small facts, among them `clean-close` (see [`Durability::close`]).
 //!
 //! Every record is versioned from day one (`codec.rs`): one format byte, then JSON. A
@@ -46,6 +50,7 @@ mod codec;
 mod commit;
 pub mod conformance;
 mod daemon_keys;
+mod delegations;
 mod inbox;
 mod key_refs;
 mod keys;
@@ -68,8 +73,9 @@ pub use open::{open, open_postgres, open_tool, postgres_options, restore};
 pub use postgres::{PgOptions, PgStore};
 pub use storage::{
     ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage,
-    DaemonKeyStorage, Durability, Flushing, InsertOutcome, KeyStorage, OpenQuota, OpenUsage, PinReset, PluginKvStorage,
-    SealStorage, SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
+    DaemonKeyStorage, DelegationChange, DelegationOutcome, DelegationStorage, Durability, Flushing, InsertOutcome,
+    KeyStorage, KeyTransfer, OpenQuota, OpenUsage, PinReset, PluginKvStorage, SealStorage, SecretEntry, SecretStorage,
+    StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
 };
 
 use crate::store::codec::{decode, encode};
@@ -177,6 +183,8 @@ struct Files {
     audit: sled::Tree,
     audit_checkpoints: sled::Tree,
     plugin_kv: sled::Tree,
+    delegations: sled::Tree,
+    key_delegations: sled::Tree,
     inbox: sled::Tree,
     vault: Vault,
     chains: sled::Tree,
@@ -298,6 +306,8 @@ impl Store {
             audit: db.open_tree("audit")?,
             audit_checkpoints: db.open_tree("audit_checkpoints")?,
             plugin_kv: db.open_tree("plugin_kv")?,
+            delegations: db.open_tree("delegations")?,
+            key_delegations: db.open_tree("key_delegations")?,
             inbox: db.open_tree("inbox")?,
             enrollments: db.open_tree("enrollments")?,
             keys,

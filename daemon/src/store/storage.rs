@@ -23,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::audit::{Checkpoint, Entry};
+use crate::model::delegation::DelegationRecord;
 use crate::model::key::{CertificateInfo, DaemonKeyRecord, EnrollmentRecord, KeyRecord, KeyStatus};
 use crate::model::seal::{SealMakerRecord, SealRecord};
 use crate::model::secret::SecretKind;
@@ -39,6 +40,7 @@ pub type Flushing<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Se
 pub trait Storage:
     Durability
     + KeyStorage
+    + DelegationStorage
     + TaskStorage
     + SealStorage
     + AuditStorage
@@ -56,6 +58,7 @@ pub trait Storage:
 impl<T> Storage for T where
     T: Durability
         + KeyStorage
+        + DelegationStorage
         + TaskStorage
         + SealStorage
         + AuditStorage
@@ -73,9 +76,9 @@ impl<T> Storage for T where
 /// The traits, for code that calls them on a concrete backend rather than `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AuditStorage as _, CallbackStorage as _, ClusterStorage as _, DaemonKeyStorage as _, Durability as _,
-        InboxStorage as _, KeyStorage as _, PluginKvStorage as _, SealStorage as _, SecretStorage as _,
-        TaskStorage as _,
+        AuditStorage as _, CallbackStorage as _, ClusterStorage as _, DaemonKeyStorage as _, DelegationStorage as _,
+        Durability as _, InboxStorage as _, KeyStorage as _, PluginKvStorage as _, SealStorage as _,
+        SecretStorage as _, TaskStorage as _,
     };
 }
 
@@ -175,8 +178,99 @@ pub trait KeyStorage {
     fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError>;
     /// Mark the key revoked and drop its secrets with the audit entry in one step, make it
     /// durable, then erase the share and verifier: when this returns they are gone from
-    /// the disk. `None`: no such key. Blocking (syncs).
+    /// the disk. Every delegation of the key that has not ended ends with it (`revoked`,
+    /// reason `key_revoked`) in the same step, its secrets erased too. `None`: no such
+    /// key. Blocking (syncs).
     fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError>;
+}
+
+/// Hand a key over to a `transfer` delegation's device (see [`DelegationChange::transfer`]).
+pub struct KeyTransfer<'a> {
+    /// The new owner's share and verifier, wrapped for the key (its id, kinds `Share` and
+    /// `PinVerifier`): they replace the old owner's, which are erased.
+    pub share_blob: &'a [u8],
+    pub verifier_blob: &'a [u8],
+}
+
+/// One atomic step of a delegation (see [`DelegationStorage::change_delegation`]).
+pub struct DelegationChange<'a> {
+    /// The delegation as it should be afterwards; its `rev` must be the stored rev + 1.
+    /// Its PIN state is not taken: the counter moves only by its own steps.
+    pub record: &'a DelegationRecord,
+    /// Wrapped secrets of the delegation to store (replacing, and erasing, earlier ones).
+    pub put_secrets: Vec<(SecretKind, &'a [u8])>,
+    pub erase_secrets: Vec<SecretKind>,
+    /// With a `transfer`'s activation: the key's device becomes the delegation's, its share
+    /// and verifier are replaced and its PIN counter cleared, in the same step.
+    pub transfer: Option<KeyTransfer<'a>>,
+    pub audit: Option<&'a AuditAppend>,
+}
+
+impl<'a> DelegationChange<'a> {
+    /// A change that only writes the record.
+    pub fn of(record: &'a DelegationRecord) -> Self {
+        DelegationChange { record, put_secrets: Vec::new(), erase_secrets: Vec::new(), transfer: None, audit: None }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DelegationOutcome {
+    Done,
+    /// The delegation is gone or moved on first (its rev differs); nothing was written.
+    Raced,
+    /// A transfer's key is gone or revoked; nothing was written.
+    KeyGone,
+}
+
+/// Delegations: another device's share of a key (API.md "Organisations"), each with its
+/// own wrapped share, verifier and PIN counter, owned by the delegation's id.
+///
+/// A change into a final state (`revoked`, `expired`) erases every secret of the
+/// delegation whatever the change names, and once it returns (flushed) they are gone from
+/// the files, as with a key's revocation; a final delegation changes no more.
+pub trait DelegationStorage {
+    /// Create a delegation (rev 0, no secrets) with its request's audit entry. `false`:
+    /// the id is taken, nothing written.
+    fn insert_delegation(&self, rec: &DelegationRecord, audit: Option<&AuditAppend>) -> Result<bool, StoreError>;
+    fn delegation(&self, id: &str) -> Result<Option<DelegationRecord>, StoreError>;
+    /// A key's delegations, in id order.
+    fn delegations_of_key(&self, key_id: &str) -> Result<Vec<DelegationRecord>, StoreError>;
+    /// Every delegation that has not ended (the sweeper's view).
+    fn open_delegations(&self) -> Result<Vec<DelegationRecord>, StoreError>;
+    fn delegation_secret(&self, id: &str, kind: SecretKind) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Compare-and-swap on `rev`: the record, its secrets, a key transfer and the audit
+    /// entry, all or nothing; replaced or erased secrets are gone from the files when this
+    /// returns. Blocking (syncs when it erases).
+    fn change_delegation(&self, change: DelegationChange<'_>) -> Result<DelegationOutcome, StoreError>;
+    /// [`KeyStorage::count_pin_failure`] for a delegate's own counter.
+    fn count_delegate_pin_failure(
+        &self,
+        id: &str,
+        expected: u32,
+        max: u32,
+        audit: Option<&AuditAppend>,
+    ) -> Result<Option<DelegationRecord>, StoreError>;
+    /// [`KeyStorage::reset_pin_failures`] for a delegate's counter.
+    fn reset_delegate_pin_failures(&self, id: &str) -> Result<PinReset, StoreError>;
+    /// [`KeyStorage::unlock_pin`] for a delegate's counter.
+    fn unlock_delegate_pin(&self, id: &str) -> Result<Option<bool>, StoreError>;
+    /// The active `delegate` delegation of `device_id` for `key_id`, if any; else the
+    /// newest one of that device (to tell "ended or not yet active" from "a stranger").
+    fn delegation_of_device(&self, key_id: &str, device_id: &str) -> Result<Option<DelegationRecord>, StoreError> {
+        let mine: Vec<_> = self
+            .delegations_of_key(key_id)?
+            .into_iter()
+            .filter(|d| {
+                d.device_id.as_deref() == Some(device_id)
+                    && d.kind == crate::model::delegation::DelegationKind::Delegate
+            })
+            .collect();
+        let active = mine.iter().position(|d| d.status == crate::model::delegation::DelegationStatus::Active);
+        Ok(match active {
+            Some(i) => mine.into_iter().nth(i),
+            None => mine.into_iter().max_by_key(|d| (d.created_at, d.id.clone())),
+        })
+    }
 }
 
 /// A platform's limits on its open (unfinished) tasks.

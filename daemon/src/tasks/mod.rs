@@ -505,7 +505,8 @@ impl TaskService {
         if let TaskData::Csr { key_id: own, request_info } = &task.data {
             return self.claim_csr(&task, own, request_info, key_id, device_id).await;
         }
-        let key = self.keys.usable_key(key_id, device_id)?;
+        // The owner, or an active delegate allowed this task's kind.
+        let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;
         let once = self
             .authorisation(&key, &task.platform)
             .ok_or_else(|| TaskError::PlatformNotAuthorized(task.platform.clone()))?;
@@ -627,7 +628,8 @@ impl TaskService {
         let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
         let proof = PinProof { op: sm2_2p::Transcript::TaskSign { task_id: id.into(), q1: q1_hex.into() }, proof };
         let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
-        let answer = match self.keys.sign(&key_id, device_id, e, q1, mode, proof).await? {
+        let uses = [kind_str(task.kind)];
+        let answer = match self.keys.sign_for(&key_id, device_id, &uses, e, q1, mode, proof).await? {
             SignOutput::Canonical(r) => r,
             SignOutput::FixedK3(_) => return Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
         };
@@ -651,7 +653,7 @@ impl TaskService {
         }
         let key_id = Self::cosignable(&task, device_id, &t1)?.to_owned();
         let proof = PinProof { op: sm2_2p::Transcript::TaskDecrypt { task_id: id.into(), t1: t1_hex.into() }, proof };
-        let t2 = self.keys.decrypt(&key_id, device_id, t1, proof).await?;
+        let t2 = self.keys.decrypt_for(&key_id, device_id, &[kind_str(task.kind)], t1, proof).await?;
         self.commit_request(Transition::of(&self.cosigned(&task, &t1))).await?;
         Ok(t2)
     }
@@ -694,7 +696,7 @@ impl TaskService {
             let key_id = key_id.to_owned();
             return self.complete_csr(&task, &key_id, device_id, sig).await;
         }
-        let key = self.keys.usable_key(key_id, device_id)?;
+        let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;
         Self::check_signature(&task, &key, &sig)?;
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let mut t = self.next(&task);
@@ -743,7 +745,8 @@ impl TaskService {
             return Err(TaskError::Invalid("complete this task with a signature".into()));
         }
         let key_id = Self::completable(&task, device_id)?;
-        let key = self.keys.usable_key(key_id, device_id)?;
+        // The owner, or an active delegate allowed this task's kind.
+        let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let (hsm, tid) = (self.hsm.clone(), id.to_owned());
         let blob = blocking(move || Ok(hsm.wrap(&tid, SecretKind::TaskResult, &plaintext)?)).await?;
@@ -818,7 +821,11 @@ impl TaskService {
             .filter_map(|(r, (_, _, q1, _))| r.as_ref().ok().map(|(_, e)| (*e, *q1)))
             .collect();
         let proof = PinProof { op: transcript, proof };
-        let mut signed = self.keys.sign_batch(key_id, device_id, work, proof).await?.into_iter();
+        // A delegate must be allowed every kind the batch holds.
+        let mut uses: Vec<&str> =
+            checked.iter().filter_map(|r| r.as_ref().ok().map(|(t, _)| kind_str(t.kind))).collect();
+        uses.dedup();
+        let mut signed = self.keys.sign_batch(key_id, device_id, &uses, work, proof).await?.into_iter();
         let mut out = Vec::with_capacity(items.len());
         for (r, (_, _, q1, _)) in checked.into_iter().zip(&items) {
             out.push(match r {
@@ -891,6 +898,10 @@ impl TaskService {
 
     /// Expire overdue tasks and purge finished ones past retention. Returns (expired, purged).
     pub async fn sweep(&self) -> Result<(usize, usize), TaskError> {
+        // Delegations past their end are swept on the same beat (and the same lead).
+        if let Err(e) = self.keys.sweep_delegations().await {
+            tracing::warn!(error = %e, "delegation sweep failed");
+        }
         let at = self.now();
         let (mut expired, mut purged, mut open) = (0, 0, 0);
         for task in self.store.tasks()? {

@@ -4,14 +4,16 @@
 //! A backend provides a [`Factory`] (fresh empty stores, and a restart that keeps only what
 //! was flushed) and instantiates the suite with [`conformance_tests!`](crate::conformance_tests),
 //! one `#[test]` per check. The checks (`keys.rs`, `tasks.rs`, `other.rs`) are plain functions that panic on a failure; they
-//! build their own small runtime where a flush is awaited, so call them from a test
+//! (and `delegations.rs`) build their own small runtime where a flush is awaited, so call them from a test
 //! thread, not from inside a runtime.
 
+mod delegations;
 mod inbox;
 mod keys;
 mod other;
 mod tasks;
 
+pub use delegations::*;
 pub use inbox::*;
 pub use keys::*;
 pub use other::*;
@@ -77,6 +79,12 @@ macro_rules! conformance_tests {
             concurrent_flushes_share_syncs,
             lifecycle_failure_state_close_and_snapshot,
             plugin_kv_get_put_cas,
+            delegations_are_created_once_and_changed_by_cas,
+            ending_a_delegation_erases_its_secrets,
+            a_delegates_pin_counter_is_its_own,
+            a_transfer_hands_the_key_over_in_one_step,
+            a_key_revocation_ends_its_delegations_and_erases_their_shares,
+            the_active_delegation_of_a_device,
         );
     };
     (@each $factory:expr; $($check:ident,)*) => {

@@ -17,6 +17,7 @@ const MAGIC: &[u8] = b"MCSDPG01";
 pub(super) const TABLES: &[&str] = &[
     "enrollments",
     "keys",
+    "delegations",
     "secrets",
     "tasks",
     "callbacks",

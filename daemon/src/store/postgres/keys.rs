@@ -301,6 +301,7 @@ impl KeyStorage for PgStore {
             rec.revocation_reason = Some(reason.to_owned());
             put_key(&tx, &rec).await?;
             delete_secrets(&tx, key_id, &[SecretKind::Share, SecretKind::PinVerifier]).await?;
+            super::delegations::end_delegations_of_key(&tx, key_id, crate::clock::now_ms() / 1000).await?;
             tx.commit().await?;
             Ok(Some(rec))
         })

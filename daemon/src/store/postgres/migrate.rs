@@ -26,7 +26,8 @@ pub struct Migration {
 /// an applied one is never edited (the runner refuses a database where it differs).
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
-    Migration { version: 2, name: "inbox", sql: include_str!("migrations/0002_inbox.sql") },
+    Migration { version: 2, name: "delegations", sql: include_str!("migrations/0002_delegations.sql") },
+    Migration { version: 3, name: "inbox", sql: include_str!("migrations/0003_inbox.sql") },
 ];
 
 /// The advisory lock key of schema changes ("mcsd" then 1), shared by every node.

@@ -26,6 +26,7 @@ mod backup;
 mod bridge;
 #[cfg(test)]
 mod conformance;
+mod delegations;
 mod from_sled;
 mod inbox;
 mod keys;

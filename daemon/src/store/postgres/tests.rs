@@ -170,7 +170,7 @@ async fn a_newer_schema_is_refused_and_left_alone() {
 async fn an_edited_migration_is_refused() {
     let cluster = Cluster::shared();
     let mut client = connect(&cluster.fresh_database().await).await;
-    migrate(&mut client).await.unwrap();
+    migrate_with(&mut client, &MIGRATIONS[..1]).await.unwrap();
     let edited = [Migration { version: 1, name: "initial", sql: "CREATE TABLE other (x int);" }];
     let err = migrate_with(&mut client, &edited).await.unwrap_err();
     assert!(matches!(err, MigrateError::Altered { version: 1, .. }), "{err:?}");
@@ -179,7 +179,8 @@ async fn an_edited_migration_is_refused() {
     // A later migration, on the other hand, is applied after the recorded ones.
     let mut next = MIGRATIONS.to_vec();
     next.push(Migration { version: latest_version() + 1, name: "next", sql: "CREATE TABLE next_one (x int);" });
-    assert_eq!(migrate_with(&mut client, &next).await.unwrap(), vec![latest_version() + 1]);
+    let later: Vec<i32> = (2..=latest_version() + 1).collect();
+    assert_eq!(migrate_with(&mut client, &next).await.unwrap(), later, "the rest of this mcsd's, then the new one");
     assert!(tables(&client).await.contains(&"next_one".to_string()));
 }
 

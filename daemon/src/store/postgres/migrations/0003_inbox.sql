@@ -1,4 +1,4 @@
--- mcsd schema 2: the inbox (items addressed to a device, read after a cursor).
+-- mcsd schema 3: the inbox (items addressed to a device, read after a cursor).
 --
 -- `seq` is the cursor: one sequence for all devices, so a device's items are increasing in
 -- it, and a number is never reused (a cursor never points back into older items).

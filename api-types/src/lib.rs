@@ -14,6 +14,7 @@
 
 pub mod delegations;
 pub mod error;
+pub mod inbox;
 pub mod keys;
 pub mod ops;
 pub mod seals;
@@ -26,6 +27,7 @@ mod yaml;
 
 pub use delegations::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use inbox::*;
 pub use keys::*;
 pub use ops::*;
 pub use seals::*;

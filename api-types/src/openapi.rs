@@ -53,6 +53,7 @@ use utoipa::openapi::security::SecurityScheme;
         ops::share_delegation,
         ops::activate_delegation,
         ops::revoke_delegation,
+        ops::get_inbox,
         ops::create_task,
         ops::batch_cosign,
         ops::get_task,
@@ -510,6 +511,18 @@ mod ops {
         request_body = VerifyPdfRequest,
         responses((status = 200, description = "One verdict per signature", body = PdfVerdict)))]
     fn verify_pdf() {}
+
+    /// The calling device's inbox
+    ///
+    /// App: items addressed to this device, after `after`; waits up to `wait` seconds for
+    /// one when there is none. Passing a cursor drops the items up to it.
+    #[utoipa::path(get, path = "/v1/inbox", operation_id = "getInbox", tag = "delegations",
+        params(
+            ("after" = Option<String>, Query, description = "The cursor of the last answer (default: from the start)"),
+            ("wait" = Option<u64>, Query, description = "Seconds to wait for an item (capped like task results)"),
+        ),
+        responses((status = 200, description = "Items and the next cursor", body = InboxPage)))]
+    fn get_inbox() {}
 
     /// Audit entries, oldest first
     ///

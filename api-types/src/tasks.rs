@@ -111,6 +111,10 @@ pub struct CreateTaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
     pub callback_url: Option<String>,
+    /// Send the task to the phones of this key (its owner and the delegates it may use)
+    /// through their inboxes, without a QR code; only they may claim it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_key_id: Option<String>,
 }
 
 /// A task's `data`, by kind. Byte strings are standard base64.

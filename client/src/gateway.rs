@@ -23,6 +23,7 @@ pub async fn create_task(
         display: TaskDisplay { title: title.to_owned(), detail: None },
         data,
         callback_url: callback_url.map(str::to_owned),
+        to_key_id: None,
     };
     conn.send(Method::POST, "/v1/tasks", &body).await
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod gateway;
+pub mod inbox;
 pub mod load;
 pub mod phone;
 pub mod transport;

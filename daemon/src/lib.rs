@@ -3,7 +3,7 @@
 //! The modules are layers; each uses only those listed after it (ARCHITECTURE.md, and
 //! `tests/tests/architecture.rs` checks it):
 //!
-//! [`server`] / [`cli`] → [`api`] → [`tasks`] → [`seals`] → [`keys`] → [`audit`] →
+//! [`server`] / [`cli`] → [`api`] → [`tasks`] → [`seals`] → [`keys`] → [`inbox`] → [`audit`] →
 //! [`daemon_keys`] → [`plugins`] / [`store`] / [`hsm`] → [`config`] → [`model`], with
 //! [`clock`], [`metrics`], [`os`] and [`pem`] usable from anywhere.
 //!
@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon_keys;
 pub mod hsm;
+pub mod inbox;
 pub mod keys;
 pub mod metrics;
 pub mod model;

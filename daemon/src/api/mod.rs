@@ -16,6 +16,7 @@ pub mod error;
 mod extract;
 #[doc(hidden)]
 pub mod fuzz;
+mod inbox;
 mod keys;
 mod seals;
 mod tasks;
@@ -115,6 +116,7 @@ where
         ("/v1/delegations/{id}/share", post(delegations::share)),
         ("/v1/delegations/{id}/activate", post(delegations::activate)),
         ("/v1/delegations/{id}/revoke", post(delegations::revoke)),
+        ("/v1/inbox", get(inbox::get)),
         ("/v1/tasks", post(tasks::create)),
         ("/v1/tasks/batch/cosign", post(tasks::batch_cosign)),
         ("/v1/tasks/{id}", get(tasks::get)),

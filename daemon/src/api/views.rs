@@ -469,3 +469,46 @@ pub fn delegation_created(c: &crate::keys::delegations::DelegationCreated) -> mc
         expires_at: rfc3339(c.delegation.invitation_expires_at),
     }
 }
+
+/// `GET /v1/inbox`.
+pub fn inbox(page: &crate::inbox::Page) -> mcs_api::InboxPage {
+    use crate::model::inbox::InboxEvent as E;
+    use mcs_api::InboxEvent as W;
+    let display =
+        |d: &crate::model::task::TaskDisplay| mcs_api::TaskDisplay { title: d.title.clone(), detail: d.detail.clone() };
+    let item = |i: &crate::model::inbox::InboxRecord| mcs_api::InboxItem {
+        id: i.id.clone(),
+        created_at: rfc3339(i.created_at),
+        event: match &i.event {
+            E::Task { task_id, token, kind, display: d, platform } => W::Task {
+                task_id: task_id.clone(),
+                token: token.clone(),
+                kind: task_kind(*kind),
+                display: display(d),
+                platform: platform.clone(),
+            },
+            E::ApprovalRequest { approval_id, task_id, display: d, platform, delegate_label } => W::ApprovalRequest {
+                approval_id: approval_id.clone(),
+                task_id: task_id.clone(),
+                display: display(d),
+                platform: platform.clone(),
+                delegate_label: delegate_label.clone(),
+            },
+            E::ApprovalResult { approval_id, task_id, decision } => W::ApprovalResult {
+                approval_id: approval_id.clone(),
+                task_id: task_id.clone(),
+                decision: decision.clone(),
+            },
+            E::DelegationAccepted { delegation_id } => W::DelegationAccepted { delegation_id: delegation_id.clone() },
+            E::DelegationRevoked { delegation_id } => W::DelegationRevoked { delegation_id: delegation_id.clone() },
+            E::CertificateIssued { key_id } => W::CertificateIssued { key_id: key_id.clone() },
+            E::KeySuspended { key_id } => W::KeySuspended { key_id: key_id.clone() },
+            E::KeyResumed { key_id } => W::KeyResumed { key_id: key_id.clone() },
+            E::KeySuperseded { key_id } => W::KeySuperseded { key_id: key_id.clone() },
+            E::CertificateExpiring { key_id, not_after } => {
+                W::CertificateExpiring { key_id: key_id.clone(), not_after: *not_after }
+            }
+        },
+    };
+    mcs_api::InboxPage { items: page.items.iter().map(item).collect(), cursor: page.cursor.to_string() }
+}

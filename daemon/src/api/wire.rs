@@ -347,11 +347,17 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
         "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
         other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),
     };
+    if let Some(k) = &req.to_key_id
+        && (k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return Err(ApiError::bad_request("to_key_id is not a key id"));
+    }
     Ok(NewTask {
         ttl_secs: req.ttl_secs,
         display: TaskDisplay { title: req.display.title, detail: req.display.detail },
         data,
         callback_url: req.callback_url,
+        to_key_id: req.to_key_id,
     })
 }
 

@@ -147,6 +147,9 @@ pub struct KeyService {
     /// The audit chain, for steps that write their request's entry in their own store
     /// transaction (PIN failures, activation, revocation): set once at start-up.
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
+    /// The devices' inboxes (on the same store and clock): delegation events go there, and
+    /// the layers above reach it through [`KeyService::inbox`].
+    inbox: Arc<crate::inbox::InboxService>,
 }
 
 pub(crate) fn random_id(prefix: &str) -> Result<String, KeyError> {
@@ -190,6 +193,7 @@ impl KeyService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         KeyService {
+            inbox: Arc::new(crate::inbox::InboxService::new(store.clone(), clock.clone())),
             store,
             hsm,
             plugins,
@@ -198,6 +202,10 @@ impl KeyService {
             pin_checks: pin::KeyLocks::default(),
             audit: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn inbox(&self) -> &Arc<crate::inbox::InboxService> {
+        &self.inbox
     }
 
     fn now(&self) -> i64 {

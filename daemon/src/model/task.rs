@@ -91,6 +91,10 @@ pub struct TaskRecord {
     pub updated_at: i64,
     pub key_id: Option<String>,
     pub device_id: Option<String>,
+    /// The key the creating platform addressed the task to (`to_key_id`): only its owner
+    /// and delegates may claim it, and their inboxes got it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_key_id: Option<String>,
     /// The digest the server computed at claim (signing kinds), lowercase hex.
     pub e: Option<String>,
     /// A co-signature was given out (the phone may complete).
@@ -140,6 +144,7 @@ impl TaskRecord {
             updated_at: created_at,
             key_id: None,
             device_id: None,
+            to_key_id: None,
             e: None,
             cosigned: false,
             cosign_nonces: Vec::new(),

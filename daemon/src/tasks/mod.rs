@@ -52,6 +52,8 @@ use crate::config::TasksConfig;
 use crate::hsm::{HsmError, Wrapper};
 use crate::keys::certificates::{CertificateError, certificate_request, certificate_request_info, parse_issued};
 use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput};
+use crate::model::delegation::{DelegationKind, DelegationStatus};
+use crate::model::inbox::InboxEvent;
 use crate::model::key::{KeyRecord, KeyStatus, SubjectKind};
 use crate::model::secret::SecretKind;
 use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskResult, TaskStatus};
@@ -123,6 +125,8 @@ pub struct NewTask {
     pub display: TaskDisplay,
     pub data: NewTaskData,
     pub callback_url: Option<String>,
+    /// Send it to this key's phones' inboxes; only they may claim it.
+    pub to_key_id: Option<String>,
 }
 
 pub struct CreatedTask {
@@ -312,6 +316,12 @@ impl TaskService {
                 )
             }
         };
+        // The phones of an addressed key, before anything is written: a key this platform
+        // may not use is refused (the same answer whether or not it exists).
+        let recipients = match &req.to_key_id {
+            Some(key_id) => Some(self.recipients(key_id, platform, kind)?),
+            None => None,
+        };
         let blob = match secret {
             Some(plaintext) => {
                 let (hsm, id) = (self.hsm.clone(), id.clone());
@@ -319,8 +329,9 @@ impl TaskService {
             }
             None => None,
         };
-        let task =
+        let mut task =
             new_task(&id, kind, platform.to_owned(), &token, req.display, data, req.callback_url, self.now(), ttl);
+        task.to_key_id = req.to_key_id.clone();
         let secrets: Vec<(SecretKind, &[u8])> =
             blob.as_deref().map(|b| vec![(SecretKind::TaskInput, b)]).unwrap_or_default();
         let inserted = match RequestEntry::pending() {
@@ -336,6 +347,18 @@ impl TaskService {
             return Err(self.over_quota(platform, quota, usage, task_bytes));
         }
         self.store.flush().await?;
+        if let Some(devices) = recipients {
+            let item = InboxEvent::Task {
+                task_id: task.id.clone(),
+                token: token.clone(),
+                kind,
+                display: task.display.clone(),
+                platform: platform.to_owned(),
+            };
+            // The task stands either way; a phone whose item was lost can still be shown
+            // the QR code.
+            let _ = self.keys.inbox().post_each(&devices, &item).await;
+        }
         Ok(CreatedTask {
             qr: qr_string(&self.cfg.public_url, &id, &token),
             task_id: id,
@@ -476,6 +499,28 @@ impl TaskService {
 
     /// How the key is authorised on the task's platform: `Some(false)` by a standing grant,
     /// `Some(true)` only by a one-time grant, `None` not at all.
+    /// The devices a task for `key_id` goes to: the owner and every delegate that may use
+    /// the key for `kind` now. The key must be usable by `platform`.
+    fn recipients(&self, key_id: &str, platform: &str, kind: TaskKind) -> Result<Vec<String>, TaskError> {
+        let refused = || TaskError::PlatformNotAuthorized(format!("{platform} (to_key_id)"));
+        let key = self.store.key(key_id)?.filter(|k| k.status == KeyStatus::Active).ok_or_else(refused)?;
+        self.authorisation(&key, platform).ok_or_else(refused)?;
+        let at = self.now();
+        let mut devices = vec![key.device_id.clone()];
+        for d in self.store.delegations_of_key(key_id)? {
+            if d.status == DelegationStatus::Active
+                && d.kind == DelegationKind::Delegate
+                && d.valid_at(at)
+                && d.allows(kind_str(kind))
+                && let Some(device) = d.device_id
+                && !devices.contains(&device)
+            {
+                devices.push(device);
+            }
+        }
+        Ok(devices)
+    }
+
     fn authorisation(&self, key: &KeyRecord, platform: &str) -> Option<bool> {
         let at = self.now();
         let grants: Vec<_> = key.platforms.iter().filter(|g| g.platform == platform && g.valid_at(at)).collect();
@@ -504,6 +549,9 @@ impl TaskService {
         }
         if let TaskData::Csr { key_id: own, request_info } = &task.data {
             return self.claim_csr(&task, own, request_info, key_id, device_id).await;
+        }
+        if task.to_key_id.as_deref().is_some_and(|to| to != key_id) {
+            return Err(TaskError::Key(KeyError::NoPermission("the task is addressed to another key".into())));
         }
         // The owner, or an active delegate allowed this task's kind.
         let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;

@@ -71,6 +71,7 @@ impl Fixture {
             display: TaskDisplay { title: "Log in".into(), detail: None },
             data: NewTaskData::Login { challenge: b"challenge".to_vec() },
             callback_url: None,
+            to_key_id: None,
         };
         self.tasks.create(PLATFORM, req).await.unwrap()
     }

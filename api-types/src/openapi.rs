@@ -54,6 +54,7 @@ use utoipa::openapi::security::SecurityScheme;
         ops::activate_delegation,
         ops::revoke_delegation,
         ops::get_inbox,
+        ops::list_devices,
         ops::create_task,
         ops::batch_cosign,
         ops::get_task,
@@ -523,6 +524,13 @@ mod ops {
         ),
         responses((status = 200, description = "Items and the next cursor", body = InboxPage)))]
     fn get_inbox() {}
+
+    /// The devices that hold a share of the caller's keys
+    ///
+    /// App: for every key the caller owns, its own device and each active delegate's.
+    #[utoipa::path(get, path = "/v1/devices", operation_id = "listDevices", tag = "delegations",
+        responses((status = 200, description = "Owner and delegate devices", body = DeviceList)))]
+    fn list_devices() {}
 
     /// Audit entries, oldest first
     ///

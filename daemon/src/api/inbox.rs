@@ -1,4 +1,5 @@
-//! `GET /v1/inbox`: the calling device's items, long-polling like task results.
+//! `GET /v1/inbox`: the calling device's items, long-polling like task results; and
+//! `GET /v1/devices`: the devices that hold a share of the caller's keys.
 
 use std::time::Duration;
 
@@ -20,4 +21,8 @@ pub async fn get(State(api): Ctx, Device(device): Device, RawQuery(query): RawQu
     let wait = Duration::from_secs(wire::wait_query(query)?).min(api.tasks.config().max_wait);
     let page = api.keys.inbox().read(&device, after, wait).await.map_err(crate::keys::KeyError::Store)?;
     views::ok(views::inbox(&page))
+}
+
+pub async fn devices(State(api): Ctx, Device(device): Device, _: NoBody) -> Reply {
+    views::ok(views::devices(&api.keys.devices(&device)?))
 }

@@ -512,3 +512,16 @@ pub fn inbox(page: &crate::inbox::Page) -> mcs_api::InboxPage {
     };
     mcs_api::InboxPage { items: page.items.iter().map(item).collect(), cursor: page.cursor.to_string() }
 }
+
+/// `GET /v1/devices`.
+pub fn devices(rows: &[crate::keys::delegations::DeviceUse]) -> mcs_api::DeviceList {
+    let row = |r: &crate::keys::delegations::DeviceUse| mcs_api::DeviceRow {
+        device_id: r.device_id.clone(),
+        role: if r.owner { mcs_api::DeviceRole::Owner } else { mcs_api::DeviceRole::Delegate },
+        key_id: r.key_id.clone(),
+        delegation_id: r.delegation.as_ref().map(|d| d.id.clone()),
+        label: r.delegation.as_ref().and_then(|d| d.label.clone()),
+        last_used_at: None,
+    };
+    mcs_api::DeviceList { items: rows.iter().map(row).collect() }
+}

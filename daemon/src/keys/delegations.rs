@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use super::{Actor, KeyError, KeyService, PinProof, Verifier, blocking, check_usable, random_id};
 use crate::model::delegation::{Approval, DelegationKind, DelegationRecord, DelegationStatus};
+use crate::model::inbox::InboxEvent;
 use crate::model::key::{KeyRecord, PinState};
 use crate::model::secret::SecretKind;
 use crate::store::{DelegationChange, DelegationOutcome, KeyTransfer};
@@ -84,6 +85,15 @@ fn invitation_code() -> Result<String, KeyError> {
 fn code_matches(given: &str, stored_sha256: &str) -> bool {
     let given = hex::encode(Sha256::digest(given.trim().to_ascii_uppercase().as_bytes()));
     bool::from(given.as_bytes().ct_eq(stored_sha256.as_bytes()))
+}
+
+/// One row of `GET /v1/devices`.
+pub struct DeviceUse {
+    pub device_id: String,
+    pub owner: bool,
+    pub key_id: String,
+    /// The delegation a delegate's device holds.
+    pub delegation: Option<DelegationRecord>,
 }
 
 impl KeyService {
@@ -284,7 +294,16 @@ impl KeyService {
         n.device_id = Some(device_id.to_owned());
         n.transport_key = Some(t_hex);
         self.commit_delegation(DelegationChange::of(&n)).await?;
+        // The owner's phone has the next step to take (reshare and share).
+        self.tell(&key.device_id, InboxEvent::DelegationAccepted { delegation_id: n.id.clone() }).await;
         Ok(n)
+    }
+
+    /// An inbox item, best effort: the step it tells of is done and durable already.
+    async fn tell(&self, device_id: &str, event: InboxEvent) {
+        if let Err(e) = self.inbox.post(device_id, event).await {
+            tracing::error!(device_id, error = %e, "inbox item not posted");
+        }
     }
 
     /// The owner's delegation in a state that lets the owner's phone act on it.
@@ -466,7 +485,35 @@ impl KeyService {
         n.end_reason = Some("revoked".into());
         self.commit_delegation(DelegationChange::of(&n)).await?;
         tracing::info!(delegation = %id, key_id = %d.key_id, "delegation revoked; delegate share destroyed");
+        if let Some(device) = &n.device_id {
+            self.tell(device, InboxEvent::DelegationRevoked { delegation_id: n.id.clone() }).await;
+        }
         Ok(n)
+    }
+
+    /// `GET /v1/devices`: for every key `device_id` owns, the owner's device and every
+    /// device holding an active delegation of it.
+    pub fn devices(&self, device_id: &str) -> Result<Vec<DeviceUse>, KeyError> {
+        let mut out = Vec::new();
+        for key in self.store.keys_of_device(device_id)? {
+            out.push(DeviceUse {
+                device_id: key.device_id.clone(),
+                owner: true,
+                key_id: key.id.clone(),
+                delegation: None,
+            });
+            for d in self.store.delegations_of_key(&key.id)? {
+                if let (DelegationStatus::Active, Some(device)) = (d.status, &d.device_id) {
+                    out.push(DeviceUse {
+                        device_id: device.clone(),
+                        owner: false,
+                        key_id: key.id.clone(),
+                        delegation: Some(d),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Expire delegations past `not_after`, and invitations not completed in time, erasing
@@ -484,7 +531,12 @@ impl KeyService {
             n.status = DelegationStatus::Expired;
             n.end_reason = Some("expired".into());
             match self.store.change_delegation(DelegationChange::of(&n))? {
-                DelegationOutcome::Done => ended += 1,
+                DelegationOutcome::Done => {
+                    ended += 1;
+                    if let Some(device) = &n.device_id {
+                        self.tell(device, InboxEvent::DelegationRevoked { delegation_id: n.id.clone() }).await;
+                    }
+                }
                 // Moved meanwhile: the next sweep looks again.
                 DelegationOutcome::Raced | DelegationOutcome::KeyGone => {}
             }
@@ -614,6 +666,35 @@ mod tests {
         assert!(k.store.delegation_secret(&d.id, SecretKind::DelegateShare).unwrap().is_none());
         assert!(matches!(k.keys.usable_key_for(&owner.key_id, "dev-b", &["decrypt"]), Err(KeyError::NoPermission(_))));
         assert!(matches!(k.keys.revoke_delegation(&d.id, &Actor::Admin, None).await, Err(KeyError::Conflict(_))));
+        let told = k.keys.inbox().read("dev-b", 0, std::time::Duration::ZERO).await.unwrap();
+        assert_eq!(
+            told.items.iter().map(|i| &i.event).collect::<Vec<_>>(),
+            vec![&InboxEvent::DelegationRevoked { delegation_id: d.id.clone() }],
+            "the delegate's phone hears of the end"
+        );
+        assert!(k.keys.devices(&owner.device).unwrap().iter().all(|r| r.owner), "only the owner's device is left");
+    }
+
+    /// The owner's phone hears of an accepted invitation (its next step) and then lists
+    /// the delegate among the devices holding a share; the delegate's own list is empty.
+    #[tokio::test]
+    async fn the_owner_is_told_of_an_accepted_invitation_and_lists_its_delegates() {
+        let k = Keys::new("");
+        let owner = k.active_phone("dev-a", "123456").await;
+        let now = crate::clock::Clock::now(&*k.clock);
+        let (d, _, _) = delegate(&k, &owner, "dev-b", new(DelegationKind::Delegate, Some(now + HOUR), None)).await;
+        let told = k.keys.inbox().read(&owner.device, 0, std::time::Duration::ZERO).await.unwrap();
+        assert_eq!(
+            told.items.iter().map(|i| &i.event).collect::<Vec<_>>(),
+            vec![&InboxEvent::DelegationAccepted { delegation_id: d.id.clone() }]
+        );
+        let rows = k.keys.devices(&owner.device).unwrap();
+        let seen: Vec<(&str, bool, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.device_id.as_str(), r.owner, r.delegation.as_ref().map(|d| d.id.as_str())))
+            .collect();
+        assert_eq!(seen, vec![(owner.device.as_str(), true, None), ("dev-b", false, Some(d.id.as_str()))]);
+        assert!(k.keys.devices("dev-b").unwrap().is_empty(), "a delegate owns nothing");
     }
 
     #[tokio::test]

@@ -37,6 +37,17 @@ impl KeyLocks {
         let guard = lock.lock_owned().await;
         KeyLockGuard { locks: self, key_id: key_id.to_owned(), guard: Some(guard) }
     }
+
+    /// The lock if nobody holds it now; `None` (without waiting) otherwise.
+    pub(super) fn try_lock(&self, key_id: &str) -> Option<KeyLockGuard<'_>> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key_id.to_owned()).or_default().clone()
+        };
+        // On failure the clone goes; the holder's guard removes the entry when it is done.
+        let guard = lock.try_lock_owned().ok()?;
+        Some(KeyLockGuard { locks: self, key_id: key_id.to_owned(), guard: Some(guard) })
+    }
 }
 
 impl Drop for KeyLockGuard<'_> {
@@ -85,11 +96,27 @@ impl KeyService {
         allow_pending: bool,
         then: impl FnOnce(&dyn Wrapper, &KeyRecord, Option<ServerShare>) -> Result<T, KeyError> + Send + 'static,
     ) -> Result<T, KeyError> {
-        // Another device's requests must not queue on this key's lock.
-        let (_, first) = self.holder_of(key_id, device_id, uses)?;
-        let _serial = self.pin_checks.lock(first.lock_id(key_id)).await;
-        // Read again under the lock: the counter its predecessors left.
-        let (key, holder) = self.holder_of(key_id, device_id, uses)?;
+        // The counter must be read under the holder's lock (the one its predecessors left).
+        // Uncontended — the common case — the owner's lock is taken at once and the record
+        // read once under it. Contended, the holder is found first, so another device's
+        // requests never queue on this key's lock; then it is read again under the lock.
+        let uncontended = match self.pin_checks.try_lock(key_id) {
+            Some(guard) => match self.holder_of(key_id, device_id, uses)? {
+                (key, Holder::Owner) => Some((key, Holder::Owner, guard)),
+                // A delegate's lock is its delegation's: go the contended way.
+                _ => None,
+            },
+            None => None,
+        };
+        let (key, holder, _serial) = match uncontended {
+            Some(found) => found,
+            None => {
+                let (_, first) = self.holder_of(key_id, device_id, uses)?;
+                let serial = self.pin_checks.lock(first.lock_id(key_id)).await;
+                let (key, holder) = self.holder_of(key_id, device_id, uses)?;
+                (key, holder, serial)
+            }
+        };
         // A pending key may sign exactly one thing: its own certificate request.
         if !(allow_pending && key.status == KeyStatus::Pending) {
             check_usable(&key, self.now())?;

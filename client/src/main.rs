@@ -423,6 +423,7 @@ enum AppCommand {
         /// A new file for a new acceptance; the pending file to finish one.
         #[arg(long)]
         state: PathBuf,
+        /// The delegation id the owner was shown with the code.
         #[arg(long, requires = "code")]
         delegation: Option<String>,
         /// The invitation code the owner was shown.
@@ -880,7 +881,12 @@ async fn accept(
             }
             let (pending, view) = PendingDelegation::accept(conn, server, &did, &code).await?;
             pending.save(state)?;
-            eprintln!("accepted {did} ({:?} of key {}); waiting for the owner's share", view.kind, view.key_id);
+            let kind = to_json(&view.kind)?;
+            eprintln!(
+                "accepted {did} ({} of key {}); waiting for the owner's share",
+                kind.as_str().unwrap_or("?"),
+                view.key_id
+            );
             pending
         }
         None => PendingDelegation::load(state)?,
@@ -901,7 +907,14 @@ async fn accept(
                 );
                 return Ok(());
             }
-            other => return Err(Error::Protocol(format!("{} is {other:?}", pending.delegation_id))),
+            other => {
+                let status = to_json(&other)?;
+                return Err(Error::Protocol(format!(
+                    "{} is {}",
+                    pending.delegation_id,
+                    status.as_str().unwrap_or("?")
+                )));
+            }
         }
     }
     let phone = pending.activate(conn, &pin.get()?).await?;

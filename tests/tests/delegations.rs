@@ -392,6 +392,15 @@ async fn a_transfer_with_the_cli_keeps_the_certificate_and_moves_the_key() {
     };
     let old = old_state.to_str().unwrap();
     let new = new_state.to_str().unwrap();
+    // The owner's other delegation commands, briefly.
+    let pin = ["--pin", "111111"];
+    let created = mcs("app1", &[&["app", "delegate", "create", "--state", old, "--days", "1"][..], &pin].concat());
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let clerk = created["delegation_id"].as_str().unwrap();
+    let listed: Value = serde_json::from_str(&mcs("app1", &["app", "delegate", "list", "--state", old])).unwrap();
+    assert_eq!(listed["items"][0]["status"], "invited", "{listed}");
+    let revoked = mcs("app1", &[&["app", "delegate", "revoke", "--state", old, clerk][..], &pin].concat());
+    assert_eq!(serde_json::from_str::<Value>(&revoked).unwrap()["status"], "revoked");
     let invitation: Value =
         serde_json::from_str(&mcs("app1", &["app", "transfer", "--state", old, "--pin", "111111"])).unwrap();
     let did = invitation["delegation_id"].as_str().unwrap();

@@ -29,6 +29,22 @@ pub async fn revoke(conn: &mut Connection, key_id: &str, reason: &str) -> Result
     conn.send(Method::POST, &format!("/v1/keys/{key_id}/revoke"), &body).await
 }
 
+/// `POST /v1/keys/{id}/delegations` by an operator (no PIN proof).
+pub async fn create_delegation(
+    conn: &mut Connection,
+    key_id: &str,
+    opts: &crate::delegation::DelegationOptions,
+) -> Result<mcs_api::DelegationCreated> {
+    let body = opts.request(None);
+    crate::transport::parse(&conn.send(Method::POST, &format!("/v1/keys/{key_id}/delegations"), &body).await?)
+}
+
+/// `POST /v1/delegations/{did}/revoke` by an operator.
+pub async fn revoke_delegation(conn: &mut Connection, delegation_id: &str) -> Result<mcs_api::Delegation> {
+    let path = format!("/v1/delegations/{delegation_id}/revoke");
+    crate::transport::parse(&conn.send(Method::POST, &path, &mcs_api::DelegationProof::default()).await?)
+}
+
 /// `POST /v1/keys/{id}/successor`: a new enrollment to renew, change or reissue a key.
 pub async fn successor(
     conn: &mut Connection,

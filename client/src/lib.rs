@@ -3,6 +3,7 @@
 //! the end-to-end tests and the benchmarks.
 
 pub mod admin;
+pub mod delegation;
 pub mod gateway;
 pub mod inbox;
 pub mod load;

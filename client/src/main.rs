@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use base64::Engine;
 use clap::{Args, Parser, Subcommand};
 use mcs_api::{
-    CreateTaskKind, DecryptData, EncryptData, LoginData, PdfSealData, PdfVerdict, RejectRequest, SealImage,
-    SealRequest, SealVerdict, SignData, TaskData, TaskOutcome, TaskResult, TaskView, TaskViewData,
+    CreateTaskKind, DecryptData, DelegationApproval, DelegationStatus, EncryptData, LoginData, PdfSealData, PdfVerdict,
+    RejectRequest, SealImage, SealRequest, SealVerdict, SignData, TaskData, TaskOutcome, TaskResult, TaskView,
+    TaskViewData,
 };
 use mcs_client::admin::{self, EnrollmentRequest, Subject, SubjectKind};
+use mcs_client::delegation::{DelegationOptions, PendingDelegation};
 use mcs_client::gateway;
 use mcs_client::phone::{Phone, PhoneState, ScanCode, SignMode, fetch_task, public_key_pem};
 use mcs_client::transport::parse;
@@ -398,6 +400,95 @@ enum AppCommand {
         #[command(flatten)]
         pin: PinArgs,
     },
+    /// The owner's phone: let an employee's phone use this key (证书授权), step by step.
+    Delegate {
+        #[command(subcommand)]
+        command: DelegateCommand,
+    },
+    /// The owner's phone: start moving this key to a new phone (换机). Prints the invitation
+    /// for the new phone's `mcs app accept`; then send the share with `mcs app delegate share`.
+    /// Once the new phone activates, this phone's share is gone.
+    Transfer {
+        #[arg(long)]
+        state: PathBuf,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// The new phone (an employee's, or the owner's next phone): accept an invitation with
+    /// --delegation and --code (writes a pending state file holding the transport secret),
+    /// then, once the owner's phone has sent the share, check it against the key and
+    /// activate it with this phone's own PIN (the file becomes a phone state for the key).
+    /// Run again without --delegation/--code to finish a pending one.
+    Accept {
+        /// A new file for a new acceptance; the pending file to finish one.
+        #[arg(long)]
+        state: PathBuf,
+        /// The delegation id the owner was shown with the code.
+        #[arg(long, requires = "code")]
+        delegation: Option<String>,
+        /// The invitation code the owner was shown.
+        #[arg(long, requires = "delegation")]
+        code: Option<String>,
+        /// Wait up to this many seconds for the owner's share.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DelegateCommand {
+    /// Invite another phone; prints {delegation_id, invitation_code, expires_at}. The code is
+    /// shown once: hand it to the employee.
+    Create {
+        #[arg(long)]
+        state: PathBuf,
+        /// Valid for this many days from now ...
+        #[arg(long, default_value_t = 30, conflicts_with = "not_after")]
+        days: u32,
+        /// ... or until this time (RFC 3339).
+        #[arg(long)]
+        not_after: Option<String>,
+        /// Not usable before this time (RFC 3339).
+        #[arg(long)]
+        not_before: Option<String>,
+        /// Allowed task kinds (login, sign, pdf_seal, decrypt, encrypt), repeated; default all.
+        #[arg(long = "task-kind")]
+        task_kinds: Vec<String>,
+        /// Shown to the owner, e.g. the employee's name.
+        #[arg(long)]
+        label: Option<String>,
+        /// Every use needs this phone's approval.
+        #[arg(long)]
+        each_use: bool,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Once the new phone has accepted: re-share this phone's half and send it, sealed to
+    /// the new phone's transport key (the daemon cannot read it).
+    Share {
+        #[arg(long)]
+        state: PathBuf,
+        delegation: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// List this key's delegations.
+    List {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Show one delegation (owner, its delegate, operator).
+    Show { delegation: String },
+    /// End a delegation; the employee's server share is destroyed before the answer.
+    Revoke {
+        #[arg(long)]
+        state: PathBuf,
+        delegation: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
 }
 
 fn endpoint(cli: &Cli) -> Result<Endpoint, Error> {
@@ -718,8 +809,117 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
                 print_json(&phone.revoke(conn, &reason).await?);
             }
+            AppCommand::Delegate { command } => delegate(conn, command).await?,
+            AppCommand::Transfer { state, pin } => {
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                print_json(&to_json(&phone.create_delegation(conn, &DelegationOptions::transfer()).await?)?);
+            }
+            AppCommand::Accept { state, delegation, code, wait, pin } => {
+                accept(conn, &ep.base_url, &state, delegation.zip(code), wait, &pin).await?
+            }
         },
     }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(v).map_err(|e| Error::Config(e.to_string()))
+}
+
+async fn delegate(conn: &mut Connection, command: DelegateCommand) -> Result<(), Error> {
+    match command {
+        DelegateCommand::Create { state, days, not_after, not_before, task_kinds, label, each_use, pin } => {
+            let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+            let not_after = match not_after {
+                Some(t) => t,
+                None => rfc3339(unix_now() + i64::from(days) * 86_400)?,
+            };
+            let opts = DelegationOptions {
+                not_before,
+                approval: each_use.then_some(DelegationApproval::EachUse),
+                task_kinds: (!task_kinds.is_empty()).then_some(task_kinds),
+                label,
+                ..DelegationOptions::delegate(not_after)
+            };
+            print_json(&to_json(&phone.create_delegation(conn, &opts).await?)?);
+        }
+        DelegateCommand::Share { state, delegation, pin } => {
+            let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+            phone.share_with(conn, &delegation).await?;
+            println!("share sent for {delegation}: the new phone can now activate it");
+        }
+        DelegateCommand::List { state } => {
+            let state = PhoneState::load(&state)?;
+            let path = format!("/v1/keys/{}/delegations", state.key_id);
+            print_json(&conn.json(hyper::Method::GET, &path, None).await?);
+        }
+        DelegateCommand::Show { delegation } => {
+            print_json(&to_json(&mcs_client::delegation::delegation(conn, &delegation).await?)?)
+        }
+        DelegateCommand::Revoke { state, delegation, pin } => {
+            let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+            print_json(&to_json(&phone.revoke_delegation(conn, &delegation).await?)?);
+        }
+    }
+    Ok(())
+}
+
+/// `mcs app accept`: accept (or resume), wait for the owner's share, check it, activate.
+async fn accept(
+    conn: &mut Connection,
+    server: &str,
+    state: &std::path::Path,
+    invitation: Option<(String, String)>,
+    wait: u64,
+    pin: &PinArgs,
+) -> Result<(), Error> {
+    let pending = match invitation {
+        Some((did, code)) => {
+            // Never over a phone state: that file may be the only copy of another key's share.
+            if state.exists() {
+                return Err(Error::Config(format!("{} exists; accept into a new state file", state.display())));
+            }
+            let (pending, view) = PendingDelegation::accept(conn, server, &did, &code).await?;
+            pending.save(state)?;
+            let kind = to_json(&view.kind)?;
+            eprintln!(
+                "accepted {did} ({} of key {}); waiting for the owner's share",
+                kind.as_str().unwrap_or("?"),
+                view.key_id
+            );
+            pending
+        }
+        None => PendingDelegation::load(state)?,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        let view = pending.fetch(conn).await?;
+        match view.status {
+            DelegationStatus::AwaitingPin => break,
+            DelegationStatus::Invited | DelegationStatus::AwaitingShare if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            DelegationStatus::Invited | DelegationStatus::AwaitingShare => {
+                println!(
+                    "{}: the owner's phone has not sent the share yet; run `mcs app accept --state {}` again",
+                    pending.delegation_id,
+                    state.display()
+                );
+                return Ok(());
+            }
+            other => {
+                let status = to_json(&other)?;
+                return Err(Error::Protocol(format!(
+                    "{} is {}",
+                    pending.delegation_id,
+                    status.as_str().unwrap_or("?")
+                )));
+            }
+        }
+    }
+    let phone = pending.activate(conn, &pin.get()?).await?;
+    phone.state.save(state)?;
+    println!("activated key {} on this phone (public key {})", phone.key_id(), phone.state.public_key);
     Ok(())
 }
 

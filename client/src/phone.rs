@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::transport::{Connection, Error, Result, parse};
 
-const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 1;
 
 /// What the phone stores. Nothing in it reveals `d1` or lets a PIN guess be checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +35,10 @@ pub struct PhoneState {
     pub d1_masked: String,
     /// Salt of the PIN verifier (hex, 16 bytes).
     pub pin_salt: String,
+    /// Set on an employee's phone: the delegation its share belongs to (the key is the
+    /// organisation's, used under that delegation's kinds and window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_id: Option<String>,
 }
 
 impl PhoneState {
@@ -50,18 +54,23 @@ impl PhoneState {
 
     /// Write with mode 0600.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Config(e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        f.write_all(text.as_bytes()).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        write_private(path, text.as_bytes())
     }
+}
+
+/// Replace a state file, readable by its owner only.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    f.write_all(bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// How the server half signs (PROTOCOL.md).
@@ -79,14 +88,14 @@ pub struct Phone {
     public: AffinePoint,
 }
 
-fn random_salt() -> Result<[u8; 16]> {
+pub(crate) fn random_salt() -> Result<[u8; 16]> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Error::Config(format!("OS RNG: {e}")))?;
     Ok(salt)
 }
 
 /// The masking factor for `d1`, derived from the PIN verifier.
-fn mask(verifier: &[u8; 32]) -> Scalar {
+pub(crate) fn mask(verifier: &[u8; 32]) -> Scalar {
     let h = sm2_2p::hmac_sm3(verifier, b"mcs-d1-mask-v1");
     let m = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(h));
     if bool::from(m.is_zero()) { Scalar::ONE } else { m }
@@ -178,6 +187,17 @@ impl Phone {
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
         let share = ClientShare::from_scalar(unmask(&masked, &verifier)).map_err(|e| Error::Config(e.to_string()))?;
         Ok(Phone { state, verifier, share, public })
+    }
+
+    /// A phone whose share came from elsewhere than its own activation (a delegation's
+    /// re-share): the state already masks `share` under `verifier`.
+    pub(crate) fn from_parts(
+        state: PhoneState,
+        verifier: Zeroizing<[u8; 32]>,
+        share: ClientShare,
+        public: AffinePoint,
+    ) -> Phone {
+        Phone { state, verifier, share, public }
     }
 
     pub fn key_id(&self) -> &str {
@@ -306,6 +326,7 @@ impl PreparedActivation {
             public_key: sm2_2p::point_to_hex(&public),
             d1_masked: sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&self.verifier))),
             pin_salt: hex::encode(self.salt),
+            delegation_id: None,
         };
         let phone = Phone { state, verifier: self.verifier.clone(), share: self.share.clone(), public };
         let csr = answer.csr_task.map(|t| ScanCode { task_id: t.task_id, token: t.token, url: self.server.clone() });

@@ -65,6 +65,10 @@ pub enum Error {
     /// The server answered something this client cannot understand.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A delegated share that does not open or does not form the key's joint public key:
+    /// refused, never used (PROTOCOL.md "Re-sharing", step 4).
+    #[error("share refused: {0}")]
+    ShareRefused(String),
 }
 
 impl Error {

@@ -141,6 +141,60 @@ impl DevEnv {
         std::fs::write(self.config(), cfg).expect("config");
     }
 
+    /// One more phone identity `who` in the PKI (`<who>.pem` / `<who>.key`, role `app`,
+    /// issued by the CA that issues the phones in this layout): a device beyond `app1` and
+    /// `app2`, e.g. a third phone for an outsider or a new phone.
+    pub fn add_app_identity(&self, who: &str) {
+        let pki = self.pki();
+        let ca = if pki.join("phones-ca.key").exists() { "phones-ca" } else { "ca" };
+        let (key, csr, cert, ext) = (
+            pki.join(format!("{who}.key")),
+            self.path().join(format!("{who}.csr")),
+            pki.join(format!("{who}.pem")),
+            self.path().join(format!("{who}.ext")),
+        );
+        std::fs::write(
+            &ext,
+            "subjectAltName=URI:urn:mcs:role:app\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n",
+        )
+        .unwrap();
+        let subj = format!("/C=CN/O=mcsd development/CN={who}");
+        let (ok, out) = openssl(&[
+            "req".as_ref(),
+            "-new".as_ref(),
+            "-newkey".as_ref(),
+            "ec".as_ref(),
+            "-pkeyopt".as_ref(),
+            "ec_paramgen_curve:P-256".as_ref(),
+            "-nodes".as_ref(),
+            "-keyout".as_ref(),
+            key.as_os_str(),
+            "-subj".as_ref(),
+            subj.as_ref(),
+            "-out".as_ref(),
+            csr.as_os_str(),
+        ]);
+        assert!(ok, "{out}");
+        let (ok, out) = openssl(&[
+            "x509".as_ref(),
+            "-req".as_ref(),
+            "-in".as_ref(),
+            csr.as_os_str(),
+            "-CA".as_ref(),
+            pki.join(format!("{ca}.pem")).as_os_str(),
+            "-CAkey".as_ref(),
+            pki.join(format!("{ca}.key")).as_os_str(),
+            "-CAcreateserial".as_ref(),
+            "-days".as_ref(),
+            "30".as_ref(),
+            "-extfile".as_ref(),
+            ext.as_os_str(),
+            "-out".as_ref(),
+            cert.as_os_str(),
+        ]);
+        assert!(ok, "{out}");
+    }
+
     /// An endpoint for a daemon, as PKI identity `who` (admin, gateway, app1, ...).
     pub fn endpoint(&self, daemon: &Daemon, who: &str) -> Endpoint {
         Endpoint {

@@ -10,7 +10,8 @@ const D_SHARE: &[u8] = b"delegate-share-0123456789abcdef";
 const D_VERIFIER: &[u8] = b"delegate-verifier-0123456789abc";
 const D_HANDOVER: &[u8] = b"delegate-handover-0123456789abc";
 
-pub(super) fn delegation(id: &str, kind: DelegationKind) -> DelegationRecord {
+/// A delegation of `k1`, `invited`.
+pub fn delegation(id: &str, kind: DelegationKind) -> DelegationRecord {
     DelegationRecord {
         id: id.into(),
         key_id: "k1".into(),

@@ -40,6 +40,32 @@ async fn put_delegation(c: &impl GenericClient, d: &DelegationRecord) -> Result<
     Ok(())
 }
 
+/// `mcsd store migrate`: a delegation as the sled store holds it, its PIN counter included
+/// (which [`put_delegation`] leaves to the counter's own `UPDATE`s).
+pub(super) async fn copy_delegation(c: &impl GenericClient, d: &DelegationRecord) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO delegations (id, key_id, device_id, status, final, rev, pin_failures, pin_locked, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await?;
+    let rev = d.rev.min(i64::MAX as u64) as i64;
+    let failures = d.pin.failures.min(i32::MAX as u32) as i32;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        &d.id,
+        &d.key_id,
+        &d.device_id,
+        &label(&d.status),
+        &d.status.is_final(),
+        &rev,
+        &failures,
+        &d.pin.locked,
+        &encode_record(d),
+    ];
+    c.execute(&stmt, &params).await?;
+    Ok(())
+}
+
 async fn lock_delegation(c: &impl GenericClient, id: &str) -> Result<Option<DelegationRecord>, StoreError> {
     let stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM delegations WHERE id = $1 FOR UPDATE")).await?;
     c.query_opt(&stmt, &[&id]).await?.map(|r| delegation_of(&r)).transpose()

@@ -6,6 +6,7 @@
 
 use deadpool_postgres::GenericClient;
 
+use super::delegations::copy_delegation;
 use super::keys::{put_key, put_secret};
 use super::tasks::{put_callback_row, put_task};
 use super::{PgStore, encode_record};
@@ -14,8 +15,8 @@ use crate::model::key::{DaemonKeyRecord, EnrollmentState};
 use crate::model::seal::SealRecord;
 use crate::model::secret::SecretKind;
 use crate::store::{
-    AuditStorage, CallbackStorage, DaemonKeyStorage, KeyStorage, SealStorage, SecretStorage, Store, StoreError,
-    TaskStorage,
+    AuditStorage, CallbackStorage, DaemonKeyStorage, DelegationStorage, KeyStorage, SealStorage, SecretStorage, Store,
+    StoreError, TaskStorage,
 };
 
 /// What was copied, per kind of record.
@@ -23,6 +24,7 @@ use crate::store::{
 pub struct Copied {
     pub enrollments: u64,
     pub keys: u64,
+    pub delegations: u64,
     pub tasks: u64,
     pub callbacks: u64,
     pub seals: u64,
@@ -37,9 +39,10 @@ impl std::fmt::Display for Copied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} enrollments, {} keys, {} tasks, {} callbacks, {} seals, {} daemon keys, {} audit entries, {} checkpoints, {} wrapped secrets, {} adapter values",
+            "{} enrollments, {} keys, {} delegations, {} tasks, {} callbacks, {} seals, {} daemon keys, {} audit entries, {} checkpoints, {} wrapped secrets, {} adapter values",
             self.enrollments,
             self.keys,
+            self.delegations,
             self.tasks,
             self.callbacks,
             self.seals,
@@ -72,6 +75,7 @@ impl PgStore {
             ));
         }
         let enrollments = from.enrollments_raw()?;
+        let delegations = from.delegations_raw()?;
         let adapter_values = from.plugin_kv_all()?;
         self.run(async {
             let mut c = self.inner.pool.get().await?;
@@ -99,6 +103,17 @@ impl PgStore {
                     }
                 }
                 n.keys += 1;
+            }
+            // Ended ones too (the owner's history); they have no secrets left to copy.
+            for d in &delegations {
+                copy_delegation(&tx, d).await?;
+                for kind in SecretKind::DELEGATION {
+                    if let Some(blob) = from.delegation_secret(&d.id, kind)? {
+                        put_secret(&tx, &d.id, kind, &blob).await?;
+                        n.secrets += 1;
+                    }
+                }
+                n.delegations += 1;
             }
             for task in from.tasks()? {
                 put_task(&tx, &task).await?;

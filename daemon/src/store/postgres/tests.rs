@@ -359,6 +359,30 @@ fn a_sled_store_is_copied_whole_into_an_empty_database_only() {
     sled.activate(&key("k1", "e1"), b"share-blob", b"verifier-blob", Some(&append(0))).unwrap();
     sled.count_pin_failure("k1", 0, 5, Some(&append(1))).unwrap().unwrap();
     sled.kv_put("local-ca", b"crl", b"revocations").unwrap();
+    // An active delegation with its share, verifier and a counted wrong PIN, and an ended
+    // one whose secrets are gone.
+    use crate::model::delegation::{DelegationKind, DelegationStatus};
+    use crate::model::secret::SecretKind;
+    use crate::store::{DelegationChange, DelegationOutcome};
+    let step = |d: &crate::model::delegation::DelegationRecord, put: Vec<(SecretKind, &'static [u8])>| {
+        let change =
+            DelegationChange { record: d, put_secrets: put, erase_secrets: Vec::new(), transfer: None, audit: None };
+        assert_eq!(sled.change_delegation(change).unwrap(), DelegationOutcome::Done);
+    };
+    let mut d1 = crate::store::conformance::delegation("d1", DelegationKind::Delegate);
+    assert!(sled.insert_delegation(&d1, None).unwrap());
+    (d1.rev, d1.status, d1.device_id) = (1, DelegationStatus::Active, Some("dev2".into()));
+    step(
+        &d1,
+        vec![(SecretKind::DelegateShare, b"d-share-blob"), (SecretKind::DelegatePinVerifier, b"d-verifier-blob")],
+    );
+    sled.count_delegate_pin_failure("d1", 0, 5, None).unwrap().unwrap();
+    let mut d2 = crate::store::conformance::delegation("d2", DelegationKind::Delegate);
+    assert!(sled.insert_delegation(&d2, None).unwrap());
+    (d2.rev, d2.status) = (1, DelegationStatus::AwaitingPin);
+    step(&d2, vec![(SecretKind::DelegateShare, b"d2-share-blob")]);
+    (d2.rev, d2.status, d2.end_reason) = (2, DelegationStatus::Revoked, Some("revoked".into()));
+    step(&d2, Vec::new());
     sled.insert_daemon_key(
         &crate::model::key::DaemonKeyRecord { name: "audit".into(), public_key: "04aa".into(), created_at: 1 },
         b"daemon-blob",
@@ -379,6 +403,20 @@ fn a_sled_store_is_copied_whole_into_an_empty_database_only() {
     assert_eq!(pg.daemon_key("audit").unwrap(), sled.daemon_key("audit").unwrap());
     assert_eq!(pg.audit_entry(1).unwrap(), sled.audit_entry(1).unwrap());
     assert_eq!(pg.audit_nodes().unwrap(), vec!["node-a".to_string()]);
+    assert_eq!(copied.delegations, 2);
+    for id in ["d1", "d2"] {
+        assert_eq!(pg.delegation(id).unwrap(), sled.delegation(id).unwrap(), "{id}, with its PIN counter");
+        for kind in SecretKind::DELEGATION {
+            assert_eq!(pg.delegation_secret(id, kind).unwrap(), sled.delegation_secret(id, kind).unwrap(), "{id}");
+        }
+    }
+    assert_eq!(pg.delegation("d1").unwrap().unwrap().pin.failures, 1);
+    assert_eq!(pg.delegation_secret("d1", SecretKind::DelegateShare).unwrap().as_deref(), Some(&b"d-share-blob"[..]));
+    assert!(pg.delegation_secret("d2", SecretKind::DelegateShare).unwrap().is_none(), "an ended one has none");
+    assert_eq!(pg.open_delegations().unwrap().len(), 1);
+    assert_eq!(pg.delegation_of_device("k1", "dev2").unwrap().map(|d| d.id), Some("d1".into()));
+    // The delegate's counter goes on from the copied value, in its own column.
+    assert_eq!(pg.count_delegate_pin_failure("d1", 1, 5, None).unwrap().unwrap().pin.failures, 2);
 
     let before = pg.snapshot().unwrap();
     let again = pg.copy_from_sled(&sled).unwrap_err().to_string();

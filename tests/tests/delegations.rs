@@ -1,0 +1,543 @@
+//! Delegations end to end (issue 14, PROTOCOL.md "Re-sharing"): an owner's phone re-shares
+//! its key to an employee's phone through the real daemon; the employee's signatures verify
+//! under the organisation's key with OpenSSL, raw and in every task kind; the employee's
+//! phone checks its pair before use and refuses a corrupted share; its wrong PINs move only
+//! its own counter; outsiders, expired and out-of-kind uses are refused with API.md's
+//! codes; revocation is durable before the reply and leaves no wrapped share in any sled
+//! file; a transfer keeps the certificate and moves the key; bad input changes nothing;
+//! and on PostgreSQL a delegation made on one node is used on another.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hyper::Method;
+use mcs_api::{DelegationKind, DelegationStatus};
+use mcs_client::delegation::{DelegationOptions, PendingDelegation};
+use mcs_client::phone::{Phone, ScanCode, SignMode};
+use mcs_client::{Connection, Error, gateway};
+use mcs_e2e::*;
+use serde_json::{Value, json};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// Far beyond any step here; only a hang reaches it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn now() -> i64 {
+    mcsd::clock::now()
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn api_code<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
+    match r {
+        Ok(v) => format!("succeeded: {v:?}"),
+        Err(e) => e.code().map(str::to_owned).unwrap_or_else(|| format!("not an API error: {e}")),
+    }
+}
+
+/// A raw request's (status, error code).
+async fn raw(conn: &mut Connection, method: Method, path: &str, body: Value) -> (u16, String) {
+    let resp = conn.call(method, path, Some(&body)).await.unwrap();
+    (resp.status, resp.body["error"]["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The delegation exactly as the daemon answers it (to compare before and after).
+async fn view(conn: &mut Connection, did: &str) -> Value {
+    conn.json(Method::GET, &format!("/v1/delegations/{did}"), None).await.unwrap()
+}
+
+fn code_of(created: &Value) -> ScanCode {
+    ScanCode::parse(created["qr"].as_str().unwrap()).unwrap()
+}
+
+/// Every step of a re-share as the two apps do it: the owner invites, the new phone
+/// accepts, the owner sends its share, the new phone checks and activates with `pin`.
+async fn hand_over(
+    owner: &Phone,
+    owner_conn: &mut Connection,
+    new_conn: &mut Connection,
+    opts: &DelegationOptions,
+    pin: &str,
+) -> (Phone, String) {
+    let created = owner.create_delegation(owner_conn, opts).await.expect("invitation");
+    let did = created.delegation_id;
+    let (pending, accepted) =
+        PendingDelegation::accept(new_conn, "test", &did, &created.invitation_code).await.expect("accept");
+    assert_eq!(accepted.status, DelegationStatus::AwaitingShare);
+    owner.share_with(owner_conn, &did).await.expect("share");
+    let phone = pending.activate(new_conn, pin).await.expect("activate");
+    (phone, did)
+}
+
+fn delegate_for_an_hour() -> DelegationOptions {
+    DelegationOptions { label: Some("clerk Li".into()), ..DelegationOptions::delegate(rfc3339(now() + 3600)) }
+}
+
+/// A gateway's signing task of `kind` scanned by `phone`; the OpenSSL check of its signature.
+async fn signing_task(
+    env: &DevEnv,
+    gw: &mut Connection,
+    phone: &Phone,
+    app: &mut Connection,
+    kind: &str,
+    data: &[u8],
+) -> bool {
+    let field = if kind == "login" { "challenge" } else { "message" };
+    let created = gateway::create_task(gw, kind, "Bid", json!({ field: B64.encode(data) }), None, None).await.unwrap();
+    let code = code_of(&created);
+    phone.scan(app, &code).await.unwrap();
+    let out = gateway::result(gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(out["status"], "completed", "{out}");
+    if kind == "login" {
+        assert_eq!(out["result"]["public_key"], phone.state.public_key);
+    }
+    let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
+    openssl_verifies(env.path(), phone.public_key(), data, &sig)
+}
+
+/// SM2-encrypt `plaintext` to `public` with OpenSSL.
+fn openssl_encrypt(env: &DevEnv, public: &sm2_2p::AffinePoint, plaintext: &[u8]) -> Vec<u8> {
+    let (pem, pt, ct) = (env.path().join("org.pem"), env.path().join("pt"), env.path().join("ct"));
+    std::fs::write(&pem, mcs_client::phone::public_key_pem(public)).unwrap();
+    std::fs::write(&pt, plaintext).unwrap();
+    let (ok, out) = openssl(&[
+        "pkeyutl".as_ref(),
+        "-encrypt".as_ref(),
+        "-pubin".as_ref(),
+        "-inkey".as_ref(),
+        pem.as_os_str(),
+        "-in".as_ref(),
+        pt.as_os_str(),
+        "-out".as_ref(),
+        ct.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    std::fs::read(&ct).unwrap()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// How many files under `dir` hold `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> usize {
+    walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
+}
+
+/// `read-share` (daemon stopped): a delegation's stored secret of `kind`, wrapped or not.
+fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> {
+    let mut cmd = std::process::Command::new(bin("read-share"));
+    cmd.env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"));
+    if wrapped {
+        cmd.arg("--wrapped");
+    }
+    let out = cmd.args(["--kind", kind]).arg(env.config()).arg(owner).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_kind() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+
+    // The handover, step by step: the delegate refuses what does not form the key.
+    let created = owner.create_delegation(&mut app1, &delegate_for_an_hour()).await.unwrap();
+    let did = created.delegation_id.clone();
+    let (pending, _) = PendingDelegation::accept(&mut app2, "test", &did, &created.invitation_code).await.unwrap();
+    owner.share_with(&mut app1, &did).await.unwrap();
+    let handed = pending.fetch(&mut app2).await.unwrap();
+    assert_eq!(handed.status, DelegationStatus::AwaitingPin);
+    assert_eq!(handed.public_key, owner.state.public_key);
+    let (wrapped, p2) = (handed.wrapped_share.clone().unwrap(), handed.p2.clone().unwrap());
+    // The owner does not get the sealed share or p2; they are the delegate's.
+    let owners_view = view(&mut app1, &did).await;
+    assert!(owners_view.get("wrapped_share").is_none() && owners_view.get("p2").is_none(), "{owners_view}");
+    let mut bytes = hex::decode(&wrapped).unwrap();
+    for at in [1, 70, 100, bytes.len() - 1] {
+        bytes[at] ^= 0x01;
+        let corrupted = mcs_api::Delegation { wrapped_share: Some(hex::encode(&bytes)), ..handed.clone() };
+        let err = pending.open(&corrupted).unwrap_err();
+        assert!(matches!(err, Error::ShareRefused(_)), "byte {at} flipped: {err}");
+        bytes[at] ^= 0x01;
+    }
+    // A well-formed share against another p2 (here the key's public point: any other
+    // server half) fails the joint-key check.
+    let foreign = mcs_api::Delegation { p2: Some(owner.state.public_key.clone()), ..handed.clone() };
+    assert!(matches!(pending.open(&foreign), Err(Error::ShareRefused(m)) if m.contains("joint public key")));
+    let share = pending.open(&handed).expect("the real share opens and forms the key");
+    assert!(sm2_2p::pair_forms(&share, &sm2_2p::point_from_hex(&p2).unwrap(), owner.public_key()));
+    let delegate = pending.activate(&mut app2, "222222").await.unwrap();
+    assert_eq!(delegate.key_id(), owner.key_id());
+    assert_eq!(delegate.public_key(), owner.public_key());
+    assert_eq!(delegate.state.delegation_id.as_deref(), Some(did.as_str()));
+    assert_ne!(delegate.share().scalar(), owner.share().scalar(), "the delegate's half is its own");
+    let active = view(&mut app2, &did).await;
+    assert_eq!(active["status"], "active");
+    assert!(active.get("wrapped_share").is_none(), "the handover is gone once active: {active}");
+
+    // Raw sign, checked by OpenSSL under the org key; the owner still signs too.
+    for (who, phone, conn) in [("delegate", &delegate, &mut app2), ("owner", &owner, &mut app1)] {
+        let msg = format!("raw signature by the {who}");
+        let sig = phone.sign_message(conn, msg.as_bytes(), SignMode::Canonical).await.unwrap();
+        assert!(openssl_verifies(env.path(), owner.public_key(), msg.as_bytes(), &sig.to_der()), "{who}");
+    }
+    // Raw decrypt of something OpenSSL encrypted to the org key.
+    let ct = openssl_encrypt(&env, owner.public_key(), b"bid file key 1");
+    assert_eq!(delegate.decrypt(&mut app2, &ct).await.unwrap().as_slice(), b"bid file key 1");
+
+    // Every task kind, with the key id of the org key.
+    assert!(signing_task(&env, &mut gw, &delegate, &mut app2, "login", b"login challenge 9e1 for the org").await);
+    assert!(signing_task(&env, &mut gw, &delegate, &mut app2, "sign", "投标文件 ZB-2026-7".as_bytes()).await);
+    let secret = b"bid file key 2: 0f3c".to_vec();
+    let ct = openssl_encrypt(&env, owner.public_key(), &secret);
+    let created =
+        gateway::create_task(&mut gw, "decrypt", "Open the bid", json!({"ciphertext": B64.encode(&ct)}), None, None)
+            .await
+            .unwrap();
+    let code = code_of(&created);
+    delegate.scan(&mut app2, &code).await.unwrap();
+    let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(B64.decode(out["result"]["plaintext"].as_str().unwrap()).unwrap(), secret);
+
+    // pdf_seal with the org's seal: the CMS signature verifies under the org key.
+    let seal = json!({
+        "kind": "official",
+        "name": "Company seal",
+        "owner": { "org_name": "Hangzhou Example Construction Co", "credit_code": "91330100MA2B3C4D5E" },
+        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
+        "signer_key_ids": [owner.key_id()],
+        "valid_from": rfc3339(now() - 3600),
+        "valid_to": rfc3339(now() + 86_400),
+    });
+    let seal = admin.json(Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
+    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
+    let data =
+        json!({ "pdf": B64.encode(&pdf), "seal_id": seal["seal_id"], "placement": {"page": 1, "x": 300, "y": 200} });
+    let created = gateway::create_task(&mut gw, "pdf_seal", "Seal the bid", data, None, None).await.unwrap();
+    let code = code_of(&created);
+    delegate.scan(&mut app2, &code).await.unwrap();
+    let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(out["status"], "completed", "{out}");
+    let sealed = B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap();
+    let found = mcs_pdfseal::pdf::signatures(&sealed).unwrap();
+    assert_eq!(found.len(), 1);
+    let cms = mcs_pdfseal::cms::parse(&found[0].contents).unwrap();
+    assert!(openssl_verifies(env.path(), owner.public_key(), &cms.to_be_signed, &cms.signature));
+    let report =
+        admin.json(Method::POST, "/v1/verify/pdf", Some(&json!({ "pdf": B64.encode(&sealed) }))).await.unwrap();
+    assert_eq!(report["signatures"][0]["valid"], true, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_outsiders_kinds_expiry_and_invitations() {
+    let env = DevEnv::new();
+    env.add_app_identity("app3");
+    // The sweeper that ends expired delegations runs every second here.
+    env.append_config("\n[tasks]\nsweep_interval_secs = 1\n");
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let mut app3 = connect(&env, &daemon, "app3").await;
+
+    // Signing only, for a few seconds: every in-window check runs before it ends.
+    let not_after = now() + 8;
+    let opts =
+        DelegationOptions { task_kinds: Some(vec!["sign".into()]), ..DelegationOptions::delegate(rfc3339(not_after)) };
+    let (delegate, did) = hand_over(&owner, &mut app1, &mut app2, &opts, "222222").await;
+    delegate.sign_message(&mut app2, b"within the window", SignMode::Canonical).await.unwrap();
+
+    // Wrong PINs move only the delegate's counter.
+    let max = view(&mut app2, &did).await["pin"]["remaining_attempts"].as_u64().unwrap();
+    let wrong = Phone::unlock(delegate.state.clone(), "000000").unwrap();
+    let err = wrong.sign_message(&mut app2, b"guess", SignMode::Canonical).await.unwrap_err();
+    assert_eq!(err.code(), Some("pin_incorrect"), "{err}");
+    let Error::Api(e) = &err else { unreachable!() };
+    assert_eq!(e.extra["remaining_attempts"], json!(max - 1));
+    assert_eq!(view(&mut app2, &did).await["pin"]["remaining_attempts"], json!(max - 1));
+    let key = mcs_client::admin::get_key(&mut app1, owner.key_id()).await.unwrap();
+    assert_eq!(key["pin"]["remaining_attempts"], json!(max), "the owner's counter did not move");
+    owner.sign_message(&mut app1, b"owner unaffected", SignMode::Canonical).await.unwrap();
+
+    // Out of kind: raw decrypt, a login task.
+    let ct = openssl_encrypt(&env, owner.public_key(), b"not for the clerk");
+    assert_eq!(api_code(delegate.decrypt(&mut app2, &ct).await), "no_permission");
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let created = gateway::create_task(&mut gw, "login", "Log in", json!({"challenge": B64.encode(b"c")}), None, None)
+        .await
+        .unwrap();
+    assert_eq!(api_code(delegate.claim(&mut app2, &code_of(&created)).await), "no_permission");
+
+    // An outsider naming the org key: device_mismatch, for use and for the delegation.
+    let outsider = Phone::unlock(delegate.state.clone(), "222222").unwrap();
+    assert_eq!(api_code(outsider.sign_message(&mut app3, b"x", SignMode::Canonical).await), "device_mismatch");
+    let resp = app3.call(Method::GET, &format!("/v1/delegations/{did}"), None).await.unwrap();
+    assert_eq!(resp.body["error"]["code"], "device_mismatch");
+
+    // Past not_after: no_permission, and the sweeper ends it.
+    let deadline = Instant::now() + PATIENCE;
+    while now() < not_after {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(api_code(delegate.sign_message(&mut app2, b"late", SignMode::Canonical).await), "no_permission");
+    loop {
+        let v = view(&mut app1, &did).await;
+        if v["status"] == "expired" {
+            assert_eq!(v["end_reason"], "expired");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not expired by the sweeper: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Invitations: a wrong code is token_invalid and changes nothing; a used one conflict.
+    let created = owner.create_delegation(&mut app1, &delegate_for_an_hour()).await.unwrap();
+    let did = created.delegation_id;
+    let before = view(&mut app1, &did).await;
+    assert_eq!(api_code(PendingDelegation::accept(&mut app3, "test", &did, "WRONG-CODE").await), "token_invalid");
+    assert_eq!(view(&mut app1, &did).await, before);
+    let (first, _) = PendingDelegation::accept(&mut app3, "test", &did, &created.invitation_code).await.unwrap();
+    assert_eq!(
+        api_code(PendingDelegation::accept(&mut app2, "test", &did, &created.invitation_code).await),
+        "conflict"
+    );
+    assert_eq!(view(&mut app1, &did).await["transport_key"], json!(first.transport_key), "still the first accept's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_is_durable_before_the_reply_and_erases_the_wrapped_share_from_every_file() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let (delegate, did) = hand_over(&owner, &mut app1, &mut app2, &delegate_for_an_hour(), "222222").await;
+    delegate.sign_message(&mut app2, b"before", SignMode::Canonical).await.unwrap();
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+
+    // The stored d2' is the delegate's half of the key: (d1'·d2')⁻¹·G − G = P.
+    let d2 = read_secret(&env, &did, "delegate-share", false);
+    let server = sm2_2p::ServerShare::from_bytes(&d2).unwrap();
+    let joint = sm2_2p::ProjectivePoint::from(server.decrypt(&delegate.share().p1())) - generator();
+    assert_eq!(joint.to_affine(), *owner.public_key());
+    let wrapped = read_secret(&env, &did, "delegate-share", true);
+    let verifier = read_secret(&env, &did, "delegate-pin-verifier", true);
+    assert!(wrapped.len() >= 64 + 16, "a wrapped share is ciphertext plus tag");
+    assert_eq!(files_holding(&env.db(), &wrapped), 1, "the wrapped share is stored once");
+    assert!(files_holding(&env.db(), &d2[..32]) == 0, "d2' in clear");
+
+    let daemon = Daemon::start(&env);
+    let mut app1 = connect(&env, &daemon, "app1").await;
+    let revoked = owner.revoke_delegation(&mut app1, &did).await.unwrap();
+    assert_eq!((revoked.status, revoked.end_reason.as_deref()), (DelegationStatus::Revoked, Some("revoked")));
+    // Checked while the daemon runs: the reply alone guarantees it.
+    assert_eq!(files_holding(&env.db(), &wrapped), 0, "the wrapped share survived revocation");
+    assert_eq!(files_holding(&env.db(), &verifier), 0, "the delegate's verifier survived revocation");
+    daemon.kill9();
+
+    let daemon = Daemon::start(&env);
+    let mut app1 = connect(&env, &daemon, "app1").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    assert_eq!(view(&mut app1, &did).await["status"], "revoked");
+    assert_eq!(api_code(delegate.sign_message(&mut app2, b"after", SignMode::Canonical).await), "no_permission");
+    owner.sign_message(&mut app1, b"the owner's share is untouched", SignMode::Canonical).await.unwrap();
+    assert_eq!(api_code(owner.revoke_delegation(&mut app1, &did).await), "conflict");
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+    assert_eq!(files_holding(&env.db(), &wrapped), 0);
+}
+
+fn generator() -> sm2_2p::ProjectivePoint {
+    use elliptic_curve::group::Group;
+    sm2_2p::ProjectivePoint::generator()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_with_the_cli_keeps_the_certificate_and_moves_the_key() {
+    let env = DevEnv::new();
+    env.add_app_identity("app3");
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let before = mcs_client::admin::get_key(&mut app1, owner.key_id()).await.unwrap();
+    assert!(before["certificate_serial"].is_string(), "{before}");
+    let (old_state, new_state) = (env.path().join("old-phone.json"), env.path().join("new-phone.json"));
+    owner.state.save(&old_state).unwrap();
+
+    let mcs = |who: &str, args: &[&str]| {
+        let out = std::process::Command::new(bin("mcs"))
+            .args(["--server", &format!("https://{}", daemon.api), "--pki"])
+            .arg(env.pki())
+            .args(["--as", who])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "mcs {args:?}: {text}");
+        text
+    };
+    let old = old_state.to_str().unwrap();
+    let new = new_state.to_str().unwrap();
+    // The owner's other delegation commands, briefly.
+    let pin = ["--pin", "111111"];
+    let created = mcs("app1", &[&["app", "delegate", "create", "--state", old, "--days", "1"][..], &pin].concat());
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let clerk = created["delegation_id"].as_str().unwrap();
+    let listed: Value = serde_json::from_str(&mcs("app1", &["app", "delegate", "list", "--state", old])).unwrap();
+    assert_eq!(listed["items"][0]["status"], "invited", "{listed}");
+    let revoked = mcs("app1", &[&["app", "delegate", "revoke", "--state", old, clerk][..], &pin].concat());
+    assert_eq!(serde_json::from_str::<Value>(&revoked).unwrap()["status"], "revoked");
+    let invitation: Value =
+        serde_json::from_str(&mcs("app1", &["app", "transfer", "--state", old, "--pin", "111111"])).unwrap();
+    let did = invitation["delegation_id"].as_str().unwrap();
+    let code = invitation["invitation_code"].as_str().unwrap();
+    let out = mcs("app3", &["app", "accept", "--state", new, "--delegation", did, "--code", code]);
+    assert!(out.contains("has not sent the share yet"), "{out}");
+    assert!(PendingDelegation::load(&new_state).is_ok(), "the transport secret is kept between the steps");
+    mcs("app1", &["app", "delegate", "share", "--state", old, did, "--pin", "111111"]);
+    let out = mcs("app3", &["app", "accept", "--state", new, "--pin", "333333"]);
+    assert!(out.contains(&format!("activated key {}", owner.key_id())), "{out}");
+
+    let moved = mcs_client::phone::PhoneState::load(&new_state).unwrap();
+    assert_eq!((&moved.key_id, &moved.public_key), (&owner.state.key_id, &owner.state.public_key));
+    assert_eq!(moved.delegation_id, None, "after a transfer the new phone is the owner");
+    let new_phone = Phone::unlock(moved, "333333").unwrap();
+    let mut app3 = connect(&env, &daemon, "app3").await;
+    let after = mcs_client::admin::get_key(&mut app3, owner.key_id()).await.unwrap();
+    for field in ["public_key", "certificate", "certificate_serial", "status"] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    assert_ne!(after["device_id"], before["device_id"]);
+    let sig = new_phone.sign_message(&mut app3, b"signed on the new phone", SignMode::Canonical).await.unwrap();
+    assert!(openssl_verifies(env.path(), owner.public_key(), b"signed on the new phone", &sig.to_der()));
+    assert_eq!(api_code(owner.sign_message(&mut app1, b"old phone", SignMode::Canonical).await), "device_mismatch");
+    let d = mcs_client::delegation::delegation(&mut app3, did).await.unwrap();
+    assert_eq!((d.kind, d.status), (DelegationKind::Transfer, DelegationStatus::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_wrong_roles_and_a_replayed_share_change_nothing() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let created = owner.create_delegation(&mut app1, &delegate_for_an_hour()).await.unwrap();
+    let did = created.delegation_id.clone();
+    let accept = format!("/v1/delegations/{did}/accept");
+    let (_, t) = sm2_2p::TransportKey::generate();
+    let t_hex = sm2_2p::point_to_hex(&t);
+
+    // accept: transport keys that are not points, a gateway, an operator.
+    let before = view(&mut app1, &did).await;
+    let mut off_curve = t_hex.clone();
+    off_curve.replace_range(128.., if off_curve.ends_with('0') { "1" } else { "0" });
+    for bad in [off_curve, t_hex.to_uppercase(), t_hex[..128].to_owned(), format!("05{}", &t_hex[2..]), "zz".repeat(65)]
+    {
+        let body = json!({ "invitation_code": *created.invitation_code, "transport_key": bad });
+        assert_eq!(raw(&mut app2, Method::POST, &accept, body).await, (400, "bad_request".into()), "{bad}");
+    }
+    let body = json!({ "invitation_code": *created.invitation_code, "transport_key": t_hex });
+    assert_eq!(raw(&mut gw, Method::POST, &accept, body.clone()).await, (403, "forbidden".into()));
+    let mut admin = connect(&env, &daemon, "admin").await;
+    assert_eq!(raw(&mut admin, Method::POST, &accept, body).await, (403, "forbidden".into()));
+    assert_eq!(raw(&mut gw, Method::GET, &format!("/v1/delegations/{did}"), Value::Null).await.1, "forbidden");
+    assert_eq!(view(&mut app1, &did).await, before, "nothing changed");
+
+    let (pending, _) = PendingDelegation::accept(&mut app2, "test", &did, &created.invitation_code).await.unwrap();
+    // reshare/share: malformed proofs and shares, the delegate instead of the owner.
+    let reshare = format!("/v1/delegations/{did}/reshare");
+    let share = format!("/v1/delegations/{did}/share");
+    let before = view(&mut app1, &did).await;
+    for proof in ["ZZ".repeat(32), "AB".repeat(32), "ab".repeat(31)] {
+        assert_eq!(
+            raw(&mut app1, Method::POST, &reshare, json!({ "pin_proof": proof })).await,
+            (400, "bad_request".into())
+        );
+    }
+    assert_eq!(raw(&mut app1, Method::POST, &reshare, json!({})).await, (400, "bad_request".into()));
+    let u = owner.reshare(&mut app1, &did).await.unwrap();
+    let sealed = owner.seal_share(&u, &sm2_2p::point_from_hex(&pending.transport_key).unwrap());
+    let proof = owner.proof(&sm2_2p::Transcript::Share { delegation_id: did.clone(), wrapped_share: sealed.clone() });
+    let mut bad_c1 = sealed.clone();
+    bad_c1.replace_range(2..4, if &sealed[2..4] == "00" { "01" } else { "00" });
+    for bad in
+        [sealed.to_uppercase(), sealed[..sealed.len() - 2].to_owned(), format!("{sealed}00"), bad_c1, "zz".repeat(129)]
+    {
+        let body = json!({ "wrapped_share": bad, "pin_proof": proof });
+        assert_eq!(raw(&mut app1, Method::POST, &share, body).await, (400, "bad_request".into()), "{bad}");
+    }
+    let body = json!({ "wrapped_share": sealed, "pin_proof": proof });
+    assert_eq!(raw(&mut app2, Method::POST, &share, body.clone()).await, (403, "device_mismatch".into()));
+    assert_eq!(raw(&mut gw, Method::POST, &share, body.clone()).await, (403, "forbidden".into()));
+    let mut after = view(&mut app1, &did).await;
+    assert_eq!(after["status"], "awaiting_share");
+    // The reshare above stored p2 (not shown); otherwise the same.
+    after.as_object_mut().unwrap().remove("p2");
+    assert_eq!(after, before);
+
+    owner.send_share(&mut app1, &did, &sealed).await.unwrap();
+    let shared = view(&mut app2, &did).await;
+    // Replayed share (same body, or a fresh proof): conflict, and the handover is unchanged.
+    assert_eq!(raw(&mut app1, Method::POST, &share, body).await, (409, "conflict".into()));
+    assert_eq!(api_code(owner.send_share(&mut app1, &did, &sealed).await), "conflict");
+    assert_eq!(api_code(owner.reshare(&mut app1, &did).await), "conflict");
+    assert_eq!(view(&mut app2, &did).await, shared);
+
+    // activate: bad verifiers and salts, another device, unknown fields.
+    let activate = format!("/v1/delegations/{did}/activate");
+    let v = hex::encode([0xabu8; 32]);
+    let salt = hex::encode([1u8; 16]);
+    for pin in [
+        json!({ "salt": salt, "verifier": v.to_uppercase() }),
+        json!({ "salt": salt, "verifier": &v[..62] }),
+        json!({ "salt": "zz".repeat(16), "verifier": v }),
+        json!({ "salt": salt }),
+    ] {
+        assert_eq!(raw(&mut app2, Method::POST, &activate, json!({ "pin": pin })).await, (400, "bad_request".into()));
+    }
+    let body = json!({ "pin": { "salt": salt, "verifier": v }, "recovery_key": "00".repeat(32) });
+    assert_eq!(raw(&mut app2, Method::POST, &activate, body).await.0, 400);
+    let body = json!({ "pin": { "salt": salt, "verifier": v } });
+    assert_eq!(raw(&mut app1, Method::POST, &activate, body).await, (403, "device_mismatch".into()));
+    assert_eq!(view(&mut app2, &did).await, shared, "nothing changed");
+    let delegate = pending.activate(&mut app2, "222222").await.unwrap();
+    delegate.sign_message(&mut app2, b"after all that", SignMode::Canonical).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_delegation_made_on_one_node_is_used_on_another() {
+    use mcs_e2e::cluster::{PgDb, nodes};
+    let db = PgDb::fresh().await;
+    let envs = nodes(&db.url(), 2, "");
+    let (a, b) = (Daemon::start(&envs[0]), Daemon::start(&envs[1]));
+    let (owner, mut owner_a) = new_phone(&envs[0], &a, "app1", "111111").await;
+    let mut delegate_b = connect(&envs[1], &b, "app2").await;
+    let (delegate, did) = hand_over(&owner, &mut owner_a, &mut delegate_b, &delegate_for_an_hour(), "222222").await;
+    let sig = delegate.sign_message(&mut delegate_b, b"signed on node 2", SignMode::Canonical).await.unwrap();
+    assert!(openssl_verifies(envs[1].path(), owner.public_key(), b"signed on node 2", &sig.to_der()));
+    let mut gw_a = connect(&envs[0], &a, "gateway").await;
+    assert!(signing_task(&envs[1], &mut gw_a, &delegate, &mut delegate_b, "sign", b"task of node 1, on node 2").await);
+
+    // Revoked on node 1: refused on node 2 at once (the share is erased in the database).
+    owner.revoke_delegation(&mut owner_a, &did).await.unwrap();
+    assert_eq!(api_code(delegate.sign_message(&mut delegate_b, b"after", SignMode::Canonical).await), "no_permission");
+    let client = db.client().await;
+    let left =
+        client.query_one("SELECT count(*) FROM secrets WHERE owner = $1", &[&did]).await.map(|r| r.get::<_, i64>(0));
+    assert!(matches!(left, Ok(0)), "{left:?}");
+}

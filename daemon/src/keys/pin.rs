@@ -100,21 +100,24 @@ impl KeyService {
         // Uncontended — the common case — the owner's lock is taken at once and the record
         // read once under it. Contended, the holder is found first, so another device's
         // requests never queue on this key's lock; then it is read again under the lock.
+        // The owner's blobs come with that one read.
+        let owner_kinds: &[SecretKind] =
+            if want_share { &[SecretKind::PinVerifier, SecretKind::Share] } else { &[SecretKind::PinVerifier] };
         let uncontended = match self.pin_checks.try_lock(key_id) {
-            Some(guard) => match self.holder_of(key_id, device_id, uses)? {
-                (key, Holder::Owner) => Some((key, Holder::Owner, guard)),
-                // A delegate's lock is its delegation's: go the contended way.
+            Some(guard) => match self.store.key_with_secrets(key_id, owner_kinds)? {
+                Some((key, blobs)) if key.device_id == device_id => Some((key, Holder::Owner, guard, Some(blobs))),
+                // A delegate's lock is its delegation's (or no such key): the contended way.
                 _ => None,
             },
             None => None,
         };
-        let (key, holder, _serial) = match uncontended {
+        let (key, holder, _serial, read) = match uncontended {
             Some(found) => found,
             None => {
                 let (_, first) = self.holder_of(key_id, device_id, uses)?;
                 let serial = self.pin_checks.lock(first.lock_id(key_id)).await;
                 let (key, holder) = self.holder_of(key_id, device_id, uses)?;
-                (key, holder, serial)
+                (key, holder, serial, None)
             }
         };
         // A pending key may sign exactly one thing: its own certificate request.
@@ -128,9 +131,10 @@ impl KeyService {
         let (owner, share_kind, verifier_kind) = holder.secrets(key_id);
         let kinds: &[SecretKind] = if want_share { &[verifier_kind, share_kind] } else { &[verifier_kind] };
         // The owner's two blobs in one read (one round trip on a database).
-        let mut blobs = match &holder {
-            Holder::Owner => self.store.key_secrets(key_id, kinds)?,
-            Holder::Delegate(d) => {
+        let mut blobs = match (&holder, read) {
+            (Holder::Owner, Some(read)) => read,
+            (Holder::Owner, None) => self.store.key_secrets(key_id, kinds)?,
+            (Holder::Delegate(d), _) => {
                 kinds.iter().map(|k| self.store.delegation_secret(&d.id, *k)).collect::<Result<Vec<_>, _>>()?
             }
         }

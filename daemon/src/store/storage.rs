@@ -159,6 +159,19 @@ pub trait KeyStorage {
     fn key_secrets(&self, key_id: &str, kinds: &[SecretKind]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         kinds.iter().map(|k| self.key_secret(key_id, *k)).collect()
     }
+    /// [`KeyStorage::key`] and [`KeyStorage::key_secrets`] together (one query on a
+    /// database: the hot path of every PIN check).
+    #[allow(clippy::type_complexity)]
+    fn key_with_secrets(
+        &self,
+        key_id: &str,
+        kinds: &[SecretKind],
+    ) -> Result<Option<(KeyRecord, Vec<Option<Vec<u8>>>)>, StoreError> {
+        match self.key(key_id)? {
+            Some(key) => Ok(Some((key, self.key_secrets(key_id, kinds)?))),
+            None => Ok(None),
+        }
+    }
     /// Count a wrong PIN proof on a key whose counter stands at `expected` (locking it at
     /// `max`), with the request's audit entry in the same step. `None`: the key is gone,
     /// locked, or its counter moved — nothing was written.

@@ -107,6 +107,9 @@ pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_some());
     let both = [SecretKind::PinVerifier, SecretKind::Share];
     assert_eq!(s.key_secrets("k1", &both).unwrap(), vec![Some(VERIFIER.to_vec()), Some(SHARE.to_vec())], "in order");
+    let (rec, blobs) = s.key_with_secrets("k1", &both).unwrap().expect("the key");
+    assert_eq!((rec, blobs), (s.key("k1").unwrap().unwrap(), vec![Some(VERIFIER.to_vec()), Some(SHARE.to_vec())]));
+    assert!(s.key_with_secrets("nope", &both).unwrap().is_none());
 
     s.flush_blocking().unwrap();
     assert_ne!(f.on_disk(&s, SHARE), Some(false), "the share is on disk while the key lives");
@@ -119,6 +122,10 @@ pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_none(), "the share is gone");
     assert!(s.key_secret("k1", SecretKind::PinVerifier).unwrap().is_none(), "the verifier is gone");
     assert_eq!(s.key_secrets("k1", &both).unwrap(), vec![None, None]);
+    assert_eq!(
+        s.key_with_secrets("k1", &both).unwrap().map(|(k, b)| (k.status, b)),
+        Some((KeyStatus::Revoked, vec![None, None]))
+    );
     assert!(s.secret_entries().unwrap().iter().all(|e| e.owner != "k1"), "no copy left for a rotation to find either");
     assert!(s.revoke("nope", "x", None).unwrap().is_none());
 }

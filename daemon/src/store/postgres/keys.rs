@@ -202,6 +202,29 @@ impl KeyStorage for PgStore {
         self.run(async { get_secret(&self.inner.pool.get().await?, key_id, kind).await })
     }
 
+    fn key_with_secrets(
+        &self,
+        key_id: &str,
+        kinds: &[SecretKind],
+    ) -> Result<Option<(KeyRecord, Vec<Option<Vec<u8>>>)>, StoreError> {
+        let labels: Vec<&str> = kinds.iter().map(|k| kind_label(*k)).collect();
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS},
+                         ARRAY(SELECT s.kind FROM secrets s WHERE s.owner = k.id AND s.kind = ANY($2) ORDER BY s.kind),
+                         ARRAY(SELECT s.blob FROM secrets s WHERE s.owner = k.id AND s.kind = ANY($2) ORDER BY s.kind)
+                     FROM keys k WHERE k.id = $1"
+                ))
+                .await?;
+            let Some(row) = c.query_opt(&stmt, &[&key_id, &labels]).await? else { return Ok(None) };
+            let (found, blobs): (Vec<String>, Vec<Vec<u8>>) = (row.get(4), row.get(5));
+            let pick = |l: &&str| found.iter().position(|f| f == l).map(|i| blobs[i].clone());
+            Ok(Some((key_of(&row)?, labels.iter().map(pick).collect())))
+        })
+    }
+
     fn key_secrets(&self, key_id: &str, kinds: &[SecretKind]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let labels: Vec<&str> = kinds.iter().map(|k| kind_label(*k)).collect();
         self.run(async {

@@ -207,3 +207,44 @@ pub enum DeviceRole {
     Owner,
     Delegate,
 }
+
+/// A claim that waits for the owner's approval (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalPending {
+    /// `awaiting_approval`.
+    pub status: crate::tasks::TaskStatus,
+    pub approval_id: String,
+}
+
+/// `POST /v1/approvals/{id}` (the key's owner): PIN proof over `approve` (`aid`, `decision`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecisionRequest {
+    /// `approve` or `deny`.
+    pub decision: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub pin_proof: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalDecided {
+    pub approval_id: String,
+    pub decision: String,
+}
+
+/// `GET /v1/approvals/{id}` (the owner, the delegate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalView {
+    pub approval_id: String,
+    pub task_id: String,
+    pub key_id: String,
+    pub delegation_id: String,
+    /// `pending`, `approved`, `denied` or `expired` (with its task).
+    pub status: String,
+    pub display: crate::tasks::TaskDisplay,
+    pub platform: String,
+}

@@ -54,6 +54,8 @@ use utoipa::openapi::security::SecurityScheme;
         ops::activate_delegation,
         ops::revoke_delegation,
         ops::get_inbox,
+        ops::decide_approval,
+        ops::get_approval,
         ops::list_devices,
         ops::create_task,
         ops::batch_cosign,
@@ -512,6 +514,23 @@ mod ops {
         request_body = VerifyPdfRequest,
         responses((status = 200, description = "One verdict per signature", body = PdfVerdict)))]
     fn verify_pdf() {}
+
+    /// Approve or deny a delegate's use of the key
+    ///
+    /// App: the key's owner, with a PIN proof over `approve` (`aid`, `decision`).
+    #[utoipa::path(post, path = "/v1/approvals/{id}", operation_id = "decideApproval", tag = "delegations",
+        params(("id" = String, Path, description = "Approval id")),
+        request_body = ApprovalDecisionRequest,
+        responses((status = 200, description = "The decision", body = ApprovalDecided)))]
+    fn decide_approval() {}
+
+    /// An approval
+    ///
+    /// App: the key's owner or the delegate that asked.
+    #[utoipa::path(get, path = "/v1/approvals/{id}", operation_id = "getApproval", tag = "delegations",
+        params(("id" = String, Path, description = "Approval id")),
+        responses((status = 200, description = "The approval", body = ApprovalView)))]
+    fn get_approval() {}
 
     /// The calling device's inbox
     ///

@@ -350,6 +350,9 @@ pub enum ClaimAnswer {
     SealDigest(SealDigest),
     Digest(Digest),
     Ciphertext(CiphertextClaim),
+    /// 202: the owner must approve first (a delegate with `approval: each_use`); claim
+    /// again once approved for the answer.
+    AwaitingApproval(crate::delegations::ApprovalPending),
     Completed(TaskStatusAnswer),
 }
 

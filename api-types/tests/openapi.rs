@@ -48,7 +48,7 @@ fn every_operation_is_typed_and_secured() {
             }
         }
     }
-    assert_eq!(ids.len(), 43);
+    assert_eq!(ids.len(), 45);
 }
 
 /// Requests refuse unknown fields, as API.md requires, and keep the daemon's optional ones.

@@ -541,3 +541,133 @@ async fn on_postgres_a_delegation_made_on_one_node_is_used_on_another() {
         client.query_one("SELECT count(*) FROM secrets WHERE owner = $1", &[&did]).await.map(|r| r.get::<_, i64>(0));
     assert!(matches!(left, Ok(0)), "{left:?}");
 }
+
+/// Per-use approval (API.md): a delegate with `approval: each_use` cannot use the key raw;
+/// its claim answers 202 `awaiting_approval` and waits; co-signing before the owner
+/// decides is `task_state`; the owner's phone is told through its inbox and approves with
+/// a PIN proof — the delegate's next claim gets the digest and its signature verifies
+/// under the org key; a denial rejects the task (`approval_denied`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let opts = DelegationOptions { approval: Some(mcs_api::DelegationApproval::EachUse), ..delegate_for_an_hour() };
+    let (delegate, did) = hand_over(&owner, &mut app1, &mut app2, &opts, "222222").await;
+    assert_eq!(api_code(delegate.sign_message(&mut app2, b"raw", SignMode::Canonical).await), "no_permission");
+
+    let message = b"bid needing the legal representative".as_slice();
+    let created =
+        gateway::create_task(&mut gw, "sign", "Bid for approval", json!({"message": B64.encode(message)}), None, None)
+            .await
+            .unwrap();
+    let code = code_of(&created);
+    let claim = json!({"token": code.token, "key_id": delegate.key_id()});
+    let resp = app2.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    assert_eq!(resp.body["status"], "awaiting_approval");
+    let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
+    assert_eq!(gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "awaiting_approval");
+
+    // Co-signing before the decision: task_state.
+    let (_, q1) = sm2_2p::ClientShare::sign_start();
+    let q1_hex = sm2_2p::point_to_hex(&q1);
+    let op = sm2_2p::Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() };
+    let cosign = json!({"token": code.token, "q1": q1_hex, "pin_proof": delegate.proof(&op)});
+    let (status, err) = raw(&mut app2, Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), cosign).await;
+    assert_eq!((status, err.as_str()), (409, "task_state"));
+
+    // The owner's inbox asks; the approval reads pending for both; only the owner decides.
+    let asked = mcs_client::inbox::read(&mut app1, None, 5).await.unwrap();
+    let request =
+        asked.items.iter().map(|i| serde_json::to_value(i).unwrap()).find(|v| v["type"] == "approval_request");
+    let request = request.expect("an approval_request item");
+    assert_eq!((&request["approval_id"], &request["delegate_label"]), (&json!(aid), &json!("clerk Li")));
+    for conn in [&mut app1, &mut app2] {
+        let a = conn.json(Method::GET, &format!("/v1/approvals/{aid}"), None).await.unwrap();
+        assert_eq!(
+            (&a["status"], &a["delegation_id"], &a["task_id"]),
+            (&json!("pending"), &json!(did), &json!(code.task_id))
+        );
+    }
+    let decide = |who: &Phone, decision: &str| {
+        let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: decision.into() };
+        json!({"decision": decision, "pin_proof": who.proof(&op)})
+    };
+    let path = format!("/v1/approvals/{aid}");
+    let (status, err) = raw(&mut app2, Method::POST, &path, decide(&delegate, "approve")).await;
+    assert_eq!((status, err.as_str()), (403, "device_mismatch"), "a delegate cannot approve itself");
+    let (status, err) =
+        raw(&mut app1, Method::POST, &path, json!({"decision": "maybe", "pin_proof": "00".repeat(32)})).await;
+    assert_eq!((status, err.as_str()), (400, "bad_request"));
+    assert_eq!(gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "awaiting_approval", "unchanged");
+    let decided = app1.json(Method::POST, &path, Some(&decide(&owner, "approve"))).await.unwrap();
+    assert_eq!((&decided["approval_id"], &decided["decision"]), (&json!(aid), &json!("approve")));
+
+    // Approved: the delegate's inbox hears it, and its claim now gets the digest.
+    let told = mcs_client::inbox::read(&mut app2, None, 5).await.unwrap();
+    assert!(told.items.iter().any(|i| serde_json::to_value(i).unwrap()["type"] == "approval_result"));
+    delegate.scan(&mut app2, &code).await.expect("signed after the approval");
+    let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(out["status"], "completed", "{out}");
+    let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
+    assert!(openssl_verifies(env.path(), owner.public_key(), message, &sig), "verifies under the org key");
+    let a = app1.json(Method::GET, &path, None).await.unwrap();
+    assert_eq!(a["status"], "approved");
+
+    // Denied: the task is rejected with the reason.
+    let created =
+        gateway::create_task(&mut gw, "sign", "Another bid", json!({"message": B64.encode(b"no")}), None, None)
+            .await
+            .unwrap();
+    let code = code_of(&created);
+    let claim = json!({"token": code.token, "key_id": delegate.key_id()});
+    let resp = app2.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
+    assert_eq!(resp.status, 202);
+    let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
+    let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: "deny".into() };
+    let body = json!({"decision": "deny", "pin_proof": owner.proof(&op)});
+    app1.json(Method::POST, &format!("/v1/approvals/{aid}"), Some(&body)).await.unwrap();
+    let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!((&out["status"], &out["error"]), (&json!("rejected"), &json!("approval_denied")));
+    let a = app2.json(Method::GET, &format!("/v1/approvals/{aid}"), None).await.unwrap();
+    assert_eq!(a["status"], "denied");
+}
+
+/// On PostgreSQL: a task claimed by an `each_use` delegate on node 1 is approved by the
+/// owner on node 2, whose inbox got the request; the delegate then signs on node 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_task_claimed_on_one_node_is_approved_on_another() {
+    use mcs_e2e::cluster::{PgDb, nodes};
+    let db = PgDb::fresh().await;
+    let envs = nodes(&db.url(), 2, "");
+    let (a, b) = (Daemon::start(&envs[0]), Daemon::start(&envs[1]));
+    let (owner, mut owner_a) = new_phone(&envs[0], &a, "app1", "111111").await;
+    let mut owner_b = connect(&envs[1], &b, "app1").await;
+    let mut delegate_a = connect(&envs[0], &a, "app2").await;
+    let opts = DelegationOptions { approval: Some(mcs_api::DelegationApproval::EachUse), ..delegate_for_an_hour() };
+    let (delegate, _) = hand_over(&owner, &mut owner_a, &mut delegate_a, &opts, "222222").await;
+    let mut gw_a = connect(&envs[0], &a, "gateway").await;
+    let message = b"approved across nodes".as_slice();
+    let created = gateway::create_task(&mut gw_a, "sign", "Bid", json!({"message": B64.encode(message)}), None, None)
+        .await
+        .unwrap();
+    let code = code_of(&created);
+    let claim = json!({"token": code.token, "key_id": delegate.key_id()});
+    let resp = delegate_a.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
+
+    // Node 2's inbox has node 1's request (the long-poll re-reads the shared store).
+    let asked = mcs_client::inbox::read(&mut owner_b, None, 10).await.unwrap();
+    assert!(asked.items.iter().any(|i| serde_json::to_value(i).unwrap()["approval_id"] == json!(aid)));
+    let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: "approve".into() };
+    let body = json!({"decision": "approve", "pin_proof": owner.proof(&op)});
+    owner_b.json(Method::POST, &format!("/v1/approvals/{aid}"), Some(&body)).await.unwrap();
+    delegate.scan(&mut delegate_a, &code).await.expect("signed on node 1 after the approval on node 2");
+    let out = gateway::result(&mut gw_a, &code.task_id, 10).await.unwrap();
+    let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
+    assert!(openssl_verifies(envs[0].path(), owner.public_key(), message, &sig));
+}

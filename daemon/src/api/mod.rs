@@ -117,6 +117,7 @@ where
         ("/v1/delegations/{id}/activate", post(delegations::activate)),
         ("/v1/delegations/{id}/revoke", post(delegations::revoke)),
         ("/v1/inbox", get(inbox::get)),
+        ("/v1/approvals/{id}", get(tasks::approval).post(tasks::decide_approval)),
         ("/v1/devices", get(inbox::devices)),
         ("/v1/tasks", post(tasks::create)),
         ("/v1/tasks/batch/cosign", post(tasks::batch_cosign)),

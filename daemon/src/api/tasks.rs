@@ -37,7 +37,32 @@ pub async fn get(State(api): Ctx, caller: Caller, Id(id): Id, RawQuery(query): R
 }
 
 pub async fn claim(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<ClaimRequest>) -> Reply {
-    views::ok(views::claimed(&api.tasks.claim(&id, &req.token, &req.key_id, &device).await?))
+    match api.tasks.claim(&id, &req.token, &req.key_id, &device).await? {
+        c @ crate::tasks::Claimed::AwaitingApproval(_) => views::accepted(views::claimed(&c)),
+        c => views::ok(views::claimed(&c)),
+    }
+}
+
+/// `POST /v1/approvals/{id}`: the key's owner approves or denies a delegate's use.
+pub async fn decide_approval(
+    State(api): Ctx,
+    Device(device): Device,
+    Id(id): Id,
+    Json(req): Json<mcs_api::ApprovalDecisionRequest>,
+) -> Reply {
+    let approve = match req.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(ApiError::bad_request("decision must be approve or deny")),
+    };
+    wire::check_proof_encoding(&req.pin_proof)?;
+    api.tasks.decide_approval(&id, &device, approve, &req.pin_proof).await?;
+    views::ok(mcs_api::ApprovalDecided { approval_id: id, decision: req.decision })
+}
+
+pub async fn approval(State(api): Ctx, Device(device): Device, Id(id): Id, _: NoBody) -> Reply {
+    let (task, _) = api.tasks.approval_task(&id, &device)?;
+    views::ok(views::approval(&task).ok_or(ApiError::Internal)?)
 }
 
 pub async fn cosign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CosignRequest>) -> Reply {

@@ -370,7 +370,37 @@ pub fn claimed(c: &Claimed) -> mcs_api::ClaimAnswer {
         }
         Claimed::Ciphertext(c) => mcs_api::ClaimAnswer::Ciphertext(mcs_api::CiphertextClaim { ciphertext: c.clone() }),
         Claimed::Completed => mcs_api::ClaimAnswer::Completed(status(mcs_api::TaskStatus::Completed)),
+        Claimed::AwaitingApproval(id) => mcs_api::ClaimAnswer::AwaitingApproval(mcs_api::ApprovalPending {
+            status: mcs_api::TaskStatus::AwaitingApproval,
+            approval_id: id.clone(),
+        }),
     }
+}
+
+pub fn accepted(body: impl Serialize) -> Reply {
+    answer(StatusCode::ACCEPTED, &body)
+}
+
+/// `GET /v1/approvals/{id}`: an approval still pending when its task has ended expired
+/// with it.
+pub fn approval(t: &TaskRecord) -> Option<mcs_api::ApprovalView> {
+    use crate::model::task::ApprovalStatus;
+    let a = t.approval.as_ref()?;
+    let status = match a.status {
+        ApprovalStatus::Pending if t.status.is_final() => "expired",
+        ApprovalStatus::Pending => "pending",
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Denied => "denied",
+    };
+    Some(mcs_api::ApprovalView {
+        approval_id: a.id.clone(),
+        task_id: t.id.clone(),
+        key_id: t.key_id.clone().unwrap_or_default(),
+        delegation_id: a.delegation_id.clone(),
+        status: status.into(),
+        display: mcs_api::TaskDisplay { title: t.display.title.clone(), detail: t.display.detail.clone() },
+        platform: t.platform.clone(),
+    })
 }
 
 /// `{status}` after `complete` or `reject`.

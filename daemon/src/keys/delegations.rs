@@ -87,6 +87,10 @@ fn code_matches(given: &str, stored_sha256: &str) -> bool {
     bool::from(given.as_bytes().ct_eq(stored_sha256.as_bytes()))
 }
 
+/// Among `uses`: this use is of a task the owner approved (or a claim that will ask). Only
+/// the task layer passes it.
+pub const APPROVED_USE: &str = "+approved";
+
 /// One row of `GET /v1/devices`.
 pub struct DeviceUse {
     pub device_id: String,
@@ -122,11 +126,12 @@ impl KeyService {
         if !d.valid_at(self.now()) {
             return Err(KeyError::NoPermission("outside the delegation's validity".into()));
         }
-        if let Some(kind) = uses.iter().find(|u| !d.allows(u)) {
+        if let Some(kind) = uses.iter().filter(|u| **u != APPROVED_USE).find(|u| !d.allows(u)) {
             return Err(KeyError::NoPermission(format!("the delegation does not cover {kind}")));
         }
-        if d.approval == Approval::EachUse {
-            // Until per-use approval exists, such a delegation grants nothing on its own.
+        // Such a delegation is used only for a task, and only once the owner approved it (or
+        // to claim one, which asks the owner): never for a raw sign or decrypt.
+        if d.approval == Approval::EachUse && !uses.contains(&APPROVED_USE) {
             return Err(KeyError::NoPermission("this delegation needs the owner's approval for each use".into()));
         }
         Ok(())
@@ -489,6 +494,25 @@ impl KeyService {
             self.tell(device, InboxEvent::DelegationRevoked { delegation_id: n.id.clone() }).await;
         }
         Ok(n)
+    }
+
+    /// The delegation whose every use needs the owner's approval, if `device_id` holds the
+    /// key through one (`None`: the owner, or a delegate free to use it).
+    pub fn approval_needed(&self, key_id: &str, device_id: &str) -> Result<Option<DelegationRecord>, KeyError> {
+        let (_, holder) = self.holder_of(key_id, device_id, Some(&[APPROVED_USE]))?;
+        Ok(match holder {
+            Holder::Delegate(d) if d.approval == Approval::EachUse => Some(*d),
+            _ => None,
+        })
+    }
+
+    /// The owner's phone decides an approval: its PIN proof over (`aid`, `decision`).
+    pub async fn owner_decides(&self, key_id: &str, device_id: &str, proof: PinProof<'_>) -> Result<(), KeyError> {
+        let key = self.store.key(key_id)?.ok_or(KeyError::NotFound("key"))?;
+        if key.device_id != device_id {
+            return Err(KeyError::DeviceMismatch);
+        }
+        self.with_pin(key_id, device_id, None, proof, false, false, |_, _, _| Ok(())).await
     }
 
     /// `GET /v1/devices`: for every key `device_id` owns, the owner's device and every

@@ -95,6 +95,10 @@ pub struct TaskRecord {
     /// and delegates may claim it, and their inboxes got it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_key_id: Option<String>,
+    /// The owner's approval a delegate with `approval: each_use` needs to go on with the
+    /// task (kept here so it moves with the task's compare-and-swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<TaskApproval>,
     /// The digest the server computed at claim (signing kinds), lowercase hex.
     pub e: Option<String>,
     /// A co-signature was given out (the phone may complete).
@@ -145,6 +149,7 @@ impl TaskRecord {
             key_id: None,
             device_id: None,
             to_key_id: None,
+            approval: None,
             e: None,
             cosigned: false,
             cosign_nonces: Vec::new(),
@@ -154,6 +159,36 @@ impl TaskRecord {
             error: None,
             charged_bytes: 0,
         }
+    }
+}
+
+/// A task's approval by the key's owner (API.md "Per-use approval").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskApproval {
+    /// `a_` and the task id's random part: one approval per task.
+    pub id: String,
+    pub delegation_id: String,
+    pub status: ApprovalStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+}
+
+impl TaskApproval {
+    /// The approval id of a task (and back).
+    pub fn id_for(task_id: &str) -> String {
+        format!("a_{}", task_id.strip_prefix("t_").unwrap_or(task_id))
+    }
+
+    pub fn task_of(approval_id: &str) -> Option<String> {
+        approval_id.strip_prefix("a_").filter(|r| !r.is_empty()).map(|r| format!("t_{r}"))
     }
 }
 

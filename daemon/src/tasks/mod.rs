@@ -51,12 +51,15 @@ use crate::clock::Clock;
 use crate::config::TasksConfig;
 use crate::hsm::{HsmError, Wrapper};
 use crate::keys::certificates::{CertificateError, certificate_request, certificate_request_info, parse_issued};
+use crate::keys::delegations::APPROVED_USE;
 use crate::keys::{KeyError, KeyService, PinProof, SignMode, SignOutput};
 use crate::model::delegation::{DelegationKind, DelegationStatus};
 use crate::model::inbox::InboxEvent;
 use crate::model::key::{KeyRecord, KeyStatus, SubjectKind};
 use crate::model::secret::SecretKind;
-use crate::model::task::{CallbackRecord, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskResult, TaskStatus};
+use crate::model::task::{
+    ApprovalStatus, CallbackRecord, TaskApproval, TaskData, TaskDisplay, TaskKind, TaskRecord, TaskResult, TaskStatus,
+};
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, IssueRequest};
 use crate::store::{InsertOutcome, OpenQuota, OpenUsage, Storage, StoreError, Transition, TransitionOutcome};
@@ -146,6 +149,8 @@ pub enum Claimed {
     },
     Ciphertext(String),
     Completed,
+    /// The owner must approve first: 202 with the approval's id.
+    AwaitingApproval(String),
 }
 
 /// A gateway's view of a task's outcome.
@@ -499,6 +504,100 @@ impl TaskService {
 
     /// How the key is authorised on the task's platform: `Some(false)` by a standing grant,
     /// `Some(true)` only by a one-time grant, `None` not at all.
+    /// A delegate with `approval: each_use` claimed: the task waits for the owner, who is
+    /// told through the inbox.
+    async fn ask_approval(
+        &self,
+        task: &TaskRecord,
+        key: &KeyRecord,
+        device_id: &str,
+        d: &crate::model::delegation::DelegationRecord,
+    ) -> Result<Claimed, TaskError> {
+        let mut t = self.next(task);
+        t.status = TaskStatus::AwaitingApproval;
+        t.key_id = Some(key.id.clone());
+        t.device_id = Some(device_id.to_owned());
+        let approval_id = TaskApproval::id_for(&task.id);
+        t.approval = Some(TaskApproval {
+            id: approval_id.clone(),
+            delegation_id: d.id.clone(),
+            status: ApprovalStatus::Pending,
+            decided_at: None,
+        });
+        self.commit_request(Transition::of(&t)).await?;
+        let ask = InboxEvent::ApprovalRequest {
+            approval_id: approval_id.clone(),
+            task_id: task.id.clone(),
+            display: task.display.clone(),
+            platform: task.platform.clone(),
+            delegate_label: d.label.clone(),
+        };
+        let _ = self.keys.inbox().post_each(std::slice::from_ref(&key.device_id), &ask).await;
+        Ok(Claimed::AwaitingApproval(approval_id))
+    }
+
+    /// The task an approval belongs to, for the key's owner or the delegate that asked.
+    pub fn approval_task(&self, approval_id: &str, device_id: &str) -> Result<(TaskRecord, KeyRecord), TaskError> {
+        let not_found = || TaskError::Key(KeyError::NotFound("approval"));
+        let task_id = TaskApproval::task_of(approval_id).ok_or_else(not_found)?;
+        let task = self.store.task(&task_id)?.filter(|t| t.approval.as_ref().is_some_and(|a| a.id == approval_id));
+        let task = task.ok_or_else(not_found)?;
+        let key_id = task.key_id.clone().ok_or_else(not_found)?;
+        let key = self.store.key(&key_id)?.ok_or_else(not_found)?;
+        if key.device_id != device_id && task.device_id.as_deref() != Some(device_id) {
+            return Err(TaskError::Key(KeyError::DeviceMismatch));
+        }
+        Ok((task, key))
+    }
+
+    /// The owner's decision (`approve` or `deny`, with its PIN proof): approved, the task is
+    /// the delegate's again (`claimed`); denied, it is `rejected` (`approval_denied`).
+    pub async fn decide_approval(
+        &self,
+        approval_id: &str,
+        device_id: &str,
+        approve: bool,
+        proof: &str,
+    ) -> Result<(), TaskError> {
+        let (task, key) = self.approval_task(approval_id, device_id)?;
+        if key.device_id != device_id {
+            return Err(TaskError::Key(KeyError::DeviceMismatch));
+        }
+        if task.status != TaskStatus::AwaitingApproval {
+            return Err(TaskError::State(format!("task is {}", status_str(task.status))));
+        }
+        if self.now() >= task.expires_at {
+            self.expire(task).await?;
+            return Err(TaskError::Expired);
+        }
+        let decision = if approve { "approve" } else { "deny" };
+        let op = sm2_2p::Transcript::Approve { approval_id: approval_id.into(), decision: decision.into() };
+        self.keys.owner_decides(&key.id, device_id, PinProof { op, proof }).await?;
+        let mut t = self.next(&task);
+        if let Some(a) = t.approval.as_mut() {
+            a.status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
+            a.decided_at = Some(self.now());
+        }
+        let callback = if approve {
+            t.status = TaskStatus::Claimed;
+            None
+        } else {
+            t.status = TaskStatus::Rejected;
+            t.error = Some("approval_denied".into());
+            self.callback_for(&t)
+        };
+        self.commit_request(Transition { callback, ..Transition::of(&t) }).await?;
+        if let Some(delegate) = &task.device_id {
+            let told = InboxEvent::ApprovalResult {
+                approval_id: approval_id.to_owned(),
+                task_id: task.id.clone(),
+                decision: decision.to_owned(),
+            };
+            let _ = self.keys.inbox().post_each(std::slice::from_ref(delegate), &told).await;
+        }
+        Ok(())
+    }
+
     /// The devices a task for `key_id` goes to: the owner and every delegate that may use
     /// the key for `kind` now. The key must be usable by `platform`.
     fn recipients(&self, key_id: &str, platform: &str, kind: TaskKind) -> Result<Vec<String>, TaskError> {
@@ -544,7 +643,13 @@ impl TaskService {
     /// A phone claims a pending task with one of its keys.
     pub async fn claim(&self, id: &str, token: &str, key_id: &str, device_id: &str) -> Result<Claimed, TaskError> {
         let task = self.for_phone(id, token).await?;
-        if task.status != TaskStatus::Pending {
+        // Claimed again by the delegate the owner approved it for: the claim's answer again.
+        let approved_for_me = task.status == TaskStatus::Claimed
+            && !task.cosigned
+            && task.device_id.as_deref() == Some(device_id)
+            && task.key_id.as_deref() == Some(key_id)
+            && task.approval.as_ref().is_some_and(|a| a.status == ApprovalStatus::Approved);
+        if task.status != TaskStatus::Pending && !approved_for_me {
             return Err(TaskError::State(format!("task is {}", status_str(task.status))));
         }
         if let TaskData::Csr { key_id: own, request_info } = &task.data {
@@ -553,11 +658,16 @@ impl TaskService {
         if task.to_key_id.as_deref().is_some_and(|to| to != key_id) {
             return Err(TaskError::Key(KeyError::NoPermission("the task is addressed to another key".into())));
         }
-        // The owner, or an active delegate allowed this task's kind.
-        let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;
+        // The owner, or an active delegate allowed this task's kind (one whose every use
+        // needs the owner's approval may claim: that asks for it).
+        let uses = [kind_str(task.kind), APPROVED_USE];
+        let key = self.keys.usable_key_for(key_id, device_id, &uses)?;
         let once = self
             .authorisation(&key, &task.platform)
             .ok_or_else(|| TaskError::PlatformNotAuthorized(task.platform.clone()))?;
+        if !approved_for_me && let Some(d) = self.keys.approval_needed(&key.id, device_id)? {
+            return self.ask_approval(&task, &key, device_id, &d).await;
+        }
         let public = sm2_2p::point_from_hex(&key.public_key)
             .map_err(|_| TaskError::Key(KeyError::Internal(format!("{key_id}: stored public key invalid"))))?;
         let mut t = self.next(&task);
@@ -676,7 +786,7 @@ impl TaskService {
         let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
         let proof = PinProof { op: sm2_2p::Transcript::TaskSign { task_id: id.into(), q1: q1_hex.into() }, proof };
         let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
-        let uses = [kind_str(task.kind)];
+        let uses = uses_of(&task);
         let answer = match self.keys.sign_for(&key_id, device_id, &uses, e, q1, mode, proof).await? {
             SignOutput::Canonical(r) => r,
             SignOutput::FixedK3(_) => return Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
@@ -701,7 +811,7 @@ impl TaskService {
         }
         let key_id = Self::cosignable(&task, device_id, &t1)?.to_owned();
         let proof = PinProof { op: sm2_2p::Transcript::TaskDecrypt { task_id: id.into(), t1: t1_hex.into() }, proof };
-        let t2 = self.keys.decrypt_for(&key_id, device_id, &[kind_str(task.kind)], t1, proof).await?;
+        let t2 = self.keys.decrypt_for(&key_id, device_id, &uses_of(&task), t1, proof).await?;
         self.commit_request(Transition::of(&self.cosigned(&task, &t1))).await?;
         Ok(t2)
     }
@@ -744,7 +854,7 @@ impl TaskService {
             let key_id = key_id.to_owned();
             return self.complete_csr(&task, &key_id, device_id, sig).await;
         }
-        let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;
+        let key = self.keys.usable_key_for(key_id, device_id, &uses_of(&task))?;
         Self::check_signature(&task, &key, &sig)?;
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let mut t = self.next(&task);
@@ -794,7 +904,7 @@ impl TaskService {
         }
         let key_id = Self::completable(&task, device_id)?;
         // The owner, or an active delegate allowed this task's kind.
-        let key = self.keys.usable_key_for(key_id, device_id, &[kind_str(task.kind)])?;
+        let key = self.keys.usable_key_for(key_id, device_id, &uses_of(&task))?;
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
         let (hsm, tid) = (self.hsm.clone(), id.to_owned());
         let blob = blocking(move || Ok(hsm.wrap(&tid, SecretKind::TaskResult, &plaintext)?)).await?;
@@ -1039,6 +1149,16 @@ pub fn status_str(s: TaskStatus) -> &'static str {
         TaskStatus::Expired => "expired",
         TaskStatus::Failed => "failed",
     }
+}
+
+/// What a phone's use of `task` is, for the delegation rules: its kind, and whether the
+/// owner approved it.
+fn uses_of(task: &TaskRecord) -> Vec<&'static str> {
+    let mut uses = vec![kind_str(task.kind)];
+    if task.approval.as_ref().is_some_and(|a| a.status == ApprovalStatus::Approved) {
+        uses.push(APPROVED_USE);
+    }
+    uses
 }
 
 pub fn kind_str(k: TaskKind) -> &'static str {

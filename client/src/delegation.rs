@@ -181,6 +181,19 @@ impl Phone {
         let path = format!("/v1/delegations/{delegation_id}/revoke");
         parse(&conn.send(Method::POST, &path, &DelegationProof { pin_proof }).await?)
     }
+
+    /// The owner's decision on a delegate's use (`approve` or deny), with its PIN proof.
+    pub async fn decide_approval(
+        &self,
+        conn: &mut Connection,
+        approval_id: &str,
+        approve: bool,
+    ) -> Result<mcs_api::ApprovalDecided> {
+        let decision = if approve { "approve" } else { "deny" };
+        let op = Transcript::Approve { approval_id: approval_id.to_owned(), decision: decision.to_owned() };
+        let body = mcs_api::ApprovalDecisionRequest { decision: decision.to_owned(), pin_proof: self.proof(&op) };
+        parse(&conn.send(Method::POST, &format!("/v1/approvals/{approval_id}"), &body).await?)
+    }
 }
 
 /// The new device between accept and activate: what it must keep, saved as a state file.

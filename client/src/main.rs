@@ -414,6 +414,30 @@ enum AppCommand {
         #[command(flatten)]
         pin: PinArgs,
     },
+    /// The owner's phone: approve (or, with --deny, deny) a delegate's use of the key, as
+    /// asked by an `approval_request` item of `mcs app inbox`.
+    Approve {
+        #[arg(long)]
+        state: PathBuf,
+        /// The approval id of the request.
+        #[arg(long)]
+        approval: String,
+        /// Deny instead: the task is rejected (`approval_denied`).
+        #[arg(long)]
+        deny: bool,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// This phone's inbox (tasks sent to its keys, approvals to give, delegation events):
+    /// prints {items, cursor}; pass the cursor back with --after to drop what was read.
+    Inbox {
+        /// The cursor of the previous answer.
+        #[arg(long)]
+        after: Option<String>,
+        /// Wait up to this many seconds for an item.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// The new phone (an employee's, or the owner's next phone): accept an invitation with
     /// --delegation and --code (writes a pending state file holding the transport secret),
     /// then, once the owner's phone has sent the share, check it against the key and
@@ -813,6 +837,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AppCommand::Transfer { state, pin } => {
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
                 print_json(&to_json(&phone.create_delegation(conn, &DelegationOptions::transfer()).await?)?);
+            }
+            AppCommand::Approve { state, approval, deny, pin } => {
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                print_json(&to_json(&phone.decide_approval(conn, &approval, !deny).await?)?);
+            }
+            AppCommand::Inbox { after, wait } => {
+                print_json(&to_json(&mcs_client::inbox::read(conn, after.as_deref(), wait).await?)?);
             }
             AppCommand::Accept { state, delegation, code, wait, pin } => {
                 accept(conn, &ep.base_url, &state, delegation.zip(code), wait, &pin).await?

@@ -627,9 +627,26 @@ async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
     let resp = app2.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
     assert_eq!(resp.status, 202);
     let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
-    let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: "deny".into() };
-    let body = json!({"decision": "deny", "pin_proof": owner.proof(&op)});
-    app1.json(Method::POST, &format!("/v1/approvals/{aid}"), Some(&body)).await.unwrap();
+    // This time on the command line: the owner reads its inbox and denies.
+    let mcs = |args: &[&str]| {
+        let out = std::process::Command::new(bin("mcs"))
+            .args(["--server", &format!("https://{}", daemon.api), "--pki"])
+            .arg(env.pki())
+            .args(["--as", "app1"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "mcs {args:?}: {text}");
+        text
+    };
+    let listed = mcs(&["app", "inbox", "--wait", "5"]);
+    assert!(listed.contains(&aid) && listed.contains("approval_request"), "{listed}");
+    let state = env.path().join("owner-approves.json");
+    owner.state.save(&state).unwrap();
+    let denied =
+        mcs(&["app", "approve", "--state", state.to_str().unwrap(), "--approval", &aid, "--deny", "--pin", "111111"]);
+    assert!(denied.contains("\"deny\""), "{denied}");
     let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
     assert_eq!((&out["status"], &out["error"]), (&json!("rejected"), &json!("approval_denied")));
     let a = app2.json(Method::GET, &format!("/v1/approvals/{aid}"), None).await.unwrap();

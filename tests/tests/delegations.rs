@@ -542,6 +542,15 @@ async fn on_postgres_a_delegation_made_on_one_node_is_used_on_another() {
     assert!(matches!(left, Ok(0)), "{left:?}");
 }
 
+/// An `each_use` delegate's claim of `code`: 202 `awaiting_approval`; its approval id.
+async fn claim_awaiting_approval(conn: &mut Connection, code: &ScanCode, key_id: &str) -> String {
+    let claim = json!({"token": code.token, "key_id": key_id});
+    let resp = conn.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    assert_eq!(resp.body["status"], "awaiting_approval");
+    resp.body["approval_id"].as_str().unwrap().to_owned()
+}
+
 /// Per-use approval (API.md): a delegate with `approval: each_use` cannot use the key raw;
 /// its claim answers 202 `awaiting_approval` and waits; co-signing before the owner
 /// decides is `task_state`; the owner's phone is told through its inbox and approves with
@@ -564,11 +573,7 @@ async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
             .await
             .unwrap();
     let code = code_of(&created);
-    let claim = json!({"token": code.token, "key_id": delegate.key_id()});
-    let resp = app2.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
-    assert_eq!(resp.status, 202, "{}", resp.body);
-    assert_eq!(resp.body["status"], "awaiting_approval");
-    let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
+    let aid = claim_awaiting_approval(&mut app2, &code, delegate.key_id()).await;
     assert_eq!(gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "awaiting_approval");
 
     // Co-signing before the decision: task_state.
@@ -592,19 +597,17 @@ async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
             (&json!("pending"), &json!(did), &json!(code.task_id))
         );
     }
-    let decide = |who: &Phone, decision: &str| {
-        let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: decision.into() };
-        json!({"decision": decision, "pin_proof": who.proof(&op)})
-    };
     let path = format!("/v1/approvals/{aid}");
-    let (status, err) = raw(&mut app2, Method::POST, &path, decide(&delegate, "approve")).await;
+    let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: "approve".into() };
+    let own = json!({"decision": "approve", "pin_proof": delegate.proof(&op)});
+    let (status, err) = raw(&mut app2, Method::POST, &path, own).await;
     assert_eq!((status, err.as_str()), (403, "device_mismatch"), "a delegate cannot approve itself");
     let (status, err) =
         raw(&mut app1, Method::POST, &path, json!({"decision": "maybe", "pin_proof": "00".repeat(32)})).await;
     assert_eq!((status, err.as_str()), (400, "bad_request"));
     assert_eq!(gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "awaiting_approval", "unchanged");
-    let decided = app1.json(Method::POST, &path, Some(&decide(&owner, "approve"))).await.unwrap();
-    assert_eq!((&decided["approval_id"], &decided["decision"]), (&json!(aid), &json!("approve")));
+    let decided = owner.decide_approval(&mut app1, &aid, true).await.unwrap();
+    assert_eq!((decided.approval_id.as_str(), decided.decision.as_str()), (aid.as_str(), "approve"));
 
     // Approved: the delegate's inbox hears it, and its claim now gets the digest.
     let told = mcs_client::inbox::read(&mut app2, None, 5).await.unwrap();
@@ -623,10 +626,7 @@ async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
             .await
             .unwrap();
     let code = code_of(&created);
-    let claim = json!({"token": code.token, "key_id": delegate.key_id()});
-    let resp = app2.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
-    assert_eq!(resp.status, 202);
-    let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
+    let aid = claim_awaiting_approval(&mut app2, &code, delegate.key_id()).await;
     // This time on the command line: the owner reads its inbox and denies.
     let mcs = |args: &[&str]| {
         let out = std::process::Command::new(bin("mcs"))
@@ -672,17 +672,12 @@ async fn on_postgres_a_task_claimed_on_one_node_is_approved_on_another() {
         .await
         .unwrap();
     let code = code_of(&created);
-    let claim = json!({"token": code.token, "key_id": delegate.key_id()});
-    let resp = delegate_a.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
-    assert_eq!(resp.status, 202, "{}", resp.body);
-    let aid = resp.body["approval_id"].as_str().unwrap().to_owned();
+    let aid = claim_awaiting_approval(&mut delegate_a, &code, delegate.key_id()).await;
 
     // Node 2's inbox has node 1's request (the long-poll re-reads the shared store).
     let asked = mcs_client::inbox::read(&mut owner_b, None, 10).await.unwrap();
     assert!(asked.items.iter().any(|i| serde_json::to_value(i).unwrap()["approval_id"] == json!(aid)));
-    let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: "approve".into() };
-    let body = json!({"decision": "approve", "pin_proof": owner.proof(&op)});
-    owner_b.json(Method::POST, &format!("/v1/approvals/{aid}"), Some(&body)).await.unwrap();
+    owner.decide_approval(&mut owner_b, &aid, true).await.unwrap();
     delegate.scan(&mut delegate_a, &code).await.expect("signed on node 1 after the approval on node 2");
     let out = gateway::result(&mut gw_a, &code.task_id, 10).await.unwrap();
     let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();

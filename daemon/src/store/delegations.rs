@@ -9,6 +9,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::audit::{Abort, append_in, audit_seq_taken};
 use super::codec::{decode, encode};
 use super::key_refs::{StoredKey, secret_key, slot_of};
+use super::storage::check_delegation_change;
 use super::vault::SlotRef;
 use super::{
     AuditAppend, DelegationChange, DelegationOutcome, DelegationStorage, Durability, PinReset, Store, StoreError,
@@ -148,13 +149,8 @@ impl DelegationStorage for Store {
 
     fn change_delegation(&self, change: DelegationChange<'_>) -> Result<DelegationOutcome, StoreError> {
         let rec = change.record;
+        check_delegation_change(&change)?;
         let final_state = rec.status.is_final();
-        if final_state && (!change.put_secrets.is_empty() || change.transfer.is_some()) {
-            return Err(StoreError::Refused(format!("delegation {}: an ended delegation keeps no secrets", rec.id)));
-        }
-        if change.put_secrets.iter().any(|(k, _)| !SecretKind::DELEGATION.contains(k)) {
-            return Err(StoreError::Refused(format!("delegation {}: not a delegation secret", rec.id)));
-        }
         let _writing = self.writing();
         let f = self.files()?;
         // Blobs first (synced), then the transaction that references them.

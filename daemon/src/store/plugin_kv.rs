@@ -23,10 +23,16 @@ pub trait PluginKvStorage {
     fn kv_cas(&self, namespace: &str, key: &[u8], expected: Option<&[u8]>, new: &[u8]) -> Result<bool, StoreError>;
 }
 
-fn tree_key(namespace: &str, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+/// The namespace rule of every backend: named, and no NUL (sled's keys end it with one).
+pub(super) fn check_namespace(namespace: &str) -> Result<(), StoreError> {
     if namespace.is_empty() || namespace.contains('\0') {
         return Err(StoreError::Refused(format!("plugin key-value namespace `{namespace}` is empty or holds NUL")));
     }
+    Ok(())
+}
+
+fn tree_key(namespace: &str, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    check_namespace(namespace)?;
     let mut out = Vec::with_capacity(namespace.len() + 1 + key.len());
     out.extend_from_slice(namespace.as_bytes());
     out.push(0);

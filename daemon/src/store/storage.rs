@@ -561,6 +561,19 @@ impl<'s> dyn Storage + 's {
     }
 }
 
+/// What a [`DelegationChange`] may not carry, checked by every backend the same way: an
+/// ended delegation keeps no secrets and hands nothing over; only delegation secrets.
+pub fn check_delegation_change(change: &DelegationChange<'_>) -> Result<(), StoreError> {
+    let rec = change.record;
+    if rec.status.is_final() && (!change.put_secrets.is_empty() || change.transfer.is_some()) {
+        return Err(StoreError::Refused(format!("delegation {}: an ended delegation keeps no secrets", rec.id)));
+    }
+    if change.put_secrets.iter().any(|(k, _)| !SecretKind::DELEGATION.contains(k)) {
+        return Err(StoreError::Refused(format!("delegation {}: not a delegation secret", rec.id)));
+    }
+    Ok(())
+}
+
 /// What [`KeyStorage::edit_key`] may not do, checked by every backend the same way.
 pub fn check_edit(before: &KeyRecord, after: &KeyRecord) -> Result<(), StoreError> {
     let refused = |why: &str| Err(StoreError::Refused(format!("key {}: {why}", before.id)));

@@ -11,6 +11,7 @@ use super::{PgStore, decode_row, encode_record, label};
 use crate::model::delegation::DelegationRecord;
 use crate::model::key::{KeyStatus, PinState};
 use crate::model::secret::SecretKind;
+use crate::store::storage::check_delegation_change;
 use crate::store::{AuditAppend, DelegationChange, DelegationOutcome, DelegationStorage, PinReset, StoreError};
 
 const COLUMNS: &str = "id, record, pin_failures, pin_locked";
@@ -140,13 +141,8 @@ impl DelegationStorage for PgStore {
 
     fn change_delegation(&self, change: DelegationChange<'_>) -> Result<DelegationOutcome, StoreError> {
         let rec = change.record;
+        check_delegation_change(&change)?;
         let final_state = rec.status.is_final();
-        if final_state && (!change.put_secrets.is_empty() || change.transfer.is_some()) {
-            return Err(StoreError::Refused(format!("delegation {}: an ended delegation keeps no secrets", rec.id)));
-        }
-        if change.put_secrets.iter().any(|(k, _)| !SecretKind::DELEGATION.contains(k)) {
-            return Err(StoreError::Refused(format!("delegation {}: not a delegation secret", rec.id)));
-        }
         self.run(async {
             let mut c = self.inner.pool.get().await?;
             let tx = c.transaction().await?;

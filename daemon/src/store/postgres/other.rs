@@ -9,6 +9,7 @@ use crate::model::audit::{Checkpoint, Entry};
 use crate::model::key::DaemonKeyRecord;
 use crate::model::seal::{SealMakerRecord, SealRecord};
 use crate::model::secret::SecretKind;
+use crate::store::plugin_kv::check_namespace;
 use crate::store::{
     AuditAppend, AuditStorage, DaemonKeyStorage, PluginKvStorage, SealStorage, SecretEntry, SecretStorage, StaleCopy,
     StoreError,
@@ -377,13 +378,6 @@ impl SecretStorage for PgStore {
     fn erase_after_flush(&self, _stale: &[StaleCopy]) -> Result<(), StoreError> {
         Ok(())
     }
-}
-
-fn check_namespace(namespace: &str) -> Result<(), StoreError> {
-    if namespace.is_empty() || namespace.contains('\0') {
-        return Err(StoreError::Refused(format!("plugin key-value namespace `{namespace}` is empty or holds NUL")));
-    }
-    Ok(())
 }
 
 /// Adapters' state shared by every node: a put is one upsert, a swap one conditional

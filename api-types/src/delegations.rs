@@ -242,7 +242,12 @@ pub struct ApprovalView {
     pub approval_id: String,
     pub task_id: String,
     pub key_id: String,
-    pub delegation_id: String,
+    /// The delegation the claimant uses the key through; absent for a seal grant's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_id: Option<String>,
+    /// Absent for a seal grant's approval (then `seal_id` names the seal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_id: Option<String>,
     /// `pending`, `approved`, `denied` or `expired` (with its task).
     pub status: String,
     pub display: crate::tasks::TaskDisplay,

@@ -74,6 +74,10 @@ pub struct SealGrantRequest {
     pub not_before: String,
     /// RFC 3339.
     pub not_after: String,
+    /// `none` (default) or `each_use`: every use waits for the approval of the seal's owner
+    /// (the phone owning its first signer key), as a delegation's does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::delegations::DelegationApproval>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +114,7 @@ pub struct SealGrant {
     pub key_id: String,
     pub not_before: String,
     pub not_after: String,
+    pub approval: crate::delegations::DelegationApproval,
 }
 
 /// `GET /v1/seals?owner=&key_id=`.

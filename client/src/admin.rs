@@ -95,18 +95,21 @@ pub async fn revoke_seal(conn: &mut Connection, seal_id: &str) -> Result<Value> 
     conn.json(Method::POST, &format!("/v1/seals/{}/revoke", percent_encode(seal_id)), None).await
 }
 
-/// Grant a seal to a key between two RFC 3339 times.
+/// Grant a seal to a key between two RFC 3339 times; `each_use`: every use waits for the
+/// approval of the seal's owner.
 pub async fn grant_seal(
     conn: &mut Connection,
     seal_id: &str,
     key_id: &str,
     not_before: &str,
     not_after: &str,
+    each_use: bool,
 ) -> Result<Value> {
     let body = mcs_api::SealGrantRequest {
         key_id: key_id.to_owned(),
         not_before: not_before.to_owned(),
         not_after: not_after.to_owned(),
+        approval: each_use.then_some(mcs_api::DelegationApproval::EachUse),
     };
     conn.send(Method::POST, &format!("/v1/seals/{}/grants", percent_encode(seal_id)), &body).await
 }

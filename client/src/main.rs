@@ -262,6 +262,9 @@ enum AdminCommand {
         key: String,
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Every use waits for the approval of the seal's owner (its first signer key's phone).
+        #[arg(long)]
+        each_use: bool,
     },
     /// Withdraw a seal grant.
     SealUngrant { id: String, key: String },
@@ -640,12 +643,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&admin::seals(conn, owner.as_deref(), key_id.as_deref()).await?)
             }
             AdminCommand::SealRevoke { id } => print_json(&admin::revoke_seal(conn, &id).await?),
-            AdminCommand::SealGrant { id, key, days } => {
+            AdminCommand::SealGrant { id, key, days, each_use } => {
                 let now = unix_now();
-                print_json(
-                    &admin::grant_seal(conn, &id, &key, &rfc3339(now - 60)?, &rfc3339(now + days as i64 * 86_400)?)
-                        .await?,
-                )
+                let (from, to) = (rfc3339(now - 60)?, rfc3339(now + days as i64 * 86_400)?);
+                print_json(&admin::grant_seal(conn, &id, &key, &from, &to, each_use).await?)
             }
             AdminCommand::SealUngrant { id, key } => {
                 admin::ungrant_seal(conn, &id, &key).await?;
@@ -800,8 +801,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let view = fetch_task(conn, &code).await?;
                 describe_task(&view)?;
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
-                phone.scan(conn, &code).await?;
-                println!("done: {} task {} completed", parse::<TaskView>(&view)?.kind.as_str(), code.task_id);
+                match phone.scan(conn, &code).await {
+                    // Accepted (202): the owner's phone decides; this is not a failure.
+                    Err(Error::AwaitingApproval(aid)) => {
+                        print_json(&serde_json::json!({ "status": "awaiting_approval", "approval_id": aid }));
+                        eprintln!("waiting for the owner's approval {aid}: scan again once it is approved");
+                    }
+                    done => {
+                        done?;
+                        println!("done: {} task {} completed", parse::<TaskView>(&view)?.kind.as_str(), code.task_id);
+                    }
+                }
             }
             AppCommand::Batch { qr, state, pin } => {
                 let codes = qr.iter().map(|q| ScanCode::parse(q)).collect::<Result<Vec<_>, _>>()?;

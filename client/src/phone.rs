@@ -471,6 +471,7 @@ impl Phone {
         let raw_view = self.view_task(conn, code).await?;
         let view: TaskView = parse(&raw_view)?;
         let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
+        awaiting(&claimed)?;
         match (view.kind, &claimed) {
             (TaskKind::Login | TaskKind::Sign | TaskKind::PdfSeal, _) => {
                 let e = self.check_e(&view, &claimed)?;
@@ -506,6 +507,7 @@ impl Phone {
         for code in codes {
             let view: TaskView = parse(&self.view_task(conn, code).await?)?;
             let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
+            awaiting(&claimed)?;
             let e = self.check_e(&view, &claimed)?;
             let (k1, q1) = ClientShare::sign_start();
             prepared.push((code, e, k1, sm2_2p::point_to_hex(&q1)));
@@ -544,6 +546,14 @@ impl Phone {
             out.push(self.complete_signature(conn, code, &sig).await.map(|_| sig));
         }
         Ok(out)
+    }
+}
+
+/// A claim that waits for the owner's approval: [`Error::AwaitingApproval`].
+fn awaiting(claimed: &ClaimAnswer) -> Result<()> {
+    match claimed {
+        ClaimAnswer::AwaitingApproval(a) => Err(Error::AwaitingApproval(a.approval_id.clone())),
+        _ => Ok(()),
     }
 }
 

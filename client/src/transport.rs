@@ -69,6 +69,10 @@ pub enum Error {
     /// refused, never used (PROTOCOL.md "Re-sharing", step 4).
     #[error("share refused: {0}")]
     ShareRefused(String),
+    /// The claim was accepted but waits for the owner's approval (202 `awaiting_approval`,
+    /// API.md "Per-use approval"): claim again (scan again) once it is approved.
+    #[error("awaiting the owner's approval {0}: scan again once it is approved")]
+    AwaitingApproval(String),
 }
 
 impl Error {

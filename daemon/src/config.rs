@@ -73,6 +73,15 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    push: RawPush,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPush {
+    #[serde(default)]
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -430,6 +439,15 @@ pub struct Config {
     pub seals: SealsConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    pub push: PushConfig,
+}
+
+/// `[push]`: wake apps through a push service when their inbox gets an item.
+#[derive(Debug, Clone, Default)]
+pub struct PushConfig {
+    /// `https://` URL POSTed `{device_id, type, id}` (no content) over mutual TLS, with the
+    /// callbacks' client identity, roots, timeouts and retries.
+    pub url: Option<String>,
 }
 
 /// Where the audit chain is anchored outside the store (see `audit.rs`).
@@ -842,8 +860,16 @@ impl Config {
                 checkpoint_file: raw.audit.checkpoint_file.as_deref().map(abs),
                 syslog_socket: raw.audit.syslog_socket.as_deref().map(abs),
             },
+            push: PushConfig { url: push_url(&raw.push)? },
         })
     }
+}
+
+fn push_url(p: &RawPush) -> Result<Option<String>, ConfigError> {
+    let Some(url) = &p.url else { return Ok(None) };
+    crate::model::callback_target::CallbackUrl::parse(url)
+        .map_err(|why| ConfigError::Invalid(format!("push.url {why}")))?;
+    Ok(Some(url.clone()))
 }
 
 /// Validate `[tasks]`'s callback and quota settings: the defaults, and each platform's

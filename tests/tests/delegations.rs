@@ -5,7 +5,9 @@
 //! its own counter; outsiders, expired and out-of-kind uses are refused with API.md's
 //! codes; revocation is durable before the reply and leaves no wrapped share in any sled
 //! file; a transfer keeps the certificate and moves the key; bad input changes nothing;
-//! and on PostgreSQL a delegation made on one node is used on another.
+//! on PostgreSQL a delegation made on one node is used on another. Per-use approval of a
+//! delegate's and of a seal grant's use, one approval per task in a batch, the owner's and
+//! the delegate's audit views, and the inbox's certificate items with their push wake-ups.
 
 use std::time::{Duration, Instant};
 
@@ -149,6 +151,7 @@ fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_kind() {
     let env = DevEnv::new();
+    env.add_app_identity("app3");
     let daemon = Daemon::start(&env);
     let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
     let mut app2 = connect(&env, &daemon, "app2").await;
@@ -241,6 +244,43 @@ async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_k
     let report =
         admin.json(Method::POST, "/v1/verify/pdf", Some(&json!({ "pdf": B64.encode(&sealed) }))).await.unwrap();
     assert_eq!(report["signatures"][0]["valid"], true, "{report}");
+
+    // The owner's log of the key holds every use; each of the delegate's names its device
+    // (the actor) and its delegation. The delegate's log is its own entries only; another
+    // phone's is refused.
+    let path = format!("/v1/audit?key_id={}", owner.key_id());
+    let owners = app1.json(Method::GET, &path, None).await.unwrap();
+    let entries = owners["entries"].as_array().unwrap();
+    let raw_sign = entries
+        .iter()
+        .find(|e| e["event"] == "POST /v1/keys/{id}/sign" && e["detail"]["delegation_id"] == json!(did))
+        .expect("the delegate's raw signature, naming its delegation");
+    let delegate_actor = raw_sign["actor"].clone();
+    assert!(delegate_actor.as_str().unwrap().starts_with("app:"), "{raw_sign}");
+    for event in [
+        "POST /v1/keys/{id}/decrypt",
+        "POST /v1/tasks/{id}/claim",
+        "POST /v1/tasks/{id}/cosign",
+        "POST /v1/tasks/{id}/complete",
+    ] {
+        let found = entries
+            .iter()
+            .filter(|e| e["event"] == event && e["actor"] == delegate_actor)
+            .all(|e| e["detail"]["delegation_id"] == json!(did));
+        let any = entries.iter().any(|e| e["event"] == event && e["actor"] == delegate_actor);
+        assert!(found && any, "{event}: every delegate entry names the delegation: {owners}");
+    }
+    assert!(
+        entries.iter().any(|e| e["event"] == "POST /v1/keys/{id}/sign" && e["actor"] != delegate_actor),
+        "the owner's own signature is in its log too"
+    );
+    let theirs = app2.json(Method::GET, &path, None).await.unwrap();
+    let theirs = theirs["entries"].as_array().unwrap();
+    assert!(theirs.len() >= 5, "{theirs:?}");
+    assert!(theirs.iter().all(|e| e["actor"] == delegate_actor), "only the delegate's own entries: {theirs:?}");
+    let mut app3 = connect(&env, &daemon, "app3").await;
+    let refused = app3.call(Method::GET, &path, None).await.unwrap();
+    assert_eq!((refused.status, &refused.body["error"]["code"]), (403, &json!("device_mismatch")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,4 +722,163 @@ async fn on_postgres_a_task_claimed_on_one_node_is_approved_on_another() {
     let out = gateway::result(&mut gw_a, &code.task_id, 10).await.unwrap();
     let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
     assert!(openssl_verifies(envs[0].path(), owner.public_key(), message, &sig));
+}
+
+/// A seal granted to an employee's own key with `approval: each_use` (API.md "Seal grants
+/// take `approval`"): the employee's claim waits (202), the seal owner's phone — the phone
+/// of the seal's signer key, the legal representative's — is asked through its inbox and
+/// approves with its PIN; the employee then seals and the PDF verifies; a denial rejects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seal_granted_for_each_use_seals_only_after_the_seal_owner_approves() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (rep, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let (clerk, mut app2) = new_phone(&env, &daemon, "app2", "222222").await;
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let seal = json!({
+        "kind": "official",
+        "name": "Company seal",
+        "owner": { "org_name": "Hangzhou Example Construction Co", "credit_code": "91330100MA2B3C4D5E" },
+        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
+        "signer_key_ids": [rep.key_id()],
+        "valid_from": rfc3339(now() - 3600),
+        "valid_to": rfc3339(now() + 86_400),
+    });
+    let seal = admin.json(Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
+    let sid = seal["seal_id"].as_str().unwrap().to_owned();
+    let (from, to) = (rfc3339(now() - 60), rfc3339(now() + 3600));
+    let granted = mcs_client::admin::grant_seal(&mut admin, &sid, clerk.key_id(), &from, &to, true).await.unwrap();
+    assert_eq!(granted["grants"][0]["approval"], "each_use", "{granted}");
+
+    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
+    let seal_task = || json!({ "pdf": B64.encode(&pdf), "seal_id": sid, "placement": {"page": 1, "x": 300, "y": 200} });
+    let created = gateway::create_task(&mut gw, "pdf_seal", "Seal the bid", seal_task(), None, None).await.unwrap();
+    let code = code_of(&created);
+    let aid = claim_awaiting_approval(&mut app2, &code, clerk.key_id()).await;
+    let asked = mcs_client::inbox::read(&mut app1, None, 5).await.unwrap();
+    assert!(
+        asked.items.iter().any(|i| {
+            let v = serde_json::to_value(i).unwrap();
+            v["type"] == "approval_request" && v["approval_id"] == json!(aid)
+        }),
+        "the seal owner's phone is asked: {asked:?}"
+    );
+    let a = app1.json(Method::GET, &format!("/v1/approvals/{aid}"), None).await.unwrap();
+    assert_eq!((&a["seal_id"], &a["key_id"], &a["status"]), (&json!(sid), &json!(clerk.key_id()), &json!("pending")));
+    assert!(a.get("delegation_id").is_none(), "no delegation is involved: {a}");
+    // The clerk cannot approve its own use.
+    let op = sm2_2p::Transcript::Approve { approval_id: aid.clone(), decision: "approve".into() };
+    let own = json!({"decision": "approve", "pin_proof": clerk.proof(&op)});
+    let (status, err) = raw(&mut app2, Method::POST, &format!("/v1/approvals/{aid}"), own).await;
+    assert_eq!((status, err.as_str()), (403, "device_mismatch"));
+    rep.decide_approval(&mut app1, &aid, true).await.unwrap();
+    clerk.scan(&mut app2, &code).await.expect("sealed after the approval");
+    let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(out["status"], "completed", "{out}");
+    let sealed = B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap();
+    let found = mcs_pdfseal::pdf::signatures(&sealed).unwrap();
+    let cms = mcs_pdfseal::cms::parse(&found[0].contents).unwrap();
+    assert!(openssl_verifies(env.path(), clerk.public_key(), &cms.to_be_signed, &cms.signature), "the clerk's key");
+    let report =
+        admin.json(Method::POST, "/v1/verify/pdf", Some(&json!({ "pdf": B64.encode(&sealed) }))).await.unwrap();
+    assert_eq!(report["signatures"][0]["valid"], true, "{report}");
+
+    // Denied: rejected, and nothing sealed.
+    let created = gateway::create_task(&mut gw, "pdf_seal", "Seal again", seal_task(), None, None).await.unwrap();
+    let code = code_of(&created);
+    let aid = claim_awaiting_approval(&mut app2, &code, clerk.key_id()).await;
+    rep.decide_approval(&mut app1, &aid, false).await.unwrap();
+    let out = gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!((&out["status"], &out["error"]), (&json!("rejected"), &json!("approval_denied")));
+    assert!(out.get("result").is_none_or(Value::is_null), "{out}");
+}
+
+/// Batch co-signing by an `each_use` delegate: each task is approved on its own; once both
+/// are, one batch with one PIN proof signs both (OpenSSL verifies under the org key); a
+/// task still awaiting its approval in a batch gets `task_state` for that item only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_each_use_delegate_batch_signs_with_one_approval_per_task() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut app2 = connect(&env, &daemon, "app2").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let opts = DelegationOptions { approval: Some(mcs_api::DelegationApproval::EachUse), ..delegate_for_an_hour() };
+    let (delegate, _) = hand_over(&owner, &mut app1, &mut app2, &opts, "222222").await;
+    let messages: [&[u8]; 3] = [b"bid one", b"bid two", b"bid three"];
+    let mut codes = Vec::new();
+    let mut approvals = Vec::new();
+    for m in messages {
+        let created = gateway::create_task(&mut gw, "sign", "Batch", json!({"message": B64.encode(m)}), None, None)
+            .await
+            .unwrap();
+        let code = code_of(&created);
+        approvals.push(claim_awaiting_approval(&mut app2, &code, delegate.key_id()).await);
+        codes.push(code);
+    }
+    // The third is not approved: in a batch, only its item fails.
+    let (_, q1) = sm2_2p::ClientShare::sign_start();
+    let q1 = sm2_2p::point_to_hex(&q1);
+    let third = &codes[2];
+    let op = sm2_2p::Transcript::Batch { items: vec![(third.task_id.clone(), q1.clone())] };
+    let body = json!({
+        "items": [{"task_id": third.task_id, "token": third.token, "q1": q1}],
+        "key_id": delegate.key_id(),
+        "pin_proof": delegate.proof(&op),
+    });
+    let answer = app2.json(Method::POST, "/v1/tasks/batch/cosign", Some(&body)).await.unwrap();
+    assert_eq!(answer["items"][0]["error"]["code"], "task_state", "{answer}");
+
+    for aid in &approvals[..2] {
+        owner.decide_approval(&mut app1, aid, true).await.unwrap();
+    }
+    let signed = delegate.batch_sign(&mut app2, &codes[..2]).await.unwrap();
+    for (m, sig) in messages.iter().zip(signed) {
+        let sig = sig.expect("signed in the batch");
+        assert!(openssl_verifies(env.path(), owner.public_key(), m, &sig.to_der()), "verifies under the org key");
+    }
+    for code in &codes[..2] {
+        assert_eq!(gateway::result(&mut gw, &code.task_id, 10).await.unwrap()["status"], "completed");
+    }
+    assert_eq!(gateway::task(&mut gw, &codes[2].task_id).await.unwrap()["status"], "awaiting_approval");
+}
+
+/// The inbox tells a key's phones of its certificate and its replacement, and each item
+/// wakes the configured push service with `{device_id, type, id}` only (mutual TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_items_tell_of_certificates_and_wake_the_push_service() {
+    let env = DevEnv::new();
+    let port = free_port();
+    env.append_config(&format!("\n[push]\nurl = \"https://127.0.0.1:{port}/push\"\n"));
+    let receiver = CallbackReceiver::start(&env, port).await;
+    let daemon = Daemon::start(&env);
+    let (old, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let page = mcs_client::inbox::read(&mut app1, None, 5).await.unwrap();
+    let item = serde_json::to_value(&page.items[0]).unwrap();
+    assert_eq!((&item["type"], &item["key_id"]), (&json!("certificate_issued"), &json!(old.key_id())), "{item}");
+    let pushed = receiver.wait_for(1, PATIENCE).await;
+    let fields: Vec<&String> = pushed[0].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["device_id", "id", "type"], "content-free: {}", pushed[0]);
+    assert_eq!((&pushed[0]["type"], &pushed[0]["id"]), (&item["type"], &item["id"]));
+
+    // A renewal: once the successor's certificate is issued, the old key is superseded and
+    // its phone told.
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let next = mcs_client::admin::successor(&mut admin, old.key_id(), "renew", None, None).await.unwrap();
+    let (eid, code) = (next["enrollment_id"].as_str().unwrap(), next["activation_code"].as_str().unwrap());
+    let new = Phone::activate(&mut app1, "test", eid, code, "111111").await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = Some(page.cursor.clone());
+    let deadline = Instant::now() + PATIENCE;
+    while seen.len() < 2 && Instant::now() < deadline {
+        let page = mcs_client::inbox::read(&mut app1, cursor.as_deref(), 5).await.unwrap();
+        seen.extend(page.items.iter().map(|i| serde_json::to_value(i).unwrap()));
+        cursor = Some(page.cursor);
+    }
+    let kinds: Vec<(&Value, &Value)> = seen.iter().map(|v| (&v["type"], &v["key_id"])).collect();
+    assert!(kinds.contains(&(&json!("certificate_issued"), &json!(new.key_id()))), "{seen:?}");
+    assert!(kinds.contains(&(&json!("key_superseded"), &json!(old.key_id()))), "{seen:?}");
+    let pushed = receiver.wait_for(3, PATIENCE).await;
+    assert!(pushed.iter().any(|p| p["type"] == "key_superseded"), "{pushed:?}");
 }

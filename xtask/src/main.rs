@@ -571,6 +571,8 @@ fn demo() -> Result<()> {
         check.lines().find(|l| l.contains("No syntax")).unwrap_or("?")
     );
 
+    organisation_scene(&dir, &mcs_as)?;
+
     step("a wrong PIN is refused and counted by the daemon");
     let wrong = mcs_as("app1")
         .args(["app", "sign", "--state"])
@@ -590,7 +592,128 @@ fn demo() -> Result<()> {
     let audit = run_ok(Command::new(&mcsd).args(["audit", "verify", "--config"]).arg(dir.join("mcsd.toml")))?;
     println!("    {}", audit.trim());
     println!(
-        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → wrong PIN refused → audit chain intact"
+        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → company certificate delegated to an employee, bid sealed after the legal representative's approval → wrong PIN refused → audit chain intact"
+    );
+    Ok(())
+}
+
+fn json_of(out: &str, what: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(out).map_err(|e| format!("{what} output: {e}: {out}"))
+}
+
+/// The organisation's scene (issue 14): the company's certificate lives on the legal
+/// representative's phone (phone 2); it is delegated to Zhang San's phone (phone 1) for
+/// sealing, each use approved; Zhang San seals a bid with the company seal once the legal
+/// representative approves from the inbox.
+fn organisation_scene(dir: &std::path::Path, mcs_as: &dyn Fn(&str) -> Command) -> Result<()> {
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().map(str::to_owned).ok_or(format!("no {k} in {v}"));
+    step("the operator enrolls the company; the legal representative's phone (phone 2) activates its certificate");
+    let out = run_ok(mcs_as("admin").args([
+        "admin",
+        "enroll",
+        "--kind",
+        "org",
+        "--name",
+        "Hangzhou Example Construction Co",
+        "--credit-code",
+        "91330100MA2B3C4D5E",
+        "--ca",
+        "local",
+        "--platform",
+        "P-DEV-1",
+    ]))?;
+    let enrollment = json_of(&out, "enroll")?;
+    let (rep, rep_pin) = (dir.join("legal-rep.json"), "135790");
+    run_ok(mcs_as("app2").args(["app", "activate", "--state"]).arg(&rep).args([
+        "--enrollment",
+        &field(&enrollment, "enrollment_id")?,
+        "--code",
+        &field(&enrollment, "activation_code")?,
+        "--pin",
+        rep_pin,
+    ]))?;
+    let org_key = field(&json_of(&std::fs::read_to_string(&rep).map_err(|e| e.to_string())?, "state")?, "key_id")?;
+    let picture = dir.join("company-seal.png");
+    std::fs::write(&picture, mcs_pdfseal::image::demo_seal_png(128)).map_err(|e| e.to_string())?;
+    let seal = json_of(
+        &run_ok(
+            mcs_as("admin")
+                .args(["admin", "seal-create", "--kind", "official", "--name", "Hangzhou Example Construction Co"])
+                .arg("--image")
+                .arg(&picture)
+                .args(["--signer", &org_key]),
+        )?,
+        "seal-create",
+    )?;
+    println!("    company key {org_key}, company seal {}", seal["seal_id"]);
+
+    step(
+        "the legal representative grants the company certificate to Zhang San's phone: sealing only, each use approved",
+    );
+    let invite = json_of(
+        &run_ok(mcs_as("app2").args(["app", "delegate", "create", "--state"]).arg(&rep).args([
+            "--days",
+            "30",
+            "--task-kind",
+            "pdf_seal",
+            "--label",
+            "Zhang San (bid clerk)",
+            "--each-use",
+            "--pin",
+            rep_pin,
+        ]))?,
+        "delegate create",
+    )?;
+    let did = field(&invite, "delegation_id")?;
+    let clerk = dir.join("zhang-san-company.json");
+    run_ok(mcs_as("app1").args(["app", "accept", "--state"]).arg(&clerk).args([
+        "--delegation",
+        &did,
+        "--code",
+        &field(&invite, "invitation_code")?,
+    ]))?;
+    run_ok(mcs_as("app2").args(["app", "delegate", "share", "--state"]).arg(&rep).args([&did, "--pin", rep_pin]))?;
+    run_ok(mcs_as("app1").args(["app", "accept", "--state"]).arg(&clerk).args(["--pin", "975310"]))?;
+    println!("    delegation {did} active: phone 1 holds its own share of the company key (the daemon re-shared it)");
+
+    step("the bidding hall asks for the company seal on the bid; Zhang San scans; the legal representative approves");
+    let bid = dir.join("company-bid.pdf");
+    std::fs::write(&bid, mcs_pdfseal::pdf::sample_document(2, false)).map_err(|e| e.to_string())?;
+    let task = json_of(
+        &run_ok(mcs_as("gateway").args(["gateway", "seal-pdf", "--pdf"]).arg(&bid).args([
+            "--placement",
+            r#"{"keyword":"Bidder seal here"}"#,
+            "--seal-id",
+            &field(&seal, "seal_id")?,
+        ]))?,
+        "seal-pdf",
+    )?;
+    let (qr, task_id) = (field(&task, "qr")?, field(&task, "task_id")?);
+    let scan = || run_ok(mcs_as("app1").args(["app", "scan", &qr, "--state"]).arg(&clerk).args(["--pin", "975310"]));
+    let waiting = json_of(&scan()?, "scan")?;
+    let aid = field(&waiting, "approval_id")?;
+    println!("    phone 1: {} ({aid})", waiting["status"]);
+    let inbox = json_of(&run_ok(mcs_as("app2").args(["app", "inbox", "--wait", "5"]))?, "inbox")?;
+    let asked = inbox["items"].as_array().into_iter().flatten().find(|i| i["approval_id"] == aid.as_str());
+    let asked = asked.ok_or(format!("no approval_request for {aid} in {inbox}"))?;
+    println!(
+        "    phone 2's inbox: {} from {} for \"{}\"",
+        asked["type"], asked["delegate_label"], asked["display"]["title"]
+    );
+    run_ok(mcs_as("app2").args(["app", "approve", "--state"]).arg(&rep).args(["--approval", &aid, "--pin", rep_pin]))?;
+    scan()?;
+    let sealed = dir.join("company-bid-sealed.pdf");
+    run_ok(mcs_as("gateway").args(["gateway", "wait", &task_id, "--wait", "10", "--pdf-out"]).arg(&sealed))?;
+    let report = json_of(&run_ok(mcs_as("gateway").arg("verify-pdf").arg(&sealed))?, "verify-pdf")?;
+    let sig = &report["signatures"][0];
+    if sig["valid"] != true {
+        return Err(format!("the company-sealed bid does not verify: {report}"));
+    }
+    println!(
+        "    {} sealed with {} by the company key; verify-pdf: valid={}",
+        sealed.display(),
+        sig["seal"]["name"],
+        sig["valid"]
     );
     Ok(())
 }

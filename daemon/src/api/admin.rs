@@ -8,24 +8,27 @@ use super::error::ApiError;
 use super::extract::{Id, NoBody};
 use super::views::{self, Reply};
 use super::wire::{self, AuditQuery};
-use crate::keys::Actor;
 use crate::plugins::ca::{CaAdapter, StatusRequest};
 
 /// Operators see the whole chain; a platform its own scan report; a phone the log of one
-/// of its keys.
+/// of its keys: the owner every use of it (each delegate's entry names its device, the
+/// actor, and its delegation, `detail.delegation_id`), a delegate only its own entries.
 pub async fn audit(State(api): Ctx, caller: Caller, RawQuery(query): RawQuery, _: NoBody) -> Reply {
     let mut q = AuditQuery::parse(query.as_deref().unwrap_or(""))?;
+    let mut actor = None;
     match &caller {
         Caller::Admin { .. } => {}
         Caller::Gateway { platform, .. } => q.platform = Some(platform.clone()),
         Caller::App { device_id } => {
             let k = q.key_id.clone().ok_or_else(|| ApiError::bad_request("key_id is required"))?;
-            api.keys.key_for(&k, &Actor::Device(device_id))?;
+            if !api.keys.owner_or_delegate(&k, device_id)? {
+                actor = Some(super::audit_actor(Some(&caller)));
+            }
         }
     }
     let entries = api
         .audit
-        .query(q.key_id.as_deref(), q.platform.as_deref(), q.since, q.limit)
+        .query(q.key_id.as_deref(), q.platform.as_deref(), actor.as_deref(), q.since, q.limit)
         .map_err(crate::keys::KeyError::from)?;
     views::ok(views::audit_entries(&entries))
 }

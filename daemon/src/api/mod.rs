@@ -257,7 +257,7 @@ async fn observe(
             && method != Method::HEAD
             && !route.starts_with("/v1/verify/")
             && !entry.written()
-            && let Err(e) = api.audit_request(caller.as_ref(), &method, &route, &ids, code).await
+            && let Err(e) = api.audit_request(caller.as_ref(), &entry, &method, &route, &ids, code).await
         {
             tracing::error!(error = %e, "audit entry not written; refusing to answer success");
             return ApiError::Internal.into_response();
@@ -274,7 +274,7 @@ async fn observe(
 }
 
 /// Who an audit entry names as the actor.
-fn audit_actor(caller: Option<&Caller>) -> String {
+pub(crate) fn audit_actor(caller: Option<&Caller>) -> String {
     match caller {
         Some(c) => format!("{}:{}", c.role().as_str(), c.identity()),
         None => "unauthenticated".into(),
@@ -285,6 +285,7 @@ impl Api {
     async fn audit_request(
         &self,
         caller: Option<&Caller>,
+        entry: &crate::audit::RequestEntry,
         method: &Method,
         route: &str,
         ids: &Ids,
@@ -317,7 +318,7 @@ impl Api {
                 platform,
                 task_id,
                 outcome: code.to_owned(),
-                detail,
+                detail: entry.annotate(detail),
             })
             .await
     }

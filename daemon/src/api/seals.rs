@@ -45,8 +45,8 @@ pub async fn revoke(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Re
 }
 
 pub async fn grant(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealGrantRequest>) -> Reply {
-    let (not_before, not_after) = wire::seal_grant(&req)?;
-    views::created(views::seal(&api.seals.grant(&id, &req.key_id, not_before, not_after).await?)?)
+    let terms = wire::seal_grant(&req)?;
+    views::created(views::seal(&api.seals.grant(&id, &req.key_id, terms).await?)?)
 }
 
 pub async fn ungrant(State(api): Ctx, _: Admin, Params((id, key_id)): Params<(String, String)>, _: NoBody) -> Reply {

@@ -172,6 +172,14 @@ fn seal_kind(kind: &str) -> Result<mcs_api::SealKind, ApiError> {
     })
 }
 
+fn delegation_approval(a: crate::model::delegation::Approval) -> mcs_api::DelegationApproval {
+    use crate::model::delegation::Approval;
+    match a {
+        Approval::None => mcs_api::DelegationApproval::None,
+        Approval::EachUse => mcs_api::DelegationApproval::EachUse,
+    }
+}
+
 pub fn seal(s: &SealRecord) -> Result<mcs_api::Seal, ApiError> {
     let grants = s
         .grants
@@ -180,6 +188,7 @@ pub fn seal(s: &SealRecord) -> Result<mcs_api::Seal, ApiError> {
             key_id: g.key_id.clone(),
             not_before: rfc3339(g.not_before),
             not_after: rfc3339(g.not_after),
+            approval: delegation_approval(g.approval),
         })
         .collect();
     Ok(mcs_api::Seal {
@@ -396,7 +405,8 @@ pub fn approval(t: &TaskRecord) -> Option<mcs_api::ApprovalView> {
         approval_id: a.id.clone(),
         task_id: t.id.clone(),
         key_id: t.key_id.clone().unwrap_or_default(),
-        delegation_id: a.delegation_id.clone(),
+        delegation_id: Some(a.delegation_id.clone()).filter(|d| !d.is_empty()),
+        seal_id: a.seal_id.clone(),
         status: status.into(),
         display: mcs_api::TaskDisplay { title: t.display.title.clone(), detail: t.display.detail.clone() },
         platform: t.platform.clone(),
@@ -458,7 +468,7 @@ pub fn delegation(
     max_attempts: u32,
     handover: Option<crate::keys::delegations::Handover>,
 ) -> mcs_api::Delegation {
-    use crate::model::delegation::{Approval, DelegationKind};
+    use crate::model::delegation::DelegationKind;
     let (wrapped_share, p2) = handover.map(|h| (h.wrapped_share, h.p2)).unzip();
     mcs_api::Delegation {
         delegation_id: d.id.clone(),
@@ -472,10 +482,7 @@ pub fn delegation(
         label: d.label.clone(),
         not_before: d.not_before.map(rfc3339),
         not_after: d.not_after.map(rfc3339),
-        approval: match d.approval {
-            Approval::None => mcs_api::DelegationApproval::None,
-            Approval::EachUse => mcs_api::DelegationApproval::EachUse,
-        },
+        approval: delegation_approval(d.approval),
         task_kinds: d.task_kinds.clone(),
         pin: mcs_api::PinStatus {
             remaining_attempts: if d.pin.locked { 0 } else { max_attempts.saturating_sub(d.pin.failures) },

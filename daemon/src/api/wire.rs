@@ -427,9 +427,16 @@ pub fn successor(req: &SuccessorRequest) -> Result<Option<Subject>, ApiError> {
     Ok(req.subject.clone().map(subject))
 }
 
-/// (not_before, not_after), unix seconds.
-pub fn seal_grant(req: &SealGrantRequest) -> Result<(i64, i64), ApiError> {
-    Ok((parse_time(&req.not_before, "not_before")?, parse_time(&req.not_after, "not_after")?))
+/// A grant's period (unix seconds) and approval rule.
+pub fn seal_grant(req: &SealGrantRequest) -> Result<crate::seals::GrantTerms, ApiError> {
+    Ok(crate::seals::GrantTerms {
+        not_before: parse_time(&req.not_before, "not_before")?,
+        not_after: parse_time(&req.not_after, "not_after")?,
+        approval: match req.approval {
+            None | Some(mcs_api::DelegationApproval::None) => crate::model::delegation::Approval::None,
+            Some(mcs_api::DelegationApproval::EachUse) => crate::model::delegation::Approval::EachUse,
+        },
+    })
 }
 
 /// What `verify/signature` checks, decoded.

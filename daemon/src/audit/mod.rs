@@ -141,6 +141,9 @@ pub struct RequestEntry {
     /// The caller's platform, for gateways.
     pub platform: Option<String>,
     written: AtomicBool,
+    /// The delegation through which the caller's device holds the key it uses, once the
+    /// keys layer has resolved it (the entry then names it: `detail.delegation_id`).
+    delegation: std::sync::OnceLock<String>,
 }
 
 tokio::task_local! {
@@ -149,7 +152,31 @@ tokio::task_local! {
 
 impl RequestEntry {
     pub fn new(event: String, actor: String, platform: Option<String>) -> Arc<RequestEntry> {
-        Arc::new(RequestEntry { event, actor, platform, written: AtomicBool::new(false) })
+        Arc::new(RequestEntry {
+            event,
+            actor,
+            platform,
+            written: AtomicBool::new(false),
+            delegation: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The request being served uses a key through delegation `id` (no-op outside a
+    /// request; the first delegation named wins).
+    pub fn note_delegation(id: &str) {
+        let _ = REQUEST.try_with(|r| r.delegation.set(id.to_owned()));
+    }
+
+    /// `detail` with the delegation the request used the key through, if any.
+    pub fn annotate(&self, detail: Value) -> Value {
+        let Some(d) = self.delegation.get() else { return detail };
+        let mut detail = match detail {
+            Value::Object(m) => m,
+            Value::Null => serde_json::Map::new(),
+            other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+        };
+        detail.insert("delegation_id".into(), Value::String(d.clone()));
+        Value::Object(detail)
     }
 
     /// Run the request's handler with this entry as the one domain steps may write.
@@ -313,6 +340,10 @@ impl Audit {
         write: impl FnOnce(AuditAppend) -> Result<T, StoreError>,
         committed: impl FnOnce(&T) -> bool,
     ) -> Result<T, StoreError> {
+        let mut ev = ev;
+        if let Some(r) = request {
+            ev.detail = r.annotate(std::mem::take(&mut ev.detail));
+        }
         let mut head = self.head.lock().await;
         self.follow_reopen(&mut head)?;
         let e = self.chain(&head, ev);
@@ -461,11 +492,13 @@ impl Audit {
         Ok(check)
     }
 
-    /// Entries matching the filters, oldest first, at most `limit`, from `since`.
+    /// Entries matching the filters (key, platform, actor), oldest first, at most `limit`,
+    /// from `since`.
     pub fn query(
         &self,
         key_id: Option<&str>,
         platform: Option<&str>,
+        actor: Option<&str>,
         since: u64,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
@@ -475,6 +508,7 @@ impl Audit {
                 let (_, e) = item?;
                 if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k))
                     || platform.is_some_and(|p| e.platform.as_deref() != Some(p))
+                    || actor.is_some_and(|a| e.actor != a)
                 {
                     continue;
                 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::model::inbox::{InboxEvent, InboxRecord};
+use crate::model::inbox::{InboxEvent, InboxRecord, PUSH_PLATFORM, PushBody};
+use crate::model::task::CallbackRecord;
 use crate::store::{Storage, StoreError};
 
 /// At most this many items per answer; the cursor moves on to the next ones.
@@ -26,6 +27,10 @@ pub struct InboxService {
     store: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     posted: Notify,
+    /// `[push] url`: each item also goes into the callback outbox as a content-free wake-up.
+    push_url: std::sync::OnceLock<String>,
+    /// Wakes the outbox's dispatcher when a push is queued.
+    pub(crate) pushed: Notify,
 }
 
 /// One answer of [`InboxService::read`].
@@ -44,17 +49,47 @@ fn random_item_id() -> Result<String, StoreError> {
 
 impl InboxService {
     pub fn new(store: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> InboxService {
-        InboxService { store, clock, posted: Notify::new() }
+        InboxService {
+            store,
+            clock,
+            posted: Notify::new(),
+            push_url: std::sync::OnceLock::new(),
+            pushed: Notify::new(),
+        }
     }
 
-    /// Store an item for `device_id`, durably, then wake its waiters.
+    /// Wake apps through a push service: every item from now on is also POSTed to `url`
+    /// as `{device_id, type, id}`, by the callback outbox (mutual TLS, retried).
+    pub fn push_to(&self, url: String) {
+        let _ = self.push_url.set(url);
+    }
+
+    /// Store an item for `device_id` (and its push wake-up), durably, then wake its
+    /// waiters.
     pub async fn post(&self, device_id: &str, event: InboxEvent) -> Result<(), StoreError> {
         let item =
             InboxRecord { id: random_item_id()?, device_id: device_id.to_owned(), created_at: self.clock.now(), event };
         let seq = self.store.push_inbox(&item)?;
+        if let Some(url) = self.push_url.get() {
+            self.store.put_callback(&CallbackRecord {
+                task_id: item.id.clone(),
+                url: url.clone(),
+                attempts: 0,
+                next_at_ms: self.clock.now_ms(),
+                platform: PUSH_PLATFORM.to_owned(),
+                push: Some(PushBody {
+                    device_id: device_id.to_owned(),
+                    kind: item.event.kind().to_owned(),
+                    id: item.id.clone(),
+                }),
+            })?;
+        }
         self.store.flush().await?;
         tracing::debug!(device_id, kind = item.event.kind(), seq, "inbox item posted");
         self.posted.notify_waiters();
+        if self.push_url.get().is_some() {
+            self.pushed.notify_one();
+        }
         Ok(())
     }
 

@@ -115,6 +115,8 @@ impl KeyService {
         }
         let Some(uses) = uses else { return Err(KeyError::DeviceMismatch) };
         let Some(d) = self.store.delegation_of_device(key_id, device_id)? else { return Err(KeyError::DeviceMismatch) };
+        // The request's audit entry names the delegation (refused uses too).
+        crate::audit::RequestEntry::note_delegation(&d.id);
         self.check_delegate(&d, uses)?;
         Ok((key, Holder::Delegate(Box::new(d))))
     }
@@ -302,6 +304,21 @@ impl KeyService {
         // The owner's phone has the next step to take (reshare and share).
         self.tell(&key.device_id, InboxEvent::DelegationAccepted { delegation_id: n.id.clone() }).await;
         Ok(n)
+    }
+
+    /// Tell every device holding `key` (its owner and its active delegates) of `event`,
+    /// best effort.
+    pub(super) async fn tell_holders(&self, key: &KeyRecord, event: InboxEvent) {
+        let mut devices = vec![key.device_id.clone()];
+        match self.store.delegations_of_key(&key.id) {
+            Ok(ds) => devices
+                .extend(ds.into_iter().filter(|d| d.status == DelegationStatus::Active).filter_map(|d| d.device_id)),
+            Err(e) => tracing::error!(key_id = %key.id, error = %e, "listing the key's delegates to tell them"),
+        }
+        devices.dedup();
+        if let Err(e) = self.inbox.post_each(&devices, &event).await {
+            tracing::error!(key_id = %key.id, error = %e, "inbox item not posted to every holder");
+        }
     }
 
     /// An inbox item, best effort: the step it tells of is done and durable already.
@@ -494,6 +511,20 @@ impl KeyService {
             self.tell(device, InboxEvent::DelegationRevoked { delegation_id: n.id.clone() }).await;
         }
         Ok(n)
+    }
+
+    /// Whose log of `key_id` `device_id` may read: `true` the owner's (all of it), `false`
+    /// a delegate's (its own entries: any delegation it held, active or ended); any other
+    /// device gets `device_mismatch`.
+    pub fn owner_or_delegate(&self, key_id: &str, device_id: &str) -> Result<bool, KeyError> {
+        let key = self.store.key(key_id)?.ok_or(KeyError::NotFound("key"))?;
+        if key.device_id == device_id {
+            return Ok(true);
+        }
+        match self.store.delegation_of_device(key_id, device_id)? {
+            Some(_) => Ok(false),
+            None => Err(KeyError::DeviceMismatch),
+        }
     }
 
     /// The delegation whose every use needs the owner's approval, if `device_id` holds the

@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 use crate::clock::Clock;
 use crate::config::KeysConfig;
 use crate::hsm::{HsmError, Wrapper};
+use crate::model::inbox::InboxEvent;
 use crate::model::key::{
     EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState, PlatformGrant, Predecessor, Subject,
 };
@@ -394,7 +395,7 @@ impl KeyService {
             return Err(KeyError::Conflict("a change needs the new subject"));
         }
         let enrollment = self.store.enrollment(&old.enrollment_id)?.ok_or(KeyError::NotFound("enrollment"))?;
-        if reason == "reissue" {
+        if reason == "reissue" && old.status == KeyStatus::Active {
             self.store
                 .update_key::<()>(key_id, |k| {
                     let change = k.status == KeyStatus::Active;
@@ -404,6 +405,8 @@ impl KeyService {
                     Ok(change)
                 })?
                 .map_err(|()| KeyError::Internal("unreachable".into()))?;
+            self.store.flush().await?;
+            self.tell_holders(&old, InboxEvent::KeySuspended { key_id: key_id.to_owned() }).await;
         }
         let platforms =
             old.platforms.iter().filter(|g| !g.once && g.until.is_none()).map(|g| g.platform.clone()).collect();
@@ -440,6 +443,7 @@ impl KeyService {
             .map_err(|()| KeyError::Internal("unreachable".into()))?;
         self.store.flush().await?;
         tracing::info!(old = %pred.key_id, new = %successor.id, reason = %pred.reason, "key superseded");
+        self.tell_holders(&old, InboxEvent::KeySuperseded { key_id: pred.key_id.clone() }).await;
         Ok(())
     }
 
@@ -447,7 +451,10 @@ impl KeyService {
     /// which installs it in the task's own store transaction): retire the key it replaces.
     pub async fn certificate_installed(&self, key_id: &str) {
         let retired = match self.store.key(key_id) {
-            Ok(Some(rec)) => self.retire_predecessor(&rec).await,
+            Ok(Some(rec)) => {
+                self.tell_holders(&rec, InboxEvent::CertificateIssued { key_id: key_id.to_owned() }).await;
+                self.retire_predecessor(&rec).await
+            }
             Ok(None) => Ok(()),
             Err(e) => Err(e.into()),
         };

@@ -17,6 +17,19 @@ pub struct InboxRecord {
     pub event: InboxEvent,
 }
 
+/// What `[push] url` is POSTed for each item: who and which, never what (the app reads
+/// the item from its inbox over mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushBody {
+    pub device_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// The outbox "platform" push deliveries count against (no platform id has parentheses).
+pub const PUSH_PLATFORM: &str = "(push)";
+
 /// What an item says, by API.md's item types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::delegation::Approval;
+
 /// An electronic seal (GB/T 38540) and who may use it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealRecord {
@@ -30,6 +32,10 @@ pub struct SealGrant {
     pub key_id: String,
     pub not_before: i64,
     pub not_after: i64,
+    /// `each_use`: every use of the seal through this grant waits for the approval of the
+    /// seal's owner (the phone owning its first signer key). Absent in older records.
+    #[serde(default)]
+    pub approval: Approval,
 }
 
 /// The seal maker's certificate (its key is the daemon-held key `seal-maker`).

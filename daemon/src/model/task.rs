@@ -167,7 +167,16 @@ impl TaskRecord {
 pub struct TaskApproval {
     /// `a_` and the task id's random part: one approval per task.
     pub id: String,
+    /// The delegation the claimant holds the key through; empty for a seal grant's approval.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub delegation_id: String,
+    /// The key whose owner decides, when it is not the task's key: a seal grant's approval
+    /// is the seal owner's (its first signer key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_key_id: Option<String>,
+    /// The seal whose grant asked for the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_id: Option<String>,
     pub status: ApprovalStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<i64>,
@@ -259,6 +268,10 @@ pub struct CallbackRecord {
     /// records from before it was kept here: the task says).
     #[serde(default)]
     pub platform: String,
+    /// A push wake-up for an inbox item (`[push] url`) instead of a task's outcome: then
+    /// `task_id` is the item's id and `platform` is [`PUSH_PLATFORM`](super::inbox::PUSH_PLATFORM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<super::inbox::PushBody>,
 }
 
 #[cfg(test)]

@@ -74,6 +74,28 @@ pub struct NewSeal {
     pub valid_to: i64,
 }
 
+/// A grant's terms (`POST /v1/seals/{id}/grants`).
+#[derive(Debug, Clone, Copy)]
+pub struct GrantTerms {
+    pub not_before: i64,
+    pub not_after: i64,
+    pub approval: crate::model::delegation::Approval,
+}
+
+impl SealRecord {
+    /// The key whose owner must approve each use of this seal by `key_id`: its first signer
+    /// key, when `key_id` holds the seal only through an `each_use` grant.
+    pub fn approver_for(&self, key_id: &str) -> Option<&str> {
+        if self.signer_key_ids.iter().any(|k| k == key_id) {
+            return None;
+        }
+        let grant = self.grants.iter().find(|g| g.key_id == key_id)?;
+        (grant.approval == crate::model::delegation::Approval::EachUse)
+            .then(|| self.signer_key_ids.first().map(String::as_str))
+            .flatten()
+    }
+}
+
 /// What sealing needs from a seal: its DER, its picture, its size.
 pub struct SealForSigning {
     pub record: SealRecord,
@@ -373,13 +395,8 @@ impl SealService {
         .await
     }
 
-    pub async fn grant(
-        &self,
-        id: &str,
-        key_id: &str,
-        not_before: i64,
-        not_after: i64,
-    ) -> Result<SealRecord, SealError> {
+    pub async fn grant(&self, id: &str, key_id: &str, terms: GrantTerms) -> Result<SealRecord, SealError> {
+        let GrantTerms { not_before, not_after, approval } = terms;
         if not_after <= not_before {
             return Err(SealError::Invalid("not_after must be later than not_before".into()));
         }
@@ -389,7 +406,7 @@ impl SealService {
                 return Err(SealError::Conflict("seal is revoked".into()));
             }
             rec.grants.retain(|g| g.key_id != key_id);
-            rec.grants.push(SealGrant { key_id: key_id.to_owned(), not_before, not_after });
+            rec.grants.push(SealGrant { key_id: key_id.to_owned(), not_before, not_after, approval });
             Ok(())
         })
         .await

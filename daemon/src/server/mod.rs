@@ -132,6 +132,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     );
     let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), plugins.clone(), cfg.keys.clone(), clock.clone()));
     keys.attach_audit(audit.clone());
+    if let Some(url) = &cfg.push.url {
+        keys.inbox().push_to(url.clone());
+    }
     let mut tasks_cfg = cfg.tasks.clone();
     if tasks_cfg.public_url.is_empty() {
         tasks_cfg.public_url = format!("https://{api_addr}");

@@ -1,4 +1,5 @@
-//! Callback delivery: POST a finished task's outcome to its `callback_url` over mutual TLS.
+//! Callback delivery: POST a finished task's outcome to its `callback_url` over mutual TLS,
+//! and an inbox item's content-free wake-up (`{device_id, type, id}`) to `[push] url`.
 //!
 //! The outbox record is written in the same transaction as the task's final state, so a
 //! crash cannot lose a callback. A dispatcher scans the outbox and starts one delivery per
@@ -177,7 +178,12 @@ pub async fn run(tasks: Arc<TaskService>, tls: Arc<ClientConfig>) {
         let sleep = next_due
             .map(|at| Duration::from_millis((at - tasks.clock().now_ms()).clamp(50, 1000) as u64))
             .unwrap_or(Duration::from_secs(1));
-        let _ = tokio::time::timeout(sleep, tasks.outbox.notified()).await;
+        let pushed = tasks.keys.inbox().clone();
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = tasks.outbox.notified() => {}
+            _ = pushed.pushed.notified() => {}
+        }
     }
 }
 
@@ -200,8 +206,18 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
         }
     };
     let mut cb: CallbackRecord = lease.record.clone();
-    let policy = &cfg.platform(platform).callback;
-    let outcome = match (tasks.callback_body(task_id), CallbackUrl::parse(&cb.url)) {
+    // A push wake-up goes where the operator configured it (a private address included);
+    // a task's outcome by its platform's rules.
+    let push_policy = TargetPolicy { hosts: None, allow_private: true };
+    let policy = if cb.push.is_some() { &push_policy } else { &cfg.platform(platform).callback };
+    // Plain strings, booleans and enums: serializing cannot fail.
+    let body = match &cb.push {
+        Some(push) => Ok(Some(serde_json::to_vec(push).expect("push body serializes"))),
+        None => {
+            tasks.callback_body(task_id).map(|b| b.map(|b| serde_json::to_vec(&b).expect("callback body serializes")))
+        }
+    };
+    let outcome = match (body, CallbackUrl::parse(&cb.url)) {
         (Ok(None), _) => {
             let _ = store.finish_callback(&lease);
             return;
@@ -218,15 +234,8 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
                 abandon(&tasks, &lease, platform, &why);
                 return;
             }
-            let attempt = post(
-                &tls,
-                &url,
-                policy,
-                cfg.callback_connect_timeout,
-                cfg.callback_timeout,
-                // Plain strings, booleans and enums: serializing cannot fail.
-                Bytes::from(serde_json::to_vec(&body).expect("callback body serializes")),
-            );
+            let attempt =
+                post(&tls, &url, policy, cfg.callback_connect_timeout, cfg.callback_timeout, Bytes::from(body));
             match tokio::time::timeout(cfg.callback_timeout, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure::Failed(format!("no answer within {} ms", cfg.callback_timeout.as_millis()))),

@@ -485,6 +485,7 @@ impl TaskService {
             attempts: 0,
             next_at_ms: self.now() * 1000,
             platform: task.platform.clone(),
+            push: None,
         })
     }
 
@@ -511,16 +512,28 @@ impl TaskService {
         task: &TaskRecord,
         key: &KeyRecord,
         device_id: &str,
-        d: &crate::model::delegation::DelegationRecord,
+        asked: AskedBy<'_>,
     ) -> Result<Claimed, TaskError> {
         let mut t = self.next(task);
         t.status = TaskStatus::AwaitingApproval;
         t.key_id = Some(key.id.clone());
         t.device_id = Some(device_id.to_owned());
         let approval_id = TaskApproval::id_for(&task.id);
+        let (approver_device, delegation_id, approver_key_id, seal_id, label) = match asked {
+            AskedBy::Delegation(d) => (key.device_id.clone(), d.id.clone(), None, None, d.label.clone()),
+            AskedBy::SealGrant { seal_id, approver_key_id } => {
+                let approver = self.store.key(approver_key_id)?.filter(|k| k.status == KeyStatus::Active);
+                let approver = approver.ok_or_else(|| {
+                    TaskError::Key(KeyError::NoPermission("the seal's owner key cannot approve (not active)".into()))
+                })?;
+                (approver.device_id, String::new(), Some(approver.id), Some(seal_id.to_owned()), None)
+            }
+        };
         t.approval = Some(TaskApproval {
             id: approval_id.clone(),
-            delegation_id: d.id.clone(),
+            delegation_id,
+            approver_key_id,
+            seal_id,
             status: ApprovalStatus::Pending,
             decided_at: None,
         });
@@ -530,13 +543,23 @@ impl TaskService {
             task_id: task.id.clone(),
             display: task.display.clone(),
             platform: task.platform.clone(),
-            delegate_label: d.label.clone(),
+            delegate_label: label,
         };
-        let _ = self.keys.inbox().post_each(std::slice::from_ref(&key.device_id), &ask).await;
+        let _ = self.keys.inbox().post_each(std::slice::from_ref(&approver_device), &ask).await;
         Ok(Claimed::AwaitingApproval(approval_id))
     }
 
-    /// The task an approval belongs to, for the key's owner or the delegate that asked.
+    /// The key whose owner decides `task`'s approval: a seal grant's seal owner, or else
+    /// the task's own key.
+    fn approver_of(&self, task: &TaskRecord, key: KeyRecord) -> Result<KeyRecord, TaskError> {
+        match task.approval.as_ref().and_then(|a| a.approver_key_id.as_deref()) {
+            Some(k) if k != key.id => Ok(self.store.key(k)?.ok_or(TaskError::Key(KeyError::NotFound("approval")))?),
+            _ => Ok(key),
+        }
+    }
+
+    /// The task an approval belongs to and the key whose owner decides it, for that owner or
+    /// the phone that asked.
     pub fn approval_task(&self, approval_id: &str, device_id: &str) -> Result<(TaskRecord, KeyRecord), TaskError> {
         let not_found = || TaskError::Key(KeyError::NotFound("approval"));
         let task_id = TaskApproval::task_of(approval_id).ok_or_else(not_found)?;
@@ -544,10 +567,11 @@ impl TaskService {
         let task = task.ok_or_else(not_found)?;
         let key_id = task.key_id.clone().ok_or_else(not_found)?;
         let key = self.store.key(&key_id)?.ok_or_else(not_found)?;
-        if key.device_id != device_id && task.device_id.as_deref() != Some(device_id) {
+        let approver = self.approver_of(&task, key)?;
+        if approver.device_id != device_id && task.device_id.as_deref() != Some(device_id) {
             return Err(TaskError::Key(KeyError::DeviceMismatch));
         }
-        Ok((task, key))
+        Ok((task, approver))
     }
 
     /// The owner's decision (`approve` or `deny`, with its PIN proof): approved, the task is
@@ -666,7 +690,7 @@ impl TaskService {
             .authorisation(&key, &task.platform)
             .ok_or_else(|| TaskError::PlatformNotAuthorized(task.platform.clone()))?;
         if !approved_for_me && let Some(d) = self.keys.approval_needed(&key.id, device_id)? {
-            return self.ask_approval(&task, &key, device_id, &d).await;
+            return self.ask_approval(&task, &key, device_id, AskedBy::Delegation(&d)).await;
         }
         let public = sm2_2p::point_from_hex(&key.public_key)
             .map_err(|_| TaskError::Key(KeyError::Internal(format!("{key_id}: stored public key invalid"))))?;
@@ -723,7 +747,15 @@ impl TaskService {
                 return Ok(Claimed::Completed);
             }
             TaskData::PdfSeal { pdf, seal_id, placement, .. } => {
-                let seal = self.seals.for_signing(seal_id.as_deref(), &key.id)?;
+                // Claimed again after the seal owner's approval: the seal approved, not
+                // another one the key may also use.
+                let approved_seal =
+                    task.approval.as_ref().filter(|_| approved_for_me).and_then(|a| a.seal_id.as_deref());
+                let seal = self.seals.for_signing(approved_seal.or(seal_id.as_deref()), &key.id)?;
+                if !approved_for_me && let Some(approver) = seal.record.approver_for(&key.id) {
+                    let asked = AskedBy::SealGrant { seal_id: &seal.record.id, approver_key_id: approver };
+                    return self.ask_approval(&task, &key, device_id, asked).await;
+                }
                 let signing_time = self.now() as u64;
                 let job = self.seal_job(&t.id, pdf, placement, seal, &key, signing_time).await?;
                 let e = hex::encode(sm2_2p::e_for_message(&public, &job.to_be_signed));
@@ -1115,6 +1147,14 @@ fn new_task(
         callback_url,
         ..TaskRecord::pending(id.to_owned(), kind, platform, data, created_at, created_at + ttl_secs as i64)
     }
+}
+
+/// Why a claim waits for an approval, and so who decides it.
+enum AskedBy<'a> {
+    /// The claimant holds the key through an `each_use` delegation: the key's owner.
+    Delegation(&'a crate::model::delegation::DelegationRecord),
+    /// The key uses the seal through an `each_use` grant: the owner of the seal's key.
+    SealGrant { seal_id: &'a str, approver_key_id: &'a str },
 }
 
 /// Co-signatures one task gives out at most (each for its own nonce).

@@ -214,6 +214,7 @@ pub(super) fn callback(task_id: &str) -> CallbackRecord {
         attempts: 0,
         next_at_ms: 0,
         platform: "P1".into(),
+        push: None,
     }
 }
 

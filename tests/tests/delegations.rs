@@ -189,6 +189,14 @@ async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_k
     assert_eq!(delegate.public_key(), owner.public_key());
     assert_eq!(delegate.state.delegation_id.as_deref(), Some(did.as_str()));
     assert_ne!(delegate.share().scalar(), owner.share().scalar(), "the delegate's half is its own");
+    // Its answer lost, the delegate repeats the activation: the same answer for the same
+    // verifier, `conflict` for another, and nothing changes.
+    let path = format!("/v1/delegations/{did}/activate");
+    let same = json!({"pin": {"salt": delegate.state.pin_salt, "verifier": hex::encode(delegate.verifier())}});
+    let again = app2.json(Method::POST, &path, Some(&same)).await.unwrap();
+    assert_eq!((&again["key_id"], &again["public_key"]), (&json!(owner.key_id()), &json!(owner.state.public_key)));
+    let other = json!({"pin": {"salt": delegate.state.pin_salt, "verifier": "11".repeat(32)}});
+    assert_eq!(raw(&mut app2, Method::POST, &path, other).await, (409, "conflict".to_owned()));
     let active = view(&mut app2, &did).await;
     assert_eq!(active["status"], "active");
     assert!(active.get("wrapped_share").is_none(), "the handover is gone once active: {active}");

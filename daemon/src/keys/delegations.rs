@@ -419,6 +419,9 @@ impl KeyService {
         if d.device_id.as_deref() != Some(device_id) {
             return Err(KeyError::DeviceMismatch);
         }
+        if d.status == DelegationStatus::Active {
+            return self.activation_repeated(&d, device_id, verifier).await;
+        }
         if d.status != DelegationStatus::AwaitingPin {
             return Err(KeyError::Conflict("the delegation is not awaiting the delegate's PIN"));
         }
@@ -460,6 +463,39 @@ impl KeyService {
             tracing::info!(key_id = %key.id, delegation = %d.id, "key transferred to a new device; old share erased");
         }
         self.store.key(&key.id)?.ok_or(KeyError::NotFound("key"))
+    }
+
+    /// The delegate repeating its activation with the same verifier (its answer was lost):
+    /// the same answer, nothing changed. Any other repeat is `conflict`.
+    async fn activation_repeated(
+        &self,
+        d: &DelegationRecord,
+        device_id: &str,
+        verifier: Verifier,
+    ) -> Result<KeyRecord, KeyError> {
+        let refused = || KeyError::Conflict("the delegation is not awaiting the delegate's PIN");
+        let Some((key, mut blobs)) = self.store.key_with_secrets(&d.key_id, &[SecretKind::PinVerifier])? else {
+            return Err(KeyError::NotFound("key"));
+        };
+        let (owner, kind, blob) = match d.kind {
+            DelegationKind::Delegate => {
+                let blob = self.store.delegation_secret(&d.id, SecretKind::DelegatePinVerifier)?;
+                (d.id.clone(), SecretKind::DelegatePinVerifier, blob)
+            }
+            // A transfer made this device the owner.
+            DelegationKind::Transfer if key.device_id == device_id => {
+                (key.id.clone(), SecretKind::PinVerifier, blobs.pop().flatten())
+            }
+            DelegationKind::Transfer => return Err(refused()),
+        };
+        let blob = blob.ok_or_else(refused)?;
+        let hsm = self.hsm.clone();
+        let same = blocking(move || {
+            let stored = hsm.unwrap(&owner, kind, &blob)?;
+            Ok(bool::from(subtle::ConstantTimeEq::ct_eq(stored.as_slice(), verifier.as_slice())))
+        })
+        .await?;
+        if same { Ok(key) } else { Err(refused()) }
     }
 
     /// A delegation as `actor` may see it: the key's owner, the delegate, an operator.

@@ -1011,11 +1011,23 @@ impl TaskService {
             .filter_map(|(r, (_, _, q1, _))| r.as_ref().ok().map(|(_, e)| (*e, *q1)))
             .collect();
         let proof = PinProof { op: transcript, proof };
-        // A delegate must be allowed every kind the batch holds.
-        let mut uses: Vec<&str> =
-            checked.iter().filter_map(|r| r.as_ref().ok().map(|(t, _)| kind_str(t.kind))).collect();
-        uses.dedup();
-        let mut signed = self.keys.sign_batch(key_id, device_id, &uses, work, proof).await?.into_iter();
+        // A delegate must be allowed every kind the batch holds; the owner's approval counts
+        // only if every task in it has one (an `each_use` delegate's claimed tasks all do).
+        let tasks: Vec<&TaskRecord> = checked.iter().filter_map(|r| r.as_ref().ok().map(|(t, _)| t)).collect();
+        let mut uses: Vec<&str> = Vec::new();
+        for u in tasks.iter().flat_map(|t| uses_of(t)) {
+            if !uses.contains(&u) {
+                uses.push(u);
+            }
+        }
+        if !tasks.iter().all(|t| uses_of(t).contains(&APPROVED_USE)) {
+            uses.retain(|u| *u != APPROVED_USE);
+        }
+        // Nothing to co-sign: every item has its own error, and nothing is asked of the key.
+        let mut signed = match work.is_empty() {
+            true => Vec::new().into_iter(),
+            false => self.keys.sign_batch(key_id, device_id, &uses, work, proof).await?.into_iter(),
+        };
         let mut out = Vec::with_capacity(items.len());
         for (r, (_, _, q1, _)) in checked.into_iter().zip(&items) {
             out.push(match r {

@@ -615,6 +615,8 @@ fn organisation_scene(dir: &std::path::Path, mcs_as: &dyn Fn(&str) -> Command) -
         "org",
         "--name",
         "Hangzhou Example Construction Co",
+        "--org-name",
+        "Hangzhou Example Construction Co",
         "--credit-code",
         "91330100MA2B3C4D5E",
         "--ca",
@@ -681,6 +683,8 @@ fn organisation_scene(dir: &std::path::Path, mcs_as: &dyn Fn(&str) -> Command) -
     std::fs::write(&bid, mcs_pdfseal::pdf::sample_document(2, false)).map_err(|e| e.to_string())?;
     let task = json_of(
         &run_ok(mcs_as("gateway").args(["gateway", "seal-pdf", "--pdf"]).arg(&bid).args([
+            "--title",
+            "Company seal on bid ZB-2026-001",
             "--placement",
             r#"{"keyword":"Bidder seal here"}"#,
             "--seal-id",

@@ -76,6 +76,20 @@ async fn hand_over(
     (phone, did)
 }
 
+/// The operator makes the company's official seal, signed with `signer`'s key, valid a day.
+async fn company_seal(admin: &mut Connection, signer: &str) -> Value {
+    let seal = json!({
+        "kind": "official",
+        "name": "Company seal",
+        "owner": { "org_name": "Hangzhou Example Construction Co", "credit_code": "91330100MA2B3C4D5E" },
+        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
+        "signer_key_ids": [signer],
+        "valid_from": rfc3339(now() - 3600),
+        "valid_to": rfc3339(now() + 86_400),
+    });
+    admin.json(Method::POST, "/v1/seals", Some(&seal)).await.unwrap()
+}
+
 fn delegate_for_an_hour() -> DelegationOptions {
     DelegationOptions { label: Some("clerk Li".into()), ..DelegationOptions::delegate(rfc3339(now() + 3600)) }
 }
@@ -226,16 +240,7 @@ async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_k
     assert_eq!(B64.decode(out["result"]["plaintext"].as_str().unwrap()).unwrap(), secret);
 
     // pdf_seal with the org's seal: the CMS signature verifies under the org key.
-    let seal = json!({
-        "kind": "official",
-        "name": "Company seal",
-        "owner": { "org_name": "Hangzhou Example Construction Co", "credit_code": "91330100MA2B3C4D5E" },
-        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
-        "signer_key_ids": [owner.key_id()],
-        "valid_from": rfc3339(now() - 3600),
-        "valid_to": rfc3339(now() + 86_400),
-    });
-    let seal = admin.json(Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
+    let seal = company_seal(&mut admin, owner.key_id()).await;
     let pdf = mcs_pdfseal::pdf::sample_document(1, false);
     let data =
         json!({ "pdf": B64.encode(&pdf), "seal_id": seal["seal_id"], "placement": {"page": 1, "x": 300, "y": 200} });
@@ -591,6 +596,15 @@ async fn on_postgres_a_delegation_made_on_one_node_is_used_on_another() {
 }
 
 /// An `each_use` delegate's claim of `code`: 202 `awaiting_approval`; its approval id.
+/// The owner's phone (app1, PIN 111111) and an hour's `each_use` delegate (app2, 222222).
+async fn each_use_delegate(env: &DevEnv, daemon: &Daemon) -> (Phone, Connection, Phone, Connection, String) {
+    let (owner, mut app1) = new_phone(env, daemon, "app1", "111111").await;
+    let mut app2 = connect(env, daemon, "app2").await;
+    let opts = DelegationOptions { approval: Some(mcs_api::DelegationApproval::EachUse), ..delegate_for_an_hour() };
+    let (delegate, did) = hand_over(&owner, &mut app1, &mut app2, &opts, "222222").await;
+    (owner, app1, delegate, app2, did)
+}
+
 async fn claim_awaiting_approval(conn: &mut Connection, code: &ScanCode, key_id: &str) -> String {
     let claim = json!({"token": code.token, "key_id": key_id});
     let resp = conn.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
@@ -608,11 +622,8 @@ async fn claim_awaiting_approval(conn: &mut Connection, code: &ScanCode, key_id:
 async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
     let env = DevEnv::new();
     let daemon = Daemon::start(&env);
-    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
-    let mut app2 = connect(&env, &daemon, "app2").await;
+    let (owner, mut app1, delegate, mut app2, did) = each_use_delegate(&env, &daemon).await;
     let mut gw = connect(&env, &daemon, "gateway").await;
-    let opts = DelegationOptions { approval: Some(mcs_api::DelegationApproval::EachUse), ..delegate_for_an_hour() };
-    let (delegate, did) = hand_over(&owner, &mut app1, &mut app2, &opts, "222222").await;
     assert_eq!(api_code(delegate.sign_message(&mut app2, b"raw", SignMode::Canonical).await), "no_permission");
 
     let message = b"bid needing the legal representative".as_slice();
@@ -699,6 +710,20 @@ async fn each_use_approval_holds_a_delegates_claim_until_the_owner_decides() {
     assert_eq!((&out["status"], &out["error"]), (&json!("rejected"), &json!("approval_denied")));
     let a = app2.json(Method::GET, &format!("/v1/approvals/{aid}"), None).await.unwrap();
     assert_eq!(a["status"], "denied");
+
+    // Undecided, the approval expires with its task; deciding it then is `task_expired`.
+    let data = json!({"message": B64.encode(b"too late")});
+    let created = gateway::create_task(&mut gw, "sign", "Short-lived", data, Some(3), None).await.unwrap();
+    let code = code_of(&created);
+    let aid = claim_awaiting_approval(&mut app2, &code, delegate.key_id()).await;
+    let path = format!("/v1/approvals/{aid}");
+    let deadline = Instant::now() + PATIENCE;
+    while app1.json(Method::GET, &path, None).await.unwrap()["status"] != "expired" {
+        assert!(Instant::now() < deadline, "the approval never expired with its task");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(api_code(owner.decide_approval(&mut app1, &aid, true).await), "task_expired");
+    assert_eq!(gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "expired");
 }
 
 /// On PostgreSQL: a task claimed by an `each_use` delegate on node 1 is approved by the
@@ -744,16 +769,7 @@ async fn a_seal_granted_for_each_use_seals_only_after_the_seal_owner_approves() 
     let (clerk, mut app2) = new_phone(&env, &daemon, "app2", "222222").await;
     let mut admin = connect(&env, &daemon, "admin").await;
     let mut gw = connect(&env, &daemon, "gateway").await;
-    let seal = json!({
-        "kind": "official",
-        "name": "Company seal",
-        "owner": { "org_name": "Hangzhou Example Construction Co", "credit_code": "91330100MA2B3C4D5E" },
-        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
-        "signer_key_ids": [rep.key_id()],
-        "valid_from": rfc3339(now() - 3600),
-        "valid_to": rfc3339(now() + 86_400),
-    });
-    let seal = admin.json(Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
+    let seal = company_seal(&mut admin, rep.key_id()).await;
     let sid = seal["seal_id"].as_str().unwrap().to_owned();
     let (from, to) = (rfc3339(now() - 60), rfc3339(now() + 3600));
     let granted = mcs_client::admin::grant_seal(&mut admin, &sid, clerk.key_id(), &from, &to, true).await.unwrap();
@@ -809,11 +825,8 @@ async fn a_seal_granted_for_each_use_seals_only_after_the_seal_owner_approves() 
 async fn an_each_use_delegate_batch_signs_with_one_approval_per_task() {
     let env = DevEnv::new();
     let daemon = Daemon::start(&env);
-    let (owner, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
-    let mut app2 = connect(&env, &daemon, "app2").await;
+    let (owner, mut app1, delegate, mut app2, _) = each_use_delegate(&env, &daemon).await;
     let mut gw = connect(&env, &daemon, "gateway").await;
-    let opts = DelegationOptions { approval: Some(mcs_api::DelegationApproval::EachUse), ..delegate_for_an_hour() };
-    let (delegate, _) = hand_over(&owner, &mut app1, &mut app2, &opts, "222222").await;
     let messages: [&[u8]; 3] = [b"bid one", b"bid two", b"bid three"];
     let mut codes = Vec::new();
     let mut approvals = Vec::new();

@@ -587,6 +587,10 @@ impl TaskService {
         if key.device_id != device_id {
             return Err(TaskError::Key(KeyError::DeviceMismatch));
         }
+        // Expired with its task (swept already, or found so below): `task_expired`.
+        if task.status == TaskStatus::Expired {
+            return Err(TaskError::Expired);
+        }
         if task.status != TaskStatus::AwaitingApproval {
             return Err(TaskError::State(format!("task is {}", status_str(task.status))));
         }

@@ -23,8 +23,12 @@ async fn a_task_sent_to_a_key_arrives_in_its_phones_inbox_and_only_that_key_sign
     let mut gw = connect(&env, &daemon, "gateway").await;
     let base_url = format!("https://{}", daemon.api);
 
+    // The phone's only item so far: its certificate was issued.
     let empty = inbox::read(&mut app1, None, 0).await.unwrap();
-    assert!(empty.items.is_empty());
+    let kinds: Vec<_> = empty.items.iter().map(|i| serde_json::to_value(i).unwrap()["type"].clone()).collect();
+    assert_eq!(kinds, [json!("certificate_issued")]);
+    let other = inbox::read(&mut app2, None, 0).await.unwrap();
+    assert_eq!(other.items.len(), 1, "phone 2's certificate_issued");
 
     // The phone waits first; the platform's task wakes it.
     let waiting = {
@@ -50,7 +54,8 @@ async fn a_task_sent_to_a_key_arrives_in_its_phones_inbox_and_only_that_key_sign
     let wire = serde_json::to_value(item).unwrap();
     assert_eq!((&wire["type"], &wire["kind"], &wire["platform"]), (&json!("task"), &json!("sign"), &json!("P-DEV-1")));
     assert_eq!(wire["display"]["title"], "Sign the bid");
-    assert!(inbox::read(&mut app2, None, 0).await.unwrap().items.is_empty(), "the other phone got nothing");
+    let other = inbox::read(&mut app2, Some(&other.cursor), 0).await.unwrap();
+    assert!(other.items.is_empty(), "the other phone got nothing");
 
     // Another key, even with the token, may not claim it; the addressed one signs.
     let refused = phone2.scan(&mut app2, &code).await.unwrap_err();

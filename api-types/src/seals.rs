@@ -64,6 +64,15 @@ pub struct SealRequest {
     pub valid_to: String,
 }
 
+/// `POST /v1/seals/{id}/image` (admin): a new face; answered with the new seal (new id
+/// and `es_id`, the same grants), the old one revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SealImageRequest {
+    pub image: SealImage,
+}
+
 /// `POST /v1/seals/{id}/grants` (admin): the seal is re-made with the key's certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -353,7 +353,49 @@ pub enum ClaimAnswer {
     /// 202: the owner must approve first (a delegate with `approval: each_use`); claim
     /// again once approved for the answer.
     AwaitingApproval(crate::delegations::ApprovalPending),
+    /// 202: a `pdf_seal` task with `placement: "deferred"`, claimed: the gateway chooses
+    /// the seal and where it goes (`POST /v1/tasks/{id}/placement`); claim again for the
+    /// digest.
+    AwaitingPlacement(PlacementPending),
     Completed(TaskStatusAnswer),
+}
+
+/// `{status: "claimed", placement: "deferred"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlacementPending {
+    /// `claimed`.
+    pub status: TaskStatus,
+    /// `deferred`.
+    pub placement: String,
+}
+
+/// `POST /v1/tasks/{id}/placement` (the creating gateway): the seal the user chose on the
+/// PC and where it goes (a placement of API.md, not `deferred`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PlacementRequest {
+    pub seal_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Placement))]
+    pub placement: Value,
+}
+
+/// `GET /v1/tasks/{id}/seals` (the creating gateway): the seals the claiming key may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskSeals {
+    pub items: Vec<TaskSeal>,
+}
+
+/// One seal to choose, with its face for the PC to draw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskSeal {
+    pub seal_id: String,
+    pub name: String,
+    pub kind: crate::seals::SealKind,
+    pub image: crate::seals::SealImage,
 }
 
 impl ClaimAnswer {

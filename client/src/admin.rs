@@ -91,6 +91,12 @@ pub async fn seals(conn: &mut Connection, owner: Option<&str>, key_id: Option<&s
     conn.json(Method::GET, &with_query("/v1/seals", &[("owner", owner), ("key_id", key_id)]), None).await
 }
 
+/// `POST /v1/seals/{id}/image`: a new face; answers the new seal (the old one is revoked).
+pub async fn change_seal_image(conn: &mut Connection, seal_id: &str, image: mcs_api::SealImage) -> Result<Value> {
+    let body = mcs_api::SealImageRequest { image };
+    conn.send(Method::POST, &format!("/v1/seals/{}/image", percent_encode(seal_id)), &body).await
+}
+
 pub async fn revoke_seal(conn: &mut Connection, seal_id: &str) -> Result<Value> {
     conn.json(Method::POST, &format!("/v1/seals/{}/revoke", percent_encode(seal_id)), None).await
 }

@@ -37,3 +37,16 @@ pub async fn task(conn: &mut Connection, task_id: &str) -> Result<Value> {
 pub async fn result(conn: &mut Connection, task_id: &str, wait_secs: u64) -> Result<Value> {
     conn.json(Method::GET, &format!("/v1/tasks/{task_id}/result?wait={wait_secs}"), None).await
 }
+
+/// `GET /v1/tasks/{id}/seals`: a claimed deferred `pdf_seal` task's seals to choose from
+/// ([`mcs_api::TaskSeals`]).
+pub async fn task_seals(conn: &mut Connection, task_id: &str) -> Result<mcs_api::TaskSeals> {
+    crate::transport::parse(&conn.json(Method::GET, &format!("/v1/tasks/{task_id}/seals"), None).await?)
+}
+
+/// `POST /v1/tasks/{id}/placement`: the seal chosen on the PC and where it goes; answers
+/// the task view.
+pub async fn place(conn: &mut Connection, task_id: &str, seal_id: &str, placement: Value) -> Result<Value> {
+    let body = mcs_api::PlacementRequest { seal_id: seal_id.to_owned(), placement };
+    conn.send(Method::POST, &format!("/v1/tasks/{task_id}/placement"), &body).await
+}

@@ -131,13 +131,26 @@ enum GatewayCommand {
         pdf: PathBuf,
         #[arg(long, default_value = "Seal the document")]
         title: String,
-        /// API.md placement JSON, e.g. '{"page":1,"x":300,"y":200}' or '{"keyword":"盖章处"}'.
+        /// API.md placement JSON, e.g. '{"page":1,"x":300,"y":200}' or '{"keyword":"盖章处"}',
+        /// or `deferred`: the seal and its place are chosen after the phone's claim (`mcs
+        /// gateway seals` and `mcs gateway place`).
         #[arg(long)]
         placement: String,
         #[arg(long)]
         seal_id: Option<String>,
         #[arg(long)]
         ttl_secs: Option<u64>,
+    },
+    /// A claimed deferred `pdf_seal` task: the seals the scanning key may use, with faces.
+    Seals { task_id: String },
+    /// A claimed deferred `pdf_seal` task: put the chosen seal at --placement.
+    Place {
+        task_id: String,
+        #[arg(long)]
+        seal_id: String,
+        /// API.md placement JSON, e.g. '{"page":1,"x":300,"y":200}'.
+        #[arg(long)]
+        placement: String,
     },
     /// Wait for a task's outcome (long-poll) and print it.
     Wait {
@@ -255,6 +268,17 @@ enum AdminCommand {
     },
     /// Revoke a seal.
     SealRevoke { id: String },
+    /// Change a seal's face: prints the new seal (same grants); the old one is revoked.
+    SealImage {
+        id: String,
+        /// The new picture (PNG, JPEG or SVG, by extension).
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 40)]
+        width_mm: u32,
+        #[arg(long, default_value_t = 40)]
+        height_mm: u32,
+    },
     /// Grant a seal to a key for --days from now.
     SealGrant {
         id: String,
@@ -586,7 +610,7 @@ fn write_out(out: &Option<PathBuf>, bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
-fn read_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
@@ -615,24 +639,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AdminCommand::SealCreate { kind, name, owner, image, width_mm, height_mm, signers, valid_days } => {
                 let owner: serde_json::Value =
                     serde_json::from_str(&owner).map_err(|e| Error::Config(format!("--owner: {e}")))?;
-                let picture_type =
-                    match image.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-                        Some("png") => "PNG",
-                        Some("jpg" | "jpeg") => "JPEG",
-                        Some("svg") => "SVG",
-                        _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
-                    };
                 let now = unix_now();
                 let request = SealRequest {
                     kind,
                     name,
                     owner,
-                    image: SealImage {
-                        kind: picture_type.into(),
-                        data: base64::engine::general_purpose::STANDARD.encode(read_file(&image)?),
-                        width_mm,
-                        height_mm,
-                    },
+                    image: seal_image(&image, width_mm, height_mm)?,
                     signer_key_ids: signers,
                     valid_from: rfc3339(now - 60)?,
                     valid_to: rfc3339(now + valid_days as i64 * 86_400)?,
@@ -643,6 +655,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&admin::seals(conn, owner.as_deref(), key_id.as_deref()).await?)
             }
             AdminCommand::SealRevoke { id } => print_json(&admin::revoke_seal(conn, &id).await?),
+            AdminCommand::SealImage { id, image, width_mm, height_mm } => {
+                print_json(&admin::change_seal_image(conn, &id, seal_image(&image, width_mm, height_mm)?).await?)
+            }
             AdminCommand::SealGrant { id, key, days, each_use } => {
                 let now = unix_now();
                 let (from, to) = (rfc3339(now - 60)?, rfc3339(now + days as i64 * 86_400)?);
@@ -683,8 +698,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&gateway::create_task(conn, &kind, &title, data, ttl_secs, callback_url.as_deref()).await?);
             }
             GatewayCommand::SealPdf { pdf, title, placement, seal_id, ttl_secs } => {
-                let placement: serde_json::Value =
-                    serde_json::from_str(&placement).map_err(|e| Error::Config(format!("--placement: {e}")))?;
+                let placement = placement_arg(&placement)?;
                 let data = TaskData::PdfSeal(PdfSealData {
                     pdf: base64::engine::general_purpose::STANDARD.encode(read_file(&pdf)?),
                     seal_id,
@@ -693,6 +707,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let data = serde_json::to_value(&data).map_err(|e| Error::Config(e.to_string()))?;
                 let kind = CreateTaskKind::PdfSeal.as_str();
                 print_json(&gateway::create_task(conn, kind, &title, data, ttl_secs, None).await?);
+            }
+            GatewayCommand::Seals { task_id } => print_json(&to_json(&gateway::task_seals(conn, &task_id).await?)?),
+            GatewayCommand::Place { task_id, seal_id, placement } => {
+                print_json(&gateway::place(conn, &task_id, &seal_id, placement_arg(&placement)?).await?)
             }
             GatewayCommand::Wait { task_id, wait, pdf_out, plaintext_out } => {
                 // Printed as the daemon said it, but for the bytes written to a file.
@@ -807,6 +825,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         print_json(&serde_json::json!({ "status": "awaiting_approval", "approval_id": aid }));
                         eprintln!("waiting for the owner's approval {aid}: scan again once it is approved");
                     }
+                    Err(Error::AwaitingPlacement) => {
+                        print_json(&serde_json::json!({ "status": "claimed", "placement": "deferred" }));
+                        eprintln!("the seal is being chosen and placed on the PC: scan again once it is placed");
+                    }
                     done => {
                         done?;
                         println!("done: {} task {} completed", parse::<TaskView>(&view)?.kind.as_str(), code.task_id);
@@ -861,6 +883,30 @@ async fn run(cli: Cli) -> Result<(), Error> {
         },
     }
     Ok(())
+}
+
+/// A seal picture file (.png, .jpg or .svg) and its printed size.
+fn seal_image(image: &std::path::Path, width_mm: u32, height_mm: u32) -> Result<SealImage, Error> {
+    let picture_type = match image.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => "PNG",
+        Some("jpg" | "jpeg") => "JPEG",
+        Some("svg") => "SVG",
+        _ => return Err(Error::Config("--image must be a .png, .jpg or .svg file".into())),
+    };
+    Ok(SealImage {
+        kind: picture_type.into(),
+        data: base64::engine::general_purpose::STANDARD.encode(read_file(image)?),
+        width_mm,
+        height_mm,
+    })
+}
+
+/// `--placement`: API.md's JSON, or the bare word `deferred`.
+fn placement_arg(arg: &str) -> Result<serde_json::Value, Error> {
+    if arg == "deferred" {
+        return Ok(serde_json::Value::String(arg.to_owned()));
+    }
+    serde_json::from_str(arg).map_err(|e| Error::Config(format!("--placement: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Error> {

@@ -549,10 +549,12 @@ impl Phone {
     }
 }
 
-/// A claim that waits for the owner's approval: [`Error::AwaitingApproval`].
+/// A claim that waits for the owner's approval ([`Error::AwaitingApproval`]) or for the
+/// gateway's placement ([`Error::AwaitingPlacement`]).
 fn awaiting(claimed: &ClaimAnswer) -> Result<()> {
     match claimed {
         ClaimAnswer::AwaitingApproval(a) => Err(Error::AwaitingApproval(a.approval_id.clone())),
+        ClaimAnswer::AwaitingPlacement(_) => Err(Error::AwaitingPlacement),
         _ => Ok(()),
     }
 }

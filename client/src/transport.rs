@@ -73,6 +73,10 @@ pub enum Error {
     /// API.md "Per-use approval"): claim again (scan again) once it is approved.
     #[error("awaiting the owner's approval {0}: scan again once it is approved")]
     AwaitingApproval(String),
+    /// Claimed, but the gateway chooses the seal and its place first (202, a `pdf_seal` with
+    /// `placement: "deferred"`): claim again (scan again) once it is placed.
+    #[error("the seal is being placed on the PC: scan again once it is placed")]
+    AwaitingPlacement,
 }
 
 impl Error {

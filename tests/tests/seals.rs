@@ -342,3 +342,159 @@ async fn expired_revoked_and_ungranted_seals_are_refused_and_the_pdf_is_untouche
         assert_eq!((resp.status, code_of(&resp.body).as_deref()), (400, Some("bad_request")), "{:?}", resp.body);
     }
 }
+
+/// Is `pdf` clean for qpdf?
+fn qpdf_clean(dir: &std::path::Path, name: &str, pdf: &[u8]) -> bool {
+    let path = dir.join(name);
+    std::fs::write(&path, pdf).unwrap();
+    std::process::Command::new("qpdf").arg("--check").arg(&path).status().unwrap().success()
+}
+
+/// The seal chosen on the PC (拖动印章, API.md): a `pdf_seal` task with `placement:
+/// "deferred"` is claimed (202), the gateway lists the seals the scanning key may use and
+/// places one; co-signing before that is `task_state`; the phone's next claim signs the
+/// chosen seal at the chosen place. Then three PDFs sealed in one batch with one PIN proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seal_is_chosen_on_the_pc_and_a_batch_seals_several_documents() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let mut made = Vec::new();
+    for name in ["Company seal", "Contract seal"] {
+        let req = seal_request(name, &[phone.key_id()], now() - 60, now() + 86_400);
+        made.push(admin.json(Method::POST, "/v1/seals", Some(&req)).await.unwrap()["seal_id"].clone());
+    }
+    let pdf = mcs_pdfseal::pdf::sample_document(2, false);
+    let data = json!({ "pdf": B64.encode(&pdf), "placement": "deferred" });
+    let created =
+        mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal the bid", data, None, None).await.unwrap();
+    let code = ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
+    let task_id = code.task_id.clone();
+    let refused = mcs_client::gateway::task_seals(&mut gw, &task_id).await.unwrap_err();
+    assert_eq!(refused.code(), Some("task_state"), "no seals to offer before the claim");
+
+    let waiting = phone.scan(&mut app, &code).await.unwrap_err();
+    assert!(matches!(waiting, mcs_client::Error::AwaitingPlacement), "{waiting}");
+    let (_, q1) = sm2_2p::ClientShare::sign_start();
+    let q1 = sm2_2p::point_to_hex(&q1);
+    let op = sm2_2p::Transcript::TaskSign { task_id: task_id.clone(), q1: q1.clone() };
+    let early = json!({"token": code.token, "q1": q1, "pin_proof": phone.proof(&op)});
+    let resp = app.call(Method::POST, &format!("/v1/tasks/{task_id}/cosign"), Some(&early)).await.unwrap();
+    assert_eq!((resp.status, &resp.body["error"]["code"]), (409, &json!("task_state")), "{}", resp.body);
+
+    let offered = mcs_client::gateway::task_seals(&mut gw, &task_id).await.unwrap();
+    let mut names: Vec<&str> = offered.items.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Company seal", "Contract seal"]);
+    for s in &offered.items {
+        let face = B64.decode(&s.image.data).unwrap();
+        assert!(mcs_pdfseal::image::from_picture(&s.image.kind, &face).is_ok(), "a face the PC can draw");
+    }
+    let place = |seal: &Value, placement: Value| json!({ "seal_id": seal, "placement": placement });
+    let path = format!("/v1/tasks/{task_id}/placement");
+    for bad in [place(&made[1], json!("deferred")), place(&made[1], json!({"page": 0, "x": 1, "y": 1}))] {
+        let resp = gw.call(Method::POST, &path, Some(&bad)).await.unwrap();
+        assert_eq!((resp.status, &resp.body["error"]["code"]), (400, &json!("bad_request")), "{bad}");
+    }
+    let resp = gw.call(Method::POST, &path, Some(&place(&json!("s_nope"), json!({"page": 1, "x": 1, "y": 1})))).await;
+    assert_eq!(resp.unwrap().status, 404);
+    let placed = mcs_client::gateway::place(
+        &mut gw,
+        &task_id,
+        made[1].as_str().unwrap(),
+        json!({"page": 2, "x": 300, "y": 300}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(placed["status"], "claimed");
+    let again =
+        mcs_client::gateway::place(&mut gw, &task_id, made[0].as_str().unwrap(), json!({"page": 1, "x": 1, "y": 1}));
+    assert_eq!(again.await.unwrap_err().code(), Some("task_state"), "placed once");
+
+    phone.scan(&mut app, &code).await.expect("sealed once placed");
+    let out = mcs_client::gateway::result(&mut gw, &task_id, 10).await.unwrap();
+    assert_eq!((&out["status"], &out["result"]["seal_id"]), (&json!("completed"), &made[1]), "{out}");
+    let sealed = B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap();
+    let report = verify_pdf(&mut admin, &sealed).await;
+    assert_eq!(
+        (&report[0]["valid"], &report[0]["seal"]["name"]),
+        (&json!(true), &json!("Contract seal")),
+        "{report:?}"
+    );
+    assert!(qpdf_clean(env.path(), "placed.pdf", &sealed));
+
+    // A batch of three documents, one PIN proof.
+    let mut codes = Vec::new();
+    for n in 1..=3 {
+        let data = json!({ "pdf": B64.encode(mcs_pdfseal::pdf::sample_document(n, false)), "seal_id": made[0], "placement": {"page": 1, "x": 200, "y": 200} });
+        let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Batch", data, None, None).await.unwrap();
+        codes.push(ScanCode::parse(created["qr"].as_str().unwrap()).unwrap());
+    }
+    let signed = phone.batch_sign(&mut app, &codes).await.unwrap();
+    assert!(signed.iter().all(Result::is_ok), "{signed:?}");
+    for (i, code) in codes.iter().enumerate() {
+        let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+        let sealed = B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap();
+        let report = verify_pdf(&mut admin, &sealed).await;
+        assert_eq!(report[0]["valid"], true, "batch item {i}: {report:?}");
+        assert!(qpdf_clean(env.path(), &format!("batch-{i}.pdf"), &sealed));
+    }
+}
+
+/// A new face (换章面): a new seal with a new esID and the same grants; the old seal is
+/// revoked — `verify/seal` says so, and it no longer seals — while the new one seals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_face_makes_a_new_seal_with_the_grants_and_revokes_the_old() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let (owner, _) = new_phone(&env, &daemon, "app1", "111111").await;
+    let (clerk, mut app2) = new_phone(&env, &daemon, "app2", "222222").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let req = seal_request("Company seal", &[owner.key_id()], now() - 60, now() + 86_400);
+    let old = admin.json(Method::POST, "/v1/seals", Some(&req)).await.unwrap();
+    let old_id = old["seal_id"].as_str().unwrap().to_owned();
+    let (from, to) = (rfc3339(now() - 60), rfc3339(now() + 3600));
+    mcs_client::admin::grant_seal(&mut admin, &old_id, clerk.key_id(), &from, &to, false).await.unwrap();
+
+    let face = mcs_api::SealImage {
+        kind: "PNG".into(),
+        data: B64.encode(mcs_pdfseal::image::demo_seal_png(64)),
+        width_mm: 42,
+        height_mm: 42,
+    };
+    let new = mcs_client::admin::change_seal_image(&mut admin, &old_id, face.clone()).await.unwrap();
+    assert_ne!((&new["seal_id"], &new["es_id"]), (&old["seal_id"], &old["es_id"]));
+    assert_eq!((&new["name"], &new["status"]), (&json!("Company seal"), &json!("active")));
+    assert_eq!(new["grants"][0]["key_id"], json!(clerk.key_id()), "the grants are kept: {new}");
+    let old_now = admin.json(Method::GET, &format!("/v1/seals/{old_id}"), None).await.unwrap();
+    assert_eq!(old_now["status"], "revoked");
+    let again = mcs_client::admin::change_seal_image(&mut admin, &old_id, face).await.unwrap_err();
+    assert_eq!(again.code(), Some("conflict"), "a revoked seal gets no new face");
+
+    let verdict = |seal: &Value| json!({ "seal": seal["seal"] });
+    let v = admin.json(Method::POST, "/v1/verify/seal", Some(&verdict(&old))).await.unwrap();
+    assert_eq!(v["valid"], false, "{v}");
+    assert!(v["errors"].as_array().unwrap().iter().any(|e| e.as_str().unwrap().contains("revoked")), "{v}");
+    let v = admin.json(Method::POST, "/v1/verify/seal", Some(&verdict(&new))).await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+
+    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
+    let task = |seal: &Value| json!({ "pdf": B64.encode(&pdf), "seal_id": seal, "placement": {"page": 1, "x": 300, "y": 300} });
+    let resp = gw
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            Some(&json!({"kind": "pdf_seal", "display": {"title": "t"}, "data": task(&old["seal_id"])})),
+        )
+        .await
+        .unwrap();
+    assert_eq!((resp.status, &resp.body["error"]["code"]), (409, &json!("conflict")), "the old seal no longer seals");
+    let sealed =
+        seal_pdf(&mut gw, &mut app2, &clerk, &pdf, new["seal_id"].as_str(), json!({"page": 1, "x": 300, "y": 300}))
+            .await;
+    let report = verify_pdf(&mut admin, &sealed).await;
+    assert_eq!((&report[0]["valid"], &report[0]["seal"]["es_id"]), (&json!(true), &new["es_id"]), "{report:?}");
+}

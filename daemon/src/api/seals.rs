@@ -9,7 +9,7 @@ use super::extract::{EmptyObject, Id, Json, NoBody, Params};
 use super::views::{self, Reply};
 use super::wire;
 use crate::keys::Actor;
-use mcs_api::{SealGrantRequest, SealRequest};
+use mcs_api::{SealGrantRequest, SealImageRequest, SealRequest};
 
 pub async fn create(State(api): Ctx, _: Admin, Json(req): Json<SealRequest>) -> Reply {
     views::created(views::seal(&api.seals.create(wire::new_seal(req)?).await?)?)
@@ -42,6 +42,11 @@ pub async fn get(State(api): Ctx, _: Admin, Id(id): Id, _: NoBody) -> Reply {
 
 pub async fn revoke(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Reply {
     views::ok(views::seal(&api.seals.revoke(&id).await?)?)
+}
+
+/// A new face: a new seal with the same grants; the old one revoked.
+pub async fn change_image(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealImageRequest>) -> Reply {
+    views::created(views::seal(&api.seals.change_face(&id, wire::seal_face(&req.image)?).await?)?)
 }
 
 pub async fn grant(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealGrantRequest>) -> Reply {

@@ -11,7 +11,8 @@ use super::extract::{Id, Json, NoBody};
 use super::views::{self, Reply};
 use super::wire::{self, Completion, Cosign};
 use mcs_api::{
-    BatchCosignRequest, ClaimRequest, CompleteRequest, CosignRequest, CreateTaskRequest, RejectRequest, TaskStatus,
+    BatchCosignRequest, ClaimRequest, CompleteRequest, CosignRequest, CreateTaskRequest, PlacementRequest,
+    RejectRequest, TaskStatus,
 };
 
 pub async fn create(State(api): Ctx, Gateway { platform }: Gateway, Json(req): Json<CreateTaskRequest>) -> Reply {
@@ -38,7 +39,9 @@ pub async fn get(State(api): Ctx, caller: Caller, Id(id): Id, RawQuery(query): R
 
 pub async fn claim(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<ClaimRequest>) -> Reply {
     match api.tasks.claim(&id, &req.token, &req.key_id, &device).await? {
-        c @ crate::tasks::Claimed::AwaitingApproval(_) => views::accepted(views::claimed(&c)),
+        c @ (crate::tasks::Claimed::AwaitingApproval(_) | crate::tasks::Claimed::AwaitingPlacement) => {
+            views::accepted(views::claimed(&c))
+        }
         c => views::ok(views::claimed(&c)),
     }
 }
@@ -92,6 +95,22 @@ pub async fn reject(State(api): Ctx, Device(device): Device, Id(id): Id, Json(re
 }
 
 /// Long-polls up to `?wait=` seconds for the task to leave `pending`/`claimed`.
+/// `GET /v1/tasks/{id}/seals`: a deferred `pdf_seal` task's seals to choose from.
+pub async fn seals(State(api): Ctx, Gateway { platform }: Gateway, Id(id): Id, _: NoBody) -> Reply {
+    views::ok(views::task_seals(&api.tasks.seals_to_choose(&platform, &id)?)?)
+}
+
+/// `POST /v1/tasks/{id}/placement`: the seal chosen on the PC, and where.
+pub async fn place(
+    State(api): Ctx,
+    Gateway { platform }: Gateway,
+    Id(id): Id,
+    Json(req): Json<PlacementRequest>,
+) -> Reply {
+    let placement = wire::chosen_placement(&req.placement)?;
+    views::ok(views::task(&api.tasks.place(&platform, &id, &req.seal_id, placement).await?))
+}
+
 pub async fn result(
     State(api): Ctx,
     Gateway { platform }: Gateway,

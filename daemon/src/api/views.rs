@@ -172,6 +172,24 @@ fn seal_kind(kind: &str) -> Result<mcs_api::SealKind, ApiError> {
     })
 }
 
+/// `GET /v1/tasks/{id}/seals`.
+pub fn task_seals(seals: &[(SealRecord, crate::seals::SealFace)]) -> Result<mcs_api::TaskSeals, ApiError> {
+    let item = |(rec, face): &(SealRecord, crate::seals::SealFace)| {
+        Ok(mcs_api::TaskSeal {
+            seal_id: rec.id.clone(),
+            name: rec.name.clone(),
+            kind: seal_kind(&rec.kind)?,
+            image: mcs_api::SealImage {
+                kind: face.picture_type.clone(),
+                data: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &face.picture),
+                width_mm: face.width_mm,
+                height_mm: face.height_mm,
+            },
+        })
+    };
+    Ok(mcs_api::TaskSeals { items: seals.iter().map(item).collect::<Result<_, ApiError>>()? })
+}
+
 fn delegation_approval(a: crate::model::delegation::Approval) -> mcs_api::DelegationApproval {
     use crate::model::delegation::Approval;
     match a {
@@ -382,6 +400,10 @@ pub fn claimed(c: &Claimed) -> mcs_api::ClaimAnswer {
         Claimed::AwaitingApproval(id) => mcs_api::ClaimAnswer::AwaitingApproval(mcs_api::ApprovalPending {
             status: mcs_api::TaskStatus::AwaitingApproval,
             approval_id: id.clone(),
+        }),
+        Claimed::AwaitingPlacement => mcs_api::ClaimAnswer::AwaitingPlacement(mcs_api::PlacementPending {
+            status: mcs_api::TaskStatus::Claimed,
+            placement: crate::seals::DEFERRED.into(),
         }),
     }
 }

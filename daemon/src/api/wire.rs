@@ -143,8 +143,26 @@ pub fn new_seal(req: SealRequest) -> Result<crate::seals::NewSeal, ApiError> {
     if !req.owner.is_object() {
         return Err(ApiError::bad_request("owner must be an object"));
     }
-    let picture_type = req.image.kind.to_ascii_uppercase();
-    let picture = b64(&req.image.data, "image.data")?;
+    let face = seal_face(&req.image)?;
+    let (valid_from, valid_to) = (parse_time(&req.valid_from, "valid_from")?, parse_time(&req.valid_to, "valid_to")?);
+    if valid_to <= valid_from {
+        return Err(ApiError::bad_request("valid_to must be later than valid_from"));
+    }
+    Ok(crate::seals::NewSeal {
+        kind: req.kind,
+        name: req.name,
+        owner: req.owner,
+        face,
+        signer_key_ids: req.signer_key_ids,
+        valid_from,
+        valid_to,
+    })
+}
+
+/// A seal's `image`, checked: a picture the PDF engine can draw, of a sane size.
+pub fn seal_face(image: &mcs_api::SealImage) -> Result<crate::seals::SealFace, ApiError> {
+    let picture_type = image.kind.to_ascii_uppercase();
+    let picture = b64(&image.data, "image.data")?;
     match picture_type.as_str() {
         "PNG" | "JPEG" => {
             mcs_pdfseal::image::from_picture(&picture_type, &picture)
@@ -162,25 +180,10 @@ pub fn new_seal(req: SealRequest) -> Result<crate::seals::NewSeal, ApiError> {
         return Err(ApiError::bad_request("image.data must be 1 byte to 1 MiB"));
     }
     let size_ok = |mm: u32| (5..=200).contains(&mm);
-    if !size_ok(req.image.width_mm) || !size_ok(req.image.height_mm) {
+    if !size_ok(image.width_mm) || !size_ok(image.height_mm) {
         return Err(ApiError::bad_request("image width_mm and height_mm must be 5..=200"));
     }
-    let (valid_from, valid_to) = (parse_time(&req.valid_from, "valid_from")?, parse_time(&req.valid_to, "valid_to")?);
-    if valid_to <= valid_from {
-        return Err(ApiError::bad_request("valid_to must be later than valid_from"));
-    }
-    Ok(crate::seals::NewSeal {
-        kind: req.kind,
-        name: req.name,
-        owner: req.owner,
-        picture_type,
-        picture,
-        width_mm: req.image.width_mm,
-        height_mm: req.image.height_mm,
-        signer_key_ids: req.signer_key_ids,
-        valid_from,
-        valid_to,
-    })
+    Ok(crate::seals::SealFace { picture_type, picture, width_mm: image.width_mm, height_mm: image.height_mm })
 }
 
 /// A body that carries nothing: absent, or exactly `{}`.
@@ -341,7 +344,9 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
             if !pdf.starts_with(b"%PDF-") {
                 return Err(ApiError::bad_request("pdf is not a PDF document"));
             }
-            crate::seals::parse_placement(&d.placement).map_err(ApiError::bad_request)?;
+            if !crate::seals::is_deferred(&d.placement) {
+                crate::seals::parse_placement(&d.placement).map_err(ApiError::bad_request)?;
+            }
             NewTaskData::PdfSeal { pdf, seal_id: d.seal_id, placement: d.placement }
         }
         "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
@@ -425,6 +430,16 @@ pub fn successor(req: &SuccessorRequest) -> Result<Option<Subject>, ApiError> {
         check_subject(s)?;
     }
     Ok(req.subject.clone().map(subject))
+}
+
+/// The placement a gateway chose for a deferred `pdf_seal` task: any of API.md's but
+/// `deferred` itself.
+pub fn chosen_placement(v: &Value) -> Result<Value, ApiError> {
+    if v.as_str() == Some(crate::seals::DEFERRED) {
+        return Err(ApiError::bad_request("placement: choose where the seal goes (not deferred)"));
+    }
+    crate::seals::parse_placement(v).map_err(|e| ApiError::bad_request(format!("placement: {e}")))?;
+    Ok(v.clone())
 }
 
 /// A grant's period (unix seconds) and approval rule.

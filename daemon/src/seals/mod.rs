@@ -65,13 +65,20 @@ pub struct NewSeal {
     pub kind: String,
     pub name: String,
     pub owner: Value,
+    pub face: SealFace,
+    pub signer_key_ids: Vec<String>,
+    pub valid_from: i64,
+    pub valid_to: i64,
+}
+
+/// A seal's face: its picture and printed size.
+#[derive(Debug, Clone)]
+pub struct SealFace {
+    /// PNG, JPEG or SVG.
     pub picture_type: String,
     pub picture: Vec<u8>,
     pub width_mm: u32,
     pub height_mm: u32,
-    pub signer_key_ids: Vec<String>,
-    pub valid_from: i64,
-    pub valid_to: i64,
 }
 
 /// A grant's terms (`POST /v1/seals/{id}/grants`).
@@ -314,15 +321,16 @@ impl SealService {
         for id in &req.signer_key_ids {
             self.sealing_key(id)?;
         }
-        let mut rec = SealRecord {
-            id: format!("s_{}", random_hex(12)?),
-            es_id: format!("{}{}", self.cfg.vendor_id.to_ascii_uppercase(), random_hex(8)?.to_ascii_uppercase()),
+        let (id, es_id) = self.new_ids()?;
+        let rec = SealRecord {
+            id,
+            es_id,
             kind: req.kind,
             name: req.name,
             owner: req.owner,
-            picture_type: req.picture_type,
-            width_mm: req.width_mm,
-            height_mm: req.height_mm,
+            picture_type: req.face.picture_type.clone(),
+            width_mm: req.face.width_mm,
+            height_mm: req.face.height_mm,
             signer_key_ids: req.signer_key_ids,
             grants: Vec::new(),
             valid_from: req.valid_from,
@@ -332,11 +340,85 @@ impl SealService {
             seal_b64: String::new(),
             rev: 0,
         };
-        rec.seal_b64 = B64.encode(self.make(&rec, &req.picture).await?);
-        self.store.insert_seal(&rec)?;
-        self.store.flush().await?;
+        let rec = self.insert(rec, &req.face.picture).await?;
         tracing::info!(seal = %rec.id, es_id = %rec.es_id, "seal made");
         Ok(rec)
+    }
+
+    /// A new seal's id and esID.
+    fn new_ids(&self) -> Result<(String, String), SealError> {
+        let es_id = format!("{}{}", self.cfg.vendor_id.to_ascii_uppercase(), random_hex(8)?.to_ascii_uppercase());
+        Ok((format!("s_{}", random_hex(12)?), es_id))
+    }
+
+    /// Make the SESeal for `rec` with `picture` and store it, durably.
+    async fn insert(&self, mut rec: SealRecord, picture: &[u8]) -> Result<SealRecord, SealError> {
+        rec.seal_b64 = B64.encode(self.make(&rec, picture).await?);
+        self.store.insert_seal(&rec)?;
+        self.store.flush().await?;
+        Ok(rec)
+    }
+
+    /// `POST /v1/seals/{id}/image` (换章面): the same seal with a new face. A new seal —
+    /// new id and esID, the same kind, name, owner, signer keys, grants and validity — is
+    /// made and stored first, then the old one is revoked (a crash between the two leaves
+    /// both usable; revoking the old one again finishes the change).
+    pub async fn change_face(&self, id: &str, face: SealFace) -> Result<SealRecord, SealError> {
+        let old = self.get(id)?;
+        if old.revoked_at.is_some() {
+            return Err(SealError::Conflict("seal is revoked".into()));
+        }
+        self.check_seal(&old)?;
+        let (new_id, es_id) = self.new_ids()?;
+        let rec = SealRecord {
+            id: new_id,
+            es_id,
+            picture_type: face.picture_type,
+            width_mm: face.width_mm,
+            height_mm: face.height_mm,
+            created_at: self.now(),
+            revoked_at: None,
+            seal_b64: String::new(),
+            rev: 0,
+            ..old
+        };
+        let rec = self.insert(rec, &face.picture).await?;
+        self.revoke(id).await?;
+        tracing::info!(old = %id, seal = %rec.id, es_id = %rec.es_id, "seal face changed");
+        Ok(rec)
+    }
+
+    /// The records of the seals `key_id` may seal with now (only `only`, if given), oldest
+    /// first.
+    fn usable_records(&self, key_id: &str, only: Option<&str>) -> Result<Vec<SealRecord>, SealError> {
+        let mut usable: Vec<SealRecord> = self
+            .store
+            .seals()?
+            .into_iter()
+            .filter(|s| only.is_none_or(|o| s.id == o))
+            .filter(|s| self.check_seal(s).is_ok() && self.check_holder(s, key_id).is_ok())
+            .collect();
+        usable.sort_by_key(|s| s.created_at);
+        Ok(usable)
+    }
+
+    /// The seals `key_id` may seal with now (only `only`, if given), oldest first, each
+    /// with its face: what a gateway offers the user to choose from.
+    pub fn usable_by(&self, key_id: &str, only: Option<&str>) -> Result<Vec<(SealRecord, SealFace)>, SealError> {
+        self.usable_records(key_id, only)?
+            .into_iter()
+            .map(|rec| {
+                let der = B64.decode(&rec.seal_b64).map_err(internal)?;
+                let view = seal::verify(&der).map_err(internal)?;
+                let face = SealFace {
+                    picture_type: view.picture_type.clone(),
+                    picture: view.picture.clone(),
+                    width_mm: rec.width_mm,
+                    height_mm: rec.height_mm,
+                };
+                Ok((rec, face))
+            })
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Result<SealRecord, SealError> {
@@ -471,19 +553,11 @@ impl SealService {
                 self.check_holder(&rec, key_id)?;
                 rec
             }
-            None => {
-                let mut usable = self
-                    .store
-                    .seals()?
-                    .into_iter()
-                    .filter(|s| self.check_seal(s).is_ok() && self.check_holder(s, key_id).is_ok())
-                    .collect::<Vec<_>>();
-                usable.sort_by_key(|s| s.created_at);
-                usable
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| SealError::NoPermission("no seal is available to this key".into()))?
-            }
+            None => self
+                .usable_records(key_id, None)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| SealError::NoPermission("no seal is available to this key".into()))?,
         };
         let der = B64.decode(&rec.seal_b64).map_err(internal)?;
         let view = seal::verify(&der).map_err(internal)?;
@@ -597,7 +671,13 @@ impl SealService {
         })
     }
 
-    /// `POST /v1/verify/seal`.
+    /// When the seal with this esID was revoked, if this service made it and revoked it.
+    fn seal_revoked_at(&self, es_id: &str) -> Result<Option<i64>, SealError> {
+        Ok(self.store.seals()?.into_iter().find(|s| s.es_id == es_id).and_then(|s| s.revoked_at))
+    }
+
+    /// `POST /v1/verify/seal`: the seal's own signature and format, its maker's chain, its
+    /// validity now, and whether it was revoked.
     pub fn verify_seal(&self, der: &[u8]) -> Result<SealVerdict, SealError> {
         let view = seal::verify(der).map_err(|e| SealError::Invalid(e.to_string()))?;
         let mut errors = view.errors.clone();
@@ -608,6 +688,9 @@ impl SealService {
         let at = self.now() as u64;
         if at < view.valid_from || at > view.valid_to {
             errors.push("the seal is outside its validity period".into());
+        }
+        if let Some(revoked_at) = self.seal_revoked_at(&view.es_id)? {
+            errors.push(format!("the seal was revoked at {}", crate::clock::rfc3339(revoked_at)));
         }
         Ok(SealVerdict {
             es_id: view.es_id,
@@ -704,6 +787,14 @@ impl SealService {
     pub fn keys(&self) -> &Arc<KeyService> {
         &self.keys
     }
+}
+
+/// `placement: "deferred"`: the gateway chooses the seal and its place after the claim.
+pub const DEFERRED: &str = "deferred";
+
+/// Is this the `placement` of a task whose seal is chosen on the PC?
+pub fn is_deferred(placement: &Value) -> bool {
+    placement.as_str() == Some(DEFERRED)
 }
 
 /// `placement` of a `pdf_seal` task (API.md), in points.

@@ -151,6 +151,8 @@ pub enum Claimed {
     Completed,
     /// The owner must approve first: 202 with the approval's id.
     AwaitingApproval(String),
+    /// A deferred `pdf_seal` task, claimed: the gateway places the seal first (202).
+    AwaitingPlacement,
 }
 
 /// A gateway's view of a task's outcome.
@@ -305,7 +307,11 @@ impl TaskService {
                     let seal = self.seals.get(id)?;
                     self.seals.check_seal(&seal)?;
                 }
-                let parsed = crate::seals::parse_placement(&placement).map_err(TaskError::Invalid)?;
+                // Deferred: the PDF must open and have a first page; the place comes later.
+                let parsed = match crate::seals::is_deferred(&placement) {
+                    true => mcs_pdfseal::pdf::Placement::At { page: 1, x: 0.0, y: 0.0 },
+                    false => crate::seals::parse_placement(&placement).map_err(TaskError::Invalid)?,
+                };
                 let probe = pdf.clone();
                 blocking(move || dry_run(&probe, &parsed)).await?;
                 (
@@ -671,6 +677,24 @@ impl TaskService {
     /// A phone claims a pending task with one of its keys.
     pub async fn claim(&self, id: &str, token: &str, key_id: &str, device_id: &str) -> Result<Claimed, TaskError> {
         let task = self.for_phone(id, token).await?;
+        // A deferred pdf_seal claimed by this phone: waiting for the gateway's placement,
+        // or placed (the digest of the revision the gateway chose).
+        let mine = task.status == TaskStatus::Claimed
+            && !task.cosigned
+            && task.device_id.as_deref() == Some(device_id)
+            && task.key_id.as_deref() == Some(key_id);
+        if mine
+            && task.approval.is_none()
+            && let TaskData::PdfSeal { placement, .. } = &task.data
+        {
+            if crate::seals::is_deferred(placement) {
+                return Ok(Claimed::AwaitingPlacement);
+            }
+            if let Some(e) = &task.e {
+                self.keys.usable_key_for(key_id, device_id, &uses_of(&task))?;
+                return self.placed_digest(&task, e).await;
+            }
+        }
         // Claimed again by the delegate the owner approved it for: the claim's answer again.
         let approved_for_me = task.status == TaskStatus::Claimed
             && !task.cosigned
@@ -750,6 +774,11 @@ impl TaskService {
                 .await?;
                 return Ok(Claimed::Completed);
             }
+            TaskData::PdfSeal { placement, .. } if crate::seals::is_deferred(placement) => {
+                // The gateway chooses the seal and its place (`POST …/placement`).
+                self.commit_request(Transition::of(&t)).await?;
+                return Ok(Claimed::AwaitingPlacement);
+            }
             TaskData::PdfSeal { pdf, seal_id, placement, .. } => {
                 // Claimed again after the seal owner's approval: the seal approved, not
                 // another one the key may also use.
@@ -774,6 +803,100 @@ impl TaskService {
         };
         self.commit_request(Transition::of(&t)).await?;
         Ok(answer)
+    }
+
+    /// A placed deferred task's claim answer: the digest and the signed attributes of the
+    /// revision fixed by the placement (rebuilt; nothing changes).
+    async fn placed_digest(&self, task: &TaskRecord, e: &str) -> Result<Claimed, TaskError> {
+        let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } = &task.data
+        else {
+            return Err(TaskError::State("the task has no placed seal".into()));
+        };
+        let key_id = task.key_id.as_deref().ok_or(TaskError::State("task is not claimed".into()))?;
+        let key = self.store.key(key_id)?.ok_or(TaskError::Key(KeyError::NotFound("key")))?;
+        let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
+        let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
+        Ok(Claimed::SealDigest { e: e.to_owned(), to_be_signed: B64.encode(&job.to_be_signed) })
+    }
+
+    /// A deferred `pdf_seal` task of this gateway, claimed and not yet placed, and its key.
+    fn awaiting_placement(&self, platform: &str, id: &str) -> Result<(TaskRecord, KeyRecord), TaskError> {
+        let task = self.for_gateway(platform, id)?;
+        let deferred =
+            matches!(&task.data, TaskData::PdfSeal { placement, .. } if crate::seals::is_deferred(placement));
+        if !deferred {
+            return Err(TaskError::State("the task's seal is not chosen on the PC (placement is not deferred)".into()));
+        }
+        if task.status != TaskStatus::Claimed {
+            return Err(TaskError::State(format!("task is {}", status_str(task.status))));
+        }
+        let key_id = task.key_id.as_deref().ok_or(TaskError::State("task is not claimed".into()))?;
+        let key = self.store.key(key_id)?.ok_or(TaskError::Key(KeyError::NotFound("key")))?;
+        Ok((task, key))
+    }
+
+    /// `GET /v1/tasks/{id}/seals`: the seals the claiming key may use (only the task's
+    /// `seal_id`, if it named one), with their faces.
+    pub fn seals_to_choose(
+        &self,
+        platform: &str,
+        id: &str,
+    ) -> Result<Vec<(crate::model::seal::SealRecord, crate::seals::SealFace)>, TaskError> {
+        let (task, key) = self.awaiting_placement(platform, id)?;
+        let only = match &task.data {
+            TaskData::PdfSeal { seal_id, .. } => seal_id.clone(),
+            _ => None,
+        };
+        Ok(self.seals.usable_by(&key.id, only.as_deref())?)
+    }
+
+    /// `POST /v1/tasks/{id}/placement`: the gateway fixes the seal and its place; the
+    /// revision is prepared and its digest kept, as a claim does for a placed task. A seal
+    /// used through an `each_use` grant asks its owner's approval first.
+    pub async fn place(
+        &self,
+        platform: &str,
+        id: &str,
+        seal_id: &str,
+        placement: Value,
+    ) -> Result<TaskRecord, TaskError> {
+        let (task, key) = self.awaiting_placement(platform, id)?;
+        let device_id = task.device_id.clone().ok_or(TaskError::State("task is not claimed".into()))?;
+        if let TaskData::PdfSeal { seal_id: Some(asked), .. } = &task.data
+            && asked != seal_id
+        {
+            return Err(TaskError::Key(KeyError::NoPermission(format!("the task asks for seal {asked}"))));
+        }
+        let key = self.keys.usable_key_for(&key.id, &device_id, &uses_of(&task))?;
+        let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
+        let mut placed = task.clone();
+        let TaskData::PdfSeal { pdf, seal_id: chosen, placement: at_place, .. } = &mut placed.data else {
+            return Err(TaskError::State("not a pdf_seal task".into()));
+        };
+        *at_place = placement;
+        *chosen = Some(seal_id.to_owned());
+        if let Some(approver) = seal.record.approver_for(&key.id) {
+            let asked = AskedBy::SealGrant { seal_id: &seal.record.id, approver_key_id: approver };
+            self.ask_approval(&placed, &key, &device_id, asked).await?;
+            return Ok(self.store.task(id)?.ok_or(TaskError::NotFound)?);
+        }
+        let pdf = pdf.clone();
+        let signing_time = self.now() as u64;
+        let place = match &placed.data {
+            TaskData::PdfSeal { placement, .. } => placement.clone(),
+            _ => Value::Null,
+        };
+        let job = self.seal_job(&task.id, &pdf, &place, seal, &key, signing_time).await?;
+        let public = sm2_2p::point_from_hex(&key.public_key)
+            .map_err(|_| TaskError::Key(KeyError::Internal(format!("{}: stored public key invalid", key.id))))?;
+        let mut t = self.next(&placed);
+        t.e = Some(hex::encode(sm2_2p::e_for_message(&public, &job.to_be_signed)));
+        if let TaskData::PdfSeal { chosen_seal, signing_time: at, .. } = &mut t.data {
+            *chosen_seal = Some(job.seal_id.clone());
+            *at = Some(signing_time);
+        }
+        self.commit_request(Transition::of(&t)).await?;
+        Ok(t)
     }
 
     /// May this device co-sign this claimed task with this nonce point? Returns the key.
@@ -818,8 +941,9 @@ impl TaskService {
             return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
         }
         let key_id = Self::cosignable(&task, device_id, &q1)?.to_owned();
+        // No digest yet: a deferred pdf_seal whose seal the gateway has not placed.
         let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
-        let e = e.ok_or_else(|| TaskError::Key(KeyError::Internal(format!("{id}: no digest"))))?;
+        let e = e.ok_or_else(|| TaskError::State("the task has no digest yet (its seal is not placed)".into()))?;
         let proof = PinProof { op: sm2_2p::Transcript::TaskSign { task_id: id.into(), q1: q1_hex.into() }, proof };
         let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
         let uses = uses_of(&task);
@@ -992,8 +1116,8 @@ impl TaskService {
         for (id, token, q1, _) in &items {
             let r = async {
                 let task = self.for_phone(id, token).await?;
-                if !matches!(task.kind, TaskKind::Login | TaskKind::Sign) {
-                    return Err(TaskError::Invalid("only signing tasks can be batch co-signed".into()));
+                if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::PdfSeal) {
+                    return Err(TaskError::Invalid("only signing and sealing tasks can be batch co-signed".into()));
                 }
                 if task.key_id.as_deref() != Some(key_id) {
                     return Err(TaskError::State("task is not claimed with this key".into()));
@@ -1003,7 +1127,7 @@ impl TaskService {
                     .e
                     .as_deref()
                     .and_then(|e| sm2_2p::digest_from_hex(e).ok())
-                    .ok_or(TaskError::Invalid("no digest".into()))?;
+                    .ok_or(TaskError::State("the task has no digest yet (its seal is not placed)".into()))?;
                 Ok((task, e))
             }
             .await;

@@ -4,7 +4,8 @@
 //! - [`cms`]: the detached CMS `SignedData` a PDF signature carries (SM3 + SM2-with-SM3, or
 //!   SHA-256 + ECDSA for the P-256 path), with the seal as a signed attribute.
 //! - [`image`]: PNG/JPEG seal pictures as PDF image XObjects.
-//! - [`pdf`]: incremental-update sealing (prepare → digest → embed) and verification.
+//! - [`pdf`]: incremental-update sealing (prepare → digest → embed) and verification, and
+//!   the Document Security Store that keeps validation data in the document.
 //! - [`tsp`]: RFC 3161 time stamps (request, `TSTInfo`, token, response) for signature
 //!   time-stamps and a TSA.
 //!

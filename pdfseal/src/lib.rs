@@ -4,7 +4,10 @@
 //! - [`cms`]: the detached CMS `SignedData` a PDF signature carries (SM3 + SM2-with-SM3, or
 //!   SHA-256 + ECDSA for the P-256 path), with the seal as a signed attribute.
 //! - [`image`]: PNG/JPEG seal pictures as PDF image XObjects.
-//! - [`pdf`]: incremental-update sealing (prepare → digest → embed) and verification.
+//! - [`pdf`]: incremental-update sealing (prepare → digest → embed) and verification, and
+//!   the Document Security Store that keeps validation data in the document.
+//! - [`tsp`]: RFC 3161 time stamps (request, `TSTInfo`, token, response) for signature
+//!   time-stamps and a TSA.
 //!
 //! Signing happens elsewhere (the phone and the daemon together, or an HSM): this crate
 //! hands out the bytes to sign and takes the signature back.
@@ -13,6 +16,7 @@ pub mod cms;
 pub mod image;
 pub mod pdf;
 pub mod seal;
+pub mod tsp;
 
 use der::Decode;
 use der::asn1::ObjectIdentifier;
@@ -21,19 +25,33 @@ use der::asn1::ObjectIdentifier;
 pub const SM2_WITH_SM3: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.156.10197.1.501");
 /// SM3 digest.
 pub const SM3: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.156.10197.1.401");
+/// SHA-256 digest.
 pub const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// ECDSA with SHA-256.
 pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SM2_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.156.10197.1.301");
 
+/// What went wrong with the bytes given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
+    /// Malformed or inconsistent input.
     #[error("{0}")]
     Invalid(String),
+    /// A PDF that cannot be read or sealed.
     #[error("PDF: {0}")]
     Pdf(String),
+    /// Well formed, but outside what this crate handles.
     #[error("{0} is not supported")]
     Unsupported(String),
+    /// A time-stamp request a TSA must refuse, with the failure to answer it with.
+    #[error("time-stamp request refused ({fail_info:?}): {reason}")]
+    Rejected {
+        /// The `PKIFailureInfo` bit to answer with.
+        fail_info: tsp::FailInfo,
+        /// Why, for the `PKIFreeText`.
+        reason: String,
+    },
 }
 
 /// PEM armour for DER bytes.

@@ -9,6 +9,10 @@
 //! with `/Prev`. The caller hashes [`Prepared::signed_ranges`], has the CMS container
 //! signed, and [`Prepared::embed`]s it as hex into the placeholder.
 //!
+//! For long-term validation, [`prepare_with_dss`] also writes a Document Security Store
+//! (`/DSS` in the catalog, with `/Certs` and `/CRLs` streams) into the same revision, so
+//! the signature covers the validation data; [`dss`] reads it back.
+//!
 //! Placement is in PDF points from the page's lower-left corner and names the centre of the
 //! seal. A keyword is found in the page's text-showing operators (simple-font text; the
 //! position comes from the text matrix, the glyph offset is estimated at half the font
@@ -323,12 +327,34 @@ fn image_stream(img: &PdfImage, smask: Option<ObjectId>) -> Stream {
     Stream::new(d, img.data.clone())
 }
 
+/// Validation data for the Document Security Store (ISO 32000-2 §12.8.4.3, PAdES-LTV):
+/// DER certificates and CRLs a verifier needs later, when they may be gone from the network.
+pub struct Dss<'a> {
+    /// DER certificates (the signer's chain, the TSA's chain).
+    pub certs: &'a [Vec<u8>],
+    /// DER CRLs.
+    pub crls: &'a [Vec<u8>],
+}
+
 /// Append the sealing revision to `pdf`.
 pub fn prepare(
     pdf: &[u8],
     placement: &Placement,
     appearance: &Appearance<'_>,
     sig: &SignatureFields<'_>,
+) -> Result<Prepared, Error> {
+    prepare_with_dss(pdf, placement, appearance, sig, None)
+}
+
+/// [`prepare`], the revision also holding a `/DSS` in the catalog with `dss`'s certificates
+/// and CRLs (merged into an existing DSS: its entries kept, a DER already there not added
+/// again), so the new signature covers them.
+pub fn prepare_with_dss(
+    pdf: &[u8],
+    placement: &Placement,
+    appearance: &Appearance<'_>,
+    sig: &SignatureFields<'_>,
+    dss: Option<&Dss<'_>>,
 ) -> Result<Prepared, Error> {
     let doc = Document::load_mem(pdf).map_err(pdf_err)?;
     if doc.is_encrypted() {
@@ -443,8 +469,17 @@ pub fn prepare(
     form.set("Fields", fields);
     form.set("SigFlags", 3);
     objects.push((form_id, Object::Dictionary(form)));
+    let mut catalog_changed = false;
     if !matches!(catalog.get(b"AcroForm"), Ok(Object::Reference(id)) if *id == form_id) {
         catalog.set("AcroForm", Object::Reference(form_id));
+        catalog_changed = true;
+    }
+    if let Some(dss) = dss {
+        let dss_id = merge_dss(&doc, &catalog, dss, &mut alloc, &mut objects)?;
+        catalog.set("DSS", Object::Reference(dss_id));
+        catalog_changed = true;
+    }
+    if catalog_changed {
         objects.push((root_id, Object::Dictionary(catalog)));
     }
 
@@ -537,6 +572,85 @@ pub fn prepare(
         out[range_at + i * 11..range_at + i * 11 + 10].copy_from_slice(field.as_bytes());
     }
     Ok(Prepared { bytes: out, byte_range })
+}
+
+/// Bound on one decoded DSS stream: a certificate or CRL, not a decompression bomb.
+const DSS_ENTRY_LIMIT: usize = 16 << 20;
+
+/// The DSS dictionary of a catalog, if any: its object id when indirect, and its value.
+fn dss_dictionary(doc: &Document, catalog: &Dictionary) -> Result<Option<(Option<ObjectId>, Dictionary)>, Error> {
+    match catalog.get(b"DSS") {
+        Ok(Object::Reference(id)) => Ok(Some((Some(*id), doc.get_dictionary(*id).map_err(pdf_err)?.clone()))),
+        Ok(Object::Dictionary(d)) => Ok(Some((None, d.clone()))),
+        Ok(_) => Err(pdf_err("/DSS is not a dictionary")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The entries of a DSS array (`/Certs`, `/CRLs`): each as written and its decoded bytes.
+fn dss_entries(doc: &Document, dss: &Dictionary, key: &[u8]) -> Result<Vec<(Object, Vec<u8>)>, Error> {
+    let Ok(array) = dss.get(key) else { return Ok(Vec::new()) };
+    let array = doc.dereference(array).map_err(pdf_err)?.1.as_array().map_err(pdf_err)?;
+    array
+        .iter()
+        .map(|entry| {
+            let stream = doc.dereference(entry).and_then(|(_, o)| o.as_stream()).map_err(pdf_err)?;
+            Ok((entry.clone(), stream.get_plain_content_with_limit(DSS_ENTRY_LIMIT).map_err(pdf_err)?))
+        })
+        .collect()
+}
+
+/// Add the revision's DSS objects to `objects`: one FlateDecode stream per new DER and the
+/// DSS dictionary (at its old id when it had one); returns the dictionary's id.
+fn merge_dss(
+    doc: &Document,
+    catalog: &Dictionary,
+    dss: &Dss<'_>,
+    alloc: &mut impl FnMut() -> ObjectId,
+    objects: &mut Vec<(ObjectId, Object)>,
+) -> Result<ObjectId, Error> {
+    let (old_id, mut dict) = dss_dictionary(doc, catalog)?.unwrap_or_else(|| (None, Dictionary::new()));
+    dict.set("Type", Object::Name(b"DSS".to_vec()));
+    for (key, ders) in [(&b"Certs"[..], dss.certs), (b"CRLs", dss.crls)] {
+        let existing = dss_entries(doc, &dict, key)?;
+        let mut seen: Vec<&[u8]> = existing.iter().map(|(_, der)| der.as_slice()).collect();
+        let mut array: Vec<Object> = existing.iter().map(|(entry, _)| entry.clone()).collect();
+        for der in ders {
+            if seen.contains(&der.as_slice()) {
+                continue;
+            }
+            seen.push(der);
+            let id = alloc();
+            let stream = Stream::new(
+                Dictionary::from_iter(vec![("Filter", Object::Name(b"FlateDecode".to_vec()))]),
+                crate::image::deflate(der),
+            );
+            objects.push((id, Object::Stream(stream)));
+            array.push(Object::Reference(id));
+        }
+        if !array.is_empty() {
+            dict.set(key.to_vec(), array);
+        }
+    }
+    let id = old_id.unwrap_or_else(alloc);
+    objects.push((id, Object::Dictionary(dict)));
+    Ok(id)
+}
+
+/// DER objects (certificates or CRLs), in order.
+pub type DerList = Vec<Vec<u8>>;
+
+/// The certificates and CRLs (DER) of the document's Document Security Store, in order;
+/// empty when it has none.
+pub fn dss(pdf: &[u8]) -> Result<(DerList, DerList), Error> {
+    let doc = Document::load_mem(pdf).map_err(pdf_err)?;
+    let root = doc.trailer.get(b"Root").and_then(Object::as_reference).map_err(|_| pdf_err("trailer without /Root"))?;
+    let catalog = doc.get_dictionary(root).map_err(pdf_err)?;
+    let Some((_, dict)) = dss_dictionary(&doc, catalog)? else { return Ok((Vec::new(), Vec::new())) };
+    let values = |key: &[u8]| -> Result<DerList, Error> {
+        Ok(dss_entries(&doc, &dict, key)?.into_iter().map(|(_, der)| der).collect())
+    };
+    Ok((values(b"Certs")?, values(b"CRLs")?))
 }
 
 /// Contiguous runs of object numbers: (first, [(gen, offset)]).

@@ -75,6 +75,63 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     push: RawPush,
+    #[serde(default)]
+    tsa: Option<RawTsa>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTsa {
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    algorithm: TsaAlgorithm,
+    #[serde(default = "default_tsa_policy")]
+    policy: String,
+    #[serde(default = "default_tsa_accuracy")]
+    accuracy_ms: u32,
+    #[serde(default = "default_tsa_label")]
+    p256_label: String,
+    #[serde(default)]
+    p256_certificate_file: Option<PathBuf>,
+}
+
+fn default_tsa_policy() -> String {
+    // Under the documentation arc (IANA PEN 32473): operators set their own policy OID.
+    "1.3.6.1.4.1.32473.3161.1".into()
+}
+
+fn default_tsa_accuracy() -> u32 {
+    1000
+}
+
+fn default_tsa_label() -> String {
+    "mcsd-tsa".into()
+}
+
+/// The TSA's key: a daemon-held SM2 key (HSM-wrapped) or a P-256 key the HSM holds natively.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TsaAlgorithm {
+    #[default]
+    Sm2,
+    P256,
+}
+
+/// `[tsa]`: the time-stamp authority (RFC 3161) inside mcsd.
+#[derive(Debug, Clone)]
+pub struct TsaConfig {
+    pub algorithm: TsaAlgorithm,
+    /// The CA adapter that certifies the SM2 key (profile `tsa`).
+    pub ca: String,
+    /// The policy OID every token names.
+    pub policy: der::asn1::ObjectIdentifier,
+    pub accuracy_ms: u32,
+    /// The P-256 key's label on the token.
+    pub p256_label: String,
+    /// PEM: the P-256 key's certificate, then its chain (from the operator's CA; `mcsd tsa
+    /// csr` makes the request).
+    pub p256_certificate_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -440,6 +497,9 @@ pub struct Config {
     pub log: LogConfig,
     pub audit: AuditConfig,
     pub push: PushConfig,
+    /// Absent: no time-stamp authority (`POST /v1/timestamp` is `409`, PDF signatures carry
+    /// no time-stamp).
+    pub tsa: Option<TsaConfig>,
 }
 
 /// `[push]`: wake apps through a push service when their inbox gets an item.
@@ -804,6 +864,8 @@ impl Config {
             0 => std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).max(4),
             n => n,
         };
+        let plugin_names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+        let tsa = raw.tsa.as_ref().map(|t| tsa(t, &abs, &plugin_names)).transpose()?;
         Ok(Config {
             api: ApiConfig {
                 listen: addr("api.listen", &raw.api.listen)?,
@@ -861,8 +923,42 @@ impl Config {
                 syslog_socket: raw.audit.syslog_socket.as_deref().map(abs),
             },
             push: PushConfig { url: push_url(&raw.push)? },
+            tsa,
         })
     }
+}
+
+/// `[tsa]`, checked: an SM2 TSA needs a configured adapter, a P-256 one its certificate.
+fn tsa(t: &RawTsa, abs: &dyn Fn(&Path) -> PathBuf, plugins: &[String]) -> Result<TsaConfig, ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(format!("tsa: {m}")));
+    let policy = match t.policy.parse::<der::asn1::ObjectIdentifier>() {
+        Ok(p) => p,
+        Err(e) => return invalid(format!("policy `{}` is not an OID ({e})", t.policy)),
+    };
+    if !(1..=60_000).contains(&t.accuracy_ms) {
+        return invalid("accuracy_ms must be 1..=60000".into());
+    }
+    if t.p256_label.is_empty() || t.p256_label.len() > 64 {
+        return invalid("p256_label must be 1..=64 bytes".into());
+    }
+    let ca = t.ca.clone().unwrap_or_default();
+    match t.algorithm {
+        TsaAlgorithm::Sm2 if !plugins.contains(&ca) => {
+            return invalid(format!("ca `{ca}` is not a configured CA adapter ([[plugins]] name)"));
+        }
+        TsaAlgorithm::P256 if t.p256_certificate_file.is_none() => {
+            return invalid("algorithm p256 needs p256_certificate_file (make the request with `mcsd tsa csr`)".into());
+        }
+        _ => {}
+    }
+    Ok(TsaConfig {
+        algorithm: t.algorithm,
+        ca,
+        policy,
+        accuracy_ms: t.accuracy_ms,
+        p256_label: t.p256_label.clone(),
+        p256_certificate_file: t.p256_certificate_file.as_deref().map(abs),
+    })
 }
 
 fn push_url(p: &RawPush) -> Result<Option<String>, ConfigError> {

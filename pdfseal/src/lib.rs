@@ -13,6 +13,7 @@ pub mod cms;
 pub mod image;
 pub mod pdf;
 pub mod seal;
+mod text;
 
 use der::Decode;
 use der::asn1::ObjectIdentifier;

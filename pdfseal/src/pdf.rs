@@ -10,20 +10,21 @@
 //! signed, and [`Prepared::embed`]s it as hex into the placeholder.
 //!
 //! Placement is in PDF points from the page's lower-left corner and names the centre of the
-//! seal. A keyword is found in the page's text-showing operators (simple-font text; the
-//! position comes from the text matrix, the glyph offset is estimated at half the font
-//! size per character). A cross-page seal (骑缝章) cuts the picture into one vertical strip
+//! seal. A keyword is found in the text the page shows (simple and Type0/CID fonts, read
+//! through `/ToUnicode`), and the seal is centred on the keyword's box in default user
+//! space: glyph positions follow the text and transformation matrices, advances come
+//! from the font's widths (see the `text` module). A cross-page seal (骑缝章) cuts the picture into one vertical strip
 //! per page, at the page's right or left edge, so the strips line up when the pages are
 //! fanned.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream, Writer};
 
 use crate::Error;
 use crate::image::PdfImage;
+use crate::text;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Side {
@@ -69,7 +70,7 @@ fn pdf_err(e: impl std::fmt::Display) -> Error {
     Error::Pdf(e.to_string())
 }
 
-fn num(o: &Object) -> Option<f64> {
+pub(crate) fn num(o: &Object) -> Option<f64> {
     match o {
         Object::Integer(i) => Some(*i as f64),
         Object::Real(r) => Some(*r as f64),
@@ -327,83 +328,51 @@ fn media_box(doc: &Document, page: ObjectId) -> Result<[f64; 4], Error> {
     Err(pdf_err("page tree too deep"))
 }
 
-/// Text-showing positions on a page: (x, y, font size, bytes shown).
-fn text_runs(doc: &Document, page: ObjectId) -> Vec<(f64, f64, f64, Vec<u8>)> {
-    let Ok(content) = Content::decode(&doc.get_page_content(page)) else { return Vec::new() };
-    let mut runs = Vec::new();
-    let (mut tm, mut lm) = ([1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0f64; 2]);
-    let (mut size, mut leading) = (12.0, 0.0);
-    for op in content.operations {
-        let n = |i: usize| op.operands.get(i).and_then(num).unwrap_or(0.0);
-        match op.operator.as_str() {
-            "BT" => {
-                tm = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
-                lm = [0.0, 0.0];
-            }
-            "Tf" => size = n(1),
-            "TL" => leading = n(0),
-            "Tm" => {
-                tm = [n(0), n(1), n(2), n(3), n(4), n(5)];
-                lm = [tm[4], tm[5]];
-            }
-            "Td" | "TD" => {
-                if op.operator == "TD" {
-                    leading = -n(1);
-                }
-                lm = [lm[0] + n(0) * tm[0] + n(1) * tm[2], lm[1] + n(0) * tm[1] + n(1) * tm[3]];
-                tm[4] = lm[0];
-                tm[5] = lm[1];
-            }
-            "T*" => {
-                lm = [lm[0] - leading * tm[2], lm[1] - leading * tm[3]];
-                tm[4] = lm[0];
-                tm[5] = lm[1];
-            }
-            "Tj" | "'" | "\"" | "TJ" => {
-                let bytes: Vec<u8> = op
-                    .operands
-                    .iter()
-                    .flat_map(|o| match o {
-                        Object::String(s, _) => s.clone(),
-                        Object::Array(a) => a.iter().filter_map(|x| x.as_str().ok()).flatten().copied().collect(),
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                runs.push((tm[4], tm[5], size * tm[3].abs().max(tm[0].abs()), bytes));
-            }
-            _ => {}
-        }
-    }
-    runs
-}
-
+/// The page (1-based number and id) and the centre, in default user space, of the box
+/// around the `occurrence`-th (1-based) showing of `keyword` in reading order. White
+/// space is ignored on both sides, so words positioned apart still match.
 fn keyword_position(
     doc: &Document,
     pages: &BTreeMap<u32, ObjectId>,
     keyword: &str,
     occurrence: u32,
-) -> Result<(ObjectId, f64, f64), Error> {
-    let needle = keyword.as_bytes();
+) -> Result<(u32, ObjectId, f64, f64), Error> {
+    let needle: Vec<char> = keyword.chars().filter(|c| !c.is_whitespace()).collect();
     if needle.is_empty() {
         return Err(Error::Invalid("empty keyword".into()));
     }
     let mut seen = 0;
-    for &page in pages.values() {
-        for (x, y, size, bytes) in text_runs(doc, page) {
-            let mut from = 0;
-            while let Some(i) = bytes[from..].windows(needle.len()).position(|w| w == needle) {
-                seen += 1;
-                let at = from + i;
-                if seen == occurrence.max(1) {
-                    let advance = size * 0.5;
-                    let cx = x + (at as f64 + needle.len() as f64 / 2.0) * advance;
-                    return Ok((page, cx, y + size * 0.35));
-                }
-                from = at + 1;
+    for (&number, &page) in pages {
+        let mut chars: Vec<(char, [f64; 4])> = Vec::new();
+        for glyph in text::page_glyphs(doc, page) {
+            chars.extend(glyph.text.chars().filter(|c| !c.is_whitespace()).map(|c| (c, glyph.bbox)));
+        }
+        for run in chars.windows(needle.len()) {
+            if run.iter().map(|(c, _)| c).ne(needle.iter()) {
+                continue;
+            }
+            seen += 1;
+            if seen == occurrence.max(1) {
+                let b = run
+                    .iter()
+                    .fold([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY], |b, (_, g)| {
+                        [b[0].min(g[0]), b[1].min(g[1]), b[2].max(g[2]), b[3].max(g[3])]
+                    });
+                return Ok((number, page, (b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0));
             }
         }
     }
     Err(Error::Invalid(format!("keyword `{keyword}` (occurrence {}) is not in the document's text", occurrence.max(1))))
+}
+
+/// Where [`Placement::Keyword`] puts the centre of a seal: the page (1-based) and the
+/// centre of the box around the `occurrence`-th (1-based) showing of `keyword`, in
+/// default user space (points from the page's lower-left corner). Simple fonts and
+/// Type0 (CID) fonts are read; white space in the keyword and the page is ignored.
+pub fn keyword_centre(pdf: &[u8], keyword: &str, occurrence: u32) -> Result<(u32, f64, f64), Error> {
+    let doc = Document::load_mem(pdf).map_err(pdf_err)?;
+    let (number, _, x, y) = keyword_position(&doc, &doc.get_pages(), keyword, occurrence)?;
+    Ok((number, x, y))
 }
 
 fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<Widget>, Error> {
@@ -433,7 +402,7 @@ fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<
                 .collect::<Result<_, Error>>()?
         }
         Placement::Keyword { keyword, occurrence } => {
-            let (p, x, y) = keyword_position(doc, &pages, keyword, *occurrence)?;
+            let (_, p, x, y) = keyword_position(doc, &pages, keyword, *occurrence)?;
             vec![centred(p, x, y)]
         }
         Placement::CrossPage { side, y } => {

@@ -4,7 +4,9 @@
 //! - [`cms`]: the detached CMS `SignedData` a PDF signature carries (SM3 + SM2-with-SM3, or
 //!   SHA-256 + ECDSA for the P-256 path), with the seal as a signed attribute.
 //! - [`image`]: PNG/JPEG seal pictures as PDF image XObjects.
-//! - [`pdf`]: incremental-update sealing (prepare → digest → embed) and verification.
+//! - [`pdf`]: incremental-update sealing (prepare → digest → embed), verification, and
+//!   withdrawing the last seal.
+//! - [`template`]: seal faces drawn from text (a name seal, a round organisation seal).
 //!
 //! Signing happens elsewhere (the phone and the daemon together, or an HSM): this crate
 //! hands out the bytes to sign and takes the signature back.
@@ -13,6 +15,7 @@ pub mod cms;
 pub mod image;
 pub mod pdf;
 pub mod seal;
+pub mod template;
 mod text;
 
 use der::Decode;

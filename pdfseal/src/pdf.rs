@@ -16,6 +16,9 @@
 //! from the font's widths (see the `text` module). A cross-page seal (骑缝章) cuts the picture into one vertical strip
 //! per page, at the page's right or left edge, so the strips line up when the pages are
 //! fanned.
+//!
+//! Withdrawing a seal (撤章) undoes its signing revision: [`last_revision_signature`] tells
+//! whether the last revision is one, [`previous_revision`] gives the bytes from before it.
 
 use std::collections::BTreeMap;
 use std::io::Write;

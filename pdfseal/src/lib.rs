@@ -4,10 +4,12 @@
 //! - [`cms`]: the detached CMS `SignedData` a PDF signature carries (SM3 + SM2-with-SM3, or
 //!   SHA-256 + ECDSA for the P-256 path), with the seal as a signed attribute.
 //! - [`image`]: PNG/JPEG seal pictures as PDF image XObjects.
-//! - [`pdf`]: incremental-update sealing (prepare → digest → embed) and verification, and
-//!   the Document Security Store that keeps validation data in the document.
+//! - [`pdf`]: incremental-update sealing (prepare → digest → embed), verification,
+//!   withdrawing the last seal, and the Document Security Store that keeps validation data
+//!   in the document.
 //! - [`tsp`]: RFC 3161 time stamps (request, `TSTInfo`, token, response) for signature
 //!   time-stamps and a TSA.
+//! - [`template`]: seal faces drawn from text (a name seal, a round organisation seal).
 //!
 //! Signing happens elsewhere (the phone and the daemon together, or an HSM): this crate
 //! hands out the bytes to sign and takes the signature back.
@@ -16,6 +18,8 @@ pub mod cms;
 pub mod image;
 pub mod pdf;
 pub mod seal;
+pub mod template;
+mod text;
 pub mod tsp;
 
 use der::Decode;

@@ -14,20 +14,24 @@
 //! the signature covers the validation data; [`dss`] reads it back.
 //!
 //! Placement is in PDF points from the page's lower-left corner and names the centre of the
-//! seal. A keyword is found in the page's text-showing operators (simple-font text; the
-//! position comes from the text matrix, the glyph offset is estimated at half the font
-//! size per character). A cross-page seal (骑缝章) cuts the picture into one vertical strip
+//! seal. A keyword is found in the text the page shows (simple and Type0/CID fonts, read
+//! through `/ToUnicode`), and the seal is centred on the keyword's box in default user
+//! space: glyph positions follow the text and transformation matrices, advances come
+//! from the font's widths (see the `text` module). A cross-page seal (骑缝章) cuts the picture into one vertical strip
 //! per page, at the page's right or left edge, so the strips line up when the pages are
 //! fanned.
+//!
+//! Withdrawing a seal (撤章) undoes its signing revision: [`last_revision_signature`] tells
+//! whether the last revision is one, [`previous_revision`] gives the bytes from before it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream, Writer};
 
 use crate::Error;
 use crate::image::PdfImage;
+use crate::text;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Side {
@@ -73,7 +77,7 @@ fn pdf_err(e: impl std::fmt::Display) -> Error {
     Error::Pdf(e.to_string())
 }
 
-fn num(o: &Object) -> Option<f64> {
+pub(crate) fn num(o: &Object) -> Option<f64> {
     match o {
         Object::Integer(i) => Some(*i as f64),
         Object::Real(r) => Some(*r as f64),
@@ -106,19 +110,203 @@ fn pdf_date(secs: u64) -> String {
     format!("D:{y:04}{m:02}{d:02}{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The `startxref` keyword at `at`: the offset it gives, and where the line of the `%%EOF`
+/// marker after it ends (past its CR, LF or CRLF), if that marker follows.
+fn startxref_at(pdf: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
+    let skip_space = |mut i: usize| {
+        while pdf.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    if !pdf.get(at..)?.starts_with(b"startxref") {
+        return None;
+    }
+    let digits = skip_space(at + 9);
+    let mut i = digits;
+    while pdf.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let offset = std::str::from_utf8(&pdf[digits..i]).ok()?.parse().ok()?;
+    let marker = skip_space(i);
+    if !pdf.get(marker..)?.starts_with(b"%%EOF") {
+        return Some((offset, None));
+    }
+    let rest = &pdf[marker + 5..];
+    let eol =
+        if rest.starts_with(b"\r\n") { 2 } else { usize::from(rest.starts_with(b"\r") || rest.starts_with(b"\n")) };
+    Some((offset, Some(marker + 5 + eol)))
+}
+
+/// The file's last well-formed `startxref`: (its offset, where its `%%EOF` line ends).
+/// Bytes after it — trailing whitespace or garbage — are passed over.
+fn final_startxref(pdf: &[u8]) -> Result<(usize, Option<usize>), Error> {
+    let mut end = pdf.len();
+    while let Some(at) = pdf[..end].windows(9).rposition(|w| w == b"startxref") {
+        if let Some(found) = startxref_at(pdf, at) {
+            return Ok(found);
+        }
+        end = at + 8;
+    }
+    Err(pdf_err("no startxref"))
+}
+
 /// The original's last `startxref` value and whether that section is a stream.
 fn last_xref(pdf: &[u8]) -> Result<(usize, bool), Error> {
-    let at = pdf.windows(9).rposition(|w| w == b"startxref").ok_or_else(|| pdf_err("no startxref"))?;
-    let digits: String = pdf[at + 9..]
-        .iter()
-        .map(|&b| b as char)
-        .skip_while(|c| c.is_ascii_whitespace())
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let offset: usize = digits.parse().map_err(|_| pdf_err("bad startxref"))?;
+    let (offset, _) = final_startxref(pdf)?;
     let rest = pdf.get(offset..).ok_or_else(|| pdf_err("startxref points outside the file"))?;
     let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     Ok((offset, !rest[first..].starts_with(b"xref")))
+}
+
+/// One token of PDF syntax starting at or after `i`: its span, white space and comments
+/// skipped. Strings and names are delimited, not decoded.
+fn token(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
+    const DELIMITERS: &[u8] = b"()<>[]{}/%";
+    let space = |c: u8| c.is_ascii_whitespace() || c == 0;
+    loop {
+        while b.get(i).is_some_and(|c| space(*c)) {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'%') {
+            break;
+        }
+        while b.get(i).is_some_and(|c| *c != b'\r' && *c != b'\n') {
+            i += 1;
+        }
+    }
+    let start = i;
+    let end = match *b.get(i)? {
+        b'(' => {
+            let (mut depth, mut j) = (0usize, i);
+            loop {
+                match *b.get(j)? {
+                    b'\\' => j += 1,
+                    b'(' => depth += 1,
+                    b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break j + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        b'<' | b'>' if b.get(i + 1) == b.get(i) => i + 2,
+        b'<' => i + b[i..].iter().position(|c| *c == b'>')? + 1,
+        b'/' => i + 1 + b[i + 1..].iter().take_while(|c| !space(**c) && !DELIMITERS.contains(c)).count(),
+        c if DELIMITERS.contains(&c) => i + 1,
+        _ => i + b[i..].iter().take_while(|c| !space(**c) && !DELIMITERS.contains(c)).count(),
+    };
+    Some((start, end))
+}
+
+/// The direct integer `/key` of the dictionary that starts at `at` (with `<<`), read
+/// without interpreting anything else in it.
+fn dict_integer(b: &[u8], at: usize, key: &[u8]) -> Result<Option<i64>, Error> {
+    let broken = || pdf_err("unreadable cross-reference dictionary");
+    let (mut depth, mut i) = (0usize, at);
+    loop {
+        let (s, e) = token(b, i).ok_or_else(broken)?;
+        i = e;
+        match &b[s..e] {
+            b"<<" | b"[" => depth += 1,
+            b">>" | b"]" => {
+                depth = depth.checked_sub(1).ok_or_else(broken)?;
+                if depth == 0 {
+                    return Ok(None);
+                }
+            }
+            name if depth == 1 && name.first() == Some(&b'/') && &name[1..] == key => {
+                let (s, e) = token(b, i).ok_or_else(broken)?;
+                return std::str::from_utf8(&b[s..e])
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .map(Some)
+                    .ok_or_else(|| pdf_err(format!("/{} is not a direct integer", String::from_utf8_lossy(key))));
+            }
+            _ if depth == 0 => return Err(broken()),
+            _ => {}
+        }
+    }
+}
+
+/// `/Prev` of the cross-reference section (table or stream) at `offset`.
+fn xref_prev(pdf: &[u8], offset: usize) -> Result<Option<usize>, Error> {
+    let broken = || pdf_err("startxref does not point at a cross-reference section");
+    let (s, e) = token(pdf, offset).ok_or_else(broken)?;
+    // A table's trailer follows it (a table holds no letters but n and f); a stream's
+    // dictionary follows `N G obj`.
+    let dict_from = if &pdf[s..e] == b"xref" {
+        let at = pdf[e..].windows(7).position(|w| w == b"trailer").ok_or_else(broken)?;
+        e + at + 7
+    } else {
+        let (_, e) = token(pdf, e).ok_or_else(broken)?;
+        match token(pdf, e) {
+            Some((s, e)) if &pdf[s..e] == b"obj" => e,
+            _ => return Err(broken()),
+        }
+    };
+    let (dict_at, _) = token(pdf, dict_from).ok_or_else(broken)?;
+    match dict_integer(pdf, dict_at, b"Prev")? {
+        Some(p) => usize::try_from(p).map(Some).map_err(|_| pdf_err("negative /Prev")),
+        None => Ok(None),
+    }
+}
+
+/// Where the last revision starts: just past the `%%EOF` line that closes the revision
+/// before it, or `None` when the file has one revision.
+///
+/// The revisions are read from the cross-reference chain, never by looking for `%%EOF`
+/// (a stream may hold those bytes): the last section's `/Prev` names the previous
+/// section, and the previous revision ends with the first `startxref` after that section
+/// that gives its offset, and the `%%EOF` after it. A `/Prev` pointing forward is the
+/// first-page section of a linearized file, which is still the first revision.
+fn last_revision_start(pdf: &[u8]) -> Result<Option<usize>, Error> {
+    let (last, _) = final_startxref(pdf)?;
+    let Some(prev) = xref_prev(pdf, last)?.filter(|p| *p < last) else { return Ok(None) };
+    let mut from = prev;
+    while let Some(i) = pdf[from..last].windows(9).position(|w| w == b"startxref") {
+        if let Some((offset, Some(end))) = startxref_at(pdf, from + i)
+            && offset == prev
+            && end <= last
+        {
+            return Ok(Some(end));
+        }
+        from += i + 9;
+    }
+    Err(pdf_err("the previous revision has no startxref and %%EOF of its own"))
+}
+
+/// The document as it was before its last incremental update, byte for byte: the prefix
+/// of the file that ends with the previous revision's `%%EOF` marker and its end of line
+/// (CR, LF or CRLF, as written). This withdraws a seal (撤章) whose signing revision is
+/// the last one (see [`last_revision_signature`]); bytes written between that marker and
+/// the last revision, such as trailing garbage of the earlier file, are not kept.
+///
+/// A file that ended right after its `%%EOF` gets back the end of line that [`prepare`]
+/// wrote after the marker. A document of one revision has nothing to withdraw: that is an
+/// [`Error::Invalid`].
+pub fn previous_revision(pdf: &[u8]) -> Result<Vec<u8>, Error> {
+    match last_revision_start(pdf)? {
+        Some(end) => Ok(pdf[..end].to_vec()),
+        None => Err(Error::Invalid("the document has a single revision: there is nothing to withdraw".into())),
+    }
+}
+
+/// The signature that the last revision added, when that revision is exactly a signing
+/// revision: the signature dictionary lies in the last revision and its `/ByteRange`
+/// covers the whole file (up to the final `%%EOF` line; trailing bytes after it are
+/// passed over). `None` when the last revision is anything else.
+pub fn last_revision_signature(pdf: &[u8]) -> Result<Option<Found>, Error> {
+    let start = last_revision_start(pdf)?.unwrap_or(0);
+    let (_, eof) = final_startxref(pdf)?;
+    let ends = [Some(pdf.len()), eof];
+    Ok(signatures(pdf)?
+        .into_iter()
+        .rfind(|f| f.range_ok && f.byte_range[1] >= start && ends.contains(&Some(f.byte_range[2] + f.byte_range[3]))))
 }
 
 struct Widget {
@@ -147,83 +335,51 @@ fn media_box(doc: &Document, page: ObjectId) -> Result<[f64; 4], Error> {
     Err(pdf_err("page tree too deep"))
 }
 
-/// Text-showing positions on a page: (x, y, font size, bytes shown).
-fn text_runs(doc: &Document, page: ObjectId) -> Vec<(f64, f64, f64, Vec<u8>)> {
-    let Ok(content) = Content::decode(&doc.get_page_content(page)) else { return Vec::new() };
-    let mut runs = Vec::new();
-    let (mut tm, mut lm) = ([1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0f64; 2]);
-    let (mut size, mut leading) = (12.0, 0.0);
-    for op in content.operations {
-        let n = |i: usize| op.operands.get(i).and_then(num).unwrap_or(0.0);
-        match op.operator.as_str() {
-            "BT" => {
-                tm = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
-                lm = [0.0, 0.0];
-            }
-            "Tf" => size = n(1),
-            "TL" => leading = n(0),
-            "Tm" => {
-                tm = [n(0), n(1), n(2), n(3), n(4), n(5)];
-                lm = [tm[4], tm[5]];
-            }
-            "Td" | "TD" => {
-                if op.operator == "TD" {
-                    leading = -n(1);
-                }
-                lm = [lm[0] + n(0) * tm[0] + n(1) * tm[2], lm[1] + n(0) * tm[1] + n(1) * tm[3]];
-                tm[4] = lm[0];
-                tm[5] = lm[1];
-            }
-            "T*" => {
-                lm = [lm[0] - leading * tm[2], lm[1] - leading * tm[3]];
-                tm[4] = lm[0];
-                tm[5] = lm[1];
-            }
-            "Tj" | "'" | "\"" | "TJ" => {
-                let bytes: Vec<u8> = op
-                    .operands
-                    .iter()
-                    .flat_map(|o| match o {
-                        Object::String(s, _) => s.clone(),
-                        Object::Array(a) => a.iter().filter_map(|x| x.as_str().ok()).flatten().copied().collect(),
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                runs.push((tm[4], tm[5], size * tm[3].abs().max(tm[0].abs()), bytes));
-            }
-            _ => {}
-        }
-    }
-    runs
-}
-
+/// The page (1-based number and id) and the centre, in default user space, of the box
+/// around the `occurrence`-th (1-based) showing of `keyword` in reading order. White
+/// space is ignored on both sides, so words positioned apart still match.
 fn keyword_position(
     doc: &Document,
     pages: &BTreeMap<u32, ObjectId>,
     keyword: &str,
     occurrence: u32,
-) -> Result<(ObjectId, f64, f64), Error> {
-    let needle = keyword.as_bytes();
+) -> Result<(u32, ObjectId, f64, f64), Error> {
+    let needle: Vec<char> = keyword.chars().filter(|c| !c.is_whitespace()).collect();
     if needle.is_empty() {
         return Err(Error::Invalid("empty keyword".into()));
     }
     let mut seen = 0;
-    for &page in pages.values() {
-        for (x, y, size, bytes) in text_runs(doc, page) {
-            let mut from = 0;
-            while let Some(i) = bytes[from..].windows(needle.len()).position(|w| w == needle) {
-                seen += 1;
-                let at = from + i;
-                if seen == occurrence.max(1) {
-                    let advance = size * 0.5;
-                    let cx = x + (at as f64 + needle.len() as f64 / 2.0) * advance;
-                    return Ok((page, cx, y + size * 0.35));
-                }
-                from = at + 1;
+    for (&number, &page) in pages {
+        let mut chars: Vec<(char, [f64; 4])> = Vec::new();
+        for glyph in text::page_glyphs(doc, page) {
+            chars.extend(glyph.text.chars().filter(|c| !c.is_whitespace()).map(|c| (c, glyph.bbox)));
+        }
+        for run in chars.windows(needle.len()) {
+            if run.iter().map(|(c, _)| c).ne(needle.iter()) {
+                continue;
+            }
+            seen += 1;
+            if seen == occurrence.max(1) {
+                let b = run
+                    .iter()
+                    .fold([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY], |b, (_, g)| {
+                        [b[0].min(g[0]), b[1].min(g[1]), b[2].max(g[2]), b[3].max(g[3])]
+                    });
+                return Ok((number, page, (b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0));
             }
         }
     }
     Err(Error::Invalid(format!("keyword `{keyword}` (occurrence {}) is not in the document's text", occurrence.max(1))))
+}
+
+/// Where [`Placement::Keyword`] puts the centre of a seal: the page (1-based) and the
+/// centre of the box around the `occurrence`-th (1-based) showing of `keyword`, in
+/// default user space (points from the page's lower-left corner). Simple fonts and
+/// Type0 (CID) fonts are read; white space in the keyword and the page is ignored.
+pub fn keyword_centre(pdf: &[u8], keyword: &str, occurrence: u32) -> Result<(u32, f64, f64), Error> {
+    let doc = Document::load_mem(pdf).map_err(pdf_err)?;
+    let (number, _, x, y) = keyword_position(&doc, &doc.get_pages(), keyword, occurrence)?;
+    Ok((number, x, y))
 }
 
 fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<Widget>, Error> {
@@ -253,7 +409,7 @@ fn widgets(doc: &Document, placement: &Placement, w: f64, h: f64) -> Result<Vec<
                 .collect::<Result<_, Error>>()?
         }
         Placement::Keyword { keyword, occurrence } => {
-            let (p, x, y) = keyword_position(doc, &pages, keyword, *occurrence)?;
+            let (_, p, x, y) = keyword_position(doc, &pages, keyword, *occurrence)?;
             vec![centred(p, x, y)]
         }
         Placement::CrossPage { side, y } => {
@@ -800,6 +956,11 @@ fn sample(pages: u32, xref_stream: bool, padding: usize) -> Vec<u8> {
     } else {
         doc.save_to(&mut out).expect("in-memory PDF");
     }
+    // Every revision ends with an end of line, so that withdrawing a seal gives these
+    // bytes back exactly (lopdf writes none after an xref stream's `%%EOF`).
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
     out
 }
 
@@ -811,6 +972,18 @@ mod tests {
     fn dates_are_pdf_dates_in_utc() {
         assert_eq!(pdf_date(0), "D:19700101000000Z");
         assert_eq!(pdf_date(1_795_392_000), "D:20261123000000Z");
+    }
+
+    #[test]
+    fn dictionary_integers_skip_strings_comments_and_nested_values() {
+        let d = b"<< /ID [<AB> (a >> b \\) /Prev 1)] /Info << /Prev 7 >> % /Prev 8\n /Prev 42 /Size 3 >>";
+        assert_eq!(dict_integer(d, 0, b"Prev"), Ok(Some(42)));
+        assert_eq!(dict_integer(d, 0, b"Root"), Ok(None));
+        assert!(dict_integer(b"<< /Size 1 0 R", 0, b"Prev").is_err(), "unterminated");
+        assert!(dict_integer(b"<< /Prev /Name >>", 0, b"Prev").is_err());
+        assert_eq!(startxref_at(b"startxref\r\n12\r\n%%EOF\r\nx", 0), Some((12, Some(22))));
+        assert_eq!(startxref_at(b"startxref 12 %%EOF", 0), Some((12, Some(18))));
+        assert_eq!(startxref_at(b"startxref 12 trailer", 0), Some((12, None)));
     }
 
     #[test]

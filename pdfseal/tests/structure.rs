@@ -1,22 +1,11 @@
 //! The incremental-update structure, checked by qpdf: four revisions on a table-xref file
 //! and on an xref-stream file; the original bytes are a prefix of every revision.
 
+mod common;
+
+use common::qpdf_check;
 use mcs_pdfseal::image::{demo_seal_png, from_picture};
 use mcs_pdfseal::pdf::{Appearance, Placement, Side, SignatureFields, prepare, sample_document, signatures};
-
-fn qpdf_check(pdf: &[u8]) -> String {
-    let dir = std::env::temp_dir().join(format!("pdfseal-{}-{}", std::process::id(), pdf.len()));
-    std::fs::write(&dir, pdf).unwrap();
-    let out = std::process::Command::new("qpdf")
-        .arg("--check")
-        .arg(&dir)
-        .output()
-        .expect("qpdf (cargo xtask test installs it)");
-    let _ = std::fs::remove_file(&dir);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "qpdf --check failed:\n{text}");
-    text
-}
 
 #[test]
 fn four_seals_append_four_revisions_that_qpdf_accepts() {

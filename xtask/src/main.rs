@@ -86,6 +86,10 @@ fn ensure_system_deps() -> Result<()> {
     if !have_postgres_server() {
         missing.push("postgresql");
     }
+    // The seal-template tests draw with a CJK font found at one of these paths.
+    if !mcs_pdfseal::template::CJK_FONT_CANDIDATES.iter().any(|p| Path::new(p).exists()) {
+        missing.push("fonts-wqy-zenhei");
+    }
     if missing.is_empty() {
         return Ok(());
     }

@@ -50,3 +50,17 @@ pub async fn place(conn: &mut Connection, task_id: &str, seal_id: &str, placemen
     let body = mcs_api::PlacementRequest { seal_id: seal_id.to_owned(), placement };
     conn.send(Method::POST, &format!("/v1/tasks/{task_id}/placement"), &body).await
 }
+
+/// `POST /v1/timestamp` (any role): a DER RFC 3161 `TimeStampReq` in, the DER
+/// `TimeStampResp` out (a rejection is a response too). An API error (no TSA: `conflict`)
+/// is an `Err`.
+pub async fn timestamp(conn: &mut Connection, request_der: Vec<u8>) -> Result<Vec<u8>> {
+    let (status, body) =
+        conn.call_raw(Method::POST, "/v1/timestamp", "application/timestamp-query", request_der.into()).await?;
+    if status == 200 {
+        return Ok(body.to_vec());
+    }
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| crate::transport::Error::Protocol(format!("answer {status} is not JSON: {e}")))?;
+    crate::transport::Response { status, retry_after: None, body: v }.into_result().map(|_| Vec::new())
+}

@@ -141,6 +141,14 @@ enum GatewayCommand {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
+    /// Ask mcsd's time-stamp authority (RFC 3161): a DER request (`openssl ts -query`) in,
+    /// the DER reply out (`openssl ts -reply -in OUT -text` reads it).
+    Timestamp {
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A claimed deferred `pdf_seal` task: the seals the scanning key may use, with faces.
     Seals { task_id: String },
     /// A claimed deferred `pdf_seal` task: put the chosen seal at --placement.
@@ -707,6 +715,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let data = serde_json::to_value(&data).map_err(|e| Error::Config(e.to_string()))?;
                 let kind = CreateTaskKind::PdfSeal.as_str();
                 print_json(&gateway::create_task(conn, kind, &title, data, ttl_secs, None).await?);
+            }
+            GatewayCommand::Timestamp { input, out } => {
+                let reply = gateway::timestamp(conn, read_file(&input)?).await?;
+                std::fs::write(&out, reply).map_err(|e| Error::Config(format!("{}: {e}", out.display())))?;
+                println!("time-stamp reply written to {}", out.display());
             }
             GatewayCommand::Seals { task_id } => print_json(&to_json(&gateway::task_seals(conn, &task_id).await?)?),
             GatewayCommand::Place { task_id, seal_id, placement } => {

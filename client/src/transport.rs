@@ -211,14 +211,45 @@ impl Connection {
 
     /// Send raw bytes as the JSON body (tests use this for malformed input).
     pub async fn call_bytes(&mut self, method: Method, path: &str, body: Bytes) -> Result<Response> {
+        let content_type = (!body.is_empty()).then_some("application/json");
+        let (status, retry_after, bytes) = self.exchange(method, path, content_type, body).await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("answer is not JSON: {e}")))?
+        };
+        Ok(Response { status, retry_after, body })
+    }
+
+    /// Send `body` as `content_type` and take the answer's bytes as they are (RFC 3161's
+    /// DER bodies): the status and the body.
+    pub async fn call_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes)> {
+        let (status, _, bytes) = self.exchange(method, path, Some(content_type), body).await?;
+        Ok((status, bytes))
+    }
+
+    /// One request: (status, `Retry-After`, body bytes).
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<(u16, Option<u64>, Bytes)> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             self.reconnect().await?;
         }
         let sender = self.sender.as_mut().ok_or_else(|| Error::Connect("not connected".into()))?;
         sender.ready().await.map_err(|e| Error::Connect(e.to_string()))?;
         let mut req = Request::builder().method(method).uri(path).header(HOST, &self.host);
-        if !body.is_empty() {
-            req = req.header(CONTENT_TYPE, "application/json");
+        if let Some(ct) = content_type {
+            req = req.header(CONTENT_TYPE, ct);
         }
         let req = req.body(Full::new(body)).map_err(|e| Error::Config(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| {
@@ -228,12 +259,7 @@ impl Connection {
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let bytes = resp.into_body().collect().await.map_err(|e| Error::Connect(e.to_string()))?.to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("answer is not JSON: {e}")))?
-        };
-        Ok(Response { status, retry_after, body })
+        Ok((status, retry_after, bytes))
     }
 
     /// Send and require success; the body of a 2xx answer, or the API error.

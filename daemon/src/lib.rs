@@ -30,3 +30,4 @@ pub mod seals;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod tsa;

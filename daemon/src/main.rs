@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: PdfCommand,
     },
+    /// The time-stamp authority.
+    Tsa {
+        #[command(subcommand)]
+        command: TsaCommand,
+    },
     /// Write a consistent snapshot of the store to OUT (online through the running daemon's
     /// control socket, or directly when it is stopped).
     Backup {
@@ -106,6 +111,20 @@ enum StoreCommand {
         /// The configuration naming the PostgreSQL database (`backend = "postgres"`).
         #[arg(long)]
         to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TsaCommand {
+    /// Write a PKCS#10 request (PEM) for the P-256 TSA key `[tsa] p256_label` (made in the
+    /// HSM if absent), for the operator's CA to certify with the critical timeStamping
+    /// extended key usage; put the answer (and its chain) in `[tsa] p256_certificate_file`.
+    Csr {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -478,6 +497,35 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             audit_export_key(&cfg, out)
+        }
+        Command::Tsa { command: TsaCommand::Csr { config, out } } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let label = cfg.tsa.as_ref().map_or_else(|| "mcsd-tsa".to_owned(), |t| t.p256_label.clone());
+            let run = || -> Result<String, String> {
+                let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
+                let csr = mcsd::cli::pdf_p256::p256_csr(&hsm, &label, "mcsd Time-Stamping Authority")?;
+                Ok(mcs_pdfseal::pem("CERTIFICATE REQUEST", &csr))
+            };
+            match (run(), out) {
+                (Ok(pem), Some(path)) => match std::fs::write(&path, pem) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("mcsd tsa csr: {}: {e}", path.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                (Ok(pem), None) => {
+                    print!("{pem}");
+                    ExitCode::SUCCESS
+                }
+                (Err(e), _) => {
+                    eprintln!("mcsd tsa csr: {e}");
+                    ExitCode::from(69)
+                }
+            }
         }
         Command::Pdf { command: PdfCommand::SignP256 { config, input, out, cert_out, label, page, x, y } } => {
             let cfg = match load(&config) {

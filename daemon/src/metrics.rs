@@ -29,6 +29,7 @@ pub struct Metrics {
     pub callback_retries: IntCounter,
     pub callback_slots_in_use: IntGauge,
     pub callback_refusals: IntCounter,
+    pub timestamps: IntCounter,
     pub task_quota_refusals: IntCounter,
     pub plugin_calls: IntCounterVec,
     pub store_flush_duration: Histogram,
@@ -126,6 +127,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "mcsd_callback_refusals_total",
             "Callback deliveries refused by the target rules (address range, allow-list).",
+        ),
+        timestamps: counter(
+            &r,
+            "mcsd_timestamps_total",
+            "Time-stamp tokens issued (POST /v1/timestamp and PDF signature time-stamps).",
         ),
         task_quota_refusals: counter(
             &r,

@@ -254,6 +254,21 @@ impl From<crate::tasks::TaskError> for ApiError {
     }
 }
 
+impl From<crate::tsa::TsaError> for ApiError {
+    fn from(e: crate::tsa::TsaError) -> Self {
+        use crate::tsa::TsaError;
+        match e {
+            TsaError::NotConfigured => ApiError::Conflict(e.to_string()),
+            TsaError::Store(s) => crate::keys::KeyError::Store(s).into(),
+            TsaError::Plugin(p) => p.into(),
+            TsaError::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error (tsa)");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 impl From<crate::seals::SealError> for ApiError {
     fn from(e: crate::seals::SealError) -> Self {
         use crate::seals::SealError;

@@ -104,6 +104,25 @@ where
     }
 }
 
+/// A DER body of `content-type: application/timestamp-query` (RFC 3161 over HTTP).
+pub struct TimestampQuery(pub Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for TimestampQuery
+where
+    BodyLimit: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let ct = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/timestamp-query") {
+            return Err(ApiError::bad_request("content-type must be application/timestamp-query (RFC 3161)"));
+        }
+        let body = read_body(req, BodyLimit::from_ref(state).0).await?;
+        Ok(TimestampQuery(body.to_vec()))
+    }
+}
+
 /// No body at all (GET and DELETE routes).
 pub struct NoBody;
 

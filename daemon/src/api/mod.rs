@@ -138,6 +138,7 @@ where
         ("/v1/verify/signature", post(verify::signature)),
         ("/v1/verify/seal", post(verify::seal)),
         ("/v1/verify/pdf", post(verify::pdf)),
+        ("/v1/timestamp", post(verify::timestamp)),
         ("/v1/audit", get(admin::audit)),
         ("/v1/plugins", get(admin::plugins)),
         ("/v1/plugins/{name}/crl", get(admin::crl)),

@@ -30,3 +30,19 @@ pub async fn pdf(State(api): Ctx, _: Caller, Json(req): Json<VerifyPdfRequest>) 
         tokio::task::spawn_blocking(move || seals.verify_pdf(&pdf)).await.map_err(|_| ApiError::Internal)??;
     views::ok(views::pdf_verdict(&verdict))
 }
+
+/// `POST /v1/timestamp` (RFC 3161): a DER `TimeStampReq` in, a DER `TimeStampResp` out
+/// (`application/timestamp-reply`) — a refused request is a rejection response (200), as
+/// RFC 3161 wants; no TSA configured is `409 conflict`.
+pub async fn timestamp(
+    State(api): Ctx,
+    _: Caller,
+    super::extract::TimestampQuery(body): super::extract::TimestampQuery,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let tsa =
+        api.seals.tsa().ok_or_else(|| ApiError::Conflict("no time-stamp authority is configured ([tsa])".into()))?;
+    let reply = tsa.respond(&body).await?;
+    let content_type = axum::http::HeaderValue::from_static("application/timestamp-reply");
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], reply).into_response())
+}

@@ -218,6 +218,7 @@ pub fn dev_init(dir: &Path, module: Option<&Path>, layout: Layout, store: &DevSt
             .collect(),
     };
     let module = module.map(Path::to_path_buf).unwrap_or(softhsm);
+    let plugins = local_ca_plugin();
     let config = format!(
         r#"# mcsd dev configuration, written by `mcsd dev-init`. Run with
 #   SOFTHSM2_CONF={conf} mcsd run --config {cfg}
@@ -241,12 +242,13 @@ pin_file = "hsm-pin"
 [audit]
 public_key_file = "audit-key.pem"
 checkpoint_file = "audit-checkpoints.jsonl"
-{platforms}{plugins}"#,
+{platforms}{plugins}{tsa}"#,
         conf = softhsm_conf.display(),
         cfg = dir.join("mcsd.toml").display(),
         module = module.display(),
         platforms = dev_platforms(),
-        plugins = local_ca_plugin(),
+        tsa = if plugins.is_empty() { "" } else { DEV_TSA },
+        plugins = plugins,
         store = store.section(),
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
@@ -273,7 +275,71 @@ checkpoint_file = "audit-checkpoints.jsonl"
     if !status.success() {
         return Err(DevInitError::Setup(format!("mcsd audit export-key failed: {status}")));
     }
-    Ok(())
+    // The P-256 TSA key, made in the HSM by the operators' command, certified by the dev CA.
+    let csr = dir.join("pki/tsa-p256.csr");
+    let status = Command::new(&exe)
+        .env("SOFTHSM2_CONF", &softhsm_conf)
+        .args(["tsa", "csr", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .arg("--out")
+        .arg(&csr)
+        .status()
+        .map_err(|e| DevInitError::Setup(format!("running mcsd tsa csr: {e}")))?;
+    if !status.success() {
+        return Err(DevInitError::Setup(format!("mcsd tsa csr failed: {status}")));
+    }
+    certify_tsa(&dir.join("pki"), &csr)
+}
+
+/// `[tsa]` of the dev config: SM2, certified by the local CA; the P-256 key's certificate
+/// from the dev CA is ready for `algorithm = "p256"`.
+const DEV_TSA: &str = r#"
+# The time-stamp authority (RFC 3161, POST /v1/timestamp; every PDF signature is
+# time-stamped). algorithm = "p256" switches to the HSM's P-256 key, whose certificate
+# (from the dev CA: `openssl ts -verify -CAfile pki/ca.pem`) is in pki/tsa-p256.pem.
+[tsa]
+ca = "local"
+algorithm = "sm2"
+p256_certificate_file = "pki/tsa-p256.pem"
+"#;
+
+/// The HSM's P-256 key, as named by a PEM request.
+struct RequestedKey(Vec<u8>);
+
+impl rcgen::PublicKeyData for RequestedKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// Certify the P-256 TSA key of `csr` with the dev CA (`pki/ca.*`): the critical
+/// `timeStamping` extended key usage only, as RFC 3161 wants; written with the dev CA as
+/// `pki/tsa-p256.pem`.
+fn certify_tsa(pki: &Path, csr: &Path) -> Result<(), DevInitError> {
+    use der::DecodePem;
+    let read = |p: &Path| fs::read_to_string(p).map_err(|e| io("reading", p, e));
+    let request = x509_cert::request::CertReq::from_pem(read(csr)?.as_bytes())
+        .map_err(|e| DevInitError::Pki(format!("{}: {e}", csr.display())))?;
+    let point = request.info.public_key.subject_public_key.raw_bytes().to_vec();
+    let ca_key = KeyPair::from_pem(&read(&pki.join("ca.key"))?).map_err(pki_err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
+    ca_params.distinguished_name = dn("mcsd dev CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
+    params.distinguished_name = dn("mcsd dev Time-Stamping Authority");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+    params.use_authority_key_identifier_extension = true;
+    // ExtendedKeyUsage ::= SEQUENCE { id-kp-timeStamping }, critical.
+    let eku = vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
+    let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
+    ext.set_criticality(true);
+    params.custom_extensions = vec![ext];
+    let cert = params.signed_by(&RequestedKey(point), &issuer).map_err(pki_err)?;
+    let chain = format!("{}{}", cert.pem(), read(&pki.join("ca.pem"))?);
+    write_file(&pki.join("tsa-p256.pem"), chain.as_bytes(), 0o644)
 }
 
 /// A table per dev gateway platform allowing private callback targets: the receivers of

@@ -31,22 +31,6 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// DER `ECDSA-Sig-Value` from raw `r ‖ s`.
-fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.len() != 64 {
-        return Err(format!("ECDSA signature of {} bytes", raw.len()));
-    }
-    fn int(b: &[u8]) -> Result<der::asn1::UintRef<'_>, String> {
-        der::asn1::UintRef::new(b).map_err(err)
-    }
-    #[derive(der::Sequence)]
-    struct Sig<'a> {
-        r: der::asn1::UintRef<'a>,
-        s: der::asn1::UintRef<'a>,
-    }
-    Sig { r: int(&raw[..32])?, s: int(&raw[32..])? }.to_der().map_err(err)
-}
-
 struct HsmSigner {
     spki: SubjectPublicKeyInfoOwned,
 }
@@ -99,19 +83,42 @@ impl BuilderProfile for SelfSigned {
 
 fn hsm_sign(hsm: &Hsm, label: &str, message: &[u8]) -> Result<Vec<u8>, String> {
     let digest: [u8; 32] = Sha256::digest(message).into();
-    ecdsa_der(&hsm.p256_sign(label, &digest).map_err(err)?)
+    hsm.p256_sign_der(label, &digest).map_err(err)
 }
 
-/// A certificate for the HSM's P-256 key `label`, signed by that key.
-pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec<u8>, String> {
+/// The SubjectPublicKeyInfo of the HSM's P-256 key `label` (made if absent).
+fn p256_spki(hsm: &Hsm, label: &str) -> Result<SubjectPublicKeyInfoOwned, String> {
     let point = hsm.p256_public_key(label).map_err(err)?;
-    let spki = SubjectPublicKeyInfoOwned {
+    Ok(SubjectPublicKeyInfoOwned {
         algorithm: AlgorithmIdentifierOwned {
             oid: EC_PUBLIC_KEY,
             parameters: Some(der::Any::encode_from(&P256).map_err(err)?),
         },
         subject_public_key: BitString::from_bytes(&point).map_err(err)?,
+    })
+}
+
+/// A PKCS#10 request (DER) for the HSM's P-256 key `label`, signed by it: what an
+/// operator's CA certifies for the P-256 time-stamp authority (`mcsd tsa csr`).
+pub fn p256_csr(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec<u8>, String> {
+    let info = x509_cert::request::CertReqInfo {
+        version: x509_cert::request::Version::V1,
+        subject: Name::from_str(&format!("CN={common_name},O=mcsd,C=CN")).map_err(err)?,
+        public_key: p256_spki(hsm, label)?,
+        attributes: Default::default(),
     };
+    let sig = hsm_sign(hsm, label, &info.to_der().map_err(err)?)?;
+    let csr = x509_cert::request::CertReq {
+        info,
+        algorithm: AlgorithmIdentifierOwned { oid: mcs_pdfseal::ECDSA_WITH_SHA256, parameters: None },
+        signature: BitString::from_bytes(&sig).map_err(err)?,
+    };
+    csr.to_der().map_err(err)
+}
+
+/// A certificate for the HSM's P-256 key `label`, signed by that key.
+pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec<u8>, String> {
+    let spki = p256_spki(hsm, label)?;
     let name = Name::from_str(&format!("CN={common_name},O=mcsd,C=CN")).map_err(err)?;
     let mut serial = [0u8; 16];
     getrandom::fill(&mut serial).map_err(err)?;
@@ -157,19 +164,4 @@ pub fn sign_pdf_p256(
     let sig = hsm_sign(hsm, label, &cms::to_be_signed(&attrs).map_err(err)?)?;
     let container = cms::signed_data(Algorithm::EcdsaP256, certificate, &[], attrs, &sig).map_err(err)?;
     prepared.embed(&container).map_err(err)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raw_ecdsa_signatures_become_der_integers() {
-        let mut raw = [0u8; 64];
-        raw[0] = 0x80; // high bit: needs a leading zero
-        raw[63] = 1;
-        let der = ecdsa_der(&raw).unwrap();
-        assert_eq!(&der[..5], &[0x30, der[1], 0x02, 0x21, 0x00]);
-        assert!(ecdsa_der(&[0u8; 10]).is_err());
-    }
 }

@@ -336,6 +336,11 @@ impl Hsm {
         }
     }
 
+    /// [`Hsm::p256_sign`] as a DER `ECDSA-Sig-Value`, as CMS and X.509 carry it.
+    pub fn p256_sign_der(&self, label: &str, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        ecdsa_der(&self.p256_sign(label, digest)?)
+    }
+
     /// ECDSA (`CKM_ECDSA`) over a SHA-256 digest with the P-256 key `label`; raw `r ‖ s`.
     pub fn p256_sign(&self, label: &str, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
         self.run(|_, session| {
@@ -684,4 +689,51 @@ fn find_slot(pkcs11: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
         }
     }
     Err(HsmError::Setup(format!("no initialized token labelled `{label}`")))
+}
+
+/// Signing with a P-256 key the token holds natively (the TSA's `p256` mode): what the
+/// layers above need of [`Hsm`], so they can be tested without a token.
+pub trait NativeP256: Send + Sync {
+    /// The SEC1 uncompressed point of key `label` (made if absent).
+    fn p256_public_key(&self, label: &str) -> Result<Vec<u8>, HsmError>;
+    /// DER ECDSA over a SHA-256 digest.
+    fn p256_sign_der(&self, label: &str, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError>;
+}
+
+impl NativeP256 for Hsm {
+    fn p256_public_key(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+        Hsm::p256_public_key(self, label)
+    }
+    fn p256_sign_der(&self, label: &str, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        Hsm::p256_sign_der(self, label, digest)
+    }
+}
+
+/// DER `ECDSA-Sig-Value` from raw `r ‖ s` (P-256: 64 bytes).
+fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
+    use der::Encode;
+    let bad = |why: String| HsmError::Integrity(format!("ECDSA signature: {why}"));
+    if raw.len() != 64 {
+        return Err(bad(format!("{} bytes", raw.len())));
+    }
+    #[derive(der::Sequence)]
+    struct Sig<'a> {
+        r: der::asn1::UintRef<'a>,
+        s: der::asn1::UintRef<'a>,
+    }
+    let int = |b| der::asn1::UintRef::new(b).map_err(|e| bad(e.to_string()));
+    Sig { r: int(&raw[..32])?, s: int(&raw[32..])? }.to_der().map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod ecdsa_tests {
+    #[test]
+    fn raw_ecdsa_signatures_become_der_integers() {
+        let mut raw = [0u8; 64];
+        raw[0] = 0x80; // high bit: needs a leading zero
+        raw[63] = 1;
+        let der = super::ecdsa_der(&raw).unwrap();
+        assert_eq!(&der[..5], &[0x30, der[1], 0x02, 0x21, 0x00]);
+        assert!(super::ecdsa_der(&[0u8; 10]).is_err());
+    }
 }

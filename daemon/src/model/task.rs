@@ -70,6 +70,10 @@ pub enum TaskData {
         placement: serde_json::Value,
         chosen_seal: Option<String>,
         signing_time: Option<u64>,
+        /// The CRLs (base64 DER) fetched when the revision was fixed, for its Document
+        /// Security Store: kept so completion rebuilds the same bytes. Absent in older records.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dss_crls: Vec<String>,
     },
 }
 

@@ -175,6 +175,9 @@ pub struct SealService {
     /// Seal validity, grants and revocation times read this clock.
     clock: Arc<dyn Clock>,
     maker_lock: tokio::sync::Mutex<()>,
+    /// The time-stamp authority, when `[tsa]` is configured: PDF signatures get a signature
+    /// time-stamp, and verification judges them at its time.
+    tsa: std::sync::OnceLock<Arc<crate::tsa::TsaService>>,
 }
 
 fn random_hex(n: usize) -> Result<String, SealError> {
@@ -209,11 +212,32 @@ impl SealService {
         cfg: SealsConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        SealService { store, keys, plugins, daemon_keys, cfg, clock, maker_lock: tokio::sync::Mutex::new(()) }
+        SealService {
+            store,
+            keys,
+            plugins,
+            daemon_keys,
+            cfg,
+            clock,
+            maker_lock: tokio::sync::Mutex::new(()),
+            tsa: std::sync::OnceLock::new(),
+        }
     }
 
     fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Time-stamp what this service signs with `tsa` (once, at start).
+    pub fn attach_tsa(&self, tsa: Arc<crate::tsa::TsaService>) {
+        if tsa.enabled() {
+            let _ = self.tsa.set(tsa);
+        }
+    }
+
+    /// The time-stamp authority, if one is configured.
+    pub fn tsa(&self) -> Option<&Arc<crate::tsa::TsaService>> {
+        self.tsa.get()
     }
 
     /// The maker's certificate, asking the CA for it the first time.

@@ -147,6 +147,15 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         cfg.seals.clone(),
         clock.clone(),
     ));
+    let tsa = Arc::new(crate::tsa::TsaService::new(
+        store.clone(),
+        DaemonKeys::new(store.clone(), hsm.clone(), clock.clone()),
+        Some(hsm.clone() as Arc<dyn crate::hsm::NativeP256>),
+        plugins.clone(),
+        cfg.tsa.clone(),
+        clock.clone(),
+    ));
+    seals.attach_tsa(tsa);
     let tasks = Arc::new(TaskService::new(
         store.clone(),
         hsm.clone(),

@@ -322,6 +322,7 @@ impl TaskService {
                         placement,
                         chosen_seal: None,
                         signing_time: None,
+                        dss_crls: Vec::new(),
                     },
                     None,
                 )
@@ -790,12 +791,14 @@ impl TaskService {
                     return self.ask_approval(&task, &key, device_id, asked).await;
                 }
                 let signing_time = self.now() as u64;
-                let job = self.seal_job(&t.id, pdf, placement, seal, &key, signing_time).await?;
+                let crls = self.crls_for_dss(&key).await;
+                let job = self.seal_job(&t.id, pdf, placement, seal, &key, signing_time, &crls).await?;
                 let e = hex::encode(sm2_2p::e_for_message(&public, &job.to_be_signed));
                 t.e = Some(e.clone());
-                if let TaskData::PdfSeal { chosen_seal, signing_time: at, .. } = &mut t.data {
+                if let TaskData::PdfSeal { chosen_seal, signing_time: at, dss_crls, .. } = &mut t.data {
                     *chosen_seal = Some(job.seal_id.clone());
                     *at = Some(signing_time);
+                    *dss_crls = crls;
                 }
                 Claimed::SealDigest { e, to_be_signed: B64.encode(&job.to_be_signed) }
             }
@@ -808,14 +811,15 @@ impl TaskService {
     /// A placed deferred task's claim answer: the digest and the signed attributes of the
     /// revision fixed by the placement (rebuilt; nothing changes).
     async fn placed_digest(&self, task: &TaskRecord, e: &str) -> Result<Claimed, TaskError> {
-        let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } = &task.data
+        let TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), dss_crls, .. } =
+            &task.data
         else {
             return Err(TaskError::State("the task has no placed seal".into()));
         };
         let key_id = task.key_id.as_deref().ok_or(TaskError::State("task is not claimed".into()))?;
         let key = self.store.key(key_id)?.ok_or(TaskError::Key(KeyError::NotFound("key")))?;
         let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
-        let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
+        let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at, dss_crls).await?;
         Ok(Claimed::SealDigest { e: e.to_owned(), to_be_signed: B64.encode(&job.to_be_signed) })
     }
 
@@ -886,14 +890,16 @@ impl TaskService {
             TaskData::PdfSeal { placement, .. } => placement.clone(),
             _ => Value::Null,
         };
-        let job = self.seal_job(&task.id, &pdf, &place, seal, &key, signing_time).await?;
+        let crls = self.crls_for_dss(&key).await;
+        let job = self.seal_job(&task.id, &pdf, &place, seal, &key, signing_time, &crls).await?;
         let public = sm2_2p::point_from_hex(&key.public_key)
             .map_err(|_| TaskError::Key(KeyError::Internal(format!("{}: stored public key invalid", key.id))))?;
         let mut t = self.next(&placed);
         t.e = Some(hex::encode(sm2_2p::e_for_message(&public, &job.to_be_signed)));
-        if let TaskData::PdfSeal { chosen_seal, signing_time: at, .. } = &mut t.data {
+        if let TaskData::PdfSeal { chosen_seal, signing_time: at, dss_crls, .. } = &mut t.data {
             *chosen_seal = Some(job.seal_id.clone());
             *at = Some(signing_time);
+            *dss_crls = crls;
         }
         self.commit_request(Transition::of(&t)).await?;
         Ok(t)
@@ -1023,11 +1029,15 @@ impl TaskService {
         let subject_dn = key.certificate.as_ref().map(|c| c.subject.clone());
         let (signature, key_id, public_key) = (B64.encode(sig.to_der()), key.id.clone(), key.public_key.clone());
         let result = match &task.data {
-            TaskData::PdfSeal { pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), .. } => {
-                // The same revision as at claim (deterministic), now with its signature.
+            TaskData::PdfSeal {
+                pdf, placement, chosen_seal: Some(seal_id), signing_time: Some(at), dss_crls, ..
+            } => {
+                // The same revision as at claim (deterministic), now with its signature and
+                // that signature's time-stamp.
                 let seal = self.seals.for_signing(Some(seal_id), &key.id)?;
-                let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at).await?;
-                let sealed = blocking(move || job.finish(&sig)).await?;
+                let job = self.seal_job(&task.id, pdf, placement, seal, &key, *at, dss_crls).await?;
+                let container = self.time_stamped(job.container(&sig)?).await?;
+                let sealed = blocking(move || job.embed(&container)).await?;
                 TaskResult::PdfSeal { pdf: B64.encode(sealed), seal_id: seal_id.clone(), key_id, certificate }
             }
             _ if task.kind == TaskKind::Login => TaskResult::Login {

@@ -15,20 +15,28 @@ pub(super) struct SealJob {
 }
 
 impl SealJob {
-    pub(super) fn finish(self, sig: &Signature) -> Result<Vec<u8>, TaskError> {
-        let container = mcs_pdfseal::cms::signed_data(
+    /// The CMS container of the signature (no time-stamp yet).
+    pub(super) fn container(&self, sig: &Signature) -> Result<Vec<u8>, TaskError> {
+        mcs_pdfseal::cms::signed_data(
             mcs_pdfseal::cms::Algorithm::Sm2,
             &self.certificate,
             &self.chain,
-            self.attrs,
+            self.attrs.clone(),
             &sig.to_der(),
         )
-        .map_err(|e| TaskError::Key(KeyError::Internal(format!("signature container: {e}"))))?;
+        .map_err(|e| TaskError::Key(KeyError::Internal(format!("signature container: {e}"))))
+    }
+
+    /// The sealed PDF: the revision with `container` in its placeholder.
+    pub(super) fn embed(self, container: &[u8]) -> Result<Vec<u8>, TaskError> {
         self.prepared
-            .embed(&container)
+            .embed(container)
             .map_err(|e| TaskError::Key(KeyError::Internal(format!("embedding the signature: {e}"))))
     }
 }
+
+/// Bytes reserved for a signature time-stamp token beyond the TSA's certificates.
+const TOKEN_RESERVE: usize = 3072;
 
 /// Check that a PDF and placement can be sealed, with a stand-in picture.
 pub(super) fn dry_run(pdf: &[u8], placement: &mcs_pdfseal::pdf::Placement) -> Result<(), TaskError> {
@@ -58,6 +66,7 @@ impl TaskService {
         seal: crate::seals::SealForSigning,
         key: &KeyRecord,
         signing_time: u64,
+        crls_b64: &[String],
     ) -> Result<SealJob, TaskError> {
         use mcs_pdfseal::{cms, pdf};
         let internal = |e: String| TaskError::Key(KeyError::Internal(e));
@@ -69,7 +78,20 @@ impl TaskService {
             .map(|c| B64.decode(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| internal(e.to_string()))?;
-        let reserve = self.seals.reserve_for(&seal.der, certificate.len() + chain.iter().map(Vec::len).sum::<usize>());
+        // The Document Security Store: the signer's chain, the TSA's, the CRLs of the time.
+        let mut dss_certs = vec![certificate.clone()];
+        dss_certs.extend(chain.iter().cloned());
+        let mut token_room = 0;
+        if let Some(tsa) = self.seals.tsa() {
+            let t = tsa.certificate().await.map_err(|e| internal(format!("time-stamp authority: {e}")))?;
+            token_room = TOKEN_RESERVE + t.der.len() + t.chain.iter().map(Vec::len).sum::<usize>();
+            dss_certs.push(t.der);
+            dss_certs.extend(t.chain);
+        }
+        let crls = crls_b64.iter().map(|c| B64.decode(c)).collect::<Result<Vec<_>, _>>();
+        let crls = crls.map_err(|e| internal(e.to_string()))?;
+        let reserve = self.seals.reserve_for(&seal.der, certificate.len() + chain.iter().map(Vec::len).sum::<usize>())
+            + token_room;
         let pdf_bytes = B64.decode(pdf_b64).map_err(|_| TaskError::Invalid("stored task data".into()))?;
         let placement = crate::seals::parse_placement(placement).map_err(TaskError::Invalid)?;
         let (field, signer, reason) = (
@@ -91,7 +113,8 @@ impl TaskService {
                 signing_time,
                 reserve,
             };
-            let prepared = pdf::prepare(&pdf_bytes, &placement, &look, &fields)
+            let dss = pdf::Dss { certs: &dss_certs, crls: &crls };
+            let prepared = pdf::prepare_with_dss(&pdf_bytes, &placement, &look, &fields, Some(&dss))
                 .map_err(|e| TaskError::Invalid(format!("cannot seal this PDF: {e}")))?;
             let digest = cms::Algorithm::Sm2.digest(&prepared.signed_ranges());
             let attrs = cms::signed_attributes(cms::Algorithm::Sm2, &digest, signing_time, Some(&seal.der))
@@ -100,5 +123,32 @@ impl TaskService {
             Ok(SealJob { seal_id, prepared, attrs, to_be_signed, certificate, chain })
         })
         .await
+    }
+}
+
+impl TaskService {
+    /// The CRLs of the key's CA now, for the Document Security Store (base64 DER); none if
+    /// the adapter cannot say (the document then carries the chain only).
+    pub(super) async fn crls_for_dss(&self, key: &KeyRecord) -> Vec<String> {
+        match crate::plugins::ca::CaAdapter::crl(&*self.plugins, &key.ca).await {
+            Ok(answer) => vec![answer.crl],
+            Err(e) => {
+                tracing::warn!(ca = %key.ca, error = %e, "no CRL for the sealed document's DSS");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The container with a signature time-stamp from the TSA (SM3 of the signature value),
+    /// when one is configured.
+    pub(super) async fn time_stamped(&self, container: Vec<u8>) -> Result<Vec<u8>, TaskError> {
+        let Some(tsa) = self.seals.tsa() else { return Ok(container) };
+        let internal = |e: String| TaskError::Key(KeyError::Internal(e));
+        let value = mcs_pdfseal::cms::signature_value(&container).map_err(|e| internal(e.to_string()))?;
+        let imprint =
+            mcs_pdfseal::tsp::imprint_digest(mcs_pdfseal::SM3, &value).ok_or_else(|| internal("SM3 imprint".into()))?;
+        let token =
+            tsa.token(mcs_pdfseal::SM3, imprint, None).await.map_err(|e| internal(format!("time-stamp: {e}")))?;
+        mcs_pdfseal::cms::with_signature_time_stamp(&container, &token).map_err(|e| internal(e.to_string()))
     }
 }

@@ -4,7 +4,8 @@
 //! share; this adapter never sees it and signs through the host's `sign` callback
 //! (SM2-with-SM3, OID 1.2.156.10197.1.501, default ID). It issues X.509 v3 leaves directly
 //! from its self-signed root (OpenSSL applies the SM2 ID only at depth 0, openssl#24167),
-//! for the profiles `person`, `org` and `operator`, with subjects in the manuals' style,
+//! for the profiles `person`, `org`, `operator` and `tsa` (a time-stamping key: the critical
+//! `timeStamping` extended key usage only), with subjects in the manuals' style,
 //! after checking the CSR's proof of possession, and publishes a signed CRL.
 //!
 //! State: its root certificate, the index of the serials it issued and its revocations
@@ -104,6 +105,9 @@ struct Profile {
     issuer: Option<Name>,
     ca: bool,
     issuer_key_id: Vec<u8>,
+    /// Profile `tsa`: a time-stamping key (RFC 3161 §2.3: the only extended key usage is
+    /// `timeStamping`, critical; the key signs only).
+    time_stamping: bool,
 }
 
 impl BuilderProfile for Profile {
@@ -126,6 +130,8 @@ impl BuilderProfile for Profile {
         let ski = sha2::Sha256::digest(spk.subject_public_key.raw_bytes())[..20].to_vec();
         let usage = if self.ca {
             KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature)
+        } else if self.time_stamping {
+            KeyUsage(KeyUsages::DigitalSignature | KeyUsages::NonRepudiation)
         } else {
             KeyUsage(
                 KeyUsages::DigitalSignature
@@ -147,6 +153,12 @@ impl BuilderProfile for Profile {
                 authority_cert_serial_number: None,
             };
             exts.push(aki.to_extension(subject, &[])?);
+        }
+        if self.time_stamping {
+            const TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
+            let mut eku = x509_cert::ext::pkix::ExtendedKeyUsage(vec![TIME_STAMPING]).to_extension(subject, &[])?;
+            eku.critical = true;
+            exts.push(eku);
         }
         Ok(exts)
     }
@@ -334,7 +346,7 @@ fn subject_for(profile: &str, s: &Value, serial_hex: &str) -> Result<String, Str
             let code = get("credit_code").ok_or("org profile needs subject.credit_code")?;
             format!("CN={short}@{org}@N{code}@1,O={org},C=CN")
         }
-        "operator" => {
+        "operator" | "tsa" => {
             let org = get("org_name").unwrap_or_else(|| name.clone());
             format!("CN={name}@{org}@{short},O={org},C=CN")
         }
@@ -436,6 +448,7 @@ impl LocalCa {
             issuer: Some(self.root.tbs_certificate().subject().clone()),
             ca: false,
             issuer_key_id: key_id(&signer.spki),
+            time_stamping: profile == "tsa",
         };
         let validity = Validity::from_now(Duration::from_secs(days * 86_400)).map_err(failed)?;
         let builder =
@@ -607,7 +620,8 @@ impl LocalCa {
         let spki = SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(|e| e.to_string())?;
         let name = Name::from_str(&format!("CN={},O=mcsd,C=CN", escape(&cfg.ca_name))).map_err(|e| e.to_string())?;
         let signer = CaSigner { spki: spki.clone() };
-        let profile = Profile { subject: name, issuer: None, ca: true, issuer_key_id: key_id(&spki) };
+        let profile =
+            Profile { subject: name, issuer: None, ca: true, issuer_key_id: key_id(&spki), time_stamping: false };
         let validity = Validity::from_now(Duration::from_secs(20 * 365 * 86_400)).map_err(|e| e.to_string())?;
         let builder = CertificateBuilder::new(profile, random_serial()?, validity, spki).map_err(|e| e.to_string())?;
         let root = Self::sign_builder(key, builder, &signer)?;
@@ -636,7 +650,7 @@ impl Adapter for LocalCa {
                 "name": "local-ca",
                 "version": env!("CARGO_PKG_VERSION"),
                 "algorithms": ["SM2-with-SM3"],
-                "profiles": ["person", "org", "operator"],
+                "profiles": ["person", "org", "operator", "tsa"],
                 "root": B64.encode(&self.root_der),
             }),
             "issue" => self.issue(&req)?,

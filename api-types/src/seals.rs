@@ -217,6 +217,12 @@ pub struct PdfSignatureVerdict {
     pub signed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<SealRef>,
+    /// The time of the signature's time-stamp (RFC 3339), when it has one that holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// When the signature was judged (RFC 3339): at its time-stamp, or now without one. A
+    /// revocation or supersession of the signer or the seal after this time leaves it valid.
+    pub valid_at: String,
     pub valid: bool,
     pub errors: Vec<String>,
 }

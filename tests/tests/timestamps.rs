@@ -197,3 +197,84 @@ async fn sealed_pdfs_carry_a_signature_time_stamp_and_a_dss() {
         admin.json(hyper::Method::POST, "/v1/verify/pdf", Some(&json!({"pdf": B64.encode(&sealed)}))).await.unwrap();
     assert_eq!(v["signatures"][0]["valid"], true, "{v}");
 }
+
+/// `phone` seals a one-page PDF with `seal_id` by QR scan; the sealed PDF.
+async fn seal_one(env: &DevEnv, daemon: &Daemon, seal_id: &str, phone: &mcs_client::phone::Phone) -> Vec<u8> {
+    let mut gw = connect(env, daemon, "gateway").await;
+    let mut app = connect(env, daemon, "app1").await;
+    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
+    let data = json!({ "pdf": B64.encode(&pdf), "seal_id": seal_id, "placement": {"page": 1, "x": 300, "y": 300} });
+    let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal", data, None, None).await.unwrap();
+    let code = mcs_client::phone::ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
+    phone.scan(&mut app, &code).await.unwrap();
+    let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap()
+}
+
+/// A bid sealed today still verifies after the bidder renews (the key is superseded) and
+/// after the new key and the seal are revoked: each signature is judged at its time-stamp.
+/// One made without a time-stamp (the TSA switched off) is judged now, and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_judged_at_their_time_stamp_so_renewal_and_revocation_leave_them_valid() {
+    let env = DevEnv::new();
+    let with_tsa = std::fs::read_to_string(env.config()).unwrap();
+    let cut = with_tsa.find("\n# The time-stamp authority").expect("the dev config's [tsa]");
+    std::fs::write(env.config(), &with_tsa[..cut]).unwrap();
+    let daemon = Daemon::start(&env);
+    let (phone, app) = new_phone(&env, &daemon, "app1", "111111").await;
+    let now = mcsd::clock::now();
+    let rfc = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let seal = json!({
+        "kind": "official", "name": "Company seal", "owner": {},
+        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
+        "signer_key_ids": [phone.key_id()], "valid_from": rfc(now - 60), "valid_to": rfc(now + 86_400),
+    });
+    let seal = admin.json(hyper::Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
+    let seal_id = seal["seal_id"].as_str().unwrap().to_owned();
+    let untimed = seal_one(&env, &daemon, &seal_id, &phone).await;
+    drop(app);
+    drop(admin);
+    let _ = daemon.stop();
+    std::fs::write(env.config(), &with_tsa).unwrap();
+    let daemon = Daemon::start(&env);
+    let timed = seal_one(&env, &daemon, &seal_id, &phone).await;
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let verdict = |v: &serde_json::Value| v["signatures"][0].clone();
+    let check = |pdf: &[u8]| json!({ "pdf": B64.encode(pdf) });
+    let before = verdict(&admin.json(hyper::Method::POST, "/v1/verify/pdf", Some(&check(&timed))).await.unwrap());
+    assert_eq!(before["valid"], true, "{before}");
+    assert!(before["timestamp"].is_string() && before["valid_at"] == before["timestamp"], "{before}");
+    let untimed_now =
+        verdict(&admin.json(hyper::Method::POST, "/v1/verify/pdf", Some(&check(&untimed))).await.unwrap());
+    assert_eq!((&untimed_now["valid"], untimed_now.get("timestamp")), (&json!(true), None), "{untimed_now}");
+
+    // Renewal: the old key is superseded once the successor's certificate is issued.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let next = mcs_client::admin::successor(&mut admin, phone.key_id(), "renew", None, None).await.unwrap();
+    let mut app = connect(&env, &daemon, "app1").await;
+    let (eid, code) = (next["enrollment_id"].as_str().unwrap(), next["activation_code"].as_str().unwrap());
+    let renewed = mcs_client::phone::Phone::activate(&mut app, "test", eid, code, "111111").await.unwrap();
+    let old = mcs_client::admin::get_key(&mut admin, phone.key_id()).await.unwrap();
+    assert_eq!(old["status"], "superseded");
+    let after = verdict(&admin.json(hyper::Method::POST, "/v1/verify/pdf", Some(&check(&timed))).await.unwrap());
+    assert_eq!(after["valid"], true, "time-stamped before the renewal: still valid: {after}");
+    let untimed_after =
+        verdict(&admin.json(hyper::Method::POST, "/v1/verify/pdf", Some(&check(&untimed))).await.unwrap());
+    assert_eq!(untimed_after["valid"], false, "no time-stamp: judged now: {untimed_after}");
+    assert!(untimed_after["errors"].to_string().contains("superseded"), "{untimed_after}");
+
+    // Later revocations — of the new key, of the seal — leave it valid too.
+    let revoke = json!({"reason": "key_compromise"});
+    admin.json(hyper::Method::POST, &format!("/v1/keys/{}/revoke", renewed.key_id()), Some(&revoke)).await.unwrap();
+    admin.json(hyper::Method::POST, &format!("/v1/seals/{seal_id}/revoke"), None).await.unwrap();
+    let still = verdict(&admin.json(hyper::Method::POST, "/v1/verify/pdf", Some(&check(&timed))).await.unwrap());
+    assert_eq!(still["valid"], true, "{still}");
+    let v = admin.json(hyper::Method::POST, "/v1/verify/seal", Some(&json!({"seal": seal["seal"]}))).await.unwrap();
+    assert_eq!(v["valid"], false, "the seal itself is revoked now: {v}");
+}

@@ -259,6 +259,8 @@ pub fn pdf_verdict(v: &PdfVerdict) -> mcs_api::PdfVerdict {
             signer: s.signer.clone(),
             signed_at: s.signed_at.map(|t| rfc3339(t as i64)),
             seal: s.seal.as_ref().map(|seal| mcs_api::SealRef { es_id: seal.es_id.clone(), name: seal.name.clone() }),
+            timestamp: s.timestamp.map(rfc3339),
+            valid_at: rfc3339(s.valid_at),
             valid: s.errors.is_empty(),
             errors: s.errors.clone(),
         })

@@ -328,6 +328,7 @@ impl KeyService {
             created_at: self.now(),
             validity_days: enrollment.validity_days,
             revocation_reason: None,
+            revoked_at: None,
             certificate: None,
             p1: Some(sm2_2p::point_to_hex(&p1)),
         };
@@ -438,6 +439,7 @@ impl KeyService {
             .update_key::<()>(&pred.key_id, |k| {
                 k.status = KeyStatus::Superseded;
                 k.revocation_reason = Some("superseded".into());
+                k.revoked_at = Some(crate::clock::now());
                 Ok(true)
             })?
             .map_err(|()| KeyError::Internal("unreachable".into()))?;

@@ -117,6 +117,10 @@ pub struct KeyRecord {
     pub validity_days: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_reason: Option<String>,
+    /// When the key was revoked or superseded (unix seconds): signatures time-stamped
+    /// before it stay valid. Absent in records from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
     /// The issued certificate (base64 DER) and its chain, once the CA answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInfo>,

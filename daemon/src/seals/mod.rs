@@ -151,6 +151,10 @@ pub struct PdfSignatureVerdict {
     pub signed_at: Option<u64>,
     /// The seal in the signature, when it parses.
     pub seal: Option<SealName>,
+    /// The time of the signature's time-stamp (unix seconds), when it has one that holds.
+    pub timestamp: Option<i64>,
+    /// When the signature was judged: at its time-stamp, or now without one.
+    pub valid_at: i64,
     pub errors: Vec<String>,
 }
 
@@ -162,8 +166,9 @@ pub struct SealName {
 /// Trust anchors and revocations for one verification.
 struct Trust {
     roots: BTreeSet<Vec<u8>>,
-    /// Certificate serial (hex) → why it is revoked.
-    revoked: std::collections::BTreeMap<String, &'static str>,
+    /// Certificate serial (hex) → why it is revoked, and since when (unknown for records
+    /// from before the time was kept: then it counts as revoked at any time).
+    revoked: std::collections::BTreeMap<String, (&'static str, Option<i64>)>,
 }
 
 pub struct SealService {
@@ -613,7 +618,7 @@ impl SealService {
                 _ => None,
             };
             if let Some(r) = reason {
-                revoked.insert(cert.serial.clone(), r);
+                revoked.insert(cert.serial.clone(), (r, k.revoked_at));
             }
             chains.extend(cert.chain_b64);
         }
@@ -644,11 +649,61 @@ impl SealService {
         false
     }
 
-    /// Revocation of a certificate this service knows: its key's state.
-    fn revocation_of(trust: &Trust, cert: &[u8]) -> Option<String> {
+    /// Revocation of a certificate this service knows, as it stood at `at` (unix
+    /// seconds): its key's state, and when it changed.
+    fn revocation_of(trust: &Trust, cert: &[u8], at: i64) -> Option<String> {
         let c = x509_cert::Certificate::from_der(cert).ok()?;
         let serial = hex::encode(c.tbs_certificate().serial_number().as_bytes());
-        trust.revoked.get(&serial).map(|r| (*r).to_owned())
+        match trust.revoked.get(&serial)? {
+            (_, Some(since)) if *since > at => None,
+            (why, Some(since)) => Some(format!("{why} at {}", crate::clock::rfc3339(*since))),
+            (why, None) => Some((*why).to_owned()),
+        }
+    }
+
+    /// Is the certificate inside its validity period at `at`?
+    fn valid_at(cert: &[u8], at: i64) -> bool {
+        x509_cert::Certificate::from_der(cert).is_ok_and(|c| {
+            let v = c.tbs_certificate().validity();
+            let at = std::time::Duration::from_secs(at.max(0) as u64);
+            v.not_before.to_unix_duration() <= at && at <= v.not_after.to_unix_duration()
+        })
+    }
+
+    /// The time a signature time-stamp proves (unix seconds), if the token holds: its
+    /// imprint is the digest of `signature` (the signature value it time-stamps), its
+    /// signature verifies under its signer's certificate, and that signer is this
+    /// service's TSA or chains (SM2) to a CA this daemon trusts.
+    fn time_stamp_time(&self, token: &[u8], signature: &[u8], roots: &BTreeSet<Vec<u8>>) -> Result<i64, String> {
+        use mcs_pdfseal::tsp;
+        let t = tsp::parse_token(token).map_err(|e| format!("the signature time-stamp: {e}"))?;
+        if tsp::imprint_digest(t.imprint_alg, signature).is_none_or(|d| d != t.imprint) {
+            return Err("the signature time-stamp is for another signature".into());
+        }
+        let verified = match t.algorithm {
+            cms::Algorithm::Sm2 => mcs_pdfseal::sm2_public_key_of(&t.signer_certificate).is_ok_and(|public| {
+                sm2_2p::Signature::from_der(&t.signature)
+                    .is_ok_and(|sig| sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &t.to_be_signed), &sig))
+            }),
+            cms::Algorithm::EcdsaP256 => x509_cert::Certificate::from_der(&t.signer_certificate).is_ok_and(|c| {
+                let point = c.tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes();
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+                    .verify(&t.to_be_signed, &t.signature)
+                    .is_ok()
+            }),
+        };
+        if !verified {
+            return Err("the signature time-stamp's own signature does not verify".into());
+        }
+        let ours = self.tsa().and_then(|tsa| tsa.cached_certificate()).is_some_and(|c| c.der == t.signer_certificate);
+        if !ours && !Self::chains_to_root(&t.signer_certificate, &t.certificates, roots) {
+            return Err("the signature time-stamp is not from a trusted time-stamp authority".into());
+        }
+        let seconds = t.gen_time_unix_ms.div_euclid(1000);
+        if !Self::valid_at(&t.signer_certificate, seconds) {
+            return Err("the time-stamp authority's certificate was not valid at the time-stamp".into());
+        }
+        Ok(seconds)
     }
 
     /// `POST /v1/verify/signature`: an SM2 signature (DER) by `certificate` over `e` (or
@@ -685,7 +740,7 @@ impl SealService {
         if !Self::chains_to_root(certificate, pool, &trust.roots) {
             errors.push("the certificate does not chain to a trusted CA".into());
         }
-        if let Some(r) = Self::revocation_of(&trust, certificate) {
+        if let Some(r) = Self::revocation_of(&trust, certificate, self.now()) {
             errors.push(r);
         }
         Ok(SignatureVerdict {
@@ -739,6 +794,8 @@ impl SealService {
                 signer: None,
                 signed_at: None,
                 seal: None,
+                timestamp: None,
+                valid_at: self.now(),
                 errors: Vec::new(),
             };
             if !f.range_ok {
@@ -774,10 +831,27 @@ impl SealService {
                     if let Some(t) = p.signing_time {
                         entry.signed_at = Some(t);
                     }
+                    // Judged at its time-stamp when it has one that holds; else now.
+                    if let Some(token) = &p.timestamp_token {
+                        match self.time_stamp_time(token, &p.signature, roots) {
+                            Ok(at) => {
+                                entry.timestamp = Some(at);
+                                entry.valid_at = at;
+                                if p.signing_time.is_some_and(|t| t as i64 > at + 300) {
+                                    errors.push("the signing time is later than the signature's time-stamp".into());
+                                }
+                            }
+                            Err(why) => errors.push(why),
+                        }
+                    }
+                    let at = entry.valid_at;
                     if !Self::chains_to_root(&p.signer_certificate, &p.certificates, roots) {
                         errors.push("the signer certificate does not chain to a trusted CA".into());
                     }
-                    if let Some(r) = Self::revocation_of(&trust, &p.signer_certificate) {
+                    if !Self::valid_at(&p.signer_certificate, at) {
+                        errors.push("the signer certificate was not valid at the time of signing".into());
+                    }
+                    if let Some(r) = Self::revocation_of(&trust, &p.signer_certificate, at) {
                         errors.push(r);
                     }
                     match &p.seal {
@@ -793,6 +867,14 @@ impl SealService {
                                 }
                                 if p.signing_time.is_none_or(|t| t < view.valid_from || t > view.valid_to) {
                                     errors.push("the seal was not valid at the signing time".into());
+                                }
+                                match self.seal_revoked_at(&view.es_id) {
+                                    Ok(Some(r)) if r <= at => errors.push(format!(
+                                        "the seal was revoked at {}, before the signature",
+                                        crate::clock::rfc3339(r)
+                                    )),
+                                    Ok(_) => {}
+                                    Err(e) => errors.push(format!("seal state: {e}")),
                                 }
                                 if !Self::chains_to_root(&view.maker_certificate, &p.certificates, roots) {
                                     errors.push("the seal maker's certificate does not chain to a trusted CA".into());

@@ -46,6 +46,8 @@ struct KeyRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     revocation_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     certificate: Option<CertRepr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     p1: Option<String>,
@@ -104,6 +106,7 @@ impl StoredKey {
             created_at: r.created_at,
             validity_days: r.validity_days,
             revocation_reason: r.revocation_reason,
+            revoked_at: r.revoked_at,
             certificate,
             p1: r.p1,
         };
@@ -124,6 +127,7 @@ impl StoredKey {
             created_at,
             validity_days,
             revocation_reason,
+            revoked_at,
             certificate,
             p1,
         } = self.key.clone();
@@ -148,6 +152,7 @@ impl StoredKey {
             created_at,
             validity_days,
             revocation_reason,
+            revoked_at,
             certificate,
             p1,
             share_ref: self.share_ref.clone(),

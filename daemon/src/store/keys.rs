@@ -283,6 +283,7 @@ impl KeyStorage for Store {
                 }
                 rec.key.status = KeyStatus::Revoked;
                 rec.key.revocation_reason = Some(reason.to_owned());
+                rec.key.revoked_at = Some(at);
                 rec.share_ref = None;
                 rec.verifier_ref = None;
                 keys.insert(key_id.as_bytes(), rec.encode())?;

@@ -134,6 +134,11 @@ impl TsaService {
         self.certificate.get_or_try_init(|| self.load_certificate()).await.cloned()
     }
 
+    /// The certificate, if it was loaded already (for checks that cannot wait).
+    pub fn cached_certificate(&self) -> Option<&TsaCertificate> {
+        self.certificate.get()
+    }
+
     async fn load_certificate(&self) -> Result<TsaCertificate, TsaError> {
         let cfg = self.cfg()?.clone();
         match cfg.algorithm {

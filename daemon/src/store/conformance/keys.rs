@@ -117,6 +117,8 @@ pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     assert_ne!(f.on_disk(&s, SHARE), Some(true), "revocation leaves no copy of the share on disk");
     assert_ne!(f.on_disk(&s, VERIFIER), Some(true), "nor of the verifier");
     assert_eq!((rec.status, rec.revocation_reason.as_deref()), (KeyStatus::Revoked, Some("key_compromise")));
+    let at = rec.revoked_at.expect("the revocation's time is kept");
+    assert!((at - crate::clock::now()).abs() < 60, "revoked now: {at}");
     assert_eq!(s.key("k1").unwrap(), Some(rec));
     assert!(s.audit_entry(1).unwrap().is_some());
     assert!(s.key_secret("k1", SecretKind::Share).unwrap().is_none(), "the share is gone");

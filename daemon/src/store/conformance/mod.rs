@@ -137,6 +137,7 @@ pub(crate) fn key(id: &str, enrollment: &str) -> KeyRecord {
         created_at: 0,
         validity_days: 365,
         revocation_reason: None,
+        revoked_at: None,
         certificate: None,
         p1: None,
     }

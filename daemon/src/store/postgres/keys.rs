@@ -322,6 +322,7 @@ impl KeyStorage for PgStore {
             self.append_in(&tx, audit).await?;
             rec.status = KeyStatus::Revoked;
             rec.revocation_reason = Some(reason.to_owned());
+            rec.revoked_at = Some(crate::clock::now_ms() / 1000);
             put_key(&tx, &rec).await?;
             delete_secrets(&tx, key_id, &[SecretKind::Share, SecretKind::PinVerifier]).await?;
             super::delegations::end_delegations_of_key(&tx, key_id, crate::clock::now_ms() / 1000).await?;

@@ -25,6 +25,8 @@ pub enum TaskKind {
     Decrypt,
     Encrypt,
     PdfSeal,
+    /// Withdraw a seal (撤章): the document as it was before its last revision.
+    PdfUnseal,
     /// Created by activation, never by a gateway.
     Csr,
 }
@@ -37,6 +39,7 @@ impl TaskKind {
             TaskKind::Decrypt => "decrypt",
             TaskKind::Encrypt => "encrypt",
             TaskKind::PdfSeal => "pdf_seal",
+            TaskKind::PdfUnseal => "pdf_unseal",
             TaskKind::Csr => "csr",
         }
     }
@@ -52,6 +55,7 @@ pub enum CreateTaskKind {
     Decrypt,
     Encrypt,
     PdfSeal,
+    PdfUnseal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -127,6 +131,7 @@ pub enum TaskData {
     Decrypt(DecryptData),
     Encrypt(EncryptData),
     PdfSeal(PdfSealData),
+    PdfUnseal(PdfUnsealData),
 }
 
 impl TaskData {
@@ -137,6 +142,7 @@ impl TaskData {
             TaskData::Decrypt(_) => CreateTaskKind::Decrypt,
             TaskData::Encrypt(_) => CreateTaskKind::Encrypt,
             TaskData::PdfSeal(_) => CreateTaskKind::PdfSeal,
+            TaskData::PdfUnseal(_) => CreateTaskKind::PdfUnseal,
         }
     }
 }
@@ -149,8 +155,19 @@ impl CreateTaskKind {
             CreateTaskKind::Decrypt => "decrypt",
             CreateTaskKind::Encrypt => "encrypt",
             CreateTaskKind::PdfSeal => "pdf_seal",
+            CreateTaskKind::PdfUnseal => "pdf_unseal",
         }
     }
+}
+
+/// `pdf_unseal` (撤章): a PDF whose last revision is a seal this service made; the result
+/// is the document as it was before that revision, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PdfUnsealData {
+    /// Base64.
+    pub pdf: String,
 }
 
 /// `login`: a challenge (at most 4096 bytes) the key signs.
@@ -311,6 +328,21 @@ pub enum TaskViewData {
     Sign(SignData),
     Csr(CsrData),
     PdfSeal(PdfSealView),
+    PdfUnseal(PdfUnsealView),
+}
+
+/// `pdf_unseal`: which seal is withdrawn, and from which document, so the phone can show
+/// it and rebuild the statement it co-signs:
+/// `mcs-unseal-v1|<task_id>|<pdf_sha256>|<field>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PdfUnsealView {
+    pub field: String,
+    /// The subject of the signature's certificate.
+    pub signer: String,
+    /// Lowercase hex SHA-256 of the sealed PDF.
+    pub pdf_sha256: String,
 }
 
 /// `csr`: the CertificationRequestInfo (base64 DER) the phone co-signs; it carries the
@@ -348,6 +380,7 @@ pub struct ClaimRequest {
 #[serde(untagged)]
 pub enum ClaimAnswer {
     SealDigest(SealDigest),
+    UnsealDigest(UnsealDigest),
     Digest(Digest),
     Ciphertext(CiphertextClaim),
     /// 202: the owner must approve first (a delegate with `approval: each_use`); claim
@@ -403,10 +436,20 @@ impl ClaimAnswer {
     pub fn e(&self) -> Option<&str> {
         match self {
             ClaimAnswer::SealDigest(d) => Some(&d.e),
+            ClaimAnswer::UnsealDigest(d) => Some(&d.e),
             ClaimAnswer::Digest(d) => Some(&d.e),
             _ => None,
         }
     }
+}
+
+/// `pdf_unseal`: `e` of the withdrawal statement, and the seal's field and signer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UnsealDigest {
+    pub e: String,
+    pub field: String,
+    pub signer: String,
 }
 
 /// The digest `e` (64 lowercase hex characters) the phone co-signs.
@@ -582,6 +625,7 @@ pub struct Callback {
 #[serde(untagged)]
 pub enum TaskResult {
     PdfSeal(PdfSealResult),
+    PdfUnseal(PdfUnsealResult),
     Encrypt(EncryptResult),
     Decrypt(DecryptResult),
     Login(LoginResult),
@@ -627,6 +671,15 @@ pub struct PdfSealResult {
     pub seal_id: String,
     pub key_id: String,
     pub certificate: Option<String>,
+}
+
+/// `pdf_unseal`: the document before its last revision, and the withdrawn seal's field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PdfUnsealResult {
+    pub pdf: String,
+    pub field: String,
+    pub key_id: String,
 }
 
 /// `decrypt`: the plaintext, delivered once to the creating gateway.

@@ -149,6 +149,14 @@ enum GatewayCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Ask the sealer to withdraw the last seal of a PDF (`pdf_unseal`, 撤章); prints the task
+    /// and its QR string. `mcs gateway wait --pdf-out` writes the document as it was before.
+    Unseal {
+        #[arg(long)]
+        pdf: PathBuf,
+        #[arg(long, default_value = "Withdraw the seal")]
+        title: String,
+    },
     /// A claimed deferred `pdf_seal` task: the seals the scanning key may use, with faces.
     Seals { task_id: String },
     /// A claimed deferred `pdf_seal` task: put the chosen seal at --placement.
@@ -721,6 +729,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 std::fs::write(&out, reply).map_err(|e| Error::Config(format!("{}: {e}", out.display())))?;
                 println!("time-stamp reply written to {}", out.display());
             }
+            GatewayCommand::Unseal { pdf, title } => {
+                let data =
+                    serde_json::json!({ "pdf": base64::engine::general_purpose::STANDARD.encode(read_file(&pdf)?) });
+                print_json(&gateway::create_task(conn, "pdf_unseal", &title, data, None, None).await?);
+            }
             GatewayCommand::Seals { task_id } => print_json(&to_json(&gateway::task_seals(conn, &task_id).await?)?),
             GatewayCommand::Place { task_id, seal_id, placement } => {
                 print_json(&gateway::place(conn, &task_id, &seal_id, placement_arg(&placement)?).await?)
@@ -731,6 +744,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let outcome: TaskOutcome = parse(&out)?;
                 let written = match (&outcome.result, &pdf_out, &plaintext_out) {
                     (Some(TaskResult::PdfSeal(r)), Some(path), _) => Some(("pdf", r.pdf.as_str(), path)),
+                    (Some(TaskResult::PdfUnseal(r)), Some(path), _) => Some(("pdf", r.pdf.as_str(), path)),
                     (Some(TaskResult::Decrypt(r)), _, Some(path)) => Some(("plaintext", r.plaintext.as_str(), path)),
                     _ => None,
                 };

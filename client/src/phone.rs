@@ -413,6 +413,13 @@ impl Phone {
             (TaskKind::Sign, Some(TaskViewData::Sign(d)), _) => b64(&d.message, "data.message")?,
             // The signed attributes of the PDF signature: a document digest, the time, the seal.
             (TaskKind::PdfSeal, _, ClaimAnswer::SealDigest(d)) => b64(&d.to_be_signed, "to_be_signed")?,
+            // Withdrawing a seal: the statement of API.md, rebuilt from what the phone shows.
+            (TaskKind::PdfUnseal, Some(TaskViewData::PdfUnseal(d)), ClaimAnswer::UnsealDigest(u)) => {
+                if u.field != d.field {
+                    return Err(Error::Protocol("the claim names another seal than the task".into()));
+                }
+                format!("mcs-unseal-v1|{}|{}|{}", view.task_id, d.pdf_sha256, d.field).into_bytes()
+            }
             (kind, _, _) => {
                 return Err(Error::Protocol(format!("not a signing task with its data: {}", kind.as_str())));
             }
@@ -473,7 +480,7 @@ impl Phone {
         let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
         awaiting(&claimed)?;
         match (view.kind, &claimed) {
-            (TaskKind::Login | TaskKind::Sign | TaskKind::PdfSeal, _) => {
+            (TaskKind::Login | TaskKind::Sign | TaskKind::PdfSeal | TaskKind::PdfUnseal, _) => {
                 let e = self.check_e(&view, &claimed)?;
                 self.cosign_and_complete(conn, code, &e).await?;
             }

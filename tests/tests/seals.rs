@@ -498,3 +498,50 @@ async fn a_new_face_makes_a_new_seal_with_the_grants_and_revokes_the_old() {
     let report = verify_pdf(&mut admin, &sealed).await;
     assert_eq!((&report[0]["valid"], &report[0]["seal"]["es_id"]), (&json!(true), &new["es_id"]), "{report:?}");
 }
+
+/// Withdrawing a seal (撤章, `pdf_unseal`): the sealer confirms by scanning and gets the
+/// document as it was before its last revision, byte for byte; another key may not; a
+/// document whose last revision is not one of our seals is `conflict`; the audit log
+/// records the withdrawal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seal_is_withdrawn_by_its_sealer_and_the_document_comes_back_byte_for_byte() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let (phone1, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
+    let (phone2, mut app2) = new_phone(&env, &daemon, "app2", "222222").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let req = seal_request("Company seal", &[phone1.key_id()], now() - 60, now() + 86_400);
+    let seal = admin.json(Method::POST, "/v1/seals", Some(&req)).await.unwrap();
+    let sid = seal["seal_id"].as_str();
+    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
+    let once = seal_pdf(&mut gw, &mut app1, &phone1, &pdf, sid, json!({"page": 1, "x": 200, "y": 200})).await;
+    let twice = seal_pdf(&mut gw, &mut app1, &phone1, &once, sid, json!({"page": 1, "x": 400, "y": 400})).await;
+
+    let unseal =
+        |doc: &[u8]| json!({"kind": "pdf_unseal", "display": {"title": "Withdraw"}, "data": {"pdf": B64.encode(doc)}});
+    let created = gw.json(Method::POST, "/v1/tasks", Some(&unseal(&twice))).await.unwrap();
+    let code = ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
+    let view = mcs_client::phone::fetch_task(&mut app1, &code).await.unwrap();
+    assert_eq!(view["kind"], "pdf_unseal");
+    assert_eq!(view["data"]["pdf_sha256"], json!(hex::encode(sha2::Sha256::digest(&twice))), "{view}");
+    let refused = phone2.scan(&mut app2, &code).await.unwrap_err();
+    assert_eq!(refused.code(), Some("no_permission"), "another key may not withdraw it");
+    assert_eq!(mcs_client::gateway::task(&mut gw, &code.task_id).await.unwrap()["status"], "pending");
+    phone1.scan(&mut app1, &code).await.expect("the sealer withdraws");
+    let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(out["status"], "completed", "{out}");
+    let back = B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap();
+    assert!(back == once, "the document before its last revision, byte for byte");
+    assert!(qpdf_clean(env.path(), "withdrawn.pdf", &back));
+    assert_eq!(verify_pdf(&mut admin, &back).await[0]["valid"], true);
+    let log = admin.json(Method::GET, &format!("/v1/audit?key_id={}", phone1.key_id()), None).await.unwrap();
+    let withdrawn = log["entries"].as_array().unwrap().iter().any(|e| {
+        e["event"] == "POST /v1/tasks/{id}/complete" && e["detail"]["kind"] == "pdf_unseal" && e["outcome"] == "ok"
+    });
+    assert!(withdrawn, "the audit log records the withdrawal: {log}");
+
+    // Nothing of ours to withdraw: the unsealed original.
+    let resp = gw.call(Method::POST, "/v1/tasks", Some(&unseal(&pdf))).await.unwrap();
+    assert_eq!((resp.status, &resp.body["error"]["code"]), (409, &json!("conflict")), "{}", resp.body);
+}

@@ -345,6 +345,7 @@ fn task_kind(k: TaskKind) -> mcs_api::TaskKind {
         TaskKind::Encrypt => mcs_api::TaskKind::Encrypt,
         TaskKind::Csr => mcs_api::TaskKind::Csr,
         TaskKind::PdfSeal => mcs_api::TaskKind::PdfSeal,
+        TaskKind::PdfUnseal => mcs_api::TaskKind::PdfUnseal,
     }
 }
 
@@ -376,6 +377,13 @@ pub fn task(t: &TaskRecord) -> mcs_api::TaskView {
                 placement: placement.clone(),
             }))
         }
+        TaskData::PdfUnseal { field, signer, pdf_sha256, .. } => {
+            Some(mcs_api::TaskViewData::PdfUnseal(mcs_api::PdfUnsealView {
+                field: field.clone(),
+                signer: signer.clone(),
+                pdf_sha256: pdf_sha256.clone(),
+            }))
+        }
         TaskData::Decrypt { .. } | TaskData::Encrypt {} => None,
     };
     mcs_api::TaskView {
@@ -397,6 +405,11 @@ pub fn claimed(c: &Claimed) -> mcs_api::ClaimAnswer {
         Claimed::SealDigest { e, to_be_signed } => {
             mcs_api::ClaimAnswer::SealDigest(mcs_api::SealDigest { e: e.clone(), to_be_signed: to_be_signed.clone() })
         }
+        Claimed::UnsealDigest { e, field, signer } => mcs_api::ClaimAnswer::UnsealDigest(mcs_api::UnsealDigest {
+            e: e.clone(),
+            field: field.clone(),
+            signer: signer.clone(),
+        }),
         Claimed::Ciphertext(c) => mcs_api::ClaimAnswer::Ciphertext(mcs_api::CiphertextClaim { ciphertext: c.clone() }),
         Claimed::Completed => mcs_api::ClaimAnswer::Completed(status(mcs_api::TaskStatus::Completed)),
         Claimed::AwaitingApproval(id) => mcs_api::ClaimAnswer::AwaitingApproval(mcs_api::ApprovalPending {
@@ -452,6 +465,9 @@ fn task_result(r: TaskResult) -> mcs_api::TaskResult {
     match r {
         TaskResult::PdfSeal { pdf, seal_id, key_id, certificate } => {
             mcs_api::TaskResult::PdfSeal(mcs_api::PdfSealResult { pdf, seal_id, key_id, certificate })
+        }
+        TaskResult::PdfUnseal { pdf, field, key_id } => {
+            mcs_api::TaskResult::PdfUnseal(mcs_api::PdfUnsealResult { pdf, field, key_id })
         }
         TaskResult::Encrypt { ciphertext, certificate, key_id, public_key } => {
             mcs_api::TaskResult::Encrypt(mcs_api::EncryptResult { ciphertext, certificate, key_id, public_key })

@@ -349,6 +349,14 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
             }
             NewTaskData::PdfSeal { pdf, seal_id: d.seal_id, placement: d.placement }
         }
+        "pdf_unseal" => {
+            let d: mcs_api::PdfUnsealData = data_of(req.data)?;
+            let pdf = b64(&d.pdf, "pdf")?;
+            if !pdf.starts_with(b"%PDF-") {
+                return Err(ApiError::bad_request("pdf is not a PDF document"));
+            }
+            NewTaskData::PdfUnseal { pdf }
+        }
         "csr" => return Err(ApiError::bad_request("csr tasks are created by activation, not by gateways")),
         other => return Err(ApiError::bad_request(format!("unknown kind `{other}`"))),
     };
@@ -598,7 +606,7 @@ pub fn token_query(query: &str) -> Result<String, ApiError> {
 // ---- delegations ------------------------------------------------------------------------
 
 /// Task kinds a delegation may be limited to (`csr` is the owner's own).
-const DELEGABLE_KINDS: [&str; 5] = ["login", "sign", "pdf_seal", "decrypt", "encrypt"];
+const DELEGABLE_KINDS: [&str; 6] = ["login", "sign", "pdf_seal", "pdf_unseal", "decrypt", "encrypt"];
 
 /// A phone must prove its PIN, an operator must not send a proof.
 fn owner_proof<'r>(

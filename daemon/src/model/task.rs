@@ -14,6 +14,7 @@ pub enum TaskKind {
     Encrypt,
     Csr,
     PdfSeal,
+    PdfUnseal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +75,15 @@ pub enum TaskData {
         /// Security Store: kept so completion rebuilds the same bytes. Absent in older records.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         dss_crls: Vec<String>,
+    },
+    /// Withdraw the seal of a PDF's last revision (base64), made by this service: its
+    /// signature field, the seal's esID, the signer's subject, the PDF's SHA-256 (hex).
+    PdfUnseal {
+        pdf: String,
+        field: String,
+        es_id: String,
+        signer: String,
+        pdf_sha256: String,
     },
 }
 
@@ -224,6 +234,8 @@ pub enum TaskResult {
         /// `null` when the key has no certificate.
         certificate: Option<String>,
     },
+    /// The document before its last revision (the withdrawn seal's).
+    PdfUnseal { pdf: String, field: String, key_id: String },
     Encrypt {
         /// The SM2 ciphertext (DER) to the claiming key.
         ciphertext: String,
@@ -365,6 +377,7 @@ mod tests {
                 TaskResult::Encrypt { .. } => "encrypt",
                 TaskResult::Csr { .. } => "csr",
                 TaskResult::PdfSeal { .. } => "pdf_seal",
+                TaskResult::PdfUnseal { .. } => "pdf_unseal",
                 TaskResult::Decrypt { .. } => "decrypt",
             };
             assert_eq!(variant, kind, "{result}");

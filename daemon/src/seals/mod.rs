@@ -750,6 +750,36 @@ impl SealService {
         })
     }
 
+    /// What a `pdf_unseal` task withdraws: the last revision of `pdf` must be a seal this
+    /// service made (a signature covering the whole file whose seal's esID is one of ours),
+    /// and a previous revision must exist. Returns (field, esID, signer subject).
+    pub fn withdrawable(&self, pdf: &[u8]) -> Result<(String, String, String), SealError> {
+        let found = pdf::last_revision_signature(pdf)
+            .map_err(|e| SealError::Invalid(format!("pdf: {e}")))?
+            .ok_or_else(|| SealError::Conflict("the document's last revision is not a seal".into()))?;
+        let not_ours = || SealError::Conflict("the document's last seal was not made by this service".into());
+        let container = cms::parse(&found.contents).map_err(|_| not_ours())?;
+        let view = container.seal.as_deref().and_then(|s| seal::verify(s).ok()).ok_or_else(not_ours)?;
+        if !self.store.seals()?.iter().any(|s| s.es_id == view.es_id) {
+            return Err(not_ours());
+        }
+        pdf::previous_revision(pdf).map_err(|e| SealError::Conflict(format!("nothing to withdraw to: {e}")))?;
+        let signer = x509_cert::Certificate::from_der(&container.signer_certificate)
+            .map(|c| c.tbs_certificate().subject().to_string())
+            .unwrap_or_default();
+        Ok((found.field.unwrap_or_default(), view.es_id, signer))
+    }
+
+    /// May `key_id` withdraw a seal with this esID? Only a key that may use the seal (its
+    /// signer keys and its grantees), whatever the seal's state now.
+    pub fn may_withdraw(&self, es_id: &str, key_id: &str) -> Result<(), SealError> {
+        let rec = self.store.seals()?.into_iter().find(|s| s.es_id == es_id).ok_or(SealError::NotFound)?;
+        if rec.signer_key_ids.iter().any(|k| k == key_id) || rec.grants.iter().any(|g| g.key_id == key_id) {
+            return Ok(());
+        }
+        Err(SealError::NoPermission(format!("seal {} is not this key's to withdraw", rec.id)))
+    }
+
     /// When the seal with this esID was revoked, if this service made it and revoked it.
     fn seal_revoked_at(&self, es_id: &str) -> Result<Option<i64>, SealError> {
         Ok(self.store.seals()?.into_iter().find(|s| s.es_id == es_id).and_then(|s| s.revoked_at))

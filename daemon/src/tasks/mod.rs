@@ -121,6 +121,7 @@ pub enum NewTaskData {
     Decrypt { ciphertext: Vec<u8>, recipient_cert_serial: Option<String>, recipient_public_key: Option<AffinePoint> },
     Encrypt { plaintext: Zeroizing<Vec<u8>> },
     PdfSeal { pdf: Vec<u8>, seal_id: Option<String>, placement: Value },
+    PdfUnseal { pdf: Vec<u8> },
 }
 
 pub struct NewTask {
@@ -146,6 +147,12 @@ pub enum Claimed {
     SealDigest {
         e: String,
         to_be_signed: String,
+    },
+    /// `pdf_unseal`: `e` of the withdrawal statement, the seal's field and signer.
+    UnsealDigest {
+        e: String,
+        field: String,
+        signer: String,
     },
     Ciphertext(String),
     Completed,
@@ -300,6 +307,12 @@ impl TaskService {
                 None,
             ),
             NewTaskData::Encrypt { plaintext } => (TaskKind::Encrypt, TaskData::Encrypt {}, Some(plaintext)),
+            NewTaskData::PdfUnseal { pdf } => {
+                let (field, es_id, signer) = self.seals.withdrawable(&pdf)?;
+                let pdf_sha256 = hex::encode(Sha256::digest(&pdf));
+                let data = TaskData::PdfUnseal { pdf: B64.encode(&pdf), field, es_id, signer, pdf_sha256 };
+                (TaskKind::PdfUnseal, data, None)
+            }
             NewTaskData::PdfSeal { pdf, seal_id, placement } => {
                 // Refuse now what sealing would refuse later: a seal that cannot seal, a PDF
                 // or placement the engine cannot use. The document is not touched.
@@ -728,6 +741,14 @@ impl TaskService {
         t.key_id = Some(key.id.clone());
         t.device_id = Some(device_id.to_owned());
         let answer = match &task.data {
+            TaskData::PdfUnseal { field, es_id, signer, pdf_sha256, .. } => {
+                // Only a key that may use the seal withdraws it.
+                self.seals.may_withdraw(es_id, &key.id)?;
+                let statement = unseal_statement(&task.id, pdf_sha256, field);
+                let e = hex::encode(sm2_2p::e_for_message(&public, statement.as_bytes()));
+                t.e = Some(e.clone());
+                Claimed::UnsealDigest { e, field: field.clone(), signer: signer.clone() }
+            }
             TaskData::Login { challenge: data } | TaskData::Sign { message: data } => {
                 let bytes = B64.decode(data).map_err(|_| TaskError::Invalid("stored task data".into()))?;
                 let e = hex::encode(sm2_2p::e_for_message(&public, &bytes));
@@ -943,7 +964,10 @@ impl TaskService {
         proof: &str,
     ) -> Result<sm2_2p::SignResponse, TaskError> {
         let task = self.for_phone(id, token).await?;
-        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
+        if !matches!(
+            task.kind,
+            TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal | TaskKind::PdfUnseal
+        ) {
             return Err(TaskError::Invalid("this task is co-signed with t1 (decrypt)".into()));
         }
         let key_id = Self::cosignable(&task, device_id, &q1)?.to_owned();
@@ -1012,7 +1036,10 @@ impl TaskService {
     /// Finish a signing task: the signature must verify against the key and the task's `e`.
     pub async fn complete_sign(&self, id: &str, token: &str, device_id: &str, sig: Signature) -> Result<(), TaskError> {
         let task = self.for_phone(id, token).await?;
-        if !matches!(task.kind, TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal) {
+        if !matches!(
+            task.kind,
+            TaskKind::Login | TaskKind::Sign | TaskKind::Csr | TaskKind::PdfSeal | TaskKind::PdfUnseal
+        ) {
             return Err(TaskError::Invalid("complete this task with plaintext".into()));
         }
         let key_id = Self::completable(&task, device_id)?;
@@ -1039,6 +1066,15 @@ impl TaskService {
                 let container = self.time_stamped(job.container(&sig)?).await?;
                 let sealed = blocking(move || job.embed(&container)).await?;
                 TaskResult::PdfSeal { pdf: B64.encode(sealed), seal_id: seal_id.clone(), key_id, certificate }
+            }
+            TaskData::PdfUnseal { pdf, field, .. } => {
+                let sealed = B64.decode(pdf).map_err(|_| TaskError::Invalid("stored task data".into()))?;
+                let before = blocking(move || {
+                    mcs_pdfseal::pdf::previous_revision(&sealed)
+                        .map_err(|e| TaskError::Key(KeyError::Internal(format!("withdrawing: {e}"))))
+                })
+                .await?;
+                TaskResult::PdfUnseal { pdf: B64.encode(before), field: field.clone(), key_id }
             }
             _ if task.kind == TaskKind::Login => TaskResult::Login {
                 signature,
@@ -1299,6 +1335,11 @@ fn new_task(
     }
 }
 
+/// What the phone co-signs to withdraw a seal (API.md): the task, the document, the field.
+pub fn unseal_statement(task_id: &str, pdf_sha256: &str, field: &str) -> String {
+    format!("mcs-unseal-v1|{task_id}|{pdf_sha256}|{field}")
+}
+
 /// Why a claim waits for an approval, and so who decides it.
 enum AskedBy<'a> {
     /// The claimant holds the key through an `each_use` delegation: the key's owner.
@@ -1359,6 +1400,7 @@ pub fn kind_str(k: TaskKind) -> &'static str {
         TaskKind::Encrypt => "encrypt",
         TaskKind::Csr => "csr",
         TaskKind::PdfSeal => "pdf_seal",
+        TaskKind::PdfUnseal => "pdf_unseal",
     }
 }
 

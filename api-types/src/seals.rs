@@ -55,7 +55,7 @@ pub struct SealRequest {
     /// Any JSON object describing the owner (matched by `GET /v1/seals?owner=`).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub owner: Value,
-    pub image: SealImage,
+    pub image: SealFaceSpec,
     /// Active keys with a certificate.
     pub signer_key_ids: Vec<String>,
     /// RFC 3339.
@@ -70,7 +70,45 @@ pub struct SealRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SealImageRequest {
-    pub image: SealImage,
+    pub image: SealFaceSpec,
+}
+
+/// A seal's face: an uploaded picture, or a template mcsd draws from text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum SealFaceSpec {
+    Picture(SealImage),
+    Template(SealTemplate),
+}
+
+impl From<SealImage> for SealFaceSpec {
+    fn from(i: SealImage) -> Self {
+        SealFaceSpec::Picture(i)
+    }
+}
+
+/// `{template, text?, bottom_text?}`: drawn by mcsd in seal red on a transparent ground
+/// (PNG) with a CJK font — `personal_name`: the square name seal (18 mm, 2–4 characters);
+/// `org_round`: the round organisation seal (42 mm, a star, the name along the upper arc,
+/// `bottom_text` such as 合同专用章 along the bottom). `text` defaults to the seal's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SealTemplate {
+    pub template: SealTemplateKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottom_text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SealTemplateKind {
+    PersonalName,
+    OrgRound,
 }
 
 /// `POST /v1/seals/{id}/grants` (admin): the seal is re-made with the key's certificate.

@@ -92,8 +92,12 @@ pub async fn seals(conn: &mut Connection, owner: Option<&str>, key_id: Option<&s
 }
 
 /// `POST /v1/seals/{id}/image`: a new face; answers the new seal (the old one is revoked).
-pub async fn change_seal_image(conn: &mut Connection, seal_id: &str, image: mcs_api::SealImage) -> Result<Value> {
-    let body = mcs_api::SealImageRequest { image };
+pub async fn change_seal_image(
+    conn: &mut Connection,
+    seal_id: &str,
+    image: impl Into<mcs_api::SealFaceSpec>,
+) -> Result<Value> {
+    let body = mcs_api::SealImageRequest { image: image.into() };
     conn.send(Method::POST, &format!("/v1/seals/{}/image", percent_encode(seal_id)), &body).await
 }
 

@@ -263,9 +263,18 @@ enum AdminCommand {
         /// The owner, as a JSON object.
         #[arg(long, default_value = "{}")]
         owner: String,
-        /// The seal picture (PNG, JPEG or SVG, by extension).
+        /// The seal picture (PNG, JPEG or SVG, by extension) ...
+        #[arg(long, required_unless_present = "template", conflicts_with = "template")]
+        image: Option<PathBuf>,
+        /// ... or a face mcsd draws: personal_name (square, 2–4 characters) or org_round.
         #[arg(long)]
-        image: PathBuf,
+        template: Option<String>,
+        /// The template's text (default: --name).
+        #[arg(long, requires = "template")]
+        text: Option<String>,
+        /// org_round's bottom line, e.g. 合同专用章.
+        #[arg(long, requires = "template")]
+        bottom_text: Option<String>,
         #[arg(long, default_value_t = 40)]
         width_mm: u32,
         #[arg(long, default_value_t = 40)]
@@ -652,7 +661,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     None => println!("{}", base64::engine::general_purpose::STANDARD.encode(&der)),
                 }
             }
-            AdminCommand::SealCreate { kind, name, owner, image, width_mm, height_mm, signers, valid_days } => {
+            AdminCommand::SealCreate {
+                kind,
+                name,
+                owner,
+                image,
+                template,
+                text,
+                bottom_text,
+                width_mm,
+                height_mm,
+                signers,
+                valid_days,
+            } => {
                 let owner: serde_json::Value =
                     serde_json::from_str(&owner).map_err(|e| Error::Config(format!("--owner: {e}")))?;
                 let now = unix_now();
@@ -660,7 +681,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     kind,
                     name,
                     owner,
-                    image: seal_image(&image, width_mm, height_mm)?,
+                    image: match (image, template) {
+                        (Some(image), _) => seal_image(&image, width_mm, height_mm)?.into(),
+                        (None, Some(t)) => mcs_api::SealFaceSpec::Template(mcs_api::SealTemplate {
+                            template: serde_json::from_value(serde_json::Value::String(t))
+                                .map_err(|_| Error::Config("--template must be personal_name or org_round".into()))?,
+                            text,
+                            bottom_text,
+                        }),
+                        (None, None) => return Err(Error::Config("--image or --template is required".into())),
+                    },
                     signer_key_ids: signers,
                     valid_from: rfc3339(now - 60)?,
                     valid_to: rfc3339(now + valid_days as i64 * 86_400)?,

@@ -1235,10 +1235,13 @@ pub struct SealsConfig {
     pub vendor_id: String,
     /// Bytes reserved for the signature container beyond the seal and certificates.
     pub signature_reserve: usize,
+    /// The CJK font (TTF/OTF/TTC) template seals are drawn with; default: the first of
+    /// Debian's CJK fonts found (fonts-wqy-zenhei, fonts-wqy-microhei, fonts-noto-cjk, …).
+    pub font_file: Option<PathBuf>,
 }
 
 impl Default for SealsConfig {
     fn default() -> Self {
-        SealsConfig { maker_ca: "local".into(), vendor_id: "mcsd".into(), signature_reserve: 8192 }
+        SealsConfig { maker_ca: "local".into(), vendor_id: "mcsd".into(), signature_reserve: 8192, font_file: None }
     }
 }

@@ -545,3 +545,60 @@ async fn a_seal_is_withdrawn_by_its_sealer_and_the_document_comes_back_byte_for_
     let resp = gw.call(Method::POST, "/v1/tasks", Some(&unseal(&pdf))).await.unwrap();
     assert_eq!((resp.status, &resp.body["error"]["code"]), (409, &json!("conflict")), "{}", resp.body);
 }
+
+/// Template seals (API.md): mcsd draws the face from text — the round organisation seal
+/// with a bottom line, and the square name seal. The pictures are written to
+/// `target/seal-templates/e2e-*.png` for a person to look at; the seals verify and seal a
+/// PDF like uploaded ones; bad text is `bad_request`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_seals_are_drawn_by_mcsd_and_seal_like_uploaded_ones() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "111111").await;
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/seal-templates");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let request = |kind: &str, name: &str, image: Value| {
+        let mut r = seal_request(name, &[phone.key_id()], now() - 60, now() + 86_400);
+        r["kind"] = json!(kind);
+        r["image"] = image;
+        r
+    };
+    let cases = [
+        ("official", "杭州示例建设有限公司", json!({"template": "org_round", "bottom_text": "合同专用章"}), 42, "org"),
+        ("personal", "张三丰", json!({"template": "personal_name"}), 18, "name"),
+    ];
+    let mut made = Vec::new();
+    for (kind, name, image, mm, file) in cases {
+        let seal = admin.json(Method::POST, "/v1/seals", Some(&request(kind, name, image))).await.unwrap();
+        let der = B64.decode(seal["seal"].as_str().unwrap()).unwrap();
+        let view = mcs_pdfseal::seal::verify(&der).unwrap();
+        assert_eq!((view.picture_type.as_str(), view.width_mm, view.height_mm), ("PNG", mm, mm), "{name}");
+        assert!(mcs_pdfseal::image::from_picture("PNG", &view.picture).is_ok(), "a picture the PDF engine draws");
+        std::fs::write(out_dir.join(format!("e2e-{file}.png")), &view.picture).unwrap();
+        let v = admin.json(Method::POST, "/v1/verify/seal", Some(&json!({"seal": seal["seal"]}))).await.unwrap();
+        assert_eq!(v["valid"], true, "{v}");
+        made.push(seal);
+    }
+    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
+    let sealed =
+        seal_pdf(&mut gw, &mut app, &phone, &pdf, made[0]["seal_id"].as_str(), json!({"page": 1, "x": 300, "y": 300}))
+            .await;
+    let report = verify_pdf(&mut admin, &sealed).await;
+    assert_eq!(
+        (&report[0]["valid"], &report[0]["seal"]["name"]),
+        (&json!(true), &json!("杭州示例建设有限公司")),
+        "{report:?}"
+    );
+
+    for bad in [
+        json!({"template": "org_round", "text": ""}),
+        json!({"template": "personal_name", "text": "张"}),
+        json!({"template": "star"}),
+    ] {
+        let resp =
+            admin.call(Method::POST, "/v1/seals", Some(&request("personal", "张三", bad.clone()))).await.unwrap();
+        assert_eq!((resp.status, &resp.body["error"]["code"]), (400, &json!("bad_request")), "{bad}: {}", resp.body);
+    }
+}

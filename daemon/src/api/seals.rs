@@ -46,7 +46,7 @@ pub async fn revoke(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Re
 
 /// A new face: a new seal with the same grants; the old one revoked.
 pub async fn change_image(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealImageRequest>) -> Reply {
-    views::created(views::seal(&api.seals.change_face(&id, wire::seal_face(&req.image)?).await?)?)
+    views::created(views::seal(&api.seals.change_face(&id, wire::face_spec(&req.image)?).await?)?)
 }
 
 pub async fn grant(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SealGrantRequest>) -> Reply {

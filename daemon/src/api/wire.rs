@@ -143,7 +143,7 @@ pub fn new_seal(req: SealRequest) -> Result<crate::seals::NewSeal, ApiError> {
     if !req.owner.is_object() {
         return Err(ApiError::bad_request("owner must be an object"));
     }
-    let face = seal_face(&req.image)?;
+    let face = face_spec(&req.image)?;
     let (valid_from, valid_to) = (parse_time(&req.valid_from, "valid_from")?, parse_time(&req.valid_to, "valid_to")?);
     if valid_to <= valid_from {
         return Err(ApiError::bad_request("valid_to must be later than valid_from"));
@@ -159,8 +159,29 @@ pub fn new_seal(req: SealRequest) -> Result<crate::seals::NewSeal, ApiError> {
     })
 }
 
-/// A seal's `image`, checked: a picture the PDF engine can draw, of a sane size.
-pub fn seal_face(image: &mcs_api::SealImage) -> Result<crate::seals::SealFace, ApiError> {
+/// A seal's `image`: a picture (checked) or a template to draw.
+pub fn face_spec(image: &mcs_api::SealFaceSpec) -> Result<crate::seals::FaceSpec, ApiError> {
+    use crate::seals::{FaceSpec, FaceTemplate};
+    Ok(match image {
+        mcs_api::SealFaceSpec::Picture(p) => FaceSpec::Picture(seal_face(p)?),
+        mcs_api::SealFaceSpec::Template(t) => {
+            let text_ok = |s: &Option<String>| {
+                s.as_ref().is_none_or(|s| (1..=40).contains(&s.chars().count()) && !s.chars().any(char::is_control))
+            };
+            if !text_ok(&t.text) || !text_ok(&t.bottom_text) {
+                return Err(ApiError::bad_request("image: text and bottom_text must be 1..=40 characters"));
+            }
+            let template = match t.template {
+                mcs_api::SealTemplateKind::PersonalName => FaceTemplate::PersonalName,
+                mcs_api::SealTemplateKind::OrgRound => FaceTemplate::OrgRound,
+            };
+            FaceSpec::Template { template, text: t.text.clone(), bottom_text: t.bottom_text.clone() }
+        }
+    })
+}
+
+/// A seal's uploaded picture, checked: one the PDF engine can draw, of a sane size.
+fn seal_face(image: &mcs_api::SealImage) -> Result<crate::seals::SealFace, ApiError> {
     let picture_type = image.kind.to_ascii_uppercase();
     let picture = b64(&image.data, "image.data")?;
     match picture_type.as_str() {

@@ -65,7 +65,7 @@ pub struct NewSeal {
     pub kind: String,
     pub name: String,
     pub owner: Value,
-    pub face: SealFace,
+    pub face: FaceSpec,
     pub signer_key_ids: Vec<String>,
     pub valid_from: i64,
     pub valid_to: i64,
@@ -80,6 +80,22 @@ pub struct SealFace {
     pub width_mm: u32,
     pub height_mm: u32,
 }
+
+/// A face as asked for: a picture, or a template drawn from text (default: the seal's name).
+#[derive(Debug, Clone)]
+pub enum FaceSpec {
+    Picture(SealFace),
+    Template { template: FaceTemplate, text: Option<String>, bottom_text: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceTemplate {
+    PersonalName,
+    OrgRound,
+}
+
+/// Template faces are drawn at this resolution.
+const TEMPLATE_DPI: u32 = 300;
 
 /// A grant's terms (`POST /v1/seals/{id}/grants`).
 #[derive(Debug, Clone, Copy)]
@@ -351,15 +367,16 @@ impl SealService {
             self.sealing_key(id)?;
         }
         let (id, es_id) = self.new_ids()?;
+        let face = self.draw(req.face, &req.name).await?;
         let rec = SealRecord {
             id,
             es_id,
             kind: req.kind,
             name: req.name,
             owner: req.owner,
-            picture_type: req.face.picture_type.clone(),
-            width_mm: req.face.width_mm,
-            height_mm: req.face.height_mm,
+            picture_type: face.picture_type.clone(),
+            width_mm: face.width_mm,
+            height_mm: face.height_mm,
             signer_key_ids: req.signer_key_ids,
             grants: Vec::new(),
             valid_from: req.valid_from,
@@ -369,9 +386,46 @@ impl SealService {
             seal_b64: String::new(),
             rev: 0,
         };
-        let rec = self.insert(rec, &req.face.picture).await?;
+        let rec = self.insert(rec, &face.picture).await?;
         tracing::info!(seal = %rec.id, es_id = %rec.es_id, "seal made");
         Ok(rec)
+    }
+
+    /// The face to make the seal with: the picture given, or the template drawn (PNG).
+    async fn draw(&self, spec: FaceSpec, name: &str) -> Result<SealFace, SealError> {
+        let (template, text, bottom) = match spec {
+            FaceSpec::Picture(face) => return Ok(face),
+            FaceSpec::Template { template, text, bottom_text } => (template, text, bottom_text),
+        };
+        let font_path = match &self.cfg.font_file {
+            Some(p) => p.clone(),
+            None => mcs_pdfseal::template::CJK_FONT_CANDIDATES
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    SealError::Conflict(
+                        "no CJK font to draw template seals: install fonts-wqy-zenhei or set [seals] font_file".into(),
+                    )
+                })?,
+        };
+        let text = text.unwrap_or_else(|| name.to_owned());
+        let drawn = tokio::task::spawn_blocking(move || {
+            let font = std::fs::read(&font_path).map_err(|e| internal(format!("{}: {e}", font_path.display())))?;
+            let t = match template {
+                FaceTemplate::PersonalName => mcs_pdfseal::template::Template::PersonalName { add_yin: false },
+                FaceTemplate::OrgRound => mcs_pdfseal::template::Template::OrgRound,
+            };
+            mcs_pdfseal::template::render(t, &text, bottom.as_deref(), &font, 0, TEMPLATE_DPI)
+                .map_err(|e| SealError::Invalid(format!("image: {e}")))
+        });
+        let rendered = drawn.await.map_err(internal)??;
+        Ok(SealFace {
+            picture_type: "PNG".into(),
+            picture: rendered.png,
+            width_mm: rendered.width_mm,
+            height_mm: rendered.height_mm,
+        })
     }
 
     /// A new seal's id and esID.
@@ -392,12 +446,13 @@ impl SealService {
     /// new id and esID, the same kind, name, owner, signer keys, grants and validity — is
     /// made and stored first, then the old one is revoked (a crash between the two leaves
     /// both usable; revoking the old one again finishes the change).
-    pub async fn change_face(&self, id: &str, face: SealFace) -> Result<SealRecord, SealError> {
+    pub async fn change_face(&self, id: &str, face: FaceSpec) -> Result<SealRecord, SealError> {
         let old = self.get(id)?;
         if old.revoked_at.is_some() {
             return Err(SealError::Conflict("seal is revoked".into()));
         }
         self.check_seal(&old)?;
+        let face = self.draw(face, &old.name).await?;
         let (new_id, es_id) = self.new_ids()?;
         let rec = SealRecord {
             id: new_id,

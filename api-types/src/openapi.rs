@@ -65,15 +65,19 @@ use utoipa::openapi::security::SecurityScheme;
         ops::complete_task,
         ops::reject_task,
         ops::get_task_result,
+        ops::list_task_seals,
+        ops::place_task_seal,
         ops::create_seal,
         ops::list_seals,
         ops::get_seal,
         ops::revoke_seal,
         ops::grant_seal,
         ops::ungrant_seal,
+        ops::change_seal_image,
         ops::verify_signature,
         ops::verify_seal,
         ops::verify_pdf,
+        ops::timestamp,
         ops::get_audit,
         ops::list_plugins,
         ops::get_crl,
@@ -434,6 +438,35 @@ mod ops {
         responses((status = 200, description = "The outcome", body = TaskOutcome)))]
     fn get_task_result() {}
 
+    /// The seals to choose from (deferred placement)
+    ///
+    /// The creating gateway, once a phone has claimed a `pdf_seal` task with `placement:
+    /// "deferred"`: the seals the claiming key may use, with their faces.
+    #[utoipa::path(get, path = "/v1/tasks/{id}/seals", operation_id = "listTaskSeals", tag = "tasks",
+        params(("id" = String, Path, description = "Task id")),
+        responses((status = 200, description = "The seals", body = TaskSeals)))]
+    fn list_task_seals() {}
+
+    /// Place the chosen seal (deferred placement)
+    ///
+    /// The creating gateway: the seal the user chose on the PC and where it goes; the
+    /// phone's next claim gets the digest. Until then `cosign` is `task_state`.
+    #[utoipa::path(post, path = "/v1/tasks/{id}/placement", operation_id = "placeTaskSeal", tag = "tasks",
+        params(("id" = String, Path, description = "Task id")),
+        request_body = PlacementRequest,
+        responses((status = 200, description = "The task", body = TaskView)))]
+    fn place_task_seal() {}
+
+    /// A new face for a seal
+    ///
+    /// Admin. A new seal (new id and esID, the same grants) with the new face; the old
+    /// one is revoked.
+    #[utoipa::path(post, path = "/v1/seals/{id}/image", operation_id = "changeSealImage", tag = "seals",
+        params(("id" = String, Path, description = "Seal id")),
+        request_body = SealImageRequest,
+        responses((status = 201, description = "The new seal", body = Seal)))]
+    fn change_seal_image() {}
+
     /// Make an electronic seal
     ///
     /// Admin. GB/T 38540 SESeal v4, signed by the seal maker.
@@ -514,6 +547,16 @@ mod ops {
         request_body = VerifyPdfRequest,
         responses((status = 200, description = "One verdict per signature", body = PdfVerdict)))]
     fn verify_pdf() {}
+
+    /// Time-stamp (RFC 3161)
+    ///
+    /// Any role. A DER `TimeStampReq` (`application/timestamp-query`) in, a DER
+    /// `TimeStampResp` (`application/timestamp-reply`) out; refused requests are rejection
+    /// responses. `409 conflict` when no TSA is configured.
+    #[utoipa::path(post, path = "/v1/timestamp", operation_id = "timestamp", tag = "verify",
+        request_body(content = String, content_type = "application/timestamp-query", description = "DER TimeStampReq"),
+        responses((status = 200, description = "The DER TimeStampResp", content_type = "application/timestamp-reply", body = String)))]
+    fn timestamp() {}
 
     /// Approve or deny a delegate's use of the key
     ///

@@ -25,7 +25,7 @@ fn query(dir: &Path, name: &str, data: &[u8], extra: &[&str]) -> Vec<u8> {
     std::fs::write(&d, data).unwrap();
     let mut args: Vec<&std::ffi::OsStr> =
         vec!["ts".as_ref(), "-query".as_ref(), "-data".as_ref(), d.as_os_str(), "-sha256".as_ref(), "-cert".as_ref()];
-    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     args.extend(["-out".as_ref(), q.as_os_str()]);
     openssl_ok(&args);
     std::fs::read(&q).unwrap()

@@ -903,7 +903,7 @@ impl TaskService {
         if let Some(approver) = seal.record.approver_for(&key.id) {
             let asked = AskedBy::SealGrant { seal_id: &seal.record.id, approver_key_id: approver };
             self.ask_approval(&placed, &key, &device_id, asked).await?;
-            return Ok(self.store.task(id)?.ok_or(TaskError::NotFound)?);
+            return self.store.task(id)?.ok_or(TaskError::NotFound);
         }
         let pdf = pdf.clone();
         let signing_time = self.now() as u64;

@@ -58,6 +58,7 @@ pub(super) fn dry_run(pdf: &[u8], placement: &mcs_pdfseal::pdf::Placement) -> Re
 }
 
 impl TaskService {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn seal_job(
         &self,
         task_id: &str,

@@ -601,6 +601,7 @@ mod ops {
         params(
             ("key_id" = Option<String>, Query, description = "Entries naming this key"),
             ("platform" = Option<String>, Query, description = "Entries naming this platform"),
+            ("seal_id" = Option<String>, Query, description = "Entries about uses of this seal (detail.seal_id)"),
             ("since" = Option<u64>, Query, description = "First sequence number"),
             ("limit" = Option<u32>, Query, description = "At most this many (default 1000, at most 10000)"),
         ),

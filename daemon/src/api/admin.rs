@@ -28,7 +28,16 @@ pub async fn audit(State(api): Ctx, caller: Caller, RawQuery(query): RawQuery, _
     }
     let entries = api
         .audit
-        .query(q.key_id.as_deref(), q.platform.as_deref(), actor.as_deref(), q.since, q.limit)
+        .query(
+            &crate::audit::Filter {
+                key_id: q.key_id.as_deref(),
+                platform: q.platform.as_deref(),
+                actor: actor.as_deref(),
+                seal_id: q.seal_id.as_deref(),
+            },
+            q.since,
+            q.limit,
+        )
         .map_err(crate::keys::KeyError::from)?;
     views::ok(views::audit_entries(&entries))
 }

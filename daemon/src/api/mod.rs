@@ -303,7 +303,7 @@ impl Api {
                 if let Some(t) = ids.id.as_deref().and_then(|t| self.tasks.for_audit(t)) {
                     key_id = t.key_id.clone();
                     platform = Some(t.platform.clone()).filter(|p| !p.is_empty());
-                    detail = crate::audit::task_detail(t.kind, t.status);
+                    detail = crate::tasks::audit_detail(&t);
                 }
                 task_id = ids.id.clone();
             }

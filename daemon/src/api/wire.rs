@@ -582,6 +582,7 @@ pub fn reject(req: &RejectRequest) -> Result<(), ApiError> {
 pub struct AuditQuery {
     pub key_id: Option<String>,
     pub platform: Option<String>,
+    pub seal_id: Option<String>,
     pub since: u64,
     pub limit: usize,
 }
@@ -590,6 +591,7 @@ impl AuditQuery {
     pub fn parse(query: &str) -> Result<AuditQuery, ApiError> {
         let key_id = query_param(query, "key_id")?;
         let platform = query_param(query, "platform")?;
+        let seal_id = query_param(query, "seal_id")?;
         let since = query_param(query, "since")?
             .map(|s| s.parse::<u64>())
             .transpose()
@@ -598,7 +600,13 @@ impl AuditQuery {
             .map(|s| s.parse::<usize>())
             .transpose()
             .map_err(|_| ApiError::bad_request("limit must be a number"))?;
-        Ok(AuditQuery { key_id, platform, since: since.unwrap_or(0), limit: limit.unwrap_or(1000).clamp(1, 10_000) })
+        Ok(AuditQuery {
+            key_id,
+            platform,
+            seal_id,
+            since: since.unwrap_or(0),
+            limit: limit.unwrap_or(1000).clamp(1, 10_000),
+        })
     }
 }
 

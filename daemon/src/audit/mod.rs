@@ -85,6 +85,17 @@ pub fn delegation_detail(delegation_id: &str) -> Value {
     json!({ "delegation_id": delegation_id })
 }
 
+/// Which entries [`Audit::query`] answers: those matching every filter given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub key_id: Option<&'a str>,
+    pub platform: Option<&'a str>,
+    /// The actor exactly (`app:<device>`: a delegate's own entries).
+    pub actor: Option<&'a str>,
+    /// Entries about uses of this seal (`detail.seal_id`).
+    pub seal_id: Option<&'a str>,
+}
+
 /// What an event says, before it is chained.
 #[derive(Debug, Clone, Default)]
 pub struct Event {
@@ -492,16 +503,9 @@ impl Audit {
         Ok(check)
     }
 
-    /// Entries matching the filters (key, platform, actor), oldest first, at most `limit`,
-    /// from `since`.
-    pub fn query(
-        &self,
-        key_id: Option<&str>,
-        platform: Option<&str>,
-        actor: Option<&str>,
-        since: u64,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+    /// Entries matching `filter`, oldest first, at most `limit`, from `since`.
+    pub fn query(&self, filter: &Filter<'_>, since: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let Filter { key_id, platform, actor, seal_id } = *filter;
         let matching = |store: &dyn Storage| -> Result<Vec<Entry>, StoreError> {
             let mut out = Vec::new();
             for item in store.audit_entries(since) {
@@ -509,6 +513,7 @@ impl Audit {
                 if key_id.is_some_and(|k| e.key_id.as_deref() != Some(k))
                     || platform.is_some_and(|p| e.platform.as_deref() != Some(p))
                     || actor.is_some_and(|a| e.actor != a)
+                    || seal_id.is_some_and(|s| e.detail.get("seal_id").and_then(Value::as_str) != Some(s))
                 {
                     continue;
                 }

@@ -1366,8 +1366,26 @@ fn request_event(req: &RequestEntry, task: &TaskRecord) -> Event {
         platform: req.platform.clone().or_else(|| Some(task.platform.clone()).filter(|p| !p.is_empty())),
         task_id: Some(task.id.clone()),
         outcome: "ok".into(),
-        detail: crate::audit::task_detail(task.kind, task.status),
+        detail: audit_detail(task),
     }
+}
+
+/// The `detail` of an audit entry about a step on `task` (as it is afterwards): its kind
+/// and status, and for a sealing the seal used (`seal_id`, the audit's `seal_id=` filter)
+/// or for a withdrawal the seal's esID.
+pub fn audit_detail(task: &TaskRecord) -> serde_json::Value {
+    let mut detail = crate::audit::task_detail(task.kind, task.status);
+    let seal = match &task.data {
+        TaskData::PdfSeal { chosen_seal, seal_id, .. } => {
+            chosen_seal.clone().or_else(|| seal_id.clone()).map(|s| ("seal_id", s))
+        }
+        TaskData::PdfUnseal { es_id, .. } => Some(("es_id", es_id.clone())),
+        _ => None,
+    };
+    if let (Some((name, value)), Some(map)) = (seal, detail.as_object_mut()) {
+        map.insert(name.into(), serde_json::Value::String(value));
+    }
+    detail
 }
 
 pub fn status_str(s: TaskStatus) -> &'static str {

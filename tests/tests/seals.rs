@@ -592,6 +592,16 @@ async fn template_seals_are_drawn_by_mcsd_and_seal_like_uploaded_ones() {
         "{report:?}"
     );
 
+    // The seal's usage record: the audit entries of its uses name it.
+    let org = made[0]["seal_id"].as_str().unwrap();
+    let log = admin.json(Method::GET, &format!("/v1/audit?seal_id={org}"), None).await.unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    assert!(entries.iter().all(|e| e["detail"]["seal_id"] == json!(org)), "{log}");
+    assert!(entries.iter().any(|e| e["event"] == "POST /v1/tasks/{id}/complete" && e["outcome"] == "ok"), "{log}");
+    let other = made[1]["seal_id"].as_str().unwrap();
+    let log = admin.json(Method::GET, &format!("/v1/audit?seal_id={other}"), None).await.unwrap();
+    assert_eq!(log["entries"], json!([]), "the name seal was never used");
+
     for bad in [
         json!({"template": "org_round", "text": ""}),
         json!({"template": "personal_name", "text": "张"}),

@@ -277,6 +277,9 @@ async fn expired_revoked_and_ungranted_seals_are_refused_and_the_pdf_is_untouche
     let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "t", task(&seal_id), None, None).await.unwrap();
     let code = ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
     assert_eq!(phone1.scan(&mut app1, &code).await.unwrap_err().code(), Some("no_permission"));
+    // A revocation in the same second as a signature's time-stamp counts as before it
+    // (times are kept in seconds): revoke a second later, as a real withdrawal would be.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let revoked = admin.json(Method::POST, &format!("/v1/seals/{seal_id}/revoke"), None).await.unwrap();
     assert_eq!(revoked["status"], "revoked");
     let resp = gw

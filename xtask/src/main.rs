@@ -576,6 +576,7 @@ fn demo() -> Result<()> {
     );
 
     organisation_scene(&dir, &mcs_as)?;
+    documents_scene(&dir, &mcs_as, &state, pin, seal["seal_id"].as_str().ok_or("no seal_id")?)?;
 
     step("a wrong PIN is refused and counted by the daemon");
     let wrong = mcs_as("app1")
@@ -603,6 +604,71 @@ fn demo() -> Result<()> {
 
 fn json_of(out: &str, what: &str) -> Result<serde_json::Value> {
     serde_json::from_str(out).map_err(|e| format!("{what} output: {e}: {out}"))
+}
+
+/// Documents that stay valid (issue 15): the seal chosen on the PC, a time-stamp OpenSSL
+/// reads, the seal withdrawn.
+fn documents_scene(
+    dir: &std::path::Path,
+    mcs_as: &dyn Fn(&str) -> Command,
+    state: &std::path::Path,
+    pin: &str,
+    seal_id: &str,
+) -> Result<()> {
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().map(str::to_owned).ok_or(format!("no {k} in {v}"));
+    step("the bidding hall lets Zhang San choose and place his seal on the PC, then he confirms by scanning");
+    let doc = dir.join("contract.pdf");
+    std::fs::write(&doc, mcs_pdfseal::pdf::sample_document(1, false)).map_err(|e| e.to_string())?;
+    let task = json_of(
+        &run_ok(mcs_as("gateway").args(["gateway", "seal-pdf", "--pdf"]).arg(&doc).args(["--placement", "deferred"]))?,
+        "seal-pdf",
+    )?;
+    let (qr, task_id) = (field(&task, "qr")?, field(&task, "task_id")?);
+    let scan = || run_ok(mcs_as("app1").args(["app", "scan", &qr, "--state"]).arg(state).args(["--pin", pin]));
+    let claimed = json_of(&scan()?, "scan")?;
+    let offered = json_of(&run_ok(mcs_as("gateway").args(["gateway", "seals", &task_id]))?, "seals")?;
+    let names: Vec<&str> =
+        offered["items"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+    println!("    phone 1: {}; the PC offers {names:?}", claimed["placement"]);
+    run_ok(
+        mcs_as("gateway")
+            .args(["gateway", "place", &task_id, "--seal-id", seal_id, "--placement"])
+            .arg(r#"{"page":1,"x":420,"y":260}"#),
+    )?;
+    scan()?;
+    let placed = dir.join("contract-sealed.pdf");
+    run_ok(mcs_as("gateway").args(["gateway", "wait", &task_id, "--wait", "10", "--pdf-out"]).arg(&placed))?;
+    let report = json_of(&run_ok(mcs_as("gateway").arg("verify-pdf").arg(&placed))?, "verify-pdf")?;
+    let sig = &report["signatures"][0];
+    println!("    placed on the PC and sealed: valid={}, time-stamped {}", sig["valid"], sig["timestamp"]);
+
+    step("the bidding hall time-stamps a bid file with mcsd's TSA; OpenSSL reads the RFC 3161 reply");
+    let (query, reply) = (dir.join("bid.tsq"), dir.join("bid.tsr"));
+    run_ok(
+        Command::new("openssl")
+            .args(["ts", "-query", "-data"])
+            .arg(&doc)
+            .args(["-sha256", "-cert", "-out"])
+            .arg(&query),
+    )?;
+    run_ok(mcs_as("gateway").args(["gateway", "timestamp", "--in"]).arg(&query).arg("--out").arg(&reply))?;
+    let text = run_ok(Command::new("openssl").args(["ts", "-reply", "-text", "-in"]).arg(&reply))?;
+    let line = |k: &str| text.lines().find(|l| l.starts_with(k)).unwrap_or("?").trim().to_owned();
+    println!("    openssl: {}; {}; {}", line("Status:"), line("Serial number:"), line("Time stamp:"));
+
+    step("Zhang San withdraws that seal (撤章): the document comes back byte for byte");
+    let task = json_of(&run_ok(mcs_as("gateway").args(["gateway", "unseal", "--pdf"]).arg(&placed))?, "unseal")?;
+    run_ok(mcs_as("app1").args(["app", "scan", &field(&task, "qr")?, "--state"]).arg(state).args(["--pin", pin]))?;
+    let back = dir.join("contract-withdrawn.pdf");
+    run_ok(
+        mcs_as("gateway").args(["gateway", "wait", &field(&task, "task_id")?, "--wait", "10", "--pdf-out"]).arg(&back),
+    )?;
+    let same = std::fs::read(&back).map_err(|e| e.to_string())? == std::fs::read(&doc).map_err(|e| e.to_string())?;
+    if !same {
+        return Err("the withdrawn document differs from the original".into());
+    }
+    println!("    {} is byte for byte the document before the seal", back.display());
+    Ok(())
 }
 
 /// The organisation's scene (issue 14): the company's certificate lives on the legal

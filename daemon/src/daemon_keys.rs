@@ -84,6 +84,26 @@ impl DaemonKeys {
         Ok(self.load_or_create(name)?.sign(msg).to_der())
     }
 
+    /// A PKCS#10 request (DER) for key `name` as `CN=<common_name>,O=mcsd,C=CN`, signed by
+    /// it (SM2-with-SM3): what a CA adapter certifies the daemon's own keys from.
+    pub fn csr(&self, name: &str, common_name: &str) -> Result<Vec<u8>, String> {
+        use der::{Decode, Encode};
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let info = x509_cert::request::CertReqInfo {
+            version: x509_cert::request::Version::V1,
+            subject: std::str::FromStr::from_str(&format!("CN={common_name},O=mcsd,C=CN")).map_err(|x| e(&x))?,
+            public_key: spki::SubjectPublicKeyInfoOwned::from_der(&self.spki(name)?).map_err(|x| e(&x))?,
+            attributes: Default::default(),
+        };
+        let sig = self.sign(name, &info.to_der().map_err(|x| e(&x))?)?;
+        let csr = x509_cert::request::CertReq {
+            info,
+            algorithm: spki::AlgorithmIdentifierOwned { oid: mcs_pdfseal::SM2_WITH_SM3, parameters: None },
+            signature: der::asn1::BitString::from_bytes(&sig).map_err(|x| e(&x))?,
+        };
+        csr.to_der().map_err(|x| e(&x))
+    }
+
     /// DER SubjectPublicKeyInfo of key `name`.
     pub fn spki(&self, name: &str) -> Result<Vec<u8>, String> {
         Ok(sm2_2p::spki_der(&self.load_or_create(name)?.public()))

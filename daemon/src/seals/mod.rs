@@ -272,23 +272,10 @@ impl SealService {
         }
         let dk = self.daemon_keys.clone();
         let spki_der = blocking(move || dk.spki(MAKER_KEY)).await?;
-        let info = x509_cert::request::CertReqInfo {
-            version: x509_cert::request::Version::V1,
-            subject: std::str::FromStr::from_str("CN=mcsd Seal Maker,O=mcsd,C=CN").map_err(internal)?,
-            public_key: spki::SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(internal)?,
-            attributes: Default::default(),
-        };
-        let info_der = info.to_der().map_err(internal)?;
         let dk = self.daemon_keys.clone();
-        let to_sign = info_der.clone();
-        let sig = blocking(move || dk.sign(MAKER_KEY, &to_sign)).await?;
-        let csr = x509_cert::request::CertReq {
-            info,
-            algorithm: spki::AlgorithmIdentifierOwned { oid: mcs_pdfseal::SM2_WITH_SM3, parameters: None },
-            signature: der::asn1::BitString::from_bytes(&sig).map_err(internal)?,
-        };
+        let csr = blocking(move || dk.csr(MAKER_KEY, "mcsd Seal Maker")).await?;
         let request = IssueRequest {
-            csr: csr.to_der().map_err(internal)?,
+            csr,
             profile: "operator".into(),
             subject: Subject {
                 kind: SubjectKind::Operator,

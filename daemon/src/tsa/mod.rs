@@ -186,22 +186,10 @@ impl TsaService {
     async fn certify_sm2(&self, cfg: &TsaConfig) -> Result<TsaCertificate, TsaError> {
         let dk = self.daemon_keys.clone();
         let spki_der = blocking(move || dk.spki(TSA_KEY).map_err(internal)).await?;
-        let info = x509_cert::request::CertReqInfo {
-            version: x509_cert::request::Version::V1,
-            subject: std::str::FromStr::from_str("CN=mcsd Time-Stamping Authority,O=mcsd,C=CN").map_err(internal)?,
-            public_key: spki::SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(internal)?,
-            attributes: Default::default(),
-        };
-        let to_sign = info.to_der().map_err(internal)?;
         let dk = self.daemon_keys.clone();
-        let sig = blocking(move || dk.sign(TSA_KEY, &to_sign).map_err(internal)).await?;
-        let csr = x509_cert::request::CertReq {
-            info,
-            algorithm: spki::AlgorithmIdentifierOwned { oid: mcs_pdfseal::SM2_WITH_SM3, parameters: None },
-            signature: der::asn1::BitString::from_bytes(&sig).map_err(internal)?,
-        };
+        let csr = blocking(move || dk.csr(TSA_KEY, "mcsd Time-Stamping Authority").map_err(internal)).await?;
         let request = IssueRequest {
-            csr: csr.to_der().map_err(internal)?,
+            csr,
             profile: "tsa".into(),
             subject: Subject {
                 kind: SubjectKind::Operator,

@@ -147,29 +147,9 @@ async fn sealed_pdfs_carry_a_signature_time_stamp_and_a_dss() {
     let env = DevEnv::new();
     let daemon = Daemon::start(&env);
     let mut admin = connect(&env, &daemon, "admin").await;
-    let (phone, mut app) = new_phone(&env, &daemon, "app1", "111111").await;
-    let mut gw = connect(&env, &daemon, "gateway").await;
-    let now = mcsd::clock::now();
-    let rfc = |t: i64| {
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    let seal = json!({
-        "kind": "official", "name": "Company seal", "owner": {},
-        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
-        "signer_key_ids": [phone.key_id()], "valid_from": rfc(now - 60), "valid_to": rfc(now + 86_400),
-    });
-    let seal = admin.json(hyper::Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
-    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
-    let data =
-        json!({ "pdf": B64.encode(&pdf), "seal_id": seal["seal_id"], "placement": {"page": 1, "x": 300, "y": 300} });
-    let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal", data, None, None).await.unwrap();
-    let code = mcs_client::phone::ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
-    phone.scan(&mut app, &code).await.unwrap();
-    let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
-    let sealed = B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap();
+    let (phone, _app) = new_phone(&env, &daemon, "app1", "111111").await;
+    let seal = company_seal(&mut admin, phone.key_id()).await;
+    let sealed = seal_one(&env, &daemon, seal["seal_id"].as_str().unwrap(), &phone).await;
 
     let found = mcs_pdfseal::pdf::signatures(&sealed).unwrap();
     let container = mcs_pdfseal::cms::parse(&found[0].contents).unwrap();
@@ -198,6 +178,23 @@ async fn sealed_pdfs_carry_a_signature_time_stamp_and_a_dss() {
     assert_eq!(v["signatures"][0]["valid"], true, "{v}");
 }
 
+/// The operator makes a company seal signed with `signer`'s key, valid a day.
+async fn company_seal(admin: &mut mcs_client::Connection, signer: &str) -> serde_json::Value {
+    let now = mcsd::clock::now();
+    let rfc = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let seal = json!({
+        "kind": "official", "name": "Company seal", "owner": {},
+        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
+        "signer_key_ids": [signer], "valid_from": rfc(now - 60), "valid_to": rfc(now + 86_400),
+    });
+    admin.json(hyper::Method::POST, "/v1/seals", Some(&seal)).await.unwrap()
+}
+
 /// `phone` seals a one-page PDF with `seal_id` by QR scan; the sealed PDF.
 async fn seal_one(env: &DevEnv, daemon: &Daemon, seal_id: &str, phone: &mcs_client::phone::Phone) -> Vec<u8> {
     let mut gw = connect(env, daemon, "gateway").await;
@@ -222,20 +219,8 @@ async fn signatures_are_judged_at_their_time_stamp_so_renewal_and_revocation_lea
     std::fs::write(env.config(), &with_tsa[..cut]).unwrap();
     let daemon = Daemon::start(&env);
     let (phone, app) = new_phone(&env, &daemon, "app1", "111111").await;
-    let now = mcsd::clock::now();
-    let rfc = |t: i64| {
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
     let mut admin = connect(&env, &daemon, "admin").await;
-    let seal = json!({
-        "kind": "official", "name": "Company seal", "owner": {},
-        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
-        "signer_key_ids": [phone.key_id()], "valid_from": rfc(now - 60), "valid_to": rfc(now + 86_400),
-    });
-    let seal = admin.json(hyper::Method::POST, "/v1/seals", Some(&seal)).await.unwrap();
+    let seal = company_seal(&mut admin, phone.key_id()).await;
     let seal_id = seal["seal_id"].as_str().unwrap().to_owned();
     let untimed = seal_one(&env, &daemon, &seal_id, &phone).await;
     drop(app);

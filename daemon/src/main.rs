@@ -193,7 +193,10 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum PdfCommand {
-    /// Sign IN into OUT at page/x/y; write the self-signed certificate of the key to CERT_OUT (PEM).
+    /// Sign IN into OUT at page/x/y with the HSM's P-256 key: with a self-signed
+    /// certificate, or with the chain a CA gave for it (`--chain`, from `mcsd pdf csr`);
+    /// optionally time-stamped by the `[tsa]` P-256 key, with the chains and the CRLs given
+    /// in the document's DSS, so it validates long-term, offline.
     SignP256 {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
@@ -201,10 +204,11 @@ enum PdfCommand {
         input: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Write the signer's certificate (and its chain) here (PEM).
         #[arg(long)]
-        cert_out: PathBuf,
+        cert_out: Option<PathBuf>,
         /// Token label of the key pair (made if absent).
-        #[arg(long, default_value = "mcsd-pdf-p256")]
+        #[arg(long, default_value = PDF_P256_LABEL)]
         label: String,
         #[arg(long, default_value_t = 1)]
         page: u32,
@@ -212,7 +216,57 @@ enum PdfCommand {
         x: f64,
         #[arg(long, default_value_t = 300.0)]
         y: f64,
+        /// PEM: the key's certificate, then its issuers (else a self-signed certificate).
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
+        /// A CRL (PEM or DER) for the DSS; repeat for several.
+        #[arg(long = "crl", value_name = "FILE")]
+        crls: Vec<PathBuf>,
+        /// Time-stamp the signature with the `[tsa]` P-256 key (serials from the store: a
+        /// sled store must not be held by a running daemon).
+        #[arg(long)]
+        timestamp: bool,
     },
+    /// A PKCS#10 request (PEM) for the HSM's P-256 document-signing key, for a CA to
+    /// certify (the answer goes to `sign-p256 --chain`).
+    Csr {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = PDF_P256_LABEL)]
+        label: String,
+        /// Where to write it (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The P-256 document-signing key's label on the token.
+const PDF_P256_LABEL: &str = "mcsd-pdf-p256";
+
+/// `mcsd tsa csr` / `mcsd pdf csr`: a request for the HSM's P-256 key `label`, to `out` or stdout.
+fn p256_csr_command(cfg: &Config, command: &str, label: &str, common_name: &str, out: Option<PathBuf>) -> ExitCode {
+    let run = || -> Result<String, String> {
+        let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
+        let csr = mcsd::cli::pdf_p256::p256_csr(&hsm, label, common_name)?;
+        Ok(mcs_pdfseal::pem("CERTIFICATE REQUEST", &csr))
+    };
+    match (run(), out) {
+        (Ok(pem), Some(path)) => match std::fs::write(&path, pem) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mcsd {command}: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        (Ok(pem), None) => {
+            print!("{pem}");
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => {
+            eprintln!("mcsd {command}: {e}");
+            ExitCode::from(69)
+        }
+    }
 }
 
 const EX_CONFIG: u8 = 64;
@@ -504,48 +558,28 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let label = cfg.tsa.as_ref().map_or_else(|| "mcsd-tsa".to_owned(), |t| t.p256_label.clone());
-            let run = || -> Result<String, String> {
-                let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
-                let csr = mcsd::cli::pdf_p256::p256_csr(&hsm, &label, "mcsd Time-Stamping Authority")?;
-                Ok(mcs_pdfseal::pem("CERTIFICATE REQUEST", &csr))
-            };
-            match (run(), out) {
-                (Ok(pem), Some(path)) => match std::fs::write(&path, pem) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("mcsd tsa csr: {}: {e}", path.display());
-                        ExitCode::FAILURE
-                    }
-                },
-                (Ok(pem), None) => {
-                    print!("{pem}");
-                    ExitCode::SUCCESS
-                }
-                (Err(e), _) => {
-                    eprintln!("mcsd tsa csr: {e}");
-                    ExitCode::from(69)
-                }
-            }
+            p256_csr_command(&cfg, "tsa csr", &label, "mcsd Time-Stamping Authority", out)
         }
-        Command::Pdf { command: PdfCommand::SignP256 { config, input, out, cert_out, label, page, x, y } } => {
+        Command::Pdf { command: PdfCommand::Csr { config, label, out } } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let run = || -> Result<(), String> {
-                let hsm = mcsd::hsm::Hsm::connect(&cfg.hsm).map_err(|e| e.to_string())?;
-                let pdf = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
-                let cert = mcsd::cli::pdf_p256::p256_certificate(&hsm, &label, "mcsd P-256 document signer")?;
-                let now = mcsd::clock::now().max(0) as u64;
-                let placement = mcs_pdfseal::pdf::Placement::At { page, x, y };
-                let signed = mcsd::cli::pdf_p256::sign_pdf_p256(&hsm, &label, &cert, &pdf, &placement, now)?;
-                std::fs::write(&out, signed).map_err(|e| format!("{}: {e}", out.display()))?;
-                let pem = mcs_pdfseal::pem("CERTIFICATE", &cert);
-                std::fs::write(&cert_out, pem).map_err(|e| format!("{}: {e}", cert_out.display()))
+            p256_csr_command(&cfg, "pdf csr", &label, "mcsd P-256 document signer", out)
+        }
+        Command::Pdf {
+            command: PdfCommand::SignP256 { config, input, out, cert_out, label, page, x, y, chain, crls, timestamp },
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            match run() {
-                Ok(()) => {
-                    println!("signed {} with HSM key `{label}` (ECDSA P-256)", out.display());
+            let placement = mcs_pdfseal::pdf::Placement::At { page, x, y };
+            let cmd =
+                mcsd::cli::pdf_p256::SignCommand { input, out, cert_out, label, placement, chain, crls, timestamp };
+            match mcsd::cli::pdf_p256::sign_command(&cfg, &cmd) {
+                Ok(line) => {
+                    println!("{line}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

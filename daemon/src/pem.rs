@@ -33,3 +33,17 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         .map_err(|e| file_err(path, e))?
         .ok_or_else(|| file_err(path, "no PEM private key found"))
 }
+
+/// The certificate chain in `path` (PEM: the key's certificate first, then its issuers) as
+/// DER, checked to certify the EC public key `point` (SEC1 uncompressed): what a key held
+/// natively by the HSM is given by the operator's CA (the P-256 TSA, the P-256 signer).
+pub fn load_chain_of(path: &Path, point: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), TlsError> {
+    use der::Decode;
+    let mut ders: Vec<Vec<u8>> = load_certs(path)?.into_iter().map(|c| c.to_vec()).collect();
+    let der = ders.remove(0);
+    let cert = x509_cert::Certificate::from_der(&der).map_err(|e| file_err(path, e))?;
+    if cert.tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes() != point {
+        return Err(file_err(path, "its first certificate certifies another key than the HSM's"));
+    }
+    Ok((der, ders))
+}

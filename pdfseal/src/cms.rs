@@ -144,7 +144,7 @@ pub fn signed_data_with(
     signature_der: &[u8],
     unsigned: Option<Attributes>,
 ) -> Result<Vec<u8>, Error> {
-    let signer = Signer { alg, cert: signer_cert, more_certs, signed: attrs, signature: signature_der, unsigned };
+    let signer = Signer { alg, cert: signer_cert, more_certs, signed: attrs, signature: signature_der, unsigned, carry_certs: true };
     assemble(&Encapsulated { content_type: ID_DATA, content: None }, signer)
 }
 
@@ -163,6 +163,9 @@ pub(crate) struct Signer<'a> {
     pub signed: Attributes,
     pub signature: &'a [u8],
     pub unsigned: Option<Attributes>,
+    /// Carry `cert` and `more_certs` in `certificates` (else the field is absent: a
+    /// time-stamp token for a request without `certReq`).
+    pub carry_certs: bool,
 }
 
 /// The `ContentInfo` DER of a one-signer `SignedData`: the PDF container and the RFC 3161
@@ -205,7 +208,7 @@ pub(crate) fn assemble(content: &Encapsulated<'_>, signer: Signer<'_>) -> Result
         version: if content.content_type == ID_DATA { CmsVersion::V1 } else { CmsVersion::V3 },
         digest_algorithms: digests,
         encap_content_info: EncapsulatedContentInfo { econtent_type: content.content_type, econtent },
-        certificates: Some(CertificateSet(certs)),
+        certificates: signer.carry_certs.then_some(CertificateSet(certs)),
         crls: None,
         signer_infos: SignerInfos(infos),
     };

@@ -408,8 +408,9 @@ pub fn token_signed_attributes(alg: Algorithm, tst_info_der: &[u8], tsa_cert_der
 }
 
 /// The time-stamp token: a `ContentInfo` whose `SignedData` (version 3) encapsulates
-/// `tst_info_der`, carries `tsa_cert_der` and `chain`, and has one `SignerInfo` with
-/// `attrs` (from [`token_signed_attributes`]) and the TSA's `signature_der` over them.
+/// `tst_info_der` and has one `SignerInfo` with `attrs` (from [`token_signed_attributes`])
+/// and the TSA's `signature_der` over them. It carries `tsa_cert_der` and `chain` when
+/// `with_certs` (the request's `certReq`; RFC 3161 §2.4.1: else no `certificates` at all).
 pub fn token(
     alg: Algorithm,
     tsa_cert_der: &[u8],
@@ -417,6 +418,7 @@ pub fn token(
     tst_info_der: &[u8],
     attrs: Attributes,
     signature_der: &[u8],
+    with_certs: bool,
 ) -> Result<Vec<u8>, Error> {
     cms::assemble(
         &cms::Encapsulated { content_type: ID_CT_TST_INFO, content: Some(tst_info_der) },
@@ -427,6 +429,7 @@ pub fn token(
             signed: attrs,
             signature: signature_der,
             unsigned: None,
+            carry_certs: with_certs,
         },
     )
 }

@@ -102,7 +102,7 @@ impl Tsa {
         .unwrap();
         let attrs = tsp::token_signed_attributes(self.alg(), &tst, &self.cert).unwrap();
         let signature = self.sign(&cms::to_be_signed(&attrs).unwrap());
-        tsp::token(self.alg(), &self.cert, &[], &tst, attrs, &signature).unwrap()
+        tsp::token(self.alg(), &self.cert, &[], &tst, attrs, &signature, true).unwrap()
     }
 }
 

@@ -56,3 +56,77 @@ fn a_p256_hsm_signature_validates_with_pyhanko_and_pdfsig() {
     let q = Command::new("qpdf").arg("--check").arg(&twice).output().expect("qpdf");
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stdout));
 }
+
+/// `mcsd pdf sign-p256` with the dev CA's certificate for the key, a signature time-stamp
+/// from the P-256 TSA and a DSS holding both chains and the dev CA's CRL.
+fn sign_long_term(env: &DevEnv, input: &std::path::Path, out: &std::path::Path, crl: bool) {
+    let pki = env.path().join("pki");
+    let mut cmd = Command::new(bin("mcsd"));
+    cmd.env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .args(["pdf", "sign-p256", "--timestamp", "--config"])
+        .arg(env.config())
+        .arg("--in")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--chain")
+        .arg(pki.join("pdf-p256.pem"));
+    if crl {
+        cmd.arg("--crl").arg(pki.join("ca.crl"));
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("time-stamped, with a DSS"));
+}
+
+/// pyHanko, trusting only the dev CA and told that every certificate needs revocation
+/// information (`--force-revinfo`; the certificates name no CRL or OCSP URL, so nothing is
+/// fetched): the signature, its time-stamp and the chains must validate from what the
+/// document carries.
+fn pyhanko_long_term(env: &DevEnv, pdf: &std::path::Path) -> (bool, String) {
+    let ca = env.path().join("pki/ca.pem");
+    let v = Command::new("pyhanko")
+        .args(["sign", "validate", "--pretty-print", "--force-revinfo", "--trust-replace", "--trust"])
+        .arg(&ca)
+        .arg(pdf)
+        .output()
+        .expect("pyhanko (cargo xtask test installs it)");
+    let text = format!("{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    (v.status.success(), text)
+}
+
+#[test]
+fn a_time_stamped_p256_signature_with_its_dss_validates_long_term_offline() {
+    let env = DevEnv::new();
+    let dir = env.path();
+    let input = dir.join("bid.pdf");
+    std::fs::write(&input, mcs_pdfseal::pdf::sample_document(2, false)).unwrap();
+    let ltv = dir.join("ltv.pdf");
+    sign_long_term(&env, &input, &ltv, true);
+
+    let (ok, text) = pyhanko_long_term(&env, &ltv);
+    assert!(ok, "pyhanko: {text}");
+    assert!(text.contains("The signature is judged VALID"), "{text}");
+    assert!(text.contains("The signature is cryptographically sound"), "{text}");
+    assert!(text.to_lowercase().contains("timestamp"), "the time-stamp is reported: {text}");
+
+    // pyHanko's AdES validation (ETSI EN 319 102-1, revocation information required) from
+    // the DSS and the time-stamp alone.
+    let v = Command::new("pyhanko")
+        .args(["sign", "adesverify", "--pretty-print", "--trust-replace", "--trust"])
+        .arg(dir.join("pki/ca.pem"))
+        .arg(&ltv)
+        .output()
+        .unwrap();
+    let ades = format!("{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    assert!(v.status.success(), "pyhanko adesverify: {ades}");
+
+    // The same signature without the CRL in the DSS: nothing to check revocation with.
+    let bare = dir.join("no-crl.pdf");
+    sign_long_term(&env, &input, &bare, false);
+    let (ok, text) = pyhanko_long_term(&env, &bare);
+    assert!(!ok, "without revocation information it must not validate: {text}");
+
+    let q = Command::new("qpdf").arg("--check").arg(&ltv).output().expect("qpdf");
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stdout));
+}

@@ -140,6 +140,43 @@ async fn the_p256_tsa_passes_openssl_ts_verify_with_the_dev_ca() {
         ca.as_os_str(),
     ]);
     assert!(!ok || !out.contains("Verification: OK"), "{out}");
+
+    // A request without certReq gets a token without certificates (RFC 3161 §2.4.1): it
+    // verifies only when the verifier is given the TSA's certificate.
+    let (d, q2, r2) = (dir.join("n.dat"), dir.join("n.tsq"), dir.join("n.tsr"));
+    std::fs::write(&d, b"no certificate wanted").unwrap();
+    openssl_ok(&[
+        "ts".as_ref(),
+        "-query".as_ref(),
+        "-data".as_ref(),
+        d.as_os_str(),
+        "-sha256".as_ref(),
+        "-out".as_ref(),
+        q2.as_os_str(),
+    ]);
+    let reply = mcs_client::gateway::timestamp(&mut app, std::fs::read(&q2).unwrap()).await.unwrap();
+    std::fs::write(&r2, &reply).unwrap();
+    let verify = |untrusted: Option<&Path>| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "ts".as_ref(),
+            "-verify".as_ref(),
+            "-in".as_ref(),
+            r2.as_os_str(),
+            "-queryfile".as_ref(),
+            q2.as_os_str(),
+            "-CAfile".as_ref(),
+            ca.as_os_str(),
+        ];
+        if let Some(u) = untrusted {
+            args.extend(["-untrusted".as_ref(), u.as_os_str()]);
+        }
+        openssl(&args)
+    };
+    let (ok, out) = verify(None);
+    assert!(!ok || !out.contains("Verification: OK"), "no certificate in the token: {out}");
+    let tsa_cert = env.pki().join("tsa-p256.pem");
+    let (ok, out) = verify(Some(&tsa_cert));
+    assert!(ok && out.contains("Verification: OK"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

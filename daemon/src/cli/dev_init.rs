@@ -5,7 +5,9 @@
 //! signs the server, admin, two gateways and two phones), `DIR/mcsd.toml` (port 0 for both
 //! listeners), the KEK, by running `mcsd hsm init` against that config, and the pinned
 //! audit key `DIR/audit-key.pem`, by running `mcsd audit export-key`; the daemon exports
-//! its checkpoints to `DIR/audit-checkpoints.jsonl`.
+//! its checkpoints to `DIR/audit-checkpoints.jsonl`. The HSM's P-256 keys (the TSA's, the
+//! document signer's of `mcsd pdf sign-p256`) get certificates from the dev CA
+//! (`pki/tsa-p256.pem`, `pki/pdf-p256.pem`), and the dev CA a CRL (`pki/ca.crl`).
 //!
 //! Two layouts ([`Layout`]):
 //! - `single`: the dev CA is trusted for all three roles, so each client certificate names
@@ -288,7 +290,24 @@ checkpoint_file = "audit-checkpoints.jsonl"
     if !status.success() {
         return Err(DevInitError::Setup(format!("mcsd tsa csr failed: {status}")));
     }
-    certify_tsa(&dir.join("pki"), &csr)
+    certify_p256(&dir.join("pki"), &csr, "mcsd dev Time-Stamping Authority", P256Use::TimeStamping, "tsa-p256.pem")?;
+    // The P-256 document-signing key of `mcsd pdf sign-p256`, certified the same way, and
+    // the dev CA's CRL: what a long-term-validation signature carries in its DSS.
+    let csr = dir.join("pki/pdf-p256.csr");
+    let status = Command::new(&exe)
+        .env("SOFTHSM2_CONF", &softhsm_conf)
+        .args(["pdf", "csr", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .arg("--out")
+        .arg(&csr)
+        .status()
+        .map_err(|e| DevInitError::Setup(format!("running mcsd pdf csr: {e}")))?;
+    if !status.success() {
+        return Err(DevInitError::Setup(format!("mcsd pdf csr failed: {status}")));
+    }
+    let pki = dir.join("pki");
+    certify_p256(&pki, &csr, "mcsd dev P-256 document signer", P256Use::DocumentSigning, "pdf-p256.pem")?;
+    dev_ca_crl(&pki)
 }
 
 /// `[tsa]` of the dev config: SM2, certified by the local CA; the P-256 key's certificate
@@ -315,31 +334,63 @@ impl rcgen::PublicKeyData for RequestedKey {
     }
 }
 
-/// Certify the P-256 TSA key of `csr` with the dev CA (`pki/ca.*`): the critical
-/// `timeStamping` extended key usage only, as RFC 3161 wants; written with the dev CA as
-/// `pki/tsa-p256.pem`.
-fn certify_tsa(pki: &Path, csr: &Path) -> Result<(), DevInitError> {
+/// What a P-256 key certified by the dev CA is for.
+enum P256Use {
+    /// The TSA: the critical `timeStamping` extended key usage only, as RFC 3161 wants.
+    TimeStamping,
+    /// PDF signatures: digitalSignature and nonRepudiation.
+    DocumentSigning,
+}
+
+/// The dev CA (`pki/ca.*`) as an issuer.
+fn dev_ca(pki: &Path) -> Result<Issuer<'static, KeyPair>, DevInitError> {
+    let key = fs::read_to_string(pki.join("ca.key")).map_err(|e| io("reading", &pki.join("ca.key"), e))?;
+    let ca_key = KeyPair::from_pem(&key).map_err(pki_err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
+    ca_params.distinguished_name = dn("mcsd dev CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(Issuer::new(ca_params, ca_key))
+}
+
+/// Certify the P-256 key of `csr` with the dev CA for `purpose`, written with the dev CA
+/// as `pki/<out>`.
+fn certify_p256(pki: &Path, csr: &Path, common_name: &str, purpose: P256Use, out: &str) -> Result<(), DevInitError> {
     use der::DecodePem;
     let read = |p: &Path| fs::read_to_string(p).map_err(|e| io("reading", p, e));
     let request = x509_cert::request::CertReq::from_pem(read(csr)?.as_bytes())
         .map_err(|e| DevInitError::Pki(format!("{}: {e}", csr.display())))?;
     let point = request.info.public_key.subject_public_key.raw_bytes().to_vec();
-    let ca_key = KeyPair::from_pem(&read(&pki.join("ca.key"))?).map_err(pki_err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
-    ca_params.distinguished_name = dn("mcsd dev CA");
-    let issuer = Issuer::new(ca_params, ca_key);
+    let issuer = dev_ca(pki)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
-    params.distinguished_name = dn("mcsd dev Time-Stamping Authority");
+    params.distinguished_name = dn(common_name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
     params.use_authority_key_identifier_extension = true;
-    // ExtendedKeyUsage ::= SEQUENCE { id-kp-timeStamping }, critical.
-    let eku = vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
-    let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
-    ext.set_criticality(true);
-    params.custom_extensions = vec![ext];
+    if let P256Use::TimeStamping = purpose {
+        // ExtendedKeyUsage ::= SEQUENCE { id-kp-timeStamping }, critical.
+        let eku = vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
+        ext.set_criticality(true);
+        params.custom_extensions = vec![ext];
+    }
     let cert = params.signed_by(&RequestedKey(point), &issuer).map_err(pki_err)?;
     let chain = format!("{}{}", cert.pem(), read(&pki.join("ca.pem"))?);
-    write_file(&pki.join("tsa-p256.pem"), chain.as_bytes(), 0o644)
+    write_file(&pki.join(out), chain.as_bytes(), 0o644)
+}
+
+/// `pki/ca.crl`: the dev CA's CRL (PEM), revoking nothing, valid for a year.
+fn dev_ca_crl(pki: &Path) -> Result<(), DevInitError> {
+    let now = time::OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + time::Duration::days(365),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&dev_ca(pki)?).map_err(pki_err)?;
+    write_file(&pki.join("ca.crl"), crl.pem().map_err(pki_err)?.as_bytes(), 0o644)
 }
 
 /// A table per dev gateway platform allowing private callback targets: the receivers of

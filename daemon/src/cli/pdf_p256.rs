@@ -139,29 +139,161 @@ pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec
     cert.to_der().map_err(err)
 }
 
+/// What goes into a P-256 signature besides the key.
+pub struct P256Signing<'a> {
+    /// The key's certificate (DER).
+    pub certificate: &'a [u8],
+    /// Its issuers (DER), carried in the CMS container.
+    pub chain: &'a [Vec<u8>],
+    /// Validation data for the document's DSS.
+    pub dss: Option<pdf::Dss<'a>>,
+    /// A time-stamp token for the SHA-256 imprint of a signature value, and the room the
+    /// token needs in `/Contents`.
+    pub time_stamp: Option<(&'a dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>, usize)>,
+}
+
 /// Sign `input` at `placement` with the HSM's P-256 key; returns the signed PDF.
 pub fn sign_pdf_p256(
     hsm: &Hsm,
     label: &str,
-    certificate: &[u8],
+    signing: &P256Signing<'_>,
     input: &[u8],
     placement: &pdf::Placement,
     signing_time: u64,
 ) -> Result<Vec<u8>, String> {
+    let certificate = signing.certificate;
     let subject = x509_cert::Certificate::from_der(certificate).map_err(err)?.tbs_certificate().subject().to_string();
     let picture = mcs_pdfseal::image::from_picture("PNG", &mcs_pdfseal::image::demo_seal_png(96)).map_err(err)?;
     let look = pdf::Appearance { image: &picture, width_pt: pdf::mm_to_pt(30.0), height_pt: pdf::mm_to_pt(30.0) };
+    let certs_len = certificate.len() + signing.chain.iter().map(Vec::len).sum::<usize>();
     let fields = pdf::SignatureFields {
         field_name: "mcsd-p256",
         signer_name: &subject,
         reason: "P-256 interoperability signature",
         signing_time,
-        reserve: certificate.len() + 4096,
+        reserve: certs_len + signing.time_stamp.map_or(0, |(_, room)| room) + 4096,
     };
-    let prepared = pdf::prepare(input, placement, &look, &fields).map_err(err)?;
+    let prepared = pdf::prepare_with_dss(input, placement, &look, &fields, signing.dss.as_ref()).map_err(err)?;
     let digest = Algorithm::EcdsaP256.digest(&prepared.signed_ranges());
     let attrs = cms::signed_attributes(Algorithm::EcdsaP256, &digest, signing_time, None).map_err(err)?;
     let sig = hsm_sign(hsm, label, &cms::to_be_signed(&attrs).map_err(err)?)?;
-    let container = cms::signed_data(Algorithm::EcdsaP256, certificate, &[], attrs, &sig).map_err(err)?;
+    let mut container = cms::signed_data(Algorithm::EcdsaP256, certificate, signing.chain, attrs, &sig).map_err(err)?;
+    if let Some((stamp, _)) = signing.time_stamp {
+        let value = cms::signature_value(&container).map_err(err)?;
+        let imprint = mcs_pdfseal::tsp::imprint_digest(mcs_pdfseal::SHA256, &value).ok_or("SHA-256 imprint")?;
+        container = cms::with_signature_time_stamp(&container, &stamp(imprint)?).map_err(err)?;
+    }
     prepared.embed(&container).map_err(err)
+}
+
+/// `mcsd pdf sign-p256`: what to sign, where, and with what evidence.
+pub struct SignCommand {
+    pub input: std::path::PathBuf,
+    pub out: std::path::PathBuf,
+    /// Where to write the signer's certificate (PEM).
+    pub cert_out: Option<std::path::PathBuf>,
+    pub label: String,
+    pub placement: pdf::Placement,
+    /// The key's certificate and chain from a CA (PEM); else a self-signed certificate.
+    pub chain: Option<std::path::PathBuf>,
+    /// CRLs (PEM or DER) for the document's DSS.
+    pub crls: Vec<std::path::PathBuf>,
+    /// Time-stamp the signature with the `[tsa]` P-256 key.
+    pub timestamp: bool,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A CRL file as DER: PEM (`X509 CRL`) or DER, checked to be a CRL.
+fn read_crl(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use der::DecodePem;
+    let bytes = read(path)?;
+    let crl = match x509_cert::crl::CertificateList::from_pem(&bytes) {
+        Ok(crl) => crl,
+        Err(_) => x509_cert::crl::CertificateList::from_der(&bytes)
+            .map_err(|e| format!("{}: not a CRL (PEM or DER): {e}", path.display()))?,
+    };
+    crl.to_der().map_err(err)
+}
+
+/// No CA adapter: the P-256 TSA never asks one.
+struct NoAdapters;
+
+impl crate::plugins::ca::CaAdapter for NoAdapters {
+    fn call_json<'a>(
+        &'a self,
+        adapter: &'a str,
+        _op: &'a str,
+        _request: serde_json::Value,
+    ) -> crate::plugins::ca::CaCall<'a, serde_json::Value> {
+        Box::pin(async move { Err(crate::plugins::PluginError::NotLoaded(adapter.to_owned())) })
+    }
+}
+
+/// The daemon's TSA with its P-256 key, run by this command: serials come from the store
+/// as the daemon's do, so they stay unique and increasing across both.
+fn p256_tsa(cfg: &crate::config::Config, hsm: std::sync::Arc<Hsm>) -> Result<crate::tsa::TsaService, String> {
+    let mut tsa = cfg.tsa.clone().ok_or("--timestamp needs a [tsa] section")?;
+    if tsa.p256_certificate_file.is_none() {
+        return Err("--timestamp needs [tsa] p256_certificate_file (the P-256 TSA key's certificate)".into());
+    }
+    tsa.algorithm = crate::config::TsaAlgorithm::P256;
+    let store = crate::store::open_tool(&cfg.store)
+        .map_err(|e| format!("the store (the TSA's serial numbers live there; a sled store is locked while the daemon runs): {e}"))?;
+    let clock = crate::clock::system();
+    let keys = crate::daemon_keys::DaemonKeys::new(store.clone(), hsm.clone(), clock.clone());
+    let native: std::sync::Arc<dyn crate::hsm::NativeP256> = hsm;
+    Ok(crate::tsa::TsaService::new(store, keys, Some(native), std::sync::Arc::new(NoAdapters), Some(tsa), clock))
+}
+
+/// Run `mcsd pdf sign-p256`; the line to print on success.
+pub fn sign_command(cfg: &crate::config::Config, cmd: &SignCommand) -> Result<String, String> {
+    let hsm = std::sync::Arc::new(Hsm::connect(&cfg.hsm).map_err(err)?);
+    let input = read(&cmd.input)?;
+    let (certificate, chain) = match &cmd.chain {
+        Some(path) => crate::pem::load_chain_of(path, &hsm.p256_public_key(&cmd.label).map_err(err)?).map_err(err)?,
+        None => (p256_certificate(&hsm, &cmd.label, "mcsd P-256 document signer")?, Vec::new()),
+    };
+    let crls = cmd.crls.iter().map(|p| read_crl(p)).collect::<Result<Vec<_>, _>>()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
+    let tsa = if cmd.timestamp { Some(p256_tsa(cfg, hsm.clone())?) } else { None };
+    let tsa_cert = match &tsa {
+        Some(t) => Some(runtime.block_on(t.certificate()).map_err(|e| format!("time-stamp authority: {e}"))?),
+        None => None,
+    };
+    // The DSS: the signer's chain, the TSA's, the CRLs given.
+    let mut dss_certs = vec![certificate.clone()];
+    dss_certs.extend(chain.iter().cloned());
+    if let Some(t) = &tsa_cert {
+        for c in std::iter::once(&t.der).chain(&t.chain) {
+            if !dss_certs.contains(c) {
+                dss_certs.push(c.clone());
+            }
+        }
+    }
+    let with_dss = cmd.chain.is_some() || !crls.is_empty() || tsa.is_some();
+    let stamp = |imprint: Vec<u8>| -> Result<Vec<u8>, String> {
+        let tsa = tsa.as_ref().ok_or("no TSA")?;
+        runtime.block_on(tsa.token(mcs_pdfseal::SHA256, imprint, None, true)).map_err(|e| format!("time-stamp: {e}"))
+    };
+    let room = tsa_cert.as_ref().map(|t| 3072 + t.der.len() + t.chain.iter().map(Vec::len).sum::<usize>());
+    let signing = P256Signing {
+        certificate: &certificate,
+        chain: &chain,
+        dss: with_dss.then_some(pdf::Dss { certs: &dss_certs, crls: &crls }),
+        time_stamp: room.map(|r| (&stamp as &dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>, r)),
+    };
+    let now = crate::clock::now().max(0) as u64;
+    let signed = sign_pdf_p256(&hsm, &cmd.label, &signing, &input, &cmd.placement, now)?;
+    std::fs::write(&cmd.out, signed).map_err(|e| format!("{}: {e}", cmd.out.display()))?;
+    if let Some(path) = &cmd.cert_out {
+        let pem: String = std::iter::once(&certificate).chain(&chain).map(|c| mcs_pdfseal::pem("CERTIFICATE", c)).collect();
+        std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let what = [tsa.is_some().then_some("time-stamped"), with_dss.then_some("with a DSS")];
+    let what: Vec<&str> = what.into_iter().flatten().collect();
+    let what = if what.is_empty() { String::new() } else { format!(", {}", what.join(", ")) };
+    Ok(format!("signed {} with HSM key `{}` (ECDSA P-256{what})", cmd.out.display(), cmd.label))
 }

@@ -149,7 +149,7 @@ impl TaskService {
         let imprint =
             mcs_pdfseal::tsp::imprint_digest(mcs_pdfseal::SM3, &value).ok_or_else(|| internal("SM3 imprint".into()))?;
         let token =
-            tsa.token(mcs_pdfseal::SM3, imprint, None).await.map_err(|e| internal(format!("time-stamp: {e}")))?;
+            tsa.token(mcs_pdfseal::SM3, imprint, None, true).await.map_err(|e| internal(format!("time-stamp: {e}")))?;
         mcs_pdfseal::cms::with_signature_time_stamp(&container, &token).map_err(|e| internal(e.to_string()))
     }
 }

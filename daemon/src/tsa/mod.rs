@@ -152,22 +152,12 @@ impl TsaService {
 
     async fn p256_certificate(&self, cfg: &TsaConfig) -> Result<TsaCertificate, TsaError> {
         let path = cfg.p256_certificate_file.clone().ok_or(TsaError::NotConfigured)?;
-        let mut ders: Vec<Vec<u8>> =
-            crate::pem::load_certs(&path).map_err(internal)?.into_iter().map(|c| c.to_vec()).collect();
-        let der = ders.remove(0);
         let native = self.native.clone().ok_or_else(|| internal("no HSM for the P-256 TSA key"))?;
         let label = cfg.p256_label.clone();
         let point = blocking(move || native.p256_public_key(&label).map_err(internal)).await?;
-        let cert = x509_cert::Certificate::from_der(&der).map_err(internal)?;
-        let certified = cert.tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes().to_vec();
-        if certified != point {
-            return Err(internal(format!(
-                "{} certifies another key than the HSM's P-256 key `{}`",
-                path.display(),
-                cfg.p256_label
-            )));
-        }
-        Ok(TsaCertificate { der, chain: ders })
+        let (der, chain) = crate::pem::load_chain_of(&path, &point)
+            .map_err(|e| internal(format!("{e} (the P-256 key `{}`)", cfg.p256_label)))?;
+        Ok(TsaCertificate { der, chain })
     }
 
     fn stored_certificate(&self) -> Result<Option<TsaCertificate>, TsaError> {
@@ -274,16 +264,18 @@ impl TsaService {
         if req.policy.is_some_and(|p| p != cfg.policy) {
             return Ok(tsp::response_rejected(FailInfo::UnacceptedPolicy, "this TSA issues under one policy"));
         }
-        let token = self.token(req.imprint_alg, req.imprint, req.nonce).await?;
+        let token = self.token(req.imprint_alg, req.imprint, req.nonce, req.cert_req).await?;
         Ok(tsp::response_granted(&token))
     }
 
-    /// A time-stamp token over `imprint` (the digest of the data, by `imprint_alg`).
+    /// A time-stamp token over `imprint` (the digest of the data, by `imprint_alg`),
+    /// carrying the TSA's certificate and chain when `with_certs`.
     pub async fn token(
         &self,
         imprint_alg: der::asn1::ObjectIdentifier,
         imprint: Vec<u8>,
         nonce: Option<Vec<u8>>,
+        with_certs: bool,
     ) -> Result<Vec<u8>, TsaError> {
         let cfg = self.cfg()?.clone();
         let alg = self.algorithm()?;
@@ -317,7 +309,7 @@ impl TsaService {
             }
         };
         crate::metrics::METRICS.timestamps.inc();
-        tsp::token(alg, &cert.der, &cert.chain, &tst, attrs, &signature).map_err(internal)
+        tsp::token(alg, &cert.der, &cert.chain, &tst, attrs, &signature, with_certs).map_err(internal)
     }
 }
 

@@ -144,7 +144,15 @@ pub fn signed_data_with(
     signature_der: &[u8],
     unsigned: Option<Attributes>,
 ) -> Result<Vec<u8>, Error> {
-    let signer = Signer { alg, cert: signer_cert, more_certs, signed: attrs, signature: signature_der, unsigned, carry_certs: true };
+    let signer = Signer {
+        alg,
+        cert: signer_cert,
+        more_certs,
+        signed: attrs,
+        signature: signature_der,
+        unsigned,
+        carry_certs: true,
+    };
     assemble(&Encapsulated { content_type: ID_DATA, content: None }, signer)
 }
 

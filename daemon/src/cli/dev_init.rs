@@ -349,7 +349,8 @@ fn dev_ca(pki: &Path) -> Result<Issuer<'static, KeyPair>, DevInitError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
     ca_params.distinguished_name = dn("mcsd dev CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     Ok(Issuer::new(ca_params, ca_key))
 }
 

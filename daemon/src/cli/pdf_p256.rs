@@ -139,6 +139,9 @@ pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec
     cert.to_der().map_err(err)
 }
 
+/// A time-stamp token for the SHA-256 imprint of a signature value.
+pub type Stamp<'a> = &'a dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>;
+
 /// What goes into a P-256 signature besides the key.
 pub struct P256Signing<'a> {
     /// The key's certificate (DER).
@@ -147,9 +150,8 @@ pub struct P256Signing<'a> {
     pub chain: &'a [Vec<u8>],
     /// Validation data for the document's DSS.
     pub dss: Option<pdf::Dss<'a>>,
-    /// A time-stamp token for the SHA-256 imprint of a signature value, and the room the
-    /// token needs in `/Contents`.
-    pub time_stamp: Option<(&'a dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>, usize)>,
+    /// The time-stamp, and the room its token needs in `/Contents`.
+    pub time_stamp: Option<(Stamp<'a>, usize)>,
 }
 
 /// Sign `input` at `placement` with the HSM's P-256 key; returns the signed PDF.
@@ -210,7 +212,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
 fn read_crl(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use der::DecodePem;
     let bytes = read(path)?;
-    let crl = match x509_cert::crl::CertificateList::from_pem(&bytes) {
+    let crl: x509_cert::crl::CertificateList = match x509_cert::crl::CertificateList::from_pem(&bytes) {
         Ok(crl) => crl,
         Err(_) => x509_cert::crl::CertificateList::from_der(&bytes)
             .map_err(|e| format!("{}: not a CRL (PEM or DER): {e}", path.display()))?,
@@ -240,8 +242,9 @@ fn p256_tsa(cfg: &crate::config::Config, hsm: std::sync::Arc<Hsm>) -> Result<cra
         return Err("--timestamp needs [tsa] p256_certificate_file (the P-256 TSA key's certificate)".into());
     }
     tsa.algorithm = crate::config::TsaAlgorithm::P256;
-    let store = crate::store::open_tool(&cfg.store)
-        .map_err(|e| format!("the store (the TSA's serial numbers live there; a sled store is locked while the daemon runs): {e}"))?;
+    let store = crate::store::open_tool(&cfg.store).map_err(|e| {
+        format!("the store (the TSA's serial numbers live there; a sled store is locked while the daemon runs): {e}")
+    })?;
     let clock = crate::clock::system();
     let keys = crate::daemon_keys::DaemonKeys::new(store.clone(), hsm.clone(), clock.clone());
     let native: std::sync::Arc<dyn crate::hsm::NativeP256> = hsm;
@@ -283,13 +286,14 @@ pub fn sign_command(cfg: &crate::config::Config, cmd: &SignCommand) -> Result<St
         certificate: &certificate,
         chain: &chain,
         dss: with_dss.then_some(pdf::Dss { certs: &dss_certs, crls: &crls }),
-        time_stamp: room.map(|r| (&stamp as &dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>, r)),
+        time_stamp: room.map(|r| (&stamp as Stamp<'_>, r)),
     };
     let now = crate::clock::now().max(0) as u64;
     let signed = sign_pdf_p256(&hsm, &cmd.label, &signing, &input, &cmd.placement, now)?;
     std::fs::write(&cmd.out, signed).map_err(|e| format!("{}: {e}", cmd.out.display()))?;
     if let Some(path) = &cmd.cert_out {
-        let pem: String = std::iter::once(&certificate).chain(&chain).map(|c| mcs_pdfseal::pem("CERTIFICATE", c)).collect();
+        let pem: String =
+            std::iter::once(&certificate).chain(&chain).map(|c| mcs_pdfseal::pem("CERTIFICATE", c)).collect();
         std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let what = [tsa.is_some().then_some("time-stamped"), with_dss.then_some("with a DSS")];

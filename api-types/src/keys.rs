@@ -157,6 +157,22 @@ pub struct Key {
     pub certificate_subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_expires_at: Option<String>,
+    /// While suspended by `POST …/suspend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<KeySuspension>,
+}
+
+/// Why a key is suspended, by whom, since when, and whether its certificate is on hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeySuspension {
+    pub reason: String,
+    /// `admin` or `owner` (the key's phone).
+    pub by: String,
+    /// RFC 3339.
+    pub since: String,
+    /// The CA holds the certificate (CRL reason `certificateHold`) until resumption.
+    pub certificate_held: bool,
 }
 
 /// A platform the key may be used on, until when (absent: for the life of the key).
@@ -291,6 +307,20 @@ pub enum RevokeReason {
 pub struct RevokeRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = RevokeReason))]
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub pin_proof: Option<String>,
+}
+
+/// `POST /v1/keys/{id}/suspend` (挂失 / 冻结): why, and the owner phone's proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    /// 1–64 characters, e.g. `lost` (挂失) or `frozen` (冻结); kept with the key.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub reason: String,
+    /// The owner phone's proof (op `suspend`, field `reason`); none from an operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub pin_proof: Option<String>,

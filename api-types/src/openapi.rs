@@ -42,6 +42,8 @@ use utoipa::openapi::security::SecurityScheme;
         ops::change_pin,
         ops::unlock_key,
         ops::revoke_key,
+        ops::suspend_key,
+        ops::resume_key,
         ops::create_successor,
         ops::authorize_platform,
         ops::remove_platform,
@@ -138,7 +140,7 @@ pub fn document() -> Value {
         }
     }
     // Routes without fields take no body at all just as well.
-    for path in ["/v1/keys/{id}/unlock", "/v1/seals/{id}/revoke"] {
+    for path in ["/v1/keys/{id}/unlock", "/v1/keys/{id}/resume", "/v1/seals/{id}/revoke"] {
         doc["paths"][path]["post"]["requestBody"]["required"] = json!(false);
     }
     doc["paths"]["/v1/tasks"]["post"]["callbacks"] = json!({
@@ -325,6 +327,27 @@ mod ops {
         request_body = RevokeRequest,
         responses((status = 200, description = "The revoked key", body = Key)))]
     fn revoke_key() {}
+
+    /// Suspend the key (挂失 / 冻结)
+    ///
+    /// Admin (no `pin_proof`), or the key's owner phone (with `pin_proof`). Every use of a
+    /// suspended key gets `key_inactive`; where the CA adapter supports it, the certificate
+    /// is put on hold. Only an active key can be suspended (`conflict`).
+    #[utoipa::path(post, path = "/v1/keys/{id}/suspend", operation_id = "suspendKey", tag = "keys",
+        params(("id" = String, Path, description = "Key id")),
+        request_body = SuspendRequest,
+        responses((status = 200, description = "The key, `status: suspended`", body = Key)))]
+    fn suspend_key() {}
+
+    /// Resume a suspended key (解冻)
+    ///
+    /// Admin. No body, or exactly `{}`. The certificate's hold is released first. A key
+    /// suspended by a `reissue` successor stays suspended (`conflict`).
+    #[utoipa::path(post, path = "/v1/keys/{id}/resume", operation_id = "resumeKey", tag = "keys",
+        params(("id" = String, Path, description = "Key id")),
+        request_body(content = Empty, description = "None, or `{}`"),
+        responses((status = 200, description = "The key, `status: active`", body = Key)))]
+    fn resume_key() {}
 
     /// An enrollment replacing this key
     ///

@@ -29,6 +29,17 @@ pub async fn revoke(conn: &mut Connection, key_id: &str, reason: &str) -> Result
     conn.send(Method::POST, &format!("/v1/keys/{key_id}/revoke"), &body).await
 }
 
+/// `POST /v1/keys/{id}/suspend` by an operator (冻结): the key answers `key_inactive`.
+pub async fn suspend(conn: &mut Connection, key_id: &str, reason: &str) -> Result<Value> {
+    let body = mcs_api::SuspendRequest { reason: reason.to_owned(), pin_proof: None };
+    conn.send(Method::POST, &format!("/v1/keys/{key_id}/suspend"), &body).await
+}
+
+/// `POST /v1/keys/{id}/resume` (解冻).
+pub async fn resume(conn: &mut Connection, key_id: &str) -> Result<Value> {
+    conn.json(Method::POST, &format!("/v1/keys/{key_id}/resume"), None).await
+}
+
 /// `POST /v1/keys/{id}/delegations` by an operator (no PIN proof).
 pub async fn create_delegation(
     conn: &mut Connection,

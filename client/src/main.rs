@@ -336,6 +336,15 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Suspend a key (冻结): every use answers `key_inactive`; its certificate is held
+    /// where the CA can.
+    Suspend {
+        id: String,
+        #[arg(long, default_value = "frozen")]
+        reason: String,
+    },
+    /// Resume a suspended key (解冻).
+    Resume { id: String },
 }
 
 #[derive(Subcommand)]
@@ -448,6 +457,15 @@ enum AppCommand {
         #[arg(long)]
         state: PathBuf,
         #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Suspend this phone's key (挂失); an operator resumes it.
+    Suspend {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value = "lost")]
         reason: String,
         #[command(flatten)]
         pin: PinArgs,
@@ -725,6 +743,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 println!("unlocked {id}");
             }
             AdminCommand::Revoke { id, reason } => print_json(&admin::revoke(conn, &id, &reason).await?),
+            AdminCommand::Suspend { id, reason } => print_json(&admin::suspend(conn, &id, &reason).await?),
+            AdminCommand::Resume { id } => print_json(&admin::resume(conn, &id).await?),
         },
         Command::Gateway { command } => match command {
             GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url } => {
@@ -921,6 +941,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AppCommand::Revoke { state, reason, pin } => {
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
                 print_json(&phone.revoke(conn, &reason).await?);
+            }
+            AppCommand::Suspend { state, reason, pin } => {
+                let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
+                print_json(&phone.suspend(conn, &reason).await?);
             }
             AppCommand::Delegate { command } => delegate(conn, command).await?,
             AppCommand::Transfer { state, pin } => {

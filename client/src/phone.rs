@@ -292,6 +292,13 @@ impl Phone {
         let body = RevokeRequest { reason: reason.to_owned(), pin_proof };
         conn.send(Method::POST, &format!("/v1/keys/{}/revoke", self.state.key_id), &body).await
     }
+
+    /// Suspend this key from the phone (挂失; PIN proof over the reason).
+    pub async fn suspend(&self, conn: &mut Connection, reason: &str) -> Result<Value> {
+        let pin_proof = Some(self.proof(&Transcript::Suspend { reason: reason.into() }));
+        let body = mcs_api::SuspendRequest { reason: reason.to_owned(), pin_proof };
+        conn.send(Method::POST, &format!("/v1/keys/{}/suspend", self.state.key_id), &body).await
+    }
 }
 
 /// An activation request made once (`d1`, `P1`, the PIN verifier), to be sent until an

@@ -433,12 +433,29 @@ struct RawKeys {
     pin_max_attempts: u32,
     #[serde(default = "default_enrollment_ttl")]
     enrollment_ttl_hours: u64,
+    #[serde(default = "default_expiry_notice_days")]
+    expiry_notice_days: u32,
+    #[serde(default = "default_expiry_check_secs")]
+    expiry_check_interval_secs: u64,
 }
 
 impl Default for RawKeys {
     fn default() -> Self {
-        RawKeys { pin_max_attempts: default_pin_attempts(), enrollment_ttl_hours: default_enrollment_ttl() }
+        RawKeys {
+            pin_max_attempts: default_pin_attempts(),
+            enrollment_ttl_hours: default_enrollment_ttl(),
+            expiry_notice_days: default_expiry_notice_days(),
+            expiry_check_interval_secs: default_expiry_check_secs(),
+        }
     }
+}
+
+fn default_expiry_notice_days() -> u32 {
+    30
+}
+
+fn default_expiry_check_secs() -> u64 {
+    3600
 }
 
 #[derive(Debug, Deserialize)]
@@ -675,6 +692,10 @@ pub struct PgTlsConfig {
 pub struct KeysConfig {
     pub pin_max_attempts: u32,
     pub enrollment_ttl: Duration,
+    /// How long before a certificate's `not_after` its holders are told (once).
+    pub expiry_notice: Duration,
+    /// How often the certificates are checked for that.
+    pub expiry_check_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -804,6 +825,12 @@ impl Config {
         if raw.hsm.kek_label.is_empty() {
             return Err(ConfigError::Invalid("hsm.kek_label must not be empty".into()));
         }
+        if !(1..=365).contains(&raw.keys.expiry_notice_days) {
+            return Err(ConfigError::Invalid("keys.expiry_notice_days must be 1..=365".into()));
+        }
+        if !(1..=86_400).contains(&raw.keys.expiry_check_interval_secs) {
+            return Err(ConfigError::Invalid("keys.expiry_check_interval_secs must be 1..=86400".into()));
+        }
         if raw.keys.pin_max_attempts == 0 || raw.keys.pin_max_attempts > 100 {
             return Err(ConfigError::Invalid("keys.pin_max_attempts must be 1..=100".into()));
         }
@@ -895,6 +922,8 @@ impl Config {
             keys: KeysConfig {
                 pin_max_attempts: raw.keys.pin_max_attempts,
                 enrollment_ttl: Duration::from_secs(raw.keys.enrollment_ttl_hours * 3600),
+                expiry_notice: Duration::from_secs(u64::from(raw.keys.expiry_notice_days) * 86_400),
+                expiry_check_interval: Duration::from_secs(raw.keys.expiry_check_interval_secs),
             },
             tasks: TasksConfig {
                 default_ttl: Duration::from_secs(raw.tasks.default_ttl_secs),

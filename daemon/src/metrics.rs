@@ -25,6 +25,7 @@ pub struct Metrics {
     pub pin_failures: IntCounter,
     pub pin_lockouts: IntCounter,
     pub tasks_open: IntGauge,
+    pub certificates_expiring: IntGauge,
     pub tasks_expired: IntCounter,
     pub callback_retries: IntCounter,
     pub callback_slots_in_use: IntGauge,
@@ -112,6 +113,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         pin_failures: counter(&r, "mcsd_pin_failures_total", "Wrong PIN proofs."),
         pin_lockouts: counter(&r, "mcsd_pin_lockouts_total", "Keys locked after too many wrong PINs."),
         tasks_open: gauge(&r, "mcsd_tasks_open", "Tasks pending, claimed or awaiting approval (at the last sweep)."),
+        certificates_expiring: gauge(
+            &r,
+            "mcsd_certificates_expiring",
+            "Certificates of active or suspended keys ending within [keys] expiry_notice_days (at the last check).",
+        ),
         tasks_expired: counter(&r, "mcsd_tasks_expired_total", "Tasks that expired unfinished."),
         callback_retries: counter(
             &r,

@@ -342,9 +342,10 @@ async fn uppercase_hex_accepted() {
     assert!(status.success(), "{log}");
 }
 
-/// Contract gap (issue 11, item 14): `POST /v1/verify/signature` answered 404.
+/// `POST /v1/verify/signature` (it once answered 404): by message or by `e`, tampering
+/// refused, bad input `bad_request`, a revoked signer no longer valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_signature_route_answers_404() {
+async fn verify_signature_checks_message_or_e_and_revocation() {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let env = DevEnv::new();

@@ -225,6 +225,9 @@ impl From<crate::plugins::PluginError> for ApiError {
         match e {
             PluginError::NotLoaded(name) => ApiError::NotFound(format!("no CA adapter named `{name}` is loaded")),
             PluginError::Failed { adapter, .. } => ApiError::PluginError(format!("CA adapter `{adapter}` failed")),
+            PluginError::Unsupported { adapter, op } => {
+                ApiError::PluginError(format!("CA adapter `{adapter}` does not support `{op}`"))
+            }
             PluginError::Timeout(adapter) => {
                 ApiError::PluginTimeout(format!("CA adapter `{adapter}` did not answer in time"))
             }

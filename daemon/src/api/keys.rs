@@ -1,5 +1,5 @@
 //! `/v1/keys/…`: listing and reading keys, co-signing and decrypting with them, PIN change
-//! and unlock, revocation, successors, platform grants.
+//! and unlock, revocation, suspension and resumption, successors, platform grants.
 
 use axum::extract::{RawQuery, State};
 
@@ -8,7 +8,9 @@ use super::caller::{Admin, AdminOrDevice, Device};
 use super::extract::{EmptyObject, Id, Ignored, Json, NoBody, Params};
 use super::views::{self, Reply};
 use super::wire;
-use mcs_api::{ChangePinRequest, DecryptRequest, PlatformRequest, RevokeRequest, SignRequest, SuccessorRequest};
+use mcs_api::{
+    ChangePinRequest, DecryptRequest, PlatformRequest, RevokeRequest, SignRequest, SuccessorRequest, SuspendRequest,
+};
 
 pub async fn list(State(api): Ctx, who: AdminOrDevice, RawQuery(query): RawQuery, _: Ignored) -> Reply {
     let (subject, status) = wire::key_filters(query.as_deref().unwrap_or(""))?;
@@ -51,6 +53,18 @@ pub async fn revoke(State(api): Ctx, who: AdminOrDevice, Id(id): Id, Json(req): 
     let actor = who.actor();
     let proof = wire::revoke(&req, &actor)?;
     let key = api.keys.revoke(&id, &actor, &req.reason, proof).await?;
+    views::ok(views::key(&key, api.keys.pin_max_attempts()))
+}
+
+pub async fn suspend(State(api): Ctx, who: AdminOrDevice, Id(id): Id, Json(req): Json<SuspendRequest>) -> Reply {
+    let actor = who.actor();
+    let proof = wire::suspend(&req, &actor)?;
+    let key = api.keys.suspend(&id, &actor, &req.reason, proof).await?;
+    views::ok(views::key(&key, api.keys.pin_max_attempts()))
+}
+
+pub async fn resume(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Reply {
+    let key = api.keys.resume(&id).await?;
     views::ok(views::key(&key, api.keys.pin_max_attempts()))
 }
 

@@ -106,6 +106,8 @@ where
         ("/v1/keys/{id}/pin", post(keys::change_pin)),
         ("/v1/keys/{id}/unlock", post(keys::unlock)),
         ("/v1/keys/{id}/revoke", post(keys::revoke)),
+        ("/v1/keys/{id}/suspend", post(keys::suspend)),
+        ("/v1/keys/{id}/resume", post(keys::resume)),
         ("/v1/keys/{id}/successor", post(keys::successor)),
         ("/v1/keys/{id}/platforms", post(keys::authorize_platform)),
         ("/v1/keys/{id}/platforms/{platform}", delete(keys::remove_platform)),

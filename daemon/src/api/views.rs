@@ -126,6 +126,12 @@ pub fn key(k: &KeyRecord, max_attempts: u32) -> mcs_api::Key {
         certificate_serial: cert.map(|c| c.serial.clone()),
         certificate_subject: cert.map(|c| c.subject.clone()),
         certificate_expires_at: cert.map(|c| rfc3339(c.not_after)),
+        suspension: k.suspension.as_ref().map(|s| mcs_api::KeySuspension {
+            reason: s.reason.clone(),
+            by: s.by.clone(),
+            since: rfc3339(s.at),
+            certificate_held: s.certificate_held,
+        }),
     }
 }
 

@@ -436,15 +436,17 @@ pub fn revoke<'r>(req: &'r RevokeRequest, actor: &Actor<'_>) -> Result<Option<Pi
     if !REASONS.contains(&req.reason.as_str()) {
         return Err(ApiError::bad_request(format!("unknown reason `{}`", req.reason)));
     }
-    match (actor, &req.pin_proof) {
-        (Actor::Device(_), Some(p)) => {
-            check_proof_encoding(p)?;
-            Ok(Some(PinProof { op: Transcript::Revoke { reason: req.reason.clone() }, proof: p }))
-        }
-        (Actor::Device(_), None) => Err(ApiError::bad_request("pin_proof is required")),
-        (Actor::Admin, Some(_)) => Err(ApiError::bad_request("pin_proof is for phones only")),
-        (Actor::Admin, None) => Ok(None),
+    owner_proof(&req.pin_proof, actor, || Transcript::Revoke { reason: req.reason.clone() })
+}
+
+/// A suspension's reason (1–64 characters, no control character) and the PIN proof a
+/// phone must give and an operator must not.
+pub fn suspend<'r>(req: &'r mcs_api::SuspendRequest, actor: &Actor<'_>) -> Result<Option<PinProof<'r>>, ApiError> {
+    let n = req.reason.chars().count();
+    if !(1..=64).contains(&n) || req.reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("reason must be 1-64 characters, none a control character"));
     }
+    owner_proof(&req.pin_proof, actor, || Transcript::Suspend { reason: req.reason.clone() })
 }
 
 /// The new subject, if the successor changes it.

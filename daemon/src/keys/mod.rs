@@ -15,6 +15,7 @@
 pub mod certificates;
 pub mod delegations;
 pub mod kek_rotation;
+pub mod lifecycle;
 pub mod pin;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -331,6 +332,8 @@ impl KeyService {
             revoked_at: None,
             certificate: None,
             p1: Some(sm2_2p::point_to_hex(&p1)),
+            suspension: None,
+            expiry_notified: None,
         };
         let activated = self
             .audited(

@@ -56,7 +56,9 @@ impl CaAdapter for LocalCa {
         } else {
             match self.ca.call(op, &serde_json::to_vec(&request).expect("JSON")) {
                 Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string())),
-                Err(CallError::Unsupported) => Err(failed(format!("`{op}` is not supported"))),
+                Err(CallError::Unsupported) => {
+                    Err(PluginError::Unsupported { adapter: adapter.to_owned(), op: op.to_owned() })
+                }
                 Err(CallError::Failed(reason)) => Err(failed(reason)),
             }
         };
@@ -127,6 +129,8 @@ impl Keys {
                 activation_code: Zeroizing::new(created.activation_code),
                 device_id: device.into(),
                 p1,
+                suspension: None,
+                expiry_notified: None,
                 pin_verifier: Box::new(verifier.clone()),
             })
             .await

@@ -128,6 +128,25 @@ pub struct KeyRecord {
     /// lost can be recognised and answered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p1: Option<String>,
+    /// While the key is suspended by `POST …/suspend` (挂失 / 冻结): why, by whom, and
+    /// whether its certificate is on hold at the CA. `None` for a key a `reissue`
+    /// suspended, which is never resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
+    /// The serial of the certificate whose coming expiry the holders were told of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_notified: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub reason: String,
+    /// `admin` or `owner`.
+    pub by: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The CA put the certificate on hold (released on resumption).
+    pub certificate_held: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

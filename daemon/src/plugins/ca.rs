@@ -44,6 +44,19 @@ pub trait CaAdapter: Send + Sync {
         typed(self, adapter, "status", request)
     }
 
+    /// Put the certificate with this serial on hold (`certificateHold`), an optional
+    /// operation: [`PluginError::Unsupported`] from an adapter without it. Answers `{}`.
+    fn hold<'a>(&'a self, adapter: &'a str, request: &HoldRequest) -> CaCall<'a, ()> {
+        let call: CaCall<'a, IgnoredAny> = typed(self, adapter, "hold", request);
+        Box::pin(async move { call.await.map(|_| ()) })
+    }
+
+    /// Take the certificate with this serial off hold (optional, as `hold`).
+    fn release<'a>(&'a self, adapter: &'a str, request: &HoldRequest) -> CaCall<'a, ()> {
+        let call: CaCall<'a, IgnoredAny> = typed(self, adapter, "release", request);
+        Box::pin(async move { call.await.map(|_| ()) })
+    }
+
     /// The CA's current CRL (`plugin_error` from an adapter that has none).
     fn crl<'a>(&'a self, adapter: &'a str) -> CaCall<'a, CrlAnswer> {
         typed(self, adapter, "crl", &CrlRequest {})
@@ -106,6 +119,12 @@ pub struct IssueAnswer {
 pub struct RevokeRequest {
     pub serial: String,
     pub reason: String,
+}
+
+/// `hold` / `release`: a certificate's serial (hex).
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldRequest {
+    pub serial: String,
 }
 
 /// `status`: a certificate's serial (hex).

@@ -98,6 +98,9 @@ pub enum PluginError {
     Failed { adapter: String, reason: String },
     #[error("CA adapter `{0}` did not answer in time")]
     Timeout(String),
+    /// The adapter does not implement this (optional) operation.
+    #[error("CA adapter `{adapter}` does not support `{op}`")]
+    Unsupported { adapter: String, op: String },
 }
 
 fn key_name(key: Bytes) -> Result<String, String> {
@@ -412,6 +415,7 @@ impl PluginHost {
             Err(PluginError::Timeout(_)) => "timeout",
             Err(PluginError::NotLoaded(_)) => "not_loaded",
             Err(PluginError::Failed { .. }) => "error",
+            Err(PluginError::Unsupported { .. }) => "unsupported",
         };
         // Unknown adapter names are not labels: they come from requests.
         let adapter = if self.entries.contains_key(name) { name } else { "(unknown)" };
@@ -455,7 +459,7 @@ pub fn decode_answer(adapter: &str, op: &str, status: i32, bytes: &[u8]) -> Resu
         abi::STATUS_OK => {
             serde_json::from_slice(bytes).map_err(|_| failed(format!("`{op}` answered something that is not JSON")))
         }
-        abi::STATUS_UNSUPPORTED => Err(failed(format!("`{op}` is not supported"))),
+        abi::STATUS_UNSUPPORTED => Err(PluginError::Unsupported { adapter: adapter.to_owned(), op: op.to_owned() }),
         _ => Err(failed(String::from_utf8_lossy(bytes).into_owned())),
     }
 }

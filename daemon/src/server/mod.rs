@@ -132,6 +132,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     );
     let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), plugins.clone(), cfg.keys.clone(), clock.clone()));
     keys.attach_audit(audit.clone());
+    let keys_for_expiry = keys.clone();
     if let Some(url) = &cfg.push.url {
         keys.inbox().push_to(url.clone());
     }
@@ -178,6 +179,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         .map_err(|source| StartError::Control { path: control_path.clone(), source })?;
     tokio::spawn(crate::server::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
+    tokio::spawn(expiry_loop(keys_for_expiry, store.clone(), cfg.keys.expiry_check_interval));
     tokio::spawn(crate::tasks::callbacks::run(tasks.clone(), callback_tls));
     // Handlers first: supervisors and tests may signal as soon as they read the line.
     let signals = shutdown_signals();
@@ -702,6 +704,22 @@ async fn sweep_loop(tasks: Arc<TaskService>, interval: Duration) {
             Ok((0, 0)) => {}
             Ok((expired, purged)) => tracing::info!(expired, purged, "task sweep"),
             Err(e) => tracing::warn!(error = %e, "task sweep failed"),
+        }
+    }
+}
+
+/// Tell the holders of certificates that end soon, at start and then periodically; one
+/// node of a cluster at a time (the `expiry` lead).
+async fn expiry_loop(keys: Arc<KeyService>, store: Arc<dyn Storage>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !store.lead("expiry") {
+            continue;
+        }
+        if let Err(e) = keys.check_expiry().await {
+            tracing::warn!(error = %e, "certificate expiry check failed");
         }
     }
 }

@@ -15,7 +15,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::codec::{decode, encode};
 use super::vault::SlotRef;
 use super::{Durability, SecretEntry, SecretStorage, StaleCopy, Store, StoreError};
-use crate::model::key::{CertificateInfo, KeyRecord, KeyStatus, PinState, PlatformGrant, Subject};
+use crate::model::key::{CertificateInfo, KeyRecord, KeyStatus, PinState, PlatformGrant, Subject, Suspension};
 use crate::model::secret::SecretKind;
 
 /// A key record as stored (see the module doc). `key.certificate.chain_b64` is empty
@@ -51,6 +51,10 @@ struct KeyRepr {
     certificate: Option<CertRepr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     p1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    suspension: Option<Suspension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiry_notified: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     share_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +113,8 @@ impl StoredKey {
             revoked_at: r.revoked_at,
             certificate,
             p1: r.p1,
+            suspension: r.suspension,
+            expiry_notified: r.expiry_notified,
         };
         Ok(StoredKey { key, share_ref: r.share_ref, verifier_ref: r.verifier_ref, chain_ref })
     }
@@ -130,6 +136,8 @@ impl StoredKey {
             revoked_at,
             certificate,
             p1,
+            suspension,
+            expiry_notified,
         } = self.key.clone();
         let certificate = certificate.map(|c| CertRepr {
             der_b64: c.der_b64,
@@ -155,6 +163,8 @@ impl StoredKey {
             revoked_at,
             certificate,
             p1,
+            suspension,
+            expiry_notified,
             share_ref: self.share_ref.clone(),
             verifier_ref: self.verifier_ref.clone(),
         })

@@ -17,6 +17,9 @@
  *               validity_days}            → {certificate (base64 DER), chain:[base64 DER], serial (hex)}
  *   "revoke"   {serial (hex), reason}     → {}
  *   "status"   {serial (hex)}             → {status: "good"|"revoked"|"unknown", reason?}
+ *   "hold"     {serial (hex)}             → {}   optional (MCS_PLUGIN_UNSUPPORTED if none):
+ *                                               certificate hold, CRL reason certificateHold
+ *   "release"  {serial (hex)}             → {}   optional: the hold lifted
  *   "crl"      {}                         → {crl (base64 DER)}      (MCS_PLUGIN_UNSUPPORTED if none)
  *
  * Versions: the daemon loads adapters built for MCS_PLUGIN_MIN_ABI_VERSION (1) up to

@@ -200,6 +200,10 @@ struct Issued {
 struct Revocations {
     v: u32,
     revoked: BTreeMap<String, Revocation>,
+    /// Certificates on hold (serial → since, unix seconds): listed in the CRL with reason
+    /// `certificateHold` until released or revoked. Absent in states from before holds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    held: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,7 +373,7 @@ fn update_revocations(kv: &dyn KeyValue, mut change: impl FnMut(&mut Revocations
         let stored = kv.get(CRL)?;
         let mut revocations = match &stored {
             Some(bytes) => decode::<Revocations>("CRL state", bytes)?,
-            None => Revocations { v: FORMAT, revoked: BTreeMap::new() },
+            None => Revocations { v: FORMAT, revoked: BTreeMap::new(), held: BTreeMap::new() },
         };
         if !change(&mut revocations) {
             return Ok(());
@@ -397,7 +401,7 @@ impl LocalCa {
     fn revocations(&self) -> Result<Revocations, String> {
         Ok(match self.kv.get(CRL)? {
             Some(bytes) => decode("CRL state", &bytes)?,
-            None => Revocations { v: FORMAT, revoked: BTreeMap::new() },
+            None => Revocations { v: FORMAT, revoked: BTreeMap::new(), held: BTreeMap::new() },
         })
     }
 
@@ -485,10 +489,36 @@ impl LocalCa {
             if r.revoked.contains_key(&serial) {
                 return false;
             }
+            r.held.remove(&serial);
             r.revoked.insert(serial.clone(), Revocation { reason: reason.clone(), at });
             true
         })
         .map_err(failed)?;
+        Ok(json!({}))
+    }
+
+    /// `hold` (`on`) or `release`: the certificate listed with reason `certificateHold`, or
+    /// not. Holding a held certificate or releasing one not held changes nothing; a revoked
+    /// certificate cannot be held or released.
+    fn hold(&self, req: &Value, on: bool) -> Result<Value, CallError> {
+        let serial = req["serial"].as_str().ok_or_else(|| failed("serial is required"))?.to_ascii_lowercase();
+        if self.issued(&serial).map_err(failed)?.is_none() {
+            return Err(failed(format!("serial {serial} was not issued here")));
+        }
+        let at = now();
+        let mut revoked = false;
+        update_revocations(&*self.kv, |r| {
+            revoked = r.revoked.contains_key(&serial);
+            match (revoked, on) {
+                (true, _) => false,
+                (false, true) => r.held.insert(serial.clone(), at).is_none(),
+                (false, false) => r.held.remove(&serial).is_some(),
+            }
+        })
+        .map_err(failed)?;
+        if revoked {
+            return Err(failed(format!("serial {serial} is revoked")));
+        }
         Ok(json!({}))
     }
 
@@ -497,8 +527,10 @@ impl LocalCa {
         if self.issued(&serial).map_err(failed)?.is_none() {
             return Ok(json!({ "status": "unknown" }));
         }
-        Ok(match self.revocations().map_err(failed)?.revoked.get(&serial) {
+        let revocations = self.revocations().map_err(failed)?;
+        Ok(match revocations.revoked.get(&serial) {
             Some(r) => json!({ "status": "revoked", "reason": r.reason }),
+            None if revocations.held.contains_key(&serial) => json!({ "status": "revoked", "reason": "certificateHold" }),
             None => json!({ "status": "good" }),
         })
     }
@@ -515,6 +547,20 @@ impl LocalCa {
                 serial_number: SerialNumber::new(&bytes).map_err(failed)?,
                 revocation_date: time(r.at)?,
                 crl_entry_extensions: None,
+            });
+        }
+        // CRLReason ::= ENUMERATED { …, certificateHold (6) } (RFC 5280 §5.3.1).
+        let hold = x509_cert::ext::Extension {
+            extn_id: der::asn1::ObjectIdentifier::new_unwrap("2.5.29.21"),
+            critical: false,
+            extn_value: der::asn1::OctetString::new(vec![0x0a, 0x01, 0x06]).map_err(failed)?,
+        };
+        for (serial, since) in &revocations.held {
+            let bytes = hex::decode(serial).map_err(failed)?;
+            revoked.push(RevokedCert {
+                serial_number: SerialNumber::new(&bytes).map_err(failed)?,
+                revocation_date: time(*since)?,
+                crl_entry_extensions: Some(vec![hold.clone()]),
             });
         }
         let at = now();
@@ -655,6 +701,8 @@ impl Adapter for LocalCa {
             }),
             "issue" => self.issue(&req)?,
             "revoke" => self.revoke(&req)?,
+            "hold" => self.hold(&req, true)?,
+            "release" => self.hold(&req, false)?,
             "status" => self.status(&req)?,
             "crl" => self.crl()?,
             _ => return Err(CallError::Unsupported),
@@ -737,6 +785,33 @@ mod tests {
         assert!(sm2_2p::verify(&public, &sm2_2p::e_for_message(&public, &tbs), &sig), "the CRL is the CA's");
         let revoked = crl.tbs_cert_list.revoked_certificates.unwrap_or_default();
         revoked.iter().map(|r| hex::encode(r.serial_number.as_bytes())).collect()
+    }
+
+    #[test]
+    fn a_hold_is_listed_as_certificate_hold_until_released_or_revoked() {
+        let (k, state) = (secret(), Arc::new(MemoryKv::default()));
+        let (a, b) = (ca(&k, &state), ca(&k, &state));
+        let serial = issue(&a);
+        call(&a, "hold", json!({ "serial": serial }));
+        call(&b, "hold", json!({ "serial": serial }));
+        assert_eq!(crl_serials(&b), BTreeSet::from([serial.clone()]), "held once, on either node");
+        let der = B64.decode(call(&a, "crl", json!({}))["crl"].as_str().unwrap()).unwrap();
+        let crl = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der).unwrap();
+        let entry = &crl.tbs_cert_list.revoked_certificates.unwrap()[0];
+        let ext = &entry.crl_entry_extensions.as_ref().unwrap()[0];
+        assert_eq!(ext.extn_id.to_string(), "2.5.29.21");
+        assert_eq!(ext.extn_value.as_bytes(), [0x0a, 0x01, 0x06], "CRLReason certificateHold");
+        assert_eq!(call(&a, "status", json!({ "serial": serial }))["reason"], "certificateHold");
+        call(&b, "release", json!({ "serial": serial }));
+        assert!(crl_serials(&a).is_empty(), "released");
+        assert_eq!(status(&a, &serial), "good");
+        // A revocation ends a hold; a revoked certificate cannot be held again.
+        call(&a, "hold", json!({ "serial": serial }));
+        call(&a, "revoke", json!({ "serial": serial, "reason": "keyCompromise" }));
+        assert!(a.call("hold", format!(r#"{{"serial": "{serial}"}}"#).as_bytes()).is_err());
+        assert!(a.call("release", format!(r#"{{"serial": "{serial}"}}"#).as_bytes()).is_err());
+        assert_eq!(crl_serials(&a), BTreeSet::from([serial.clone()]));
+        assert!(a.call("hold", br#"{"serial": "10aa"}"#).is_err(), "a serial not issued here");
     }
 
     #[test]

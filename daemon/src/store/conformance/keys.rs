@@ -144,11 +144,23 @@ pub fn key_edits_and_listings(f: &dyn Factory) {
         .edit_key("k1", &mut |k| {
             k.platforms.push(grant.clone());
             k.status = KeyStatus::Suspended;
+            k.suspension = Some(crate::model::key::Suspension {
+                reason: "lost".into(),
+                by: "owner".into(),
+                at: 77,
+                certificate_held: true,
+            });
+            k.expiry_notified = Some("0a1b".into());
             true
         })
         .unwrap()
         .unwrap();
     assert_eq!(s.key("k1").unwrap(), Some(edited.clone()));
+    // The suspension and the expiry notice survive a restart as written.
+    let s = f.restart(s);
+    assert_eq!(s.key("k1").unwrap(), Some(edited.clone()));
+    assert_eq!(edited.suspension.as_ref().map(|x| (x.by.as_str(), x.at)), Some(("owner", 77)));
+    assert_eq!(edited.expiry_notified.as_deref(), Some("0a1b"));
     assert!(edited.platforms.contains(&grant) && edited.status == KeyStatus::Suspended);
     assert_eq!(s.key_secret("k1", SecretKind::Share).unwrap().as_deref(), Some(SHARE), "secrets stay");
     // Not written when the change says so; nothing for a missing key.

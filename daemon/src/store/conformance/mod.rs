@@ -140,6 +140,8 @@ pub(crate) fn key(id: &str, enrollment: &str) -> KeyRecord {
         revoked_at: None,
         certificate: None,
         p1: None,
+        suspension: None,
+        expiry_notified: None,
     }
 }
 

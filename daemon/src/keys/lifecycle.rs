@@ -1,0 +1,148 @@
+//! Suspension and resumption (挂失 / 冻结 / 解冻): a suspended key answers every use with
+//! `key_inactive` until an operator resumes it. Where the key's CA adapter has the optional
+//! `hold` / `release` operations, its certificate is held (CRL reason `certificateHold`)
+//! while suspended. Each step asks the CA first and then writes the key, durably, before
+//! the answer: a CA that refuses leaves the key as it was, and the caller may retry.
+//!
+//! Expiry notices: [`KeyService::check_expiry`] tells the holders of each key whose
+//! certificate ends within `[keys] expiry_notice_days` (`certificate_expiring`), once per
+//! certificate, and sets the `mcsd_certificates_expiring` gauge.
+
+use super::{Actor, KeyError, KeyService, PinProof};
+use crate::model::inbox::InboxEvent;
+use crate::model::key::{KeyRecord, KeyStatus, Suspension};
+use crate::plugins::PluginError;
+use crate::plugins::ca::{CaAdapter, HoldRequest};
+
+impl KeyService {
+    /// Suspend an active key: by an operator, or by its owner phone with a PIN proof.
+    pub async fn suspend(
+        &self,
+        key_id: &str,
+        actor: &Actor<'_>,
+        reason: &str,
+        proof: Option<PinProof<'_>>,
+    ) -> Result<KeyRecord, KeyError> {
+        let key = self.key_for(key_id, actor)?;
+        if key.status != KeyStatus::Active {
+            return Err(KeyError::Conflict("only an active key can be suspended"));
+        }
+        let by = match actor {
+            Actor::Device(device) => {
+                let proof = proof.ok_or_else(|| KeyError::Internal("phone suspend without proof".into()))?;
+                self.with_pin(key_id, device, None, proof, false, false, |_, _, _| Ok(())).await?;
+                "owner"
+            }
+            Actor::Admin => "admin",
+        };
+        let certificate_held = self.hold_certificate(&key, true).await?;
+        let suspension = Suspension { reason: reason.to_owned(), by: by.to_owned(), at: self.now(), certificate_held };
+        let rec = self
+            .store
+            .update_key(key_id, |k| {
+                if k.status != KeyStatus::Active {
+                    return Err(KeyError::Conflict("only an active key can be suspended"));
+                }
+                k.status = KeyStatus::Suspended;
+                k.suspension = Some(suspension.clone());
+                Ok(true)
+            })??
+            .ok_or(KeyError::NotFound("key"))?;
+        self.store.flush().await?;
+        tracing::info!(key_id, reason, by, certificate_held, "key suspended");
+        self.tell_holders(&rec, InboxEvent::KeySuspended { key_id: key_id.to_owned() }).await;
+        Ok(rec)
+    }
+
+    /// Operator: resume a key suspended by [`KeyService::suspend`] (not one a `reissue`
+    /// suspended: its successor replaces it).
+    pub async fn resume(&self, key_id: &str) -> Result<KeyRecord, KeyError> {
+        let key = self.store.key(key_id)?.ok_or(KeyError::NotFound("key"))?;
+        let Some(suspension) = key.suspension.clone().filter(|_| key.status == KeyStatus::Suspended) else {
+            return Err(KeyError::Conflict(if key.status == KeyStatus::Suspended {
+                "the key was suspended by a reissue; its successor replaces it"
+            } else {
+                "only a suspended key can be resumed"
+            }));
+        };
+        if suspension.certificate_held {
+            self.hold_certificate(&key, false).await?;
+        }
+        let rec = self
+            .store
+            .update_key(key_id, |k| {
+                if k.status != KeyStatus::Suspended || k.suspension.is_none() {
+                    return Err(KeyError::Conflict("only a suspended key can be resumed"));
+                }
+                k.status = KeyStatus::Active;
+                k.suspension = None;
+                Ok(true)
+            })??
+            .ok_or(KeyError::NotFound("key"))?;
+        self.store.flush().await?;
+        tracing::info!(key_id, "key resumed");
+        self.tell_holders(&rec, InboxEvent::KeyResumed { key_id: key_id.to_owned() }).await;
+        Ok(rec)
+    }
+
+    /// Hold (`on`) or release the key's certificate at its CA. `false`: nothing to hold (no
+    /// certificate yet) or the adapter has no certificate hold.
+    async fn hold_certificate(&self, key: &KeyRecord, on: bool) -> Result<bool, KeyError> {
+        let Some(cert) = &key.certificate else { return Ok(false) };
+        let request = HoldRequest { serial: cert.serial.clone() };
+        let done = if on {
+            self.plugins.hold(&key.ca, &request).await
+        } else {
+            self.plugins.release(&key.ca, &request).await
+        };
+        match done {
+            Ok(()) => Ok(true),
+            Err(PluginError::Unsupported { .. }) => {
+                tracing::info!(key_id = %key.id, ca = %key.ca, "the CA adapter has no certificate hold");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Post `certificate_expiring` to the holders of every active or suspended key whose
+    /// certificate ends within the notice window and was not told of yet (the record keeps
+    /// the serial it told of: a renewed certificate is told of again). Posted first, then
+    /// marked: a crash in between repeats one notice rather than lose it. Returns how many
+    /// were posted.
+    pub async fn check_expiry(&self) -> Result<usize, KeyError> {
+        let now = self.now();
+        let horizon = now + self.cfg.expiry_notice.as_secs() as i64;
+        let ending = |k: &KeyRecord| {
+            matches!(k.status, KeyStatus::Active | KeyStatus::Suspended)
+                && k.certificate.as_ref().is_some_and(|c| c.not_after > now && c.not_after <= horizon)
+        };
+        let keys = self.store.keys_matching(ending)?;
+        crate::metrics::METRICS.certificates_expiring.set(keys.len() as i64);
+        let mut told = 0;
+        for key in keys {
+            let Some(cert) = &key.certificate else { continue };
+            if key.expiry_notified.as_deref() == Some(cert.serial.as_str()) {
+                continue;
+            }
+            let event = InboxEvent::CertificateExpiring { key_id: key.id.clone(), not_after: cert.not_after };
+            self.tell_holders(&key, event).await;
+            let serial = cert.serial.clone();
+            self.store
+                .update_key::<()>(&key.id, |k| {
+                    let same = k.certificate.as_ref().is_some_and(|c| c.serial == serial);
+                    if same {
+                        k.expiry_notified = Some(serial.clone());
+                    }
+                    Ok(same)
+                })?
+                .map_err(|()| KeyError::Internal("unreachable".into()))?;
+            told += 1;
+        }
+        if told > 0 {
+            self.store.flush().await?;
+            tracing::info!(told, "certificate expiry notices posted");
+        }
+        Ok(told)
+    }
+}

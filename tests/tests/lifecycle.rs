@@ -111,12 +111,13 @@ async fn bad_suspensions_change_nothing() {
     let resp = other.call(Method::POST, &path, Some(&serde_json::json!({"reason": "lost", "pin_proof": proof}))).await;
     assert_eq!(resp.unwrap().body["error"]["code"], "device_mismatch");
     let mut app = connect(&env, &daemon, "app1").await;
-    for (conn, body) in [
-        (&mut app, serde_json::json!({"reason": "lost"})),
-        (&mut admin, serde_json::json!({"reason": "lost", "pin_proof": proof})),
-        (&mut admin, serde_json::json!({"reason": ""})),
-        (&mut admin, serde_json::json!({"reason": "lost", "colour": "red"})),
+    for (phone_sends, body) in [
+        (true, serde_json::json!({"reason": "lost"})),
+        (false, serde_json::json!({"reason": "lost", "pin_proof": proof})),
+        (false, serde_json::json!({"reason": ""})),
+        (false, serde_json::json!({"reason": "lost", "colour": "red"})),
     ] {
+        let conn = if phone_sends { &mut app } else { &mut admin };
         let resp = conn.call(Method::POST, &path, Some(&body)).await.unwrap();
         assert_eq!((resp.status, resp.body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     }
@@ -177,7 +178,8 @@ async fn holders_hear_of_suspension_resumption_and_a_certificate_about_to_expire
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         page = mcs_client::inbox::read(&mut app2, None, 0).await.unwrap();
     }
-    let item = page.items.iter().map(|i| serde_json::to_value(i).unwrap()).find(|v| v["type"] == "certificate_expiring");
+    let item =
+        page.items.iter().map(|i| serde_json::to_value(i).unwrap()).find(|v| v["type"] == "certificate_expiring");
     let item = item.expect("a certificate_expiring item");
     assert_eq!(item["key_id"], short.key_id());
     assert!(daemon.metric("mcsd_certificates_expiring") >= 1.0);

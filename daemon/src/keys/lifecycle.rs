@@ -12,7 +12,7 @@ use super::{Actor, KeyError, KeyService, PinProof};
 use crate::model::inbox::InboxEvent;
 use crate::model::key::{KeyRecord, KeyStatus, Suspension};
 use crate::plugins::PluginError;
-use crate::plugins::ca::{CaAdapter, HoldRequest};
+use crate::plugins::ca::HoldRequest;
 
 impl KeyService {
     /// Suspend an active key: by an operator, or by its owner phone with a PIN proof.
@@ -90,11 +90,8 @@ impl KeyService {
     async fn hold_certificate(&self, key: &KeyRecord, on: bool) -> Result<bool, KeyError> {
         let Some(cert) = &key.certificate else { return Ok(false) };
         let request = HoldRequest { serial: cert.serial.clone() };
-        let done = if on {
-            self.plugins.hold(&key.ca, &request).await
-        } else {
-            self.plugins.release(&key.ca, &request).await
-        };
+        let done =
+            if on { self.plugins.hold(&key.ca, &request).await } else { self.plugins.release(&key.ca, &request).await };
         match done {
             Ok(()) => Ok(true),
             Err(PluginError::Unsupported { .. }) => {

@@ -129,8 +129,6 @@ impl Keys {
                 activation_code: Zeroizing::new(created.activation_code),
                 device_id: device.into(),
                 p1,
-                suspension: None,
-                expiry_notified: None,
                 pin_verifier: Box::new(verifier.clone()),
             })
             .await

@@ -530,7 +530,9 @@ impl LocalCa {
         let revocations = self.revocations().map_err(failed)?;
         Ok(match revocations.revoked.get(&serial) {
             Some(r) => json!({ "status": "revoked", "reason": r.reason }),
-            None if revocations.held.contains_key(&serial) => json!({ "status": "revoked", "reason": "certificateHold" }),
+            None if revocations.held.contains_key(&serial) => {
+                json!({ "status": "revoked", "reason": "certificateHold" })
+            }
             None => json!({ "status": "good" }),
         })
     }

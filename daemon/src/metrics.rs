@@ -208,7 +208,9 @@ mod tests {
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split_whitespace().nth(2).unwrap();
             assert!(name.starts_with("mcsd_"), "{name}");
-            let suffix_ok = ["_total", "_seconds", "_in_use", "_open", "_info"].iter().any(|s| name.ends_with(s));
+            // `_expiring`: a count of things inside a time window (certificates ending soon).
+            let suffix_ok =
+                ["_total", "_seconds", "_in_use", "_open", "_info", "_expiring"].iter().any(|s| name.ends_with(s));
             assert!(suffix_ok, "{name} has no unit suffix");
         }
         assert!(text.contains("mcsd_build_info{version="));

@@ -157,6 +157,7 @@ pub fn key_edits_and_listings(f: &dyn Factory) {
         .unwrap();
     assert_eq!(s.key("k1").unwrap(), Some(edited.clone()));
     // The suspension and the expiry notice survive a restart as written.
+    crate::store::conformance::block_on(s.flush()).unwrap();
     let s = f.restart(s);
     assert_eq!(s.key("k1").unwrap(), Some(edited.clone()));
     assert_eq!(edited.suspension.as_ref().map(|x| (x.by.as_str(), x.at)), Some(("owner", 77)));

@@ -380,6 +380,16 @@ pub async fn enroll(admin: &mut mcs_client::Connection, name: &str) -> (String, 
 
 /// An admin enrolls a person for the given platforms.
 pub async fn enroll_for(admin: &mut mcs_client::Connection, name: &str, platforms: &[&str]) -> (String, String) {
+    enroll_for_days(admin, name, platforms, 365).await
+}
+
+/// [`enroll_for`] with a certificate of `validity_days`.
+pub async fn enroll_for_days(
+    admin: &mut mcs_client::Connection,
+    name: &str,
+    platforms: &[&str],
+    validity_days: u32,
+) -> (String, String) {
     use mcs_client::admin::{EnrollmentRequest, Subject, create_enrollment};
     let req = EnrollmentRequest {
         subject: Subject {
@@ -392,7 +402,7 @@ pub async fn enroll_for(admin: &mut mcs_client::Connection, name: &str, platform
         ca: "local".into(),
         profile: None,
         platforms: platforms.iter().map(|p| p.to_string()).collect(),
-        validity_days: 365,
+        validity_days,
     };
     let v = create_enrollment(admin, &req).await.expect("enrollment");
     (v["enrollment_id"].as_str().unwrap().to_owned(), v["activation_code"].as_str().unwrap().to_owned())

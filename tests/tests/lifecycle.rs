@@ -143,31 +143,9 @@ async fn holders_hear_of_suspension_resumption_and_a_certificate_about_to_expire
     let mut admin = connect(&env, &daemon, "admin").await;
     // A year's certificate: outside the 30-day window. A ten-day one: inside.
     let (long, mut app1) = new_phone(&env, &daemon, "app1", "111111").await;
-    let mut req = mcs_client::admin::EnrollmentRequest {
-        subject: mcs_client::admin::Subject {
-            kind: mcs_client::admin::SubjectKind::Person,
-            name: "Wang Wu".into(),
-            org_name: None,
-            credit_code: None,
-            id_number: None,
-        },
-        ca: "local".into(),
-        profile: None,
-        platforms: vec!["P-DEV-1".into()],
-        validity_days: 10,
-    };
-    let e = mcs_client::admin::create_enrollment(&mut admin, &req).await.unwrap();
+    let (id, code) = enroll_for_days(&mut admin, "Wang Wu", &["P-DEV-1"], 10).await;
     let mut app2 = connect(&env, &daemon, "app2").await;
-    let short = mcs_client::phone::Phone::activate(
-        &mut app2,
-        "t",
-        e["enrollment_id"].as_str().unwrap(),
-        e["activation_code"].as_str().unwrap(),
-        "222222",
-    )
-    .await
-    .unwrap();
-    req.validity_days = 365;
+    let short = mcs_client::phone::Phone::activate(&mut app2, "t", &id, &code, "222222").await.unwrap();
 
     // The check runs every second: the short certificate's holder is told, once.
     let mut page = mcs_client::inbox::read(&mut app2, None, 0).await.unwrap();

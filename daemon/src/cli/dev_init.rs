@@ -255,56 +255,35 @@ checkpoint_file = "audit-checkpoints.jsonl"
     );
     write_file(&dir.join("mcsd.toml"), config.as_bytes(), 0o644)?;
 
-    // The KEK is made by the same code path operators use: `mcsd hsm init`.
+    // The KEK, the pinned audit key and the P-256 keys' requests are made by the commands
+    // operators use, against that config.
     let exe = std::env::current_exe().map_err(|e| DevInitError::Setup(format!("locating mcsd: {e}")))?;
-    let status = Command::new(&exe)
-        .env("SOFTHSM2_CONF", &softhsm_conf)
-        .args(["hsm", "init", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .status()
-        .map_err(|e| DevInitError::Setup(format!("running mcsd hsm init: {e}")))?;
-    if !status.success() {
-        return Err(DevInitError::Setup(format!("mcsd hsm init failed: {status}")));
-    }
+    let config_path = dir.join("mcsd.toml");
+    let mcsd = |args: &[&str], out: Option<&Path>| -> Result<(), DevInitError> {
+        let what = format!("mcsd {}", args.join(" "));
+        let mut cmd = Command::new(&exe);
+        cmd.env("SOFTHSM2_CONF", &softhsm_conf).args(args).arg("--config").arg(&config_path);
+        match out {
+            Some(file) => cmd.arg("--out").arg(file),
+            None => cmd.stdout(std::process::Stdio::null()),
+        };
+        let status = cmd.status().map_err(|e| DevInitError::Setup(format!("running {what}: {e}")))?;
+        if !status.success() {
+            return Err(DevInitError::Setup(format!("{what} failed: {status}")));
+        }
+        Ok(())
+    };
+    mcsd(&["hsm", "init"], None)?;
     // The audit key is made now and pinned outside the store, as operators do.
-    let status = Command::new(&exe)
-        .env("SOFTHSM2_CONF", &softhsm_conf)
-        .args(["audit", "export-key", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| DevInitError::Setup(format!("running mcsd audit export-key: {e}")))?;
-    if !status.success() {
-        return Err(DevInitError::Setup(format!("mcsd audit export-key failed: {status}")));
-    }
-    // The P-256 TSA key, made in the HSM by the operators' command, certified by the dev CA.
+    mcsd(&["audit", "export-key"], None)?;
+    // The P-256 TSA key, made in the HSM, certified by the dev CA.
     let csr = dir.join("pki/tsa-p256.csr");
-    let status = Command::new(&exe)
-        .env("SOFTHSM2_CONF", &softhsm_conf)
-        .args(["tsa", "csr", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .arg("--out")
-        .arg(&csr)
-        .status()
-        .map_err(|e| DevInitError::Setup(format!("running mcsd tsa csr: {e}")))?;
-    if !status.success() {
-        return Err(DevInitError::Setup(format!("mcsd tsa csr failed: {status}")));
-    }
+    mcsd(&["tsa", "csr"], Some(&csr))?;
     certify_p256(&dir.join("pki"), &csr, "mcsd dev Time-Stamping Authority", P256Use::TimeStamping, "tsa-p256.pem")?;
     // The P-256 document-signing key of `mcsd pdf sign-p256`, certified the same way, and
     // the dev CA's CRL: what a long-term-validation signature carries in its DSS.
     let csr = dir.join("pki/pdf-p256.csr");
-    let status = Command::new(&exe)
-        .env("SOFTHSM2_CONF", &softhsm_conf)
-        .args(["pdf", "csr", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .arg("--out")
-        .arg(&csr)
-        .status()
-        .map_err(|e| DevInitError::Setup(format!("running mcsd pdf csr: {e}")))?;
-    if !status.success() {
-        return Err(DevInitError::Setup(format!("mcsd pdf csr failed: {status}")));
-    }
+    mcsd(&["pdf", "csr"], Some(&csr))?;
     let pki = dir.join("pki");
     certify_p256(&pki, &csr, "mcsd dev P-256 document signer", P256Use::DocumentSigning, "pdf-p256.pem")?;
     dev_ca_crl(&pki)

@@ -27,14 +27,7 @@ impl KeyService {
         if key.status != KeyStatus::Active {
             return Err(KeyError::Conflict("only an active key can be suspended"));
         }
-        let by = match actor {
-            Actor::Device(device) => {
-                let proof = proof.ok_or_else(|| KeyError::Internal("phone suspend without proof".into()))?;
-                self.with_pin(key_id, device, None, proof, false, false, |_, _, _| Ok(())).await?;
-                "owner"
-            }
-            Actor::Admin => "admin",
-        };
+        let by = self.owner_proof(key_id, actor, proof).await?;
         let certificate_held = self.hold_certificate(&key, true).await?;
         let suspension = Suspension { reason: reason.to_owned(), by: by.to_owned(), at: self.now(), certificate_held };
         let rec = self

@@ -646,6 +646,24 @@ impl KeyService {
         Ok(())
     }
 
+    /// The key's own phone proves its PIN (checked and counted as for any use); an operator
+    /// sends no proof. Says who acted: `owner` or `admin`.
+    pub(super) async fn owner_proof(
+        &self,
+        key_id: &str,
+        actor: &Actor<'_>,
+        proof: Option<PinProof<'_>>,
+    ) -> Result<&'static str, KeyError> {
+        match actor {
+            Actor::Device(device) => {
+                let proof = proof.ok_or_else(|| KeyError::Internal("a phone's request without a proof".into()))?;
+                self.with_pin(key_id, device, None, proof, false, false, |_, _, _| Ok(())).await?;
+                Ok("owner")
+            }
+            Actor::Admin => Ok("admin"),
+        }
+    }
+
     /// Revoke and crypto-shred. A phone must prove its PIN; an admin need not.
     pub async fn revoke(
         &self,
@@ -658,10 +676,7 @@ impl KeyService {
         if key.status == KeyStatus::Revoked {
             return Err(KeyError::Conflict("key already revoked"));
         }
-        if let Actor::Device(device) = actor {
-            let proof = proof.ok_or_else(|| KeyError::Internal("phone revoke without proof".into()))?;
-            self.with_pin(key_id, device, None, proof, false, false, |_, _, _| Ok(())).await?;
-        }
+        self.owner_proof(key_id, actor, proof).await?;
         // The CA first: if it cannot revoke, nothing changes here and the caller may retry.
         self.revoke_certificate(&key, reason).await?;
         let rec = self

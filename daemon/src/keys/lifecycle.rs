@@ -136,3 +136,43 @@ impl KeyService {
         Ok(told)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::keys::testing::Keys;
+    use crate::keys::{Actor, KeyError};
+    use crate::model::key::KeyStatus;
+
+    #[tokio::test]
+    async fn an_operators_suspension_then_a_reissue_is_not_resumed() {
+        let k = Keys::new("");
+        let phone = k.active_phone("dev-a", "123456").await;
+        let id = phone.key_id.clone();
+        let key = k.keys.suspend(&id, &Actor::Admin, "frozen", None).await.unwrap();
+        assert_eq!(key.suspension.as_ref().map(|s| s.by.as_str()), Some("admin"));
+        // The phone is lost after all: a reissue. Its suspension is now the reissue's.
+        k.keys.create_successor(&id, "reissue", None, None).await.unwrap();
+        let key = k.key(&id);
+        assert!(key.status == KeyStatus::Suspended && key.suspension.is_none(), "{key:?}");
+        let err = k.keys.resume(&id).await.unwrap_err();
+        assert!(matches!(err, KeyError::Conflict(m) if m.contains("reissue")), "{err:?}");
+        assert_eq!(k.key(&id).status, KeyStatus::Suspended);
+    }
+
+    #[tokio::test]
+    async fn suspend_and_resume_only_from_the_right_state() {
+        let k = Keys::new("");
+        let phone = k.active_phone("dev-a", "123456").await;
+        let id = phone.key_id.clone();
+        assert!(matches!(k.keys.resume(&id).await, Err(KeyError::Conflict(_))), "an active key");
+        k.keys.suspend(&id, &Actor::Admin, "frozen", None).await.unwrap();
+        assert!(matches!(k.keys.suspend(&id, &Actor::Admin, "again", None).await, Err(KeyError::Conflict(_))));
+        assert!(matches!(
+            k.keys.suspend(&id, &Actor::Device("dev-b"), "lost", None).await,
+            Err(KeyError::DeviceMismatch)
+        ));
+        let key = k.keys.resume(&id).await.unwrap();
+        assert!(key.status == KeyStatus::Active && key.suspension.is_none());
+        assert!(matches!(k.keys.resume("k_none").await, Err(KeyError::NotFound(_))));
+    }
+}

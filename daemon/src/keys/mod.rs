@@ -399,18 +399,23 @@ impl KeyService {
             return Err(KeyError::Conflict("a change needs the new subject"));
         }
         let enrollment = self.store.enrollment(&old.enrollment_id)?.ok_or(KeyError::NotFound("enrollment"))?;
-        if reason == "reissue" && old.status == KeyStatus::Active {
+        if reason == "reissue" && (old.status == KeyStatus::Active || old.suspension.is_some()) {
+            // Suspended until its successor replaces it: an operator's earlier suspension
+            // becomes this one, which no resume lifts (a held certificate stays held).
             self.store
                 .update_key::<()>(key_id, |k| {
-                    let change = k.status == KeyStatus::Active;
+                    let change = k.status == KeyStatus::Active || k.suspension.is_some();
                     if change {
                         k.status = KeyStatus::Suspended;
+                        k.suspension = None;
                     }
                     Ok(change)
                 })?
                 .map_err(|()| KeyError::Internal("unreachable".into()))?;
             self.store.flush().await?;
-            self.tell_holders(&old, InboxEvent::KeySuspended { key_id: key_id.to_owned() }).await;
+            if old.status == KeyStatus::Active {
+                self.tell_holders(&old, InboxEvent::KeySuspended { key_id: key_id.to_owned() }).await;
+            }
         }
         let platforms =
             old.platforms.iter().filter(|g| !g.once && g.until.is_none()).map(|g| g.platform.clone()).collect();

@@ -578,6 +578,23 @@ fn demo() -> Result<()> {
     organisation_scene(&dir, &mcs_as)?;
     documents_scene(&dir, &mcs_as, &state, pin, seal["seal_id"].as_str().ok_or("no seal_id")?)?;
 
+    step("Zhang San reports the phone lost (挂失): the key refuses to sign until the operator resumes it (解冻)");
+    run_ok(mcs_as("app1").args(["app", "suspend", "--state"]).arg(&state).args(["--pin", pin, "--reason", "lost"]))?;
+    let frozen =
+        mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", pin, "--in"]).arg(&msg).output();
+    let frozen = frozen.map_err(|e| e.to_string())?;
+    let err = String::from_utf8_lossy(&frozen.stderr);
+    if frozen.status.success() || !err.contains("key_inactive") {
+        return Err(format!("a suspended key signed: {err}"));
+    }
+    println!("    while suspended: {}", err.trim());
+    let view = run_ok(mcs_as("admin").args(["admin", "key", key_id]))?;
+    let held = json_of(&view, "admin key")?;
+    println!("    suspension: {}", held["suspension"]);
+    run_ok(mcs_as("admin").args(["admin", "resume", key_id]))?;
+    run_ok(mcs_as("app1").args(["app", "sign", "--state"]).arg(&state).args(["--pin", pin, "--in"]).arg(&msg))?;
+    println!("    resumed by the operator: the key signs again");
+
     step("a wrong PIN is refused and counted by the daemon");
     let wrong = mcs_as("app1")
         .args(["app", "sign", "--state"])
@@ -597,7 +614,7 @@ fn demo() -> Result<()> {
     let audit = run_ok(Command::new(&mcsd).args(["audit", "verify", "--config"]).arg(dir.join("mcsd.toml")))?;
     println!("    {}", audit.trim());
     println!(
-        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → company certificate delegated to an employee, bid sealed after the legal representative's approval → wrong PIN refused → audit chain intact"
+        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → company certificate delegated to an employee, bid sealed after the legal representative's approval → phone reported lost, key resumed → wrong PIN refused → audit chain intact"
     );
     Ok(())
 }

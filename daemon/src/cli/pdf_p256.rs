@@ -139,7 +139,7 @@ pub fn p256_certificate(hsm: &Hsm, label: &str, common_name: &str) -> Result<Vec
     cert.to_der().map_err(err)
 }
 
-/// A time-stamp token for the SHA-256 imprint of a signature value.
+/// The CMS container with a signature time-stamp added.
 pub type Stamp<'a> = &'a dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>;
 
 /// What goes into a P-256 signature besides the key.
@@ -181,9 +181,7 @@ pub fn sign_pdf_p256(
     let sig = hsm_sign(hsm, label, &cms::to_be_signed(&attrs).map_err(err)?)?;
     let mut container = cms::signed_data(Algorithm::EcdsaP256, certificate, signing.chain, attrs, &sig).map_err(err)?;
     if let Some((stamp, _)) = signing.time_stamp {
-        let value = cms::signature_value(&container).map_err(err)?;
-        let imprint = mcs_pdfseal::tsp::imprint_digest(mcs_pdfseal::SHA256, &value).ok_or("SHA-256 imprint")?;
-        container = cms::with_signature_time_stamp(&container, &stamp(imprint)?).map_err(err)?;
+        container = stamp(container)?;
     }
     prepared.embed(&container).map_err(err)
 }
@@ -266,22 +264,20 @@ pub fn sign_command(cfg: &crate::config::Config, cmd: &SignCommand) -> Result<St
         Some(t) => Some(runtime.block_on(t.certificate()).map_err(|e| format!("time-stamp authority: {e}"))?),
         None => None,
     };
-    // The DSS: the signer's chain, the TSA's, the CRLs given.
+    // The DSS: the signer's chain, the TSA's (a certificate in both is written once), the
+    // CRLs given.
     let mut dss_certs = vec![certificate.clone()];
     dss_certs.extend(chain.iter().cloned());
     if let Some(t) = &tsa_cert {
-        for c in std::iter::once(&t.der).chain(&t.chain) {
-            if !dss_certs.contains(c) {
-                dss_certs.push(c.clone());
-            }
-        }
+        dss_certs.push(t.der.clone());
+        dss_certs.extend(t.chain.iter().cloned());
     }
     let with_dss = cmd.chain.is_some() || !crls.is_empty() || tsa.is_some();
-    let stamp = |imprint: Vec<u8>| -> Result<Vec<u8>, String> {
+    let stamp = |container: Vec<u8>| -> Result<Vec<u8>, String> {
         let tsa = tsa.as_ref().ok_or("no TSA")?;
-        runtime.block_on(tsa.token(mcs_pdfseal::SHA256, imprint, None, true)).map_err(|e| format!("time-stamp: {e}"))
+        runtime.block_on(tsa.stamp_container(&container, mcs_pdfseal::SHA256)).map_err(|e| format!("time-stamp: {e}"))
     };
-    let room = tsa_cert.as_ref().map(|t| 3072 + t.der.len() + t.chain.iter().map(Vec::len).sum::<usize>());
+    let room = tsa_cert.as_ref().map(crate::tsa::TsaCertificate::token_room);
     let signing = P256Signing {
         certificate: &certificate,
         chain: &chain,

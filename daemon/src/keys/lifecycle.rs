@@ -118,15 +118,13 @@ impl KeyService {
             let event = InboxEvent::CertificateExpiring { key_id: key.id.clone(), not_after: cert.not_after };
             self.tell_holders(&key, event).await;
             let serial = cert.serial.clone();
-            self.store
-                .update_key::<()>(&key.id, |k| {
-                    let same = k.certificate.as_ref().is_some_and(|c| c.serial == serial);
-                    if same {
-                        k.expiry_notified = Some(serial.clone());
-                    }
-                    Ok(same)
-                })?
-                .map_err(|()| KeyError::Internal("unreachable".into()))?;
+            self.store.edit_key(&key.id, &mut |k| {
+                let same = k.certificate.as_ref().is_some_and(|c| c.serial == serial);
+                if same {
+                    k.expiry_notified = Some(serial.clone());
+                }
+                same
+            })?;
             told += 1;
         }
         if told > 0 {

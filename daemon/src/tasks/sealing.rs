@@ -35,9 +35,6 @@ impl SealJob {
     }
 }
 
-/// Bytes reserved for a signature time-stamp token beyond the TSA's certificates.
-const TOKEN_RESERVE: usize = 3072;
-
 /// Check that a PDF and placement can be sealed, with a stand-in picture.
 pub(super) fn dry_run(pdf: &[u8], placement: &mcs_pdfseal::pdf::Placement) -> Result<(), TaskError> {
     use mcs_pdfseal::pdf;
@@ -85,7 +82,7 @@ impl TaskService {
         let mut token_room = 0;
         if let Some(tsa) = self.seals.tsa() {
             let t = tsa.certificate().await.map_err(|e| internal(format!("time-stamp authority: {e}")))?;
-            token_room = TOKEN_RESERVE + t.der.len() + t.chain.iter().map(Vec::len).sum::<usize>();
+            token_room = t.token_room();
             dss_certs.push(t.der);
             dss_certs.extend(t.chain);
         }
@@ -144,12 +141,8 @@ impl TaskService {
     /// when one is configured.
     pub(super) async fn time_stamped(&self, container: Vec<u8>) -> Result<Vec<u8>, TaskError> {
         let Some(tsa) = self.seals.tsa() else { return Ok(container) };
-        let internal = |e: String| TaskError::Key(KeyError::Internal(e));
-        let value = mcs_pdfseal::cms::signature_value(&container).map_err(|e| internal(e.to_string()))?;
-        let imprint =
-            mcs_pdfseal::tsp::imprint_digest(mcs_pdfseal::SM3, &value).ok_or_else(|| internal("SM3 imprint".into()))?;
-        let token =
-            tsa.token(mcs_pdfseal::SM3, imprint, None, true).await.map_err(|e| internal(format!("time-stamp: {e}")))?;
-        mcs_pdfseal::cms::with_signature_time_stamp(&container, &token).map_err(|e| internal(e.to_string()))
+        tsa.stamp_container(&container, mcs_pdfseal::SM3)
+            .await
+            .map_err(|e| TaskError::Key(KeyError::Internal(format!("time-stamp: {e}"))))
     }
 }

@@ -61,6 +61,17 @@ pub struct TsaCertificate {
     pub chain: Vec<Vec<u8>>,
 }
 
+/// Bytes a token needs beyond the TSA's certificates.
+const TOKEN_RESERVE: usize = 3072;
+
+impl TsaCertificate {
+    /// The room a signature time-stamp token carrying these certificates needs in a PDF
+    /// signature's `/Contents`.
+    pub fn token_room(&self) -> usize {
+        TOKEN_RESERVE + self.der.len() + self.chain.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
 /// The SM2 TSA's certificate as stored (versioned).
 #[derive(Serialize, Deserialize)]
 struct StoredCertificate {
@@ -266,6 +277,21 @@ impl TsaService {
         }
         let token = self.token(req.imprint_alg, req.imprint, req.nonce, req.cert_req).await?;
         Ok(tsp::response_granted(&token))
+    }
+
+    /// `container` (a one-signer CMS `SignedData`) with a signature time-stamp from this
+    /// TSA: a token over the `imprint_alg` digest of its signature value, as the unsigned
+    /// attribute `id-aa-signatureTimeStampToken`, certificates included.
+    pub async fn stamp_container(
+        &self,
+        container: &[u8],
+        imprint_alg: der::asn1::ObjectIdentifier,
+    ) -> Result<Vec<u8>, TsaError> {
+        let value = mcs_pdfseal::cms::signature_value(container).map_err(internal)?;
+        let imprint = tsp::imprint_digest(imprint_alg, &value)
+            .ok_or_else(|| internal(format!("no digest {imprint_alg} for an imprint")))?;
+        let token = self.token(imprint_alg, imprint, None, true).await?;
+        mcs_pdfseal::cms::with_signature_time_stamp(container, &token).map_err(internal)
     }
 
     /// A time-stamp token over `imprint` (the digest of the data, by `imprint_alg`),

@@ -206,6 +206,12 @@ struct Revocations {
     held: BTreeMap<String, u64>,
 }
 
+impl Revocations {
+    fn empty() -> Revocations {
+        Revocations { v: FORMAT, revoked: BTreeMap::new(), held: BTreeMap::new() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Revocation {
     reason: String,
@@ -373,7 +379,7 @@ fn update_revocations(kv: &dyn KeyValue, mut change: impl FnMut(&mut Revocations
         let stored = kv.get(CRL)?;
         let mut revocations = match &stored {
             Some(bytes) => decode::<Revocations>("CRL state", bytes)?,
-            None => Revocations { v: FORMAT, revoked: BTreeMap::new(), held: BTreeMap::new() },
+            None => Revocations::empty(),
         };
         if !change(&mut revocations) {
             return Ok(());
@@ -401,7 +407,7 @@ impl LocalCa {
     fn revocations(&self) -> Result<Revocations, String> {
         Ok(match self.kv.get(CRL)? {
             Some(bytes) => decode("CRL state", &bytes)?,
-            None => Revocations { v: FORMAT, revoked: BTreeMap::new(), held: BTreeMap::new() },
+            None => Revocations::empty(),
         })
     }
 
@@ -542,27 +548,23 @@ impl LocalCa {
         use x509_cert::time::Time;
         let revocations = self.revocations().map_err(failed)?;
         let time = |secs: u64| Time::try_from(std::time::UNIX_EPOCH + Duration::from_secs(secs)).map_err(failed);
-        let mut revoked: Vec<RevokedCert> = Vec::new();
-        for (serial, r) in &revocations.revoked {
-            let bytes = hex::decode(serial).map_err(failed)?;
-            revoked.push(RevokedCert {
-                serial_number: SerialNumber::new(&bytes).map_err(failed)?,
-                revocation_date: time(r.at)?,
-                crl_entry_extensions: None,
-            });
-        }
         // CRLReason ::= ENUMERATED { …, certificateHold (6) } (RFC 5280 §5.3.1).
         let hold = x509_cert::ext::Extension {
             extn_id: der::asn1::ObjectIdentifier::new_unwrap("2.5.29.21"),
             critical: false,
             extn_value: der::asn1::OctetString::new(vec![0x0a, 0x01, 0x06]).map_err(failed)?,
         };
-        for (serial, since) in &revocations.held {
+        // Revocations, then holds (with their reason).
+        let entries = revocations.revoked.iter().map(|(serial, r)| (serial, r.at, None));
+        let entries =
+            entries.chain(revocations.held.iter().map(|(serial, at)| (serial, *at, Some(vec![hold.clone()]))));
+        let mut revoked: Vec<RevokedCert> = Vec::new();
+        for (serial, at, crl_entry_extensions) in entries {
             let bytes = hex::decode(serial).map_err(failed)?;
             revoked.push(RevokedCert {
                 serial_number: SerialNumber::new(&bytes).map_err(failed)?,
-                revocation_date: time(*since)?,
-                crl_entry_extensions: Some(vec![hold.clone()]),
+                revocation_date: time(at)?,
+                crl_entry_extensions,
             });
         }
         let at = now();

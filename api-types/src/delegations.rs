@@ -123,6 +123,10 @@ pub struct ShareRequest {
 #[serde(deny_unknown_fields)]
 pub struct ActivateDelegationRequest {
     pub pin: Pin,
+    /// As at a key's activation: the delegate's own recovery key (64 lowercase hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^[0-9a-f]{64}$"))]
+    pub recovery_key: Option<Zeroizing<String>>,
 }
 
 /// The key the delegation gives the caller.

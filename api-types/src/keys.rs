@@ -93,6 +93,11 @@ pub struct ActivateRequest {
     #[cfg_attr(feature = "openapi", schema(pattern = "^04[0-9a-f]{128}$"))]
     pub p1: String,
     pub pin: Pin,
+    /// 32 random bytes (64 lowercase hex) the phone also keeps `d1` encrypted under; kept
+    /// HSM-wrapped and handed back at a PIN reset. Without it a forgotten PIN costs the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^[0-9a-f]{64}$"))]
+    pub recovery_key: Option<Zeroizing<String>>,
 }
 
 /// The activated (still pending) key and the certificate request task the phone co-signs.
@@ -310,6 +315,51 @@ pub struct RevokeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub pin_proof: Option<String>,
+}
+
+/// `POST /v1/keys/{id}/pin-reset` (admin), after the CA checked the person's identity.
+/// The body may be empty (`{}`): the reset is of the owner's share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OpenPinResetRequest {
+    /// Reset the share of this active delegation of the key instead (an employee's phone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_id: Option<String>,
+}
+
+/// The one-time reset code (16 characters, 80 bits), shown once: the operator tells it to
+/// the person out of band.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PinResetOpened {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reset_code: Zeroizing<String>,
+    /// RFC 3339.
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_id: Option<String>,
+}
+
+/// `POST /v1/keys/{id}/pin/reset` (the phone of the share).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PinResetRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub reset_code: Zeroizing<String>,
+    pub new_pin: Pin,
+    /// The new recovery key (64 lowercase hex).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
+    pub recovery_key: Zeroizing<String>,
+}
+
+/// The previous recovery key (64 lowercase hex): the phone decrypts `d1` with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PinResetDone {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
+    pub recovery_key: Zeroizing<String>,
 }
 
 /// `POST /v1/keys/{id}/suspend` (挂失 / 冻结): why, and the owner phone's proof.

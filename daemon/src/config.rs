@@ -437,6 +437,8 @@ struct RawKeys {
     expiry_notice_days: u32,
     #[serde(default = "default_expiry_check_secs")]
     expiry_check_interval_secs: u64,
+    #[serde(default = "default_pin_reset_ttl")]
+    pin_reset_ttl_hours: u64,
 }
 
 impl Default for RawKeys {
@@ -446,8 +448,13 @@ impl Default for RawKeys {
             enrollment_ttl_hours: default_enrollment_ttl(),
             expiry_notice_days: default_expiry_notice_days(),
             expiry_check_interval_secs: default_expiry_check_secs(),
+            pin_reset_ttl_hours: default_pin_reset_ttl(),
         }
     }
+}
+
+fn default_pin_reset_ttl() -> u64 {
+    24
 }
 
 fn default_expiry_notice_days() -> u32 {
@@ -696,6 +703,8 @@ pub struct KeysConfig {
     pub expiry_notice: Duration,
     /// How often the certificates are checked for that.
     pub expiry_check_interval: Duration,
+    /// How long a PIN-reset code stays usable.
+    pub pin_reset_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -839,6 +848,9 @@ impl Config {
         }
         let store = Self::store(&raw.store, &abs)?;
         // Bounded so that hours → seconds, and an expiry of now + ttl, cannot overflow.
+        if !(1..=720).contains(&raw.keys.pin_reset_ttl_hours) {
+            return Err(ConfigError::Invalid("keys.pin_reset_ttl_hours must be 1..=720 (30 days)".into()));
+        }
         if !(1..=8760).contains(&raw.keys.enrollment_ttl_hours) {
             return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be 1..=8760 (a year)".into()));
         }
@@ -924,6 +936,7 @@ impl Config {
                 enrollment_ttl: Duration::from_secs(raw.keys.enrollment_ttl_hours * 3600),
                 expiry_notice: Duration::from_secs(u64::from(raw.keys.expiry_notice_days) * 86_400),
                 expiry_check_interval: Duration::from_secs(raw.keys.expiry_check_interval_secs),
+                pin_reset_ttl: Duration::from_secs(raw.keys.pin_reset_ttl_hours * 3600),
             },
             tasks: TasksConfig {
                 default_ttl: Duration::from_secs(raw.tasks.default_ttl_secs),

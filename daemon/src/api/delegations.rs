@@ -65,7 +65,8 @@ pub async fn activate(
     Json(req): Json<ActivateDelegationRequest>,
 ) -> Reply {
     let (_, verifier) = wire::decode_pin(&req.pin)?;
-    let key = api.keys.activate_delegation(&id, &device, verifier).await?;
+    let recovery_key = wire::optional_recovery_key(req.recovery_key.as_ref())?;
+    let key = api.keys.activate_delegation(&id, &device, verifier, recovery_key).await?;
     views::ok(mcs_api::DelegatedKey { key_id: key.id, public_key: key.public_key })
 }
 

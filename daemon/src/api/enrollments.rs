@@ -20,9 +20,15 @@ pub async fn create(State(api): Ctx, _: Admin, Json(req): Json<EnrollmentRequest
 }
 
 pub async fn activate(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<ActivateRequest>) -> Reply {
-    let (p1, pin_verifier) = wire::activation(&req)?;
-    let activation =
-        Activation { enrollment_id: id, activation_code: req.activation_code, device_id: device, p1, pin_verifier };
+    let (p1, pin_verifier, recovery_key) = wire::activation(&req)?;
+    let activation = Activation {
+        enrollment_id: id,
+        activation_code: req.activation_code,
+        device_id: device,
+        p1,
+        pin_verifier,
+        recovery_key,
+    };
     let key = api.keys.activate(activation).await?;
     let csr = api.tasks.create_csr_task(&key).await?;
     views::created(views::activated(&key, &csr))

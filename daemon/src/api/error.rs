@@ -38,6 +38,9 @@ pub enum ApiError {
     PinLocked,
     #[error("task token invalid")]
     TokenInvalid,
+    /// `token_invalid` for a wrong PIN-reset code, with the codes left before it is voided.
+    #[error("reset code incorrect")]
+    ResetCodeWrong { remaining_attempts: u32 },
     #[error("task expired")]
     TaskExpired,
     #[error("{0}")]
@@ -80,7 +83,7 @@ impl ApiError {
             ApiError::TaskState(_) => "task_state",
             ApiError::PinIncorrect { .. } => "pin_incorrect",
             ApiError::PinLocked => "pin_locked",
-            ApiError::TokenInvalid => "token_invalid",
+            ApiError::TokenInvalid | ApiError::ResetCodeWrong { .. } => "token_invalid",
             ApiError::TaskExpired => "task_expired",
             ApiError::CertMismatch(_) => "cert_mismatch",
             ApiError::PlatformNotAuthorized(_) => "platform_not_authorized",
@@ -105,6 +108,7 @@ impl ApiError {
             | ApiError::DeviceMismatch
             | ApiError::PinIncorrect { .. }
             | ApiError::TokenInvalid
+            | ApiError::ResetCodeWrong { .. }
             | ApiError::PlatformNotAuthorized(_)
             | ApiError::NoPermission(_) => 403,
             ApiError::NotFound(_) => 404,
@@ -137,7 +141,9 @@ impl ApiError {
     /// The `error` member of the body: code, message and the code's extra fields.
     pub fn detail(&self) -> mcs_api::ErrorDetail {
         let remaining_attempts = match self {
-            ApiError::PinIncorrect { remaining_attempts } => Some(*remaining_attempts),
+            ApiError::PinIncorrect { remaining_attempts } | ApiError::ResetCodeWrong { remaining_attempts } => {
+                Some(*remaining_attempts)
+            }
             _ => None,
         };
         mcs_api::ErrorDetail {
@@ -199,6 +205,7 @@ impl From<crate::keys::KeyError> for ApiError {
             KeyError::PinLocked => ApiError::PinLocked,
             KeyError::ActivationCodeWrong => ApiError::Forbidden("activation code incorrect".into()),
             KeyError::TokenInvalid(_) => ApiError::TokenInvalid,
+            KeyError::ResetCodeWrong { remaining_attempts } => ApiError::ResetCodeWrong { remaining_attempts },
             KeyError::NoPermission(msg) => ApiError::NoPermission(msg),
             KeyError::Conflict(msg) => ApiError::Conflict(msg.into()),
             KeyError::Store(e @ (StoreError::Unreachable(_) | StoreError::Unavailable)) => {
@@ -314,6 +321,7 @@ mod tests {
             (ApiError::PluginError("x".into()), "plugin_error", 502),
             (ApiError::PluginTimeout("x".into()), "plugin_timeout", 504),
             (ApiError::TokenInvalid, "token_invalid", 403),
+            (ApiError::ResetCodeWrong { remaining_attempts: 4 }, "token_invalid", 403),
             (ApiError::TaskState("x".into()), "task_state", 409),
             (ApiError::CertMismatch("x".into()), "cert_mismatch", 409),
             (ApiError::PlatformNotAuthorized("x".into()), "platform_not_authorized", 403),

@@ -104,6 +104,24 @@ where
     }
 }
 
+/// [`Json`] for a request whose fields are all optional: no body at all is `T::default()`.
+pub struct JsonOrNone<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrNone<T>
+where
+    BodyLimit: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = read_body(req, BodyLimit::from_ref(state).0).await?;
+        if body.is_empty() {
+            return Ok(JsonOrNone(T::default()));
+        }
+        wire::parse(&body).map(JsonOrNone)
+    }
+}
+
 /// A DER body of `content-type: application/timestamp-query` (RFC 3161 over HTTP).
 pub struct TimestampQuery(pub Vec<u8>);
 

@@ -1,15 +1,16 @@
 //! `/v1/keys/…`: listing and reading keys, co-signing and decrypting with them, PIN change
-//! and unlock, revocation, suspension and resumption, successors, platform grants.
+//! and unlock, PIN reset, revocation, suspension and resumption, successors, platform grants.
 
 use axum::extract::{RawQuery, State};
 
 use super::Ctx;
 use super::caller::{Admin, AdminOrDevice, Device};
-use super::extract::{EmptyObject, Id, Ignored, Json, NoBody, Params};
+use super::extract::{EmptyObject, Id, Ignored, Json, JsonOrNone, NoBody, Params};
 use super::views::{self, Reply};
 use super::wire;
 use mcs_api::{
-    ChangePinRequest, DecryptRequest, PlatformRequest, RevokeRequest, SignRequest, SuccessorRequest, SuspendRequest,
+    ChangePinRequest, DecryptRequest, OpenPinResetRequest, PinResetRequest, PlatformRequest, RevokeRequest,
+    SignRequest, SuccessorRequest, SuspendRequest,
 };
 
 pub async fn list(State(api): Ctx, who: AdminOrDevice, RawQuery(query): RawQuery, _: Ignored) -> Reply {
@@ -42,6 +43,25 @@ pub async fn change_pin(
     let (verifier, proof) = wire::change_pin(&req)?;
     api.keys.change_pin(&id, &device, verifier, proof).await?;
     views::no_content()
+}
+
+/// Operator: open a PIN reset (after the CA checked the person's identity).
+pub async fn open_pin_reset(
+    State(api): Ctx,
+    _: Admin,
+    Id(id): Id,
+    JsonOrNone(req): JsonOrNone<OpenPinResetRequest>,
+) -> Reply {
+    let delegation = wire::open_pin_reset(&req)?;
+    let opened = api.keys.open_pin_reset(&id, delegation).await?;
+    views::created(views::pin_reset_opened(&opened, delegation))
+}
+
+/// The phone of the share: reset its PIN with the operator's code.
+pub async fn reset_pin(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<PinResetRequest>) -> Reply {
+    let reset = wire::pin_reset(&req)?;
+    let old = api.keys.reset_pin(&id, &device, reset).await?;
+    views::ok(mcs_api::PinResetDone { recovery_key: zeroize::Zeroizing::new(hex::encode(old.as_slice())) })
 }
 
 pub async fn unlock(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Reply {

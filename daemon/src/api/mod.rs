@@ -104,6 +104,8 @@ where
         ("/v1/keys/{id}/sign", post(keys::sign)),
         ("/v1/keys/{id}/decrypt", post(keys::decrypt)),
         ("/v1/keys/{id}/pin", post(keys::change_pin)),
+        ("/v1/keys/{id}/pin-reset", post(keys::open_pin_reset)),
+        ("/v1/keys/{id}/pin/reset", post(keys::reset_pin)),
         ("/v1/keys/{id}/unlock", post(keys::unlock)),
         ("/v1/keys/{id}/revoke", post(keys::revoke)),
         ("/v1/keys/{id}/suspend", post(keys::suspend)),

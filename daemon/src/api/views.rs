@@ -63,6 +63,17 @@ pub fn enrollment(created: &EnrollmentCreated) -> mcs_api::Enrollment {
     }
 }
 
+pub fn pin_reset_opened(
+    opened: &crate::keys::pin_reset::PinResetOpened,
+    delegation: Option<&str>,
+) -> mcs_api::PinResetOpened {
+    mcs_api::PinResetOpened {
+        reset_code: zeroize::Zeroizing::new(opened.reset_code.clone()),
+        expires_at: rfc3339(opened.expires_at),
+        delegation_id: delegation.map(str::to_owned),
+    }
+}
+
 pub fn successor(created: &EnrollmentCreated, predecessor: &str) -> mcs_api::Enrollment {
     mcs_api::Enrollment { predecessor: Some(predecessor.to_owned()), ..enrollment(created) }
 }

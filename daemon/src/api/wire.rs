@@ -66,6 +66,45 @@ pub fn decode_pin(pin: &Pin) -> Result<([u8; 16], crate::keys::Verifier), ApiErr
     Ok((salt, verifier))
 }
 
+/// A recovery key: 64 lowercase hex, decoded straight into its boxed, wiped home.
+pub fn recovery_key(hex_key: &str, what: &str) -> Result<crate::keys::RecoveryKey, ApiError> {
+    let mut key: crate::keys::RecoveryKey = Box::new(Zeroizing::new([0u8; 32]));
+    if hex_key.len() != 64 || !sm2_2p::is_lowercase_hex(hex_key) || hex::decode_to_slice(hex_key, &mut key[..]).is_err()
+    {
+        return Err(ApiError::bad_request(format!("{what} must be 64 lowercase hex characters")));
+    }
+    Ok(key)
+}
+
+/// An optional recovery key field.
+pub fn optional_recovery_key(
+    hex_key: Option<&Zeroizing<String>>,
+) -> Result<Option<crate::keys::RecoveryKey>, ApiError> {
+    hex_key.map(|k| recovery_key(k, "recovery_key")).transpose()
+}
+
+/// A phone's PIN reset: the code (as the operator read it out: case and spaces do not
+/// matter), the new verifier and the new recovery key.
+pub fn pin_reset(req: &mcs_api::PinResetRequest) -> Result<crate::keys::pin_reset::PinResetRequest, ApiError> {
+    let code = req.reset_code.trim();
+    if code.is_empty() || code.len() > 64 {
+        return Err(ApiError::bad_request("reset_code must be 1-64 characters"));
+    }
+    let (_, new_verifier) = decode_pin(&req.new_pin)?;
+    let new_recovery_key = recovery_key(&req.recovery_key, "recovery_key")?;
+    Ok(crate::keys::pin_reset::PinResetRequest { reset_code: req.reset_code.clone(), new_verifier, new_recovery_key })
+}
+
+/// An operator's PIN-reset opening: the delegation id, if any, must look like one.
+pub fn open_pin_reset(req: &mcs_api::OpenPinResetRequest) -> Result<Option<&str>, ApiError> {
+    match req.delegation_id.as_deref() {
+        Some(d) if d.is_empty() || d.len() > 64 || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            Err(ApiError::bad_request("delegation_id is not a delegation id"))
+        }
+        other => Ok(other),
+    }
+}
+
 pub fn hex_exact<const N: usize>(s: &str, what: &str) -> Result<[u8; N], ApiError> {
     let mut out = [0u8; N];
     if s.len() != 2 * N || !sm2_2p::is_lowercase_hex(s) || hex::decode_to_slice(s, &mut out).is_err() {
@@ -397,10 +436,12 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
 
 // ---- checks of the other bodies, in the order each route has always made them ----------
 
-pub fn activation(req: &ActivateRequest) -> Result<(AffinePoint, Verifier), ApiError> {
+pub fn activation(
+    req: &ActivateRequest,
+) -> Result<(AffinePoint, Verifier, Option<crate::keys::RecoveryKey>), ApiError> {
     let p1 = sm2_2p::point_from_hex(&req.p1)?;
     let (_, verifier) = decode_pin(&req.pin)?;
-    Ok((p1, verifier))
+    Ok((p1, verifier, optional_recovery_key(req.recovery_key.as_ref())?))
 }
 
 /// (e, q1, mode, proof).

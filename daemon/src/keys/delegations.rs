@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{Actor, KeyError, KeyService, PinProof, Verifier, blocking, check_usable, random_id};
+use super::{Actor, KeyError, KeyService, PinProof, RecoveryKey, Verifier, blocking, check_usable, random_id};
 use crate::model::delegation::{Approval, DelegationKind, DelegationRecord, DelegationStatus};
 use crate::model::inbox::InboxEvent;
 use crate::model::key::{KeyRecord, PinState};
@@ -152,9 +152,9 @@ impl KeyService {
 
     /// Write one delegation step with the request's audit entry, flushed. `Raced` is the
     /// caller's `conflict`: someone moved it first.
-    async fn commit_delegation(&self, change: DelegationChange<'_>) -> Result<(), KeyError> {
+    pub(super) async fn commit_delegation(&self, change: DelegationChange<'_>) -> Result<(), KeyError> {
         let rec = change.record.clone();
-        let DelegationChange { put_secrets, erase_secrets, transfer, .. } = change;
+        let DelegationChange { put_secrets, erase_secrets, transfer, clear_pin, .. } = change;
         let outcome = self
             .audited(
                 &rec.key_id,
@@ -166,6 +166,7 @@ impl KeyService {
                         put_secrets,
                         erase_secrets,
                         transfer,
+                        clear_pin,
                         audit: a,
                     })
                 },
@@ -181,7 +182,7 @@ impl KeyService {
         Ok(())
     }
 
-    fn next(&self, d: &DelegationRecord) -> DelegationRecord {
+    pub(super) fn next_delegation(&self, d: &DelegationRecord) -> DelegationRecord {
         let mut n = d.clone();
         n.rev += 1;
         n.updated_at = self.now();
@@ -246,6 +247,7 @@ impl KeyService {
             updated_at: now,
             end_reason: None,
             rev: 0,
+            pin_reset: None,
         };
         let inserted = self
             .audited(
@@ -296,7 +298,7 @@ impl KeyService {
         {
             return Err(KeyError::Conflict("this device already holds a delegation of the key"));
         }
-        let mut n = self.next(&d);
+        let mut n = self.next_delegation(&d);
         n.status = DelegationStatus::AwaitingShare;
         n.device_id = Some(device_id.to_owned());
         n.transport_key = Some(t_hex);
@@ -353,7 +355,7 @@ impl KeyService {
                 Ok((Zeroizing::new(sm2_2p::scalar_to_hex(&u)), blob, sm2_2p::point_to_hex(&delegate.p2())))
             })
             .await?;
-        let mut n = self.next(&d);
+        let mut n = self.next_delegation(&d);
         n.p2 = Some(p2);
         self.commit_delegation(DelegationChange {
             put_secrets: vec![(SecretKind::DelegateShare, &blob)],
@@ -383,7 +385,7 @@ impl KeyService {
                 Ok(hsm.wrap(&did, SecretKind::DelegateHandover, &wrapped_share)?)
             })
             .await?;
-        let mut n = self.next(&d);
+        let mut n = self.next_delegation(&d);
         n.status = DelegationStatus::AwaitingPin;
         self.commit_delegation(DelegationChange {
             put_secrets: vec![(SecretKind::DelegateHandover, &blob)],
@@ -414,6 +416,7 @@ impl KeyService {
         id: &str,
         device_id: &str,
         verifier: Verifier,
+        recovery_key: Option<RecoveryKey>,
     ) -> Result<KeyRecord, KeyError> {
         let d = self.delegation_rec(id)?;
         if d.device_id.as_deref() != Some(device_id) {
@@ -427,34 +430,43 @@ impl KeyService {
         }
         let key = self.store.key(&d.key_id)?.ok_or(KeyError::NotFound("key"))?;
         check_usable(&key, self.now())?;
-        let mut n = self.next(&d);
+        let mut n = self.next_delegation(&d);
         n.status = DelegationStatus::Active;
         let (hsm, did, key_id, kind) = (self.hsm.clone(), d.id.clone(), key.id.clone(), d.kind);
         let pending = self
             .store
             .delegation_secret(&d.id, SecretKind::DelegateShare)?
             .ok_or_else(|| KeyError::Internal(format!("{id}: pending share missing")))?;
-        let (first, second) = blocking(move || match kind {
+        let (first, second, recovery) = blocking(move || match kind {
             DelegationKind::Delegate => {
-                Ok((hsm.wrap(&did, SecretKind::DelegatePinVerifier, verifier.as_slice())?, None))
+                let recovery =
+                    recovery_key.map(|r| hsm.wrap(&did, SecretKind::DelegateRecoveryKey, r.as_slice())).transpose()?;
+                Ok((hsm.wrap(&did, SecretKind::DelegatePinVerifier, verifier.as_slice())?, None, recovery))
             }
             // The share moves to the key: wrapped again under the key's id and kind.
             DelegationKind::Transfer => {
                 let share = hsm.unwrap(&did, SecretKind::DelegateShare, &pending)?;
                 let share_blob = hsm.wrap(&key_id, SecretKind::Share, &share)?;
-                Ok((share_blob, Some(hsm.wrap(&key_id, SecretKind::PinVerifier, verifier.as_slice())?)))
+                let verifier_blob = hsm.wrap(&key_id, SecretKind::PinVerifier, verifier.as_slice())?;
+                let recovery =
+                    recovery_key.map(|r| hsm.wrap(&key_id, SecretKind::RecoveryKey, r.as_slice())).transpose()?;
+                Ok((share_blob, Some(verifier_blob), recovery))
             }
         })
         .await?;
         let change = match &second {
-            None => DelegationChange {
-                put_secrets: vec![(SecretKind::DelegatePinVerifier, &first)],
-                erase_secrets: vec![SecretKind::DelegateHandover],
-                ..DelegationChange::of(&n)
-            },
+            None => {
+                let mut put_secrets = vec![(SecretKind::DelegatePinVerifier, first.as_slice())];
+                put_secrets.extend(recovery.as_deref().map(|r| (SecretKind::DelegateRecoveryKey, r)));
+                DelegationChange {
+                    put_secrets,
+                    erase_secrets: vec![SecretKind::DelegateHandover],
+                    ..DelegationChange::of(&n)
+                }
+            }
             Some(verifier_blob) => DelegationChange {
                 erase_secrets: vec![SecretKind::DelegateShare, SecretKind::DelegateHandover],
-                transfer: Some(KeyTransfer { share_blob: &first, verifier_blob }),
+                transfer: Some(KeyTransfer { share_blob: &first, verifier_blob, recovery_blob: recovery.as_deref() }),
                 ..DelegationChange::of(&n)
             },
         };
@@ -538,7 +550,7 @@ impl KeyService {
             self.with_pin(&d.key_id, device, None, proof, false, false, |_, _, _| Ok(())).await?;
         }
         let d = self.delegation_rec(id)?;
-        let mut n = self.next(&d);
+        let mut n = self.next_delegation(&d);
         n.status = DelegationStatus::Revoked;
         n.end_reason = Some("revoked".into());
         self.commit_delegation(DelegationChange::of(&n)).await?;
@@ -618,7 +630,7 @@ impl KeyService {
             if !over {
                 continue;
             }
-            let mut n = self.next(&d);
+            let mut n = self.next_delegation(&d);
             n.status = DelegationStatus::Expired;
             n.end_reason = Some("expired".into());
             match self.store.change_delegation(DelegationChange::of(&n))? {
@@ -687,7 +699,8 @@ mod tests {
         let p2 = sm2_2p::point_from_hex(&h.p2).unwrap();
         let share = t.open_share(&hex::decode(&h.wrapped_share).unwrap(), &p2, &public).expect("the pair checks");
         let verifier = sm2_2p::pin_verifier(b"654321", &[9u8; 16]);
-        k.keys.activate_delegation(&did, device, Box::new(verifier.clone())).await.unwrap();
+        let recovery = Some(Box::new(Zeroizing::new(crate::keys::testing::recovery_of(device))));
+        k.keys.activate_delegation(&did, device, Box::new(verifier.clone()), recovery).await.unwrap();
         (k.store.delegation(&did).unwrap().unwrap(), share, verifier)
     }
 
@@ -814,5 +827,46 @@ mod tests {
         sign(&k, &owner.key_id, "dev-b", &share, &v).await.unwrap();
         let err = sign(&k, &owner.key_id, &owner.device, &owner.share, &owner.verifier).await.unwrap_err();
         assert!(matches!(err, KeyError::DeviceMismatch), "{err:?}");
+        // The new owner's recovery key came with it; the old owner's is gone.
+        let recovery = k.store.key_secret(&owner.key_id, SecretKind::RecoveryKey).unwrap().expect("recovery key");
+        let plain = crate::hsm::Wrapper::unwrap(&*k.hsm, &owner.key_id, SecretKind::RecoveryKey, &recovery).unwrap();
+        assert_eq!(plain.as_slice(), crate::keys::testing::recovery_of("dev-b"));
+    }
+
+    #[tokio::test]
+    async fn a_delegate_resets_its_own_pin_and_keeps_its_share() {
+        use crate::keys::pin_reset::PinResetRequest;
+        let k = Keys::new("[keys]\npin_max_attempts = 2");
+        let owner = k.active_phone("dev-a", "123456").await;
+        let now = crate::clock::Clock::now(&*k.clock);
+        let (d, share, v) = delegate(&k, &owner, "dev-b", new(DelegationKind::Delegate, Some(now + HOUR), None)).await;
+        let wrong = sm2_2p::pin_verifier(b"000000", &[9u8; 16]);
+        for _ in 0..2 {
+            sign(&k, &owner.key_id, "dev-b", &share, &wrong).await.unwrap_err();
+        }
+        assert!(k.store.delegation(&d.id).unwrap().unwrap().pin.locked);
+        // The owner's reset is not the delegate's: its own code, on its own share.
+        let opened = k.keys.open_pin_reset(&owner.key_id, Some(&d.id)).await.unwrap();
+        let new_v = sm2_2p::pin_verifier(b"111111", &[3u8; 16]);
+        let req = |code: &str| PinResetRequest {
+            reset_code: Zeroizing::new(code.to_owned()),
+            new_verifier: Box::new(new_v.clone()),
+            new_recovery_key: Box::new(Zeroizing::new([0x77; 32])),
+        };
+        let err = k.keys.reset_pin(&owner.key_id, &owner.device, req(&opened.reset_code)).await.unwrap_err();
+        assert!(matches!(err, KeyError::Conflict(_)), "the owner has no open reset: {err:?}");
+        let old = k.keys.reset_pin(&owner.key_id, "dev-b", req(&opened.reset_code)).await.unwrap();
+        assert_eq!(old.as_slice(), crate::keys::testing::recovery_of("dev-b"), "the delegate's old recovery key");
+        let after = k.store.delegation(&d.id).unwrap().unwrap();
+        assert_eq!((after.pin, after.pin_reset), (PinState::default(), None));
+        sign(&k, &owner.key_id, "dev-b", &share, &new_v).await.unwrap();
+        assert!(sign(&k, &owner.key_id, "dev-b", &share, &v).await.is_err(), "the old PIN no longer works");
+        let blob = k.store.delegation_secret(&d.id, SecretKind::DelegateRecoveryKey).unwrap().unwrap();
+        assert_eq!(
+            crate::hsm::Wrapper::unwrap(&*k.hsm, &d.id, SecretKind::DelegateRecoveryKey, &blob).unwrap().as_slice(),
+            [0x77; 32]
+        );
+        // The owner's key and PIN are untouched.
+        sign(&k, &owner.key_id, &owner.device, &owner.share, &owner.verifier).await.unwrap();
     }
 }

@@ -17,6 +17,7 @@ pub mod delegations;
 pub mod kek_rotation;
 pub mod lifecycle;
 pub mod pin;
+pub mod pin_reset;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -37,7 +38,7 @@ use crate::model::key::{
 use crate::model::secret::SecretKind;
 use crate::plugins::PluginError;
 use crate::plugins::ca::{CaAdapter, RevokeRequest};
-use crate::store::{ActivateOutcome, Storage, StoreError};
+use crate::store::{ActivateOutcome, KeySecrets, Storage, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -57,6 +58,8 @@ pub enum KeyError {
     ActivationCodeWrong,
     #[error("{0}")]
     TokenInvalid(&'static str),
+    #[error("reset code incorrect")]
+    ResetCodeWrong { remaining_attempts: u32 },
     #[error("{0}")]
     NoPermission(String),
     #[error("{0}")]
@@ -96,6 +99,8 @@ pub struct Activation {
     pub p1: AffinePoint,
     /// On the heap: moving it moves a pointer, not 32 bytes that stay behind.
     pub pin_verifier: Verifier,
+    /// PROTOCOL.md "PIN reset": kept HSM-wrapped, handed back at the next reset.
+    pub recovery_key: Option<RecoveryKey>,
 }
 
 /// What the PIN proof of a request covers (PROTOCOL.md "PIN"): the op name and the
@@ -185,6 +190,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KeyError> + S
 
 /// A PIN verifier in memory: boxed, so moves copy only the pointer, and wiped on drop.
 pub type Verifier = Box<Zeroizing<[u8; 32]>>;
+
+/// A recovery key in memory (32 bytes, like a verifier).
+pub type RecoveryKey = Box<Zeroizing<[u8; 32]>>;
 
 impl KeyService {
     pub fn new(
@@ -303,12 +311,13 @@ impl KeyService {
         }
         let key_id = random_id("k_")?;
         let hsm = self.hsm.clone();
-        let (id, p1, verifier) = (key_id.clone(), req.p1, req.pin_verifier);
-        let (public, share_blob, verifier_blob) = blocking(move || {
+        let (id, p1, verifier, recovery) = (key_id.clone(), req.p1, req.pin_verifier, req.recovery_key);
+        let (public, share_blob, verifier_blob, recovery_blob) = blocking(move || {
             let (share, public) = sm2_2p::server_keygen(&p1);
             let share_blob = hsm.wrap(&id, SecretKind::Share, share.to_bytes().as_slice())?;
             let verifier_blob = hsm.wrap(&id, SecretKind::PinVerifier, verifier.as_slice())?;
-            Ok((public, share_blob, verifier_blob))
+            let recovery_blob = recovery.map(|r| hsm.wrap(&id, SecretKind::RecoveryKey, r.as_slice())).transpose()?;
+            Ok((public, share_blob, verifier_blob, recovery_blob))
         })
         .await?;
         let key = KeyRecord {
@@ -334,13 +343,18 @@ impl KeyService {
             p1: Some(sm2_2p::point_to_hex(&p1)),
             suspension: None,
             expiry_notified: None,
+            pin_reset: None,
         };
         let activated = self
             .audited(
                 &key.id,
                 "ok",
                 crate::audit::enrollment_detail(Some(&key.enrollment_id)),
-                |a| self.store.activate(&key, &share_blob, &verifier_blob, a),
+                |a| {
+                    let secrets =
+                        KeySecrets { share: &share_blob, verifier: &verifier_blob, recovery: recovery_blob.as_deref() };
+                    self.store.activate_with(&key, &secrets, a)
+                },
                 |o| *o == ActivateOutcome::Done,
             )
             .await?;

@@ -102,6 +102,11 @@ impl Keys {
 
     /// A phone that enrolled and activated: its key is `pending`, waiting for its certificate.
     pub async fn phone(&self, device: &str, pin: &str) -> Phone {
+        self.phone_with(device, pin, true).await
+    }
+
+    /// [`Keys::phone`], sending a recovery key ([`recovery_of`]) or none.
+    pub async fn phone_with(&self, device: &str, pin: &str, recovery: bool) -> Phone {
         let created = self
             .keys
             .create_enrollment(NewEnrollment {
@@ -130,6 +135,7 @@ impl Keys {
                 device_id: device.into(),
                 p1,
                 pin_verifier: Box::new(verifier.clone()),
+                recovery_key: recovery.then(|| Box::new(Zeroizing::new(recovery_of(device)))),
             })
             .await
             .expect("activation");
@@ -139,7 +145,12 @@ impl Keys {
     /// A phone whose key is active. The status is set in the store directly: the
     /// certificate's own path (the `csr` task) is the task service's, and tested there.
     pub async fn active_phone(&self, device: &str, pin: &str) -> Phone {
-        let phone = self.phone(device, pin).await;
+        self.active_phone_with(device, pin, true).await
+    }
+
+    /// [`Keys::active_phone`] with a recovery key or none.
+    pub async fn active_phone_with(&self, device: &str, pin: &str, recovery: bool) -> Phone {
+        let phone = self.phone_with(device, pin, recovery).await;
         self.store
             .update_key::<()>(&phone.key_id, |k| {
                 k.status = KeyStatus::Active;
@@ -154,6 +165,12 @@ impl Keys {
     pub fn key(&self, id: &str) -> KeyRecord {
         self.store.key(id).expect("store").expect("key")
     }
+}
+
+/// The recovery key the test phones (and delegates) of `device` send.
+pub fn recovery_of(device: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("recovery key of {device}").as_bytes()).into()
 }
 
 /// The phone half: its share `d1`, its PIN verifier, its device id and key.

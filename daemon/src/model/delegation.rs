@@ -112,6 +112,9 @@ pub struct DelegationRecord {
     pub end_reason: Option<String>,
     /// Compare-and-swap revision: every change is stored at `rev + 1`.
     pub rev: u64,
+    /// An open PIN reset of the delegate's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_reset: Option<crate::model::key::PinResetState>,
 }
 
 impl DelegationRecord {

@@ -136,6 +136,26 @@ pub struct KeyRecord {
     /// The serial of the certificate whose coming expiry the holders were told of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_notified: Option<String>,
+    /// An open PIN reset of the owner's share (`POST …/pin-reset`), until it is used,
+    /// voided by wrong codes, or expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_reset: Option<PinResetState>,
+}
+
+/// An open PIN reset (PROTOCOL.md "PIN reset without losing the key"): the one-time code
+/// is shown once to the operator and only its SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinResetState {
+    pub code_sha256: String,
+    /// Unix seconds.
+    pub opened_at: i64,
+    pub expires_at: i64,
+    /// Wrong codes so far; the reset is voided at [`PinResetState::MAX_WRONG_CODES`].
+    pub wrong_codes: u32,
+}
+
+impl PinResetState {
+    pub const MAX_WRONG_CODES: u32 = 5;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

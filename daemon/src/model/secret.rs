@@ -18,10 +18,15 @@ pub enum SecretKind {
     /// The owner's `wrapped_share` for the delegate (SM2-encrypted to B's transport key;
     /// wrapped again by the HSM so it rests, and is erased, like every other secret).
     DelegateHandover,
+    /// The recovery key of a key's owner share (PROTOCOL.md "PIN reset"): 32 bytes the
+    /// phone chose, returned to it once, at the next PIN reset.
+    RecoveryKey,
+    /// A delegate's recovery key (owner: the delegation id).
+    DelegateRecoveryKey,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 8] = [
+    pub const ALL: [SecretKind; 10] = [
         SecretKind::Share,
         SecretKind::PinVerifier,
         SecretKind::TaskInput,
@@ -30,11 +35,20 @@ impl SecretKind {
         SecretKind::DelegateShare,
         SecretKind::DelegatePinVerifier,
         SecretKind::DelegateHandover,
+        SecretKind::RecoveryKey,
+        SecretKind::DelegateRecoveryKey,
     ];
 
     /// What a delegation owns.
-    pub const DELEGATION: [SecretKind; 3] =
-        [SecretKind::DelegateShare, SecretKind::DelegatePinVerifier, SecretKind::DelegateHandover];
+    pub const DELEGATION: [SecretKind; 4] = [
+        SecretKind::DelegateShare,
+        SecretKind::DelegatePinVerifier,
+        SecretKind::DelegateHandover,
+        SecretKind::DelegateRecoveryKey,
+    ];
+
+    /// What a key's owner share owns (kept with the key record).
+    pub const KEY_OWNED: [SecretKind; 3] = [SecretKind::Share, SecretKind::PinVerifier, SecretKind::RecoveryKey];
 
     pub fn from_label(label: &[u8]) -> Option<SecretKind> {
         Self::ALL.into_iter().find(|k| k.label() == label)
@@ -50,6 +64,8 @@ impl SecretKind {
             SecretKind::DelegateShare => b"delegate-share",
             SecretKind::DelegatePinVerifier => b"delegate-pin-verifier",
             SecretKind::DelegateHandover => b"delegate-handover",
+            SecretKind::RecoveryKey => b"recovery-key",
+            SecretKind::DelegateRecoveryKey => b"delegate-recovery-key",
         }
     }
 }

@@ -164,6 +164,9 @@ impl DelegationStorage for Store {
                 if let Some(t) = &change.transfer {
                     fresh_key.push(f.vault.put(t.share_blob)?);
                     fresh_key.push(f.vault.put(t.verifier_blob)?);
+                    if let Some(recovery) = t.recovery_blob {
+                        fresh_key.push(f.vault.put(recovery)?);
+                    }
                 }
                 Ok(())
             };
@@ -201,7 +204,7 @@ impl DelegationStorage for Store {
                     if key.key.status == KeyStatus::Revoked {
                         return Err(outcome(DelegationOutcome::KeyGone));
                     }
-                    for kind in [SecretKind::Share, SecretKind::PinVerifier] {
+                    for kind in SecretKind::KEY_OWNED {
                         let old = key.stored_secret(kind).map_err(|_| outcome(DelegationOutcome::KeyGone))?;
                         old_slots.extend(slot_of(old.as_deref()));
                     }
@@ -211,13 +214,16 @@ impl DelegationStorage for Store {
                     key.key.pin = PinState::default();
                     key.share_ref = Some(hex::encode(fresh_key[0].encode()));
                     key.verifier_ref = Some(hex::encode(fresh_key[1].encode()));
+                    key.recovery_ref = fresh_key.get(2).map(|r| hex::encode(r.encode()));
+                    // A reset opened for the old owner is not the new owner's.
+                    key.key.pin_reset = None;
                     keys.insert(rec.key_id.as_bytes(), key.encode())?;
                 }
                 if let Some(a) = change.audit {
                     append_in(audit_tree, a)?;
                 }
                 let mut next = rec.clone();
-                next.pin = stored.pin;
+                next.pin = if change.clear_pin { PinState::default() } else { stored.pin };
                 dels.insert(rec.id.as_bytes(), encode(&next))?;
                 Ok(old_slots)
             },

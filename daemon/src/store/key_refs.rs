@@ -15,7 +15,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::codec::{decode, encode};
 use super::vault::SlotRef;
 use super::{Durability, SecretEntry, SecretStorage, StaleCopy, Store, StoreError};
-use crate::model::key::{CertificateInfo, KeyRecord, KeyStatus, PinState, PlatformGrant, Subject, Suspension};
+use crate::model::key::{
+    CertificateInfo, KeyRecord, KeyStatus, PinResetState, PinState, PlatformGrant, Subject, Suspension,
+};
 use crate::model::secret::SecretKind;
 
 /// A key record as stored (see the module doc). `key.certificate.chain_b64` is empty
@@ -25,6 +27,7 @@ pub(super) struct StoredKey {
     pub key: KeyRecord,
     pub share_ref: Option<String>,
     pub verifier_ref: Option<String>,
+    pub recovery_ref: Option<String>,
     pub chain_ref: Option<String>,
 }
 
@@ -56,9 +59,13 @@ struct KeyRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expiry_notified: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin_reset: Option<PinResetState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     share_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verifier_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recovery_ref: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,6 +86,8 @@ struct RefsRepr {
     share_ref: Option<String>,
     #[serde(default)]
     verifier_ref: Option<String>,
+    #[serde(default)]
+    recovery_ref: Option<String>,
 }
 
 impl StoredKey {
@@ -115,8 +124,15 @@ impl StoredKey {
             p1: r.p1,
             suspension: r.suspension,
             expiry_notified: r.expiry_notified,
+            pin_reset: r.pin_reset,
         };
-        Ok(StoredKey { key, share_ref: r.share_ref, verifier_ref: r.verifier_ref, chain_ref })
+        Ok(StoredKey {
+            key,
+            share_ref: r.share_ref,
+            verifier_ref: r.verifier_ref,
+            recovery_ref: r.recovery_ref,
+            chain_ref,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -138,6 +154,7 @@ impl StoredKey {
             p1,
             suspension,
             expiry_notified,
+            pin_reset,
         } = self.key.clone();
         let certificate = certificate.map(|c| CertRepr {
             der_b64: c.der_b64,
@@ -165,20 +182,23 @@ impl StoredKey {
             p1,
             suspension,
             expiry_notified,
+            pin_reset,
             share_ref: self.share_ref.clone(),
             verifier_ref: self.verifier_ref.clone(),
+            recovery_ref: self.recovery_ref.clone(),
         })
     }
 
     /// A new key's record (no certificate yet, or one without a stored chain).
     pub fn new(key: KeyRecord) -> StoredKey {
-        StoredKey { key, share_ref: None, verifier_ref: None, chain_ref: None }
+        StoredKey { key, share_ref: None, verifier_ref: None, recovery_ref: None, chain_ref: None }
     }
 
     pub fn secret_ref(&mut self, kind: SecretKind) -> Option<&mut Option<String>> {
         match kind {
             SecretKind::Share => Some(&mut self.share_ref),
             SecretKind::PinVerifier => Some(&mut self.verifier_ref),
+            SecretKind::RecoveryKey => Some(&mut self.recovery_ref),
             _ => None,
         }
     }
@@ -188,6 +208,7 @@ impl StoredKey {
         let field = match kind {
             SecretKind::Share => &self.share_ref,
             SecretKind::PinVerifier => &self.verifier_ref,
+            SecretKind::RecoveryKey => &self.recovery_ref,
             _ => return Ok(None),
         };
         hex_ref(&self.key.id, field.as_deref())
@@ -203,7 +224,7 @@ fn hex_ref(id: &str, field: Option<&str>) -> Result<Option<Vec<u8>>, StoreError>
 
 /// Secrets that belong to a key and live in its record.
 pub(super) fn key_owned(kind: SecretKind) -> bool {
-    matches!(kind, SecretKind::Share | SecretKind::PinVerifier)
+    SecretKind::KEY_OWNED.contains(&kind)
 }
 
 /// `<owner>/<kind label>` → (owner, kind).
@@ -235,7 +256,7 @@ impl Store {
         for entry in keys.iter() {
             let (k, v) = entry?;
             let rec = StoredKey::decode(&k, &v)?;
-            for kind in [SecretKind::Share, SecretKind::PinVerifier] {
+            for kind in SecretKind::KEY_OWNED {
                 if let Some(value) = rec.stored_secret(kind)? {
                     f(&rec.key.id, kind, &value);
                 }
@@ -294,6 +315,7 @@ impl Store {
         let field = match kind {
             SecretKind::Share => refs.share_ref,
             SecretKind::PinVerifier => refs.verifier_ref,
+            SecretKind::RecoveryKey => refs.recovery_ref,
             _ => None,
         };
         self.resolve(hex_ref(key_id, field.as_deref())?.as_deref())

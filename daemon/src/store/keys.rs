@@ -7,7 +7,10 @@ use super::audit::{Abort, append_in, audit_seq_taken};
 use super::codec::{decode, encode};
 use super::key_refs::{StoredKey, slot_of};
 use super::storage::check_edit;
-use super::{ActivateOutcome, AuditAppend, Durability, KeyStorage, PinReset, Store, StoreError};
+use super::vault::SlotRef;
+use super::{
+    ActivateOutcome, AuditAppend, Durability, KeySecrets, KeyStorage, PinReset, PinResetCommit, Store, StoreError,
+};
 use crate::model::key::{EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState};
 use crate::model::secret::SecretKind;
 
@@ -34,6 +37,23 @@ impl Store {
 }
 
 impl Store {
+    /// Write blobs to fresh vault slots (synced), in order; on a failure the ones written
+    /// are erased again and nothing is returned.
+    pub(super) fn put_blobs(&self, blobs: &[Option<&[u8]>]) -> Result<Vec<Option<SlotRef>>, StoreError> {
+        let vault = &self.files()?.vault;
+        let mut refs = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            match blob.map(|b| vault.put(b)).transpose() {
+                Ok(r) => refs.push(r),
+                Err(e) => {
+                    vault.shred(&refs.iter().flatten().map(|r: &SlotRef| r.slot).collect::<Vec<_>>())?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(refs)
+    }
+
     /// Every enrollment (`mcsd store migrate`).
     pub(super) fn enrollments_raw(&self) -> Result<Vec<EnrollmentRecord>, StoreError> {
         self.files()?
@@ -55,27 +75,23 @@ impl KeyStorage for Store {
         self.files()?.enrollments.get(id.as_bytes())?.map(|v| decode(id.as_bytes(), &v)).transpose()
     }
 
-    fn activate(
+    fn activate_with(
         &self,
         key: &KeyRecord,
-        share_blob: &[u8],
-        verifier_blob: &[u8],
+        secrets: &KeySecrets<'_>,
         audit: Option<&AuditAppend>,
     ) -> Result<ActivateOutcome, StoreError> {
         let _writing = self.writing();
         let index = format!("{}/{}", key.device_id, key.id).into_bytes();
         // Blobs first (synced), then the transaction that references them.
-        let share_ref = self.files()?.vault.put(share_blob)?;
-        let verifier_ref = match self.files()?.vault.put(verifier_blob) {
-            Ok(r) => r,
-            Err(e) => {
-                self.files()?.vault.shred(&[share_ref.slot])?;
-                return Err(e.into());
-            }
-        };
+        let blobs = [Some(secrets.share), Some(secrets.verifier), secrets.recovery];
+        let refs = self.put_blobs(&blobs)?;
+        let written: Vec<u64> = refs.iter().flatten().map(|r| r.slot).collect();
         let mut stored = self.slimmed(StoredKey::new(key.clone()))?;
-        stored.share_ref = Some(hex::encode(share_ref.encode()));
-        stored.verifier_ref = Some(hex::encode(verifier_ref.encode()));
+        let as_hex = |r: &Option<SlotRef>| r.map(|r| hex::encode(r.encode()));
+        stored.share_ref = as_hex(&refs[0]);
+        stored.verifier_ref = as_hex(&refs[1]);
+        stored.recovery_ref = as_hex(&refs[2]);
         let key_bytes = stored.encode();
         let f = self.files()?;
         let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
@@ -101,7 +117,7 @@ impl KeyStorage for Store {
         match result {
             Ok(()) => Ok(ActivateOutcome::Done),
             Err(TransactionError::Abort(why)) => {
-                self.files()?.vault.shred(&[share_ref.slot, verifier_ref.slot])?;
+                self.files()?.vault.shred(&written)?;
                 match why {
                     Abort::Outcome(outcome) => Ok(outcome),
                     Abort::AuditSeqTaken(seq) => Err(audit_seq_taken(seq)),
@@ -262,6 +278,56 @@ impl KeyStorage for Store {
         }
     }
 
+    fn complete_pin_reset(&self, key_id: &str, commit: &PinResetCommit<'_>) -> Result<bool, StoreError> {
+        let _writing = self.writing();
+        let refs = self.put_blobs(&[Some(commit.verifier_blob), Some(commit.recovery_blob)])?;
+        let (verifier_ref, recovery_ref) = match (refs[0], refs[1]) {
+            (Some(v), Some(r)) => (v, r),
+            _ => return Err(StoreError::Refused("a PIN reset without its blobs".into())),
+        };
+        let f = self.files()?;
+        let moved = || ConflictableTransactionError::Abort(Abort::Outcome(()));
+        let result = (&f.keys, &f.audit).transaction(|(keys, audit_tree)| {
+            let Some(raw) = keys.get(key_id.as_bytes())? else { return Err(moved()) };
+            let mut rec = StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| moved())?;
+            let open = rec.key.pin_reset.as_ref().is_some_and(|r| r.code_sha256 == commit.code_sha256);
+            let old_verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| moved())?;
+            let old_recovery = rec.stored_secret(SecretKind::RecoveryKey).map_err(|_| moved())?;
+            let same_recovery =
+                old_recovery.as_deref().and_then(SlotRef::decode).is_some_and(|r| r.holds(commit.old_recovery));
+            if !open || !same_recovery || rec.key.status == KeyStatus::Revoked {
+                return Err(moved());
+            }
+            if let Some(a) = commit.audit {
+                append_in(audit_tree, a)?;
+            }
+            rec.key.pin = PinState::default();
+            rec.key.pin_reset = None;
+            rec.verifier_ref = Some(hex::encode(verifier_ref.encode()));
+            rec.recovery_ref = Some(hex::encode(recovery_ref.encode()));
+            keys.insert(key_id.as_bytes(), rec.encode())?;
+            Ok([slot_of(old_verifier.as_deref()), slot_of(old_recovery.as_deref())])
+        });
+        match result {
+            Ok(old) => {
+                self.flush_blocking()?;
+                f.vault.shred(&old.into_iter().flatten().collect::<Vec<_>>())?;
+                Ok(true)
+            }
+            Err(TransactionError::Abort(why)) => {
+                f.vault.shred(&[verifier_ref.slot, recovery_ref.slot])?;
+                match why {
+                    Abort::Outcome(()) => Ok(false),
+                    Abort::AuditSeqTaken(seq) => Err(audit_seq_taken(seq)),
+                }
+            }
+            Err(TransactionError::Storage(e)) => {
+                f.vault.mark_suspect();
+                Err(e.into())
+            }
+        }
+    }
+
     fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
         let _writing = self.writing();
         let f = self.files()?;
@@ -276,19 +342,21 @@ impl KeyStorage for Store {
                     return Err(gone());
                 };
                 let mut rec = StoredKey::decode(key_id.as_bytes(), &raw).map_err(|_| gone())?;
-                let share = rec.stored_secret(SecretKind::Share).map_err(|_| gone())?;
-                let verifier = rec.stored_secret(SecretKind::PinVerifier).map_err(|_| gone())?;
+                let mut slots = Vec::new();
+                for kind in SecretKind::KEY_OWNED {
+                    slots.extend(slot_of(rec.stored_secret(kind).map_err(|_| gone())?.as_deref()));
+                }
                 if let Some(a) = audit {
                     append_in(audit_tree, a)?;
                 }
                 rec.key.status = KeyStatus::Revoked;
                 rec.key.revocation_reason = Some(reason.to_owned());
                 rec.key.revoked_at = Some(at);
+                rec.key.pin_reset = None;
                 rec.share_ref = None;
                 rec.verifier_ref = None;
+                rec.recovery_ref = None;
                 keys.insert(key_id.as_bytes(), rec.encode())?;
-                let mut slots: Vec<u64> =
-                    [slot_of(share.as_deref()), slot_of(verifier.as_deref())].into_iter().flatten().collect();
                 slots.extend(super::delegations::end_delegations_in(dels, secrets, &delegations, at)?);
                 Ok((rec, slots))
             });

@@ -74,8 +74,8 @@ pub use postgres::{PgOptions, PgStore};
 pub use storage::{
     ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage,
     DaemonKeyStorage, DelegationChange, DelegationOutcome, DelegationStorage, Durability, Flushing, InsertOutcome,
-    KeyStorage, KeyTransfer, OpenQuota, OpenUsage, PinReset, PluginKvStorage, SealStorage, SecretEntry, SecretStorage,
-    StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
+    KeySecrets, KeyStorage, KeyTransfer, OpenQuota, OpenUsage, PinReset, PinResetCommit, PluginKvStorage, SealStorage,
+    SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
 };
 
 use crate::store::codec::{decode, encode};

@@ -10,8 +10,8 @@
 //! - compare-and-swap steps (a task's `rev`, a seal's `rev`, a PIN counter's expected
 //!   value, an enrollment's pending state) write nothing when the stored state moved;
 //! - the PIN counter rises only through [`KeyStorage::count_pin_failure`] and falls only
-//!   through a success ([`KeyStorage::reset_pin_failures`], [`KeyStorage::replace_verifier`])
-//!   or an unlock ([`KeyStorage::unlock_pin`]);
+//!   through a success ([`KeyStorage::reset_pin_failures`], [`KeyStorage::replace_verifier`]),
+//!   an unlock ([`KeyStorage::unlock_pin`]) or a PIN reset ([`KeyStorage::complete_pin_reset`]);
 //! - after [`KeyStorage::revoke`] returns (and the step is flushed), the key's share and
 //!   verifier are gone from the backend's files;
 //! - what [`Durability::flush`] covered survives a crash and a reopen.
@@ -133,13 +133,22 @@ pub trait KeyStorage {
     /// Atomically: mark the enrollment activated, create the key with its wrapped share and
     /// verifier, index it by device, write the audit entry. Nothing is written if the
     /// enrollment is gone or no longer pending (two phones racing on one code: one wins).
+    fn activate_with(
+        &self,
+        key: &KeyRecord,
+        secrets: &KeySecrets<'_>,
+        audit: Option<&AuditAppend>,
+    ) -> Result<ActivateOutcome, StoreError>;
+    /// [`KeyStorage::activate_with`] without a recovery key.
     fn activate(
         &self,
         key: &KeyRecord,
         share_blob: &[u8],
         verifier_blob: &[u8],
         audit: Option<&AuditAppend>,
-    ) -> Result<ActivateOutcome, StoreError>;
+    ) -> Result<ActivateOutcome, StoreError> {
+        self.activate_with(key, &KeySecrets { share: share_blob, verifier: verifier_blob, recovery: None }, audit)
+    }
     fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     fn keys_of_device(&self, device_id: &str) -> Result<Vec<KeyRecord>, StoreError>;
     /// Every key `keep` accepts (admin listing), read one at a time.
@@ -189,6 +198,13 @@ pub trait KeyStorage {
     /// Replace the PIN verifier and clear the counter in one step, durably, then destroy
     /// the old verifier. `false`: no such key. Blocking (syncs).
     fn replace_verifier(&self, key_id: &str, verifier_blob: &[u8]) -> Result<bool, StoreError>;
+    /// The last step of a PIN reset of the owner's share (PROTOCOL.md "PIN reset"), in one
+    /// durable step with its audit entry: only if the key is not revoked, its open reset
+    /// still holds `code_sha256` and its recovery key is still `old_recovery`, the verifier
+    /// and recovery key are replaced, the counter zeroed and unlocked and the reset closed;
+    /// then the old verifier and recovery key are erased from the files. `false`: nothing
+    /// was written (the reset was used, voided or replaced meanwhile). Blocking (syncs).
+    fn complete_pin_reset(&self, key_id: &str, commit: &PinResetCommit<'_>) -> Result<bool, StoreError>;
     /// Mark the key revoked and drop its secrets with the audit entry in one step, make it
     /// durable, then erase the share and verifier: when this returns they are gone from
     /// the disk. Every delegation of the key that has not ended ends with it (`revoked`,
@@ -197,12 +213,33 @@ pub trait KeyStorage {
     fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError>;
 }
 
+/// The wrapped secrets of a key's owner share, as activation stores them.
+pub struct KeySecrets<'a> {
+    pub share: &'a [u8],
+    pub verifier: &'a [u8],
+    /// The recovery key, if the phone sent one.
+    pub recovery: Option<&'a [u8]>,
+}
+
+/// See [`KeyStorage::complete_pin_reset`].
+pub struct PinResetCommit<'a> {
+    pub code_sha256: &'a str,
+    /// The wrapped recovery key on record, as the caller read (and unwrapped) it.
+    pub old_recovery: &'a [u8],
+    pub verifier_blob: &'a [u8],
+    pub recovery_blob: &'a [u8],
+    pub audit: Option<&'a AuditAppend>,
+}
+
 /// Hand a key over to a `transfer` delegation's device (see [`DelegationChange::transfer`]).
 pub struct KeyTransfer<'a> {
     /// The new owner's share and verifier, wrapped for the key (its id, kinds `Share` and
     /// `PinVerifier`): they replace the old owner's, which are erased.
     pub share_blob: &'a [u8],
     pub verifier_blob: &'a [u8],
+    /// The new owner's recovery key (kind `RecoveryKey`), if it sent one; the old owner's
+    /// is erased either way.
+    pub recovery_blob: Option<&'a [u8]>,
 }
 
 /// One atomic step of a delegation (see [`DelegationStorage::change_delegation`]).
@@ -216,13 +253,22 @@ pub struct DelegationChange<'a> {
     /// With a `transfer`'s activation: the key's device becomes the delegation's, its share
     /// and verifier are replaced and its PIN counter cleared, in the same step.
     pub transfer: Option<KeyTransfer<'a>>,
+    /// Clear the delegate's PIN counter and lock (a PIN reset's last step).
+    pub clear_pin: bool,
     pub audit: Option<&'a AuditAppend>,
 }
 
 impl<'a> DelegationChange<'a> {
     /// A change that only writes the record.
     pub fn of(record: &'a DelegationRecord) -> Self {
-        DelegationChange { record, put_secrets: Vec::new(), erase_secrets: Vec::new(), transfer: None, audit: None }
+        DelegationChange {
+            record,
+            put_secrets: Vec::new(),
+            erase_secrets: Vec::new(),
+            transfer: None,
+            clear_pin: false,
+            audit: None,
+        }
     }
 }
 

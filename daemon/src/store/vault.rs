@@ -62,6 +62,11 @@ impl SlotRef {
         out
     }
 
+    /// Whether this reference names exactly `blob` (by its digest).
+    pub fn holds(&self, blob: &[u8]) -> bool {
+        <[u8; 32]>::from(Sha256::digest(blob)) == self.digest
+    }
+
     /// A reference, if `bytes` is one (sled values that are not references are blobs).
     pub fn decode(bytes: &[u8]) -> Option<SlotRef> {
         if bytes.len() != REF_LEN || bytes[0] != REF_TAG {

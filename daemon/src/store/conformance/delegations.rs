@@ -34,11 +34,12 @@ pub fn delegation(id: &str, kind: DelegationKind) -> DelegationRecord {
         updated_at: 1,
         end_reason: None,
         rev: 0,
+        pin_reset: None,
     }
 }
 
 fn change(rec: &DelegationRecord) -> DelegationChange<'_> {
-    DelegationChange { record: rec, put_secrets: Vec::new(), erase_secrets: Vec::new(), transfer: None, audit: None }
+    DelegationChange::of(rec)
 }
 
 /// `d` moved on by one step with `edit`.
@@ -208,6 +209,7 @@ pub fn a_transfer_hands_the_key_over_in_one_step(f: &dyn Factory) {
         transfer: Some(KeyTransfer {
             share_blob: b"new-owner-share-0123456789",
             verifier_blob: b"new-owner-verifier-012345",
+            recovery_blob: Some(b"new-owner-recovery-0123456"),
         }),
         audit: a,
         ..change(&done)
@@ -228,6 +230,12 @@ pub fn a_transfer_hands_the_key_over_in_one_step(f: &dyn Factory) {
     assert!(s.delegation_secret("d1", SecretKind::DelegateShare).unwrap().is_none());
     assert_ne!(f.on_disk(&s, SHARE), Some(true), "the old owner's share is erased");
     assert_ne!(f.on_disk(&s, VERIFIER), Some(true), "and its verifier");
+    assert_ne!(f.on_disk(&s, RECOVERY), Some(true), "and its recovery key");
+    assert_eq!(
+        s.key_secret("k1", SecretKind::RecoveryKey).unwrap().as_deref(),
+        Some(&b"new-owner-recovery-0123456"[..]),
+        "the new owner's recovery key"
+    );
     assert_eq!(s.keys_of_device("dev2").unwrap().len(), 1);
     assert!(s.keys_of_device("dev1").unwrap().is_empty());
     // A revoked key takes no transfer.
@@ -235,7 +243,7 @@ pub fn a_transfer_hands_the_key_over_in_one_step(f: &dyn Factory) {
     s2.0.revoke("k1", "key_compromise", None).unwrap().unwrap();
     let d2 = s2.0.delegation("d1").unwrap().unwrap();
     assert_eq!(d2.status, DelegationStatus::Revoked, "ended with its key");
-    let t = KeyTransfer { share_blob: b"x", verifier_blob: b"y" };
+    let t = KeyTransfer { share_blob: b"x", verifier_blob: b"y", recovery_blob: None };
     let late = next(&d2, |d| d.status = DelegationStatus::Active);
     assert_eq!(
         s2.0.change_delegation(DelegationChange { transfer: Some(t), ..change(&late) }).unwrap(),

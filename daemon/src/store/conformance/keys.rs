@@ -95,6 +95,67 @@ pub fn replacing_the_verifier_resets_the_counter_and_drops_the_old(f: &dyn Facto
     assert!(!s.replace_verifier("nope", b"v").unwrap());
 }
 
+pub fn a_pin_reset_replaces_verifier_and_recovery_key_once(f: &dyn Factory) {
+    let s = with_key(f);
+    let (new_verifier, new_recovery) =
+        (&b"wrapped-verifier-after-reset-01"[..], &b"wrapped-recovery-after-reset-01"[..]);
+    let commit = |code: &'static str, old: &'static [u8], audit| PinResetCommit {
+        code_sha256: code,
+        old_recovery: old,
+        verifier_blob: new_verifier,
+        recovery_blob: new_recovery,
+        audit,
+    };
+    // No open reset: nothing is written.
+    assert!(!s.complete_pin_reset("k1", &commit("c1", RECOVERY, None)).unwrap());
+    for _ in 0..3 {
+        s.count_pin_failure("k1", pin(&*s, "k1").failures, 3, None).unwrap().unwrap();
+    }
+    assert!(pin(&*s, "k1").locked);
+    let open =
+        crate::model::key::PinResetState { code_sha256: "c1".into(), opened_at: 1, expires_at: 2, wrong_codes: 0 };
+    s.edit_key("k1", &mut |k| {
+        k.pin_reset = Some(open.clone());
+        true
+    })
+    .unwrap()
+    .unwrap();
+    // Another code, another recovery key on record, a taken audit number: nothing.
+    assert!(!s.complete_pin_reset("k1", &commit("c2", RECOVERY, None)).unwrap());
+    assert!(!s.complete_pin_reset("k1", &commit("c1", b"some-other-recovery-blob-xyz", None)).unwrap());
+    assert!(s.append_audit(0, &entry(0)).unwrap());
+    let (a0, a1) = (append(0), append(1));
+    assert!(taken(s.complete_pin_reset("k1", &commit("c1", RECOVERY, Some(&a0)))));
+    assert!(pin(&*s, "k1").locked, "refused whole");
+    assert_eq!(s.key_secret("k1", SecretKind::RecoveryKey).unwrap().as_deref(), Some(RECOVERY));
+
+    s.flush_blocking().unwrap();
+    assert_ne!(f.on_disk(&s, RECOVERY), Some(false), "the recovery key is on disk before");
+    assert!(s.complete_pin_reset("k1", &commit("c1", RECOVERY, Some(&a1))).unwrap());
+    assert!(s.audit_entry(1).unwrap().is_some(), "with its audit entry");
+    assert_ne!(f.on_disk(&s, RECOVERY), Some(true), "the old recovery key is erased");
+    assert_ne!(f.on_disk(&s, VERIFIER), Some(true), "and the old verifier");
+    let after = s.key("k1").unwrap().unwrap();
+    assert_eq!((after.pin, after.pin_reset.as_ref()), (PinState::default(), None), "unlocked, the reset closed");
+    let kinds = [SecretKind::PinVerifier, SecretKind::RecoveryKey, SecretKind::Share];
+    assert_eq!(
+        s.key_secrets("k1", &kinds).unwrap(),
+        vec![Some(new_verifier.to_vec()), Some(new_recovery.to_vec()), Some(SHARE.to_vec())],
+        "the share stays"
+    );
+    // Once only.
+    assert!(!s.complete_pin_reset("k1", &commit("c1", RECOVERY, None)).unwrap());
+    // Durable: a restart finds the new state.
+    let s = f.restart(s);
+    assert_eq!(s.key_secret("k1", SecretKind::RecoveryKey).unwrap().as_deref(), Some(new_recovery));
+    assert_eq!(s.key("k1").unwrap().unwrap().pin_reset, None);
+    assert!(
+        s.secret_entries().unwrap().iter().any(|e| e.owner == "k1" && e.kind == SecretKind::RecoveryKey),
+        "a KEK rotation finds the recovery key"
+    );
+    assert!(!s.complete_pin_reset("nope", &commit("c1", RECOVERY, None)).unwrap());
+}
+
 pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     let s = with_key(f);
     assert!(refused(s.edit_key("k1", &mut |k| {
@@ -116,6 +177,8 @@ pub fn revocation_erases_the_secrets_with_its_audit_entry(f: &dyn Factory) {
     let rec = s.revoke("k1", "key_compromise", Some(&append(1))).unwrap().expect("revoked");
     assert_ne!(f.on_disk(&s, SHARE), Some(true), "revocation leaves no copy of the share on disk");
     assert_ne!(f.on_disk(&s, VERIFIER), Some(true), "nor of the verifier");
+    assert_ne!(f.on_disk(&s, RECOVERY), Some(true), "nor of the recovery key");
+    assert!(s.key_secret("k1", SecretKind::RecoveryKey).unwrap().is_none());
     assert_eq!((rec.status, rec.revocation_reason.as_deref()), (KeyStatus::Revoked, Some("key_compromise")));
     let at = rec.revoked_at.expect("the revocation's time is kept");
     assert!((at - crate::clock::now()).abs() < 60, "revoked now: {at}");

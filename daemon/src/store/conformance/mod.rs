@@ -22,8 +22,8 @@ pub use tasks::*;
 use std::sync::Arc;
 
 use super::{
-    ActivateOutcome, AuditAppend, InsertOutcome, OpenQuota, PinReset, Storage, StoreError, Transition,
-    TransitionOutcome,
+    ActivateOutcome, AuditAppend, InsertOutcome, KeySecrets, OpenQuota, PinReset, PinResetCommit, Storage, StoreError,
+    Transition, TransitionOutcome,
 };
 use crate::model::audit::{Checkpoint, Entry};
 use crate::model::key::{
@@ -51,6 +51,7 @@ pub trait Factory {
 /// The wrapped blobs [`with_key`] stores: long enough not to occur by chance.
 pub(super) const SHARE: &[u8] = b"wrapped-share-0123456789abcdef";
 pub(super) const VERIFIER: &[u8] = b"wrapped-verifier-0123456789abc";
+pub(super) const RECOVERY: &[u8] = b"wrapped-recovery-0123456789abc";
 
 /// One `#[test]` per conformance check, on the factory `$factory` (an expression, built
 /// afresh for each test). A new check is a `pub fn` below and a line here.
@@ -62,6 +63,7 @@ macro_rules! conformance_tests {
             pin_counter_rises_by_cas_and_falls_only_by_success_or_unlock,
             concurrent_pin_failures_count_once_per_expected_value,
             replacing_the_verifier_resets_the_counter_and_drops_the_old,
+            a_pin_reset_replaces_verifier_and_recovery_key_once,
             revocation_erases_the_secrets_with_its_audit_entry,
             key_edits_and_listings,
             certificates_and_chains_come_back_whole,
@@ -142,6 +144,7 @@ pub(crate) fn key(id: &str, enrollment: &str) -> KeyRecord {
         p1: None,
         suspension: None,
         expiry_notified: None,
+        pin_reset: None,
     }
 }
 
@@ -221,11 +224,13 @@ pub(super) fn callback(task_id: &str) -> CallbackRecord {
     }
 }
 
-/// A store with enrollment `e1` activated as key `k1` ([`SHARE`], [`VERIFIER`]).
+/// A store with enrollment `e1` activated as key `k1` ([`SHARE`], [`VERIFIER`],
+/// [`RECOVERY`]).
 pub(super) fn with_key(f: &dyn Factory) -> Arc<dyn Storage> {
     let s = f.fresh();
     s.put_enrollment(&enrollment("e1")).unwrap();
-    assert_eq!(s.activate(&key("k1", "e1"), SHARE, VERIFIER, None).unwrap(), ActivateOutcome::Done);
+    let secrets = KeySecrets { share: SHARE, verifier: VERIFIER, recovery: Some(RECOVERY) };
+    assert_eq!(s.activate_with(&key("k1", "e1"), &secrets, None).unwrap(), ActivateOutcome::Done);
     s
 }
 

@@ -163,12 +163,24 @@ impl DelegationStorage for PgStore {
                 }
                 key.device_id = device.to_owned();
                 key.pin = PinState::default();
+                // A reset opened for the old owner is not the new owner's.
+                key.pin_reset = None;
                 put_key(&tx, &key).await?;
                 put_secret(&tx, &rec.key_id, SecretKind::Share, t.share_blob).await?;
                 put_secret(&tx, &rec.key_id, SecretKind::PinVerifier, t.verifier_blob).await?;
+                match t.recovery_blob {
+                    Some(blob) => put_secret(&tx, &rec.key_id, SecretKind::RecoveryKey, blob).await?,
+                    None => delete_secrets(&tx, &rec.key_id, &[SecretKind::RecoveryKey]).await?,
+                }
             }
             self.append_in(&tx, change.audit).await?;
             put_delegation(&tx, rec).await?;
+            if change.clear_pin {
+                let stmt = tx
+                    .prepare_cached("UPDATE delegations SET pin_failures = 0, pin_locked = false WHERE id = $1")
+                    .await?;
+                tx.execute(&stmt, &[&rec.id]).await?;
+            }
             tx.commit().await?;
             Ok(DelegationOutcome::Done)
         })

@@ -96,7 +96,7 @@ impl PgStore {
             }
             for key in from.keys_where(&mut |_| true)? {
                 put_key(&tx, &key).await?;
-                for kind in [SecretKind::Share, SecretKind::PinVerifier] {
+                for kind in SecretKind::KEY_OWNED {
                     if let Some(blob) = from.key_secret(&key.id, kind)? {
                         put_secret(&tx, &key.id, kind, &blob).await?;
                         n.secrets += 1;

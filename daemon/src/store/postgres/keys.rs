@@ -11,7 +11,7 @@ use super::{PgStore, decode_row, encode_record, kind_label, label};
 use crate::model::key::{EnrollmentRecord, EnrollmentState, KeyRecord, KeyStatus, PinState};
 use crate::model::secret::SecretKind;
 use crate::store::storage::check_edit;
-use crate::store::{ActivateOutcome, AuditAppend, KeyStorage, PinReset, StoreError};
+use crate::store::{ActivateOutcome, AuditAppend, KeySecrets, KeyStorage, PinReset, PinResetCommit, StoreError};
 
 /// The columns a key is read from.
 const KEY_COLUMNS: &str = "id, record, pin_failures, pin_locked";
@@ -107,11 +107,10 @@ impl KeyStorage for PgStore {
         })
     }
 
-    fn activate(
+    fn activate_with(
         &self,
         key: &KeyRecord,
-        share_blob: &[u8],
-        verifier_blob: &[u8],
+        secrets: &KeySecrets<'_>,
         audit: Option<&AuditAppend>,
     ) -> Result<ActivateOutcome, StoreError> {
         self.run(async {
@@ -132,8 +131,11 @@ impl KeyStorage for PgStore {
             let stmt = tx.prepare_cached("UPDATE enrollments SET state = $2, record = $3 WHERE id = $1").await?;
             tx.execute(&stmt, &[&rec.id, &enrollment_state(&rec.state), &encode_record(&rec)]).await?;
             put_key(&tx, key).await?;
-            put_secret(&tx, &key.id, SecretKind::Share, share_blob).await?;
-            put_secret(&tx, &key.id, SecretKind::PinVerifier, verifier_blob).await?;
+            put_secret(&tx, &key.id, SecretKind::Share, secrets.share).await?;
+            put_secret(&tx, &key.id, SecretKind::PinVerifier, secrets.verifier).await?;
+            if let Some(recovery) = secrets.recovery {
+                put_secret(&tx, &key.id, SecretKind::RecoveryKey, recovery).await?;
+            }
             tx.commit().await?;
             Ok(ActivateOutcome::Done)
         })
@@ -314,6 +316,29 @@ impl KeyStorage for PgStore {
         })
     }
 
+    /// Like [`KeyStorage::replace_verifier`]: the old rows' versions are dead once this
+    /// commits (ARCHITECTURE.md, "Erasure on PostgreSQL").
+    fn complete_pin_reset(&self, key_id: &str, commit: &PinResetCommit<'_>) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.inner.pool.get().await?;
+            let tx = c.transaction().await?;
+            let Some(mut rec) = lock_key(&tx, key_id).await? else { return Ok(false) };
+            let open = rec.pin_reset.as_ref().is_some_and(|r| r.code_sha256 == commit.code_sha256);
+            let recovery = get_secret(&tx, key_id, SecretKind::RecoveryKey).await?;
+            if !open || recovery.as_deref() != Some(commit.old_recovery) || rec.status == KeyStatus::Revoked {
+                return Ok(false);
+            }
+            self.append_in(&tx, commit.audit).await?;
+            rec.pin = PinState::default();
+            rec.pin_reset = None;
+            put_key(&tx, &rec).await?;
+            put_secret(&tx, key_id, SecretKind::PinVerifier, commit.verifier_blob).await?;
+            put_secret(&tx, key_id, SecretKind::RecoveryKey, commit.recovery_blob).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
     fn revoke(&self, key_id: &str, reason: &str, audit: Option<&AuditAppend>) -> Result<Option<KeyRecord>, StoreError> {
         self.run(async {
             let mut c = self.inner.pool.get().await?;
@@ -323,8 +348,9 @@ impl KeyStorage for PgStore {
             rec.status = KeyStatus::Revoked;
             rec.revocation_reason = Some(reason.to_owned());
             rec.revoked_at = Some(crate::clock::now_ms() / 1000);
+            rec.pin_reset = None;
             put_key(&tx, &rec).await?;
-            delete_secrets(&tx, key_id, &[SecretKind::Share, SecretKind::PinVerifier]).await?;
+            delete_secrets(&tx, key_id, &SecretKind::KEY_OWNED).await?;
             super::delegations::end_delegations_of_key(&tx, key_id, crate::clock::now_ms() / 1000).await?;
             tx.commit().await?;
             Ok(Some(rec))

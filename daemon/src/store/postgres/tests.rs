@@ -365,8 +365,7 @@ fn a_sled_store_is_copied_whole_into_an_empty_database_only() {
     use crate::model::secret::SecretKind;
     use crate::store::{DelegationChange, DelegationOutcome};
     let step = |d: &crate::model::delegation::DelegationRecord, put: Vec<(SecretKind, &'static [u8])>| {
-        let change =
-            DelegationChange { record: d, put_secrets: put, erase_secrets: Vec::new(), transfer: None, audit: None };
+        let change = DelegationChange { put_secrets: put, ..DelegationChange::of(d) };
         assert_eq!(sled.change_delegation(change).unwrap(), DelegationOutcome::Done);
     };
     let mut d1 = crate::store::conformance::delegation("d1", DelegationKind::Delegate);

@@ -40,6 +40,8 @@ use utoipa::openapi::security::SecurityScheme;
         ops::sign_digest,
         ops::decrypt_share,
         ops::change_pin,
+        ops::open_pin_reset,
+        ops::reset_pin,
         ops::unlock_key,
         ops::revoke_key,
         ops::suspend_key,
@@ -309,6 +311,31 @@ mod ops {
         request_body = ChangePinRequest,
         responses((status = 204, description = "Changed")))]
     fn change_pin() {}
+
+    /// Open a PIN reset (忘记密码 / 重置密码)
+    ///
+    /// Admin, after the CA re-checked the person's identity. The one-time `reset_code`
+    /// (80 bits) is shown once; the operator tells it to the person out of band. No body
+    /// (the owner's share) or `{delegation_id}` (a delegate's). A share without a recovery
+    /// key cannot be reset (`conflict`); opening again replaces the earlier code.
+    #[utoipa::path(post, path = "/v1/keys/{id}/pin-reset", operation_id = "openPinReset", tag = "keys",
+        params(("id" = String, Path, description = "Key id")),
+        request_body(content = OpenPinResetRequest, description = "None, `{}`, or `{delegation_id}`"),
+        responses((status = 201, description = "The reset code", body = PinResetOpened)))]
+    fn open_pin_reset() {}
+
+    /// Reset the PIN with the operator's code
+    ///
+    /// App: the device of the share. In one durable step the verifier and recovery key are
+    /// replaced, the failure counter cleared and the key unlocked; the answer is the
+    /// **previous** recovery key, with which the phone decrypts `d1` and masks it under the
+    /// new PIN. Wrong code: `token_invalid` with `remaining_attempts` (five void the reset);
+    /// no open reset, a used or expired code, or no recovery key: `conflict`.
+    #[utoipa::path(post, path = "/v1/keys/{id}/pin/reset", operation_id = "resetPin", tag = "keys",
+        params(("id" = String, Path, description = "Key id")),
+        request_body = PinResetRequest,
+        responses((status = 200, description = "The previous recovery key", body = PinResetDone)))]
+    fn reset_pin() {}
 
     /// Clear the PIN failure counter and lock
     ///

@@ -57,7 +57,7 @@ fn every_operation_is_typed_and_secured() {
             }
         }
     }
-    assert_eq!(ids.len(), 51);
+    assert_eq!(ids.len(), 53);
 }
 
 /// Requests refuse unknown fields, as API.md requires, and keep the daemon's optional ones.

@@ -35,6 +35,14 @@ pub async fn suspend(conn: &mut Connection, key_id: &str, reason: &str) -> Resul
     conn.send(Method::POST, &format!("/v1/keys/{key_id}/suspend"), &body).await
 }
 
+/// `POST /v1/keys/{id}/pin-reset`: open a PIN reset of the owner's share, or of the share
+/// of `delegation_id` — after the person's identity was checked. The answer's `reset_code`
+/// is told to the person out of band.
+pub async fn open_pin_reset(conn: &mut Connection, key_id: &str, delegation_id: Option<&str>) -> Result<Value> {
+    let body = mcs_api::OpenPinResetRequest { delegation_id: delegation_id.map(str::to_owned) };
+    conn.send(Method::POST, &format!("/v1/keys/{key_id}/pin-reset"), &body).await
+}
+
 /// `POST /v1/keys/{id}/resume` (解冻).
 pub async fn resume(conn: &mut Connection, key_id: &str) -> Result<Value> {
     conn.json(Method::POST, &format!("/v1/keys/{key_id}/resume"), None).await

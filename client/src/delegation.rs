@@ -291,14 +291,17 @@ impl PendingDelegation {
         let public = point(&view.public_key, "public_key")?;
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
+        let recovery = crate::recovery::new_key()?;
         let body = ActivateDelegationRequest {
             pin: Pin { salt: hex::encode(salt), verifier: Zeroizing::new(hex::encode(verifier.as_slice())) },
+            recovery_key: Some(Zeroizing::new(hex::encode(recovery.as_slice()))),
         };
         let path = format!("/v1/delegations/{}/activate", self.delegation_id);
         let key: DelegatedKey = parse(&conn.send(Method::POST, &path, &body).await?)?;
         if key.key_id != view.key_id || point(&key.public_key, "public_key")? != public {
             return Err(Error::Protocol("the activated key is not the delegation's key".into()));
         }
+        let d1_recovery = Some(crate::recovery::seal(&recovery, &key.key_id, share.scalar())?);
         let state = PhoneState {
             version: STATE_VERSION,
             server: self.server.clone(),
@@ -306,6 +309,7 @@ impl PendingDelegation {
             public_key: sm2_2p::point_to_hex(&public),
             d1_masked: sm2_2p::scalar_to_hex(&(*share.scalar() * mask(&verifier))),
             pin_salt: hex::encode(salt),
+            d1_recovery,
             delegation_id: (view.kind == DelegationKind::Delegate).then(|| self.delegation_id.clone()),
         };
         Ok(Phone::from_parts(state, verifier, share, public))

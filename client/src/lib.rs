@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod inbox;
 pub mod load;
 pub mod phone;
+pub mod recovery;
 pub mod transport;
 
 pub use transport::{ApiError, Connection, Endpoint, Error};

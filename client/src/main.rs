@@ -345,6 +345,14 @@ enum AdminCommand {
     },
     /// Resume a suspended key (解冻).
     Resume { id: String },
+    /// Open a PIN reset (重置密码) after checking the person's identity: prints the
+    /// one-time `reset_code` to tell them, and when it expires.
+    PinReset {
+        id: String,
+        /// Reset the share of this delegation (an employee's phone) instead of the owner's.
+        #[arg(long)]
+        delegation: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -458,6 +466,18 @@ enum AppCommand {
         state: PathBuf,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Reset a forgotten PIN (忘记密码) with the operator's one-time code; the new PIN via
+    /// --pin. The state file is rewritten: d1 masked under the new PIN, sealed under a new
+    /// recovery key.
+    ResetPin {
+        #[arg(long)]
+        state: PathBuf,
+        /// The one-time code the operator read out.
+        #[arg(long)]
+        code: String,
         #[command(flatten)]
         pin: PinArgs,
     },
@@ -745,6 +765,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AdminCommand::Revoke { id, reason } => print_json(&admin::revoke(conn, &id, &reason).await?),
             AdminCommand::Suspend { id, reason } => print_json(&admin::suspend(conn, &id, &reason).await?),
             AdminCommand::Resume { id } => print_json(&admin::resume(conn, &id).await?),
+            AdminCommand::PinReset { id, delegation } => {
+                print_json(&admin::open_pin_reset(conn, &id, delegation.as_deref()).await?)
+            }
         },
         Command::Gateway { command } => match command {
             GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url } => {
@@ -941,6 +964,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AppCommand::Revoke { state, reason, pin } => {
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
                 print_json(&phone.revoke(conn, &reason).await?);
+            }
+            AppCommand::ResetPin { state: path, code, pin } => {
+                let phone = Phone::reset_pin(conn, PhoneState::load(&path)?, &code, &pin.get()?).await?;
+                phone.state.save(&path)?;
+                println!("PIN reset; the key is unlocked");
             }
             AppCommand::Suspend { state, reason, pin } => {
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;

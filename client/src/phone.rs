@@ -35,6 +35,10 @@ pub struct PhoneState {
     pub d1_masked: String,
     /// Salt of the PIN verifier (hex, 16 bytes).
     pub pin_salt: String,
+    /// `d1` sealed under the recovery key the daemon keeps ([`crate::recovery`]); absent
+    /// for a share activated without one (a forgotten PIN then costs the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d1_recovery: Option<String>,
     /// Set on an employee's phone: the delegation its share belongs to (the key is the
     /// organisation's, used under that delegation's kinds and window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,10 +144,12 @@ impl Phone {
         let (share, p1) = sm2_2p::client_keygen();
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
+        let recovery = crate::recovery::new_key()?;
         let body = ActivateRequest {
             activation_code: Zeroizing::new(code.to_owned()),
             p1: sm2_2p::point_to_hex(&p1),
             pin: Pin { salt: hex::encode(salt), verifier: Zeroizing::new(hex::encode(verifier.as_slice())) },
+            recovery_key: Some(Zeroizing::new(hex::encode(recovery.as_slice()))),
         };
         Ok(PreparedActivation {
             server: server.to_owned(),
@@ -151,6 +157,8 @@ impl Phone {
             share,
             salt,
             verifier,
+            recovery,
+            keep_recovery: true,
             body,
         })
     }
@@ -286,6 +294,40 @@ impl Phone {
         Ok(())
     }
 
+    /// Reset a forgotten PIN with the operator's one-time code (PROTOCOL.md "PIN reset"):
+    /// a new PIN and a new recovery key go to the daemon, which answers the old recovery
+    /// key; `d1` is opened from the recovery copy, masked under the new PIN and sealed
+    /// under the new recovery key. The caller saves the returned phone's state at once:
+    /// the old recovery key is gone from the daemon.
+    pub async fn reset_pin(conn: &mut Connection, state: PhoneState, code: &str, new_pin: &str) -> Result<Phone> {
+        let sealed = state.d1_recovery.clone().ok_or_else(|| {
+            Error::Config("this phone keeps no recovery copy of d1: only a reissue replaces a forgotten PIN".into())
+        })?;
+        let public = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(format!("state: {e}")))?;
+        let salt = random_salt()?;
+        let verifier = sm2_2p::pin_verifier(new_pin.as_bytes(), &salt);
+        let recovery = crate::recovery::new_key()?;
+        let body = mcs_api::PinResetRequest {
+            reset_code: Zeroizing::new(code.to_owned()),
+            new_pin: Pin { salt: hex::encode(salt), verifier: Zeroizing::new(hex::encode(verifier.as_slice())) },
+            recovery_key: Zeroizing::new(hex::encode(recovery.as_slice())),
+        };
+        let answer = conn.send(Method::POST, &format!("/v1/keys/{}/pin/reset", state.key_id), &body).await?;
+        let old: mcs_api::PinResetDone = parse(&answer)?;
+        let mut old_key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(old.recovery_key.as_str(), &mut old_key[..])
+            .map_err(|e| Error::Protocol(format!("answer `recovery_key`: {e}")))?;
+        let d1 = crate::recovery::open(&old_key, &state.key_id, &sealed)?;
+        let share = ClientShare::from_scalar(d1).map_err(|e| Error::Protocol(e.to_string()))?;
+        let state = PhoneState {
+            d1_masked: sm2_2p::scalar_to_hex(&(*share.scalar() * mask(&verifier))),
+            pin_salt: hex::encode(salt),
+            d1_recovery: Some(crate::recovery::seal(&recovery, &state.key_id, share.scalar())?),
+            ..state
+        };
+        Ok(Phone { state, verifier, share, public })
+    }
+
     /// Revoke this key from the phone (PIN proof over the reason).
     pub async fn revoke(&self, conn: &mut Connection, reason: &str) -> Result<Value> {
         let pin_proof = Some(self.proof(&Transcript::Revoke { reason: reason.into() }));
@@ -309,6 +351,9 @@ pub struct PreparedActivation {
     share: ClientShare,
     salt: [u8; 16],
     verifier: Zeroizing<[u8; 32]>,
+    /// Sent with the request, sealing the recovery copy of `d1`, then forgotten.
+    recovery: crate::recovery::RecoveryKey,
+    keep_recovery: bool,
     /// The request; it carries the activation code (wiped on drop).
     body: ActivateRequest,
 }
@@ -316,6 +361,14 @@ pub struct PreparedActivation {
 impl PreparedActivation {
     pub fn enrollment_id(&self) -> &str {
         &self.enrollment_id
+    }
+
+    /// Send no recovery key and keep no recovery copy of `d1`: a forgotten PIN then costs
+    /// the key (a reissue). For apps that choose so, and for tests of that case.
+    pub fn without_recovery_key(mut self) -> Self {
+        self.body.recovery_key = None;
+        self.keep_recovery = false;
+        self
     }
 
     /// Send the activation; returns the phone and its certificate request task, which
@@ -326,6 +379,10 @@ impl PreparedActivation {
         let answer: Activation = parse(&answer)?;
         let public = answer_point(&answer.public_key, "public_key")?;
         let key_id = answer.key_id;
+        let d1_recovery = match self.keep_recovery {
+            true => Some(crate::recovery::seal(&self.recovery, &key_id, self.share.scalar())?),
+            false => None,
+        };
         let state = PhoneState {
             version: STATE_VERSION,
             server: self.server.clone(),
@@ -333,6 +390,7 @@ impl PreparedActivation {
             public_key: sm2_2p::point_to_hex(&public),
             d1_masked: sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&self.verifier))),
             pin_salt: hex::encode(self.salt),
+            d1_recovery,
             delegation_id: None,
         };
         let phone = Phone { state, verifier: self.verifier.clone(), share: self.share.clone(), public };

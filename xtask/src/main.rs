@@ -609,12 +609,65 @@ fn demo() -> Result<()> {
     }
     println!("    {}", err.trim());
 
+    step("Zhang San forgets the PIN (忘记密码): the key locks; the operator opens a reset, the phone resets it");
+    for _ in 0..5 {
+        let _ = mcs_as("app1")
+            .args(["app", "sign", "--state"])
+            .arg(&state)
+            .args(["--pin", "000000", "--in"])
+            .arg(&msg)
+            .output();
+    }
+    let view = json_of(&run_ok(mcs_as("admin").args(["admin", "key", key_id]))?, "admin key")?;
+    println!("    after five wrong PINs: pin = {}", view["pin"]);
+    let opened = json_of(&run_ok(mcs_as("admin").args(["admin", "pin-reset", key_id]))?, "admin pin-reset")?;
+    let reset_code = opened["reset_code"].as_str().ok_or("no reset_code")?;
+    println!("    the operator reads out the one-time code {reset_code} (valid until {})", opened["expires_at"]);
+    let new_pin = "135790";
+    run_ok(
+        mcs_as("app1").args(["app", "reset-pin", "--state"]).arg(&state).args(["--code", reset_code, "--pin", new_pin]),
+    )?;
+    let pt = dir.join("secret-after-reset.out");
+    run_ok(
+        mcs_as("app1")
+            .args(["app", "decrypt", "--state"])
+            .arg(&state)
+            .args(["--pin", new_pin, "--in"])
+            .arg(&ct)
+            .arg("--out")
+            .arg(&pt),
+    )?;
+    if std::fs::read_to_string(&pt).map_err(|e| e.to_string())? != original {
+        return Err("after the PIN reset the old ciphertext no longer decrypts".into());
+    }
+    let sig = dir.join("after-reset.sig");
+    run_ok(
+        mcs_as("app1")
+            .args(["app", "sign", "--state"])
+            .arg(&state)
+            .args(["--pin", new_pin, "--in"])
+            .arg(&msg)
+            .arg("--out")
+            .arg(&sig),
+    )?;
+    let verify = run_ok(
+        Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+            .arg(&pubkey)
+            .args(["-rawin", "-in"])
+            .arg(&msg)
+            .arg("-sigfile")
+            .arg(&sig)
+            .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
+    )?;
+    println!("    same key, new PIN: the bid encrypted before decrypts again; openssl: {}", verify.trim());
+
     step("stopping the daemon; the audit chain of everything above verifies");
     drop(daemon);
     let audit = run_ok(Command::new(&mcsd).args(["audit", "verify", "--config"]).arg(dir.join("mcsd.toml")))?;
     println!("    {}", audit.trim());
     println!(
-        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → company certificate delegated to an employee, bid sealed after the legal representative's approval → phone reported lost, key resumed → wrong PIN refused → audit chain intact"
+        "\ndemo complete: enroll → activate → sign (verified by OpenSSL) → decrypt (matches) → QR login (verified by OpenSSL) → seal made → PDF sealed by scan (verified, qpdf-clean) → company certificate delegated to an employee, bid sealed after the legal representative's approval → phone reported lost, key resumed → wrong PIN refused → forgotten PIN reset, same key signs and decrypts → audit chain intact"
     );
     Ok(())
 }

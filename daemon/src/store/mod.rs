@@ -4,7 +4,7 @@
 //! Trees:
 //! - `enrollments`: enrollment id → [`EnrollmentRecord`](crate::model::key::EnrollmentRecord)
 //! - `keys`: key id → the key record (public data and security state: status, PIN
-//!   counter), and where its share and PIN verifier are: [`SlotRef`]s into the [`Vault`]
+//!   counter), and where its share, PIN verifier and recovery key are: [`SlotRef`]s into the [`Vault`]
 //!   (`<store>/secrets.vault`), where the HSM-made AES-GCM blobs live and are overwritten
 //!   with zeros on revocation. In the record rather than one entry per secret: sled's
 //!   memory grows with its entry count (about 40 bytes each at open), so a key costs two

@@ -1,5 +1,5 @@
 //! The vault: fixed-size slots in one file, overwritten in place, for the wrapped secrets
-//! that must be destroyable — key shares and PIN verifiers.
+//! that must be destroyable — key shares, PIN verifiers and recovery keys.
 //!
 //! sled is log-structured: a deleted value lingers in old segments until the segment is
 //! cleaned, at a time nobody controls. A revoked share must be gone from the disk when

@@ -122,6 +122,7 @@ pub fn secrets_walk_and_swap_for_kek_rotation(f: &dyn Factory) {
         vec![
             ("daemon:audit".into(), SecretKind::DaemonKey, b"daemon-blob".to_vec()),
             ("k1".into(), SecretKind::PinVerifier, VERIFIER.to_vec()),
+            ("k1".into(), SecretKind::RecoveryKey, RECOVERY.to_vec()),
             ("k1".into(), SecretKind::Share, SHARE.to_vec()),
             ("t1".into(), SecretKind::TaskInput, b"task-in".to_vec()),
         ]
@@ -135,6 +136,7 @@ pub fn secrets_walk_and_swap_for_kek_rotation(f: &dyn Factory) {
     }
     s.erase_after_flush(&stale).unwrap();
     assert_eq!(s.key_secret("k1", SecretKind::Share).unwrap().as_deref(), Some(&b"rewrapped-k1"[..]));
+    assert_eq!(s.key_secret("k1", SecretKind::RecoveryKey).unwrap().as_deref(), Some(&b"rewrapped-k1"[..]));
     assert_eq!(s.task_secret("t1", SecretKind::TaskInput).unwrap().as_deref(), Some(&b"rewrapped-t1"[..]));
     assert_eq!(s.daemon_key("audit").unwrap().unwrap().1, b"rewrapped-daemon:audit".to_vec());
     // A record revoked after the walk is left to its revocation.

@@ -383,6 +383,37 @@ pub enum SuccessorReason {
     Renew,
     Change,
     Reissue,
+    /// The same key, a new certificate (延期): see [`Extension`].
+    Extend,
+}
+
+/// `POST /v1/keys/{id}/successor`'s answer: an enrollment (`renew`, `change`, `reissue`)
+/// or, for `extend`, an [`Extension`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum SuccessorAnswer {
+    Enrollment(Enrollment),
+    Extension(Extension),
+}
+
+/// The answer to a `successor` with reason `extend`: no new key or enrollment — the
+/// owner's phone co-signs a new certificate request for the same joint key through this
+/// `csr` task (also posted to its inbox as a `task` item). When it completes the key
+/// carries the new certificate, the old one is revoked at the CA (`superseded`) and the
+/// seals that carried it are re-made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Extension {
+    pub key_id: String,
+    pub reason: SuccessorReason,
+    pub csr_task: TaskTicket,
+    /// The task's QR string (`mcs://task?...`), for a phone that reads no inbox.
+    pub qr: String,
+    /// RFC 3339: when the task expires.
+    pub expires_at: String,
+    /// Serial (hex) of the certificate being renewed.
+    pub renews: String,
 }
 
 /// `POST /v1/keys/{id}/successor` (admin): `change` needs `subject`.

@@ -383,7 +383,8 @@ mod ops {
     #[utoipa::path(post, path = "/v1/keys/{id}/successor", operation_id = "createSuccessor", tag = "keys",
         params(("id" = String, Path, description = "Key id")),
         request_body = SuccessorRequest,
-        responses((status = 201, description = "The new enrollment, with `predecessor`", body = Enrollment)))]
+        responses((status = 201, description = "The new enrollment, with `predecessor`; for `extend`, the \
+            certificate request task of the same key", body = SuccessorAnswer)))]
     fn create_successor() {}
 
     /// Authorise a key on a platform (roaming)

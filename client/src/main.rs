@@ -234,10 +234,12 @@ enum AdminCommand {
         validity_days: u32,
     },
     /// Start a successor of a key: renew, change (needs --kind/--name) or reissue (lost
-    /// phone: the old key is suspended at once). Prints the new enrollment.
+    /// phone: the old key is suspended at once). Prints the new enrollment. `extend` (延期)
+    /// keeps the key: it prints the certificate request task (and QR) the owner's phone
+    /// scans (`mcs app scan`) to get a new certificate for the same key.
     Successor {
         id: String,
-        /// renew, change or reissue
+        /// renew, change, reissue or extend
         #[arg(long)]
         reason: String,
         #[command(flatten)]

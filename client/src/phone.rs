@@ -538,10 +538,15 @@ impl Phone {
         conn.send(Method::POST, &format!("/v1/tasks/{}/complete", code.task_id), &body).await
     }
 
-    /// Scan a QR code and do what it asks: login/sign (checked digest), decrypt, encrypt.
+    /// Scan a QR code and do what it asks: login/sign (checked digest), decrypt, encrypt,
+    /// or a certificate request of this key (a renewal, 延期: checked to be for this key).
     pub async fn scan(&self, conn: &mut Connection, code: &ScanCode) -> Result<Value> {
         let raw_view = self.view_task(conn, code).await?;
         let view: TaskView = parse(&raw_view)?;
+        if view.kind == TaskKind::Csr {
+            self.install_certificate(conn, code).await?;
+            return Ok(raw_view);
+        }
         let claimed: ClaimAnswer = parse(&self.claim(conn, code).await?)?;
         awaiting(&claimed)?;
         match (view.kind, &claimed) {

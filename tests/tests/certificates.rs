@@ -242,3 +242,93 @@ async fn renew_change_and_reissue_leave_the_old_key_as_specified() {
     }
     assert_eq!(key(&mut admin, reissued.key_id()).await["status"], "active");
 }
+
+/// 延期: `successor` reason `extend` renews the certificate of the same joint key. The
+/// owner's phone gets the certificate request in its inbox and co-signs it by scan; the key
+/// keeps its id and public key and gets a new certificate that chains to the CA (OpenSSL);
+/// the old certificate is revoked (superseded) at the CA; the seal that carried it is
+/// re-made with the new one; a PDF sealed before the renewal stays valid (judged at its
+/// time-stamp) and the new seal seals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_certifies_the_same_key_again_and_remakes_its_seals() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
+    let before = key(&mut admin, phone.key_id()).await;
+    let seal = company_seal(&mut admin, phone.key_id()).await;
+    let old_seal_id = seal["seal_id"].as_str().unwrap().to_owned();
+    let sealed_before = seal_one(&env, &daemon, &old_seal_id, &phone).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Bad requests first: a subject, an unknown key, a key that is not active.
+    let with_subject = json!({"reason": "extend", "subject": before["subject"]});
+    let resp = admin.call(Method::POST, &format!("/v1/keys/{}/successor", phone.key_id()), Some(&with_subject)).await;
+    assert_eq!(resp.unwrap().status, 400);
+    let err = mcs_client::admin::successor(&mut admin, "k_nope", "extend", None, None).await.unwrap_err();
+    assert_eq!(err.code(), Some("not_found"));
+
+    let ext = mcs_client::admin::successor(&mut admin, phone.key_id(), "extend", None, Some(730)).await.unwrap();
+    assert_eq!((ext["key_id"].as_str(), ext["reason"].as_str()), (Some(phone.key_id()), Some("extend")), "{ext}");
+    assert_eq!(ext["renews"], before["certificate_serial"]);
+    // The phone finds it in its inbox and scans it.
+    let inbox = app.json(Method::GET, "/v1/inbox", None).await.unwrap();
+    let item = inbox["items"].as_array().unwrap().iter().find(|i| i["type"] == "task").expect("a task item").clone();
+    assert_eq!(item["task_id"], ext["csr_task"]["task_id"], "{inbox}");
+    // Another phone cannot co-sign it.
+    let (_other, mut other_app) = new_phone(&env, &daemon, "app2", "123456").await;
+    let code = mcs_client::phone::ScanCode::parse(ext["qr"].as_str().unwrap()).unwrap();
+    let claim = json!({"token": code.token, "key_id": phone.key_id()});
+    let resp = other_app.call(Method::POST, &format!("/v1/tasks/{}/claim", code.task_id), Some(&claim)).await.unwrap();
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    phone.scan(&mut app, &code).await.unwrap();
+
+    let after = key(&mut admin, phone.key_id()).await;
+    assert_eq!((after["status"].as_str(), &after["public_key"]), (Some("active"), &before["public_key"]));
+    assert_ne!(after["certificate_serial"], before["certificate_serial"], "a new certificate");
+    assert!(after["certificate_expires_at"].as_str() > before["certificate_expires_at"].as_str(), "{after}");
+    let (leaf, ca) = write_chain(env.path(), &after, "extended");
+    let out = openssl_ok(&[
+        "verify".as_ref(),
+        "-vfyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-CAfile".as_ref(),
+        ca.as_os_str(),
+        leaf.as_os_str(),
+    ]);
+    assert!(out.contains(": OK"), "{out}");
+    let certified =
+        openssl_ok(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
+    assert_eq!(certified.trim(), mcs_client::phone::public_key_pem(phone.public_key()).trim(), "the same key");
+    let old_serial = before["certificate_serial"].as_str().unwrap();
+    let status = admin.json(Method::GET, &format!("/v1/plugins/local/status?serial={old_serial}"), None).await;
+    assert_eq!(status.unwrap()["status"], "revoked", "the old certificate is superseded at the CA");
+
+    // The seal was re-made with the new certificate; the old one is revoked.
+    let seals = admin.json(Method::GET, "/v1/seals", None).await.unwrap();
+    let all = seals["seals"].as_array().expect("seal list").clone();
+    let old = all.iter().find(|s| s["seal_id"] == old_seal_id.as_str()).expect("the old seal");
+    assert_eq!(old["status"], "revoked", "{old}");
+    let new = all.iter().find(|s| s["seal_id"] != old_seal_id.as_str() && s["status"] == "active").expect("a new seal");
+    assert_eq!((&new["name"], &new["kind"]), (&seal["name"], &seal["kind"]));
+    let new_seal = B64.decode(new["seal"].as_str().unwrap()).unwrap();
+    let view = mcs_pdfseal::seal::verify(&new_seal).unwrap();
+    let new_cert = B64.decode(after["certificate"].as_str().unwrap()).unwrap();
+    assert_eq!(view.signer_certificates, vec![new_cert], "the new seal carries the new certificate");
+
+    // The PDF sealed before stays valid; the new seal seals and verifies.
+    let check = |pdf: &[u8]| json!({ "pdf": B64.encode(pdf) });
+    let v = admin.json(Method::POST, "/v1/verify/pdf", Some(&check(&sealed_before))).await.unwrap();
+    assert_eq!(v["signatures"][0]["valid"], true, "{v}");
+    let sealed_after = seal_one(&env, &daemon, new["seal_id"].as_str().unwrap(), &phone).await;
+    let v = admin.json(Method::POST, "/v1/verify/pdf", Some(&check(&sealed_after))).await.unwrap();
+    assert_eq!(v["signatures"][0]["valid"], true, "{v}");
+    // The old seal no longer seals.
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    let data = json!({ "pdf": B64.encode(mcs_pdfseal::pdf::sample_document(1, false)), "seal_id": old_seal_id,
+        "placement": {"page": 1, "x": 300, "y": 300} });
+    let refused = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal", data, None, None).await;
+    assert!(refused.is_err(), "the old seal sealed: {refused:?}");
+    // The phone signs on as before.
+    phone.sign_message(&mut app, b"after the extension", SignMode::Canonical).await.unwrap();
+}

@@ -100,7 +100,7 @@ async fn a_locked_key_is_reset_and_the_same_key_signs_and_decrypts_with_the_old_
     env.add_app_identity("app2");
     let daemon = Daemon::start(&env);
     let mut admin = connect(&env, &daemon, "admin").await;
-    let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
+    let (phone, _app) = new_phone(&env, &daemon, "app1", "123456").await;
     let key_id = phone.key_id().to_owned();
     assert!(phone.state.d1_recovery.is_some(), "the phone keeps a recovery copy of d1");
     let view = mcs_client::admin::get_key(&mut admin, &key_id).await.unwrap();

@@ -215,36 +215,6 @@ async fn sealed_pdfs_carry_a_signature_time_stamp_and_a_dss() {
     assert_eq!(v["signatures"][0]["valid"], true, "{v}");
 }
 
-/// The operator makes a company seal signed with `signer`'s key, valid a day.
-async fn company_seal(admin: &mut mcs_client::Connection, signer: &str) -> serde_json::Value {
-    let now = mcsd::clock::now();
-    let rfc = |t: i64| {
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    let seal = json!({
-        "kind": "official", "name": "Company seal", "owner": {},
-        "image": { "type": "PNG", "data": B64.encode(mcs_pdfseal::image::demo_seal_png(96)), "width_mm": 40, "height_mm": 40 },
-        "signer_key_ids": [signer], "valid_from": rfc(now - 60), "valid_to": rfc(now + 86_400),
-    });
-    admin.json(hyper::Method::POST, "/v1/seals", Some(&seal)).await.unwrap()
-}
-
-/// `phone` seals a one-page PDF with `seal_id` by QR scan; the sealed PDF.
-async fn seal_one(env: &DevEnv, daemon: &Daemon, seal_id: &str, phone: &mcs_client::phone::Phone) -> Vec<u8> {
-    let mut gw = connect(env, daemon, "gateway").await;
-    let mut app = connect(env, daemon, "app1").await;
-    let pdf = mcs_pdfseal::pdf::sample_document(1, false);
-    let data = json!({ "pdf": B64.encode(&pdf), "seal_id": seal_id, "placement": {"page": 1, "x": 300, "y": 300} });
-    let created = mcs_client::gateway::create_task(&mut gw, "pdf_seal", "Seal", data, None, None).await.unwrap();
-    let code = mcs_client::phone::ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
-    phone.scan(&mut app, &code).await.unwrap();
-    let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
-    B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap()
-}
-
 /// A bid sealed today still verifies after the bidder renews (the key is superseded) and
 /// after the new key and the seal are revoked: each signature is judged at its time-stamp.
 /// One made without a time-stamp (the TSA switched off) is judged now, and fails.

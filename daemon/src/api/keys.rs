@@ -90,6 +90,12 @@ pub async fn resume(State(api): Ctx, _: Admin, Id(id): Id, _: EmptyObject) -> Re
 
 pub async fn successor(State(api): Ctx, _: Admin, Id(id): Id, Json(req): Json<SuccessorRequest>) -> Reply {
     let subject = wire::successor(&req)?;
+    if req.reason == "extend" {
+        let (key, renewal) = api.keys.renewal_of(&id, req.validity_days)?;
+        let serial = renewal.serial.clone();
+        let task = api.tasks.create_renewal_task(&key, renewal).await?;
+        return views::created(views::extension(&key.id, &serial, &task));
+    }
     let created = api.keys.create_successor(&id, &req.reason, subject, req.validity_days).await?;
     views::created(views::successor(&created, &id))
 }

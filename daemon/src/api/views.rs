@@ -78,6 +78,17 @@ pub fn successor(created: &EnrollmentCreated, predecessor: &str) -> mcs_api::Enr
     mcs_api::Enrollment { predecessor: Some(predecessor.to_owned()), ..enrollment(created) }
 }
 
+pub fn extension(key_id: &str, renews: &str, csr: &CreatedTask) -> mcs_api::Extension {
+    mcs_api::Extension {
+        key_id: key_id.to_owned(),
+        reason: mcs_api::SuccessorReason::Extend,
+        csr_task: mcs_api::TaskTicket { task_id: csr.task_id.clone(), token: csr.token.clone() },
+        qr: csr.qr.clone(),
+        expires_at: rfc3339(csr.expires_at),
+        renews: renews.to_owned(),
+    }
+}
+
 pub fn activated(key: &KeyRecord, csr: &CreatedTask) -> mcs_api::Activation {
     mcs_api::Activation {
         key_id: key.id.clone(),

@@ -492,8 +492,11 @@ pub fn suspend<'r>(req: &'r mcs_api::SuspendRequest, actor: &Actor<'_>) -> Resul
 
 /// The new subject, if the successor changes it.
 pub fn successor(req: &SuccessorRequest) -> Result<Option<Subject>, ApiError> {
-    if !["renew", "change", "reissue"].contains(&req.reason.as_str()) {
+    if !["renew", "change", "reissue", "extend"].contains(&req.reason.as_str()) {
         return Err(ApiError::bad_request(format!("unknown reason `{}`", req.reason)));
+    }
+    if req.reason == "extend" && req.subject.is_some() {
+        return Err(ApiError::bad_request("an extension keeps the key and its subject: no `subject`"));
     }
     if req.validity_days.is_some_and(|d| !(1..=3650).contains(&d)) {
         return Err(ApiError::bad_request("validity_days must be 1..=3650"));

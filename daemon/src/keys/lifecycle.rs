@@ -11,6 +11,7 @@
 use super::{Actor, KeyError, KeyService, PinProof};
 use crate::model::inbox::InboxEvent;
 use crate::model::key::{KeyRecord, KeyStatus, Suspension};
+use crate::model::task::CertificateRenewal;
 use crate::plugins::PluginError;
 use crate::plugins::ca::HoldRequest;
 
@@ -76,6 +77,39 @@ impl KeyService {
         tracing::info!(key_id, "key resumed");
         self.tell_holders(&rec, InboxEvent::KeyResumed { key_id: key_id.to_owned() }).await;
         Ok(rec)
+    }
+
+    /// Operator: what a same-key renewal (延期, `successor` reason `extend`) of `key_id`
+    /// renews — the key must be active with a certificate. The new certificate is valid
+    /// for `validity_days`, or as long as the key's first one was.
+    pub fn renewal_of(
+        &self,
+        key_id: &str,
+        validity_days: Option<u32>,
+    ) -> Result<(KeyRecord, CertificateRenewal), KeyError> {
+        let key = self.store.key(key_id)?.ok_or(KeyError::NotFound("key"))?;
+        if key.status != KeyStatus::Active {
+            return Err(KeyError::Inactive(key.status));
+        }
+        let cert = key.certificate.as_ref().ok_or(KeyError::Conflict("the key has no certificate to renew"))?;
+        let renewal = CertificateRenewal {
+            serial: cert.serial.clone(),
+            validity_days: validity_days.unwrap_or(key.validity_days),
+        };
+        Ok((key, renewal))
+    }
+
+    /// A renewal replaced `old` (the key's previous certificate): retire it at the CA
+    /// (reason `superseded`; signatures time-stamped before stay valid) and tell the
+    /// holders. Best effort: the new certificate is in place already; a CA that fails is
+    /// logged and the operator may revoke the old certificate by its serial.
+    pub async fn certificate_renewed(&self, key: &KeyRecord, old: &crate::model::key::CertificateInfo) {
+        let request = crate::plugins::ca::RevokeRequest { serial: old.serial.clone(), reason: "superseded".into() };
+        if let Err(e) = self.plugins.revoke(&key.ca, &request).await {
+            tracing::error!(key_id = %key.id, serial = %old.serial, error = %e, "renewed: the old certificate is not revoked at the CA");
+        }
+        tracing::info!(key_id = %key.id, old = %old.serial, "certificate renewed for the same key");
+        self.tell_holders(key, InboxEvent::CertificateIssued { key_id: key.id.clone() }).await;
     }
 
     /// Hold (`on`) or release the key's certificate at its CA. `false`: nothing to hold (no

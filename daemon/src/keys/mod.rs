@@ -344,6 +344,7 @@ impl KeyService {
             suspension: None,
             expiry_notified: None,
             pin_reset: None,
+            retired_certificates: Vec::new(),
         };
         let activated = self
             .audited(

@@ -140,6 +140,18 @@ pub struct KeyRecord {
     /// voided by wrong codes, or expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_reset: Option<PinResetState>,
+    /// Certificates of this same key replaced by a renewal (延期): signatures time-stamped
+    /// before `retired_at` stay valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_certificates: Vec<RetiredCertificate>,
+}
+
+/// A certificate a renewal replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredCertificate {
+    pub serial: String,
+    /// Unix seconds.
+    pub retired_at: i64,
 }
 
 /// An open PIN reset (PROTOCOL.md "PIN reset without losing the key"): the one-time code

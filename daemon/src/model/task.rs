@@ -42,6 +42,14 @@ pub struct TaskDisplay {
     pub detail: Option<String>,
 }
 
+/// What a renewal `csr` task replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRenewal {
+    /// Serial (hex) of the key's certificate when the renewal was asked for.
+    pub serial: String,
+    pub validity_days: u32,
+}
+
 /// The non-secret inputs of a task. (An `encrypt` task's plaintext is a wrapped secret.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -62,6 +70,10 @@ pub enum TaskData {
     Csr {
         key_id: String,
         request_info: String,
+        /// A same-key renewal (延期, `successor` reason `extend`): the certificate it
+        /// replaces and the new one's validity. `None`: the key's first certificate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renews: Option<CertificateRenewal>,
     },
     /// A PDF to seal (base64), the seal asked for, the placement (API.md JSON). At claim the
     /// seal used and the signing time are fixed, so completion rebuilds the same revision.

@@ -440,6 +440,17 @@ impl SealService {
         }
         self.check_seal(&old)?;
         let face = self.draw(face, &old.name).await?;
+        let rec = self.replace(old, face).await?;
+        tracing::info!(old = %id, seal = %rec.id, es_id = %rec.es_id, "seal face changed");
+        Ok(rec)
+    }
+
+    /// A new seal in place of `old` — new id and esID, `face`, the same kind, name, owner,
+    /// signer keys, grants and validity, and the holders' certificates as they are now —
+    /// stored first, then `old` revoked (a crash between the two leaves both usable;
+    /// revoking the old one again finishes the change).
+    async fn replace(&self, old: SealRecord, face: SealFace) -> Result<SealRecord, SealError> {
+        let old_id = old.id.clone();
         let (new_id, es_id) = self.new_ids()?;
         let rec = SealRecord {
             id: new_id,
@@ -454,9 +465,37 @@ impl SealService {
             ..old
         };
         let rec = self.insert(rec, &face.picture).await?;
-        self.revoke(id).await?;
-        tracing::info!(old = %id, seal = %rec.id, es_id = %rec.es_id, "seal face changed");
+        self.revoke(&old_id).await?;
         Ok(rec)
+    }
+
+    /// A key's certificate was renewed: every usable seal that carries it (as a signer key
+    /// or a grant's) is re-made with the new certificate, same face, and the old one
+    /// revoked — documents sealed before stay valid (judged at their time-stamps). Returns
+    /// how many were re-made.
+    pub async fn remake_for_key(&self, key_id: &str) -> Result<usize, SealError> {
+        let carrying: Vec<SealRecord> = self
+            .store
+            .seals()?
+            .into_iter()
+            .filter(|s| s.revoked_at.is_none())
+            .filter(|s| s.signer_key_ids.iter().chain(s.grants.iter().map(|g| &g.key_id)).any(|k| k == key_id))
+            .collect();
+        let mut remade = 0;
+        for old in carrying {
+            let der = B64.decode(&old.seal_b64).map_err(internal)?;
+            let view = seal::verify(&der).map_err(internal)?;
+            let face = SealFace {
+                picture_type: old.picture_type.clone(),
+                picture: view.picture,
+                width_mm: old.width_mm,
+                height_mm: old.height_mm,
+            };
+            let (old_id, new) = (old.id.clone(), self.replace(old, face).await?);
+            tracing::info!(old = %old_id, seal = %new.id, es_id = %new.es_id, key_id, "seal re-made");
+            remade += 1;
+        }
+        Ok(remade)
     }
 
     /// The records of the seals `key_id` may seal with now (only `only`, if given), oldest
@@ -661,6 +700,10 @@ impl SealService {
             };
             if let Some(r) = reason {
                 revoked.insert(cert.serial.clone(), (r, k.revoked_at));
+            }
+            for old in &k.retired_certificates {
+                revoked
+                    .insert(old.serial.clone(), ("signer certificate superseded by a renewal", Some(old.retired_at)));
             }
             chains.extend(cert.chain_b64);
         }

@@ -16,7 +16,8 @@ use super::codec::{decode, encode};
 use super::vault::SlotRef;
 use super::{Durability, SecretEntry, SecretStorage, StaleCopy, Store, StoreError};
 use crate::model::key::{
-    CertificateInfo, KeyRecord, KeyStatus, PinResetState, PinState, PlatformGrant, Subject, Suspension,
+    CertificateInfo, KeyRecord, KeyStatus, PinResetState, PinState, PlatformGrant, RetiredCertificate, Subject,
+    Suspension,
 };
 use crate::model::secret::SecretKind;
 
@@ -60,6 +61,8 @@ struct KeyRepr {
     expiry_notified: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pin_reset: Option<PinResetState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired_certificates: Vec<RetiredCertificate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     share_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +128,7 @@ impl StoredKey {
             suspension: r.suspension,
             expiry_notified: r.expiry_notified,
             pin_reset: r.pin_reset,
+            retired_certificates: r.retired_certificates,
         };
         Ok(StoredKey {
             key,
@@ -155,6 +159,7 @@ impl StoredKey {
             suspension,
             expiry_notified,
             pin_reset,
+            retired_certificates,
         } = self.key.clone();
         let certificate = certificate.map(|c| CertRepr {
             der_b64: c.der_b64,
@@ -183,6 +188,7 @@ impl StoredKey {
             suspension,
             expiry_notified,
             pin_reset,
+            retired_certificates,
             share_ref: self.share_ref.clone(),
             verifier_ref: self.verifier_ref.clone(),
             recovery_ref: self.recovery_ref.clone(),

@@ -72,10 +72,11 @@ pub use inbox::InboxStorage;
 pub use open::{open, open_postgres, open_tool, postgres_options, restore};
 pub use postgres::{PgOptions, PgStore};
 pub use storage::{
-    ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, ClusterStorage,
-    DaemonKeyStorage, DelegationChange, DelegationOutcome, DelegationStorage, Durability, Flushing, InsertOutcome,
-    KeySecrets, KeyStorage, KeyTransfer, OpenQuota, OpenUsage, PinReset, PinResetCommit, PluginKvStorage, SealStorage,
-    SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition, TransitionOutcome, prelude,
+    ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, CertificateSwap,
+    ClusterStorage, DaemonKeyStorage, DelegationChange, DelegationOutcome, DelegationStorage, Durability, Flushing,
+    InsertOutcome, KeySecrets, KeyStorage, KeyTransfer, OpenQuota, OpenUsage, PinReset, PinResetCommit,
+    PluginKvStorage, SealStorage, SecretEntry, SecretStorage, StaleCopy, Storage, TaskStorage, Transition,
+    TransitionOutcome, prelude,
 };
 
 use crate::store::codec::{decode, encode};

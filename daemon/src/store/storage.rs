@@ -358,6 +358,33 @@ pub enum InsertOutcome {
     },
 }
 
+/// A renewal's certificate replacing the key's current one (see
+/// [`Transition::renew_certificate`]): refused (`CertificateChanged`) unless the key is
+/// active or suspended and still has the certificate `serial`; the old one is kept in the
+/// key's `retired_certificates` as retired `at`.
+pub struct CertificateSwap<'a> {
+    pub key_id: &'a str,
+    pub serial: &'a str,
+    pub certificate: &'a CertificateInfo,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl CertificateSwap<'_> {
+    /// The key is active or suspended and still has the certificate the swap replaces.
+    pub fn applies_to(&self, key: &KeyRecord) -> bool {
+        matches!(key.status, KeyStatus::Active | KeyStatus::Suspended)
+            && key.certificate.as_ref().is_some_and(|c| c.serial == self.serial)
+    }
+
+    /// Retire the current certificate and install `certificate` (as the backend stores it).
+    pub fn apply(&self, key: &mut KeyRecord, certificate: CertificateInfo) {
+        let retired = crate::model::key::RetiredCertificate { serial: self.serial.to_owned(), retired_at: self.at };
+        key.retired_certificates.push(retired);
+        key.certificate = Some(certificate);
+    }
+}
+
 /// One atomic task transition (see [`TaskStorage::transition`]).
 pub struct Transition<'a> {
     /// The task as it should be afterwards; its `rev` must be the stored rev + 1.
@@ -371,6 +398,8 @@ pub struct Transition<'a> {
     /// Make this pending key active with this certificate (a `csr` task's completion), so
     /// the certificate is never installed without the task finishing, or the reverse.
     pub install_certificate: Option<(&'a str, &'a CertificateInfo)>,
+    /// Replace an active or suspended key's certificate by a renewal of the same key.
+    pub renew_certificate: Option<CertificateSwap<'a>>,
     /// The audit entry of the request this transition carries out, written in the same
     /// step (its sequence number must still be free).
     pub audit: Option<AuditAppend>,
@@ -386,6 +415,7 @@ impl<'a> Transition<'a> {
             consume_once: None,
             callback: None,
             install_certificate: None,
+            renew_certificate: None,
             audit: None,
         }
     }
@@ -401,6 +431,9 @@ pub enum TransitionOutcome {
     /// The key to install a certificate for is not pending (its status, or `None` if it
     /// is gone); nothing was written.
     KeyNotPending(Option<KeyStatus>),
+    /// A renewal's key is not active or suspended, or no longer has the certificate the
+    /// renewal replaces (its status, or `None` if it is gone); nothing was written.
+    CertificateChanged(Option<KeyStatus>),
 }
 
 /// Scan tasks: creation under quota, transitions with their side effects, the sweep.

@@ -169,6 +169,10 @@ impl TaskStorage for Store {
             Some((key_id, cert)) => Some((key_id, self.slim_certificate(cert)?)),
             None => None,
         };
+        let renewing = match &t.renew_certificate {
+            Some(swap) => Some((swap, self.slim_certificate(swap.certificate)?)),
+            None => None,
+        };
         let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));
         let finished: std::cell::Cell<Option<(u64, i64)>> = std::cell::Cell::new(None);
         let trees = (
@@ -221,6 +225,18 @@ impl TaskStorage for Store {
                 key.p1 = None;
                 stored.chain_ref = chain_ref.clone();
                 keys.insert(key_id.as_bytes(), stored.encode())?;
+            }
+            if let Some((swap, (cert, chain_ref))) = &renewing {
+                let moved = |s| abort(TransitionOutcome::CertificateChanged(s));
+                let raw = keys.get(swap.key_id.as_bytes())?.ok_or(moved(None))?;
+                let mut stored = StoredKey::decode(swap.key_id.as_bytes(), &raw).map_err(|_| moved(None))?;
+                let key = &mut stored.key;
+                if !swap.applies_to(key) {
+                    return Err(moved(Some(key.status)));
+                }
+                swap.apply(key, cert.clone());
+                stored.chain_ref = chain_ref.clone();
+                keys.insert(swap.key_id.as_bytes(), stored.encode())?;
             }
             if let Some(a) = &t.audit {
                 append_in(audit, a)?;

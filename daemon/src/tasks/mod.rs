@@ -481,7 +481,12 @@ impl TaskService {
                 return Err(TaskError::PlatformNotAuthorized("(one-time grant used)".into()));
             }
             TransitionOutcome::KeyNotPending(Some(status)) => return Err(TaskError::Key(KeyError::Inactive(status))),
-            TransitionOutcome::KeyNotPending(None) => return Err(TaskError::Key(KeyError::NotFound("key"))),
+            TransitionOutcome::KeyNotPending(None) | TransitionOutcome::CertificateChanged(None) => {
+                return Err(TaskError::Key(KeyError::NotFound("key")));
+            }
+            TransitionOutcome::CertificateChanged(Some(_)) => {
+                return Err(TaskError::Key(KeyError::Conflict("the key's certificate changed meanwhile")));
+            }
         }
         self.store.flush().await?;
         self.changed.notify_waiters();
@@ -718,8 +723,8 @@ impl TaskService {
         if task.status != TaskStatus::Pending && !approved_for_me {
             return Err(TaskError::State(format!("task is {}", status_str(task.status))));
         }
-        if let TaskData::Csr { key_id: own, request_info } = &task.data {
-            return self.claim_csr(&task, own, request_info, key_id, device_id).await;
+        if let TaskData::Csr { key_id: own, request_info, renews } = &task.data {
+            return self.claim_csr(&task, own, request_info, renews.as_ref(), key_id, device_id).await;
         }
         if task.to_key_id.as_deref().is_some_and(|to| to != key_id) {
             return Err(TaskError::Key(KeyError::NoPermission("the task is addressed to another key".into())));

@@ -70,6 +70,7 @@ macro_rules! conformance_tests {
             task_creation_under_quota_and_a_refusal_writes_nothing,
             transitions_are_cas_and_all_or_nothing,
             csr_completion_installs_the_certificate_atomically,
+            a_renewal_swaps_the_certificate_of_the_same_key_once,
             audit_chain_and_checkpoints,
             seals_are_replaced_by_cas,
             daemon_keys_are_created_once,
@@ -145,6 +146,7 @@ pub(crate) fn key(id: &str, enrollment: &str) -> KeyRecord {
         suspension: None,
         expiry_notified: None,
         pin_reset: None,
+        retired_certificates: Vec::new(),
     }
 }
 

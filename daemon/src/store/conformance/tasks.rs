@@ -147,3 +147,44 @@ pub fn csr_completion_installs_the_certificate_atomically(f: &dyn Factory) {
     assert_eq!(s.transition(gone).unwrap(), TransitionOutcome::KeyNotPending(None));
     assert_eq!(s.task("t2").unwrap().unwrap().status, TaskStatus::Claimed);
 }
+
+fn swap<'a>(serial: &'a str, key_id: &'a str, certificate: &'a CertificateInfo) -> crate::store::CertificateSwap<'a> {
+    crate::store::CertificateSwap { key_id, serial, certificate, at: 1_700 }
+}
+
+pub fn a_renewal_swaps_the_certificate_of_the_same_key_once(f: &dyn Factory) {
+    let s = f.fresh();
+    s.put_enrollment(&enrollment("e1")).unwrap();
+    let mut active = key("k1", "e1");
+    active.certificate = Some(certificate("01"));
+    s.activate(&active, b"share-1", b"verifier-1", None).unwrap();
+    let new = &certificate("02");
+    s.insert_task(&task("t1", "", TaskStatus::Claimed, 0), &[], None, None).unwrap();
+    // A stale task, a certificate that moved, a key that is gone: nothing is written.
+    let stale = task("t1", "", TaskStatus::Completed, 3);
+    let lost = Transition { renew_certificate: Some(swap("01", "k1", new)), ..Transition::of(&stale) };
+    assert_eq!(s.transition(lost).unwrap(), TransitionOutcome::Raced);
+    let done = task("t1", "", TaskStatus::Completed, 1);
+    let moved = Transition { renew_certificate: Some(swap("09", "k1", new)), ..Transition::of(&done) };
+    assert_eq!(s.transition(moved).unwrap(), TransitionOutcome::CertificateChanged(Some(KeyStatus::Active)));
+    let gone = Transition { renew_certificate: Some(swap("01", "nope", new)), ..Transition::of(&done) };
+    assert_eq!(s.transition(gone).unwrap(), TransitionOutcome::CertificateChanged(None));
+    assert_eq!(s.key("k1").unwrap().unwrap(), active, "unchanged");
+    assert_eq!(s.task("t1").unwrap().unwrap().status, TaskStatus::Claimed);
+
+    let renew = Transition { renew_certificate: Some(swap("01", "k1", new)), ..Transition::of(&done) };
+    assert_eq!(s.transition(renew).unwrap(), TransitionOutcome::Done);
+    let retired = vec![crate::model::key::RetiredCertificate { serial: "01".into(), retired_at: 1_700 }];
+    let k = s.key("k1").unwrap().unwrap();
+    assert_eq!((k.status, k.certificate.as_ref(), &k.retired_certificates), (KeyStatus::Active, Some(new), &retired));
+    assert_eq!(s.task("t1").unwrap().unwrap().status, TaskStatus::Completed);
+    // Once: the old serial is gone. And it survives a restart.
+    s.insert_task(&task("t2", "", TaskStatus::Claimed, 0), &[], None, None).unwrap();
+    let again = task("t2", "", TaskStatus::Completed, 1);
+    let twice = Transition { renew_certificate: Some(swap("01", "k1", new)), ..Transition::of(&again) };
+    assert_eq!(s.transition(twice).unwrap(), TransitionOutcome::CertificateChanged(Some(KeyStatus::Active)));
+    block_on(s.flush()).unwrap();
+    let s = f.restart(s);
+    let k = s.key("k1").unwrap().unwrap();
+    assert_eq!((k.certificate.as_ref(), k.retired_certificates), (Some(new), retired));
+}

@@ -170,6 +170,16 @@ impl TaskStorage for PgStore {
                 key.p1 = None;
                 put_key(&tx, &key).await?;
             }
+            if let Some(swap) = &t.renew_certificate {
+                let Some(mut key) = lock_key(&tx, swap.key_id).await? else {
+                    return Ok(TransitionOutcome::CertificateChanged(None));
+                };
+                if !swap.applies_to(&key) {
+                    return Ok(TransitionOutcome::CertificateChanged(Some(key.status)));
+                }
+                swap.apply(&mut key, swap.certificate.clone());
+                put_key(&tx, &key).await?;
+            }
             self.append_in(&tx, t.audit.as_ref()).await?;
             put_task(&tx, &next).await?;
             for (kind, blob) in &t.put_secrets {

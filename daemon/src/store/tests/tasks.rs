@@ -80,7 +80,7 @@ fn quota_tally_counts_open_tasks_and_a_refusal_writes_nothing() {
 }
 
 fn csr_task(id: &str, rev: u64, status: TaskStatus) -> TaskRecord {
-    let data = TaskData::Csr { key_id: "k1".into(), request_info: String::new() };
+    let data = TaskData::Csr { key_id: "k1".into(), request_info: String::new(), renews: None };
     TaskRecord {
         token_sha256: "00".into(),
         display: TaskDisplay { title: "t".into(), detail: None },

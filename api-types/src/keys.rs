@@ -109,6 +109,10 @@ pub struct Activation {
     pub public_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csr_task: Option<TaskTicket>,
+    /// `p2 = d2⁻¹·G` (130 lowercase hex): the phone checks `d1⁻¹·p2 − G = public_key`
+    /// (a Tongsuo `sm2_threshold` client derives the joint key from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,6 +169,9 @@ pub struct Key {
     /// While suspended by `POST …/suspend`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspension: Option<KeySuspension>,
+    /// `p2 = d2⁻¹·G` of the owner's server share (130 lowercase hex), as at activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2: Option<String>,
 }
 
 /// Why a key is suspended, by whom, since when, and whether its certificate is on hold.
@@ -255,6 +262,10 @@ pub struct SignShares {
 pub struct FixedK3Shares {
     pub r: String,
     pub s3: String,
+    /// Hex of DER `SEQUENCE { INTEGER r, INTEGER s3 }` (what Tongsuo's `sm2_threshold`
+    /// clients read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub der: Option<String>,
 }
 
 /// `{r, s2, s3}` (canonical) or `{r, s3}` (`fixed_k3`).

@@ -183,10 +183,13 @@ pub struct VerifySignatureRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub e: Option<String>,
-    /// Base64 DER SM2 signature (as in a sign task's result).
+    /// Base64: a DER SM2 signature (a sign task's result), or a GB/T 35275 detached CMS
+    /// `SignedData` (a sign task's result with `format: "cms"`; give `message` then).
     pub signature: String,
-    /// Base64 DER X.509 certificate of the signer.
-    pub certificate: String,
+    /// Base64 DER X.509 certificate of the signer; optional for a CMS signature, which
+    /// carries it (if given, it must be the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
     /// Base64 DER intermediates, at most 8.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(max_items = 8))]
@@ -203,6 +206,10 @@ pub struct SignatureVerdict {
     pub signer: String,
     /// Hex.
     pub certificate_serial: String,
+    /// For a CMS signature with a valid signature time-stamp: its time (RFC 3339), at which
+    /// the certificate was judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
 }
 
 /// `POST /v1/verify/seal` (any role).

@@ -184,6 +184,14 @@ pub struct LoginData {
 #[serde(deny_unknown_fields)]
 pub struct SignData {
     pub message: String,
+    /// `raw` (default): the result's `signature` is DER `SEQUENCE{r, s}`. `cms`: a GB/T 35275
+    /// detached `SignedData` (SM3, SM2-with-SM3, content type 1.2.156.10197.6.1.4.2.1, the
+    /// signer's certificate and chain, signing-time, a signature time-stamp when the daemon
+    /// has a TSA); the phone then co-signs the signed attributes (`claim` answers
+    /// `{e, to_be_signed}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(raw|cms)$"))]
+    pub format: Option<String>,
 }
 
 /// `decrypt`: an SM2 ciphertext (C1‖C3‖C2 or DER) to the key.
@@ -191,7 +199,13 @@ pub struct SignData {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DecryptData {
-    pub ciphertext: String,
+    /// An SM2 ciphertext (C1‖C3‖C2 or DER), base64; or give `envelope`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    /// A GB/T 35275 `EnvelopedData` (DER, base64), with its content or without: the result
+    /// is then `plaintext` (content up to `[tasks] max_plaintext_bytes`) or `content_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
     /// Hex, any case: the claiming key's certificate serial must be this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient_cert_serial: Option<String>,
@@ -207,6 +221,12 @@ pub struct DecryptData {
 pub struct EncryptData {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub plaintext: Zeroizing<String>,
+    /// `sm2` (default): the result's `ciphertext` is a DER SM2 ciphertext. `envelope`: the
+    /// result's `envelope` is a GB/T 35275 `EnvelopedData` (SM4-CBC, SM2 key transport to
+    /// the key's certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(sm2|envelope)$"))]
+    pub format: Option<String>,
 }
 
 /// `pdf_seal`: a PDF, the seal (default: the claiming key's oldest usable one) and where.
@@ -496,14 +516,21 @@ pub struct CosignRequest {
     pub t1: Option<String>,
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub pin_proof: String,
+    /// With `q1`: `canonical` (default) or `fixed_k3` (`{r, s3, der}`; the phone finishes
+    /// `s = d1·(s3 + k1) − r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::keys::SignMode>))]
+    pub mode: Option<String>,
 }
 
-/// `{r, s2, s3}` for `q1`, `{t2}` for `t1`.
+/// `{r, s2, s3}` for `q1` (`{r, s3, der}` with `fixed_k3`), `{t2}` for `t1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum CosignAnswer {
     Sign(SignShares),
+    /// With `mode: "fixed_k3"`.
+    FixedK3(crate::keys::FixedK3Shares),
     Decrypt(crate::keys::DecryptShare),
 }
 
@@ -548,6 +575,10 @@ pub struct BatchCosignRequest {
     pub key_id: String,
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub pin_proof: String,
+    /// For every item: `canonical` (default) or `fixed_k3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::keys::SignMode>))]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -572,7 +603,19 @@ pub struct BatchCosignAnswer {
 #[serde(untagged)]
 pub enum BatchCosignResult {
     Signed(BatchSigned),
+    SignedFixedK3(BatchSignedFixedK3),
     Failed(BatchFailed),
+}
+
+/// An item's `fixed_k3` server half.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchSignedFixedK3 {
+    pub task_id: String,
+    pub r: String,
+    pub s3: String,
+    /// Hex of DER `SEQUENCE { INTEGER r, INTEGER s3 }`.
+    pub der: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -628,6 +671,7 @@ pub enum TaskResult {
     PdfUnseal(PdfUnsealResult),
     Encrypt(EncryptResult),
     Decrypt(DecryptResult),
+    ContentKey(ContentKeyResult),
     Login(LoginResult),
     Sign(SignResult),
     Csr(CsrResult),
@@ -690,11 +734,25 @@ pub struct DecryptResult {
     pub plaintext: Zeroizing<String>,
 }
 
+/// `decrypt` of an envelope whose content the daemon did not hold: the SM4 content key
+/// (32 lowercase hex), delivered once, like a plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ContentKeyResult {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{32}$"))]
+    pub content_key: Zeroizing<String>,
+}
+
 /// `encrypt`: the SM2 ciphertext (DER) to the claiming key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EncryptResult {
-    pub ciphertext: String,
+    /// Base64 DER SM2 ciphertext (format `sm2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    /// Base64 DER `EnvelopedData` (format `envelope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
     pub certificate: Option<String>,
     pub key_id: String,
     pub public_key: String,

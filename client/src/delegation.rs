@@ -310,6 +310,7 @@ impl PendingDelegation {
             d1_masked: sm2_2p::scalar_to_hex(&(*share.scalar() * mask(&verifier))),
             pin_salt: hex::encode(salt),
             d1_recovery,
+            fixed_k3: false,
             delegation_id: (view.kind == DelegationKind::Delegate).then(|| self.delegation_id.clone()),
         };
         Ok(Phone::from_parts(state, verifier, share, public))

@@ -124,6 +124,10 @@ enum GatewayCommand {
         ttl_secs: Option<u64>,
         #[arg(long)]
         callback_url: Option<String>,
+        /// For sign tasks: `raw` (a DER signature, the default) or `cms` (a GB/T 35275
+        /// detached SignedData).
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Ask a phone to seal a PDF (`pdf_seal` task); prints the task and its QR string.
     SealPdf {
@@ -772,17 +776,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
         },
         Command::Gateway { command } => match command {
-            GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url } => {
+            GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url, format } => {
                 let bytes = base64::engine::general_purpose::STANDARD.encode(read_file(&data_file)?);
                 let data = match kind.as_str() {
                     "login" => TaskData::Login(LoginData { challenge: bytes }),
-                    "sign" => TaskData::Sign(SignData { message: bytes }),
+                    "sign" => TaskData::Sign(SignData { message: bytes, format }),
                     "decrypt" => TaskData::Decrypt(DecryptData {
-                        ciphertext: bytes,
+                        ciphertext: Some(bytes),
+                        envelope: None,
                         recipient_cert_serial: None,
                         recipient_public_key: None,
                     }),
-                    "encrypt" => TaskData::Encrypt(EncryptData { plaintext: bytes.into() }),
+                    "encrypt" => TaskData::Encrypt(EncryptData { plaintext: bytes.into(), format }),
                     other => return Err(Error::Config(format!("unknown kind `{other}`"))),
                 };
                 let data = serde_json::to_value(&data).map_err(|e| Error::Config(e.to_string()))?;

@@ -39,6 +39,10 @@ pub struct PhoneState {
     /// for a share activated without one (a forgotten PIN then costs the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d1_recovery: Option<String>,
+    /// Co-sign every task in `fixed_k3` mode, as a Tongsuo `sm2_threshold` phone does
+    /// (`docs/tongsuo.md`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_k3: bool,
     /// Set on an employee's phone: the delegation its share belongs to (the key is the
     /// organisation's, used under that delegation's kinds and window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +163,7 @@ impl Phone {
             verifier,
             recovery,
             keep_recovery: true,
+            fixed_k3: false,
             body,
         })
     }
@@ -354,6 +359,7 @@ pub struct PreparedActivation {
     /// Sent with the request, sealing the recovery copy of `d1`, then forgotten.
     recovery: crate::recovery::RecoveryKey,
     keep_recovery: bool,
+    fixed_k3: bool,
     /// The request; it carries the activation code (wiped on drop).
     body: ActivateRequest,
 }
@@ -361,6 +367,13 @@ pub struct PreparedActivation {
 impl PreparedActivation {
     pub fn enrollment_id(&self) -> &str {
         &self.enrollment_id
+    }
+
+    /// Behave as a Tongsuo `sm2_threshold` phone: require `p2` and derive the joint key
+    /// from it, and co-sign every task (the certificate request included) in `fixed_k3`.
+    pub fn tongsuo_compatible(mut self) -> Self {
+        self.fixed_k3 = true;
+        self
     }
 
     /// Send no recovery key and keep no recovery copy of `d1`: a forgotten PIN then costs
@@ -378,6 +391,15 @@ impl PreparedActivation {
             conn.send(Method::POST, &format!("/v1/enrollments/{}/activate", self.enrollment_id), &self.body).await?;
         let answer: Activation = parse(&answer)?;
         let public = answer_point(&answer.public_key, "public_key")?;
+        // With `p2` the phone checks the joint key itself (`d1⁻¹·p2 − G = P`); a Tongsuo
+        // phone derives it from `p2` and so needs it.
+        match answer.p2.as_deref() {
+            Some(p2) if !sm2_2p::pair_forms(&self.share, &answer_point(p2, "p2")?, &public) => {
+                return Err(Error::Protocol("p2 and d1 do not form the answered joint key".into()));
+            }
+            None if self.fixed_k3 => return Err(Error::Protocol("the activation answer has no p2".into())),
+            _ => {}
+        }
         let key_id = answer.key_id;
         let d1_recovery = match self.keep_recovery {
             true => Some(crate::recovery::seal(&self.recovery, &key_id, self.share.scalar())?),
@@ -391,6 +413,7 @@ impl PreparedActivation {
             d1_masked: sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&self.verifier))),
             pin_salt: hex::encode(self.salt),
             d1_recovery,
+            fixed_k3: self.fixed_k3,
             delegation_id: None,
         };
         let phone = Phone { state, verifier: self.verifier.clone(), share: self.share.clone(), public };
@@ -475,6 +498,22 @@ impl Phone {
     fn check_e(&self, view: &TaskView, claimed: &ClaimAnswer) -> Result<[u8; 32]> {
         let data = match (view.kind, &view.data, claimed) {
             (TaskKind::Login, Some(TaskViewData::Login(d)), _) => b64(&d.challenge, "data.challenge")?,
+            // A GB/T 35275 signature: the signed attributes, which must hold the message's
+            // SM3 digest (messageDigest) and the GB `data` content type.
+            (TaskKind::Sign, Some(TaskViewData::Sign(d)), ClaimAnswer::SealDigest(s)) if d.format.as_deref() == Some("cms") => {
+                let tbs = b64(&s.to_be_signed, "to_be_signed")?;
+                let digest: [u8; 32] = {
+                    use sm3::Digest;
+                    sm3::Sm3::digest(b64(&d.message, "data.message")?).into()
+                };
+                let message_digest = [&[0x04, 0x20][..], &digest].concat();
+                const GB_DATA: [u8; 12] = [0x06, 0x0a, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x06, 0x01, 0x04, 0x02, 0x01];
+                let holds = |needle: &[u8]| tbs.windows(needle.len()).any(|w| w == needle);
+                if !holds(&message_digest) || !holds(&GB_DATA) {
+                    return Err(Error::Protocol("the signed attributes are not for the shown message".into()));
+                }
+                tbs
+            }
             (TaskKind::Sign, Some(TaskViewData::Sign(d)), _) => b64(&d.message, "data.message")?,
             // The signed attributes of the PDF signature: a document digest, the time, the seal.
             (TaskKind::PdfSeal, _, ClaimAnswer::SealDigest(d)) => b64(&d.to_be_signed, "to_be_signed")?,
@@ -509,9 +548,40 @@ impl Phone {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
         let pin_proof = self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() });
-        let body = CosignRequest { token: code.token.clone(), q1: Some(q1_hex), t1: None, pin_proof };
+        let body = CosignRequest { token: code.token.clone(), q1: Some(q1_hex), t1: None, pin_proof, mode: self.mode() };
         let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
-        self.finish_canonical(&k1, &parse(&answer)?, e)
+        match parse::<mcs_api::CosignAnswer>(&answer)? {
+            mcs_api::CosignAnswer::Sign(shares) if !self.state.fixed_k3 => self.finish_canonical(&k1, &shares, e),
+            mcs_api::CosignAnswer::FixedK3(shares) if self.state.fixed_k3 => self.finish_fixed_k3(&k1, &shares, e),
+            _ => Err(Error::Protocol("the co-signature is not of the mode asked for".into())),
+        }
+    }
+
+    /// The `mode` field this phone sends with a co-signature.
+    fn mode(&self) -> Option<String> {
+        self.state.fixed_k3.then(|| mcs_api::SignMode::FixedK3.as_str().to_owned())
+    }
+
+    /// `s = d1·(s3 + k1) − r`, after checking the answer's DER `SEQUENCE{r, s3}` says the
+    /// same as its hex scalars (a Tongsuo client reads only the DER).
+    fn finish_fixed_k3(&self, k1: &sm2_2p::Nonce, answer: &mcs_api::FixedK3Shares, e: &[u8; 32]) -> Result<Signature> {
+        let (r, s3) = (answer_scalar(&answer.r, "r")?, answer_scalar(&answer.s3, "s3")?);
+        let der = answer.der.as_deref().ok_or_else(|| Error::Protocol("fixed_k3 answer without `der`".into()))?;
+        let der = hex::decode(der).map_err(|e| Error::Protocol(format!("answer `der`: {e}")))?;
+        let parsed = Signature::from_der(&der).map_err(|e| Error::Protocol(format!("answer `der`: {e}")))?;
+        if (parsed.r, parsed.s) != (r, s3) {
+            return Err(Error::Protocol("answer `der` differs from `r`, `s3`".into()));
+        }
+        let sig = self
+            .share
+            .sign_finish_fixed_k3(k1, &r, &s3)
+            .map_err(|e| Error::Protocol(format!("finishing the signature: {e}")))?;
+        if !sm2_2p::verify(&self.public, e, &sig) {
+            return Err(Error::Protocol(
+                "the joint signature does not verify (wrong PIN or wrong server answer)".into(),
+            ));
+        }
+        Ok(sig)
     }
 
     fn finish_canonical(&self, k1: &sm2_2p::Nonce, answer: &SignShares, e: &[u8; 32]) -> Result<Signature> {
@@ -561,7 +631,7 @@ impl Phone {
                 let t1_hex = sm2_2p::point_to_hex(&t1);
                 let pin_proof =
                     self.proof(&Transcript::TaskDecrypt { task_id: code.task_id.clone(), t1: t1_hex.clone() });
-                let body = CosignRequest { token: code.token.clone(), q1: None, t1: Some(t1_hex), pin_proof };
+                let body = CosignRequest { token: code.token.clone(), q1: None, t1: Some(t1_hex), pin_proof, mode: None };
                 let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
                 let plaintext = self
                     .share
@@ -602,18 +672,25 @@ impl Phone {
                 .collect(),
             key_id: self.state.key_id.clone(),
             pin_proof: self.proof(&transcript),
+            mode: self.mode(),
         };
         let answer: BatchCosignAnswer = parse(&conn.send(Method::POST, "/v1/tasks/batch/cosign", &body).await?)?;
         let mut out = Vec::new();
         for ((code, e, k1, _), item) in prepared.iter().zip(answer.items) {
-            let shares = match item {
-                BatchCosignResult::Signed(s) => SignShares { r: s.r, s2: s.s2, s3: s.s3 },
+            let finished = match item {
+                BatchCosignResult::Signed(s) if !self.state.fixed_k3 => {
+                    self.finish_canonical(k1, &SignShares { r: s.r, s2: s.s2, s3: s.s3 }, e)
+                }
+                BatchCosignResult::SignedFixedK3(s) if self.state.fixed_k3 => {
+                    self.finish_fixed_k3(k1, &mcs_api::FixedK3Shares { r: s.r, s3: s.s3, der: Some(s.der) }, e)
+                }
                 BatchCosignResult::Failed(f) => {
                     out.push(Err(Error::Protocol(format!("{}: {}: {}", code.task_id, f.error.code, f.error.message))));
                     continue;
                 }
+                _ => Err(Error::Protocol("the co-signature is not of the mode asked for".into())),
             };
-            let sig = match self.finish_canonical(k1, &shares, e) {
+            let sig = match finished {
                 Ok(sig) => sig,
                 Err(err) => {
                     out.push(Err(err));

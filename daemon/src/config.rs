@@ -185,6 +185,8 @@ struct RawTasks {
     sweep_interval_secs: u64,
     #[serde(default = "default_max_wait")]
     max_wait_secs: u64,
+    #[serde(default = "default_max_plaintext")]
+    max_plaintext_bytes: usize,
     #[serde(default)]
     public_url: Option<String>,
     #[serde(default = "default_callback_attempts")]
@@ -234,6 +236,7 @@ impl Default for RawTasks {
             retention_secs: default_task_retention(),
             sweep_interval_secs: default_sweep_interval(),
             max_wait_secs: default_max_wait(),
+            max_plaintext_bytes: default_max_plaintext(),
             public_url: None,
             callback_max_attempts: default_callback_attempts(),
             callback_ca_file: None,
@@ -249,6 +252,9 @@ impl Default for RawTasks {
     }
 }
 
+fn default_max_plaintext() -> usize {
+    1 << 20
+}
 fn default_task_ttl() -> u64 {
     300
 }
@@ -567,6 +573,9 @@ pub struct TasksConfig {
     pub sweep_interval: Duration,
     /// Longest `?wait=` a result long-poll may ask for.
     pub max_wait: Duration,
+    /// A digital envelope's content up to this size is decrypted by the daemon (the result
+    /// is `plaintext`); a larger one, or none, gets `content_key`.
+    pub max_plaintext_bytes: usize,
     /// The daemon address phones reach, carried in the QR string.
     pub public_url: String,
     pub callback_max_attempts: u32,
@@ -855,6 +864,9 @@ impl Config {
             return Err(ConfigError::Invalid("keys.enrollment_ttl_hours must be 1..=8760 (a year)".into()));
         }
         let t = &raw.tasks;
+        if !(1..=64 << 20).contains(&t.max_plaintext_bytes) {
+            return Err(ConfigError::Invalid("tasks.max_plaintext_bytes must be 1..=67108864".into()));
+        }
         if t.default_ttl_secs == 0 || t.max_ttl_secs < t.default_ttl_secs {
             return Err(ConfigError::Invalid("tasks: need 0 < default_ttl_secs <= max_ttl_secs".into()));
         }
@@ -944,6 +956,7 @@ impl Config {
                 retention: Duration::from_secs(raw.tasks.retention_secs),
                 sweep_interval: Duration::from_secs(raw.tasks.sweep_interval_secs),
                 max_wait: Duration::from_secs(raw.tasks.max_wait_secs),
+                max_plaintext_bytes: raw.tasks.max_plaintext_bytes,
                 public_url: raw.tasks.public_url.clone().unwrap_or_default(),
                 callback_max_attempts: raw.tasks.callback_max_attempts,
                 callback_ca_files: match &raw.tasks.callback_ca_file {

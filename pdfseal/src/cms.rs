@@ -106,9 +106,20 @@ pub fn signed_attributes(
     seal: Option<&[u8]>,
 ) -> Result<Attributes, Error> {
     let _ = alg;
+    signed_attributes_for(ID_DATA, document_digest, signing_time, seal)
+}
+
+/// [`signed_attributes`] for content of type `content_type` (RFC 5652: the contentType
+/// attribute names the encapsulated content's type).
+pub(crate) fn signed_attributes_for(
+    content_type: ObjectIdentifier,
+    document_digest: &[u8],
+    signing_time: u64,
+    seal: Option<&[u8]>,
+) -> Result<Attributes, Error> {
     let time = Time::try_from(std::time::UNIX_EPOCH + Duration::from_secs(signing_time)).map_err(invalid)?;
     let mut attrs = Attributes::new();
-    attrs.insert(attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(invalid)?)?).map_err(invalid)?;
+    attrs.insert(attribute(ID_CONTENT_TYPE, Any::encode_from(&content_type).map_err(invalid)?)?).map_err(invalid)?;
     attrs.insert(attribute(ID_SIGNING_TIME, Any::encode_from(&time).map_err(invalid)?)?).map_err(invalid)?;
     let digest = OctetString::new(document_digest.to_vec()).map_err(invalid)?;
     attrs.insert(attribute(ID_MESSAGE_DIGEST, Any::encode_from(&digest).map_err(invalid)?)?).map_err(invalid)?;

@@ -15,6 +15,7 @@
 //! hands out the bytes to sign and takes the signature back.
 
 pub mod cms;
+pub mod gbt35275;
 pub mod image;
 pub mod pdf;
 pub mod seal;

@@ -109,6 +109,20 @@ pub struct FixedK3Response {
     pub s3: Scalar,
 }
 
+impl FixedK3Response {
+    /// DER `SEQUENCE { INTEGER r, INTEGER s3 }`: the encoding Tongsuo's `sm2_threshold`
+    /// clients read (PROTOCOL.md, fixed_k3).
+    pub fn to_der(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(70);
+        crate::cipher::der_integer(&mut body, &scalar_to_bytes(&self.r));
+        crate::cipher::der_integer(&mut body, &scalar_to_bytes(&self.s3));
+        let mut out = Vec::with_capacity(body.len() + 2);
+        crate::cipher::der_header(&mut out, 0x30, body.len());
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
 /// Server key generation: pick `d2`, answer `P = d2⁻¹·P1 − G` (retry on identity).
 pub fn server_keygen(p1: &AffinePoint) -> (ServerShare, AffinePoint) {
     loop {

@@ -684,3 +684,25 @@ pub async fn seal_one(env: &DevEnv, daemon: &Daemon, seal_id: &str, phone: &mcs_
     let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
     B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap()
 }
+
+/// A gateway's signing task of `kind` scanned by `phone`; the OpenSSL check of its signature.
+pub async fn signing_task(
+    env: &DevEnv,
+    gw: &mut mcs_client::Connection,
+    phone: &mcs_client::phone::Phone,
+    app: &mut mcs_client::Connection,
+    kind: &str,
+    data: &[u8],
+) -> bool {
+    let field = if kind == "login" { "challenge" } else { "message" };
+    let created = mcs_client::gateway::create_task(gw, kind, "Bid", serde_json::json!({ field: B64.encode(data) }), None, None).await.unwrap();
+    let code = mcs_client::phone::ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
+    phone.scan(app, &code).await.unwrap();
+    let out = mcs_client::gateway::result(gw, &code.task_id, 10).await.unwrap();
+    assert_eq!(out["status"], "completed", "{out}");
+    if kind == "login" {
+        assert_eq!(out["result"]["public_key"], phone.state.public_key);
+    }
+    let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
+    openssl_verifies(env.path(), phone.public_key(), data, &sig)
+}

@@ -94,27 +94,6 @@ fn delegate_for_an_hour() -> DelegationOptions {
     DelegationOptions { label: Some("clerk Li".into()), ..DelegationOptions::delegate(rfc3339(now() + 3600)) }
 }
 
-/// A gateway's signing task of `kind` scanned by `phone`; the OpenSSL check of its signature.
-async fn signing_task(
-    env: &DevEnv,
-    gw: &mut Connection,
-    phone: &Phone,
-    app: &mut Connection,
-    kind: &str,
-    data: &[u8],
-) -> bool {
-    let field = if kind == "login" { "challenge" } else { "message" };
-    let created = gateway::create_task(gw, kind, "Bid", json!({ field: B64.encode(data) }), None, None).await.unwrap();
-    let code = code_of(&created);
-    phone.scan(app, &code).await.unwrap();
-    let out = gateway::result(gw, &code.task_id, 10).await.unwrap();
-    assert_eq!(out["status"], "completed", "{out}");
-    if kind == "login" {
-        assert_eq!(out["result"]["public_key"], phone.state.public_key);
-    }
-    let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
-    openssl_verifies(env.path(), phone.public_key(), data, &sig)
-}
 
 /// SM2-encrypt `plaintext` to `public` with OpenSSL.
 fn openssl_encrypt(env: &DevEnv, public: &sm2_2p::AffinePoint, plaintext: &[u8]) -> Vec<u8> {

@@ -21,9 +21,9 @@ pub async fn create(State(api): Ctx, Gateway { platform }: Gateway, Json(req): J
 
 /// One PIN proof over a whole batch of signing tasks; each task answers on its own.
 pub async fn batch_cosign(State(api): Ctx, Device(device): Device, Json(req): Json<BatchCosignRequest>) -> Reply {
-    let (key_id, proof, items) = wire::batch(req)?;
+    let (key_id, proof, mode, items) = wire::batch(req)?;
     let ids: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
-    let results = api.tasks.batch_cosign(&key_id, &device, items, &proof).await?;
+    let results = api.tasks.batch_cosign(&key_id, &device, items, mode, &proof).await?;
     views::ok(views::batch(&ids, results))
 }
 
@@ -71,8 +71,8 @@ pub async fn approval(State(api): Ctx, Device(device): Device, Id(id): Id, _: No
 pub async fn cosign(State(api): Ctx, Device(device): Device, Id(id): Id, Json(req): Json<CosignRequest>) -> Reply {
     let (token, proof) = (&req.token, &req.pin_proof);
     match wire::cosign(&req)? {
-        Cosign::Sign { q1, q1_hex } => {
-            views::ok(views::sign_response(&api.tasks.cosign_sign(&id, token, &device, q1, q1_hex, proof).await?))
+        Cosign::Sign { q1, q1_hex, mode } => {
+            views::ok(views::task_signed(&api.tasks.cosign_sign(&id, token, &device, q1, q1_hex, mode, proof).await?))
         }
         Cosign::Decrypt { t1, t1_hex } => {
             views::ok(views::decrypted(&api.tasks.cosign_decrypt(&id, token, &device, t1, t1_hex, proof).await?))

@@ -13,7 +13,8 @@ use mcs_api::{VerifyPdfRequest, VerifySealRequest, VerifySignatureRequest};
 
 pub async fn signature(State(api): Ctx, _: Caller, Json(req): Json<VerifySignatureRequest>) -> Reply {
     let check = wire::signature_check(&req)?;
-    let verdict = api.seals.verify_signature(check.signed(), &check.signature, &check.certificate, &check.chain)?;
+    let verdict =
+        api.seals.verify_signature(check.signed(), &check.signature, check.certificate.as_deref(), &check.chain)?;
     views::ok(views::signature_verdict(&verdict))
 }
 

@@ -94,6 +94,7 @@ pub fn activated(key: &KeyRecord, csr: &CreatedTask) -> mcs_api::Activation {
         key_id: key.id.clone(),
         public_key: key.public_key.clone(),
         csr_task: Some(mcs_api::TaskTicket { task_id: csr.task_id.clone(), token: csr.token.clone() }),
+        p2: key.p2.clone(),
     }
 }
 
@@ -154,6 +155,7 @@ pub fn key(k: &KeyRecord, max_attempts: u32) -> mcs_api::Key {
             since: rfc3339(s.at),
             certificate_held: s.certificate_held,
         }),
+        p2: k.p2.clone(),
     }
 }
 
@@ -173,10 +175,23 @@ pub fn sign_response(r: &sm2_2p::SignResponse) -> mcs_api::SignShares {
 pub fn signed(out: &SignOutput) -> mcs_api::SignAnswer {
     match out {
         SignOutput::Canonical(r) => mcs_api::SignAnswer::Canonical(sign_response(r)),
-        SignOutput::FixedK3(r) => mcs_api::SignAnswer::FixedK3(mcs_api::FixedK3Shares {
-            r: sm2_2p::scalar_to_hex(&r.r),
-            s3: sm2_2p::scalar_to_hex(&r.s3),
-        }),
+        SignOutput::FixedK3(r) => mcs_api::SignAnswer::FixedK3(fixed_k3(r)),
+    }
+}
+
+pub fn fixed_k3(r: &sm2_2p::FixedK3Response) -> mcs_api::FixedK3Shares {
+    mcs_api::FixedK3Shares {
+        r: sm2_2p::scalar_to_hex(&r.r),
+        s3: sm2_2p::scalar_to_hex(&r.s3),
+        der: Some(hex::encode(r.to_der())),
+    }
+}
+
+/// A task co-signature's answer, in the mode asked for.
+pub fn task_signed(out: &SignOutput) -> mcs_api::CosignAnswer {
+    match out {
+        SignOutput::Canonical(r) => mcs_api::CosignAnswer::Sign(sign_response(r)),
+        SignOutput::FixedK3(r) => mcs_api::CosignAnswer::FixedK3(fixed_k3(r)),
     }
 }
 
@@ -263,6 +278,7 @@ pub fn signature_verdict(v: &SignatureVerdict) -> mcs_api::SignatureVerdict {
         errors: v.errors.clone(),
         signer: v.signer.clone(),
         certificate_serial: v.certificate_serial.clone(),
+        timestamp: v.timestamp.map(rfc3339),
     }
 }
 
@@ -347,15 +363,21 @@ pub fn task_created(created: &CreatedTask) -> mcs_api::CreatedTask {
 }
 
 /// One answer per task, in the order asked.
-pub fn batch(ids: &[String], results: Vec<Result<sm2_2p::SignResponse, TaskError>>) -> mcs_api::BatchCosignAnswer {
+pub fn batch(ids: &[String], results: Vec<Result<SignOutput, TaskError>>) -> mcs_api::BatchCosignAnswer {
     let items = ids
         .iter()
         .zip(results)
         .map(|(id, r)| match r {
-            Ok(r) => {
+            Ok(SignOutput::Canonical(r)) => {
                 let mcs_api::SignShares { r, s2, s3 } = sign_response(&r);
                 mcs_api::BatchCosignResult::Signed(mcs_api::BatchSigned { task_id: id.clone(), r, s2, s3 })
             }
+            Ok(SignOutput::FixedK3(r)) => mcs_api::BatchCosignResult::SignedFixedK3(mcs_api::BatchSignedFixedK3 {
+                task_id: id.clone(),
+                r: sm2_2p::scalar_to_hex(&r.r),
+                s3: sm2_2p::scalar_to_hex(&r.s3),
+                der: hex::encode(r.to_der()),
+            }),
             Err(e) => mcs_api::BatchCosignResult::Failed(mcs_api::BatchFailed {
                 task_id: id.clone(),
                 error: ApiError::from(e).detail(),
@@ -395,7 +417,10 @@ pub fn task(t: &TaskRecord) -> mcs_api::TaskView {
         TaskData::Login { challenge } => {
             Some(mcs_api::TaskViewData::Login(mcs_api::LoginData { challenge: challenge.clone() }))
         }
-        TaskData::Sign { message } => Some(mcs_api::TaskViewData::Sign(mcs_api::SignData { message: message.clone() })),
+        TaskData::Sign { message, cms, .. } => Some(mcs_api::TaskViewData::Sign(mcs_api::SignData {
+            message: message.clone(),
+            format: cms.then(|| "cms".to_owned()),
+        })),
         TaskData::Csr { request_info, .. } => {
             Some(mcs_api::TaskViewData::Csr(mcs_api::CsrData { request_info: request_info.clone() }))
         }
@@ -412,7 +437,7 @@ pub fn task(t: &TaskRecord) -> mcs_api::TaskView {
                 pdf_sha256: pdf_sha256.clone(),
             }))
         }
-        TaskData::Decrypt { .. } | TaskData::Encrypt {} => None,
+        TaskData::Decrypt { .. } | TaskData::Encrypt { .. } => None,
     };
     mcs_api::TaskView {
         task_id: t.id.clone(),
@@ -497,10 +522,14 @@ fn task_result(r: TaskResult) -> mcs_api::TaskResult {
         TaskResult::PdfUnseal { pdf, field, key_id } => {
             mcs_api::TaskResult::PdfUnseal(mcs_api::PdfUnsealResult { pdf, field, key_id })
         }
-        TaskResult::Encrypt { ciphertext, certificate, key_id, public_key } => {
-            mcs_api::TaskResult::Encrypt(mcs_api::EncryptResult { ciphertext, certificate, key_id, public_key })
+        TaskResult::Encrypt { ciphertext, envelope, certificate, key_id, public_key } => {
+            let (ciphertext, envelope) = if envelope { (None, Some(ciphertext)) } else { (Some(ciphertext), None) };
+            mcs_api::TaskResult::Encrypt(mcs_api::EncryptResult { ciphertext, envelope, certificate, key_id, public_key })
         }
         TaskResult::Decrypt { plaintext } => mcs_api::TaskResult::Decrypt(mcs_api::DecryptResult { plaintext }),
+        TaskResult::ContentKey { content_key } => {
+            mcs_api::TaskResult::ContentKey(mcs_api::ContentKeyResult { content_key })
+        }
         TaskResult::Login { signature, key_id, public_key, subject: who, certificate, subject_dn } => {
             mcs_api::TaskResult::Login(mcs_api::LoginResult {
                 signature,

@@ -383,19 +383,42 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
         }
         "sign" => {
             let d: SignData = data_of(req.data)?;
-            NewTaskData::Sign { message: sized(b64(&d.message, "message")?, "message", usize::MAX)? }
+            let cms = match d.format.as_deref() {
+                None | Some("raw") => false,
+                Some("cms") => true,
+                Some(other) => return Err(ApiError::bad_request(format!("unknown format `{other}` (raw or cms)"))),
+            };
+            NewTaskData::Sign { message: sized(b64(&d.message, "message")?, "message", usize::MAX)?, cms }
         }
         "decrypt" => {
             let d: DecryptData = data_of(req.data)?;
-            let ciphertext = b64(&d.ciphertext, "ciphertext")?;
-            sm2_2p::Ciphertext::parse(&ciphertext)?;
-            let recipient_public_key = d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
-            NewTaskData::Decrypt { ciphertext, recipient_cert_serial: d.recipient_cert_serial, recipient_public_key }
+            match (&d.ciphertext, &d.envelope) {
+                (Some(ciphertext), None) => {
+                    let ciphertext = b64(ciphertext, "ciphertext")?;
+                    sm2_2p::Ciphertext::parse(&ciphertext)?;
+                    let recipient_public_key =
+                        d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
+                    NewTaskData::Decrypt { ciphertext, recipient_cert_serial: d.recipient_cert_serial, recipient_public_key }
+                }
+                (None, Some(envelope)) => {
+                    if d.recipient_cert_serial.is_some() || d.recipient_public_key.is_some() {
+                        return Err(ApiError::bad_request("an envelope names its recipients itself"));
+                    }
+                    NewTaskData::Envelope { envelope: envelope_of(&b64(envelope, "envelope")?)? }
+                }
+                _ => return Err(ApiError::bad_request("give exactly one of ciphertext or envelope")),
+            }
         }
         "encrypt" => {
             let d: EncryptData = data_of(req.data)?;
+            let envelope = match d.format.as_deref() {
+                None | Some("sm2") => false,
+                Some("envelope") => true,
+                Some(other) => return Err(ApiError::bad_request(format!("unknown format `{other}` (sm2 or envelope)"))),
+            };
             NewTaskData::Encrypt {
                 plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?),
+                envelope,
             }
         }
         "pdf_seal" => {
@@ -444,16 +467,34 @@ pub fn activation(
     Ok((p1, verifier, optional_recovery_key(req.recovery_key.as_ref())?))
 }
 
+/// A GB/T 35275 envelope a decrypt task can open: SM4-CBC content, at least one SM2
+/// key-transport recipient whose encrypted key is an SM2 ciphertext.
+fn envelope_of(der: &[u8]) -> Result<mcs_pdfseal::gbt35275::Envelope, ApiError> {
+    let mut env = mcs_pdfseal::gbt35275::open_envelope(der).map_err(|e| ApiError::bad_request(format!("envelope: {e}")))?;
+    env.recipients.retain(|r| {
+        r.key_encryption == mcs_pdfseal::gbt35275::SM2_ENCRYPT && sm2_2p::Ciphertext::parse(&r.encrypted_key).is_ok()
+    });
+    if env.recipients.is_empty() {
+        return Err(ApiError::bad_request("envelope: no SM2 key-transport recipient"));
+    }
+    Ok(env)
+}
+
+/// A signing request's `mode`: `canonical` (the default) or `fixed_k3`.
+pub fn sign_mode(mode: Option<&str>) -> Result<SignMode, ApiError> {
+    match mode {
+        None | Some("canonical") => Ok(SignMode::Canonical),
+        Some("fixed_k3") => Ok(SignMode::FixedK3),
+        Some(other) => Err(ApiError::bad_request(format!("unknown mode `{other}` (canonical or fixed_k3)"))),
+    }
+}
+
 /// (e, q1, mode, proof).
 pub fn sign(req: &SignRequest) -> Result<([u8; 32], AffinePoint, SignMode, PinProof<'_>), ApiError> {
     let e = sm2_2p::digest_from_hex(&req.e)?;
     let q1 = sm2_2p::point_from_hex(&req.q1)?;
     check_proof_encoding(&req.pin_proof)?;
-    let mode = match req.mode.as_deref() {
-        None | Some("canonical") => SignMode::Canonical,
-        Some("fixed_k3") => SignMode::FixedK3,
-        Some(other) => return Err(ApiError::bad_request(format!("unknown mode `{other}`"))),
-    };
+    let mode = sign_mode(req.mode.as_deref())?;
     let proof = PinProof { op: Transcript::Sign { e: req.e.clone(), q1: req.q1.clone() }, proof: &req.pin_proof };
     Ok((e, q1, mode, proof))
 }
@@ -533,7 +574,7 @@ pub fn seal_grant(req: &SealGrantRequest) -> Result<crate::seals::GrantTerms, Ap
 pub struct SignatureCheck {
     signed: SignedInput,
     pub signature: Vec<u8>,
-    pub certificate: Vec<u8>,
+    pub certificate: Option<Vec<u8>>,
     pub chain: Vec<Vec<u8>>,
 }
 
@@ -559,7 +600,7 @@ pub fn signature_check(req: &VerifySignatureRequest) -> Result<SignatureCheck, A
         _ => return Err(ApiError::bad_request("give exactly one of message or e")),
     };
     let signature = b64(&req.signature, "signature")?;
-    let certificate = b64(&req.certificate, "certificate")?;
+    let certificate = req.certificate.as_deref().map(|c| b64(c, "certificate")).transpose()?;
     let chain = req.chain.iter().map(|c| b64(c, "chain")).collect::<Result<Vec<_>, _>>()?;
     if chain.len() > 8 {
         return Err(ApiError::bad_request("chain holds at most 8 certificates"));
@@ -570,8 +611,9 @@ pub fn signature_check(req: &VerifySignatureRequest) -> Result<SignatureCheck, A
 /// One task of a batch co-signature: (task_id, token, q1, q1 as sent).
 pub type BatchTask = (String, String, AffinePoint, String);
 
-pub fn batch(req: BatchCosignRequest) -> Result<(String, String, Vec<BatchTask>), ApiError> {
+pub fn batch(req: BatchCosignRequest) -> Result<(String, String, SignMode, Vec<BatchTask>), ApiError> {
     check_proof_encoding(&req.pin_proof)?;
+    let mode = sign_mode(req.mode.as_deref())?;
     if req.items.is_empty() || req.items.len() > 100 {
         return Err(ApiError::bad_request("items must hold 1..=100 tasks"));
     }
@@ -580,19 +622,21 @@ pub fn batch(req: BatchCosignRequest) -> Result<(String, String, Vec<BatchTask>)
         let q1 = sm2_2p::point_from_hex(&item.q1)?;
         items.push((item.task_id, item.token, q1, item.q1));
     }
-    Ok((req.key_id, req.pin_proof, items))
+    Ok((req.key_id, req.pin_proof, mode, items))
 }
 
 /// The half a phone asks the daemon for on a task.
 pub enum Cosign<'a> {
-    Sign { q1: AffinePoint, q1_hex: &'a str },
+    Sign { q1: AffinePoint, q1_hex: &'a str, mode: SignMode },
     Decrypt { t1: AffinePoint, t1_hex: &'a str },
 }
 
 pub fn cosign(req: &CosignRequest) -> Result<Cosign<'_>, ApiError> {
     check_proof_encoding(&req.pin_proof)?;
+    let mode = sign_mode(req.mode.as_deref())?;
     match (&req.q1, &req.t1) {
-        (Some(q1_hex), None) => Ok(Cosign::Sign { q1: sm2_2p::point_from_hex(q1_hex)?, q1_hex }),
+        (Some(q1_hex), None) => Ok(Cosign::Sign { q1: sm2_2p::point_from_hex(q1_hex)?, q1_hex, mode }),
+        (None, Some(_)) if req.mode.is_some() => Err(ApiError::bad_request("mode is for signing (q1), not t1")),
         (None, Some(t1_hex)) => Ok(Cosign::Decrypt { t1: sm2_2p::point_from_hex(t1_hex)?, t1_hex }),
         _ => Err(ApiError::bad_request("give exactly one of q1 (signing) or t1 (decrypt)")),
     }

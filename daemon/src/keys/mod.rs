@@ -117,17 +117,28 @@ pub enum SignMode {
     FixedK3,
     /// Canonical, for the key's own certificate request (allowed while pending).
     CertificateRequest,
+    /// `fixed_k3`, for the key's own certificate request.
+    CertificateRequestFixedK3,
 }
 
 impl SignMode {
     fn allow_pending(self) -> bool {
-        self == SignMode::CertificateRequest
+        matches!(self, SignMode::CertificateRequest | SignMode::CertificateRequestFixedK3)
     }
 
     fn kind(self) -> SignMode {
         match self {
             SignMode::CertificateRequest => SignMode::Canonical,
+            SignMode::CertificateRequestFixedK3 => SignMode::FixedK3,
             m => m,
+        }
+    }
+
+    /// This mode, for the key's own certificate request.
+    pub fn for_certificate_request(self) -> SignMode {
+        match self.kind() {
+            SignMode::FixedK3 => SignMode::CertificateRequestFixedK3,
+            _ => SignMode::CertificateRequest,
         }
     }
 }
@@ -312,12 +323,13 @@ impl KeyService {
         let key_id = random_id("k_")?;
         let hsm = self.hsm.clone();
         let (id, p1, verifier, recovery) = (key_id.clone(), req.p1, req.pin_verifier, req.recovery_key);
-        let (public, share_blob, verifier_blob, recovery_blob) = blocking(move || {
+        let (public, p2, share_blob, verifier_blob, recovery_blob) = blocking(move || {
             let (share, public) = sm2_2p::server_keygen(&p1);
+            let p2 = share.p2();
             let share_blob = hsm.wrap(&id, SecretKind::Share, share.to_bytes().as_slice())?;
             let verifier_blob = hsm.wrap(&id, SecretKind::PinVerifier, verifier.as_slice())?;
             let recovery_blob = recovery.map(|r| hsm.wrap(&id, SecretKind::RecoveryKey, r.as_slice())).transpose()?;
-            Ok((public, share_blob, verifier_blob, recovery_blob))
+            Ok((public, p2, share_blob, verifier_blob, recovery_blob))
         })
         .await?;
         let key = KeyRecord {
@@ -345,6 +357,7 @@ impl KeyService {
             expiry_notified: None,
             pin_reset: None,
             retired_certificates: Vec::new(),
+            p2: Some(sm2_2p::point_to_hex(&p2)),
         };
         let activated = self
             .audited(
@@ -538,12 +551,20 @@ impl KeyService {
         device_id: &str,
         uses: &[&str],
         items: Vec<([u8; 32], AffinePoint)>,
+        mode: SignMode,
         proof: PinProof<'_>,
-    ) -> Result<Vec<sm2_2p::SignResponse>, KeyError> {
+    ) -> Result<Vec<SignOutput>, KeyError> {
+        let fixed = mode.kind() == SignMode::FixedK3;
         let out = self
             .with_pin(key_id, device_id, Some(uses), proof, true, false, move |_, _, share| {
                 let share = share.ok_or_else(|| KeyError::Internal("share not loaded".into()))?;
-                Ok(items.iter().map(|(e, q1)| share.sign(e, q1)).collect::<Vec<_>>())
+                Ok(items
+                    .iter()
+                    .map(|(e, q1)| match fixed {
+                        true => SignOutput::FixedK3(share.sign_fixed_k3(e, q1)),
+                        false => SignOutput::Canonical(share.sign(e, q1)),
+                    })
+                    .collect::<Vec<_>>())
             })
             .await;
         count_cosign("batch_sign", &out);

@@ -144,6 +144,10 @@ pub struct KeyRecord {
     /// before `retired_at` stay valid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_certificates: Vec<RetiredCertificate>,
+    /// `p2 = d2⁻¹·G` (hex) of the owner's server share: public, for a client's joint-key
+    /// check (Tongsuo's `-derive`). Absent for keys activated before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2: Option<String>,
 }
 
 /// A certificate a renewal replaced.

@@ -42,6 +42,32 @@ pub struct TaskDisplay {
     pub detail: Option<String>,
 }
 
+/// What a decrypt task keeps of a digital envelope: its key-transport recipients, the IV
+/// and, when small enough, the encrypted content (else only its last two blocks, to check a
+/// key against).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeTask {
+    pub recipients: Vec<EnvelopeRecipient>,
+    /// Hex.
+    pub iv: String,
+    /// Base64 of the encrypted content, if kept (the result is then `plaintext`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Hex of the IV or next-to-last block and the last block of the content, if it had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeRecipient {
+    /// Base64 DER of the issuer's Name.
+    pub issuer: String,
+    /// Hex of the serial number's bytes.
+    pub serial: String,
+    /// Base64 of the encrypted key (DER `SM2Cipher`).
+    pub encrypted_key: String,
+}
+
 /// What a renewal `csr` task replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateRenewal {
@@ -59,13 +85,29 @@ pub enum TaskData {
     },
     Sign {
         message: String,
+        /// Answer a GB/T 35275 detached `SignedData` (`format: "cms"`) instead of the bare
+        /// signature.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cms: bool,
+        /// For `cms`: the signing time fixed at claim (Unix seconds), so completion rebuilds
+        /// the same signed attributes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signing_time: Option<i64>,
     },
     Decrypt {
+        /// The SM2 ciphertext (base64); empty for an envelope.
         ciphertext: String,
         recipient_cert_serial: Option<String>,
         recipient_public_key: Option<String>,
+        /// A GB/T 35275 digital envelope: the phone decrypts its content-encryption key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        envelope: Option<EnvelopeTask>,
     },
-    Encrypt {},
+    Encrypt {
+        /// Answer a GB/T 35275 `EnvelopedData` instead of an SM2 ciphertext.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        envelope: bool,
+    },
     /// A CertificationRequestInfo (base64 DER) the phone co-signs as proof of possession.
     Csr {
         key_id: String,
@@ -249,8 +291,11 @@ pub enum TaskResult {
     /// The document before its last revision (the withdrawn seal's).
     PdfUnseal { pdf: String, field: String, key_id: String },
     Encrypt {
-        /// The SM2 ciphertext (DER) to the claiming key.
+        /// The SM2 ciphertext (DER) to the claiming key, or with `envelope` the DER
+        /// `EnvelopedData`.
         ciphertext: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        envelope: bool,
         /// `null` when the key has no certificate.
         certificate: Option<String>,
         key_id: String,
@@ -259,6 +304,9 @@ pub enum TaskResult {
     /// Never stored: the plaintext stays HSM-wrapped in `secrets` until the creating
     /// gateway takes it, and this is what it gets then.
     Decrypt { plaintext: Zeroizing<String> },
+    /// Never stored, like `Decrypt`: an envelope's content-encryption key (hex), for content
+    /// the daemon did not hold.
+    ContentKey { content_key: Zeroizing<String> },
     Login {
         /// Base64 DER SM2 signature over the challenge.
         signature: String,
@@ -390,7 +438,7 @@ mod tests {
                 TaskResult::Csr { .. } => "csr",
                 TaskResult::PdfSeal { .. } => "pdf_seal",
                 TaskResult::PdfUnseal { .. } => "pdf_unseal",
-                TaskResult::Decrypt { .. } => "decrypt",
+                TaskResult::Decrypt { .. } | TaskResult::ContentKey { .. } => "decrypt",
             };
             assert_eq!(variant, kind, "{result}");
             // Written again, the result says exactly what it said (same fields, same values,

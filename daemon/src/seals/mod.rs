@@ -127,6 +127,16 @@ pub struct SealForSigning {
 }
 
 /// What a signature to verify was made over.
+/// `signature` if it is a CMS `ContentInfo` (SEQUENCE starting with an OID) rather than a
+/// bare DER `SEQUENCE { r, s }` (which starts with an INTEGER).
+fn cms_container(signature: &[u8]) -> Option<&[u8]> {
+    let header = match signature.get(1)? {
+        l if *l < 0x80 => 2,
+        l => 2 + (*l & 0x7f) as usize,
+    };
+    (signature.first() == Some(&0x30) && signature.get(header) == Some(&0x06)).then_some(signature)
+}
+
 pub enum Signed<'a> {
     /// `e` itself (SM3 of Z ‖ M, computed by the caller).
     Digest([u8; 32]),
@@ -141,6 +151,8 @@ pub struct SignatureVerdict {
     pub signer: String,
     /// Hex, as in the key view.
     pub certificate_serial: String,
+    /// A CMS signature's time-stamp time (Unix seconds), the time it was judged at.
+    pub timestamp: Option<i64>,
 }
 
 /// `verify/seal`.
@@ -799,14 +811,69 @@ impl SealService {
         &self,
         signed: Signed<'_>,
         signature: &[u8],
+        certificate: Option<&[u8]>,
+        pool: &[Vec<u8>],
+    ) -> Result<SignatureVerdict, SealError> {
+        if let Some(cms) = cms_container(signature) {
+            return self.verify_cms_signature(signed, cms, certificate, pool);
+        }
+        let certificate =
+            certificate.ok_or_else(|| SealError::Invalid("a bare signature needs its certificate".into()))?;
+        self.verify_bare(signed, signature, certificate, pool, self.now(), Vec::new())
+    }
+
+    /// A GB/T 35275 detached `SignedData` over the message: its messageDigest, the SM2
+    /// signature over its signed attributes by the certificate it carries (the one given,
+    /// if any, must be that one), the chain, and revocation judged at its signature
+    /// time-stamp when it has a valid one (else now).
+    fn verify_cms_signature(
+        &self,
+        signed: Signed<'_>,
+        container: &[u8],
+        certificate: Option<&[u8]>,
+        pool: &[Vec<u8>],
+    ) -> Result<SignatureVerdict, SealError> {
+        let Signed::Message(message) = signed else {
+            return Err(SealError::Invalid("a CMS signature is checked against the message, not e".into()));
+        };
+        let parsed = mcs_pdfseal::gbt35275::open_detached(container)
+            .map_err(|e| SealError::Invalid(format!("CMS signature: {e}")))?;
+        let mut errors = Vec::new();
+        if !mcs_pdfseal::gbt35275::digests(&parsed, message) {
+            errors.push("the messageDigest is not the SM3 digest of the message (another message)".into());
+        }
+        if certificate.is_some_and(|c| c != parsed.signer_certificate.as_slice()) {
+            errors.push("the certificate given is not the signer's certificate in the container".into());
+        }
+        let mut all: Vec<Vec<u8>> = parsed.certificates.clone();
+        all.extend(pool.iter().cloned());
+        let mut at = self.now();
+        if let Some(token) = &parsed.timestamp_token {
+            match self.time_stamp_time(token, &parsed.signature, &self.trust()?.roots) {
+                Ok(t) => at = t,
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut verdict =
+            self.verify_bare(Signed::Message(&parsed.to_be_signed), &parsed.signature, &parsed.signer_certificate, &all, at, errors)?;
+        verdict.timestamp = parsed.timestamp_token.is_some().then_some(at);
+        Ok(verdict)
+    }
+
+    /// A DER SM2 signature by `certificate` over `signed`, the certificate judged at `at`.
+    fn verify_bare(
+        &self,
+        signed: Signed<'_>,
+        signature: &[u8],
         certificate: &[u8],
         pool: &[Vec<u8>],
+        at: i64,
+        mut errors: Vec<String>,
     ) -> Result<SignatureVerdict, SealError> {
         let cert = x509_cert::Certificate::from_der(certificate)
             .map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
         let public =
             mcs_pdfseal::sm2_public_key_of(certificate).map_err(|e| SealError::Invalid(format!("certificate: {e}")))?;
-        let mut errors: Vec<String> = Vec::new();
         let e = match signed {
             Signed::Digest(e) => e,
             Signed::Message(m) => sm2_2p::e_for_message(&public, m),
@@ -816,22 +883,21 @@ impl SealService {
             Ok(_) => errors.push("the SM2 signature does not verify".into()),
             Err(_) => errors.push("the signature is not a DER SM2 signature".into()),
         }
-        let validity = cert.tbs_certificate().validity();
-        let at = std::time::Duration::from_secs(self.now().max(0) as u64);
-        if at < validity.not_before.to_unix_duration() || at > validity.not_after.to_unix_duration() {
+        if !Self::valid_at(certificate, at) {
             errors.push("the certificate is outside its validity period".into());
         }
         let trust = self.trust()?;
         if !Self::chains_to_root(certificate, pool, &trust.roots) {
             errors.push("the certificate does not chain to a trusted CA".into());
         }
-        if let Some(r) = Self::revocation_of(&trust, certificate, self.now()) {
+        if let Some(r) = Self::revocation_of(&trust, certificate, at) {
             errors.push(r);
         }
         Ok(SignatureVerdict {
             errors,
             signer: cert.tbs_certificate().subject().to_string(),
             certificate_serial: hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
+            timestamp: None,
         })
     }
 

@@ -217,6 +217,8 @@ impl DelegationStorage for Store {
                     key.recovery_ref = fresh_key.get(2).map(|r| hex::encode(r.encode()));
                     // A reset opened for the old owner is not the new owner's.
                     key.key.pin_reset = None;
+                    // The new owner's server share is the delegation's: its `p2`.
+                    key.key.p2 = rec.p2.clone();
                     keys.insert(rec.key_id.as_bytes(), key.encode())?;
                 }
                 if let Some(a) = change.audit {

@@ -64,6 +64,8 @@ struct KeyRepr {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     retired_certificates: Vec<RetiredCertificate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    p2: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     share_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verifier_ref: Option<String>,
@@ -129,6 +131,7 @@ impl StoredKey {
             expiry_notified: r.expiry_notified,
             pin_reset: r.pin_reset,
             retired_certificates: r.retired_certificates,
+            p2: r.p2,
         };
         Ok(StoredKey {
             key,
@@ -160,6 +163,7 @@ impl StoredKey {
             expiry_notified,
             pin_reset,
             retired_certificates,
+            p2,
         } = self.key.clone();
         let certificate = certificate.map(|c| CertRepr {
             der_b64: c.der_b64,
@@ -189,6 +193,7 @@ impl StoredKey {
             expiry_notified,
             pin_reset,
             retired_certificates,
+            p2,
             share_ref: self.share_ref.clone(),
             verifier_ref: self.verifier_ref.clone(),
             recovery_ref: self.recovery_ref.clone(),

@@ -117,9 +117,11 @@ impl From<CertificateError> for TaskError {
 /// Validated inputs of a new task.
 pub enum NewTaskData {
     Login { challenge: Vec<u8> },
-    Sign { message: Vec<u8> },
+    Sign { message: Vec<u8>, cms: bool },
     Decrypt { ciphertext: Vec<u8>, recipient_cert_serial: Option<String>, recipient_public_key: Option<AffinePoint> },
-    Encrypt { plaintext: Zeroizing<Vec<u8>> },
+    /// A GB/T 35275 digital envelope to open (its SM2 key-transport recipients).
+    Envelope { envelope: mcs_pdfseal::gbt35275::Envelope },
+    Encrypt { plaintext: Zeroizing<Vec<u8>>, envelope: bool },
     PdfSeal { pdf: Vec<u8>, seal_id: Option<String>, placement: Value },
     PdfUnseal { pdf: Vec<u8> },
 }
@@ -187,6 +189,74 @@ pub struct TaskService {
     changed: Notify,
     /// Woken when a callback is queued.
     pub(crate) outbox: Notify,
+}
+
+/// DER of the GB/T 35275 signed attributes of a detached signature over `message`.
+fn cms_signed_attributes(message: &[u8], at: i64) -> Result<Vec<u8>, TaskError> {
+    let invalid = |e: mcs_pdfseal::Error| TaskError::Key(KeyError::Internal(format!("CMS: {e}")));
+    let attrs = mcs_pdfseal::gbt35275::signed_attributes(message, at.max(0) as u64).map_err(invalid)?;
+    mcs_pdfseal::cms::to_be_signed(&attrs).map_err(invalid)
+}
+
+/// The GB/T 35275 detached `SignedData` of `message` signed by `key` at `at` with `sig`:
+/// the key's certificate and chain included.
+fn cms_signature(key: &KeyRecord, message: &[u8], at: i64, sig: &Signature) -> Result<Vec<u8>, TaskError> {
+    let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("CMS: {e}")));
+    let cert = key.certificate.as_ref().ok_or_else(|| invalid("no certificate".into()))?;
+    let der = B64.decode(&cert.der_b64).map_err(|e| invalid(e.to_string()))?;
+    let chain = cert.chain_b64.iter().map(|c| B64.decode(c)).collect::<Result<Vec<_>, _>>().map_err(|e| invalid(e.to_string()))?;
+    let attrs = mcs_pdfseal::gbt35275::signed_attributes(message, at.max(0) as u64).map_err(|e| invalid(e.to_string()))?;
+    mcs_pdfseal::gbt35275::detached_signed_data(&der, &chain, attrs, &sig.to_der()).map_err(|e| invalid(e.to_string()))
+}
+
+/// What a decrypt task keeps of an envelope: the content only up to `max_content` bytes.
+fn envelope_task(envelope: mcs_pdfseal::gbt35275::Envelope, max_content: usize) -> crate::model::task::EnvelopeTask {
+    let tail = envelope.tail().map(hex::encode);
+    let content = envelope.content.as_ref().filter(|c| c.len() <= max_content).map(|c| B64.encode(c));
+    let recipients = envelope
+        .recipients
+        .iter()
+        .map(|r| crate::model::task::EnvelopeRecipient {
+            issuer: B64.encode(&r.issuer),
+            serial: hex::encode(&r.serial),
+            encrypted_key: B64.encode(&r.encrypted_key),
+        })
+        .collect();
+    crate::model::task::EnvelopeTask { recipients, iv: hex::encode(envelope.iv), content, tail }
+}
+
+/// A GB/T 35275 envelope of `plaintext` to `cert` (whose key is `public`): a fresh SM4 key
+/// and IV, the key SM2-encrypted (DER `SM2Cipher`).
+fn seal_envelope(cert: &[u8], public: &AffinePoint, plaintext: &[u8]) -> Result<Vec<u8>, TaskError> {
+    let mut key = Zeroizing::new([0u8; 16]);
+    let mut iv = [0u8; 16];
+    getrandom::fill(&mut key[..]).and_then(|()| getrandom::fill(&mut iv)).map_err(|e| TaskError::Key(KeyError::Internal(format!("OS RNG: {e}"))))?;
+    let encrypted_key = sm2_2p::encrypt(public, &key[..]).to_der();
+    mcs_pdfseal::gbt35275::envelope(cert, &encrypted_key, &key, &iv, plaintext)
+        .map_err(|e| TaskError::Key(KeyError::Internal(format!("envelope: {e}"))))
+}
+
+/// An envelope's content-encryption key, as the phone decrypted it, checked against the
+/// content (or its last blocks): `Ok(Some(plaintext))` with the content opened, `Ok(None)`
+/// when the task holds no content (the result is the key).
+fn open_with_key(envelope: &crate::model::task::EnvelopeTask, key: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, TaskError> {
+    let wrong = || TaskError::Invalid("the key does not open the envelope's content".into());
+    let key: [u8; 16] = key.try_into().map_err(|_| TaskError::Invalid("an SM4 key is 16 bytes".into()))?;
+    let iv: [u8; 16] = hex::decode(&envelope.iv).ok().and_then(|v| v.try_into().ok()).ok_or_else(wrong)?;
+    if let Some(tail) = &envelope.tail {
+        let tail: [u8; 32] = hex::decode(tail).ok().and_then(|v| v.try_into().ok()).ok_or_else(wrong)?;
+        if !mcs_pdfseal::gbt35275::key_opens_tail(&key, &tail) {
+            return Err(wrong());
+        }
+    }
+    match &envelope.content {
+        None => Ok(None),
+        Some(content) => {
+            let content = B64.decode(content).map_err(|_| wrong())?;
+            let plain = mcs_pdfseal::gbt35275::sm4_cbc_decrypt(&key, &iv, &content).ok_or_else(wrong)?;
+            Ok(Some(Zeroizing::new(plain)))
+        }
+    }
 }
 
 fn random_hex(n: usize) -> Result<String, TaskError> {
@@ -296,17 +366,32 @@ impl TaskService {
             NewTaskData::Login { challenge } => {
                 (TaskKind::Login, TaskData::Login { challenge: B64.encode(challenge) }, None)
             }
-            NewTaskData::Sign { message } => (TaskKind::Sign, TaskData::Sign { message: B64.encode(message) }, None),
+            NewTaskData::Sign { message, cms } => {
+                (TaskKind::Sign, TaskData::Sign { message: B64.encode(message), cms, signing_time: None }, None)
+            }
             NewTaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key } => (
                 TaskKind::Decrypt,
                 TaskData::Decrypt {
                     ciphertext: B64.encode(ciphertext),
                     recipient_cert_serial,
                     recipient_public_key: recipient_public_key.map(|p| sm2_2p::point_to_hex(&p)),
+                    envelope: None,
                 },
                 None,
             ),
-            NewTaskData::Encrypt { plaintext } => (TaskKind::Encrypt, TaskData::Encrypt {}, Some(plaintext)),
+            NewTaskData::Envelope { envelope } => {
+                let envelope = envelope_task(envelope, self.cfg.max_plaintext_bytes);
+                let data = TaskData::Decrypt {
+                    ciphertext: String::new(),
+                    recipient_cert_serial: None,
+                    recipient_public_key: None,
+                    envelope: Some(envelope),
+                };
+                (TaskKind::Decrypt, data, None)
+            }
+            NewTaskData::Encrypt { plaintext, envelope } => {
+                (TaskKind::Encrypt, TaskData::Encrypt { envelope }, Some(plaintext))
+            }
             NewTaskData::PdfUnseal { pdf } => {
                 let (field, es_id, signer) = self.seals.withdrawable(&pdf)?;
                 let pdf_sha256 = hex::encode(Sha256::digest(&pdf));
@@ -754,13 +839,45 @@ impl TaskService {
                 t.e = Some(e.clone());
                 Claimed::UnsealDigest { e, field: field.clone(), signer: signer.clone() }
             }
-            TaskData::Login { challenge: data } | TaskData::Sign { message: data } => {
+            TaskData::Sign { message, cms: true, .. } => {
+                // GB/T 35275: the phone co-signs the signed attributes (messageDigest =
+                // SM3(message), signing time fixed now), which completion rebuilds.
+                if key.certificate.is_none() {
+                    return Err(TaskError::Key(KeyError::Conflict("a CMS signature needs the key's certificate")));
+                }
+                let bytes = B64.decode(message).map_err(|_| TaskError::Invalid("stored task data".into()))?;
+                let at = self.now();
+                let tbs = cms_signed_attributes(&bytes, at)?;
+                let e = hex::encode(sm2_2p::e_for_message(&public, &tbs));
+                t.e = Some(e.clone());
+                t.data = TaskData::Sign { message: message.clone(), cms: true, signing_time: Some(at) };
+                Claimed::SealDigest { e, to_be_signed: B64.encode(&tbs) }
+            }
+            TaskData::Login { challenge: data } | TaskData::Sign { message: data, .. } => {
                 let bytes = B64.decode(data).map_err(|_| TaskError::Invalid("stored task data".into()))?;
                 let e = hex::encode(sm2_2p::e_for_message(&public, &bytes));
                 t.e = Some(e.clone());
                 Claimed::Digest(e)
             }
-            TaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key } => {
+            TaskData::Decrypt { envelope: Some(envelope), .. } => {
+                // The recipient info naming this key's certificate (issuer and serial).
+                let cert = match &key.certificate {
+                    Some(c) => B64.decode(&c.der_b64).map_err(|_| TaskError::Invalid("stored certificate".into()))?,
+                    None => return Err(TaskError::CertMismatch),
+                };
+                let mine = envelope.recipients.iter().find(|r| {
+                    let (Ok(issuer), Ok(serial)) = (B64.decode(&r.issuer), hex::decode(&r.serial)) else { return false };
+                    let recipient = mcs_pdfseal::gbt35275::Recipient {
+                        issuer,
+                        serial,
+                        key_encryption: mcs_pdfseal::gbt35275::SM2_ENCRYPT,
+                        encrypted_key: Vec::new(),
+                    };
+                    recipient.names(&cert)
+                });
+                Claimed::Ciphertext(mine.ok_or(TaskError::CertMismatch)?.encrypted_key.clone())
+            }
+            TaskData::Decrypt { ciphertext, recipient_cert_serial, recipient_public_key, .. } => {
                 // The bid file was encrypted to a certificate: it must be this key's (serials
                 // compare as hex, case-insensitively, ignoring leading zeros).
                 let norm = |s: &str| s.trim_start_matches("0x").trim_start_matches('0').to_ascii_lowercase();
@@ -772,7 +889,15 @@ impl TaskService {
                 }
                 Claimed::Ciphertext(ciphertext.clone())
             }
-            TaskData::Encrypt {} => {
+            TaskData::Encrypt { envelope } => {
+                let envelope = *envelope;
+                if envelope && key.certificate.is_none() {
+                    return Err(TaskError::Key(KeyError::Conflict("an envelope needs the key's certificate")));
+                }
+                let cert_der = match &key.certificate {
+                    Some(c) => Some(B64.decode(&c.der_b64).map_err(|_| TaskError::Invalid("stored certificate".into()))?),
+                    None => None,
+                };
                 let certificate = key.certificate.as_ref().map(|c| c.der_b64.clone());
                 let blob = self
                     .store
@@ -781,12 +906,16 @@ impl TaskService {
                 let (hsm, tid) = (self.hsm.clone(), id.to_owned());
                 let ct = blocking(move || {
                     let plaintext = hsm.unwrap(&tid, SecretKind::TaskInput, &blob)?;
-                    Ok(sm2_2p::encrypt(&public, &plaintext).to_der())
+                    match cert_der.filter(|_| envelope) {
+                        None => Ok(sm2_2p::encrypt(&public, &plaintext).to_der()),
+                        Some(cert) => seal_envelope(&cert, &public, &plaintext),
+                    }
                 })
                 .await?;
                 t.status = TaskStatus::Completed;
                 t.result = Some(TaskResult::Encrypt {
                     ciphertext: B64.encode(ct),
+                    envelope,
                     certificate,
                     key_id: key.id.clone(),
                     public_key: key.public_key.clone(),
@@ -966,8 +1095,9 @@ impl TaskService {
         device_id: &str,
         q1: AffinePoint,
         q1_hex: &str,
+        mode: SignMode,
         proof: &str,
-    ) -> Result<sm2_2p::SignResponse, TaskError> {
+    ) -> Result<SignOutput, TaskError> {
         let task = self.for_phone(id, token).await?;
         if !matches!(
             task.kind,
@@ -980,12 +1110,9 @@ impl TaskService {
         let e = task.e.as_deref().and_then(|e| sm2_2p::digest_from_hex(e).ok());
         let e = e.ok_or_else(|| TaskError::State("the task has no digest yet (its seal is not placed)".into()))?;
         let proof = PinProof { op: sm2_2p::Transcript::TaskSign { task_id: id.into(), q1: q1_hex.into() }, proof };
-        let mode = if task.kind == TaskKind::Csr { SignMode::CertificateRequest } else { SignMode::Canonical };
+        let mode = if task.kind == TaskKind::Csr { mode.for_certificate_request() } else { mode };
         let uses = uses_of(&task);
-        let answer = match self.keys.sign_for(&key_id, device_id, &uses, e, q1, mode, proof).await? {
-            SignOutput::Canonical(r) => r,
-            SignOutput::FixedK3(_) => return Err(TaskError::Key(KeyError::Internal("unexpected mode".into()))),
-        };
+        let answer = self.keys.sign_for(&key_id, device_id, &uses, e, q1, mode, proof).await?;
         self.commit_request(Transition::of(&self.cosigned(&task, &q1))).await?;
         Ok(answer)
     }
@@ -1089,6 +1216,11 @@ impl TaskService {
                 certificate,
                 subject_dn,
             },
+            TaskData::Sign { message, cms: true, signing_time: Some(at) } => {
+                let bytes = B64.decode(message).map_err(|_| TaskError::Invalid("stored task data".into()))?;
+                let container = self.time_stamped(cms_signature(&key, &bytes, *at, &sig)?).await?;
+                TaskResult::Sign { signature: B64.encode(container), key_id, public_key, certificate, subject_dn }
+            }
             _ => TaskResult::Sign { signature, key_id, public_key, certificate, subject_dn },
         };
         t.result = Some(result);
@@ -1117,6 +1249,12 @@ impl TaskService {
         // The owner, or an active delegate allowed this task's kind.
         let key = self.keys.usable_key_for(key_id, device_id, &uses_of(&task))?;
         let once = self.authorisation(&key, &task.platform).unwrap_or(true);
+        // An envelope: the phone answers the content-encryption key; it must open the
+        // content, which the daemon decrypts when it holds it.
+        let plaintext = match &task.data {
+            TaskData::Decrypt { envelope: Some(env), .. } => open_with_key(env, &plaintext)?.unwrap_or(plaintext),
+            _ => plaintext,
+        };
         let (hsm, tid) = (self.hsm.clone(), id.to_owned());
         let blob = blocking(move || Ok(hsm.wrap(&tid, SecretKind::TaskResult, &plaintext)?)).await?;
         let mut t = self.next(&task);
@@ -1158,8 +1296,9 @@ impl TaskService {
         key_id: &str,
         device_id: &str,
         items: Vec<(String, String, AffinePoint, String)>,
+        mode: SignMode,
         proof: &str,
-    ) -> Result<Vec<Result<sm2_2p::SignResponse, TaskError>>, TaskError> {
+    ) -> Result<Vec<Result<SignOutput, TaskError>>, TaskError> {
         let transcript =
             sm2_2p::Transcript::Batch { items: items.iter().map(|(id, _, _, q1)| (id.clone(), q1.clone())).collect() };
         // Check every task; those that cannot be co-signed get their own error.
@@ -1205,7 +1344,7 @@ impl TaskService {
         // Nothing to co-sign: every item has its own error, and nothing is asked of the key.
         let mut signed = match work.is_empty() {
             true => Vec::new().into_iter(),
-            false => self.keys.sign_batch(key_id, device_id, &uses, work, proof).await?.into_iter(),
+            false => self.keys.sign_batch(key_id, device_id, &uses, work, mode, proof).await?.into_iter(),
         };
         let mut out = Vec::with_capacity(items.len());
         for (r, (_, _, q1, _)) in checked.into_iter().zip(&items) {
@@ -1264,11 +1403,14 @@ impl TaskService {
         let mut t = self.next(&task);
         t.delivered = true;
         match self.commit(Transition { delete_secrets: vec![SecretKind::TaskResult], ..Transition::of(&t) }).await {
-            Ok(()) => Ok(Outcome {
-                status: t.status,
-                result: Some(TaskResult::Decrypt { plaintext: Zeroizing::new(B64.encode(plaintext.as_slice())) }),
-                error: None,
-            }),
+            Ok(()) => {
+                let key_only = matches!(&t.data, TaskData::Decrypt { envelope: Some(e), .. } if e.content.is_none());
+                let result = match key_only {
+                    true => TaskResult::ContentKey { content_key: Zeroizing::new(hex::encode(plaintext.as_slice())) },
+                    false => TaskResult::Decrypt { plaintext: Zeroizing::new(B64.encode(plaintext.as_slice())) },
+                };
+                Ok(Outcome { status: t.status, result: Some(result), error: None })
+            }
             // Another request took it first: this one gets nothing.
             Err(TaskError::State(_)) => {
                 Ok(Outcome { status: t.status, result: None, error: Some("result already delivered".into()) })

@@ -12,7 +12,7 @@ use crate::audit::{Audit, RequestEntry};
 use crate::config::AuditConfig;
 use crate::daemon_keys::DaemonKeys;
 use crate::keys::testing::{Keys, PLATFORM, Phone};
-use crate::keys::{Actor, KeyError};
+use crate::keys::{Actor, KeyError, SignMode};
 use crate::model::key::KeyStatus;
 use crate::model::task::{TaskDisplay, TaskKind, TaskRecord, TaskStatus};
 use crate::plugins::ca::{CaAdapter, StatusRequest};
@@ -94,7 +94,9 @@ impl Fixture {
         let (k1, q1) = nonce.unwrap_or_else(sm2_2p::ClientShare::sign_start);
         let q1_hex = sm2_2p::point_to_hex(&q1);
         let proof = phone.proof(&Transcript::TaskSign { task_id: t.task_id.clone(), q1: q1_hex.clone() });
-        let response = self.tasks.cosign_sign(&t.task_id, &t.token, &phone.device, q1, &q1_hex, &proof).await?;
+        let out =
+            self.tasks.cosign_sign(&t.task_id, &t.token, &phone.device, q1, &q1_hex, SignMode::Canonical, &proof).await?;
+        let crate::keys::SignOutput::Canonical(response) = out else { panic!("canonical asked") };
         Ok(Cosigned { k1, response })
     }
 
@@ -255,7 +257,12 @@ async fn a_wrong_pin_at_cosign_changes_no_task_state() {
     let (_, q1) = sm2_2p::ClientShare::sign_start();
     let q1_hex = sm2_2p::point_to_hex(&q1);
     let proof = phone.wrong_proof(&Transcript::TaskSign { task_id: t.task_id.clone(), q1: q1_hex.clone() });
-    let err = f.tasks.cosign_sign(&t.task_id, &t.token, &phone.device, q1, &q1_hex, &proof).await.unwrap_err();
+    let err = f
+        .tasks
+        .cosign_sign(&t.task_id, &t.token, &phone.device, q1, &q1_hex, SignMode::Canonical, &proof)
+        .await
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(err, TaskError::Key(KeyError::PinIncorrect { .. })), "{err:?}");
     assert_eq!(f.task(&t.task_id), before);
     assert_eq!(f.k.key(&phone.key_id).pin.failures, 1);

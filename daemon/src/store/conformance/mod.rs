@@ -147,11 +147,12 @@ pub(crate) fn key(id: &str, enrollment: &str) -> KeyRecord {
         expiry_notified: None,
         pin_reset: None,
         retired_certificates: Vec::new(),
+        p2: None,
     }
 }
 
 pub(super) fn task(id: &str, platform: &str, status: TaskStatus, rev: u64) -> TaskRecord {
-    let data = TaskData::Sign { message: "abc".into() };
+    let data = TaskData::Sign { message: "abc".into(), cms: false, signing_time: None };
     TaskRecord {
         token_sha256: "00".into(),
         display: TaskDisplay { title: "t".into(), detail: None },

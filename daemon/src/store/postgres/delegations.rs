@@ -165,6 +165,7 @@ impl DelegationStorage for PgStore {
                 key.pin = PinState::default();
                 // A reset opened for the old owner is not the new owner's.
                 key.pin_reset = None;
+                key.p2 = rec.p2.clone();
                 put_key(&tx, &key).await?;
                 put_secret(&tx, &rec.key_id, SecretKind::Share, t.share_blob).await?;
                 put_secret(&tx, &rec.key_id, SecretKind::PinVerifier, t.verifier_blob).await?;

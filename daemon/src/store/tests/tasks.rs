@@ -4,7 +4,7 @@
 use super::*;
 
 fn task(id: &str, platform: &str, expires_at: i64, message_len: usize) -> TaskRecord {
-    let data = TaskData::Sign { message: "a".repeat(message_len) };
+    let data = TaskData::Sign { message: "a".repeat(message_len), cms: false, signing_time: None };
     TaskRecord {
         token_sha256: "00".into(),
         display: TaskDisplay { title: "t".into(), detail: None },

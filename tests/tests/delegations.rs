@@ -563,8 +563,13 @@ async fn bad_input_wrong_roles_and_a_replayed_share_change_nothing() {
     ] {
         assert_eq!(raw(&mut app2, Method::POST, &activate, json!({ "pin": pin })).await, (400, "bad_request".into()));
     }
-    let body = json!({ "pin": { "salt": salt, "verifier": v }, "recovery_key": "00".repeat(32) });
-    assert_eq!(raw(&mut app2, Method::POST, &activate, body).await.0, 400);
+    for extra in
+        [json!({ "recovery_key": "AB".repeat(32) }), json!({ "recovery_key": "00".repeat(31) }), json!({ "extra": 1 })]
+    {
+        let mut body = json!({ "pin": { "salt": salt, "verifier": v } });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert_eq!(raw(&mut app2, Method::POST, &activate, body).await.0, 400, "{extra}");
+    }
     let body = json!({ "pin": { "salt": salt, "verifier": v } });
     assert_eq!(raw(&mut app1, Method::POST, &activate, body).await, (403, "device_mismatch".into()));
     assert_eq!(view(&mut app2, &did).await, shared, "nothing changed");

@@ -684,3 +684,18 @@ pub async fn seal_one(env: &DevEnv, daemon: &Daemon, seal_id: &str, phone: &mcs_
     let out = mcs_client::gateway::result(&mut gw, &code.task_id, 10).await.unwrap();
     B64.decode(out["result"]["pdf"].as_str().unwrap()).unwrap()
 }
+
+/// Every file under `dir`, recursively (the store's files, to search for secrets).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// How many files under `dir` hold `needle`.
+pub fn files_holding(dir: &Path, needle: &[u8]) -> usize {
+    walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
+}

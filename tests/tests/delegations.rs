@@ -136,20 +136,6 @@ fn openssl_encrypt(env: &DevEnv, public: &sm2_2p::AffinePoint, plaintext: &[u8])
     std::fs::read(&ct).unwrap()
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
-}
-
-/// How many files under `dir` hold `needle`.
-fn files_holding(dir: &std::path::Path, needle: &[u8]) -> usize {
-    walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
-}
-
 /// `read-share` (daemon stopped): a delegation's stored secret of `kind`, wrapped or not.
 fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> {
     let mut cmd = std::process::Command::new(bin("read-share"));

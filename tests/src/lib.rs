@@ -705,4 +705,18 @@ pub async fn signing_task(
     }
     let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
     openssl_verifies(env.path(), phone.public_key(), data, &sig)
+
+/// Every file under `dir`, recursively (the store's files, to search for secrets).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// How many files under `dir` hold `needle`.
+pub fn files_holding(dir: &Path, needle: &[u8]) -> usize {
+    walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
 }

@@ -29,6 +29,19 @@ fn openssl_ok(args: &[&std::ffi::OsStr]) -> String {
     out
 }
 
+/// `openssl verify` (SM2 ID explicit) of `leaf` under `ca`.
+fn verifies_under(ca: &std::path::Path, leaf: &std::path::Path) {
+    let out = openssl_ok(&[
+        "verify".as_ref(),
+        "-vfyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-CAfile".as_ref(),
+        ca.as_os_str(),
+        leaf.as_os_str(),
+    ]);
+    assert!(out.contains(": OK"), "{out}");
+}
+
 async fn key(conn: &mut mcs_client::Connection, id: &str) -> Value {
     mcs_client::admin::get_key(conn, id).await.unwrap()
 }
@@ -42,15 +55,7 @@ async fn issued_certificates_verify_with_openssl_and_revocation_reaches_status_a
     let k = key(&mut admin, phone.key_id()).await;
     assert_eq!(k["status"], "active");
     let (leaf, ca) = write_chain(env.path(), &k, "person");
-    let out = openssl_ok(&[
-        "verify".as_ref(),
-        "-vfyopt".as_ref(),
-        "distid:1234567812345678".as_ref(),
-        "-CAfile".as_ref(),
-        ca.as_os_str(),
-        leaf.as_os_str(),
-    ]);
-    assert!(out.contains(": OK"), "{out}");
+    verifies_under(&ca, &leaf);
     // The certified key is the joint key.
     let certified =
         openssl_ok(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
@@ -288,15 +293,7 @@ async fn an_extension_certifies_the_same_key_again_and_remakes_its_seals() {
     assert_ne!(after["certificate_serial"], before["certificate_serial"], "a new certificate");
     assert!(after["certificate_expires_at"].as_str() > before["certificate_expires_at"].as_str(), "{after}");
     let (leaf, ca) = write_chain(env.path(), &after, "extended");
-    let out = openssl_ok(&[
-        "verify".as_ref(),
-        "-vfyopt".as_ref(),
-        "distid:1234567812345678".as_ref(),
-        "-CAfile".as_ref(),
-        ca.as_os_str(),
-        leaf.as_os_str(),
-    ]);
-    assert!(out.contains(": OK"), "{out}");
+    verifies_under(&ca, &leaf);
     let certified =
         openssl_ok(&["x509".as_ref(), "-in".as_ref(), leaf.as_os_str(), "-pubkey".as_ref(), "-noout".as_ref()]);
     assert_eq!(certified.trim(), mcs_client::phone::public_key_pem(phone.public_key()).trim(), "the same key");

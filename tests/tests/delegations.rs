@@ -115,20 +115,6 @@ fn openssl_encrypt(env: &DevEnv, public: &sm2_2p::AffinePoint, plaintext: &[u8])
     std::fs::read(&ct).unwrap()
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
-}
-
-/// How many files under `dir` hold `needle`.
-fn files_holding(dir: &std::path::Path, needle: &[u8]) -> usize {
-    walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
-}
-
 /// `read-share` (daemon stopped): a delegation's stored secret of `kind`, wrapped or not.
 fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> {
     let mut cmd = std::process::Command::new(bin("read-share"));
@@ -542,8 +528,13 @@ async fn bad_input_wrong_roles_and_a_replayed_share_change_nothing() {
     ] {
         assert_eq!(raw(&mut app2, Method::POST, &activate, json!({ "pin": pin })).await, (400, "bad_request".into()));
     }
-    let body = json!({ "pin": { "salt": salt, "verifier": v }, "recovery_key": "00".repeat(32) });
-    assert_eq!(raw(&mut app2, Method::POST, &activate, body).await.0, 400);
+    for extra in
+        [json!({ "recovery_key": "AB".repeat(32) }), json!({ "recovery_key": "00".repeat(31) }), json!({ "extra": 1 })]
+    {
+        let mut body = json!({ "pin": { "salt": salt, "verifier": v } });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert_eq!(raw(&mut app2, Method::POST, &activate, body).await.0, 400, "{extra}");
+    }
     let body = json!({ "pin": { "salt": salt, "verifier": v } });
     assert_eq!(raw(&mut app1, Method::POST, &activate, body).await, (403, "device_mismatch".into()));
     assert_eq!(view(&mut app2, &did).await, shared, "nothing changed");

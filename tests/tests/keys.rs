@@ -426,15 +426,6 @@ fn generator() -> sm2_2p::AffinePoint {
     sm2_2p::ProjectivePoint::generator().to_affine()
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_activation_whose_answer_was_lost_gets_the_same_key() {
     let env = DevEnv::new();

@@ -30,19 +30,6 @@ fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> 
     hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
-}
-
-fn files_holding(dir: &std::path::Path, needle: &[u8]) -> usize {
-    walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
-}
-
 /// SM2-encrypt `plaintext` with OpenSSL to the key's certificate (from its key view).
 fn encrypt_to_certificate(env: &DevEnv, view: &Value, plaintext: &[u8]) -> Vec<u8> {
     let p = |name: &str| env.path().join(name);

@@ -436,29 +436,12 @@ fn demo() -> Result<()> {
     let msg = dir.join("bid.txt");
     std::fs::write(&msg, "Bid for tender ZB-2026-001: 1,000,000 CNY\n").map_err(|e| e.to_string())?;
     let sig = dir.join("bid.sig");
-    run_ok(
-        mcs_as("app1")
-            .args(["app", "sign", "--state"])
-            .arg(&state)
-            .args(["--pin", pin, "--in"])
-            .arg(&msg)
-            .arg("--out")
-            .arg(&sig),
-    )?;
+    app_run(&mcs_as, "sign", &state, pin, &msg, &sig)?;
     let pubkey = dir.join("joint-key.pem");
     run_ok(mcs_as("app1").args(["app", "pubkey", "--state"]).arg(&state).arg("--out").arg(&pubkey))?;
 
     step("OpenSSL verifies the two-party signature as an ordinary SM2 signature");
-    let verify = run_ok(
-        Command::new("openssl")
-            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
-            .arg(&pubkey)
-            .args(["-rawin", "-in"])
-            .arg(&msg)
-            .arg("-sigfile")
-            .arg(&sig)
-            .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
-    )?;
+    let verify = openssl_sm2_verify(&pubkey, &msg, &sig)?;
     println!("    openssl: {}", verify.trim());
 
     step("OpenSSL encrypts a secret to the joint key; phone 1 decrypts it with the daemon");
@@ -476,15 +459,7 @@ fn demo() -> Result<()> {
             .arg(&ct),
     )?;
     let pt = dir.join("secret.out");
-    run_ok(
-        mcs_as("app1")
-            .args(["app", "decrypt", "--state"])
-            .arg(&state)
-            .args(["--pin", pin, "--in"])
-            .arg(&ct)
-            .arg("--out")
-            .arg(&pt),
-    )?;
+    app_run(&mcs_as, "decrypt", &state, pin, &ct, &pt)?;
     let recovered = std::fs::read_to_string(&pt).map_err(|e| e.to_string())?;
     if recovered != original {
         return Err(format!("decrypted text differs: {recovered:?}"));
@@ -628,38 +603,13 @@ fn demo() -> Result<()> {
         mcs_as("app1").args(["app", "reset-pin", "--state"]).arg(&state).args(["--code", reset_code, "--pin", new_pin]),
     )?;
     let pt = dir.join("secret-after-reset.out");
-    run_ok(
-        mcs_as("app1")
-            .args(["app", "decrypt", "--state"])
-            .arg(&state)
-            .args(["--pin", new_pin, "--in"])
-            .arg(&ct)
-            .arg("--out")
-            .arg(&pt),
-    )?;
+    app_run(&mcs_as, "decrypt", &state, new_pin, &ct, &pt)?;
     if std::fs::read_to_string(&pt).map_err(|e| e.to_string())? != original {
         return Err("after the PIN reset the old ciphertext no longer decrypts".into());
     }
     let sig = dir.join("after-reset.sig");
-    run_ok(
-        mcs_as("app1")
-            .args(["app", "sign", "--state"])
-            .arg(&state)
-            .args(["--pin", new_pin, "--in"])
-            .arg(&msg)
-            .arg("--out")
-            .arg(&sig),
-    )?;
-    let verify = run_ok(
-        Command::new("openssl")
-            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
-            .arg(&pubkey)
-            .args(["-rawin", "-in"])
-            .arg(&msg)
-            .arg("-sigfile")
-            .arg(&sig)
-            .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
-    )?;
+    app_run(&mcs_as, "sign", &state, new_pin, &msg, &sig)?;
+    let verify = openssl_sm2_verify(&pubkey, &msg, &sig)?;
     println!("    same key, new PIN: the bid encrypted before decrypts again; openssl: {}", verify.trim());
 
     step("stopping the daemon; the audit chain of everything above verifies");
@@ -863,6 +813,41 @@ fn organisation_scene(dir: &std::path::Path, mcs_as: &dyn Fn(&str) -> Command) -
 }
 
 /// Run a command, fail with its stderr if it fails, return its stdout.
+/// Phone 1 `sign`s or `decrypt`s `input` into `out` with `pin` (the `mcs app` command).
+fn app_run(
+    mcs_as: &dyn Fn(&str) -> Command,
+    what: &str,
+    state: &Path,
+    pin: &str,
+    input: &Path,
+    out: &Path,
+) -> Result<String> {
+    run_ok(
+        mcs_as("app1")
+            .args(["app", what, "--state"])
+            .arg(state)
+            .args(["--pin", pin, "--in"])
+            .arg(input)
+            .arg("--out")
+            .arg(out),
+    )
+}
+
+/// `openssl pkeyutl -verify` of an SM2 signature (DER) over `msg` by the PEM key, the SM2
+/// ID explicit; OpenSSL's answer.
+fn openssl_sm2_verify(pubkey: &Path, msg: &Path, sig: &Path) -> Result<String> {
+    run_ok(
+        Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+            .arg(pubkey)
+            .args(["-rawin", "-in"])
+            .arg(msg)
+            .arg("-sigfile")
+            .arg(sig)
+            .args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]),
+    )
+}
+
 fn run_ok(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
     if !out.status.success() {

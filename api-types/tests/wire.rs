@@ -56,7 +56,7 @@ fn results_claims_and_plugins_pick_their_kind() {
 fn optional_request_fields_are_left_out() {
     let req = RevokeRequest { reason: "unspecified".into(), pin_proof: None };
     assert_eq!(serde_json::to_value(&req).unwrap(), json!({ "reason": "unspecified" }));
-    let req = CosignRequest { token: "t".into(), q1: Some("04".into()), t1: None, pin_proof: "p".into() };
+    let req = CosignRequest { token: "t".into(), q1: Some("04".into()), t1: None, pin_proof: "p".into(), mode: None };
     assert_eq!(serde_json::to_value(&req).unwrap(), json!({ "token": "t", "q1": "04", "pin_proof": "p" }));
     for code in ErrorCode::ALL {
         assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

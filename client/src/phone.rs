@@ -500,7 +500,9 @@ impl Phone {
             (TaskKind::Login, Some(TaskViewData::Login(d)), _) => b64(&d.challenge, "data.challenge")?,
             // A GB/T 35275 signature: the signed attributes, which must hold the message's
             // SM3 digest (messageDigest) and the GB `data` content type.
-            (TaskKind::Sign, Some(TaskViewData::Sign(d)), ClaimAnswer::SealDigest(s)) if d.format.as_deref() == Some("cms") => {
+            (TaskKind::Sign, Some(TaskViewData::Sign(d)), ClaimAnswer::SealDigest(s))
+                if d.format.as_deref() == Some("cms") =>
+            {
                 let tbs = b64(&s.to_be_signed, "to_be_signed")?;
                 let digest: [u8; 32] = {
                     use sm3::Digest;
@@ -548,7 +550,8 @@ impl Phone {
         let (k1, q1) = ClientShare::sign_start();
         let q1_hex = sm2_2p::point_to_hex(&q1);
         let pin_proof = self.proof(&Transcript::TaskSign { task_id: code.task_id.clone(), q1: q1_hex.clone() });
-        let body = CosignRequest { token: code.token.clone(), q1: Some(q1_hex), t1: None, pin_proof, mode: self.mode() };
+        let body =
+            CosignRequest { token: code.token.clone(), q1: Some(q1_hex), t1: None, pin_proof, mode: self.mode() };
         let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
         match parse::<mcs_api::CosignAnswer>(&answer)? {
             mcs_api::CosignAnswer::Sign(shares) if !self.state.fixed_k3 => self.finish_canonical(&k1, &shares, e),
@@ -631,7 +634,8 @@ impl Phone {
                 let t1_hex = sm2_2p::point_to_hex(&t1);
                 let pin_proof =
                     self.proof(&Transcript::TaskDecrypt { task_id: code.task_id.clone(), t1: t1_hex.clone() });
-                let body = CosignRequest { token: code.token.clone(), q1: None, t1: Some(t1_hex), pin_proof, mode: None };
+                let body =
+                    CosignRequest { token: code.token.clone(), q1: None, t1: Some(t1_hex), pin_proof, mode: None };
                 let answer = conn.send(Method::POST, &format!("/v1/tasks/{}/cosign", code.task_id), &body).await?;
                 let plaintext = self
                     .share

@@ -109,7 +109,7 @@ pub fn sm4_cbc_encrypt(key: &[u8; 16], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u
 
 /// The inverse of [`sm4_cbc_encrypt`]; `None` if the padding is not valid (a wrong key).
 pub fn sm4_cbc_decrypt(key: &[u8; 16], iv: &[u8; 16], ciphertext: &[u8]) -> Option<Vec<u8>> {
-    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(BLOCK) {
         return None;
     }
     cbc::Decryptor::<sm4::Sm4>::new(key.into(), iv.into()).decrypt_padded_vec::<Pkcs7>(ciphertext).ok()
@@ -161,7 +161,7 @@ impl Envelope {
     /// [`key_opens_tail`]'s `tail` of the content, if there is content.
     pub fn tail(&self) -> Option<[u8; 2 * BLOCK]> {
         let c = self.content.as_deref()?;
-        if c.len() < BLOCK || c.len() % BLOCK != 0 {
+        if c.len() < BLOCK || !c.len().is_multiple_of(BLOCK) {
             return None;
         }
         let prev = if c.len() == BLOCK { &self.iv[..] } else { &c[c.len() - 2 * BLOCK..c.len() - BLOCK] };
@@ -254,7 +254,7 @@ pub fn open_envelope(der: &[u8]) -> Result<Envelope, Error> {
         .and_then(|o| <[u8; BLOCK]>::try_from(o.as_bytes()).ok())
         .ok_or_else(|| Error::Invalid("SM4-CBC without a 16-byte IV".into()))?;
     let content = eci.encrypted_content.as_ref().map(|c| c.as_bytes().to_vec());
-    if content.as_ref().is_some_and(|c| c.is_empty() || c.len() % BLOCK != 0) {
+    if content.as_ref().is_some_and(|c| c.is_empty() || !c.len().is_multiple_of(BLOCK)) {
         return Err(Error::Invalid("the encrypted content is not whole SM4 blocks".into()));
     }
     Ok(Envelope { recipients, content_type: eci.content_type, iv, content })
@@ -276,9 +276,8 @@ mod tests {
             assert!(key_opens_tail(&key, &env.tail().unwrap()), "{len}");
         }
         // GB/T 32907 example: SM4 of 0123456789abcdeffedcba9876543210 under itself.
-        let k: [u8; 16] = [
-            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
-        ];
+        let k: [u8; 16] =
+            [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10];
         let ct = sm4_cbc_encrypt(&k, &[0u8; 16], &k);
         assert_eq!(hex_of(&ct[..16]), "681edf34d206965e86b3e94f536e4246");
     }

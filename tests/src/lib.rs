@@ -695,7 +695,10 @@ pub async fn signing_task(
     data: &[u8],
 ) -> bool {
     let field = if kind == "login" { "challenge" } else { "message" };
-    let created = mcs_client::gateway::create_task(gw, kind, "Bid", serde_json::json!({ field: B64.encode(data) }), None, None).await.unwrap();
+    let created =
+        mcs_client::gateway::create_task(gw, kind, "Bid", serde_json::json!({ field: B64.encode(data) }), None, None)
+            .await
+            .unwrap();
     let code = mcs_client::phone::ScanCode::parse(created["qr"].as_str().unwrap()).unwrap();
     phone.scan(app, &code).await.unwrap();
     let out = mcs_client::gateway::result(gw, &code.task_id, 10).await.unwrap();
@@ -705,6 +708,7 @@ pub async fn signing_task(
     }
     let sig = B64.decode(out["result"]["signature"].as_str().unwrap()).unwrap();
     openssl_verifies(env.path(), phone.public_key(), data, &sig)
+}
 
 /// Every file under `dir`, recursively (the store's files, to search for secrets).
 pub fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -94,7 +94,6 @@ fn delegate_for_an_hour() -> DelegationOptions {
     DelegationOptions { label: Some("clerk Li".into()), ..DelegationOptions::delegate(rfc3339(now() + 3600)) }
 }
 
-
 /// SM2-encrypt `plaintext` to `public` with OpenSSL.
 fn openssl_encrypt(env: &DevEnv, public: &sm2_2p::AffinePoint, plaintext: &[u8]) -> Vec<u8> {
     let (pem, pt, ct) = (env.path().join("org.pem"), env.path().join("pt"), env.path().join("ct"));

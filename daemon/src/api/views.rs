@@ -524,7 +524,13 @@ fn task_result(r: TaskResult) -> mcs_api::TaskResult {
         }
         TaskResult::Encrypt { ciphertext, envelope, certificate, key_id, public_key } => {
             let (ciphertext, envelope) = if envelope { (None, Some(ciphertext)) } else { (Some(ciphertext), None) };
-            mcs_api::TaskResult::Encrypt(mcs_api::EncryptResult { ciphertext, envelope, certificate, key_id, public_key })
+            mcs_api::TaskResult::Encrypt(mcs_api::EncryptResult {
+                ciphertext,
+                envelope,
+                certificate,
+                key_id,
+                public_key,
+            })
         }
         TaskResult::Decrypt { plaintext } => mcs_api::TaskResult::Decrypt(mcs_api::DecryptResult { plaintext }),
         TaskResult::ContentKey { content_key } => {

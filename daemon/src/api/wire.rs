@@ -398,7 +398,11 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
                     sm2_2p::Ciphertext::parse(&ciphertext)?;
                     let recipient_public_key =
                         d.recipient_public_key.as_deref().map(sm2_2p::point_from_hex).transpose()?;
-                    NewTaskData::Decrypt { ciphertext, recipient_cert_serial: d.recipient_cert_serial, recipient_public_key }
+                    NewTaskData::Decrypt {
+                        ciphertext,
+                        recipient_cert_serial: d.recipient_cert_serial,
+                        recipient_public_key,
+                    }
                 }
                 (None, Some(envelope)) => {
                     if d.recipient_cert_serial.is_some() || d.recipient_public_key.is_some() {
@@ -414,7 +418,9 @@ pub fn new_task(req: CreateTaskRequest) -> Result<NewTask, ApiError> {
             let envelope = match d.format.as_deref() {
                 None | Some("sm2") => false,
                 Some("envelope") => true,
-                Some(other) => return Err(ApiError::bad_request(format!("unknown format `{other}` (sm2 or envelope)"))),
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!("unknown format `{other}` (sm2 or envelope)")));
+                }
             };
             NewTaskData::Encrypt {
                 plaintext: Zeroizing::new(sized(b64(&d.plaintext, "plaintext")?, "plaintext", 65536)?),
@@ -470,7 +476,8 @@ pub fn activation(
 /// A GB/T 35275 envelope a decrypt task can open: SM4-CBC content, at least one SM2
 /// key-transport recipient whose encrypted key is an SM2 ciphertext.
 fn envelope_of(der: &[u8]) -> Result<mcs_pdfseal::gbt35275::Envelope, ApiError> {
-    let mut env = mcs_pdfseal::gbt35275::open_envelope(der).map_err(|e| ApiError::bad_request(format!("envelope: {e}")))?;
+    let mut env =
+        mcs_pdfseal::gbt35275::open_envelope(der).map_err(|e| ApiError::bad_request(format!("envelope: {e}")))?;
     env.recipients.retain(|r| {
         r.key_encryption == mcs_pdfseal::gbt35275::SM2_ENCRYPT && sm2_2p::Ciphertext::parse(&r.encrypted_key).is_ok()
     });

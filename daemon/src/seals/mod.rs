@@ -854,8 +854,14 @@ impl SealService {
                 Err(e) => errors.push(e),
             }
         }
-        let mut verdict =
-            self.verify_bare(Signed::Message(&parsed.to_be_signed), &parsed.signature, &parsed.signer_certificate, &all, at, errors)?;
+        let mut verdict = self.verify_bare(
+            Signed::Message(&parsed.to_be_signed),
+            &parsed.signature,
+            &parsed.signer_certificate,
+            &all,
+            at,
+            errors,
+        )?;
         verdict.timestamp = parsed.timestamp_token.is_some().then_some(at);
         Ok(verdict)
     }

@@ -116,14 +116,34 @@ impl From<CertificateError> for TaskError {
 
 /// Validated inputs of a new task.
 pub enum NewTaskData {
-    Login { challenge: Vec<u8> },
-    Sign { message: Vec<u8>, cms: bool },
-    Decrypt { ciphertext: Vec<u8>, recipient_cert_serial: Option<String>, recipient_public_key: Option<AffinePoint> },
+    Login {
+        challenge: Vec<u8>,
+    },
+    Sign {
+        message: Vec<u8>,
+        cms: bool,
+    },
+    Decrypt {
+        ciphertext: Vec<u8>,
+        recipient_cert_serial: Option<String>,
+        recipient_public_key: Option<AffinePoint>,
+    },
     /// A GB/T 35275 digital envelope to open (its SM2 key-transport recipients).
-    Envelope { envelope: mcs_pdfseal::gbt35275::Envelope },
-    Encrypt { plaintext: Zeroizing<Vec<u8>>, envelope: bool },
-    PdfSeal { pdf: Vec<u8>, seal_id: Option<String>, placement: Value },
-    PdfUnseal { pdf: Vec<u8> },
+    Envelope {
+        envelope: mcs_pdfseal::gbt35275::Envelope,
+    },
+    Encrypt {
+        plaintext: Zeroizing<Vec<u8>>,
+        envelope: bool,
+    },
+    PdfSeal {
+        pdf: Vec<u8>,
+        seal_id: Option<String>,
+        placement: Value,
+    },
+    PdfUnseal {
+        pdf: Vec<u8>,
+    },
 }
 
 pub struct NewTask {
@@ -204,8 +224,14 @@ fn cms_signature(key: &KeyRecord, message: &[u8], at: i64, sig: &Signature) -> R
     let invalid = |e: String| TaskError::Key(KeyError::Internal(format!("CMS: {e}")));
     let cert = key.certificate.as_ref().ok_or_else(|| invalid("no certificate".into()))?;
     let der = B64.decode(&cert.der_b64).map_err(|e| invalid(e.to_string()))?;
-    let chain = cert.chain_b64.iter().map(|c| B64.decode(c)).collect::<Result<Vec<_>, _>>().map_err(|e| invalid(e.to_string()))?;
-    let attrs = mcs_pdfseal::gbt35275::signed_attributes(message, at.max(0) as u64).map_err(|e| invalid(e.to_string()))?;
+    let chain = cert
+        .chain_b64
+        .iter()
+        .map(|c| B64.decode(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    let attrs =
+        mcs_pdfseal::gbt35275::signed_attributes(message, at.max(0) as u64).map_err(|e| invalid(e.to_string()))?;
     mcs_pdfseal::gbt35275::detached_signed_data(&der, &chain, attrs, &sig.to_der()).map_err(|e| invalid(e.to_string()))
 }
 
@@ -230,7 +256,9 @@ fn envelope_task(envelope: mcs_pdfseal::gbt35275::Envelope, max_content: usize) 
 fn seal_envelope(cert: &[u8], public: &AffinePoint, plaintext: &[u8]) -> Result<Vec<u8>, TaskError> {
     let mut key = Zeroizing::new([0u8; 16]);
     let mut iv = [0u8; 16];
-    getrandom::fill(&mut key[..]).and_then(|()| getrandom::fill(&mut iv)).map_err(|e| TaskError::Key(KeyError::Internal(format!("OS RNG: {e}"))))?;
+    getrandom::fill(&mut key[..])
+        .and_then(|()| getrandom::fill(&mut iv))
+        .map_err(|e| TaskError::Key(KeyError::Internal(format!("OS RNG: {e}"))))?;
     let encrypted_key = sm2_2p::encrypt(public, &key[..]).to_der();
     mcs_pdfseal::gbt35275::envelope(cert, &encrypted_key, &key, &iv, plaintext)
         .map_err(|e| TaskError::Key(KeyError::Internal(format!("envelope: {e}"))))
@@ -239,7 +267,10 @@ fn seal_envelope(cert: &[u8], public: &AffinePoint, plaintext: &[u8]) -> Result<
 /// An envelope's content-encryption key, as the phone decrypted it, checked against the
 /// content (or its last blocks): `Ok(Some(plaintext))` with the content opened, `Ok(None)`
 /// when the task holds no content (the result is the key).
-fn open_with_key(envelope: &crate::model::task::EnvelopeTask, key: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, TaskError> {
+fn open_with_key(
+    envelope: &crate::model::task::EnvelopeTask,
+    key: &[u8],
+) -> Result<Option<Zeroizing<Vec<u8>>>, TaskError> {
     let wrong = || TaskError::Invalid("the key does not open the envelope's content".into());
     let key: [u8; 16] = key.try_into().map_err(|_| TaskError::Invalid("an SM4 key is 16 bytes".into()))?;
     let iv: [u8; 16] = hex::decode(&envelope.iv).ok().and_then(|v| v.try_into().ok()).ok_or_else(wrong)?;
@@ -866,7 +897,9 @@ impl TaskService {
                     None => return Err(TaskError::CertMismatch),
                 };
                 let mine = envelope.recipients.iter().find(|r| {
-                    let (Ok(issuer), Ok(serial)) = (B64.decode(&r.issuer), hex::decode(&r.serial)) else { return false };
+                    let (Ok(issuer), Ok(serial)) = (B64.decode(&r.issuer), hex::decode(&r.serial)) else {
+                        return false;
+                    };
                     let recipient = mcs_pdfseal::gbt35275::Recipient {
                         issuer,
                         serial,
@@ -895,7 +928,9 @@ impl TaskService {
                     return Err(TaskError::Key(KeyError::Conflict("an envelope needs the key's certificate")));
                 }
                 let cert_der = match &key.certificate {
-                    Some(c) => Some(B64.decode(&c.der_b64).map_err(|_| TaskError::Invalid("stored certificate".into()))?),
+                    Some(c) => {
+                        Some(B64.decode(&c.der_b64).map_err(|_| TaskError::Invalid("stored certificate".into()))?)
+                    }
                     None => None,
                 };
                 let certificate = key.certificate.as_ref().map(|c| c.der_b64.clone());
@@ -1088,6 +1123,7 @@ impl TaskService {
     /// Server half of the task's signature; `e` is the one computed at claim. The answer
     /// leaves only if the transition recording `q1` commits: a concurrent co-sign of the
     /// same task (with the same `q1` or not) loses the race and its half is dropped.
+    #[allow(clippy::too_many_arguments)]
     pub async fn cosign_sign(
         &self,
         id: &str,

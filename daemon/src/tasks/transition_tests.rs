@@ -94,8 +94,10 @@ impl Fixture {
         let (k1, q1) = nonce.unwrap_or_else(sm2_2p::ClientShare::sign_start);
         let q1_hex = sm2_2p::point_to_hex(&q1);
         let proof = phone.proof(&Transcript::TaskSign { task_id: t.task_id.clone(), q1: q1_hex.clone() });
-        let out =
-            self.tasks.cosign_sign(&t.task_id, &t.token, &phone.device, q1, &q1_hex, SignMode::Canonical, &proof).await?;
+        let out = self
+            .tasks
+            .cosign_sign(&t.task_id, &t.token, &phone.device, q1, &q1_hex, SignMode::Canonical, &proof)
+            .await?;
         let crate::keys::SignOutput::Canonical(response) = out else { panic!("canonical asked") };
         Ok(Cosigned { k1, response })
     }

@@ -669,11 +669,12 @@ pub struct Callback {
 pub enum TaskResult {
     PdfSeal(PdfSealResult),
     PdfUnseal(PdfUnsealResult),
-    Encrypt(EncryptResult),
     Decrypt(DecryptResult),
     ContentKey(ContentKeyResult),
     Login(LoginResult),
     Sign(SignResult),
+    // After the signatures: its `ciphertext` and `envelope` are each optional.
+    Encrypt(EncryptResult),
     Csr(CsrResult),
 }
 

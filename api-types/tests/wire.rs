@@ -23,6 +23,9 @@ fn results_claims_and_plugins_pick_their_kind() {
     assert!(matches!(pdf, TaskResult::PdfSeal(_)));
     let enc: TaskResult = read(json!({ "ciphertext": "MA==", "certificate": null, "key_id": k, "public_key": "04" }));
     assert!(matches!(enc, TaskResult::Encrypt(_)));
+    let env: TaskResult = read(json!({ "envelope": "MA==", "certificate": "MII=", "key_id": k, "public_key": "04" }));
+    assert!(matches!(env, TaskResult::Encrypt(_)));
+    assert!(matches!(read::<TaskResult>(json!({ "content_key": "00" })), TaskResult::ContentKey(_)));
     assert!(matches!(read::<TaskResult>(json!({ "plaintext": "aGk=" })), TaskResult::Decrypt(_)));
     assert!(matches!(read::<TaskResult>(json!({ "certificate": "MII=", "key_id": k })), TaskResult::Csr(_)));
 
@@ -36,6 +39,10 @@ fn results_claims_and_plugins_pick_their_kind() {
         { "task_id": "t2", "error": { "code": "task_state", "message": "task is pending" } },
     ]}));
     assert!(matches!(batch.items[..], [BatchCosignResult::Signed(_), BatchCosignResult::Failed(_)]));
+    let fixed: BatchCosignAnswer = read(json!({ "items": [{ "task_id": "t1", "r": "1", "s3": "3", "der": "30" }] }));
+    assert!(matches!(fixed.items[..], [BatchCosignResult::SignedFixedK3(_)]));
+    let cosigned: CosignAnswer = read(json!({ "r": "1", "s3": "3", "der": "30" }));
+    assert!(matches!(cosigned, CosignAnswer::FixedK3(_)));
 
     let plugins: PluginList = read(json!({ "plugins": [
         { "name": "local", "status": "loaded", "adapter": "local-ca", "version": "1", "abi": 1,

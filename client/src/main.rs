@@ -124,8 +124,8 @@ enum GatewayCommand {
         ttl_secs: Option<u64>,
         #[arg(long)]
         callback_url: Option<String>,
-        /// For sign tasks: `raw` (a DER signature, the default) or `cms` (a GB/T 35275
-        /// detached SignedData).
+        /// sign tasks: `raw` (a DER signature, the default) or `cms` (a GB/T 35275 detached
+        /// SignedData); encrypt tasks: `sm2` (the default) or `envelope` (EnvelopedData).
         #[arg(long)]
         format: Option<String>,
     },

@@ -38,6 +38,10 @@ async fn a_fixed_k3_only_phone_activates_logs_in_signs_and_seals() {
     let check = json!({"pdf": base64_of(&sealed)});
     let v = admin.json(Method::POST, "/v1/verify/pdf", Some(&check)).await.unwrap();
     assert_eq!(v["signatures"][0]["valid"], true, "{v}");
+    // And by OpenSSL: the PDF signature's SM2 signature over its DER signed attributes.
+    let found = mcs_pdfseal::pdf::signatures(&sealed).unwrap();
+    let container = mcs_pdfseal::cms::parse(&found[0].contents).unwrap();
+    assert!(openssl_verifies(env.path(), phone.public_key(), &container.to_be_signed, &container.signature));
 
     // Two signing tasks with one PIN entry (batch/cosign, fixed_k3).
     let mut codes = Vec::new();

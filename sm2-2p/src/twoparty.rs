@@ -113,14 +113,19 @@ impl FixedK3Response {
     /// DER `SEQUENCE { INTEGER r, INTEGER s3 }`: the encoding Tongsuo's `sm2_threshold`
     /// clients read (PROTOCOL.md, fixed_k3).
     pub fn to_der(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(70);
-        crate::cipher::der_integer(&mut body, &scalar_to_bytes(&self.r));
-        crate::cipher::der_integer(&mut body, &scalar_to_bytes(&self.s3));
-        let mut out = Vec::with_capacity(body.len() + 2);
-        crate::cipher::der_header(&mut out, 0x30, body.len());
-        out.extend_from_slice(&body);
-        out
+        der_pair(&self.r, &self.s3)
     }
+}
+
+/// DER `SEQUENCE { INTEGER a, INTEGER b }`.
+fn der_pair(a: &Scalar, b: &Scalar) -> Vec<u8> {
+    let mut body = Vec::with_capacity(70);
+    crate::cipher::der_integer(&mut body, &scalar_to_bytes(a));
+    crate::cipher::der_integer(&mut body, &scalar_to_bytes(b));
+    let mut out = Vec::with_capacity(body.len() + 2);
+    crate::cipher::der_header(&mut out, 0x30, body.len());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// Server key generation: pick `d2`, answer `P = d2⁻¹·P1 − G` (retry on identity).
@@ -383,13 +388,7 @@ impl Signature {
 
     /// DER `SEQUENCE { INTEGER r, INTEGER s }`.
     pub fn to_der(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(70);
-        crate::cipher::der_integer(&mut body, &scalar_to_bytes(&self.r));
-        crate::cipher::der_integer(&mut body, &scalar_to_bytes(&self.s));
-        let mut out = Vec::with_capacity(body.len() + 2);
-        crate::cipher::der_header(&mut out, 0x30, body.len());
-        out.extend_from_slice(&body);
-        out
+        der_pair(&self.r, &self.s)
     }
 
     /// Strict DER; both values in `(0, n)`.

@@ -1,7 +1,7 @@
 //! The `mcsd` command: run the daemon, check a config, manage the HSM, make a dev setup.
 //!
-//! Exit codes (sysexits.h): 0 ok; 64 configuration error (systemd's
-//! `RestartPreventExitStatus=64` keeps a broken config from restart-looping); 65 the audit
+//! Exit codes (sysexits.h): 0 ok; 78 configuration error (EX_CONFIG; systemd's
+//! `RestartPreventExitStatus=78` keeps a broken config from restart-looping); 65 the audit
 //! chain cannot be verified from its last known checkpoint, or the store's audit key is
 //! not the pinned one (not restarted either); 69 HSM unavailable or not set up; 71 cannot
 //! bind; 74 store I/O error; 1 anything else (`mcsd audit verify`: the chain is broken).
@@ -269,7 +269,19 @@ fn p256_csr_command(cfg: &Config, command: &str, label: &str, common_name: &str,
     }
 }
 
-const EX_CONFIG: u8 = 64;
+/// Write `bytes` to `path` readable by its owner only (0600), replacing a file that was
+/// there (its earlier mode too): a backup holds every wrapped secret and the audit chain.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// sysexits.h EX_CONFIG: the configuration is wrong.
+const EX_CONFIG: u8 = 78;
 
 /// Send a command to the running daemon's control socket; `None` if no daemon listens.
 fn control_call(
@@ -343,7 +355,9 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: pipes and the journal get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -424,7 +438,7 @@ fn main() -> ExitCode {
                 None => mcsd::store::open_tool(&cfg.store).and_then(|s| s.snapshot()).map_err(|e| e.to_string()),
             };
             match image.and_then(|img| {
-                std::fs::write(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))
+                write_private(&out, &img).map(|_| img.len()).map_err(|e| format!("{}: {e}", out.display()))
             }) {
                 Ok(n) => {
                     println!("backup of {} written to {} ({n} bytes)", cfg.store.path.display(), out.display());

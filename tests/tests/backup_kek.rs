@@ -40,8 +40,13 @@ async fn backup_wipe_restore_keeps_every_key_usable() {
     let (phone1, _) = new_phone(&env, &daemon, "app1", "111111").await;
     let (phone2, _) = new_phone(&env, &daemon, "app2", "222222").await;
     let image = env.path().join("store.bak");
+    // A file already there, world-readable: the backup replaces it, owner-only.
+    std::fs::write(&image, b"old").unwrap();
+    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let (ok, out) = mcsd(&env, &["backup", "--out", image.to_str().unwrap()]);
     assert!(ok && out.contains("backup of"), "{out}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&image).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the backup is readable by its owner only");
     still_usable(&env, &daemon, &phone1, "app1", b"after the backup").await;
     let (status, _) = daemon.stop();
     assert!(status.success());

@@ -16,7 +16,7 @@ fn the_unit_file_verifies() {
         "Type=notify",
         "WatchdogSec=",
         "ExecReload=",
-        "RestartPreventExitStatus=64",
+        "RestartPreventExitStatus=78 65",
         "LoadCredential=",
         "StateDirectory=",
         "User=mcsd",

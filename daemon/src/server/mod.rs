@@ -74,7 +74,7 @@ impl From<crate::audit::AuditError> for StartError {
 impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Tls(_) => 64,   // EX_USAGE: configuration points at bad material
+            StartError::Tls(_) => 78,   // EX_CONFIG: configuration points at bad material
             StartError::Hsm(_) => 69,   // EX_UNAVAILABLE
             StartError::Store(_) => 74, // EX_IOERR
             StartError::Audit(_) => 65, // EX_DATAERR: the store's audit chain or key cannot be trusted

@@ -724,3 +724,30 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 pub fn files_holding(dir: &Path, needle: &[u8]) -> usize {
     walk(dir).iter().filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).count()
 }
+
+/// A stored secret of `owner` (`--kind` label): the wrapped blob, or through the HSM the
+/// plaintext (`wrapped = false`). The daemon must be stopped.
+pub fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> {
+    let mut cmd = Command::new(bin("read-share"));
+    cmd.env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"));
+    if wrapped {
+        cmd.arg("--wrapped");
+    }
+    let out = cmd.args(["--kind", kind]).arg(env.config()).arg(owner).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+}
+
+/// `openssl verify` (SM2 ID explicit) of the PEM certificate `leaf` under the PEM `ca`:
+/// OpenSSL's success and output.
+pub fn openssl_chain_verifies(ca: &Path, leaf: &Path) -> (bool, String) {
+    let (ok, out) = openssl(&[
+        "verify".as_ref(),
+        "-vfyopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-CAfile".as_ref(),
+        ca.as_os_str(),
+        leaf.as_os_str(),
+    ]);
+    (ok && out.contains(": OK"), out)
+}

@@ -114,18 +114,6 @@ fn openssl_encrypt(env: &DevEnv, public: &sm2_2p::AffinePoint, plaintext: &[u8])
     std::fs::read(&ct).unwrap()
 }
 
-/// `read-share` (daemon stopped): a delegation's stored secret of `kind`, wrapped or not.
-fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> {
-    let mut cmd = std::process::Command::new(bin("read-share"));
-    cmd.env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"));
-    if wrapped {
-        cmd.arg("--wrapped");
-    }
-    let out = cmd.args(["--kind", kind]).arg(env.config()).arg(owner).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_kind() {
     let env = DevEnv::new();

@@ -17,19 +17,6 @@ fn code(e: mcs_client::Error) -> String {
     e.code().map(str::to_owned).unwrap_or_else(|| format!("not an API error: {e}"))
 }
 
-/// A stored secret of `owner` (`--kind` label): the wrapped blob, or through the HSM the
-/// plaintext (`wrapped = false`). The daemon must be stopped.
-fn read_secret(env: &DevEnv, owner: &str, kind: &str, wrapped: bool) -> Vec<u8> {
-    let mut cmd = std::process::Command::new(bin("read-share"));
-    cmd.env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"));
-    if wrapped {
-        cmd.arg("--wrapped");
-    }
-    let out = cmd.args(["--kind", kind]).arg(env.config()).arg(owner).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    hex::decode(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
-}
-
 /// SM2-encrypt `plaintext` with OpenSSL to the key's certificate (from its key view).
 fn encrypt_to_certificate(env: &DevEnv, view: &Value, plaintext: &[u8]) -> Vec<u8> {
     let p = |name: &str| env.path().join(name);

@@ -16,9 +16,16 @@ use mcsd::store::Storage;
 #[derive(Parser)]
 #[command(name = "mcsd", version, about = "Mobile certificate signing daemon (server half of two-party SM2)")]
 struct Cli {
+    /// Read the HSM PIN from this file instead of the config's `hsm.pin_file` /
+    /// `hsm.pin_credential` (from a shell there are no systemd credentials).
+    #[arg(long, global = true, env = "MCSD_PIN_FILE", value_name = "PATH")]
+    pin_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// `--pin-file`, when given: every config this process loads takes its PIN from there.
+static PIN_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -346,10 +353,14 @@ fn follow_rotation(mut reader: impl std::io::BufRead) -> Result<String, String> 
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
+    let mut cfg = Config::load(path).map_err(|e| {
         eprintln!("mcsd: configuration error: {e}");
         ExitCode::from(EX_CONFIG)
-    })
+    })?;
+    if let Some(pin_file) = PIN_FILE.get() {
+        cfg.hsm.pin = mcsd::config::PinSource::File(pin_file.clone());
+    }
+    Ok(cfg)
 }
 
 fn init_logging(cfg: &Config) {
@@ -370,6 +381,9 @@ static ALLOCATOR: mcsd::os::WipingAllocator = mcsd::os::WipingAllocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(p) = &cli.pin_file {
+        let _ = PIN_FILE.set(p.clone());
+    }
     // Whatever the caller's umask: the store, the vault, backups and sockets are private.
     mcsd::os::private_files();
     match cli.command {

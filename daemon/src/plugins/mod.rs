@@ -384,8 +384,9 @@ impl PluginHost {
         notes
     }
 
-    pub fn all_loaded(&self) -> bool {
-        self.entries.values().all(|(_, e)| matches!(e, Entry::Loaded(_)))
+    /// The adapters that failed to load, by name.
+    pub fn failed_names(&self) -> Vec<&str> {
+        self.entries.iter().filter(|(_, (_, e))| matches!(e, Entry::Failed(_))).map(|(n, _)| n.as_str()).collect()
     }
 
     pub fn is_loaded(&self, name: &str) -> bool {

@@ -54,6 +54,14 @@ impl Holder {
             Holder::Delegate(d) => (d.id.clone(), SecretKind::DelegateShare, SecretKind::DelegatePinVerifier),
         }
     }
+
+    /// The kind of the holder's recovery key (owned like its other secrets).
+    pub(super) fn recovery_kind(&self) -> SecretKind {
+        match self {
+            Holder::Owner => SecretKind::RecoveryKey,
+            Holder::Delegate(_) => SecretKind::DelegateRecoveryKey,
+        }
+    }
 }
 
 /// A new delegation, validated by the API layer.

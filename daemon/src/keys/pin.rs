@@ -61,9 +61,10 @@ impl Drop for KeyLockGuard<'_> {
     }
 }
 
-fn verifier_array(v: &[u8]) -> Result<Verifier, KeyError> {
+/// A stored 32-byte secret (a verifier or a recovery key) in its boxed, wiped home.
+pub(super) fn secret_array(v: &[u8], what: &str) -> Result<Verifier, KeyError> {
     if v.len() != 32 {
-        return Err(KeyError::Internal("stored verifier has wrong length".into()));
+        return Err(KeyError::Internal(format!("stored {what} has wrong length")));
     }
     // Filled in place: no unzeroized copy on the stack.
     let mut arr = Box::new(Zeroizing::new([0u8; 32]));
@@ -151,7 +152,7 @@ impl KeyService {
         let failures = pin.failures;
         let holder_id = owner.clone();
         let outcome = blocking(move || {
-            let v = verifier_array(&hsm.unwrap(&holder_id, verifier_kind, &blob)?)?;
+            let v = secret_array(&hsm.unwrap(&holder_id, verifier_kind, &blob)?, "verifier")?;
             // The transcript names the key whichever share answers: one proof format.
             if !sm2_2p::pin_proof_matches(&v, &id, &op, &proof_hex) {
                 return Ok(None);

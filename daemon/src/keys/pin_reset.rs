@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::delegations::Holder;
+use super::pin::secret_array;
 use super::{KeyError, KeyService, RecoveryKey, Verifier, activation_code, blocking, code_hash};
 use crate::model::delegation::DelegationStatus;
 use crate::model::key::{KeyStatus, PinResetState};
@@ -109,10 +110,8 @@ impl KeyService {
         if !bool::from(given.as_bytes().ct_eq(state.code_sha256.as_bytes())) {
             return Err(self.count_wrong_code(key_id, &holder, &state).await);
         }
-        let (owner, recovery_kind, verifier_kind) = match &holder {
-            Holder::Owner => (key_id.to_owned(), SecretKind::RecoveryKey, SecretKind::PinVerifier),
-            Holder::Delegate(d) => (d.id.clone(), SecretKind::DelegateRecoveryKey, SecretKind::DelegatePinVerifier),
-        };
+        let (owner, _, verifier_kind) = holder.secrets(key_id);
+        let recovery_kind = holder.recovery_kind();
         let old_blob = match &holder {
             Holder::Owner => self.store.key_secret(key_id, recovery_kind)?,
             Holder::Delegate(d) => self.store.delegation_secret(&d.id, recovery_kind)?,
@@ -123,12 +122,7 @@ impl KeyService {
         // The old recovery key is unwrapped before anything changes: if the HSM cannot,
         // the phone keeps what it has and may try again.
         let (old, verifier_blob, recovery_blob) = blocking(move || {
-            let plain = hsm.unwrap(&owner, recovery_kind, &blob)?;
-            let mut old: RecoveryKey = Box::new(Zeroizing::new([0u8; 32]));
-            if plain.len() != 32 {
-                return Err(KeyError::Internal(format!("{owner}: stored recovery key has wrong length")));
-            }
-            old.copy_from_slice(&plain);
+            let old: RecoveryKey = secret_array(&hsm.unwrap(&owner, recovery_kind, &blob)?, "recovery key")?;
             let verifier_blob = hsm.wrap(&owner, verifier_kind, new_verifier.as_slice())?;
             let recovery_blob = hsm.wrap(&owner, recovery_kind, new_recovery_key.as_slice())?;
             Ok((old, verifier_blob, recovery_blob))

@@ -31,6 +31,13 @@ pub struct AuditEntry {
     /// What else the event records (any JSON).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: Value,
+    /// The `X-Request-Id` of the API request the entry records (the caller's, or the one
+    /// the daemon made and answered with). Absent for daemon events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The IP address the request came from. Absent for daemon events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     pub hash: String,
 }
 

@@ -77,6 +77,14 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 3339 (UTC) with milliseconds for a Unix time in milliseconds (log lines).
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +96,6 @@ mod tests {
         c.advance(30);
         assert_eq!(c.now_ms(), 1_700_000_030_500);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_500), "1970-01-01T00:00:01.5Z");
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcsd::config::{Config, LogFormat};
+use mcsd::config::Config;
 use mcsd::store::Storage;
 
 #[derive(Parser)]
@@ -363,15 +363,17 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Ok(cfg)
 }
 
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    // Colour only for a person at a terminal: pipes and the journal get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match cfg.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+/// Logging as `[log]` says; a filter that does not parse is a configuration error.
+fn init_logging(cfg: &Config) -> Result<(), ExitCode> {
+    match mcsd::cli::logging::filter(&cfg.log.level) {
+        Ok(filter) => {
+            mcsd::cli::logging::init(cfg.log.format, filter);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("mcsd: {e}");
+            Err(ExitCode::from(EX_CONFIG))
+        }
     }
 }
 
@@ -392,7 +394,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(&cfg);
+            if let Err(code) = init_logging(&cfg) {
+                return code;
+            }
             if let Err(e) = mcsd::os::no_core_dumps() {
                 tracing::warn!(error = %e, "could not disable core dumps");
             }

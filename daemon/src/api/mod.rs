@@ -26,8 +26,9 @@ mod wire;
 
 pub use caller::{Caller, Unidentified};
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{FromRef, MatchedPath, RawPathParams, Request, State};
@@ -50,7 +51,26 @@ pub struct Api {
     pub audit: Arc<crate::audit::Audit>,
     pub plugins: Arc<PluginHost>,
     pub max_body_bytes: usize,
-    request_seq: AtomicU64,
+}
+
+/// The address of the connection a request came on (set by the listener).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// The longest `X-Request-Id` kept from a caller. A longer or otherwise unfit one is
+/// replaced by a generated id, so a caller cannot put arbitrary text into logs and audit.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The caller's `X-Request-Id` if it is 1 to 128 of `A–Z a–z 0–9 - _ . : /` (so it can
+/// go into a log line, a header and an audit entry as it is); else a new UUIDv7
+/// (time-ordered, unique across restarts and nodes).
+fn request_id(req: &Request) -> String {
+    let theirs = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+    });
+    theirs.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
 impl Api {
@@ -62,14 +82,16 @@ impl Api {
         plugins: Arc<PluginHost>,
         max_body_bytes: usize,
     ) -> Self {
-        Api { keys, tasks, seals, audit, plugins, max_body_bytes, request_seq: AtomicU64::new(0) }
+        Api { keys, tasks, seals, audit, plugins, max_body_bytes }
     }
 
     /// The API listener's service. Each request carries its [`Caller`] (or why there is
     /// none, [`Unidentified`]) in its extensions, put there by the server after the TLS
     /// handshake.
     pub fn router(self: &Arc<Self>) -> Router {
-        assemble(routes())
+        let table = routes();
+        crate::metrics::init_routes(table.iter().map(|(path, _)| *path).chain([UNMATCHED]));
+        assemble(table)
             .layer(from_fn_with_state(self.clone(), observe))
             .layer(from_fn(measure))
             .with_state(self.clone())
@@ -229,18 +251,21 @@ impl Ids {
     }
 }
 
-/// The request's id and log span; its audit entry, durable before the answer.
+/// The request's id, log span and access-log line; its audit entry, durable before the
+/// answer.
 async fn observe(
     State(api): State<Arc<Api>>,
     params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
     req: Request,
     next: Next,
 ) -> Response {
-    let request_id = format!("r{:x}", api.request_seq.fetch_add(1, Ordering::Relaxed));
+    let started = Instant::now();
+    let request_id = request_id(&req);
     let method = req.method().clone();
     let route = route_of(&req);
     let ids = Ids::of(params);
     let caller = req.extensions().get::<Caller>().cloned();
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
     // Ids only: never a token, PIN proof or body field.
     let key_id = if route.starts_with("/v1/keys/") { ids.id.as_deref().unwrap_or("") } else { "" };
     let span = tracing::info_span!("request", id = %request_id, %method, route = %route,
@@ -256,8 +281,12 @@ async fn observe(
             Some(Caller::Gateway { platform, .. }) => Some(platform.clone()),
             _ => None,
         };
-        let entry =
-            crate::audit::RequestEntry::new(format!("{method} {route}"), audit_actor(caller.as_ref()), platform);
+        let entry = crate::audit::RequestEntry::new(
+            format!("{method} {route}"),
+            audit_actor(caller.as_ref()),
+            platform,
+            crate::audit::RequestOrigin { request_id: request_id.clone(), peer: peer.map(|p| p.ip().to_string()) },
+        );
         let mut resp = entry.scope(next.run(req)).await;
         let code = code_of(&resp);
         // Every state-changing request goes into the audit chain, durably, before the answer.
@@ -268,14 +297,20 @@ async fn observe(
             && let Err(e) = api.audit_request(caller.as_ref(), &entry, &method, &route, &ids, code).await
         {
             tracing::error!(error = %e, "audit entry not written; refusing to answer success");
-            return ApiError::Internal.into_response();
-        }
-        if code != "ok" {
-            tracing::info!(code, "request refused");
+            resp = ApiError::Internal.into_response();
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
+        // The access log: one line per request, answered or refused.
+        tracing::info!(
+            target: "mcsd::access",
+            peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            status = resp.status().as_u16(),
+            code = code_of(&resp),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "{method} {route}"
+        );
         resp
     };
     tracing::Instrument::instrument(handled, span).await
@@ -327,6 +362,7 @@ impl Api {
                 task_id,
                 outcome: code.to_owned(),
                 detail: entry.annotate(detail),
+                origin: Some(entry.origin.clone()),
             })
             .await
     }

@@ -325,6 +325,8 @@ pub fn audit_entries(entries: &[crate::audit::Entry]) -> mcs_api::AuditLog {
         task_id: e.task_id.clone(),
         outcome: e.outcome.clone(),
         detail: e.detail.clone(),
+        request_id: e.request_id.clone(),
+        peer: e.peer.clone(),
         hash: e.hash.clone(),
     };
     mcs_api::AuditLog { entries: entries.iter().map(view).collect() }

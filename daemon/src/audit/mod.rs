@@ -106,6 +106,17 @@ pub struct Event {
     pub task_id: Option<String>,
     pub outcome: String,
     pub detail: Value,
+    /// The API request the event records, if it records one.
+    pub origin: Option<RequestOrigin>,
+}
+
+/// Where an API request came from, as its audit entry records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestOrigin {
+    /// The request's `X-Request-Id` (the caller's, or the one the daemon made).
+    pub request_id: String,
+    /// The peer's IP address.
+    pub peer: Option<String>,
 }
 
 /// Why the audit chain cannot be trusted (the daemon does not start: exit 65).
@@ -151,6 +162,7 @@ pub struct RequestEntry {
     pub actor: String,
     /// The caller's platform, for gateways.
     pub platform: Option<String>,
+    pub origin: RequestOrigin,
     written: AtomicBool,
     /// The delegation through which the caller's device holds the key it uses, once the
     /// keys layer has resolved it (the entry then names it: `detail.delegation_id`).
@@ -162,11 +174,12 @@ tokio::task_local! {
 }
 
 impl RequestEntry {
-    pub fn new(event: String, actor: String, platform: Option<String>) -> Arc<RequestEntry> {
+    pub fn new(event: String, actor: String, platform: Option<String>, origin: RequestOrigin) -> Arc<RequestEntry> {
         Arc::new(RequestEntry {
             event,
             actor,
             platform,
+            origin,
             written: AtomicBool::new(false),
             delegation: std::sync::OnceLock::new(),
         })
@@ -281,6 +294,8 @@ impl Audit {
             task_id: ev.task_id,
             outcome: ev.outcome,
             detail: ev.detail,
+            request_id: ev.origin.as_ref().map(|o| o.request_id.clone()),
+            peer: ev.origin.and_then(|o| o.peer),
             prev: head.hash.clone(),
             hash: String::new(),
         };
@@ -354,6 +369,7 @@ impl Audit {
         let mut ev = ev;
         if let Some(r) = request {
             ev.detail = r.annotate(std::mem::take(&mut ev.detail));
+            ev.origin = Some(r.origin.clone());
         }
         let mut head = self.head.lock().await;
         self.follow_reopen(&mut head)?;
@@ -557,6 +573,8 @@ mod tests {
             task_id: None,
             outcome: "ok".into(),
             detail: Value::Null,
+            request_id: None,
+            peer: None,
             prev: prev.into(),
             hash: String::new(),
         };

@@ -141,8 +141,24 @@ impl KeyService {
             matches!(k.status, KeyStatus::Active | KeyStatus::Suspended)
                 && k.certificate.as_ref().is_some_and(|c| c.not_after > now && c.not_after <= horizon)
         };
-        let keys = self.store.keys_matching(ending)?;
+        // The same pass collects the CA roots the keys chain to (each distinct one once).
+        let mut roots = std::collections::BTreeSet::new();
+        let keys = self.store.keys_matching(|k| {
+            if let Some(root) = k.certificate.as_ref().and_then(|c| c.chain_b64.last())
+                && !roots.contains(root)
+            {
+                roots.insert(root.clone());
+            }
+            ending(k)
+        })?;
         crate::metrics::METRICS.certificates_expiring.set(keys.len() as i64);
+        let root_ends: Vec<(String, i64)> = roots
+            .iter()
+            .filter_map(|b64| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok())
+            .filter_map(|der| crate::metrics::certificate_end(&der))
+            .map(|(cn, end)| (format!("ca:{cn}"), end))
+            .collect();
+        crate::metrics::set_certificate_expiries("ca", &root_ends);
         let mut told = 0;
         for key in keys {
             let Some(cert) = &key.certificate else { continue };

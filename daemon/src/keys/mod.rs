@@ -263,6 +263,7 @@ impl KeyService {
             task_id: None,
             outcome: outcome.to_owned(),
             detail,
+            origin: None,
         };
         audit.append_with(ev, Some(&req), |entry| write(Some(&entry)), committed).await
     }

@@ -24,6 +24,13 @@ pub struct Entry {
     pub outcome: String,
     #[serde(default)]
     pub detail: Value,
+    /// The `X-Request-Id` of the API request the entry records (absent for daemon events
+    /// and entries written before request ids were kept). Covered by the hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The IP address the request came from. Covered by the hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// Hex SM3 of the previous entry.
     pub prev: String,
     /// Hex SM3 over `prev` and this entry without `hash`.

@@ -112,6 +112,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     )?);
     let audit_check = audit.check_at_start().await?;
     let (tls_config, anchors) = tls::server_config(&cfg.api)?;
+    crate::metrics::set_certificate_expiries("tls", &anchors.certificate_ends);
     let callback_tls = crate::tasks::callbacks::client_config(&cfg.api, &cfg.tasks)?;
 
     let api_listener =
@@ -480,6 +481,7 @@ async fn serve_api_connection(
                 Ok(c) => _ = req.extensions_mut().insert(c.clone()),
                 Err(why) => _ = req.extensions_mut().insert(crate::api::Unidentified(why.clone())),
             }
+            req.extensions_mut().insert(crate::api::Peer(peer));
             crate::api::trim_trailing_slashes(&mut req);
             let answer = match tokio::time::timeout(bound, tower_service::Service::call(&mut router, req)).await {
                 Ok(Ok(resp)) => resp,
@@ -588,6 +590,7 @@ async fn accept_health(
 
 fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/metrics" {
+        Readiness::of(hsm, plugins, store).publish(plugins);
         let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render())));
         resp.headers_mut()
             .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -596,27 +599,18 @@ fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<In
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
         "/readyz" => {
-            // The core is the HSM and the store: with them every existing key signs and
-            // decrypts. A CA adapter that failed to load degrades the node (no new
-            // certificates from that CA) without taking it out of a load balancer.
-            let hsm_ready = hsm.is_ready();
-            let failed_plugins = plugins.failed_names();
-            let store_ready = !store.failed();
-            let ready = hsm_ready && store_ready;
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            let state = match (ready, failed_plugins.is_empty()) {
-                (false, _) => "not_ready",
-                (true, true) => "ready",
-                (true, false) => "degraded",
-            };
+            let r = Readiness::of(hsm, plugins, store);
+            r.publish(plugins);
+            let status = if r.serving() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let failed = &r.failed_plugins;
             (
                 status,
                 json!({
-                    "status": state,
-                    "hsm": if hsm_ready { "logged_in" } else { "reinitialising" },
-                    "store": if store_ready { "open" } else { "failed: reopening once it can write" },
+                    "status": r.state(),
+                    "hsm": if r.hsm { "logged_in" } else { "reinitialising" },
+                    "store": if r.store { "open" } else { "failed: reopening once it can write" },
                     "store_reopenings": store.generation(),
-                    "plugins": if failed_plugins.is_empty() { json!("loaded") } else { json!({ "failed": failed_plugins }) },
+                    "plugins": if failed.is_empty() { json!("loaded") } else { json!({ "failed": failed }) },
                     "hsm_reinitialisations": hsm.reinit_count(),
                 }),
             )
@@ -629,6 +623,44 @@ fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<In
     resp
 }
 
+/// What `/readyz` and the readiness gauges report. The core is the HSM and the store: with
+/// them every existing key signs and decrypts. A CA adapter that failed to load degrades
+/// the node (no new certificates from that CA) without taking it out of a load balancer.
+struct Readiness<'a> {
+    hsm: bool,
+    store: bool,
+    failed_plugins: Vec<&'a str>,
+}
+
+impl<'a> Readiness<'a> {
+    fn of(hsm: &Hsm, plugins: &'a PluginHost, store: &dyn Storage) -> Readiness<'a> {
+        Readiness { hsm: hsm.is_ready(), store: !store.failed(), failed_plugins: plugins.failed_names() }
+    }
+
+    /// Whether the node can serve its core (`/readyz` 200).
+    fn serving(&self) -> bool {
+        self.hsm && self.store
+    }
+
+    fn state(&self) -> &'static str {
+        match (self.serving(), self.failed_plugins.is_empty()) {
+            (false, _) => "not_ready",
+            (true, true) => "ready",
+            (true, false) => "degraded",
+        }
+    }
+
+    /// `mcsd_ready`, `mcsd_hsm_up` and `mcsd_plugin_up{adapter}` as of now.
+    fn publish(&self, plugins: &PluginHost) {
+        let m = &crate::metrics::METRICS;
+        m.ready.set(i64::from(self.serving()));
+        m.hsm_up.set(i64::from(self.hsm));
+        for p in plugins.list() {
+            m.plugin_up.with_label_values(&[p.name]).set(i64::from(!self.failed_plugins.contains(&p.name)));
+        }
+    }
+}
+
 /// Re-read the config: new TLS acceptor and anchors, adapter settings applied.
 fn reload(
     path: Option<&std::path::Path>,
@@ -637,6 +669,7 @@ fn reload(
     let path = path.ok_or("no config file to reload from")?;
     let cfg = Config::load(path).map_err(|e| e.to_string())?;
     let (tls_config, anchors) = tls::server_config(&cfg.api).map_err(|e| e.to_string())?;
+    crate::metrics::set_certificate_expiries("tls", &anchors.certificate_ends);
     let notes = plugins.apply_settings(&cfg.plugins);
     Ok((TlsAcceptor::from(tls_config), anchors, notes))
 }

@@ -43,6 +43,9 @@ struct Anchor {
 pub struct Anchors {
     anchors: Vec<Anchor>,
     gateway_platforms: BTreeMap<String, String>,
+    /// When the listener's certificate (`api`) and each anchor (`client_ca:<CN>`) end,
+    /// for `mcsd_certificate_expiry_timestamp_seconds`.
+    pub certificate_ends: Vec<(String, i64)>,
 }
 
 /// Build the API listener's TLS config (client auth mandatory) and the anchor table.
@@ -51,6 +54,7 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
     let mut all_roots = RootCertStore::empty();
     let mut subjects = Vec::new();
     let mut anchors = Vec::new();
+    let mut ends = Vec::new();
     for entry in &api.trust {
         let mut roots = RootCertStore::empty();
         for cert in load_certs(&entry.ca_file)? {
@@ -60,6 +64,7 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
                 return Err(file_err(&entry.ca_file, "two trust anchors have the same subject name"));
             }
             subjects.push(subject);
+            ends.extend(crate::metrics::certificate_end(&cert).map(|(cn, end)| (format!("client_ca:{cn}"), end)));
             all_roots.add(cert.clone()).map_err(|e| file_err(&entry.ca_file, e))?;
             roots.add(cert).map_err(|e| file_err(&entry.ca_file, e))?;
         }
@@ -68,6 +73,7 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
     let verifier = client_verifier(all_roots, &provider)?;
     let certs = load_certs(&api.cert_file)?;
     let key = load_key(&api.key_file)?;
+    ends.extend(certs.first().and_then(|c| crate::metrics::certificate_end(c)).map(|(_, end)| ("api".to_owned(), end)));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?
@@ -75,7 +81,7 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Setup(format!("server certificate/key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(config), Arc::new(Anchors { anchors, gateway_platforms: api.gateway_platforms.clone() })))
+    Ok((Arc::new(config), Arc::new(Anchors { anchors, gateway_platforms: api.gateway_platforms.clone(), certificate_ends: ends })))
 }
 
 fn client_verifier(
@@ -211,7 +217,11 @@ mod tests {
                 Anchor { verifier: client_verifier(roots, &provider).unwrap(), roles }
             })
             .collect();
-        Anchors { anchors, gateway_platforms: map.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() }
+        Anchors {
+            anchors,
+            gateway_platforms: map.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            certificate_ends: Vec::new(),
+        }
     }
 
     /// Defect 1 of issue 11: a phone appended the operators' CA certificate, an admin's

@@ -280,6 +280,7 @@ async fn deliver(slot: Slot, tls: Arc<ClientConfig>) {
 fn abandon(tasks: &TaskService, lease: &CallbackLease, platform: &str, why: &str) {
     let cb = &lease.record;
     tracing::error!(task_id = %cb.task_id, %platform, url = %cb.url, attempts = cb.attempts, error = %why, "callback abandoned");
+    crate::metrics::METRICS.callbacks_abandoned.inc();
     let _ = tasks.store().finish_callback(lease);
 }
 

@@ -1550,6 +1550,7 @@ fn request_event(req: &RequestEntry, task: &TaskRecord) -> Event {
         task_id: Some(task.id.clone()),
         outcome: "ok".into(),
         detail: audit_detail(task),
+        origin: Some(req.origin.clone()),
     }
 }
 

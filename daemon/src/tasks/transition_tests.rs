@@ -328,7 +328,12 @@ async fn a_transition_made_for_a_request_carries_the_requests_audit_entry() {
     let f = Fixture::new();
     let phone = f.phone("dev-a").await;
     let t = f.login_task(60).await;
-    let entry = RequestEntry::new("POST /v1/tasks/{id}/claim".into(), format!("device:{}", phone.device), None);
+    let entry = RequestEntry::new(
+        "POST /v1/tasks/{id}/claim".into(),
+        format!("device:{}", phone.device),
+        None,
+        crate::audit::RequestOrigin { request_id: "test-request".into(), peer: Some("192.0.2.7".into()) },
+    );
     entry.scope(f.claim(&phone, &t)).await.unwrap();
     assert!(entry.written(), "the claim wrote the request's entry itself");
     let entries: Vec<crate::audit::Entry> = f.k.store.audit_entries(0).map(|e| e.unwrap().1).collect();

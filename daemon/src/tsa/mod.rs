@@ -142,7 +142,15 @@ impl TsaService {
     /// The TSA's certificate: for SM2, asked of the adapter the first time and kept in the
     /// store; for P-256, read from `p256_certificate_file` and checked against the HSM key.
     pub async fn certificate(&self) -> Result<TsaCertificate, TsaError> {
-        self.certificate.get_or_try_init(|| self.load_certificate()).await.cloned()
+        self.certificate
+            .get_or_try_init(|| async {
+                let c = self.load_certificate().await?;
+                let end = crate::metrics::certificate_end(&c.der).map(|(_, end)| ("tsa".to_owned(), end));
+                crate::metrics::set_certificate_expiries("tsa", &end.into_iter().collect::<Vec<_>>());
+                Ok(c)
+            })
+            .await
+            .cloned()
     }
 
     /// The certificate, if it was loaded already (for checks that cannot wait).

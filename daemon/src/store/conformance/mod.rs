@@ -176,6 +176,8 @@ pub(super) fn entry(seq: u64) -> Entry {
         task_id: None,
         outcome: "ok".into(),
         detail: serde_json::Value::Null,
+        request_id: Some(format!("0190a5c2-0000-7000-8000-{seq:012}")),
+        peer: Some("2001:db8::7".into()),
         prev: "00".repeat(32),
         hash: format!("{seq:064x}"),
     }

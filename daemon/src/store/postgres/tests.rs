@@ -303,6 +303,8 @@ fn each_node_writes_its_own_audit_chain() {
         task_id: None,
         outcome: "ok".into(),
         detail: serde_json::Value::Null,
+        request_id: None,
+        peer: None,
         prev: "00".into(),
         hash: "11".into(),
     };

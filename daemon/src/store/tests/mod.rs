@@ -329,6 +329,9 @@ fn audit_entry(n: u64) -> Entry {
         task_id: None,
         outcome: "ok".into(),
         detail: serde_json::Value::Null,
+        // The request's origin round-trips on every backend.
+        request_id: Some(format!("0190a5c2-0000-7000-8000-{n:012}")),
+        peer: Some("192.0.2.1".into()),
         prev: String::new(),
         hash: String::new(),
     }
@@ -358,7 +361,7 @@ fn audit_checkpoints_are_read_from_a_point_on_and_can_be_removed() {
     store.put_audit_checkpoint_raw(300, None).unwrap();
     assert_eq!(store.last_audit_checkpoint().unwrap().unwrap().seq, 127);
     assert!(store.append_audit(5, &audit_entry(5)).unwrap());
-    assert_eq!(store.audit_entry(5).unwrap().unwrap().seq, 5);
+    assert_eq!(store.audit_entry(5).unwrap().unwrap(), audit_entry(5), "an entry reads back whole, its origin too");
     assert!(store.audit_entry(6).unwrap().is_none());
     // A replaced daemon key record keeps its wrapped secret.
     let rec = DaemonKeyRecord { name: "audit".into(), public_key: "04aa".into(), created_at: 0 };

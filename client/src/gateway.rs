@@ -62,5 +62,7 @@ pub async fn timestamp(conn: &mut Connection, request_der: Vec<u8>) -> Result<Ve
     }
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| crate::transport::Error::Protocol(format!("answer {status} is not JSON: {e}")))?;
-    crate::transport::Response { status, retry_after: None, body: v }.into_result().map(|_| Vec::new())
+    crate::transport::Response { status, retry_after: None, request_id: None, body: v }
+        .into_result()
+        .map(|_| Vec::new())
 }

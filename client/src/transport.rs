@@ -41,6 +41,8 @@ pub struct ApiError {
     /// Extra fields, e.g. `remaining_attempts`.
     pub extra: Map<String, Value>,
     pub retry_after: Option<u64>,
+    /// The answer's `X-Request-Id`: quote it to the operator, whose logs and audit carry it.
+    pub request_id: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -48,6 +50,9 @@ impl std::fmt::Display for ApiError {
         write!(f, "{}: {}", self.code, self.message)?;
         if let Some(n) = self.extra.get("remaining_attempts") {
             write!(f, " (remaining attempts: {n})")?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [request {id}]")?;
         }
         Ok(())
     }
@@ -96,6 +101,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Response {
     pub status: u16,
     pub retry_after: Option<u64>,
+    /// The answer's `X-Request-Id` (the one this connection sent, or the daemon's).
+    pub request_id: Option<String>,
     pub body: Value,
 }
 
@@ -116,13 +123,28 @@ impl Response {
             }
             _ => Map::new(),
         };
-        Err(Error::Api(ApiError { status: self.status, code, message, extra, retry_after: self.retry_after }))
+        Err(Error::Api(ApiError {
+            status: self.status,
+            code,
+            message,
+            extra,
+            retry_after: self.retry_after,
+            request_id: self.request_id,
+        }))
     }
 }
 
 /// Read an answer (or part of one) as its `mcs-api` type.
 pub fn parse<T: DeserializeOwned>(v: &Value) -> Result<T> {
     T::deserialize(v).map_err(|e| Error::Protocol(format!("unexpected answer: {e}")))
+}
+
+/// What [`Connection::exchange`] got back.
+struct Exchanged {
+    status: u16,
+    retry_after: Option<u64>,
+    request_id: Option<String>,
+    body: Bytes,
 }
 
 /// A keep-alive connection to the daemon.
@@ -132,6 +154,8 @@ pub struct Connection {
     server_name: ServerName<'static>,
     connector: TlsConnector,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Sent as `X-Request-Id` on every request while set ([`Connection::set_request_id`]).
+    request_id: Option<String>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>> {
@@ -177,8 +201,14 @@ impl Connection {
             _ => return Err(Error::Config("client certificate and key go together".into())),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut conn =
-            Connection { host, port, server_name, connector: TlsConnector::from(Arc::new(config)), sender: None };
+        let mut conn = Connection {
+            host,
+            port,
+            server_name,
+            connector: TlsConnector::from(Arc::new(config)),
+            sender: None,
+            request_id: None,
+        };
         conn.reconnect().await?;
         Ok(conn)
     }
@@ -212,13 +242,13 @@ impl Connection {
     /// Send raw bytes as the JSON body (tests use this for malformed input).
     pub async fn call_bytes(&mut self, method: Method, path: &str, body: Bytes) -> Result<Response> {
         let content_type = (!body.is_empty()).then_some("application/json");
-        let (status, retry_after, bytes) = self.exchange(method, path, content_type, body).await?;
-        let body = if bytes.is_empty() {
+        let answer = self.exchange(method, path, content_type, body).await?;
+        let body = if answer.body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("answer is not JSON: {e}")))?
+            serde_json::from_slice(&answer.body).map_err(|e| Error::Protocol(format!("answer is not JSON: {e}")))?
         };
-        Ok(Response { status, retry_after, body })
+        Ok(Response { status: answer.status, retry_after: answer.retry_after, request_id: answer.request_id, body })
     }
 
     /// Send `body` as `content_type` and take the answer's bytes as they are (RFC 3161's
@@ -230,18 +260,25 @@ impl Connection {
         content_type: &str,
         body: Bytes,
     ) -> Result<(u16, Bytes)> {
-        let (status, _, bytes) = self.exchange(method, path, Some(content_type), body).await?;
-        Ok((status, bytes))
+        let answer = self.exchange(method, path, Some(content_type), body).await?;
+        Ok((answer.status, answer.body))
     }
 
-    /// One request: (status, `Retry-After`, body bytes).
+    /// Send `id` as `X-Request-Id` on the requests that follow (a gateway passes on the id
+    /// of the request it is serving, so its logs and the daemon's line up); `None` lets
+    /// the daemon make one per request.
+    pub fn set_request_id(&mut self, id: Option<String>) {
+        self.request_id = id;
+    }
+
+    /// One request and its answer, the body as bytes.
     async fn exchange(
         &mut self,
         method: Method,
         path: &str,
         content_type: Option<&str>,
         body: Bytes,
-    ) -> Result<(u16, Option<u64>, Bytes)> {
+    ) -> Result<Exchanged> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             self.reconnect().await?;
         }
@@ -251,15 +288,20 @@ impl Connection {
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
+        if let Some(id) = &self.request_id {
+            req = req.header("x-request-id", id);
+        }
         let req = req.body(Full::new(body)).map_err(|e| Error::Config(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| {
             self.sender = None;
             Error::Connect(describe(&e))
         })?;
         let status = resp.status().as_u16();
-        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let bytes = resp.into_body().collect().await.map_err(|e| Error::Connect(e.to_string()))?.to_bytes();
-        Ok((status, retry_after, bytes))
+        let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+        let retry_after = header(RETRY_AFTER.as_str()).and_then(|v| v.parse().ok());
+        let request_id = header("x-request-id").map(str::to_owned);
+        let body = resp.into_body().collect().await.map_err(|e| Error::Connect(e.to_string()))?.to_bytes();
+        Ok(Exchanged { status, retry_after, request_id, body })
     }
 
     /// Send and require success; the body of a 2xx answer, or the API error.

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub plugin_calls: IntCounterVec,
     pub store_flush_duration: Histogram,
     pub audit_entries: IntCounter,
+    pub audit_write_failures: IntCounter,
     pub build_info: IntGaugeVec,
     pub connections_open: IntGauge,
     pub connections_refused: IntCounterVec,
@@ -97,13 +98,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     // (`process_*`, Prometheus's standard names).
     #[cfg(target_os = "linux")]
     r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("unique metric");
-    let build_info = gauge_vec(
-        &r,
-        "mcsd_build_info",
-        "Build information; the value is 1.",
-        &["version", "commit", "profile"],
-    );
-    build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("MCSD_COMMIT").unwrap_or("unknown"), PROFILE]).set(1);
+    let build_info =
+        gauge_vec(&r, "mcsd_build_info", "Build information; the value is 1.", &["version", "commit", "profile"]);
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("MCSD_COMMIT").unwrap_or("unknown"), PROFILE])
+        .set(1);
     let start_time = gauge(&r, "mcsd_start_time_seconds", "When this daemon process started (Unix seconds).");
     start_time.set(crate::clock::now());
     let metrics = Metrics {
@@ -179,6 +178,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         store_flush_duration,
         audit_entries: counter(&r, "mcsd_audit_entries_total", "Entries appended to the audit chain."),
+        audit_write_failures: counter(
+            &r,
+            "mcsd_audit_write_failures_total",
+            "Audit entries that could not be written or made durable (the request they record fails).",
+        ),
         build_info,
         connections_open: gauge(&r, "mcsd_api_connections_open", "API connections open now (from accept to close)."),
         connections_refused: counter_vec(
@@ -320,8 +324,9 @@ mod tests {
             let name = line.split_whitespace().nth(2).unwrap();
             assert!(name.starts_with("mcsd_"), "{name}");
             // `_expiring`: a count of things inside a time window (certificates ending soon).
-            let suffix_ok =
-                ["_total", "_seconds", "_in_use", "_open", "_info", "_expiring", "_up", "_ready"].iter().any(|s| name.ends_with(s));
+            let suffix_ok = ["_total", "_seconds", "_in_use", "_open", "_info", "_expiring", "_up", "_ready"]
+                .iter()
+                .any(|s| name.ends_with(s));
             assert!(suffix_ok, "{name} has no unit suffix");
         }
         assert!(text.contains("mcsd_build_info{commit="), "{text}");

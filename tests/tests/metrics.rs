@@ -1,5 +1,7 @@
 //! Metrics: a real Prometheus server scrapes `/metrics` on the health listener; after a few
 //! co-signatures its query API returns the co-sign counter. Metric names follow the scheme.
+//! Junk paths add no series; the operator's gauges are there from the first scrape; the
+//! shipped alert rules and dashboard pass `promtool` and name only metrics that exist.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -42,7 +44,13 @@ async fn prometheus_scrapes_the_cosign_counter() {
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
-    assert!(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).all(|l| l.starts_with("mcsd_")), "{text}");
+    // Ours are mcsd_*; the process collector's are Prometheus's standard process_*.
+    assert!(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .all(|l| l.starts_with("mcsd_") || l.starts_with("process_")),
+        "{text}"
+    );
     assert!(text.contains(r#"mcsd_cosign_operations_total{kind="sign",result="pin_incorrect"} 1"#), "{text}");
 
     // A real Prometheus, scraping every second.
@@ -80,4 +88,133 @@ async fn prometheus_scrapes_the_cosign_counter() {
     let _ = prom.wait();
     // Activation co-signs the CSR (1) and the phone signed 3 messages.
     assert_eq!(value.parse::<f64>().unwrap(), 4.0, "co-sign counter as Prometheus saw it");
+}
+
+/// The series of the API's request families (counter and histogram).
+fn api_series(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("mcsd_api_request"))
+        .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+        .collect()
+}
+
+fn value_of(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_paths_add_no_series_and_the_operator_gauges_exist() {
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    let mut gw = connect(&env, &daemon, "gateway").await;
+    // One of each kind first: an unknown path, a wrong method on a known one.
+    let _ = gw.call(hyper::Method::GET, "/v1/junk", None).await.unwrap();
+    let _ = gw.call(hyper::Method::POST, "/v1/junk", None).await.unwrap();
+    let _ = gw.call(hyper::Method::PUT, "/v1/tasks", None).await.unwrap();
+    let (_, before) = daemon.health_get("/metrics");
+    let series = api_series(&before);
+    // Every route template has its latency series before any request to it.
+    assert!(series.iter().any(|s| s.contains(r#"route="/v1/keys/{id}/decrypt""#)), "{series:?}");
+    for i in 0..20 {
+        let junk = format!("/v1/keys/../{i}/%2e%2e/x{i}?q={i}");
+        assert_eq!(gw.call(hyper::Method::GET, &junk, None).await.unwrap().status, 404);
+        let _ = gw.call(hyper::Method::POST, &format!("/zz{i}/{}", "a/".repeat(i)), None).await.unwrap();
+        let _ = gw.call(hyper::Method::PUT, "/v1/tasks", None).await.unwrap();
+    }
+    let (_, after) = daemon.health_get("/metrics");
+    assert_eq!(api_series(&after), series, "40 junk requests added series");
+
+    for (series, want) in [("mcsd_ready", 1.0), ("mcsd_hsm_up", 1.0), ("mcsd_callbacks_abandoned_total", 0.0)] {
+        assert_eq!(value_of(&after, series), Some(want), "{series}:\n{after}");
+    }
+    let local = after.lines().find(|l| l.starts_with("mcsd_plugin_up{")).expect("mcsd_plugin_up");
+    assert!(local.ends_with(" 1"), "{local}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    let api_end = value_of(&after, r#"mcsd_certificate_expiry_timestamp_seconds{cert="api"}"#).expect("api cert");
+    assert!(api_end > now, "the API certificate ends in the future: {api_end}");
+    assert!(after.contains(r#"mcsd_certificate_expiry_timestamp_seconds{cert="client_ca:"#), "{after}");
+    let started = value_of(&after, "mcsd_start_time_seconds").unwrap();
+    assert!(started <= now && started > now - 600.0, "{started}");
+    for family in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "mcsd_build_info"]
+    {
+        assert!(after.contains(family), "{family} missing");
+    }
+}
+
+/// The metric names an expression or panel query uses (`mcsd_*`, `process_*`), with the
+/// histogram suffixes taken off.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, _) in expr.match_indices("mcsd_").chain(expr.match_indices("process_")) {
+        if at > 0 && expr.as_bytes()[at - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let name: String = expr[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+        out.push(base.to_owned());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_alert_rules_and_dashboard_check_out() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let rules = root.join("contrib/prometheus/mcsd.rules.yml");
+    let tests = root.join("contrib/prometheus/mcsd.rules.test.yml");
+    for args in [vec!["check", "rules"], vec!["test", "rules"]] {
+        let file = if args[0] == "check" { &rules } else { &tests };
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .arg(file)
+            .output()
+            .expect("promtool (cargo xtask test installs prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Every metric the rules and the dashboard use is one the daemon exports.
+    let env = DevEnv::new();
+    let daemon = Daemon::start(&env);
+    // A phone and its signature, so the request families have series.
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
+    phone.sign_message(&mut app, b"m", SignMode::Canonical).await.unwrap();
+    let (_, text) = daemon.health_get("/metrics");
+    let exported: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("contrib/grafana/mcsd.json")).unwrap()).unwrap();
+    let mut used = metric_names(&rules_text);
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8, "a dashboard worth the name");
+    let mut ids = std::collections::BTreeSet::new();
+    for panel in panels {
+        assert!(panel["title"].is_string() && panel["type"].is_string(), "{panel}");
+        assert!(ids.insert(panel["id"].as_u64().expect("panel id")), "duplicate panel id {panel}");
+        if panel["type"] == "row" {
+            continue;
+        }
+        let grid = &panel["gridPos"];
+        assert!(["x", "y", "w", "h"].iter().all(|k| grid[k].is_u64()), "{panel}");
+        let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("no targets: {panel}"));
+        assert!(!targets.is_empty());
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap_or_else(|| panic!("no expr: {t}"));
+            assert!(t["datasource"]["uid"] == "${datasource}", "{t}");
+            used.extend(metric_names(expr));
+        }
+    }
+    assert!(dashboard["uid"].is_string() && dashboard["schemaVersion"].as_u64().unwrap_or(0) >= 36);
+    assert!(
+        dashboard["templating"]["list"].as_array().unwrap().iter().any(|v| v["name"] == "datasource"),
+        "the datasource is a variable, so the dashboard imports anywhere"
+    );
+    for name in &used {
+        assert!(exported.contains(name.as_str()), "{name} is used but not exported");
+    }
+    assert!(used.len() >= 10, "{used:?}");
 }

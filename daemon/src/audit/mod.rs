@@ -332,6 +332,14 @@ impl Audit {
 
     /// Chain an event and make it durable.
     pub async fn record(&self, ev: Event) -> Result<(), StoreError> {
+        let done = self.record_durably(ev).await;
+        if done.is_err() {
+            crate::metrics::METRICS.audit_write_failures.inc();
+        }
+        done
+    }
+
+    async fn record_durably(&self, ev: Event) -> Result<(), StoreError> {
         {
             let mut head = self.head.lock().await;
             self.follow_reopen(&mut head)?;
@@ -377,6 +385,7 @@ impl Audit {
         let out = match write(AuditAppend::new(e.seq, &e)) {
             Ok(out) => out,
             Err(err) => {
+                crate::metrics::METRICS.audit_write_failures.inc();
                 self.resync(&mut head);
                 return Err(err);
             }

@@ -10,7 +10,6 @@
 //!   JSON object or array (a list of names, a detail object) is embedded as JSON rather
 //!   than as a string holding JSON.
 
-
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -28,7 +27,9 @@ pub fn init(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(JsonLine { priority }).init(),
-        LogFormat::Text => builder.event_format(TextLine { inner: format::Format::default().with_ansi(ansi), priority }).init(),
+        LogFormat::Text => {
+            builder.event_format(TextLine { inner: format::Format::default().with_ansi(ansi), priority }).init()
+        }
     }
 }
 

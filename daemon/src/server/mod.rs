@@ -131,6 +131,10 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             .await
             .map_err(|e| HsmError::Setup(format!("plugin loading task: {e}")))?,
     );
+    let failed = plugins.failed_names();
+    if !failed.is_empty() {
+        tracing::warn!(failed = ?failed, "serving degraded: these CA adapters did not load (no new certificates from them)");
+    }
     let keys = Arc::new(KeyService::new(store.clone(), hsm.clone(), plugins.clone(), cfg.keys.clone(), clock.clone()));
     keys.attach_audit(audit.clone());
     let keys_for_expiry = keys.clone();

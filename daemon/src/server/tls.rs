@@ -81,7 +81,10 @@ pub fn server_config(api: &ApiConfig) -> Result<(Arc<ServerConfig>, Arc<Anchors>
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Setup(format!("server certificate/key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(config), Arc::new(Anchors { anchors, gateway_platforms: api.gateway_platforms.clone(), certificate_ends: ends })))
+    Ok((
+        Arc::new(config),
+        Arc::new(Anchors { anchors, gateway_platforms: api.gateway_platforms.clone(), certificate_ends: ends }),
+    ))
 }
 
 fn client_verifier(

@@ -129,7 +129,7 @@ async fn junk_paths_add_no_series_and_the_operator_gauges_exist() {
     }
     let local = after.lines().find(|l| l.starts_with("mcsd_plugin_up{")).expect("mcsd_plugin_up");
     assert!(local.ends_with(" 1"), "{local}");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    let now = mcsd::clock::now() as f64;
     let api_end = value_of(&after, r#"mcsd_certificate_expiry_timestamp_seconds{cert="api"}"#).expect("api cert");
     assert!(api_end > now, "the API certificate ends in the future: {api_end}");
     assert!(after.contains(r#"mcsd_certificate_expiry_timestamp_seconds{cert="client_ca:"#), "{after}");

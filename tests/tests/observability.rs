@@ -87,7 +87,7 @@ async fn request_ids_reach_the_answer_the_access_log_and_the_audit_entry() {
         "route=/v1/tasks".into(),
         "status=201".into(),
         "duration_ms=".into(),
-        "role=gateway".into(),
+        "role=\"gateway\"".into(),
     ] {
         assert!(create.contains(&part), "{part} missing from the access-log line: {create}");
     }

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::Path;
 
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,7 @@ pub(crate) fn file_err(path: &Path, reason: impl ToString) -> TlsError {
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = fs::read(path).map_err(|e| file_err(path, e))?;
     let certs: Vec<_> =
-        rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().map_err(|e| file_err(path, e))?;
+        CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|e| file_err(path, e))?;
     if certs.is_empty() {
         return Err(file_err(path, "no PEM certificate found"));
     }
@@ -29,9 +30,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = fs::read(path).map_err(|e| file_err(path, e))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| file_err(path, e))?
-        .ok_or_else(|| file_err(path, "no PEM private key found"))
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        PemError::NoItemsFound => file_err(path, "no PEM private key found"),
+        e => file_err(path, e),
+    })
 }
 
 /// The certificate chain in `path` (PEM: the key's certificate first, then its issuers) as

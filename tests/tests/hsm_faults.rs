@@ -112,3 +112,39 @@ async fn transient_session_and_login_loss_is_retried_transparently() {
     }
     assert_eq!(daemon.health_get("/readyz").0, 200);
 }
+
+/// A token that refuses to store a new object while it serves everything else (SoftHSM's
+/// token directory read-only under `ProtectSystem=strict`): an online KEK rotation fails
+/// with a message naming the cause, and the node stays in service — no re-initialisation,
+/// signatures go on — and rotates once the token takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refusing_writes_fails_the_rotation_but_not_the_node() {
+    let env = DevEnv::with_mock();
+    let daemon = Daemon::start(&env);
+    let (phone, mut conn) = new_phone(&env, &daemon, "app1", "123456").await;
+    command(&env, "fault = general_error\ncount = 1\nfunctions = C_GenerateKey\n");
+    let rotate = || {
+        let out = std::process::Command::new(bin("mcsd"))
+            .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+            .args(["hsm", "rotate-kek", "--config"])
+            .arg(env.config())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, out) = rotate();
+    assert!(!ok, "{out}");
+    assert!(out.contains("refused to store") && out.contains("ReadWritePaths"), "{out}");
+    let (status, body) = daemon.health_get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["hsm_reinitialisations"], 0, "the context was not retired: {body}");
+    let sig = phone.sign_message(&mut conn, b"still serving", SignMode::Canonical).await.unwrap();
+    assert!(openssl_verifies(env.path(), phone.public_key(), b"still serving", &sig.to_der()));
+
+    let (ok, out) = rotate();
+    assert!(ok && out.contains("version=2 created=true"), "{out}");
+}

@@ -228,7 +228,7 @@ impl Hsm {
     /// Create KEK version `current + 1` (AES-256, sensitive, non-extractable) and make it
     /// current for new wraps; older versions stay usable for unwrapping.
     pub fn add_kek_version(&self) -> Result<u32, HsmError> {
-        self.run_named("add_kek", |ctx, session| {
+        self.run_writing("add_kek", |ctx, session| {
             let next = ctx.find_keks(session, &ctx.kek_label)?.keys().copied().max().unwrap_or(0) + 1;
             session.generate_key(&Mechanism::AesKeyGen, &kek_template(&ctx.kek_label, next))?;
             ctx.resolve_keks(session)?;
@@ -239,7 +239,7 @@ impl Hsm {
 
     /// Destroy the KEK objects of versions below `version` (and below the current one).
     pub fn destroy_kek_versions_below(&self, version: u32) -> Result<Vec<u32>, HsmError> {
-        self.run_named("destroy_kek", |ctx, session| {
+        self.run_writing("destroy_kek", |ctx, session| {
             let below = version.min(ctx.current());
             let mut destroyed = Vec::new();
             for (v, handle) in ctx.find_keks(session, &ctx.kek_label)? {
@@ -294,7 +294,7 @@ impl Hsm {
     /// sensitive and non-extractable), made if absent. Returns the SEC1 uncompressed point.
     pub fn p256_public_key(&self, label: &str) -> Result<Vec<u8>, HsmError> {
         const P256_OID: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-        let point = self.run(|_, session| {
+        let point = self.run_writing("p256_key", |_, session| {
             let find = |class| {
                 session.find_objects(&[
                     Attribute::Class(class),
@@ -364,6 +364,26 @@ impl Hsm {
 
     /// [`Hsm::run`], timed under the operation name `name`.
     fn run_named<T>(&self, name: &str, op: impl Fn(&Context, &Session) -> Result<T, CkError>) -> Result<T, HsmError> {
+        self.run_policy(name, false, op)
+    }
+
+    /// [`Hsm::run_named`] for an operation that creates or destroys token objects (a KEK
+    /// version, a P-256 key). A token can refuse to store objects while it serves every
+    /// other call — SoftHSM's token directory read-only under the unit's
+    /// `ProtectSystem=strict`, a full token — and then answers with a general or device
+    /// error. If the token still answers a read right after, the refusal is the write's
+    /// alone: reported as a setup problem, and the context stays in service instead of
+    /// being retired (which would take the node out of service for nothing).
+    fn run_writing<T>(&self, name: &str, op: impl Fn(&Context, &Session) -> Result<T, CkError>) -> Result<T, HsmError> {
+        self.run_policy(name, true, op)
+    }
+
+    fn run_policy<T>(
+        &self,
+        name: &str,
+        writes_token: bool,
+        op: impl Fn(&Context, &Session) -> Result<T, CkError>,
+    ) -> Result<T, HsmError> {
         let _timer = crate::metrics::Timer::start(crate::metrics::METRICS.hsm_duration.with_label_values(&[name]));
         let ctx = self.live.read().ok().and_then(|l| l.clone()).ok_or_else(|| HsmError::Unavailable {
             reason: "re-initialising after a device error".into(),
@@ -393,6 +413,14 @@ impl Hsm {
                         Recovery::Data => {
                             ctx.give_back(session);
                             return Err(HsmError::Integrity(e.to_string()));
+                        }
+                        Recovery::Device if writes_token && ctx.find_keks(&session, &ctx.kek_label).is_ok() => {
+                            ctx.give_back(session);
+                            return Err(HsmError::Setup(format!(
+                                "the token refused to store or remove an object ({e}) but answers otherwise: \
+                                 is its storage writable by the service (SoftHSM: the token directory in \
+                                 ReadWritePaths=, see docs/operating.md) and not full?"
+                            )));
                         }
                         Recovery::Device => false,
                     };

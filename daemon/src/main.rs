@@ -34,10 +34,17 @@ enum Command {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
     },
-    /// Load and validate a config file, then exit.
+    /// Check a config as `run` would use it: TLS material, PIN, HSM login and a test
+    /// wrap, CA adapters, log filter, store or database. Exit 78 if anything fails.
     CheckConfig {
         #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
         config: PathBuf,
+        /// `text` (one `[ ok ]`/`[warn]`/`[fail]` line per check) or `json`.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Skip the checks that need the HSM, the store or the database.
+        #[arg(long)]
+        offline: bool,
     },
     /// HSM administration.
     Hsm {
@@ -363,11 +370,46 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Ok(cfg)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// `mcsd check-config`: the preflight report; 78 if the config does not load or any
+/// check fails.
+fn check_config(path: &std::path::Path, format: ReportFormat, offline: bool) -> ExitCode {
+    use mcsd::server::preflight::{self, Check, Status};
+    let checks = match Config::load(path) {
+        Ok(mut cfg) => {
+            if let Some(pin_file) = PIN_FILE.get() {
+                cfg.hsm.pin = mcsd::config::PinSource::File(pin_file.clone());
+            }
+            preflight::run(&cfg, path, offline)
+        }
+        Err(e) => vec![Check {
+            status: Status::Fail,
+            check: "config",
+            setting: path.display().to_string(),
+            message: e.to_string(),
+        }],
+    };
+    match format {
+        ReportFormat::Text => checks.iter().for_each(|c| println!("{}", c.line())),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "ok": !preflight::failed(&checks), "checks": checks }))
+                .unwrap_or_default()
+        ),
+    }
+    if preflight::failed(&checks) { ExitCode::from(EX_CONFIG) } else { ExitCode::SUCCESS }
+}
+
 /// Logging as `[log]` says; a filter that does not parse is a configuration error.
 fn init_logging(cfg: &Config) -> Result<(), ExitCode> {
-    match mcsd::cli::logging::filter(&cfg.log.level) {
+    match mcsd::server::logging::filter(&cfg.log.level) {
         Ok(filter) => {
-            mcsd::cli::logging::init(cfg.log.format, filter);
+            mcsd::server::logging::init(cfg.log.format, filter);
             Ok(())
         }
         Err(e) => {
@@ -418,13 +460,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => match load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        },
+        Command::CheckConfig { config, format, offline } => check_config(&config, format, offline),
         Command::Hsm { command: HsmCommand::Init { config } } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -1,17 +1,24 @@
 //! The operator's experience (issue 18): configuration errors exit 78 (EX_CONFIG, which
 //! the unit's `RestartPreventExitStatus` names) from `check-config` and from `run`; logs
 //! written to a pipe carry no ANSI colour codes; with the shipped `pin_credential` an
-//! operator's shell runs HSM commands with `--pin-file`.
+//! operator's shell runs HSM commands with `--pin-file`. `check-config` is a preflight: each
+//! of five broken configs `run` would trip over gives a `[fail]` line naming the setting.
 
 use std::process::Command;
 
 use mcs_e2e::*;
 
 fn check_config(env: &DevEnv) -> (Option<i32>, String) {
+    check_config_with(env, &[])
+}
+
+fn check_config_with(env: &DevEnv, extra: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(bin("mcsd"))
         .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .env_remove("RUST_LOG")
         .args(["check-config", "--config"])
         .arg(env.config())
+        .args(extra)
         .output()
         .unwrap();
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -62,4 +69,88 @@ fn a_shell_without_systemd_credentials_gives_the_pin_with_pin_file() {
     let (code, out) = init(&["--pin-file".as_ref(), pin.as_os_str()]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("already present"), "{out}");
+}
+
+/// The five configs the issue found `check-config` calling "ok": each now fails, naming the
+/// setting, with exit 78; the dev config passes every check; `--format json` parses; a
+/// daemon holding the store is reported, not failed; `--offline` skips the HSM and store.
+#[test]
+fn check_config_is_a_preflight_of_what_run_needs() {
+    let env = DevEnv::new();
+    let good = std::fs::read_to_string(env.config()).unwrap();
+    let (code, out) = check_config(&env);
+    assert_eq!(code, Some(0), "{out}");
+    for part in [
+        "[ ok ] api.cert_file",
+        "[ ok ] hsm.pin_file",
+        "[ ok ] hsm.token_label",
+        "[ ok ] hsm.kek_label",
+        "[ ok ] store.path",
+        "[ ok ] plugins.local",
+    ] {
+        assert!(out.contains(part), "{part} missing:\n{out}");
+    }
+    assert!(!out.contains("[fail]"), "{out}");
+
+    let library = good.lines().find(|l| l.starts_with("library = ")).unwrap().to_owned();
+    let broken = [
+        (
+            "missing certificate",
+            good.replacen("cert_file = \"pki/server.pem\"", "cert_file = \"pki/missing.pem\"", 1),
+            "[fail] api.cert_file",
+        ),
+        (
+            "missing PIN file",
+            good.replacen("pin_file = \"hsm-pin\"", "pin_file = \"no-such-pin\"", 1),
+            "[fail] hsm.pin_file",
+        ),
+        (
+            "wrong token label",
+            good.replacen("token_label = \"mcsd\"", "token_label = \"nosuchtoken\"", 1),
+            "[fail] hsm.token_label",
+        ),
+        (
+            "missing adapter",
+            good.replacen(&library, "library = \"/nonexistent/libgone.so\"", 1),
+            "[fail] plugins.local.library",
+        ),
+        ("invalid log filter", format!("{good}\n[log]\nlevel = \"mcsd=loud,,=\"\n"), "[fail] log.level"),
+    ];
+    for (what, text, want) in broken {
+        std::fs::write(env.config(), &text).unwrap();
+        let (code, out) = check_config(&env);
+        assert_eq!(code, Some(78), "{what}: {out}");
+        assert!(out.contains(want), "{what}: {want} missing:\n{out}");
+        let (code, out) = check_config_with(&env, &["--format", "json"]);
+        assert_eq!(code, Some(78), "{what}: {out}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: {e}: {out}"));
+        assert_eq!(report["ok"], false);
+        let setting = want.trim_start_matches("[fail] ");
+        assert!(
+            report["checks"].as_array().unwrap().iter().any(|c| c["status"] == "fail" && c["setting"] == setting),
+            "{what}: {report}"
+        );
+    }
+    std::fs::write(env.config(), &good).unwrap();
+
+    // JSON of the good config: every check ok.
+    let (code, out) = check_config_with(&env, &["--format", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true);
+    assert!(report["checks"].as_array().unwrap().iter().all(|c| c["status"] == "ok"), "{report}");
+
+    // Offline: the HSM and the store are skipped, so a wrong token label passes.
+    std::fs::write(env.config(), good.replacen("token_label = \"mcsd\"", "token_label = \"nosuchtoken\"", 1)).unwrap();
+    let (code, out) = check_config_with(&env, &["--offline"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("[skip] hsm") && out.contains("[skip] store"), "{out}");
+    std::fs::write(env.config(), &good).unwrap();
+
+    // While the daemon holds the store: a warning naming it, not a failure.
+    let daemon = Daemon::start(&env);
+    let (code, out) = check_config(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("[warn] store.path") && out.contains("running daemon"), "{out}");
+    drop(daemon);
 }

@@ -2,5 +2,4 @@
 //! stopped, or not involved): `mcsd dev-init`, `mcsd pdf sign-p256`.
 
 pub mod dev_init;
-pub mod logging;
 pub mod pdf_p256;

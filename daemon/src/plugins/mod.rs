@@ -296,7 +296,12 @@ fn raw_call(table: Table, op: &str, request: &[u8]) -> (i32, Vec<u8>) {
     (status, out)
 }
 
-fn load_one(cfg: &PluginConfig, host: *const Host) -> Result<Loaded, String> {
+/// Load the adapter's library and read its ABI version, refusing one this host does not
+/// speak. The library is never unloaded (see [`load_one`]).
+fn open_library(cfg: &PluginConfig) -> Result<(libloading::Library, u32), String> {
+    if !cfg.library.is_file() {
+        return Err(format!("cannot load: {}: no such file", cfg.library.display()));
+    }
     // SAFETY: loading runs the library's initialisers; the operator named this library.
     let lib = unsafe { libloading::Library::new(&cfg.library) }.map_err(|e| format!("cannot load: {e}"))?;
     // SAFETY: the version symbol has this signature in every ABI version.
@@ -312,6 +317,19 @@ fn load_one(cfg: &PluginConfig, host: *const Host) -> Result<Loaded, String> {
             abi::ABI_VERSION
         ));
     }
+    Ok((lib, version))
+}
+
+/// Whether the adapter's library loads and speaks an ABI this host does (without starting
+/// the adapter): its ABI version (`mcsd check-config` while the daemon holds the store).
+pub fn probe(cfg: &PluginConfig) -> Result<u32, String> {
+    let (lib, version) = open_library(cfg)?;
+    std::mem::forget(lib);
+    Ok(version)
+}
+
+fn load_one(cfg: &PluginConfig, host: *const Host) -> Result<Loaded, String> {
+    let (lib, version) = open_library(cfg)?;
     let config = serde_json::to_vec(&cfg.config).map_err(|e| e.to_string())?;
     let mut err = Vec::new();
     // SAFETY: the entry has this signature in every ABI this host speaks, and the host

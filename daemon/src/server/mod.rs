@@ -12,6 +12,8 @@
 
 mod adapter_state;
 pub mod control;
+pub mod logging;
+pub mod preflight;
 #[allow(unsafe_code)] // the sd_notify socket: listed in ARCHITECTURE.md
 pub mod sdnotify;
 pub mod tls;

@@ -69,8 +69,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use inbox::InboxStorage;
-pub use open::{open, open_postgres, open_tool, postgres_options, restore};
-pub use postgres::{PgOptions, PgStore};
+pub use open::{open, open_check, open_postgres, open_tool, postgres_options, restore};
+pub use postgres::{PgOptions, PgStore, latest_version};
 pub use storage::{
     ActivateOutcome, AuditAppend, AuditChain, AuditStorage, CallbackLease, CallbackStorage, CertificateSwap,
     ClusterStorage, DaemonKeyStorage, DelegationChange, DelegationOutcome, DelegationStorage, Durability, Flushing,

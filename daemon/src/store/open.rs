@@ -16,6 +16,18 @@ pub fn open(cfg: &StoreConfig) -> Result<Arc<dyn Storage>, StoreError> {
 /// [`open`] for a tool that runs beside a serving node (`mcsd audit verify`, `backup`,
 /// `restore`, `hsm rotate-kek`): on PostgreSQL without taking the node's lock, so it does
 /// not wait for the node to stop. It must write no audit entry.
+/// Open the store to check it, changing nothing: PostgreSQL without the node lock and
+/// without migrating (a schema that is not this binary's is refused); sled as `run` opens
+/// it (its lock refuses a second process).
+pub fn open_check(cfg: &StoreConfig) -> Result<Arc<dyn Storage>, StoreError> {
+    match (cfg.backend, &cfg.postgres) {
+        (Backend::Postgres, Some(pg)) => {
+            Ok(Arc::new(PgStore::open(PgOptions { lock_node: false, migrate: false, ..postgres_options(pg)? })?))
+        }
+        _ => open(cfg),
+    }
+}
+
 pub fn open_tool(cfg: &StoreConfig) -> Result<Arc<dyn Storage>, StoreError> {
     match (cfg.backend, &cfg.postgres) {
         (Backend::Postgres, Some(pg)) => {

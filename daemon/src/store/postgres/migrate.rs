@@ -57,12 +57,22 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
     migrate_with(client, MIGRATIONS).await
 }
 
+/// What [`migrate`] would apply, checking the recorded ones the same way, without changing
+/// the database (the transaction is rolled back): `mcsd check-config`.
+pub async fn pending(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
+    run_migrations(client, MIGRATIONS, false).await
+}
+
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
 /// [`migrate`] over any list of migrations (the tests' altered and future schemas).
 pub(super) async fn migrate_with(client: &mut Client, migrations: &[Migration]) -> Result<Vec<i32>, MigrateError> {
+    run_migrations(client, migrations, true).await
+}
+
+async fn run_migrations(client: &mut Client, migrations: &[Migration], apply: bool) -> Result<Vec<i32>, MigrateError> {
     let binary = migrations.last().map_or(0, |m| m.version);
     let tx = client.transaction().await?;
     // Another node applying migrations holds the lock; a stuck one must not hang every start.
@@ -104,6 +114,10 @@ pub(super) async fn migrate_with(client: &mut Client, migrations: &[Migration]) 
             });
         }
         current = version;
+    }
+    if !apply {
+        // Dropping the transaction rolls back even the `schema_version` it may have made.
+        return Ok(migrations.iter().filter(|m| m.version > current).map(|m| m.version).collect());
     }
     let mut applied = Vec::new();
     for m in migrations.iter().filter(|m| m.version > current) {

@@ -90,6 +90,9 @@ pub struct PgOptions {
     /// Take the node's lock (a serving node). Tools that only read, or write no audit
     /// entry (`mcsd audit verify`, `backup`), run beside the node without it.
     pub lock_node: bool,
+    /// Apply missing migrations (a serving node, the tools). `false`: refuse a schema
+    /// that is not this binary's, changing nothing (`mcsd check-config`).
+    pub migrate: bool,
 }
 
 impl PgOptions {
@@ -101,6 +104,7 @@ impl PgOptions {
             tls: None,
             node_lock_wait: std::time::Duration::from_secs(10),
             lock_node: true,
+            migrate: true,
         }
     }
 }
@@ -180,12 +184,23 @@ impl PgStore {
             session: std::sync::Mutex::new(None),
         };
         let store = PgStore { inner: Arc::new(inner) };
+        let apply = store.inner.options.migrate;
         store.run(async {
             let mut client = store.inner.pool.get().await?;
-            let applied = migrate(&mut client).await.map_err(|e| match e {
+            let refused = |e| match e {
                 MigrateError::Db(e) => StoreError::from(e),
                 other => StoreError::Refused(other.to_string()),
-            })?;
+            };
+            if !apply {
+                let pending = migrate::pending(&mut client).await.map_err(refused)?;
+                if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+                    return Err(StoreError::Refused(format!(
+                        "the database schema lacks migrations {first} to {last} of this mcsd (`mcsd run` applies them)"
+                    )));
+                }
+                return Ok(());
+            }
+            let applied = migrate(&mut client).await.map_err(refused)?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "store: database schema migrated");
             }

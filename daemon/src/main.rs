@@ -62,6 +62,16 @@ enum Command {
         #[command(subcommand)]
         command: TsaCommand,
     },
+    /// Take the running daemon out of its load balancer for a rolling restart: `/readyz`
+    /// answers 503 `draining` while requests are still served. `--undo` ends it (so does
+    /// the restart).
+    Drain {
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        config: PathBuf,
+        /// Make the node ready again instead.
+        #[arg(long)]
+        undo: bool,
+    },
     /// Write a consistent snapshot of the store to OUT (online through the running daemon's
     /// control socket, or directly when it is stopped).
     Backup {
@@ -296,6 +306,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// sysexits.h EX_CONFIG: the configuration is wrong.
 const EX_CONFIG: u8 = 78;
+/// sysexits.h EX_UNAVAILABLE: what the command needs (the HSM, the running daemon) is not there.
+const EX_UNAVAILABLE: u8 = 69;
 
 /// Send a command to the running daemon's control socket; `None` if no daemon listens.
 fn control_call(
@@ -478,6 +490,31 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("mcsd: {e}");
                     ExitCode::from(69)
+                }
+            }
+        }
+        Command::Drain { config, undo } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let answer = match control_call(&cfg, if undo { "undrain" } else { "drain" }) {
+                Some(Ok(mut reader)) => read_line(&mut reader),
+                Some(Err(e)) => Err(e),
+                None => Err("no running daemon answers on the control socket".into()),
+            };
+            match answer {
+                Ok(line) if line.starts_with("OK ") => {
+                    println!("{}", &line[3..]);
+                    ExitCode::SUCCESS
+                }
+                Ok(line) => {
+                    eprintln!("mcsd drain: {}", line.trim_start_matches("ERR "));
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("mcsd drain: {e}");
+                    ExitCode::from(EX_UNAVAILABLE)
                 }
             }
         }

@@ -154,3 +154,57 @@ fn check_config_is_a_preflight_of_what_run_needs() {
     assert!(out.contains("[warn] store.path") && out.contains("running daemon"), "{out}");
     drop(daemon);
 }
+
+fn mcsd_cmd(env: &DevEnv, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin("mcsd"))
+        .env("SOFTHSM2_CONF", env.path().join("softhsm2.conf"))
+        .args(args)
+        .arg("--config")
+        .arg(env.config())
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `mcsd drain` for a rolling restart: readiness goes 503 `draining` (and `mcsd_ready` 0)
+/// at once, a request in flight finishes, new requests are still served, and `--undo`
+/// makes the node ready again. Without a daemon the command says so (69).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_takes_the_node_out_of_readiness_and_lets_requests_finish() {
+    let env = DevEnv::new();
+    assert_eq!(mcsd_cmd(&env, &["drain"]).0, Some(69), "no daemon to drain");
+    let daemon = Daemon::start(&env);
+    let (phone, mut app) = new_phone(&env, &daemon, "app1", "123456").await;
+    let cursor = mcs_client::inbox::read(&mut app, None, 0).await.unwrap().cursor;
+
+    // A long poll in flight across the drain.
+    let mut poller = connect(&env, &daemon, "app1").await;
+    let started = std::time::Instant::now();
+    let in_flight =
+        tokio::spawn(async move { mcs_client::inbox::read(&mut poller, Some(cursor.as_str()), 2).await.map(|_| ()) });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, out) = mcsd_cmd(&env, &["drain"]);
+    assert_eq!((code, out.trim()), (Some(0), "draining"));
+    let (status, body) = daemon.health_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"], "draining");
+    assert_eq!(daemon.metric("mcsd_ready"), 0.0);
+    in_flight.await.unwrap().expect("the request in flight finishes");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "it ran its course");
+    // New requests are still served while draining.
+    let sig = phone.sign_message(&mut app, b"while draining", mcs_client::phone::SignMode::Canonical).await.unwrap();
+    assert!(openssl_verifies(env.path(), phone.public_key(), b"while draining", &sig.to_der()));
+
+    let (code, out) = mcsd_cmd(&env, &["drain", "--undo"]);
+    assert_eq!((code, out.trim()), (Some(0), "serving"));
+    assert_eq!(daemon.health_get("/readyz").0, 200);
+    assert_eq!(daemon.metric("mcsd_ready"), 1.0);
+    let log = audit_events(&env, &daemon).await;
+    assert!(log.contains(&"drain".to_owned()) && log.contains(&"undrain".to_owned()), "{log:?}");
+}
+
+async fn audit_events(env: &DevEnv, daemon: &Daemon) -> Vec<String> {
+    let mut admin = connect(env, daemon, "admin").await;
+    let log = admin.json(hyper::Method::GET, "/v1/audit?limit=10000", None).await.unwrap();
+    log["entries"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect()
+}

@@ -6,12 +6,16 @@
 //! - `backup` → `OK <length>\n` and a consistent snapshot of the store ([`Durability::snapshot`](crate::store::Durability::snapshot));
 //! - `rotate-kek [<batch>]` → `progress <done>/<total>\n` lines, then
 //!   `OK version=<v> created=<bool> rewrapped=<n> remaining=<m>\n`;
-//! - `audit-key` → `OK <length>\n` and the audit public key as PEM (`mcsd audit export-key`).
+//! - `audit-key` → `OK <length>\n` and the audit public key as PEM (`mcsd audit export-key`);
+//! - `drain` → `OK draining\n`: `/readyz` answers 503 `draining` (and `mcsd_ready` is 0)
+//!   while requests are still served, so a load balancer moves traffic away before a
+//!   restart; `undrain` → `OK serving\n` ends it. A restart ends it too.
 //!
 //! Failures answer `ERR <message>\n`. Backups and rotations are audited.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -36,19 +40,30 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit: Arc<Audit>) {
+/// What the control commands work on.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Storage>,
+    pub hsm: Arc<Hsm>,
+    pub audit: Arc<Audit>,
+    /// Readiness off (`drain`) or on again (`undrain`).
+    pub draining: Arc<AtomicBool>,
+}
+
+pub async fn serve(listener: UnixListener, services: Services) {
     loop {
         let Ok((conn, _)) = listener.accept().await else { continue };
-        let (store, hsm, audit) = (store.clone(), hsm.clone(), audit.clone());
+        let services = services.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(conn, store, hsm, audit).await {
+            if let Err(e) = handle(conn, services).await {
                 tracing::warn!(error = %e, "control connection failed");
             }
         });
     }
 }
 
-async fn handle(conn: UnixStream, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit: Arc<Audit>) -> std::io::Result<()> {
+async fn handle(conn: UnixStream, services: Services) -> std::io::Result<()> {
+    let Services { store, hsm, audit, draining } = services;
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -130,6 +145,17 @@ async fn handle(conn: UnixStream, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit:
                 Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
             }
         }
+        [word @ ("drain" | "undrain")] => {
+            let on = *word == "drain";
+            let was = draining.swap(on, Ordering::SeqCst);
+            let _ = audit.record(record(word, "ok", json!({ "draining": on, "was_draining": was }))).await;
+            if on {
+                tracing::warn!("draining: /readyz answers 503 draining; requests are still served");
+            } else {
+                tracing::info!("drain ended: /readyz ready again");
+            }
+            write.write_all(if on { b"OK draining\n" as &[u8] } else { b"OK serving\n" }).await?;
+        }
         ["audit-key"] => {
             let a = audit.clone();
             match tokio::task::spawn_blocking(move || a.public_key_pem()).await {
@@ -141,7 +167,13 @@ async fn handle(conn: UnixStream, store: Arc<dyn Storage>, hsm: Arc<Hsm>, audit:
                 Err(e) => write.write_all(format!("ERR {e}\n").as_bytes()).await?,
             }
         }
-        _ => write.write_all(b"ERR unknown command (backup | rotate-kek [batch] | retire-kek | audit-key)\n").await?,
+        _ => {
+            write
+                .write_all(
+                    b"ERR unknown command (backup | rotate-kek [batch] | retire-kek | audit-key | drain | undrain)\n",
+                )
+                .await?
+        }
     }
     write.shutdown().await
 }

@@ -184,7 +184,17 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let control_path = crate::server::control::socket_path(&cfg.store.path);
     let control = crate::server::control::bind(&control_path)
         .map_err(|source| StartError::Control { path: control_path.clone(), source })?;
-    tokio::spawn(crate::server::control::serve(control, store.clone(), hsm.clone(), audit.clone()));
+    // Set by `mcsd drain`: readiness off for a rolling restart, requests still served.
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(crate::server::control::serve(
+        control,
+        crate::server::control::Services {
+            store: store.clone(),
+            hsm: hsm.clone(),
+            audit: audit.clone(),
+            draining: draining.clone(),
+        },
+    ));
     tokio::spawn(sweep_loop(tasks.clone(), cfg.tasks.sweep_interval));
     tokio::spawn(expiry_loop(keys_for_expiry, store.clone(), cfg.keys.expiry_check_interval));
     tokio::spawn(crate::tasks::callbacks::run(tasks.clone(), callback_tls));
@@ -220,9 +230,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     ));
     let health_accept = tokio::spawn(accept_health(
         health_listener,
-        hsm.clone(),
-        plugins.clone(),
-        store.clone(),
+        Core { hsm: hsm.clone(), plugins: plugins.clone(), store: store.clone(), draining },
         health_gate.clone(),
         stop_rx.clone(),
     ));
@@ -552,14 +560,16 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-async fn accept_health(
-    listener: TcpListener,
+/// What the health listener reports on.
+#[derive(Clone)]
+struct Core {
     hsm: Arc<Hsm>,
     plugins: Arc<PluginHost>,
     store: Arc<dyn Storage>,
-    gate: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
-) {
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn accept_health(listener: TcpListener, core: Core, gate: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     loop {
         let accepted = tokio::select! {
@@ -577,12 +587,12 @@ async fn accept_health(
             }
         };
         let Ok(permit) = gate.clone().try_acquire_owned() else { continue };
-        let (hsm, plugins, store) = (hsm.clone(), plugins.clone(), store.clone());
+        let core = core.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: Request<Incoming>| {
-                let (hsm, plugins, store) = (hsm.clone(), plugins.clone(), store.clone());
-                async move { Ok::<_, std::convert::Infallible>(health(&hsm, &plugins, &*store, &req)) }
+                let core = core.clone();
+                async move { Ok::<_, std::convert::Infallible>(health(&core, &req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -594,9 +604,11 @@ async fn accept_health(
     }
 }
 
-fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn health(core: &Core, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (hsm, plugins, store) = (&*core.hsm, &*core.plugins, &*core.store);
+    let draining = core.draining.load(Ordering::SeqCst);
     if req.uri().path() == "/metrics" {
-        Readiness::of(hsm, plugins, store).publish(plugins);
+        Readiness::of(hsm, plugins, store, draining).publish(plugins);
         let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render())));
         resp.headers_mut()
             .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -605,7 +617,7 @@ fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<In
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
         "/readyz" => {
-            let r = Readiness::of(hsm, plugins, store);
+            let r = Readiness::of(hsm, plugins, store, draining);
             r.publish(plugins);
             let status = if r.serving() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             let failed = &r.failed_plugins;
@@ -632,24 +644,28 @@ fn health(hsm: &Hsm, plugins: &PluginHost, store: &dyn Storage, req: &Request<In
 /// What `/readyz` and the readiness gauges report. The core is the HSM and the store: with
 /// them every existing key signs and decrypts. A CA adapter that failed to load degrades
 /// the node (no new certificates from that CA) without taking it out of a load balancer.
+/// A draining node (`mcsd drain`) still serves, but answers 503 `draining` so a load
+/// balancer sends it nothing new before a restart.
 struct Readiness<'a> {
     hsm: bool,
     store: bool,
+    draining: bool,
     failed_plugins: Vec<&'a str>,
 }
 
 impl<'a> Readiness<'a> {
-    fn of(hsm: &Hsm, plugins: &'a PluginHost, store: &dyn Storage) -> Readiness<'a> {
-        Readiness { hsm: hsm.is_ready(), store: !store.failed(), failed_plugins: plugins.failed_names() }
+    fn of(hsm: &Hsm, plugins: &'a PluginHost, store: &dyn Storage, draining: bool) -> Readiness<'a> {
+        Readiness { hsm: hsm.is_ready(), store: !store.failed(), draining, failed_plugins: plugins.failed_names() }
     }
 
-    /// Whether the node can serve its core (`/readyz` 200).
+    /// Whether a load balancer should send the node requests (`/readyz` 200).
     fn serving(&self) -> bool {
-        self.hsm && self.store
+        self.hsm && self.store && !self.draining
     }
 
     fn state(&self) -> &'static str {
         match (self.serving(), self.failed_plugins.is_empty()) {
+            (false, _) if self.draining && self.hsm && self.store => "draining",
             (false, _) => "not_ready",
             (true, true) => "ready",
             (true, false) => "degraded",

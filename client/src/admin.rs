@@ -102,6 +102,54 @@ pub async fn certificate_status(conn: &mut Connection, adapter: &str, serial: &s
 }
 
 /// `POST /v1/seals`.
+/// What `GET /v1/audit` is asked for; every filter optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub key_id: Option<String>,
+    pub platform: Option<String>,
+    pub seal_id: Option<String>,
+    /// Entries from this sequence number on.
+    pub since: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/audit`: `{entries}` (an operator sees all; a gateway its platform's; a phone
+/// its key's, with `key_id`).
+pub async fn audit(conn: &mut Connection, f: &AuditFilter) -> Result<Value> {
+    let (since, limit) = (f.since.map(|s| s.to_string()), f.limit.map(|l| l.to_string()));
+    let params = [
+        ("key_id", f.key_id.as_deref()),
+        ("platform", f.platform.as_deref()),
+        ("seal_id", f.seal_id.as_deref()),
+        ("since", since.as_deref()),
+        ("limit", limit.as_deref()),
+    ];
+    conn.json(Method::GET, &with_query("/v1/audit", &params), None).await
+}
+
+/// `POST /v1/keys/{id}/platforms`: let the key be used on `platform` (roaming, 漫游): `mode`
+/// `once`, `day`, `year`, or `until` with an RFC 3339 `until`. Answers the key view.
+pub async fn grant_platform(
+    conn: &mut Connection,
+    key_id: &str,
+    platform: &str,
+    mode: &str,
+    until: Option<&str>,
+) -> Result<Value> {
+    let body = mcs_api::PlatformRequest {
+        platform: platform.to_owned(),
+        mode: mode.to_owned(),
+        until: until.map(str::to_owned),
+    };
+    conn.send(Method::POST, &format!("/v1/keys/{}/platforms", percent_encode(key_id)), &body).await
+}
+
+/// `DELETE /v1/keys/{id}/platforms/{platform}`: withdraw it.
+pub async fn withdraw_platform(conn: &mut Connection, key_id: &str, platform: &str) -> Result<Value> {
+    let path = format!("/v1/keys/{}/platforms/{}", percent_encode(key_id), percent_encode(platform));
+    conn.json(Method::DELETE, &path, None).await
+}
+
 pub async fn create_seal(conn: &mut Connection, request: &SealRequest) -> Result<Value> {
     conn.send(Method::POST, "/v1/seals", request).await
 }

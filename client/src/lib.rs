@@ -7,6 +7,7 @@ pub mod delegation;
 pub mod gateway;
 pub mod inbox;
 pub mod load;
+pub mod output;
 pub mod phone;
 pub mod recovery;
 pub mod transport;

@@ -1,13 +1,14 @@
 //! `mcs`: the reference client on the command line — a phone, a gateway or an operator.
 //!
 //! Exit codes: 0 ok, 1 the server or the operation failed (`error: <code>: <message>` on
-//! stderr), 2 usage.
+//! stderr), 2 usage (a bad option, or an argument or file the command cannot use). Answers
+//! are printed as JSON (`--output json`, the default) or as a table (`--output table`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcs_api::{
     CreateTaskKind, DecryptData, DelegationApproval, DelegationStatus, EncryptData, LoginData, PdfSealData, PdfVerdict,
     RejectRequest, SealImage, SealRequest, SealVerdict, SignData, TaskData, TaskOutcome, TaskResult, TaskView,
@@ -16,33 +17,176 @@ use mcs_api::{
 use mcs_client::admin::{self, EnrollmentRequest, Subject, SubjectKind};
 use mcs_client::delegation::{DelegationOptions, PendingDelegation};
 use mcs_client::gateway;
+use mcs_client::output::Output;
 use mcs_client::phone::{Phone, PhoneState, ScanCode, SignMode, fetch_task, public_key_pem};
 use mcs_client::transport::parse;
 use mcs_client::{Connection, Endpoint, Error};
 
 #[derive(Parser)]
-#[command(name = "mcs", version, about = "Reference client for mcsd (phone, gateway, operator)")]
+#[command(
+    name = "mcs",
+    version,
+    about = "Reference client for mcsd (phone, gateway, operator)",
+    after_long_help = EXIT_STATUS
+)]
 struct Cli {
     /// Daemon URL, https://host:port
-    #[arg(long, env = "MCS_SERVER", global = true)]
+    #[arg(long, env = "MCS_SERVER", global = true, value_name = "URL")]
     server: Option<String>,
     /// CA certificate (PEM) that signed the daemon's certificate.
-    #[arg(long, env = "MCS_CACERT", global = true)]
+    #[arg(long, env = "MCS_CACERT", global = true, value_name = "FILE")]
     cacert: Option<PathBuf>,
     /// Client certificate (PEM).
-    #[arg(long, env = "MCS_CERT", global = true)]
+    #[arg(long, env = "MCS_CERT", global = true, value_name = "FILE")]
     cert: Option<PathBuf>,
     /// Client private key (PEM).
-    #[arg(long, env = "MCS_KEY", global = true)]
+    #[arg(long, env = "MCS_KEY", global = true, value_name = "FILE")]
     key: Option<PathBuf>,
     /// Shortcut: a dev PKI directory (as written by `mcsd dev-init`), with --as.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR")]
     pki: Option<PathBuf>,
     /// Identity in --pki: admin, gateway, gateway2, app1, app2.
-    #[arg(long = "as", global = true)]
+    #[arg(long = "as", global = true, value_name = "NAME")]
     identity: Option<String>,
+    /// How answers are printed: `json` (the daemon's fields, for scripts) or `table`.
+    #[arg(long, env = "MCS_OUTPUT", global = true, value_enum, default_value_t = OutputArg::Json)]
+    output: OutputArg,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Shown by `--help` and as the man page's EXIT STATUS.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  the daemon refused or the operation failed (`error: <code>: <message>` on stderr, the
+     code as API.md lists it); verify-pdf / verify-seal: not valid
+  2  usage: a bad option or argument, or a file or setting the command cannot use
+
+Environment:
+  MCS_SERVER, MCS_CACERT, MCS_CERT, MCS_KEY, MCS_OUTPUT, MCS_PIN  the options of the same name";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputArg {
+    Json,
+    Table,
+}
+
+/// `--output`, for [`print_json`].
+static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
+
+/// The API's spelling of a value of one of the enums below (they are named as on the wire).
+fn wire<E: ValueEnum>(value: &E) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+/// `gateway create-task --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TaskKindArg {
+    Login,
+    Sign,
+    Decrypt,
+    Encrypt,
+}
+
+/// `gateway create-task --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TaskFormatArg {
+    /// sign: a DER signature (the default).
+    Raw,
+    /// sign: a GB/T 35275 detached SignedData.
+    Cms,
+    /// encrypt: an SM2 ciphertext (the default).
+    Sm2,
+    /// encrypt: a CMS EnvelopedData.
+    Envelope,
+}
+
+/// `--kind` of a certificate subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SubjectKindArg {
+    Person,
+    Org,
+    Operator,
+}
+
+/// `admin successor --reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SuccessorReason {
+    /// A new key and certificate for the same subject.
+    Renew,
+    /// A new key for a changed subject (needs --kind and --name).
+    Change,
+    /// A lost phone: the old key is suspended at once.
+    Reissue,
+    /// The same key, a new certificate (延期).
+    Extend,
+}
+
+/// `admin seal-create --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum SealKindArg {
+    Official,
+    LegalRep,
+    Finance,
+    Contract,
+    Personal,
+    Signature,
+}
+
+/// `admin seal-create --template`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum SealTemplateArg {
+    /// Square, the person's name in 2–4 characters.
+    PersonalName,
+    /// Round, the organisation's name around a star.
+    OrgRound,
+}
+
+/// `admin keys --status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyStatusArg {
+    Pending,
+    Active,
+    Suspended,
+    Revoked,
+    Superseded,
+}
+
+/// `app sign --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum SignModeArg {
+    /// The two-party signature of PROTOCOL.md.
+    Canonical,
+    /// The variant with the server's fixed k3.
+    FixedK3,
+}
+
+/// `app delegate create --task-kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum DelegableKind {
+    Login,
+    Sign,
+    PdfSeal,
+    Decrypt,
+    Encrypt,
+}
+
+/// `admin platform grant --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GrantModeArg {
+    /// One task.
+    Once,
+    /// 24 hours from now.
+    Day,
+    /// A year from now.
+    Year,
+    /// Until --until.
+    Until,
 }
 
 #[derive(Args)]
@@ -50,7 +194,8 @@ struct PinArgs {
     /// The certificate PIN (or MCS_PIN, or --pin-file).
     #[arg(long, env = "MCS_PIN", hide_env_values = true)]
     pin: Option<String>,
-    #[arg(long)]
+    /// Read the PIN from this file (its first line).
+    #[arg(long, value_name = "FILE")]
     pin_file: Option<PathBuf>,
 }
 
@@ -103,36 +248,54 @@ enum Command {
         command: GatewayCommand,
     },
     /// Check every signature of a PDF with the daemon (any role); exit 1 if one is invalid.
-    VerifyPdf { file: PathBuf },
+    VerifyPdf {
+        /// The PDF.
+        file: PathBuf,
+    },
     /// Check a GB/T 38540 seal (DER file) with the daemon (any role); exit 1 if invalid.
-    VerifySeal { file: PathBuf },
+    VerifySeal {
+        /// The seal (DER).
+        file: PathBuf,
+    },
+    /// Write the man pages (section 1) and the bash, zsh and fish completions into DIR
+    /// (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write them (`man/`, `completions/`).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum GatewayCommand {
     /// Create a scan task; prints {task_id, token, qr, expires_at}.
     CreateTask {
-        /// login, sign, decrypt or encrypt
-        #[arg(long)]
-        kind: String,
+        /// What the phone is asked to do.
+        #[arg(long, value_enum)]
+        kind: TaskKindArg,
+        /// What the phone shows the user.
         #[arg(long)]
         title: String,
         /// The challenge / message / ciphertext / plaintext, from a file.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         data_file: PathBuf,
-        #[arg(long)]
+        /// The task expires this many seconds from now (default: the daemon's).
+        #[arg(long, value_name = "SECONDS")]
         ttl_secs: Option<u64>,
-        #[arg(long)]
+        /// The daemon POSTs the outcome here (HTTPS, signed; see API.md).
+        #[arg(long, value_name = "URL")]
         callback_url: Option<String>,
         /// sign tasks: `raw` (a DER signature, the default) or `cms` (a GB/T 35275 detached
         /// SignedData); encrypt tasks: `sm2` (the default) or `envelope` (EnvelopedData).
-        #[arg(long)]
-        format: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<TaskFormatArg>,
     },
     /// Ask a phone to seal a PDF (`pdf_seal` task); prints the task and its QR string.
     SealPdf {
-        #[arg(long)]
+        /// The PDF to seal.
+        #[arg(long, value_name = "FILE")]
         pdf: PathBuf,
+        /// What the phone shows the user.
         #[arg(long, default_value = "Seal the document")]
         title: String,
         /// API.md placement JSON, e.g. '{"page":1,"x":300,"y":200}' or '{"keyword":"盖章处"}',
@@ -140,32 +303,43 @@ enum GatewayCommand {
         /// gateway seals` and `mcs gateway place`).
         #[arg(long)]
         placement: String,
+        /// The seal to use (default: the phone's user chooses).
         #[arg(long)]
         seal_id: Option<String>,
-        #[arg(long)]
+        /// The task expires this many seconds from now (default: the daemon's).
+        #[arg(long, value_name = "SECONDS")]
         ttl_secs: Option<u64>,
     },
     /// Ask mcsd's time-stamp authority (RFC 3161): a DER request (`openssl ts -query`) in,
     /// the DER reply out (`openssl ts -reply -in OUT -text` reads it).
     Timestamp {
-        #[arg(long = "in")]
+        /// The time-stamp request (DER).
+        #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
-        #[arg(long)]
+        /// Where to write the reply (DER).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Ask the sealer to withdraw the last seal of a PDF (`pdf_unseal`, 撤章); prints the task
     /// and its QR string. `mcs gateway wait --pdf-out` writes the document as it was before.
     Unseal {
-        #[arg(long)]
+        /// The sealed PDF.
+        #[arg(long, value_name = "FILE")]
         pdf: PathBuf,
+        /// What the phone shows the user.
         #[arg(long, default_value = "Withdraw the seal")]
         title: String,
     },
     /// A claimed deferred `pdf_seal` task: the seals the scanning key may use, with faces.
-    Seals { task_id: String },
+    Seals {
+        /// The task.
+        task_id: String,
+    },
     /// A claimed deferred `pdf_seal` task: put the chosen seal at --placement.
     Place {
+        /// The task.
         task_id: String,
+        /// The chosen seal (one of `mcs gateway seals`).
         #[arg(long)]
         seal_id: String,
         /// API.md placement JSON, e.g. '{"page":1,"x":300,"y":200}'.
@@ -174,8 +348,10 @@ enum GatewayCommand {
     },
     /// Wait for a task's outcome (long-poll) and print it.
     Wait {
+        /// The task.
         task_id: String,
-        #[arg(long, default_value_t = 60)]
+        /// Wait up to this many seconds for the outcome.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         wait: u64,
         /// Write a sealed PDF here instead of printing it (base64) in the JSON.
         #[arg(long)]
@@ -189,15 +365,19 @@ enum GatewayCommand {
 /// A certificate subject on the command line.
 #[derive(Args)]
 struct SubjectArgs {
-    /// person, org or operator
-    #[arg(long)]
-    kind: Option<String>,
+    /// Who the certificate names (with --name).
+    #[arg(long, value_enum)]
+    kind: Option<SubjectKindArg>,
+    /// The subject's name (a person's, an organisation's).
     #[arg(long)]
     name: Option<String>,
+    /// A person's organisation.
     #[arg(long)]
     org_name: Option<String>,
+    /// The organisation's unified social credit code (统一社会信用代码).
     #[arg(long)]
     credit_code: Option<String>,
+    /// A person's identity document number.
     #[arg(long)]
     id_number: Option<String>,
 }
@@ -207,7 +387,7 @@ impl SubjectArgs {
     fn get(self) -> Result<Option<Subject>, Error> {
         match (self.kind, self.name) {
             (Some(kind), Some(name)) => Ok(Some(Subject {
-                kind: serde_json::from_value::<SubjectKind>(kind.into())
+                kind: serde_json::from_value::<SubjectKind>(wire(&kind).into())
                     .map_err(|_| Error::Config("--kind must be person, org or operator".into()))?,
                 name,
                 org_name: self.org_name,
@@ -228,13 +408,17 @@ enum AdminCommand {
     Enroll {
         #[command(flatten)]
         subject: SubjectArgs,
+        /// The CA adapter that issues the certificate (one of `mcs admin plugins`).
         #[arg(long)]
         ca: String,
+        /// The adapter's certificate profile (default: the adapter's).
         #[arg(long)]
         profile: Option<String>,
+        /// A platform the key may be used on; repeat for several.
         #[arg(long = "platform")]
         platforms: Vec<String>,
-        #[arg(long, default_value_t = 365)]
+        /// The certificate's validity.
+        #[arg(long, default_value_t = 365, value_name = "DAYS")]
         validity_days: u32,
     },
     /// Start a successor of a key: renew, change (needs --kind/--name) or reissue (lost
@@ -242,28 +426,56 @@ enum AdminCommand {
     /// keeps the key: it prints the certificate request task (and QR) the owner's phone
     /// scans (`mcs app scan`) to get a new certificate for the same key.
     Successor {
+        /// The key.
         id: String,
-        /// renew, change, reissue or extend
-        #[arg(long)]
-        reason: String,
+        /// Why a successor is made.
+        #[arg(long, value_enum)]
+        reason: SuccessorReason,
         #[command(flatten)]
         subject: SubjectArgs,
-        #[arg(long)]
+        /// The new certificate's validity (default: the old one's).
+        #[arg(long, value_name = "DAYS")]
         validity_days: Option<u32>,
     },
     /// List the CA adapters.
     Plugins,
     /// Fetch a CA adapter's CRL (DER).
     Crl {
+        /// The adapter's name.
         adapter: String,
-        #[arg(long)]
+        /// Write the DER here (default: base64 on stdout).
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// The audit log (hash-chained entries), oldest first: an operator sees every entry.
+    Audit {
+        /// Only this key's entries.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Only this platform's entries.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Only this seal's entries.
+        #[arg(long)]
+        seal_id: Option<String>,
+        /// Only entries from this sequence number on (the `seq` of the last one read, plus 1).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// At most this many entries (default: the daemon's page size).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Roaming (漫游): the platforms a key may be used on besides its own.
+    Platform {
+        #[command(subcommand)]
+        command: PlatformCommand,
     },
     /// Make a seal for signer keys, valid from now for --valid-days.
     SealCreate {
-        /// official, legal_rep, finance, contract, personal or signature
-        #[arg(long)]
-        kind: String,
+        /// What the seal is for.
+        #[arg(long, value_enum)]
+        kind: SealKindArg,
+        /// The seal's name (its holder's, e.g. the company's).
         #[arg(long)]
         name: String,
         /// The owner, as a JSON object.
@@ -273,48 +485,63 @@ enum AdminCommand {
         #[arg(long, required_unless_present = "template", conflicts_with = "template")]
         image: Option<PathBuf>,
         /// ... or a face mcsd draws: personal_name (square, 2–4 characters) or org_round.
-        #[arg(long)]
-        template: Option<String>,
+        #[arg(long, value_enum)]
+        template: Option<SealTemplateArg>,
         /// The template's text (default: --name).
         #[arg(long, requires = "template")]
         text: Option<String>,
         /// org_round's bottom line, e.g. 合同专用章.
         #[arg(long, requires = "template")]
         bottom_text: Option<String>,
-        #[arg(long, default_value_t = 40)]
+        /// The printed width.
+        #[arg(long, default_value_t = 40, value_name = "MM")]
         width_mm: u32,
-        #[arg(long, default_value_t = 40)]
+        /// The printed height.
+        #[arg(long, default_value_t = 40, value_name = "MM")]
         height_mm: u32,
-        #[arg(long = "signer", required = true)]
+        /// A key that may sign with the seal; repeat for several (the first is its owner's).
+        #[arg(long = "signer", required = true, value_name = "KEY_ID")]
         signers: Vec<String>,
-        #[arg(long, default_value_t = 365)]
+        /// Valid from now for this many days.
+        #[arg(long, default_value_t = 365, value_name = "DAYS")]
         valid_days: u32,
     },
     /// List seals.
     Seals {
+        /// Only seals whose owner has this value (e.g. a credit code).
         #[arg(long)]
         owner: Option<String>,
+        /// Only seals this key may use.
         #[arg(long)]
         key_id: Option<String>,
     },
     /// Revoke a seal.
-    SealRevoke { id: String },
+    SealRevoke {
+        /// The seal.
+        id: String,
+    },
     /// Change a seal's face: prints the new seal (same grants); the old one is revoked.
     SealImage {
+        /// The seal.
         id: String,
         /// The new picture (PNG, JPEG or SVG, by extension).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         image: PathBuf,
-        #[arg(long, default_value_t = 40)]
+        /// The printed width.
+        #[arg(long, default_value_t = 40, value_name = "MM")]
         width_mm: u32,
-        #[arg(long, default_value_t = 40)]
+        /// The printed height.
+        #[arg(long, default_value_t = 40, value_name = "MM")]
         height_mm: u32,
     },
     /// Grant a seal to a key for --days from now.
     SealGrant {
+        /// The seal.
         id: String,
+        /// The key that may use it.
         #[arg(long)]
-        key: String,
+        key_id: String,
+        /// For this many days from now.
         #[arg(long, default_value_t = 30)]
         days: u32,
         /// Every use waits for the approval of the seal's owner (its first signer key's phone).
@@ -322,38 +549,64 @@ enum AdminCommand {
         each_use: bool,
     },
     /// Withdraw a seal grant.
-    SealUngrant { id: String, key: String },
+    SealUngrant {
+        /// The seal.
+        id: String,
+        /// The key it was granted to.
+        key_id: String,
+    },
     /// A certificate's status at its CA.
-    CertStatus { adapter: String, serial: String },
+    CertStatus {
+        /// The CA adapter's name.
+        adapter: String,
+        /// The certificate's serial number (hex).
+        serial: String,
+    },
     /// List keys.
     Keys {
+        /// Only keys whose subject has this name or credit code.
         #[arg(long)]
         subject: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
+        /// Only keys in this state.
+        #[arg(long, value_enum)]
+        status: Option<KeyStatusArg>,
     },
     /// Show one key.
-    Key { id: String },
+    Key {
+        /// The key.
+        id: String,
+    },
     /// Clear a key's PIN lock.
-    Unlock { id: String },
+    Unlock {
+        /// The key.
+        id: String,
+    },
     /// Revoke a key (its share is destroyed).
     Revoke {
+        /// The key.
         id: String,
+        /// Why (recorded in the audit log and sent to the CA).
         #[arg(long)]
         reason: String,
     },
     /// Suspend a key (冻结): every use answers `key_inactive`; its certificate is held
     /// where the CA can.
     Suspend {
+        /// The key.
         id: String,
+        /// Why (recorded in the audit log).
         #[arg(long, default_value = "frozen")]
         reason: String,
     },
     /// Resume a suspended key (解冻).
-    Resume { id: String },
+    Resume {
+        /// The key.
+        id: String,
+    },
     /// Open a PIN reset (重置密码) after checking the person's identity: prints the
     /// one-time `reset_code` to tell them, and when it expires.
     PinReset {
+        /// The key.
         id: String,
         /// Reset the share of this delegation (an employee's phone) instead of the owner's.
         #[arg(long)]
@@ -362,13 +615,43 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum PlatformCommand {
+    /// Let KEY be used on PLATFORM: for one task, a day, a year, or until a time.
+    Grant {
+        /// The key.
+        #[arg(value_name = "KEY")]
+        key_id: String,
+        /// The platform (as its gateway certificate names it).
+        #[arg(long)]
+        platform: String,
+        /// How long the grant lasts.
+        #[arg(long, value_enum)]
+        mode: GrantModeArg,
+        /// With `--mode until`: the end (RFC 3339, in the future).
+        #[arg(long, required_if_eq("mode", "until"), value_name = "TIME")]
+        until: Option<String>,
+    },
+    /// Withdraw KEY's grant for PLATFORM.
+    Withdraw {
+        /// The key.
+        #[arg(value_name = "KEY")]
+        key_id: String,
+        /// The platform.
+        platform: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AppCommand {
     /// Activate an enrollment on this phone; writes the phone state file.
     Activate {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// The enrollment id the operator gave.
         #[arg(long)]
         enrollment: String,
+        /// The one-time activation code the operator gave.
         #[arg(long)]
         code: String,
         #[command(flatten)]
@@ -376,36 +659,44 @@ enum AppCommand {
     },
     /// Sign a file or a digest e with the daemon; writes/prints a DER signature.
     Sign {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
-        #[arg(long, conflicts_with = "hash", required_unless_present = "hash")]
+        /// The file to sign.
+        #[arg(long, conflicts_with = "hash", required_unless_present = "hash", value_name = "FILE")]
         r#in: Option<PathBuf>,
         /// The digest e (64 hex characters) instead of a file.
         #[arg(long)]
         hash: Option<String>,
-        /// canonical (default) or fixed_k3
-        #[arg(long, default_value = "canonical")]
-        mode: String,
-        #[arg(long)]
+        /// How the signature is computed.
+        #[arg(long, value_enum, default_value_t = SignModeArg::Canonical)]
+        mode: SignModeArg,
+        /// Write it here (default: stdout).
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         #[command(flatten)]
         pin: PinArgs,
     },
     /// Decrypt an SM2 ciphertext (C1C3C2 or DER) with the daemon.
     Decrypt {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
-        #[arg(long)]
+        /// The ciphertext file.
+        #[arg(long, value_name = "FILE")]
         r#in: PathBuf,
-        #[arg(long)]
+        /// Write it here (default: stdout).
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         #[command(flatten)]
         pin: PinArgs,
     },
     /// Change the PIN (the old one via --pin).
     ChangePin {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// The new PIN.
         #[arg(long)]
         new_pin: String,
         #[command(flatten)]
@@ -413,18 +704,23 @@ enum AppCommand {
     },
     /// Print the joint public key as PEM.
     Pubkey {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
-        #[arg(long)]
+        /// Write it here (default: stdout).
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Load generator: co-sign digests over N keep-alive connections for S seconds;
     /// prints {ops, errors, ops_s, p50_ms, p99_ms}.
     Load {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// Connections, each with one request in flight.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// How long to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         #[command(flatten)]
@@ -432,19 +728,24 @@ enum AppCommand {
     },
     /// Write this phone's certificate, then its chain, as PEM.
     Certificate {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
-        #[arg(long)]
+        /// Write it here (default: stdout).
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Show this phone's key as the daemon sees it.
     Key {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
     },
     /// Scan a task QR code: show what is asked, then do it with the PIN.
     Scan {
+        /// The QR code's text (`mcs gateway create-task` prints it as `qr`).
         qr: String,
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
         #[command(flatten)]
@@ -455,6 +756,7 @@ enum AppCommand {
         /// QR codes
         #[arg(required = true)]
         qr: Vec<String>,
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
         #[command(flatten)]
@@ -462,14 +764,18 @@ enum AppCommand {
     },
     /// Refuse a task (no PIN: refusing proves nothing).
     Reject {
+        /// The QR code's text.
         qr: String,
+        /// Why (the gateway is told).
         #[arg(long)]
         reason: String,
     },
     /// Revoke this phone's key.
     Revoke {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// Why (recorded in the audit log and sent to the CA).
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -479,6 +785,7 @@ enum AppCommand {
     /// --pin. The state file is rewritten: d1 masked under the new PIN, sealed under a new
     /// recovery key.
     ResetPin {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
         /// The one-time code the operator read out.
@@ -489,8 +796,10 @@ enum AppCommand {
     },
     /// Suspend this phone's key (挂失); an operator resumes it.
     Suspend {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// Why (recorded in the audit log).
         #[arg(long, default_value = "lost")]
         reason: String,
         #[command(flatten)]
@@ -505,6 +814,7 @@ enum AppCommand {
     /// for the new phone's `mcs app accept`; then send the share with `mcs app delegate share`.
     /// Once the new phone activates, this phone's share is gone.
     Transfer {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
         #[command(flatten)]
@@ -513,6 +823,7 @@ enum AppCommand {
     /// The owner's phone: approve (or, with --deny, deny) a delegate's use of the key, as
     /// asked by an `approval_request` item of `mcs app inbox`.
     Approve {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
         /// The approval id of the request.
@@ -562,6 +873,7 @@ enum DelegateCommand {
     /// Invite another phone; prints {delegation_id, invitation_code, expires_at}. The code is
     /// shown once: hand it to the employee.
     Create {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
         /// Valid for this many days from now ...
@@ -574,8 +886,8 @@ enum DelegateCommand {
         #[arg(long)]
         not_before: Option<String>,
         /// Allowed task kinds (login, sign, pdf_seal, decrypt, encrypt), repeated; default all.
-        #[arg(long = "task-kind")]
-        task_kinds: Vec<String>,
+        #[arg(long = "task-kind", value_enum)]
+        task_kinds: Vec<DelegableKind>,
         /// Shown to the owner, e.g. the employee's name.
         #[arg(long)]
         label: Option<String>,
@@ -588,23 +900,31 @@ enum DelegateCommand {
     /// Once the new phone has accepted: re-share this phone's half and send it, sealed to
     /// the new phone's transport key (the daemon cannot read it).
     Share {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// The delegation.
         delegation: String,
         #[command(flatten)]
         pin: PinArgs,
     },
     /// List this key's delegations.
     List {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
     },
     /// Show one delegation (owner, its delegate, operator).
-    Show { delegation: String },
+    Show {
+        /// The delegation.
+        delegation: String,
+    },
     /// End a delegation; the employee's server share is destroyed before the answer.
     Revoke {
+        /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
         state: PathBuf,
+        /// The delegation.
         delegation: String,
         #[command(flatten)]
         pin: PinArgs,
@@ -650,10 +970,9 @@ fn describe_task(view: &serde_json::Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// An answer, as `--output` says.
 fn print_json(v: &serde_json::Value) {
-    if !v.is_null() {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-    }
+    print!("{}", mcs_client::output::render(v, OUTPUT.get().copied().unwrap_or_default()));
 }
 
 /// Unix time in seconds. The client does not link mcsd's clock; this is its one reader.
@@ -695,7 +1014,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&admin::create_enrollment(conn, &req).await?);
             }
             AdminCommand::Successor { id, reason, subject, validity_days } => {
-                print_json(&admin::successor(conn, &id, &reason, subject.get()?.as_ref(), validity_days).await?)
+                print_json(&admin::successor(conn, &id, &wire(&reason), subject.get()?.as_ref(), validity_days).await?)
+            }
+            AdminCommand::Audit { key_id, platform, seal_id, since, limit } => {
+                let filter = admin::AuditFilter { key_id, platform, seal_id, since, limit };
+                print_json(&admin::audit(conn, &filter).await?)
+            }
+            AdminCommand::Platform { command: PlatformCommand::Grant { key_id: key, platform, mode, until } } => {
+                if until.is_some() && mode != GrantModeArg::Until {
+                    return Err(Error::Config("--until goes with --mode until".into()));
+                }
+                print_json(&admin::grant_platform(conn, &key, &platform, &wire(&mode), until.as_deref()).await?)
+            }
+            AdminCommand::Platform { command: PlatformCommand::Withdraw { key_id: key, platform } } => {
+                admin::withdraw_platform(conn, &key, &platform).await?;
+                println!("{platform} withdrawn from {key}");
             }
             AdminCommand::Plugins => print_json(&admin::plugins(conn).await?),
             AdminCommand::Crl { adapter, out } => {
@@ -722,13 +1055,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     serde_json::from_str(&owner).map_err(|e| Error::Config(format!("--owner: {e}")))?;
                 let now = unix_now();
                 let request = SealRequest {
-                    kind,
+                    kind: wire(&kind),
                     name,
                     owner,
                     image: match (image, template) {
                         (Some(image), _) => seal_image(&image, width_mm, height_mm)?.into(),
                         (None, Some(t)) => mcs_api::SealFaceSpec::Template(mcs_api::SealTemplate {
-                            template: serde_json::from_value(serde_json::Value::String(t))
+                            template: serde_json::from_value(serde_json::Value::String(wire(&t)))
                                 .map_err(|_| Error::Config("--template must be personal_name or org_round".into()))?,
                             text,
                             bottom_text,
@@ -748,12 +1081,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
             AdminCommand::SealImage { id, image, width_mm, height_mm } => {
                 print_json(&admin::change_seal_image(conn, &id, seal_image(&image, width_mm, height_mm)?).await?)
             }
-            AdminCommand::SealGrant { id, key, days, each_use } => {
+            AdminCommand::SealGrant { id, key_id: key, days, each_use } => {
                 let now = unix_now();
                 let (from, to) = (rfc3339(now - 60)?, rfc3339(now + days as i64 * 86_400)?);
                 print_json(&admin::grant_seal(conn, &id, &key, &from, &to, each_use).await?)
             }
-            AdminCommand::SealUngrant { id, key } => {
+            AdminCommand::SealUngrant { id, key_id: key } => {
                 admin::ungrant_seal(conn, &id, &key).await?;
                 println!("grant of {id} to {key} withdrawn");
             }
@@ -761,6 +1094,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&admin::certificate_status(conn, &adapter, &serial).await?)
             }
             AdminCommand::Keys { subject, status } => {
+                let status = status.map(|s| wire(&s));
                 print_json(&admin::list_keys(conn, subject.as_deref(), status.as_deref()).await?)
             }
             AdminCommand::Key { id } => print_json(&admin::get_key(conn, &id).await?),
@@ -778,19 +1112,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Gateway { command } => match command {
             GatewayCommand::CreateTask { kind, title, data_file, ttl_secs, callback_url, format } => {
                 let bytes = base64::engine::general_purpose::STANDARD.encode(read_file(&data_file)?);
-                let data = match kind.as_str() {
-                    "login" => TaskData::Login(LoginData { challenge: bytes }),
-                    "sign" => TaskData::Sign(SignData { message: bytes, format }),
-                    "decrypt" => TaskData::Decrypt(DecryptData {
+                let format = format.map(|f| wire(&f));
+                let data = match kind {
+                    TaskKindArg::Login => TaskData::Login(LoginData { challenge: bytes }),
+                    TaskKindArg::Sign => TaskData::Sign(SignData { message: bytes, format }),
+                    TaskKindArg::Decrypt => TaskData::Decrypt(DecryptData {
                         ciphertext: Some(bytes),
                         envelope: None,
                         recipient_cert_serial: None,
                         recipient_public_key: None,
                     }),
-                    "encrypt" => TaskData::Encrypt(EncryptData { plaintext: bytes.into(), format }),
-                    other => return Err(Error::Config(format!("unknown kind `{other}`"))),
+                    TaskKindArg::Encrypt => TaskData::Encrypt(EncryptData { plaintext: bytes.into(), format }),
                 };
                 let data = serde_json::to_value(&data).map_err(|e| Error::Config(e.to_string()))?;
+                let kind = wire(&kind);
                 print_json(&gateway::create_task(conn, &kind, &title, data, ttl_secs, callback_url.as_deref()).await?);
             }
             GatewayCommand::SealPdf { pdf, title, placement, seal_id, ttl_secs } => {
@@ -838,6 +1173,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&out);
             }
         },
+        Command::GenerateAssets { .. } => unreachable!("handled before connecting"),
         Command::VerifyPdf { file } => {
             let report = admin::verify_pdf(conn, &read_file(&file)?).await?;
             print_json(&report);
@@ -861,10 +1197,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             AppCommand::Sign { state, r#in, hash, mode, out, pin } => {
                 let phone = Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?;
-                let mode = match mode.as_str() {
-                    "canonical" => SignMode::Canonical,
-                    "fixed_k3" => SignMode::FixedK3,
-                    other => return Err(Error::Config(format!("unknown mode `{other}`"))),
+                let mode = match mode {
+                    SignModeArg::Canonical => SignMode::Canonical,
+                    SignModeArg::FixedK3 => SignMode::FixedK3,
                 };
                 let sig = match (r#in, hash) {
                     (Some(path), None) => phone.sign_message(conn, &read_file(&path)?, mode).await?,
@@ -1040,7 +1375,7 @@ async fn delegate(conn: &mut Connection, command: DelegateCommand) -> Result<(),
             let opts = DelegationOptions {
                 not_before,
                 approval: each_use.then_some(DelegationApproval::EachUse),
-                task_kinds: (!task_kinds.is_empty()).then_some(task_kinds),
+                task_kinds: (!task_kinds.is_empty()).then(|| task_kinds.iter().map(wire).collect()),
                 label,
                 ..DelegationOptions::delegate(not_after)
             };
@@ -1126,8 +1461,44 @@ async fn accept(
     Ok(())
 }
 
+/// `mcs generate-assets`: `mcs(1)` and a page per subcommand (`mcs-admin-audit(1)`, …) in
+/// `DIR/man`, completions in `DIR/completions`.
+fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    fn page(cmd: clap::Command, name: String, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            page(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(cmd.name(name.clone())).section("1").manual("User Commands").render(&mut roff)?;
+        std::fs::write(dir.join(format!("{name}.1")), roff)
+    }
+    std::fs::create_dir_all(dir.join("man"))?;
+    std::fs::create_dir_all(dir.join("completions"))?;
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    page(cli.clone(), "mcs".into(), &dir.join("man"))?;
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cli, "mcs", dir.join("completions"))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = OUTPUT.set(match cli.output {
+        OutputArg::Json => Output::Json,
+        OutputArg::Table => Output::Table,
+    });
+    if let Command::GenerateAssets { dir } = &cli.command {
+        return match generate_assets(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -1145,5 +1516,65 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every subcommand says what it is (`--help`, the man pages).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let undocumented = cmd.get_arguments().filter(|a| a.get_help().is_none() && a.get_long_help().is_none());
+            missing.extend(undocumented.filter(|a| !a.is_hide_set()).map(|a| format!("{path} {}", a.get_id())));
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "mcs", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// No subcommand's argument has the id or the flag of a global option (`--key` is the
+    /// client's private key): clap would fail on it only when the command runs.
+    #[test]
+    fn no_argument_shadows_a_global_option() {
+        fn walk(cmd: &clap::Command, globals: &[(String, Option<String>)], path: &str, clashes: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_global_set()) {
+                let (id, long) = (arg.get_id().to_string(), arg.get_long().map(str::to_owned));
+                if globals.iter().any(|(gid, glong)| *gid == id || (long.is_some() && *glong == long)) {
+                    clashes.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, globals, &format!("{path} {}", sub.get_name()), clashes);
+            }
+        }
+        let cmd = super::Cli::command();
+        let globals: Vec<(String, Option<String>)> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| (a.get_id().to_string(), a.get_long().map(str::to_owned)))
+            .collect();
+        let mut clashes = Vec::new();
+        for sub in cmd.get_subcommands() {
+            walk(sub, &globals, sub.get_name(), &mut clashes);
+        }
+        assert!(clashes.is_empty(), "{clashes:?}");
+    }
+
+    #[test]
+    fn enum_values_are_spelled_as_on_the_wire() {
+        assert_eq!(super::wire(&super::SignModeArg::FixedK3), "fixed_k3");
+        assert_eq!(super::wire(&super::SealKindArg::LegalRep), "legal_rep");
+        assert_eq!(super::wire(&super::DelegableKind::PdfSeal), "pdf_seal");
+        assert_eq!(super::wire(&super::SealTemplateArg::OrgRound), "org_round");
+        assert_eq!(super::wire(&super::GrantModeArg::Until), "until");
     }
 }

@@ -77,6 +77,15 @@ struct RawConfig {
     push: RawPush,
     #[serde(default)]
     tsa: Option<RawTsa>,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default)]
+    socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -527,9 +536,19 @@ pub struct Config {
     pub log: LogConfig,
     pub audit: AuditConfig,
     pub push: PushConfig,
+    pub control: ControlConfig,
     /// Absent: no time-stamp authority (`POST /v1/timestamp` is `409`, PDF signatures carry
     /// no time-stamp).
     pub tsa: Option<TsaConfig>,
+}
+
+/// `[control]`: the operator commands' Unix socket (`mcsd backup`, `drain`, `hsm
+/// rotate-kek`, `audit verify` of a running node …), owner-only.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Default `<store.path>.sock`; under systemd `/run/mcsd/control.sock`
+    /// (`RuntimeDirectory=mcsd`).
+    pub socket: PathBuf,
 }
 
 /// `[push]`: wake apps through a push service when their inbox gets an item.
@@ -917,6 +936,16 @@ impl Config {
         };
         let plugin_names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
         let tsa = raw.tsa.as_ref().map(|t| tsa(t, &abs, &plugin_names)).transpose()?;
+        let control = ControlConfig {
+            socket: match &raw.control.socket {
+                Some(s) => abs(s),
+                None => {
+                    let mut p = store.path.as_os_str().to_owned();
+                    p.push(".sock");
+                    PathBuf::from(p)
+                }
+            },
+        };
         Ok(Config {
             api: ApiConfig {
                 listen: addr("api.listen", &raw.api.listen)?,
@@ -978,6 +1007,7 @@ impl Config {
                 syslog_socket: raw.audit.syslog_socket.as_deref().map(abs),
             },
             push: PushConfig { url: push_url(&raw.push)? },
+            control,
             tsa,
         })
     }

@@ -14,7 +14,12 @@ use mcsd::config::Config;
 use mcsd::store::Storage;
 
 #[derive(Parser)]
-#[command(name = "mcsd", version, about = "Mobile certificate signing daemon (server half of two-party SM2)")]
+#[command(
+    name = "mcsd",
+    version,
+    about = "Mobile certificate signing daemon (server half of two-party SM2)",
+    after_long_help = EXIT_STATUS
+)]
 struct Cli {
     /// Read the HSM PIN from this file instead of the config's `hsm.pin_file` /
     /// `hsm.pin_credential` (from a shell there are no systemd credentials).
@@ -24,6 +29,26 @@ struct Cli {
     command: Command,
 }
 
+/// Shown by `--help` and as the man page's EXIT STATUS and FILES.
+const EXIT_STATUS: &str = "\
+Exit status (sysexits.h):
+  0   success
+  1   failure (mcsd audit verify: the chain is broken)
+  2   usage error (unknown command or option)
+  65  the audit chain cannot be verified from its last checkpoint, or the store's audit key
+      is not the pinned one (RestartPreventExitStatus: not restarted)
+  69  the HSM or the running daemon is unavailable, or the HSM is not set up
+  71  cannot bind a listener
+  74  store I/O error
+  78  configuration error (RestartPreventExitStatus: not restarted)
+
+Files:
+  /etc/mcsd/mcsd.toml          the configuration (MCSD_CONFIG overrides)
+  /var/lib/mcsd/               the store (sled), the audit checkpoints
+  /run/mcsd/control.sock       the control socket (drain, backup, KEK rotation)
+  /usr/lib/mcsd/plugins/       the CA adapters
+  /usr/share/doc/mcsd/         operating.md, systemd drop-ins for HSMs";
+
 /// `--pin-file`, when given: every config this process loads takes its PIN from there.
 static PIN_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -31,13 +56,15 @@ static PIN_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 enum Command {
     /// Serve the API and health listeners until SIGTERM.
     Run {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
     },
     /// Check a config as `run` would use it: TLS material, PIN, HSM login and a test
     /// wrap, CA adapters, log filter, store or database. Exit 78 if anything fails.
     CheckConfig {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
         /// `text` (one `[ ok ]`/`[warn]`/`[fail]` line per check) or `json`.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
@@ -66,7 +93,8 @@ enum Command {
     /// answers 503 `draining` while requests are still served. `--undo` ends it (so does
     /// the restart).
     Drain {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
         /// Make the node ready again instead.
         #[arg(long)]
@@ -75,16 +103,20 @@ enum Command {
     /// Write a consistent snapshot of the store to OUT (online through the running daemon's
     /// control socket, or directly when it is stopped).
     Backup {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
-        #[arg(long)]
+        /// Where to write the snapshot (0600; an existing file is replaced).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Rebuild the store from a backup into the configured (empty) store path.
     Restore {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
-        #[arg(long)]
+        /// The backup file (from `mcsd backup`).
+        #[arg(long, value_name = "FILE")]
         from: PathBuf,
     },
     /// Move a store between backends.
@@ -99,6 +131,7 @@ enum Command {
     },
     /// Create a development environment (SoftHSM token, KEK, PKI, config) in DIR.
     DevInit {
+        /// The directory to create it in (made if absent).
         #[arg(long)]
         dir: PathBuf,
         /// PKCS#11 module to write into the config (default: SoftHSM's).
@@ -120,6 +153,13 @@ enum Command {
         /// PKI and keys, its configuration with this node's id (needs --node-id).
         #[arg(long, conflicts_with_all = ["store_url", "module", "layout"], requires = "node_id")]
         join: Option<PathBuf>,
+    },
+    /// Write the man pages (section 8) and the bash, zsh and fish completions into DIR
+    /// (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write them (`man/`, `completions/`).
+        dir: PathBuf,
     },
 }
 
@@ -144,7 +184,8 @@ enum TsaCommand {
     /// HSM if absent), for the operator's CA to certify with the critical timeStamping
     /// extended key usage; put the answer (and its chain) in `[tsa] p256_certificate_file`.
     Csr {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
         /// Where to write it (default: standard output).
         #[arg(long)]
@@ -156,13 +197,15 @@ enum TsaCommand {
 enum HsmCommand {
     /// Create the KEK (AES-256, non-extractable, sensitive) if the token has none.
     Init {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
     },
     /// Create a new KEK version and re-wrap every record under it, online; run again after
     /// an interruption to resume. Old versions stay usable until every record moved.
     RotateKek {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
         /// Re-wrap at most this many records in this run.
         #[arg(long)]
@@ -172,22 +215,28 @@ enum HsmCommand {
     /// record off them: copies of erased secrets left in backups, WAL, standbys or dead
     /// rows cannot be opened after this. Run it on every HSM that holds the KEK.
     RetireKek {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
     },
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain and the signed checkpoints (daemon stopped); exit 1 naming the
+    /// Check the hash chain and the signed checkpoints; exit 1 naming the
     /// first entry that was changed, removed or moved, a head no signed checkpoint covers,
     /// a checkpoint that does not verify with the trusted audit key, or a rollback.
     ///
     /// Checkpoints are checked against the key in `--public-key`, else `[audit]
     /// public_key_file`, else the public half of the HSM-wrapped audit key — never the
     /// store's record alone.
+    ///
+    /// While a daemon holds a sled store, a snapshot is taken over its control socket (it is
+    /// audited as a `backup`), restored into a private scratch directory beside the store
+    /// and verified there; its entries after the last checkpoint are the live tail.
     Verify {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
         /// Checkpoints exported earlier (JSON lines, as the daemon appends them to `[audit]
         /// checkpoint_file`) that the store must still contain: a store rolled back to an
@@ -207,7 +256,8 @@ enum AuditCommand {
     /// store has none), through the running daemon or directly when it is stopped. A file
     /// that holds another key is not overwritten.
     ExportKey {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
         /// Where to write it; `-` for stdout (e.g. run as the service user, redirect as root).
         #[arg(long, value_name = "FILE")]
@@ -222,11 +272,14 @@ enum PdfCommand {
     /// optionally time-stamped by the `[tsa]` P-256 key, with the chains and the CRLs given
     /// in the document's DSS, so it validates long-term, offline.
     SignP256 {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
-        #[arg(long = "in")]
+        /// The PDF to sign.
+        #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
-        #[arg(long)]
+        /// Where to write the signed PDF.
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Write the signer's certificate (and its chain) here (PEM).
         #[arg(long)]
@@ -234,10 +287,13 @@ enum PdfCommand {
         /// Token label of the key pair (made if absent).
         #[arg(long, default_value = PDF_P256_LABEL)]
         label: String,
+        /// The page that shows the signature (1 = the first).
         #[arg(long, default_value_t = 1)]
         page: u32,
+        /// Horizontal position of the signature's appearance, in PDF points from the left.
         #[arg(long, default_value_t = 300.0)]
         x: f64,
+        /// Vertical position of the signature's appearance, in PDF points from the bottom.
         #[arg(long, default_value_t = 300.0)]
         y: f64,
         /// PEM: the key's certificate, then its issuers (else a self-signed certificate).
@@ -254,8 +310,10 @@ enum PdfCommand {
     /// A PKCS#10 request (PEM) for the HSM's P-256 document-signing key, for a CA to
     /// certify (the answer goes to `sign-p256 --chain`).
     Csr {
-        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml")]
+        /// The configuration file.
+        #[arg(long, env = "MCSD_CONFIG", default_value = "/etc/mcsd/mcsd.toml", value_name = "FILE")]
         config: PathBuf,
+        /// Token label of the key pair (made if absent).
         #[arg(long, default_value = PDF_P256_LABEL)]
         label: String,
         /// Where to write it (default: stdout).
@@ -315,7 +373,7 @@ fn control_call(
     command: &str,
 ) -> Option<Result<std::io::BufReader<std::os::unix::net::UnixStream>, String>> {
     use std::io::Write;
-    let path = mcsd::server::control::socket_path(&cfg.store.path);
+    let path = cfg.control.socket.clone();
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
@@ -431,6 +489,31 @@ fn init_logging(cfg: &Config) -> Result<(), ExitCode> {
     }
 }
 
+/// `mcsd generate-assets`: `mcsd(8)` and a page per subcommand (`mcsd-check-config(8)`, …)
+/// in `DIR/man`, completions in `DIR/completions`.
+fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    fn pages(cmd: clap::Command, name: String, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        let page = clap_mangen::Man::new(cmd.name(name.clone())).section("8").manual("System Manager's Manual");
+        let mut out = Vec::new();
+        page.render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.8")), out)
+    }
+    let (man, completions) = (dir.join("man"), dir.join("completions"));
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    pages(cmd.clone(), "mcsd".into(), &man)?;
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd, "mcsd", &completions)?;
+    }
+    Ok(())
+}
+
 /// Freed memory is wiped: see `mcsd::os::WipingAllocator`.
 #[global_allocator]
 static ALLOCATOR: mcsd::os::WipingAllocator = mcsd::os::WipingAllocator;
@@ -472,6 +555,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::GenerateAssets { dir } => match generate_assets(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mcsd generate-assets: {}: {e}", dir.display());
+                ExitCode::from(74)
+            }
+        },
         Command::CheckConfig { config, format, offline } => check_config(&config, format, offline),
         Command::Hsm { command: HsmCommand::Init { config } } => {
             let cfg = match load(&config) {
@@ -775,13 +865,16 @@ fn audit_verify(
     public_key: Option<PathBuf>,
 ) -> ExitCode {
     use mcsd::audit::{TrustedKey, VerifyOptions};
-    let store: std::sync::Arc<dyn Storage> = match mcsd::store::open_tool(&cfg.store) {
-        Ok(s) => s,
+    let target = match store_to_verify(cfg) {
+        Ok(t) => t,
         Err(e) => {
-            eprintln!("mcsd audit verify: store: {e} (is the daemon running?)");
+            eprintln!("mcsd audit verify: store: {e}");
             return ExitCode::from(74);
         }
     };
+    let store = target.store.clone();
+    // A running daemon's newest entries follow its last checkpoint until it seals them.
+    let allow_unsealed_tail = allow_unsealed_tail || target.scratch.is_some();
     let broken = |why: String| {
         println!("audit chain BROKEN: {why}");
         ExitCode::FAILURE
@@ -891,6 +984,51 @@ fn audit_verify(
     }
 }
 
+/// The store `mcsd audit verify` reads, and the scratch copy it lives in when it is a
+/// snapshot of a running daemon's store.
+struct VerifyTarget {
+    store: std::sync::Arc<dyn Storage>,
+    scratch: Option<Scratch>,
+}
+
+/// A private directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The configured store opened directly (stopped daemon, or PostgreSQL, which needs no
+/// lock), or else, when a daemon holds it, a consistent snapshot of it taken over the
+/// control socket (the daemon audits it as a `backup`) and restored into a 0700 scratch
+/// directory beside the store, removed afterwards.
+fn store_to_verify(cfg: &Config) -> Result<VerifyTarget, String> {
+    let refused = match mcsd::store::open_tool(&cfg.store) {
+        Ok(store) => return Ok(VerifyTarget { store, scratch: None }),
+        Err(e) => e.to_string(),
+    };
+    let image = match control_call(cfg, "backup") {
+        None => return Err(format!("{refused} (no running daemon answers on the control socket)")),
+        Some(Err(e)) => return Err(format!("{refused}; control socket: {e}")),
+        Some(Ok(mut reader)) => {
+            read_ok_image(&mut reader).map_err(|e| format!("snapshot of the running store: {e}"))?
+        }
+    };
+    let dir = cfg.store.path.with_file_name(format!(".mcsd-verify-{}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let scratch = Scratch(dir);
+    let copy = mcsd::config::StoreConfig { path: scratch.0.join("store"), ..cfg.store.clone() };
+    mcsd::store::restore(&copy, &image).map_err(|e| format!("restoring the snapshot: {e}"))?;
+    let store = mcsd::store::open_tool(&copy).map_err(|e| format!("opening the snapshot: {e}"))?;
+    println!("verifying a snapshot of the running daemon's store ({} bytes, taken just now)", image.len());
+    Ok(VerifyTarget { store, scratch: Some(scratch) })
+}
+
 /// `mcsd audit verify` on a store several nodes share: every node's chain on its own, with
 /// the same key. A running node's entries after its last checkpoint are its live tail; a
 /// stopped node's must be sealed (as on sled) unless `--allow-unsealed-tail`. This node's
@@ -992,5 +1130,31 @@ fn audit_export_key(cfg: &Config, out: Option<PathBuf>) -> ExitCode {
                 ExitCode::from(74)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every subcommand says what it is (`--help`, the man pages).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() && !arg.is_hide_set() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "mcsd", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

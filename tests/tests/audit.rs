@@ -312,3 +312,37 @@ async fn a_killed_daemons_unsealed_tail_is_verified_and_sealed_at_its_next_start
         "{got:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_runs_online_against_a_snapshot_of_the_running_store() {
+    let env = DevEnv::new();
+    a_run(&env).await;
+    let daemon = Daemon::start(&env);
+    let (phone, mut app) = new_phone(&env, &daemon, "app2", "123456").await;
+    phone.sign_message(&mut app, b"while it serves", SignMode::Canonical).await.unwrap();
+
+    // The daemon holds the sled store: verify reads a snapshot taken over the control
+    // socket, accepting the entries the daemon has not sealed yet, and leaves no copy.
+    let (ok, out) = verify(&env);
+    assert!(
+        ok && out.contains("snapshot of the running daemon's store") && out.contains("audit chain intact"),
+        "{out}"
+    );
+    let beside = std::fs::read_dir(env.db().parent().unwrap()).unwrap();
+    let left: Vec<_> = beside
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".mcsd-verify-"))
+        .collect();
+    assert!(left.is_empty(), "scratch copies left behind: {left:?}");
+
+    // The snapshot is on the record, and the node kept serving throughout.
+    let mut admin = connect(&env, &daemon, "admin").await;
+    let log = admin.json(Method::GET, "/v1/audit?limit=10000", None).await.unwrap();
+    assert!(log["entries"].as_array().unwrap().iter().any(|e| e["event"] == "backup"), "{log}");
+    phone.sign_message(&mut app, b"and after", SignMode::Canonical).await.unwrap();
+    let (status, log) = daemon.stop();
+    assert!(status.success(), "{log}");
+    let (ok, out) = verify(&env);
+    assert!(ok && !out.contains("snapshot"), "{out}");
+}

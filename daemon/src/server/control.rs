@@ -13,7 +13,7 @@
 //!
 //! Failures answer `ERR <message>\n`. Backups and rotations are audited.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,12 +24,6 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::audit::{Audit, Event};
 use crate::hsm::Hsm;
 use crate::store::Storage;
-
-pub fn socket_path(store_path: &Path) -> PathBuf {
-    let mut p = store_path.as_os_str().to_owned();
-    p.push(".sock");
-    PathBuf::from(p)
-}
 
 /// Bind the socket (replacing a stale one) with owner-only permissions.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {

@@ -181,7 +181,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         ))
         .await?;
     let api = Arc::new(Api::new(keys, tasks.clone(), seals, audit.clone(), plugins.clone(), cfg.api.max_body_bytes));
-    let control_path = crate::server::control::socket_path(&cfg.store.path);
+    let control_path = cfg.control.socket.clone();
     let control = crate::server::control::bind(&control_path)
         .map_err(|source| StartError::Control { path: control_path.clone(), source })?;
     // Set by `mcsd drain`: readiness off for a rolling restart, requests still served.

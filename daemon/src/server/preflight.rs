@@ -199,7 +199,7 @@ fn store_checks(cfg: &Config, hsm: Option<Arc<Hsm>>, out: &mut Vec<Check>) {
     let store = match crate::store::open_check(&cfg.store) {
         Ok(s) => s,
         Err(e) => {
-            let socket = super::control::socket_path(&cfg.store.path);
+            let socket = cfg.control.socket.clone();
             let running =
                 cfg.store.backend == Backend::Sled && std::os::unix::net::UnixStream::connect(&socket).is_ok();
             out.push(if running {

@@ -27,7 +27,7 @@ use mcs_client::{Connection, Endpoint, Error};
     name = "mcs",
     version,
     about = "Reference client for mcsd (phone, gateway, operator)",
-    after_long_help = EXIT_STATUS
+    after_long_help = EPILOGUE.help()
 )]
 struct Cli {
     /// Daemon URL, https://host:port
@@ -55,16 +55,26 @@ struct Cli {
     command: Command,
 }
 
-/// Shown by `--help` and as the man page's EXIT STATUS.
-const EXIT_STATUS: &str = "\
-Exit status:
-  0  success
-  1  the daemon refused or the operation failed (`error: <code>: <message>` on stderr, the
-     code as API.md lists it); verify-pdf / verify-seal: not valid
-  2  usage: a bad option or argument, or a file or setting the command cannot use
-
-Environment:
-  MCS_SERVER, MCS_CACERT, MCS_CERT, MCS_KEY, MCS_OUTPUT, MCS_PIN  the options of the same name";
+/// Shown by `--help` and as the man page's EXIT STATUS and ENVIRONMENT.
+const EPILOGUE: mcs_clidoc::Epilogue = mcs_clidoc::Epilogue {
+    exit_status: &[
+        ("0", "success"),
+        (
+            "1",
+            "the daemon refused or the operation failed (`error: <code>: <message>` on stderr, the code as API.md lists it); verify-pdf, verify-seal: not valid",
+        ),
+        ("2", "usage: a bad option or argument, or a file or setting the command cannot use"),
+    ],
+    environment: &[
+        ("MCS_SERVER", "--server"),
+        ("MCS_CACERT", "--cacert"),
+        ("MCS_CERT", "--cert"),
+        ("MCS_KEY", "--key"),
+        ("MCS_OUTPUT", "--output"),
+        ("MCS_PIN", "--pin"),
+    ],
+    files: &[],
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputArg {
@@ -1465,23 +1475,7 @@ async fn accept(
 /// `DIR/man`, completions in `DIR/completions`.
 fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
     use clap::CommandFactory;
-    fn page(cmd: clap::Command, name: String, dir: &std::path::Path) -> std::io::Result<()> {
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            page(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
-        }
-        let mut roff = Vec::new();
-        clap_mangen::Man::new(cmd.name(name.clone())).section("1").manual("User Commands").render(&mut roff)?;
-        std::fs::write(dir.join(format!("{name}.1")), roff)
-    }
-    std::fs::create_dir_all(dir.join("man"))?;
-    std::fs::create_dir_all(dir.join("completions"))?;
-    let mut cli = Cli::command().disable_help_subcommand(true);
-    cli.build();
-    page(cli.clone(), "mcs".into(), &dir.join("man"))?;
-    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cli, "mcs", dir.join("completions"))?;
-    }
-    Ok(())
+    mcs_clidoc::generate(Cli::command(), "1", &EPILOGUE, dir)
 }
 
 fn main() -> ExitCode {

@@ -18,7 +18,7 @@ use mcsd::store::Storage;
     name = "mcsd",
     version,
     about = "Mobile certificate signing daemon (server half of two-party SM2)",
-    after_long_help = EXIT_STATUS
+    after_long_help = EPILOGUE.help()
 )]
 struct Cli {
     /// Read the HSM PIN from this file instead of the config's `hsm.pin_file` /
@@ -29,25 +29,35 @@ struct Cli {
     command: Command,
 }
 
-/// Shown by `--help` and as the man page's EXIT STATUS and FILES.
-const EXIT_STATUS: &str = "\
-Exit status (sysexits.h):
-  0   success
-  1   failure (mcsd audit verify: the chain is broken)
-  2   usage error (unknown command or option)
-  65  the audit chain cannot be verified from its last checkpoint, or the store's audit key
-      is not the pinned one (RestartPreventExitStatus: not restarted)
-  69  the HSM or the running daemon is unavailable, or the HSM is not set up
-  71  cannot bind a listener
-  74  store I/O error
-  78  configuration error (RestartPreventExitStatus: not restarted)
-
-Files:
-  /etc/mcsd/mcsd.toml          the configuration (MCSD_CONFIG overrides)
-  /var/lib/mcsd/               the store (sled), the audit checkpoints
-  /run/mcsd/control.sock       the control socket (drain, backup, KEK rotation)
-  /usr/lib/mcsd/plugins/       the CA adapters
-  /usr/share/doc/mcsd/         operating.md, systemd drop-ins for HSMs";
+/// Shown by `--help` and as the man page's EXIT STATUS, ENVIRONMENT and FILES.
+const EPILOGUE: mcs_clidoc::Epilogue = mcs_clidoc::Epilogue {
+    exit_status: &[
+        ("0", "success"),
+        ("1", "failure (mcsd audit verify: the chain is broken)"),
+        ("2", "usage error (an unknown command or option)"),
+        (
+            "65",
+            "the audit chain cannot be verified from its last checkpoint, or the store's audit key is not the pinned one; not restarted (RestartPreventExitStatus)",
+        ),
+        ("69", "the HSM or the running daemon is unavailable, or the HSM is not set up"),
+        ("71", "cannot bind a listener"),
+        ("74", "store I/O error"),
+        ("78", "configuration error; not restarted (RestartPreventExitStatus)"),
+    ],
+    environment: &[
+        ("MCSD_CONFIG", "the configuration file (--config)"),
+        ("MCSD_PIN_FILE", "the HSM PIN's file (--pin-file)"),
+        ("CREDENTIALS_DIRECTORY", "where systemd put hsm.pin_credential"),
+    ],
+    files: &[
+        ("/etc/mcsd/mcsd.toml", "the configuration"),
+        ("/var/lib/mcsd/", "the store (sled)"),
+        ("/var/log/mcsd/", "the exported audit checkpoints"),
+        ("/run/mcsd/control.sock", "the control socket: drain, backup, KEK rotation, online audit verify"),
+        ("/usr/lib/mcsd/plugins/", "the CA adapters"),
+        ("/usr/share/doc/mcsd/", "operating.md; systemd drop-ins for HSMs in examples/"),
+    ],
+};
 
 /// `--pin-file`, when given: every config this process loads takes its PIN from there.
 static PIN_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -493,25 +503,7 @@ fn init_logging(cfg: &Config) -> Result<(), ExitCode> {
 /// in `DIR/man`, completions in `DIR/completions`.
 fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
     use clap::CommandFactory;
-    fn pages(cmd: clap::Command, name: String, dir: &std::path::Path) -> std::io::Result<()> {
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            pages(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
-        }
-        let page = clap_mangen::Man::new(cmd.name(name.clone())).section("8").manual("System Manager's Manual");
-        let mut out = Vec::new();
-        page.render(&mut out)?;
-        std::fs::write(dir.join(format!("{name}.8")), out)
-    }
-    let (man, completions) = (dir.join("man"), dir.join("completions"));
-    std::fs::create_dir_all(&man)?;
-    std::fs::create_dir_all(&completions)?;
-    let mut cmd = Cli::command().disable_help_subcommand(true);
-    cmd.build();
-    pages(cmd.clone(), "mcsd".into(), &man)?;
-    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd, "mcsd", &completions)?;
-    }
-    Ok(())
+    mcs_clidoc::generate(Cli::command(), "8", &EPILOGUE, dir)
 }
 
 /// Freed memory is wiped: see `mcsd::os::WipingAllocator`.

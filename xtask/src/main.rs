@@ -12,16 +12,19 @@
 //! - `fuzz [--seconds N]` builds the `fuzz/` targets (cargo fuzz, installed if missing) and
 //!   runs each for N seconds; fails, naming the artifact, if any of them crashes.
 //!   `fuzz --seeds` rewrites the checked-in seeds (`seeds.rs`).
+//! - `deb [--debug] [--no-build] [--out DIR]` builds the Debian package (`deb.rs`) into
+//!   `target/deb/` from release binaries (`--debug`: the debug ones, as the test does).
 //! - `openapi` regenerates `docs/openapi.yaml` from the wire types of `mcs-api`
 //!   (`api-types/`); that crate's `openapi` test fails while the checked-in file differs.
 
+mod deb;
 mod seeds;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,9 +35,10 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("lint") => gates(),
         Some("openapi") => openapi(),
+        Some("deb") => deb::deb(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR]"
             );
             return ExitCode::from(2);
         }
@@ -48,11 +52,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn have(cmd: &str) -> bool {
+pub(crate) fn have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
         .stdout(Stdio::null())
@@ -139,7 +143,7 @@ fn openapi() -> Result<()> {
     Ok(())
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     cargo_env(args, &[])
 }
 

@@ -45,6 +45,7 @@ use crate::pem::TlsError;
 use crate::plugins::PluginHost;
 use crate::store::{Storage, StoreError};
 use crate::tasks::TaskService;
+use sdnotify::State;
 use tls::Anchors;
 
 /// Start-up failures, each with its own exit code (sysexits.h).
@@ -207,10 +208,11 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
 
     tokio::spawn(reinit_loop(hsm.clone(), cfg.hsm.reinit_interval));
     tokio::spawn(store_recovery_loop(store.clone()));
-    if let Some(every) = crate::server::sdnotify::watchdog_interval() {
+    if let Some(every) = sdnotify::watchdog_interval() {
         tokio::spawn(watchdog_loop(hsm.clone(), every));
     }
-    crate::server::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr}\nMAINPID={}", std::process::id()));
+    let serving = format!("serving on {api_addr}");
+    sdnotify::notify(&[State::Ready, State::Status(&serving), State::MainPid(std::process::id())]);
     let (stop_tx, stop_rx) = watch::channel(false);
     let tls_now = Arc::new(std::sync::RwLock::new((TlsAcceptor::from(tls_config), anchors)));
     let limits = cfg.api.limits.clone();
@@ -238,7 +240,8 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     loop {
         tokio::select! {
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                crate::server::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", crate::server::sdnotify::monotonic_usec()));
+                let reloading = [Some(State::Reloading), sdnotify::reloading(), Some(State::Status("reloading"))];
+                sdnotify::notify(&reloading.into_iter().flatten().collect::<Vec<_>>());
                 let outcome = reload(config_path.as_deref(), &plugins);
                 let (status, detail) = match outcome {
                     Ok((acceptor, anchors, notes)) => {
@@ -256,12 +259,13 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 if let Err(e) = audit.record(ev).await {
                     tracing::error!(error = %e, "audit entry for the reload not written");
                 }
-                crate::server::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {api_addr} (reload {status})"));
+                let serving = format!("serving on {api_addr} (reload {status})");
+                sdnotify::notify(&[State::Ready, State::Status(&serving)]);
             }
             _ = &mut stop => break,
         }
     }
-    crate::server::sdnotify::notify("STOPPING=1\nSTATUS=draining connections");
+    sdnotify::notify(&[State::Stopping, State::Status("draining connections")]);
     tracing::info!("shutting down: draining connections");
     // The accept loops drop their listeners; open connections finish their request and close.
     let _ = stop_tx.send(true);
@@ -703,7 +707,7 @@ async fn watchdog_loop(hsm: Arc<Hsm>, every: Duration) {
     loop {
         tick.tick().await;
         if hsm.is_ready() {
-            crate::server::sdnotify::notify("WATCHDOG=1");
+            sdnotify::notify(&[State::Watchdog]);
         }
     }
 }

@@ -19,6 +19,18 @@ pub mod cluster;
 pub mod ra;
 
 /// `target/<profile>/<name>`, next to the test executable's `deps/` directory.
+/// Every certificate of a PEM file.
+pub fn pem_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().expect("PEM certificates")
+}
+
+/// The private key of a PEM file (PKCS#8, SEC1 or PKCS#1).
+pub fn pem_key(pem: &[u8]) -> rustls::pki_types::PrivateKeyDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).expect("a PEM private key")
+}
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
@@ -497,16 +509,15 @@ impl CallbackReceiver {
         let pki = env.pki();
         let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut read("ca.pem").as_slice()) {
-            roots.add(c.unwrap()).unwrap();
+        for c in pem_certs(&read("ca.pem")) {
+            roots.add(c).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .unwrap();
         // The gateway's own certificate: it chains to an API anchor in either PKI layout.
-        let certs = rustls_pemfile::certs(&mut read("gateway.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
-        let key = rustls_pemfile::private_key(&mut read("gateway.key").as_slice()).unwrap().unwrap();
+        let (certs, key) = (pem_certs(&read("gateway.pem")), pem_key(&read("gateway.key")));
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -599,12 +610,10 @@ pub async fn raw_tls(
     let pki = env.pki();
     let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut read("ca.pem").as_slice()) {
-        roots.add(c.unwrap()).unwrap();
+    for c in pem_certs(&read("ca.pem")) {
+        roots.add(c).unwrap();
     }
-    let certs =
-        rustls_pemfile::certs(&mut read(&format!("{who}.pem")).as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = rustls_pemfile::private_key(&mut read(&format!("{who}.key")).as_slice()).unwrap().unwrap();
+    let (certs, key) = (pem_certs(&read(&format!("{who}.pem"))), pem_key(&read(&format!("{who}.key"))));
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

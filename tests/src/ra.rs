@@ -64,8 +64,7 @@ impl TestRa {
         std::fs::write(&ca_pem, pem("CERTIFICATE", ca.root_der())).unwrap();
 
         let read = |name: &str| std::fs::read(pki.join(name)).unwrap();
-        let certs = rustls_pemfile::certs(&mut read("server.pem").as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
-        let key = rustls_pemfile::private_key(&mut read("server.key").as_slice()).unwrap().unwrap();
+        let (certs, key) = (crate::pem_certs(&read("server.pem")), crate::pem_key(&read("server.key")));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

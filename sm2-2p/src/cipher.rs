@@ -1,6 +1,6 @@
 //! SM2 public-key encryption ciphertexts (GB/T 32918.4): the raw `C1‖C3‖C2` layout and the
-//! GM/T 0009 DER `SM2Cipher` that OpenSSL writes, the SM3 KDF, plain encryption, and the
-//! small strict DER reader/writer both formats (and signatures) need.
+//! GM/T 0009 DER `SM2Cipher` that OpenSSL writes (`asn1`), the SM3 KDF and plain
+//! encryption.
 
 use elliptic_curve::group::Group;
 use sm2::{AffinePoint, ProjectivePoint};
@@ -34,18 +34,12 @@ impl Ciphertext {
     }
 
     fn parse_der(bytes: &[u8]) -> Result<Ciphertext> {
-        let bad = |_| Error::InvalidCiphertext;
-        let mut outer = DerReader::new(bytes);
-        let mut seq = DerReader::new(outer.read(0x30).map_err(bad)?);
-        outer.finish().map_err(bad)?;
-        let x = seq.integer32().map_err(bad)?;
-        let y = seq.integer32().map_err(bad)?;
-        let c3: [u8; 32] = seq.read(0x04).map_err(bad)?.try_into().map_err(|_| Error::InvalidCiphertext)?;
-        let c2 = seq.read(0x04).map_err(bad)?.to_vec();
-        seq.finish().map_err(bad)?;
+        let (x, y, c3, c2) = crate::asn1::decode_sm2_cipher(bytes).ok_or(Error::InvalidCiphertext)?;
+        let c3: [u8; 32] = c3.try_into().map_err(|_| Error::InvalidCiphertext)?;
         if c2.is_empty() {
             return Err(Error::InvalidCiphertext);
         }
+        let c2 = c2.to_vec();
         let mut point = [0u8; 65];
         point[0] = 0x04;
         point[1..33].copy_from_slice(&x);
@@ -64,17 +58,10 @@ impl Ciphertext {
 
     pub fn to_der(&self) -> Vec<u8> {
         let p = point_to_sec1(&self.c1);
-        let mut body = Vec::with_capacity(110 + self.c2.len());
-        der_integer(&mut body, &p[1..33]);
-        der_integer(&mut body, &p[33..]);
-        der_header(&mut body, 0x04, 32);
-        body.extend_from_slice(&self.c3);
-        der_header(&mut body, 0x04, self.c2.len());
-        body.extend_from_slice(&self.c2);
-        let mut out = Vec::with_capacity(body.len() + 6);
-        der_header(&mut out, 0x30, body.len());
-        out.extend_from_slice(&body);
-        out
+        let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+        x.copy_from_slice(&p[1..33]);
+        y.copy_from_slice(&p[33..]);
+        crate::asn1::encode_sm2_cipher(&x, &y, &self.c3, &self.c2)
     }
 }
 
@@ -114,95 +101,5 @@ pub fn encrypt(public: &AffinePoint, msg: &[u8]) -> Ciphertext {
         h.update(msg);
         h.update(&xy[33..]);
         return Ciphertext { c1, c3: h.finalize().into(), c2 };
-    }
-}
-
-// ---- minimal strict DER ---------------------------------------------------------------
-
-pub(crate) fn der_header(out: &mut Vec<u8>, tag: u8, len: usize) {
-    out.push(tag);
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = (len as u64).to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (8 - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
-/// A non-negative INTEGER from big-endian bytes, minimally encoded.
-pub(crate) fn der_integer(out: &mut Vec<u8>, be: &[u8]) {
-    let skip = be.iter().take_while(|b| **b == 0).count().min(be.len().saturating_sub(1));
-    let v = &be[skip..];
-    let pad = v.first().is_some_and(|b| b & 0x80 != 0);
-    der_header(out, 0x02, v.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(v);
-}
-
-#[derive(Debug)]
-pub(crate) struct DerError;
-
-pub(crate) struct DerReader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> DerReader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        DerReader { rest: bytes }
-    }
-
-    /// Read one element with the given tag; returns its contents. Lengths must be minimal.
-    pub(crate) fn read(&mut self, tag: u8) -> core::result::Result<&'a [u8], DerError> {
-        let (&t, rest) = self.rest.split_first().ok_or(DerError)?;
-        if t != tag {
-            return Err(DerError);
-        }
-        let (&first, mut rest) = rest.split_first().ok_or(DerError)?;
-        let len = if first < 0x80 {
-            first as usize
-        } else {
-            let n = (first & 0x7f) as usize;
-            if n == 0 || n > 4 || rest.len() < n || rest[0] == 0 {
-                return Err(DerError);
-            }
-            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
-            if len < 0x80 {
-                return Err(DerError);
-            }
-            rest = &rest[n..];
-            len
-        };
-        if rest.len() < len {
-            return Err(DerError);
-        }
-        let (content, rest) = rest.split_at(len);
-        self.rest = rest;
-        Ok(content)
-    }
-
-    /// A minimally encoded non-negative INTEGER of at most 32 bytes, left-padded.
-    pub(crate) fn integer32(&mut self) -> core::result::Result<[u8; 32], DerError> {
-        let v = self.read(0x02)?;
-        match v {
-            [] => return Err(DerError),
-            [b, ..] if b & 0x80 != 0 => return Err(DerError),
-            [0, next, ..] if next & 0x80 == 0 => return Err(DerError),
-            _ => {}
-        }
-        let v = if v[0] == 0 && v.len() > 1 { &v[1..] } else { v };
-        if v.len() > 32 {
-            return Err(DerError);
-        }
-        let mut out = [0u8; 32];
-        out[32 - v.len()..].copy_from_slice(v);
-        Ok(out)
-    }
-
-    pub(crate) fn finish(&self) -> core::result::Result<(), DerError> {
-        if self.rest.is_empty() { Ok(()) } else { Err(DerError) }
     }
 }

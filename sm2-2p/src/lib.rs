@@ -15,6 +15,7 @@
 // Unsafe code only in `fast::adx` (inline assembly) and at its two call sites.
 #![deny(unsafe_code)]
 
+mod asn1;
 mod cipher;
 mod encoding;
 pub mod fast;

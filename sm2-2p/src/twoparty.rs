@@ -119,13 +119,7 @@ impl FixedK3Response {
 
 /// DER `SEQUENCE { INTEGER a, INTEGER b }`.
 fn der_pair(a: &Scalar, b: &Scalar) -> Vec<u8> {
-    let mut body = Vec::with_capacity(70);
-    crate::cipher::der_integer(&mut body, &scalar_to_bytes(a));
-    crate::cipher::der_integer(&mut body, &scalar_to_bytes(b));
-    let mut out = Vec::with_capacity(body.len() + 2);
-    crate::cipher::der_header(&mut out, 0x30, body.len());
-    out.extend_from_slice(&body);
-    out
+    crate::asn1::encode_pair(&scalar_to_bytes(a), &scalar_to_bytes(b))
 }
 
 /// Server key generation: pick `d2`, answer `P = d2⁻¹·P1 − G` (retry on identity).
@@ -393,13 +387,7 @@ impl Signature {
 
     /// Strict DER; both values in `(0, n)`.
     pub fn from_der(der: &[u8]) -> Result<Self> {
-        let bad = |_| Error::InvalidSignature;
-        let mut outer = crate::cipher::DerReader::new(der);
-        let mut seq = crate::cipher::DerReader::new(outer.read(0x30).map_err(bad)?);
-        outer.finish().map_err(bad)?;
-        let r = seq.integer32().map_err(bad)?;
-        let s = seq.integer32().map_err(bad)?;
-        seq.finish().map_err(bad)?;
+        let (r, s) = crate::asn1::decode_pair(der).ok_or(Error::InvalidSignature)?;
         Signature::checked(scalar_from_bytes(&r)?, scalar_from_bytes(&s)?)
     }
 

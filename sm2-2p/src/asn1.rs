@@ -30,11 +30,19 @@ fn to_32(u: &UintRef<'_>) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// `(x, y, hash, ciphertext)` of a DER `SM2Cipher`; `None` if it is not strict DER or a
-/// coordinate is longer than 32 bytes.
-pub(crate) fn decode_sm2_cipher(der: &[u8]) -> Option<([u8; 32], [u8; 32], &[u8], &[u8])> {
+/// The fields of a decoded `SM2Cipher`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CipherParts<'a> {
+    pub x: [u8; 32],
+    pub y: [u8; 32],
+    pub hash: &'a [u8],
+    pub ciphertext: &'a [u8],
+}
+
+/// A DER `SM2Cipher`; `None` if it is not strict DER or a coordinate is longer than 32 bytes.
+pub(crate) fn decode_sm2_cipher(der: &[u8]) -> Option<CipherParts<'_>> {
     let c = Sm2Cipher::from_der(der).ok()?;
-    Some((to_32(&c.x)?, to_32(&c.y)?, c.hash.as_bytes(), c.ciphertext.as_bytes()))
+    Some(CipherParts { x: to_32(&c.x)?, y: to_32(&c.y)?, hash: c.hash.as_bytes(), ciphertext: c.ciphertext.as_bytes() })
 }
 
 pub(crate) fn encode_sm2_cipher(x: &[u8; 32], y: &[u8; 32], hash: &[u8; 32], ciphertext: &[u8]) -> Vec<u8> {
@@ -93,8 +101,7 @@ mod tests {
     fn sm2_cipher_round_trips() {
         let (x, y, h) = ([0x80u8; 32], [0x01u8; 32], [0x33u8; 32]);
         let der = encode_sm2_cipher(&x, &y, &h, b"secret");
-        let (x2, y2, h2, c2) = decode_sm2_cipher(&der).unwrap();
-        assert_eq!((x2, y2, h2, c2), (x, y, &h[..], &b"secret"[..]));
+        assert_eq!(decode_sm2_cipher(&der), Some(CipherParts { x, y, hash: &h, ciphertext: b"secret" }));
         assert_eq!(decode_sm2_cipher(&der[..der.len() - 1]), None);
     }
 }

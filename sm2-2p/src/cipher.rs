@@ -34,12 +34,12 @@ impl Ciphertext {
     }
 
     fn parse_der(bytes: &[u8]) -> Result<Ciphertext> {
-        let (x, y, c3, c2) = crate::asn1::decode_sm2_cipher(bytes).ok_or(Error::InvalidCiphertext)?;
-        let c3: [u8; 32] = c3.try_into().map_err(|_| Error::InvalidCiphertext)?;
-        if c2.is_empty() {
+        let parts = crate::asn1::decode_sm2_cipher(bytes).ok_or(Error::InvalidCiphertext)?;
+        let c3: [u8; 32] = parts.hash.try_into().map_err(|_| Error::InvalidCiphertext)?;
+        if parts.ciphertext.is_empty() {
             return Err(Error::InvalidCiphertext);
         }
-        let c2 = c2.to_vec();
+        let (x, y, c2) = (parts.x, parts.y, parts.ciphertext.to_vec());
         let mut point = [0u8; 65];
         point[0] = 0x04;
         point[1..33].copy_from_slice(&x);

@@ -14,10 +14,13 @@
 //!   `fuzz --seeds` rewrites the checked-in seeds (`seeds.rs`).
 //! - `deb [--debug] [--no-build] [--out DIR]` builds the Debian package (`deb.rs`) into
 //!   `target/deb/` from release binaries (`--debug`: the debug ones, as the test does).
+//! - `deny`: `cargo deny check` with `deny.toml` (advisories, licences, bans, sources),
+//!   also run by `test` after the lints (`deny.rs`).
 //! - `openapi` regenerates `docs/openapi.yaml` from the wire types of `mcs-api`
 //!   (`api-types/`); that crate's `openapi` test fails while the checked-in file differs.
 
 mod deb;
+mod deny;
 mod seeds;
 
 use std::io::{BufRead, BufReader};
@@ -36,9 +39,10 @@ fn main() -> ExitCode {
         Some("lint") => gates(),
         Some("openapi") => openapi(),
         Some("deb") => deb::deb(&args[1..]),
+        Some("deny") => deny::deny(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR]"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR] | deny"
             );
             return ExitCode::from(2);
         }
@@ -171,6 +175,7 @@ fn bench(args: &[String]) -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     // The habits first: they are cheap, and a red gate should not wait for the suite.
     gates()?;
+    deny::deny()?;
     ensure_system_deps()?;
     ensure_pyhanko()?;
     // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.

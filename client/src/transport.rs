@@ -14,7 +14,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, RETRY_AFTER};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 use serde::Serialize;
@@ -158,6 +159,23 @@ pub struct Connection {
     request_id: Option<String>,
 }
 
+/// Host and port of the daemon's `https://host:port` URL (through `http::Uri`; an IPv6
+/// host without its brackets). The port is required: the daemon has no default one.
+fn host_port(url: &str) -> Result<(String, u16)> {
+    let bad = |why: &str| Error::Config(format!("server URL {why}: {url}"));
+    let uri: hyper::Uri = url.parse().map_err(|_| bad("does not parse"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad("must start with https://"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("needs host:port"))?;
+    let port = authority.port_u16().ok_or_else(|| bad("needs host:port"))?;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || authority.as_str().contains('@') {
+        return Err(bad("needs host:port"));
+    }
+    Ok((host.to_owned(), port))
+}
+
 fn read(path: &PathBuf) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
@@ -165,20 +183,12 @@ fn read(path: &PathBuf) -> Result<Vec<u8>> {
 impl Connection {
     /// Load the TLS material and connect (TCP + TLS handshake).
     pub async fn connect(ep: &Endpoint) -> Result<Connection> {
-        let rest = ep
-            .base_url
-            .strip_prefix("https://")
-            .ok_or_else(|| Error::Config(format!("server URL must start with https://: {}", ep.base_url)))?
-            .trim_end_matches('/');
-        let (host, port) = rest
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().ok()?)))
-            .ok_or_else(|| Error::Config(format!("server URL needs host:port: {}", ep.base_url)))?;
+        let (host, port) = host_port(&ep.base_url)?;
         let server_name =
             ServerName::try_from(host.clone()).map_err(|e| Error::Config(format!("server name {host}: {e}")))?;
 
         let mut roots = RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut read(&ep.ca_file)?.as_slice()) {
+        for cert in CertificateDer::pem_slice_iter(&read(&ep.ca_file)?) {
             let cert = cert.map_err(|e| Error::Config(format!("{}: {e}", ep.ca_file.display())))?;
             roots.add(cert).map_err(|e| Error::Config(format!("{}: {e}", ep.ca_file.display())))?;
         }
@@ -189,12 +199,11 @@ impl Connection {
             .with_root_certificates(roots);
         let mut config = match (&ep.cert_file, &ep.key_file) {
             (Some(cert), Some(key)) => {
-                let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+                let certs = CertificateDer::pem_slice_iter(&read(cert)?)
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| Error::Config(format!("{}: {e}", cert.display())))?;
-                let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-                    .map_err(|e| Error::Config(format!("{}: {e}", key.display())))?
-                    .ok_or_else(|| Error::Config(format!("{}: no private key", key.display())))?;
+                let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+                    .map_err(|e| Error::Config(format!("{}: no private key ({e})", key.display())))?;
                 builder.with_client_auth_cert(certs, key).map_err(|e| Error::Config(e.to_string()))?
             }
             (None, None) => builder.with_no_client_auth(),
@@ -327,4 +336,19 @@ fn describe(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn the_server_url_is_https_with_a_host_and_a_port() {
+        assert_eq!(host_port("https://127.0.0.1:8443").unwrap(), ("127.0.0.1".to_owned(), 8443));
+        assert_eq!(host_port("https://mcsd.example.cn:443/").unwrap(), ("mcsd.example.cn".to_owned(), 443));
+        assert_eq!(host_port("https://[::1]:9443").unwrap(), ("::1".to_owned(), 9443));
+        for bad in ["http://127.0.0.1:8443", "https://127.0.0.1", "https://:8443", "https://u@h:1", "127.0.0.1:8443"] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ mod adapter_state;
 pub mod control;
 pub mod logging;
 pub mod preflight;
-#[allow(unsafe_code)] // the sd_notify socket: listed in ARCHITECTURE.md
+#[allow(unsafe_code)] // its test sets NOTIFY_SOCKET: listed in ARCHITECTURE.md
 pub mod sdnotify;
 pub mod tls;
 

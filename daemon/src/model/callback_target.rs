@@ -42,23 +42,35 @@ pub struct CallbackUrl {
 impl CallbackUrl {
     /// Parse strictly: `https://` only (lowercase), no user info, no fragment, a valid
     /// host, a port in 1..=65535, a path of visible ASCII.
+    ///
+    /// `http::Uri` splits the URL and refuses what is no URI at all; every part is then
+    /// checked here, because a URI may be more than a callback target may: `http` reads
+    /// the scheme in any case, drops a fragment, reads `:+443` as 443 and an unreadable
+    /// port (`:`, `:65536`) as none, and lets non-ASCII and `\\` into the path.
     pub fn parse(url: &str) -> Result<CallbackUrl, String> {
         if url.len() > MAX_URL_LEN {
             return Err(format!("is longer than {MAX_URL_LEN} bytes"));
         }
-        let rest = url.strip_prefix("https://").ok_or("must be an https:// URL")?;
-        let (authority, path) = match rest.find(['/', '?', '#']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if authority.contains('@') {
+        if !url.starts_with("https://") {
+            return Err("must be an https:// URL".into());
+        }
+        let uri: http::Uri = url.parse().map_err(|e| not_a_uri(url, e))?;
+        // An absolute URI always has an authority (maybe without a host) and a path.
+        let authority = uri.authority().ok_or("host is empty")?;
+        if authority.as_str().contains('@') {
             return Err("must not carry user info".into());
         }
         let (host, port) = split_authority(authority)?;
         let host = parse_host(host)?;
+        // Neither the scheme nor the authority can hold a `#`: it starts the fragment,
+        // which `http` would drop without a word.
+        if url.contains('#') {
+            return Err(format!("path has a character that is not allowed ({:?})", '#'));
+        }
         // `https://gw?x` asks for `/?x`.
+        let path = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
         let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
-        if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic() || matches!(c, '#' | '\\')) {
+        if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic() || *c == '\\') {
             return Err(format!("path has a character that is not allowed ({c:?})"));
         }
         Ok(CallbackUrl { host, port, path })
@@ -73,18 +85,24 @@ impl CallbackUrl {
     }
 }
 
-fn split_authority(authority: &str) -> Result<(&str, u16), String> {
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']').ok_or("IPv6 address lacks its closing ]")?;
-        match &authority[end + 1..] {
-            "" => (&authority[..=end], None),
-            p => (&authority[..=end], Some(p.strip_prefix(':').ok_or("unexpected text after the IPv6 address")?)),
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
+/// Why `http::Uri` refused `url`: a character no URL may carry (a space, a control,
+/// non-ASCII, `\\`) by name, else its own reason.
+fn not_a_uri(url: &str, e: http::uri::InvalidUri) -> String {
+    match url.chars().find(|c| !c.is_ascii_graphic() || *c == '\\') {
+        Some(c) => format!("has a character that is not allowed ({c:?})"),
+        None => format!("is not a valid URL ({e})"),
+    }
+}
+
+/// The host (an IPv6 address with its brackets) and port of an authority without user
+/// info. `http` delimits the host; the port's text is read here, strictly.
+fn split_authority(authority: &http::uri::Authority) -> Result<(&str, u16), String> {
+    let host = authority.host();
+    let port = match &authority.as_str()[host.len()..] {
+        "" => None,
+        // After a name or an IPv4 address `http` ends the host at the `:`; only `]` can be
+        // followed by anything else.
+        tail => Some(tail.strip_prefix(':').ok_or("unexpected text after the IPv6 address")?),
     };
     let port = match port {
         None => 443,
@@ -387,6 +405,48 @@ mod tests {
         assert!(url(&format!("https://{}.cn/", "a".repeat(64))).is_err());
         assert!(url(&format!("https://{}.cn/", "a".repeat(63))).is_ok());
         assert!(url("https://1.2.3.4.example/").is_ok());
+    }
+
+    #[test]
+    fn callback_url_refusals_say_why() {
+        let why = |s: &str| url(s).unwrap_err();
+        for (bad, reason) in [
+            ("http://gw/cb", "must be an https:// URL"),
+            ("HTTPS://gw/", "must be an https:// URL"),
+            ("https://user@gw/", "must not carry user info"),
+            ("https://user:pw@gw:443/", "must not carry user info"),
+            ("https://:80/", "host is empty"),
+            ("https://gw:/", "port `` is not a number in 1..=65535"),
+            ("https://gw:+443/", "port `+443` is not a number in 1..=65535"),
+            ("https://gw:65536/", "port `65536` is not a number in 1..=65535"),
+            ("https://gw:0/", "port 0 is not allowed"),
+            ("https://[::1]x/", "unexpected text after the IPv6 address"),
+            ("https://[127.0.0.1]/", "`127.0.0.1` is not an IPv6 address"),
+            (
+                "https://a_b.cn/",
+                "host `a_b.cn` has a character that is not allowed ('_'); names are letters, digits, hyphens and dots",
+            ),
+            ("https://127.1/", "host `127.1` is not a dotted-quad IPv4 address nor a name"),
+            ("https://gw/x#frag", "path has a character that is not allowed ('#')"),
+            ("https://gw#frag", "path has a character that is not allowed ('#')"),
+            ("https://gw/é", "path has a character that is not allowed ('é')"),
+            ("https://gw/a\\b", "path has a character that is not allowed ('\\\\')"),
+            // What `http::Uri` refuses itself: the character when there is one, else its reason.
+            ("https://a b/", "has a character that is not allowed (' ')"),
+            ("https://gw\\evil/", "has a character that is not allowed ('\\\\')"),
+            ("https://gw/\u{7f}", "has a character that is not allowed ('\\u{7f}')"),
+        ] {
+            assert_eq!(why(bad), reason, "{bad}");
+        }
+        for bad in ["https://[::1/", "https:///x", "https://gw:443:443/", "https://gw/<x>"] {
+            assert!(why(bad).starts_with("is not a valid URL ("), "{bad}: {}", why(bad));
+        }
+        // What is kept as written: the path and query, percent escapes and all.
+        assert_eq!(url("https://gw").unwrap().path, "/");
+        assert_eq!(url("https://gw/cb/?a=1&b=%20;c").unwrap().path, "/cb/?a=1&b=%20;c");
+        let u = url("https://[::1]:9443/x").unwrap();
+        assert_eq!((u.host.to_string(), u.port, u.host_header()), ("[::1]".into(), 9443, "[::1]:9443".into()));
+        assert_eq!(url("https://[2001:4860::1]/").unwrap().host_header(), "[2001:4860::1]");
     }
 
     #[test]

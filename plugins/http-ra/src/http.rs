@@ -239,6 +239,8 @@ mod tests {
         });
         let url = Url::parse(&format!("https://localhost:{port}/ra/")).unwrap();
         let client = Client::new(url, dir.join("ca.pem").to_str().unwrap(), None, timeout).unwrap();
+        // The roots are read by `Client::new`: the file is not needed after it.
+        std::fs::remove_dir_all(&dir).unwrap();
         (client, server)
     }
 

@@ -118,6 +118,24 @@ fn subcommand_pages(cmd: clap::Command, name: String, section: &str, dir: &Path)
     std::fs::write(dir.join(format!("{name}.{section}")), roff)
 }
 
+/// The arguments of `cmd` and its subcommands (shown ones) that have no help text, as
+/// `"<command path> <argument id>"`; for each binary's test that every one is described.
+pub fn undocumented_arguments(cmd: clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        let undocumented = cmd.get_arguments().filter(|a| a.get_help().is_none() && a.get_long_help().is_none());
+        missing.extend(undocumented.filter(|a| !a.is_hide_set()).map(|a| format!("{path} {}", a.get_id())));
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut cmd = cmd;
+    cmd.build();
+    cmd.clone().debug_assert();
+    let mut missing = Vec::new();
+    walk(&cmd, cmd.get_name(), &mut missing);
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +145,16 @@ mod tests {
         environment: &[],
         files: &[("/etc/x.toml", "the configuration")],
     };
+
+    #[test]
+    fn arguments_without_help_are_named() {
+        let cmd = clap::Command::new("demo").subcommand(
+            clap::Command::new("run")
+                .arg(clap::Arg::new("config").long("config").help("The file"))
+                .arg(clap::Arg::new("quiet").long("quiet")),
+        );
+        assert_eq!(undocumented_arguments(cmd), ["demo run quiet"]);
+    }
 
     #[test]
     fn the_epilogue_as_help_and_as_roff() {

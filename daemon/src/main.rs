@@ -1132,21 +1132,7 @@ mod tests {
     /// Every option and argument of every subcommand says what it is (`--help`, the man pages).
     #[test]
     fn every_argument_has_help() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                if arg.get_help().is_none() && arg.get_long_help().is_none() && !arg.is_hide_set() {
-                    missing.push(format!("{path} --{}", arg.get_id()));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut cmd = super::Cli::command();
-        cmd.build();
-        cmd.clone().debug_assert();
-        let mut missing = Vec::new();
-        walk(&cmd, "mcsd", &mut missing);
+        let missing = mcs_clidoc::undocumented_arguments(super::Cli::command());
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

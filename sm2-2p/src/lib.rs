@@ -19,6 +19,7 @@ mod asn1;
 mod cipher;
 mod encoding;
 pub mod fast;
+pub mod kat;
 mod pin;
 mod reshare;
 mod twoparty;

@@ -167,31 +167,37 @@ impl ServerShare {
 
     /// Canonical mode: `(x1, y1) = k3·Q1 + k2·G`, `r = e + x1`, `s2 = d2·k3`, `s3 = d2·(r + k2)`.
     pub fn sign(&self, e: &[u8; 32], q1: &AffinePoint) -> SignResponse {
-        let e = digest_scalar(e);
         loop {
             let k2 = Zeroizing::new(random_nonzero_scalar());
             let k3 = Zeroizing::new(random_nonzero_scalar());
-            let Some(x1) = crate::fast::lincomb_x(&k3, q1, &k2) else { continue };
-            let r = e + reduce_x_bytes(&x1);
-            if bool::from(r.is_zero()) {
-                continue;
+            if let Some(answer) = self.sign_with(e, q1, &k2, &k3) {
+                return answer;
             }
-            return SignResponse { r, s2: self.d2 * *k3, s3: self.d2 * (r + *k2) };
         }
+    }
+
+    /// One attempt of [`ServerShare::sign`] with the given nonces (`None`: pick others).
+    pub(crate) fn sign_with(&self, e: &[u8; 32], q1: &AffinePoint, k2: &Scalar, k3: &Scalar) -> Option<SignResponse> {
+        let x1 = crate::fast::lincomb_x(k3, q1, k2)?;
+        let r = digest_scalar(e) + reduce_x_bytes(&x1);
+        (!bool::from(r.is_zero())).then(|| SignResponse { r, s2: self.d2 * k3, s3: self.d2 * (r + k2) })
     }
 
     /// Tongsuo-compatible mode: `k3 = d2⁻¹`: `(x1, y1) = d2⁻¹·Q1 + k2·G`, `s3 = d2·(r + k2)`.
     pub fn sign_fixed_k3(&self, e: &[u8; 32], q1: &AffinePoint) -> FixedK3Response {
-        let e = digest_scalar(e);
         loop {
             let k2 = Zeroizing::new(random_nonzero_scalar());
-            let Some(x1) = crate::fast::lincomb_x(&self.d2_inv, q1, &k2) else { continue };
-            let r = e + reduce_x_bytes(&x1);
-            if bool::from(r.is_zero()) {
-                continue;
+            if let Some(answer) = self.sign_fixed_k3_with(e, q1, &k2) {
+                return answer;
             }
-            return FixedK3Response { r, s3: self.d2 * (r + *k2) };
         }
+    }
+
+    /// One attempt of [`ServerShare::sign_fixed_k3`] with the given nonce.
+    pub(crate) fn sign_fixed_k3_with(&self, e: &[u8; 32], q1: &AffinePoint, k2: &Scalar) -> Option<FixedK3Response> {
+        let x1 = crate::fast::lincomb_x(&self.d2_inv, q1, k2)?;
+        let r = digest_scalar(e) + reduce_x_bytes(&x1);
+        (!bool::from(r.is_zero())).then(|| FixedK3Response { r, s3: self.d2 * (r + k2) })
     }
 
     /// Blinded decryption: `T2 = d2⁻¹·T1`.
@@ -218,7 +224,7 @@ impl core::fmt::Debug for ClientShare {
 
 /// A one-time secret scalar (`k1` for signing, `w` for decryption blinding).
 #[derive(Zeroize, ZeroizeOnDrop)]
-pub struct Nonce(Scalar);
+pub struct Nonce(pub(crate) Scalar);
 
 /// Client key generation: pick `d1`, send `P1 = d1⁻¹·G`.
 pub fn client_keygen() -> (ClientShare, AffinePoint) {
@@ -268,10 +274,14 @@ impl ClientShare {
 
     /// Pick `w`, send `T1 = w·d1⁻¹·C1`.
     pub fn decrypt_blind(&self, c1: &AffinePoint) -> (Nonce, AffinePoint) {
-        let w = random_nonzero_scalar();
-        let f = w * invert(&self.d1);
-        let t1 = crate::fast::mul(&f, c1).unwrap_or(AffinePoint::IDENTITY);
-        (Nonce(w), t1)
+        let w = Nonce(random_nonzero_scalar());
+        let t1 = self.blind_with(&w, c1);
+        (w, t1)
+    }
+
+    /// `T1 = w·d1⁻¹·C1` for a given `w`.
+    pub(crate) fn blind_with(&self, w: &Nonce, c1: &AffinePoint) -> AffinePoint {
+        crate::fast::mul(&(w.0 * invert(&self.d1)), c1).unwrap_or(AffinePoint::IDENTITY)
     }
 
     /// `(x2, y2) = w⁻¹·T2 − C1`, then the ordinary SM2 KDF, XOR and C3 check.

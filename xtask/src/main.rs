@@ -16,12 +16,14 @@
 //!   `target/deb/` from release binaries (`--debug`: the debug ones, as the test does).
 //! - `deny`: `cargo deny check` with `deny.toml` (advisories, licences, bans, sources),
 //!   also run by `test` after the lints (`deny.rs`).
+//! - `vectors` writes `docs/test-vectors.json` (known-answer vectors, `vectors.rs`).
 //! - `openapi` regenerates `docs/openapi.yaml` from the wire types of `mcs-api`
 //!   (`api-types/`); that crate's `openapi` test fails while the checked-in file differs.
 
 mod deb;
 mod deny;
 mod seeds;
+mod vectors;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -40,9 +42,10 @@ fn main() -> ExitCode {
         Some("openapi") => openapi(),
         Some("deb") => deb::deb(&args[1..]),
         Some("deny") => deny::deny(),
+        Some("vectors") => vectors::write(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR] | deny"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR] | deny | vectors"
             );
             return ExitCode::from(2);
         }

@@ -49,8 +49,8 @@ struct Cli {
     #[arg(long = "as", global = true, value_name = "NAME")]
     identity: Option<String>,
     /// How answers are printed: `json` (the daemon's fields, for scripts) or `table`.
-    #[arg(long, env = "MCS_OUTPUT", global = true, value_enum, default_value_t = OutputArg::Json)]
-    output: OutputArg,
+    #[arg(long, env = "MCS_OUTPUT", global = true, value_enum, default_value_t = Output::Json)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,12 +75,6 @@ const EPILOGUE: mcs_clidoc::Epilogue = mcs_clidoc::Epilogue {
     ],
     files: &[],
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputArg {
-    Json,
-    Table,
-}
 
 /// `--output`, for [`print_json`].
 static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
@@ -112,14 +106,6 @@ enum TaskFormatArg {
     Envelope,
 }
 
-/// `--kind` of a certificate subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum SubjectKindArg {
-    Person,
-    Org,
-    Operator,
-}
-
 /// `admin successor --reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SuccessorReason {
@@ -131,38 +117,6 @@ enum SuccessorReason {
     Reissue,
     /// The same key, a new certificate (延期).
     Extend,
-}
-
-/// `admin seal-create --kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-enum SealKindArg {
-    Official,
-    LegalRep,
-    Finance,
-    Contract,
-    Personal,
-    Signature,
-}
-
-/// `admin seal-create --template`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-enum SealTemplateArg {
-    /// Square, the person's name in 2–4 characters.
-    PersonalName,
-    /// Round, the organisation's name around a star.
-    OrgRound,
-}
-
-/// `admin keys --status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum KeyStatusArg {
-    Pending,
-    Active,
-    Suspended,
-    Revoked,
-    Superseded,
 }
 
 /// `app sign --mode`.
@@ -184,19 +138,6 @@ enum DelegableKind {
     PdfSeal,
     Decrypt,
     Encrypt,
-}
-
-/// `admin platform grant --mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum GrantModeArg {
-    /// One task.
-    Once,
-    /// 24 hours from now.
-    Day,
-    /// A year from now.
-    Year,
-    /// Until --until.
-    Until,
 }
 
 #[derive(Args)]
@@ -377,7 +318,7 @@ enum GatewayCommand {
 struct SubjectArgs {
     /// Who the certificate names (with --name).
     #[arg(long, value_enum)]
-    kind: Option<SubjectKindArg>,
+    kind: Option<SubjectKind>,
     /// The subject's name (a person's, an organisation's).
     #[arg(long)]
     name: Option<String>,
@@ -397,8 +338,7 @@ impl SubjectArgs {
     fn get(self) -> Result<Option<Subject>, Error> {
         match (self.kind, self.name) {
             (Some(kind), Some(name)) => Ok(Some(Subject {
-                kind: serde_json::from_value::<SubjectKind>(wire(&kind).into())
-                    .map_err(|_| Error::Config("--kind must be person, org or operator".into()))?,
+                kind,
                 name,
                 org_name: self.org_name,
                 credit_code: self.credit_code,
@@ -484,7 +424,7 @@ enum AdminCommand {
     SealCreate {
         /// What the seal is for.
         #[arg(long, value_enum)]
-        kind: SealKindArg,
+        kind: mcs_api::SealKind,
         /// The seal's name (its holder's, e.g. the company's).
         #[arg(long)]
         name: String,
@@ -494,9 +434,10 @@ enum AdminCommand {
         /// The seal picture (PNG, JPEG or SVG, by extension) ...
         #[arg(long, required_unless_present = "template", conflicts_with = "template")]
         image: Option<PathBuf>,
-        /// ... or a face mcsd draws: personal_name (square, 2–4 characters) or org_round.
+        /// ... or a face mcsd draws: personal_name (square, the person's name in 2–4
+        /// characters) or org_round (round, the organisation's name around a star).
         #[arg(long, value_enum)]
-        template: Option<SealTemplateArg>,
+        template: Option<mcs_api::SealTemplateKind>,
         /// The template's text (default: --name).
         #[arg(long, requires = "template")]
         text: Option<String>,
@@ -579,7 +520,7 @@ enum AdminCommand {
         subject: Option<String>,
         /// Only keys in this state.
         #[arg(long, value_enum)]
-        status: Option<KeyStatusArg>,
+        status: Option<mcs_api::KeyStatus>,
     },
     /// Show one key.
     Key {
@@ -634,9 +575,9 @@ enum PlatformCommand {
         /// The platform (as its gateway certificate names it).
         #[arg(long)]
         platform: String,
-        /// How long the grant lasts.
+        /// How long the grant lasts: one task, 24 hours, a year, or until --until.
         #[arg(long, value_enum)]
-        mode: GrantModeArg,
+        mode: mcs_api::GrantMode,
         /// With `--mode until`: the end (RFC 3339, in the future).
         #[arg(long, required_if_eq("mode", "until"), value_name = "TIME")]
         until: Option<String>,
@@ -1031,7 +972,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&admin::audit(conn, &filter).await?)
             }
             AdminCommand::Platform { command: PlatformCommand::Grant { key_id: key, platform, mode, until } } => {
-                if until.is_some() && mode != GrantModeArg::Until {
+                if until.is_some() && mode != mcs_api::GrantMode::Until {
                     return Err(Error::Config("--until goes with --mode until".into()));
                 }
                 print_json(&admin::grant_platform(conn, &key, &platform, &wire(&mode), until.as_deref()).await?)
@@ -1070,12 +1011,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     owner,
                     image: match (image, template) {
                         (Some(image), _) => seal_image(&image, width_mm, height_mm)?.into(),
-                        (None, Some(t)) => mcs_api::SealFaceSpec::Template(mcs_api::SealTemplate {
-                            template: serde_json::from_value(serde_json::Value::String(wire(&t)))
-                                .map_err(|_| Error::Config("--template must be personal_name or org_round".into()))?,
-                            text,
-                            bottom_text,
-                        }),
+                        (None, Some(t)) => {
+                            mcs_api::SealFaceSpec::Template(mcs_api::SealTemplate { template: t, text, bottom_text })
+                        }
                         (None, None) => return Err(Error::Config("--image or --template is required".into())),
                     },
                     signer_key_ids: signers,
@@ -1104,8 +1042,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&admin::certificate_status(conn, &adapter, &serial).await?)
             }
             AdminCommand::Keys { subject, status } => {
-                let status = status.map(|s| wire(&s));
-                print_json(&admin::list_keys(conn, subject.as_deref(), status.as_deref()).await?)
+                print_json(&admin::list_keys(conn, subject.as_deref(), status.map(|s| s.as_str())).await?)
             }
             AdminCommand::Key { id } => print_json(&admin::get_key(conn, &id).await?),
             AdminCommand::Unlock { id } => {
@@ -1480,10 +1417,7 @@ fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = OUTPUT.set(match cli.output {
-        OutputArg::Json => Output::Json,
-        OutputArg::Table => Output::Table,
-    });
+    let _ = OUTPUT.set(cli.output);
     if let Command::GenerateAssets { dir } = &cli.command {
         return match generate_assets(dir) {
             Ok(()) => ExitCode::SUCCESS,
@@ -1555,9 +1489,17 @@ mod tests {
     #[test]
     fn enum_values_are_spelled_as_on_the_wire() {
         assert_eq!(super::wire(&super::SignModeArg::FixedK3), "fixed_k3");
-        assert_eq!(super::wire(&super::SealKindArg::LegalRep), "legal_rep");
         assert_eq!(super::wire(&super::DelegableKind::PdfSeal), "pdf_seal");
-        assert_eq!(super::wire(&super::SealTemplateArg::OrgRound), "org_round");
-        assert_eq!(super::wire(&super::GrantModeArg::Until), "until");
+        /// Every command-line spelling of a wire enum is its serde spelling.
+        fn same<E: clap::ValueEnum + serde::Serialize>() {
+            for v in E::value_variants() {
+                assert_eq!(serde_json::to_value(v).unwrap(), super::wire(v));
+            }
+        }
+        same::<mcs_api::SealKind>();
+        same::<mcs_api::SealTemplateKind>();
+        same::<mcs_api::GrantMode>();
+        same::<mcs_api::KeyStatus>();
+        same::<mcs_api::SubjectKind>();
     }
 }

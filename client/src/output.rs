@@ -10,13 +10,13 @@
 
 use serde_json::Value;
 
-/// `--output`: the two ways of printing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `--output`: the two ways of printing — `Json`, pretty-printed, exactly the daemon's
+/// fields; `Table`, aligned columns for a terminal. (Described here rather than on the
+/// variants, which clap would list as per-value help.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Output {
-    /// Pretty-printed JSON, exactly the daemon's fields.
     #[default]
     Json,
-    /// Aligned columns for a terminal.
     Table,
 }
 

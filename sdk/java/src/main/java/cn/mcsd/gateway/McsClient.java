@@ -187,7 +187,7 @@ public final class McsClient {
                 return outcome;
             }
             // Answered early without a final status: do not spin.
-            if (Duration.between(asked, Instant.now()).compareTo(wait.minusSeconds(1)) < 0) {
+            if (Duration.between(asked, Instant.now()).compareTo(wait.minusMillis(500)) < 0) {
                 Duration pause = Duration.between(Instant.now(), deadline);
                 sleep(pause.compareTo(EARLY_ANSWER_PAUSE) < 0 ? pause : EARLY_ANSWER_PAUSE);
             }

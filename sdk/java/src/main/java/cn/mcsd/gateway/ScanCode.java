@@ -1,31 +1,30 @@
 package cn.mcsd.gateway;
 
 import java.io.ByteArrayOutputStream;
-import java.net.URI;
-import java.net.URISyntaxException;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.regex.Pattern;
 
 /**
  * What a task's QR code carries (docs/api-extensions.md "QR string"):
  * {@code mcs://task?v=1&id=<task id>&token=<token>&url=<daemon URL, percent-encoded>}.
  *
- * <p>{@link #parse} is strict: the exact prefix, version {@code 1}, each of {@code v},
- * {@code id}, {@code token}, {@code url} exactly once and nothing else, well-formed
- * {@code %XX} escapes decoding to UTF-8, a task id of {@code [A-Za-z0-9_-]}, a token of 32
- * lowercase hex characters and an absolute {@code https://} URL with a host. A gateway
- * renders the daemon's {@link CreatedTask#qr()} as it is; parsing is for checking it, for
- * tests, and for phones written in Java.
+ * <p>{@link #parse} reads as the reference reader ({@code api-types/src/qr.rs}) does: the
+ * exact prefix; version {@code 1}; each of {@code v}, {@code id}, {@code token}, {@code url}
+ * exactly once and non-empty; escapes of {@code %} and two hex digits, decoding to UTF-8;
+ * the URL {@code https://} with a host. Parameters it does not know are skipped (a later
+ * version-1 string may carry more). It is stricter in three places, which no string the
+ * daemon writes meets: characters outside visible ASCII must be escaped, and the daemon URL
+ * may carry neither user info ({@code https://bank@evil}) nor a fragment.
+ *
+ * <p>A gateway renders the daemon's {@link CreatedTask#qr()} as it is; parsing is for
+ * checking it, for tests, and for phones written in Java.
  */
 public record ScanCode(String taskId, String token, String url) {
     static final String PREFIX = "mcs://task?";
-    private static final Pattern TASK_ID = Pattern.compile("[A-Za-z0-9_-]{1,128}");
-    private static final Pattern TOKEN = Pattern.compile("[0-9a-f]{32}");
 
     public ScanCode {
         check(taskId, token, url);
@@ -54,7 +53,7 @@ public record ScanCode(String taskId, String token, String url) {
             }
             String key = pair.substring(0, eq);
             if (!key.equals("v") && !key.equals("id") && !key.equals("token") && !key.equals("url")) {
-                throw new InvalidQrException("unknown parameter \"" + key + "\"");
+                continue; // not of this version's: skipped
             }
             if (params.put(key, percentDecode(pair.substring(eq + 1), key)) != null) {
                 throw new InvalidQrException("parameter \"" + key + "\" appears twice");
@@ -92,27 +91,37 @@ public record ScanCode(String taskId, String token, String url) {
     }
 
     private static void check(String taskId, String token, String url) {
-        if (taskId == null || !TASK_ID.matcher(taskId).matches()) {
-            throw new IllegalArgumentException("task id \"" + taskId + "\" is not 1 to 128 of A-Z a-z 0-9 _ -");
+        if (taskId == null || taskId.isEmpty() || hasControl(taskId)) {
+            throw new IllegalArgumentException("no task id");
         }
-        if (token == null || !TOKEN.matcher(token).matches()) {
-            throw new IllegalArgumentException("the token is not 32 lowercase hex characters");
+        if (token == null || token.isEmpty() || hasControl(token)) {
+            throw new IllegalArgumentException("no token");
         }
-        if (url == null) {
+        if (url == null || url.isEmpty()) {
             throw new IllegalArgumentException("no daemon URL");
         }
-        URI u;
-        try {
-            u = new URI(url);
-        } catch (URISyntaxException e) {
-            throw new IllegalArgumentException("daemon URL \"" + url + "\" is not a URI: " + e.getReason());
+        if (!url.startsWith("https://")) {
+            throw new IllegalArgumentException("the daemon URL is not https");
         }
-        if (!"https".equals(u.getScheme()) || !url.startsWith("https://")) {
-            throw new IllegalArgumentException("daemon URL \"" + url + "\" is not https://");
+        String rest = url.substring("https://".length());
+        if (rest.isEmpty() || "/:?#".indexOf(rest.charAt(0)) >= 0) {
+            throw new IllegalArgumentException("the daemon URL has no host");
         }
-        if (u.getHost() == null || u.getRawUserInfo() != null || u.getRawFragment() != null) {
-            throw new IllegalArgumentException("daemon URL \"" + url + "\" needs a host and no user info or fragment");
+        int end = 0;
+        while (end < rest.length() && "/?#".indexOf(rest.charAt(end)) < 0) end++;
+        if (rest.substring(0, end).contains("@")) {
+            throw new IllegalArgumentException("the daemon URL carries user info");
         }
+        if (url.contains("#")) {
+            throw new IllegalArgumentException("the daemon URL carries a fragment");
+        }
+        if (hasControl(url) || url.contains(" ")) {
+            throw new IllegalArgumentException("the daemon URL has a space or control character");
+        }
+    }
+
+    private static boolean hasControl(String s) {
+        return s.chars().anyMatch(c -> c < 0x20 || c == 0x7f);
     }
 
     static String percentEncode(String s) {

@@ -357,9 +357,12 @@ public final class Json {
                 }
                 // Surrogate pairs arrive as two chars from the UTF-8 decoder; a lone one
                 // cannot (the decoder refuses it), unless the caller passed such a String.
-                if (Character.isLowSurrogate(c)
-                        || (Character.isHighSurrogate(c)
-                                && (pos + 1 >= s.length() || !Character.isLowSurrogate(s.charAt(pos + 1))))) {
+                if (Character.isHighSurrogate(c) && pos + 1 < s.length() && Character.isLowSurrogate(s.charAt(pos + 1))) {
+                    b.append(c).append(s.charAt(pos + 1));
+                    pos += 2;
+                    continue;
+                }
+                if (Character.isSurrogate(c)) {
                     throw error("unpaired surrogate in a string");
                 }
                 b.append(c);

@@ -282,8 +282,10 @@ public final class KnownAnswers {
         same(where, "id", v.string("id"), code.taskId());
         same(where, "token", v.string("token"), code.token());
         same(where, "url", v.string("url"), code.url());
-        same(where, "qr (built from id, token, url)", v.string("qr"),
-                new ScanCode(v.string("id"), v.string("token"), v.string("url")).toQr());
+        // Built back from its parts, it reads as the same code (the file's string may order
+        // its parameters otherwise, or carry some this version skips).
+        ScanCode built = new ScanCode(v.string("id"), v.string("token"), v.string("url"));
+        require(where, ScanCode.parse(built.toQr()).equals(code), "built from id, token, url, it reads otherwise");
     }
 
     private static void qrInvalid(JsonObject v, String where) {

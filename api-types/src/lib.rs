@@ -17,6 +17,7 @@ pub mod error;
 pub mod inbox;
 pub mod keys;
 pub mod ops;
+pub mod qr;
 pub mod seals;
 pub mod tasks;
 
@@ -30,6 +31,7 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use inbox::*;
 pub use keys::*;
 pub use ops::*;
+pub use qr::ScanCode;
 pub use seals::*;
 pub use tasks::*;
 

@@ -1,6 +1,7 @@
 //! Playing the operator: enrollments, key listing, unlock, revoke, successors, CA adapters.
 
 use hyper::Method;
+use mcs_api::qr::percent_encode;
 use serde_json::Value;
 
 use crate::transport::{Connection, Result, parse};
@@ -215,13 +216,4 @@ fn with_query(path: &str, params: &[(&str, Option<&str>)]) -> String {
     let query: Vec<String> =
         params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", percent_encode(v)))).collect();
     if query.is_empty() { path.to_owned() } else { format!("{path}?{}", query.join("&")) }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

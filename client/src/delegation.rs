@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sm2_2p::{AffinePoint, ClientShare, Scalar, Transcript, TransportKey};
 use zeroize::Zeroizing;
 
-use crate::phone::{Phone, PhoneState, STATE_VERSION, mask, random_salt};
+use crate::phone::{Phone, PhoneState, STATE_VERSION, random_salt};
 use crate::transport::{Connection, Error, Result, parse};
 
 fn kind_str(kind: DelegationKind) -> &'static str {
@@ -291,7 +291,7 @@ impl PendingDelegation {
         let public = point(&view.public_key, "public_key")?;
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
-        let recovery = crate::recovery::new_key()?;
+        let recovery = sm2_2p::phone::new_recovery_key();
         let body = ActivateDelegationRequest {
             pin: Pin { salt: hex::encode(salt), verifier: Zeroizing::new(hex::encode(verifier.as_slice())) },
             recovery_key: Some(Zeroizing::new(hex::encode(recovery.as_slice()))),
@@ -301,13 +301,13 @@ impl PendingDelegation {
         if key.key_id != view.key_id || point(&key.public_key, "public_key")? != public {
             return Err(Error::Protocol("the activated key is not the delegation's key".into()));
         }
-        let d1_recovery = Some(crate::recovery::seal(&recovery, &key.key_id, share.scalar())?);
+        let d1_recovery = Some(sm2_2p::phone::seal_recovery(&recovery, &key.key_id, share.scalar()));
         let state = PhoneState {
             version: STATE_VERSION,
             server: self.server.clone(),
             key_id: key.key_id,
             public_key: sm2_2p::point_to_hex(&public),
-            d1_masked: sm2_2p::scalar_to_hex(&(*share.scalar() * mask(&verifier))),
+            d1_masked: sm2_2p::scalar_to_hex(&sm2_2p::phone::mask_d1(share.scalar(), &verifier)),
             pin_salt: hex::encode(salt),
             d1_recovery,
             fixed_k3: false,

@@ -9,7 +9,6 @@ pub mod inbox;
 pub mod load;
 pub mod output;
 pub mod phone;
-pub mod recovery;
 pub mod transport;
 
 pub use transport::{ApiError, Connection, Endpoint, Error};

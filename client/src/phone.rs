@@ -5,7 +5,6 @@
 //! wrong PIN proof, so a stolen phone cannot test guesses offline — every guess has to go
 //! through the daemon's durable counter.
 
-use elliptic_curve::ops::Reduce;
 use hyper::Method;
 use mcs_api::{
     ActivateRequest, Activation, BatchCosignAnswer, BatchCosignItem, BatchCosignRequest, BatchCosignResult,
@@ -15,7 +14,6 @@ use mcs_api::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sm2::FieldBytes;
 use sm2_2p::{AffinePoint, Ciphertext, ClientShare, Scalar, Signature, Transcript};
 use zeroize::Zeroizing;
 
@@ -102,17 +100,6 @@ pub(crate) fn random_salt() -> Result<[u8; 16]> {
     Ok(salt)
 }
 
-/// The masking factor for `d1`, derived from the PIN verifier.
-pub(crate) fn mask(verifier: &[u8; 32]) -> Scalar {
-    let h = sm2_2p::hmac_sm3(verifier, b"mcs-d1-mask-v1");
-    let m = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(h));
-    if bool::from(m.is_zero()) { Scalar::ONE } else { m }
-}
-
-fn unmask(d1_masked: &Scalar, verifier: &[u8; 32]) -> Scalar {
-    *d1_masked * Option::<Scalar>::from(mask(verifier).invert()).unwrap_or(Scalar::ONE)
-}
-
 fn answer_scalar(s: &str, field: &str) -> Result<Scalar> {
     sm2_2p::scalar_from_hex(s).map_err(|e| Error::Protocol(format!("answer `{field}`: {e}")))
 }
@@ -148,7 +135,7 @@ impl Phone {
         let (share, p1) = sm2_2p::client_keygen();
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
-        let recovery = crate::recovery::new_key()?;
+        let recovery = sm2_2p::phone::new_recovery_key();
         let body = ActivateRequest {
             activation_code: Zeroizing::new(code.to_owned()),
             p1: sm2_2p::point_to_hex(&p1),
@@ -198,7 +185,8 @@ impl Phone {
         let public = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(format!("state: {e}")))?;
         let masked = sm2_2p::scalar_from_hex(&state.d1_masked).map_err(|e| Error::Config(format!("state: {e}")))?;
         let verifier = sm2_2p::pin_verifier(pin.as_bytes(), &salt);
-        let share = ClientShare::from_scalar(unmask(&masked, &verifier)).map_err(|e| Error::Config(e.to_string()))?;
+        let share = ClientShare::from_scalar(sm2_2p::phone::unmask_d1(&masked, &verifier))
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Phone { state, verifier, share, public })
     }
 
@@ -293,7 +281,7 @@ impl Phone {
             new_pin: Pin { salt: salt_hex.clone(), verifier: Zeroizing::new(verifier_hex) },
         };
         conn.send(Method::POST, &format!("/v1/keys/{}/pin", self.state.key_id), &body).await?;
-        self.state.d1_masked = sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&verifier)));
+        self.state.d1_masked = sm2_2p::scalar_to_hex(&sm2_2p::phone::mask_d1(self.share.scalar(), &verifier));
         self.state.pin_salt = salt_hex;
         self.verifier = verifier;
         Ok(())
@@ -311,7 +299,7 @@ impl Phone {
         let public = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(format!("state: {e}")))?;
         let salt = random_salt()?;
         let verifier = sm2_2p::pin_verifier(new_pin.as_bytes(), &salt);
-        let recovery = crate::recovery::new_key()?;
+        let recovery = sm2_2p::phone::new_recovery_key();
         let body = mcs_api::PinResetRequest {
             reset_code: Zeroizing::new(code.to_owned()),
             new_pin: Pin { salt: hex::encode(salt), verifier: Zeroizing::new(hex::encode(verifier.as_slice())) },
@@ -322,12 +310,13 @@ impl Phone {
         let mut old_key = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(old.recovery_key.as_str(), &mut old_key[..])
             .map_err(|e| Error::Protocol(format!("answer `recovery_key`: {e}")))?;
-        let d1 = crate::recovery::open(&old_key, &state.key_id, &sealed)?;
+        let d1 = sm2_2p::phone::open_recovery(&old_key, &state.key_id, &sealed)
+            .map_err(|e| Error::Protocol(format!("the recovery copy of d1 does not open: {e}")))?;
         let share = ClientShare::from_scalar(d1).map_err(|e| Error::Protocol(e.to_string()))?;
         let state = PhoneState {
-            d1_masked: sm2_2p::scalar_to_hex(&(*share.scalar() * mask(&verifier))),
+            d1_masked: sm2_2p::scalar_to_hex(&sm2_2p::phone::mask_d1(share.scalar(), &verifier)),
             pin_salt: hex::encode(salt),
-            d1_recovery: Some(crate::recovery::seal(&recovery, &state.key_id, share.scalar())?),
+            d1_recovery: Some(sm2_2p::phone::seal_recovery(&recovery, &state.key_id, share.scalar())),
             ..state
         };
         Ok(Phone { state, verifier, share, public })
@@ -357,7 +346,7 @@ pub struct PreparedActivation {
     salt: [u8; 16],
     verifier: Zeroizing<[u8; 32]>,
     /// Sent with the request, sealing the recovery copy of `d1`, then forgotten.
-    recovery: crate::recovery::RecoveryKey,
+    recovery: sm2_2p::phone::RecoveryKey,
     keep_recovery: bool,
     fixed_k3: bool,
     /// The request; it carries the activation code (wiped on drop).
@@ -402,7 +391,7 @@ impl PreparedActivation {
         }
         let key_id = answer.key_id;
         let d1_recovery = match self.keep_recovery {
-            true => Some(crate::recovery::seal(&self.recovery, &key_id, self.share.scalar())?),
+            true => Some(sm2_2p::phone::seal_recovery(&self.recovery, &key_id, self.share.scalar())),
             false => None,
         };
         let state = PhoneState {
@@ -410,7 +399,7 @@ impl PreparedActivation {
             server: self.server.clone(),
             key_id,
             public_key: sm2_2p::point_to_hex(&public),
-            d1_masked: sm2_2p::scalar_to_hex(&(*self.share.scalar() * mask(&self.verifier))),
+            d1_masked: sm2_2p::scalar_to_hex(&sm2_2p::phone::mask_d1(self.share.scalar(), &self.verifier)),
             pin_salt: hex::encode(self.salt),
             d1_recovery,
             fixed_k3: self.fixed_k3,
@@ -422,54 +411,8 @@ impl PreparedActivation {
     }
 }
 
-/// What a QR code carries: `mcs://task?v=1&id=<task id>&token=<token>&url=<daemon URL>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanCode {
-    pub task_id: String,
-    pub token: String,
-    pub url: String,
-}
-
-impl ScanCode {
-    pub fn parse(qr: &str) -> Result<ScanCode> {
-        let bad = || Error::Config(format!("not an mcs task QR code: {qr}"));
-        let query = qr.strip_prefix("mcs://task?").ok_or_else(bad)?;
-        let (mut id, mut token, mut url, mut version) = (None, None, None, None);
-        for pair in query.split('&') {
-            let (k, v) = pair.split_once('=').ok_or_else(bad)?;
-            let v = percent_decode(v).ok_or_else(bad)?;
-            match k {
-                "v" => version = Some(v),
-                "id" => id = Some(v),
-                "token" => token = Some(v),
-                "url" => url = Some(v),
-                _ => {}
-            }
-        }
-        if version.as_deref() != Some("1") {
-            return Err(bad());
-        }
-        Ok(ScanCode { task_id: id.ok_or_else(bad)?, token: token.ok_or_else(bad)?, url: url.ok_or_else(bad)? })
-    }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            // Two hex digits exactly (`from_str_radix` alone would also take `+f`).
-            let hex = b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+/// What a QR code carries (`mcs://task?v=1&id=…&token=…&url=…`); read with `ScanCode::parse`.
+pub use mcs_api::ScanCode;
 
 /// What a task asks for, readable before the phone is unlocked.
 pub async fn fetch_task(conn: &mut Connection, code: &ScanCode) -> Result<Value> {
@@ -744,31 +687,4 @@ pub fn certificate_pem(key: &Value) -> Result<String> {
         out.push_str(&pem("CERTIFICATE", &b64(&c, "certificate")?));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qr_codes_parse_and_garbage_is_refused() {
-        let code = ScanCode::parse("mcs://task?v=1&id=t_1&token=ab&url=https%3A%2F%2Fh%3A1").unwrap();
-        assert_eq!(code, ScanCode { task_id: "t_1".into(), token: "ab".into(), url: "https://h:1".into() });
-        assert!(ScanCode::parse("https://evil/").is_err());
-        assert!(ScanCode::parse("mcs://task?v=2&id=t&token=a&url=u").is_err());
-        assert!(ScanCode::parse("mcs://task?v=1&id=t&url=u").is_err());
-    }
-
-    #[test]
-    fn masking_round_trips_and_a_wrong_pin_gives_another_valid_scalar() {
-        let (share, _) = sm2_2p::client_keygen();
-        let salt = [9u8; 16];
-        let right = sm2_2p::pin_verifier(b"123456", &salt);
-        let wrong = sm2_2p::pin_verifier(b"654321", &salt);
-        let masked = *share.scalar() * mask(&right);
-        assert_eq!(unmask(&masked, &right), *share.scalar());
-        let guess = unmask(&masked, &wrong);
-        assert_ne!(guess, *share.scalar());
-        assert!(!bool::from(guess.is_zero()), "a wrong PIN must still give a plausible share");
-    }
 }

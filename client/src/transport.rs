@@ -95,6 +95,12 @@ impl Error {
     }
 }
 
+impl From<mcs_api::qr::QrError> for Error {
+    fn from(e: mcs_api::qr::QrError) -> Error {
+        Error::Config(e.to_string())
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A raw answer.

@@ -1,4 +1,4 @@
-//! Fuzz target: the task QR string a phone scans (`mcs_client::phone::ScanCode::parse`).
+//! Fuzz target: the task QR string a phone scans (`mcs_api::ScanCode::parse`, through the client).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

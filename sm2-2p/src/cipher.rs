@@ -3,7 +3,7 @@
 //! encryption.
 
 use elliptic_curve::group::Group;
-use sm2::{AffinePoint, ProjectivePoint};
+use sm2::{AffinePoint, ProjectivePoint, Scalar};
 use sm3::{Digest, Sm3};
 use zeroize::Zeroizing;
 
@@ -86,20 +86,28 @@ pub(crate) fn kdf_xor(z: &[u8], data: &mut [u8]) -> bool {
 pub fn encrypt(public: &AffinePoint, msg: &[u8]) -> Ciphertext {
     loop {
         let k = Zeroizing::new(random_nonzero_scalar());
-        let c1 = ProjectivePoint::mul_by_generator(&*k).to_affine();
-        let shared = ProjectivePoint::from(*public) * *k;
-        if bool::from(shared.is_identity()) {
-            continue;
+        if let Some(c) = encrypt_with(public, msg, &k) {
+            return c;
         }
-        let xy = Zeroizing::new(point_to_sec1(&shared.to_affine()));
-        let mut c2 = msg.to_vec();
-        if !kdf_xor(&xy[1..], &mut c2) {
-            continue;
-        }
-        let mut h = Sm3::new();
-        h.update(&xy[1..33]);
-        h.update(msg);
-        h.update(&xy[33..]);
-        return Ciphertext { c1, c3: h.finalize().into(), c2 };
     }
+}
+
+/// The body of [`encrypt`] with the ephemeral `k` given (the known-answer vectors fix it);
+/// `None` when `k` gives the identity or an all-zero key stream, and the caller draws again.
+pub(crate) fn encrypt_with(public: &AffinePoint, msg: &[u8], k: &Scalar) -> Option<Ciphertext> {
+    let c1 = ProjectivePoint::mul_by_generator(k).to_affine();
+    let shared = ProjectivePoint::from(*public) * *k;
+    if bool::from(shared.is_identity()) {
+        return None;
+    }
+    let xy = Zeroizing::new(point_to_sec1(&shared.to_affine()));
+    let mut c2 = msg.to_vec();
+    if !kdf_xor(&xy[1..], &mut c2) {
+        return None;
+    }
+    let mut h = Sm3::new();
+    h.update(&xy[1..33]);
+    h.update(msg);
+    h.update(&xy[33..]);
+    Some(Ciphertext { c1, c3: h.finalize().into(), c2 })
 }

@@ -11,6 +11,7 @@ use sm2::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 use sm3::{Digest, Sm3};
 
 use crate::pin::Transcript;
+use crate::reshare::TransportKey;
 use crate::twoparty::{ClientShare, Nonce, ServerShare};
 use crate::{DEFAULT_DIST_ID, e_digest, point_to_hex, proof_bytes, scalar_to_hex, z_digest};
 
@@ -33,6 +34,8 @@ pub fn vectors() -> Vec<(&'static str, Vec<Vector>)> {
         ("signature_finish", signature_finishes()),
         ("fixed_k3_finish", fixed_k3_finishes()),
         ("blind_decrypt", blind_decrypts()),
+        ("reshare", reshares()),
+        ("recovery", recoveries()),
     ]
 }
 
@@ -200,6 +203,60 @@ fn blind_decrypts() -> Vec<Vector> {
         .collect()
 }
 
+/// A re-share to device B (PROTOCOL.md "Re-sharing"): the daemon's `u` and `d2' = d2·u⁻¹`,
+/// A's `d1' = d1·u` encrypted to B's transport key with ephemeral `k`, and what B checks.
+fn reshares() -> Vec<Vector> {
+    (0..3)
+        .filter_map(|i| {
+            let (client, server, public) = key(&format!("reshare/{i}"));
+            let u = scalar(&format!("reshare/{i}/u"));
+            let server_b = server.reshare_with(&u);
+            let t = scalar(&format!("reshare/{i}/t"));
+            let transport = (ProjectivePoint::GENERATOR * t).to_affine();
+            let k = scalar(&format!("reshare/{i}/k"));
+            let wrapped = client.reshare_to_with(&u, &transport, &k)?.to_c1c3c2();
+            let b = TransportKey::from_bytes(&t.to_repr().into())
+                .ok()?
+                .open_share(&wrapped, &server_b.p2(), &public)
+                .ok()?;
+            Some(vec![
+                ("d1", text(scalar_to_hex(client.scalar()))),
+                ("d2", text(scalar_to_hex(&server.scalars().0))),
+                ("u", text(scalar_to_hex(&u))),
+                ("d1_reshared", text(scalar_to_hex(b.scalar()))),
+                ("d2_reshared", text(scalar_to_hex(&server_b.scalars().0))),
+                ("p", text(point_to_hex(&public))),
+                ("p2", text(point_to_hex(&server_b.p2()))),
+                ("t", text(scalar_to_hex(&t))),
+                ("transport_key", text(point_to_hex(&transport))),
+                ("k", text(scalar_to_hex(&k))),
+                ("wrapped_share", text(hex::encode(wrapped))),
+            ])
+        })
+        .collect()
+}
+
+/// The phone's recovery copy of `d1` (`phone::seal_recovery`) with fixed keys and nonces.
+fn recoveries() -> Vec<Vector> {
+    (0..3)
+        .map(|i| {
+            let key = seed_bytes(&format!("recovery/{i}/key"));
+            let key_id = format!("k_{}", &hex::encode(seed_bytes(&format!("recovery/{i}/id")))[..24]);
+            let d1 = scalar(&format!("recovery/{i}/d1"));
+            let mut nonce = [0u8; crate::phone::RECOVERY_NONCE_LEN];
+            nonce.copy_from_slice(&seed_bytes(&format!("recovery/{i}/nonce"))[..crate::phone::RECOVERY_NONCE_LEN]);
+            let sealed = crate::phone::seal_recovery_with(&key, &key_id, &d1, &nonce);
+            vec![
+                ("recovery_key", text(hex::encode(key))),
+                ("key_id", text(key_id)),
+                ("d1", text(scalar_to_hex(&d1))),
+                ("nonce", text(hex::encode(nonce))),
+                ("sealed", text(sealed)),
+            ]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +274,7 @@ mod tests {
     #[test]
     fn every_vector_checks_out() {
         let all = vectors();
-        assert_eq!(all.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(), [3, 4, 3, 3, 3, 3]);
+        assert_eq!(all.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(), [3, 4, 3, 3, 3, 3, 3, 3]);
         for (family, list) in &all {
             for v in list {
                 if *family == "signature_finish" || *family == "fixed_k3_finish" {
@@ -237,6 +294,22 @@ mod tests {
                     let t1 = crate::point_from_hex(get(v, "t1")).unwrap();
                     let c1 = crate::point_from_hex(get(v, "c1")).unwrap();
                     assert_eq!(ProjectivePoint::from(c1) * (w * inverse(&d1)), ProjectivePoint::from(t1));
+                }
+                if *family == "reshare" {
+                    // d1'·d2' = d1·d2, and B's pair gives the same joint key P.
+                    let s = |name| crate::scalar_from_hex(get(v, name)).unwrap();
+                    assert_eq!(s("d1_reshared") * s("d2_reshared"), s("d1") * s("d2"));
+                    let p = ProjectivePoint::GENERATOR * inverse(&(s("d1_reshared") * s("d2_reshared")))
+                        - ProjectivePoint::GENERATOR;
+                    assert_eq!(p.to_affine(), crate::point_from_hex(get(v, "p")).unwrap());
+                    let ct = crate::Ciphertext::parse(&hex::decode(get(v, "wrapped_share")).unwrap()).unwrap();
+                    assert_eq!(ct.c1, (ProjectivePoint::GENERATOR * s("k")).to_affine());
+                }
+                if *family == "recovery" {
+                    let key: [u8; 32] = hex::decode(get(v, "recovery_key")).unwrap().try_into().unwrap();
+                    let d1 = crate::phone::open_recovery(&key, get(v, "key_id"), get(v, "sealed")).unwrap();
+                    assert_eq!(crate::scalar_to_hex(&d1), get(v, "d1"));
+                    assert!(get(v, "sealed").starts_with(get(v, "nonce")));
                 }
             }
         }

@@ -20,6 +20,7 @@ mod cipher;
 mod encoding;
 pub mod fast;
 pub mod kat;
+pub mod phone;
 mod pin;
 mod reshare;
 mod twoparty;

@@ -23,9 +23,16 @@ impl ServerShare {
     /// `u` together with `d2'` gives back `d2`.
     pub fn reshare(&self) -> (Zeroizing<Scalar>, ServerShare) {
         let u = Zeroizing::new(random_nonzero_scalar());
+        let reshared = self.reshare_with(&u);
+        (u, reshared)
+    }
+
+    /// `d2' = d2·u⁻¹` for a given `u` (the body of [`ServerShare::reshare`]; the
+    /// known-answer vectors fix `u`).
+    pub(crate) fn reshare_with(&self, u: &Scalar) -> ServerShare {
         let u_inv = Option::<Scalar>::from(u.invert()).unwrap_or(Scalar::ZERO);
         let (d2, d2_inv) = self.scalars();
-        (u.clone(), ServerShare::from_scalars(d2 * u_inv, d2_inv * *u))
+        ServerShare::from_scalars(d2 * u_inv, d2_inv * *u)
     }
 
     /// `p2 = d2⁻¹·G`: what B needs, with `d1'`, to check that the pair forms the joint key.
@@ -42,6 +49,13 @@ impl ClientShare {
     pub fn reshare_to(&self, u: &Scalar, transport: &AffinePoint) -> Ciphertext {
         let d1_new = Zeroizing::new(scalar_to_bytes(&(*self.scalar() * u)));
         crate::cipher::encrypt(transport, d1_new.as_slice())
+    }
+
+    /// [`ClientShare::reshare_to`] with the encryption's ephemeral `k` given (the
+    /// known-answer vectors fix it); `None` for a `k` encryption would draw again.
+    pub(crate) fn reshare_to_with(&self, u: &Scalar, transport: &AffinePoint, k: &Scalar) -> Option<Ciphertext> {
+        let d1_new = Zeroizing::new(scalar_to_bytes(&(*self.scalar() * u)));
+        crate::cipher::encrypt_with(transport, d1_new.as_slice(), k)
     }
 }
 

@@ -300,18 +300,9 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The QR string: `mcs://task?v=1&id=<task id>&token=<token>&url=<daemon URL, percent-encoded>`.
 pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
-    format!("mcs://task?v=1&id={task_id}&token={token}&url={}", percent_encode(public_url))
+    mcs_api::ScanCode { task_id: task_id.to_owned(), token: token.to_owned(), url: public_url.to_owned() }.to_qr()
 }
 
 async fn blocking<T: Send + 'static>(

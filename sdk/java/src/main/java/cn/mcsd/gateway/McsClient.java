@@ -252,7 +252,7 @@ public final class McsClient {
         try {
             resp = http.send(rb.build(), HttpResponse.BodyHandlers.ofByteArray());
         } catch (IOException e) {
-            throw new McsTransportException(method + " " + path + ": " + e.getMessage(), e);
+            throw new McsTransportException(method + " " + base + path + ": " + describe(e), e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new McsTransportException(method + " " + path + ": interrupted", e);
@@ -285,6 +285,17 @@ public final class McsClient {
             return new McsApiException(status, "http_" + status,
                     "the answer is not the API's error body (" + e.getMessage() + ")", retryAfter, rid, null, null);
         }
+    }
+
+    /** An exception and its causes, e.g. {@code ConnectException: Connection refused} (some have no message). */
+    private static String describe(Throwable e) {
+        StringBuilder b = new StringBuilder();
+        for (Throwable t = e; t != null && b.length() < 500; t = t.getCause()) {
+            if (b.length() > 0) b.append(": ");
+            b.append(t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage());
+            if (t.getCause() != null && t.getMessage() != null && t.getMessage().equals(t.getCause().toString())) break;
+        }
+        return b.toString();
     }
 
     private static Optional<Duration> seconds(String header) {

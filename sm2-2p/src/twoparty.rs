@@ -226,6 +226,19 @@ impl core::fmt::Debug for ClientShare {
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Nonce(pub(crate) Scalar);
 
+impl Nonce {
+    /// A given non-zero scalar as a nonce, for reproducing known-answer vectors (the phone
+    /// bindings' `known_answer_*` functions). Signing and decrypting draw their own fresh
+    /// nonce ([`ClientShare::sign_start`], [`ClientShare::decrypt_blind`]); a nonce used
+    /// for two different server answers gives `d1` away.
+    pub fn from_scalar(k: Scalar) -> Result<Nonce> {
+        if bool::from(k.is_zero()) {
+            return Err(Error::InvalidScalar);
+        }
+        Ok(Nonce(k))
+    }
+}
+
 /// Client key generation: pick `d1`, send `P1 = d1⁻¹·G`.
 pub fn client_keygen() -> (ClientShare, AffinePoint) {
     let d1 = random_nonzero_scalar();

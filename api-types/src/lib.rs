@@ -24,6 +24,8 @@ pub mod tasks;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 #[cfg(feature = "openapi")]
+pub mod schema;
+#[cfg(feature = "openapi")]
 mod yaml;
 
 pub use delegations::*;

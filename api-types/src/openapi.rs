@@ -145,6 +145,7 @@ pub fn document() -> Value {
     for path in ["/v1/keys/{id}/unlock", "/v1/keys/{id}/resume", "/v1/seals/{id}/revoke"] {
         doc["paths"][path]["post"]["requestBody"]["required"] = json!(false);
     }
+    exclusive_one_ofs(&mut doc);
     doc["paths"]["/v1/tasks"]["post"]["callbacks"] = json!({
         "taskFinished": { "{$request.body#/callback_url}": { "post": {
             "summary": "The task ended (mutual TLS, the daemon's API certificate; retried with backoff)",
@@ -157,6 +158,49 @@ pub fn document() -> Value {
         }}},
     });
     doc
+}
+
+/// Serde's untagged unions pick the first variant that reads; JSON Schema's `oneOf` wants
+/// exactly one to match, and answers are open (a client ignores fields it does not know),
+/// so `{r, s2, s3}` would match both signing answers. Each object option therefore also
+/// says which of its siblings' fields it does not have: `not: {anyOf: [{required: [f]}]}`
+/// for every field another option declares and it does not. What the daemon sends then
+/// matches one option only, as the end-to-end answer check requires.
+fn exclusive_one_ofs(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    let fields = |option: &Value| -> Option<std::collections::BTreeSet<String>> {
+        let target = match option.get("$ref").and_then(Value::as_str) {
+            Some(r) => schemas.get(r.strip_prefix("#/components/schemas/")?)?,
+            None => option,
+        };
+        Some(target.get("properties")?.as_object()?.keys().cloned().collect())
+    };
+    fn visit(v: &mut Value, f: &dyn Fn(&mut Vec<Value>)) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::Array(options)) = o.get_mut("oneOf") {
+                    f(options);
+                }
+                o.values_mut().for_each(|c| visit(c, f));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|c| visit(c, f)),
+            _ => {}
+        }
+    }
+    let exclude = |options: &mut Vec<Value>| {
+        let declared: Vec<_> = options.iter().map(fields).collect();
+        for (i, option) in options.iter_mut().enumerate() {
+            let Some(own) = &declared[i] else { continue };
+            let others: std::collections::BTreeSet<&String> =
+                declared.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, d)| d.iter().flatten()).collect();
+            let foreign: Vec<Value> =
+                others.into_iter().filter(|f| !own.contains(*f)).map(|f| json!({ "required": [f] })).collect();
+            if !foreign.is_empty() {
+                option["not"] = json!({ "anyOf": foreign });
+            }
+        }
+    };
+    visit(doc, &exclude);
 }
 
 /// The document as YAML, as checked in at `docs/openapi.yaml`.
@@ -446,7 +490,10 @@ mod ops {
     #[utoipa::path(post, path = "/v1/tasks/{id}/claim", operation_id = "claimTask", tag = "tasks",
         params(("id" = String, Path, description = "Task id")),
         request_body = ClaimRequest,
-        responses((status = 200, description = "What the phone co-signs or decrypts", body = ClaimAnswer)))]
+        responses(
+            (status = 200, description = "What the phone co-signs or decrypts", body = ClaimAnswer),
+            (status = 202, description = "Claimed, waiting: for the owner's approval (`awaiting_approval`) or for the seal's placement on the PC (`placement: deferred`); claim again", body = ClaimAnswer),
+        ))]
     fn claim_task() {}
 
     /// Server half for a claimed task

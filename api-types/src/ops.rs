@@ -29,7 +29,7 @@ pub struct AuditEntry {
     /// `ok` or the error code.
     pub outcome: String,
     /// What else the event records (any JSON).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub detail: Value,
     /// The `X-Request-Id` of the API request the entry records (the caller's, or the one
     /// the daemon made and answered with). Absent for daemon events.

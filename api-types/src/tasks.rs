@@ -237,8 +237,28 @@ pub struct PdfSealData {
     pub pdf: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal_id: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Placement))]
+    #[cfg_attr(feature = "openapi", schema(value_type = PlacementChoice))]
     pub placement: Value,
+}
+
+/// A `pdf_seal` task's `placement`: where the seal goes, or `"deferred"` (chosen on the PC
+/// after the claim). Schema only: the daemon reads the field itself.
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PlacementChoice {
+    Placed(Placement),
+    Deferred(Deferred),
+}
+
+/// `"deferred"`.
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Deferred {
+    Deferred,
 }
 
 /// Where a seal goes: PDF points from the page's lower-left corner, the seal's centre.
@@ -380,7 +400,7 @@ pub struct CsrData {
 #[serde(deny_unknown_fields)]
 pub struct PdfSealView {
     pub seal_id: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Placement))]
+    #[cfg_attr(feature = "openapi", schema(value_type = PlacementChoice))]
     pub placement: Value,
 }
 

@@ -4,6 +4,10 @@
 //! transparently when the server closed it). Non-2xx answers become [`Error::Api`] with the
 //! code, message and extra fields of API.md; anything below HTTP (TCP, TLS handshake, a
 //! client certificate the server refused) is [`Error::Connect`].
+//!
+//! With `MCS_ANSWER_LOG=<dir>` in the environment, every JSON answer the process receives
+//! is also appended to `<dir>/answers-<pid>.jsonl` as `{method, path, status, body}`: the
+//! end-to-end suite checks each against the OpenAPI document afterwards (`cargo xtask test`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -257,12 +261,13 @@ impl Connection {
     /// Send raw bytes as the JSON body (tests use this for malformed input).
     pub async fn call_bytes(&mut self, method: Method, path: &str, body: Bytes) -> Result<Response> {
         let content_type = (!body.is_empty()).then_some("application/json");
-        let answer = self.exchange(method, path, content_type, body).await?;
+        let answer = self.exchange(method.clone(), path, content_type, body).await?;
         let body = if answer.body.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&answer.body).map_err(|e| Error::Protocol(format!("answer is not JSON: {e}")))?
         };
+        log_answer(&method, path, answer.status, &body);
         Ok(Response { status: answer.status, retry_after: answer.retry_after, request_id: answer.request_id, body })
     }
 
@@ -330,6 +335,30 @@ impl Connection {
         let bytes = serde_json::to_vec(body).map_err(|e| Error::Config(format!("request body: {e}")))?;
         self.call_bytes(method, path, Bytes::from(bytes)).await?.into_result()
     }
+}
+
+/// The answer log of `MCS_ANSWER_LOG`, opened on first use; `None` when it is not set.
+fn answer_log() -> Option<&'static std::sync::Mutex<std::fs::File>> {
+    static LOG: std::sync::OnceLock<Option<std::sync::Mutex<std::fs::File>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let dir = PathBuf::from(std::env::var_os("MCS_ANSWER_LOG")?);
+        std::fs::create_dir_all(&dir).ok()?;
+        let path = dir.join(format!("answers-{}.jsonl", std::process::id()));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        // A test run that asked for the log must not pass silently without it.
+        let file = file.unwrap_or_else(|e| panic!("MCS_ANSWER_LOG: {}: {e}", path.display()));
+        Some(std::sync::Mutex::new(file))
+    })
+    .as_ref()
+}
+
+fn log_answer(method: &Method, path: &str, status: u16, body: &Value) {
+    let Some(log) = answer_log() else { return };
+    let line = serde_json::json!({ "method": method.as_str(), "path": path, "status": status, "body": body });
+    let mut text = line.to_string();
+    text.push('\n');
+    let mut file = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::io::Write::write_all(&mut *file, text.as_bytes()).unwrap_or_else(|e| panic!("MCS_ANSWER_LOG: {e}"));
 }
 
 /// The full chain of an error (hyper hides the TLS alert in its source).

@@ -183,14 +183,21 @@ fn test(extra: &[String]) -> Result<()> {
     ensure_pyhanko()?;
     // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.
     cargo(&["build", "--workspace", "-j2"])?;
+    // Every JSON answer the clients of the suite receive is logged, then checked against
+    // the OpenAPI document (`mcs-openapi check-answers`).
+    let answers = root().join("target/e2e-answers");
+    let _ = std::fs::remove_dir_all(&answers);
+    let log = answers.to_str().ok_or("non-UTF-8 path")?;
     let mut args = vec!["test", "--workspace", "-j2"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)?;
+    cargo_env(&args, &[("MCS_ANSWER_LOG", log)])?;
     // The end-to-end suite once more against the production PKI layout: a separate CA per
     // role (operators, platforms, phones), as config/mcsd.toml documents.
     if extra.is_empty() {
         println!("\n==> end-to-end tests again, production layout (MCS_E2E_LAYOUT=production)");
-        cargo_env(&["test", "-p", "mcs-e2e", "-j2"], &[("MCS_E2E_LAYOUT", "production")])?;
+        cargo_env(&["test", "-p", "mcs-e2e", "-j2"], &[("MCS_E2E_LAYOUT", "production"), ("MCS_ANSWER_LOG", log)])?;
+        println!("\n==> every answer the suite received, against docs/openapi.yaml");
+        cargo(&["run", "--quiet", "-j2", "-p", "mcs-api", "--bin", "mcs-openapi", "--", "check-answers", log])?;
         // A short round: enough to catch a decoder that panics on its own seeds or their
         // first mutations, and bounded so that the whole step, build included, stays under
         // 10 minutes.

@@ -154,7 +154,11 @@ pub fn document() -> Value {
                 "required": true,
                 "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Callback" } } },
             },
-            "responses": { "2XX": { "description": "Delivered (the body is not read)" } },
+            "responses": {
+                "2XX": { "description": "Delivered (the body is not read)" },
+                "4XX": { "description": "Not delivered: retried with backoff, up to `[tasks] callback_max_attempts`" },
+                "5XX": { "description": "Not delivered: retried with backoff, up to `[tasks] callback_max_attempts`" },
+            },
         }}},
     });
     doc
@@ -163,9 +167,9 @@ pub fn document() -> Value {
 /// Serde's untagged unions pick the first variant that reads; JSON Schema's `oneOf` wants
 /// exactly one to match, and answers are open (a client ignores fields it does not know),
 /// so `{r, s2, s3}` would match both signing answers. Each object option therefore also
-/// says which of its siblings' fields it does not have: `not: {anyOf: [{required: [f]}]}`
-/// for every field another option declares and it does not. What the daemon sends then
-/// matches one option only, as the end-to-end answer check requires.
+/// forbids its siblings' fields: `properties: {f: false}` for every field another option
+/// declares and it does not. What the daemon sends then matches one option only, as the
+/// end-to-end answer check requires.
 fn exclusive_one_ofs(doc: &mut Value) {
     let schemas = doc["components"]["schemas"].clone();
     let fields = |option: &Value| -> Option<std::collections::BTreeSet<String>> {
@@ -193,10 +197,14 @@ fn exclusive_one_ofs(doc: &mut Value) {
             let Some(own) = &declared[i] else { continue };
             let others: std::collections::BTreeSet<&String> =
                 declared.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, d)| d.iter().flatten()).collect();
-            let foreign: Vec<Value> =
-                others.into_iter().filter(|f| !own.contains(*f)).map(|f| json!({ "required": [f] })).collect();
-            if !foreign.is_empty() {
-                option["not"] = json!({ "anyOf": foreign });
+            let foreign: serde_json::Map<String, Value> =
+                others.into_iter().filter(|f| !own.contains(*f)).map(|f| (f.clone(), Value::Bool(false))).collect();
+            if foreign.is_empty() {
+                continue;
+            }
+            match option.get_mut("properties").and_then(Value::as_object_mut) {
+                Some(props) => props.extend(foreign),
+                None => option["properties"] = Value::Object(foreign),
             }
         }
     };

@@ -56,8 +56,12 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, depth: usize) -> 
             "properties" => {
                 if let (Some(props), Some(obj)) = (rule.as_object(), value.as_object()) {
                     for (name, sub) in props {
-                        if let Some(v) = obj.get(name) {
-                            check(doc, sub, v, &format!("{at}/{name}"), depth + 1)?;
+                        match obj.get(name) {
+                            Some(_) if sub == &Value::Bool(false) => {
+                                return fail(format!("`{name}` is not a field of this object"));
+                            }
+                            Some(v) => check(doc, sub, v, &format!("{at}/{name}"), depth + 1)?,
+                            None => {}
                         }
                     }
                 }

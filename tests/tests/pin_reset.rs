@@ -152,7 +152,7 @@ async fn a_locked_key_is_reset_and_the_same_key_signs_and_decrypts_with_the_old_
     let new_recovery = read_secret(&env, &key_id, "recovery-key", false);
     assert_ne!(new_recovery, old_recovery_plain, "a new recovery key");
     // The phone's new recovery copy opens with the new key only.
-    let d1 = mcs_client::recovery::open(
+    let d1 = sm2_2p::phone::open_recovery(
         &new_recovery.clone().try_into().unwrap(),
         &key_id,
         phone.state.d1_recovery.as_deref().unwrap(),

@@ -1,12 +1,14 @@
-//! `cargo xtask demo | test | bench | fuzz | openapi`: the project's front doors.
+//! `cargo xtask demo | test | bench | fuzz | openapi | sdk | …`: the project's front doors.
 //!
 //! Both install what a fresh Debian machine lacks (SoftHSM, OpenSSL) with apt-get, so the
 //! README's first two commands work from a clean clone.
 //! - `demo` builds everything, makes a dev environment in `target/demo`, starts the daemon,
 //!   runs a phone through enroll → activate → sign → decrypt with the `mcs` client, checks
 //!   the signature with OpenSSL and the plaintext against the original, and stops the daemon.
-//! - `test` runs the whole test suite (unit, OpenSSL cross-checks, end-to-end), then every
-//!   fuzz target for a few seconds from its seeds.
+//! - `test` runs the gates (fmt, clippy, `cargo deny`, `redocly lint` of the OpenAPI
+//!   document), the whole test suite (unit, OpenSSL cross-checks, end-to-end) with every
+//!   JSON answer then checked against the OpenAPI document, the integrator kits (`sdk`),
+//!   then every fuzz target for a few seconds from its seeds.
 //! - `bench [--quick] [--keys N] [--stores]` builds in release mode and runs `mcs-bench`: figures next to
 //!   references measured in the same run, `target/bench/summary.json`.
 //! - `fuzz [--seconds N]` builds the `fuzz/` targets (cargo fuzz, installed if missing) and
@@ -19,9 +21,12 @@
 //! - `vectors` writes `docs/test-vectors.json` (known-answer vectors, `vectors.rs`).
 //! - `openapi` regenerates `docs/openapi.yaml` from the wire types of `mcs-api`
 //!   (`api-types/`); that crate's `openapi` test fails while the checked-in file differs.
+//! - `sdk` builds and tests the Java gateway SDK and the phone bindings against a live dev
+//!   daemon (`sdk.rs`).
 
 mod deb;
 mod deny;
+mod sdk;
 mod seeds;
 mod vectors;
 
@@ -40,12 +45,13 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("lint") => gates(),
         Some("openapi") => openapi(),
+        Some("sdk") => sdk::sdk(),
         Some("deb") => deb::deb(&args[1..]),
         Some("deny") => deny::deny(),
         Some("vectors") => vectors::write(),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR] | deny | vectors"
+                "usage: cargo xtask demo | test [-- <cargo test args>] | lint | bench [--quick] [--keys N] [--stores] | fuzz [--seconds N | --seeds] | openapi | deb [--debug] [--no-build] [--out DIR] | deny | vectors | sdk"
             );
             return ExitCode::from(2);
         }
@@ -92,6 +98,9 @@ fn ensure_system_deps() -> Result<()> {
         ("pdfsig", "poppler-utils"),
         ("prometheus", "prometheus"),
         ("systemd-analyze", "systemd"),
+        // The Java gateway SDK (`cargo xtask sdk`) and the Redocly lint.
+        ("javac", "openjdk-17-jdk-headless"),
+        ("npm", "npm"),
     ];
     let mut missing: Vec<&str> = wanted.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
     if !have_postgres_server() {
@@ -179,6 +188,7 @@ fn test(extra: &[String]) -> Result<()> {
     // The habits first: they are cheap, and a red gate should not wait for the suite.
     gates()?;
     deny::deny()?;
+    sdk::redocly_lint()?;
     ensure_system_deps()?;
     ensure_pyhanko()?;
     // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.
@@ -198,6 +208,8 @@ fn test(extra: &[String]) -> Result<()> {
         cargo_env(&["test", "-p", "mcs-e2e", "-j2"], &[("MCS_E2E_LAYOUT", "production"), ("MCS_ANSWER_LOG", log)])?;
         println!("\n==> every answer the suite received, against docs/openapi.yaml");
         cargo(&["run", "--quiet", "-j2", "-p", "mcs-api", "--bin", "mcs-openapi", "--", "check-answers", log])?;
+        println!("\n==> the integrator kits against a dev daemon (cargo xtask sdk)");
+        sdk::sdk()?;
         // A short round: enough to catch a decoder that panics on its own seeds or their
         // first mutations, and bounded so that the whole step, build included, stays under
         // 10 minutes.

@@ -300,9 +300,21 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// RFC 3986 percent-encoding (unreserved characters as they are). The domain writes the
+/// QR string itself: the wire crate's reader (`mcs_api::ScanCode`, which every phone
+/// uses) stays at the edge, and the end-to-end tests read every QR this writes with it.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The QR string: `mcs://task?v=1&id=<task id>&token=<token>&url=<daemon URL, percent-encoded>`.
 pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
-    mcs_api::ScanCode { task_id: task_id.to_owned(), token: token.to_owned(), url: public_url.to_owned() }.to_qr()
+    format!("mcs://task?v=1&id={task_id}&token={token}&url={}", percent_encode(public_url))
 }
 
 async fn blocking<T: Send + 'static>(

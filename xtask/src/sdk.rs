@@ -1,0 +1,140 @@
+//! `cargo xtask sdk`: every integrator kit built and tested against a live dev daemon —
+//! the Java gateway SDK (`sdk/java/run-tests.sh`) and the phone bindings
+//! (`phone-ffi/run-tests.sh`). Each script takes the daemon from its environment
+//! (`MCS_SERVER`, `MCS_DEV_DIR`, `MCS_BIN`, `MCS_VECTORS`) and starts none; this task makes
+//! a fresh `mcsd dev-init` directory under `target/sdk/dev`, runs the daemon for both, and
+//! stops it. `cargo xtask test` runs it after the Rust suite.
+//!
+//! Also here: `redocly lint` of `docs/openapi.yaml` (Redocly's CLI from npm, pinned,
+//! installed under `target/npm`), one of `cargo xtask test`'s gates.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::{Result, cargo, have, root};
+
+/// The Redocly CLI release the lint runs with (it supports the Node.js 20 of Debian's
+/// NodeSource-less machines; later releases want Node.js 22).
+const REDOCLY: &str = "@redocly/cli@2.77.0";
+
+/// `redocly lint --config docs/redocly.yaml docs/openapi.yaml`: every warning is an error
+/// (`recommended-strict`).
+pub fn redocly_lint() -> Result<()> {
+    if !have("npm") {
+        return Err("npm is needed for `redocly lint` (apt-get install -y npm)".into());
+    }
+    let prefix = root().join("target/npm");
+    let bin = prefix.join("node_modules/.bin/redocly");
+    if !bin.exists() {
+        println!("==> installing {REDOCLY} under target/npm");
+        std::fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg(REDOCLY)
+            .status()
+            .map_err(|e| format!("npm: {e}"))?;
+        if !status.success() {
+            return Err(format!("npm install {REDOCLY} failed: {status}"));
+        }
+    }
+    println!("==> redocly lint docs/openapi.yaml");
+    let status = Command::new(&bin)
+        .current_dir(root())
+        .args(["lint", "--config", "docs/redocly.yaml", "--format", "summary", "docs/openapi.yaml"])
+        .env("REDOCLY_TELEMETRY", "off")
+        .env("REDOCLY_SUPPRESS_UPDATE_NOTICE", "true")
+        .status()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if status.success() { Ok(()) } else { Err("redocly lint found problems in docs/openapi.yaml".into()) }
+}
+
+/// A dev daemon for the kits' live tests; killed when dropped.
+struct DevDaemon {
+    child: Child,
+    url: String,
+}
+
+impl Drop for DevDaemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(dir: &std::path::Path) -> Result<DevDaemon> {
+    let bin = root().join("target/debug");
+    let _ = std::fs::remove_dir_all(dir);
+    let init = Command::new(bin.join("mcsd"))
+        .args(["dev-init", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("mcsd dev-init: {e}"))?;
+    if !init.success() {
+        return Err(format!("mcsd dev-init --dir {} failed: {init}", dir.display()));
+    }
+    let mut child = Command::new(bin.join("mcsd"))
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+        .env("RUST_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("mcsd run: {e}"))?;
+    let stdout = child.stdout.take().ok_or("mcsd: no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("mcsd: no stderr")?;
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => Ok(DevDaemon { child, url: format!("https://{addr}") }),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("mcsd did not start:\n{}", log.join().unwrap_or_default()))
+        }
+    }
+}
+
+/// `cargo xtask sdk`.
+pub fn sdk() -> Result<()> {
+    cargo(&["build", "-j2", "-p", "mcsd", "-p", "mcs-client", "-p", "mcs-local-ca"])?;
+    let dir = root().join("target/sdk/dev");
+    let daemon = start_daemon(&dir)?;
+    println!("==> dev daemon at {} ({})", daemon.url, dir.display());
+    let env = [
+        ("MCS_SERVER", daemon.url.clone()),
+        ("MCS_DEV_DIR", dir.display().to_string()),
+        ("MCS_BIN", root().join("target/debug").display().to_string()),
+        ("MCS_VECTORS", root().join("docs/test-vectors.json").display().to_string()),
+    ];
+    let mut failed = Vec::new();
+    for (kit, script) in [("Java gateway SDK", "sdk/java/run-tests.sh"), ("phone bindings", "phone-ffi/run-tests.sh")] {
+        println!("\n==> {kit}: {script}");
+        let status = Command::new("sh")
+            .arg(root().join(script))
+            .current_dir(root())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status()
+            .map_err(|e| format!("{script}: {e}"))?;
+        if !status.success() {
+            failed.push(format!("{kit} ({script}: {status})"));
+        }
+    }
+    drop(daemon);
+    if failed.is_empty() { Ok(()) } else { Err(format!("failed: {}", failed.join(", "))) }
+}

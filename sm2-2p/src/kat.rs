@@ -160,6 +160,10 @@ fn signature_finishes() -> Vec<Vector> {
                 ("s", text(scalar_to_hex(&sig.s))),
                 ("public_key", text(point_to_hex(&public))),
                 ("e", text(hex::encode(e))),
+                // The server's half, for an implementation of that side.
+                ("d2", text(scalar_to_hex(&server.scalars().0))),
+                ("k2", text(scalar_to_hex(&k2))),
+                ("k3", text(scalar_to_hex(&k3))),
             ])
         })
         .collect()
@@ -170,7 +174,8 @@ fn fixed_k3_finishes() -> Vec<Vector> {
         .filter_map(|i| {
             let (client, server, public, e, k1) = signing(100 + i);
             let q1 = (ProjectivePoint::GENERATOR * k1).to_affine();
-            let answer = server.sign_fixed_k3_with(&e, &q1, &scalar(&format!("fixed/{i}/k2")))?;
+            let k2 = scalar(&format!("fixed/{i}/k2"));
+            let answer = server.sign_fixed_k3_with(&e, &q1, &k2)?;
             let sig = client.sign_finish_fixed_k3(&Nonce(k1), &answer.r, &answer.s3).ok()?;
             Some(vec![
                 ("d1", text(scalar_to_hex(client.scalar()))),
@@ -180,6 +185,8 @@ fn fixed_k3_finishes() -> Vec<Vector> {
                 ("s", text(scalar_to_hex(&sig.s))),
                 ("public_key", text(point_to_hex(&public))),
                 ("e", text(hex::encode(e))),
+                ("d2", text(scalar_to_hex(&server.scalars().0))),
+                ("k2", text(scalar_to_hex(&k2))),
             ])
         })
         .collect()
@@ -188,8 +195,9 @@ fn fixed_k3_finishes() -> Vec<Vector> {
 fn blind_decrypts() -> Vec<Vector> {
     (0..3)
         .map(|i| {
-            let (client, server, _) = key(&format!("decrypt/{i}"));
-            let c1 = (ProjectivePoint::GENERATOR * scalar(&format!("decrypt/{i}/k"))).to_affine();
+            let (client, server, public) = key(&format!("decrypt/{i}"));
+            let k = scalar(&format!("decrypt/{i}/k"));
+            let c1 = (ProjectivePoint::GENERATOR * k).to_affine();
             let w = scalar(&format!("decrypt/{i}/w"));
             let t1 = client.blind_with(&Nonce(w), &c1);
             vec![
@@ -198,6 +206,11 @@ fn blind_decrypts() -> Vec<Vector> {
                 ("c1", text(point_to_hex(&c1))),
                 ("t1", text(point_to_hex(&t1))),
                 ("t2", text(point_to_hex(&server.decrypt(&t1)))),
+                // The encryption's side: C1 = k·G under P, and the point both reach,
+                // (x2, y2) = k·P = w⁻¹·T2 − C1, from which KDF and C3 follow.
+                ("public_key", text(point_to_hex(&public))),
+                ("k", text(scalar_to_hex(&k))),
+                ("shared", text(point_to_hex(&(ProjectivePoint::from(public) * k).to_affine()))),
             ]
         })
         .collect()
@@ -294,6 +307,22 @@ mod tests {
                     let t1 = crate::point_from_hex(get(v, "t1")).unwrap();
                     let c1 = crate::point_from_hex(get(v, "c1")).unwrap();
                     assert_eq!(ProjectivePoint::from(c1) * (w * inverse(&d1)), ProjectivePoint::from(t1));
+                    let t2 = ProjectivePoint::from(crate::point_from_hex(get(v, "t2")).unwrap());
+                    let shared = crate::point_from_hex(get(v, "shared")).unwrap();
+                    assert_eq!((t2 * inverse(&w) - ProjectivePoint::from(c1)).to_affine(), shared);
+                }
+                if *family == "signature_finish" {
+                    // The server's half from its own inputs: r = e + x(k3·Q1 + k2·G), s2, s3.
+                    let s = |name| crate::scalar_from_hex(get(v, name)).unwrap();
+                    let q1 = ProjectivePoint::GENERATOR * s("k1");
+                    let x1 = crate::point_to_sec1(&(q1 * s("k3") + ProjectivePoint::GENERATOR * s("k2")).to_affine());
+                    let e = crate::digest_from_hex(get(v, "e")).unwrap();
+                    let reduce = |b: &[u8]| {
+                        <Scalar as elliptic_curve::ops::Reduce<FieldBytes>>::reduce(&FieldBytes::clone_from_slice(b))
+                    };
+                    assert_eq!(reduce(&e) + reduce(&x1[1..33]), s("r"));
+                    assert_eq!(s("d2") * s("k3"), s("s2"));
+                    assert_eq!(s("d2") * (s("r") + s("k2")), s("s3"));
                 }
                 if *family == "reshare" {
                     // d1'·d2' = d1·d2, and B's pair gives the same joint key P.

@@ -54,9 +54,9 @@ public final class KnownAnswers {
         f.put("pin_verifier", List.of("pin", "salt", "verifier"));
         f.put("pin_proof", List.of("verifier", "key_id", "op", "fields", "proof"));
         f.put("e", List.of("public_key", "id", "message", "z", "e"));
-        f.put("signature_finish", List.of("d1", "k1", "r", "s2", "s3", "s", "public_key", "e"));
-        f.put("fixed_k3_finish", List.of("d1", "k1", "r", "s3", "s", "public_key", "e"));
-        f.put("blind_decrypt", List.of("d1", "w", "c1", "t1", "t2"));
+        f.put("signature_finish", List.of("d1", "k1", "r", "s2", "s3", "s", "public_key", "e", "d2", "k2", "k3"));
+        f.put("fixed_k3_finish", List.of("d1", "k1", "r", "s3", "s", "public_key", "e", "d2", "k2"));
+        f.put("blind_decrypt", List.of("d1", "w", "c1", "t1", "t2", "public_key", "k", "shared"));
         f.put("reshare", List.of("d1", "d2", "u", "d1_reshared", "d2_reshared", "p", "p2", "t", "transport_key", "k",
                 "wrapped_share"));
         f.put("recovery", List.of("recovery_key", "key_id", "d1", "nonce", "sealed"));
@@ -173,10 +173,26 @@ public final class KnownAnswers {
         BigInteger r = Sm2.scalar(v.string("r"));
         BigInteger s2 = Sm2.scalar(v.string("s2"));
         BigInteger s3 = Sm2.scalar(v.string("s3"));
+        // The server's half: (x1, y1) = k3·Q1 + k2·G with Q1 = k1·G, r = e + x1,
+        // s2 = d2·k3, s3 = d2·(r + k2).
+        BigInteger d2 = Sm2.scalar(v.string("d2"));
+        BigInteger k2 = Sm2.scalar(v.string("k2"));
+        BigInteger k3 = Sm2.scalar(v.string("k3"));
+        ECPoint q1 = Sm2.G.multiply(k1);
+        serverR(v, where, q1.multiply(k3).add(Sm2.G.multiply(k2)), r);
+        same(where, "s2", v.string("s2"), Sm2.scalarHex(d2.multiply(k3).mod(Sm2.N)));
+        same(where, "s3", v.string("s3"), Sm2.scalarHex(d2.multiply(r.add(k2)).mod(Sm2.N)));
         // s = d1·k1·s2 + d1·s3 − r mod n
         BigInteger s = d1.multiply(k1).multiply(s2).add(d1.multiply(s3)).subtract(r).mod(Sm2.N);
         same(where, "s", v.string("s"), Sm2.scalarHex(s));
         verifies(v, where, r, s);
+    }
+
+    /** {@code r = (e + x1) mod n} for the server's point {@code (x1, y1)}. */
+    private static void serverR(JsonObject v, String where, ECPoint x1y1, BigInteger r) {
+        BigInteger x1 = x1y1.normalize().getAffineXCoord().toBigInteger();
+        BigInteger e = new BigInteger(1, hex(v, "e"));
+        same(where, "r", Sm2.scalarHex(r), Sm2.scalarHex(e.add(x1).mod(Sm2.N)));
     }
 
     private static void fixedK3Finish(JsonObject v, String where) {
@@ -184,6 +200,11 @@ public final class KnownAnswers {
         BigInteger k1 = Sm2.scalar(v.string("k1"));
         BigInteger r = Sm2.scalar(v.string("r"));
         BigInteger s3 = Sm2.scalar(v.string("s3"));
+        // The server's half with k3 = d2⁻¹: (x1, y1) = d2⁻¹·Q1 + k2·G, s3 = d2·(r + k2).
+        BigInteger d2 = Sm2.scalar(v.string("d2"));
+        BigInteger k2 = Sm2.scalar(v.string("k2"));
+        serverR(v, where, Sm2.G.multiply(k1).multiply(d2.modInverse(Sm2.N)).add(Sm2.G.multiply(k2)), r);
+        same(where, "s3", v.string("s3"), Sm2.scalarHex(d2.multiply(r.add(k2)).mod(Sm2.N)));
         // s = d1·(s3 + k1) − r mod n
         BigInteger s = d1.multiply(s3.add(k1)).subtract(r).mod(Sm2.N);
         same(where, "s", v.string("s"), Sm2.scalarHex(s));
@@ -205,9 +226,13 @@ public final class KnownAnswers {
         // T1 = w·d1⁻¹·C1
         ECPoint t1 = c1.multiply(w.multiply(d1.modInverse(Sm2.N)).mod(Sm2.N));
         same(where, "t1", v.string("t1"), Sm2.pointHex(t1));
-        // T2 = d2⁻¹·T1 needs the server's share, which the vector does not carry: T2 can
-        // only be checked to be a valid point here.
-        Sm2.point(v.string("t2"));
+        // C1 = k·G, and the point both sides reach: (x2, y2) = k·P = w⁻¹·T2 − C1.
+        BigInteger k = Sm2.scalar(v.string("k"));
+        same(where, "c1", v.string("c1"), Sm2.pointHex(Sm2.G.multiply(k)));
+        ECPoint shared = Sm2.point(v.string("public_key")).multiply(k);
+        same(where, "shared", v.string("shared"), Sm2.pointHex(shared));
+        ECPoint unblinded = Sm2.point(v.string("t2")).multiply(w.modInverse(Sm2.N)).subtract(c1);
+        same(where, "shared (from t2)", v.string("shared"), Sm2.pointHex(unblinded));
     }
 
     private static void reshare(JsonObject v, String where) {

@@ -284,6 +284,19 @@ fn response<'a>(doc: &'a Value, op: &'a Value, status: u16) -> Option<&'a Value>
 /// JSON body (`Value::Null` for none) match the documented schema? A path no operation
 /// has may only answer the error body (404, 405).
 pub fn check_answer(doc: &Value, method: &str, path: &str, status: u16, body: &Value) -> Result<(), String> {
+    // HEAD is GET without the body (RFC 9110 §9.3.2): the document lists GET only.
+    if method.eq_ignore_ascii_case("HEAD") {
+        if !body.is_null() {
+            return Err(format!("HEAD {path} → {status}: an answer to HEAD has no body"));
+        }
+        return match operation(doc, "GET", path) {
+            Some((template, op)) => response(doc, op, status)
+                .map(|_| ())
+                .ok_or_else(|| format!("HEAD {template} → {status}: status not documented for GET")),
+            None if status >= 400 => Ok(()),
+            None => Err(format!("HEAD {path} → {status}: no operation has this path")),
+        };
+    }
     let error_body = || {
         let schema = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
         validate(doc, &schema, body).map_err(|e| format!("{method} {path} → {status}: {e}"))
@@ -357,6 +370,8 @@ mod tests {
         let bad = json!({ "error": { "code": "no_such_code", "message": "x" } });
         assert!(check_answer(&doc, "GET", "/v1/keys/k_1", 404, &bad).is_err());
         assert!(check_answer(&doc, "GET", "/v1/nothing/here", 200, &json!({})).is_err());
+        check_answer(&doc, "HEAD", "/v1/keys", 200, &Value::Null).unwrap();
+        assert!(check_answer(&doc, "HEAD", "/v1/keys", 200, &json!({})).is_err(), "HEAD has no body");
     }
 
     #[test]

@@ -155,6 +155,17 @@ async fn a_delegate_signs_and_decrypts_under_the_org_key_raw_and_in_every_task_k
     assert_eq!(delegate.public_key(), owner.public_key());
     assert_eq!(delegate.state.delegation_id.as_deref(), Some(did.as_str()));
     assert_ne!(delegate.share().scalar(), owner.share().scalar(), "the delegate's half is its own");
+    // The owner sees both devices that hold a share of its key; the delegate owns no key.
+    let devices: mcs_api::DeviceList =
+        serde_json::from_value(app1.json(Method::GET, "/v1/devices", None).await.unwrap()).unwrap();
+    let roles: Vec<_> = devices.items.iter().filter(|d| d.key_id == owner.key_id()).map(|d| d.role).collect();
+    assert_eq!(roles.len(), 2, "{devices:?}");
+    assert!(roles.contains(&mcs_api::DeviceRole::Owner) && roles.contains(&mcs_api::DeviceRole::Delegate));
+    let delegate_row = devices.items.iter().find(|d| d.role == mcs_api::DeviceRole::Delegate).unwrap();
+    assert_eq!(delegate_row.delegation_id.as_deref(), Some(did.as_str()));
+    let theirs: mcs_api::DeviceList =
+        serde_json::from_value(app2.json(Method::GET, "/v1/devices", None).await.unwrap()).unwrap();
+    assert!(theirs.items.iter().all(|d| d.key_id != owner.key_id()), "{theirs:?}");
     // Its answer lost, the delegate repeats the activation: the same answer for the same
     // verifier, `conflict` for another, and nothing changes.
     let path = format!("/v1/delegations/{did}/activate");

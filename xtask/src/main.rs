@@ -377,14 +377,43 @@ fn run_status(cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// The daemon, started for the demo, stopped on drop.
-struct Daemon(Child);
+/// A dev daemon (the demo's, the SDK tests'), stopped on drop.
+pub(crate) struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         let _ = self.0.wait();
     }
+}
+
+/// A fresh `mcsd dev-init` environment in `dir` (whatever was there is removed) and
+/// `mcsd run` on it, its log in `dir/mcsd.log`; returns the daemon and its API's URL.
+pub(crate) fn start_dev_daemon(dir: &Path) -> Result<(Daemon, String)> {
+    let mcsd = root().join("target/debug/mcsd");
+    let _ = std::fs::remove_dir_all(dir);
+    run_ok(Command::new(&mcsd).args(["dev-init", "--dir"]).arg(dir))?;
+    let mut child = Command::new(&mcsd)
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+        .args(["run", "--config"])
+        .arg(dir.join("mcsd.toml"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("mcsd.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("starting mcsd: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let daemon = Daemon(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| format!("mcsd exited before listening; see {}", dir.join("mcsd.log").display()))?
+            .map_err(|e| e.to_string())?;
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_owned();
+        }
+    };
+    Ok((daemon, format!("https://{addr}")))
 }
 
 fn step(text: &str) {
@@ -398,31 +427,9 @@ fn demo() -> Result<()> {
     let bin = root().join("target/debug");
     let (mcsd, mcs) = (bin.join("mcsd"), bin.join("mcs"));
     let dir = root().join("target/demo");
-    let _ = std::fs::remove_dir_all(&dir);
-
-    step("creating a dev environment: SoftHSM token, KEK, PKI, config");
-    run_ok(Command::new(&mcsd).args(["dev-init", "--dir"]).arg(&dir))?;
-
-    step("starting the daemon");
-    let mut child = Command::new(&mcsd)
-        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
-        .args(["run", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("mcsd.log")).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| format!("starting mcsd: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let daemon = Daemon(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().ok_or("mcsd exited before listening")?.map_err(|e| e.to_string())?;
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.to_owned();
-        }
-    };
-    println!("    daemon listening on {addr} (mutual TLS); log in {}", dir.join("mcsd.log").display());
-    let server = format!("https://{addr}");
+    step("creating a dev environment (SoftHSM token, KEK, PKI, config) and starting the daemon");
+    let (daemon, server) = start_dev_daemon(&dir)?;
+    println!("    daemon listening on {server} (mutual TLS); log in {}", dir.join("mcsd.log").display());
     let pki = dir.join("pki");
     let mcs_as = |who: &str| {
         let mut c = Command::new(&mcs);

@@ -8,10 +8,7 @@
 //! Also here: `redocly lint` of `docs/openapi.yaml` (Redocly's CLI from npm, pinned,
 //! installed under `target/npm`), one of `cargo xtask test`'s gates.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use crate::{Result, cargo, have, root};
 
@@ -51,73 +48,14 @@ pub fn redocly_lint() -> Result<()> {
     if status.success() { Ok(()) } else { Err("redocly lint found problems in docs/openapi.yaml".into()) }
 }
 
-/// A dev daemon for the kits' live tests; killed when dropped.
-struct DevDaemon {
-    child: Child,
-    url: String,
-}
-
-impl Drop for DevDaemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_daemon(dir: &std::path::Path) -> Result<DevDaemon> {
-    let bin = root().join("target/debug");
-    let _ = std::fs::remove_dir_all(dir);
-    let init = Command::new(bin.join("mcsd"))
-        .args(["dev-init", "--dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("mcsd dev-init: {e}"))?;
-    if !init.success() {
-        return Err(format!("mcsd dev-init --dir {} failed: {init}", dir.display()));
-    }
-    let mut child = Command::new(bin.join("mcsd"))
-        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
-        .env("RUST_LOG", "warn")
-        .args(["run", "--config"])
-        .arg(dir.join("mcsd.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("mcsd run: {e}"))?;
-    let stdout = child.stdout.take().ok_or("mcsd: no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("mcsd: no stderr")?;
-    let log = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(addr) => Ok(DevDaemon { child, url: format!("https://{addr}") }),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(format!("mcsd did not start:\n{}", log.join().unwrap_or_default()))
-        }
-    }
-}
-
 /// `cargo xtask sdk`.
 pub fn sdk() -> Result<()> {
     cargo(&["build", "-j2", "-p", "mcsd", "-p", "mcs-client", "-p", "mcs-local-ca"])?;
     let dir = root().join("target/sdk/dev");
-    let daemon = start_daemon(&dir)?;
-    println!("==> dev daemon at {} ({})", daemon.url, dir.display());
+    let (daemon, url) = crate::start_dev_daemon(&dir)?;
+    println!("==> dev daemon at {url} ({}; log in mcsd.log)", dir.display());
     let env = [
-        ("MCS_SERVER", daemon.url.clone()),
+        ("MCS_SERVER", url),
         ("MCS_DEV_DIR", dir.display().to_string()),
         ("MCS_BIN", root().join("target/debug").display().to_string()),
         ("MCS_VECTORS", root().join("docs/test-vectors.json").display().to_string()),

@@ -67,6 +67,13 @@ fn check_answers(dir: &Path) -> Result<(), String> {
     for (op, count) in &seen {
         println!("  {count:6}  {op}");
     }
+    for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()) {
+            if !seen.contains_key(&format!("{method} {template}")) {
+                println!("  not seen: {method} {template}");
+            }
+        }
+    }
     if answers == 0 {
         return Err(format!("{}: no answers were logged", dir.display()));
     }

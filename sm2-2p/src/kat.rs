@@ -318,7 +318,9 @@ mod tests {
                     let x1 = crate::point_to_sec1(&(q1 * s("k3") + ProjectivePoint::GENERATOR * s("k2")).to_affine());
                     let e = crate::digest_from_hex(get(v, "e")).unwrap();
                     let reduce = |b: &[u8]| {
-                        <Scalar as elliptic_curve::ops::Reduce<FieldBytes>>::reduce(&FieldBytes::clone_from_slice(b))
+                        let mut bytes = FieldBytes::default();
+                        bytes.copy_from_slice(b);
+                        <Scalar as elliptic_curve::ops::Reduce<FieldBytes>>::reduce(&bytes)
                     };
                     assert_eq!(reduce(&e) + reduce(&x1[1..33]), s("r"));
                     assert_eq!(s("d2") * s("k3"), s("s2"));

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use mcs_client::load::LoadOp;
 use mcs_client::phone::{Phone, ScanCode};
 use mcs_client::transport::Endpoint;
 use serde_json::{Value, json};
@@ -62,6 +63,22 @@ fn openssl_sm2_signs(seconds: u32) -> Res<f64> {
         .ok_or_else(|| format!("no SM2 line in openssl speed output:\n{text}"))?;
     let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     nums.get(nums.len().wrapping_sub(2)).copied().ok_or_else(|| format!("cannot read `{line}`"))
+}
+
+/// `openssl speed ecdsap256`: P-256 ECDSA verifications per second (one core). A verify is
+/// the same shape of work as our server half — one variable-base and one fixed-base
+/// multiplication — in OpenSSL's assembly.
+fn openssl_p256_verifies(seconds: u32) -> Res<f64> {
+    let out =
+        Command::new("openssl").args(["speed", "-seconds", &seconds.to_string(), "ecdsap256"]).output().map_err(err)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  48000.0  15000.0": sign/s, verify/s.
+    let line = text
+        .lines()
+        .find(|l| l.contains("nistp256") && l.contains("bits"))
+        .ok_or_else(|| format!("no nistp256 line in openssl speed output:\n{text}"))?;
+    let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    nums.last().copied().ok_or_else(|| format!("cannot read `{line}`"))
 }
 
 /// Welch's t between two timing samples (the top 5% of each cropped, as dudect does).
@@ -127,6 +144,7 @@ fn server_half(quick: bool) -> Res<Value> {
         std::hint::black_box(sig);
     });
     let openssl = openssl_sm2_signs(if quick { 2 } else { 5 })?;
+    let p256_verify = openssl_p256_verifies(if quick { 2 } else { 5 })?;
 
     // dudect-style: one fixed share against fresh random shares, interleaved at random.
     let samples = if quick { 4000 } else { 20000 };
@@ -151,6 +169,8 @@ fn server_half(quick: bool) -> Res<Value> {
         "ratio_vs_rustcrypto": ours / rustcrypto_half,
         "decrypt_ratio_vs_rustcrypto": ours_decrypt / rustcrypto_decrypt,
         "ratio_vs_openssl": ours / openssl,
+        "openssl_p256_verify_ops_s": p256_verify,
+        "ratio_vs_openssl_p256_verify": ours / p256_verify,
         "constant_time_t": t,
         "constant_time_ok": t.abs() < 4.5,
     }))
@@ -295,15 +315,26 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     // 8 in both: the postgres figures are ratios to sled's at 8.
     let levels: &[usize] = if quick { &[1, 8, 16, 64] } else { &[1, 8, 32, 64, 128] };
     let seconds = Duration::from_secs(if quick { 3 } else { 10 });
-    let mut e2e = Vec::new();
-    for &c in levels {
-        let r =
-            mcs_client::load::cosign_load(&endpoint(dir, &daemon.api, "app1"), &app1, c, seconds).await.map_err(err)?;
-        if r.errors > 0 {
-            return Err(format!("{} errors at concurrency {c}", r.errors));
+    // The same levels for co-decryption, and for the cheapest authenticated read (the
+    // ceiling of the TLS/HTTP path, beside which the co-signature's figure reads).
+    let ep = endpoint(dir, &daemon.api, "app1");
+    let series = |op| {
+        let (ep, app1) = (ep.clone(), app1.clone());
+        async move {
+            let mut out = Vec::new();
+            for &c in levels {
+                let r = mcs_client::load::run_load(&ep, &app1, c, seconds, op).await.map_err(err)?;
+                if r.errors > 0 {
+                    return Err(format!("{op:?}: {} errors at concurrency {c}: {:?}", r.errors, r.first_error));
+                }
+                out.push(json!({ "concurrency": c, "ops_s": r.ops_per_sec(), "p50_ms": r.quantile_ms(0.5), "p99_ms": r.quantile_ms(0.99) }));
+            }
+            Ok::<_, String>(out)
         }
-        e2e.push(json!({ "concurrency": c, "ops_s": r.ops_per_sec(), "p50_ms": r.quantile_ms(0.5), "p99_ms": r.quantile_ms(0.99) }));
-    }
+    };
+    let e2e = series(LoadOp::Cosign).await?;
+    let e2e_decrypt = series(LoadOp::Decrypt).await?;
+    let reads = series(LoadOp::ReadKey).await?;
 
     // Resident memory after the load (before the PDF, which passes through the daemon).
     let rss_mb = |key: &str| proc_status(daemon.child.id(), key) / 1024.0;
@@ -352,7 +383,7 @@ async fn end_to_end(bin: &Path, dir: &Path, quick: bool, big_keys: Option<usize>
     let many = big_keys.unwrap_or(if quick { 100_000 } else { 1_000_000 });
     let (rss_many, load_many, reads_many) = big_store(bin, dir, many, &app1).await?;
     Ok(json!({
-        "e2e": e2e, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms,
+        "e2e": e2e, "e2e_decrypt": e2e_decrypt, "read": reads, "keygen_ops_s": keygen_ops_s, "pdf_10mb_ms": pdf_10mb_ms,
         "daemon_rss_mb": rss_after_load, "daemon_peak_rss_mb": peak, "keys": n_keys,
         "big_store": { "keys": many, "daemon_rss_mb": rss_many, "cosign_ops_s": load_many, "clone_reads": reads_many },
     }))
@@ -591,10 +622,21 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // The share of the pure-math ceiling the whole service reaches: best co-signs/s over
+    // two cores' worth of server halves (the load generator runs on the same cores).
+    let best = |series: &Value| {
+        series.as_array().into_iter().flatten().filter_map(|r| r["ops_s"].as_f64()).fold(0.0_f64, f64::max)
+    };
+    let ceiling = |per_core: &Value| 2.0 * per_core.as_f64().unwrap_or(f64::INFINITY);
     let summary = json!({
         "server_half": half,
         "postgres": pg,
         "e2e": e2e["e2e"],
+        "e2e_decrypt": e2e["e2e_decrypt"],
+        "read": e2e["read"],
+        "read_ops_s": best(&e2e["read"]),
+        "e2e_vs_two_cores_of_server_half": best(&e2e["e2e"]) / ceiling(&half["ours_ops_s"]),
+        "e2e_decrypt_vs_two_cores_of_server_half": best(&e2e["e2e_decrypt"]) / ceiling(&half["ours_decrypt_ops_s"]),
         "keygen_ops_s": e2e["keygen_ops_s"],
         "pdf_10mb_ms": e2e["pdf_10mb_ms"],
         "daemon_rss_mb": e2e["daemon_rss_mb"],
@@ -628,20 +670,37 @@ fn main() {
         f(&h["ratio_vs_openssl"])
     );
     println!(
+        "  openssl speed ecdsap256: verify {:>8.0}   ours ×{:.2}   (same shape: one variable-, one fixed-base product)",
+        f(&h["openssl_p256_verify_ops_s"]),
+        f(&h["ratio_vs_openssl_p256_verify"])
+    );
+    println!(
         "  timing, fixed vs random d2: |t| = {:.2} ({})",
         f(&h["constant_time_t"]).abs(),
         if h["constant_time_ok"] == true { "no leak detected, |t| < 4.5" } else { "LEAK SUSPECTED" }
     );
-    println!("end-to-end co-sign           ops/s    p50 ms    p99 ms");
-    for r in summary["e2e"].as_array().into_iter().flatten() {
-        println!(
-            "  concurrency {:>4}        {:>9.0} {:>9.2} {:>9.2}",
-            r["concurrency"],
-            f(&r["ops_s"]),
-            f(&r["p50_ms"]),
-            f(&r["p99_ms"])
-        );
+    for (title, key) in [
+        ("end-to-end co-sign", "e2e"),
+        ("end-to-end co-decrypt", "e2e_decrypt"),
+        ("GET /v1/keys/{id} (the HTTP/mTLS ceiling)", "read"),
+    ] {
+        println!("{title:<40} ops/s    p50 ms    p99 ms");
+        for r in summary[key].as_array().into_iter().flatten() {
+            println!(
+                "  concurrency {:>4}                    {:>9.0} {:>9.2} {:>9.2}",
+                r["concurrency"],
+                f(&r["ops_s"]),
+                f(&r["p50_ms"]),
+                f(&r["p99_ms"])
+            );
+        }
     }
+    println!(
+        "best co-sign ÷ (2 × server half per core): {:.3}; co-decrypt: {:.3}; best read {:.0} /s",
+        f(&summary["e2e_vs_two_cores_of_server_half"]),
+        f(&summary["e2e_decrypt_vs_two_cores_of_server_half"]),
+        f(&summary["read_ops_s"])
+    );
     println!("keygen (activation + certificate): {:.1} /s", f(&summary["keygen_ops_s"]));
     println!("10 MB PDF sealed by scan, end to end: {:.0} ms", f(&summary["pdf_10mb_ms"]));
     println!(

@@ -662,7 +662,7 @@ enum AppCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Load generator: co-sign digests over N keep-alive connections for S seconds;
+    /// Load generator: co-sign digests (or decrypt, or read the key: --op) over N keep-alive connections for S seconds;
     /// prints {ops, errors, ops_s, p50_ms, p99_ms}.
     Load {
         /// This phone's state file (written by `mcs app activate`).
@@ -674,6 +674,9 @@ enum AppCommand {
         /// How long to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// What each operation is.
+        #[arg(long, value_enum, default_value_t = mcs_client::load::LoadOp::Cosign)]
+        op: mcs_client::load::LoadOp,
         #[command(flatten)]
         pin: PinArgs,
     },
@@ -1178,13 +1181,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let p = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(e.to_string()))?;
                 write_out(&out, public_key_pem(&p).as_bytes())?;
             }
-            AppCommand::Load { state, concurrency, seconds, pin } => {
+            AppCommand::Load { state, concurrency, seconds, op, pin } => {
                 let phone = std::sync::Arc::new(Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?);
-                let r = mcs_client::load::cosign_load(
+                let r = mcs_client::load::run_load(
                     &ep,
                     &[phone],
                     concurrency.max(1),
                     std::time::Duration::from_secs(seconds),
+                    op,
                 )
                 .await?;
                 print_json(&serde_json::json!({

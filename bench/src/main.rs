@@ -52,33 +52,35 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// `openssl speed sm2`: signs per second (single process = one core).
-fn openssl_sm2_signs(seconds: u32) -> Res<f64> {
-    let out = Command::new("openssl").args(["speed", "-seconds", &seconds.to_string(), "sm2"]).output().map_err(err)?;
+/// The figures of `openssl speed -seconds N <alg>`'s result line (the one naming `curve`
+/// and "bits"): for an elliptic-curve algorithm, signs/s then verifies/s last.
+fn openssl_speed(alg: &str, curve: &str, seconds: u32) -> Res<Vec<f64>> {
+    let out = Command::new("openssl").args(["speed", "-seconds", &seconds.to_string(), alg]).output().map_err(err)?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "256 bits SM2 (CurveSM2)   0.0003s   0.0003s   3000.0   3400.0"
     let line = text
         .lines()
-        .find(|l| l.contains("SM2") && l.contains("bits"))
-        .ok_or_else(|| format!("no SM2 line in openssl speed output:\n{text}"))?;
+        .find(|l| l.contains(curve) && l.contains("bits"))
+        .ok_or_else(|| format!("no {curve} line in openssl speed output:\n{text}"))?;
     let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    nums.get(nums.len().wrapping_sub(2)).copied().ok_or_else(|| format!("cannot read `{line}`"))
+    if nums.len() < 2 {
+        return Err(format!("cannot read `{line}`"));
+    }
+    Ok(nums)
+}
+
+/// `openssl speed sm2`: signs per second (single process = one core).
+fn openssl_sm2_signs(seconds: u32) -> Res<f64> {
+    let nums = openssl_speed("sm2", "SM2", seconds)?;
+    Ok(nums[nums.len() - 2])
 }
 
 /// `openssl speed ecdsap256`: P-256 ECDSA verifications per second (one core). A verify is
 /// the same shape of work as our server half — one variable-base and one fixed-base
 /// multiplication — in OpenSSL's assembly.
 fn openssl_p256_verifies(seconds: u32) -> Res<f64> {
-    let out =
-        Command::new("openssl").args(["speed", "-seconds", &seconds.to_string(), "ecdsap256"]).output().map_err(err)?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  48000.0  15000.0": sign/s, verify/s.
-    let line = text
-        .lines()
-        .find(|l| l.contains("nistp256") && l.contains("bits"))
-        .ok_or_else(|| format!("no nistp256 line in openssl speed output:\n{text}"))?;
-    let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    nums.last().copied().ok_or_else(|| format!("cannot read `{line}`"))
+    let nums = openssl_speed("ecdsap256", "nistp256", seconds)?;
+    Ok(nums[nums.len() - 1])
 }
 
 /// Welch's t between two timing samples (the top 5% of each cropped, as dudect does).

@@ -284,12 +284,29 @@ fn response<'a>(doc: &'a Value, op: &'a Value, status: u16) -> Option<&'a Value>
 /// JSON body (`Value::Null` for none) match the documented schema? A path no operation
 /// has may only answer the error body (404, 405).
 pub fn check_answer(doc: &Value, method: &str, path: &str, status: u16, body: &Value) -> Result<(), String> {
-    // HEAD is GET without the body (RFC 9110 §9.3.2): the document lists GET only.
+    check_at(doc, method, path, operation(doc, documented_method(method), path), status, body)
+}
+
+/// The method whose operation documents an answer to `method`: HEAD is GET without the
+/// body (RFC 9110 §9.3.2), and the document lists GET only.
+fn documented_method(method: &str) -> &str {
+    if method.eq_ignore_ascii_case("HEAD") { "GET" } else { method }
+}
+
+/// [`check_answer`] with the operation already looked up.
+fn check_at(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    found: Option<(&str, &Value)>,
+    status: u16,
+    body: &Value,
+) -> Result<(), String> {
     if method.eq_ignore_ascii_case("HEAD") {
         if !body.is_null() {
             return Err(format!("HEAD {path} → {status}: an answer to HEAD has no body"));
         }
-        return match operation(doc, "GET", path) {
+        return match found {
             Some((template, op)) => response(doc, op, status)
                 .map(|_| ())
                 .ok_or_else(|| format!("HEAD {template} → {status}: status not documented for GET")),
@@ -301,7 +318,7 @@ pub fn check_answer(doc: &Value, method: &str, path: &str, status: u16, body: &V
         let schema = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
         validate(doc, &schema, body).map_err(|e| format!("{method} {path} → {status}: {e}"))
     };
-    let Some((template, op)) = operation(doc, method, path) else {
+    let Some((template, op)) = found else {
         return match status {
             400..=599 => error_body(),
             _ => Err(format!("{method} {path} → {status}: no operation has this path and method")),
@@ -322,12 +339,20 @@ pub fn check_answer(doc: &Value, method: &str, path: &str, status: u16, body: &V
     }
 }
 
-/// A line of the answer log the reference client writes under `MCS_ANSWER_LOG`.
-pub fn check_logged(doc: &Value, line: &Map<String, Value>) -> Result<(), String> {
+/// A line of the answer log the reference client writes under `MCS_ANSWER_LOG`: the
+/// operation it called (`METHOD /template`; none for HEAD, which is checked against GET
+/// but does not exercise it) and whether the answer matches the document.
+pub fn check_logged(doc: &Value, line: &Map<String, Value>) -> (Option<String>, Result<(), String>) {
     let text = |k: &str| line.get(k).and_then(Value::as_str).ok_or_else(|| format!("log line without `{k}`"));
     let status = line.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
-    let status = status.ok_or("log line without `status`")?;
-    check_answer(doc, text("method")?, text("path")?, status, line.get("body").unwrap_or(&Value::Null))
+    let (method, path, status) = match (text("method"), text("path"), status) {
+        (Ok(m), Ok(p), Some(s)) => (m, p, s),
+        (Err(e), _, _) | (_, Err(e), _) => return (None, Err(e)),
+        (_, _, None) => return (None, Err("log line without `status`".into())),
+    };
+    let found = operation(doc, documented_method(method), path);
+    let called = found.filter(|_| documented_method(method) == method).map(|(t, _)| format!("{method} {t}"));
+    (called, check_at(doc, method, path, found, status, line.get("body").unwrap_or(&Value::Null)))
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ fn have_postgres_server() -> bool {
 }
 
 /// Install the Debian packages the project needs if their commands are missing.
-fn ensure_system_deps() -> Result<()> {
+pub(crate) fn ensure_system_deps() -> Result<()> {
     let wanted = [
         ("softhsm2-util", "softhsm2"),
         ("openssl", "openssl"),
@@ -188,8 +188,9 @@ fn test(extra: &[String]) -> Result<()> {
     // The habits first: they are cheap, and a red gate should not wait for the suite.
     gates()?;
     deny::deny()?;
-    sdk::redocly_lint()?;
+    // npm comes with the system packages on a fresh machine.
     ensure_system_deps()?;
+    sdk::redocly_lint()?;
     ensure_pyhanko()?;
     // Build binaries, the PKCS#11 mock and the adapter plugins first: the e2e tests run them.
     cargo(&["build", "--workspace", "-j2"])?;

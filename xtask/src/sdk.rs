@@ -50,6 +50,8 @@ pub fn redocly_lint() -> Result<()> {
 
 /// `cargo xtask sdk`.
 pub fn sdk() -> Result<()> {
+    // SoftHSM for the daemon, the JDK for both kits' tests, npm for the Kotlin compiler.
+    crate::ensure_system_deps()?;
     cargo(&["build", "-j2", "-p", "mcsd", "-p", "mcs-client", "-p", "mcs-local-ca"])?;
     let dir = root().join("target/sdk/dev");
     let (daemon, url) = crate::start_dev_daemon(&dir)?;

@@ -5,18 +5,18 @@
 //!
 //! Same algorithm as the portable [`super::field::Fe::mul`]: for each limb `bᵢ`, add
 //! `a·bᵢ`, then reduce one limb with `m = t₀` (`−p⁻¹ ≡ 1 mod 2⁶⁴`). Because `p ≡ −1
-//! (mod 2⁶⁴)`, `(t + m·p)/2⁶⁴ = t/2⁶⁴ + m·q` with `q = (p + 1)/2⁶⁴` — three limbs, so a
-//! reduction step is three multiplications instead of four. The result is below `2p`
-//! after the last step and one masked (cmov) subtraction brings it below `p`. No branch,
-//! no secret-dependent address.
+//! (mod 2⁶⁴)`, `(t + m·p)/2⁶⁴ = t/2⁶⁴ + m·q` with `q = (p + 1)/2⁶⁴ = 2¹⁹² − 2¹⁶⁰ − 2³² + 1`,
+//! so a reduction step is shifts, adds and subtracts of `m` — no multiplication: the
+//! product's 16 `mulx` are the only ones (the square's 10), which leaves the multiplier
+//! to the product rows while the reductions run on the other ALUs. The result is below
+//! `2p` after the last step and one masked (cmov) subtraction brings it below `p`. No
+//! branch, no secret-dependent address.
 //!
 //! The templates are put together from the macros below (one per repeated step, register
 //! names as arguments), so each step is written once.
 
 use std::sync::LazyLock;
 
-/// `(p + 1) / 2⁶⁴`, little-endian.
-static Q: [u64; 3] = [0xffff_ffff_0000_0001, 0xffff_ffff_ffff_ffff, 0xffff_fffe_ffff_ffff];
 static P: [u64; 4] = super::field::P;
 
 static AVAILABLE: LazyLock<bool> =
@@ -34,36 +34,6 @@ pub fn available() -> bool {
         return false;
     }
     *AVAILABLE
-}
-
-/// `a, b, c, d += m·q` with `m` in `rdx`: three products, low halves on the CF chain, high
-/// halves on the OF chain; CF is left pending into `d`. CF and OF must be clear.
-macro_rules! add_m_q {
-    ($a:ident, $b:ident, $c:ident, $d:ident) => {
-        concat!(
-            "mulx {hi}, {lo}, qword ptr [rip + {q}]\n",
-            "adcx {",
-            stringify!($a),
-            "}, {lo}\n",
-            "adox {",
-            stringify!($b),
-            "}, {hi}\n",
-            "mulx {hi}, {lo}, qword ptr [rip + {q} + 8]\n",
-            "adcx {",
-            stringify!($b),
-            "}, {lo}\n",
-            "adox {",
-            stringify!($c),
-            "}, {hi}\n",
-            "mulx {hi}, {lo}, qword ptr [rip + {q} + 16]\n",
-            "adcx {",
-            stringify!($c),
-            "}, {lo}\n",
-            "adox {",
-            stringify!($d),
-            "}, {hi}",
-        )
-    };
 }
 
 /// The product's window after a row or reduction: pending CF into `w4`, pending OF and the
@@ -129,39 +99,101 @@ macro_rules! mul_row {
     };
 }
 
-/// The product's reduction step: `m = w0`; `w1..w5 += m·q`.
+/// `lo, hi = m·2³²` (low and high limbs) for the reduction step's `m` in `w`.
+macro_rules! m_shifted {
+    ($w:ident) => {
+        concat!(
+            "mov {lo}, {",
+            stringify!($w),
+            "}\n",
+            "shl {lo}, 32\n",
+            "mov {hi}, {",
+            stringify!($w),
+            "}\n",
+            "shr {hi}, 32",
+        )
+    };
+}
+
+/// `a, b, c, d (, e) −= lo, hi, lo, hi` — the negative half of `m·q` — with the borrow
+/// taken from `e` when there is one.
+macro_rules! sub_m_shifted {
+    ($a:ident, $b:ident, $c:ident, $d:ident $(, $e:ident)?) => {
+        concat!(
+            "sub {",
+            stringify!($a),
+            "}, {lo}\n",
+            "sbb {",
+            stringify!($b),
+            "}, {hi}\n",
+            "sbb {",
+            stringify!($c),
+            "}, {lo}\n",
+            "sbb {",
+            stringify!($d),
+            "}, {hi}",
+            $("\nsbb {", stringify!($e), "}, 0",)?
+        )
+    };
+}
+
+/// The product's reduction step, by shifts and adds (no multiplication): `m = w0`;
+/// `w1..w5 += m·q` with `m·q = m·2¹⁹² + m − m·2³²·(2¹²⁸ + 1)`: add `m` at limbs 0 and 3
+/// of the window, subtract `lo, hi, lo, hi` (`m·2³²` and `m·2¹⁶⁰`). The window's true
+/// value stays non-negative, so the borrow chain ends in `w5`.
 macro_rules! mul_reduce {
     ($w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
         concat!(
-            "xor {lo:e}, {lo:e}\n",
-            "mov rdx, {",
+            m_shifted!($w0),
+            "\n",
+            "add {",
+            stringify!($w1),
+            "}, {",
             stringify!($w0),
             "}\n",
-            add_m_q!($w1, $w2, $w3, $w4),
-            "\n",
-            settle!($w4, $w5),
+            "adc {",
+            stringify!($w2),
+            "}, 0\n",
+            "adc {",
+            stringify!($w3),
+            "}, 0\n",
+            "adc {",
+            stringify!($w4),
+            "}, {",
+            stringify!($w0),
+            "}\n",
+            "adc {",
+            stringify!($w5),
+            "}, 0\n",
+            sub_m_shifted!($w1, $w2, $w3, $w4, $w5),
         )
     };
 }
 
 /// The square's reduction step on a four-limb window: `m = w0`, which becomes the new top
-/// limb; `w1, w2, w3, top += m·q`.
+/// limb — that is the `m·2¹⁹²` of `m·q` already in place; then `m` at limb 0 and the
+/// shifted copies subtracted. The value after the step is below `2²⁵⁶`, so the top limb
+/// needs no carry out (intermediate wraps cancel).
 macro_rules! square_reduce {
     ($w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
         concat!(
-            "mov rdx, {",
+            m_shifted!($w0),
+            "\n",
+            "add {",
+            stringify!($w1),
+            "}, {",
             stringify!($w0),
             "}\n",
-            "xor {",
-            stringify!($w0),
-            ":e}, {",
-            stringify!($w0),
-            ":e}\n",
-            add_m_q!($w1, $w2, $w3, $w0),
-            "\n",
+            "adc {",
+            stringify!($w2),
+            "}, 0\n",
+            "adc {",
+            stringify!($w3),
+            "}, 0\n",
             "adc {",
             stringify!($w0),
-            "}, 0",
+            "}, 0\n",
+            sub_m_shifted!($w1, $w2, $w3, $w0),
         )
     };
 }
@@ -239,7 +271,6 @@ macro_rules! montgomery_asm {
         std::arch::asm!(
             $($line),+,
             $($operands)*
-            q = sym Q,
             p = sym P,
             r0 = out(reg) r0,
             r1 = out(reg) r1,

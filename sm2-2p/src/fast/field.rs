@@ -10,6 +10,9 @@
 pub const P: [u64; 4] = [0xffff_ffff_ffff_ffff, 0xffff_ffff_0000_0000, 0xffff_ffff_ffff_ffff, 0xffff_fffe_ffff_ffff];
 /// `2⁵¹² mod p` (to enter Montgomery form).
 const R2: [u64; 4] = [0x0000_0002_0000_0003, 0x0000_0002_ffff_ffff, 0x0000_0001_0000_0001, 0x0000_0004_0000_0002];
+/// `2⁷⁶⁸ mod p`: the Montgomery product of a plain inverse `(x·2²⁵⁶)⁻¹` with it is
+/// `x⁻¹·2²⁵⁶`, the inverse in Montgomery form.
+const R3: [u64; 4] = [0x0000_0012_0000_0016, 0x0000_000e_ffff_fff8, 0x0000_000a_0000_000c, 0x0000_001b_0000_0009];
 /// `2²⁵⁶ mod p` = 1 in Montgomery form.
 const R: [u64; 4] = [0x0000_0000_0000_0001, 0x0000_0000_ffff_ffff, 0x0000_0000_0000_0000, 0x0000_0001_0000_0000];
 
@@ -249,35 +252,35 @@ impl Fe {
         Self::reduce([t0, t1, t2, t3, t4, t5, t6, t7, 0])
     }
 
-    fn sqn(&self, n: usize) -> Fe {
-        let mut x = *self;
-        for _ in 0..n {
-            x = x.square();
-        }
-        x
+    /// The inverse (0 for 0): constant-time safegcd ([`super::safegcd`]) on the
+    /// Montgomery representation, then one product by `2⁷⁶⁸` to return to Montgomery form.
+    pub fn invert(&self) -> Fe {
+        Fe(super::safegcd::invert(&self.0)).mul(&Fe(R3))
     }
 
-    /// `a^(p−2)`: the inverse (0 for 0). The exponent is public: a fixed addition chain.
-    pub fn invert(&self) -> Fe {
+    /// `a^(p−2)` by a fixed addition chain: what [`Fe::invert`] is checked against.
+    #[cfg(test)]
+    pub fn invert_fermat(&self) -> Fe {
         // p − 2 = 2²⁵⁶ − 2²²⁴ − 2⁹⁶ + 2⁶⁴ − 3, bits (high to low):
         // 31 ones, 0, 128 ones, 32 zeros, 62 ones, 0, 1  — built from runs of ones.
+        let sqn = |x: Fe, n: usize| (0..n).fold(x, |x, _| x.square());
         let x1 = *self;
         let x2 = x1.square().mul(&x1);
-        let x4 = x2.sqn(2).mul(&x2);
-        let x8 = x4.sqn(4).mul(&x4);
-        let x16 = x8.sqn(8).mul(&x8);
-        let x30 = x16.sqn(14).mul(&x8.sqn(6).mul(&x4.sqn(2).mul(&x2)));
+        let x4 = sqn(x2, 2).mul(&x2);
+        let x8 = sqn(x4, 4).mul(&x4);
+        let x16 = sqn(x8, 8).mul(&x8);
+        let x30 = sqn(x16, 14).mul(&sqn(x8, 6).mul(&sqn(x4, 2).mul(&x2)));
         let x31 = x30.square().mul(&x1);
         let x32 = x31.square().mul(&x1);
-        let x62 = x32.sqn(30).mul(&x30);
-        let x64 = x32.sqn(32).mul(&x32);
-        let x128 = x64.sqn(64).mul(&x64);
+        let x62 = sqn(x32, 30).mul(&x30);
+        let x64 = sqn(x32, 32).mul(&x32);
+        let x128 = sqn(x64, 64).mul(&x64);
         // 31 ones, then a zero, then 128 ones.
-        let mut r = x31.sqn(1 + 128).mul(&x128);
+        let mut r = sqn(x31, 1 + 128).mul(&x128);
         // 32 zeros, then 62 ones.
-        r = r.sqn(32 + 62).mul(&x62);
+        r = sqn(r, 32 + 62).mul(&x62);
         // then "01".
-        r.sqn(2).mul(&x1)
+        sqn(r, 2).mul(&x1)
     }
 
     pub fn is_zero(&self) -> u64 {
@@ -365,6 +368,31 @@ mod tests {
         assert_eq!(p_minus_1.mul(&p_minus_1).to_bytes(), Fe::ONE.to_bytes(), "(−1)² = 1");
     }
 
+    /// The safegcd inverse equals Fermat's `a^(p−2)` on edge and random values, and
+    /// `a·a⁻¹ = 1`.
+    #[test]
+    fn safegcd_inverse_matches_fermat() {
+        let mut cases = vec![Fe::ZERO, Fe::ONE, Fe::ZERO.sub(&Fe::ONE), Fe([1, 0, 0, 0]), Fe([2, 0, 0, 0])];
+        cases.push(Fe([P[0] - 1, P[1], P[2], P[3]]));
+        cases.push(Fe([0, 0, 0, P[3]]));
+        cases.push(Fe([u64::MAX, u64::MAX, u64::MAX, 0]));
+        cases.push(Fe([0, 0, 0, 1 << 63]));
+        for i in 0..64 {
+            cases.push(Fe([1u64 << i, 0, 0, 0]));
+            cases.push(Fe([0, 0, 1u64 << i, 0]));
+        }
+        for _ in 0..3000 {
+            cases.push(random_fe());
+        }
+        for a in &cases {
+            assert_eq!(a.invert().0, a.invert_fermat().0, "inverse of {a:?}");
+            if a.is_zero() == 0 {
+                assert_eq!(a.mul(&a.invert()).0, Fe::ONE.0, "a·a⁻¹ for {a:?}");
+            }
+        }
+        assert_eq!(Fe::ZERO.invert().0, [0; 4]);
+    }
+
     /// The assembly (x86-64) and portable paths agree, on edge values (0, 1, −1, values
     /// with all-ones or all-zero limbs, raw limbs near `p`) and random ones.
     #[test]
@@ -433,5 +461,16 @@ mod timing {
             x = x.add(&y);
         }
         println!("add: {:.1} ns {:?}", t.elapsed().as_nanos() as f64 / n as f64, x.0[0]);
+        let n = 20_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            x = x.invert();
+        }
+        println!("invert (safegcd): {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            x = x.invert_fermat();
+        }
+        println!("invert (Fermat): {:.0} ns {:?}", t.elapsed().as_nanos() as f64 / n as f64, x.0[0]);
     }
 }

@@ -24,6 +24,7 @@
 #[allow(unsafe_code)]
 mod adx;
 pub(crate) mod field;
+mod safegcd;
 
 use std::sync::LazyLock;
 

@@ -1,6 +1,7 @@
 //! The PostgreSQL part of `cargo xtask bench` (issue 13): durable, audited co-signatures
-//! over mTLS on the postgres backend — one node, then two nodes on this machine sharing
-//! the database — as ratios to sled's figure at the same concurrency in the same run; and
+//! over mTLS on the postgres backend — one node over the concurrency levels of sled's
+//! series, then two nodes on this machine sharing the database — as ratios to sled's
+//! figures in the same run; and
 //! the daemon's resident memory as the key count grows (key rows cloned in SQL), which
 //! stays flat because nothing per key is held in memory.
 //!
@@ -12,11 +13,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mcs_client::load::LoadOp;
 use mcs_client::phone::Phone;
 use mcsd::store::postgres::testing::Cluster;
 use serde_json::{Value, json};
 
-use crate::{Res, endpoint, enroll_and_activate, err, proc_status, random_key_reads, spawn_daemon, start_daemon};
+use crate::{
+    Res, endpoint, enroll_and_activate, enrolled_keys, err, load_levels, load_series, proc_status, random_key_reads,
+    spawn_daemon, start_daemon,
+};
 
 const CONCURRENCY: usize = 8;
 
@@ -45,8 +50,8 @@ async fn phones_on(dir: &Path, api: &str, n: usize) -> Res<Vec<Arc<Phone>>> {
 pub async fn sled_reference(bin: &Path, work: &Path, quick: bool) -> Res<f64> {
     let dir = work.join("sled-ref");
     let daemon = start_daemon(bin, &dir)?;
-    let phones = phones_on(&dir, &daemon.api, if quick { 4 } else { 8 }).await?;
-    let (ops, p99) = cosign(&dir, &daemon.api, &phones, Duration::from_secs(if quick { 3 } else { 10 })).await?;
+    let phones = phones_on(&dir, &daemon.api, enrolled_keys(quick) / 2).await?;
+    let (ops, p99) = cosign(&dir, &daemon.api, &phones, load_levels(quick).1).await?;
     println!("sled, 1 node, c={CONCURRENCY}: {ops:.0} co-signs/s, p99 {p99:.1} ms");
     Ok(ops)
 }
@@ -61,7 +66,9 @@ async fn cosign(dir: &Path, api: &str, phones: &[Arc<Phone>], seconds: Duration)
     Ok((r.ops_per_sec(), r.quantile_ms(0.99)))
 }
 
-pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: usize) -> Res<Value> {
+/// The `postgres` object of the summary, and `e2e_postgres`: one node's co-sign series
+/// over sled's levels (its point at [`CONCURRENCY`] is `one_node`), on as many keys.
+pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: usize) -> Res<(Value, Vec<Value>)> {
     let cluster = Cluster::start();
     let db = cluster.fresh_database().await;
     let admin_db = mcsd::store::postgres::testing::connect(&cluster.config("postgres")).await;
@@ -82,10 +89,21 @@ pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: 
     mcsd(bin, &["dev-init", "--dir", b.to_str().ok_or("path")?, "--join", a_str, "--node-id", "bench-b"])?;
     let node_a = spawn_daemon(bin, &a, "mcsd.log")?;
 
-    let phones = phones_on(&a, &node_a.api, if quick { 4 } else { 8 }).await?;
-    let seconds = Duration::from_secs(if quick { 3 } else { 10 });
+    let phones = phones_on(&a, &node_a.api, enrolled_keys(quick) / 2).await?;
+    let (levels, seconds) = load_levels(quick);
 
-    let (one_ops, one_p99) = cosign(&a, &node_a.api, &phones, seconds).await?;
+    let series = load_series(&endpoint(&a, &node_a.api, "app1"), &phones, levels, seconds, LoadOp::Cosign).await?;
+    for r in &series {
+        println!(
+            "postgres, 1 node, c={}: {:.0} co-signs/s, p50 {:.1} ms, p99 {:.1} ms",
+            r["concurrency"],
+            r["ops_s"].as_f64().unwrap_or(0.0),
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let at = series.iter().find(|r| r["concurrency"] == CONCURRENCY).ok_or("no level at CONCURRENCY")?;
+    let (one_ops, one_p99) = (at["ops_s"].as_f64().unwrap_or(0.0), at["p99_ms"].as_f64().unwrap_or(0.0));
     println!(
         "postgres, 1 node, c={CONCURRENCY}: {one_ops:.0} co-signs/s, p99 {one_p99:.1} ms ({:.2} × sled)",
         one_ops / sled_ops
@@ -133,7 +151,7 @@ pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: 
         rss_big / rss_small.max(1.0),
         phones.len()
     );
-    Ok(json!({
+    let summary = json!({
         "concurrency": CONCURRENCY,
         "sled_ops_s": sled_ops,
         "one_node": { "ops_s": one_ops, "p99_ms": one_p99, "vs_sled": one_ops / sled_ops },
@@ -142,5 +160,6 @@ pub async fn run(bin: &Path, work: &Path, quick: bool, sled_ops: f64, big_keys: 
             "keys": keys, "daemon_rss_mb": rss_big, "daemon_rss_mb_few_keys": rss_small,
             "rss_vs_few_keys": rss_big / rss_small.max(1.0), "cosign_ops_s": big_ops, "p99_ms": big_p99, "key_reads": reads,
         },
-    }))
+    });
+    Ok((summary, series))
 }

@@ -662,8 +662,8 @@ enum AppCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Load generator: co-sign digests (or decrypt, or read the key: --op) over N keep-alive connections for S seconds;
-    /// prints {ops, errors, ops_s, p50_ms, p99_ms}.
+    /// Load generator: co-sign digests (or decrypt, or read the key: --op) over N keep-alive connections for S seconds,
+    /// back to back or at a fixed rate (--rate); prints {ops, errors, ops_s, p50_ms, p99_ms}.
     Load {
         /// This phone's state file (written by `mcs app activate`).
         #[arg(long)]
@@ -677,6 +677,12 @@ enum AppCommand {
         /// What each operation is.
         #[arg(long, value_enum, default_value_t = mcs_client::load::LoadOp::Cosign)]
         op: mcs_client::load::LoadOp,
+        /// Open loop: send this many operations per second in all, due at fixed intervals and
+        /// dealt round-robin to the connections, each latency counted from its due time (a slow
+        /// server shows as latency, not as a slower load; give enough connections). Without it,
+        /// each connection runs back to back (the peak).
+        #[arg(long, value_name = "OPS_S")]
+        rate: Option<f64>,
         #[command(flatten)]
         pin: PinArgs,
     },
@@ -1181,7 +1187,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 let p = sm2_2p::point_from_hex(&state.public_key).map_err(|e| Error::Config(e.to_string()))?;
                 write_out(&out, public_key_pem(&p).as_bytes())?;
             }
-            AppCommand::Load { state, concurrency, seconds, op, pin } => {
+            AppCommand::Load { state, concurrency, seconds, op, rate, pin } => {
                 let phone = std::sync::Arc::new(Phone::unlock(PhoneState::load(&state)?, &pin.get()?)?);
                 let r = mcs_client::load::run_load(
                     &ep,
@@ -1189,12 +1195,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     concurrency.max(1),
                     std::time::Duration::from_secs(seconds),
                     op,
+                    rate,
                 )
                 .await?;
-                print_json(&serde_json::json!({
+                let mut report = serde_json::json!({
                     "concurrency": concurrency, "ops": r.ops, "errors": r.errors,
                     "ops_s": r.ops_per_sec(), "p50_ms": r.quantile_ms(0.5), "p99_ms": r.quantile_ms(0.99),
-                }));
+                });
+                if let Some(rate) = rate {
+                    report["target_ops_s"] = rate.into();
+                    report["missed"] = r.missed.into();
+                }
+                print_json(&report);
             }
             AppCommand::Certificate { state, out } => {
                 let state = PhoneState::load(&state)?;

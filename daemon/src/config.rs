@@ -393,6 +393,7 @@ struct RawHsm {
     sessions: usize,
     #[serde(default = "default_reinit_ms")]
     reinit_interval_ms: u64,
+    inline_calls: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -689,6 +690,9 @@ pub struct HsmConfig {
     pub sessions: usize,
     /// Minimum time between two re-initialisation attempts after a device error.
     pub reinit_interval: Duration,
+    /// HSM calls (with the arithmetic on what they unwrap) that may run at once on the
+    /// async workers rather than the blocking pool ([`crate::os::secret_work`]).
+    pub inline_calls: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -934,6 +938,11 @@ impl Config {
             0 => std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).max(4),
             n => n,
         };
+        // One fewer than the async workers (one per CPU): one always stays free.
+        let inline_calls = raw
+            .hsm
+            .inline_calls
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)));
         let plugin_names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
         let tsa = raw.tsa.as_ref().map(|t| tsa(t, &abs, &plugin_names)).transpose()?;
         let control = ControlConfig {
@@ -970,6 +979,7 @@ impl Config {
                 kek_label: raw.hsm.kek_label,
                 sessions,
                 reinit_interval: Duration::from_millis(raw.hsm.reinit_interval_ms.max(10)),
+                inline_calls,
             },
             store,
             keys: KeysConfig {

@@ -188,15 +188,10 @@ fn code_hash(code: &str) -> String {
     hex::encode(Sha256::digest(code.trim().to_ascii_uppercase().as_bytes()))
 }
 
-/// Run HSM and share arithmetic off the async threads.
+/// Run HSM calls and share arithmetic ([`crate::os::secret_work`]: the stack they used is
+/// wiped after).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KeyError> + Send + 'static) -> Result<T, KeyError> {
-    // Shares and verifiers were on this thread's stack: wipe it before the thread moves on.
-    let wiped = move || {
-        let out = f();
-        crate::os::scrub_stack();
-        out
-    };
-    tokio::task::spawn_blocking(wiped).await.map_err(|e| KeyError::Internal(format!("blocking task: {e}")))?
+    crate::os::secret_work(f).await.map_err(|e| KeyError::Internal(format!("blocking task: {e}")))?
 }
 
 /// A PIN verifier in memory: boxed, so moves copy only the pointer, and wiped on drop.

@@ -97,6 +97,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     // Build the generator table before the first co-signature needs it.
     tokio::task::spawn_blocking(sm2_2p::fast::warm_up);
+    crate::os::set_inline_limit(cfg.hsm.inline_calls);
     let store: Arc<dyn Storage> = crate::store::open(&cfg.store)?;
     let clock = crate::clock::system();
     let hsm_cfg = cfg.hsm.clone();

@@ -317,18 +317,12 @@ pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
     format!("mcs://task?v=1&id={task_id}&token={token}&url={}", percent_encode(public_url))
 }
 
+/// Plaintexts and results pass through here: [`crate::os::secret_work`] wipes the stack
+/// they were on.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
 ) -> Result<T, TaskError> {
-    // Plaintexts and results pass through here: wipe the stack they were on.
-    let wiped = move || {
-        let out = f();
-        crate::os::scrub_stack();
-        out
-    };
-    tokio::task::spawn_blocking(wiped)
-        .await
-        .map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
+    crate::os::secret_work(f).await.map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
 }
 
 impl TaskService {

@@ -1180,6 +1180,10 @@ mod tests {
         assert_eq!(c.hsm.kek_label, "mcsd-kek");
         assert!(c.hsm.sessions >= 4);
         assert!(matches!(c.hsm.pin, PinSource::File(ref p) if p == Path::new("/etc/mcsd/hsm-pin")));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.hsm.inline_calls, cpus.saturating_sub(1).max(1), "CPUs − 1, at least 1");
+        let pool = Config::parse(&MINIMAL.replace("[hsm]", "[hsm]\ninline_calls = 0"), Path::new("/")).unwrap();
+        assert_eq!(pool.hsm.inline_calls, 0, "0: always the blocking pool");
     }
 
     #[test]

@@ -137,15 +137,10 @@ macro_rules! sub_m_shifted {
     };
 }
 
-/// The product's reduction step, by shifts and adds (no multiplication): `m = w0`;
-/// `w1..w5 += m·q` with `m·q = m·2¹⁹² + m − m·2³²·(2¹²⁸ + 1)`: add `m` at limbs 0 and 3
-/// of the window, subtract `lo, hi, lo, hi` (`m·2³²` and `m·2¹⁶⁰`). The window's true
-/// value stays non-negative, so the borrow chain ends in `w5`.
-macro_rules! mul_reduce {
-    ($w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
+/// `w1, w2, w3 += m` at limb 0 with `m` in `w0`, the carry pending in CF.
+macro_rules! add_m_low {
+    ($w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
         concat!(
-            m_shifted!($w0),
-            "\n",
             "add {",
             stringify!($w1),
             "}, {",
@@ -156,7 +151,22 @@ macro_rules! mul_reduce {
             "}, 0\n",
             "adc {",
             stringify!($w3),
-            "}, 0\n",
+            "}, 0",
+        )
+    };
+}
+
+/// The product's reduction step, by shifts and adds (no multiplication): `m = w0`;
+/// `w1..w5 += m·q` with `m·q = m·2¹⁹² + m − m·2³²·(2¹²⁸ + 1)`: add `m` at limbs 0 and 3
+/// of the window, subtract `lo, hi, lo, hi` (`m·2³²` and `m·2¹⁶⁰`). The window's true
+/// value stays non-negative, so the borrow chain ends in `w5`.
+macro_rules! mul_reduce {
+    ($w0:ident, $w1:ident, $w2:ident, $w3:ident, $w4:ident, $w5:ident) => {
+        concat!(
+            m_shifted!($w0),
+            "\n",
+            add_m_low!($w0, $w1, $w2, $w3),
+            "\n",
             "adc {",
             stringify!($w4),
             "}, {",
@@ -179,17 +189,8 @@ macro_rules! square_reduce {
         concat!(
             m_shifted!($w0),
             "\n",
-            "add {",
-            stringify!($w1),
-            "}, {",
-            stringify!($w0),
-            "}\n",
-            "adc {",
-            stringify!($w2),
-            "}, 0\n",
-            "adc {",
-            stringify!($w3),
-            "}, 0\n",
+            add_m_low!($w0, $w1, $w2, $w3),
+            "\n",
             "adc {",
             stringify!($w0),
             "}, 0\n",

@@ -91,18 +91,6 @@ fn combine(a: &S62, b: &S62, u: i64, v: i64, m: i64, first: i128) -> S62 {
     out
 }
 
-/// `(f, g) ← T·(f, g) / 2⁶²` (exact).
-#[inline(always)]
-fn update_fg(f: &mut S62, g: &mut S62, t: &[i64; 4]) {
-    let [u, v, q, r] = *t;
-    let cf = u as i128 * f[0] as i128 + v as i128 * g[0] as i128;
-    let cg = q as i128 * f[0] as i128 + r as i128 * g[0] as i128;
-    let nf = combine(f, g, u, v, 0, cf);
-    let ng = combine(f, g, q, r, 0, cg);
-    *f = nf;
-    *g = ng;
-}
-
 /// `a + (p & mask)`, limbs renormalised.
 #[inline(always)]
 fn add_p_masked(a: &S62, mask: i64) -> S62 {
@@ -128,27 +116,31 @@ fn normalise(a: &S62) -> S62 {
         t[i] = if i < 4 { c & M62 } else { c };
         c >>= 62;
     }
-    let keep = t[4] >> 63; // all ones if a − p < 0
-    let mut out = [0i64; 5];
-    for i in 0..5 {
-        out[i] = (a[i] & keep) | (t[i] & !keep);
-    }
-    out
+    // all ones if a − p < 0
+    select(t[4] >> 63, &a, &t)
 }
 
-/// `(d, e) ← T·(d, e) / 2⁶² mod p`, both in `[0, p)` before and after.
+/// `(a, b) ← T·(a, b) / 2⁶²`: exact for `(f, g)`; for `(d, e)` (`modular`) modulo `p`,
+/// both in `[0, p)` before and after. `modular` is which pair, not a secret.
 #[inline(always)]
-fn update_de(d: &mut S62, e: &mut S62, t: &[i64; 4]) {
+fn transform(a: &mut S62, b: &mut S62, t: &[i64; 4], modular: bool) {
+    let row = |x: i64, y: i64| -> S62 {
+        let c = x as i128 * a[0] as i128 + y as i128 * b[0] as i128;
+        // p ≡ −1 (mod 2⁶²): adding m·p with m ≡ c clears the low 62 bits.
+        let m = if modular { (c as i64) & M62 } else { 0 };
+        let out = combine(a, b, x, y, m, c + m as i128 * P62[0] as i128);
+        if modular { normalise(&out) } else { out }
+    };
     let [u, v, q, r] = *t;
-    let cd = u as i128 * d[0] as i128 + v as i128 * e[0] as i128;
-    let ce = q as i128 * d[0] as i128 + r as i128 * e[0] as i128;
-    // p ≡ −1 (mod 2⁶²): adding m·p with m ≡ c clears the low 62 bits.
-    let md = (cd as i64) & M62;
-    let me = (ce as i64) & M62;
-    let nd = combine(d, e, u, v, md, cd + md as i128 * P62[0] as i128);
-    let ne = combine(d, e, q, r, me, ce + me as i128 * P62[0] as i128);
-    *d = normalise(&nd);
-    *e = normalise(&ne);
+    let (na, nb) = (row(u, v), row(q, r));
+    *a = na;
+    *b = nb;
+}
+
+/// `a` where `mask` is all ones, else `b`.
+#[inline(always)]
+fn select(mask: i64, a: &S62, b: &S62) -> S62 {
+    std::array::from_fn(|i| (a[i] & mask) | (b[i] & !mask))
 }
 
 /// `x⁻¹ mod p` for `0 ≤ x < p` as plain integers (0 for 0).
@@ -161,8 +153,8 @@ pub fn invert(x: &[u64; 4]) -> [u64; 4] {
     for _ in 0..12 {
         let (nd, t) = divsteps_62(delta, f[0] as u64, g[0] as u64);
         delta = nd;
-        update_fg(&mut f, &mut g, &t);
-        update_de(&mut d, &mut e, &t);
+        transform(&mut f, &mut g, &t, false);
+        transform(&mut d, &mut e, &t, true);
     }
     // f = ±1 now (f = p, d = 0 for x = 0): x⁻¹ = ±d.
     let neg = f[4] >> 63;
@@ -174,11 +166,7 @@ pub fn invert(x: &[u64; 4]) -> [u64; 4] {
         c >>= 62;
     }
     // p − 0 = p for d = 0, but then f = p is positive and d is kept.
-    let mut out = [0i64; 5];
-    for i in 0..5 {
-        out[i] = (minus_d[i] & neg) | (d[i] & !neg);
-    }
-    from_s62(&out)
+    from_s62(&select(neg, &minus_d, &d))
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 //! - [`secret_work`]: where that work runs — on the async worker itself while fewer than
 //!   `[hsm] inline_calls` such jobs run there (no thread hand-off, which on a small machine
 //!   cost more than the work), else on the blocking pool; the stack is scrubbed either way.
+//!   For short jobs only (an unwrap or two and the share arithmetic): work on whole
+//!   documents goes to [`secret_work_pooled`], always the pool.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,11 +52,6 @@ impl InlineSlots {
 
     /// [`secret_work`] with these slots.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-        let wiped = move || {
-            let out = f();
-            scrub_stack();
-            out
-        };
         if self.now.fetch_add(1, Ordering::AcqRel) < self.limit.load(Ordering::Relaxed) {
             struct Slot<'a>(&'a AtomicUsize);
             impl Drop for Slot<'_> {
@@ -63,11 +60,26 @@ impl InlineSlots {
                 }
             }
             let _slot = Slot(&self.now);
-            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(wiped)).map_err(|_| "panicked".to_owned());
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(wiped(f))).map_err(|_| "panicked".to_owned());
         }
         self.now.fetch_sub(1, Ordering::AcqRel);
-        tokio::task::spawn_blocking(wiped).await.map_err(|e| e.to_string())
+        secret_work_pooled(f).await
     }
+}
+
+/// `f`, then [`scrub_stack`] from the frame that called it.
+fn wiped<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> T {
+    move || {
+        let out = f();
+        scrub_stack();
+        out
+    }
+}
+
+/// Secret work that may take long — whole documents, large plaintexts through the HSM —
+/// always on the blocking pool, never inline; the stack scrubbed after.
+pub async fn secret_work_pooled<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(wiped(f)).await.map_err(|e| e.to_string())
 }
 
 /// The system allocator, wiping each block on free (see the module doc).

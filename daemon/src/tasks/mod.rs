@@ -317,12 +317,15 @@ pub fn qr_string(public_url: &str, task_id: &str, token: &str) -> String {
     format!("mcs://task?v=1&id={task_id}&token={token}&url={}", percent_encode(public_url))
 }
 
-/// Plaintexts and results pass through here: [`crate::os::secret_work`] wipes the stack
-/// they were on.
+/// Whole PDFs and task plaintexts (up to the body limit) pass through here: always the
+/// blocking pool ([`crate::os::secret_work_pooled`], which wipes the stack they were on),
+/// never inline on an async worker.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
 ) -> Result<T, TaskError> {
-    crate::os::secret_work(f).await.map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
+    crate::os::secret_work_pooled(f)
+        .await
+        .map_err(|e| TaskError::Key(KeyError::Internal(format!("blocking task: {e}"))))?
 }
 
 impl TaskService {

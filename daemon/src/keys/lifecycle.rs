@@ -137,20 +137,16 @@ impl KeyService {
     pub async fn check_expiry(&self) -> Result<usize, KeyError> {
         let now = self.now();
         let horizon = now + self.cfg.expiry_notice.as_secs() as i64;
-        let ending = |k: &KeyRecord| {
-            matches!(k.status, KeyStatus::Active | KeyStatus::Suspended)
-                && k.certificate.as_ref().is_some_and(|c| c.not_after > now && c.not_after <= horizon)
-        };
-        // The same pass collects the CA roots the keys chain to (each distinct one once).
-        let mut roots = std::collections::BTreeSet::new();
-        let keys = self.store.keys_matching(|k| {
-            if let Some(root) = k.certificate.as_ref().and_then(|c| c.chain_b64.last())
-                && !roots.contains(root)
-            {
-                roots.insert(root.clone());
-            }
-            ending(k)
-        })?;
+        // From the store's index of certificate ends: a window, not every key.
+        let store = self.store.clone();
+        let (keys, roots) = tokio::task::spawn_blocking(move || {
+            let ending = store.keys_ending(now, horizon)?;
+            Ok::<_, crate::store::StoreError>((ending, store.ca_roots()?))
+        })
+        .await
+        .map_err(|e| KeyError::Internal(format!("expiry check: {e}")))??;
+        let keys: Vec<KeyRecord> =
+            keys.into_iter().filter(|k| matches!(k.status, KeyStatus::Active | KeyStatus::Suspended)).collect();
         crate::metrics::METRICS.certificates_expiring.set(keys.len() as i64);
         let root_ends: Vec<(String, i64)> = roots
             .iter()

@@ -417,10 +417,15 @@ impl SecretStorage for Store {
 impl Store {
     /// A certificate as a stored key record holds it: the chain written once to
     /// `ca_chains` (if new; an unreferenced chain is harmless) and replaced by its id.
+    /// Also notes where the certificate ends in `cert_ends` (key `key_id`), before the
+    /// record is written: the index may list an end no record has (harmless, skipped), but
+    /// never misses one a record has.
     pub(super) fn slim_certificate(
         &self,
+        key_id: &str,
         cert: &CertificateInfo,
     ) -> Result<(CertificateInfo, Option<String>), StoreError> {
+        self.files()?.cert_ends.insert(cert_end_key(cert.not_after, key_id), &[][..])?;
         if cert.chain_b64.is_empty() {
             return Ok((cert.clone(), None));
         }
@@ -448,7 +453,7 @@ impl Store {
     pub(super) fn slimmed(&self, mut rec: StoredKey) -> Result<StoredKey, StoreError> {
         rec.chain_ref = None;
         if let Some(cert) = rec.key.certificate.take() {
-            let (slim, chain_ref) = self.slim_certificate(&cert)?;
+            let (slim, chain_ref) = self.slim_certificate(&rec.key.id, &cert)?;
             rec.key.certificate = Some(slim);
             rec.chain_ref = chain_ref;
         }
@@ -478,5 +483,50 @@ impl Store {
     /// A key record as callers see it, from its stored bytes.
     pub(super) fn decode_key(&self, key: &[u8], bytes: &[u8]) -> Result<KeyRecord, StoreError> {
         self.filled(StoredKey::decode(key, bytes)?)
+    }
+}
+
+/// `meta` key saying `cert_ends` holds the end of every stored certificate.
+const CERT_ENDS_V1: &[u8] = b"cert-ends-v1";
+
+/// The `cert_ends` key of a certificate ending at `not_after` (Unix seconds; an end
+/// before 1970 files as 0): fixed-width decimal, so the keys sort by the end.
+pub(super) fn cert_end_key(not_after: i64, key_id: &str) -> Vec<u8> {
+    format!("{:020}/{key_id}", not_after.max(0)).into_bytes()
+}
+
+/// The end and key id of a `cert_ends` key.
+pub(super) fn parse_cert_end_key(k: &[u8]) -> Option<(i64, &str)> {
+    let s = std::str::from_utf8(k).ok()?;
+    let (end, id) = s.split_once('/')?;
+    Some((end.parse().ok()?, id))
+}
+
+impl Store {
+    /// Open `cert_ends`, filling it from the key records first if `meta` does not say it
+    /// is complete (a store or a backup from before the index): one pass, once.
+    pub(super) fn cert_ends_index(
+        db: &sled::Db,
+        keys: &sled::Tree,
+        meta: &sled::Tree,
+    ) -> Result<sled::Tree, StoreError> {
+        let index = db.open_tree("cert_ends")?;
+        if meta.get(CERT_ENDS_V1)?.is_some() {
+            return Ok(index);
+        }
+        let mut noted = 0u64;
+        for entry in keys.iter() {
+            let (k, v) = entry?;
+            let rec = StoredKey::decode(&k, &v)?;
+            if let Some(cert) = &rec.key.certificate {
+                index.insert(cert_end_key(cert.not_after, &rec.key.id), &[][..])?;
+                noted += 1;
+            }
+        }
+        // After the entries in sled's log: a crash before it only means another pass.
+        meta.insert(CERT_ENDS_V1, &[1u8][..])?;
+        db.flush()?;
+        tracing::info!(certificates = noted, "store: certificate-end index built from the key records");
+        Ok(index)
     }
 }

@@ -5,7 +5,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use super::audit::{Abort, append_in, audit_seq_taken};
 use super::codec::{decode, encode};
-use super::key_refs::{StoredKey, slot_of};
+use super::key_refs::{StoredKey, cert_end_key, parse_cert_end_key, slot_of};
 use super::storage::check_edit;
 use super::vault::SlotRef;
 use super::{
@@ -159,6 +159,38 @@ impl KeyStorage for Store {
             }
         }
         Ok(out)
+    }
+
+    fn keys_ending(&self, after: i64, until: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut out: Vec<KeyRecord> = Vec::new();
+        if until <= after || until < 0 {
+            return Ok(out);
+        }
+        // Ends at or before 0 all file as 0 (see `cert_end_key`).
+        let from = cert_end_key(after.saturating_add(1).max(0), "");
+        let to = cert_end_key(until.saturating_add(1), "");
+        for entry in self.files()?.cert_ends.range(from..to) {
+            let (k, _) = entry?;
+            let Some((end, id)) = parse_cert_end_key(&k) else { continue };
+            // A past end (renewed, or a transition that did not happen) is skipped.
+            let Some(key) = self.key(id)? else { continue };
+            let current = key.certificate.as_ref().is_some_and(|c| c.not_after.max(0) == end);
+            let in_window = key.certificate.as_ref().is_some_and(|c| c.not_after > after && c.not_after <= until);
+            if current && in_window && !out.iter().any(|k| k.id == key.id) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    fn ca_roots(&self) -> Result<Vec<String>, StoreError> {
+        let mut roots = std::collections::BTreeSet::new();
+        for entry in self.files()?.chains.iter() {
+            let (k, v) = entry?;
+            let chain: Vec<String> = decode(&k, &v)?;
+            roots.extend(chain.last().cloned());
+        }
+        Ok(roots.into_iter().collect())
     }
 
     fn edit_key(

@@ -18,6 +18,13 @@
 //!   distinct chain once, referenced from the key records (`certificate.chain_ref`), so a
 //!   record is ~1.4 KB instead of ~2.2 KB — sled materialises whole leaves of records on a
 //!   read, so record size is memory under random access.
+//! - `cert_ends`: `<not_after, 20 decimal digits>/<key id>` → empty: where each stored
+//!   certificate ends, for the expiry check ([`KeyStorage::keys_ending`]) without a pass
+//!   over every record (a pass materialises every leaf: +200 MB resident on a million
+//!   keys). Written before the key record that holds the certificate, so it lists every
+//!   current end and perhaps a few past ones (a renewal, a failed transition), which the
+//!   readers skip against the record. Built once from the records when `meta` lacks
+//!   `cert-ends-v1` (a store or a backup from before the index).
 //! - `tasks`, `outbox` (callbacks), `seals`, `daemon_keys`, `audit`, `audit_checkpoints`.
 //! - `inbox`: `<device id>\0<seq BE>` → an item addressed to that device (`inbox.rs`).
 //! - `plugin_kv`: `<adapter name>\0<key>` → an adapter's own value (`plugin_kv.rs`): the
@@ -189,6 +196,7 @@ struct Files {
     inbox: sled::Tree,
     vault: Vault,
     chains: sled::Tree,
+    cert_ends: sled::Tree,
 }
 
 pub struct Store {
@@ -298,6 +306,7 @@ impl Store {
         if meta.remove(CLEAN_CLOSE)?.is_some() {
             db.flush()?;
         }
+        let cert_ends = Self::cert_ends_index(&db, &keys, &meta)?;
         // What sled and the vault just created, under whatever umask the caller had.
         make_private(path)?;
         Ok(Files {
@@ -318,6 +327,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             daemon_keys: db.open_tree("daemon_keys")?,
             chains: db.open_tree("ca_chains")?,
+            cert_ends,
             db,
         })
     }

@@ -153,6 +153,13 @@ pub trait KeyStorage {
     fn keys_of_device(&self, device_id: &str) -> Result<Vec<KeyRecord>, StoreError>;
     /// Every key `keep` accepts (admin listing), read one at a time.
     fn keys_where(&self, keep: &mut dyn FnMut(&KeyRecord) -> bool) -> Result<Vec<KeyRecord>, StoreError>;
+    /// The keys whose current certificate ends in `(after, until]` (Unix seconds), whatever
+    /// their status, by the end and then the id — from an index, not a pass over every
+    /// key: the expiry check runs it hourly on stores of millions.
+    fn keys_ending(&self, after: i64, until: i64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// The distinct CA roots (base64 DER, the last of a chain) the stored certificates
+    /// chain to, sorted. A root may stay listed after the last key chaining to it is gone.
+    fn ca_roots(&self) -> Result<Vec<String>, StoreError>;
     /// Change one key record atomically (grants, suspension, supersession): `change` says
     /// whether to write. It may not lower the PIN state or revoke — those have their own
     /// steps — and is refused (nothing written) if it tries. `None`: no such key.

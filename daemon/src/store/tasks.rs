@@ -166,11 +166,11 @@ impl TaskStorage for Store {
         let callback = t.callback.as_ref().map(encode);
         // The chain goes to `ca_chains` first: an unreferenced chain is harmless.
         let installing = match t.install_certificate {
-            Some((key_id, cert)) => Some((key_id, self.slim_certificate(cert)?)),
+            Some((key_id, cert)) => Some((key_id, self.slim_certificate(key_id, cert)?)),
             None => None,
         };
         let renewing = match &t.renew_certificate {
-            Some(swap) => Some((swap, self.slim_certificate(swap.certificate)?)),
+            Some(swap) => Some((swap, self.slim_certificate(swap.key_id, swap.certificate)?)),
             None => None,
         };
         let abort = |o| ConflictableTransactionError::Abort(Abort::Outcome(o));

@@ -273,3 +273,48 @@ pub fn certificates_and_chains_come_back_whole(f: &dyn Factory) {
     let counted = s.count_pin_failure("k1", 0, 3, None).unwrap().unwrap();
     assert_eq!(counted.certificate, Some(certificate("k1")));
 }
+
+pub fn certificate_ends_are_found_in_their_window(f: &dyn Factory) {
+    let s = with_key(f);
+    for (id, enr) in [("k2", "e2"), ("k3", "e3")] {
+        s.put_enrollment(&enrollment(enr)).unwrap();
+        s.activate(&key(id, enr), b"share", b"verifier", None).unwrap();
+    }
+    let ending = |s: &Arc<dyn Storage>, after, until| -> Vec<String> {
+        s.keys_ending(after, until).unwrap().into_iter().map(|k| k.id).collect()
+    };
+    assert!(ending(&s, i64::MIN, i64::MAX).is_empty(), "no certificate yet");
+    let set = |s: &Arc<dyn Storage>, id: &str, not_after: i64, root: &str| {
+        let mut cert = certificate_ending(id, not_after);
+        cert.chain_b64[1] = root.into();
+        s.edit_key(id, &mut |k| {
+            k.certificate = Some(cert.clone());
+            true
+        })
+        .unwrap()
+        .unwrap();
+    };
+    set(&s, "k2", 200, "Um9vdA==");
+    set(&s, "k1", 100, "Um9vdA==");
+    // After is exclusive, until inclusive; by the end, then the id.
+    assert_eq!(ending(&s, 0, 150), ["k1"]);
+    assert_eq!(ending(&s, 0, 200), ["k1", "k2"]);
+    assert_eq!(ending(&s, 100, 200), ["k2"]);
+    assert!(ending(&s, 200, 10_000).is_empty());
+    assert!(ending(&s, 150, 150).is_empty() && ending(&s, 300, 0).is_empty(), "an empty window");
+    // The whole record comes back, chain and all.
+    assert_eq!(s.keys_ending(0, 150).unwrap()[0], s.key("k1").unwrap().unwrap());
+    // A renewal moves the end: the old one no longer finds the key.
+    set(&s, "k1", 300, "T3RoZXIgcm9vdA==");
+    assert_eq!(ending(&s, 0, 150), Vec::<String>::new());
+    assert_eq!(ending(&s, 0, 1_000), ["k2", "k1"]);
+    // Whatever the status (the caller filters): a revoked key is still found.
+    s.revoke("k2", "cessation", None).unwrap().unwrap();
+    assert_eq!(ending(&s, 150, 250), ["k2"]);
+    assert_eq!(s.ca_roots().unwrap(), ["T3RoZXIgcm9vdA==", "Um9vdA=="]);
+    // Durable with the records.
+    crate::store::conformance::block_on(s.flush()).unwrap();
+    let s = f.restart(s);
+    assert_eq!(ending(&s, 0, 1_000), ["k2", "k1"]);
+    assert_eq!(ending(&s, 250, 300), ["k1"]);
+}

@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             revocation_erases_the_secrets_with_its_audit_entry,
             key_edits_and_listings,
             certificates_and_chains_come_back_whole,
+            certificate_ends_are_found_in_their_window,
             task_creation_under_quota_and_a_refusal_writes_nothing,
             transitions_are_cas_and_all_or_nothing,
             csr_completion_installs_the_certificate_atomically,
@@ -185,6 +186,11 @@ pub(super) fn entry(seq: u64) -> Entry {
 
 pub(crate) fn append(seq: u64) -> AuditAppend {
     AuditAppend::new(seq, &entry(seq))
+}
+
+/// [`certificate`] ending at `not_after`.
+pub(super) fn certificate_ending(serial: &str, not_after: i64) -> CertificateInfo {
+    CertificateInfo { not_after, ..certificate(serial) }
 }
 
 pub(super) fn certificate(serial: &str) -> CertificateInfo {

@@ -27,16 +27,18 @@ pub(super) fn key_of(row: &Row) -> Result<KeyRecord, StoreError> {
 pub(super) async fn put_key(c: &impl GenericClient, k: &KeyRecord) -> Result<(), StoreError> {
     let stmt = c
         .prepare_cached(
-            "INSERT INTO keys (id, device_id, enrollment_id, status, pin_failures, pin_locked, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO keys (id, device_id, enrollment_id, status, pin_failures, pin_locked, record, cert_not_after)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (id) DO UPDATE SET device_id = $2, enrollment_id = $3, status = $4,
-                 pin_failures = $5, pin_locked = $6, record = $7",
+                 pin_failures = $5, pin_locked = $6, record = $7, cert_not_after = $8",
         )
         .await?;
     let failures = k.pin.failures.min(i32::MAX as u32) as i32;
+    let ends = k.certificate.as_ref().map(|c| c.not_after);
+    let record = encode_record(k);
     c.execute(
         &stmt,
-        &[&k.id, &k.device_id, &k.enrollment_id, &label(&k.status), &failures, &k.pin.locked, &encode_record(k)],
+        &[&k.id, &k.device_id, &k.enrollment_id, &label(&k.status), &failures, &k.pin.locked, &record, &ends],
     )
     .await?;
     Ok(())
@@ -178,6 +180,37 @@ impl KeyStorage for PgStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn keys_ending(&self, after: i64, until: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE cert_not_after > $1 AND cert_not_after <= $2
+                     ORDER BY cert_not_after, id"
+                ))
+                .await?;
+            c.query(&stmt, &[&after, &until]).await?.iter().map(key_of).collect()
+        })
+    }
+
+    /// One pass on the database's side (the chains live in the records); only the distinct
+    /// roots come back. The expiry check's lead node runs it once an interval.
+    fn ca_roots(&self) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            let c = self.inner.pool.get().await?;
+            let stmt = c
+                .prepare_cached(
+                    "SELECT DISTINCT root FROM (
+                         SELECT (convert_from(substring(record FROM 2), 'UTF8')::jsonb)
+                                    -> 'certificate' -> 'chain_b64' ->> -1 AS root
+                           FROM keys WHERE cert_not_after IS NOT NULL) r
+                      WHERE root IS NOT NULL ORDER BY root",
+                )
+                .await?;
+            Ok(c.query(&stmt, &[]).await?.iter().map(|r| r.get::<_, String>(0)).collect())
         })
     }
 

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
     Migration { version: 2, name: "delegations", sql: include_str!("migrations/0002_delegations.sql") },
     Migration { version: 3, name: "inbox", sql: include_str!("migrations/0003_inbox.sql") },
+    Migration { version: 4, name: "cert_ends", sql: include_str!("migrations/0004_cert_ends.sql") },
 ];
 
 /// The advisory lock key of schema changes ("mcsd" then 1), shared by every node.

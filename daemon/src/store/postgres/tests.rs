@@ -510,3 +510,33 @@ fn a_lost_node_lock_fails_the_store_until_recovery_takes_it_again() {
     a.probe();
     assert!(!a.failed(), "a held lock is not a failure");
 }
+
+/// Schema 4 fills `cert_not_after` of the rows written before it from their records, so
+/// the expiry check's index finds the certificates issued under schema 3.
+#[tokio::test]
+async fn schema_4_fills_the_certificate_ends_of_earlier_rows() {
+    let cluster = Cluster::shared();
+    let mut client = connect(&cluster.fresh_database().await).await;
+    migrate_with(&mut client, &MIGRATIONS[..3]).await.unwrap();
+    let mut with_cert = crate::store::conformance::key("k1", "e1");
+    with_cert.certificate = Some(crate::store::conformance::certificate_ending("01", 1_700_000_000));
+    let without = crate::store::conformance::key("k2", "e2");
+    for k in [&with_cert, &without] {
+        client
+            .execute(
+                "INSERT INTO keys (id, device_id, enrollment_id, status, record) VALUES ($1, 'd', 'e', 'active', $2)",
+                &[&k.id, &super::encode_record(k)],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(migrate(&mut client).await.unwrap(), vec![4]);
+    let ends: Vec<(String, Option<i64>)> = client
+        .query("SELECT id, cert_not_after FROM keys ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(ends, [("k1".to_string(), Some(1_700_000_000)), ("k2".to_string(), None)]);
+}

@@ -381,3 +381,37 @@ pub(super) fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
         }
     })
 }
+
+/// A store from before the certificate-end index (no `cert_ends` entries, no marker) gets
+/// it filled from the key records at its next start, once.
+#[test]
+fn the_certificate_end_index_is_built_for_a_store_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for (k, e, end) in [("k1", "e1", 500), ("k2", "e2", 900)] {
+            store.put_enrollment(&enrollment(e)).unwrap();
+            store.activate(&key(k, e), b"share-0123456789abc", b"verifier-0123456", None).unwrap();
+            store
+                .edit_key(k, &mut |rec| {
+                    rec.certificate = Some(crate::store::conformance::certificate_ending(k, end));
+                    true
+                })
+                .unwrap();
+        }
+    }
+    {
+        // As an older mcsd left it.
+        let db = until_unlocked(|| sled::Config::new().path(dir.path()).open()).unwrap();
+        db.drop_tree("cert_ends").unwrap();
+        db.open_tree("meta").unwrap().remove(b"cert-ends-v1").unwrap();
+        db.flush().unwrap();
+        assert!(db.open_tree("cert_ends").unwrap().is_empty());
+    }
+    let store = reopen(dir.path());
+    let ids =
+        |after, until| -> Vec<String> { store.keys_ending(after, until).unwrap().into_iter().map(|k| k.id).collect() };
+    assert_eq!(ids(0, 1_000), ["k1", "k2"]);
+    assert_eq!(ids(500, 1_000), ["k2"]);
+    assert!(store.files().unwrap().meta.get(b"cert-ends-v1").unwrap().is_some(), "built once");
+}

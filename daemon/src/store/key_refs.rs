@@ -425,7 +425,7 @@ impl Store {
         key_id: &str,
         cert: &CertificateInfo,
     ) -> Result<(CertificateInfo, Option<String>), StoreError> {
-        self.files()?.cert_ends.insert(cert_end_key(cert.not_after, key_id), &[][..])?;
+        note_cert_end(&self.files()?.cert_ends, cert.not_after, key_id)?;
         if cert.chain_b64.is_empty() {
             return Ok((cert.clone(), None));
         }
@@ -489,17 +489,69 @@ impl Store {
 /// `meta` key saying `cert_ends` holds the end of every stored certificate.
 const CERT_ENDS_V1: &[u8] = b"cert-ends-v1";
 
-/// The `cert_ends` key of a certificate ending at `not_after` (Unix seconds; an end
-/// before 1970 files as 0): fixed-width decimal, so the keys sort by the end.
-pub(super) fn cert_end_key(not_after: i64, key_id: &str) -> Vec<u8> {
-    format!("{:020}/{key_id}", not_after.max(0)).into_bytes()
+/// Ids per `cert_ends` chunk: a day's certificates are chunks of at most this many, so a
+/// note rewrites a few kilobytes, and a million keys are a few thousand entries (sled
+/// keeps ~40 bytes in memory per entry, whatever its size).
+const CERT_END_CHUNK: usize = 256;
+
+/// The UTC day (Unix seconds / 86,400; an end before 1970 files under day 0).
+pub(super) fn cert_end_day(not_after: i64) -> u64 {
+    (not_after.max(0) / 86_400) as u64
 }
 
-/// The end and key id of a `cert_ends` key.
-pub(super) fn parse_cert_end_key(k: &[u8]) -> Option<(i64, &str)> {
-    let s = std::str::from_utf8(k).ok()?;
-    let (end, id) = s.split_once('/')?;
-    Some((end.parse().ok()?, id))
+/// The prefix of a day's chunks: fixed-width decimal, so the keys sort by day.
+pub(super) fn cert_end_day_key(day: u64) -> Vec<u8> {
+    format!("{day:010}/").into_bytes()
+}
+
+/// Note that `key_id` has a certificate ending at `not_after`: its id joins the day's
+/// last chunk (or a new one when that is full), by compare-and-swap; nothing if that
+/// chunk lists it already.
+pub(super) fn note_cert_end(index: &sled::Tree, not_after: i64, key_id: &str) -> Result<(), StoreError> {
+    let prefix = cert_end_day_key(cert_end_day(not_after));
+    loop {
+        // Only the last chunk is read: an id noted in an earlier one too is read twice and
+        // kept once by the reader.
+        let last = match index.scan_prefix(&prefix).next_back().transpose()? {
+            Some((k, v)) => {
+                let ids: Vec<String> = decode(&k, &v)?;
+                if ids.iter().any(|i| i == key_id) {
+                    return Ok(());
+                }
+                Some((k, v, ids))
+            }
+            None => None,
+        };
+        let (key, old, mut ids) = match last {
+            Some((k, v, ids)) if ids.len() < CERT_END_CHUNK => (k.to_vec(), Some(v), ids),
+            Some((k, ..)) => (chunk_key(&prefix, chunk_of(&k) + 1), None, Vec::new()),
+            None => (chunk_key(&prefix, 0), None, Vec::new()),
+        };
+        ids.push(key_id.to_owned());
+        if index.compare_and_swap(&key, old, Some(encode(&ids)))?.is_ok() {
+            return Ok(());
+        }
+    }
+}
+
+fn chunk_key(day_prefix: &[u8], chunk: u64) -> Vec<u8> {
+    let mut k = day_prefix.to_vec();
+    k.extend_from_slice(format!("{chunk:06}").as_bytes());
+    k
+}
+
+fn chunk_of(key: &[u8]) -> u64 {
+    std::str::from_utf8(&key[key.len().saturating_sub(6)..]).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The key ids noted for the days `first..=last`, in day order (a key may repeat).
+pub(super) fn noted_cert_ends(index: &sled::Tree, first: u64, last: u64) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for entry in index.range(cert_end_day_key(first)..cert_end_day_key(last + 1)) {
+        let (k, v) = entry?;
+        out.extend(decode::<Vec<String>>(&k, &v)?);
+    }
+    Ok(out)
 }
 
 impl Store {
@@ -514,13 +566,19 @@ impl Store {
         if meta.get(CERT_ENDS_V1)?.is_some() {
             return Ok(index);
         }
-        let mut noted = 0u64;
+        let mut days: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
         for entry in keys.iter() {
             let (k, v) = entry?;
             let rec = StoredKey::decode(&k, &v)?;
             if let Some(cert) = &rec.key.certificate {
-                index.insert(cert_end_key(cert.not_after, &rec.key.id), &[][..])?;
-                noted += 1;
+                days.entry(cert_end_day(cert.not_after)).or_default().push(rec.key.id);
+            }
+        }
+        let noted: usize = days.values().map(Vec::len).sum();
+        for (day, ids) in days {
+            let prefix = cert_end_day_key(day);
+            for (i, chunk) in ids.chunks(CERT_END_CHUNK).enumerate() {
+                index.insert(chunk_key(&prefix, i as u64), encode(&chunk.to_vec()))?;
             }
         }
         // After the entries in sled's log: a crash before it only means another pass.

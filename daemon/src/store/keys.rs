@@ -5,7 +5,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use super::audit::{Abort, append_in, audit_seq_taken};
 use super::codec::{decode, encode};
-use super::key_refs::{StoredKey, cert_end_key, parse_cert_end_key, slot_of};
+use super::key_refs::{StoredKey, cert_end_day, noted_cert_ends, slot_of};
 use super::storage::check_edit;
 use super::vault::SlotRef;
 use super::{
@@ -166,20 +166,20 @@ impl KeyStorage for Store {
         if until <= after || until < 0 {
             return Ok(out);
         }
-        // Ends at or before 0 all file as 0 (see `cert_end_key`).
-        let from = cert_end_key(after.saturating_add(1).max(0), "");
-        let to = cert_end_key(until.saturating_add(1), "");
-        for entry in self.files()?.cert_ends.range(from..to) {
-            let (k, _) = entry?;
-            let Some((end, id)) = parse_cert_end_key(&k) else { continue };
-            // A past end (renewed, or a transition that did not happen) is skipped.
-            let Some(key) = self.key(id)? else { continue };
-            let current = key.certificate.as_ref().is_some_and(|c| c.not_after.max(0) == end);
-            let in_window = key.certificate.as_ref().is_some_and(|c| c.not_after > after && c.not_after <= until);
-            if current && in_window && !out.iter().any(|k| k.id == key.id) {
+        let mut seen = std::collections::HashSet::new();
+        for id in noted_cert_ends(&self.files()?.cert_ends, cert_end_day(after), cert_end_day(until))? {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            // The days around the window, and past ends (renewed, or a transition that
+            // did not happen), are sorted out against the record.
+            let Some(key) = self.key(&id)? else { continue };
+            if key.certificate.as_ref().is_some_and(|c| c.not_after > after && c.not_after <= until) {
                 out.push(key);
             }
         }
+        let end = |k: &KeyRecord| k.certificate.as_ref().map_or(0, |c| c.not_after);
+        out.sort_by(|a, b| end(a).cmp(&end(b)).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 

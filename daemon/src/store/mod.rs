@@ -18,13 +18,15 @@
 //!   distinct chain once, referenced from the key records (`certificate.chain_ref`), so a
 //!   record is ~1.4 KB instead of ~2.2 KB — sled materialises whole leaves of records on a
 //!   read, so record size is memory under random access.
-//! - `cert_ends`: `<not_after, 20 decimal digits>/<key id>` → empty: where each stored
-//!   certificate ends, for the expiry check ([`KeyStorage::keys_ending`]) without a pass
-//!   over every record (a pass materialises every leaf: +200 MB resident on a million
-//!   keys). Written before the key record that holds the certificate, so it lists every
-//!   current end and perhaps a few past ones (a renewal, a failed transition), which the
-//!   readers skip against the record. Built once from the records when `meta` lacks
-//!   `cert-ends-v1` (a store or a backup from before the index).
+//! - `cert_ends`: `<UTC day, 10 digits>/<chunk, 6 digits>` → up to 256 key ids whose
+//!   certificate ends that day: what the expiry check reads ([`KeyStorage::keys_ending`])
+//!   instead of every record (that pass materialised every leaf: +200 MB resident on a
+//!   million keys, and held a worker for seconds). Chunks, not an entry per key: sled
+//!   keeps ~40 bytes per entry in memory, so a million keys add a few thousand entries,
+//!   not a million. An id is noted before the record holding its certificate is written,
+//!   so the index lists every current end and perhaps past ones (a renewal, a failed
+//!   transition), which the reader sorts out against the record. Built once from the
+//!   records when `meta` lacks `cert-ends-v1` (a store or a backup from before it).
 //! - `tasks`, `outbox` (callbacks), `seals`, `daemon_keys`, `audit`, `audit_checkpoints`.
 //! - `inbox`: `<device id>\0<seq BE>` → an item addressed to that device (`inbox.rs`).
 //! - `plugin_kv`: `<adapter name>\0<key>` → an adapter's own value (`plugin_kv.rs`): the

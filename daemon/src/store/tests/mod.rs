@@ -415,3 +415,25 @@ fn the_certificate_end_index_is_built_for_a_store_without_it() {
     assert_eq!(ids(500, 1_000), ["k2"]);
     assert!(store.files().unwrap().meta.get(b"cert-ends-v1").unwrap().is_some(), "built once");
 }
+
+/// A day's ids fill chunks of 256 and then a new one; noting the last id again keeps one.
+#[test]
+fn certificate_end_chunks_fill_in_order_and_note_an_id_once() {
+    use crate::store::key_refs::{note_cert_end, noted_cert_ends};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let index = &store.files().unwrap().cert_ends;
+    let day = 20_000u64;
+    for i in 0..600 {
+        note_cert_end(index, (day * 86_400 + i) as i64, &format!("k{i}")).unwrap();
+    }
+    note_cert_end(index, (day * 86_400 + 599) as i64, "k599").unwrap();
+    note_cert_end(index, ((day + 1) * 86_400) as i64, "next-day").unwrap();
+    assert_eq!(index.scan_prefix(format!("{day:010}/")).count(), 3, "256 + 256 + 88");
+    let ids = noted_cert_ends(index, day, day).unwrap();
+    assert_eq!(ids.len(), 600);
+    assert_eq!(ids[0], "k0");
+    assert_eq!(ids[599], "k599");
+    assert_eq!(noted_cert_ends(index, day, day + 1).unwrap().last().map(String::as_str), Some("next-day"));
+    assert!(noted_cert_ends(index, day + 2, day + 9).unwrap().is_empty());
+}

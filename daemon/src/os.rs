@@ -82,6 +82,17 @@ pub async fn secret_work_pooled<T: Send + 'static>(f: impl FnOnce() -> T + Send 
     tokio::task::spawn_blocking(wiped(f)).await.map_err(|e| e.to_string())
 }
 
+/// Give the free pages of the heap back to the system (`malloc_trim`), after a start-up
+/// pass freed a lot at once: otherwise they stay in the resident size until reused.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks glibc's own free lists and advises the kernel about
+    // whole free pages; it touches no memory in use.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The system allocator, wiping each block on free (see the module doc).
 pub struct WipingAllocator;
 

@@ -556,15 +556,16 @@ pub(super) fn noted_cert_ends(index: &sled::Tree, first: u64, last: u64) -> Resu
 
 impl Store {
     /// Open `cert_ends`, filling it from the key records first if `meta` does not say it
-    /// is complete (a store or a backup from before the index): one pass, once.
+    /// is complete (a store or a backup from before the index): one pass, once. The flag
+    /// says whether it made that pass.
     pub(super) fn cert_ends_index(
         db: &sled::Db,
         keys: &sled::Tree,
         meta: &sled::Tree,
-    ) -> Result<sled::Tree, StoreError> {
+    ) -> Result<(sled::Tree, bool), StoreError> {
         let index = db.open_tree("cert_ends")?;
         if meta.get(CERT_ENDS_V1)?.is_some() {
-            return Ok(index);
+            return Ok((index, false));
         }
         let mut days: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
         for entry in keys.iter() {
@@ -585,6 +586,6 @@ impl Store {
         meta.insert(CERT_ENDS_V1, &[1u8][..])?;
         db.flush()?;
         tracing::info!(certificates = noted, "store: certificate-end index built from the key records");
-        Ok(index)
+        Ok((index, true))
     }
 }

@@ -540,3 +540,63 @@ async fn schema_4_fills_the_certificate_ends_of_earlier_rows() {
         .collect();
     assert_eq!(ends, [("k1".to_string(), Some(1_700_000_000)), ("k2".to_string(), None)]);
 }
+
+/// An audit append commits without waiting for the WAL; the flush after it writes the WAL
+/// past it (the WAL writer is slowed down here so that only the flush can have done it).
+#[tokio::test]
+async fn the_flush_makes_an_audit_append_durable() {
+    use crate::store::prelude::*;
+    let cluster = Cluster::start();
+    let config = cluster.fresh_database().await;
+    let client = connect(&config).await;
+    client.batch_execute("ALTER SYSTEM SET wal_writer_delay = '10s'").await.unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    let store = PgStore::open(super::conformance::options(config, "node-a")).unwrap();
+    let lsn = |q: &'static str| {
+        let client = &client;
+        async move { client.query_one(q, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let flushed = "SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint";
+    let inserted = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint";
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entry = crate::store::conformance::append(0).entry().clone();
+    let s = store.clone();
+    assert!(tokio::task::spawn_blocking(move || s.append_audit(0, &entry)).await.unwrap().unwrap());
+    let written = lsn(inserted).await;
+    assert!(lsn(flushed).await < written, "committed without waiting for the WAL");
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.flush_blocking()).await.unwrap().unwrap();
+    assert!(lsn(flushed).await >= written, "the flush wrote the WAL past the entry");
+    assert_eq!(store.generation(), 0);
+}
+
+/// A flush that finds this node's appended entries gone (as after a database restart that
+/// lost its unflushed WAL — here, the row removed behind the store's back) fails, marks the
+/// store failed and bumps its generation, so the audit chain reads its head again.
+#[tokio::test]
+async fn a_flush_that_finds_appended_entries_gone_fails() {
+    use crate::store::prelude::*;
+    let cluster = Cluster::shared();
+    let config = cluster.fresh_database().await;
+    let client = connect(&config).await;
+    let store = PgStore::open(super::conformance::options(config, "node-a")).unwrap();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        for seq in 0..2 {
+            let entry = crate::store::conformance::append(seq).entry().clone();
+            assert!(s.append_audit(seq, &entry).unwrap());
+        }
+        s.flush_blocking().unwrap();
+    })
+    .await
+    .unwrap();
+    let entry = crate::store::conformance::append(2).entry().clone();
+    let s = store.clone();
+    assert!(tokio::task::spawn_blocking(move || s.append_audit(2, &entry)).await.unwrap().unwrap());
+    client.execute("DELETE FROM audit_entries WHERE node_id = 'node-a' AND seq = 2", &[]).await.unwrap();
+    let s = store.clone();
+    let err = tokio::task::spawn_blocking(move || s.flush_blocking()).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("gone"), "{err}");
+    assert!(store.failed());
+    assert_eq!(store.generation(), 1);
+}

@@ -5,11 +5,7 @@
 //!
 //! Every step of the interface is one transaction, committed before the method returns, so
 //! what a method acknowledged is as durable as the database's commit (with synchronous
-//! standbys, on them too). The exception is a lone audit append (`append_audit`): the
-//! chain takes one entry at a time per node, so it commits without waiting for the WAL
-//! (`synchronous_commit = off` on connections of its own) and [`Durability::flush`], which
-//! the caller runs before answering and which concurrent requests share, makes it durable
-//! and checks it is still there. Steps that
+//! standbys, on them too) and [`Durability::flush`] has nothing left to do. Steps that
 //! compare and swap lock the row they compare (`SELECT … FOR UPDATE`, or one `UPDATE …
 //! WHERE` the expected value), which orders them across nodes.
 //!
@@ -116,16 +112,6 @@ impl PgOptions {
 pub(super) struct Inner {
     pub(super) bridge: Bridge,
     pub(super) pool: Pool,
-    /// Connections whose commits do not wait for the WAL (`synchronous_commit = off`): the
-    /// audit appends, made durable by the [`Durability::flush`] that follows each.
-    pub(super) audit_pool: Pool,
-    /// One past the highest audit entry committed on `audit_pool`, and one past the highest
-    /// a flush has seen durable.
-    pub(super) audit_appended: AtomicU64,
-    audit_durable: AtomicU64,
-    /// Bumped when a flush finds that entries committed without waiting are gone (the
-    /// database restarted before its WAL reached the disk): the audit head is read again.
-    generation: AtomicU64,
     pub(super) node: String,
     options: PgOptions,
     failed: AtomicBool,
@@ -177,25 +163,21 @@ impl PgStore {
     /// this node's lock (refusing a node id another running process holds).
     pub fn open(options: PgOptions) -> Result<PgStore, StoreError> {
         let bridge = Bridge::new()?;
-        let pool = Self::pool(&options, options.config.clone(), options.pool_size)?;
-        // The audit chain's appends are one at a time per node (each names its
-        // predecessor); waiting for the WAL under the chain's lock would put every audited
-        // request of the node in one line behind the disk. Committed without waiting, they
-        // become durable at the flush before the reply, which many requests share.
-        let mut audit_config = options.config.clone();
-        let session = match audit_config.get_options() {
-            Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=off"),
-            _ => "-c synchronous_commit=off".to_owned(),
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match &options.tls {
+            None => Manager::from_config(options.config.clone(), tokio_postgres::NoTls, manager_config),
+            Some(tls) => Manager::from_config(options.config.clone(), bridge::tls(tls.clone()), manager_config),
         };
-        audit_config.options(&session);
-        let audit_pool = Self::pool(&options, audit_config, options.pool_size.clamp(1, 2))?;
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Db(format!("connection pool: {e}")))?;
         let inner = Inner {
             bridge,
             pool,
-            audit_pool,
-            audit_appended: AtomicU64::new(0),
-            audit_durable: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
             node: options.node_id.clone(),
             options,
             failed: AtomicBool::new(false),
@@ -228,57 +210,6 @@ impl PgStore {
             store.take_node_lock()?;
         }
         Ok(store)
-    }
-
-    fn pool(options: &PgOptions, config: Config, size: usize) -> Result<Pool, StoreError> {
-        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let manager = match &options.tls {
-            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
-            Some(tls) => Manager::from_config(config, bridge::tls(tls.clone()), manager_config),
-        };
-        Pool::builder(manager)
-            .max_size(size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(10)))
-            .create_timeout(Some(std::time::Duration::from_secs(10)))
-            .build()
-            .map_err(|e| StoreError::Db(format!("connection pool: {e}")))
-    }
-
-    /// Make the audit entries committed without waiting durable: one transaction that
-    /// writes to the WAL (a transactional logical message, which any role may emit; a
-    /// transaction that only takes an id writes none and is not flushed) commits
-    /// synchronously, which flushes the WAL up to its own commit and so past every
-    /// earlier one; in it, this node's highest entry is read, to
-    /// tell whether those entries are still there (a database that restarted before its
-    /// WAL reached the disk has lost them, and nothing was acknowledged on them).
-    fn make_audit_durable(&self) -> Result<(), StoreError> {
-        let want = self.inner.audit_appended.load(Ordering::SeqCst);
-        if want <= self.inner.audit_durable.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let highest: Option<i64> = self.run(async {
-            let c = self.inner.pool.get().await?;
-            let stmt = c
-                .prepare_cached(
-                    "SELECT pg_logical_emit_message(true, 'mcsd', 'audit flush')::text,
-                            (SELECT max(seq) FROM audit_entries WHERE node_id = $1)",
-                )
-                .await?;
-            Ok::<_, StoreError>(c.query_one(&stmt, &[&self.inner.node]).await?.get(1))
-        })?;
-        FLUSH_SYNCS.fetch_add(1, Ordering::Relaxed);
-        if highest.map_or(0, |h| h as u64 + 1) < want {
-            self.inner.generation.fetch_add(1, Ordering::SeqCst);
-            self.inner.failed.store(true, Ordering::SeqCst);
-            return Err(StoreError::Db(format!(
-                "audit entries of node {} up to {} were committed but are gone: the database restarted before they reached its disk",
-                self.inner.node,
-                want - 1
-            )));
-        }
-        self.inner.audit_durable.fetch_max(want, Ordering::SeqCst);
-        Ok(())
     }
 
     pub fn node_id(&self) -> &str {
@@ -415,10 +346,6 @@ impl PgStore {
             inner: Arc::new(Inner {
                 bridge: self.inner.bridge.clone(),
                 pool: self.inner.pool.clone(),
-                audit_pool: self.inner.audit_pool.clone(),
-                audit_appended: AtomicU64::new(0),
-                audit_durable: AtomicU64::new(0),
-                generation: AtomicU64::new(0),
                 node: node.to_owned(),
                 options: self.inner.options.clone(),
                 failed: AtomicBool::new(false),
@@ -468,21 +395,20 @@ impl PgStore {
 static FLUSH_SYNCS: AtomicU64 = AtomicU64::new(0);
 
 impl Durability for PgStore {
-    /// Every step but an audit append committed durably before it returned; the appends
-    /// are made durable here (see [`PgStore::make_audit_durable`]).
+    /// Every step committed before it returned: nothing is left to make durable.
     fn flush(&self) -> Flushing<'_> {
         Box::pin(async { self.flush_blocking() })
     }
 
-    /// What is refused is acknowledging anything while this node's lock is lost (another
-    /// process could be this node meanwhile), or while audit entries this node appended
-    /// are not known durable. A database error on some other step does not fail this one:
+    /// A step that returned `Ok` committed, so there is nothing to sync; what is refused is
+    /// acknowledging anything while this node's lock is lost (another process could be
+    /// this node meanwhile). A database error on some other step does not fail this one:
     /// answering a committed step with an error would only make callers retry what is done.
     fn flush_blocking(&self) -> Result<(), StoreError> {
-        if !self.node_lock_held() {
-            return Err(StoreError::Unavailable);
+        match self.node_lock_held() {
+            true => Ok(()),
+            false => Err(StoreError::Unavailable),
         }
-        self.make_audit_durable()
     }
 
     fn fsync_count(&self) -> u64 {
@@ -537,11 +463,10 @@ impl Durability for PgStore {
         Ok(true)
     }
 
-    /// Bumped only when audit entries committed without waiting were lost (see
-    /// [`PgStore::make_audit_durable`]); every other commit is either in the database or
-    /// was never acknowledged.
+    /// Nothing held in memory can go stale by a reconnection: a commit is either in the
+    /// database or was never acknowledged.
     fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::SeqCst)
+        0
     }
 
     fn close(&self) -> Result<(), StoreError> {

@@ -204,13 +204,8 @@ fn checkpoint_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<Checkpoint>, Stor
 }
 
 impl AuditStorage for PgStore {
-    /// Committed without waiting for the WAL; the caller's flush makes it durable.
     fn append_audit(&self, seq: u64, entry: &Entry) -> Result<bool, StoreError> {
-        let inserted = self.run(async { self.insert_entry(&self.inner.audit_pool.get().await?, seq, entry).await })?;
-        if inserted {
-            self.inner.audit_appended.fetch_max(seq + 1, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(inserted)
+        self.run(async { self.insert_entry(&self.inner.pool.get().await?, seq, entry).await })
     }
 
     fn audit_entries(&self, from: u64) -> Box<dyn Iterator<Item = Result<(u64, Entry), StoreError>>> {

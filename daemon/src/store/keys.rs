@@ -163,7 +163,7 @@ impl KeyStorage for Store {
 
     fn keys_ending(&self, after: i64, until: i64) -> Result<Vec<KeyRecord>, StoreError> {
         let mut out: Vec<KeyRecord> = Vec::new();
-        if until <= after || until < 0 {
+        if until <= after {
             return Ok(out);
         }
         let mut seen = std::collections::HashSet::new();
